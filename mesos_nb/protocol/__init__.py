@@ -1,0 +1,1 @@
+"""Wire protocol: typed Mesos v1 messages, RecordIO framing, resource arithmetic."""

@@ -1,0 +1,186 @@
+"""The agent channel: how agents and the master talk.
+
+One agent *process* opens one WebSocket to the master (``GET /api/v1/agent-channel``)
+and multiplexes every agent it hosts over it, the way libprocess multiplexes actors over
+one socket: ``mesos-nb local`` hosts a few agents, the scale benchmark 50,000 on a handful
+of descriptors. Each WebSocket text frame carries a JSON *array* of messages, so a sender
+coalesces whatever it queued in one event-loop turn into one frame. Every message names the
+agent it is for or from (``agent_id``; before registration, the process-local ``key``).
+
+Authentication: the agent sends ``Authorization: Bearer <secret>`` on the upgrade request
+(the master's ``--agent-secret``); TLS is ``wss://``. Neither changes the messages.
+
+Liveness: the master sends ``PING`` every ``agent_ping_timeout`` seconds; the agent process
+answers ``PONG``. After ``max_agent_ping_timeouts`` unanswered pings (or the socket
+closing), every agent on that channel is *disconnected*; agents that do not re-register
+within the same window are removed and their tasks reported ``TASK_LOST``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+
+from .messages import (
+    ID,
+    Attribute,
+    ExecutorInfo,
+    FrameworkInfo,
+    KillPolicy,
+    Resource,
+    TaskInfo,
+    TaskStatus,
+)
+
+
+class _Ch(msgspec.Struct, omit_defaults=True, kw_only=True, tag_field="type"):
+    pass
+
+
+# ------------------------------------------------------------------ agent -> master
+class TaskReport(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A task the agent already runs, reported when it (re-)registers."""
+
+    framework_id: str
+    task: TaskInfo
+    state: str
+    executor_id: str | None = None
+    framework: FrameworkInfo | None = None
+
+
+class RegisterAgent(_Ch, tag="REGISTER"):
+    key: str  # unique within the channel; echoed back in REGISTERED
+    hostname: str
+    port: int  # the agent's HTTP port (/state, /files, /api/v1/executor)
+    resources: list[Resource]
+    attributes: list[Attribute] = []
+    agent_id: str | None = None  # set when re-registering (agent restart, master failover)
+    version: str | None = None
+    tasks: list[TaskReport] = []
+
+
+class StatusUpdate(_Ch, tag="STATUS_UPDATE"):
+    """A reliable task status update (has ``status.uuid``); retried until ACK."""
+
+    agent_id: str
+    framework_id: str
+    status: TaskStatus
+
+
+class ExecutorExited(_Ch, tag="EXECUTOR_EXITED"):
+    agent_id: str
+    framework_id: str
+    executor_id: str
+    status: int  # raw wait status, as Mesos reports it in FAILURE
+
+
+class ExecutorToFramework(_Ch, tag="EXECUTOR_MESSAGE"):
+    agent_id: str
+    framework_id: str
+    executor_id: str
+    data: bytes
+
+
+class UnregisterAgent(_Ch, tag="UNREGISTER"):
+    """Graceful agent shutdown: its tasks are gone and the master should say so now."""
+
+    agent_id: str
+
+
+class Pong(_Ch, tag="PONG"):
+    seq: int = 0
+
+
+# ------------------------------------------------------------------ master -> agent
+class AgentRegistered(_Ch, tag="REGISTERED"):
+    key: str
+    agent_id: str
+    master_id: str
+
+
+class RunTask(_Ch, tag="RUN_TASK"):
+    """LAUNCH (``task``) or LAUNCH_GROUP (``task_group`` with ``executor``)."""
+
+    agent_id: str
+    framework: FrameworkInfo  # with id set
+    task: TaskInfo | None = None
+    executor: ExecutorInfo | None = None
+    task_group: list[TaskInfo] = []
+
+
+class KillTask(_Ch, tag="KILL_TASK"):
+    agent_id: str
+    framework_id: str
+    task_id: str
+    kill_policy: KillPolicy | None = None
+
+
+class AckUpdate(_Ch, tag="ACK"):
+    agent_id: str
+    framework_id: str
+    task_id: str
+    uuid: bytes
+
+
+class ShutdownFramework(_Ch, tag="SHUTDOWN_FRAMEWORK"):
+    agent_id: str
+    framework_id: str
+
+
+class ShutdownExecutor(_Ch, tag="SHUTDOWN_EXECUTOR"):
+    agent_id: str
+    framework_id: str
+    executor_id: str
+
+
+class FrameworkToExecutor(_Ch, tag="FRAMEWORK_MESSAGE"):
+    agent_id: str
+    framework_id: str
+    executor_id: str
+    data: bytes
+
+
+class Ping(_Ch, tag="PING"):
+    seq: int = 0
+
+
+class Refused(_Ch, tag="REFUSED"):
+    """The master will not take this agent (bad registration); ``message`` says why."""
+
+    key: str
+    message: str
+
+
+ToMaster = Union[RegisterAgent, StatusUpdate, ExecutorExited, ExecutorToFramework, UnregisterAgent, Pong]
+ToAgent = Union[
+    AgentRegistered,
+    RunTask,
+    KillTask,
+    AckUpdate,
+    ShutdownFramework,
+    ShutdownExecutor,
+    FrameworkToExecutor,
+    Ping,
+    Refused,
+]
+
+_enc = msgspec.json.Encoder()
+_dec_to_master = msgspec.json.Decoder(list[ToMaster])
+_dec_to_agent = msgspec.json.Decoder(list[ToAgent])
+
+
+def encode_frame(msgs: list[Any]) -> bytes:
+    return _enc.encode(msgs)
+
+
+def decode_to_master(frame: bytes | str) -> list[Any]:
+    return _dec_to_master.decode(frame)
+
+
+def decode_to_agent(frame: bytes | str) -> list[Any]:
+    return _dec_to_agent.decode(frame)
+
+
+# Unused import guard for re-export convenience.
+_ = ID

@@ -1,0 +1,487 @@
+"""Typed Mesos v1 messages, JSON-encoded exactly as Mesos encodes protobuf.
+
+Why msgspec structs: decoding enforces proto2 ``required`` fields and types with a
+message that names the field, ignores unknown fields (as stout's JSON parser does), maps
+``bytes`` fields to base64, and is fast enough for the launch hot path. Fields whose inner
+shape mesos-nb only passes through (containers, health checks, labels…) are typed ``Any``
+so that nothing a framework sends is lost on the way to its executor.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from msgspec import Struct, field
+
+
+class _Msg(Struct, omit_defaults=True, kw_only=True):
+    """Base: omit unset optionals on the wire, keyword construction."""
+
+
+class ID(_Msg):
+    value: str
+
+
+# Mesos has one wrapper message per kind of id; on the wire they are all {"value": ...}.
+FrameworkID = AgentID = OfferID = TaskID = ExecutorID = ContainerID = ID
+
+
+# --------------------------------------------------------------------------- values
+class Scalar(_Msg):
+    value: float
+
+
+class Range(_Msg):
+    begin: int
+    end: int
+
+
+class Ranges(_Msg):
+    range: list[Range] = []
+
+
+class ValueSet(_Msg):
+    item: list[str] = []
+
+
+class Text(_Msg):
+    value: str
+
+
+class AllocationInfo(_Msg):
+    role: str | None = None
+
+
+ResourceType = Literal["SCALAR", "RANGES", "SET"]
+
+
+class Resource(_Msg):
+    name: str
+    type: ResourceType
+    scalar: Scalar | None = None
+    ranges: Ranges | None = None
+    set: ValueSet | None = None
+    role: str | None = None
+    allocation_info: AllocationInfo | None = None
+    reservation: Any = None
+    reservations: list[Any] | None = None
+    disk: Any = None
+    revocable: Any = None
+    shared: Any = None
+    provider_id: Any = None
+
+
+class Attribute(_Msg):
+    name: str
+    type: Literal["SCALAR", "RANGES", "SET", "TEXT"]
+    scalar: Scalar | None = None
+    ranges: Ranges | None = None
+    set: ValueSet | None = None
+    text: Text | None = None
+
+
+class DurationInfo(_Msg):
+    nanoseconds: int
+
+
+class Capability(_Msg):
+    type: str | None = None
+
+
+# --------------------------------------------------------------------------- frameworks
+class FrameworkInfo(_Msg):
+    user: str
+    name: str
+    id: ID | None = None
+    failover_timeout: float = 0.0
+    checkpoint: bool = False
+    role: str | None = None
+    roles: list[str] = []
+    hostname: str | None = None
+    principal: str | None = None
+    webui_url: str | None = None
+    capabilities: list[Capability] = []
+    labels: Any = None
+    offer_filters: Any = None
+
+    def all_roles(self) -> list[str]:
+        """MULTI_ROLE frameworks use ``roles``; others the deprecated ``role`` (default "*")."""
+        if self.roles:
+            return list(self.roles)
+        return [self.role or "*"]
+
+    def has_capability(self, name: str) -> bool:
+        return any(c.type == name for c in self.capabilities)
+
+
+# --------------------------------------------------------------------------- tasks
+class EnvironmentVariable(_Msg):
+    name: str
+    type: str | None = None
+    value: str | None = None
+    secret: Any = None
+
+
+class Environment(_Msg):
+    variables: list[EnvironmentVariable] = []
+
+
+class CommandInfo(_Msg):
+    value: str | None = None
+    shell: bool = True
+    arguments: list[str] = []
+    uris: list[Any] = []
+    environment: Environment | None = None
+    user: str | None = None
+
+
+class KillPolicy(_Msg):
+    grace_period: DurationInfo | None = None
+
+
+class ExecutorInfo(_Msg):
+    executor_id: ID
+    type: str | None = None
+    framework_id: ID | None = None
+    command: CommandInfo | None = None
+    container: Any = None
+    resources: list[Resource] = []
+    name: str | None = None
+    source: str | None = None
+    data: bytes | None = None
+    discovery: Any = None
+    shutdown_grace_period: DurationInfo | None = None
+    labels: Any = None
+
+
+class TaskInfo(_Msg):
+    name: str
+    task_id: ID
+    agent_id: ID
+    resources: list[Resource] = []
+    executor: ExecutorInfo | None = None
+    command: CommandInfo | None = None
+    container: Any = None
+    health_check: Any = None
+    check: Any = None
+    kill_policy: KillPolicy | None = None
+    data: bytes | None = None
+    labels: Any = None
+    discovery: Any = None
+    max_completion_time: DurationInfo | None = None
+    limits: dict[str, Any] | None = None
+
+
+TaskState = Literal[
+    "TASK_STAGING",
+    "TASK_STARTING",
+    "TASK_RUNNING",
+    "TASK_KILLING",
+    "TASK_FINISHED",
+    "TASK_FAILED",
+    "TASK_KILLED",
+    "TASK_ERROR",
+    "TASK_LOST",
+    "TASK_DROPPED",
+    "TASK_UNREACHABLE",
+    "TASK_GONE",
+    "TASK_GONE_BY_OPERATOR",
+    "TASK_UNKNOWN",
+]
+
+TERMINAL_STATES: frozenset[str] = frozenset(
+    {
+        "TASK_FINISHED",
+        "TASK_FAILED",
+        "TASK_KILLED",
+        "TASK_ERROR",
+        "TASK_LOST",
+        "TASK_DROPPED",
+        "TASK_GONE",
+        "TASK_GONE_BY_OPERATOR",
+    }
+)
+
+
+def is_terminal(state: str) -> bool:
+    return state in TERMINAL_STATES
+
+
+class TaskStatus(_Msg):
+    task_id: ID
+    state: TaskState
+    message: str | None = None
+    source: Literal["SOURCE_MASTER", "SOURCE_AGENT", "SOURCE_EXECUTOR"] | None = None
+    reason: str | None = None
+    data: bytes | None = None
+    agent_id: ID | None = None
+    executor_id: ID | None = None
+    timestamp: float | None = None
+    uuid: bytes | None = None
+    healthy: bool | None = None
+    check_status: Any = None
+    labels: Any = None
+    container_status: Any = None
+    unreachable_time: Any = None
+    limitation: Any = None
+
+
+class Filters(_Msg):
+    refuse_seconds: float = 5.0
+
+
+class Offer(_Msg):
+    id: ID
+    framework_id: ID
+    agent_id: ID
+    hostname: str
+    url: Any = None
+    domain: Any = None
+    resources: list[Resource] = []
+    attributes: list[Attribute] = []
+    executor_ids: list[ID] = []
+    allocation_info: AllocationInfo | None = None
+
+
+# --------------------------------------------------------------------------- operations
+class Launch(_Msg):
+    task_infos: list[TaskInfo] = []
+
+
+class TaskGroupInfo(_Msg):
+    tasks: list[TaskInfo] = []
+
+
+class LaunchGroup(_Msg):
+    executor: ExecutorInfo
+    task_group: TaskGroupInfo
+
+
+class Reserve(_Msg):
+    resources: list[Resource] = []
+    source: list[Resource] | None = None
+
+
+class Unreserve(_Msg):
+    resources: list[Resource] = []
+
+
+class Operation(_Msg):
+    type: str | None = None
+    id: Any = None
+    launch: Launch | None = None
+    launch_group: LaunchGroup | None = None
+    reserve: Reserve | None = None
+    unreserve: Unreserve | None = None
+    create: Any = None
+    destroy: Any = None
+
+
+# --------------------------------------------------------------------------- scheduler calls
+class Subscribe(_Msg):
+    framework_info: FrameworkInfo
+    suppressed_roles: list[str] = []
+    offer_constraints: Any = None
+
+
+class Accept(_Msg):
+    offer_ids: list[ID] = []
+    operations: list[Operation] = []
+    filters: Filters | None = None
+
+
+class Decline(_Msg):
+    offer_ids: list[ID] = []
+    filters: Filters | None = None
+
+
+class Roles(_Msg):
+    roles: list[str] = []
+
+
+class Kill(_Msg):
+    task_id: ID
+    agent_id: ID | None = None
+    kill_policy: KillPolicy | None = None
+
+
+class Shutdown(_Msg):
+    executor_id: ID
+    agent_id: ID
+
+
+class Acknowledge(_Msg):
+    agent_id: ID
+    task_id: ID
+    uuid: bytes
+
+
+class ReconcileTask(_Msg):
+    task_id: ID
+    agent_id: ID | None = None
+
+
+class Reconcile(_Msg):
+    tasks: list[ReconcileTask] = []
+
+
+class Message(_Msg):
+    agent_id: ID
+    executor_id: ID
+    data: bytes
+
+
+CALL_TYPES: frozenset[str] = frozenset(
+    {
+        "SUBSCRIBE",
+        "TEARDOWN",
+        "ACCEPT",
+        "DECLINE",
+        "ACCEPT_INVERSE_OFFERS",
+        "DECLINE_INVERSE_OFFERS",
+        "REVIVE",
+        "KILL",
+        "SHUTDOWN",
+        "ACKNOWLEDGE",
+        "ACKNOWLEDGE_OPERATION_STATUS",
+        "RECONCILE",
+        "RECONCILE_OPERATIONS",
+        "MESSAGE",
+        "REQUEST",
+        "SUPPRESS",
+        "UPDATE_FRAMEWORK",
+        "UNKNOWN",
+    }
+)
+
+
+class Call(_Msg):
+    type: str | None = None
+    framework_id: ID | None = None
+    subscribe: Subscribe | None = None
+    accept: Accept | None = None
+    decline: Decline | None = None
+    revive: Roles | None = None
+    suppress: Roles | None = None
+    kill: Kill | None = None
+    shutdown: Shutdown | None = None
+    acknowledge: Acknowledge | None = None
+    reconcile: Reconcile | None = None
+    message: Message | None = None
+    request: Any = None
+    update_framework: Any = None
+    accept_inverse_offers: Any = None
+    decline_inverse_offers: Any = None
+    acknowledge_operation_status: Any = None
+    reconcile_operations: Any = None
+
+
+# --------------------------------------------------------------------------- scheduler events
+class MasterAddress(_Msg):
+    hostname: str | None = None
+    ip: str | None = None
+    port: int | None = None
+
+
+class MasterInfo(_Msg):
+    id: str
+    ip: int
+    port: int = 5050
+    pid: str | None = None
+    hostname: str | None = None
+    version: str | None = None
+    address: MasterAddress | None = None
+    capabilities: list[Capability] = []
+
+
+class Subscribed(_Msg):
+    framework_id: ID
+    heartbeat_interval_seconds: float | None = None
+    master_info: MasterInfo | None = None
+
+
+class Offers(_Msg):
+    offers: list[Offer] = []
+
+
+class Rescind(_Msg):
+    offer_id: ID
+
+
+class Update(_Msg):
+    status: TaskStatus
+
+
+class EventMessage(_Msg):
+    agent_id: ID
+    executor_id: ID
+    data: bytes
+
+
+class Failure(_Msg):
+    agent_id: ID | None = None
+    executor_id: ID | None = None
+    status: int | None = None
+
+
+class Error(_Msg):
+    message: str
+
+
+class Event(_Msg):
+    type: str
+    subscribed: Subscribed | None = None
+    offers: Offers | None = None
+    rescind: Rescind | None = None
+    update: Update | None = None
+    message: EventMessage | None = None
+    failure: Failure | None = None
+    error: Error | None = None
+
+
+# --------------------------------------------------------------------------- codec
+_encoder = msgspec.json.Encoder()
+
+
+def encode(msg: Any) -> bytes:
+    return _encoder.encode(msg)
+
+
+class ProtocolError(ValueError):
+    """A message failed to decode or validate; ``str()`` is safe to send back to the client."""
+
+
+_decoders: dict[type, msgspec.json.Decoder] = {}
+
+
+def decode(data: bytes | str, typ: type) -> Any:
+    """Decode JSON into ``typ`` with Mesos-like error sentences."""
+    dec = _decoders.get(typ)
+    if dec is None:
+        dec = _decoders[typ] = msgspec.json.Decoder(typ)
+    try:
+        return dec.decode(data)
+    except msgspec.ValidationError as e:
+        text = str(e)
+        if text.startswith("Object missing required field"):
+            raise ProtocolError("Missing required fields: " + text.split("Object missing required field ", 1)[1]) from None
+        raise ProtocolError("Failed to validate: " + text) from None
+    except msgspec.DecodeError as e:
+        raise ProtocolError(f"Failed to parse JSON: {e}") from None
+
+
+def convert(obj: Any, typ: type) -> Any:
+    """Like :func:`decode` but from already-parsed Python objects."""
+    try:
+        return msgspec.convert(obj, typ)
+    except msgspec.ValidationError as e:
+        raise ProtocolError("Failed to validate: " + str(e)) from None
+
+
+def to_builtins(msg: Any) -> Any:
+    return msgspec.to_builtins(msg)
+
+
+__all__ = [n for n in dir() if not n.startswith("_")]
+_ = field  # re-exported for subclasses

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine with Python 3.11, then
+# runs it. Arguments go to pytest. CI runs exactly this (see .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[test.sh] %s\n' "$*"; }
+
+# --- system packages: ZooKeeper for the HA tests (run by the fixtures on a free port)
+if ! [ -x /usr/share/zookeeper/bin/zkServer.sh ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  log "installing the Debian package zookeeper"
+  if ! ($SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq zookeeper >/dev/null); then
+    log "WARNING: could not install zookeeper; ZooKeeper tests will be skipped"
+  fi
+fi
+
+# --- the project, in its own virtualenv
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+log "installing mesos-nb with its test extras"
+.venv/bin/python -m pip install -q -e '.[test]'
+
+# --- pymesos 0.3.15 needs CPython 3.10 (its http-parser does not build on 3.11+)
+PY310=""
+if python3.10 --version >/dev/null 2>&1; then PY310=$(command -v python3.10); fi
+if [ -z "$PY310" ] && command -v pyenv >/dev/null; then
+  v=$(pyenv versions --bare | grep -E '^3\.10' | tail -1 || true)
+  [ -n "$v" ] && PY310="$(pyenv root)/versions/$v/bin/python3.10"
+fi
+if [ -n "$PY310" ] && [ -x "$PY310" ]; then
+  if ! [ -x .venv-pymesos/bin/python ] || ! .venv-pymesos/bin/python -c 'import pymesos' 2>/dev/null; then
+    log "creating the CPython 3.10 virtualenv for pymesos"
+    "$PY310" -m venv .venv-pymesos
+    .venv-pymesos/bin/python -m pip install -q 'pymesos==0.3.15'
+  fi
+else
+  log "WARNING: no CPython 3.10 found; pymesos compatibility tests will be skipped"
+fi
+
+log "ruff"
+.venv/bin/ruff check mesos_nb tests bench
+log "pytest"
+exec .venv/bin/python -m pytest "$@"
