@@ -1,0 +1,616 @@
+"""Resource arithmetic: the value type the master, agents and the allocator share.
+
+A :class:`Resources` is an immutable bag of named resources, each either unreserved
+(role ``"*"``) or statically reserved for one role. Three kinds, as in Mesos:
+
+* scalars (``cpus``, ``mem``, ``disk``, ``gpus``, custom), kept as integer *thousandths*
+  because Mesos gives scalars three decimal digits of precision; so ``0.1 + 0.2`` is
+  exactly ``0.3`` here and repeated add/sub never drifts;
+* ranges (``ports``), kept as a sorted tuple of disjoint, non-adjacent ``(begin, end)``;
+* sets, kept as a ``frozenset`` of strings.
+
+Every component is keyed by ``(name, role)`` in a flat dict, which keeps the allocator's
+many ``+``, ``-`` and ``contains`` per cycle cheap. Empty components are never stored, so
+two equal bags always have equal dicts.
+
+Text syntax is the agent's ``--resources`` flag (``cpus:4;mem:8192;ports:[31000-32000]``,
+``cpus(ads):2`` for a static reservation); a JSON array of Resource objects is accepted too.
+Only static reservations are modelled: dynamic reservations, disk info, revocable and shared
+markers on incoming protobufs are dropped (the role they are reserved for is kept).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from . import messages
+
+__all__ = ["Resources", "ResourceParseError"]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-/]+$")
+_MAX_MILLIS = 2**62
+
+
+class ResourceParseError(ValueError):
+    """A resource string or protobuf was invalid; ``str()`` is one readable sentence."""
+
+
+Key = tuple[str, str]  # (name, role)
+
+
+def _valid_role(role: str) -> str | None:
+    """Return why ``role`` is not a valid role name, or None if it is fine."""
+    if role == "*":
+        return None
+    if not role:
+        return "role name is empty"
+    if role.startswith("/") or role.endswith("/"):
+        return f"role '{role}' must not start or end with '/'"
+    for part in role.split("/"):
+        if part in ("", ".", ".."):
+            return f"role '{role}' has an invalid component '{part}'"
+        if part.startswith("-"):
+            return f"role '{role}' must not start with '-'"
+        if part == "*":
+            return f"role '{role}' must not contain '*' as a component"
+    for ch in role:
+        if ch.isspace() or ch in "()\\\x08" or ord(ch) < 32:
+            return f"role '{role}' contains an invalid character {ch!r}"
+    return None
+
+
+def _fmt_millis(m: int) -> str:
+    if m % 1000 == 0:
+        return str(m // 1000)
+    return f"{m / 1000:.3f}".rstrip("0").rstrip(".")
+
+
+def _merge_ranges(items: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Sort and coalesce overlapping or adjacent ranges."""
+    out: list[list[int]] = []
+    for b, e in sorted(items):
+        if out and b <= out[-1][1] + 1:
+            if e > out[-1][1]:
+                out[-1][1] = e
+        else:
+            out.append([b, e])
+    return tuple((b, e) for b, e in out)
+
+
+def _sub_ranges(
+    a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]
+) -> tuple[tuple[int, int], ...]:
+    """a minus b; both sorted and coalesced."""
+    out: list[tuple[int, int]] = []
+    j = 0
+    nb = len(b)
+    for lo, hi in a:
+        cur = lo
+        while j < nb and b[j][1] < cur:
+            j += 1
+        k = j
+        while k < nb and b[k][0] <= hi:
+            bb, be = b[k]
+            if bb > cur:
+                out.append((cur, bb - 1))
+            cur = max(cur, be + 1)
+            if cur > hi:
+                break
+            k += 1
+        if cur <= hi:
+            out.append((cur, hi))
+    return tuple(out)
+
+
+def _ranges_contain(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) -> bool:
+    """Every range of b lies inside one range of a (a coalesced, so this is exact)."""
+    i = 0
+    na = len(a)
+    for lo, hi in b:
+        while i < na and a[i][1] < lo:
+            i += 1
+        if i == na or a[i][0] > lo or a[i][1] < hi:
+            return False
+    return True
+
+
+def _fmt_ranges(r: tuple[tuple[int, int], ...], sep: str) -> str:
+    return "[" + sep.join(f"{b}-{e}" for b, e in r) + "]"
+
+
+def _fmt_set(s: frozenset[str], sep: str) -> str:
+    return "{" + sep.join(sorted(s)) + "}"
+
+
+def _ancestors(role: str) -> list[str]:
+    """``eng/backend/x`` -> [``eng/backend/x``, ``eng/backend``, ``eng``]."""
+    out = [role]
+    while "/" in role:
+        role = role.rsplit("/", 1)[0]
+        out.append(role)
+    return out
+
+
+class Resources:
+    """Immutable bag of resources. See the module docstring for the representation."""
+
+    __slots__ = ("_s", "_r", "_t")
+
+    _s: dict[Key, int]
+    _r: dict[Key, tuple[tuple[int, int], ...]]
+    _t: dict[Key, frozenset[str]]
+
+    def __init__(self) -> None:
+        self._s = {}
+        self._r = {}
+        self._t = {}
+
+    @classmethod
+    def _make(
+        cls,
+        s: dict[Key, int],
+        r: dict[Key, tuple[tuple[int, int], ...]],
+        t: dict[Key, frozenset[str]],
+    ) -> Resources:
+        obj = object.__new__(cls)
+        obj._s = s
+        obj._r = r
+        obj._t = t
+        return obj
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def scalars_of(cls, role: str = "*", **values: float) -> Resources:
+        """Convenience: ``Resources.scalars_of(cpus=1, mem=128)``."""
+        s: dict[Key, int] = {}
+        for name, v in values.items():
+            m = _to_millis(float(v), f"{name}:{v}", str(v))
+            if m:
+                s[(name, role)] = m
+        return cls._make(s, {}, {})
+
+    @classmethod
+    def parse(cls, text: str, default_role: str = "*") -> Resources:
+        """Parse the agent ``--resources`` syntax or a JSON array of Resource objects."""
+        if not isinstance(text, str):
+            raise ResourceParseError(f"Bad resources {text!r}: expected a string")
+        stripped = text.strip()
+        if stripped.startswith("[") or stripped.startswith("{"):
+            return cls._parse_json(stripped)
+        why = _valid_role(default_role)
+        if why:
+            raise ResourceParseError(f"Bad default role: {why}")
+        s: dict[Key, int] = {}
+        r: dict[Key, tuple[tuple[int, int], ...]] = {}
+        t: dict[Key, frozenset[str]] = {}
+        kinds: dict[str, str] = {}
+        for token in stripped.split(";"):
+            token = token.strip()
+            if not token:
+                continue
+            name, role, kind, value = _parse_token(token, default_role)
+            prev = kinds.setdefault(name, kind)
+            if prev != kind:
+                raise ResourceParseError(
+                    f"Bad resource '{token}': '{name}' was already given as a {prev} resource"
+                )
+            key = (name, role)
+            if kind == "SCALAR":
+                if value:
+                    s[key] = s.get(key, 0) + value
+            elif kind == "RANGES":
+                if value:
+                    r[key] = _merge_ranges(r.get(key, ()) + value)
+            else:
+                if value:
+                    t[key] = t.get(key, frozenset()) | value
+        return cls._make(s, r, t)
+
+    @classmethod
+    def _parse_json(cls, text: str) -> Resources:
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise ResourceParseError(f"Bad resources JSON: {e}") from None
+        if not isinstance(data, list):
+            raise ResourceParseError("Bad resources JSON: expected an array of Resource objects")
+        try:
+            items = messages.convert(data, list[messages.Resource])
+        except messages.ProtocolError as e:
+            raise ResourceParseError(f"Bad resources JSON: {e}") from None
+        return cls.from_proto(items)
+
+    @classmethod
+    def from_proto(cls, items: Iterable[messages.Resource]) -> Resources:
+        """Build from v1 Resource messages, validating each one."""
+        s: dict[Key, int] = {}
+        r: dict[Key, tuple[tuple[int, int], ...]] = {}
+        t: dict[Key, frozenset[str]] = {}
+        kinds: dict[str, str] = {}
+        for res in items:
+            name = res.name
+            if not name or not _NAME_RE.match(name):
+                raise ResourceParseError(f"Resource name {name!r} is not valid")
+            role = _proto_role(res)
+            why = _valid_role(role)
+            if why:
+                raise ResourceParseError(f"Resource '{name}' has a bad role: {why}")
+            prev = kinds.setdefault(name, res.type)
+            if prev != res.type:
+                raise ResourceParseError(
+                    f"Resource '{name}' is given as both {prev} and {res.type}"
+                )
+            key = (name, role)
+            if res.type == "SCALAR":
+                if res.scalar is None or res.ranges is not None or res.set is not None:
+                    raise ResourceParseError(
+                        f"Resource '{name}' of type SCALAR must have only a scalar value"
+                    )
+                v = res.scalar.value
+                m = _to_millis(v, name, repr(v), proto=True)
+                if m:
+                    s[key] = s.get(key, 0) + m
+            elif res.type == "RANGES":
+                if res.ranges is None or res.scalar is not None or res.set is not None:
+                    raise ResourceParseError(
+                        f"Resource '{name}' of type RANGES must have only a ranges value"
+                    )
+                rr = []
+                for rg in res.ranges.range:
+                    if rg.begin < 0 or rg.end < 0:
+                        raise ResourceParseError(
+                            f"Resource '{name}' has a negative range {rg.begin}-{rg.end}"
+                        )
+                    if rg.begin > rg.end:
+                        raise ResourceParseError(
+                            f"Resource '{name}' has range {rg.begin}-{rg.end} whose begin is greater than its end"
+                        )
+                    rr.append((rg.begin, rg.end))
+                if rr:
+                    r[key] = _merge_ranges(list(r.get(key, ())) + rr)
+            elif res.type == "SET":
+                if res.set is None or res.scalar is not None or res.ranges is not None:
+                    raise ResourceParseError(
+                        f"Resource '{name}' of type SET must have only a set value"
+                    )
+                items_ = res.set.item
+                if len(set(items_)) != len(items_):
+                    raise ResourceParseError(f"Resource '{name}' has duplicate set items")
+                if items_:
+                    t[key] = t.get(key, frozenset()) | frozenset(items_)
+            else:  # pragma: no cover - msgspec Literal already rejects others
+                raise ResourceParseError(f"Resource '{name}' has unknown type {res.type!r}")
+        return cls._make(s, r, t)
+
+    def to_proto(self, allocation_role: str | None = None) -> list[messages.Resource]:
+        out: list[messages.Resource] = []
+        alloc = messages.AllocationInfo(role=allocation_role) if allocation_role is not None else None
+
+        def _common(name: str, role: str) -> dict[str, Any]:
+            kw: dict[str, Any] = {"name": name, "role": role, "allocation_info": alloc}
+            if role != "*":
+                kw["reservations"] = [{"type": "STATIC", "role": role}]
+            return kw
+
+        for (name, role), m in self._s.items():
+            out.append(
+                messages.Resource(
+                    type="SCALAR", scalar=messages.Scalar(value=m / 1000), **_common(name, role)
+                )
+            )
+        for (name, role), rr in self._r.items():
+            out.append(
+                messages.Resource(
+                    type="RANGES",
+                    ranges=messages.Ranges(range=[messages.Range(begin=b, end=e) for b, e in rr]),
+                    **_common(name, role),
+                )
+            )
+        for (name, role), items in self._t.items():
+            out.append(
+                messages.Resource(
+                    type="SET", set=messages.ValueSet(item=sorted(items)), **_common(name, role)
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ arithmetic
+    def __add__(self, other: Resources) -> Resources:
+        if not isinstance(other, Resources):
+            return NotImplemented
+        if not (other._s or other._r or other._t):
+            return self
+        if not (self._s or self._r or self._t):
+            return other
+        s = self._s.copy()
+        for k, v in other._s.items():
+            s[k] = s.get(k, 0) + v
+        r = self._r
+        if other._r:
+            r = r.copy()
+            for k, v in other._r.items():
+                cur = r.get(k)
+                r[k] = _merge_ranges(cur + v) if cur else v
+        t = self._t
+        if other._t:
+            t = t.copy()
+            for k, v in other._t.items():
+                cur = t.get(k)
+                t[k] = cur | v if cur else v
+        return Resources._make(s, r, t)
+
+    def __sub__(self, other: Resources) -> Resources:
+        if not isinstance(other, Resources):
+            return NotImplemented
+        if not (other._s or other._r or other._t):
+            return self
+        s = self._s.copy()
+        for k, v in other._s.items():
+            cur = s.get(k)
+            if cur is not None:
+                if cur > v:
+                    s[k] = cur - v
+                else:
+                    del s[k]
+        r = self._r
+        if other._r:
+            r = r.copy()
+            for k, v in other._r.items():
+                cur = r.get(k)
+                if cur:
+                    left = _sub_ranges(cur, v)
+                    if left:
+                        r[k] = left
+                    else:
+                        del r[k]
+        t = self._t
+        if other._t:
+            t = t.copy()
+            for k, v in other._t.items():
+                cur = t.get(k)
+                if cur:
+                    left = cur - v
+                    if left:
+                        t[k] = left
+                    else:
+                        del t[k]
+        return Resources._make(s, r, t)
+
+    def intersection(self, other: Resources) -> Resources:
+        """Component-wise minimum / intersection (``a - (a - b)``)."""
+        return self - (self - other)
+
+    __and__ = intersection
+
+    def contains(self, other: Resources) -> bool:
+        """True when ``self >= other`` for every (name, role) component."""
+        s = self._s
+        for k, v in other._s.items():
+            if s.get(k, 0) < v:
+                return False
+        if other._r:
+            r = self._r
+            for k, v in other._r.items():
+                cur = r.get(k)
+                if not cur or not _ranges_contain(cur, v):
+                    return False
+        if other._t:
+            t = self._t
+            for k, v in other._t.items():
+                cur = t.get(k)
+                if not cur or not v <= cur:
+                    return False
+        return True
+
+    def __bool__(self) -> bool:
+        return bool(self._s or self._r or self._t)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Resources):
+            return NotImplemented
+        return self._s == other._s and self._r == other._r and self._t == other._t
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Resources({str(self)!r})"
+
+    def __str__(self) -> str:
+        parts: list[str] = []
+
+        def _label(name: str, role: str) -> str:
+            return name if role == "*" else f"{name}({role})"
+
+        for (name, role), m in self._s.items():
+            parts.append(f"{_label(name, role)}:{_fmt_millis(m)}")
+        for (name, role), rr in self._r.items():
+            parts.append(f"{_label(name, role)}:{_fmt_ranges(rr, ',')}")
+        for (name, role), items in self._t.items():
+            parts.append(f"{_label(name, role)}:{_fmt_set(items, ',')}")
+        return ";".join(parts)
+
+    # ------------------------------------------------------------------ queries
+    def scalar(self, name: str) -> float:
+        return sum(v for (n, _), v in self._s.items() if n == name) / 1000
+
+    def scalar_millis(self) -> dict[str, int]:
+        """name -> total thousandths over all roles (the allocator's fast path)."""
+        out: dict[str, int] = {}
+        for (n, _), v in self._s.items():
+            out[n] = out.get(n, 0) + v
+        return out
+
+    def scalars(self) -> dict[str, float]:
+        return {n: v / 1000 for n, v in self.scalar_millis().items()}
+
+    def names(self) -> set[str]:
+        return {k[0] for k in self._s} | {k[0] for k in self._r} | {k[0] for k in self._t}
+
+    def ranges(self, name: str) -> list[tuple[int, int]]:
+        """All ranges of ``name`` over all roles, coalesced."""
+        return list(_merge_ranges(x for (n, _), rr in self._r.items() if n == name for x in rr))
+
+    def set_items(self, name: str) -> frozenset[str]:
+        out: frozenset[str] = frozenset()
+        for (n, _), items in self._t.items():
+            if n == name:
+                out |= items
+        return out
+
+    def _filter(self, pred) -> Resources:
+        return Resources._make(
+            {k: v for k, v in self._s.items() if pred(k[1])},
+            {k: v for k, v in self._r.items() if pred(k[1])},
+            {k: v for k, v in self._t.items() if pred(k[1])},
+        )
+
+    def unreserved(self) -> Resources:
+        return self._filter(lambda role: role == "*")
+
+    def reserved(self, role: str | None = None) -> Resources:
+        if role is None:
+            return self._filter(lambda r: r != "*")
+        return self._filter(lambda r: r == role)
+
+    def roles(self) -> set[str]:
+        """Roles with reservations in this bag (``"*"`` is not a role)."""
+        return {k[1] for d in (self._s, self._r, self._t) for k in d if k[1] != "*"}
+
+    def is_unreserved(self) -> bool:
+        return all(k[1] == "*" for d in (self._s, self._r, self._t) for k in d)
+
+    def allocatable_to(self, role: str) -> Resources:
+        """Unreserved plus what is reserved for ``role`` or one of its ancestors."""
+        ok = set(_ancestors(role))
+        ok.add("*")
+        return self._filter(lambda r: r in ok)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``/master/state`` resource summary object."""
+        out: dict[str, Any] = {"cpus": 0.0, "gpus": 0.0, "mem": 0.0, "disk": 0.0}
+        for n, v in self.scalar_millis().items():
+            out[n] = v / 1000
+        for n in dict.fromkeys(k[0] for k in self._r):
+            out[n] = _fmt_ranges(tuple(self.ranges(n)), ", ")
+        for n in dict.fromkeys(k[0] for k in self._t):
+            out[n] = _fmt_set(self.set_items(n), ", ")
+        return out
+
+    def pick_ports(self, count: int, name: str = "ports") -> Resources:
+        """The first ``count`` values of the ``name`` ranges (roles kept)."""
+        if count < 0:
+            raise ValueError("count must not be negative")
+        need = count
+        r: dict[Key, tuple[tuple[int, int], ...]] = {}
+        for key, rr in self._r.items():
+            if key[0] != name or need == 0:
+                continue
+            got: list[tuple[int, int]] = []
+            for b, e in rr:
+                if need == 0:
+                    break
+                take = min(need, e - b + 1)
+                got.append((b, b + take - 1))
+                need -= take
+            if got:
+                r[key] = tuple(got)
+        if need:
+            raise ValueError(f"only {count - need} of the {count} requested {name} are available")
+        return Resources._make({}, r, {})
+
+
+# ---------------------------------------------------------------------- parsing helpers
+def _to_millis(v: float, what: str, shown: str, proto: bool = False) -> int:
+    if proto:
+        prefix = f"Resource '{what}'"
+    else:
+        prefix = f"Bad resource '{what}':"
+    if math.isnan(v) or math.isinf(v):
+        sep = " " if not proto else " has value "
+        raise ResourceParseError(f"{prefix}{sep}'{shown}' is not a finite number")
+    if v < 0:
+        raise ResourceParseError(
+            f"{prefix} has a negative value {shown}" if proto else f"{prefix} value must not be negative"
+        )
+    m = round(v * 1000)
+    if m > _MAX_MILLIS:
+        raise ResourceParseError(
+            f"{prefix} has a value that is too large" if proto else f"{prefix} value {shown} is too large"
+        )
+    return m
+
+
+def _proto_role(res: messages.Resource) -> str:
+    if res.reservations:
+        last = res.reservations[-1]
+        role = last.get("role") if isinstance(last, dict) else None
+        if role:
+            return role
+    if isinstance(res.reservation, dict) and res.reservation.get("role"):
+        return res.reservation["role"]
+    return res.role or "*"
+
+
+def _parse_token(token: str, default_role: str) -> tuple[str, str, str, Any]:
+    def bad(why: str) -> ResourceParseError:
+        return ResourceParseError(f"Bad resource '{token}': {why}")
+
+    if ":" not in token:
+        raise bad("expected name:value")
+    head, value = token.split(":", 1)
+    head = head.strip()
+    value = value.strip()
+    role = default_role
+    if "(" in head or ")" in head:
+        if not head.endswith(")") or head.count("(") != 1 or head.count(")") != 1:
+            raise bad("unbalanced parentheses around the role")
+        head, role = head[:-1].split("(", 1)
+        head = head.strip()
+        role = role.strip()
+        why = _valid_role(role)
+        if why:
+            raise bad(why)
+    if not head:
+        raise bad("missing resource name")
+    if not _NAME_RE.match(head):
+        raise bad(f"'{head}' is not a valid resource name")
+    if not value:
+        raise bad("missing value")
+    if value[0] == "[" or value[-1] == "]":
+        if value[0] != "[" or value[-1] != "]" or value.count("[") != 1 or value.count("]") != 1:
+            raise bad("unbalanced brackets in ranges value")
+        body = value[1:-1].strip()
+        rr: list[tuple[int, int]] = []
+        if body:
+            for part in body.split(","):
+                part = part.strip()
+                bits = part.split("-")
+                if len(bits) != 2:
+                    raise bad(f"range '{part}' is not of the form begin-end")
+                try:
+                    b, e = int(bits[0].strip()), int(bits[1].strip())
+                except ValueError:
+                    raise bad(f"range '{part}' is not of the form begin-end") from None
+                if b > e:
+                    raise bad(f"range {b}-{e} has begin greater than end")
+                rr.append((b, e))
+        return head, role, "RANGES", _merge_ranges(rr)
+    if value[0] == "{" or value[-1] == "}":
+        if value[0] != "{" or value[-1] != "}" or value.count("{") != 1 or value.count("}") != 1:
+            raise bad("unbalanced braces in set value")
+        body = value[1:-1].strip()
+        items = [x.strip() for x in body.split(",")] if body else []
+        if any(not x for x in items):
+            raise bad("set has an empty item")
+        if len(set(items)) != len(items):
+            raise bad("set has duplicate items")
+        return head, role, "SET", frozenset(items)
+    try:
+        v = float(value)
+    except ValueError:
+        raise bad(f"'{value}' is not a number") from None
+    return head, role, "SCALAR", _to_millis(v, token, value)
