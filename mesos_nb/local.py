@@ -1,0 +1,211 @@
+"""An embedded cluster: one master and N agents in this process (``mesos-nb local``).
+
+The agents share one :class:`AgentProcess` (one channel to the master), each on its own
+port and work dir. Unless ``agent_resources`` says otherwise, the machine's CPUs, memory and
+disk are divided among the agents, each gets a disjoint slice of ``[31000-32000]`` ports, and
+only the first agent detects GPUs (so a GPU is never offered twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+import time
+import urllib.request
+from typing import Any
+
+import psutil
+
+MB = 1024 * 1024
+PORTS_BEGIN, PORTS_END = 31000, 32000
+
+
+def _fmt(x: float) -> str:
+    s = f"{x:.3f}".rstrip("0").rstrip(".")
+    return s or "0"
+
+
+def default_agent_resources(agents: int, work_dir: str) -> list[str]:
+    """Per-agent resource text: the machine divided evenly, disjoint port ranges."""
+    n = max(1, agents)
+    cpus = psutil.cpu_count(logical=True) or 1
+    total_mb = psutil.virtual_memory().total / MB
+    mem_mb = total_mb - 1024 if total_mb >= 2048 else total_mb / 2
+    probe = work_dir
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    try:
+        free_mb = psutil.disk_usage(probe or "/").free / MB
+    except OSError:
+        free_mb = 0.0
+    disk_mb = free_mb - 5 * 1024 if free_mb >= 10 * 1024 else free_mb / 2
+    out = []
+    for b, e in port_slices(n):
+        out.append(
+            f"cpus:{_fmt(cpus / n)};mem:{int(mem_mb // n)};disk:{int(max(disk_mb, 0) // n)};ports:[{b}-{e}]"
+        )
+    return out
+
+
+def port_slices(n: int, begin: int = PORTS_BEGIN, end: int = PORTS_END) -> list[tuple[int, int]]:
+    size = (end - begin + 1) // n
+    return [(begin + i * size, begin + (i + 1) * size - 1) for i in range(n)]
+
+
+def _with_ports(text: str, i: int, n: int) -> str:
+    names = {p.split(":", 1)[0].split("(", 1)[0].strip() for p in text.split(";") if p.strip()}
+    if "ports" in names or text.lstrip().startswith("["):
+        return text
+    b, e = port_slices(n)[i]
+    return f"{text};ports:[{b}-{e}]"
+
+
+class LocalCluster:
+    """A master and ``agents`` agents on 127.0.0.1. ``port=0`` picks a free master port."""
+
+    def __init__(
+        self,
+        agents: int = 2,
+        port: int = 5050,
+        work_dir: str | None = None,
+        agent_resources: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        attributes: str | list[str] | None = None,
+        master_options: dict[str, Any] | None = None,
+        agent_options: dict[str, Any] | None = None,
+    ) -> None:
+        if agents < 0:
+            raise ValueError("the number of agents cannot be negative")
+        self.num_agents = agents
+        self.port = port
+        self.host = host
+        self._own_work_dir = work_dir is None
+        self.work_dir = work_dir or tempfile.mkdtemp(prefix="mesos-nb-local-")
+        self.agent_resources = agent_resources
+        self.attributes = attributes
+        self.master_options = dict(master_options or {})
+        self.agent_options = dict(agent_options or {})
+        self.master: Any = None
+        self.agent_process: Any = None
+        self.started = False
+
+    # ------------------------------------------------------------------ addresses
+    @property
+    def master_address(self) -> str:
+        if self.master is None:
+            raise RuntimeError("the cluster is not started")
+        return f"{self.host}:{self.master.port}"
+
+    @property
+    def master_url(self) -> str:
+        return f"http://{self.master_address}"
+
+    @property
+    def agents(self) -> list[Any]:
+        return list(self.agent_process.agents) if self.agent_process is not None else []
+
+    # ------------------------------------------------------------------ lifecycle
+    def _agent_configs(self) -> list[Any]:
+        from mesos_nb.agent.config import AgentConfig
+
+        n = self.num_agents
+        if self.agent_resources:
+            texts = [_with_ports(self.agent_resources, i, n) for i in range(n)]
+        else:
+            texts = default_agent_resources(n, self.work_dir)
+        attrs = self.attributes
+        configs = []
+        for i in range(n):
+            a = attrs[i] if isinstance(attrs, list) else attrs
+            kw = dict(
+                master=self.master_address,
+                host=self.host,
+                port=0,
+                resources=texts[i],
+                attributes=a,
+                work_dir=os.path.join(self.work_dir, f"agent-{i}"),
+            )
+            kw.update(self.agent_options)
+            cfg = AgentConfig(**kw)
+            if i > 0 and hasattr(cfg, "detect_gpus"):
+                cfg.detect_gpus = False
+            configs.append(cfg)
+        return configs
+
+    async def start(self, timeout: float = 10.0) -> LocalCluster:
+        from mesos_nb.master.server import MasterConfig, MasterServer
+
+        os.makedirs(self.work_dir, exist_ok=True)
+        mopts = dict(host=self.host, port=self.port, work_dir=os.path.join(self.work_dir, "master"))
+        mopts.update(self.master_options)
+        self.master = MasterServer(MasterConfig(**mopts))
+        await self.master.start()
+        try:
+            if self.num_agents:
+                from mesos_nb.agent.process import AgentProcess
+
+                self.agent_process = AgentProcess(self._agent_configs(), master=self.master_address)
+                await self.agent_process.start()
+                await self._wait_registered(timeout)
+        except BaseException:
+            await self.stop()
+            raise
+        self.started = True
+        return self
+
+    async def _wait_registered(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            n = await asyncio.to_thread(self._registered_count)
+            if n >= self.num_agents:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"only {n} of {self.num_agents} agents registered with the master within {timeout:g} s"
+                )
+            await asyncio.sleep(0.02)
+
+    def _registered_count(self) -> int:
+        try:
+            with urllib.request.urlopen(self.master_url + "/master/state", timeout=5) as r:
+                state = json.load(r)
+        except OSError:
+            return 0
+        return sum(1 for s in state.get("slaves", []) if s.get("active", True))
+
+    async def stop(self, kill_tasks: bool = True) -> None:
+        if self.agent_process is not None:
+            try:
+                await self.agent_process.stop(kill_tasks=kill_tasks)
+            finally:
+                self.agent_process = None
+        if self.master is not None:
+            try:
+                await self.master.stop()
+            finally:
+                self.master = None
+        self.started = False
+        if self._own_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    async def __aenter__(self) -> LocalCluster:
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    def describe(self) -> list[str]:
+        """Lines for the console: the master URL and one line per agent."""
+        lines = [f"master: {self.master_url}"]
+        for a in self.agents:
+            aid = getattr(a, "agent_id", None) or "?"
+            url = getattr(a, "url", None) or f"http://{self.host}:{getattr(a, 'port', '?')}"
+            lines.append(f"agent:  {url}  id={aid}")
+        return lines
+
+
+__all__ = ["LocalCluster", "default_agent_resources", "port_slices"]

@@ -1,0 +1,564 @@
+"""The asyncio scheduler driver: one framework's connection to the master.
+
+Data flow: ``start()`` spawns ``_run()``, which POSTs SUBSCRIBE and reads the chunked
+RecordIO response for as long as it lives, decoding events and calling the user's
+:class:`Scheduler` callbacks in order. Every other call (ACCEPT, KILL, ...) is a separate
+POST carrying ``Mesos-Stream-Id``. When the stream breaks, the heartbeat watchdog fires or the
+master is unreachable, ``_run()`` waits a jittered exponential backoff and re-subscribes with
+the framework id it was given (a *failover* re-subscription: the master keeps the tasks for
+``failover_timeout`` seconds). 307 answers move the driver to the leader named in ``Location``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from mesos_nb.protocol.messages import (
+    ID,
+    Accept,
+    Acknowledge,
+    Call,
+    Decline,
+    Event,
+    FrameworkInfo,
+    Kill,
+    Launch,
+    Message,
+    Offer,
+    Operation,
+    ProtocolError,
+    Reconcile,
+    ReconcileTask,
+    Roles,
+    Shutdown,
+    Subscribe,
+    TaskInfo,
+    TaskStatus,
+    encode,
+)
+from mesos_nb.protocol.messages import Filters as Filters
+from mesos_nb.protocol.recordio import RecordIOError
+
+from .stream import Backoff, EventStream, Watchdog, normalize_master, redirect_target
+
+log = logging.getLogger("mesos_nb.scheduler")
+
+API_PATH = "/api/v1/scheduler"
+MAX_REDIRECTS = 5
+
+
+class MesosError(Exception):
+    """The master answered a call with a non-2xx status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = (message or "").strip()
+        super().__init__(f"{status}: {self.message}" if self.message else str(status))
+
+
+class Scheduler:
+    """Framework callbacks. Override what you need; each may be a plain or an ``async`` method.
+
+    Callbacks run one at a time, in event order, on the driver's event loop; a long ``await``
+    in one delays the next event (and the implicit acknowledgement of an update).
+    """
+
+    def subscribed(self, driver: Any, framework_id: str, master_info: Any) -> Any: ...
+
+    def offers(self, driver: Any, offers: list[Offer]) -> Any: ...
+
+    def rescind(self, driver: Any, offer_id: str) -> Any: ...
+
+    def update(self, driver: Any, status: TaskStatus) -> Any: ...
+
+    def message(self, driver: Any, agent_id: str, executor_id: str, data: bytes) -> Any: ...
+
+    def failure(self, driver: Any, agent_id: str | None, executor_id: str | None, status: int | None) -> Any: ...
+
+    def error(self, driver: Any, message: str) -> Any: ...
+
+    def disconnected(self, driver: Any) -> Any: ...
+
+    def heartbeat(self, driver: Any) -> Any: ...
+
+
+class _Fatal(Exception):
+    """The master refused the subscription for good (4xx, ERROR event): stop re-subscribing."""
+
+
+class _StreamLost(Exception):
+    pass
+
+
+def _id(x: Any) -> ID:
+    if isinstance(x, ID):
+        return x
+    if isinstance(x, str):
+        return ID(value=x)
+    if isinstance(x, Offer):
+        return x.id
+    if isinstance(x, dict) and "value" in x:
+        return ID(value=str(x["value"]))
+    raise TypeError(f"expected an id string or ID, got {type(x).__name__}")
+
+
+def _ids(xs: Any) -> list[ID]:
+    if isinstance(xs, (str, ID, Offer, dict)):
+        xs = [xs]
+    return [_id(x) for x in xs]
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    text = (text or "").strip()
+    line = text.splitlines()[0] if text else ""
+    return line[:limit]
+
+
+class SchedulerDriver:
+    """asyncio-native Mesos v1 scheduler driver.
+
+    ``master`` is ``host:port`` or ``http://host:port``. ``principal``/``secret`` add HTTP
+    Basic authentication to every request (and set ``framework.principal`` when unset).
+    """
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        framework: FrameworkInfo,
+        master: str,
+        *,
+        implicit_acknowledgements: bool = True,
+        principal: str | None = None,
+        secret: str | None = None,
+        heartbeat_misses: int = 5,
+        backoff_max: float = 15.0,
+        backoff_base: float = 0.25,
+        start_timeout: float = 10.0,
+        call_timeout: float = 30.0,
+        reconcile_on_subscribe: bool = False,
+    ) -> None:
+        self.scheduler = scheduler
+        if principal and not framework.principal:
+            framework = msgspec.structs.replace(framework, principal=principal)
+        self._framework = framework
+        self._master = normalize_master(master)
+        self.implicit_acknowledgements = implicit_acknowledgements
+        self._auth = aiohttp.BasicAuth(principal, secret or "") if principal else None
+        self.heartbeat_misses = heartbeat_misses
+        self.backoff = Backoff(base=backoff_base, maximum=backoff_max)
+        self.start_timeout = start_timeout
+        self.call_timeout = call_timeout
+        self.reconcile_on_subscribe = reconcile_on_subscribe
+        self.watchdog = Watchdog(misses=heartbeat_misses)
+
+        self._framework_id: str | None = framework.id.value if framework.id else None
+        self._stream_id: str | None = None
+        self._connected = False
+        self._stopping = False
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task | None = None
+        self._subscribed_evt: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._fatal: BaseException | None = None
+        self._last_error: str | None = None
+        self._background: set[asyncio.Task] = set()
+        self.master_info: Any = None
+        self.subscriptions = 0  # how many SUBSCRIBED events this driver has seen
+        # the object handed to callbacks (the blocking facade substitutes itself)
+        self._callback_driver: Any = self
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def framework_id(self) -> str | None:
+        return self._framework_id
+
+    @property
+    def framework(self) -> FrameworkInfo:
+        return self._framework
+
+    @property
+    def stream_id(self) -> str | None:
+        return self._stream_id
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def master(self) -> str:
+        return self._master
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> str:
+        """Subscribe; return the framework id once SUBSCRIBED.
+
+        Raises ``ConnectionError`` (one sentence) if no subscription succeeds within
+        ``start_timeout`` seconds, or :class:`MesosError` if the master refuses it.
+        """
+        if self._task is not None:
+            raise RuntimeError("the driver is already started")
+        self._stopping = False
+        self._subscribed_evt = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._session = aiohttp.ClientSession(auth=self._auth)
+        self._task = asyncio.create_task(self._run(), name=f"mesos-driver-{self._framework.name}")
+        waiter = asyncio.create_task(self._subscribed_evt.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {waiter, self._task}, timeout=self.start_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()
+        if self._subscribed_evt.is_set() and self._framework_id:
+            return self._framework_id
+        fatal = self._fatal
+        why = self._last_error
+        await self._shutdown_loop()
+        if isinstance(fatal, MesosError):
+            raise fatal
+        if fatal is not None:
+            raise ConnectionError(f"the master at {self._master} refused the subscription: {fatal}")
+        reason = f" ({why})" if why else ""
+        raise ConnectionError(
+            f"could not subscribe to the Mesos master at {self._master} within "
+            f"{self.start_timeout:g} s{reason}"
+        )
+
+    async def stop(self, failover: bool = False) -> None:
+        """Stop the driver. Unless ``failover``, TEARDOWN the framework (its tasks are killed);
+        with ``failover`` just close the stream: the master keeps the framework and its tasks for
+        ``failover_timeout`` seconds so that another driver can re-subscribe with its id."""
+        if not failover and self._connected and self._framework_id:
+            try:
+                await self._call(Call(type="TEARDOWN"))
+            except (MesosError, ConnectionError) as e:
+                log.info("teardown failed: %s", e)
+        await self._shutdown_loop()
+
+    async def join(self) -> None:
+        """Wait until the driver stops (``stop()``, ``teardown()``, or a fatal ERROR)."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
+
+    async def _shutdown_loop(self) -> None:
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+        task = self._task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for t in list(self._background):
+            t.cancel()
+        self._connected = False
+        self._stream_id = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ------------------------------------------------------------------ subscription loop
+    async def _run(self) -> None:
+        while not self._stopping:
+            was_connected = False
+            try:
+                was_connected = await self._subscribe_once()
+                self._last_error = "the master closed the event stream"
+            except _Fatal as e:
+                self._fatal = e.__cause__ or e
+                log.warning("subscription refused: %s", self._fatal)
+                break
+            except asyncio.CancelledError:
+                raise
+            except _StreamLost as e:
+                self._last_error = str(e)
+                log.warning("%s; re-subscribing", e)
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+                self._last_error = _describe_net_error(e, self._master)
+                log.info("master unreachable: %s", self._last_error)
+            except (RecordIOError, ProtocolError) as e:
+                self._last_error = f"bad event stream: {e}"
+                log.warning("%s; re-subscribing", self._last_error)
+            finally:
+                lost = self._connected
+                self._connected = False
+                self._stream_id = None
+            if lost or was_connected:
+                await self._callback("disconnected")
+            if self._stopping:
+                break
+            if was_connected:
+                self.backoff.reset()
+            delay = self.backoff.next()
+            log.debug("re-subscribing in %.2f s", delay)
+            assert self._wake is not None
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+        self._connected = False
+
+    def _headers(self, *, stream: bool = False) -> dict[str, str]:
+        h = {"Content-Type": "application/json", "Accept": "application/json"}
+        if not stream and self._stream_id:
+            h["Mesos-Stream-Id"] = self._stream_id
+        return h
+
+    async def _subscribe_once(self) -> bool:
+        """One SUBSCRIBE stream, read until it ends. Returns whether SUBSCRIBED arrived."""
+        assert self._session is not None
+        fw = self._framework
+        fid = ID(value=self._framework_id) if self._framework_id else None
+        if fid is not None and (fw.id is None or fw.id.value != fid.value):
+            fw = self._framework = msgspec.structs.replace(fw, id=fid)
+        call = Call(type="SUBSCRIBE", framework_id=fid, subscribe=Subscribe(framework_info=fw))
+        body = encode(call)
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.start_timeout, sock_read=None)
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = await self._session.post(
+                self._master + API_PATH,
+                data=body,
+                headers=self._headers(stream=True),
+                allow_redirects=False,
+                timeout=timeout,
+            )
+            if resp.status == 307 and resp.headers.get("Location"):
+                new = redirect_target(self._master, resp.headers["Location"])
+                resp.release()
+                log.info("master %s redirected to leader %s", self._master, new)
+                self._master = new
+                continue
+            break
+        else:
+            raise _StreamLost("too many redirects")
+        try:
+            if resp.status != 200:
+                text = _first_line(await resp.text())
+                if 400 <= resp.status < 500 and resp.status != 408:
+                    raise _Fatal() from MesosError(resp.status, text)
+                raise _StreamLost(f"SUBSCRIBE answered {resp.status} {text}".strip())
+            stream_id = resp.headers.get("Mesos-Stream-Id")
+            return await self._read_stream(resp, stream_id)
+        finally:
+            resp.close()
+
+    async def _read_stream(self, resp: aiohttp.ClientResponse, stream_id: str | None) -> bool:
+        events = EventStream()
+        self.watchdog = Watchdog(misses=self.heartbeat_misses, interval=self.watchdog.interval)
+        self.watchdog.beat()
+        subscribed = False
+        while True:
+            remaining = self.watchdog.remaining()
+            if remaining <= 0:
+                raise _StreamLost(
+                    f"no event from the master for {self.watchdog.window:g} s "
+                    f"({self.heartbeat_misses} missed heartbeats)"
+                )
+            try:
+                chunk = await asyncio.wait_for(resp.content.readany(), remaining)
+            except asyncio.TimeoutError:
+                continue  # the loop head reports the expired watchdog
+            if not chunk:
+                return subscribed
+            for event in events.feed(chunk):
+                self.watchdog.beat()
+                if event.type == "SUBSCRIBED":
+                    subscribed = True
+                    self._stream_id = stream_id
+                await self._dispatch(event)
+
+    # ------------------------------------------------------------------ events
+    async def _dispatch(self, event: Event) -> None:
+        t = event.type
+        if t == "SUBSCRIBED" and event.subscribed is not None:
+            sub = event.subscribed
+            self._framework_id = sub.framework_id.value
+            self._framework = msgspec.structs.replace(self._framework, id=ID(value=self._framework_id))
+            self.watchdog.set_interval(sub.heartbeat_interval_seconds)
+            self.master_info = sub.master_info
+            self._connected = True
+            self.subscriptions += 1
+            self._last_error = None
+            if self._subscribed_evt is not None:
+                self._subscribed_evt.set()
+            log.info("subscribed framework_id=%s master=%s", self._framework_id, self._master)
+            await self._callback("subscribed", self._framework_id, sub.master_info)
+            if self.reconcile_on_subscribe:
+                self._spawn(self.reconcile())
+        elif t == "OFFERS" and event.offers is not None:
+            await self._callback("offers", list(event.offers.offers))
+        elif t == "RESCIND" and event.rescind is not None:
+            await self._callback("rescind", event.rescind.offer_id.value)
+        elif t == "UPDATE" and event.update is not None:
+            status = event.update.status
+            await self._callback("update", status)
+            if self.implicit_acknowledgements and status.uuid and status.agent_id is not None:
+                try:
+                    await self.acknowledge(status)
+                except (MesosError, ConnectionError) as e:
+                    log.warning("acknowledging %s %s failed: %s", status.task_id.value, status.state, e)
+        elif t == "MESSAGE" and event.message is not None:
+            m = event.message
+            await self._callback("message", m.agent_id.value, m.executor_id.value, m.data)
+        elif t == "FAILURE" and event.failure is not None:
+            f = event.failure
+            await self._callback(
+                "failure",
+                f.agent_id.value if f.agent_id else None,
+                f.executor_id.value if f.executor_id else None,
+                f.status,
+            )
+        elif t == "ERROR":
+            message = event.error.message if event.error is not None else "unknown error"
+            log.warning("master sent ERROR: %s", message)
+            await self._callback("error", message)
+            # Mesos sends ERROR when the framework is removed or failed over elsewhere: the
+            # subscription is over for good.
+            raise _Fatal() from MesosError(0, message)
+        elif t == "HEARTBEAT":
+            await self._callback("heartbeat")
+        else:
+            log.debug("ignoring event %s", t)
+
+    async def _callback(self, name: str, *args: Any) -> None:
+        fn = getattr(self.scheduler, name, None)
+        if fn is None:
+            return
+        try:
+            res = fn(self._callback_driver, *args)
+            if inspect.isawaitable(res):
+                await res
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("scheduler callback %s raised", name)
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.ensure_future(coro)
+        self._background.add(t)
+
+        def _done(task: asyncio.Task) -> None:
+            self._background.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("background call failed: %s", task.exception())
+
+        t.add_done_callback(_done)
+
+    # ------------------------------------------------------------------ calls
+    async def _call(self, call: Call) -> None:
+        if not self._framework_id or not self._stream_id or self._session is None:
+            raise MesosError(403, "Framework is not subscribed (the driver is not connected)")
+        call.framework_id = ID(value=self._framework_id)
+        body = encode(call)
+        timeout = aiohttp.ClientTimeout(total=self.call_timeout)
+        master = self._master
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                async with self._session.post(
+                    master + API_PATH,
+                    data=body,
+                    headers=self._headers(),
+                    allow_redirects=False,
+                    timeout=timeout,
+                ) as resp:
+                    if resp.status == 307 and resp.headers.get("Location"):
+                        master = redirect_target(master, resp.headers["Location"])
+                        continue
+                    if 200 <= resp.status < 300:
+                        return
+                    raise MesosError(resp.status, _first_line(await resp.text()))
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            raise ConnectionError(_describe_net_error(e, master)) from None
+        raise MesosError(307, "too many redirects")
+
+    async def accept(
+        self,
+        offer_ids: Any,
+        operations: Iterable[Operation],
+        filters: Filters | None = None,
+    ) -> None:
+        await self._call(
+            Call(
+                type="ACCEPT",
+                accept=Accept(offer_ids=_ids(offer_ids), operations=list(operations), filters=filters),
+            )
+        )
+
+    async def launch(self, offer_ids: Any, tasks: Iterable[TaskInfo], filters: Filters | None = None) -> None:
+        op = Operation(type="LAUNCH", launch=Launch(task_infos=list(tasks)))
+        await self.accept(offer_ids, [op], filters)
+
+    async def decline(self, offer_ids: Any, refuse_seconds: float | None = None) -> None:
+        filters = Filters(refuse_seconds=refuse_seconds) if refuse_seconds is not None else None
+        await self._call(Call(type="DECLINE", decline=Decline(offer_ids=_ids(offer_ids), filters=filters)))
+
+    async def revive(self, roles: Iterable[str] | None = None) -> None:
+        await self._call(Call(type="REVIVE", revive=Roles(roles=list(roles or []))))
+
+    async def suppress(self, roles: Iterable[str] | None = None) -> None:
+        await self._call(Call(type="SUPPRESS", suppress=Roles(roles=list(roles or []))))
+
+    async def kill(self, task_id: Any, agent_id: Any = None) -> None:
+        kill = Kill(task_id=_id(task_id), agent_id=_id(agent_id) if agent_id is not None else None)
+        await self._call(Call(type="KILL", kill=kill))
+
+    async def shutdown(self, executor_id: Any, agent_id: Any) -> None:
+        await self._call(
+            Call(type="SHUTDOWN", shutdown=Shutdown(executor_id=_id(executor_id), agent_id=_id(agent_id)))
+        )
+
+    async def acknowledge(self, status: TaskStatus) -> None:
+        if status.uuid is None or status.agent_id is None:
+            raise ValueError("only updates carrying a uuid and an agent_id can be acknowledged")
+        ack = Acknowledge(agent_id=status.agent_id, task_id=status.task_id, uuid=status.uuid)
+        await self._call(Call(type="ACKNOWLEDGE", acknowledge=ack))
+
+    async def reconcile(self, tasks: Iterable[Any] | None = None) -> None:
+        """Explicit reconciliation of ``tasks`` (ids, ``(task_id, agent_id)`` pairs or
+        TaskStatus), or implicit (all tasks the master knows) when empty/None."""
+        items: list[ReconcileTask] = []
+        for t in tasks or []:
+            if isinstance(t, TaskStatus):
+                items.append(ReconcileTask(task_id=t.task_id, agent_id=t.agent_id))
+            elif isinstance(t, tuple):
+                tid, aid = t
+                items.append(ReconcileTask(task_id=_id(tid), agent_id=_id(aid) if aid else None))
+            else:
+                items.append(ReconcileTask(task_id=_id(t)))
+        await self._call(Call(type="RECONCILE", reconcile=Reconcile(tasks=items)))
+
+    async def message(self, agent_id: Any, executor_id: Any, data: bytes) -> None:
+        msg = Message(agent_id=_id(agent_id), executor_id=_id(executor_id), data=bytes(data))
+        await self._call(Call(type="MESSAGE", message=msg))
+
+    async def teardown(self) -> None:
+        """TEARDOWN the framework (the master kills its tasks) and stop the driver."""
+        try:
+            await self._call(Call(type="TEARDOWN"))
+        finally:
+            await self._shutdown_loop()
+
+
+def _describe_net_error(e: BaseException, master: str) -> str:
+    if isinstance(e, asyncio.TimeoutError):
+        return f"the master at {master} did not answer in time"
+    if isinstance(e, aiohttp.ClientConnectorError):
+        why = e.os_error.strerror if e.os_error is not None and e.os_error.strerror else str(e.os_error)
+        return f"cannot connect to the master at {master} ({why})"
+    if isinstance(e, aiohttp.ServerDisconnectedError):
+        return f"the master at {master} closed the connection"
+    return f"connection to the master at {master} failed ({e.__class__.__name__}: {e})"
+
+
+__all__ = ["Filters", "MesosError", "Scheduler", "SchedulerDriver"]

@@ -1,0 +1,133 @@
+"""Socket-free pieces of the driver: event-stream decoding, heartbeat watchdog, backoff.
+
+Kept apart from :mod:`driver` so that they are unit-tested deterministically (an injected
+clock and random source, byte chunks split anywhere) without a master or a socket.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from mesos_nb.protocol import recordio
+from mesos_nb.protocol.messages import Event, decode
+
+DEFAULT_HEARTBEAT_INTERVAL = 15.0
+
+
+class EventStream:
+    """Turns the SUBSCRIBE response body, fed in arbitrary chunks, into typed events.
+
+    Raises :class:`recordio.RecordIOError` on bad framing and
+    :class:`~mesos_nb.protocol.messages.ProtocolError` on a record that is not an Event.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = recordio.Decoder()
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        return [decode(rec, Event) for rec in self._decoder.feed(chunk)]
+
+
+class Watchdog:
+    """Declares the subscription dead after ``misses`` heartbeat intervals without an event.
+
+    The master sends HEARTBEAT every ``heartbeat_interval_seconds`` (15 s); Mesos advises
+    treating about 5 missed heartbeats as a partition.
+    """
+
+    def __init__(
+        self,
+        misses: int = 5,
+        interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if misses < 1:
+            raise ValueError("heartbeat_misses must be at least 1")
+        self.misses = misses
+        self.interval = interval
+        self._clock = clock
+        self._last = clock()
+
+    @property
+    def window(self) -> float:
+        return self.interval * self.misses
+
+    def set_interval(self, interval: float | None) -> None:
+        if interval and interval > 0:
+            self.interval = float(interval)
+
+    def beat(self) -> None:
+        """An event arrived (any event counts, not only HEARTBEAT)."""
+        self._last = self._clock()
+
+    def remaining(self) -> float:
+        return self._last + self.window - self._clock()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+
+class Backoff:
+    """Exponential backoff with jitter: attempt n waits in [cap/2, cap], cap = min(max, base*2^n)."""
+
+    def __init__(
+        self,
+        base: float = 0.25,
+        maximum: float = 15.0,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.base = base
+        self.maximum = maximum
+        self._rng = rng
+        self.attempt = 0
+
+    def next(self) -> float:
+        cap = min(self.maximum, self.base * (2 ** min(self.attempt, 30)))
+        self.attempt += 1
+        return cap / 2 + self._rng() * cap / 2
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def normalize_master(master: str) -> str:
+    """``host:port`` / ``http://host:port[/]`` / ``//host:port`` -> ``http://host:port``."""
+    m = master.strip()
+    if not m:
+        raise ValueError("the master address is empty")
+    if m.startswith("zk://"):
+        raise ValueError("zk:// master addresses are not supported by the SDK yet; give host:port")
+    if m.startswith("//"):
+        m = "http:" + m
+    elif "://" not in m:
+        m = "http://" + m
+    scheme, rest = m.split("://", 1)
+    hostport = rest.split("/", 1)[0]
+    if not hostport:
+        raise ValueError(f"no host in master address {master!r}")
+    if ":" not in hostport.rsplit("]", 1)[-1]:
+        hostport += ":5050"
+    return f"{scheme}://{hostport}"
+
+
+def redirect_target(current: str, location: str) -> str:
+    """The leader's base URL from a 307 ``Location`` (Mesos sends ``//host:port/path``)."""
+    loc = location.strip()
+    scheme = current.split("://", 1)[0] if "://" in current else "http"
+    if loc.startswith("//"):
+        loc = f"{scheme}:{loc}"
+    elif "://" not in loc:
+        loc = f"{scheme}://{loc}"
+    return normalize_master(loc)
+
+
+__all__ = [
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "Backoff",
+    "EventStream",
+    "Watchdog",
+    "normalize_master",
+    "redirect_target",
+]

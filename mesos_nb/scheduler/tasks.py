@@ -1,0 +1,141 @@
+"""Helpers for the common framework job: does an offer fit, and build a command task from it."""
+
+from __future__ import annotations
+
+import shlex
+import uuid
+from collections.abc import Mapping, Sequence
+
+from mesos_nb.protocol.messages import (
+    ID,
+    Attribute,
+    CommandInfo,
+    Environment,
+    EnvironmentVariable,
+    Offer,
+    TaskInfo,
+)
+from mesos_nb.protocol.resources import Resources
+
+
+def attribute_value(attr: Attribute) -> str:
+    """The attribute's value as agent ``--attributes`` text (``rack:a`` -> ``"a"``)."""
+    if attr.text is not None:
+        return attr.text.value
+    if attr.scalar is not None:
+        v = attr.scalar.value
+        return str(int(v)) if float(v).is_integer() else str(v)
+    if attr.ranges is not None:
+        return "[" + ",".join(f"{r.begin}-{r.end}" for r in attr.ranges.range) + "]"
+    if attr.set is not None:
+        return "{" + ",".join(attr.set.item) + "}"
+    return ""
+
+
+def offer_attributes(offer: Offer) -> dict[str, str]:
+    return {a.name: attribute_value(a) for a in offer.attributes}
+
+
+def matches_attributes(offer: Offer, constraints: Mapping[str, str]) -> bool:
+    """Every ``k=v`` constraint must equal the offer's attribute ``k`` (numbers compared as numbers)."""
+    have = offer_attributes(offer)
+    for k, want in constraints.items():
+        got = have.get(k)
+        if got is None:
+            return False
+        if got == want:
+            continue
+        try:
+            if float(got) == float(want):
+                continue
+        except ValueError:
+            pass
+        return False
+    return True
+
+
+def offer_role(offer: Offer) -> str:
+    if offer.allocation_info is not None and offer.allocation_info.role:
+        return offer.allocation_info.role
+    for r in offer.resources:
+        if r.allocation_info is not None and r.allocation_info.role:
+            return r.allocation_info.role
+    return "*"
+
+
+def request(cpus: float = 0, mem: float = 0, gpus: float = 0, disk: float = 0, **other: float) -> dict[str, float]:
+    amounts = {"cpus": cpus, "mem": mem, "gpus": gpus, "disk": disk, **other}
+    return {k: float(v) for k, v in amounts.items() if v}
+
+
+def take(offer: Offer, amounts: Mapping[str, float]) -> Resources | None:
+    """The resources to launch with from ``offer`` (unreserved first, then the offer role's
+    reservation), or None when the offer does not hold ``amounts``."""
+    have = Resources.from_proto(offer.resources)
+    role = offer_role(offer)
+    for res_role in ("*", role):
+        want = Resources.scalars_of(role=res_role, **dict(amounts))
+        if have.contains(want):
+            return want
+    return None
+
+
+def fits(offer: Offer, amounts: Mapping[str, float], constraints: Mapping[str, str] | None = None) -> bool:
+    if constraints and not matches_attributes(offer, constraints):
+        return False
+    return take(offer, amounts) is not None
+
+
+def command_info(cmd: str | Sequence[str], env: Mapping[str, str] | None = None) -> CommandInfo:
+    """A shell command: a string runs as ``/bin/sh -c``; a list is shell-quoted first."""
+    value = cmd if isinstance(cmd, str) else (cmd[0] if len(cmd) == 1 else shlex.join(cmd))
+    environment = None
+    if env:
+        environment = Environment(variables=[EnvironmentVariable(name=k, value=v) for k, v in env.items()])
+    return CommandInfo(value=value, shell=True, environment=environment)
+
+
+def new_task_id(name: str = "task") -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.") or "task"
+    return f"{safe[:60]}-{uuid.uuid4().hex[:8]}"
+
+
+def command_task(
+    offer: Offer,
+    cmd: str | Sequence[str],
+    *,
+    cpus: float = 1.0,
+    mem: float = 256.0,
+    gpus: float = 0.0,
+    disk: float = 0.0,
+    name: str | None = None,
+    task_id: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> TaskInfo:
+    """A command TaskInfo for ``offer``; raises ValueError when the offer is too small."""
+    amounts = request(cpus=cpus, mem=mem, gpus=gpus, disk=disk)
+    res = take(offer, amounts)
+    if res is None:
+        raise ValueError(f"offer {offer.id.value} does not hold {amounts}")
+    name = name or (cmd if isinstance(cmd, str) else " ".join(cmd))[:80]
+    return TaskInfo(
+        name=name,
+        task_id=ID(value=task_id or new_task_id(name.split()[0] if name.split() else "task")),
+        agent_id=offer.agent_id,
+        resources=res.to_proto(offer_role(offer)),
+        command=command_info(cmd, env),
+    )
+
+
+__all__ = [
+    "attribute_value",
+    "command_info",
+    "command_task",
+    "fits",
+    "matches_attributes",
+    "new_task_id",
+    "offer_attributes",
+    "offer_role",
+    "request",
+    "take",
+]
