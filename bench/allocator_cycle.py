@@ -1,0 +1,106 @@
+"""Allocation-cycle benchmark, after Mesos's HierarchicalAllocator_BENCHMARK DeclineOffers.
+
+Each agent is ``cpus:24;mem:4096;disk:4096;ports:[31000-32000]``; all frameworks are in one
+role and want everything. Round 0 offers every agent; frameworks then decline every offer
+with a long filter (refuse_seconds = 1 day) and the next rounds re-offer each agent to some
+framework that has not refused it yet (again ``#agents`` offers per round, as in Mesos).
+
+Prints one table row per cluster: first cycle, steady cycle (median of the declined rounds)
+and their ratio to the Mesos 1.8 figures (§5.4 of the reference: ≈1.1 s at 10k x 1k,
+≈0.05 s at 1k x 100; ratio < 1 means faster than Mesos).
+
+    python3 bench/allocator_cycle.py            # 1k x 100 and 10k x 1k
+    python3 bench/allocator_cycle.py --quick    # 1k x 100 only
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mesos_nb.master.allocator import HierarchicalDRFAllocator  # noqa: E402
+from mesos_nb.protocol.resources import Resources  # noqa: E402
+
+AGENT = "cpus:24;mem:4096;disk:4096;ports:[31000-32000]"
+ANCHOR = {(1000, 100): 0.05, (10000, 1000): 1.1}
+TARGET = {(1000, 100): 0.05, (10000, 1000): 1.0}
+REFUSE = 86400.0
+
+
+def run(agents: int, frameworks: int, rounds: int) -> dict:
+    alloc = HierarchicalDRFAllocator(seed=1)
+    total = Resources.parse(AGENT)
+    t0 = time.perf_counter()
+    for i in range(agents):
+        alloc.add_agent(f"agent-{i:05d}", total, hostname=f"h{i}")
+    t_agents = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in range(frameworks):
+        alloc.add_framework(f"fw-{i:04d}", ["bench"])
+    t_fws = time.perf_counter() - t0
+
+    now = 0.0
+    cycles: list[tuple[float, int]] = []
+    decline_s: list[float] = []
+    gc.collect()
+    for _ in range(rounds):
+        now += 1.0
+        t0 = time.perf_counter()
+        made = alloc.allocate(now)
+        cycles.append((time.perf_counter() - t0, len(made)))
+        t0 = time.perf_counter()
+        for a in made:
+            alloc.recover(a.framework_id, a.agent_id, a.resources, refuse_seconds=REFUSE, now=now)
+        decline_s.append(time.perf_counter() - t0)
+    steady = [c for c, _ in cycles[1:]]
+    return {
+        "agents": agents,
+        "frameworks": frameworks,
+        "add_agents_s": t_agents,
+        "add_frameworks_s": t_fws,
+        "first_s": cycles[0][0],
+        "first_offers": cycles[0][1],
+        "steady_s": statistics.median(steady) if steady else float("nan"),
+        "steady_offers": cycles[1][1] if len(cycles) > 1 else 0,
+        "decline_s": statistics.median(decline_s),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small cluster only (1k agents x 100 frameworks)")
+    ap.add_argument("--rounds", type=int, default=5, help="cycles per cluster (first + declined rounds)")
+    args = ap.parse_args(argv)
+    sizes = [(1000, 100)] if args.quick else [(1000, 100), (10000, 1000)]
+    print(f"python {sys.version.split()[0]}; agent = {AGENT}; decline filter {REFUSE:.0f} s")
+    hdr = (
+        f"{'agents x fws':>14} {'add agents':>10} {'first cycle':>12} {'offers':>7} "
+        f"{'steady cycle':>13} {'offers':>7} {'decline all':>11} {'Mesos 1.8':>9} "
+        f"{'first/Mesos':>11} {'steady/Mesos':>12} {'target':>7}"
+    )
+    print(hdr)
+    print("-" * len(hdr))
+    ok = True
+    for agents, fws in sizes:
+        r = run(agents, fws, args.rounds)
+        anchor = ANCHOR[(agents, fws)]
+        target = TARGET[(agents, fws)]
+        met = r["first_s"] <= target and r["steady_s"] <= target
+        ok &= met
+        print(
+            f"{agents:>6} x {fws:<5} {r['add_agents_s']:>9.3f}s {r['first_s']:>11.3f}s "
+            f"{r['first_offers']:>7} {r['steady_s']:>12.3f}s {r['steady_offers']:>7} "
+            f"{r['decline_s']:>10.3f}s {anchor:>8.2f}s {r['first_s'] / anchor:>11.2f} "
+            f"{r['steady_s'] / anchor:>12.2f} {'met' if met else 'MISSED':>7}"
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,15 @@
+"""Weighted-DRF allocator: pure, synchronous, time injected. See README.md here."""
+
+from .allocator import Allocation, HierarchicalDRFAllocator
+from .filters import DEFAULT_REFUSE_SECONDS, MAX_REFUSE_SECONDS, OfferFilter, refuse_timeout
+from .sorter import DRFSorter
+
+__all__ = [
+    "Allocation",
+    "HierarchicalDRFAllocator",
+    "DRFSorter",
+    "OfferFilter",
+    "refuse_timeout",
+    "DEFAULT_REFUSE_SECONDS",
+    "MAX_REFUSE_SECONDS",
+]

@@ -1,0 +1,506 @@
+"""Hierarchical weighted-DRF allocator (the Mesos default allocator, re-made).
+
+Pure and synchronous: no I/O, no timers, no clock. The master feeds it events (agents,
+frameworks, recovered resources, suppress/revive) and calls :meth:`allocate` with the
+current time; it answers with :class:`Allocation` records that the master turns into
+offers. Offered resources count as allocated to the framework (so DRF shares move at
+once) until the master hands them back with :meth:`recover`.
+
+One cycle, as in Mesos ``__generateOffers`` stage 2 (no quota):
+
+* candidate agents: active ones with unallocated resources, shuffled (seeded RNG);
+* for each agent, roles in ascending ``dominant share / weight``; for the first role that
+  can use something on the agent (unreserved, or reserved for the role or an ancestor)
+  and whose leftover passes ``min_allocatable``, frameworks in that role in ascending
+  dominant share; the first framework that is active, subscribed to and not suppressed
+  in the role, GPU-compatible and not holding a refusal filter covering the offer gets
+  *all* of it; then the next role gets a look at whatever is left (reservations).
+
+Role names are treated flat for shares: ``eng/backend`` is its own client of the role
+sorter and is not nested under ``eng`` (Mesos nests them); hierarchy only matters for
+reservations, where a reservation for ``eng`` may be offered to ``eng/backend``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from mesos_nb.protocol.resources import Resources
+
+from .filters import FrameworkFilters, refuse_timeout
+from .sorter import DRFSorter, Totals, dominant_share
+
+__all__ = ["Allocation", "HierarchicalDRFAllocator"]
+
+_EMPTY = Resources()
+_DEFAULT_MIN = ({"cpus": 10}, {"mem": 32_000})  # cpus:0.01 | mem:32, in thousandths
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    framework_id: str
+    role: str
+    agent_id: str
+    resources: Resources
+
+
+class _Agent:
+    __slots__ = (
+        "id",
+        "total",
+        "available",
+        "active",
+        "gpu",
+        "reserved",
+        "hostname",
+        "attributes",
+        "frameworks",
+    )
+
+    def __init__(self, agent_id: str, total: Resources, hostname: str, attributes) -> None:
+        self.id = agent_id
+        self.hostname = hostname
+        self.attributes = dict(attributes or {})
+        self.active = True
+        self.frameworks: dict[str, None] = {}  # ids of frameworks holding something here
+        self.set_total(total)
+        self.available = total
+
+    def set_total(self, total: Resources) -> None:
+        self.total = total
+        self.gpu = total.scalar("gpus") > 0
+        self.reserved = not total.is_unreserved()
+
+
+class _Framework:
+    __slots__ = ("id", "roles", "suppressed", "gpu_aware", "active", "alloc", "filters")
+
+    def __init__(self, framework_id: str) -> None:
+        self.id = framework_id
+        self.roles: set[str] = set()
+        self.suppressed: set[str] = set()
+        self.gpu_aware = False
+        self.active = False
+        self.alloc: dict[str, dict[str, Resources]] = {}  # agent_id -> role -> resources
+        self.filters = FrameworkFilters()
+
+
+class HierarchicalDRFAllocator:
+    def __init__(
+        self,
+        *,
+        min_allocatable: list[Resources] | None = None,
+        fairness_excluded: frozenset[str] = frozenset({"gpus"}),
+        filter_gpu_resources: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        if min_allocatable is None:
+            self._min: tuple[dict[str, int], ...] = _DEFAULT_MIN
+        else:
+            self._min = tuple(r.scalar_millis() for r in min_allocatable)
+        self._excluded = frozenset(fairness_excluded)
+        self._filter_gpu = filter_gpu_resources
+        self._rng = random.Random(seed)
+        self._agents: dict[str, _Agent] = {}
+        self._fws: dict[str, _Framework] = {}
+        self._totals = Totals()
+        self._roles = DRFSorter(self._totals)
+        self._fsorters: dict[str, DRFSorter] = {}
+        self._weights: dict[str, float] = {}
+        self._runs = 0
+        self._made = 0
+
+    # ================================================================== agents
+    def _fair(self, r: Resources) -> dict[str, int]:
+        return {n: m for n, m in r.scalar_millis().items() if n not in self._excluded}
+
+    def add_agent(
+        self,
+        agent_id: str,
+        total: Resources,
+        *,
+        hostname: str = "",
+        attributes: dict[str, str] | None = None,
+    ) -> None:
+        if agent_id in self._agents:
+            self.update_agent(agent_id, total)
+            return
+        self._agents[agent_id] = _Agent(agent_id, total, hostname, attributes)
+        self._totals.add(self._fair(total))
+
+    def remove_agent(self, agent_id: str) -> None:
+        agent = self._agents.pop(agent_id, None)
+        if agent is None:
+            return
+        for fid in list(agent.frameworks):
+            fw = self._fws.get(fid)
+            if fw is None:
+                continue
+            per = fw.alloc.pop(agent_id, None) or {}
+            for role, res in per.items():
+                self._unaccount(fw, role, res)
+        for fw in self._fws.values():
+            if fw.filters:
+                fw.filters.drop_agent(agent_id)
+        self._totals.add(self._fair(agent.total), -1)
+
+    def update_agent(self, agent_id: str, total: Resources) -> None:
+        agent = self._agents[agent_id]
+        self._totals.add(self._fair(agent.total), -1)
+        self._totals.add(self._fair(total))
+        agent.set_total(total)
+        used = _EMPTY
+        for fid in agent.frameworks:
+            for res in self._fws[fid].alloc.get(agent_id, {}).values():
+                used = used + res
+        agent.available = total - used
+
+    def deactivate_agent(self, agent_id: str) -> None:
+        self._agents[agent_id].active = False
+
+    def activate_agent(self, agent_id: str) -> None:
+        self._agents[agent_id].active = True
+
+    def available(self, agent_id: str) -> Resources:
+        return self._agents[agent_id].available
+
+    def agent_ids(self) -> list[str]:
+        return list(self._agents)
+
+    # ================================================================== roles
+    def _ensure_role(self, role: str) -> DRFSorter:
+        fs = self._fsorters.get(role)
+        if fs is None:
+            fs = self._fsorters[role] = DRFSorter(self._totals)
+            self._roles.add(role, self._weights.get(role, 1.0))
+        return fs
+
+    def _maybe_drop_client(self, fw: _Framework, role: str) -> None:
+        """Leave role's framework sorter when neither subscribed nor holding anything."""
+        if role in fw.roles:
+            return
+        if any(role in per for per in fw.alloc.values()):
+            return
+        fs = self._fsorters.get(role)
+        if fs is None:
+            return
+        fs.remove(fw.id)
+        if not len(fs):
+            del self._fsorters[role]
+            self._roles.remove(role)
+
+    def update_weights(self, weights: dict[str, float]) -> None:
+        for role, w in weights.items():
+            w = float(w)
+            if not w > 0:
+                raise ValueError(f"weight for role '{role}' must be positive, got {w}")
+            self._weights[role] = w
+            if role in self._roles:
+                self._roles.set_weight(role, w)
+
+    def weights(self) -> dict[str, float]:
+        return dict(self._weights)
+
+    # ================================================================== frameworks
+    def add_framework(
+        self,
+        framework_id: str,
+        roles: Sequence[str],
+        *,
+        suppressed_roles: Sequence[str] = (),
+        gpu_aware: bool = False,
+        active: bool = True,
+    ) -> None:
+        """Add a framework (or refresh one that already exists, e.g. a placeholder made by
+        :meth:`add_allocation` for tasks reported before the framework re-subscribed)."""
+        fw = self._fws.get(framework_id)
+        if fw is None:
+            fw = self._fws[framework_id] = _Framework(framework_id)
+        self._set_roles(fw, roles, suppressed_roles, gpu_aware)
+        fw.active = active
+
+    def update_framework(
+        self,
+        framework_id: str,
+        roles: Sequence[str],
+        *,
+        suppressed_roles: Sequence[str] = (),
+        gpu_aware: bool = False,
+    ) -> None:
+        self._set_roles(self._fws[framework_id], roles, suppressed_roles, gpu_aware)
+
+    def _set_roles(self, fw: _Framework, roles, suppressed_roles, gpu_aware: bool) -> None:
+        new = set(roles)
+        old = fw.roles
+        fw.roles = new
+        fw.suppressed = set(suppressed_roles) & new
+        fw.gpu_aware = gpu_aware
+        for role in new:
+            self._ensure_role(role).add(fw.id)
+        gone = old - new
+        if gone:
+            fw.filters.clear(gone)
+            for role in gone:
+                self._maybe_drop_client(fw, role)
+
+    def remove_framework(self, framework_id: str) -> None:
+        fw = self._fws.pop(framework_id, None)
+        if fw is None:
+            return
+        for agent_id, per in fw.alloc.items():
+            agent = self._agents.get(agent_id)
+            for role, res in per.items():
+                self._unaccount(fw, role, res)
+                if agent is not None:
+                    agent.available = agent.available + res
+            if agent is not None:
+                agent.frameworks.pop(framework_id, None)
+        fw.alloc = {}
+        fw.roles = set()
+        for role in list(self._fsorters):
+            self._maybe_drop_client(fw, role)
+
+    def activate_framework(self, framework_id: str) -> None:
+        self._fws[framework_id].active = True
+
+    def deactivate_framework(self, framework_id: str) -> None:
+        fw = self._fws[framework_id]
+        fw.active = False
+        fw.filters.clear()  # as Mesos: filters do not survive deactivation
+
+    def framework_ids(self) -> list[str]:
+        return list(self._fws)
+
+    def suppress(self, framework_id: str, roles: Sequence[str] | None = None) -> None:
+        fw = self._fws[framework_id]
+        fw.suppressed |= fw.roles if roles is None else (set(roles) & fw.roles)
+
+    def revive(self, framework_id: str, roles: Sequence[str] | None = None) -> None:
+        fw = self._fws[framework_id]
+        if roles is None:
+            fw.filters.clear()
+            fw.suppressed.clear()
+        else:
+            fw.filters.clear(roles)
+            fw.suppressed -= set(roles)
+
+    def suppressed_roles(self, framework_id: str) -> set[str]:
+        return set(self._fws[framework_id].suppressed)
+
+    def has_filters(
+        self,
+        framework_id: str,
+        role: str | None = None,
+        agent_id: str | None = None,
+        now: float | None = None,
+    ) -> bool:
+        fw = self._fws.get(framework_id)
+        return bool(fw and fw.filters.has(role, agent_id, now))
+
+    # ================================================================== allocations
+    def _account(self, fw: _Framework, role: str, agent: _Agent, res: Resources, m=None) -> None:
+        per = fw.alloc.get(agent.id)
+        if per is None:
+            per = fw.alloc[agent.id] = {}
+            agent.frameworks[fw.id] = None
+        cur = per.get(role)
+        per[role] = res if cur is None else cur + res
+        if m is None:
+            m = res.scalar_millis()
+        self._roles.add_allocation(role, m)
+        self._fsorters[role].add_allocation(fw.id, m)
+
+    def _unaccount(self, fw: _Framework, role: str, res: Resources) -> None:
+        m = res.scalar_millis()
+        self._roles.remove_allocation(role, m)
+        fs = self._fsorters.get(role)
+        if fs is not None:
+            fs.remove_allocation(fw.id, m)
+
+    def add_allocation(
+        self, framework_id: str, role: str, agent_id: str, resources: Resources
+    ) -> None:
+        """Record resources already in use (tasks found on a re-registering agent). An
+        unknown framework gets an inactive placeholder until :meth:`add_framework`."""
+        agent = self._agents[agent_id]
+        fw = self._fws.get(framework_id)
+        if fw is None:
+            fw = self._fws[framework_id] = _Framework(framework_id)
+        self._ensure_role(role).add(fw.id)
+        self._account(fw, role, agent, resources)
+        agent.available = agent.available - resources
+
+    def recover(
+        self,
+        framework_id: str,
+        agent_id: str,
+        resources: Resources,
+        *,
+        refuse_seconds: float | None = None,
+        now: float = 0.0,
+        role: str | None = None,
+    ) -> None:
+        """Take back resources from a framework; optionally install a refusal filter.
+
+        ``role`` names the allocation role when the caller knows it; otherwise the
+        resources are taken from the framework's roles on that agent in turn. Resources
+        the framework does not hold there are ignored.
+        """
+        fw = self._fws.get(framework_id)
+        agent = self._agents.get(agent_id)
+        if fw is None or agent is None:
+            return
+        per = fw.alloc.get(agent_id)
+        if not per or not resources:
+            return
+        timeout = refuse_timeout(refuse_seconds)
+        remaining = resources
+        for r in [role] if role is not None else list(per):
+            cur = per.get(r)
+            if cur is None:
+                continue
+            part = cur if cur == remaining else cur.intersection(remaining)
+            if not part:
+                continue
+            left = cur - part
+            if left:
+                per[r] = left
+            else:
+                del per[r]
+            self._unaccount(fw, r, part)
+            agent.available = agent.available + part
+            if timeout > 0:
+                fw.filters.add(r, agent_id, part, now + timeout)
+            if not left:
+                self._maybe_drop_client(fw, r)
+            remaining = remaining - part
+            if not remaining:
+                break
+        if not per:
+            del fw.alloc[agent_id]
+            agent.frameworks.pop(framework_id, None)
+
+    def allocated(self, framework_id: str) -> dict[str, Resources]:
+        fw = self._fws.get(framework_id)
+        if fw is None:
+            return {}
+        out: dict[str, Resources] = {}
+        for agent_id, per in fw.alloc.items():
+            total = _EMPTY
+            for res in per.values():
+                total = total + res
+            out[agent_id] = total
+        return out
+
+    def allocated_by_role(self, framework_id: str) -> dict[str, dict[str, Resources]]:
+        """agent_id -> role -> resources."""
+        fw = self._fws.get(framework_id)
+        return {} if fw is None else {a: dict(per) for a, per in fw.alloc.items()}
+
+    # ================================================================== the cycle
+    def _enough(self, m: dict[str, int]) -> bool:
+        mins = self._min
+        if not mins:
+            return True
+        for req in mins:
+            for n, v in req.items():
+                if m.get(n, 0) < v:
+                    break
+            else:
+                return True
+        return False
+
+    def allocate(self, now: float, agent_ids: Iterable[str] | None = None) -> list[Allocation]:
+        self._runs += 1
+        agents = self._agents
+        if agent_ids is None:
+            cands = [a for a in agents.values() if a.active and a.available]
+        else:
+            cands = []
+            for aid in dict.fromkeys(agent_ids):
+                a = agents.get(aid)
+                if a is not None and a.active and a.available:
+                    cands.append(a)
+        if not cands or not self._fsorters:
+            return []
+        self._rng.shuffle(cands)
+
+        out: list[Allocation] = []
+        role_sorter = self._roles
+        fsorters = self._fsorters
+        fws = self._fws
+        filter_gpu = self._filter_gpu
+        enough = self._enough
+        account = self._account
+
+        for agent in cands:
+            avail = agent.available
+            aid = agent.id
+            no_gpu_ok = agent.gpu and filter_gpu
+            done: set[str] | None = None
+            again = True
+            while again and avail:
+                again = False
+                for _, role in role_sorter.order():
+                    if done is not None and role in done:
+                        continue
+                    offer = avail.allocatable_to(role) if agent.reserved else avail
+                    if not offer:
+                        continue
+                    m = offer.scalar_millis()
+                    if not enough(m):
+                        continue
+                    chosen = None
+                    for _, fid in fsorters[role].order():
+                        fw = fws[fid]
+                        if not fw.active or role in fw.suppressed or role not in fw.roles:
+                            continue
+                        if no_gpu_ok and not fw.gpu_aware:
+                            continue
+                        if fw.filters and fw.filters.is_filtered(role, aid, offer, now):
+                            continue
+                        chosen = fw
+                        break
+                    if chosen is None:
+                        continue
+                    account(chosen, role, agent, offer, m)
+                    avail = _EMPTY if offer is avail else avail - offer
+                    agent.available = avail
+                    out.append(Allocation(chosen.id, role, aid, offer))
+                    if done is None:
+                        done = set()
+                    done.add(role)
+                    again = True
+                    break  # orders changed: start the role walk again
+        self._made += len(out)
+        return out
+
+    # ================================================================== reporting
+    def shares(self) -> dict:
+        totals = self._totals.values
+        roles = {r: self._roles.share(r) for r in self._roles.clients()}
+        frameworks = {}
+        for fid, fw in self._fws.items():
+            m: dict[str, int] = {}
+            for per in fw.alloc.values():
+                for res in per.values():
+                    for n, v in res.scalar_millis().items():
+                        m[n] = m.get(n, 0) + v
+            frameworks[fid] = dominant_share(m, totals)
+        return {"roles": roles, "frameworks": frameworks}
+
+    def role_order(self) -> list[str]:
+        return self._roles.sorted()
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "allocator/agents": len(self._agents),
+            "allocator/frameworks": len(self._fws),
+            "allocator/active_frameworks": sum(1 for f in self._fws.values() if f.active),
+            "allocator/roles": len(self._fsorters),
+            "allocator/offer_filters": sum(f.filters.count() for f in self._fws.values()),
+            "allocator/allocation_runs": self._runs,
+            "allocator/allocations_made": self._made,
+        }

@@ -1,0 +1,125 @@
+"""Refusal filters (``Filters.refuse_seconds`` on DECLINE and on the unused part of ACCEPT).
+
+A filter belongs to one framework, one of its roles and one agent, and holds the refused
+resources and an expiry time. While it is live the framework is not offered, in that
+role, anything on that agent that is a *subset* of the refused resources (Mesos
+``RefusedOfferFilter``); an offer with something new in it gets through. Expired filters
+are dropped lazily when they are next looked at, so no timers are needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from mesos_nb.protocol.resources import Resources
+
+__all__ = [
+    "DEFAULT_REFUSE_SECONDS",
+    "MAX_REFUSE_SECONDS",
+    "FrameworkFilters",
+    "OfferFilter",
+    "refuse_timeout",
+]
+
+DEFAULT_REFUSE_SECONDS = 5.0
+MAX_REFUSE_SECONDS = 365 * 24 * 3600.0
+
+
+def refuse_timeout(refuse_seconds: float | None) -> float:
+    """Seconds a filter lasts: negative means the 5 s default, capped at 365 days,
+    0 (or None) means no filter."""
+    if refuse_seconds is None:
+        return 0.0
+    if refuse_seconds != refuse_seconds:  # NaN
+        return DEFAULT_REFUSE_SECONDS
+    if refuse_seconds < 0:
+        return DEFAULT_REFUSE_SECONDS
+    return min(float(refuse_seconds), MAX_REFUSE_SECONDS)
+
+
+class OfferFilter:
+    __slots__ = ("resources", "expires")
+
+    def __init__(self, resources: Resources, expires: float) -> None:
+        self.resources = resources
+        self.expires = expires
+
+    def expired(self, now: float) -> bool:
+        return now >= self.expires
+
+    def filters(self, offer: Resources) -> bool:
+        """True when ``offer`` holds nothing beyond what was refused."""
+        return self.resources.contains(offer)
+
+    def __repr__(self) -> str:
+        return f"OfferFilter({self.resources}, expires={self.expires})"
+
+
+class FrameworkFilters:
+    """One framework's filters: role -> agent_id -> [OfferFilter]."""
+
+    __slots__ = ("_by_role",)
+
+    def __init__(self) -> None:
+        self._by_role: dict[str, dict[str, list[OfferFilter]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._by_role)
+
+    def add(self, role: str, agent_id: str, resources: Resources, expires: float) -> None:
+        self._by_role.setdefault(role, {}).setdefault(agent_id, []).append(
+            OfferFilter(resources, expires)
+        )
+
+    def is_filtered(self, role: str, agent_id: str, offer: Resources, now: float) -> bool:
+        per_agent = self._by_role.get(role)
+        if not per_agent:
+            return False
+        fl = per_agent.get(agent_id)
+        if not fl:
+            return False
+        hit = False
+        live = []
+        for f in fl:
+            if now >= f.expires:
+                continue
+            live.append(f)
+            if not hit and f.resources.contains(offer):
+                hit = True
+        if len(live) != len(fl):
+            if live:
+                per_agent[agent_id] = live
+            else:
+                del per_agent[agent_id]
+                if not per_agent:
+                    del self._by_role[role]
+        return hit
+
+    def clear(self, roles: Iterable[str] | None = None) -> None:
+        if roles is None:
+            self._by_role.clear()
+        else:
+            for r in roles:
+                self._by_role.pop(r, None)
+
+    def drop_agent(self, agent_id: str) -> None:
+        for role in list(self._by_role):
+            per_agent = self._by_role[role]
+            per_agent.pop(agent_id, None)
+            if not per_agent:
+                del self._by_role[role]
+
+    def has(self, role: str | None = None, agent_id: str | None = None, now: float | None = None) -> bool:
+        """Any (live, when ``now`` is given) filter for the role/agent given."""
+        for r, per_agent in self._by_role.items():
+            if role is not None and r != role:
+                continue
+            for a, fl in per_agent.items():
+                if agent_id is not None and a != agent_id:
+                    continue
+                if any(now is None or now < f.expires for f in fl):
+                    return True
+        return False
+
+    def count(self) -> int:
+        return sum(len(fl) for per_agent in self._by_role.values() for fl in per_agent.values())
