@@ -1,0 +1,1 @@
+"""The master: pools agents' resources and offers them to frameworks (see README.md)."""

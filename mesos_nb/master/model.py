@@ -1,0 +1,111 @@
+"""The master's records: frameworks, agents, tasks and offers.
+
+Plain data, no behaviour beyond small derived views; :mod:`mesos_nb.master.core` owns the
+transitions. Kept separate so the read endpoints can render them without importing the
+state machine.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol import messages as m
+from ..protocol.resources import Resources
+
+MAX_COMPLETED_TASKS_PER_FRAMEWORK = 1000
+MAX_COMPLETED_FRAMEWORKS = 50
+
+
+@dataclass(slots=True)
+class Task:
+    id: str
+    framework_id: str
+    agent_id: str
+    name: str
+    role: str
+    resources: Resources
+    info: m.TaskInfo
+    executor_id: str | None = None
+    state: str = "TASK_STAGING"
+    statuses: list[tuple[str, float]] = field(default_factory=list)
+    latest: m.TaskStatus | None = None
+    # The newest reliable update the framework has not acknowledged yet (has a uuid).
+    unacked: m.TaskStatus | None = None
+    resources_released: bool = False
+
+
+@dataclass(slots=True)
+class Offer:
+    id: str
+    framework_id: str
+    agent_id: str
+    role: str
+    resources: Resources
+
+
+@dataclass(slots=True)
+class Framework:
+    id: str
+    info: m.FrameworkInfo
+    registered_time: float
+    connected: bool = False
+    active: bool = True
+    stream_id: str | None = None
+    reregistered_time: float | None = None
+    unregistered_time: float | None = None
+    failover_deadline: float | None = None
+    suppressed_roles: set[str] = field(default_factory=set)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    completed_tasks: deque[Task] = field(
+        default_factory=lambda: deque(maxlen=MAX_COMPLETED_TASKS_PER_FRAMEWORK)
+    )
+    offers: set[str] = field(default_factory=set)
+    # agent_id -> {executor_id: ExecutorInfo}
+    executors: dict[str, dict[str, m.ExecutorInfo]] = field(default_factory=dict)
+
+    @property
+    def roles(self) -> list[str]:
+        return self.info.all_roles()
+
+    @property
+    def partition_aware(self) -> bool:
+        return self.info.has_capability("PARTITION_AWARE")
+
+
+@dataclass(slots=True)
+class Agent:
+    id: str
+    hostname: str
+    port: int
+    total: Resources
+    resources_proto: list[m.Resource]
+    attributes: list[m.Attribute]
+    registered_time: float
+    channel: Any = None  # opaque handle owned by the shell
+    key: str = ""
+    version: str | None = None
+    connected: bool = True
+    active: bool = True
+    reregistered_time: float | None = None
+    disconnect_deadline: float | None = None
+    # (framework_id, task_id)
+    tasks: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def pid(self) -> str:
+        return f"slave(1)@{self.hostname}:{self.port}"
+
+    def attribute_map(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for a in self.attributes:
+            if a.type == "SCALAR" and a.scalar is not None:
+                out[a.name] = a.scalar.value
+            elif a.type == "TEXT" and a.text is not None:
+                out[a.name] = a.text.value
+            elif a.type == "RANGES" and a.ranges is not None:
+                out[a.name] = "[" + ",".join(f"{r.begin}-{r.end}" for r in a.ranges.range) + "]"
+            elif a.type == "SET" and a.set is not None:
+                out[a.name] = "{" + ",".join(a.set.item) + "}"
+        return out

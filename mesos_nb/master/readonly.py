@@ -1,0 +1,349 @@
+"""Read endpoints (/master/state, /state-summary, /metrics/snapshot, …).
+
+Rendered from the core's records into bytes and cached by the core's change counter, so
+tools polling ``/master/state`` cost one render per change, not one per request, and never
+hold up the scheduling path for longer than one render.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import psutil
+from aiohttp import web
+
+from .. import __version__
+from ..protocol import messages as m
+from ..protocol.resources import Resources
+
+if TYPE_CHECKING:
+    from .model import Agent, Framework, Task
+    from .server import MasterServer
+
+_enc = msgspec.json.Encoder()
+COUNTED_STATES = (
+    "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED",
+    "TASK_KILLED", "TASK_FAILED", "TASK_LOST", "TASK_ERROR", "TASK_UNREACHABLE",
+)
+
+
+def _summary(r: Resources) -> dict[str, Any]:
+    return r.summary()
+
+
+class ReadOnlyViews:
+    def __init__(self, server: MasterServer) -> None:
+        self.server = server
+        self._cache: dict[str, tuple[int, bytes]] = {}
+
+    def add_routes(self, r: web.UrlDispatcher) -> None:
+        for prefix in ("", "/master"):
+            r.add_get(prefix + "/state", self.state)
+            r.add_get(prefix + "/state.json", self.state)
+            r.add_get(prefix + "/state-summary", self.state_summary)
+            r.add_get(prefix + "/health", self.health)
+            r.add_get(prefix + "/redirect", self.redirect)
+            r.add_get(prefix + "/frameworks", self.frameworks)
+            r.add_get(prefix + "/slaves", self.slaves)
+            r.add_get(prefix + "/tasks", self.tasks)
+        r.add_get("/version", self.version)
+        r.add_get("/metrics/snapshot", self.metrics)
+
+    # ------------------------------------------------------------------ helpers
+    def _cached(self, name: str, render) -> web.Response:
+        v = self.server.core.version
+        hit = self._cache.get(name)
+        if hit is None or hit[0] != v:
+            hit = (v, _enc.encode(render()))
+            self._cache[name] = hit
+        return web.Response(body=hit[1], content_type="application/json")
+
+    def _task(self, t: Task) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": t.id,
+            "name": t.name,
+            "framework_id": t.framework_id,
+            "executor_id": t.executor_id or "",
+            "slave_id": t.agent_id,
+            "agent_id": t.agent_id,
+            "state": t.state,
+            "resources": t.resources.summary(),
+            "role": t.role,
+            "statuses": [{"state": s, "timestamp": ts} for s, ts in t.statuses],
+        }
+        if t.latest is not None and t.latest.message:
+            d["message"] = t.latest.message
+        if t.info.labels is not None:
+            d["labels"] = t.info.labels
+        return d
+
+    def _framework(self, fw: Framework, full: bool) -> dict[str, Any]:
+        core = self.server.core
+        used = Resources()
+        for t in fw.tasks.values():
+            if t.state not in m.TERMINAL_STATES:
+                used = used + t.resources
+        offered = Resources()
+        for oid in fw.offers:
+            o = core.offers.get(oid)
+            if o is not None:
+                offered = offered + o.resources
+        info = fw.info
+        d: dict[str, Any] = {
+            "id": fw.id,
+            "name": info.name,
+            "user": info.user,
+            "hostname": info.hostname or "",
+            "webui_url": info.webui_url or "",
+            "principal": info.principal,
+            "roles": fw.roles,
+            "role": fw.roles[0],
+            "capabilities": [c.type for c in info.capabilities if c.type],
+            "failover_timeout": info.failover_timeout,
+            "checkpoint": info.checkpoint,
+            "active": fw.active,
+            "connected": fw.connected,
+            "recovered": False,
+            "registered_time": fw.registered_time,
+            "unregistered_time": fw.unregistered_time or 0,
+            "used_resources": used.summary(),
+            "offered_resources": offered.summary(),
+            "resources": (used + offered).summary(),
+            "suppressed_roles": sorted(fw.suppressed_roles),
+        }
+        if fw.reregistered_time:
+            d["reregistered_time"] = fw.reregistered_time
+        if full:
+            d["tasks"] = [self._task(t) for t in fw.tasks.values()]
+            d["unreachable_tasks"] = []
+            d["completed_tasks"] = [self._task(t) for t in fw.completed_tasks]
+            d["offers"] = [
+                {
+                    "id": o.id,
+                    "framework_id": o.framework_id,
+                    "slave_id": o.agent_id,
+                    "allocation_info": {"role": o.role},
+                    "resources": o.resources.summary(),
+                }
+                for o in (core.offers.get(x) for x in fw.offers)
+                if o is not None
+            ]
+            d["executors"] = [
+                {
+                    "executor_id": ex_id,
+                    "name": ex.name or "",
+                    "framework_id": fw.id,
+                    "slave_id": agent_id,
+                    "resources": Resources.from_proto(ex.resources).summary() if ex.resources else Resources().summary(),
+                    "command": m.to_builtins(ex.command) if ex.command else {},
+                }
+                for agent_id, exs in fw.executors.items()
+                for ex_id, ex in exs.items()
+            ]
+        return d
+
+    def _agent(self, a: Agent) -> dict[str, Any]:
+        core = self.server.core
+        used = Resources()
+        offered = Resources()
+        for fid, tid in a.tasks:
+            fw = core.frameworks.get(fid)
+            t = fw.tasks.get(tid) if fw else None
+            if t is not None and t.state not in m.TERMINAL_STATES:
+                used = used + t.resources
+        for o in core.offers.values():
+            if o.agent_id == a.id:
+                offered = offered + o.resources
+        return {
+            "id": a.id,
+            "pid": a.pid,
+            "hostname": a.hostname,
+            "port": a.port,
+            "registered_time": a.registered_time,
+            "reregistered_time": a.reregistered_time,
+            "resources": a.total.summary(),
+            "used_resources": used.summary(),
+            "offered_resources": offered.summary(),
+            "reserved_resources": {},
+            "unreserved_resources": a.total.unreserved().summary(),
+            "attributes": a.attribute_map(),
+            "active": a.connected and a.active,
+            "deactivated": not a.active,
+            "connected": a.connected,
+            "version": a.version or __version__,
+            "capabilities": ["MULTI_ROLE", "HIERARCHICAL_ROLE"],
+        }
+
+    def render_state(self) -> dict[str, Any]:
+        srv = self.server
+        core = srv.core
+        agents = list(core.agents.values())
+        info = srv.master_info()
+        return {
+            "version": __version__,
+            "build_date": "",
+            "build_time": srv.start_time,
+            "build_user": "mesos-nb",
+            "start_time": srv.start_time,
+            "elected_time": srv.start_time,
+            "id": srv.master_id,
+            "pid": info.pid,
+            "hostname": srv.hostname,
+            "capabilities": [],
+            "activated_slaves": sum(1 for a in agents if a.connected and a.active),
+            "deactivated_slaves": sum(1 for a in agents if not a.active),
+            "unreachable_slaves": sum(1 for a in agents if not a.connected),
+            "leader": info.pid,
+            "leader_info": {"id": srv.master_id, "pid": info.pid, "port": srv.port, "hostname": srv.hostname},
+            "flags": {
+                "port": str(srv.port),
+                "allocation_interval": f"{srv.config.allocation_interval}secs",
+                "agent_ping_timeout": f"{srv.config.agent_ping_timeout}secs",
+                "max_agent_ping_timeouts": str(srv.config.max_agent_ping_timeouts),
+            },
+            "slaves": [self._agent(a) for a in agents],
+            "recovered_slaves": [],
+            "frameworks": [self._framework(fw, True) for fw in core.frameworks.values()],
+            "completed_frameworks": [self._framework(fw, True) for fw in core.completed_frameworks],
+            "orphan_tasks": [],
+            "unregistered_frameworks": [],
+        }
+
+    # ------------------------------------------------------------------ handlers
+    async def state(self, request: web.Request) -> web.Response:
+        return self._cached("state", self.render_state)
+
+    async def state_summary(self, request: web.Request) -> web.Response:
+        def render() -> dict[str, Any]:
+            core = self.server.core
+            slaves = []
+            for a in core.agents.values():
+                d = self._agent(a)
+                counts = dict.fromkeys(COUNTED_STATES, 0)
+                fids = set()
+                for fid, tid in a.tasks:
+                    fw = core.frameworks.get(fid)
+                    t = fw.tasks.get(tid) if fw else None
+                    if t is not None and t.state in counts:
+                        counts[t.state] += 1
+                    fids.add(fid)
+                d.update(counts)
+                d["framework_ids"] = sorted(fids)
+                slaves.append(d)
+            frameworks = []
+            for fw in core.frameworks.values():
+                d = self._framework(fw, False)
+                counts = dict.fromkeys(COUNTED_STATES, 0)
+                for t in list(fw.tasks.values()) + list(fw.completed_tasks):
+                    if t.state in counts:
+                        counts[t.state] += 1
+                d.update(counts)
+                d["slave_ids"] = sorted({t.agent_id for t in fw.tasks.values()})
+                frameworks.append(d)
+            return {"hostname": self.server.hostname, "slaves": slaves, "frameworks": frameworks}
+
+        return self._cached("summary", render)
+
+    async def frameworks(self, request: web.Request) -> web.Response:
+        def render() -> dict[str, Any]:
+            core = self.server.core
+            return {
+                "frameworks": [self._framework(fw, True) for fw in core.frameworks.values()],
+                "completed_frameworks": [self._framework(fw, True) for fw in core.completed_frameworks],
+                "unregistered_frameworks": [],
+            }
+
+        return self._cached("frameworks", render)
+
+    async def slaves(self, request: web.Request) -> web.Response:
+        return self._cached(
+            "slaves",
+            lambda: {"slaves": [self._agent(a) for a in self.server.core.agents.values()], "recovered_slaves": []},
+        )
+
+    async def tasks(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            limit = int(q.get("limit", "100"))
+            offset = int(q.get("offset", "0"))
+        except ValueError:
+            return web.Response(status=400, text="'limit' and 'offset' must be integers")
+        if limit < 0 or offset < 0:
+            return web.Response(status=400, text="'limit' and 'offset' must not be negative")
+        order = q.get("order", "desc")
+        if order not in ("asc", "desc"):
+            return web.Response(status=400, text="'order' must be 'asc' or 'desc'")
+        fid_filter = q.get("framework_id")
+        tid_filter = q.get("task_id")
+        core = self.server.core
+        tasks: list[Task] = []
+        for fw in list(core.frameworks.values()) + list(core.completed_frameworks):
+            if fid_filter and fw.id != fid_filter:
+                continue
+            tasks.extend(fw.tasks.values())
+            tasks.extend(fw.completed_tasks)
+        if tid_filter:
+            tasks = [t for t in tasks if t.id == tid_filter]
+        tasks.sort(key=lambda t: t.statuses[0][1] if t.statuses else 0, reverse=(order == "desc"))
+        page = tasks[offset : offset + limit]
+        return web.json_response({"tasks": [self._task(t) for t in page]})
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def version(self, request: web.Request) -> web.Response:
+        return web.json_response({"version": __version__, "build_user": "mesos-nb", "build_date": "", "build_time": 0})
+
+    async def redirect(self, request: web.Request) -> web.Response:
+        srv = self.server
+        return web.Response(status=307, headers={"Location": f"//{srv.hostname}:{srv.port}"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        srv = self.server
+        core = srv.core
+        snap: dict[str, float] = dict(core.metrics)
+        total = Resources()
+        for a in core.agents.values():
+            if a.connected:
+                total = total + a.total
+        used = Resources()
+        states: dict[str, int] = {}
+        for fw in core.frameworks.values():
+            for t in fw.tasks.values():
+                states[t.state] = states.get(t.state, 0) + 1
+                if t.state not in m.TERMINAL_STATES:
+                    used = used + t.resources
+        for name in ("cpus", "mem", "disk", "gpus"):
+            tot = total.scalar(name)
+            u = used.scalar(name)
+            snap[f"master/{name}_total"] = tot
+            snap[f"master/{name}_used"] = u
+            snap[f"master/{name}_percent"] = (u / tot) if tot else 0.0
+        for st in ("staging", "starting", "running", "killing", "unreachable"):
+            snap[f"master/tasks_{st}"] = states.get("TASK_" + st.upper(), 0)
+        agents = list(core.agents.values())
+        snap["master/slaves_active"] = sum(1 for a in agents if a.active)
+        snap["master/slaves_connected"] = sum(1 for a in agents if a.connected)
+        snap["master/slaves_disconnected"] = sum(1 for a in agents if not a.connected)
+        snap["master/slaves_inactive"] = sum(1 for a in agents if not a.active)
+        fws = list(core.frameworks.values())
+        snap["master/frameworks_active"] = sum(1 for f in fws if f.active)
+        snap["master/frameworks_connected"] = sum(1 for f in fws if f.connected)
+        snap["master/frameworks_disconnected"] = sum(1 for f in fws if not f.connected)
+        snap["master/frameworks_inactive"] = sum(1 for f in fws if not f.active)
+        snap["master/outstanding_offers"] = len(core.offers)
+        snap["master/elected"] = 1
+        snap["master/uptime_secs"] = time.time() - srv.start_time
+        shares = core.allocator.shares()
+        for role, share in shares.get("roles", {}).items():
+            snap[f"allocator/mesos/roles/{role}/shares/dominant"] = share
+        snap["system/cpus_total"] = os.cpu_count() or 0
+        load = os.getloadavg()
+        snap["system/load_1min"], snap["system/load_5min"], snap["system/load_15min"] = load
+        vm = psutil.virtual_memory()
+        snap["system/mem_total_bytes"] = vm.total
+        snap["system/mem_free_bytes"] = vm.available
+        return web.json_response(snap)

@@ -1,0 +1,525 @@
+"""The master's imperative shell: HTTP, the agent channel, timers.
+
+It owns the sockets and the clock and nothing else: every input is handed to
+:class:`~mesos_nb.master.core.MasterCore` and the effects it queues are delivered here
+(subscription streams, agent channels). Allocation runs every ``allocation_interval`` and,
+batched, soon after anything that frees or adds resources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from .. import __version__
+from ..protocol import channel as ch
+from ..protocol import messages as m
+from ..protocol import recordio
+from .core import CallError, EndStream, MasterCore, ToAgent, ToChannel, ToFramework
+from .readonly import ReadOnlyViews
+
+log = logging.getLogger("mesos_nb.master")
+
+MAX_BODY = 16 * 1024 * 1024
+
+
+@dataclass
+class MasterConfig:
+    host: str = "127.0.0.1"
+    port: int = 5050
+    hostname: str | None = None
+    work_dir: str | None = None
+    allocation_interval: float = 1.0
+    heartbeat_interval: float = 15.0
+    agent_ping_timeout: float = 15.0
+    max_agent_ping_timeouts: int = 5
+    agent_secret: str | None = None
+
+
+class _Stream:
+    """One framework's subscription: a RecordIO event stream on a chunked response."""
+
+    __slots__ = ("framework_id", "stream_id", "resp", "queue", "wake", "closed", "error")
+
+    def __init__(self, framework_id: str, stream_id: str, resp: web.StreamResponse) -> None:
+        self.framework_id = framework_id
+        self.stream_id = stream_id
+        self.resp = resp
+        self.queue: deque[bytes] = deque()
+        self.wake = asyncio.Event()
+        self.closed = False
+        self.error: str | None = None
+
+    def push(self, record: bytes) -> None:
+        self.queue.append(recordio.encode(record))
+        self.wake.set()
+
+
+class _Channel:
+    """One agent process's WebSocket; carries many agents."""
+
+    __slots__ = ("ws", "pending", "wake", "last_heard", "peer", "closed")
+
+    def __init__(self, ws: web.WebSocketResponse, peer: str) -> None:
+        self.ws = ws
+        self.pending: list[Any] = []
+        self.wake = asyncio.Event()
+        self.last_heard = time.monotonic()
+        self.peer = peer
+        self.closed = False
+
+    def send(self, msg: Any) -> None:
+        self.pending.append(msg)
+        self.wake.set()
+
+
+def _ip_as_uint32(ip: str) -> int:
+    try:
+        return struct.unpack("<I", socket.inet_aton(ip))[0]
+    except OSError:
+        return 0
+
+
+class MasterServer:
+    def __init__(self, config: MasterConfig | None = None) -> None:
+        self.config = config or MasterConfig()
+        self.master_id = str(uuid.uuid4())
+        c = self.config
+        self.core = MasterCore(
+            self.master_id,
+            agent_reregister_timeout=c.agent_ping_timeout * c.max_agent_ping_timeouts,
+        )
+        self.streams: dict[str, _Stream] = {}  # framework id -> its current stream
+        self.streams_by_id: dict[str, _Stream] = {}  # stream id -> stream (old ones too, until closed)
+        self.channels: set[_Channel] = set()
+        self.start_time = time.time()
+        self.port = c.port
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._alloc_handle: asyncio.Handle | None = None
+        self.views = ReadOnlyViews(self)
+        self.app = self._make_app()
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def hostname(self) -> str:
+        return self.config.hostname or self.config.host
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.hostname}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.hostname}:{self.port}"
+
+    def master_info(self) -> m.MasterInfo:
+        ip = self.config.host if self.config.host not in ("0.0.0.0", "") else "127.0.0.1"
+        return m.MasterInfo(
+            id=self.master_id,
+            ip=_ip_as_uint32(ip),
+            port=self.port,
+            pid=f"master@{ip}:{self.port}",
+            hostname=self.hostname,
+            version=__version__,
+            address=m.MasterAddress(hostname=self.hostname, ip=ip, port=self.port),
+        )
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(
+            self.app, handle_signals=False, access_log=None, keepalive_timeout=86400.0,
+            handler_cancellation=True,
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
+        await site.start()
+        sock = site._server.sockets[0]  # type: ignore[union-attr]
+        self.port = sock.getsockname()[1]
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._allocation_loop()),
+            loop.create_task(self._tick_loop()),
+            loop.create_task(self._heartbeat_loop()),
+        ]
+        log.info("master started id=%s url=%s", self.master_id, self.url)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        for chan in list(self.channels):
+            await chan.ws.close()
+        for s in list(self.streams.values()):
+            s.closed = True
+            s.wake.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        log.info("master stopped id=%s", self.master_id)
+
+    # ------------------------------------------------------------------ effects
+    def flush(self) -> None:
+        core = self.core
+        out = core.out
+        if out:
+            core.out = []
+            for eff in out:
+                if type(eff) is ToFramework:
+                    s = self.streams.get(eff.framework_id)
+                    if s is not None and not s.closed:
+                        s.push(m.encode(eff.event))
+                elif type(eff) is ToAgent:
+                    agent = core.agents.get(eff.agent_id)
+                    if agent is not None and agent.channel is not None:
+                        agent.channel.send(eff.msg)
+                elif type(eff) is ToChannel:
+                    eff.channel.send(eff.msg)
+                elif type(eff) is EndStream:
+                    s = self.streams_by_id.pop(eff.stream_id, None)
+                    if s is not None:
+                        s.push(m.encode(m.Event(type="ERROR", error=m.Error(message=eff.message))))
+                        s.error = eff.message
+                        s.closed = True
+                        s.wake.set()
+                        if self.streams.get(eff.framework_id) is s:
+                            del self.streams[eff.framework_id]
+        if core.wants_allocation and self._alloc_handle is None:
+            loop = asyncio.get_running_loop()
+            self._alloc_handle = loop.call_later(0.002, self._allocate_now)
+
+    def _allocate_now(self) -> None:
+        self._alloc_handle = None
+        try:
+            self.core.allocate(time.time())
+        except Exception:  # pragma: no cover - a bug must not kill the master
+            log.exception("allocation failed")
+        self.flush()
+
+    async def _allocation_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.allocation_interval)
+            self._allocate_now()
+
+    async def _tick_loop(self) -> None:
+        c = self.config
+        period = min(1.0, c.agent_ping_timeout)
+        next_ping = time.monotonic() + c.agent_ping_timeout
+        while True:
+            await asyncio.sleep(period)
+            self.core.tick(time.time())
+            mono = time.monotonic()
+            limit = c.agent_ping_timeout * c.max_agent_ping_timeouts
+            for chan in list(self.channels):
+                if mono - chan.last_heard > limit:
+                    log.info("agent channel timed out peer=%s silent=%.1fs", chan.peer, mono - chan.last_heard)
+                    await chan.ws.close()
+            if mono >= next_ping:
+                next_ping = mono + c.agent_ping_timeout
+                for chan in self.channels:
+                    chan.send(ch.Ping())
+            self.flush()
+
+    async def _heartbeat_loop(self) -> None:
+        hb = m.encode(m.Event(type="HEARTBEAT"))
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            for s in list(self.streams.values()):
+                if not s.closed:
+                    s.push(hb)
+
+    # ------------------------------------------------------------------ app
+    def _make_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY)
+        r = app.router
+        for prefix in ("", "/master"):
+            r.add_post(prefix + "/api/v1/scheduler", self.handle_scheduler)
+            r.add_post(prefix + "/api/v1", self.handle_operator)
+        r.add_get("/api/v1/agent-channel", self.handle_channel)
+        self.views.add_routes(r)
+        return app
+
+    # ------------------------------------------------------------------ scheduler API
+    async def handle_scheduler(self, request: web.Request) -> web.StreamResponse:
+        ctype = request.headers.get("Content-Type")
+        if ctype is None:
+            return _text(400, "Expecting 'Content-Type' to be present")
+        if ctype.split(";")[0].strip().lower() != "application/json":
+            return _text(415, f"Unsupported Content-Type '{ctype}'; mesos-nb speaks 'application/json'")
+        body = await request.read()
+        try:
+            call = m.decode(body, m.Call)
+        except m.ProtocolError as e:
+            return _text(400, f"Failed to parse body into Call: {e}")
+        if call.type is None:
+            return _text(400, "Expecting 'type' to be present")
+        if call.type == "UNKNOWN":
+            return _text(501, "Received an UNKNOWN call")
+        if call.type not in m.CALL_TYPES:
+            return _text(400, f"Failed to parse body into Call: unknown call type '{call.type}'")
+        if call.type == "SUBSCRIBE":
+            return await self._subscribe(request, call)
+        if call.framework_id is None:
+            return _text(400, "Expecting 'framework_id' to be present")
+        payload_field = call.type.lower()
+        required = {"ACCEPT", "DECLINE", "KILL", "SHUTDOWN", "ACKNOWLEDGE", "RECONCILE", "MESSAGE", "UPDATE_FRAMEWORK"}
+        if call.type in required and getattr(call, payload_field, None) is None:
+            return _text(400, f"Expecting '{payload_field}' to be present")
+        fid = call.framework_id.value
+        fw = self.core.frameworks.get(fid)
+        if fw is None:
+            return _text(400, "Framework cannot be found")
+        if not fw.connected:
+            return _text(403, "Framework is not subscribed")
+        sid = request.headers.get("Mesos-Stream-Id")
+        if sid is None:
+            return _text(400, "All non-subscribe calls should include the 'Mesos-Stream-Id' header")
+        if sid != fw.stream_id:
+            return _text(400, f"The stream ID '{sid}' included in this request didn't match the stream ID currently associated with framework ID {fid}")
+        now = time.time()
+        core = self.core
+        try:
+            t = call.type
+            if t == "ACCEPT":
+                core.accept(fid, call.accept, now)
+            elif t == "DECLINE":
+                core.decline(fid, call.decline, now)
+            elif t == "ACKNOWLEDGE":
+                core.acknowledge(fid, call.acknowledge, now)
+            elif t == "KILL":
+                core.kill(fid, call.kill, now)
+            elif t == "REVIVE":
+                core.revive(fid, call.revive.roles if call.revive else None)
+            elif t == "SUPPRESS":
+                core.suppress(fid, call.suppress.roles if call.suppress else None)
+            elif t == "RECONCILE":
+                core.reconcile(fid, call.reconcile, now)
+            elif t == "MESSAGE":
+                core.framework_message(fid, call.message)
+            elif t == "SHUTDOWN":
+                core.shutdown_executor(fid, call.shutdown)
+            elif t == "TEARDOWN":
+                core.teardown(fid, now)
+            elif t == "UPDATE_FRAMEWORK":
+                return _text(501, "UPDATE_FRAMEWORK is not supported yet")
+            else:
+                pass  # REQUEST, inverse offers, operation acks/reconciliation: accepted, nothing to do
+        except CallError as e:
+            return _text(e.status, e.message)
+        finally:
+            self.flush()
+        return web.Response(status=202)
+
+    async def _subscribe(self, request: web.Request, call: m.Call) -> web.StreamResponse:
+        if "Mesos-Stream-Id" in request.headers:
+            return _text(400, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
+        if call.subscribe is None:
+            return _text(400, "Expecting 'subscribe' to be present")
+        info_id = call.subscribe.framework_info.id
+        top = call.framework_id
+        if (info_id is None) != (top is None) or (info_id is not None and top is not None and info_id.value != top.value):
+            return _text(400, "'framework_id' differs from 'subscribe.framework_info.id'")
+        accept = request.headers.get("Accept", "")
+        if accept and not _accepts_json(accept):
+            return _text(406, "Expecting 'Accept' to allow 'application/json'")
+        stream_id = str(uuid.uuid4())
+        principal = _basic_principal(request.headers.get("Authorization"))
+        try:
+            fw = self.core.subscribe(call.subscribe, stream_id, time.time(), principal)
+        except CallError as e:
+            self.flush()
+            if e.message == "Framework has been removed":
+                return await self._error_stream(request, e.message)
+            return _text(e.status, e.message)
+        resp = web.StreamResponse(
+            status=200,
+            headers={"Content-Type": "application/json", "Mesos-Stream-Id": stream_id, "Cache-Control": "no-cache"},
+        )
+        resp.enable_chunked_encoding()
+        stream = _Stream(fw.id, stream_id, resp)
+        self.streams[fw.id] = stream
+        self.streams_by_id[stream_id] = stream
+        self.flush()
+        await resp.prepare(request)
+        try:
+            while True:
+                if not stream.queue:
+                    if stream.closed:
+                        break
+                    stream.wake.clear()
+                    await stream.wake.wait()
+                    continue
+                data = b"".join(stream.queue)
+                stream.queue.clear()
+                await resp.write(data)
+        except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
+            pass
+        finally:
+            stream.closed = True
+            if self.streams.get(fw.id) is stream:
+                del self.streams[fw.id]
+            self.streams_by_id.pop(stream_id, None)
+            self.core.disconnect(fw.id, stream_id, time.time())
+            self.flush()
+        try:
+            await resp.write_eof()
+        except Exception:
+            pass
+        return resp
+
+    async def _error_stream(self, request: web.Request, message: str) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        await resp.write(recordio.encode(m.encode(m.Event(type="ERROR", error=m.Error(message=message)))))
+        await resp.write_eof()
+        return resp
+
+    # ------------------------------------------------------------------ operator API (subset)
+    async def handle_operator(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        try:
+            call = _loads(body)
+        except ValueError as e:
+            return _text(400, f"Failed to parse body into Call: {e}")
+        if not isinstance(call, dict) or not isinstance(call.get("type"), str):
+            return _text(400, "Expecting 'type' to be present")
+        t = call["type"]
+        if t == "GET_HEALTH":
+            return web.json_response({"type": "GET_HEALTH", "get_health": {"healthy": True}})
+        if t == "GET_VERSION":
+            return web.json_response({"type": "GET_VERSION", "get_version": {"version_info": {"version": __version__}}})
+        if t == "KILL_TASK":
+            try:
+                task_id = call["kill_task"]["task_id"]["value"]
+                assert isinstance(task_id, str)
+            except (KeyError, TypeError, AssertionError):
+                return _text(400, "Expecting 'kill_task.task_id.value' to be present")
+            task = self.core.operator_kill(task_id, time.time())
+            self.flush()
+            if task is None:
+                return _text(404, f"No active task with id '{task_id}'")
+            return web.Response(status=202)
+        if t == "TEARDOWN":
+            try:
+                fid = call["teardown"]["framework_id"]["value"]
+            except (KeyError, TypeError):
+                return _text(400, "Expecting 'teardown.framework_id.value' to be present")
+            try:
+                self.core.teardown(fid, time.time())
+            except CallError as e:
+                return _text(404 if e.status == 400 else e.status, e.message)
+            finally:
+                self.flush()
+            return web.Response(status=200)
+        return _text(400, f"Unsupported operator call type '{t}'")
+
+    # ------------------------------------------------------------------ agent channel
+    async def handle_channel(self, request: web.Request) -> web.StreamResponse:
+        secret = self.config.agent_secret
+        if secret:
+            auth = request.headers.get("Authorization", "")
+            if auth != f"Bearer {secret}":
+                return _text(401, "Agent authentication failed: wrong or missing secret")
+        ws = web.WebSocketResponse(max_msg_size=MAX_BODY, heartbeat=None)
+        await ws.prepare(request)
+        chan = _Channel(ws, request.remote or "?")
+        self.channels.add(chan)
+        writer = asyncio.get_running_loop().create_task(self._channel_writer(chan))
+        log.info("agent channel opened peer=%s", chan.peer)
+        core = self.core
+        try:
+            async for msg in ws:
+                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    continue
+                chan.last_heard = time.monotonic()
+                try:
+                    msgs = ch.decode_to_master(msg.data)
+                except Exception as e:  # msgspec errors
+                    log.warning("bad agent channel frame peer=%s: %s", chan.peer, e)
+                    continue
+                now = time.time()
+                for x in msgs:
+                    tx = type(x)
+                    try:
+                        if tx is ch.StatusUpdate:
+                            if x.agent_id in core.agents:
+                                core.status_update(x, now)
+                        elif tx is ch.RegisterAgent:
+                            core.register_agent(x, chan, now)
+                        elif tx is ch.ExecutorExited:
+                            core.executor_exited(x)
+                        elif tx is ch.ExecutorToFramework:
+                            core.executor_message(x)
+                        elif tx is ch.UnregisterAgent:
+                            agent = core.agents.get(x.agent_id)
+                            if agent is not None and agent.channel is chan:
+                                core.remove_agent(x.agent_id, now, "REASON_AGENT_REMOVED", "Agent shut down")
+                    except Exception:
+                        log.exception("agent channel message failed peer=%s type=%s", chan.peer, tx.__name__)
+                self.flush()
+        finally:
+            chan.closed = True
+            chan.wake.set()
+            self.channels.discard(chan)
+            writer.cancel()
+            core.channel_lost(chan, time.time())
+            self.flush()
+            log.info("agent channel closed peer=%s", chan.peer)
+        return ws
+
+    async def _channel_writer(self, chan: _Channel) -> None:
+        try:
+            while not chan.closed:
+                if not chan.pending:
+                    chan.wake.clear()
+                    await chan.wake.wait()
+                    continue
+                batch, chan.pending = chan.pending, []
+                await chan.ws.send_str(ch.encode_frame(batch).decode())
+        except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
+            pass
+
+
+def _loads(body: bytes) -> Any:
+    import msgspec
+
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as e:
+        raise ValueError(str(e)) from None
+
+
+def _text(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message)
+
+
+def _accepts_json(accept: str) -> bool:
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in ("application/json", "*/*", "application/*"):
+            return True
+    return False
+
+
+def _basic_principal(auth: str | None) -> str | None:
+    if not auth or not auth.startswith("Basic "):
+        return None
+    import base64
+
+    try:
+        user = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
+    except Exception:
+        return None
+    return user if user and user != "None" else None
