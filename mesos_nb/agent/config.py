@@ -1,0 +1,33 @@
+"""Agent configuration (the ``mesos-nb agent`` flags)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass
+class AgentConfig:
+    master: str = "127.0.0.1:5050"
+    host: str = "127.0.0.1"
+    port: int = 5051  # 0 = pick a free port
+    hostname: str | None = None  # None = derived from ``host`` (or the machine name for 0.0.0.0)
+    resources: str | None = None  # Mesos text; None = detect. Explicit names override detection.
+    attributes: str | None = None  # "rack:a;zone:1"
+    work_dir: str = "/tmp/mesos-nb/agent"
+    isolation: str = "posix"
+    agent_secret: str | None = None
+    executor_shutdown_grace_period: float = 5.0
+    status_update_retry_min: float = 10.0
+    status_update_retry_max: float = 600.0
+    detect_gpus: bool = True  # run ``nvidia-smi`` when present
+
+    def resolved_hostname(self) -> str:
+        if self.hostname:
+            return self.hostname
+        if self.host in ("", "0.0.0.0", "::"):
+            return os.uname().nodename
+        return self.host
+
+
+__all__ = ["AgentConfig"]

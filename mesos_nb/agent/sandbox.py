@@ -1,0 +1,59 @@
+"""Sandbox directories in the Mesos on-disk layout.
+
+``<work_dir>/slaves/<agent_id>/frameworks/<fw>/executors/<ex>/runs/<container_id>`` with a
+``runs/latest`` symlink to the newest run. Command tasks use the task id as executor id,
+like Mesos' command executor. The virtual path ``/frameworks/<fw>/executors/<ex>/runs/latest``
+is what ``/files`` attaches besides the real directory.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def executor_dir(work_dir: str, agent_id: str, framework_id: str, executor_id: str) -> str:
+    return os.path.join(
+        work_dir, "slaves", agent_id, "frameworks", framework_id, "executors", executor_id
+    )
+
+
+def run_dir(work_dir: str, agent_id: str, framework_id: str, executor_id: str, container_id: str) -> str:
+    return os.path.join(executor_dir(work_dir, agent_id, framework_id, executor_id), "runs", container_id)
+
+
+def latest_link(work_dir: str, agent_id: str, framework_id: str, executor_id: str) -> str:
+    return os.path.join(executor_dir(work_dir, agent_id, framework_id, executor_id), "runs", "latest")
+
+
+def virtual_path(framework_id: str, executor_id: str) -> str:
+    return f"/frameworks/{framework_id}/executors/{executor_id}/runs/latest"
+
+
+def create_sandbox(work_dir: str, agent_id: str, framework_id: str, executor_id: str, container_id: str) -> str:
+    """Create the run directory and point ``runs/latest`` at it; returns the run directory."""
+    path = run_dir(work_dir, agent_id, framework_id, executor_id, container_id)
+    os.makedirs(path, exist_ok=True)
+    link = os.path.join(os.path.dirname(path), "latest")
+    tmp = f"{link}.{container_id}.tmp"
+    try:
+        os.symlink(container_id, tmp)
+        os.replace(tmp, link)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def valid_id(value: str) -> bool:
+    """Mesos ``validateID``: non-empty, <= 255 chars, not . or .., no / \\ or control chars."""
+    if not value or len(value) > 255 or value in (".", ".."):
+        return False
+    return not any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in value)
+
+
+__all__ = [
+    "create_sandbox", "executor_dir", "run_dir", "latest_link", "virtual_path", "valid_id",
+]

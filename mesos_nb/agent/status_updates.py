@@ -1,0 +1,196 @@
+"""Reliable task status updates (Mesos' task status update manager, reference §6.3).
+
+Each task has a FIFO *stream*. Only its head is in flight: it is sent, then resent after
+``retry_min`` seconds, doubling up to ``retry_max``, until the master forwards the
+framework's ACK with the head's uuid; then the next update goes out. After the channel
+reconnects every head is resent at once (``resend_all``). An update whose uuid the stream
+already holds (or already acknowledged) is a duplicate and dropped.
+
+Pure logic: the clock and timers are injected (``call_later(delay, fn) -> handle`` with
+``.cancel()``), sending is a callback. Checkpointing is the ``store`` seam: ``append`` is
+called before an update is forwarded and ``acknowledge`` when it is popped; the default
+store does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from mesos_nb.protocol.channel import StatusUpdate
+from mesos_nb.protocol.messages import is_terminal
+
+logger = logging.getLogger("mesos_nb.agent")
+
+
+class UpdateStore:
+    """Checkpoint seam (no-op). A disk store writes ``task.updates`` here (later issue)."""
+
+    def append(self, update: StatusUpdate) -> None:
+        pass
+
+    def acknowledge(self, framework_id: str, task_id: str, uuid: bytes) -> None:
+        pass
+
+    def remove_stream(self, framework_id: str, task_id: str) -> None:
+        pass
+
+
+class _Stream:
+    __slots__ = ("framework_id", "task_id", "pending", "seen", "interval", "timer", "terminated")
+
+    def __init__(self, framework_id: str, task_id: str) -> None:
+        self.framework_id = framework_id
+        self.task_id = task_id
+        self.pending: deque[StatusUpdate] = deque()
+        self.seen: set[bytes] = set()
+        self.interval = 0.0
+        self.timer: Any = None
+        self.terminated = False  # a terminal update was acknowledged
+
+
+class StatusUpdateManager:
+    def __init__(
+        self,
+        send: Callable[[StatusUpdate], None],
+        *,
+        retry_min: float = 10.0,
+        retry_max: float = 600.0,
+        call_later: Callable[[float, Callable[[], None]], Any] | None = None,
+        store: UpdateStore | None = None,
+    ) -> None:
+        self._send = send
+        self.retry_min = retry_min
+        self.retry_max = max(retry_max, retry_min)
+        self._call_later = call_later
+        self.store = store or UpdateStore()
+        self._streams: dict[tuple[str, str], _Stream] = {}
+        self.paused = False  # while disconnected: queue, do not send or retry
+
+    # ------------------------------------------------------------------ public
+    def update(self, update: StatusUpdate) -> bool:
+        """Queue an update; returns False for a duplicate or one after a terminal ack."""
+        status = update.status
+        uuid = status.uuid
+        if uuid is None:
+            raise ValueError("a reliable status update needs a uuid")
+        key = (update.framework_id, status.task_id.value)
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = _Stream(*key)
+        if uuid in stream.seen:
+            logger.debug("duplicate status update dropped framework=%s task=%s", *key)
+            return False
+        if stream.terminated:
+            logger.warning(
+                "status update after a terminal one dropped framework=%s task=%s state=%s",
+                key[0], key[1], status.state,
+            )
+            return False
+        stream.seen.add(uuid)
+        self.store.append(update)
+        stream.pending.append(update)
+        if len(stream.pending) == 1:
+            self._forward(stream, reset=True)
+        return True
+
+    def acknowledge(self, framework_id: str, task_id: str, uuid: bytes) -> bool:
+        """Pop the head if ``uuid`` matches it; send the next one. False if it does not match."""
+        stream = self._streams.get((framework_id, task_id))
+        if stream is None or not stream.pending or stream.pending[0].status.uuid != uuid:
+            logger.debug("unexpected ack framework=%s task=%s", framework_id, task_id)
+            return False
+        head = stream.pending.popleft()
+        self._cancel(stream)
+        self.store.acknowledge(framework_id, task_id, uuid)
+        if is_terminal(head.status.state):
+            stream.terminated = True
+        if stream.pending:
+            self._forward(stream, reset=True)
+        elif stream.terminated:
+            del self._streams[(framework_id, task_id)]
+            self.store.remove_stream(framework_id, task_id)
+        return True
+
+    def resend_all(self) -> None:
+        """After (re)registration: send every head now, restarting its backoff."""
+        self.paused = False
+        for stream in list(self._streams.values()):
+            if stream.pending:
+                self._cancel(stream)
+                self._forward(stream, reset=True)
+
+    def pause(self) -> None:
+        """The channel is down: stop retrying until :meth:`resend_all`."""
+        self.paused = True
+        for stream in self._streams.values():
+            self._cancel(stream)
+
+    def cleanup_framework(self, framework_id: str) -> None:
+        """Forget every stream of a framework (it was shut down: no one will ack)."""
+        for key in [k for k in self._streams if k[0] == framework_id]:
+            self._cancel(self._streams.pop(key))
+            self.store.remove_stream(*key)
+
+    def pending(self, framework_id: str | None = None) -> list[StatusUpdate]:
+        out = []
+        for (fw, _), stream in self._streams.items():
+            if framework_id is None or fw == framework_id:
+                out.extend(stream.pending)
+        return out
+
+    def heads(self) -> list[StatusUpdate]:
+        return [s.pending[0] for s in self._streams.values() if s.pending]
+
+    def latest_state(self, framework_id: str, task_id: str) -> str | None:
+        stream = self._streams.get((framework_id, task_id))
+        if stream and stream.pending:
+            return stream.pending[-1].status.state
+        return None
+
+    def close(self) -> None:
+        for stream in self._streams.values():
+            self._cancel(stream)
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    # ------------------------------------------------------------------ internals
+    def _forward(self, stream: _Stream, *, reset: bool) -> None:
+        if reset:
+            stream.interval = self.retry_min
+        if self.paused:
+            return
+        self._send(stream.pending[0])
+        self._arm(stream)
+
+    def _arm(self, stream: _Stream) -> None:
+        call_later = self._call_later or asyncio.get_running_loop().call_later
+        stream.timer = call_later(stream.interval, lambda: self._retry(stream))
+
+    def _retry(self, stream: _Stream) -> None:
+        stream.timer = None
+        if self.paused or not stream.pending:
+            return
+        if self._streams.get((stream.framework_id, stream.task_id)) is not stream:
+            return
+        head = stream.pending[0]
+        logger.info(
+            "resending status update framework=%s task=%s state=%s after %.1fs",
+            stream.framework_id, stream.task_id, head.status.state, stream.interval,
+        )
+        stream.interval = min(stream.interval * 2, self.retry_max)
+        self._send(head)
+        self._arm(stream)
+
+    @staticmethod
+    def _cancel(stream: _Stream) -> None:
+        if stream.timer is not None:
+            stream.timer.cancel()
+            stream.timer = None
+
+
+__all__ = ["StatusUpdateManager", "UpdateStore"]
