@@ -71,7 +71,7 @@ class ManyTasks(Base):
             cpus, mem = offered(offer, "cpus"), offered(offer, "mem")
             with self.lock:
                 while self.launched < self.n and cpus >= 0.1 - 1e-9 and mem >= 16:
-                    tasks.append(task_for(offer, "t%d" % self.launched, "echo task-$MESOS_TASK_ID"))
+                    tasks.append(task_for(offer, f"t{self.launched}", "echo task-$MESOS_TASK_ID"))
                     self.launched += 1
                     cpus -= 0.1
                     mem -= 16
