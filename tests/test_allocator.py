@@ -457,3 +457,44 @@ def test_sorter_incremental_order_and_totals_change():
     s.remove_allocation("a", {"cpus": 5_000})
     s.remove("c")
     assert s.sorted() == ["a", "b"]
+
+
+def test_sorter_inactive_clients_keep_allocation_but_leave_order():
+    t = Totals()
+    t.add({"cpus": 10_000})
+    s = DRFSorter(t)
+    s.add("a")
+    s.add("b", active=False)
+    s.add_allocation("b", {"cpus": 1_000})
+    assert s.sorted() == ["a"] and s.active_count() == 1
+    assert s.share("b") == pytest.approx(0.1)
+    s.activate("b")
+    s.add_allocation("a", {"cpus": 5_000})
+    assert s.sorted() == ["b", "a"]
+    s.deactivate("a")
+    s.remove("b")
+    assert s.sorted() == [] and len(s) == 1
+
+
+def test_suppressed_and_inactive_frameworks_leave_the_sorters():
+    a = cluster(3)
+    for i in range(5):
+        a.add_framework(f"s{i}", ["web"], suppressed_roles=["web"])
+    a.add_framework("idle", ["batch"], active=False)
+    assert a.role_order() == []  # no role has an eligible framework
+    assert a.allocate(0.0) == []
+    a.add_framework("live", ["web"])
+    assert a.role_order() == ["web"]
+    got = a.allocate(0.0)
+    assert {x.framework_id for x in got} == {"live"} and len(got) == 3
+    decline_all(a, got)
+    a.revive("s3")
+    a.activate_framework("idle")
+    assert set(a.role_order()) == {"web", "batch"}
+    got = by_fw(a.allocate(1.0))
+    assert set(got) <= {"live", "s3", "idle"} and len(sum(got.values(), [])) == 3
+    a.deactivate_framework("idle")
+    a.suppress("live")
+    a.suppress("s3")
+    assert a.role_order() == []
+    assert "web" in a.shares()["roles"]  # allocations still count

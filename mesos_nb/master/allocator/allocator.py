@@ -75,7 +75,16 @@ class _Agent:
 
 
 class _Framework:
-    __slots__ = ("id", "roles", "suppressed", "gpu_aware", "active", "alloc", "filters")
+    __slots__ = (
+        "id",
+        "roles",
+        "suppressed",
+        "gpu_aware",
+        "active",
+        "alloc",
+        "filters",
+        "sorter_roles",
+    )
 
     def __init__(self, framework_id: str) -> None:
         self.id = framework_id
@@ -85,6 +94,7 @@ class _Framework:
         self.active = False
         self.alloc: dict[str, dict[str, Resources]] = {}  # agent_id -> role -> resources
         self.filters = FrameworkFilters()
+        self.sorter_roles: set[str] = set()  # roles whose framework sorter has this client
 
 
 class HierarchicalDRFAllocator:
@@ -170,12 +180,36 @@ class HierarchicalDRFAllocator:
         return list(self._agents)
 
     # ================================================================== roles
-    def _ensure_role(self, role: str) -> DRFSorter:
+    def _join(self, fw: _Framework, role: str) -> None:
+        """Make ``fw`` a client of ``role``'s framework sorter (creating the role)."""
         fs = self._fsorters.get(role)
         if fs is None:
             fs = self._fsorters[role] = DRFSorter(self._totals)
-            self._roles.add(role, self._weights.get(role, 1.0))
-        return fs
+            self._roles.add(role, self._weights.get(role, 1.0), active=False)
+        if fw.id not in fs:
+            fs.add(fw.id, active=False)
+            fw.sorter_roles.add(role)
+        self._refresh(fw, role)
+
+    def _refresh(self, fw: _Framework, role: str) -> None:
+        """Sorter activity follows eligibility: an inactive framework, or one suppressed or
+        no longer subscribed in the role, is skipped by the sorter (and so costs nothing
+        per agent in a cycle); a role with no active framework is skipped too."""
+        fs = self._fsorters.get(role)
+        if fs is None or fw.id not in fs:
+            return
+        if fw.active and role in fw.roles and role not in fw.suppressed:
+            fs.activate(fw.id)
+        else:
+            fs.deactivate(fw.id)
+        if fs.active_count():
+            self._roles.activate(role)
+        else:
+            self._roles.deactivate(role)
+
+    def _refresh_all(self, fw: _Framework) -> None:
+        for role in list(fw.sorter_roles):
+            self._refresh(fw, role)
 
     def _maybe_drop_client(self, fw: _Framework, role: str) -> None:
         """Leave role's framework sorter when neither subscribed nor holding anything."""
@@ -187,9 +221,12 @@ class HierarchicalDRFAllocator:
         if fs is None:
             return
         fs.remove(fw.id)
+        fw.sorter_roles.discard(role)
         if not len(fs):
             del self._fsorters[role]
             self._roles.remove(role)
+        elif not fs.active_count():
+            self._roles.deactivate(role)
 
     def update_weights(self, weights: dict[str, float]) -> None:
         for role, w in weights.items():
@@ -218,8 +255,8 @@ class HierarchicalDRFAllocator:
         fw = self._fws.get(framework_id)
         if fw is None:
             fw = self._fws[framework_id] = _Framework(framework_id)
-        self._set_roles(fw, roles, suppressed_roles, gpu_aware)
         fw.active = active
+        self._set_roles(fw, roles, suppressed_roles, gpu_aware)
 
     def update_framework(
         self,
@@ -238,12 +275,13 @@ class HierarchicalDRFAllocator:
         fw.suppressed = set(suppressed_roles) & new
         fw.gpu_aware = gpu_aware
         for role in new:
-            self._ensure_role(role).add(fw.id)
+            self._join(fw, role)
         gone = old - new
         if gone:
             fw.filters.clear(gone)
             for role in gone:
                 self._maybe_drop_client(fw, role)
+        self._refresh_all(fw)
 
     def remove_framework(self, framework_id: str) -> None:
         fw = self._fws.pop(framework_id, None)
@@ -259,16 +297,19 @@ class HierarchicalDRFAllocator:
                 agent.frameworks.pop(framework_id, None)
         fw.alloc = {}
         fw.roles = set()
-        for role in list(self._fsorters):
+        for role in list(fw.sorter_roles):
             self._maybe_drop_client(fw, role)
 
     def activate_framework(self, framework_id: str) -> None:
-        self._fws[framework_id].active = True
+        fw = self._fws[framework_id]
+        fw.active = True
+        self._refresh_all(fw)
 
     def deactivate_framework(self, framework_id: str) -> None:
         fw = self._fws[framework_id]
         fw.active = False
         fw.filters.clear()  # as Mesos: filters do not survive deactivation
+        self._refresh_all(fw)
 
     def framework_ids(self) -> list[str]:
         return list(self._fws)
@@ -276,6 +317,7 @@ class HierarchicalDRFAllocator:
     def suppress(self, framework_id: str, roles: Sequence[str] | None = None) -> None:
         fw = self._fws[framework_id]
         fw.suppressed |= fw.roles if roles is None else (set(roles) & fw.roles)
+        self._refresh_all(fw)
 
     def revive(self, framework_id: str, roles: Sequence[str] | None = None) -> None:
         fw = self._fws[framework_id]
@@ -285,6 +327,7 @@ class HierarchicalDRFAllocator:
         else:
             fw.filters.clear(roles)
             fw.suppressed -= set(roles)
+        self._refresh_all(fw)
 
     def suppressed_roles(self, framework_id: str) -> set[str]:
         return set(self._fws[framework_id].suppressed)
@@ -328,7 +371,7 @@ class HierarchicalDRFAllocator:
         fw = self._fws.get(framework_id)
         if fw is None:
             fw = self._fws[framework_id] = _Framework(framework_id)
-        self._ensure_role(role).add(fw.id)
+        self._join(fw, role)
         self._account(fw, role, agent, resources)
         agent.available = agent.available - resources
 
@@ -454,9 +497,7 @@ class HierarchicalDRFAllocator:
                         continue
                     chosen = None
                     for _, fid in fsorters[role].order():
-                        fw = fws[fid]
-                        if not fw.active or role in fw.suppressed or role not in fw.roles:
-                            continue
+                        fw = fws[fid]  # active, subscribed, unsuppressed: see _refresh
                         if no_gpu_ok and not fw.gpu_aware:
                             continue
                         if fw.filters and fw.filters.is_filtered(role, aid, offer, now):

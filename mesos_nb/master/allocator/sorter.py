@@ -6,6 +6,10 @@ DRF does). Its dominant share is ``max(allocated[n] / total[n])`` over the resou
 in the shared :class:`Totals` (which already leaves out fairness-excluded names, e.g.
 ``gpus``).
 
+Only *active* clients are in the order (Mesos deactivates suppressed or inactive
+frameworks, and roles with no active framework, in its sorters); inactive clients keep
+their allocation, so their share is right the moment they are activated again.
+
 The order is a plain sorted list of ``(key, name)`` kept valid incrementally: an
 allocation change removes one entry and bisects it back in (O(log n) search plus a
 memmove), so an allocation cycle never re-sorts everything. When the cluster totals
@@ -52,22 +56,24 @@ def dominant_share(alloc: dict[str, int], totals: dict[str, int]) -> float:
 
 
 class _Client:
-    __slots__ = ("alloc", "weight", "key")
+    __slots__ = ("alloc", "weight", "key", "active")
 
-    def __init__(self, weight: float) -> None:
+    def __init__(self, weight: float, active: bool) -> None:
         self.alloc: dict[str, int] = {}
         self.weight = weight
         self.key = 0.0
+        self.active = active
 
 
 class DRFSorter:
-    __slots__ = ("_totals", "_clients", "_order", "_version")
+    __slots__ = ("_totals", "_clients", "_order", "_version", "_nactive")
 
     def __init__(self, totals: Totals) -> None:
         self._totals = totals
         self._clients: dict[str, _Client] = {}
         self._order: list[tuple[float, str]] = []
         self._version = totals.version
+        self._nactive = 0
 
     # -------------------------------------------------------------- membership
     def __contains__(self, name: str) -> bool:
@@ -79,16 +85,44 @@ class DRFSorter:
     def clients(self) -> list[str]:
         return list(self._clients)
 
-    def add(self, name: str, weight: float = 1.0) -> None:
+    def active_count(self) -> int:
+        return self._nactive
+
+    def is_active(self, name: str) -> bool:
+        c = self._clients.get(name)
+        return c is not None and c.active
+
+    def add(self, name: str, weight: float = 1.0, active: bool = True) -> None:
         if name in self._clients:
             return
-        c = self._clients[name] = _Client(weight)
-        if self._version == self._totals.version:
-            insort(self._order, (c.key, name))
+        self._clients[name] = _Client(weight, False)
+        if active:
+            self.activate(name)
 
     def remove(self, name: str) -> None:
-        c = self._clients.pop(name, None)
-        if c is not None and self._version == self._totals.version:
+        c = self._clients.get(name)
+        if c is None:
+            return
+        self.deactivate(name)
+        del self._clients[name]
+
+    def activate(self, name: str) -> None:
+        c = self._clients[name]
+        if c.active:
+            return
+        c.active = True
+        self._nactive += 1
+        if self._version == self._totals.version:
+            c.key = self._key(c)
+            insort(self._order, (c.key, name))
+
+    def deactivate(self, name: str) -> None:
+        c = self._clients.get(name)
+        if c is None or not c.active:
+            return
+        c.active = False
+        self._nactive -= 1
+        if self._version == self._totals.version:
             self._drop(c.key, name)
 
     def set_weight(self, name: str, weight: float) -> None:
@@ -128,7 +162,7 @@ class DRFSorter:
 
     # -------------------------------------------------------------- order
     def order(self) -> list[tuple[float, str]]:
-        """``(key, name)`` ascending. The list is live: do not keep iterating it after
+        """Active clients as ``(key, name)``, ascending. The list is live: do not keep iterating it after
         changing an allocation in this sorter."""
         if self._version != self._totals.version:
             self._resort()
@@ -142,8 +176,8 @@ class DRFSorter:
         return dominant_share(c.alloc, self._totals.values) / c.weight
 
     def _rekey(self, name: str, c: _Client) -> None:
-        if self._version != self._totals.version:
-            return  # everything gets re-sorted on the next order()
+        if not c.active or self._version != self._totals.version:
+            return  # keyed on activation / re-sorted on the next order()
         new = self._key(c)
         if new == c.key:
             return
@@ -162,5 +196,5 @@ class DRFSorter:
     def _resort(self) -> None:
         for c in self._clients.values():
             c.key = self._key(c)
-        self._order = sorted((c.key, n) for n, c in self._clients.items())
+        self._order = sorted((c.key, n) for n, c in self._clients.items() if c.active)
         self._version = self._totals.version
