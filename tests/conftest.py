@@ -1,0 +1,210 @@
+"""Shared fixtures and helpers.
+
+Helpers (import them: ``from conftest import wait_for, free_port``):
+
+* ``free_port()``: a TCP port that was free a moment ago.
+* ``wait_for(predicate, timeout)``: poll a (sync) predicate until it returns something truthy
+  (returned) or the deadline passes (AssertionError). Never use bare sleeps to synchronise.
+* ``await async_wait_for(predicate, timeout)``: the same from async tests; the predicate may
+  be sync or async.
+* ``run_cli(*args, env=..., timeout=...)``: run ``python -m mesos_nb ARGS`` as a subprocess.
+
+Fixtures:
+
+* ``local_cluster``: a started in-process :class:`mesos_nb.local.LocalCluster`, 2 agents of
+  ``cpus:2;mem:1024;disk:1024``, master on a free port; stopped afterwards.
+* ``cluster_process`` (session): ``mesos-nb local --agents 2`` as a real subprocess on a free
+  port; ``.master`` (HOST:PORT), ``.url``, ``.env`` (with ``MESOS_NB_MASTER``), ``.cli(*args)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+REPO = Path(__file__).resolve().parent.parent
+SMALL_AGENT = "cpus:2;mem:1024;disk:1024"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+             message: str | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # the condition may not be checkable yet
+            last_exc = e
+        if time.monotonic() >= deadline:
+            extra = f" (last error: {last_exc!r})" if last_exc else ""
+            raise AssertionError(f"{message or 'condition'} not met within {timeout} s{extra}")
+        time.sleep(interval)
+
+
+async def async_wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+                         message: str | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
+                return value
+        except Exception as e:
+            last_exc = e
+        if time.monotonic() >= deadline:
+            extra = f" (last error: {last_exc!r})" if last_exc else ""
+            raise AssertionError(f"{message or 'condition'} not met within {timeout} s{extra}")
+        await asyncio.sleep(interval)
+
+
+def get_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.load(r)
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_NB_")}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mesos_nb", *args],
+        env=env if env is not None else cli_env(),
+        capture_output=True, text=True, timeout=timeout, cwd=str(REPO), input=input,
+    )
+
+
+@pytest_asyncio.fixture
+async def local_cluster(tmp_path: Path):
+    from mesos_nb.local import LocalCluster
+
+    cluster = LocalCluster(agents=2, port=0, work_dir=str(tmp_path / "cluster"), agent_resources=SMALL_AGENT)
+    await cluster.start()
+    try:
+        yield cluster
+    finally:
+        await cluster.stop()
+
+
+@dataclass
+class ClusterProcess:
+    proc: subprocess.Popen
+    port: int
+    work_dir: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    started_in: float = 0.0
+
+    @property
+    def master(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.master}"
+
+    def state(self) -> dict[str, Any]:
+        return get_json(self.url + "/master/state")
+
+    def cli(self, *args: str, timeout: float = 60.0, **env: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, env={**self.env, **env}, timeout=timeout)
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def start_cluster_process(work_dir: Path, agents: int = 2, resources: str = SMALL_AGENT,
+                          timeout: float = 30.0) -> ClusterProcess:
+    port = free_port()
+    log_path = work_dir / "mesos-nb-local.log"
+    env = cli_env(MESOS_NB_MASTER=f"127.0.0.1:{port}")
+    t0 = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mesos_nb", "local", "--agents", str(agents), "--port", str(port),
+             "--work-dir", str(work_dir / "cluster"), "--resources", resources],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
+            start_new_session=True,
+        )
+    cp = ClusterProcess(proc=proc, port=port, work_dir=work_dir, log_path=log_path, env=env)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mesos-nb local exited with {proc.returncode}:\n{cp.log_tail()}")
+        with urllib.request.urlopen(cp.url + "/health", timeout=2) as r:
+            if r.status != 200:
+                return False
+        return len(cp.state().get("slaves", [])) >= agents
+
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if ready():
+                    break
+            except RuntimeError:
+                raise
+            except Exception:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"mesos-nb local not ready within {timeout} s:\n{cp.log_tail()}")
+            time.sleep(0.02)
+    except BaseException:
+        stop_cluster_process(cp)
+        raise
+    cp.started_in = time.monotonic() - t0
+    return cp
+
+
+def stop_cluster_process(cp: ClusterProcess, timeout: float = 20.0) -> int | None:
+    if cp.proc.poll() is None:
+        cp.proc.send_signal(signal.SIGTERM)
+        try:
+            cp.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            cp.proc.kill()
+            cp.proc.wait(5)
+    return cp.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def cluster_process(tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("mesos_nb.agent.process", reason="the agent is not available yet")
+    cp = start_cluster_process(tmp_path_factory.mktemp("cluster-process"))
+    try:
+        yield cp
+    finally:
+        stop_cluster_process(cp)
