@@ -78,22 +78,26 @@ class FrameworkFilters:
         fl = per_agent.get(agent_id)
         if not fl:
             return False
-        hit = False
-        live = []
+        expired = False
         for f in fl:
             if now >= f.expires:
-                continue
-            live.append(f)
-            if not hit and f.resources.contains(offer):
-                hit = True
-        if len(live) != len(fl):
-            if live:
-                per_agent[agent_id] = live
-            else:
-                del per_agent[agent_id]
-                if not per_agent:
-                    del self._by_role[role]
-        return hit
+                expired = True
+            elif f.resources is offer or f.resources.contains(offer):
+                # (identity: an agent's untouched leftover is the very object refused)
+                if not expired:
+                    return True
+                break
+        else:
+            if not expired:
+                return False
+        live = [f for f in fl if now < f.expires]
+        if live:
+            per_agent[agent_id] = live
+        else:
+            del per_agent[agent_id]
+            if not per_agent:
+                del self._by_role[role]
+        return any(f.resources is offer or f.resources.contains(offer) for f in live)
 
     def clear(self, roles: Iterable[str] | None = None) -> None:
         if roles is None:
