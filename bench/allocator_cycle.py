@@ -69,6 +69,8 @@ def run(agents: int, frameworks: int, rounds: int) -> dict:
         "steady_s": statistics.median(steady) if steady else float("nan"),
         "steady_offers": cycles[1][1] if len(cycles) > 1 else 0,
         "decline_s": statistics.median(decline_s),
+        "last_s": cycles[-1][0],
+        "last_offers": cycles[-1][1],
     }
 
 
@@ -76,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small cluster only (1k agents x 100 frameworks)")
     ap.add_argument("--rounds", type=int, default=5, help="cycles per cluster (first + declined rounds)")
+    ap.add_argument(
+        "--all-refused",
+        action="store_true",
+        help="also time 1k x 100 once every framework has refused every agent (worst case)",
+    )
     args = ap.parse_args(argv)
     sizes = [(1000, 100)] if args.quick else [(1000, 100), (10000, 1000)]
     print(f"python {sys.version.split()[0]}; agent = {AGENT}; decline filter {REFUSE:.0f} s")
@@ -99,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['decline_s']:>10.3f}s {anchor:>8.2f}s {r['first_s'] / anchor:>11.2f} "
             f"{r['steady_s'] / anchor:>12.2f} {'met' if met else 'MISSED':>7}"
         )
+    if args.all_refused:
+        r = run(1000, 100, 101)
+        print(f"1k x 100, cycle after every framework refused every agent: {r['last_s']:.3f}s "
+              f"({r['last_offers']} offers; 100k filter checks)")
     return 0 if ok else 1
 
 
