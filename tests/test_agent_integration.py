@@ -469,3 +469,28 @@ async def test_secret_sent_and_wrong_secret_refused(tmp_path):
             await bad.start()
     finally:
         await m.stop()
+
+
+async def test_kill_during_launch(cluster):
+    master, proc, agent = cluster
+    await master.send(run_task(agent.agent_id, "t-early", "sleep 60"),
+                      KillTask(agent_id=agent.agent_id, framework_id=FW, task_id="t-early"))
+    killed = await master.wait_state("t-early", "TASK_KILLED")
+    assert killed.status.reason == "REASON_TASK_KILLED_DURING_LAUNCH"
+    assert "TASK_RUNNING" not in master.states("t-early")
+
+
+async def test_monitor_statistics(cluster):
+    master, proc, agent = cluster
+    await master.send(run_task(agent.agent_id, "t-mon", "sleep 60", resources="cpus:0.5;mem:64"))
+    await master.wait_state("t-mon", "TASK_RUNNING")
+    async with aiohttp.ClientSession() as s:
+        async with s.get(agent.url + "/monitor/statistics") as r:
+            stats = await r.json()
+    entry = next(e for e in stats if e["executor_id"] == "t-mon")
+    assert entry["framework_id"] == FW
+    st = entry["statistics"]
+    assert st["cpus_limit"] == 0.5 and st["mem_limit_bytes"] == 64 * 1024 * 1024
+    assert st["mem_rss_bytes"] > 0 and st["timestamp"] > 0
+    await master.send(KillTask(agent_id=agent.agent_id, framework_id=FW, task_id="t-mon"))
+    await master.wait_state("t-mon", "TASK_KILLED")

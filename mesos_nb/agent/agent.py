@@ -597,6 +597,7 @@ class Agent:
                 t.cancel()
         if self._bg:
             await asyncio.gather(*self._bg, return_exceptions=True)
+        self.containerizer.close()
 
     # ------------------------------------------------------------------ views
     def running_tasks(self) -> list[TaskEntry]:

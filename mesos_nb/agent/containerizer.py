@@ -62,6 +62,9 @@ class Containerizer:
     async def destroy(self, container: Container, grace: float) -> int:  # pragma: no cover
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release the containerizer's own resources (not the containers)."""
+
 
 _HAS_PIDFD = hasattr(os, "pidfd_open")
 
@@ -87,6 +90,17 @@ def _status_from_returncode(rc: int) -> int:
 class PosixContainerizer(Containerizer):
     def __init__(self) -> None:
         self._use_pidfd = _HAS_PIDFD
+        self._devnull = -1  # one shared read-only /dev/null for every task's stdin
+
+    def _stdin(self) -> int:
+        if self._devnull < 0:
+            self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        return self._devnull
+
+    def close(self) -> None:
+        if self._devnull >= 0:
+            os.close(self._devnull)
+            self._devnull = -1
 
     async def launch(self, spec: LaunchSpec) -> Container:
         loop = asyncio.get_running_loop()
@@ -96,7 +110,7 @@ class PosixContainerizer(Containerizer):
             err = _open_out(spec.stderr_path)
             if self._use_pidfd:
                 proc = subprocess.Popen(
-                    spec.argv, executable=spec.executable, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    spec.argv, executable=spec.executable, stdin=self._stdin(), stdout=out, stderr=err,
                     cwd=spec.cwd, env=spec.env, start_new_session=True, close_fds=True,
                 )
             else:
