@@ -235,3 +235,12 @@ def test_describe_status():
     assert describe_status(3 << 8) == (False, "Command exited with status 3")
     ok, msg = describe_status(9)
     assert not ok and msg.startswith("Command terminated with signal Killed")
+
+
+def test_make_containerizer():
+    from mesos_nb.agent.containerizer import PosixContainerizer, make_containerizer
+
+    assert isinstance(make_containerizer("posix"), PosixContainerizer)
+    assert isinstance(make_containerizer("cgroups"), PosixContainerizer)
+    with pytest.raises(ValueError, match="Unsupported isolation 'docker'"):
+        make_containerizer("docker")

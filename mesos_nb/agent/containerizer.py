@@ -15,6 +15,7 @@ launcher destroys the whole container).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -197,10 +198,19 @@ def describe_status(status: int) -> tuple[bool, str]:
 
 
 def make_containerizer(isolation: str) -> Containerizer:
+    """``posix`` (and its ``posix/*`` isolators); ``cgroups*`` falls back to posix for now."""
     kinds = {k.strip() for k in isolation.split(",") if k.strip()} or {"posix"}
-    unknown = kinds - {"posix", "posix/cpu", "posix/mem", "filesystem/posix"}
+    known = {"posix", "posix/cpu", "posix/mem", "posix/disk", "filesystem/posix"}
+    cgroups = {k for k in kinds if k == "cgroups" or k.startswith("cgroups/")}
+    unknown = kinds - known - cgroups
     if unknown:
-        raise ValueError(f"Unsupported isolation '{isolation}': only 'posix' is available.")
+        raise ValueError(
+            f"Unsupported isolation '{', '.join(sorted(unknown))}': use 'posix' or 'cgroups'."
+        )
+    if cgroups:
+        logging.getLogger("mesos_nb.agent").warning(
+            "cgroups isolation is not implemented yet; using posix isolation=%s", isolation
+        )
     return PosixContainerizer()
 
 
