@@ -721,6 +721,9 @@ async def _run_async(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mesos_nb import logs
+
+    logs.setup("info" if args.verbose else "error")
     return asyncio.run(_run_async(args))
 
 

@@ -241,6 +241,7 @@ class SchedulerDriver:
         with ``failover`` just close the stream: the master keeps the framework and its tasks for
         ``failover_timeout`` seconds so that another driver can re-subscribe with its id."""
         if not failover and self._connected and self._framework_id:
+            self._stopping = True  # the stream ending now is expected, not an error
             try:
                 await self._call(Call(type="TEARDOWN"))
             except (MesosError, ConnectionError) as e:
@@ -279,13 +280,15 @@ class SchedulerDriver:
                 self._last_error = "the master closed the event stream"
             except _Fatal as e:
                 self._fatal = e.__cause__ or e
-                log.warning("subscription refused: %s", self._fatal)
+                log.log(logging.DEBUG if self._stopping else logging.WARNING,
+                        "subscription ended: %s", self._fatal)
                 break
             except asyncio.CancelledError:
                 raise
             except _StreamLost as e:
                 self._last_error = str(e)
-                log.warning("%s; re-subscribing", e)
+                if not self._stopping:
+                    log.warning("%s; re-subscribing", e)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
                 self._last_error = _describe_net_error(e, self._master)
                 log.info("master unreachable: %s", self._last_error)
@@ -421,6 +424,8 @@ class SchedulerDriver:
             )
         elif t == "ERROR":
             message = event.error.message if event.error is not None else "unknown error"
+            if self._stopping:
+                raise _Fatal() from MesosError(0, message)
             log.warning("master sent ERROR: %s", message)
             await self._callback("error", message)
             # Mesos sends ERROR when the framework is removed or failed over elsewhere: the
