@@ -156,3 +156,32 @@ def _task_state(url: str, task_id: str) -> bool:
             if t["id"] == task_id:
                 return t["state"] == "TASK_KILLED"
     return False
+
+
+def test_blocking_driver_against_a_real_cluster(cluster_process):
+    from conftest import wait_for
+
+    from mesos_nb.scheduler import BlockingSchedulerDriver
+
+    class Sync(Scheduler):
+        def __init__(self) -> None:
+            self.launched = False
+            self.states: list[str] = []
+
+        def offers(self, driver, offers):
+            for o in offers:
+                if not self.launched and fits(o, {"cpus": 0.1, "mem": 32}):
+                    self.launched = True
+                    driver.launch([o.id], [command_task(o, "echo sync", cpus=0.1, mem=32, task_id="sync-1")])
+                else:
+                    driver.decline([o.id], refuse_seconds=60)
+
+        def update(self, driver, status):
+            self.states.append(status.state)
+
+    s = Sync()
+    with BlockingSchedulerDriver(s, info("sdk-blocking"), cluster_process.master) as d:
+        assert d.framework_id and d.connected
+        wait_for(lambda: "TASK_FINISHED" in s.states, timeout=15, message="TASK_FINISHED")
+        d.reconcile(["sync-1"])
+    assert not d.connected
