@@ -55,12 +55,17 @@ def port_slices(n: int, begin: int = PORTS_BEGIN, end: int = PORTS_END) -> list[
     return [(begin + i * size, begin + (i + 1) * size - 1) for i in range(n)]
 
 
-def _with_ports(text: str, i: int, n: int) -> str:
-    names = {p.split(":", 1)[0].split("(", 1)[0].strip() for p in text.split(";") if p.strip()}
-    if "ports" in names or text.lstrip().startswith("["):
+def _with_ports(text: str, i: int, n: int, work_dir: str) -> str:
+    """``text`` plus this agent's share of what it leaves to detection that agents would
+    otherwise each claim whole (ports, disk)."""
+    if text.lstrip().startswith("["):
         return text
-    b, e = port_slices(n)[i]
-    return f"{text};ports:[{b}-{e}]"
+    names = {p.split(":", 1)[0].split("(", 1)[0].strip() for p in text.split(";") if p.strip()}
+    defaults = dict(part.split(":", 1) for part in default_agent_resources(n, work_dir)[i].split(";"))
+    for name in ("disk", "ports"):
+        if name not in names:
+            text = f"{text};{name}:{defaults[name]}"
+    return text
 
 
 class LocalCluster:
@@ -114,7 +119,7 @@ class LocalCluster:
 
         n = self.num_agents
         if self.agent_resources:
-            texts = [_with_ports(self.agent_resources, i, n) for i in range(n)]
+            texts = [_with_ports(self.agent_resources, i, n, self.work_dir) for i in range(n)]
         else:
             texts = default_agent_resources(n, self.work_dir)
         attrs = self.attributes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -95,10 +96,29 @@ def test_local_is_up_in_under_3_seconds_and_stops_cleanly(tmp_path):
         out = wait_for(lambda: cp.log_path.read_text(), timeout=5)
         assert f"master: http://127.0.0.1:{cp.port}" in out
         assert out.count("agent:") == 2
+        # a running task dies with the cluster
+        marker = f"300.{uuid.uuid4().int % 10**9}"
+        run = subprocess.Popen([sys.executable, "-m", "mesos_nb", "run", "--cpus", "0.1", "--mem", "32",
+                                "--", "sleep", marker], env=cp.env, cwd=str(REPO),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _sleepers(marker), timeout=15, message="the task's process")
     finally:
         rc = stop_cluster_process(cp)
     assert rc == 0, cp.log_tail()
     assert "Traceback" not in cp.log_path.read_text()
+    wait_for(lambda: not _sleepers(marker), timeout=10, message="the task killed")
+    run.wait(30)
+
+
+def _sleepers(marker: str) -> list[int]:
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            if p.info["cmdline"] and p.info["cmdline"][-1] == marker and "sleep" in p.info["cmdline"][0]:
+                out.append(p.pid)
+    return out
 
 
 # ------------------------------------------------------------------ operator commands
