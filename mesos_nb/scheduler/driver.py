@@ -274,16 +274,18 @@ class SchedulerDriver:
     # ------------------------------------------------------------------ subscription loop
     async def _run(self) -> None:
         while not self._stopping:
-            was_connected = False
+            fatal = False
             try:
-                was_connected = await self._subscribe_once()
+                await self._subscribe_once()
                 self._last_error = "the master closed the event stream"
             except _Fatal as e:
                 self._fatal = e.__cause__ or e
                 log.log(logging.DEBUG if self._stopping else logging.WARNING,
                         "subscription ended: %s", self._fatal)
-                break
+                fatal = True
             except asyncio.CancelledError:
+                self._connected = False
+                self._stream_id = None
                 raise
             except _StreamLost as e:
                 self._last_error = str(e)
@@ -295,16 +297,14 @@ class SchedulerDriver:
             except (RecordIOError, ProtocolError) as e:
                 self._last_error = f"bad event stream: {e}"
                 log.warning("%s; re-subscribing", self._last_error)
-            finally:
-                lost = self._connected
-                self._connected = False
-                self._stream_id = None
-            if lost or was_connected:
+            was_subscribed = self._connected
+            self._connected = False
+            self._stream_id = None
+            if was_subscribed:
                 await self._callback("disconnected")
-            if self._stopping:
+                self.backoff.reset()  # a working subscription broke: retry quickly
+            if fatal or self._stopping:
                 break
-            if was_connected:
-                self.backoff.reset()
             delay = self.backoff.next()
             log.debug("re-subscribing in %.2f s", delay)
             assert self._wake is not None
