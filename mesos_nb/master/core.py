@@ -20,6 +20,7 @@ from ..protocol import messages as m
 from ..protocol.resources import ResourceParseError, Resources
 from .allocator import HierarchicalDRFAllocator
 from .model import MAX_COMPLETED_FRAMEWORKS, Agent, Framework, Offer, Task
+from .registry import AgentRecord, Registry
 
 log = logging.getLogger("mesos_nb.master")
 
@@ -125,8 +126,10 @@ class MasterCore:
         *,
         allocator: HierarchicalDRFAllocator | None = None,
         agent_reregister_timeout: float = 75.0,
+        registry: Registry | None = None,
     ) -> None:
         self.master_id = master_id
+        self.registry = registry or Registry(None)
         self.allocator = allocator or HierarchicalDRFAllocator()
         self.agent_reregister_timeout = agent_reregister_timeout
         self.frameworks: dict[str, Framework] = {}
@@ -217,6 +220,7 @@ class MasterCore:
             fw.reregistered_time = now
             fw.failover_deadline = None
             fw.suppressed_roles = set(sub.suppressed_roles)
+            self.registry.put_framework(fw.id, info, fw.registered_time, None)
             self._rescind_all(fw, now, notify=False)
             self.allocator.update_framework(
                 fw.id, fw.roles, suppressed_roles=sorted(fw.suppressed_roles),
@@ -238,6 +242,7 @@ class MasterCore:
                 info.id = m.ID(value=fid)
             fw = Framework(id=fid, info=info, registered_time=now, connected=True, stream_id=stream_id)
             fw.suppressed_roles = set(sub.suppressed_roles)
+            self.registry.put_framework(fid, info, now, None)
             self.frameworks[fid] = fw
             self.allocator.add_framework(
                 fid, fw.roles, suppressed_roles=sorted(fw.suppressed_roles),
@@ -272,6 +277,7 @@ class MasterCore:
         self._rescind_all(fw, now, notify=False)
         self.allocator.deactivate_framework(fw.id)
         fw.failover_deadline = now + fw.info.failover_timeout
+        self.registry.put_framework(fw.id, fw.info, fw.registered_time, fw.failover_deadline)
         log.info(
             "framework disconnected framework=%s failover_timeout=%.1fs",
             fw.id,
@@ -310,6 +316,7 @@ class MasterCore:
         fw.tasks.clear()
         self.allocator.remove_framework(fw.id)
         self.removed_framework_ids.add(fw.id)
+        self.registry.remove_framework(fw.id)
         self.completed_frameworks.append(fw)
         self.wants_allocation = True
 
@@ -326,7 +333,7 @@ class MasterCore:
             fw = self.frameworks.get(a.framework_id)
             agent = self.agents.get(a.agent_id)
             if fw is None or agent is None or not fw.connected:
-                self.allocator.recover(a.framework_id, a.agent_id, a.resources)
+                self.allocator.recover(a.framework_id, a.agent_id, a.resources, role=a.role)
                 continue
             oid = f"{self.master_id}-O{self._next_offer}"
             self._next_offer += 1
@@ -359,7 +366,7 @@ class MasterCore:
 
     def _rescind(self, offer: Offer, now: float, notify: bool = True) -> None:
         self._remove_offer(offer)
-        self.allocator.recover(offer.framework_id, offer.agent_id, offer.resources)
+        self.allocator.recover(offer.framework_id, offer.agent_id, offer.resources, role=offer.role)
         self.metrics["master/offers_rescinded"] += 1
         fw = self.frameworks.get(offer.framework_id)
         if notify and fw is not None:
@@ -391,7 +398,7 @@ class MasterCore:
                 continue  # Mesos ignores unknown offers in DECLINE
             self._remove_offer(offer)
             self.metrics["master/offers_declined"] += 1
-            self.allocator.recover(fw.id, offer.agent_id, offer.resources, refuse_seconds=refuse, now=now)
+            self.allocator.recover(fw.id, offer.agent_id, offer.resources, refuse_seconds=refuse, now=now, role=offer.role)
         self.version += 1
         self.wants_allocation = True
 
@@ -425,7 +432,7 @@ class MasterCore:
         if error is not None:
             # Return what we took back to the allocator; fail every task in the call.
             for offer in offers:
-                self.allocator.recover(fw.id, offer.agent_id, offer.resources)
+                self.allocator.recover(fw.id, offer.agent_id, offer.resources, role=offer.role)
             for op in accept.operations:
                 for task in _operation_tasks(op):
                     self._send_update(
@@ -455,7 +462,7 @@ class MasterCore:
             else:
                 log.info("unknown operation %r framework=%s (ignored)", op.type, fw.id)
         if remaining and agent is not None:
-            self.allocator.recover(fw.id, agent.id, remaining, refuse_seconds=refuse, now=now)
+            self.allocator.recover(fw.id, agent.id, remaining, refuse_seconds=refuse, now=now, role=role)
 
     def _validate_task(
         self, fw: Framework, agent: Agent, task: m.TaskInfo, available: Resources, batch: set[str]
@@ -699,7 +706,7 @@ class MasterCore:
             return
         task.resources_released = True
         if task.agent_id in self.agents:
-            self.allocator.recover(task.framework_id, task.agent_id, task.resources)
+            self.allocator.recover(task.framework_id, task.agent_id, task.resources, role=task.role)
             self.wants_allocation = True
 
     def reconcile(self, framework_id: str, rec: m.Reconcile, now: float) -> None:
@@ -790,6 +797,7 @@ class MasterCore:
             self.allocator.activate_agent(agent.id)
             self.metrics["master/slave_reregistrations"] += 1
             log.info("agent re-registered agent=%s hostname=%s port=%d", agent.id, agent.hostname, agent.port)
+            self._persist_agent(agent)
             self._reconcile_agent_tasks(agent, reg.tasks, now)
         else:
             if aid is None or validate_id(aid, "agent id") is not None:
@@ -811,6 +819,7 @@ class MasterCore:
             self.removed_agent_ids.discard(aid)
             self.allocator.add_agent(aid, total, hostname=reg.hostname, attributes=agent.attribute_map())
             self.metrics["master/slave_registrations"] += 1
+            self._persist_agent(agent)
             log.info("agent registered agent=%s hostname=%s port=%d resources=%s", aid, reg.hostname, reg.port, total)
             self._reconcile_agent_tasks(agent, reg.tasks, now)
         self.out.append(
@@ -818,6 +827,43 @@ class MasterCore:
         )
         self.wants_allocation = True
         return agent
+
+    def _persist_agent(self, agent: Agent) -> None:
+        self.registry.put_agent(
+            AgentRecord(agent.id, agent.hostname, agent.port, agent.resources_proto, agent.attributes, agent.registered_time)
+        )
+
+    def recover(self, now: float) -> None:
+        """Load the registry after a master (re)start.
+
+        Frameworks come back disconnected with their failover deadline (the full
+        ``failover_timeout`` from now if they were connected when the master died); agents come
+        back disconnected until they re-register and report their tasks, or are removed after
+        ``agent_reregister_timeout``.
+        """
+        self.removed_framework_ids |= self.registry.removed_framework_ids()
+        for rec in self.registry.frameworks():
+            info = rec.info
+            fw = Framework(id=rec.id, info=info, registered_time=rec.registered_time, connected=False, active=False)
+            fw.failover_deadline = rec.failover_deadline if rec.failover_deadline is not None else now + info.failover_timeout
+            self.frameworks[rec.id] = fw
+            self.allocator.add_framework(rec.id, fw.roles, gpu_aware=info.has_capability("GPU_RESOURCES"), active=False)
+        for rec in self.registry.agents():
+            try:
+                total = Resources.from_proto(rec.resources)
+            except (ResourceParseError, ValueError):
+                continue
+            agent = Agent(
+                id=rec.id, hostname=rec.hostname, port=rec.port, total=total, resources_proto=rec.resources,
+                attributes=rec.attributes, registered_time=rec.registered_time, connected=False,
+                disconnect_deadline=now + self.agent_reregister_timeout,
+            )
+            self.agents[rec.id] = agent
+            self.allocator.add_agent(rec.id, total, hostname=rec.hostname, attributes=agent.attribute_map())
+            self.allocator.deactivate_agent(rec.id)
+        if self.frameworks or self.agents:
+            self.version += 1
+            log.info("registry recovered frameworks=%d agents=%d", len(self.frameworks), len(self.agents))
 
     def _reconcile_agent_tasks(self, agent: Agent, reports: list[ch.TaskReport], now: float) -> None:
         """Match the agent's running tasks with what the master knows.
@@ -919,6 +965,7 @@ class MasterCore:
             return
         self.version += 1
         self.removed_agent_ids.add(agent_id)
+        self.registry.remove_agent(agent_id)
         self.metrics["master/slave_removals"] += 1
         log.info("agent removed agent=%s reason=%s tasks=%d", agent_id, reason, len(agent.tasks))
         for _oid, offer in list(self.offers.items()):

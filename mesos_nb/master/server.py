@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import struct
 import time
@@ -26,6 +27,7 @@ from ..protocol import messages as m
 from ..protocol import recordio
 from .core import CallError, EndStream, MasterCore, ToAgent, ToChannel, ToFramework
 from .readonly import ReadOnlyViews
+from .registry import Registry
 
 log = logging.getLogger("mesos_nb.master")
 
@@ -94,9 +96,11 @@ class MasterServer:
         self.config = config or MasterConfig()
         self.master_id = str(uuid.uuid4())
         c = self.config
+        self.registry = Registry(os.path.join(c.work_dir, "registry.sqlite") if c.work_dir else None)
         self.core = MasterCore(
             self.master_id,
             agent_reregister_timeout=c.agent_ping_timeout * c.max_agent_ping_timeouts,
+            registry=self.registry,
         )
         self.streams: dict[str, _Stream] = {}  # framework id -> its current stream
         self.streams_by_id: dict[str, _Stream] = {}  # stream id -> stream (old ones too, until closed)
@@ -135,6 +139,7 @@ class MasterServer:
         )
 
     async def start(self) -> None:
+        self.core.recover(time.time())
         self._runner = web.AppRunner(
             self.app, handle_signals=False, access_log=None, keepalive_timeout=86400.0,
             handler_cancellation=True,
@@ -167,6 +172,7 @@ class MasterServer:
             s.wake.set()
         if self._runner is not None:
             await self._runner.cleanup()
+        self.registry.close()
         log.info("master stopped id=%s", self.master_id)
 
     # ------------------------------------------------------------------ effects
