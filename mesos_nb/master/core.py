@@ -56,7 +56,7 @@ class EndStream:
 
     framework_id: str
     stream_id: str
-    message: str
+    message: str | None  # None: just close the stream (TEARDOWN)
 
 
 class CallError(Exception):
@@ -130,6 +130,7 @@ class MasterCore:
     ) -> None:
         self.master_id = master_id
         self.registry = registry or Registry(None)
+        self.master_info: m.MasterInfo | None = None  # set by the shell once it knows its address
         self.allocator = allocator or HierarchicalDRFAllocator()
         self.agent_reregister_timeout = agent_reregister_timeout
         self.frameworks: dict[str, Framework] = {}
@@ -260,7 +261,9 @@ class MasterCore:
             m.Event(
                 type="SUBSCRIBED",
                 subscribed=m.Subscribed(
-                    framework_id=m.ID(value=fw.id), heartbeat_interval_seconds=HEARTBEAT_INTERVAL
+                    framework_id=m.ID(value=fw.id),
+                    heartbeat_interval_seconds=HEARTBEAT_INTERVAL,
+                    master_info=self.master_info,
                 ),
             ),
         )
@@ -289,7 +292,7 @@ class MasterCore:
     def teardown(self, framework_id: str, now: float) -> None:
         fw = self.framework(framework_id)
         if fw.connected and fw.stream_id:
-            self.out.append(EndStream(fw.id, fw.stream_id, "Framework has been removed"))
+            self.out.append(EndStream(fw.id, fw.stream_id, None))
         self.remove_framework(fw.id, now, reason="teardown")
 
     def remove_framework(self, framework_id: str, now: float, reason: str) -> None:

@@ -149,6 +149,7 @@ class MasterServer:
         await site.start()
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         self.port = sock.getsockname()[1]
+        self.core.master_info = self.master_info()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._allocation_loop()),
@@ -195,7 +196,8 @@ class MasterServer:
                 elif type(eff) is EndStream:
                     s = self.streams_by_id.pop(eff.stream_id, None)
                     if s is not None:
-                        s.push(m.encode(m.Event(type="ERROR", error=m.Error(message=eff.message))))
+                        if eff.message is not None:
+                            s.push(m.encode(m.Event(type="ERROR", error=m.Error(message=eff.message))))
                         s.error = eff.message
                         s.closed = True
                         s.wake.set()

@@ -407,10 +407,9 @@ class SchedulerDriver:
             status = event.update.status
             await self._callback("update", status)
             if self.implicit_acknowledgements and status.uuid and status.agent_id is not None:
-                try:
-                    await self.acknowledge(status)
-                except (MesosError, ConnectionError) as e:
-                    log.warning("acknowledging %s %s failed: %s", status.task_id.value, status.state, e)
+                # Not awaited: the next event need not wait for this round trip. The agent sends
+                # a task's next update only after this one is acknowledged, so per-task order holds.
+                self._spawn(self._implicit_ack(status))
         elif t == "MESSAGE" and event.message is not None:
             m = event.message
             await self._callback("message", m.agent_id.value, m.executor_id.value, m.data)
@@ -448,6 +447,13 @@ class SchedulerDriver:
             raise
         except Exception:
             log.exception("scheduler callback %s raised", name)
+
+    async def _implicit_ack(self, status: TaskStatus) -> None:
+        try:
+            await self.acknowledge(status)
+        except (MesosError, ConnectionError) as e:
+            if not self._stopping:
+                log.warning("acknowledging %s %s failed: %s", status.task_id.value, status.state, e)
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)
