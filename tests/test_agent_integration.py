@@ -308,14 +308,16 @@ async def test_spawn_failure(cluster):
     assert "/no/such/binary" in failed.status.message
 
 
-async def test_custom_executor_refused(cluster):
+async def test_custom_executor_that_exits_fails_its_task(cluster):
     master, proc, agent = cluster
-    ex = ExecutorInfo(executor_id=ID(value="ex1"), command=CommandInfo(value="true"))
+    ex = ExecutorInfo(executor_id=ID(value="ex1"), command=CommandInfo(value="exit 3"))
     await master.send(run_task(agent.agent_id, "t-custom", None, executor=ex))
     failed = await master.wait_state("t-custom", "TASK_FAILED")
-    assert failed.status.reason == "REASON_CONTAINER_LAUNCH_FAILED"
-    assert failed.status.message == "custom executors are not supported yet"
+    assert failed.status.reason == "REASON_EXECUTOR_TERMINATED"
+    assert failed.status.message == "Executor terminated: Command exited with status 3"
     assert failed.status.source == "SOURCE_AGENT"
+    exited = await wait_for(lambda: master.of(ExecutorExited), what="EXECUTOR_EXITED")
+    assert exited[0].executor_id == "ex1" and exited[0].status == 3 << 8
 
 
 async def test_kill_kills_whole_process_group(cluster):
@@ -397,7 +399,9 @@ async def test_reconnect_reregisters_with_tasks_and_resends(cluster):
     await wait_for(lambda: [u for u in master.updates("t-long") if u.status.uuid == killed.status.uuid][1:],
                    what="resend after reconnect")
     reg = master.of(RegisterAgent)[-1]
-    assert [(t.task.task_id.value, t.state) for t in reg.tasks] == [("t-long", "TASK_KILLED")]
+    # An unacknowledged terminal task is reported in its last non-terminal state: the (resent)
+    # terminal update is what tells the master, once, how it ended (and frees its resources).
+    assert [(t.task.task_id.value, t.state) for t in reg.tasks] == [("t-long", "TASK_RUNNING")]
 
 
 async def test_ping_pong_and_coalesced_frames(cluster):

@@ -15,12 +15,18 @@ class AgentConfig:
     resources: str | None = None  # Mesos text; None = detect. Explicit names override detection.
     attributes: str | None = None  # "rack:a;zone:1"
     work_dir: str = "/tmp/mesos-nb/agent"
-    isolation: str = "posix"
+    isolation: str = "auto"  # auto | posix | cgroups | cgroups/v1 | cgroups/v2
     agent_secret: str | None = None
     executor_shutdown_grace_period: float = 5.0
     status_update_retry_min: float = 10.0
     status_update_retry_max: float = 600.0
     detect_gpus: bool = True  # run ``nvidia-smi`` when present
+    executor_registration_timeout: float = 60.0
+    executor_reregistration_timeout: float = 15.0  # after an agent restart (Mesos max: 15 s)
+    recovery_timeout: float = 15 * 60.0
+    recover: bool = True  # re-attach to checkpointed executors at start
+    fetcher_cache_size: int = 2 * 1024 * 1024 * 1024  # bytes
+    health_check_poll: float = 1.0  # lower bound of health-check intervals (tests shorten it)
 
     def resolved_hostname(self) -> str:
         if self.hostname:

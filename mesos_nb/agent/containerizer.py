@@ -15,11 +15,14 @@ launcher destroys the whole container).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 from dataclasses import dataclass, field
+
+from .isolation import Isolator, Limits, PosixIsolator, make_isolator, tree_stats
 
 
 @dataclass
@@ -31,6 +34,8 @@ class LaunchSpec:
     stdout_path: str
     stderr_path: str
     executable: str | None = None  # exec this file with ``argv`` (argv[0] may differ)
+    limits: Limits = field(default_factory=Limits)
+    status_path: str | None = None  # supervised: the supervisor writes the task's wait status here
 
 
 @dataclass
@@ -40,6 +45,10 @@ class Container:
     directory: str
     exit_future: asyncio.Future = field(repr=False)  # -> raw wait status (int)
     destroying: bool = False
+    limits: Limits = field(default_factory=Limits)
+    limitation: str | None = None  # set when the isolator found the container over a limit
+    status_path: str | None = None
+    recovered: bool = False  # not our child: adopted after an agent restart
 
     @property
     def exited(self) -> bool:
@@ -62,6 +71,14 @@ class Containerizer:
 
     async def destroy(self, container: Container, grace: float) -> int:  # pragma: no cover
         raise NotImplementedError
+
+    def recover(self, container_id: str, pid: int, directory: str, *, limits: Limits | None = None,
+                status_path: str | None = None) -> Container | None:  # pragma: no cover - interface
+        """Adopt a still-running container after an agent restart (None if ``pid`` is gone)."""
+        return None
+
+    def usage(self, container: Container) -> dict[str, float] | None:
+        return None
 
     def close(self) -> None:
         """Release the containerizer's own resources (not the containers)."""
@@ -88,10 +105,29 @@ def _status_from_returncode(rc: int) -> int:
     return (rc & 0xFF) << 8
 
 
+def read_status_file(path: str | None) -> int | None:
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 class PosixContainerizer(Containerizer):
-    def __init__(self) -> None:
+    """Launches each container in its own session, under the given :class:`Isolator`
+    (``PosixIsolator`` by default), and polls the isolator for limitations: a container
+    over its memory limit is destroyed and keeps ``limitation`` (the message)."""
+
+    def __init__(self, isolator: Isolator | None = None, *, poll_interval: float = 0.25) -> None:
         self._use_pidfd = _HAS_PIDFD
         self._devnull = -1  # one shared read-only /dev/null for every task's stdin
+        self.isolator = isolator or PosixIsolator()
+        self.poll_interval = poll_interval
+        self._live: dict[str, Container] = {}
+        self._poller: asyncio.TimerHandle | None = None
+        self._cleanup_pending: set[str] = set()
 
     def _stdin(self) -> int:
         if self._devnull < 0:
@@ -102,24 +138,97 @@ class PosixContainerizer(Containerizer):
         if self._devnull >= 0:
             os.close(self._devnull)
             self._devnull = -1
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
 
+    # ------------------------------------------------------------------ limitation polling
+    def _track(self, c: Container) -> None:
+        self._live[c.container_id] = c
+        c.exit_future.add_done_callback(lambda _f, c=c: self._finished(c))
+        if self._poller is None and (c.limits.mem_bytes > 0):
+            self._poller = asyncio.get_running_loop().call_later(self.poll_interval, self._poll)
+
+    def _poll(self) -> None:
+        self._poller = None
+        watched = False
+        for c in list(self._live.values()):
+            if c.exited or c.limits.mem_bytes <= 0:
+                continue
+            watched = True
+            if c.limitation is None:
+                try:
+                    msg = self.isolator.limitation(c.container_id)
+                except OSError:
+                    msg = None
+                if msg is not None:
+                    c.limitation = msg
+                    logging.getLogger("mesos_nb.agent").warning(
+                        "container over its limit container=%s: %s", c.container_id, msg)
+                    _killpg(c.pid, signal.SIGKILL)
+                    for pid in self.isolator.pids(c.container_id):
+                        with contextlib.suppress(OSError):
+                            os.kill(pid, signal.SIGKILL)
+        if watched:
+            self._poller = asyncio.get_running_loop().call_later(self.poll_interval, self._poll)
+
+    def _finished(self, c: Container) -> None:
+        if c.limitation is None and not isinstance(self.isolator, PosixIsolator):
+            with contextlib.suppress(OSError):
+                c.limitation = self.isolator.limitation(c.container_id)
+        self._live.pop(c.container_id, None)
+        self._cleanup(c.container_id)
+
+    def _cleanup(self, container_id: str, attempt: int = 0) -> None:
+        try:
+            done = self.isolator.cleanup(container_id)
+        except OSError:
+            done = False
+        if done:
+            self._cleanup_pending.discard(container_id)
+            return
+        self._cleanup_pending.add(container_id)
+        if attempt < 50:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().call_later(0.1 * (attempt + 1), self._cleanup, container_id, attempt + 1)
+
+    def usage(self, container: Container) -> dict[str, float] | None:
+        stats = self.isolator.usage(container.container_id)
+        if stats is None:
+            stats = tree_stats(container.pid)
+        if stats is not None:
+            if container.limits.cpus > 0:
+                stats["cpus_limit"] = container.limits.cpus
+            if container.limits.mem_bytes > 0:
+                stats.setdefault("mem_limit_bytes", container.limits.mem_bytes)
+        return stats
+
+    # ------------------------------------------------------------------ launch / recover
     async def launch(self, spec: LaunchSpec) -> Container:
         loop = asyncio.get_running_loop()
         out = err = -1
+        try:
+            self.isolator.prepare(spec.container_id, spec.limits)
+        except OSError as e:
+            self._cleanup(spec.container_id)
+            raise LaunchError(f"Failed to prepare isolation ({self.isolator.name}): {e}") from None
+        preexec = self.isolator.preexec(spec.container_id)
         try:
             out = _open_out(spec.stdout_path)
             err = _open_out(spec.stderr_path)
             if self._use_pidfd:
                 proc = subprocess.Popen(
                     spec.argv, executable=spec.executable, stdin=self._stdin(), stdout=out, stderr=err,
-                    cwd=spec.cwd, env=spec.env, start_new_session=True, close_fds=True,
+                    cwd=spec.cwd, env=spec.env, start_new_session=True, close_fds=True, preexec_fn=preexec,
                 )
             else:
                 aproc = await asyncio.create_subprocess_exec(
                     *spec.argv, executable=spec.executable, stdin=subprocess.DEVNULL,
                     stdout=out, stderr=err, cwd=spec.cwd, env=spec.env, start_new_session=True,
+                    preexec_fn=preexec,
                 )
         except (OSError, ValueError, subprocess.SubprocessError) as e:
+            self._cleanup(spec.container_id)
             raise LaunchError(f"Failed to launch container: {e}") from None
         finally:
             if out >= 0:
@@ -131,7 +240,12 @@ class PosixContainerizer(Containerizer):
             pid = proc.pid
             # Popen's own bookkeeping must not reap the child behind our back.
             proc.returncode = 0
-            self._watch_pidfd(loop, pid, fut)
+            self.isolator.isolate(spec.container_id, pid, spec.limits)
+            self._watch_pidfd(loop, pid, fut, spec.status_path)
+            c = Container(container_id=spec.container_id, pid=pid, directory=spec.cwd, exit_future=fut,
+                          limits=spec.limits, status_path=spec.status_path)
+            self._track(c)
+            return c
         else:
             pid = aproc.pid
 
@@ -142,10 +256,40 @@ class PosixContainerizer(Containerizer):
                     fut.set_result(_status_from_returncode(rc))
 
             fut._waiter_task = loop.create_task(_wait())  # type: ignore[attr-defined]
-        return Container(container_id=spec.container_id, pid=pid, directory=spec.cwd, exit_future=fut)
+        self.isolator.isolate(spec.container_id, pid, spec.limits)
+        c = Container(container_id=spec.container_id, pid=pid, directory=spec.cwd, exit_future=fut,
+                      limits=spec.limits, status_path=spec.status_path)
+        self._track(c)
+        return c
+
+    def recover(self, container_id: str, pid: int, directory: str, *, limits: Limits | None = None,
+                status_path: str | None = None) -> Container | None:
+        loop = asyncio.get_running_loop()
+        limits = limits or Limits()
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            return None
+        fut: asyncio.Future = loop.create_future()
+        self.isolator.isolate(container_id, pid, limits)
+
+        def _on_exit() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            _killpg(pid, signal.SIGKILL)
+            status = read_status_file(status_path)
+            if not fut.done():
+                fut.set_result(status if status is not None else UNKNOWN_STATUS)
+
+        loop.add_reader(pidfd, _on_exit)
+        c = Container(container_id=container_id, pid=pid, directory=directory, exit_future=fut,
+                      limits=limits, status_path=status_path, recovered=True)
+        self._track(c)
+        return c
 
     @staticmethod
-    def _watch_pidfd(loop: asyncio.AbstractEventLoop, pid: int, fut: asyncio.Future) -> None:
+    def _watch_pidfd(loop: asyncio.AbstractEventLoop, pid: int, fut: asyncio.Future,
+                     status_path: str | None = None) -> None:
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
@@ -166,6 +310,9 @@ class PosixContainerizer(Containerizer):
                 _, status = os.waitpid(pid, 0)
             except ChildProcessError:
                 status = 0
+            task_status = read_status_file(status_path)
+            if task_status is not None:
+                status = task_status
             if not fut.done():
                 fut.set_result(status)
 
@@ -185,8 +332,13 @@ class PosixContainerizer(Containerizer):
         return await container.wait()
 
 
+UNKNOWN_STATUS = -1  # a recovered container whose exit status nobody recorded
+
+
 def describe_status(status: int) -> tuple[bool, str]:
     """(succeeded, Mesos message) for a raw wait status."""
+    if status == UNKNOWN_STATUS:
+        return False, "Executor terminated while the agent was down (exit status unknown)"
     if os.WIFEXITED(status):
         code = os.WEXITSTATUS(status)
         return code == 0, f"Command exited with status {code}"
@@ -198,23 +350,11 @@ def describe_status(status: int) -> tuple[bool, str]:
 
 
 def make_containerizer(isolation: str) -> Containerizer:
-    """``posix`` (and its ``posix/*`` isolators); ``cgroups*`` falls back to posix for now."""
-    kinds = {k.strip() for k in isolation.split(",") if k.strip()} or {"posix"}
-    known = {"posix", "posix/cpu", "posix/mem", "posix/disk", "filesystem/posix"}
-    cgroups = {k for k in kinds if k == "cgroups" or k.startswith("cgroups/")}
-    unknown = kinds - known - cgroups
-    if unknown:
-        raise ValueError(
-            f"Unsupported isolation '{', '.join(sorted(unknown))}': use 'posix' or 'cgroups'."
-        )
-    if cgroups:
-        logging.getLogger("mesos_nb.agent").warning(
-            "cgroups isolation is not implemented yet; using posix isolation=%s", isolation
-        )
-    return PosixContainerizer()
+    """A containerizer with the isolator ``isolation`` names (see :func:`make_isolator`)."""
+    return PosixContainerizer(make_isolator(isolation))
 
 
 __all__ = [
     "Container", "Containerizer", "LaunchError", "LaunchSpec", "PosixContainerizer",
-    "describe_status", "make_containerizer",
+    "describe_status", "make_containerizer", "read_status_file", "UNKNOWN_STATUS", "Limits",
 ]

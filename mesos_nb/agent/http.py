@@ -24,6 +24,7 @@ import psutil
 from aiohttp import web
 
 from .attributes import attributes_dict
+from .executor_api import handle_executor
 
 if TYPE_CHECKING:
     from .agent import Agent, ExecutorEntry, FrameworkEntry, TaskEntry
@@ -322,17 +323,23 @@ def _stats_for(pid: int) -> dict[str, float] | None:
 async def monitor_statistics(request: web.Request) -> web.Response:
     agent: Agent = request.app[AGENT_KEY]
     out = []
+    usage = getattr(agent.containerizer, "usage", None)
     for fw in agent.frameworks.values():
         for ex in fw.executors.values():
             c = ex.container
             if c is None or c.exited:
                 continue
-            stats = _stats_for(c.pid)
+            stats = usage(c) if usage is not None else None
+            if stats is None:
+                stats = _stats_for(c.pid)
             if stats is None:
                 continue
             limits = ex.resources
-            stats["cpus_limit"] = limits.scalar("cpus")
-            stats["mem_limit_bytes"] = int(limits.scalar("mem") * 1024 * 1024)
+            for t in ex.tasks.values():
+                limits = limits + t.resources if not ex.command_executor else t.resources
+            names = limits.names()
+            stats.setdefault("cpus_limit", limits.scalar("cpus") if "cpus" in names else 0.0)
+            stats.setdefault("mem_limit_bytes", int(limits.scalar("mem") * 1024 * 1024) if "mem" in names else 0)
             stats["timestamp"] = time.time()
             out.append({"framework_id": fw.framework_id, "executor_id": ex.executor_id,
                         "executor_name": ex.info.name or "", "source": ex.info.source or "",
@@ -405,6 +412,8 @@ def make_app(agent: Agent) -> web.Application:
     r.add_get("/monitor/statistics", monitor_statistics)
     r.add_get("/monitor/statistics.json", monitor_statistics)
     r.add_get("/metrics/snapshot", metrics_snapshot)
+    r.add_post("/api/v1/executor", handle_executor)
+    r.add_post("/slave(1)/api/v1/executor", handle_executor)
     return app
 
 

@@ -109,15 +109,29 @@ class AgentProcess:
         try:
             for agent in self._agents:
                 os.makedirs(agent.config.work_dir, exist_ok=True)
+                agent.recovering = True
                 runner = web.AppRunner(make_app(agent), access_log=None, handle_signals=False)
                 await runner.setup()
                 self._runners.append(runner)
-                site = web.TCPSite(runner, agent.config.host, agent.config.port)
-                await site.start()
+                port = agent.config.port or agent.previous_port()
+                try:
+                    site = web.TCPSite(runner, agent.config.host, port)
+                    await site.start()
+                except OSError:
+                    if port == agent.config.port:
+                        raise
+                    site = web.TCPSite(runner, agent.config.host, agent.config.port)
+                    await site.start()
                 agent.port = int(runner.addresses[0][1])
         except OSError as e:
             await self._teardown()
             raise OSError(e.errno, f"cannot start the agent's HTTP server: {e.strerror or e}") from None
+        # Recover after listening (recovered executors re-subscribe to this port), before registering.
+        for agent in self._agents:
+            try:
+                agent.recover()
+            finally:
+                agent.recovering = False
         headers = {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
         self._session = aiohttp.ClientSession(headers=headers)
         self._conn_task = loop.create_task(self._connection_loop())

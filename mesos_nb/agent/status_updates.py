@@ -27,7 +27,7 @@ logger = logging.getLogger("mesos_nb.agent")
 
 
 class UpdateStore:
-    """Checkpoint seam (no-op). A disk store writes ``task.updates`` here (later issue)."""
+    """Checkpoint seam (no-op); ``checkpoint.DiskUpdateStore`` writes ``task.updates``."""
 
     def append(self, update: StatusUpdate) -> None:
         pass
@@ -71,8 +71,9 @@ class StatusUpdateManager:
         self.paused = False  # while disconnected: queue, do not send or retry
 
     # ------------------------------------------------------------------ public
-    def update(self, update: StatusUpdate) -> bool:
-        """Queue an update; returns False for a duplicate or one after a terminal ack."""
+    def update(self, update: StatusUpdate, *, checkpoint: bool = True) -> bool:
+        """Queue an update; returns False for a duplicate or one after a terminal ack.
+        ``checkpoint=False``: the update is already in the store (recovery)."""
         status = update.status
         uuid = status.uuid
         if uuid is None:
@@ -91,7 +92,8 @@ class StatusUpdateManager:
             )
             return False
         stream.seen.add(uuid)
-        self.store.append(update)
+        if checkpoint:
+            self.store.append(update)
         stream.pending.append(update)
         if len(stream.pending) == 1:
             self._forward(stream, reset=True)

@@ -1,0 +1,76 @@
+"""Per-task supervisor for command tasks of checkpointing frameworks.
+
+Run as a *script* (``python -S supervisor.py STATUS_PATH EXECUTABLE ARGV...``, stdlib only, no
+package import, so it starts in a few milliseconds). It is the container's session leader;
+it forks the task command into the same process group, waits for it, and records the
+task's raw wait status in ``STATUS_PATH`` (write, fsync, atomic rename) before exiting.
+So the task survives a SIGKILL of the agent (the supervisor is re-parented and keeps
+waiting), and a restarted agent learns how the task ended even if it ended while the agent
+was down (it reads ``STATUS_PATH`` once the supervisor's pid is gone).
+
+The supervisor ignores SIGTERM/SIGINT/SIGHUP (the group signal reaches the task; the
+supervisor must outlive it to record its status); SIGKILL of the group kills both.
+"""
+
+import os
+import signal
+import sys
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _record(path: str, status: int) -> None:
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, b"%d\n" % status)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    try:
+        dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def main(argv: list) -> int:
+    if len(argv) < 4:
+        sys.stderr.write("usage: supervisor.py STATUS_PATH EXECUTABLE|'' ARGV...\n")
+        return 2
+    status_path, executable, args = argv[1], argv[2] or None, argv[3:]
+    for s in _SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    pid = os.fork()
+    if pid == 0:
+        for s in (*_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(s, signal.SIG_DFL)
+        try:
+            os.execvp(executable or args[0], args)
+        except OSError as e:
+            os.write(2, f"Failed to execute '{executable or args[0]}': {e.strerror}\n".encode())
+        os._exit(127)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            status = 127 << 8
+            break
+    try:
+        _record(status_path, status)
+    except OSError as e:
+        sys.stderr.write(f"supervisor: cannot record the exit status in {status_path}: {e}\n")
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return 128 + (os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
