@@ -1,3 +1,16 @@
 """mesos-nb: Apache Mesos re-made in Python, notebook first."""
 
 __version__ = "1.12.0"
+
+
+def load_ipython_extension(ipython):  # noqa: ANN001 - IPython's extension hook
+    """``%load_ext mesos_nb``: add the ``%mesos`` magics (see mesos_nb/notebook)."""
+    from mesos_nb.notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython):  # noqa: ANN001
+    from mesos_nb.notebook import unload_ipython_extension as unload
+
+    unload(ipython)

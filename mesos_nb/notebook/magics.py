@@ -1,0 +1,558 @@
+"""``%mesos`` / ``%%mesos``: the magics of DESIGN.md §4 (not dask/spark/ipyparallel/dashboard).
+
+Every subcommand returns an object with ``_repr_html_`` and a text repr; every failure is a
+:class:`MesosNotebookError` that IPython shows as one sentence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import html
+import os
+import shlex
+import sys
+import time
+from typing import Any
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from traitlets import Float, Int, Unicode, default
+
+from .display import Message, Table, num
+from .errors import MesosNotebookError
+from .framework import TERMINAL, NotebookFramework, Task, master_state, notebook_key
+
+USAGE = """%mesos SUBCOMMAND ...   (%mesos help for this list)
+  connect [MASTER]            connect this notebook's framework (default: $MESOS_NB_MASTER, the
+                              machine's embedded cluster, else start one in this kernel)
+  local [--agents N]          start the embedded cluster in this kernel and connect to it
+  status | agents | frameworks | tasks [--all]
+  offers [--wait S]           browse the offers held, Launch / Decline each
+  run [--cpus C --mem M --gpus G --name N --attr K=V] -- CMD
+  logs TASK [--follow] [--stderr]
+  kill TASK
+  disconnect                  tear this notebook's framework down (its tasks are killed)
+%%mesos task [--cpus C --mem M --gpus G --name N --attr K=V --timeout S]
+  run the cell's Python code as a task; returns its last expression's value"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        raise MesosNotebookError(f"{message} (see %mesos help)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        raise MesosNotebookError(message or "see %mesos help")
+
+
+def _attrs(items: list[str]) -> dict[str, str]:
+    out = {}
+    for it in items or []:
+        k, sep, v = it.partition("=")
+        if not sep or not k.strip():
+            raise MesosNotebookError(f"bad --attr {it!r}: expected KEY=VALUE")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _resource_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cpus", type=float)
+    p.add_argument("--mem", type=float)
+    p.add_argument("--gpus", type=float, default=0.0)
+    p.add_argument("--name")
+    p.add_argument("--attr", action="append", default=[])
+
+
+@magics_class
+class MesosMagics(Magics):
+    """Settings: ``%config MesosMagics.master = "host:5050"`` and so on."""
+
+    master = Unicode("", help="Master HOST:PORT; empty: $MESOS_NB_MASTER, the machine's embedded "
+                     "cluster, else start one").tag(config=True)
+    role = Unicode("*", help="Role the notebook's framework registers with").tag(config=True)
+    default_cpus = Float(1.0, help="CPUs of a task when --cpus is not given").tag(config=True)
+    default_mem = Float(256.0, help="Memory (MB) of a task when --mem is not given").tag(config=True)
+    refresh_interval = Float(0.25, help="Seconds between polls of task state and logs").tag(config=True)
+    failover_timeout = Float(3600.0, help="Seconds the master keeps this notebook's framework and "
+                             "tasks after the kernel goes away (reconnect window)").tag(config=True)
+    framework_name = Unicode("", help="Framework name (default: 'notebook <notebook name>')").tag(config=True)
+    local_agents = Int(2, help="Agents of the embedded cluster").tag(config=True)
+    local_resources = Unicode("", help="Resources of each embedded agent (default: the machine "
+                              "divided among them)").tag(config=True)
+    local_port = Int(5050, help="Port of the embedded master (any free port when taken)").tag(config=True)
+
+    @default("local_port")
+    def _local_port_default(self) -> int:
+        with contextlib.suppress(ValueError):
+            return int(os.environ.get("MESOS_NB_LOCAL_PORT", "5050"))
+        return 5050
+
+    @default("local_resources")
+    def _local_resources_default(self) -> str:
+        return os.environ.get("MESOS_NB_LOCAL_RESOURCES", "")
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.framework: NotebookFramework | None = None
+        self.cluster: Cluster | None = None
+        self.browsers: list[Any] = []
+
+    # ------------------------------------------------------------------ dispatch
+    @line_cell_magic
+    def mesos(self, line: str, cell: str | None = None) -> Any:
+        words = line.strip().split(None, 1)
+        sub = words[0] if words else "help"
+        rest = words[1] if len(words) > 1 else ""
+        if cell is not None:
+            if sub != "task":
+                raise MesosNotebookError(f"%%mesos {sub} is not a cell magic: use %%mesos task (see %mesos help)")
+            return self.task(rest, cell)
+        fn = {
+            "help": self.help, "connect": self.connect, "local": self.local, "status": self.status,
+            "agents": self.agents, "frameworks": self.frameworks, "tasks": self.tasks,
+            "offers": self.offers, "run": self.run, "logs": self.logs, "kill": self.kill,
+            "disconnect": self.disconnect,
+        }.get(sub)
+        if fn is None:
+            if sub in ("dask", "spark", "ipyparallel", "dashboard"):
+                raise MesosNotebookError(f"%mesos {sub} is not available in this build yet")
+            if sub == "task":
+                raise MesosNotebookError("task is a cell magic: put %%mesos task on the first line of a cell")
+            raise MesosNotebookError(f"unknown subcommand {sub!r} (see %mesos help)")
+        return fn(rest)
+
+    def help(self, rest: str = "") -> Message:
+        return Message(USAGE)
+
+    # ------------------------------------------------------------------ connection
+    def _master_candidates(self) -> list[tuple[str, str]]:
+        from mesos_nb.scheduler.stream import normalize_master
+
+        from .embedded import running_local
+
+        out = []
+        for src, value in (("MesosMagics.master", self.master),
+                           ("$MESOS_NB_MASTER", os.environ.get("MESOS_NB_MASTER", ""))):
+            if value:
+                out.append((src, value))
+        info = running_local()
+        if info:
+            out.append(("the embedded cluster of ~/.mesos-nb/local.json", info["url"]))
+        out.append(("the default port", f"127.0.0.1:{self.local_port}"))
+        res = []
+        for src, value in out:
+            try:
+                res.append((src, normalize_master(value)))
+            except ValueError as e:
+                raise MesosNotebookError(f"bad master address {value!r} in {src}: {e}") from None
+        return res
+
+    def _framework_name(self) -> str:
+        if self.framework_name:
+            return self.framework_name
+        nb = os.environ.get("JPY_SESSION_NAME")
+        return f"notebook {os.path.basename(nb)}" if nb else "notebook"
+
+    def _connect_to(self, url: str, embedded: bool, started: bool, notes: list[str]) -> Cluster:
+        if self.framework is not None:
+            if self.framework.master_url == url and self.framework.driver is not None:
+                self.cluster = Cluster(self, url, embedded, started, notes)
+                return self.cluster
+            self.framework.close(teardown=False)
+            self.framework = None
+        fw = NotebookFramework(url, name=self._framework_name(), role=self.role,
+                               failover_timeout=self.failover_timeout, key=notebook_key())
+        fw.start()
+        self.framework = fw
+        if fw.reconnected:
+            notes.append(f"reconnected to framework {fw.framework_id} started before the kernel restarted")
+        self.cluster = Cluster(self, url, embedded, started, notes)
+        return self.cluster
+
+    def connect(self, rest: str = "") -> Cluster:
+        from mesos_nb.scheduler.stream import normalize_master
+
+        from .embedded import current, healthy
+
+        args = shlex.split(rest)
+        if len(args) > 1:
+            raise MesosNotebookError("usage: %mesos connect [MASTER]")
+        if args:
+            try:
+                url = normalize_master(args[0])
+            except ValueError as e:
+                raise MesosNotebookError(f"bad master address {args[0]!r}: {e}") from None
+            if not healthy(url):
+                raise MesosNotebookError(f"the master at {url} is unreachable (is it running?)")
+            return self._connect_to(url, embedded=False, started=False, notes=[])
+        notes: list[str] = []
+        here = current()
+        for src, url in self._master_candidates():
+            if healthy(url):
+                mine = here is not None and here.master_url == url
+                return self._connect_to(url, embedded=mine or "embedded" in src, started=False, notes=notes)
+            if src.startswith(("MesosMagics", "$")):
+                notes.append(f"the master at {url} (from {src}) is unreachable")
+        return self._start_local(self.local_agents, notes)
+
+    def _start_local(self, agents: int, notes: list[str]) -> Cluster:
+        from .embedded import start_embedded
+
+        try:
+            url, started = start_embedded(agents=agents, resources=self.local_resources or None,
+                                          port=self.local_port)
+        except (OSError, TimeoutError, ValueError) as e:
+            raise MesosNotebookError(f"could not start the embedded cluster ({e})") from None
+        if started:
+            notes.append(f"no master was reachable: started an embedded local cluster in this kernel "
+                         f"({agents} agents) at {url}")
+        else:
+            notes.append(f"connected to the embedded local cluster already running at {url}")
+        return self._connect_to(url, embedded=True, started=started, notes=notes)
+
+    def local(self, rest: str = "") -> Cluster:
+        p = _Parser(prog="%mesos local", add_help=False)
+        p.add_argument("--agents", type=int, default=self.local_agents)
+        a = p.parse_args(shlex.split(rest))
+        if a.agents < 1:
+            raise MesosNotebookError("--agents must be at least 1")
+        notes: list[str] = []
+        cluster = self._start_local(a.agents, notes)
+        if not cluster.started:
+            cluster.notes = [f"an embedded cluster is already running at {cluster.master_url}; connected to it"]
+        return cluster
+
+    def _fw(self) -> NotebookFramework:
+        if self.framework is None or self.framework.driver is None:
+            self.connect("")
+        assert self.framework is not None
+        return self.framework
+
+    def _master_url(self) -> str:
+        if self.framework is not None and self.framework.driver is not None:
+            return self.framework.master_url
+        return self._fw().master_url
+
+    def disconnect(self, rest: str = "") -> Message:
+        if self.framework is None:
+            return Message("not connected: nothing to disconnect")
+        for b in self.browsers:
+            with contextlib.suppress(Exception):
+                b.close()
+        self.browsers.clear()
+        fw, self.framework = self.framework, None
+        running = sum(1 for t in fw.tasks.values() if not t.done)
+        fw.close(teardown=True)
+        self.cluster = None
+        killed = f"; {running} running task(s) killed" if running else ""
+        return Message(f"disconnected: framework {fw.framework_id} torn down on {fw.master_url}{killed}")
+
+    # ------------------------------------------------------------------ read views
+    def status(self, rest: str = "") -> Table:
+        url = self._master_url()
+        state = master_state(url)
+        slaves = state.get("slaves", [])
+        tot: dict[str, float] = {}
+        used: dict[str, float] = {}
+        for s in slaves:
+            for k in ("cpus", "mem", "disk", "gpus"):
+                tot[k] = tot.get(k, 0) + float((s.get("resources") or {}).get(k, 0) or 0)
+                used[k] = used.get(k, 0) + float((s.get("used_resources") or {}).get(k, 0) or 0)
+        counts: dict[str, int] = {}
+        for fw in state.get("frameworks", []) + state.get("completed_frameworks", []):
+            for key in ("tasks", "completed_tasks"):
+                for t in fw.get(key) or []:
+                    counts[t.get("state", "?")] = counts.get(t.get("state", "?"), 0) + 1
+        fws = state.get("frameworks", [])
+        rows = [
+            ("master", url),
+            ("version", state.get("version", "?")),
+            ("agents", f"{sum(1 for s in slaves if s.get('active', True))} active / {len(slaves)}"),
+            ("frameworks", f"{sum(1 for f in fws if f.get('active', True))} active / {len(fws)}"),
+            ("tasks", ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"),
+        ] + [(f"{k} used/total", f"{num(used.get(k, 0))}/{num(tot.get(k, 0))}") for k in ("cpus", "mem", "disk", "gpus")]
+        if self.framework is not None:
+            rows.append(("this notebook", f"framework {self.framework.framework_id}"))
+        return Table(f"Mesos cluster at {url}", ["FIELD", "VALUE"], rows)
+
+    def agents(self, rest: str = "") -> Table:
+        url = self._master_url()
+        state = master_state(url)
+        running: dict[str, int] = {}
+        for fw in state.get("frameworks", []):
+            for t in fw.get("tasks") or []:
+                if t.get("state") not in TERMINAL:
+                    running[t.get("slave_id", "")] = running.get(t.get("slave_id", ""), 0) + 1
+        rows = []
+        for s in state.get("slaves", []):
+            res, used = s.get("resources") or {}, s.get("used_resources") or {}
+            rows.append((s.get("id", ""), f"{s.get('hostname', '')}:{s.get('port', '')}",
+                         "yes" if s.get("active", True) else "no",
+                         *(f"{num(used.get(k, 0))}/{num(res.get(k, 0))}" for k in ("cpus", "mem", "disk", "gpus")),
+                         running.get(s.get("id", ""), 0),
+                         ";".join(f"{k}:{v}" for k, v in (s.get("attributes") or {}).items())))
+        return Table(f"{len(rows)} agent(s) of {url} (used/total)",
+                     ["ID", "HOST", "ACTIVE", "CPUS", "MEM", "DISK", "GPUS", "TASKS", "ATTRIBUTES"], rows)
+
+    def frameworks(self, rest: str = "") -> Table:
+        p = _Parser(prog="%mesos frameworks", add_help=False)
+        p.add_argument("--all", action="store_true")
+        a = p.parse_args(shlex.split(rest))
+        url = self._master_url()
+        state = master_state(url)
+        mine = self.framework.framework_id if self.framework else None
+        rows = []
+        lists = [(f, True) for f in state.get("frameworks", [])]
+        if a.all:
+            lists += [(f, False) for f in state.get("completed_frameworks", [])]
+        for f, live in lists:
+            used = f.get("used_resources") or {}
+            roles = f.get("roles") or ([f["role"]] if f.get("role") else [])
+            rows.append((f.get("id", ""), f.get("name", "") + (" (this notebook)" if f.get("id") == mine else ""),
+                         "completed" if not live else ("yes" if f.get("active", True) else "no"),
+                         ",".join(roles) or "*", len(f.get("tasks") or []),
+                         num(used.get("cpus", 0)), num(used.get("mem", 0))))
+        return Table(f"{len(rows)} framework(s) on {url}",
+                     ["ID", "NAME", "ACTIVE", "ROLES", "TASKS", "CPUS", "MEM"], rows)
+
+    def tasks(self, rest: str = "") -> Table:
+        p = _Parser(prog="%mesos tasks", add_help=False)
+        p.add_argument("--all", action="store_true")
+        a = p.parse_args(shlex.split(rest))
+        url = self._master_url()
+        state = master_state(url)
+        hosts = {s.get("id"): s.get("hostname", "") for s in state.get("slaves", [])}
+        mine = self.framework.framework_id if self.framework else None
+        rows = []
+        seen = set()
+        fws = state.get("frameworks", []) + (state.get("completed_frameworks", []) if a.all else [])
+        for f in fws:
+            for key in ("tasks", "completed_tasks") if a.all else ("tasks",):
+                for t in f.get(key) or []:
+                    if (f.get("id"), t.get("id")) in seen or (not a.all and t.get("state") in TERMINAL):
+                        continue
+                    seen.add((f.get("id"), t.get("id")))
+                    res = t.get("resources") or {}
+                    rows.append((t.get("id", ""), t.get("name", ""), t.get("state", ""),
+                                 "this notebook" if f.get("id") == mine else (f.get("name") or f.get("id", "")),
+                                 hosts.get(t.get("slave_id"), "?"),
+                                 num(res.get("cpus", 0)), num(res.get("mem", 0))))
+        if self.framework is not None:  # ours still waiting for an offer (the master does not know them)
+            for t in self.framework.tasks.values():
+                if t.state == "PENDING":
+                    rows.append((t.id, t.name, "PENDING", "this notebook", "-",
+                                 num(t.requested.get("cpus", 0)), num(t.requested.get("mem", 0))))
+        what = "all tasks" if a.all else "live tasks"
+        return Table(f"{len(rows)} {what} on {url}", ["ID", "NAME", "STATE", "FRAMEWORK", "AGENT", "CPUS", "MEM"],
+                     rows, note=None if a.all else "(--all includes finished tasks)", state_column=2)
+
+    # ------------------------------------------------------------------ offers
+    def offers(self, rest: str = "") -> Any:
+        from .offers import OfferBrowser
+
+        p = _Parser(prog="%mesos offers", add_help=False)
+        p.add_argument("--wait", type=float, default=0.0)
+        p.add_argument("--command", default="hostname")
+        a = p.parse_args(shlex.split(rest))
+        fw = self._fw()
+        for b in self.browsers:
+            b.close()
+        self.browsers.clear()
+        browser = OfferBrowser(fw, command=a.command, cpus=min(0.1, self.default_cpus), mem=32.0)
+        self.browsers.append(browser)
+        if a.wait:
+            browser.wait(a.wait)
+        return browser
+
+    # ------------------------------------------------------------------ tasks
+    def _split_command(self, rest: str) -> tuple[list[str], str]:
+        if rest.startswith("-- ") or rest == "--":
+            return [], rest[3:].strip()
+        if " -- " in rest:
+            opts, cmd = rest.split(" -- ", 1)
+            return shlex.split(opts), cmd.strip()
+        toks = shlex.split(rest)
+        i = 0
+        while i < len(toks) and toks[i].startswith("--"):
+            i += 1 if "=" in toks[i] else 2
+        return toks[:i], shlex.join(toks[i:])
+
+    def run(self, rest: str = "") -> Task:
+        opts, cmd = self._split_command(rest)
+        p = _Parser(prog="%mesos run", add_help=False)
+        _resource_args(p)
+        a = p.parse_args(opts)
+        if not cmd:
+            raise MesosNotebookError("no command given: use %mesos run [--cpus C --mem M] -- CMD")
+        fw = self._fw()
+        return fw.submit(cmd, cpus=self.default_cpus if a.cpus is None else a.cpus,
+                         mem=self.default_mem if a.mem is None else a.mem, gpus=a.gpus, name=a.name,
+                         constraints=_attrs(a.attr))
+
+    def task(self, rest: str, cell: str) -> Any:
+        from .remote import run_cell
+
+        p = _Parser(prog="%%mesos task", add_help=False)
+        _resource_args(p)
+        p.add_argument("--timeout", type=float)
+        a = p.parse_args(shlex.split(rest))
+        fw = self._fw()
+        return run_cell(fw, cell, cpus=self.default_cpus if a.cpus is None else a.cpus,
+                        mem=self.default_mem if a.mem is None else a.mem, gpus=a.gpus, name=a.name,
+                        constraints=_attrs(a.attr), timeout=a.timeout, poll=self.refresh_interval)
+
+    def _find(self, ident: str) -> tuple[Task | None, dict[str, Any], dict[str, Any]]:
+        """(our Task or None, the master's task dict, its framework dict)."""
+        from mesos_nb import cli
+
+        fw = self.framework
+        mine = fw.find(ident) if fw is not None else None
+        if mine is not None and mine.state == "PENDING":
+            return mine, {"id": mine.id, "state": "PENDING"}, {}
+        url = self._master_url()
+        state = master_state(url)
+        try:
+            t, f = cli.find_task(state, mine.id if mine is not None else ident)
+        except cli.CLIError as e:
+            raise MesosNotebookError(str(e)) from None
+        if mine is None and fw is not None and f.get("id") == fw.framework_id:
+            mine = fw.tasks.get(t.get("id"))
+        return mine, t, f
+
+    def logs(self, rest: str = "") -> Any:
+        from mesos_nb import cli
+
+        from .display import Logs
+        from .framework import read_sandbox_file
+
+        p = _Parser(prog="%mesos logs", add_help=False)
+        p.add_argument("task")
+        p.add_argument("-f", "--follow", action="store_true")
+        p.add_argument("--stderr", action="store_true")
+        a = p.parse_args(shlex.split(rest))
+        mine, t, f = self._find(a.task)
+        tid = t["id"]
+        if t.get("state") == "PENDING":
+            raise MesosNotebookError(f"task {tid} has not been launched yet ({mine.waiting if mine else ''})")
+        url = self._master_url()
+        try:
+            agent = cli.agent_url_for(master_state(url), t.get("slave_id", ""))
+        except cli.CLIError as e:
+            raise MesosNotebookError(str(e)) from None
+        deadline = time.monotonic() + 10
+        directory = None
+        while directory is None:
+            try:
+                directory = cli.sandbox_dir(agent, f.get("id"), tid, t.get("executor_id") or None)
+            except cli.CLIError as e:
+                raise MesosNotebookError(str(e)) from None
+            if directory is None:
+                if time.monotonic() > deadline:
+                    raise MesosNotebookError(f"the agent at {agent} has no sandbox for task {tid}")
+                time.sleep(0.1)
+        if not a.follow:
+            out = read_sandbox_file(agent, f"{directory}/stdout")
+            err = read_sandbox_file(agent, f"{directory}/stderr")
+            if a.stderr:
+                return Logs(tid, err, "")
+            return Logs(tid, out, err)
+        follower = cli.FileFollower(agent, f"{directory}/{'stderr' if a.stderr else 'stdout'}", sys.stdout)
+        try:
+            while True:
+                with contextlib.suppress(cli.CLIError):
+                    follower.poll()
+                if mine is not None:
+                    done = mine.done
+                else:
+                    with contextlib.suppress(cli.CLIError, MesosNotebookError):
+                        t2, _ = cli.find_task(master_state(url), tid)
+                        t = t2
+                    done = t.get("state") in TERMINAL
+                if done:
+                    for _ in range(2):
+                        time.sleep(0.1)
+                        with contextlib.suppress(cli.CLIError):
+                            follower.poll()
+                    return None
+                time.sleep(self.refresh_interval)
+        except KeyboardInterrupt:
+            return None
+
+    def kill(self, rest: str = "") -> Any:
+        from mesos_nb import cli
+
+        args = shlex.split(rest)
+        if len(args) != 1:
+            raise MesosNotebookError("usage: %mesos kill TASK")
+        mine, t, _f = self._find(args[0])
+        if mine is not None:
+            if mine.done:
+                return Message(f"task {mine.id} already ended ({mine.state})")
+            mine.kill(wait=15)
+            return mine
+        tid = t["id"]
+        if t.get("state") in TERMINAL:
+            return Message(f"task {tid} already ended ({t.get('state')})")
+        url = self._master_url()
+        try:
+            status, raw = cli.http(url + "/api/v1", method="POST",
+                                   body={"type": "KILL_TASK", "kill_task": {"task_id": {"value": tid}}})
+        except cli.CLIError as e:
+            raise MesosNotebookError(str(e)) from None
+        if status // 100 != 2:
+            msg = raw.decode(errors="replace").strip().splitlines()
+            raise MesosNotebookError(f"the master refused to kill {tid} ({status}: {msg[0] if msg else 'no message'})")
+        return Message(f"killing task {tid} (another framework's task, through the operator API)")
+
+
+class Cluster:
+    """What ``%mesos connect`` returns: the master, whether it is embedded, this notebook's framework."""
+
+    def __init__(self, magics: MesosMagics, master_url: str, embedded: bool, started: bool,
+                 notes: list[str]) -> None:
+        self.magics = magics
+        self.master_url = master_url
+        self.embedded = embedded
+        self.started = started
+        self.notes = list(notes)
+        fw = magics.framework
+        self.framework_id = fw.framework_id if fw else None
+        self.reconnected = bool(fw and fw.reconnected)
+        try:
+            state = master_state(master_url)
+        except MesosNotebookError:
+            state = {}
+        slaves = [s for s in state.get("slaves", []) if s.get("active", True)]
+        self.agents = len(slaves)
+        self.resources = {k: sum(float((s.get("resources") or {}).get(k, 0) or 0) for s in slaves)
+                          for k in ("cpus", "mem", "disk", "gpus")}
+
+    # Python API mirroring the magics
+    def run(self, cmd: str, **kw: Any) -> Task:
+        return self.magics._fw().submit(cmd, **{"cpus": self.magics.default_cpus, "mem": self.magics.default_mem, **kw})
+
+    def tasks(self, all: bool = False) -> Table:
+        return self.magics.tasks("--all" if all else "")
+
+    def agents_table(self) -> Table:
+        return self.magics.agents("")
+
+    def disconnect(self) -> Message:
+        return self.magics.disconnect("")
+
+    def _summary(self) -> str:
+        kind = ("embedded local cluster (started in this kernel)" if self.started else
+                "embedded local cluster" if self.embedded else "cluster")
+        res = ", ".join(f"{k} {num(v)}" for k, v in self.resources.items() if v)
+        return (f"{kind} at {self.master_url}: {self.agents} agent(s), {res or 'no resources'}; "
+                f"framework {self.framework_id}")
+
+    def __repr__(self) -> str:
+        return "\n".join([f"Connected to the {self._summary()}", *self.notes])
+
+    def _repr_html_(self) -> str:
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return (f"<div><b>Connected</b> to the {html.escape(self._summary())}"
+                + (f"<ul>{notes}</ul>" if notes else "") + "</div>")
+
+
+__all__ = ["Cluster", "MesosMagics", "USAGE"]
