@@ -176,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = cmd("kill", "kill a task", cmd_kill)
     k.add_argument("task", metavar="TASK", help="task id (or a unique prefix)")
+    _notebook_commands(cmd)
     return p
 
 
@@ -850,6 +851,50 @@ def cmd_local(args: argparse.Namespace) -> int:
             await cluster.stop(kill_tasks=True)
 
     asyncio.run(main())
+    return 0
+
+
+# ============================================================================ notebook (demo, kernel)
+def _notebook_commands(cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    d = cmd("demo", "start an embedded cluster and run the quickstart notebook headlessly", cmd_demo)
+    d.add_argument("--output", "-o", help="executed notebook (default: ./quickstart.executed.ipynb)")
+    d.add_argument("--notebook", help="notebook to run (default: notebooks/quickstart.ipynb)")
+    _opt(d, "--agents", type=int, default=2, help="agents of the embedded cluster")
+    _opt(d, "--resources", help="resources of each agent (default: the machine divided among them)")
+    _opt(d, "--cell-timeout", type=_positive, default=180.0, help="seconds a cell may run")
+    kn = cmd("kernel", "install the mesos-nb Jupyter kernelspec (ipykernel + the extension)", cmd_kernel)
+    kn.add_argument("action", choices=["install"], help="install")
+    kn.add_argument("--user", action="store_true", help="install for this user only")
+    kn.add_argument("--prefix", help="install under this prefix (e.g. a virtualenv)")
+
+
+def _notebook_error() -> type[Exception]:
+    from mesos_nb.notebook.errors import MesosNotebookError
+
+    return MesosNotebookError
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mesos_nb import logs
+    from mesos_nb.notebook.demo import run_demo
+
+    logs.setup("error")
+    try:
+        run_demo(args.output, args.notebook, agents=args.agents, resources=args.resources,
+                 timeout=args.cell_timeout)
+    except _notebook_error() as e:
+        raise CLIError(str(e)) from None
+    return 0
+
+
+def cmd_kernel(args: argparse.Namespace) -> int:
+    from mesos_nb.notebook.kernelspec import install
+
+    try:
+        where = install(user=args.user, prefix=args.prefix)
+    except (OSError, ImportError) as e:
+        raise CLIError(f"cannot install the kernelspec ({e})") from None
+    print(f"installed kernelspec mesos-nb in {where}")
     return 0
 
 
