@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ def execute_notebook(path: str | os.PathLike, master: str, *, cwd: str | None = 
     client = NotebookClient(nb, timeout=int(timeout), kernel_name=nb.metadata.get("kernelspec", {}).get("name", "python3"),
                             resources={"metadata": {"path": cwd or os.getcwd()}})
     try:
-        client.execute(env=kenv)
+        client.execute(env=kenv, stderr=subprocess.DEVNULL)
     except CellExecutionError as e:
         return nb, e
     return nb, None

@@ -341,7 +341,7 @@ class MesosMagics(Magics):
                 if t.state == "PENDING":
                     rows.append((t.id, t.name, "PENDING", "this notebook", "-",
                                  num(t.requested.get("cpus", 0)), num(t.requested.get("mem", 0))))
-        what = "all tasks" if a.all else "live tasks"
+        what = "task(s), finished included," if a.all else "live task(s)"
         return Table(f"{len(rows)} {what} on {url}", ["ID", "NAME", "STATE", "FRAMEWORK", "AGENT", "CPUS", "MEM"],
                      rows, note=None if a.all else "(--all includes finished tasks)", state_column=2)
 
