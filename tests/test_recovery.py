@@ -1,0 +1,137 @@
+"""Agent crash recovery: SIGKILL the agent process with 20 checkpointed tasks running, start it
+again on the same work dir; every task keeps running and ends once, a task that ended while
+the agent was down is reported after the restart, nothing is left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import psutil
+
+from mesos_nb.master.server import MasterConfig, MasterServer
+from mesos_nb.protocol.messages import ID, CommandInfo, FrameworkInfo, TaskInfo, is_terminal
+from mesos_nb.protocol.resources import Resources
+from mesos_nb.scheduler import Scheduler, SchedulerDriver
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+async def until(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def start_agent(master: str, work_dir: Path, log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_NB_")}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.Popen(
+        [sys.executable, "-m", "mesos_nb", "agent", "--master", master, "--port", "0",
+         "--work-dir", str(work_dir), "--resources", "cpus:8;mem:4096;disk:1000", "--isolation", "posix"],
+        env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, cwd=str(REPO), start_new_session=True,
+    )
+
+
+class Recorder(Scheduler):
+    def __init__(self, tasks: dict[str, str]) -> None:
+        self.to_launch = dict(tasks)
+        self.updates: dict[str, list[str]] = defaultdict(list)
+
+    async def offers(self, driver, offers):
+        for offer in offers:
+            if not self.to_launch:
+                await driver.decline([offer.id], refuse_seconds=60)
+                continue
+            infos = []
+            for tid, cmd in list(self.to_launch.items()):
+                infos.append(TaskInfo(name=tid, task_id=ID(value=tid), agent_id=offer.agent_id,
+                                      resources=Resources.parse("cpus:0.1;mem:16").to_proto(),
+                                      command=CommandInfo(value=cmd)))
+                del self.to_launch[tid]
+            await driver.launch([offer.id], infos)
+
+    async def update(self, driver, status):
+        self.updates[status.task_id.value].append(status.state)
+
+    def terminal(self, tid: str) -> list[str]:
+        return [s for s in self.updates.get(tid, []) if is_terminal(s)]
+
+
+def marker_procs(marker: str) -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(marker in a for a in (p.info["cmdline"] or [])) and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
+async def test_agent_sigkill_and_restart_keeps_tasks_and_reports_each_end_once(tmp_path):
+    master = MasterServer(MasterConfig(port=0, allocation_interval=0.1, agent_ping_timeout=1.0,
+                                       max_agent_ping_timeouts=60))
+    await master.start()
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    marker = f"mnb-recovery-{os.getpid()}-{time.monotonic_ns()}"
+    tasks = {f"t{i:02d}": f"echo {marker} >/dev/null; while [ ! -f {flags}/all ]; do sleep 0.1; done"
+             for i in range(19)}
+    tasks["quick"] = f"echo {marker} >/dev/null; while [ ! -f {flags}/quick ]; do sleep 0.1; done; exit 0"
+    sched = Recorder(tasks)
+    fw = FrameworkInfo(user="", name="recovery", checkpoint=True, failover_timeout=300)
+    driver = SchedulerDriver(sched, fw, master.address)
+    work = tmp_path / "agent"
+    log = tmp_path / "agent.log"
+    agent = start_agent(master.address, work, log)
+    try:
+        await driver.start()
+        await until(lambda: all(sched.updates.get(t, [])[-1:] == ["TASK_RUNNING"] for t in tasks), 60,
+                    "20 tasks running")
+        running_pids = {p.pid for p in marker_procs(marker)}
+        assert len(running_pids) >= 20
+        # Crash the agent. The tasks (under their supervisors) survive it.
+        os.kill(agent.pid, signal.SIGKILL)
+        agent.wait(10)
+        (flags / "quick").touch()
+        meta = work / "meta"
+        await until(lambda: list(meta.rglob("tasks/quick")) and
+                    list(meta.rglob("exit.status")), 30, "quick task ended while the agent was down")
+        assert sched.terminal("quick") == []
+        agent = start_agent(master.address, work, log)
+        await until(lambda: sched.terminal("quick"), 60, "quick task reported after restart")
+        assert sched.terminal("quick") == ["TASK_FINISHED"]
+        # The other 19 are still the same processes, still running.
+        still = {p.pid for p in marker_procs(marker)}
+        assert len(still) >= 19 and still <= running_pids
+        assert all(sched.terminal(t) == [] for t in tasks if t != "quick")
+        (flags / "all").touch()
+        await until(lambda: all(sched.terminal(t) for t in tasks), 60, "all tasks finished")
+        await asyncio.sleep(1.0)  # a late duplicate would show up here
+        assert {t: sched.terminal(t) for t in tasks} == {t: ["TASK_FINISHED"] for t in tasks}
+        # Nothing left behind; the checkpoints of finished executors are gone.
+        await until(lambda: not marker_procs(marker), 10, "no task process left")
+        await until(lambda: not list(meta.rglob("task.updates")), 15, "checkpoints garbage-collected")
+    finally:
+        await driver.stop()
+        if agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                agent.wait(20)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+        for p in marker_procs(marker):
+            p.kill()
+        await master.stop()
