@@ -367,8 +367,8 @@ class MesosMagics(Magics):
     def _split_command(self, rest: str) -> tuple[list[str], str]:
         if rest.startswith("-- ") or rest == "--":
             return [], rest[3:].strip()
-        if " -- " in rest:
-            opts, cmd = rest.split(" -- ", 1)
+        if " -- " in rest or rest.endswith(" --"):
+            opts, cmd = (rest + " ").split(" -- ", 1)
             return shlex.split(opts), cmd.strip()
         toks = shlex.split(rest)
         i = 0
