@@ -1,0 +1,18 @@
+"""Live utilization dashboards (Bokeh), shared by ``%mesos dashboard`` and the master's web UI.
+
+``dashboard(master)`` returns a started :class:`DashboardWidget` (display it in a notebook).
+See README.md in this folder for the job and the data flow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def dashboard(master: Any, alive: Any = None):
+    from .widget import dashboard as _dashboard
+
+    return _dashboard(master, alive=alive)
+
+
+__all__ = ["dashboard"]

@@ -1,0 +1,145 @@
+"""The notebook side: the dashboard as one ``jupyter_bokeh`` BokehModel, fed from the master.
+
+An asyncio task in the kernel reads the master's ``/master/utilization/stream`` (server-sent
+events; the master emits one per sample, i.e. at least once a second, and soon after each
+change) and calls :meth:`Dashboard.update`; jupyter_bokeh turns the Bokeh model changes into
+small patch messages on the widget's comm. The task stops when the widget is closed, when
+``alive()`` turns false (e.g. the notebook's framework disconnected) or on :meth:`close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from .components import Dashboard
+
+log = logging.getLogger("mesos_nb.dashboards")
+PLOTTED_AGENTS = 40
+
+
+def _master_url(master: Any) -> str:
+    """Accept ``host:port``, a URL, or anything with ``master_url`` / ``url`` / ``master``."""
+    for attr in ("master_url", "url"):
+        v = getattr(master, attr, None)
+        if isinstance(v, str):
+            return v.rstrip("/")
+    if not isinstance(master, str):
+        v = getattr(master, "master", None) or getattr(master, "master_address", None)
+        if isinstance(v, str):
+            master = v
+    if not isinstance(master, str):
+        raise TypeError(f"cannot find a master address in {master!r}")
+    return (master if "://" in master else f"http://{master}").rstrip("/")
+
+
+class DashboardWidget:
+    def __init__(self, master: Any, alive: Callable[[], bool] | None = None,
+                 check_every: float = 0.25) -> None:
+        from jupyter_bokeh import BokehModel
+
+        self.url = _master_url(master)
+        self.alive = alive
+        self.check_every = check_every
+        self.dashboard = Dashboard()
+        self.widget = BokehModel(self.dashboard.root, combine_events=True)
+        self.updates = 0
+        self.last_snapshot: dict[str, Any] | None = None
+        self.task: asyncio.Task | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ display
+    def _repr_mimebundle_(self, **kw: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kw)
+
+    def __repr__(self) -> str:
+        return f"<mesos-nb dashboard of {self.url}: {self.updates} updates{' (stopped)' if self.stopped else ''}>"
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def stopped(self) -> bool:
+        return self.task is None or self.task.done()
+
+    def should_stop(self) -> bool:
+        if self._closed or getattr(self.widget, "comm", None) is None:
+            return True
+        if self.alive is not None:
+            try:
+                return not self.alive()
+            except Exception:
+                return True
+        return False
+
+    def start(self) -> DashboardWidget:
+        if self.stopped:
+            self.task = asyncio.get_event_loop().create_task(self.run())
+        return self
+
+    def close(self) -> None:
+        self._closed = True
+        if self.task is not None:
+            self.task.cancel()
+        self.widget.close()
+
+    async def run(self) -> None:
+        """Read snapshots until told to stop; reconnect (with backoff) if the stream breaks."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=8)
+        reader = asyncio.get_running_loop().create_task(self._read(queue))
+        try:
+            while not self.should_stop():
+                try:
+                    snap = await asyncio.wait_for(queue.get(), self.check_every)
+                except asyncio.TimeoutError:
+                    continue
+                while not queue.empty():  # late? show the newest, keep the series' rows
+                    self.dashboard.update(snap)
+                    snap = queue.get_nowait()
+                self.dashboard.update(snap)
+                self.last_snapshot = snap
+                self.updates += 1
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _read(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        backoff = 0.25
+        url = f"{self.url}/master/utilization/stream?agents={PLOTTED_AGENTS}"
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                try:
+                    async with session.get(url) as resp:
+                        resp.raise_for_status()
+                        backoff = 0.25
+                        event, data = "", []
+                        async for raw in resp.content:
+                            line = raw.decode().rstrip("\r\n")
+                            if line.startswith("event:"):
+                                event = line[6:].strip()
+                            elif line.startswith("data:"):
+                                data.append(line[5:].lstrip())
+                            elif line == "" and data:
+                                if event in ("", "utilization"):
+                                    snap = json.loads("\n".join(data))
+                                    if queue.full():
+                                        queue.get_nowait()
+                                    queue.put_nowait(snap)
+                                event, data = "", []
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    log.debug("dashboard stream from %s broke: %r", self.url, e)
+                await asyncio.sleep(backoff)
+                backoff = min(5.0, backoff * 2)
+
+
+def dashboard(master: Any, alive: Callable[[], bool] | None = None) -> DashboardWidget:
+    """Build the live dashboard for ``master`` and start its update task on the running loop."""
+    return DashboardWidget(master, alive=alive).start()

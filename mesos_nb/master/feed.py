@@ -1,0 +1,388 @@
+"""The master's utilization feed: one place that knows allocated *and* used resources.
+
+Every ``interval`` the feed asks the agents that run tasks for ``/monitor/statistics``
+(concurrently, a bounded number at a time, each with a timeout; an agent that fails is backed
+off), turns the executors' CPU-time counters into rates and their RSS into memory used, and
+keeps a short history. Snapshots (:meth:`UtilizationFeed.snapshot`) combine that with the
+core's records: per-agent total/allocated/offered/used, per-framework and per-role dominant
+shares, outstanding offers, task counts and recent task state changes (found by reading the
+tasks' status lists, no core hook needed).
+
+Routes: ``GET /master/utilization`` (snapshot JSON, ``?agents=N`` caps the agent list) and
+``GET /master/utilization/stream`` (server-sent events: an ``utilization`` event per sample
+and soon after every change of the core). Nothing here runs inside the allocation path:
+collection is plain async I/O on the event loop and a snapshot is one pass over the records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from ..protocol import messages as m
+
+if TYPE_CHECKING:
+    from .server import MasterServer
+
+log = logging.getLogger("mesos_nb.master.feed")
+_enc = msgspec.json.Encoder()
+
+SCALARS = ("cpus", "mem", "disk", "gpus")
+MAX_RECENT = 200
+HISTORY = 600
+DEFAULT_AGENT_CAP = 100
+
+
+def _zero() -> dict[str, float]:
+    return {"cpus": 0.0, "mem": 0.0, "disk": 0.0, "gpus": 0.0}
+
+
+def _add_millis(acc: dict[str, float], millis: dict[str, int]) -> None:
+    for n, v in millis.items():
+        if n in acc:
+            acc[n] += v / 1000.0
+
+
+class _AgentUsage:
+    __slots__ = ("prev", "cpus", "mem", "disk", "sampled", "failures", "retry_at")
+
+    def __init__(self) -> None:
+        self.prev: dict[tuple[str, str], tuple[float, float]] = {}  # (fw, ex) -> (ts, cpu secs)
+        self.cpus: float | None = None
+        self.mem: float | None = None
+        self.disk: float | None = None
+        self.sampled = 0.0
+        self.failures = 0
+        self.retry_at = 0.0
+
+
+class UtilizationFeed:
+    def __init__(self, server: MasterServer, interval: float = 1.0, timeout: float = 2.0,
+                 concurrency: int = 32, collect: bool = True) -> None:
+        self.server = server
+        self.interval = interval
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.collect = collect
+        self.usage: dict[str, _AgentUsage] = {}
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self.recent: deque[dict[str, Any]] = deque(maxlen=MAX_RECENT)
+        self._seen_statuses: dict[tuple[str, str], int] = {}
+        self._change_seq = 0
+        self.samples = 0
+        self._scanned_version = -1
+        self._snap_key: tuple[int, int] | None = None
+        self._snap: dict[str, Any] | None = None
+        self._subscribers: set[asyncio.Queue[bytes]] = set()
+        self._tasks: list[asyncio.Task] = []
+        self._session: aiohttp.ClientSession | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def add_routes(self, r: web.UrlDispatcher) -> None:
+        r.add_get("/master/utilization", self.handle_snapshot)
+        r.add_get("/master/utilization/stream", self.handle_stream)
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._sample_loop()), loop.create_task(self._change_loop())]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks = []
+        for q in list(self._subscribers):
+            while not q.empty():
+                q.get_nowait()
+            q.put_nowait(b"")
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ------------------------------------------------------------------ collection
+    async def _sample_loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            if self.collect:
+                try:
+                    await self.collect_once()
+                except Exception:  # pragma: no cover - never kill the loop
+                    log.exception("utilization collection failed")
+            self.samples += 1
+            snap = self.snapshot()
+            self.history.append({"time": snap["time"], "cluster": snap["cluster"], "offers": snap["offers"]})
+            self._broadcast(snap)
+            await asyncio.sleep(max(0.05, self.interval - (time.monotonic() - started)))
+
+    async def _change_loop(self) -> None:
+        """Push a snapshot soon after the core changes (tasks appear without waiting a sample)."""
+        last = self.server.core.version
+        while True:
+            await asyncio.sleep(0.25)
+            v = self.server.core.version
+            if v != last:
+                last = v
+                self._broadcast(self.snapshot())
+
+    async def collect_once(self) -> None:
+        core = self.server.core
+        now = time.monotonic()
+        busy = []
+        for a in core.agents.values():
+            u = self.usage.get(a.id)
+            if u is None:
+                u = self.usage[a.id] = _AgentUsage()
+            if not a.connected or not a.tasks:
+                u.cpus, u.mem, u.disk = (0.0, 0.0, None) if a.connected else (None, None, None)
+                u.prev.clear()
+                continue
+            if now < u.retry_at:
+                continue
+            busy.append(a)
+        for gone in [k for k in self.usage if k not in core.agents]:
+            del self.usage[gone]
+        if not busy:
+            return
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(limit=self.concurrency),
+            )
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(agent) -> None:
+            async with sem:
+                await self._collect_agent(agent.id, agent.hostname, agent.port)
+
+        await asyncio.gather(*(one(a) for a in busy), return_exceptions=True)
+
+    async def _collect_agent(self, agent_id: str, host: str, port: int) -> None:
+        u = self.usage[agent_id]
+        assert self._session is not None
+        try:
+            async with self._session.get(f"http://{host}:{port}/monitor/statistics") as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"status {resp.status}")
+                entries = await resp.json(content_type=None)
+        except Exception as e:
+            u.failures += 1
+            u.retry_at = time.monotonic() + min(30.0, self.interval * 2 ** min(u.failures, 5))
+            u.cpus = u.mem = u.disk = None
+            log.debug("statistics from agent %s failed: %r", agent_id, e)
+            return
+        u.failures = 0
+        self.ingest(agent_id, entries)
+
+    def ingest(self, agent_id: str, entries: list[dict[str, Any]]) -> None:
+        """Fold one ``/monitor/statistics`` answer (the Mesos array shape) into the agent's usage."""
+        u = self.usage.get(agent_id)
+        if u is None:
+            u = self.usage[agent_id] = _AgentUsage()
+        cpus = 0.0
+        mem = 0.0
+        disk: float | None = None
+        prev = {}
+        for e in entries or []:
+            st = e.get("statistics") or {}
+            key = (str(e.get("framework_id", "")), str(e.get("executor_id", "")))
+            ts = float(st.get("timestamp") or time.time())
+            secs = float(st.get("cpus_user_time_secs") or 0.0) + float(st.get("cpus_system_time_secs") or 0.0)
+            before = u.prev.get(key)
+            if before is not None and ts > before[0]:
+                cpus += max(0.0, (secs - before[1]) / (ts - before[0]))
+            prev[key] = (ts, secs)
+            mem += float(st.get("mem_rss_bytes") or 0) / (1024 * 1024)
+            if st.get("disk_used_bytes") is not None:
+                disk = (disk or 0.0) + float(st["disk_used_bytes"]) / (1024 * 1024)
+        u.prev = prev
+        u.cpus, u.mem, u.disk = cpus, mem, disk
+        u.sampled = time.time()
+
+    # ------------------------------------------------------------------ recent changes
+    def _scan_changes(self) -> None:
+        core = self.server.core
+        if core.version == self._scanned_version:
+            return
+        self._scanned_version = core.version
+        seen = self._seen_statuses
+        fresh: list[dict[str, Any]] = []
+        live: set[tuple[str, str]] = set()
+        for fw in core.frameworks.values():
+            for group in (fw.tasks.values(), fw.completed_tasks):
+                for t in group:
+                    key = (fw.id, t.id)
+                    live.add(key)
+                    n = len(t.statuses)
+                    k = seen.get(key, 0)
+                    if n > k:
+                        seen[key] = n
+                        for state, ts in t.statuses[k:]:
+                            fresh.append({"time": ts, "framework_id": fw.id, "task_id": t.id,
+                                          "name": t.name, "agent_id": t.agent_id, "state": state})
+        if len(seen) > len(live) + 10000:
+            for key in [k for k in seen if k not in live]:
+                del seen[key]
+        fresh.sort(key=lambda c: c["time"])
+        for c in fresh[-MAX_RECENT:]:
+            self._change_seq += 1
+            c["seq"] = self._change_seq
+            self.recent.append(c)
+
+    # ------------------------------------------------------------------ snapshot
+    def snapshot(self, agent_cap: int | None = DEFAULT_AGENT_CAP) -> dict[str, Any]:
+        core = self.server.core
+        key = (core.version, self.samples)
+        if self._snap is None or self._snap_key != key:
+            self._snap = self._build()
+            self._snap_key = key
+        snap = self._snap
+        if agent_cap is not None and len(snap["agents"]) > agent_cap:
+            snap = {**snap, "agents": snap["agents"][:agent_cap]}
+        return snap
+
+    def _build(self) -> dict[str, Any]:
+        core = self.server.core
+        self._scan_changes()
+        terminal = m.TERMINAL_STATES
+        per_agent: dict[str, dict[str, float]] = {}
+        per_agent_tasks: dict[str, int] = {}
+        counts: dict[str, int] = {}
+        frameworks = []
+        shares = core.allocator.shares()
+        fw_shares = shares.get("frameworks", {})
+        for fw in core.frameworks.values():
+            fw_alloc = _zero()
+            n = 0
+            for t in fw.tasks.values():
+                counts[t.state] = counts.get(t.state, 0) + 1
+                if t.state in terminal:
+                    continue
+                n += 1
+                millis = t.resources.scalar_millis()
+                acc = per_agent.get(t.agent_id)
+                if acc is None:
+                    acc = per_agent[t.agent_id] = _zero()
+                _add_millis(acc, millis)
+                _add_millis(fw_alloc, millis)
+                per_agent_tasks[t.agent_id] = per_agent_tasks.get(t.agent_id, 0) + 1
+            for t in fw.completed_tasks:
+                counts[t.state] = counts.get(t.state, 0) + 1
+            frameworks.append({
+                "id": fw.id, "name": fw.info.name, "roles": fw.roles, "active": fw.active,
+                "connected": fw.connected, "share": float(fw_shares.get(fw.id, 0.0)),
+                "allocated": fw_alloc, "tasks": n, "offers": len(fw.offers),
+            })
+        offered_per_agent: dict[str, dict[str, float]] = {}
+        offered = _zero()
+        for o in core.offers.values():
+            millis = o.resources.scalar_millis()
+            acc = offered_per_agent.get(o.agent_id)
+            if acc is None:
+                acc = offered_per_agent[o.agent_id] = _zero()
+            _add_millis(acc, millis)
+            _add_millis(offered, millis)
+        total = _zero()
+        allocated = _zero()
+        used: dict[str, float | None] = {"cpus": 0.0, "mem": 0.0, "disk": None, "gpus": None}
+        agents = []
+        for a in core.agents.values():
+            tot = _zero()
+            _add_millis(tot, a.total.scalar_millis())
+            alloc = per_agent.get(a.id) or _zero()
+            u = self.usage.get(a.id)
+            au = {"cpus": u.cpus if u else None, "mem": u.mem if u else None,
+                  "disk": u.disk if u else None, "gpus": None}
+            for r in SCALARS:
+                total[r] += tot[r]
+                allocated[r] += alloc[r]
+            for r in ("cpus", "mem"):
+                if au[r] is not None:
+                    used[r] += au[r]
+            if au["disk"] is not None:
+                used["disk"] = (used["disk"] or 0.0) + au["disk"]
+            agents.append({
+                "id": a.id, "hostname": a.hostname, "port": a.port, "active": a.connected and a.active,
+                "total": tot, "allocated": alloc, "offered": offered_per_agent.get(a.id) or _zero(),
+                "used": au, "tasks": per_agent_tasks.get(a.id, 0),
+            })
+        # The busiest agents first: those are the ones worth plotting when there are many.
+        agents.sort(key=lambda x: (-x["allocated"]["cpus"], x["hostname"], x["port"], x["id"]))
+        return {
+            "time": time.time(),
+            "version": core.version,
+            "samples": self.samples,
+            "interval": self.interval,
+            "cluster": {"total": total, "allocated": allocated, "used": used, "offered": offered},
+            "agents_total": len(agents),
+            "agents": agents,
+            "frameworks": frameworks,
+            "roles": {k: float(v) for k, v in shares.get("roles", {}).items()},
+            "offers": {"count": len(core.offers), "resources": offered},
+            "tasks": {"counts": counts, "active": sum(per_agent_tasks.values())},
+            "recent": list(self.recent),
+        }
+
+    # ------------------------------------------------------------------ HTTP
+    async def handle_snapshot(self, request: web.Request) -> web.Response:
+        cap = _cap(request.query.get("agents"))
+        if cap is False:
+            return web.Response(status=400, text="'agents' must be a non-negative integer or 'all'.")
+        return web.Response(body=_enc.encode(self.snapshot(cap)), content_type="application/json")
+
+    def _broadcast(self, snap: dict[str, Any]) -> None:
+        for q in list(self._subscribers):
+            if q.empty():  # a wake-up is enough: each client renders the newest snapshot
+                q.put_nowait(b"x")
+
+    async def handle_stream(self, request: web.Request) -> web.StreamResponse:
+        cap = _cap(request.query.get("agents"))
+        if cap is False:
+            return web.Response(status=400, text="'agents' must be a non-negative integer or 'all'.")
+        return await self.sse(request, lambda: _enc.encode(self.snapshot(cap)))
+
+    async def sse(self, request: web.Request, render, event: str = "utilization") -> web.StreamResponse:
+        """Server-sent events: ``render()`` now, then after every sample or change, until stop."""
+        resp = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        q: asyncio.Queue[bytes] = asyncio.Queue()
+        self._subscribers.add(q)
+        head = f"event: {event}\ndata: ".encode()
+        try:
+            while True:
+                await resp.write(head + render() + b"\n\n")
+                while True:
+                    try:
+                        signal = await asyncio.wait_for(q.get(), timeout=15.0)
+                        break
+                    except asyncio.TimeoutError:
+                        await resp.write(b": keep-alive\n\n")
+                if signal == b"":
+                    break
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self._subscribers.discard(q)
+        return resp
+
+
+def _cap(value: str | None) -> int | None | bool:
+    if value is None:
+        return DEFAULT_AGENT_CAP
+    if value == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        return False
+    return n if n >= 0 else False
