@@ -156,9 +156,11 @@ class MasterServer:
             loop.create_task(self._tick_loop()),
             loop.create_task(self._heartbeat_loop()),
         ]
+        self.webui.start()
         log.info("master started id=%s url=%s", self.master_id, self.url)
 
     async def stop(self) -> None:
+        await self.webui.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -256,6 +258,10 @@ class MasterServer:
             r.add_post(prefix + "/api/v1", self.handle_operator)
         r.add_get("/api/v1/agent-channel", self.handle_channel)
         self.views.add_routes(r)
+        from .webui import WebUI  # the web UI and its utilization feed (/, /master/utilization)
+
+        self.webui = WebUI(self)
+        self.webui.add_routes(r)
         return app
 
     # ------------------------------------------------------------------ scheduler API
