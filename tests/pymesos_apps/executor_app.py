@@ -9,7 +9,7 @@ import base64
 import threading
 import time
 
-from pymesos import MesosExecutorDriver, Executor
+from pymesos import Executor, MesosExecutorDriver
 
 
 def b64(text):
