@@ -110,10 +110,10 @@ class MesosMagics(Magics):
             "help": self.help, "connect": self.connect, "local": self.local, "status": self.status,
             "agents": self.agents, "frameworks": self.frameworks, "tasks": self.tasks,
             "offers": self.offers, "run": self.run, "logs": self.logs, "kill": self.kill,
-            "disconnect": self.disconnect,
+            "disconnect": self.disconnect, "dashboard": self.dashboard,
         }.get(sub)
         if fn is None:
-            if sub in ("dask", "spark", "ipyparallel", "dashboard"):
+            if sub in ("dask", "spark", "ipyparallel"):
                 raise MesosNotebookError(f"%mesos {sub} is not available in this build yet")
             if sub == "task":
                 raise MesosNotebookError("task is a cell magic: put %%mesos task on the first line of a cell")
@@ -231,6 +231,13 @@ class MesosMagics(Magics):
         if self.framework is not None and self.framework.driver is not None:
             return self.framework.master_url
         return self._fw().master_url
+
+    def dashboard(self, rest: str = "") -> Any:
+        """A live Bokeh widget (mesos_nb.dashboards); it stops when this framework disconnects."""
+        from ..dashboards import dashboard
+
+        fw = self._fw()
+        return dashboard(fw.master_url, alive=lambda: self.framework is fw and fw.driver is not None)
 
     def disconnect(self, rest: str = "") -> Message:
         if self.framework is None:
