@@ -78,7 +78,12 @@ class DashboardWidget:
 
     def start(self) -> DashboardWidget:
         if self.stopped:
-            self.task = asyncio.get_event_loop().create_task(self.run())
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # e.g. plain terminal IPython: nothing would drive the task
+                log.warning("no running asyncio loop: the dashboard will not update (call start() from async code)")
+                return self
+            self.task = loop.create_task(self.run())
         return self
 
     def close(self) -> None:
