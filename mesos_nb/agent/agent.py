@@ -242,8 +242,6 @@ class Agent:
             ShutdownExecutor: self._on_shutdown_executor,
             FrameworkToExecutor: self._on_framework_message,
         }
-        logger.info("agent isolation=%s work_dir=%s", getattr(self.containerizer, "isolator", None) and
-                    self.containerizer.isolator.name, config.work_dir)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ identity
     @property
@@ -315,8 +313,9 @@ class Agent:
         self.agent_id = msg.agent_id
         self.master_id = msg.master_id
         self.registered = True
-        logger.info("agent %s agent=%s master=%s port=%d",
-                    "registered" if first else "re-registered", self.agent_id, self.master_id, self.port)
+        logger.info("agent %s agent=%s master=%s port=%d isolation=%s",
+                    "registered" if first else "re-registered", self.agent_id, self.master_id, self.port,
+                    self.isolation)
         try:
             ckpt.checkpoint_agent(self.config.work_dir, self.agent_id, {
                 "id": {"value": self.agent_id}, "hostname": self.hostname, "port": self.port,
