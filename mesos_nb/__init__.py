@@ -14,3 +14,11 @@ def unload_ipython_extension(ipython):  # noqa: ANN001
     from mesos_nb.notebook import unload_ipython_extension as unload
 
     unload(ipython)
+
+
+def __getattr__(name: str):  # lazy: importing mesos_nb must not import distributed
+    if name == "MesosCluster":
+        from mesos_nb.frameworks.dask import MesosCluster
+
+        return MesosCluster
+    raise AttributeError(f"module 'mesos_nb' has no attribute {name!r}")
