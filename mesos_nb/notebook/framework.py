@@ -191,8 +191,14 @@ class Task:
         Raises a one-sentence error if ``timeout`` seconds pass first (the task keeps running).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not self.done:
+        last_why = time.monotonic()
+        while not self.done:
+            if self.state == "PENDING" and time.monotonic() - last_why >= 1.0:
+                last_why = time.monotonic()
+                self.framework.refresh_waiting()
+            with self._cond:
+                if self.done:
+                    break
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     why = f" ({self.waiting})" if self.state == "PENDING" and self.waiting else ""
@@ -647,6 +653,16 @@ class NotebookFramework(Scheduler):
             await self._match()
 
         self._call_soon(go)
+
+    def refresh_waiting(self) -> None:
+        """Recompute why each pending task waits (time passes even when no offer arrives)."""
+
+        async def go() -> None:
+            for req in self._pending:
+                req.task._note_waiting(self._why(req))
+
+        with contextlib.suppress(MesosNotebookError, TimeoutError):
+            self._call_soon(go, timeout=5)
 
     def held_offers(self) -> list[Offer]:
         async def go() -> list[Offer]:

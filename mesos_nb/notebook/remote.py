@@ -112,8 +112,12 @@ def run_cell(framework: NotebookFramework, source: str, *, cpus: float, mem: flo
     deadline = None if timeout is None else time.monotonic() + timeout
     followers: list[Any] = []
     shown_wait = 0.0
+    last_why = time.monotonic()
     try:
         while True:
+            if task.phase == "pending" and time.monotonic() - last_why >= 1.0:
+                last_why = time.monotonic()
+                framework.refresh_waiting()
             line.show(_progress_text(task), important=False)
             if task.phase == "pending" and time.monotonic() - task.created > 3 + shown_wait:
                 line.show(_progress_text(task), important=True)
