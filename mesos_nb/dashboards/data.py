@@ -123,7 +123,8 @@ def timeline_update(snap: dict[str, Any]) -> dict[str, Any]:
     labels: list[str] = []
     for key in keys:
         changes = sorted(per_task[key], key=lambda c: c["time"])
-        label = f"{changes[-1]['name'] or key[1]} ({key[1][:12]})" if changes[-1].get("name") else key[1]
+        name = changes[-1].get("name") or ""
+        label = f"{name} ({key[1][:12]})" if name and name != key[1] else key[1]
         if label in labels:
             label = f"{label} [{key[0][-4:]}]"
         labels.append(label)

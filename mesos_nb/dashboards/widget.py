@@ -39,16 +39,27 @@ def _master_url(master: Any) -> str:
     return (master if "://" in master else f"http://{master}").rstrip("/")
 
 
+def _model_class():
+    from jupyter_bokeh import BokehModel
+
+    class DashboardModel(BokehModel):
+        """BokehModel whose close() may run twice (again from ``__del__``) without a KeyError."""
+
+        def close(self) -> None:
+            with contextlib.suppress(KeyError):
+                super().close()
+
+    return DashboardModel
+
+
 class DashboardWidget:
     def __init__(self, master: Any, alive: Callable[[], bool] | None = None,
                  check_every: float = 0.25) -> None:
-        from jupyter_bokeh import BokehModel
-
         self.url = _master_url(master)
         self.alive = alive
         self.check_every = check_every
         self.dashboard = Dashboard()
-        self.widget = BokehModel(self.dashboard.root, combine_events=True)
+        self.widget = _model_class()(self.dashboard.root, combine_events=True)
         self.updates = 0
         self.last_snapshot: dict[str, Any] | None = None
         self.task: asyncio.Task | None = None
@@ -90,7 +101,8 @@ class DashboardWidget:
         self._closed = True
         if self.task is not None:
             self.task.cancel()
-        self.widget.close()
+        if getattr(self.widget, "comm", None) is not None:
+            self.widget.close()
 
     async def run(self) -> None:
         """Read snapshots until told to stop; reconnect (with backoff) if the stream breaks."""
