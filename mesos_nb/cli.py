@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(a, "--resources", help='e.g. "cpus:4;mem:8192;ports:[31000-32000]" (default: detected)')
     _opt(a, "--attributes", help='e.g. "rack:a;zone:1"')
     _opt(a, "--work-dir", default="/tmp/mesos-nb/agent", help="sandboxes and checkpoints")
-    _opt(a, "--isolation", default="posix", choices=["cgroups", "posix"], help="cgroups or posix")
+    _opt(a, "--isolation", default="auto", choices=["auto", "cgroups", "cgroups/v1", "cgroups/v2", "posix"],
+         help="auto (the best this machine allows), cgroups, cgroups/v1, cgroups/v2 or posix")
     _opt(a, "--agent-secret", help="shared secret for the master")
     _opt(a, "--log-level", type=_log_level, default="info", help="debug, info, warning, error")
 

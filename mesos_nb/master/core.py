@@ -922,7 +922,7 @@ class MasterCore:
                     self.allocator.add_allocation(fw.id, role, agent.id, res)
                 else:
                     task.resources_released = True
-            elif rep.state != task.state and task.state not in m.TERMINAL_STATES:
+            elif rep.state != task.state and task.state not in m.TERMINAL_STATES and rep.state not in m.TERMINAL_STATES:
                 task.state = rep.state
         for fid, tid in list(agent.tasks):
             if (fid, tid) in reported:
