@@ -19,7 +19,14 @@ from conftest import free_port
 
 from mesos_nb.agent import AgentConfig, AgentProcess
 from mesos_nb.master.server import MasterConfig, MasterServer
-from mesos_nb.protocol.messages import ID, CommandInfo, FrameworkInfo, TaskInfo, TaskStatus, is_terminal
+from mesos_nb.protocol.messages import (
+    ID,
+    CommandInfo,
+    FrameworkInfo,
+    TaskInfo,
+    TaskStatus,
+    is_terminal,
+)
 from mesos_nb.protocol.resources import Resources
 from mesos_nb.scheduler import Scheduler, SchedulerDriver
 
