@@ -16,6 +16,14 @@ def unload_ipython_extension(ipython):  # noqa: ANN001
     unload(ipython)
 
 
+def connect(master: str | None = None):  # noqa: ANN201 - returns mesos_nb.notebook.Cluster
+    """Python twin of ``%mesos connect``: connect this process as a framework (starting an
+    embedded local cluster when no master is given or reachable) and return the handle."""
+    from mesos_nb.notebook import connect as _connect
+
+    return _connect(master)
+
+
 def __getattr__(name: str):  # lazy: importing mesos_nb must not import distributed
     if name == "MesosCluster":
         from mesos_nb.frameworks.dask import MesosCluster
