@@ -1,6 +1,6 @@
 """Command tasks through a real local cluster vs. raw asyncio subprocess spawns.
 
-    python bench/launch_throughput.py [-n 1000] [--concurrency 64]
+    python bench/launch_throughput.py [-n 1000] [--concurrency 64] [--isolation auto|posix|cgroups]
 
 Both halves run in this one invocation on the same machine: first N ``/bin/true`` processes
 spawned with ``asyncio.create_subprocess_exec`` (at most ``--concurrency`` alive at once, the
@@ -66,7 +66,8 @@ _SERVE = (
 )
 
 
-def start_cluster(work_dir: str, concurrency: int, split: bool) -> tuple[list[subprocess.Popen], str]:
+def start_cluster(work_dir: str, concurrency: int, split: bool,
+                  isolation: str = "auto") -> tuple[list[subprocess.Popen], str]:
     """``mesos-nb local --agents 2``; with ``split`` the two agents live in a second process
     (one agent process, as on a real machine), otherwise master and agents share one."""
     port = _free_port()
@@ -76,7 +77,8 @@ def start_cluster(work_dir: str, concurrency: int, split: bool) -> tuple[list[su
     if not split:
         body = (
             "    from mesos_nb.local import LocalCluster\n"
-            f"    x = LocalCluster(agents=2, port={port}, work_dir={work_dir!r}, agent_resources={res!r})\n"
+            f"    x = LocalCluster(agents=2, port={port}, work_dir={work_dir!r}, agent_resources={res!r},"
+            f" agent_options={{'isolation': {isolation!r}}})\n"
             "    await x.start()\n"
         )
         procs = [_spawn(_SERVE.format(body=body), env)]
@@ -90,7 +92,7 @@ def start_cluster(work_dir: str, concurrency: int, split: bool) -> tuple[list[su
             "    from mesos_nb.agent.config import AgentConfig\n"
             "    from mesos_nb.agent.process import AgentProcess\n"
             f"    cfgs = [AgentConfig(master='127.0.0.1:{port}', port=0, resources={res!r} + f';ports:[{{31000 + i * 500}}-{{31499 + i * 500}}]',"
-            f" work_dir={work_dir!r} + f'/agent{{i}}') for i in range(2)]\n"
+            f" work_dir={work_dir!r} + f'/agent{{i}}', isolation={isolation!r}) for i in range(2)]\n"
             f"    x = AgentProcess(cfgs, master='127.0.0.1:{port}')\n"
             "    await x.start()\n"
         )
@@ -146,10 +148,11 @@ def _task(offer, i: int, res: Resources):
     )
 
 
-async def through_cluster(n: int, concurrency: int, split: bool, base: str) -> tuple[float, int]:
+async def through_cluster(n: int, concurrency: int, split: bool, base: str,
+                          isolation: str = "auto") -> tuple[float, int]:
     os.makedirs(base, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mesos-nb-bench-", dir=base) as wd:
-        procs, master = start_cluster(wd, concurrency, split)
+        procs, master = start_cluster(wd, concurrency, split, isolation)
         try:
             sched = Launcher(n)
             driver = SchedulerDriver(sched, FrameworkInfo(user="bench", name="launch-throughput"), master)
@@ -175,14 +178,16 @@ async def main() -> None:
         "--work-dir", default="/var/tmp",
         help="where the agents' sandboxes go (default /var/tmp; on some machines /tmp is much slower to create files in)",
     )
+    ap.add_argument("--isolation", default="auto",
+                    help="the agents' --isolation (auto | posix | cgroups | cgroups/v1 | cgroups/v2; default auto)")
     a = ap.parse_args()
     await raw_spawn(min(50, a.n), a.concurrency)  # warm-up
     raw = await raw_spawn(a.n, a.concurrency)
     raw_rate = a.n / raw
-    print(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}, n={a.n}, concurrency={a.concurrency}, work dir {a.work_dir}")
+    print(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}, n={a.n}, concurrency={a.concurrency}, work dir {a.work_dir}, isolation {a.isolation}")
     print(f"raw asyncio spawn            : {raw:7.3f} s = {raw_rate:8.1f} /s")
     for split, label in ((False, "master+agents in one process"), (True, "agents in their own process ")):
-        clu, failed = await through_cluster(a.n, a.concurrency, split, a.work_dir)
+        clu, failed = await through_cluster(a.n, a.concurrency, split, a.work_dir, a.isolation)
         rate = a.n / clu
         print(f"{label} : {clu:7.3f} s = {rate:8.1f} /s  ratio {rate / raw_rate:.2f} (target >= 0.50, failed {failed})")
 
