@@ -42,22 +42,13 @@ def _bokeh_static() -> str | None:
     return str(bokehjs_path())
 
 
-def _import_dashboards() -> None:
-    import bokeh.embed  # noqa: F401
-
-    from ..dashboards import components  # noqa: F401
-
-
-def _plots_item(history: list[dict[str, Any]], snap: dict[str, Any]) -> dict[str, Any]:
+def _plots_item() -> dict[str, Any]:
+    """The dashboard's Bokeh document with empty sources: built once, the data comes separately."""
     from bokeh.embed import json_item
 
-    from ..dashboards import data as d
     from ..dashboards.components import Dashboard
 
-    db = Dashboard()
-    db.apply(d.history_updates(history))
-    db.apply([u for u in d.plot_updates(snap) if u["mode"] == "replace"])
-    return json_item(db.root, "plots")
+    return json_item(Dashboard().root, "plots")
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -85,6 +76,7 @@ class WebUI:
         self._session: aiohttp.ClientSession | None = None
         self._bokeh = _bokeh_static()
         self._warm: asyncio.Task | None = None
+        self._item: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def add_routes(self, r: web.UrlDispatcher) -> None:
@@ -105,7 +97,11 @@ class WebUI:
     def start(self) -> None:
         self.feed.start()
         if self._bokeh is not None:  # import bokeh off the event loop, before the first page
-            self._warm = asyncio.get_running_loop().create_task(asyncio.to_thread(_import_dashboards))
+            self._warm = asyncio.get_running_loop().create_task(self._prepare())
+
+    async def _prepare(self) -> None:
+        if self._item is None:
+            self._item = await asyncio.to_thread(_plots_item)
 
     async def stop(self) -> None:
         await self.feed.stop()
@@ -123,9 +119,9 @@ class WebUI:
         if self._bokeh is not None:
             import bokeh
 
-            scripts = "".join(
-                f'<script src="/static/bokeh/js/{n}.min.js?v={bokeh.__version__}"></script>'
-                for n in ("bokeh", "bokeh-widgets", "bokeh-tables"))
+            # app.js loads BokehJS itself, after it has asked for the tables: first paint and
+            # the tables do not wait for 1 MB of script.
+            scripts = f'<script>window.BOKEH_JS = "/static/bokeh/js/bokeh.min.js?v={bokeh.__version__}";</script>'
         else:
             scripts = ""
         html = html.replace("<!--BOKEH-->", scripts)
@@ -135,11 +131,14 @@ class WebUI:
         """The dashboard's Bokeh document (json_item), already filled with the current data."""
         if self._bokeh is None:
             return _json({"error": "bokeh is not installed: pip install 'mesos-nb[dashboard]'"}, 404)
-        history = list(self.feed.history)
+        from ..dashboards import data as d
+
+        if self._item is None:  # pure Python on a private document: off the event loop, once
+            self._item = await asyncio.to_thread(_plots_item)
         snap = self.feed.snapshot(PLOTTED_AGENTS)
-        # Building Bokeh models is pure Python on a private document: off the event loop.
-        item = await asyncio.to_thread(_plots_item, history, snap)
-        return _json({"item": item, "time": snap["time"]})
+        updates = d.history_updates(list(self.feed.history))
+        updates += [u for u in d.plot_updates(snap) if u["mode"] == "replace"]
+        return _json({"item": self._item, "updates": updates, "time": snap["time"]})
 
     def _ui_event(self) -> bytes:
         from ..dashboards import data as d

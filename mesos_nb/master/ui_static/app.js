@@ -96,7 +96,18 @@
     ui.plotUpdates += 1;
   }
 
+  function loadScript(src) {
+    return new Promise((resolve, reject) => {
+      const el = document.createElement("script");
+      el.src = src;
+      el.onload = resolve;
+      el.onerror = () => reject(new Error(`cannot load ${src}`));
+      document.head.appendChild(el);
+    });
+  }
+
   async function loadPlots() {
+    if (window.BOKEH_JS && typeof Bokeh === "undefined") await loadScript(window.BOKEH_JS);
     if (typeof Bokeh === "undefined") {
       $("#plots-missing").hidden = false;
       $("#plots-missing").textContent = "Plots need bokeh on the master: pip install 'mesos-nb[dashboard]'.";
@@ -105,6 +116,7 @@
     const d = await getJSON("/master/ui/plots");
     await Bokeh.embed.embed_item(d.item, "plots");
     ui.doc = Bokeh.documents[Bokeh.documents.length - 1];
+    applyPlots(d.updates);
   }
 
   function summary(s) {
@@ -196,6 +208,7 @@
     });
   }
 
-  refreshTables().then(() => document.body.setAttribute("data-tables-ready", "1"));
-  loadPlots().catch((e) => { console.warn(e); }).finally(connect);
+  // performance marks (from navigation start) for bench/webui_scale.py
+  refreshTables().then(() => { performance.mark("mesos-tables"); document.body.setAttribute("data-tables-ready", "1"); });
+  loadPlots().then(() => performance.mark("mesos-plots")).catch((e) => { console.warn(e); }).finally(connect);
 })();
