@@ -84,6 +84,8 @@ class UtilizationFeed:
         self._subscribers: set[asyncio.Queue[bytes]] = set()
         self._tasks: list[asyncio.Task] = []
         self._session: aiohttp.ClientSession | None = None
+        self._sem: asyncio.Semaphore | None = None
+        self._inflight: dict[str, asyncio.Task] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def add_routes(self, r: web.UrlDispatcher) -> None:
@@ -101,6 +103,8 @@ class UtilizationFeed:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
+        for t in list(self._inflight.values()):
+            t.cancel()
         for q in list(self._subscribers):
             while not q.empty():
                 q.get_nowait()
@@ -158,17 +162,28 @@ class UtilizationFeed:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 connector=aiohttp.TCPConnector(limit=self.concurrency),
             )
-        sem = asyncio.Semaphore(self.concurrency)
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.concurrency)
+        loop = asyncio.get_running_loop()
+        for a in busy:
+            if a.id not in self._inflight:  # a slow agent keeps its one request, never a pile
+                t = loop.create_task(self._collect_limited(a.id, a.hostname, a.port))
+                self._inflight[a.id] = t
+                t.add_done_callback(lambda _t, aid=a.id: self._inflight.pop(aid, None))
+        # Wait for the answers at most most of one interval: slow agents (timeouts) finish in the
+        # background and count in a later sample; the feed keeps its once-a-second cadence.
+        if self._inflight:
+            await asyncio.wait(list(self._inflight.values()), timeout=max(0.1, 0.8 * self.interval))
 
-        async def one(agent) -> None:
-            async with sem:
-                await self._collect_agent(agent.id, agent.hostname, agent.port)
-
-        await asyncio.gather(*(one(a) for a in busy), return_exceptions=True)
+    async def _collect_limited(self, agent_id: str, host: str, port: int) -> None:
+        assert self._sem is not None
+        async with self._sem:
+            await self._collect_agent(agent_id, host, port)
 
     async def _collect_agent(self, agent_id: str, host: str, port: int) -> None:
-        u = self.usage[agent_id]
-        assert self._session is not None
+        u = self.usage.get(agent_id)
+        if u is None or self._session is None:
+            return
         try:
             async with self._session.get(f"http://{host}:{port}/monitor/statistics") as resp:
                 if resp.status != 200:

@@ -133,6 +133,9 @@ class WebUI:
             return _json({"error": "bokeh is not installed: pip install 'mesos-nb[dashboard]'"}, 404)
         from ..dashboards import data as d
 
+        if self._item is None and self._warm is not None:
+            with contextlib.suppress(Exception):
+                await self._warm
         if self._item is None:  # pure Python on a private document: off the event loop, once
             self._item = await asyncio.to_thread(_plots_item)
         snap = self.feed.snapshot(PLOTTED_AGENTS)
