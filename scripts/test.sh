@@ -6,12 +6,16 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[test.sh] %s\n' "$*"; }
 
-# --- system packages: ZooKeeper for the HA tests (run by the fixtures on a free port)
-if ! [ -x /usr/share/zookeeper/bin/zkServer.sh ]; then
+# --- system packages: ZooKeeper for the HA tests (run by the fixtures on a free port) and
+#     Chromium for the web UI tests (driven by Playwright through its executable path)
+need=()
+[ -x /usr/share/zookeeper/bin/zkServer.sh ] || need+=(zookeeper)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  log "installing the Debian package zookeeper"
-  if ! ($SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq zookeeper >/dev/null); then
-    log "WARNING: could not install zookeeper; ZooKeeper tests will be skipped"
+  log "installing Debian packages: ${need[*]}"
+  if ! ($SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null); then
+    log "WARNING: could not install ${need[*]}; the tests that need them will say so"
   fi
 fi
 
@@ -20,7 +24,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 log "installing mesos-nb with its test extras"
-.venv/bin/python -m pip install -q -e '.[test,notebook]'
+.venv/bin/python -m pip install -q -e '.[test,notebook,dashboard]'
 
 # --- pymesos 0.3.15 needs CPython 3.10 (its http-parser does not build on 3.11+)
 PY310=""

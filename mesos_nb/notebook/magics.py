@@ -1,4 +1,4 @@
-"""``%mesos`` / ``%%mesos``: the magics of DESIGN.md §4 (not dask/spark/ipyparallel/dashboard).
+"""``%mesos`` / ``%%mesos``: the magics of DESIGN.md §4 (dask/spark/ipyparallel live in mesos_nb.frameworks, the dashboard in mesos_nb.dashboards).
 
 Every subcommand returns an object with ``_repr_html_`` and a text repr; every failure is a
 :class:`MesosNotebookError` that IPython shows as one sentence.
@@ -31,6 +31,7 @@ USAGE = """%mesos SUBCOMMAND ...   (%mesos help for this list)
   run [--cpus C --mem M --gpus G --name N --attr K=V] -- CMD
   logs TASK [--follow] [--stderr]
   kill TASK
+  dashboard                   live Bokeh dashboard: allocated vs used, DRF shares, task timeline
   disconnect                  tear this notebook's framework down (its tasks are killed)
 %%mesos task [--cpus C --mem M --gpus G --name N --attr K=V --timeout S]
   run the cell's Python code as a task; returns its last expression's value"""
