@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import dask
-from distributed.core import Status, rpc
+from distributed.core import Status
 from distributed.deploy.adaptive import Adaptive
 from distributed.deploy.spec import ProcessInterface, SpecCluster
 from distributed.utils import Log, Logs, format_dashboard_link

@@ -39,7 +39,13 @@ from mesos_nb.protocol.messages import (
 from mesos_nb.protocol.resources import Resources
 from mesos_nb.scheduler import MesosError, Scheduler, SchedulerDriver
 from mesos_nb.scheduler.stream import normalize_master
-from mesos_nb.scheduler.tasks import command_info, matches_attributes, new_task_id, offer_role, request
+from mesos_nb.scheduler.tasks import (
+    command_info,
+    matches_attributes,
+    new_task_id,
+    offer_role,
+    request,
+)
 
 log = logging.getLogger("mesos_nb.frameworks")
 
