@@ -231,6 +231,8 @@ class Agent:
         self._bg: set[asyncio.Task] = set()
         self._base_env = dict(os.environ)
         self._checkpointed_fw: set[str] = set()
+        self._pid_log = ckpt.PidLog()  # non-checkpointing frameworks: pids only, unsynced
+        self._sandbox_parents: set[str] = set()  # .../frameworks/<fw>/executors made already
         ngpus = int(self.total.scalar("gpus")) if "gpus" in self.total.names() else 0
         self._free_gpus: list[int] = list(range(ngpus))
         self.health = None  # health.HealthChecks, created lazily
@@ -342,6 +344,9 @@ class Agent:
         self.frameworks.clear()
         self.tasks.clear()
         self.used = Resources()
+        self._pid_log.close()
+        self._checkpointed_fw.clear()
+        self._sandbox_parents.clear()
         if self.agent_id:
             ckpt.remove_tree(ckpt.agent_meta(self.config.work_dir, self.agent_id))
 
@@ -384,22 +389,34 @@ class Agent:
         return os.path.join(ex.run_meta, "tasks", task_id)
 
     def _checkpoint_launch(self, fw: FrameworkEntry, ex: ExecutorEntry, tasks: list[TaskEntry]) -> None:
-        """framework.info, executor.info and task.info before anything runs (fsync'd only for
-        checkpointing frameworks; the others get unsynced records so a restart can kill them)."""
+        """framework.info, executor.info and task.info before anything runs, fsync'd, for
+        checkpointing frameworks. The others get an unsynced framework.info once and, per
+        container, one line in the framework's pid log (:meth:`_checkpoint_container`), so a
+        restarted agent can kill what they left running -- nothing per task here."""
         sync = bool(fw.info.checkpoint)
         wd, aid = self.config.work_dir, self.agent_id or ""
         if fw.framework_id not in self._checkpointed_fw:
             ckpt.checkpoint_framework(wd, aid, fw.info, sync=sync)
             self._checkpointed_fw.add(fw.framework_id)
+        ex.checkpoint = sync
+        if not sync:
+            ex.run_meta = None
+            return
         ckpt.checkpoint_executor(wd, aid, fw.framework_id, ex.info, sync=sync)
         ex.run_meta = ckpt.run_meta(wd, aid, fw.framework_id, ex.executor_id, ex.container_id)
-        ex.checkpoint = sync
-        if sync:
-            for t in tasks:
-                ckpt.checkpoint_task(os.path.join(ex.run_meta, "tasks", t.task_id), t.info)
+        for t in tasks:
+            ckpt.checkpoint_task(os.path.join(ex.run_meta, "tasks", t.task_id), t.info)
 
     def _checkpoint_container(self, ex: ExecutorEntry, container: Container, kind: str) -> None:
         if ex.run_meta is None:
+            if not ex.checkpoint and self.agent_id is not None:
+                try:
+                    self._pid_log.append(ckpt.framework_meta(self.config.work_dir, self.agent_id, ex.framework_id), {
+                        "pid": container.pid, "start_time": _process_start(container.pid),
+                        "container_id": ex.container_id})
+                except OSError:
+                    logger.exception("cannot record a container's pid agent=%s executor=%s", self.agent_id,
+                                     ex.executor_id)
             return
         try:
             ckpt.checkpoint_run(ex.run_meta, {
@@ -413,7 +430,7 @@ class Agent:
     def _maybe_gc(self, fw_id: str, ex_id: str) -> None:
         """Drop an ended executor's checkpoint once none of its tasks awaits an ack."""
         fw = self.frameworks.get(fw_id) or self.completed_frameworks.get(fw_id)
-        if fw is None or ex_id in fw.executors:
+        if fw is None or ex_id in fw.executors or not fw.info.checkpoint:
             return
         if any(k[0] == fw_id and t.executor_id == ex_id for k, t in self.tasks.items()):
             return
@@ -436,6 +453,8 @@ class Agent:
         if fw.executors:
             return
         fw_id = fw.framework_id
+        if not fw.info.checkpoint and self.agent_id:
+            self._pid_log.reset(ckpt.framework_meta(self.config.work_dir, self.agent_id, fw_id))
         if self.frameworks.get(fw_id) is fw:
             del self.frameworks[fw_id]
             self.completed_frameworks[fw_id] = fw
@@ -498,7 +517,8 @@ class Agent:
                 executor = msgspec_replace(executor, framework_id=ID(value=fw_id))
             container_id = str(uuid.uuid4())
             try:
-                directory = sandbox.create_sandbox(self.config.work_dir, self.agent_id or "", fw_id, ex_id, container_id)
+                directory = sandbox.create_sandbox(self.config.work_dir, self.agent_id or "", fw_id, ex_id, container_id,
+                                                   known=self._sandbox_parents)
                 Resources.from_proto(executor.resources)
             except (OSError, ValueError) as e:
                 self._refuse(fw_id, tasks, ex_id, "REASON_CONTAINER_LAUNCH_FAILED", f"Failed to create executor: {e}")
@@ -736,7 +756,8 @@ class Agent:
         container_id = str(uuid.uuid4())
         assert self.agent_id is not None
         try:
-            directory = sandbox.create_sandbox(self.config.work_dir, self.agent_id, fw_id, ex_id, container_id)
+            directory = sandbox.create_sandbox(self.config.work_dir, self.agent_id, fw_id, ex_id, container_id,
+                                               known=self._sandbox_parents)
         except OSError as e:
             self._agent_update(fw_id, task_id, ex_id, "TASK_FAILED", reason="REASON_CONTAINER_LAUNCH_FAILED",
                                message=f"Failed to create sandbox: {e}")
@@ -1149,7 +1170,9 @@ class Agent:
         for key in [k for k in self.tasks if k[0] == framework_id]:
             del self.tasks[key]
         if self.agent_id:
-            ckpt.remove_tree(ckpt.framework_meta(self.config.work_dir, self.agent_id, framework_id))
+            fmeta = ckpt.framework_meta(self.config.work_dir, self.agent_id, framework_id)
+            self._pid_log.close(fmeta)
+            ckpt.remove_tree(fmeta)
         self._checkpointed_fw.discard(framework_id)
 
     async def _kill_all(self, framework_id: str | None = None) -> None:
@@ -1218,6 +1241,8 @@ class Agent:
                 for rex in rf.executors.values():
                     for run in rex.runs:
                         self._kill_orphan(run)
+                for rec in rf.pids:
+                    self._kill_pid(rec["pid"], rec.get("start_time"), rec.get("container_id"))
                 ckpt.remove_tree(rf.path)
                 continue
             fw = self._framework(rf.info)
@@ -1240,8 +1265,12 @@ class Agent:
 
     def _kill_orphan(self, run: ckpt.RecoveredRun) -> None:
         pid = run.info.get("pid")
-        if isinstance(pid, int) and _alive(pid, run.info.get("start_time")):
-            logger.info("killing an orphaned container pid=%d container=%s", pid, run.container_id)
+        if isinstance(pid, int):
+            self._kill_pid(pid, run.info.get("start_time"), run.container_id)
+
+    def _kill_pid(self, pid: int, start_time: float | None, container_id: str | None) -> None:
+        if _alive(pid, start_time):
+            logger.info("killing an orphaned container pid=%d container=%s", pid, container_id)
             with contextlib.suppress(OSError):
                 os.killpg(pid, 9)
 
@@ -1339,6 +1368,7 @@ class Agent:
         if self._bg:
             await asyncio.gather(*self._bg, return_exceptions=True)
         self.containerizer.close()
+        self._pid_log.close()
 
     # ------------------------------------------------------------------ views
     def running_tasks(self) -> list[TaskEntry]:

@@ -17,6 +17,11 @@
 Every file is written whole: temporary file, fsync, atomic rename, fsync of the directory.
 ``task.updates`` is rewritten (it holds a handful of records) rather than appended, so a
 crash leaves either the old or the new version, never a torn one.
+
+That is for frameworks with ``checkpoint: true`` only (as Mesos). A framework that does not
+checkpoint gets ``framework.info`` (not fsync'd) and one append-only, not fsync'd pid log,
+``frameworks/<fw>/forked.pids`` (one JSON line per container: pid, process start time), so a
+restarted agent can still kill what an agent crash left behind (:class:`PidLog`).
 """
 
 from __future__ import annotations
@@ -143,6 +148,52 @@ def checkpoint_task(task_dir: str, info: TaskInfo) -> None:
     atomic_write(os.path.join(task_dir, "task.info"), _enc(info))
 
 
+PID_LOG = "forked.pids"
+
+
+class PidLog:
+    """Append-only, unsynced ``<framework meta>/forked.pids`` of a non-checkpointing framework:
+    one open descriptor per framework, one ``write`` per container (no fsync, no rename)."""
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    def append(self, framework_dir: str, record: dict[str, Any]) -> None:
+        fd = self._fds.get(framework_dir)
+        if fd is None:
+            os.makedirs(framework_dir, exist_ok=True)
+            fd = os.open(os.path.join(framework_dir, PID_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                         0o644)
+            self._fds[framework_dir] = fd
+        os.write(fd, _enc(record) + b"\n")
+
+    def reset(self, framework_dir: str) -> None:
+        """The framework has nothing running here any more: empty its log."""
+        fd = self._fds.get(framework_dir)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+
+    def close(self, framework_dir: str | None = None) -> None:
+        for d in [framework_dir] if framework_dir is not None else list(self._fds):
+            fd = self._fds.pop(d, None) if d is not None else None
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def read_pid_log(framework_dir: str) -> list[dict[str, Any]]:
+    out = []
+    for line in (_read_bytes(os.path.join(framework_dir, PID_LOG)) or b"").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a torn last line after a crash
+        if isinstance(rec, dict) and isinstance(rec.get("pid"), int):
+            out.append(rec)
+    return out
+
+
 def write_sentinel(run_dir: str) -> None:
     with contextlib.suppress(OSError):
         atomic_write(os.path.join(run_dir, "executor.sentinel"), b"")
@@ -232,6 +283,7 @@ class RecoveredFramework:
     info: FrameworkInfo
     path: str
     executors: dict[str, RecoveredExecutor]
+    pids: list[dict[str, Any]] = field(default_factory=list)  # non-checkpointing: the pid log
 
 
 @dataclass
@@ -303,7 +355,7 @@ def read_state(work_dir: str) -> RecoveredState | None:
             finfo = msgspec.json.decode(raw, type=FrameworkInfo)
         except msgspec.MsgspecError:
             continue
-        rf = RecoveredFramework(finfo, fpath, {})
+        rf = RecoveredFramework(finfo, fpath, {}, read_pid_log(fpath))
         ex_root = os.path.join(fpath, "executors")
         for ex_id in _listdir(ex_root):
             epath = os.path.join(ex_root, ex_id)
@@ -341,5 +393,5 @@ __all__ = [
     "DiskUpdateStore", "RecoveredState", "RecoveredFramework", "RecoveredExecutor", "RecoveredRun",
     "RecoveredTask", "atomic_write", "read_state", "checkpoint_agent", "checkpoint_framework",
     "checkpoint_executor", "checkpoint_run", "checkpoint_task", "write_sentinel", "remove_tree",
-    "agent_meta", "framework_meta", "executor_meta", "run_meta", "task_meta", "meta_dir",
+    "agent_meta", "framework_meta", "PidLog", "read_pid_log", "executor_meta", "run_meta", "task_meta", "meta_dir",
 ]
