@@ -176,26 +176,43 @@ class PosixIsolator(Isolator):
         return True
 
 
+def _mkdir(path: str) -> None:
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+
+
 class CgroupsV1Isolator(Isolator):
+    """Per container: one ``mkdir`` per hierarchy and a few writes (``prepare``); the child
+    joins before it execs (``preexec``, cpu last, so only the exec itself runs under the CPU
+    quota); removal is batched off the task's exit path by the containerizer."""
+
     name = "cgroups/v1"
-    CONTROLLERS = ("cpu", "cpuacct", "memory")
+    # Joined in this order: cpuacct and memory first, cpu (the quota) last.
+    CONTROLLERS = ("cpuacct", "memory", "cpu")
 
     def __init__(self, root: str = CGROUP_ROOT) -> None:
         self.root = root
         self._limits: dict[str, Limits] = {}
-        self._oom: set[str] = set()
+        self._joined: set[str] = set()  # containers whose child joined its cgroups itself
+        self._parents_ready = False
 
     def _dir(self, ctrl: str, container_id: str) -> str:
         return os.path.join(self.root, ctrl, NESTED, container_id)
 
     def prepare(self, container_id: str, limits: Limits) -> None:
+        if not self._parents_ready:
+            for ctrl in self.CONTROLLERS:
+                os.makedirs(os.path.join(self.root, ctrl, NESTED), exist_ok=True)
+            self._parents_ready = True
         self._limits[container_id] = limits
         for ctrl in self.CONTROLLERS:
-            os.makedirs(self._dir(ctrl, container_id), exist_ok=True)
+            _mkdir(self._dir(ctrl, container_id))
         cpu = self._dir("cpu", container_id)
         if limits.cpus > 0:
+            # A new cgroup's cpu.cfs_period_us is already CFS_PERIOD_US (the kernel default).
             _write(os.path.join(cpu, "cpu.shares"), str(max(MIN_CPU_SHARES, int(1024 * limits.cpus))))
-            _write(os.path.join(cpu, "cpu.cfs_period_us"), str(CFS_PERIOD_US))
             _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(max(1000, int(CFS_PERIOD_US * limits.cpus))))
         if limits.mem_bytes > 0:
             mem = self._dir("memory", container_id)
@@ -205,6 +222,7 @@ class CgroupsV1Isolator(Isolator):
 
     def preexec(self, container_id: str) -> Callable[[], None] | None:
         paths = [os.path.join(self._dir(c, container_id), "cgroup.procs") for c in self.CONTROLLERS]
+        self._joined.add(container_id)
 
         def join() -> None:
             for p in paths:
@@ -218,6 +236,8 @@ class CgroupsV1Isolator(Isolator):
 
     def isolate(self, container_id: str, pid: int, limits: Limits) -> None:
         self._limits.setdefault(container_id, limits)
+        if container_id in self._joined:
+            return  # the child joined before exec (a failed join fails the launch)
         for ctrl in self.CONTROLLERS:
             d = self._dir(ctrl, container_id)
             if os.path.isdir(d):
@@ -286,6 +306,7 @@ class CgroupsV1Isolator(Isolator):
                 done = False
         if done:
             self._limits.pop(container_id, None)
+            self._joined.discard(container_id)
         return done
 
 
@@ -295,6 +316,7 @@ class CgroupsV2Isolator(Isolator):
     def __init__(self, root: str = CGROUP_ROOT) -> None:
         self.root = root
         self._limits: dict[str, Limits] = {}
+        self._joined: set[str] = set()
         self._parent_ready = False
 
     def _dir(self, container_id: str) -> str:
@@ -314,7 +336,7 @@ class CgroupsV2Isolator(Isolator):
         self._ensure_parent()
         self._limits[container_id] = limits
         d = self._dir(container_id)
-        os.makedirs(d, exist_ok=True)
+        _mkdir(d)
         if limits.cpus > 0:
             _write(os.path.join(d, "cpu.weight"), str(max(1, min(10000, int(100 * limits.cpus)))))
             _write(os.path.join(d, "cpu.max"), f"{max(1000, int(CFS_PERIOD_US * limits.cpus))} {CFS_PERIOD_US}")
@@ -325,6 +347,7 @@ class CgroupsV2Isolator(Isolator):
 
     def preexec(self, container_id: str) -> Callable[[], None] | None:
         path = os.path.join(self._dir(container_id), "cgroup.procs")
+        self._joined.add(container_id)
 
         def join() -> None:
             fd = os.open(path, os.O_WRONLY)
@@ -337,6 +360,8 @@ class CgroupsV2Isolator(Isolator):
 
     def isolate(self, container_id: str, pid: int, limits: Limits) -> None:
         self._limits.setdefault(container_id, limits)
+        if container_id in self._joined:
+            return  # the child joined before exec
         with contextlib.suppress(OSError):
             _write(os.path.join(self._dir(container_id), "cgroup.procs"), str(pid))
 
@@ -384,6 +409,7 @@ class CgroupsV2Isolator(Isolator):
         d = self._dir(container_id)
         if not os.path.isdir(d):
             self._limits.pop(container_id, None)
+            self._joined.discard(container_id)
             return True
         with contextlib.suppress(OSError):
             _write(os.path.join(d, "cgroup.kill"), "1")
@@ -397,6 +423,7 @@ class CgroupsV2Isolator(Isolator):
         except OSError:
             return False
         self._limits.pop(container_id, None)
+        self._joined.discard(container_id)
         return True
 
 
