@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 
 from .isolation import Isolator, Limits, PosixIsolator, make_isolator, tree_stats
@@ -150,9 +151,17 @@ class PosixContainerizer(Containerizer):
             self._cleanup_timer.cancel()
             self._cleanup_timer = None
         queued, self._cleanup_queue = self._cleanup_queue, {}
-        for cid in queued:  # the agent stops: remove what is left now
-            with contextlib.suppress(OSError):
-                self.isolator.cleanup(cid)
+        deadline = time.monotonic() + 2.0
+        while queued:  # the agent stops: remove what is left now (killed processes take a moment to go)
+            for cid in list(queued):
+                try:
+                    if self.isolator.cleanup(cid):
+                        del queued[cid]
+                except OSError:
+                    pass
+            if not queued or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
 
     # ------------------------------------------------------------------ limitation polling
     def _track(self, c: Container) -> None:
@@ -273,18 +282,18 @@ class PosixContainerizer(Containerizer):
         except OSError as e:
             self._cleanup(spec.container_id)
             raise LaunchError(f"Failed to prepare isolation ({self.isolator.name}): {e}") from None
-        preexec = self.isolator.preexec(spec.container_id)
+        argv, preexec = spec.argv, self.isolator.preexec(spec.container_id)
         try:
             out = _open_out(spec.stdout_path)
             err = _open_out(spec.stderr_path)
             if self._use_pidfd:
                 proc = subprocess.Popen(
-                    spec.argv, executable=spec.executable, stdin=self._stdin(), stdout=out, stderr=err,
+                    argv, executable=spec.executable, stdin=self._stdin(), stdout=out, stderr=err,
                     cwd=spec.cwd, env=spec.env, start_new_session=True, close_fds=True, preexec_fn=preexec,
                 )
             else:
                 aproc = await asyncio.create_subprocess_exec(
-                    *spec.argv, executable=spec.executable, stdin=subprocess.DEVNULL,
+                    *argv, executable=spec.executable, stdin=subprocess.DEVNULL,
                     stdout=out, stderr=err, cwd=spec.cwd, env=spec.env, start_new_session=True,
                     preexec_fn=preexec,
                 )
