@@ -1,0 +1,68 @@
+"""ipyparallel's `mesos` launchers: controller and engines as tasks of a real `mesos-nb local`."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("ipyparallel", reason="the ipyparallel extra is not installed (pip install -e '.[ipyparallel]')")
+
+from conftest import get_json, start_cluster_process, stop_cluster_process, wait_for  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory: pytest.TempPathFactory):
+    cp = start_cluster_process(tmp_path_factory.mktemp("ipp-cluster"), resources="cpus:2;mem:2048;disk:1024")
+    try:
+        yield cp
+    finally:
+        stop_cluster_process(cp)
+
+
+def running_tasks(url: str, framework_name_prefix: str) -> dict[str, dict]:
+    out = {}
+    for fw in get_json(url + "/master/state").get("frameworks", []):
+        if fw["name"].startswith(framework_name_prefix):
+            for t in fw.get("tasks", []):
+                if t["state"] == "TASK_RUNNING":
+                    out[t["id"]] = t
+    return out
+
+
+def test_launchers_are_registered_entry_points():
+    from ipyparallel.cluster.cluster import Cluster
+
+    from mesos_nb.frameworks.ipyparallel import MesosControllerLauncher, MesosEngineSetLauncher
+
+    c = Cluster(controller="mesos", engines="mesos")
+    assert c.controller_launcher_class is MesosControllerLauncher
+    assert c.engine_launcher_class is MesosEngineSetLauncher
+
+
+def test_px_runs_on_four_engine_tasks(master, monkeypatch, tmp_path):
+    import ipyparallel as ipp
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    monkeypatch.setenv("MESOS_NB_MASTER", master.master)
+    cfg = Config()
+    cfg.MesosControllerLauncher.cpus = 0.5
+    cfg.MesosEngineSetLauncher.cpus = 0.5
+    cfg.MesosEngineSetLauncher.mem = 256
+    shell = InteractiveShell.instance()
+    cluster = ipp.Cluster(controller="mesos", engines="mesos", n=4, config=cfg, delay=0,
+                          profile_dir=str(tmp_path / "profile"), engine_timeout=120)
+    try:
+        rc = cluster.start_and_connect_sync(activate=True)
+        assert len(rc.ids) == 4
+        result = shell.run_cell("%px import os; pid = os.getpid(); tid = os.environ['MESOS_TASK_ID']")
+        assert result.success, result.error_in_exec
+        pids = rc[:]["pid"]
+        tids = rc[:]["tid"]
+        assert len(set(pids)) == 4
+        engines = running_tasks(master.url, "ipyparallel-engines-")
+        assert set(tids) == set(engines)  # every engine is a running cluster task
+        assert len(running_tasks(master.url, "ipyparallel-controller-")) == 1
+        rc.close()
+    finally:
+        cluster.stop_cluster_sync()
+    wait_for(lambda: not running_tasks(master.url, "ipyparallel-"), 30, message="tasks gone after stop")
