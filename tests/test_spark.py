@@ -1,0 +1,80 @@
+"""Spark standalone master + workers as tasks of a real `mesos-nb local`, driver in this process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from mesos_nb.frameworks import spark as mspark
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _why_unavailable() -> str | None:
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return "pyspark is not installed (pip install -e '.[spark]')"
+    v = mspark.java_version()
+    if v is None:
+        return "no Java found (JAVA_HOME or java on PATH); Spark needs Java 17+"
+    if v < 17:
+        return f"Java {v} found; Spark needs Java 17+"
+    return None
+
+
+WHY = _why_unavailable()
+if WHY and IN_CI:
+    pytest.fail(f"CI must run the Spark tests but {WHY}", pytrace=False)
+needs_spark = pytest.mark.skipif(WHY is not None, reason=WHY or "")
+
+from conftest import get_json, start_cluster_process, stop_cluster_process, wait_for  # noqa: E402
+
+
+def test_java_check_is_one_clear_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
+    with pytest.raises(mspark.SparkUnavailable) as e:
+        mspark.check_java()
+    msg = str(e.value)
+    assert msg.startswith("Spark needs Java 17 or newer") and msg.count(". ") == 0 and msg.endswith(".")
+    fake = tmp_path / "old-java" / "bin"
+    fake.mkdir(parents=True)
+    (fake / "java").write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
+    (fake / "java").chmod(0o755)
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "old-java"))
+    assert mspark.java_version() == 11
+    with pytest.raises(mspark.SparkUnavailable, match="java is version 11"):
+        mspark.check_java()
+
+
+@needs_spark
+def test_spark_range_count_on_two_executor_tasks(tmp_path_factory):
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("no java")
+    cp = start_cluster_process(tmp_path_factory.mktemp("spark-cluster"), resources="cpus:2;mem:2048;disk:1024")
+    spark = None
+    try:
+        spark = mspark.start_spark(cp.master, executors=2, cpus=1, mem=1024)
+        cluster = spark.mesos_cluster
+        assert spark.range(10**6).count() == 1000000
+        # master + 2 workers are running tasks of the "spark" framework
+        fws = [f for f in get_json(cp.url + "/master/state")["frameworks"] if f["name"] == "spark"]
+        assert len(fws) == 1
+        running = [t for t in fws[0]["tasks"] if t["state"] == "TASK_RUNNING"]
+        assert sorted(t["name"] for t in running) == ["spark-master", "spark-worker", "spark-worker"]
+        assert cluster.alive_workers() == 2
+        # worker logs come from the sandboxes
+        logs = cluster.logs()
+        worker_logs = [v for k, v in logs.items() if k.startswith("spark-worker")]
+        assert len(worker_logs) == 2
+        assert all("Successfully registered with master" in v for v in worker_logs)
+        cluster.stop()
+        spark = None
+        wait_for(lambda: not [f for f in get_json(cp.url + "/master/state")["frameworks"]
+                              if f["name"] == "spark"], 30, message="the spark framework is gone")
+    finally:
+        if spark is not None:
+            spark.mesos_cluster.stop()
+        stop_cluster_process(cp)
