@@ -221,3 +221,47 @@ def test_from_name_reconnects_after_the_kernel_exits(master, tmp_path: Path):
     wait_for(lambda: not framework_tasks(master.url, first["framework"]), 30, message="tasks gone")
     assert not record.exists()
     assert not os.path.exists(str(record) + ".tmp")
+
+
+@pytest.fixture
+def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    pytest.importorskip("IPython")
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("MESOS_NB_MASTER", raising=False)
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "mesos_nb")
+    try:
+        yield shell
+    finally:
+        m = shell._mesos_nb_magics
+        if m is not None and m.framework is not None:
+            m.disconnect("")
+        shell.run_line_magic("unload_ext", "mesos_nb")
+
+
+def test_mesos_dask_magic_four_workers(ip, master):
+    import dask.array as da
+
+    ip.run_line_magic("mesos", f"connect {master.master}")
+    client = ip.run_line_magic("mesos", "dask --workers 4 --cpus 0.5 --mem 256")
+    assert isinstance(client, Client)
+    names = sorted(w["name"] for w in client.scheduler_info()["workers"].values())
+    assert len(names) == 4
+    table = ip.run_line_magic("mesos", "tasks")
+    assert all(n in repr(table) for n in names)
+    assert da.arange(1000, chunks=100).sum().compute() == sum(range(1000))
+    fid = client.cluster.pool.framework_id
+    with pytest.raises(Exception, match="bad --adapt"):
+        ip.run_line_magic("mesos", "dask --adapt 4:1")
+    msg = ip.run_line_magic("mesos", "disconnect")
+    assert "disconnected" in repr(msg)
+    wait_for(lambda: not framework_tasks(master.url, fid), 30, message="dask tasks gone after disconnect")
+
+
+def test_mesos_dask_magic_adaptive(ip, master):
+    ip.run_line_magic("mesos", f"connect {master.master}")
+    client = ip.run_line_magic("mesos", "dask --adapt 1:3 --cpus 0.5 --mem 256")
+    assert len(client.scheduler_info()["workers"]) >= 1
+    assert client.cluster._adaptive is not None and client.cluster._adaptive.maximum == 3

@@ -254,9 +254,6 @@ def start_ipyparallel(engines: int = 4, master: str | None = None, cpus: float =
     """Controller + ``engines`` engines as cluster tasks; returns a connected
     ``ipyparallel.Client`` (``rc.cluster``) with ``%px`` activated: what ``%mesos ipyparallel`` runs."""
     import ipyparallel as ipp
-
-    if master:
-        os.environ.setdefault("MESOS_NB_MASTER", master)
     from traitlets.config import Config
 
     cfg = Config()
