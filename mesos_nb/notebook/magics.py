@@ -31,6 +31,9 @@ USAGE = """%mesos SUBCOMMAND ...   (%mesos help for this list)
   run [--cpus C --mem M --gpus G --name N --attr K=V] -- CMD
   logs TASK [--follow] [--stderr]
   kill TASK
+  dask [--workers N --cpus C --mem M --adapt MIN:MAX --name NAME --attr K=V]
+  spark [--executors N --cpus C --mem M]
+  ipyparallel [--engines N --cpus C --mem M]
   dashboard                   live Bokeh dashboard: allocated vs used, DRF shares, task timeline
   disconnect                  tear this notebook's framework down (its tasks are killed)
 %%mesos task [--cpus C --mem M --gpus G --name N --attr K=V --timeout S]
@@ -115,7 +118,9 @@ class MesosMagics(Magics):
         }.get(sub)
         if fn is None:
             if sub in ("dask", "spark", "ipyparallel"):
-                raise MesosNotebookError(f"%mesos {sub} is not available in this build yet")
+                from mesos_nb.frameworks.magics import run_subcommand
+
+                return run_subcommand(self, sub, rest)
             if sub == "task":
                 raise MesosNotebookError("task is a cell magic: put %%mesos task on the first line of a cell")
             raise MesosNotebookError(f"unknown subcommand {sub!r} (see %mesos help)")
@@ -247,6 +252,9 @@ class MesosMagics(Magics):
             with contextlib.suppress(Exception):
                 b.close()
         self.browsers.clear()
+        from mesos_nb.frameworks.magics import stop_all
+
+        stop_all(self)  # what %mesos dask / spark / ipyparallel started
         fw, self.framework = self.framework, None
         running = sum(1 for t in fw.tasks.values() if not t.done)
         fw.close(teardown=True)
