@@ -86,6 +86,7 @@ class Soak(Scheduler):
         self.cmds = {t: f"sleep 0.0{rng.randint(1, 9)}; true" for t in self.pending}
         self.updates: dict[str, list[str]] = defaultdict(list)
         self.terminal: dict[str, list[str]] = defaultdict(list)
+        self.terminal_uuids: dict[str, set] = defaultdict(set)
         self.max_in_flight = 40
 
     def in_flight(self) -> int:
@@ -110,6 +111,7 @@ class Soak(Scheduler):
         self.updates[tid].append(status.state)
         if is_terminal(status.state):
             self.terminal[tid].append(status.state)
+            self.terminal_uuids[tid].add(status.uuid)
 
     def done(self) -> bool:
         return not self.pending and all(t in self.terminal for t in self.all)
@@ -172,8 +174,13 @@ async def soak(tmp_path: Path, n: int, kills: int, period: tuple[float, float], 
         await asyncio.sleep(1.0)  # late duplicates would show up here
         print(f"  all {n} tasks ended after {time.monotonic() - t0:.1f}s, {done} agent kills")
         for sched, name in ((ck, "checkpointing"), (nc, "non-checkpointing")):
-            multi = {t: s for t, s in sched.terminal.items() if len(s) != 1}
-            assert not multi, f"{name}: tasks with more than one terminal update: {dict(list(multi.items())[:5])}"
+            # Delivery is at least once (reference 6.3): an agent killed after forwarding a
+            # checkpointed terminal update but before its ack arrived sends it again after the
+            # restart -- the same update (same uuid). A second terminal *state* never happens.
+            multi = {t: s for t, s in sched.terminal.items() if len(set(s)) != 1 or len(sched.terminal_uuids[t]) != 1}
+            assert not multi, f"{name}: tasks with more than one terminal state: {dict(list(multi.items())[:5])}"
+            resent = sum(len(s) - 1 for s in sched.terminal.values())
+            print(f"  {name}: {resent} retransmitted terminal updates (same uuid)")
             assert set(sched.terminal) == set(sched.all)
         # The checkpointing framework's tasks survive agent kills: a task that ran finishes.
         for tid in ck.all:
@@ -235,7 +242,7 @@ async def test_non_checkpointing_tasks_do_not_outlive_an_agent_crash(tmp_path):
         await until(lambda: not procs_under(work), 30, lambda: f"orphans killed: {procs_under(work)}")
         await until(sched.done, 60, lambda: sched.missing())
         await asyncio.sleep(0.5)  # a late duplicate would show up here
-        assert all(len(s) == 1 for s in sched.terminal.values()), dict(sched.terminal)
+        assert all(len(s) == 1 for s in sched.terminal.values()), dict(sched.terminal)  # nothing checkpointed
         assert agent.log.read_text().count("killing an orphaned container") >= 4
     finally:
         await driver.stop()
