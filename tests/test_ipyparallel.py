@@ -66,3 +66,25 @@ def test_px_runs_on_four_engine_tasks(master, monkeypatch, tmp_path):
     finally:
         cluster.stop_cluster_sync()
     wait_for(lambda: not running_tasks(master.url, "ipyparallel-"), 30, message="tasks gone after stop")
+
+
+def test_mesos_ipyparallel_magic(master, monkeypatch, tmp_path):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / ".ipython"))
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "mesos_nb")
+    try:
+        ip.run_line_magic("mesos", f"connect {master.master}")
+        rc = ip.run_line_magic("mesos", "ipyparallel --engines 2 --cpus 0.5 --mem 256")
+        assert len(rc.ids) == 2
+        assert ip.run_cell("%px import os; tid = os.environ['MESOS_TASK_ID']").success
+        assert set(rc[:]["tid"]) == set(running_tasks(master.url, "ipyparallel-engines-"))
+        assert "disconnected" in repr(ip.run_line_magic("mesos", "disconnect"))
+    finally:
+        m = ip._mesos_nb_magics
+        if m is not None and m.framework is not None:
+            m.disconnect("")
+        ip.run_line_magic("unload_ext", "mesos_nb")
+    wait_for(lambda: not running_tasks(master.url, "ipyparallel-"), 30, message="tasks gone after disconnect")

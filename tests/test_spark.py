@@ -50,13 +50,19 @@ def test_java_check_is_one_clear_sentence(tmp_path, monkeypatch):
 
 
 @needs_spark
-def test_spark_range_count_on_two_executor_tasks(tmp_path_factory):
+def test_mesos_spark_magic_range_count_on_two_executor_tasks(tmp_path_factory, tmp_path, monkeypatch):
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("no java")
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setenv("HOME", str(tmp_path))
     cp = start_cluster_process(tmp_path_factory.mktemp("spark-cluster"), resources="cpus:2;mem:2048;disk:1024")
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "mesos_nb")
     spark = None
     try:
-        spark = mspark.start_spark(cp.master, executors=2, cpus=1, mem=1024)
+        ip.run_line_magic("mesos", f"connect {cp.master}")
+        spark = ip.run_line_magic("mesos", "spark --executors 2 --cpus 1 --mem 1024")
         cluster = spark.mesos_cluster
         assert spark.range(10**6).count() == 1000000
         # master + 2 workers are running tasks of the "spark" framework
@@ -70,11 +76,15 @@ def test_spark_range_count_on_two_executor_tasks(tmp_path_factory):
         worker_logs = [v for k, v in logs.items() if k.startswith("spark-worker")]
         assert len(worker_logs) == 2
         assert all("Successfully registered with master" in v for v in worker_logs)
-        cluster.stop()
+        assert "disconnected" in repr(ip.run_line_magic("mesos", "disconnect"))  # stops Spark too
         spark = None
         wait_for(lambda: not [f for f in get_json(cp.url + "/master/state")["frameworks"]
                               if f["name"] == "spark"], 30, message="the spark framework is gone")
     finally:
         if spark is not None:
             spark.mesos_cluster.stop()
+        m = ip._mesos_nb_magics
+        if m is not None and m.framework is not None:
+            m.disconnect("")
+        ip.run_line_magic("unload_ext", "mesos_nb")
         stop_cluster_process(cp)
