@@ -265,3 +265,16 @@ def test_mesos_dask_magic_adaptive(ip, master):
     client = ip.run_line_magic("mesos", "dask --adapt 1:3 --cpus 0.5 --mem 256")
     assert len(client.scheduler_info()["workers"]) >= 1
     assert client.cluster._adaptive is not None and client.cluster._adaptive.maximum == 3
+
+
+def test_dask_notebook(master, tmp_path):
+    """notebooks/dask.ipynb in a real kernel (nbclient); its cells declare the outputs they expect."""
+    pytest.importorskip("nbclient")
+    from test_notebook_kernel import check_declared, kernel_env
+
+    from mesos_nb.notebook.demo import execute_notebook
+
+    nb, err = execute_notebook(REPO / "notebooks" / "dask.ipynb", master.master, cwd=str(tmp_path),
+                               timeout=300, env=kernel_env(tmp_path / "home"))
+    assert err is None, f"dask.ipynb failed: {err}"
+    check_declared(nb, master.url)

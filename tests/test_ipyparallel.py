@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("ipyparallel", reason="the ipyparallel extra is not installed (pip install -e '.[ipyparallel]')")
 
-from conftest import get_json, start_cluster_process, stop_cluster_process, wait_for  # noqa: E402
+from conftest import REPO, get_json, start_cluster_process, stop_cluster_process, wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +88,16 @@ def test_mesos_ipyparallel_magic(master, monkeypatch, tmp_path):
             m.disconnect("")
         ip.run_line_magic("unload_ext", "mesos_nb")
     wait_for(lambda: not running_tasks(master.url, "ipyparallel-"), 30, message="tasks gone after disconnect")
+
+
+def test_ipyparallel_notebook(master, tmp_path):
+    """notebooks/ipyparallel.ipynb in a real kernel (nbclient); its cells declare the outputs they expect."""
+    pytest.importorskip("nbclient")
+    from test_notebook_kernel import check_declared, kernel_env
+
+    from mesos_nb.notebook.demo import execute_notebook
+
+    nb, err = execute_notebook(REPO / "notebooks" / "ipyparallel.ipynb", master.master, cwd=str(tmp_path),
+                               timeout=300, env=kernel_env(tmp_path / "home"))
+    assert err is None, f"ipyparallel.ipynb failed: {err}"
+    check_declared(nb, master.url)

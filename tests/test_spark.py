@@ -30,7 +30,7 @@ if WHY and IN_CI:
     pytest.fail(f"CI must run the Spark tests but {WHY}", pytrace=False)
 needs_spark = pytest.mark.skipif(WHY is not None, reason=WHY or "")
 
-from conftest import get_json, start_cluster_process, stop_cluster_process, wait_for  # noqa: E402
+from conftest import REPO, get_json, start_cluster_process, stop_cluster_process, wait_for  # noqa: E402
 
 
 def test_java_check_is_one_clear_sentence(tmp_path, monkeypatch):
@@ -87,4 +87,22 @@ def test_mesos_spark_magic_range_count_on_two_executor_tasks(tmp_path_factory, t
         if m is not None and m.framework is not None:
             m.disconnect("")
         ip.run_line_magic("unload_ext", "mesos_nb")
+        stop_cluster_process(cp)
+
+
+@needs_spark
+def test_spark_notebook(tmp_path_factory, tmp_path):
+    """notebooks/spark.ipynb in a real kernel (nbclient); its cells declare the outputs they expect."""
+    pytest.importorskip("nbclient")
+    from test_notebook_kernel import check_declared, kernel_env
+
+    from mesos_nb.notebook.demo import execute_notebook
+
+    cp = start_cluster_process(tmp_path_factory.mktemp("spark-nb"), resources="cpus:2;mem:2048;disk:1024")
+    try:
+        nb, err = execute_notebook(REPO / "notebooks" / "spark.ipynb", cp.master, cwd=str(tmp_path),
+                                   timeout=300, env=kernel_env(tmp_path / "home"))
+        assert err is None, f"spark.ipynb failed: {err}"
+        check_declared(nb, cp.url)
+    finally:
         stop_cluster_process(cp)
