@@ -171,3 +171,27 @@ def test_agent_reregistering_with_running_tasks_is_adopted_after_master_restart(
     drain(core)
     assert core.frameworks["F1"].tasks["x"].state == "TASK_RUNNING"
     assert core.allocator.available("A1").scalar("cpus") == 1
+
+
+def test_resent_terminal_update_after_ack_is_absorbed_not_delivered_twice():
+    core, chan, agent, fw = setup()
+    launch(core, fw, offer_of(core), "t1")
+    update(core, agent, fw, "t1", "TASK_FINISHED", uuid=b"f" * 16)
+    core.acknowledge(fw.id, m.Acknowledge(agent_id=m.ID(value=agent.id), task_id=m.ID(value="t1"), uuid=b"f" * 16), 102)
+    drain(core)
+    # The agent died before the ACK reached it and sends the same update again after restart.
+    out = update(core, agent, fw, "t1", "TASK_FINISHED", uuid=b"f" * 16, now=110)
+    assert events(out, "UPDATE") == []
+    acks = agent_msgs(out, ch.AckUpdate)
+    assert acks and acks[0].uuid == b"f" * 16
+
+
+def test_launch_lost_with_the_old_channel_is_reported_when_agent_reregisters():
+    core, chan, agent, fw = setup()
+    launch(core, fw, offer_of(core), "t1")  # RUN_TASK went down `chan`...
+    core.channel_lost(chan, 100.5)  # ...which broke before the agent got it
+    reg = ch.RegisterAgent(key="k2", agent_id=agent.id, hostname="h", port=1,
+                           resources=Resources.parse("cpus:2;mem:1024").to_proto())
+    core.register_agent(reg, object(), 101.0)  # within 5 s of the launch, over a new channel
+    st = [e.update.status for e in events(drain(core), "UPDATE")]
+    assert [(s.task_id.value, s.state) for s in st] == [("t1", "TASK_LOST")]

@@ -786,6 +786,7 @@ class MasterCore:
         agent = self.agents.get(aid) if aid else None
         if agent is not None:
             # Re-registration over a new channel (agent restart or reconnect).
+            same_channel = agent.channel is channel
             agent.channel = channel
             agent.key = reg.key
             agent.connected = True
@@ -801,7 +802,7 @@ class MasterCore:
             self.metrics["master/slave_reregistrations"] += 1
             log.info("agent re-registered agent=%s hostname=%s port=%d", agent.id, agent.hostname, agent.port)
             self._persist_agent(agent)
-            self._reconcile_agent_tasks(agent, reg.tasks, now)
+            self._reconcile_agent_tasks(agent, reg.tasks, now, same_channel=same_channel)
         else:
             if aid is None or validate_id(aid, "agent id") is not None:
                 aid = f"{self.master_id}-S{self._next_agent}"
@@ -868,7 +869,9 @@ class MasterCore:
             self.version += 1
             log.info("registry recovered frameworks=%d agents=%d", len(self.frameworks), len(self.agents))
 
-    def _reconcile_agent_tasks(self, agent: Agent, reports: list[ch.TaskReport], now: float) -> None:
+    def _reconcile_agent_tasks(
+        self, agent: Agent, reports: list[ch.TaskReport], now: float, same_channel: bool = True
+    ) -> None:
         """Match the agent's running tasks with what the master knows.
 
         Tasks the master forgot (it failed over) are re-adopted; tasks the master already
@@ -931,8 +934,10 @@ class MasterCore:
             task = fw.tasks.get(tid) if fw else None
             if fw is None or task is None or task.state in m.TERMINAL_STATES:
                 continue
-            if task.state == "TASK_STAGING" and len(task.statuses) == 1 and task.statuses[0][1] >= now - 5:
-                continue  # launch still in flight towards the agent
+            if same_channel and task.state == "TASK_STAGING" and len(task.statuses) == 1 and task.statuses[0][1] >= now - 5:
+                # Launch still in flight towards the agent on this channel. (Over a new channel
+                # it went down the dead one and will never arrive.)
+                continue
             self._master_terminal(fw, task, self._lost_state(fw, "TASK_GONE"), "REASON_AGENT_RESTARTED",
                                   "Task was not found on the agent after it re-registered", now)
 
@@ -1017,7 +1022,19 @@ class MasterCore:
         self.version += 1
         task = fw.tasks.get(status.task_id.value)
         if task is None:
-            # Already completed (duplicate after ack) or unknown: forward so the framework can ack it.
+            done = next((t for t in reversed(fw.completed_tasks) if t.id == status.task_id.value), None)
+            if done is not None and status.uuid:
+                # The agent resends an update the framework already acknowledged (it died before
+                # the ACK reached it): answer for the framework, so every task has exactly one
+                # terminal update at its framework.
+                self.out.append(
+                    ToAgent(
+                        upd.agent_id,
+                        ch.AckUpdate(agent_id=upd.agent_id, framework_id=fw.id, task_id=done.id, uuid=status.uuid),
+                    )
+                )
+                return
+            # Unknown: forward so the framework can acknowledge it.
             self._send_update(fw, status)
             return
         if task.unacked is not None and task.unacked.uuid == status.uuid:
