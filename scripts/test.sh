@@ -6,11 +6,12 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[test.sh] %s\n' "$*"; }
 
-# --- system packages: ZooKeeper for the HA tests (run by the fixtures on a free port) and
-#     Chromium for the web UI tests (driven by Playwright through its executable path)
+# --- system packages: ZooKeeper for the HA tests (run by the fixtures on a free port),
+#     Chromium for the web UI tests (driven by Playwright through its executable path), Java for Spark
 need=()
 [ -x /usr/share/zookeeper/bin/zkServer.sh ] || need+=(zookeeper)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)  # Spark workers
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   log "installing Debian packages: ${need[*]}"
