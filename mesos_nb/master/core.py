@@ -532,41 +532,21 @@ class MasterCore:
                 if executor is not None:
                     group_error = err
                     break
-                self.metrics["master/tasks_error"] += 1
                 log.info("task invalid framework=%s task=%s: %s", fw.id, task.task_id.value, err)
-                self._send_update(
-                    fw,
-                    _status(
-                        task.task_id.value,
-                        "TASK_ERROR",
-                        agent_id=agent.id,
-                        reason="REASON_TASK_INVALID",
-                        message=err,
-                        now=now,
-                    ),
-                )
+                self._task_error(fw, agent, task, "REASON_TASK_INVALID", err, now)
                 continue
             assert res is not None
             available = available - res
             batch.add(task.task_id.value)
             accepted.append((task, res))
+        if group_error is not None:
+            # A task group is delivered atomically: one bad task fails them all.
+            for task in tasks:
+                self._task_error(fw, agent, task, "REASON_TASK_GROUP_INVALID", group_error, now)
+            return available + sum((r for _, r in accepted), Resources())
+        for task, _ in accepted:
             if task.executor is not None:
                 fw.executors.setdefault(agent.id, {})[task.executor.executor_id.value] = task.executor
-        if group_error is not None:
-            for task in tasks:
-                self.metrics["master/tasks_error"] += 1
-                self._send_update(
-                    fw,
-                    _status(
-                        task.task_id.value,
-                        "TASK_ERROR",
-                        agent_id=agent.id,
-                        reason="REASON_TASK_GROUP_INVALID",
-                        message=group_error,
-                        now=now,
-                    ),
-                )
-            return available + sum((r for _, r in accepted), Resources())
         for task, res in accepted:
             tid = task.task_id.value
             t = Task(
@@ -600,6 +580,12 @@ class MasterCore:
                 )
             )
         return available
+
+    def _task_error(self, fw: Framework, agent: Agent, task: m.TaskInfo, reason: str, message: str, now: float) -> None:
+        self.metrics["master/tasks_error"] += 1
+        self._send_update(
+            fw, _status(task.task_id.value, "TASK_ERROR", agent_id=agent.id, reason=reason, message=message, now=now)
+        )
 
     def revive(self, framework_id: str, roles: list[str] | None) -> None:
         fw = self.framework(framework_id)
