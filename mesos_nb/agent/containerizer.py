@@ -172,25 +172,21 @@ class PosixContainerizer(Containerizer):
 
     def _poll(self) -> None:
         self._poller = None
-        watched = False
-        for c in list(self._live.values()):
-            if c.exited or c.limits.mem_bytes <= 0:
+        live = [c for c in self._live.values() if not c.exited and c.limits.mem_bytes > 0]
+        pending = [c.container_id for c in live if c.limitation is None]
+        over = self.isolator.limitations(pending) if pending else {}
+        for c in live:
+            msg = over.get(c.container_id)
+            if msg is None:
                 continue
-            watched = True
-            if c.limitation is None:
-                try:
-                    msg = self.isolator.limitation(c.container_id)
-                except OSError:
-                    msg = None
-                if msg is not None:
-                    c.limitation = msg
-                    logging.getLogger("mesos_nb.agent").warning(
-                        "container over its limit container=%s: %s", c.container_id, msg)
-                    _killpg(c.pid, signal.SIGKILL)
-                    for pid in self.isolator.pids(c.container_id):
-                        with contextlib.suppress(OSError):
-                            os.kill(pid, signal.SIGKILL)
-        if watched:
+            c.limitation = msg
+            logging.getLogger("mesos_nb.agent").warning(
+                "container over its limit container=%s: %s", c.container_id, msg)
+            _killpg(c.pid, signal.SIGKILL)
+            for pid in self.isolator.pids(c.container_id):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        if live:
             self._poller = asyncio.get_running_loop().call_later(self.poll_interval, self._poll)
 
     def _finished(self, c: Container) -> None:

@@ -77,6 +77,42 @@ def _kv(text: str | None) -> dict[str, int]:
     return out
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _rss(pid: int) -> int:
+    """Resident bytes of one process from /proc/<pid>/statm (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _ppid_map() -> dict[int, int]:
+    """pid -> parent pid for every process, from /proc (psutil's process_iter elsewhere)."""
+    out: dict[int, int] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        names = None
+    if names is None:
+        for p in psutil.process_iter(["ppid"]):
+            out[p.pid] = p.info["ppid"] or 0
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            out[int(name)] = int(data[data.rindex(b")") + 2 :].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 def tree_stats(pid: int) -> dict[str, float] | None:
     """CPU times, RSS, process and thread counts of ``pid`` and its descendants (psutil)."""
     try:
@@ -122,6 +158,18 @@ class Isolator:
 
     def usage(self, container_id: str) -> dict[str, float] | None:
         return None
+
+    def limitations(self, container_ids: list[str]) -> dict[str, str]:
+        """``limitation`` for many containers in one pass (the poller asks for all at once)."""
+        out = {}
+        for cid in container_ids:
+            try:
+                msg = self.limitation(cid)
+            except OSError:
+                msg = None
+            if msg is not None:
+                out[cid] = msg
+        return out
 
     def pids(self, container_id: str) -> list[int]:
         return []
@@ -169,6 +217,32 @@ class PosixIsolator(Isolator):
         if used > entry[1].mem_bytes:
             return memory_message(entry[1].mem_bytes, used)
         return None
+
+    def limitations(self, container_ids: list[str]) -> dict[str, str]:
+        """One scan of the process table per poll, not one per container: with many live
+        tasks a per-container ``children(recursive=True)`` walk is quadratic."""
+        watched = [(cid, self._pids[cid]) for cid in container_ids
+                   if cid in self._pids and self._pids[cid][1].mem_bytes > 0]
+        if not watched:
+            return {}
+        parent_of = _ppid_map()
+        children: dict[int, list[int]] = {}
+        for pid, ppid in parent_of.items():
+            children.setdefault(ppid, []).append(pid)
+        out = {}
+        for cid, (root, limits) in watched:
+            if root not in parent_of:
+                continue
+            rss, stack = 0, [root]
+            while stack:
+                pid = stack.pop()
+                rss += _rss(pid)
+                stack.extend(children.get(pid, ()))
+            if rss > self._peak.get(cid, 0):
+                self._peak[cid] = rss
+            if rss > limits.mem_bytes:
+                out[cid] = memory_message(limits.mem_bytes, rss)
+        return out
 
     def cleanup(self, container_id: str) -> bool:
         self._pids.pop(container_id, None)
