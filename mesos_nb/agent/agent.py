@@ -162,10 +162,17 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
 def _process_start(pid: int) -> float | None:
+    """When ``pid`` started (seconds since boot): with the pid, a process's identity. Read
+    straight from /proc: it is on every launch's path, and psutil.Process costs 10× more."""
     try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2 :].split()[19]) / _CLK_TCK
+    except (OSError, ValueError, IndexError):
         return None
 
 

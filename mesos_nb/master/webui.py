@@ -96,7 +96,11 @@ class WebUI:
 
     def start(self) -> None:
         self.feed.start()
-        if self._bokeh is not None:  # import bokeh off the event loop, before the first page
+
+    def _warm_up(self) -> None:
+        """Build the plots document off the event loop when someone opens the page, so it is
+        ready when app.js asks for it; a master nobody looks at never pays for it."""
+        if self._bokeh is not None and self._warm is None and self._item is None:
             self._warm = asyncio.get_running_loop().create_task(self._prepare())
 
     async def _prepare(self) -> None:
@@ -114,6 +118,7 @@ class WebUI:
 
     # ------------------------------------------------------------------ page
     async def index(self, request: web.Request) -> web.Response:
+        self._warm_up()
         with open(os.path.join(STATIC, "index.html"), encoding="utf-8") as f:
             html = f.read()
         if self._bokeh is not None:
