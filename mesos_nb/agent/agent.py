@@ -188,6 +188,19 @@ def _alive(pid: int, start_time: float | None) -> bool:
     return start_time is None or abs(st - start_time) < 1.0
 
 
+def _runs_container(pid: int, container_id: str | None) -> bool:
+    """Whether ``pid`` is still the process this agent started for ``container_id`` (not a
+    recycled pid): its environment names the container."""
+    if not container_id:
+        return False
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read()
+    except OSError:
+        return False
+    return b"MESOS_CONTAINER_ID=" + container_id.encode() + b"\0" in env
+
+
 class Agent:
     """State and message handlers of one agent. Hosted by an ``AgentProcess``."""
 
@@ -418,9 +431,10 @@ class Agent:
         if ex.run_meta is None:
             if not ex.checkpoint and self.agent_id is not None:
                 try:
+                    # No /proc read on the launch path: at restart the process is recognised
+                    # by the MESOS_CONTAINER_ID in its environment (see _kill_pid).
                     self._pid_log.append(ckpt.framework_meta(self.config.work_dir, self.agent_id, ex.framework_id), {
-                        "pid": container.pid, "start_time": _process_start(container.pid),
-                        "container_id": ex.container_id})
+                        "pid": container.pid, "container_id": ex.container_id})
                 except OSError:
                     logger.exception("cannot record a container's pid agent=%s executor=%s", self.agent_id,
                                      ex.executor_id)
@@ -1276,7 +1290,8 @@ class Agent:
             self._kill_pid(pid, run.info.get("start_time"), run.container_id)
 
     def _kill_pid(self, pid: int, start_time: float | None, container_id: str | None) -> None:
-        if _alive(pid, start_time):
+        ours = _alive(pid, start_time) if start_time is not None else _runs_container(pid, container_id)
+        if ours:
             logger.info("killing an orphaned container pid=%d container=%s", pid, container_id)
             with contextlib.suppress(OSError):
                 os.killpg(pid, 9)
