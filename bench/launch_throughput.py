@@ -67,12 +67,12 @@ _SERVE = (
 
 
 def start_cluster(work_dir: str, concurrency: int, split: bool,
-                  isolation: str = "auto") -> tuple[list[subprocess.Popen], str]:
+                  isolation: str = "auto", task_cpus: float = 0.1) -> tuple[list[subprocess.Popen], str]:
     """``mesos-nb local --agents 2``; with ``split`` the two agents live in a second process
     (one agent process, as on a real machine), otherwise master and agents share one."""
     port = _free_port()
     per_agent = max(1, concurrency // 2)
-    res = f"cpus:{per_agent * 0.01:.2f};mem:{per_agent * 4}"
+    res = f"cpus:{per_agent * task_cpus:.2f};mem:{per_agent * 4}"
     env = dict(os.environ, MESOS_NB_LOG_LEVEL="warning")
     if not split:
         body = (
@@ -102,14 +102,14 @@ def start_cluster(work_dir: str, concurrency: int, split: bool,
 
 
 class Launcher(Scheduler):
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, task_cpus: float) -> None:
         self.n = n
         self.launched = 0
         self.finished = 0
         self.failed = 0
         self.done = asyncio.Event()
         self.first_launch: float | None = None
-        self.task_res = Resources.parse("cpus:0.01;mem:4")
+        self.task_res = Resources.parse(f"cpus:{task_cpus};mem:4")
 
     async def offers(self, driver, offers):
         for offer in offers:
@@ -149,12 +149,12 @@ def _task(offer, i: int, res: Resources):
 
 
 async def through_cluster(n: int, concurrency: int, split: bool, base: str,
-                          isolation: str = "auto") -> tuple[float, int]:
+                          isolation: str = "auto", task_cpus: float = 0.1) -> tuple[float, int]:
     os.makedirs(base, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mesos-nb-bench-", dir=base) as wd:
-        procs, master = start_cluster(wd, concurrency, split, isolation)
+        procs, master = start_cluster(wd, concurrency, split, isolation, task_cpus)
         try:
-            sched = Launcher(n)
+            sched = Launcher(n, task_cpus)
             driver = SchedulerDriver(sched, FrameworkInfo(user="bench", name="launch-throughput"), master)
             t0 = time.perf_counter()
             await driver.start()
@@ -180,14 +180,17 @@ async def main() -> None:
     )
     ap.add_argument("--isolation", default="auto",
                     help="the agents' --isolation (auto | posix | cgroups | cgroups/v1 | cgroups/v2; default auto)")
+    ap.add_argument("--task-cpus", type=float, default=0.1,
+                    help="cpus per task (default 0.1; under cgroups this is a hard CFS quota, and 0.01 "
+                         "leaves a process 1 ms of CPU per 100 ms period to start in)")
     a = ap.parse_args()
     await raw_spawn(min(50, a.n), a.concurrency)  # warm-up
     raw = await raw_spawn(a.n, a.concurrency)
     raw_rate = a.n / raw
-    print(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}, n={a.n}, concurrency={a.concurrency}, work dir {a.work_dir}, isolation {a.isolation}")
+    print(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}, n={a.n}, concurrency={a.concurrency}, work dir {a.work_dir}, isolation {a.isolation}, task cpus {a.task_cpus}")
     print(f"raw asyncio spawn            : {raw:7.3f} s = {raw_rate:8.1f} /s")
     for split, label in ((False, "master+agents in one process"), (True, "agents in their own process ")):
-        clu, failed = await through_cluster(a.n, a.concurrency, split, a.work_dir, a.isolation)
+        clu, failed = await through_cluster(a.n, a.concurrency, split, a.work_dir, a.isolation, a.task_cpus)
         rate = a.n / clu
         print(f"{label} : {clu:7.3f} s = {rate:8.1f} /s  ratio {rate / raw_rate:.2f} (target >= 0.50, failed {failed})")
 
