@@ -766,6 +766,7 @@ def cmd_master(args: argparse.Namespace) -> int:
         except OSError as e:
             raise _listen_error("master", args.host, args.port, e) from None
         print(f"master: {server.url}", flush=True)
+        print(f"web UI: {server.url}/", flush=True)
         try:
             await _wait_for_signal()
         finally:

@@ -205,7 +205,7 @@ class LocalCluster:
 
     def describe(self) -> list[str]:
         """Lines for the console: the master URL and one line per agent."""
-        lines = [f"master: {self.master_url}"]
+        lines = [f"master: {self.master_url}", f"web UI: {self.master_url}/"]
         for a in self.agents:
             aid = getattr(a, "agent_id", None) or "?"
             url = getattr(a, "url", None) or f"http://{self.host}:{getattr(a, 'port', '?')}"

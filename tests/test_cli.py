@@ -95,6 +95,7 @@ def test_local_is_up_in_under_3_seconds_and_stops_cleanly(tmp_path):
         assert len(slaves) == 2 and all(s.get("active", True) for s in slaves)
         out = wait_for(lambda: cp.log_path.read_text(), timeout=5)
         assert f"master: http://127.0.0.1:{cp.port}" in out
+        assert f"web UI: http://127.0.0.1:{cp.port}/" in out
         assert out.count("agent:") == 2
         # a running task dies with the cluster
         marker = f"300.{uuid.uuid4().int % 10**9}"
