@@ -9,6 +9,7 @@ batched, soon after anything that frees or adds resources.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import socket
@@ -19,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from aiohttp import WSMsgType, web
 
 from .. import __version__
@@ -507,8 +509,6 @@ class MasterServer:
 
 
 def _loads(body: bytes) -> Any:
-    import msgspec
-
     try:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as e:
@@ -530,8 +530,6 @@ def _accepts_json(accept: str) -> bool:
 def _basic_principal(auth: str | None) -> str | None:
     if not auth or not auth.startswith("Basic "):
         return None
-    import base64
-
     try:
         user = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
     except Exception:

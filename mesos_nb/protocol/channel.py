@@ -23,7 +23,6 @@ from typing import Any, Union
 import msgspec
 
 from .messages import (
-    ID,
     Attribute,
     ExecutorInfo,
     FrameworkInfo,
@@ -181,6 +180,3 @@ def decode_to_master(frame: bytes | str) -> list[Any]:
 def decode_to_agent(frame: bytes | str) -> list[Any]:
     return _dec_to_agent.decode(frame)
 
-
-# Unused import guard for re-export convenience.
-_ = ID

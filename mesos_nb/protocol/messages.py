@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
-from msgspec import Struct, field
+from msgspec import Struct
 
 
 class _Msg(Struct, omit_defaults=True, kw_only=True):
@@ -482,6 +482,3 @@ def convert(obj: Any, typ: type) -> Any:
 def to_builtins(msg: Any) -> Any:
     return msgspec.to_builtins(msg)
 
-
-__all__ = [n for n in dir() if not n.startswith("_")]
-_ = field  # re-exported for subclasses
