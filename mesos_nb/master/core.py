@@ -437,19 +437,7 @@ class MasterCore:
             for offer in offers:
                 self.allocator.recover(fw.id, offer.agent_id, offer.resources, role=offer.role)
             for op in accept.operations:
-                for task in _operation_tasks(op):
-                    self._send_update(
-                        fw,
-                        _status(
-                            task.task_id.value,
-                            self._lost_state(fw, "TASK_DROPPED"),
-                            agent_id=task.agent_id.value,
-                            reason="REASON_INVALID_OFFERS",
-                            message=error,
-                            now=now,
-                        ),
-                    )
-                    self.metrics["master/tasks_dropped" if fw.partition_aware else "master/tasks_lost"] += 1
+                self._drop_tasks(fw, _operation_tasks(op), "REASON_INVALID_OFFERS", error, now)
             log.info("accept refused framework=%s: %s", fw.id, error)
             return
         agent = self.agents.get(offers[0].agent_id)
@@ -508,18 +496,8 @@ class MasterCore:
             tasks = op.launch_group.task_group.tasks
             executor = op.launch_group.executor
         if agent is None or not agent.connected:
-            for task in tasks:
-                self._send_update(
-                    fw,
-                    _status(
-                        task.task_id.value,
-                        self._lost_state(fw, "TASK_DROPPED"),
-                        agent_id=task.agent_id.value,
-                        reason="REASON_AGENT_DISCONNECTED" if agent else "REASON_AGENT_REMOVED",
-                        message="Agent is not connected",
-                        now=now,
-                    ),
-                )
+            reason = "REASON_AGENT_DISCONNECTED" if agent else "REASON_AGENT_REMOVED"
+            self._drop_tasks(fw, tasks, reason, "Agent is not connected", now)
             return available
         accepted: list[tuple[m.TaskInfo, Resources]] = []
         batch: set[str] = set()
@@ -580,6 +558,16 @@ class MasterCore:
                 )
             )
         return available
+
+    def _drop_tasks(self, fw: Framework, tasks: list[m.TaskInfo], reason: str, message: str, now: float) -> None:
+        """Tasks that never reached an agent: TASK_DROPPED (TASK_LOST for frameworks that are
+        not partition aware)."""
+        state = self._lost_state(fw, "TASK_DROPPED")
+        for task in tasks:
+            self._send_update(
+                fw, _status(task.task_id.value, state, agent_id=task.agent_id.value, reason=reason, message=message, now=now)
+            )
+            self.metrics["master/tasks_dropped" if fw.partition_aware else "master/tasks_lost"] += 1
 
     def _task_error(self, fw: Framework, agent: Agent, task: m.TaskInfo, reason: str, message: str, now: float) -> None:
         self.metrics["master/tasks_error"] += 1

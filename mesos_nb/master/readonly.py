@@ -145,18 +145,26 @@ class ReadOnlyViews:
             ]
         return d
 
-    def _agent(self, a: Agent) -> dict[str, Any]:
+    def _offered_by_agent(self) -> dict[str, Resources]:
+        """One pass over the offers for a whole render (not one pass per agent)."""
+        out: dict[str, Resources] = {}
+        for o in self.server.core.offers.values():
+            out[o.agent_id] = out.get(o.agent_id, Resources()) + o.resources
+        return out
+
+    def _agents(self) -> list[dict[str, Any]]:
+        offered = self._offered_by_agent()
+        return [self._agent(a, offered) for a in self.server.core.agents.values()]
+
+    def _agent(self, a: Agent, offered_by_agent: dict[str, Resources]) -> dict[str, Any]:
         core = self.server.core
         used = Resources()
-        offered = Resources()
         for fid, tid in a.tasks:
             fw = core.frameworks.get(fid)
             t = fw.tasks.get(tid) if fw else None
             if t is not None and t.state not in m.TERMINAL_STATES:
                 used = used + t.resources
-        for o in core.offers.values():
-            if o.agent_id == a.id:
-                offered = offered + o.resources
+        offered = offered_by_agent.get(a.id, Resources())
         return {
             "id": a.id,
             "pid": a.pid,
@@ -204,7 +212,7 @@ class ReadOnlyViews:
                 "agent_ping_timeout": f"{srv.config.agent_ping_timeout}secs",
                 "max_agent_ping_timeouts": str(srv.config.max_agent_ping_timeouts),
             },
-            "slaves": [self._agent(a) for a in agents],
+            "slaves": self._agents(),
             "recovered_slaves": [],
             "frameworks": [self._framework(fw, True) for fw in core.frameworks.values()],
             "completed_frameworks": [self._framework(fw, True) for fw in core.completed_frameworks],
@@ -220,8 +228,9 @@ class ReadOnlyViews:
         def render() -> dict[str, Any]:
             core = self.server.core
             slaves = []
+            offered = self._offered_by_agent()
             for a in core.agents.values():
-                d = self._agent(a)
+                d = self._agent(a, offered)
                 counts = dict.fromkeys(COUNTED_STATES, 0)
                 fids = set()
                 for fid, tid in a.tasks:
@@ -261,7 +270,7 @@ class ReadOnlyViews:
     async def slaves(self, request: web.Request) -> web.Response:
         return self._cached(
             "slaves",
-            lambda: {"slaves": [self._agent(a) for a in self.server.core.agents.values()], "recovered_slaves": []},
+            lambda: {"slaves": self._agents(), "recovered_slaves": []},
         )
 
     async def tasks(self, request: web.Request) -> web.Response:
