@@ -325,6 +325,17 @@ def _read_task(path: str) -> RecoveredTask | None:
     return t
 
 
+def _load(path: str, typ: type) -> Any:
+    """A checkpointed message, or None when it is missing or torn (recovery skips it)."""
+    raw = _read_bytes(path)
+    if raw is None:
+        return None
+    try:
+        return msgspec.json.decode(raw, type=typ)
+    except msgspec.MsgspecError:
+        return None
+
+
 def _listdir(path: str) -> list[str]:
     try:
         return sorted(os.listdir(path))
@@ -348,23 +359,15 @@ def read_state(work_dir: str) -> RecoveredState | None:
     fw_root = os.path.join(base, "frameworks")
     for fw_id in _listdir(fw_root):
         fpath = os.path.join(fw_root, fw_id)
-        raw = _read_bytes(os.path.join(fpath, "framework.info"))
-        if raw is None:
-            continue
-        try:
-            finfo = msgspec.json.decode(raw, type=FrameworkInfo)
-        except msgspec.MsgspecError:
+        finfo = _load(os.path.join(fpath, "framework.info"), FrameworkInfo)
+        if finfo is None:
             continue
         rf = RecoveredFramework(finfo, fpath, {}, read_pid_log(fpath))
         ex_root = os.path.join(fpath, "executors")
         for ex_id in _listdir(ex_root):
             epath = os.path.join(ex_root, ex_id)
-            raw = _read_bytes(os.path.join(epath, "executor.info"))
-            if raw is None:
-                continue
-            try:
-                einfo = msgspec.json.decode(raw, type=ExecutorInfo)
-            except msgspec.MsgspecError:
+            einfo = _load(os.path.join(epath, "executor.info"), ExecutorInfo)
+            if einfo is None:
                 continue
             re_ = RecoveredExecutor(einfo, epath, [])
             runs_root = os.path.join(epath, "runs")

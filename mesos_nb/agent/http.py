@@ -188,11 +188,7 @@ async def files_read(request: web.Request) -> web.Response:
     length = _int_param(request, "length", -1)
     if length < -1:
         return _bad(f"Negative length provided: {length}.")
-    code, res = resolve(agent, path)
-    if code == 403:
-        raise web.HTTPForbidden(text="Access to this path is not allowed.")
-    if res is None:
-        raise web.HTTPNotFound(text=f"Path '{path}' was not found.")
+    res = _resolve_or_raise(agent, path)
     if os.path.isdir(res.real):
         return _bad("Cannot read a directory.")
     try:
@@ -237,16 +233,22 @@ def _file_info(virtual: str, st: os.stat_result) -> dict[str, Any]:
     }
 
 
-async def files_browse(request: web.Request) -> web.Response:
-    agent: Agent = request.app[AGENT_KEY]
-    path = request.query.get("path")
-    if path is None:
-        return _bad("Expecting 'path=value' in query.")
+def _resolve_or_raise(agent: Agent, path: str) -> Any:
+    """An attached path's resolution, or the 403/404 that /files answers with."""
     code, res = resolve(agent, path)
     if code == 403:
         raise web.HTTPForbidden(text="Access to this path is not allowed.")
     if res is None:
         raise web.HTTPNotFound(text=f"Path '{path}' was not found.")
+    return res
+
+
+async def files_browse(request: web.Request) -> web.Response:
+    agent: Agent = request.app[AGENT_KEY]
+    path = request.query.get("path")
+    if path is None:
+        return _bad("Expecting 'path=value' in query.")
+    res = _resolve_or_raise(agent, path)
     shown = _normalize(path)
     out = []
     try:
@@ -269,11 +271,7 @@ async def files_download(request: web.Request) -> web.StreamResponse:
     path = request.query.get("path")
     if path is None:
         return _bad("Expecting 'path=value' in query.")
-    code, res = resolve(agent, path)
-    if code == 403:
-        raise web.HTTPForbidden(text="Access to this path is not allowed.")
-    if res is None:
-        raise web.HTTPNotFound(text=f"Path '{path}' was not found.")
+    res = _resolve_or_raise(agent, path)
     if os.path.isdir(res.real):
         return _bad("Cannot download a directory.")
     ctype = mimetypes.guess_type(res.real)[0] or "application/octet-stream"

@@ -136,6 +136,21 @@ def tree_stats(pid: int) -> dict[str, float] | None:
             "mem_rss_bytes": rss, "processes": len(procs), "threads": threads}
 
 
+def _joiner(procs_files: list[str]) -> Callable[[], None]:
+    """The child's pre-exec step: join each cgroup (writing "0" means "this process"), so not
+    one instruction of the task runs outside its limits. Only os calls: it runs after fork."""
+
+    def join() -> None:
+        for p in procs_files:
+            fd = os.open(p, os.O_WRONLY)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+
+    return join
+
+
 class Isolator:
     """Interface. ``prepare`` before launch, ``preexec`` runs in the child, ``isolate`` after
     launch (and after recovery), ``limitation`` is polled and asked once more at exit,
@@ -295,18 +310,8 @@ class CgroupsV1Isolator(Isolator):
             _write(os.path.join(mem, "memory.limit_in_bytes"), str(max(MIN_MEMORY_BYTES, limits.mem_bytes)))
 
     def preexec(self, container_id: str) -> Callable[[], None] | None:
-        paths = [os.path.join(self._dir(c, container_id), "cgroup.procs") for c in self.CONTROLLERS]
         self._joined.add(container_id)
-
-        def join() -> None:
-            for p in paths:
-                fd = os.open(p, os.O_WRONLY)
-                try:
-                    os.write(fd, b"0")
-                finally:
-                    os.close(fd)
-
-        return join
+        return _joiner([os.path.join(self._dir(c, container_id), "cgroup.procs") for c in self.CONTROLLERS])
 
     def isolate(self, container_id: str, pid: int, limits: Limits) -> None:
         self._limits.setdefault(container_id, limits)
@@ -420,17 +425,8 @@ class CgroupsV2Isolator(Isolator):
                 _write(os.path.join(d, "memory.swap.max"), "0")
 
     def preexec(self, container_id: str) -> Callable[[], None] | None:
-        path = os.path.join(self._dir(container_id), "cgroup.procs")
         self._joined.add(container_id)
-
-        def join() -> None:
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-
-        return join
+        return _joiner([os.path.join(self._dir(container_id), "cgroup.procs")])
 
     def isolate(self, container_id: str, pid: int, limits: Limits) -> None:
         self._limits.setdefault(container_id, limits)
