@@ -296,20 +296,27 @@ def _all_tasks(state: dict[str, Any], completed: bool) -> list[tuple[dict[str, A
     return out
 
 
-# ============================================================================ operator commands
-def cmd_status(args: argparse.Namespace) -> int:
-    url = master_url(args.master)
-    state = get_json(url + "/master/state")
-    slaves = state.get("slaves", [])
+def cluster_totals(state: dict[str, Any]) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
+    """From ``/master/state``: total and used cpus/mem/disk/gpus over the agents, and the number
+    of tasks in each state (completed ones included). Shared by ``status`` and ``%mesos status``."""
     tot: dict[str, float] = {}
     used: dict[str, float] = {}
-    for s in slaves:
+    for s in state.get("slaves", []):
         for k in ("cpus", "mem", "disk", "gpus"):
             tot[k] = tot.get(k, 0) + float((s.get("resources") or {}).get(k, 0) or 0)
             used[k] = used.get(k, 0) + float((s.get("used_resources") or {}).get(k, 0) or 0)
     counts: dict[str, int] = {}
     for t, _fw in _all_tasks(state, completed=True):
         counts[t.get("state", "?")] = counts.get(t.get("state", "?"), 0) + 1
+    return tot, used, counts
+
+
+# ============================================================================ operator commands
+def cmd_status(args: argparse.Namespace) -> int:
+    url = master_url(args.master)
+    state = get_json(url + "/master/state")
+    slaves = state.get("slaves", [])
+    tot, used, counts = cluster_totals(state)
     started = state.get("start_time")
     uptime = f"{time.time() - float(started):.0f} s" if started else "?"
     fws = state.get("frameworks", [])

@@ -266,18 +266,10 @@ class MesosMagics(Magics):
     def status(self, rest: str = "") -> Table:
         url = self._master_url()
         state = master_state(url)
+        from ..cli import cluster_totals
+
         slaves = state.get("slaves", [])
-        tot: dict[str, float] = {}
-        used: dict[str, float] = {}
-        for s in slaves:
-            for k in ("cpus", "mem", "disk", "gpus"):
-                tot[k] = tot.get(k, 0) + float((s.get("resources") or {}).get(k, 0) or 0)
-                used[k] = used.get(k, 0) + float((s.get("used_resources") or {}).get(k, 0) or 0)
-        counts: dict[str, int] = {}
-        for fw in state.get("frameworks", []) + state.get("completed_frameworks", []):
-            for key in ("tasks", "completed_tasks"):
-                for t in fw.get(key) or []:
-                    counts[t.get("state", "?")] = counts.get(t.get("state", "?"), 0) + 1
+        tot, used, counts = cluster_totals(state)
         fws = state.get("frameworks", [])
         rows = [
             ("master", url),
