@@ -161,27 +161,21 @@ def start_cluster_process(work_dir: Path, agents: int = 2, resources: str = SMAL
         )
     cp = ClusterProcess(proc=proc, port=port, work_dir=work_dir, log_path=log_path, env=env)
 
-    def ready() -> bool:
+    def ready_or_exited() -> bool:
         if proc.poll() is not None:
-            raise RuntimeError(f"mesos-nb local exited with {proc.returncode}:\n{cp.log_tail()}")
+            return True
         with urllib.request.urlopen(cp.url + "/health", timeout=2) as r:
             if r.status != 200:
                 return False
         return len(cp.state().get("slaves", [])) >= agents
 
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if ready():
-                    break
-            except RuntimeError:
-                raise
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"mesos-nb local not ready within {timeout} s:\n{cp.log_tail()}")
-            time.sleep(0.02)
+        try:
+            wait_for(ready_or_exited, timeout, message="mesos-nb local ready")
+        except AssertionError as e:
+            raise AssertionError(f"{e}:\n{cp.log_tail()}") from None
+        if proc.poll() is not None:
+            raise RuntimeError(f"mesos-nb local exited with {proc.returncode}:\n{cp.log_tail()}")
     except BaseException:
         stop_cluster_process(cp)
         raise
