@@ -1,6 +1,8 @@
 """mesos-nb: Apache Mesos re-made in Python, notebook first."""
 
-__version__ = "1.12.0"
+from mesos_nb.protocol.version import VERSION as __version__
+
+__all__ = ["__version__", "connect", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython):  # noqa: ANN001 - IPython's extension hook

@@ -24,6 +24,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mesos_nb.protocol.version import VERSION
+
 ENV_PREFIX = "MESOS_NB_"
 DEFAULT_MASTER = "127.0.0.1:5050"
 TERMINAL = {
@@ -104,7 +106,7 @@ def _log_level(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mesos-nb", description="Apache Mesos re-made in Python, notebook first.")
-    p.add_argument("--version", action="version", version="mesos-nb 1.12.0")
+    p.add_argument("--version", action="version", version=f"mesos-nb {VERSION}")
     master_default = os.environ.get(ENV_PREFIX + "MASTER") or DEFAULT_MASTER
     p.add_argument("--master", default=master_default,
                    help="the master, HOST:PORT [$MESOS_NB_MASTER, else 127.0.0.1:5050]")

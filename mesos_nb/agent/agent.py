@@ -50,6 +50,7 @@ from mesos_nb.protocol.messages import (
     is_terminal,
 )
 from mesos_nb.protocol.resources import Resources
+from mesos_nb.protocol.version import VERSION
 
 from . import checkpoint as ckpt
 from . import sandbox
@@ -71,7 +72,6 @@ from .status_updates import StatusUpdateManager, UpdateStore
 
 logger = logging.getLogger("mesos_nb.agent")
 
-VERSION = "1.12.0"
 MAX_COMPLETED_FRAMEWORKS = 50
 MAX_COMPLETED_EXECUTORS_PER_FRAMEWORK = 150
 MAX_COMPLETED_TASKS_PER_EXECUTOR = 200

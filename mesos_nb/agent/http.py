@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 from aiohttp import web
 
+from ..protocol.version import VERSION
 from .attributes import attributes_dict
 from .executor_api import handle_executor
 
@@ -88,7 +89,7 @@ def _framework_json(agent: Agent, fw: FrameworkEntry) -> dict[str, Any]:
 def state_json(agent: Agent) -> dict[str, Any]:
     cfg = agent.config
     return {
-        "version": "1.12.0",
+        "version": VERSION,
         "build_date": "", "build_time": 0, "build_user": "",
         "start_time": agent.start_time,
         "id": agent.agent_id or "",

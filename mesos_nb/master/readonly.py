@@ -15,9 +15,9 @@ import msgspec
 import psutil
 from aiohttp import web
 
-from .. import __version__
 from ..protocol import messages as m
 from ..protocol.resources import Resources
+from ..protocol.version import VERSION as __version__
 
 if TYPE_CHECKING:
     from .model import Agent, Framework, Task

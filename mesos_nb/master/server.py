@@ -23,10 +23,10 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
-from .. import __version__
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol import recordio
+from ..protocol.version import VERSION as __version__
 from .core import CallError, EndStream, MasterCore, ToAgent, ToChannel, ToFramework
 from .readonly import ReadOnlyViews
 from .registry import Registry

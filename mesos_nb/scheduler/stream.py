@@ -6,11 +6,11 @@ clock and random source, byte chunks split anywhere) without a master or a socke
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 
 from mesos_nb.protocol import recordio
+from mesos_nb.protocol.backoff import Backoff
 from mesos_nb.protocol.messages import Event, decode
 
 DEFAULT_HEARTBEAT_INTERVAL = 15.0
@@ -67,29 +67,6 @@ class Watchdog:
 
     def expired(self) -> bool:
         return self.remaining() <= 0
-
-
-class Backoff:
-    """Exponential backoff with jitter: attempt n waits in [cap/2, cap], cap = min(max, base*2^n)."""
-
-    def __init__(
-        self,
-        base: float = 0.25,
-        maximum: float = 15.0,
-        rng: Callable[[], float] = random.random,
-    ) -> None:
-        self.base = base
-        self.maximum = maximum
-        self._rng = rng
-        self.attempt = 0
-
-    def next(self) -> float:
-        cap = min(self.maximum, self.base * (2 ** min(self.attempt, 30)))
-        self.attempt += 1
-        return cap / 2 + self._rng() * cap / 2
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 def normalize_master(master: str) -> str:
