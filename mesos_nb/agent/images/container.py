@@ -57,7 +57,7 @@ async def prepare_container(store: ImageStore, source: ImageSource, image: str |
                             sandbox_target: str = SANDBOX_TARGET,
                             then: Callable[[], None] | None = None) -> PreparedContainer:
     """Everything needed to exec a task in ``image`` (see the module doc). Raises
-    ReferenceError / ImageError with a one-sentence reason (for TASK_FAILED)."""
+    ImageReferenceError / ImageError with a one-sentence reason (for TASK_FAILED)."""
     ref = parse_reference(image) if isinstance(image, str) else image
     stored = await store.pull(ref, source, cached=cached, hold=True)
     try:

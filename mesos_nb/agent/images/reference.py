@@ -19,7 +19,7 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}\Z")
 
 
-class ReferenceError(ValueError):
+class ImageReferenceError(ValueError):
     """A malformed image reference; the message names the part that is wrong."""
 
 
@@ -57,38 +57,38 @@ class ImageReference:
 
 
 def parse_reference(text: str) -> ImageReference:
-    """Parse an image reference or raise :class:`ReferenceError` saying what is wrong."""
+    """Parse an image reference or raise :class:`ImageReferenceError` saying what is wrong."""
     if not isinstance(text, str) or not text.strip():
-        raise ReferenceError("image reference is empty")
+        raise ImageReferenceError("image reference is empty")
     s = text.strip()
     if len(s) > 512:
-        raise ReferenceError(f"image reference is too long ({len(s)} characters)")
+        raise ImageReferenceError(f"image reference is too long ({len(s)} characters)")
     digest = None
     if "@" in s:
         s, _, digest = s.partition("@")
         if "@" in digest:
-            raise ReferenceError(f"image reference {text!r} has more than one '@'")
+            raise ImageReferenceError(f"image reference {text!r} has more than one '@'")
         if not _DIGEST.match(digest):
-            raise ReferenceError(f"image reference {text!r}: {digest!r} is not a digest (algorithm:hex)")
+            raise ImageReferenceError(f"image reference {text!r}: {digest!r} is not a digest (algorithm:hex)")
     tag = None
     head, sep, last = s.rpartition(":")
     if sep and "/" not in last:
         s, tag = head, last
         if not _TAG.match(tag):
-            raise ReferenceError(f"image reference {text!r}: {tag!r} is not a valid tag")
+            raise ImageReferenceError(f"image reference {text!r}: {tag!r} is not a valid tag")
     registry = None
     first, slash, rest = s.partition("/")
     if slash and ("." in first or ":" in first or first == "localhost"):
         registry, s = first, rest
         if not re.match(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]{1,5})?\Z", registry):
-            raise ReferenceError(f"image reference {text!r}: {registry!r} is not a registry host[:port]")
+            raise ImageReferenceError(f"image reference {text!r}: {registry!r} is not a registry host[:port]")
     if not s:
-        raise ReferenceError(f"image reference {text!r} has no repository name")
+        raise ImageReferenceError(f"image reference {text!r} has no repository name")
     if len(s) >= 256:
-        raise ReferenceError(f"image reference {text!r}: repository name is 256 characters or more")
+        raise ImageReferenceError(f"image reference {text!r}: repository name is 256 characters or more")
     for comp in s.split("/"):
         if not _COMPONENT.match(comp):
-            raise ReferenceError(
+            raise ImageReferenceError(
                 f"image reference {text!r}: repository component {comp!r} must be lower-case "
                 "letters and digits separated by '.', '_', '__' or '-'")
     return ImageReference(registry, s, tag, digest)

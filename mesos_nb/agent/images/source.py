@@ -36,7 +36,7 @@ class ResolvedImage:
 
 
 class ImageSource(Protocol):
-    """Where images come from. Both methods may raise ImageError / ReferenceError / OSError."""
+    """Where images come from. Both methods may raise ImageError / ImageReferenceError / OSError."""
 
     name: str
 
