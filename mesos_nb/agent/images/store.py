@@ -180,7 +180,11 @@ class ImageStore:
         self.hold(pin)  # an eviction triggered by another pull must not take these mid-pull
         try:
             before = self.stats["layer_downloads"]
-            await asyncio.gather(*(self._ensure_layer(source, resolved, layer) for layer in resolved.layers))
+            results = await asyncio.gather(*(self._ensure_layer(source, resolved, layer)
+                                             for layer in resolved.layers), return_exceptions=True)
+            for r in results:  # every layer settled (no download left running), then the first error
+                if isinstance(r, BaseException):
+                    raise r
             downloaded = self.stats["layer_downloads"] - before
             self._write_image(resolved, source.name)
             image = self.cached(ref, source.name)
