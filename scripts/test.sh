@@ -12,6 +12,7 @@ need=()
 [ -x /usr/share/zookeeper/bin/zkServer.sh ] || need+=(zookeeper)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)  # Spark workers
+command -v busybox >/dev/null 2>&1 && command -v docker-registry >/dev/null 2>&1 || need+=(busybox-static docker-registry)  # image tests
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   log "installing Debian packages: ${need[*]}"
