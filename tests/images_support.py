@@ -116,9 +116,23 @@ def make_image(marker: str = "image-marker", *, user: str = "app", filler: bytes
                      config, repo, tag)
 
 
-def save_manifest_tar(img: TestImage, path: Path) -> Path:
-    """A `docker save` archive in the manifest.json layout (Docker 1.10 – 24)."""
+def save_manifest_tar(img: TestImage, path: Path, *, oci: bool = False) -> Path:
+    """A `docker save` archive in the manifest.json layout (Docker 1.10 – 24), or with
+    ``oci=True`` the Docker >= 25 one (blobs/sha256/<hex>, index.json, oci-layout)."""
     t = TarBuilder()
+    if oci:
+        cfg = "blobs/sha256/" + sha(img.config_bytes).split(":")[1]
+        t.dir("blobs").dir("blobs/sha256").file(cfg, img.config_bytes)
+        names = []
+        for layer, d in zip(img.layers, img.diff_ids, strict=True):
+            names.append("blobs/sha256/" + d.split(":")[1])
+            t.file(names[-1], layer)
+        t.file("oci-layout", '{"imageLayoutVersion":"1.0.0"}').file("index.json", '{"schemaVersion":2,"manifests":[]}')
+        t.file("manifest.json", json.dumps([{"Config": cfg, "RepoTags": [f"{img.repo}:{img.tag}"], "Layers": names}]))
+        t.file("repositories", json.dumps({img.repo: {img.tag: img.diff_ids[-1].split(":")[1]}}))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(t.bytes())
+        return path
     cfg_name = sha(img.config_bytes).split(":")[1] + ".json"
     t.file(cfg_name, img.config_bytes)
     names = []

@@ -86,6 +86,15 @@ async def test_legacy_layout_and_layers_shared_with_manifest_layout(tmp_path, im
     assert modern.fetches == []  # same DiffIDs: the layers are already stored
 
 
+async def test_docker25_oci_style_archive(tmp_path):
+    img = make_image()
+    d = tmp_path / "images"
+    save_manifest_tar(img, d / "team" / "app:v1.tar", oci=True)  # "team/app:v1": '/' is a subdirectory
+    src = Counting(TarballSource(str(d)))
+    image = await ImageStore(str(tmp_path / "store")).pull("team/app:v1", src)
+    assert image.layer_ids == img.diff_ids and len(src.fetches) == 2
+
+
 async def test_missing_image_and_tampered_layer_are_refused(tmp_path):
     d = tmp_path / "images"
     d.mkdir()

@@ -271,3 +271,38 @@ def test_read_image_file_resolves_symlinks_inside_the_root(tmp_path):
     os.symlink("/etc/loop", root / "etc" / "loop")
     with pytest.raises(ImageError, match="too many symlinks"):
         read_image_file(str(root), "/etc/loop")
+
+
+async def test_bearer_token_is_cached_until_it_expires():
+    """Token lifetime: expires_in (never under 60 s), reused for the same host and scope."""
+    from aiohttp import web
+    from conftest import free_port
+
+    from mesos_nb.agent.images.registry import RegistrySource
+
+    issued = []
+
+    async def token(request):
+        issued.append(request.query["scope"])
+        return web.json_response({"token": f"t{len(issued)}", "expires_in": 10})
+
+    app = web.Application()
+    app.router.add_get("/token", token)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    now = [1000.0]
+    src = RegistrySource(f"http://127.0.0.1:{port}", clock=lambda: now[0])
+    try:
+        params = {"realm": f"http://127.0.0.1:{port}/token", "service": "s"}
+        assert await src._token("h", params, "repository:a:pull") == "t1"
+        now[0] += 50  # expires_in 10 is raised to 60: still valid
+        assert await src._token("h", params, "repository:a:pull") == "t1"
+        assert await src._token("h", params, "repository:b:pull") == "t2"  # another scope
+        now[0] += 20
+        assert await src._token("h", params, "repository:a:pull") == "t3"
+        assert issued == ["repository:a:pull", "repository:b:pull", "repository:a:pull"]
+    finally:
+        await src.close()
+        await runner.cleanup()
