@@ -198,7 +198,9 @@ class RegistrySource:
                 r.release()
                 scheme, params = parse_challenge(challenge)
                 if scheme == "bearer":
-                    auth = "Bearer " + await self._token(host, params, params.get("scope") or scope)
+                    want = params.get("scope") or scope
+                    self._tokens.pop((host, want), None)  # refused: a cached token is stale
+                    auth = "Bearer " + await self._token(host, params, want)
                     continue
                 if scheme == "basic" and self._creds(host):
                     auth = _basic(*self._creds(host))  # type: ignore[misc]
