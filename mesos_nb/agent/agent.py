@@ -326,8 +326,7 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         self.status_updates.close()
         for fw in self.frameworks.values():
             for ex in fw.executors.values():
-                if ex.timer is not None:
-                    ex.timer.cancel()
+                ex.cancel_timer()
                 if ex.stream is not None:
                     ex.stream.close()
                 for t in ex.tasks.values():

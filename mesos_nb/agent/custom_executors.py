@@ -178,8 +178,7 @@ class CustomExecutors:
         self._executor_exited(fw, ex, status)
 
     def _arm_registration(self, fw: FrameworkEntry, ex: ExecutorEntry, timeout: float, reason: str) -> None:
-        if ex.timer is not None:
-            ex.timer.cancel()
+        ex.cancel_timer()
         ex.timer = asyncio.get_running_loop().call_later(timeout, self._registration_timeout, fw, ex, reason, timeout)
 
     def _registration_timeout(self, fw: FrameworkEntry, ex: ExecutorEntry, reason: str, timeout: float) -> None:
@@ -203,9 +202,7 @@ class CustomExecutors:
         ex.queued.clear()
 
     def _executor_exited(self, fw: FrameworkEntry, ex: ExecutorEntry, status: int) -> None:
-        if ex.timer is not None:
-            ex.timer.cancel()
-            ex.timer = None
+        ex.cancel_timer()
         ex.state = "TERMINATED"
         if ex.stream is not None:
             ex.stream.close()
@@ -229,9 +226,7 @@ class CustomExecutors:
         first = not ex.launched and not ex.recovered
         ex.stream = stream
         ex.state = "RUNNING"
-        if ex.timer is not None:
-            ex.timer.cancel()
-            ex.timer = None
+        ex.cancel_timer()
         unacked = {t.task_id.value for t in sub.unacknowledged_tasks}
         ex.launched |= unacked & set(ex.tasks)
         logger.info("executor %s agent=%s framework=%s executor=%s", "subscribed" if first else "re-subscribed",

@@ -151,9 +151,7 @@ class Lifecycle:
     def _executor_done(self, fw: FrameworkEntry, ex: ExecutorEntry, status: int | None) -> None:
         ex_id = ex.executor_id
         ex.state = "TERMINATED"
-        if ex.timer is not None:
-            ex.timer.cancel()
-            ex.timer = None
+        ex.cancel_timer()
         if fw.executors.get(ex_id) is ex:
             del fw.executors[ex_id]
             fw.completed_executors.append(ex)

@@ -78,6 +78,12 @@ class ExecutorEntry:
     def executor_id(self) -> str:
         return self.info.executor_id.value
 
+    def cancel_timer(self) -> None:
+        """Stop the (re-)registration timeout, if one is armed."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
 
 class FrameworkEntry:
     __slots__ = ("info", "executors", "completed_executors")
