@@ -116,7 +116,6 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         self._sandbox_parents: set[str] = set()  # .../frameworks/<fw>/executors made already
         ngpus = int(self.total.scalar("gpus")) if "gpus" in self.total.names() else 0
         self._free_gpus: list[int] = list(range(ngpus))
-        self.health = None  # health.HealthChecks, created lazily
         self._handlers: dict[type, Callable[[Any], None]] = {
             RunTask: self._on_run_task,
             KillTask: self._on_kill_task,
