@@ -62,7 +62,7 @@ class Checkpointing:
             if not ex.checkpoint and self.agent_id is not None:
                 try:
                     # No /proc read on the launch path: at restart the process is recognised
-                    # by the MESOS_CONTAINER_ID in its environment (see _kill_pid).
+                    # by the MESOS_CONTAINER_ID in its environment (pid_identity.kill_if_ours).
                     self._pid_log.append(ckpt.framework_meta(self.config.work_dir, self.agent_id, ex.framework_id), {
                         "pid": container.pid, "container_id": ex.container_id})
                 except OSError:
