@@ -18,6 +18,7 @@ from conftest import wait_for
 from kazoo.client import KazooClient
 
 from mesos_nb.master.election import ElectionError, MasterContender
+from mesos_nb.master.registry_zk import ZkRegistry
 from mesos_nb.protocol import messages as m
 from mesos_nb.protocol.zk_detector import (
     DetectorError,
@@ -221,6 +222,41 @@ def test_detector_waits_for_a_group_that_does_not_exist_yet(zk_server, cleanup):
     wait_for(lambda: d.leader is None, 5, message="detector reports no leader once the group is empty")
 
 
+async def test_callbacks_arrive_on_the_event_loop(zk_server, cleanup):
+    """With ``loop=``, the asyncio master gets on_elected / on_leader_change on its own thread."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    got: list[tuple[str, object, int]] = []
+    elected = asyncio.Event()
+
+    def on_elected() -> None:
+        got.append(("elected", None, threading.get_ident()))
+        elected.set()
+
+    c = MasterContender(zk_server.unique_url(), info(5141), session_timeout=SESSION, loop=loop,
+                        on_elected=on_elected,
+                        on_leader_change=lambda addr: got.append(("leader", addr, threading.get_ident())))
+    await asyncio.to_thread(c.start)
+    cleanup.append(c)
+    await asyncio.wait_for(elected.wait(), 10)
+    assert [(k, v) for k, v, _ in got] == [("leader", "127.0.0.1:5141"), ("elected", None)]
+    assert {t for _, _, t in got} == {threading.get_ident()}
+
+
+def test_registry_znodes_are_not_group_members(zk_server, cleanup):
+    url = zk_server.unique_url()
+    reg = ZkRegistry(url, session_timeout=SESSION).start()
+    reg.recover("m")
+    cleanup.append(type("R", (), {"stop": lambda self: reg.close()})())
+    d = MasterDetector(url, session_timeout=SESSION).start()
+    cleanup.append(d)
+    assert d.leader is None  # only log_replicas/ exists: no leader, no error
+    a = contender(url, 5151)
+    cleanup.append(a)
+    assert d.wait_for_leader(5) == "127.0.0.1:5151"
+
+
 def test_unreachable_zookeeper_is_one_clear_error():
     with pytest.raises(DetectorError, match="Could not connect to ZooKeeper at zk://127.0.0.1:1/mesos"):
         MasterDetector("zk://127.0.0.1:1/mesos").start(connect_timeout=0.5)
@@ -291,6 +327,9 @@ def test_pymesos_detector_reads_our_znodes(zk_server, cleanup):
     """pymesos 0.3.15's own MasterDetector (kazoo, chroot = our path) and its own znode parser
     follow our election: first leader, then the successor after the leader withdraws."""
     url = zk_server.unique_url()
+    reg = ZkRegistry(url, session_timeout=SESSION).start()
+    reg.recover("m")  # the registry's log_replicas/ sibling must not confuse pymesos
+    cleanup.append(type("R", (), {"stop": lambda self: reg.close()})())
     a = contender(url, 5131)
     assert a.wait_elected(10)
     b = contender(url, 5132)
