@@ -30,7 +30,7 @@ class InvalidDefinition(ValueError):
         super().__init__(f"{field}: {message}" if field else message)
 
 
-class _Def(Struct, kw_only=True, omit_defaults=True, rename="camel", forbid_unknown_fields=True):
+class _Def(Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
     pass
 
 
