@@ -231,7 +231,8 @@ async def discovery(request: web.Request) -> web.Response:
 async def info(request: web.Request) -> web.Response:
     fw = _fw(request)
     return web.json_response({"name": fw.name, "frameworkId": fw.framework_id, "master": fw.master,
-                              "leader": True, "roles": list(fw.roles)})
+                              "leader": True, "roles": list(fw.roles), "reconciledAt": fw.reconciled_at,
+                              "ticksSinceSubscribed": fw.ticks, "offersSeen": fw.offers_seen})
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -84,6 +84,8 @@ class AppsFramework(Scheduler):
         self.suppressed = False
         self.reconciled_at: float | None = None
         self.subscribed_at: float | None = None
+        self.ticks = 0  # ticks since the last (re)subscription, for tests and /v2/info
+        self.offers_seen = 0
         self._session: aiohttp.ClientSession | None = None
         self._tick_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
@@ -166,10 +168,12 @@ class AppsFramework(Scheduler):
         if known:
             await driver.reconcile([(t, a) for t, a in known])
         self.reconciled_at = self.clock()
+        self.ticks = 0
         self._want_revive = True
 
     async def offers(self, driver: Any, offers: list[Offer]) -> None:
         now = self.clock()
+        self.offers_seen += len(offers)
         wanted = {a.id: plan(a, self.app_instances(a.id), self.backoffs.get(a.id, Backoff()), now).launch
                   for a in self.apps.values()}
         for offer in offers:
@@ -278,6 +282,7 @@ class AppsFramework(Scheduler):
         if driver is None or not driver.connected:
             return
         now = self.clock()
+        self.ticks += 1
         work = False
         for inst in list(self.instances.values()):
             app = self.apps.get(inst.app_id)
