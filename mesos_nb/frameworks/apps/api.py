@@ -239,11 +239,15 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(spec())
 
 
+async def ping(request: web.Request) -> web.Response:
+    return web.Response(text="pong")
+
+
 def make_app(fw: Any) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=16 * 1024 * 1024)
     app[FW] = fw
     r = app.router
-    r.add_get("/ping", lambda _r: web.Response(text="pong"))
+    r.add_get("/ping", ping)
     r.add_get("/v2/info", info)
     r.add_get("/openapi.json", openapi)
     r.add_get("/v2/apps", list_apps)

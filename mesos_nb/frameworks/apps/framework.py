@@ -134,6 +134,10 @@ class AppsFramework(Scheduler):
         same = old is not None and msgspec.structs.replace(old, instances=app.instances, version=None) == \
             msgspec.structs.replace(app, version=None)
         version = old.version if (same and not restart) else new_version(now)
+        bump = now
+        while old is not None and (not same or restart) and version <= (old.version or ""):
+            bump += 0.001  # versions are timestamps; two changes within 1 ms still differ
+            version = new_version(bump)
         app = msgspec.structs.replace(app, version=version)
         if old is None or old.version != version:
             self.backoffs.pop(app.id, None)

@@ -114,7 +114,7 @@ RunStatus = Literal["INITIAL", "STARTING", "ACTIVE", "SUCCESS", "FAILED", "SKIPP
 FINISHED = frozenset({"SUCCESS", "FAILED", "SKIPPED"})
 
 
-class Attempt(Struct, kw_only=True, omit_defaults=True, rename="camel"):
+class Attempt(Struct, kw_only=True, rename="camel"):
     """One task of a run (a run retries by launching another attempt)."""
 
     task_id: str
@@ -128,7 +128,7 @@ class Attempt(Struct, kw_only=True, omit_defaults=True, rename="camel"):
     sandbox: str | None = None  # agent /files/browse URL of the sandbox
 
 
-class RunRecord(Struct, kw_only=True, omit_defaults=True, rename="camel"):
+class RunRecord(Struct, kw_only=True, rename="camel"):
     """A job run: its trigger, status, attempts and (notebooks) the executed copy."""
 
     id: str
