@@ -106,27 +106,39 @@ class Framework:
     proc: subprocess.Popen | None = None
     api: str = ""
     dns_port: int = 0
+    name: str = "framework"
 
-    def start(self, timeout: float = 60.0) -> Framework:
+    def spawn(self, clear: bool = True) -> Framework:
+        """Start the process; ``clear=False`` for a second replica (it waits for the lock)."""
         ep = self.state_dir / "endpoints.json"
-        if ep.exists():
+        if clear and ep.exists():
             ep.unlink()
         self.proc = _spawn(["-m", "mesos_nb.frameworks.apps", "--master", self.master, "--state", str(self.state_dir),
                             "--port", "0", "--dns-port", "0"], self.log, cli_env())
+        return self
+
+    def wait_up(self, timeout: float = 60.0) -> Framework:
+        """Until this process leads: its endpoints file is written and it has reconciled."""
+        ep = self.state_dir / "endpoints.json"
 
         def up() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"the framework exited:\n{tail(self.log)}")
             info = json.loads(ep.read_text())
+            if self.proc is None or info["pid"] != self.proc.pid:
+                return False
             self.api, self.dns_port = info["api"], info["dns_port"]
             return bool(get(self.api + "/v2/info").get("reconciledAt"))
 
         wait_for(up, timeout, message="the apps framework subscribed")
         return self
 
+    def start(self, timeout: float = 60.0) -> Framework:
+        return self.spawn().wait_up(timeout)
+
     @property
     def log(self) -> Path:
-        return self.state_dir.parent / (self.state_dir.name + ".log")
+        return self.state_dir.parent / f"{self.name}.log"
 
     def kill9(self) -> None:
         assert self.proc is not None

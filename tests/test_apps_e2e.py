@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -116,6 +117,49 @@ def test_framework_sigkill_restart_adopts_instances(fw, cluster):
     client.delete_app("keep", url=fw.api)
 
 
+def test_standby_replica_takes_over_and_adopts(fw):
+    client.deploy(sleeper("ha", instances=2), url=fw.api)
+    before = poll(fw, "two instances", lambda: running_ids(client.get_app("ha", url=fw.api)), lambda ids: len(ids) == 2)
+    standby = Framework(fw.state_dir, fw.master, name="standby").spawn(clear=False)
+    try:
+        check(lambda: "standing by" in standby.log.read_text(), fw, "the second replica stands by")
+        assert json.loads((fw.state_dir / "endpoints.json").read_text())["pid"] == fw.proc.pid
+        fw.kill9()
+        standby.wait_up()
+        check(lambda: standby.get("/v2/info")["ticksSinceSubscribed"] >= 30, standby, "30 ticks")
+        assert running_ids(client.get_app("ha", url=standby.api)) == before
+    finally:
+        # the module's framework is now the standby
+        fw.proc, fw.api, fw.dns_port, fw.name = standby.proc, standby.api, standby.dns_port, standby.name
+    client.delete_app("ha", url=fw.api)
+
+
+def test_rolling_restart_keeps_minimum_healthy(fw):
+    client.deploy(sleeper("roll", instances=3, upgradeStrategy={"minimumHealthCapacity": 0.5,
+                                                                  "maximumOverCapacity": 0},
+                          healthChecks=[{"protocol": "COMMAND", "command": "true", "gracePeriodSeconds": 20,
+                                         "intervalSeconds": 1, "timeoutSeconds": 5}]), url=fw.api)
+
+    def healthy(app):
+        return {t["taskId"] for t in app["tasks"] if t.get("state") == "TASK_RUNNING" and t.get("healthy")
+                and not t.get("killing")}
+
+    before = poll(fw, "three healthy", lambda: healthy(client.get_app("roll", url=fw.api)), lambda h: len(h) == 3)
+    client.restart("roll", url=fw.api)
+    lowest = 3
+
+    def done():
+        nonlocal lowest
+        app = client.get_app("roll", url=fw.api)
+        h = healthy(app)
+        lowest = min(lowest, len(h))
+        return len(h) == 3 and not (h & before) and len(app["tasks"]) == 3
+
+    check(done, fw, "three new healthy instances")
+    assert lowest >= 2  # ceil(3 x 0.5)
+    client.delete_app("roll", url=fw.api)
+
+
 def test_dns_srv_and_discovery_answer_healthy_instances(fw):
     client.deploy({"id": "web", "cmd": "exec python3 -m http.server --bind 127.0.0.1 $PORT0", "instances": 2,
                    "cpus": 0.1, "mem": 64, "ports": [0], "constraints": [["hostname", "UNIQUE"]],
@@ -216,8 +260,6 @@ def _notebook(*sources: str, params: str = "x = 1\nname = 'nobody'") -> dict:
 
 def test_notebook_job_keeps_executed_copy_with_parameters(fw, tmp_path):
     nb = tmp_path / "report.ipynb"
-    import json
-
     nb.write_text(json.dumps(_notebook("print(f'{name}:{x * 2}')")))
     client.schedule_notebook("report", str(nb), {"x": 21, "name": "zoe"}, url=fw.api, mem=256, cpus=0.5)
     run = client.run_job("report", url=fw.api)
@@ -235,8 +277,6 @@ def test_notebook_job_keeps_executed_copy_with_parameters(fw, tmp_path):
 
 def test_failing_notebook_records_the_failing_cell(fw, tmp_path):
     nb = tmp_path / "broken.ipynb"
-    import json
-
     nb.write_text(json.dumps(_notebook("y = x + 1", "raise ValueError(f'boom {y}')", "print('never')")))
     client.schedule_notebook("broken", str(nb), {"x": 4}, url=fw.api, mem=256, cpus=0.5)
     run = client.run_job("broken", url=fw.api)
