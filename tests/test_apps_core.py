@@ -163,6 +163,13 @@ def test_scale_up_down_and_suspend():
     assert set(plan(app(instances=0), [inst(1), inst(2)], Backoff(), 0).kill) == {"t1", "t2"}
 
 
+def test_unreachable_instance_is_replaced_and_surplus_killed_when_back():
+    a = app(instances=2)
+    assert plan(a, [inst(1), inst(2, state="TASK_UNREACHABLE")], Backoff(), 0).launch == 1
+    back = plan(a, [inst(1, launched=1), inst(2, launched=2), inst(3, launched=3)], Backoff(), 0)
+    assert back.kill == ["t3"] and back.launch == 0
+
+
 def test_backoff_delays_launches_and_grows():
     a = app(instances=1, backoffSeconds=1, backoffFactor=2, maxLaunchDelaySeconds=5)
     b = after_failure(a, Backoff(), 100.0)

@@ -229,6 +229,21 @@ def test_job_forbid_skips_while_a_run_is_active(fw):
     assert max_active == 1 and "FORBID" in skipped[0]["message"]
 
 
+def test_job_replace_kills_the_active_run(fw, cluster):
+    client.schedule_job({"id": "repl", "cmd": "exec sleep 100", "mem": 16, "concurrencyPolicy": "REPLACE",
+                         "schedule": f"R/{_start_in(1)}/PT2S"}, url=fw.api)
+    runs = poll(fw, "a replaced run", lambda: fw.runs("repl"),
+                lambda rs: any(r["status"] == "FAILED" for r in rs) and any(r["status"] == "ACTIVE" for r in rs))
+    client.delete_job("repl", url=fw.api)
+    replaced = [r for r in runs if r["status"] == "FAILED"][0]
+    assert "REPLACE" in replaced["message"] and replaced["attempts"][0]["state"] == "TASK_KILLED"
+    assert sum(r["status"] == "ACTIVE" for r in runs) == 1
+    fid = fw.get("/v2/info")["frameworkId"]
+    # deleting the job killed its active run
+    check(lambda: all(t["state"] != "TASK_RUNNING" for t in cluster.framework_tasks(fid) if t["id"].startswith("repl.")),
+          fw, "the deleted job's run killed")
+
+
 def test_child_runs_only_after_parent_succeeded(fw, scratch):
     client.schedule_job({"id": "parent", "cmd": f"test -f {scratch}/ok", "mem": 16}, url=fw.api)
     client.schedule_job({"id": "child", "cmd": "true", "mem": 16, "parents": ["parent"]}, url=fw.api)

@@ -71,6 +71,11 @@ class JobRunner:
         return sorted(j.id for j in self.defs.values() if job_id in j.parents)
 
     def delete(self, job_id: str) -> None:
+        """Forget the job; its active runs are killed (their records stay until trimmed)."""
+        if self.fw.driver is not None:
+            for run in self.runs_of(job_id):
+                if run.active:
+                    self.fw.spawn(self._kill_run(self.fw.driver, run, "the job was deleted"))
         self.defs.pop(job_id, None)
         self.next_fire.pop(job_id, None)
         self.schedules.pop(job_id, None)
@@ -126,6 +131,12 @@ class JobRunner:
                     await self._kill_run(driver, run, "replaced by a newer run (REPLACE)")
         for run in list(self.runs.values()):
             job = self.defs.get(run.job_id)
+            if (run.status == "INITIAL" and not run.attempts and run.trigger == "schedule" and job
+                    and now - run.scheduled_at > job.starting_deadline_seconds):
+                why = f"not started within startingDeadlineSeconds {job.starting_deadline_seconds:g} (no offer fit)"
+                self._save(msgspec.structs.replace(run, status="FAILED", finished_at=now, message=why))
+                log.info("run failed job=%s run=%s: %s", run.job_id, run.id, why)
+                continue
             if run.status == "ACTIVE" and job and job.max_run_seconds and run.attempts:
                 a = run.attempts[-1]
                 if a.started_at and now - a.started_at > job.max_run_seconds:
@@ -134,6 +145,7 @@ class JobRunner:
         return self.pending(now)
 
     async def _kill_run(self, driver: Any, run: RunRecord, why: str) -> None:
+        log.info("killing run job=%s run=%s: %s", run.job_id, run.id, why)
         if run.status == "INITIAL":
             self._save(msgspec.structs.replace(run, status="FAILED", finished_at=self.fw.clock(), message=why))
             return
@@ -211,7 +223,7 @@ class JobRunner:
         if is_terminal(status.state) and run.active:
             job = self.defs.get(run.job_id)
             ok = status.state == "TASK_FINISHED"
-            replaced = bool(run.message and "REPLACE" in run.message)
+            replaced = bool(run.message and ("REPLACE" in run.message or "deleted" in run.message))
             if job is None or replaced:
                 nxt, when = ("SUCCESS" if ok else "FAILED"), now
             else:
@@ -221,8 +233,8 @@ class JobRunner:
                                               message=f"attempt {len(attempts)} failed: {status.message}; retrying")
                 self.fw.wake()
             else:
-                run = msgspec.structs.replace(run, status=nxt, finished_at=now, exit_code=a.exit_code,
-                                              message=status.message if not ok else run.message)
+                why = run.message if (ok or replaced) else status.message
+                run = msgspec.structs.replace(run, status=nxt, finished_at=now, exit_code=a.exit_code, message=why)
             if job is not None and job.notebook is not None and a.agent_id:
                 self.fw.spawn(self._collect_notebook(key or "", tid, a.agent_id))
             log.info("attempt ended job=%s run=%s task=%s state=%s run_status=%s", run.job_id, run.id, tid,

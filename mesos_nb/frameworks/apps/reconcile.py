@@ -95,7 +95,9 @@ def _kill_order(app: AppDef, inst: Instance) -> tuple:
 
 def plan(app: AppDef, instances: Sequence[Instance], backoff: Backoff, now: float) -> Plan:
     """What to do now for ``app`` given its known ``instances`` (terminal ones excluded)."""
-    live = [i for i in instances if not i.killing]
+    # an unreachable instance is replaced at once (Marathon's default unreachableStrategy);
+    # if it comes back, the surplus is killed like any other
+    live = [i for i in instances if not i.killing and i.state != "TASK_UNREACHABLE"]
     new = [i for i in live if i.version == app.version]
     old = [i for i in live if i.version != app.version]
     target = app.instances
