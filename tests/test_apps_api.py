@@ -4,9 +4,12 @@ the framework object is real but not subscribed (the API only stores definitions
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from conftest import REPO, cli_env, free_port
 from dnslib import QTYPE, DNSRecord
 
 from mesos_nb.frameworks.apps import notebooks
@@ -158,3 +161,28 @@ def test_notebook_command_and_failing_cell():
     assert notebooks.failing_cell(nb) == {"index": 2, "executionCount": 2, "source": "raise E", "ename": "E",
                                           "evalue": "v"}
     assert notebooks.failing_cell(json.loads(json.dumps({"cells": []}))) is None
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--zk", "zk://127.0.0.1:2181/apps", "--state", "x"], "not supported yet"),
+    ([], "--state DIR is required"),
+])
+def test_process_refuses_unsupported_options_with_one_sentence(args, says):
+    p = subprocess.run([sys.executable, "-m", "mesos_nb.frameworks.apps", *args], capture_output=True, text=True,
+                       env=cli_env(), cwd=str(REPO), timeout=60)
+    assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr
+
+
+def test_unreachable_master_is_one_sentence(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "mesos_nb.frameworks.apps", "--master", f"127.0.0.1:{free_port()}",
+                        "--state", str(tmp_path), "--port", "0", "--dns-port", "-1"],
+                       capture_output=True, text=True, env=cli_env(), cwd=str(REPO), timeout=120)
+    assert p.returncode == 2 and "cannot subscribe to the master" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_client_error_carries_the_servers_sentence(framework):
+    from mesos_nb.frameworks.apps import client
+
+    with pytest.raises(client.AppsError) as e:
+        client.list_apps(url=f"http://127.0.0.1:{free_port()}")
+    assert e.value.status == 0 and "unreachable" in str(e.value)

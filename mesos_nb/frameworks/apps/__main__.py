@@ -92,7 +92,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         try:
             fid = await fw.start()
-        except (ConnectionError, Exception) as e:  # noqa: BLE001 - one sentence, exit 2
+        except Exception as e:  # unreachable master, refused subscription: one sentence, exit 2
             print(f"cannot subscribe to the master at {args.master}: {e}", file=sys.stderr)
             return 2
         log.info("subscribed framework=%s", fid)
