@@ -22,6 +22,7 @@ import getpass
 import json
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -63,8 +64,6 @@ class AppsFramework(Scheduler):
                  failover_timeout: float = FAILOVER_TIMEOUT, results_dir: str | None = None,
                  api_url: str = "", python: str | None = None, principal: str | None = None,
                  secret: str | None = None, clock: Callable[[], float] = time.time) -> None:
-        import sys
-
         self.master = normalize_master(master)
         self.state = state
         self.name = name
@@ -82,6 +81,7 @@ class AppsFramework(Scheduler):
         self.jobs = JobRunner(self)
         self.driver: SchedulerDriver | None = None
         self.suppressed = False
+        self._want_revive = True  # new work since the last REVIVE (new definition, ended task)
         self.reconciled_at: float | None = None
         self.subscribed_at: float | None = None
         self.ticks = 0  # ticks since the last (re)subscription, for tests and /v2/info
@@ -269,8 +269,6 @@ class AppsFramework(Scheduler):
         log.error("framework error: %s", message)
 
     # ------------------------------------------------------------------ the tick
-    _want_revive = True
-
     async def _ticker(self) -> None:
         while True:
             try:
