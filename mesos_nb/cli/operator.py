@@ -16,10 +16,9 @@ from mesos_nb.client import (
     cluster_totals,
     locate,
 )
+from mesos_nb.client.tables import AGENT_HEADERS, SCALARS, agent_rows, num
 
-from .tables import num, print_table, used_total
-
-SCALARS = ("cpus", "mem", "disk", "gpus")
+from .tables import print_table
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -45,15 +44,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    state = MasterClient(args.master).state()
-    tasks_per: dict[str, int] = {}
-    for t, _fw in all_tasks(state, completed=False):
-        tasks_per[t.slave_id] = tasks_per.get(t.slave_id, 0) + 1
-    rows = [(s.id, f"{s.hostname}:{s.port if s.port is not None else ''}", "yes" if s.active else "no",
-             *(used_total(s.resources, s.used_resources, k) for k in SCALARS),
-             tasks_per.get(s.id, 0), ";".join(f"{k}:{v}" for k, v in s.attributes.items()))
-            for s in state.slaves]
-    print_table(["ID", "HOST", "ACTIVE", "CPUS", "MEM", "DISK", "GPUS", "TASKS", "ATTRIBUTES"], rows)
+    print_table(AGENT_HEADERS, agent_rows(MasterClient(args.master).state()))
     return 0
 
 

@@ -18,12 +18,12 @@ import time
 from typing import Any
 
 from mesos_nb.client import FileFollower, MasterClient, MesosClientError, drain, locate
+from mesos_nb.client.tables import num
 from mesos_nb.protocol.messages import Offer
 from mesos_nb.scheduler.pool import TaskHandle, TaskSpec, framework_info, match_offer, ports_of
 from mesos_nb.scheduler.tasks import new_task_id, parse_constraints
 
 from .errors import CLIError
-from .tables import num
 
 _EXIT_RE = re.compile(r"exited with status (\d+)")
 

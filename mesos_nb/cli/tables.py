@@ -34,16 +34,4 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: st
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
-def num(x: Any) -> str:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    return str(int(v)) if v.is_integer() else f"{v:.3f}".rstrip("0").rstrip(".")
-
-
-def used_total(res: dict[str, Any], used: dict[str, Any], name: str) -> str:
-    return f"{num(used.get(name, 0))}/{num(res.get(name, 0))}"
-
-
-__all__ = ["num", "print_table", "used_total"]
+__all__ = ["print_table"]

@@ -22,7 +22,7 @@ from typing import Any
 from mesos_nb.client import MasterClient, MesosClientError
 from mesos_nb.protocol.messages import Filters, Offer
 from mesos_nb.scheduler import BlockingSchedulerDriver, MesosError, Scheduler
-from mesos_nb.scheduler.pool import TaskSpec, framework_info, match_offer, ports_of
+from mesos_nb.scheduler.pool import TaskSpec, framework_ended, framework_info, match_offer, ports_of
 from mesos_nb.scheduler.tasks import attributes_match, matches_attributes, new_task_id, request
 
 from .display import amounts_text
@@ -162,9 +162,7 @@ class NotebookFramework(Scheduler):
 
     def error(self, driver: Any, message: str) -> None:
         self._error = message
-        for t in self.tasks.values():
-            if not t.done:
-                t._set("TASK_LOST", f"the master ended the framework: {message}")
+        framework_ended(self.tasks.values(), message)
 
     # ------------------------------------------------------------------ matching (loop thread)
     def _why(self, task: Task) -> str:

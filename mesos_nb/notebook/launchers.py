@@ -25,6 +25,15 @@ def _started(magics: Any) -> list[tuple[str, Any]]:
     return magics._frameworks_started
 
 
+def _sized(sub: str, count: str, n: int, mem: float, rest: str) -> Any:
+    """``--<count> N --cpus C --mem M`` for ``%mesos <sub>``."""
+    p = MagicParser(prog=f"%mesos {sub}", add_help=False)
+    p.add_argument(count, type=int, default=n)
+    p.add_argument("--cpus", type=float, default=1.0)
+    p.add_argument("--mem", type=float, default=mem)
+    return p.parse_args(shlex.split(rest))
+
+
 def dask(magics: Any, rest: str) -> Any:
     p = MagicParser(prog="%mesos dask", add_help=False)
     p.add_argument("--workers", type=int, default=2)
@@ -54,11 +63,7 @@ def dask(magics: Any, rest: str) -> Any:
 
 
 def spark(magics: Any, rest: str) -> Any:
-    p = MagicParser(prog="%mesos spark", add_help=False)
-    p.add_argument("--executors", type=int, default=2)
-    p.add_argument("--cpus", type=float, default=1.0)
-    p.add_argument("--mem", type=float, default=1024.0)
-    a = p.parse_args(shlex.split(rest))
+    a = _sized("spark", "--executors", 2, 1024.0, rest)
     from mesos_nb.frameworks.spark import SparkUnavailable, start_spark
 
     try:
@@ -70,11 +75,7 @@ def spark(magics: Any, rest: str) -> Any:
 
 
 def ipyparallel(magics: Any, rest: str) -> Any:
-    p = MagicParser(prog="%mesos ipyparallel", add_help=False)
-    p.add_argument("--engines", type=int, default=4)
-    p.add_argument("--cpus", type=float, default=1.0)
-    p.add_argument("--mem", type=float, default=256.0)
-    a = p.parse_args(shlex.split(rest))
+    a = _sized("ipyparallel", "--engines", 4, 256.0, rest)
     try:
         from mesos_nb.frameworks.ipyparallel import start_ipyparallel
     except ImportError:

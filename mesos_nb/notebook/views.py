@@ -20,6 +20,7 @@ from mesos_nb.client import (
     find_task,
     locate,
 )
+from mesos_nb.client.tables import AGENT_HEADERS, SCALARS, agent_rows, used_total
 from mesos_nb.protocol.state import FrameworkView, MasterState, TaskView
 from mesos_nb.scheduler.pool import PENDING
 
@@ -27,18 +28,12 @@ from .display import Logs, Message, Table, num
 from .errors import MagicParser, MesosNotebookError
 from .task import Task
 
-SCALARS = ("cpus", "mem", "disk", "gpus")
-
 
 def master_state(url: str) -> MasterState:
     try:
         return MasterClient(url).state()
     except MesosClientError as e:
         raise MesosNotebookError(str(e)) from None
-
-
-def _used_total(used: dict[str, Any], tot: dict[str, Any], k: str) -> str:
-    return f"{num(used.get(k, 0))}/{num(tot.get(k, 0))}"
 
 
 def status(magics: Any, rest: str = "") -> Table:
@@ -51,7 +46,7 @@ def status(magics: Any, rest: str = "") -> Table:
         ("agents", f"{sum(1 for s in state.slaves if s.active)} active / {len(state.slaves)}"),
         ("frameworks", f"{sum(1 for f in state.frameworks if f.active)} active / {len(state.frameworks)}"),
         ("tasks", ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"),
-    ] + [(f"{k} used/total", _used_total(used, tot, k)) for k in SCALARS]
+    ] + [(f"{k} used/total", used_total(tot, used, k)) for k in SCALARS]
     if magics.framework is not None:
         rows.append(("this notebook", f"framework {magics.framework.framework_id}"))
     return Table(f"Mesos cluster at {url}", ["FIELD", "VALUE"], rows)
@@ -59,16 +54,8 @@ def status(magics: Any, rest: str = "") -> Table:
 
 def agents(magics: Any, rest: str = "") -> Table:
     url = magics._master_url()
-    state = master_state(url)
-    running: dict[str, int] = {}
-    for t, _fw in all_tasks(state, completed=False):
-        running[t.slave_id] = running.get(t.slave_id, 0) + 1
-    rows = [(s.id, f"{s.hostname}:{s.port if s.port is not None else ''}", "yes" if s.active else "no",
-             *(_used_total(s.used_resources, s.resources, k) for k in SCALARS),
-             running.get(s.id, 0), ";".join(f"{k}:{v}" for k, v in s.attributes.items()))
-            for s in state.slaves]
-    return Table(f"{len(rows)} agent(s) of {url} (used/total)",
-                 ["ID", "HOST", "ACTIVE", "CPUS", "MEM", "DISK", "GPUS", "TASKS", "ATTRIBUTES"], rows)
+    rows = agent_rows(master_state(url))
+    return Table(f"{len(rows)} agent(s) of {url} (used/total)", AGENT_HEADERS, rows)
 
 
 def _all_flag(prog: str, rest: str) -> bool:

@@ -24,7 +24,7 @@ import getpass
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +163,13 @@ class TaskHandle:
     def __repr__(self) -> str:
         where = f" on {self.hostname}" if self.hostname else ""
         return f"<TaskHandle {self.id} {self.phase}{where}>"
+
+
+def framework_ended(tasks: Iterable[TaskHandle], message: str) -> None:
+    """The master sent ERROR (the framework is gone): every live task is lost to us."""
+    for t in tasks:
+        if not t.done:
+            t._set("TASK_LOST", f"the master ended the framework: {message}")
 
 
 # ============================================================================ the matcher
@@ -434,9 +441,7 @@ class TaskPool(Scheduler):
 
     def error(self, driver: Any, message: str) -> None:
         self.error = message
-        for t in self.tasks.values():
-            if not t.done:
-                t._set("TASK_LOST", f"the master ended the framework: {message}")
+        framework_ended(self.tasks.values(), message)
 
     def heartbeat(self, driver: Any) -> None:
         # say why we wait when offers stop coming at all
@@ -454,4 +459,4 @@ def _log_failure(t: asyncio.Future) -> None:
 
 
 __all__ = ["LAUNCHING", "PENDING", "RUNNING", "TaskHandle", "TaskPool", "TaskSpec", "current_user",
-           "framework_info", "match_offer", "ports_of", "unfit_reason"]
+           "framework_ended", "framework_info", "match_offer", "ports_of", "unfit_reason"]
