@@ -127,3 +127,13 @@ def test_client_reads_a_real_cluster_and_a_task_sandbox(cluster_process):
     box = locate(client, task.id)
     assert box.read("stdout").strip() == "hello-from-the-client"
     assert box.read("no-such-file") == ""
+
+
+def test_import_mesos_nb_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, mesos_nb; print(sorted(m for m in sys.modules if m.startswith("
+            "('mesos_nb.notebook', 'mesos_nb.frameworks', 'mesos_nb.cli', 'IPython', 'distributed', 'dask'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

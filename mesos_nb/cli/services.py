@@ -29,6 +29,17 @@ def _listen_error(what: str, host: str, port: int, e: OSError) -> CLIError:
     return CLIError(f"the {what} cannot listen on {host}:{port} ({why})")
 
 
+def _check_resources(text: str | None) -> None:
+    """A bad ``--resources`` is one sentence before anything starts."""
+    from mesos_nb.protocol.resources import ResourceParseError, Resources
+
+    if text is not None:
+        try:
+            Resources.parse(text)
+        except ResourceParseError as e:
+            raise CLIError(f"bad --resources: {e}") from None
+
+
 def cmd_master(args: argparse.Namespace) -> int:
     from mesos_nb import logs
 
@@ -61,14 +72,10 @@ def cmd_master(args: argparse.Namespace) -> int:
 def cmd_agent(args: argparse.Namespace) -> int:
     from mesos_nb import logs
     from mesos_nb.agent.attributes import parse_attributes
-    from mesos_nb.protocol.resources import ResourceParseError, Resources
+    from mesos_nb.protocol.resources import ResourceParseError
 
     logs.setup(args.log_level)
-    if args.resources is not None:
-        try:
-            Resources.parse(args.resources)
-        except ResourceParseError as e:
-            raise CLIError(f"bad --resources: {e}") from None
+    _check_resources(args.resources)
     try:
         parse_attributes(args.attributes)
     except ValueError as e:
@@ -110,13 +117,7 @@ def cmd_local(args: argparse.Namespace) -> int:
     logs.setup(args.log_level)
     if args.agents < 0:
         raise CLIError("--agents cannot be negative")
-    if args.resources is not None:
-        from mesos_nb.protocol.resources import ResourceParseError, Resources
-
-        try:
-            Resources.parse(args.resources)
-        except ResourceParseError as e:
-            raise CLIError(f"bad --resources: {e}") from None
+    _check_resources(args.resources)
 
     async def main() -> None:
         cluster = LocalCluster(agents=args.agents, port=args.port, work_dir=args.work_dir,
