@@ -137,3 +137,37 @@ def test_import_mesos_nb_stays_light():
             "('mesos_nb.notebook', 'mesos_nb.frameworks', 'mesos_nb.cli', 'IPython', 'distributed', 'dask'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_http_client_sends_the_auth_hook_headers_and_names_bad_bodies():
+    import http.server
+    import threading
+
+    from mesos_nb.client import HttpClient
+
+    seen: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's hook name
+            seen.append(self.headers.get("Authorization"))
+            body = b"not json" if self.path == "/bad" else b'{"version": "9"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        client = HttpClient(timeout=5, auth=lambda: {"Authorization": "Bearer s3cret"})
+        assert client.get_view(url + "/master/state", MasterState).version == "9"
+        assert seen == ["Bearer s3cret"]
+        with pytest.raises(MesosClientError, match="/bad did not answer the expected JSON"):
+            client.get_view(url + "/bad", MasterState)
+    finally:
+        server.shutdown()
+        server.server_close()
