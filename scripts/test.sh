@@ -47,5 +47,7 @@ fi
 
 log "ruff"
 .venv/bin/ruff check mesos_nb tests bench
+log "lint-imports (layers and cycles, see [tool.importlinter] in pyproject.toml)"
+.venv/bin/lint-imports
 log "pytest"
 exec .venv/bin/python -m pytest "$@"
