@@ -16,8 +16,9 @@ from mesos_nb.frameworks.apps import notebooks
 from mesos_nb.frameworks.apps.api import make_app
 from mesos_nb.frameworks.apps.dns import Resolver
 from mesos_nb.frameworks.apps.framework import AppsFramework
-from mesos_nb.frameworks.apps.model import parse_app, parse_job
+from mesos_nb.frameworks.apps.model import parse_app
 from mesos_nb.frameworks.apps.reconcile import Instance
+from mesos_nb.frameworks.apps.schedule import parse_job
 from mesos_nb.frameworks.apps.store import FileLock, SQLiteStore, State
 from mesos_nb.frameworks.apps.tasks import health_check, take
 from mesos_nb.protocol.resources import Resources

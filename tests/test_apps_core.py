@@ -15,7 +15,6 @@ from mesos_nb.frameworks.apps.model import (
     InvalidDefinition,
     RunRecord,
     parse_app,
-    parse_job,
     run_json,
 )
 from mesos_nb.frameworks.apps.reconcile import Backoff, Instance, after_failure, is_healthy, plan
@@ -24,6 +23,7 @@ from mesos_nb.frameworks.apps.schedule import (
     check_parents,
     decide,
     parse_duration,
+    parse_job,
     parse_schedule,
 )
 

@@ -14,8 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .model import InvalidDefinition, parse_app, parse_job, run_json, to_json
+from .model import InvalidDefinition, parse_app, run_json, to_json
 from .openapi import spec
+from .schedule import parse_job
 
 FW = web.AppKey("framework", object)
 

@@ -1,6 +1,6 @@
 """The jobs half of the framework shell: run records, attempts, retries, notebook results.
 
-:class:`JobRunner` belongs to an :class:`~.framework.AppsFramework`. Each tick it asks the pure
+:class:`JobRunner` belongs to the apps framework (seen through :class:`FrameworkShell`). Each tick it asks the pure
 :func:`~.schedule.decide` which runs start (and which active runs a ``REPLACE`` kills, which
 triggers ``FORBID`` skips), creates their :class:`RunRecord` (status ``INITIAL``) and launches
 them from offers. An attempt that fails goes back to ``INITIAL`` with a ``notBefore`` time
@@ -18,7 +18,7 @@ import string
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -33,8 +33,21 @@ from .model import Attempt, JobDef, RunRecord
 from .schedule import Schedule, after_attempt, check_parents, decide, parse_schedule
 from .tasks import exit_code, job_task, place_of, take
 
-if TYPE_CHECKING:
-    from .framework import AppsFramework
+
+class FrameworkShell(Protocol):
+    """What the runner needs of the framework that owns it (the framework imports the runner,
+    so the runner names only this seam, never the framework class)."""
+
+    driver: Any
+    results_dir: str
+    api_url: str
+    python: str
+
+    def clock(self) -> float: ...
+    def spawn(self, coro: Any) -> None: ...
+    def wake(self) -> None: ...
+    async def sandbox_of(self, agent_id: str, task_id: str) -> tuple[str, str] | None: ...
+    async def fetch_output_notebook(self, agent_id: str, task_id: str, dest: str) -> dict[str, Any] | None: ...
 
 log = logging.getLogger("mesos_nb.apps")
 
@@ -45,7 +58,7 @@ def new_run_id(now: float) -> str:
 
 
 class JobRunner:
-    def __init__(self, fw: AppsFramework) -> None:
+    def __init__(self, fw: FrameworkShell) -> None:
         self.fw = fw
         self.state = fw.state
         self.defs: dict[str, JobDef] = self.state.jobs()

@@ -269,49 +269,6 @@ def parse_app(obj: Any) -> AppDef:
     return app
 
 
-def parse_job(obj: Any) -> JobDef:
-    """A validated :class:`JobDef` (the schedule is parsed too)."""
-    from .schedule import parse_schedule  # one concept per module; schedule imports model
-
-    if not isinstance(obj, dict):
-        _raise("", "a job definition must be a JSON object")
-    job: JobDef = _convert(obj, JobDef)
-    if not JOB_ID.match(job.id):
-        _raise("id", "must be lower-case words [a-z0-9-] joined by dots (e.g. team.nightly)")
-    if bool(job.cmd) == bool(job.notebook):
-        _raise("cmd", "a job needs exactly one of cmd or notebook")
-    if job.notebook is not None and not isinstance(job.notebook.notebook.get("cells"), list):
-        _raise("notebook.notebook", "is not a notebook (no cells)")
-    if job.schedule and job.parents:
-        _raise("parents", "a job has a schedule or parents, not both")
-    if job.schedule:
-        try:
-            parse_schedule(job.schedule, job.timezone)
-        except ValueError as e:
-            _raise("schedule", str(e))
-    else:
-        try:
-            parse_schedule("* * * * *", job.timezone)
-        except ValueError as e:
-            _raise("timezone", str(e))
-    if job.id in job.parents:
-        _raise("parents", "a job cannot be its own parent")
-    _positive("cpus", job.cpus, 0.001)
-    _positive("mem", job.mem, 0.0, strict=True)
-    _positive("disk", job.disk)
-    _positive("gpus", job.gpus)
-    if job.retries < 0:
-        _raise("retries", f"must be >= 0 (got {job.retries})")
-    _positive("retryBackoffSeconds", job.retry_backoff_seconds)
-    _positive("retryBackoffFactor", job.retry_backoff_factor, 1.0)
-    if job.history_limit < 1:
-        _raise("historyLimit", "must be >= 1")
-    _positive("startingDeadlineSeconds", job.starting_deadline_seconds, 0.0, strict=True)
-    check_constraints(job.constraints)
-    _check_env(job.env)
-    return job
-
-
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p.title() for p in rest)
@@ -323,6 +280,6 @@ def to_json(obj: Any) -> Any:
 
 __all__ = [
     "AppDef", "Attempt", "FINISHED", "HealthCheck", "InvalidDefinition", "JobDef", "NotebookPayload",
-    "OPERATORS", "RunRecord", "UpgradeStrategy", "check_constraints", "parse_app", "parse_job",
+    "OPERATORS", "RunRecord", "UpgradeStrategy", "check_constraints", "parse_app",
     "run_json", "to_json",
 ]
