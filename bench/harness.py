@@ -67,10 +67,11 @@ class Child:
 
 
 def start_agents(master: str, n: int, resources: str, secret: str | None = None,
-                 per_connection: int = 5000) -> Child:
+                 per_connection: int = 5000, starting: bool = True) -> Child:
     env = {"BENCH_AGENT_SECRET": secret} if secret else None
-    return Child("bench.emulated_agents", ["--master", master, "--agents", str(n), "--resources", resources,
-                                           "--per-connection", str(per_connection), "--no-unregister"], env=env)
+    args = ["--master", master, "--agents", str(n), "--resources", resources,
+            "--per-connection", str(per_connection), "--no-unregister"]
+    return Child("bench.emulated_agents", args + ([] if starting else ["--no-starting"]), env=env)
 
 
 def start_health_probe(url: str, interval: float = 0.01) -> Child:

@@ -7,6 +7,7 @@
   master's worst event-loop stall, seen from inside;
 * a timer around ``core.allocate`` (an instance attribute wrapping the bound method, which
   the server calls through ``self.core.allocate``): the allocation cycle time;
+* a ``gc.callbacks`` hook timing every garbage collection (a stall can be the collector);
 * ``GET /bench/stats`` answering both as JSON (``?reset=1`` clears them) plus pid, RSS, CPU.
 
 It prints ``ready <port> <pid>`` on stdout once listening. :class:`MasterProcess` starts it
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -41,8 +43,25 @@ class LoopStats:
         self.alloc: list[float] = []
         self.alloc_max = 0.0
         self.started = time.monotonic()
+        self.gc_max = 0.0
+        self.gc_total = 0.0
+        self.gc_full = 0
+        self._gc_t0 = 0.0
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        """``gc.callbacks`` hook: a stall can be the collector, not the master's code."""
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+            return
+        d = time.perf_counter() - self._gc_t0
+        self.gc_total += d
+        self.gc_max = max(self.gc_max, d)
+        if info.get("generation") == 2:
+            self.gc_full += 1
 
     def reset(self) -> None:
+        self.gc_max = self.gc_total = 0.0
+        self.gc_full = 0
         self.max_gap = 0.0
         self.gaps_over_50ms = self.gaps_over_100ms = 0
         self.alloc = []
@@ -87,6 +106,9 @@ class LoopStats:
             "alloc_p50_s": a[len(a) // 2] if a else None,
             "alloc_max_s": self.alloc_max if a else None,
             "alloc_mean_s": (sum(a) / len(a)) if a else None,
+            "gc_max_pause_s": self.gc_max,
+            "gc_total_s": self.gc_total,
+            "gc_full_collections": self.gc_full,
         }
 
 
@@ -99,6 +121,7 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
     cfg = MasterConfig(host=host, port=port, agent_secret=secret, allocation_interval=allocation_interval)
     srv = MasterServer(cfg)
     stats = LoopStats()
+    gc.callbacks.append(stats.on_gc)
     srv.core.allocate = stats.time_allocate(srv.core.allocate)  # type: ignore[method-assign]
     me = psutil.Process()
     me.cpu_percent(None)

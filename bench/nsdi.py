@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -79,6 +80,8 @@ class Busy(Scheduler):
         self.lost = 0
         self.n = 0
         self.one = Resources.scalars_of(**TASK)
+        self.stopping = False
+        self.call_errors = 0
 
     async def offers(self, driver: SchedulerDriver, offers: list[Any]) -> None:
         calls = []
@@ -100,8 +103,10 @@ class Busy(Scheduler):
         if spare:
             calls.append(driver.decline(spare, refuse_seconds=self.refuse))
         for r in await asyncio.gather(*calls, return_exceptions=True):
-            if isinstance(r, Exception):
-                print(f"{self.name}: call failed: {r}", file=sys.stderr)
+            if isinstance(r, Exception) and not self.stopping:
+                self.call_errors += 1
+                if self.call_errors <= 3:
+                    print(f"{self.name}: call failed: {r}", file=sys.stderr)
 
     def update(self, driver: SchedulerDriver, status: TaskStatus) -> None:
         if status.state == "TASK_RUNNING":
@@ -235,6 +240,7 @@ async def run(agents: int, frameworks: int, duration: float, *, task_mean: float
             master.stats(reset=True)
             mcpu = CpuMeter(master.pid)
             acpu = CpuMeter(agents_p.proc.pid)
+            fcpu = CpuMeter(os.getpid())
             launched0 = sum(b.launched for b in busy)
             fin0 = sum(b.finished for b in busy)
             t0 = time.perf_counter()
@@ -255,11 +261,17 @@ async def run(agents: int, frameworks: int, duration: float, *, task_mean: float
             result["master_rss_bytes"] = mc["rss_bytes"]
             result["master_peak_rss_bytes"] = mc["peak_rss_bytes"]
             result["agents_cpu_share"] = acpu.result()["cpu_share"]
+            result["frameworks_cpu_share"] = fcpu.result()["cpu_share"]
+            result["load_1min_at_end"] = os.getloadavg()[0]
+            result.update({k: st[k] for k in ("gc_max_pause_s", "gc_total_s", "gc_full_collections")})
+            result["call_errors"] = sum(b.call_errors for b in busy)
             result["launch_rate_per_s"] = (sum(b.launched for b in busy) - launched0) / window
             result["finish_rate_per_s"] = (sum(b.finished for b in busy) - fin0) / window
             result["running_at_end"] = sum(b.running for b in busy)
             result["busy_lost"] = sum(b.lost for b in busy)
         finally:
+            for b in busy:
+                b.stopping = True
             for c in (probe, health):
                 if c is not None:
                     c.kill()

@@ -8,11 +8,11 @@ of its own.
 from __future__ import annotations
 
 import pytest
+from conftest import async_wait_for
 
 from bench.accept_10k import run as accept_run
 from bench.emulated_agents import EmulatedAgents, duration_labels, task_duration
 from bench.master_proc import MasterProcess
-from conftest import async_wait_for
 from mesos_nb.protocol.messages import ID, CommandInfo, FrameworkInfo, TaskInfo
 from mesos_nb.scheduler import Scheduler, SchedulerDriver
 
