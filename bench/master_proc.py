@@ -10,6 +10,7 @@
 * a ``gc.callbacks`` hook timing every garbage collection (a stall can be the collector);
 * ``GET /bench/stats`` answering both as JSON (``?reset=1`` clears them) plus pid, RSS, CPU.
 
+``--no-feed`` leaves the web UI's utilization feed unstarted (to measure what it costs).
 It prints ``ready <port> <pid>`` on stdout once listening. :class:`MasterProcess` starts it
 as a subprocess for the benchmarks and reads ``/bench/stats``.
 """
@@ -112,7 +113,8 @@ class LoopStats:
         }
 
 
-async def serve(port: int, secret: str | None, allocation_interval: float, host: str = "127.0.0.1") -> None:
+async def serve(port: int, secret: str | None, allocation_interval: float, host: str = "127.0.0.1",
+                feed: bool = True) -> None:
     import psutil
     from aiohttp import web
 
@@ -137,6 +139,11 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
         return web.json_response(snap)
 
     srv.app.router.add_get("/bench/stats", bench_stats)
+    if not feed:
+        # the web UI's utilization feed rebuilds a whole-cluster snapshot every 0.25 s while
+        # anything changes and polls every busy agent's /monitor each second; --no-feed shows
+        # the master without it (its routes still answer, built on demand)
+        srv.webui.start = lambda: None  # type: ignore[method-assign]
     await srv.start()
     ticker = asyncio.get_running_loop().create_task(stats.tick())
     print(f"ready {srv.port} {os.getpid()}", flush=True)
@@ -153,7 +160,8 @@ class MasterProcess:
     """``bench.master_proc`` as a subprocess; ``with MasterProcess() as m: m.url, m.pid``."""
 
     def __init__(self, *, secret: str | None = None, allocation_interval: float = 1.0,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, feed: bool = True) -> None:
+        self.feed = feed
         self.secret = secret
         self.allocation_interval = allocation_interval
         self.env = env
@@ -173,7 +181,7 @@ class MasterProcess:
         env = dict(os.environ if self.env is None else self.env)
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         cmd = [sys.executable, "-m", "bench.master_proc", "--port", "0",
-               "--allocation-interval", str(self.allocation_interval)]
+               "--allocation-interval", str(self.allocation_interval)] + ([] if self.feed else ["--no-feed"])
         if self.secret:
             env["BENCH_AGENT_SECRET"] = self.secret  # not on the command line (ps)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, cwd=str(REPO))
@@ -214,8 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="a master with loop/allocation instrumentation")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--allocation-interval", type=float, default=1.0)
+    ap.add_argument("--no-feed", action="store_true", help="do not start the web UI's utilization feed")
     a = ap.parse_args(argv)
-    asyncio.run(serve(a.port, os.environ.get("BENCH_AGENT_SECRET") or None, a.allocation_interval))
+    asyncio.run(serve(a.port, os.environ.get("BENCH_AGENT_SECRET") or None, a.allocation_interval,
+                      feed=not a.no_feed))
     return 0
 
 
