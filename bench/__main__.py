@@ -4,6 +4,7 @@
     python -m bench --quick              # small sizes, a few minutes; prints the table only
     python -m bench --quick --only nsdi,accept_10k --output /tmp/b.md
     python -m bench --repeat 3           # each benchmark 3 times: median [min–max]
+    python -m bench --load nsdi=run1.json --load nsdi=run2.json   # rows from saved --json output
 
 Each benchmark runs as ``python -m bench.<name> … --json`` in its own process (a crash in one
 does not take the others down) and prints one JSON object; :data:`BENCHES` turns it into
@@ -225,7 +226,7 @@ def _commit() -> str:
         return "?"
 
 
-def render_table(rows: list[tuple[str, str, str, str, str]], mach: str, date: str, commit: str,
+def render_table(rows: list[tuple[str, str, str, str, str, str]], mach: str, date: str, commit: str,
                  quick: bool, broken: dict[str, str]) -> str:
     lines = [
         BEGIN,
@@ -234,8 +235,8 @@ def render_table(rows: list[tuple[str, str, str, str, str]], mach: str, date: st
         "| metric | anchor | target | measured (median [min–max]) | | machine | date | commit |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for metric, anchor, target, measured, met in rows:
-        lines.append(f"| {metric} | {anchor} | {target} | {measured} | {met} | {mach} | {date} | {commit} |")
+    for metric, anchor, target, measured, met, where in rows:
+        lines.append(f"| {metric} | {anchor} | {target} | {measured} | {met} | {where} | {date} | {commit} |")
     for name, why in broken.items():
         lines.append(f"| {name}: **broke** ({why}) | | | | | {mach} | {date} | {commit} |")
     lines += ["", END]
@@ -265,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs of each benchmark (median [min–max])")
     ap.add_argument("--output", help="markdown file to write the table into (default: BENCHMARKS.md for a "
                     "full run, none for --quick)")
+    ap.add_argument("--load", action="append", default=[], metavar="NAME=FILE",
+                    help="take NAME's result from FILE (its --json output, e.g. a long run made by "
+                    "hand) instead of running it; repeatable")
     ap.add_argument("--nsdi-agents", type=int, help="emulated agents for the NSDI run (default 50000; quick 1000)")
     a = ap.parse_args(argv)
     names = list(BENCHES)
@@ -277,16 +281,28 @@ def main(argv: list[str] | None = None) -> int:
     if a.repeat < 1:
         print("--repeat must be at least 1", file=sys.stderr)
         return 2
+    loaded: dict[str, list[dict[str, Any]]] = {}
+    for spec in a.load:
+        name, _, path = spec.partition("=")
+        if name not in BENCHES or not path:
+            print(f"--load wants NAME=FILE with NAME one of: {', '.join(BENCHES)}", file=sys.stderr)
+            return 2
+        try:
+            loaded.setdefault(name, []).append(last_json(Path(path).read_text()))
+        except (OSError, ValueError) as e:
+            print(f"--load {spec}: {e}", file=sys.stderr)
+            return 2
     mach = machine()
     date = dt.date.today().isoformat()
     commit = _commit()
-    rows: list[tuple[str, str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str, str, str]] = []
     broken: dict[str, str] = {}
     for name in names:
         b = BENCHES[name]
         extra = ["--agents", str(a.nsdi_agents)] if name == "nsdi" and a.nsdi_agents else []
-        runs: list[list[Row]] = []
-        for i in range(a.repeat):
+        results = list(loaded.get(name, []))
+        runs: list[list[Row]] = [b.rows(r) for r in results]
+        for i in range(0 if name in loaded else a.repeat):
             t0 = time.perf_counter()
             print(f"[bench] {name} ({i + 1}/{a.repeat}) …", file=sys.stderr, flush=True)
             res, why = run_one(b, a.quick, extra)
@@ -294,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                 broken[name] = why
                 print(f"[bench] {name} BROKE: {why}", file=sys.stderr, flush=True)
                 break
+            results.append(res)
             try:
                 runs.append(b.rows(res))
             except (KeyError, TypeError, ValueError) as e:
@@ -301,7 +318,10 @@ def main(argv: list[str] | None = None) -> int:
                 break
             print(f"[bench] {name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
         if runs:
-            rows += combine(runs)
+            # the machine as the benchmark saw it (its load says how busy the box was)
+            seen = sorted({r["machine"] for r in results if isinstance(r.get("machine"), str)})
+            where = "; ".join(seen) if seen else mach
+            rows += [(*row, where) for row in combine(runs)]
     table = render_table(rows, mach, date, commit, a.quick, broken)
     print(table)
     out = a.output or (None if a.quick else str(REPO / "BENCHMARKS.md"))

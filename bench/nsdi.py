@@ -234,8 +234,12 @@ async def run(agents: int, frameworks: int, duration: float, *, task_mean: float
             result["warmup_s"] = time.perf_counter() - t0
             result["running_at_start"] = sum(b.running for b in busy)
             say(f"warm-up {result['warmup_s']:.1f} s, {result['running_at_start']} tasks running")
-            probe = Child("bench.nsdi", ["--probe-child", "--master", master.address,
-                                         "--probe-task", str(probe_task)])
+            try:
+                probe = Child("bench.nsdi", ["--probe-child", "--master", master.address,
+                                             "--probe-task", str(probe_task)])
+            except RuntimeError as e:  # the master is too busy to take one more framework
+                result["probe_error"] = str(e)
+                say(f"probe framework: {e}")
             health = start_health_probe(master.url)
             master.stats(reset=True)
             mcpu = CpuMeter(master.pid)
@@ -249,10 +253,13 @@ async def run(agents: int, frameworks: int, duration: float, *, task_mean: float
                 mcpu.sample()
             window = time.perf_counter() - t0
             result["window_s"] = window
-            result.update(probe.finish())
-            probe = None
+            if probe is not None:
+                result.update(probe.finish())
+                probe = None
             result.update(health.finish())
             health = None
+            result["master_metrics"] = {k: v for k, v in master.get_json("/metrics/snapshot", 300).items()
+                                        if k.startswith(("master/slaves", "master/frameworks", "master/tasks_"))}
             st = master.stats()
             result.update({k: st[k] for k in ("loop_max_gap_s", "loop_gaps_over_50ms", "loop_gaps_over_100ms",
                                               "alloc_cycles", "alloc_p50_s", "alloc_max_s", "alloc_mean_s")})
