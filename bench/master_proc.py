@@ -10,7 +10,7 @@
 * a ``gc.callbacks`` hook timing every garbage collection (a stall can be the collector);
 * ``GET /bench/stats`` answering both as JSON (``?reset=1`` clears them) plus pid, RSS, CPU.
 
-``--no-feed`` leaves the web UI's utilization feed unstarted (to measure what it costs).
+``--gc-threshold A,B,C`` sets the master's ``gc.set_threshold``; ``--no-feed`` leaves the web UI's utilization feed unstarted (to measure what it costs).
 It prints ``ready <port> <pid>`` on stdout once listening. :class:`MasterProcess` starts it
 as a subprocess for the benchmarks and reads ``/bench/stats``.
 """
@@ -114,7 +114,7 @@ class LoopStats:
 
 
 async def serve(port: int, secret: str | None, allocation_interval: float, host: str = "127.0.0.1",
-                feed: bool = True) -> None:
+                feed: bool = True, gc_threshold: tuple[int, ...] | None = None) -> None:
     import psutil
     from aiohttp import web
 
@@ -124,6 +124,8 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
     srv = MasterServer(cfg)
     stats = LoopStats()
     gc.callbacks.append(stats.on_gc)
+    if gc_threshold:
+        gc.set_threshold(*gc_threshold)  # what the collector's pauses cost: compare with and without
     srv.core.allocate = stats.time_allocate(srv.core.allocate)  # type: ignore[method-assign]
     me = psutil.Process()
     me.cpu_percent(None)
@@ -160,8 +162,9 @@ class MasterProcess:
     """``bench.master_proc`` as a subprocess; ``with MasterProcess() as m: m.url, m.pid``."""
 
     def __init__(self, *, secret: str | None = None, allocation_interval: float = 1.0,
-                 env: dict[str, str] | None = None, feed: bool = True) -> None:
+                 env: dict[str, str] | None = None, feed: bool = True, gc_threshold: str | None = None) -> None:
         self.feed = feed
+        self.gc_threshold = gc_threshold
         self.secret = secret
         self.allocation_interval = allocation_interval
         self.env = env
@@ -182,6 +185,8 @@ class MasterProcess:
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         cmd = [sys.executable, "-m", "bench.master_proc", "--port", "0",
                "--allocation-interval", str(self.allocation_interval)] + ([] if self.feed else ["--no-feed"])
+        if self.gc_threshold:
+            cmd += ["--gc-threshold", self.gc_threshold]
         if self.secret:
             env["BENCH_AGENT_SECRET"] = self.secret  # not on the command line (ps)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, cwd=str(REPO))
@@ -223,9 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--allocation-interval", type=float, default=1.0)
     ap.add_argument("--no-feed", action="store_true", help="do not start the web UI's utilization feed")
+    ap.add_argument("--gc-threshold", help="gc.set_threshold(A,B,C) in the master, e.g. 100000,50,1000")
     a = ap.parse_args(argv)
+    gct = tuple(int(x) for x in a.gc_threshold.split(",")) if a.gc_threshold else None
     asyncio.run(serve(a.port, os.environ.get("BENCH_AGENT_SECRET") or None, a.allocation_interval,
-                      feed=not a.no_feed))
+                      feed=not a.no_feed, gc_threshold=gct))
     return 0
 
 

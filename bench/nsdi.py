@@ -202,13 +202,15 @@ async def _probe_main(master: str, task_seconds: float) -> None:
 
 async def run(agents: int, frameworks: int, duration: float, *, task_mean: float = 30.0, slots: int = 1,
               overcommit: float = 1.1, warmup: float = 60.0, probe_task: float = 0.2, refuse: float = 5.0,
-              seed: int = 1, feed: bool = True, log: Any = None) -> dict[str, Any]:
+              seed: int = 1, feed: bool = True, gc_threshold: str | None = None,
+              log: Any = None) -> dict[str, Any]:
     say = log or (lambda *_: None)
     res = f"cpus:{slots};mem:{128 * slots + 64};disk:1024"
     result: dict[str, Any] = {"agents": agents, "frameworks": frameworks, "task_mean_s": task_mean,
-                              "slots_per_agent": slots, "machine": machine(), "ui_feed": feed}
+                              "slots_per_agent": slots, "machine": machine(), "ui_feed": feed,
+                              "master_gc_threshold": gc_threshold or "default"}
     secret = "bench-" + str(random.Random(seed).getrandbits(64))
-    with MasterProcess(secret=secret, feed=feed) as master:
+    with MasterProcess(secret=secret, feed=feed, gc_threshold=gc_threshold) as master:
         mcpu = CpuMeter(master.pid)
         t0 = time.perf_counter()
         agents_p = start_agents(master.address, agents, res, secret)
@@ -306,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overcommit", type=float, default=1.1)
     ap.add_argument("--probe-task", type=float, default=0.2, help="seconds each probe task runs")
     ap.add_argument("--no-feed", action="store_true", help="master without the web UI's utilization feed")
+    ap.add_argument("--gc-threshold", help="the master's gc.set_threshold, e.g. 100000,50,1000")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--probe-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--master", help=argparse.SUPPRESS)
@@ -319,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     log = None if a.json else (lambda s: print(s, file=sys.stderr, flush=True))
     r = asyncio.run(run(a.agents, a.frameworks, a.duration, task_mean=a.task_mean, slots=a.slots,
                         overcommit=a.overcommit, warmup=a.warmup, probe_task=a.probe_task,
-                        feed=not a.no_feed, log=log))
+                        feed=not a.no_feed, gc_threshold=a.gc_threshold, log=log))
     r["verdict"] = verdict(r)
     print(json.dumps(r, indent=None if a.json else 2))
     return 0
