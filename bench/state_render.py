@@ -5,8 +5,8 @@
 A master in its own process (:mod:`bench.master_proc`), ``--agents`` emulated agents in
 another (real agent channel, TASK_RUNNING reported without TASK_STARTING to halve the
 updates), and a loader framework in this process that launches ``--tasks`` never-ending tasks
-(each ``cpus:1;mem:16``; every agent keeps 2 CPUs free so it is still offered), then
-declines the rest and suppresses.
+(each ``cpus:1;mem:16``; every agent keeps 2 CPUs free so it is still offered), at most 32
+ACCEPTs in flight, then declines the rest and suppresses.
 
 1. Render time: ``GET /master/state`` ``--renders`` times. The master caches a render until
    its state version changes, so before each request a probe framework REVIVEs (which bumps
@@ -49,6 +49,11 @@ class Loader(Scheduler):
         self.launched = 0
         self.running = 0
         self.one = Resources.scalars_of(**TASK)
+        self.gate = asyncio.Semaphore(32)  # a steady load, not 10k ACCEPTs at once
+
+    async def _launch(self, driver: Any, offer_id: Any, tasks: list[TaskInfo]) -> None:
+        async with self.gate:
+            await driver.launch([offer_id], tasks)
 
     async def offers(self, driver: Any, offers: list[Any]) -> None:
         calls, spare = [], []
@@ -61,7 +66,7 @@ class Loader(Scheduler):
             tasks = [TaskInfo(name="s", task_id=ID(value=f"s{self.launched + i}"), agent_id=o.agent_id,
                               resources=res, command=CommandInfo(value="serve")) for i in range(k)]
             self.launched += k
-            calls.append(driver.launch([o.id], tasks))
+            calls.append(self._launch(driver, o.id, tasks))
         if spare:
             calls.append(driver.decline(spare, refuse_seconds=86400))
         await asyncio.gather(*calls)
