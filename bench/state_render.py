@@ -128,12 +128,13 @@ class Hammer:
 
 
 async def run(agents: int = 10000, tasks: int = 100000, renders: int = 5, cycles: int = 8,
-              log: Any = None) -> dict[str, Any]:
+              feed: bool = True, gc_threshold: str | None = None, log: Any = None) -> dict[str, Any]:
     say = log or (lambda *_: None)
     per_agent = math.ceil(tasks / agents)
     res = f"cpus:{per_agent + 2};mem:{16 * per_agent + 256};disk:1024"
-    out: dict[str, Any] = {"agents": agents, "tasks": tasks, "machine": machine()}
-    with MasterProcess(secret="state-render") as master:
+    out: dict[str, Any] = {"agents": agents, "tasks": tasks, "machine": machine(), "ui_feed": feed,
+                           "master_gc_threshold": gc_threshold or "default"}
+    with MasterProcess(secret="state-render", feed=feed, gc_threshold=gc_threshold) as master:
         agents_p = start_agents(master.address, agents, res, "state-render", starting=False)
         loader = Loader(tasks, per_agent)
         ld = SchedulerDriver(loader, FrameworkInfo(user="bench", name="loader"), master.address,
@@ -146,8 +147,10 @@ async def run(agents: int = 10000, tasks: int = 100000, renders: int = 5, cycles
             await ld.start()
             while loader.running < tasks:
                 await asyncio.sleep(0.5)
-                if time.perf_counter() - t0 > 1800:
-                    raise RuntimeError(f"only {loader.running} of {tasks} tasks running after 30 min")
+                if time.perf_counter() - t0 > 1800 or not ld.running:
+                    raise RuntimeError(f"only {loader.running} of {tasks} tasks running after "
+                                       f"{time.perf_counter() - t0:.0f} s (the loader framework "
+                                       f"{'was removed' if not ld.running else 'is still waiting'})")
             out["load_s"] = time.perf_counter() - t0
             say(f"{tasks} tasks running on {agents} agents after {out['load_s']:.1f} s")
             await rd.start()
@@ -192,13 +195,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", type=int, default=100000)
     ap.add_argument("--renders", type=int, default=5)
     ap.add_argument("--cycles", type=int, default=8, help="REVIVE→offers samples per phase")
+    ap.add_argument("--no-feed", action="store_true", help="master without the web UI's utilization feed")
+    ap.add_argument("--gc-threshold", help="the master's gc.set_threshold, e.g. 100000,50,1000")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.agents < 1 or a.tasks < 1 or a.renders < 1 or a.cycles < 1:
         print("--agents, --tasks, --renders and --cycles must be positive", file=sys.stderr)
         return 2
     log = None if a.json else (lambda s: print(s, file=sys.stderr, flush=True))
-    r = asyncio.run(run(a.agents, a.tasks, a.renders, a.cycles, log=log))
+    r = asyncio.run(run(a.agents, a.tasks, a.renders, a.cycles, feed=not a.no_feed,
+                        gc_threshold=a.gc_threshold, log=log))
     print(json.dumps(r, indent=None if a.json else 2))
     return 0
 
