@@ -5,9 +5,11 @@ does (``GET /api/v1/agent-channel`` WebSocket, ``Authorization: Bearer <secret>`
 of :mod:`mesos_nb.protocol.channel` messages, many agents multiplexed per connection), answers
 PING with PONG, and plays a task's life without running anything: on RUN_TASK it reports
 TASK_STARTING then TASK_RUNNING, and TASK_FINISHED after the task's declared duration; KILL_TASK
-and SHUTDOWN_FRAMEWORK end tasks with TASK_KILLED. Updates are reliable as the real agent's
-status-update manager makes them: per task one update in flight, the next one sent when the
-master forwards the framework's ACK for the head's uuid, heads resent every ``retry_interval``.
+ends a task with TASK_KILLED, SHUTDOWN_FRAMEWORK drops the framework's tasks and their
+updates. Updates are reliable as the real agent's status-update manager makes them: per
+task one update in flight, the next one sent when the master forwards the framework's ACK
+for the head's uuid, heads resent every ``retry_interval``. Frames carry at most 2,000
+messages (the master closes a channel whose message exceeds 16 MiB).
 
 A task's duration: the label ``bench.duration`` (seconds), else a command ``sleep N``, else
 it runs until killed. ``report_starting=False`` (``--no-starting``) skips TASK_STARTING, as
@@ -51,6 +53,7 @@ log = logging.getLogger("bench.emulated_agents")
 
 CHANNEL_PATH = "/api/v1/agent-channel"
 DURATION_LABEL = "bench.duration"
+MAX_FRAME_MESSAGES = 2000  # well under the master's 16 MiB frame limit
 DEFAULT_RESOURCES = "cpus:8;mem:16384;disk:65536;ports:[31000-32000]"
 _SLEEP = re.compile(r"^\s*(?:exec\s+)?sleep\s+([0-9]*\.?[0-9]+)\s*$")
 
@@ -110,8 +113,10 @@ class _Conn:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            if self.out:
-                batch, self.out = self.out, []
+            while self.out:
+                # bounded frames: the master refuses a WebSocket message over 16 MiB and
+                # closes the channel (a burst of updates from thousands of agents gets there)
+                batch, self.out = self.out[:MAX_FRAME_MESSAGES], self.out[MAX_FRAME_MESSAGES:]
                 await self.ws.send_str(ch.encode_frame(batch).decode())
                 self.owner.stats["frames_sent"] += 1
 
@@ -271,9 +276,16 @@ class EmulatedAgents:
                 if task is not None and not task.terminal:
                     self._end(task, "TASK_KILLED")
             elif t is ch.ShutdownFramework:
-                for task in [x for x in self._tasks.values() if x.framework_id == m.framework_id]:
+                # as the real agent: kill its tasks and drop their pending updates (nobody
+                # is left to acknowledge them)
+                for key in [k for k, x in self._tasks.items() if x.framework_id == m.framework_id
+                            and x.agent_id == m.agent_id]:
+                    task = self._tasks.pop(key)
+                    if task.timer is not None:
+                        task.timer.cancel()
                     if not task.terminal:
-                        self._end(task, "TASK_KILLED")
+                        self.stats["running"] -= 1
+                        self.stats["killed"] += 1
             elif t is ch.Refused:
                 self.stats["refused"] += 1
                 log.error("the master refused agent %s: %s", m.key, m.message)
