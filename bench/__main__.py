@@ -94,8 +94,18 @@ def _rows_webui(r: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _tuning(r: dict[str, Any]) -> str:
+    """How the benchmark's master differed from the default one, if it did."""
+    out = []
+    if r.get("ui_feed") is False:
+        out.append("UI feed off")
+    if r.get("master_gc_threshold", "default") != "default":
+        out.append(f"gc.set_threshold({r['master_gc_threshold']})")
+    return (", master: " + ", ".join(out)) if out else ""
+
+
 def _rows_nsdi(r: dict[str, Any]) -> list[Row]:
-    size = f"{r['agents']:,} emulated agents, {r['frameworks']} busy frameworks"
+    size = f"{r['agents']:,} emulated agents, {r['frameworks']} busy frameworks{_tuning(r)}"
     rss = r.get("master_peak_rss_bytes")
     gib = rss / 2**30 if rss else None
     p99 = r.get("offer_running_p99_s")
@@ -114,7 +124,7 @@ def _rows_nsdi(r: dict[str, Any]) -> list[Row]:
 
 
 def _rows_state(r: dict[str, Any]) -> list[Row]:
-    size = f"{r['agents']:,} agents, {r['tasks']:,} tasks"
+    size = f"{r['agents']:,} agents, {r['tasks']:,} tasks{_tuning(r)}"
     ratio = r.get("allocation_delay_ratio")
     return [
         (f"`/master/state` render ({size})", "Mesos 1.7: 1.86 s", "≤ 0.5 s", r.get("render_p50_s"), "s",
@@ -317,11 +327,15 @@ def main(argv: list[str] | None = None) -> int:
                 broken[name] = f"unexpected result: {e!r}"
                 break
             print(f"[bench] {name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-        if runs:
-            # the machine as the benchmark saw it (its load says how busy the box was)
-            seen = sorted({r["machine"] for r in results if isinstance(r.get("machine"), str)})
+        # runs of different sizes or settings are different rows, repeats of one are combined;
+        # the machine as each benchmark saw it (its load says how busy the box was)
+        groups: dict[tuple[str, ...], list[tuple[dict[str, Any], list[Row]]]] = {}
+        for res_, run in zip(results, runs, strict=False):
+            groups.setdefault(tuple(x[0] for x in run), []).append((res_, run))
+        for group in groups.values():
+            seen = sorted({r["machine"] for r, _ in group if isinstance(r.get("machine"), str)})
             where = "; ".join(seen) if seen else mach
-            rows += [(*row, where) for row in combine(runs)]
+            rows += [(*row, where) for row in combine([run for _, run in group])]
     table = render_table(rows, mach, date, commit, a.quick, broken)
     print(table)
     out = a.output or (None if a.quick else str(REPO / "BENCHMARKS.md"))
