@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load", action="append", default=[], metavar="NAME=FILE",
                     help="take NAME's result from FILE (its --json output, e.g. a long run made by "
                     "hand) instead of running it; repeatable")
+    ap.add_argument("--save-dir", help="also write each benchmark's JSON result there (NAME-N.json)")
     ap.add_argument("--nsdi-agents", type=int, help="emulated agents for the NSDI run (default 50000; quick 1000)")
     a = ap.parse_args(argv)
     names = list(BENCHES)
@@ -321,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[bench] {name} BROKE: {why}", file=sys.stderr, flush=True)
                 break
             results.append(res)
+            if a.save_dir:
+                Path(a.save_dir).mkdir(parents=True, exist_ok=True)
+                (Path(a.save_dir) / f"{name}-{i + 1}.json").write_text(json.dumps(res))
             try:
                 runs.append(b.rows(res))
             except (KeyError, TypeError, ValueError) as e:

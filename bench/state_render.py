@@ -84,17 +84,22 @@ class Reviver(Scheduler):
     def __init__(self) -> None:
         self.got: asyncio.Event = asyncio.Event()
         self.n_offers = 0
+        self.starved = 0  # cycles that got no offers within the timeout
 
     async def offers(self, driver: Any, offers: list[Any]) -> None:
         self.n_offers = len(offers)
         self.got.set()
         await driver.decline([o.id for o in offers], refuse_seconds=3600)
 
-    async def cycle(self, driver: Any) -> float:
+    async def cycle(self, driver: Any, timeout: float = 120.0) -> float:
+        """Seconds from REVIVE to the next offers; ``timeout`` when none came (starved)."""
         self.got.clear()
         t0 = time.perf_counter()
         await driver.revive()
-        await asyncio.wait_for(self.got.wait(), 120)
+        try:
+            await asyncio.wait_for(self.got.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.starved += 1
         return time.perf_counter() - t0
 
 
@@ -174,6 +179,7 @@ async def run(agents: int = 10000, tasks: int = 100000, renders: int = 5, cycles
                        loop_max_gap_quiet_s=st["loop_max_gap_s"])
             with Hammer(master.url + "/master/state") as h:
                 busy = [await rv.cycle(rd) for _ in range(cycles)]
+            out["hammered_cycles_without_offers_in_120s"] = rv.starved
             st = master.stats()
             out.update(revive_offer_hammered_p50_s=pct(busy, 0.5), revive_offer_hammered_max_s=max(busy),
                        alloc_hammered_p50_s=st["alloc_p50_s"], alloc_hammered_max_s=st["alloc_max_s"],
