@@ -237,11 +237,16 @@ def _commit() -> str:
 
 
 def render_table(rows: list[tuple[str, str, str, str, str, str]], mach: str, date: str, commit: str,
-                 quick: bool, broken: dict[str, str]) -> str:
+                 quick: bool, broken: dict[str, str], loaded: list[str] | None = None) -> str:
     lines = [
         BEGIN,
         "## Summary (`python -m bench" + (" --quick" if quick else "") + "`)",
         "",
+    ]
+    if loaded:
+        lines += [f"Taken from saved `--json` runs (`--load`; the date and commit are the table's): "
+                  f"{', '.join(loaded)}. The machine column gives each run's load average.", ""]
+    lines += [
         "| metric | anchor | target | measured (median [min–max]) | | machine | date | commit |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -340,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             seen = sorted({r["machine"] for r, _ in group if isinstance(r.get("machine"), str)})
             where = "; ".join(seen) if seen else mach
             rows += [(*row, where) for row in combine([run for _, run in group])]
-    table = render_table(rows, mach, date, commit, a.quick, broken)
+    table = render_table(rows, mach, date, commit, a.quick, broken, sorted(loaded))
     print(table)
     out = a.output or (None if a.quick else str(REPO / "BENCHMARKS.md"))
     if out:
