@@ -207,7 +207,8 @@ class NotebookFramework(Scheduler):
                 f"{len(self.held)} offers has {have_text} (on {best.hostname})")
 
     async def _match(self) -> None:
-        assert self.driver is not None
+        if self.driver is None:  # closed while an event was on its way
+            return
         drv = self.driver.driver
         for offer in list(self.held.values()):
             launches = match_offer(offer, self._pending)
@@ -306,7 +307,7 @@ class NotebookFramework(Scheduler):
     def submit_warm(self, payload: bytes, *, cpus: float, mem: float, gpus: float = 0.0, disk: float = 0.0,
                     name: str = "cell", constraints: Mapping[str, str] | None = None,
                     preload: Sequence[str] = (), idle_timeout: float = 600.0,
-                    executor_cpus: float = 0.05, executor_mem: float = 128.0,
+                    executor_cpus: float = 0.5, executor_mem: float = 128.0,
                     future: Any = None, on_done: Any = None, check: bool = True) -> WarmTask:
         """Queue a task for the warm executor of its shape (started with the first such task)."""
         amounts = request(cpus=cpus, mem=mem, gpus=gpus, disk=disk)
@@ -315,12 +316,11 @@ class NotebookFramework(Scheduler):
         constraints = dict(constraints or {})
         ex_amounts = request(cpus=executor_cpus, mem=executor_mem)
         key = shape_key(amounts, constraints, preload)
-        if check:
-            ex = self.warm.by_key.get(key)
+        ex = self.warm.by_key.get(key)
+        if check and (ex is None or not ex.alive):  # a live executor's agent held such a task already
             need = dict(amounts)
-            if ex is None or not ex.alive:
-                for k, v in ex_amounts.items():
-                    need[k] = need.get(k, 0.0) + v
+            for k, v in ex_amounts.items():
+                need[k] = need.get(k, 0.0) + v
             self.check_fits_somewhere(need, constraints)
         spec = warm_spec(name, cpus, mem, gpus, disk, constraints)
         task = WarmTask(self, name, spec, payload, key, preload, idle_timeout, ex_amounts, future, on_done)

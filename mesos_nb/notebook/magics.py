@@ -73,7 +73,8 @@ class MesosMagics(Magics):
                       "(comma-separated; --preload overrides)").tag(config=True)
     warm_idle_timeout = Float(600.0, help="Seconds a warm executor waits for its next cell before "
                               "it ends and gives its resources back").tag(config=True)
-    warm_executor_cpus = Float(0.05, help="CPUs of a warm executor itself (its tasks add theirs)").tag(config=True)
+    warm_executor_cpus = Float(0.5, help="CPUs of a warm executor itself (its tasks add theirs); its start "
+                               "is CPU-bound inside the container's CPU quota").tag(config=True)
     warm_executor_mem = Float(128.0, help="Memory (MB) of a warm executor itself: the warm "
                               "interpreter and its preloaded modules").tag(config=True)
 

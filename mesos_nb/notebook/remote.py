@@ -234,7 +234,7 @@ def warm_result(task: WarmTask) -> dict[str, Any]:
 def run_warm_cell(framework: NotebookFramework, source: str, *, cpus: float, mem: float, gpus: float = 0.0,
                   name: str | None = None, constraints: dict[str, str] | None = None,
                   preload: list[str] | None = None, idle_timeout: float = 600.0,
-                  executor_cpus: float = 0.05, executor_mem: float = 128.0,
+                  executor_cpus: float = 0.5, executor_mem: float = 128.0,
                   timeout: float | None = None, poll: float = 0.25, progress: bool = True) -> Any:
     """Run ``source`` in the warm executor of its shape; stream its output; return its value."""
     from mesos_nb.frameworks.pyexec import cell_payload
@@ -305,7 +305,7 @@ def resolve_future(task: WarmTask) -> None:
 
 def submit_call(framework: NotebookFramework, fn: Any, args: tuple, kwargs: dict[str, Any], *,
                 cpus: float, mem: float, preload: list[str], idle_timeout: float = 600.0,
-                executor_cpus: float = 0.05, executor_mem: float = 128.0) -> Future:
+                executor_cpus: float = 0.5, executor_mem: float = 128.0) -> Future:
     """``fn(*args, **kwargs)`` as a warm task; the returned future has the task as ``.task``."""
     from mesos_nb.frameworks.pyexec import call_payload
 

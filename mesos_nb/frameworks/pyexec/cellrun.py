@@ -23,17 +23,17 @@ _HERE = os.path.abspath(__file__)
 
 
 def _pickled(value: Any) -> str | None:
+    """Plain pickle first (no import: the child runs inside the container's CPU quota); values
+    of classes defined in the cell need cloudpickle, which carries them by value."""
     try:
-        import cloudpickle  # values of classes defined in the cell travel by value
-
-        data = cloudpickle.dumps(value)
-    except ImportError:
+        data = pickle.dumps(value)
+    except Exception:
         try:
-            data = pickle.dumps(value)
+            import cloudpickle
+
+            data = cloudpickle.dumps(value)
         except Exception:
             return None
-    except Exception:
-        return None
     return base64.b64encode(data).decode("ascii")
 
 

@@ -23,6 +23,7 @@ import asyncio
 import base64
 import codecs
 import contextlib
+import gc
 import importlib
 import json
 import logging
@@ -190,6 +191,10 @@ class PyExecutor:
         if isinstance(payload, str):
             self.update(tid, "TASK_FAILED", message=payload, reason="REASON_TASK_INVALID")
             return
+        if payload["kind"] == "call" and "cloudpickle" not in sys.modules:
+            with contextlib.suppress(ImportError):
+                import cloudpickle  # noqa: F401 - once here, not in every forked call
+        gc.freeze()  # the child's collector then leaves the warm objects (and their pages) alone
         base = rss(os.getpid())
         try:
             pid, fds, res_fd = fork_cell(tid, payload, self.directory)

@@ -9,33 +9,20 @@
   how many characters of stdout/stderr were sent); a result too large for a status update is
   left in the sandbox (``{"file": "cells/<task>.result.json"}``) and read through ``/files``.
 
-The executor is started with ``python -m mesos_nb.frameworks.pyexec``; :func:`executor_info`
-builds its ``ExecutorInfo`` with everything it needs in ``command.environment`` (the agent
-gives an executor a clean environment: only ``MESOS_*`` and these variables).
+The executor imports this module, so it imports nothing heavy (its start is CPU-bound inside
+the container's CPU quota); ``launch.py`` builds the ``ExecutorInfo`` on the kernel's side.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
-
-from mesos_nb.protocol.messages import (
-    ID,
-    CommandInfo,
-    DurationInfo,
-    Environment,
-    EnvironmentVariable,
-    ExecutorInfo,
-    Resource,
-    TaskInfo,
-)
 
 INLINE_RESULT_MAX = 512 * 1024  # bigger results stay in the sandbox (the agent takes 4 MiB bodies)
 MESSAGE_CHUNK = 64 * 1024
 CELL_FILENAME = "<mesos cell>"
-EXECUTOR_MODULE = "mesos_nb.frameworks.pyexec"
 
 
 def _b64(data: bytes) -> str:
@@ -109,40 +96,15 @@ def limitation_message(limit_mb: float, used_bytes: int) -> str:
             f"{used_bytes / (1024 * 1024):.0f}MB (the cell's own memory, beyond the warm interpreter)")
 
 
-# ---------------------------------------------------------------------- executor info
-def executor_info(executor_id: str, framework_id: str | None, *, python: str, pythonpath: Sequence[str],
-                  preload: Sequence[str], idle_timeout: float, resources: list[Resource],
-                  name: str = "mesos-nb warm python") -> ExecutorInfo:
-    """The warm executor: ``python -m mesos_nb.frameworks.pyexec`` with its settings in the
-    environment (nothing is inherited from the agent's). ``resources`` are the executor's own
-    (the warm interpreter), taken from the offer that starts it."""
-    env = {
-        "PYTHONPATH": ":".join(p for p in pythonpath if p),
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "MESOS_NB_PRELOAD": ",".join(preload),
-        "MESOS_NB_IDLE_TIMEOUT": f"{idle_timeout:g}",
-    }
-    cmd = CommandInfo(value=python, shell=False, arguments=[python, "-u", "-m", EXECUTOR_MODULE],
-                      environment=Environment(variables=[EnvironmentVariable(name=k, value=v)
-                                                         for k, v in env.items()]))
-    return ExecutorInfo(executor_id=ID(value=executor_id),
-                        framework_id=ID(value=framework_id) if framework_id else None,
-                        command=cmd, resources=resources, name=name, source="mesos-nb",
-                        shutdown_grace_period=DurationInfo(nanoseconds=2_000_000_000))
-
-
-def task_mem_mb(task: Mapping[str, Any] | TaskInfo) -> float:
-    """The ``mem`` a task asked for (its per-cell limit), 0 when none."""
-    res = task.resources if isinstance(task, TaskInfo) else task.get("resources") or []
+def task_mem_mb(task: Mapping[str, Any]) -> float:
+    """The ``mem`` a task (TaskInfo as JSON) asked for: its per-cell limit, 0 when none."""
     total = 0.0
-    for r in res:
-        d = r if isinstance(r, Mapping) else {"name": r.name, "scalar": {"value": r.scalar.value if r.scalar else 0}}
-        if d.get("name") == "mem":
-            total += float((d.get("scalar") or {}).get("value") or 0)
+    for r in task.get("resources") or []:
+        if r.get("name") == "mem":
+            total += float((r.get("scalar") or {}).get("value") or 0)
     return total
 
 
-__all__ = ["CELL_FILENAME", "EXECUTOR_MODULE", "INLINE_RESULT_MAX", "MESSAGE_CHUNK", "call_payload",
-           "cell_payload", "decode_result", "encode_result", "executor_info", "limitation_message",
+__all__ = ["CELL_FILENAME", "INLINE_RESULT_MAX", "MESSAGE_CHUNK", "call_payload",
+           "cell_payload", "decode_result", "encode_result", "limitation_message",
            "output_message", "parse_output", "parse_payload", "task_mem_mb"]
