@@ -38,7 +38,7 @@ import aiohttp
 
 from mesos_nb.protocol import recordio
 
-from .child import MemoryWatch, descendants, fork_cell, kill_cell, rss
+from .child import MemoryWatch, Spare, descendants, fork_spare, kill_cell, rss
 from .wire import (
     INLINE_RESULT_MAX,
     MESSAGE_CHUNK,
@@ -105,6 +105,7 @@ class PyExecutor:
         self.session: aiohttp.ClientSession | None = None
         self.last_busy = time.monotonic()
         self.preload_errors: list[str] = []
+        self.spare: Spare | None = None
         self.done: asyncio.Event | None = None  # created in run(), on its loop
         self._watching = False
 
@@ -165,6 +166,7 @@ class PyExecutor:
     def handle(self, ev: dict[str, Any]) -> None:
         t = ev.get("type")
         if t == "SUBSCRIBED":
+            asyncio.get_running_loop().call_soon(self._make_spare)
             log.info("subscribed executor=%s framework=%s", self.executor_id, self.framework_id)
         elif t == "LAUNCH":
             self.launch(ev["launch"]["task"])
@@ -194,17 +196,23 @@ class PyExecutor:
         if payload["kind"] == "call" and "cloudpickle" not in sys.modules:
             with contextlib.suppress(ImportError):
                 import cloudpickle  # noqa: F401 - once here, not in every forked call
-        gc.freeze()  # the child's collector then leaves the warm objects (and their pages) alone
-        base = rss(os.getpid())
+        spare, self.spare = self.spare, None
         try:
-            pid, fds, res_fd = fork_cell(tid, payload, self.directory)
+            try:
+                if spare is None:
+                    spare = self._fork()
+                spare.start(tid, payload)
+            except OSError:  # the spare died while it waited: fork one now
+                if spare is not None:
+                    spare.discard()
+                spare = self._fork()
+                spare.start(tid, payload)
         except OSError as e:
-            self.update(tid, "TASK_FAILED", message=f"could not fork the cell: {e}",
+            self.update(tid, "TASK_FAILED", message=f"could not start the cell's process: {e}",
                         reason="REASON_EXECUTOR_TERMINATED")
             return
-        with contextlib.suppress(OSError):
-            os.setpgid(pid, pid)
-        cell = Cell(tid, pid, fds, res_fd, MemoryWatch(task_mem_mb(task), base))
+        pid, fds, res_fd = spare.pid, spare.fds, spare.res_fd
+        cell = Cell(tid, pid, fds, res_fd, MemoryWatch(task_mem_mb(task), spare.base))
         self.cells[tid] = cell
         loop = asyncio.get_running_loop()
         for stream, fd in fds.items():
@@ -220,6 +228,15 @@ class PyExecutor:
         if not self._watching:
             self._watching = True
             loop.call_later(WATCH_EVERY, self._watch)
+
+    def _fork(self) -> Spare:
+        gc.freeze()  # the child's collector then leaves the warm objects (and their pages) alone
+        return fork_spare(self.directory)
+
+    def _make_spare(self) -> None:
+        if self.spare is None and not self.done.is_set():  # type: ignore[union-attr]
+            with contextlib.suppress(OSError):
+                self.spare = self._fork()
 
     def _maybe_running(self, cell: Cell) -> None:
         if not cell.finished and cell.status is None and not cell.running_sent:
@@ -318,12 +335,17 @@ class PyExecutor:
 
     # ------------------------------------------------------------------ the end of a cell
     def _maybe_finish(self, cell: Cell) -> None:
-        if cell.finished or cell.status is None or cell.pipes_open:
+        """The cell is over once its pipes are closed and either it left a result (closing
+        them was its last act) or its process ended (it died without one)."""
+        if cell.finished or cell.pipes_open:
+            return
+        if cell.status is None and not (cell.result and cell.memory is None and not cell.kill_requested):
             return
         cell.finished = True
         self._flush(cell)
         kill_cell(cell.pid)  # anything the cell left behind in its group
         self.cells.pop(cell.task_id, None)
+        asyncio.get_running_loop().call_later(0.005, self._make_spare)  # after the update is on its way
         self.last_busy = time.monotonic()
         out = {"stdout": cell.sent.get("stdout", 0), "stderr": cell.sent.get("stderr", 0)}
         if cell.memory is not None:
@@ -404,6 +426,9 @@ class PyExecutor:
                 cell.finished = True
                 self.update(cell.task_id, "TASK_KILLED", message=f"the warm executor shut down ({why})")
         self.cells.clear()
+        if self.spare is not None:
+            self.spare.discard()
+            self.spare = None
         self.done.set()
 
     async def _idle(self) -> None:
