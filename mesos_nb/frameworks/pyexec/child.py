@@ -95,8 +95,27 @@ def _read_all(fd: int) -> bytes:
         chunks.append(data)
 
 
+def _libc_prctl() -> Any:
+    try:
+        import ctypes  # imported once in the executor, not in every cell
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError, ImportError):
+        return None
+
+
+_PRCTL = _libc_prctl()
+
+
+def _die_with_parent() -> None:
+    """A cell must not outlive its executor (posix isolation kills only the executor's group)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _child(directory: str, job_r: int, out_w: int, err_w: int, res_w: int) -> int:
     os.setpgid(0, 0)
+    _die_with_parent()
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)

@@ -7,7 +7,7 @@ Data flow::
     child's stdout/stderr pipes ─► executor's own stdout/stderr (the sandbox files)
                                 └► MESSAGE {task, stream, offset, text} (batched per 20 ms) ─► kernel
     child's result pipe + exit ─► UPDATE TASK_FINISHED | TASK_FAILED (data = the result)
-    MemoryWatch every 20 ms ─► over --mem: SIGKILL the cell's group,
+    MemoryWatch every 5 ms ─►  over --mem: SIGKILL the cell's group,
                                UPDATE TASK_FAILED REASON_CONTAINER_LIMITATION_MEMORY
     no cell for idle_timeout s, SHUTDOWN, or the stream ends ─► cells killed, exit
 
@@ -52,7 +52,7 @@ log = logging.getLogger("mesos_nb.pyexec")
 
 RUNNING_AFTER = 0.1
 FLUSH_EVERY = 0.02
-WATCH_EVERY = 0.02
+WATCH_EVERY = 0.005
 KILL_GRACE = 3.0
 PIPE_LINGER = 0.5  # after the cell's process ended, wait this long for pipes its children hold
 

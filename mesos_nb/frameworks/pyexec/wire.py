@@ -93,7 +93,7 @@ def decode_result(data: bytes | None) -> dict[str, Any] | None:
 def limitation_message(limit_mb: float, used_bytes: int) -> str:
     """The sentence a cell killed for memory ends with (Mesos' wording, per cell)."""
     return (f"Memory limit exceeded: Requested: {limit_mb:g}MB Maximum Used: "
-            f"{used_bytes / (1024 * 1024):.0f}MB (the cell's own memory, beyond the warm interpreter)")
+            f"{used_bytes / (1024 * 1024):.1f}MB (the cell's own memory, beyond the warm interpreter)")
 
 
 def task_mem_mb(task: Mapping[str, Any]) -> float:
