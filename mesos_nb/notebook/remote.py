@@ -312,9 +312,9 @@ def submit_call(framework: NotebookFramework, fn: Any, args: tuple, kwargs: dict
     try:
         import cloudpickle  # functions defined in the notebook travel by value
 
-        pickled = cloudpickle.dumps((fn, args, kwargs))
+        pickled = cloudpickle.dumps((fn, args, kwargs, _sources(fn)))
     except ImportError:
-        pickled = pickle.dumps((fn, args, kwargs))
+        pickled = pickle.dumps((fn, args, kwargs, _sources(fn)))
     except Exception as e:
         raise MesosNotebookError(f"the call cannot be sent to the cluster: {type(e).__name__}: {e}") from None
     fut: Future = Future()
@@ -325,6 +325,19 @@ def submit_call(framework: NotebookFramework, fn: Any, args: tuple, kwargs: dict
     fut.task = task  # type: ignore[attr-defined]
     fut.set_running_or_notify_cancel()
     return fut
+
+
+def _sources(fn: Any) -> dict[str, str]:
+    """The kernel's source of ``fn``'s file when only the kernel has it (a notebook cell), so
+    that the remote traceback shows the lines."""
+    import linecache
+
+    code = getattr(fn, "__code__", None)
+    name = getattr(code, "co_filename", "")
+    if not name:
+        return {}
+    lines = [] if os.path.exists(name) else linecache.getlines(name)
+    return {name: "".join(lines)}
 
 
 def _local_exception(res: dict[str, Any], err: RemoteTaskError) -> BaseException:

@@ -77,7 +77,13 @@ def run_cell(source: str) -> dict[str, Any]:
 
 def run_call(pickled: bytes) -> dict[str, Any]:
     try:
-        fn, args, kwargs = pickle.loads(pickled)  # noqa: S301 - sent by this notebook's own kernel
+        fn, args, kwargs, sources = pickle.loads(pickled)  # noqa: S301 - sent by this notebook's own kernel
+        for name, text in sources.items():  # for the traceback: fn's file and a notebook cell's source
+            if text:
+                linecache.cache[name] = (len(text), None, text.splitlines(True), name)
+            code = getattr(fn, "__code__", None)
+            if code is not None and code.co_filename == "<dynamic-code>":  # cloudpickle's placeholder
+                fn.__code__ = code.replace(co_filename=name)
     except BaseException as e:
         res = error_result(e)
         res["evalue"] = f"the function could not be unpickled on the agent: {e}"

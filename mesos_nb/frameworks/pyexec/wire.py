@@ -35,7 +35,8 @@ def cell_payload(source: str) -> bytes:
 
 
 def call_payload(pickled: bytes) -> bytes:
-    """``pickled`` is ``(fn, args, kwargs)`` pickled (cloudpickle, so notebook functions travel)."""
+    """``pickled`` is ``(fn, args, kwargs, {filename: source})`` pickled (cloudpickle, so notebook
+    functions travel; the sources are the kernel's own cells, for the remote traceback)."""
     return json.dumps({"kind": "call", "pickle": _b64(pickled)}).encode()
 
 
