@@ -253,10 +253,11 @@ def run_warm_cell(framework: NotebookFramework, source: str, *, cpus: float, mem
             if task.phase == "requested" and time.monotonic() - last_why >= 1.0:
                 last_why = time.monotonic()
                 framework.refresh_waiting()
-            if task.phase == "requested" and time.monotonic() - task.created > 3 + shown_wait:
+            age = time.time() - task.created  # TaskHandle.created is wall-clock time
+            if task.phase == "requested" and age > 3 + shown_wait:
                 line.show(_warm_progress(task), important=True)
                 shown_wait += 30
-            elif time.monotonic() - task.created > 0.2:  # a quick cell draws no progress at all
+            elif age > 0.2 or (task.fresh_executor and not task.done):  # a quick warm cell draws nothing
                 line.show(_warm_progress(task), important=task.fresh_executor and not task.done)
             _write_output(task)
             if task.done:
@@ -278,7 +279,7 @@ def run_warm_cell(framework: NotebookFramework, source: str, *, cpus: float, mem
     except KeyboardInterrupt:
         task.kill(wait=5)
         raise
-    if time.monotonic() - task.created > 0.2 or task.fresh_executor:
+    if time.time() - task.created > 0.2 or task.fresh_executor:
         line.show(_warm_progress(task))
     res = warm_result(task)
     for w in res.get("warnings") or []:
