@@ -50,6 +50,21 @@ def _resolve(host: str) -> str:
         return host
 
 
+def _heartbeat(ip: str, port: int, timeout: float) -> bool:
+    """True when the kernel's heartbeat echoes a ping (ipykernel binds it after its other
+    sockets, so the kernel is listening; another program on the port does not echo)."""
+    import zmq
+
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    try:
+        sock.linger = 0
+        sock.connect(f"tcp://{ip}:{port}")
+        sock.send(b"mesos-nb")
+        return bool(sock.poll(int(timeout * 1000))) and sock.recv() == b"mesos-nb"
+    finally:
+        sock.close()
+
+
 def exit_code(handle: TaskHandle) -> int | None:
     """None while the task lives; 0 finished, -9 killed, 1 any other end."""
     if not handle.done:
@@ -166,20 +181,13 @@ class MesosProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                                    f"but did not reach TASK_RUNNING within {req.launch_timeout:g} s "
                                    f"(it is {handle.state})")
             await asyncio.to_thread(handle.wait_for, RUNNING, min(left(), 0.5))
-        pending = list(where["ports"])
-        while pending:
+        hb = where["ports"][PORT_NAMES.index("hb_port")]
+        while not await asyncio.to_thread(_heartbeat, where["ip"], hb, min(max(left(), 0.1), 1.0)):
             self._raise_if_ended(handle)
             if left() <= 0:
                 raise TimeoutError(
-                    f"the kernel task {handle.id} runs on {handle.hostname} but its ports "
-                    f"{pending} at {where['ip']} did not answer within {req.launch_timeout:g} s")
-            port = pending[0]
-            try:
-                _, w = await asyncio.wait_for(asyncio.open_connection(where["ip"], port), 1.0)
-                w.close()
-                pending.pop(0)
-            except (OSError, asyncio.TimeoutError):
-                await asyncio.to_thread(handle.wait_for, set(), 0.1)  # wakes early if it ends
+                    f"the kernel task {handle.id} runs on {handle.hostname} but its heartbeat at "
+                    f"{where['ip']}:{hb} did not answer within {req.launch_timeout:g} s")
 
     def _raise_if_ended(self, handle: TaskHandle) -> None:
         if not handle.done:

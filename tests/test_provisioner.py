@@ -1,0 +1,195 @@
+"""``mesos-provisioner``: a jupyter_client ``KernelManager`` runs its kernel as a cluster task.
+
+A real ``mesos-nb local`` cluster (subprocess), the real provisioner found through its entry
+point (see provisioner_support), a real ipykernel in an agent's sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SMALL_AGENT, start_cluster_process, stop_cluster_process, wait_for
+from provisioner_support import install_kernels, register_provisioner
+
+pytest.importorskip("jupyter_client")
+pytest.importorskip("ipykernel")
+
+from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
+from jupyter_client.manager import AsyncKernelManager  # noqa: E402
+
+from mesos_nb.frameworks.provisioner import pools  # noqa: E402
+from mesos_nb.frameworks.provisioner.request import (  # noqa: E402
+    KernelRequestError,
+    kernel_request,
+    never_fits,
+)
+
+SMALL = "mesos-nb-cluster-small"
+
+
+def agent_resources() -> str:
+    """One small agent whose ports are off the default 31000-32000, which the test clusters of
+    other suites on this machine also hand out (their tasks may hold them)."""
+    base = 20000 + (os.getpid() % 90) * 100
+    return f"{SMALL_AGENT};ports:[{base}-{base + 99}]"
+
+
+@pytest.fixture(scope="module")
+def kcluster(tmp_path_factory: pytest.TempPathFactory):
+    cp = start_cluster_process(tmp_path_factory.mktemp("prov-cluster"), agents=1,
+                               resources=agent_resources())
+    try:
+        yield cp
+    finally:
+        pools.close_all()
+        stop_cluster_process(cp)
+
+
+@pytest.fixture
+def kernel_env(kcluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> KernelSpecManager:
+    register_provisioner(tmp_path / "eps")
+    kdir = install_kernels(tmp_path / "prefix")
+    monkeypatch.setenv("MESOS_NB_MASTER", kcluster.master)
+    monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for var in ("KERNEL_CPUS", "KERNEL_MEM", "KERNEL_GPUS", "KERNEL_ROLE", "KERNEL_ATTRIBUTES",
+                "KERNEL_LAUNCH_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)
+    return KernelSpecManager(kernel_dirs=[str(kdir)])
+
+
+def live_tasks(cp) -> dict[str, str]:
+    return {t["id"]: t["state"] for fw in cp.state()["frameworks"] for t in fw["tasks"]}
+
+
+async def run_cell(kc, code: str, timeout: float = 60) -> tuple[dict, str]:
+    """Execute ``code``; the execute_reply content and everything printed on stdout."""
+    out: list[str] = []
+
+    def hook(msg: dict) -> None:
+        if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
+            out.append(msg["content"]["text"])
+
+    reply = await kc.execute_interactive(code, output_hook=hook, timeout=timeout)
+    return reply["content"], "".join(out)
+
+
+async def test_kernel_runs_as_a_task_interrupt_restart_shutdown(kcluster, kernel_env):
+    km = AsyncKernelManager(kernel_name=SMALL, kernel_spec_manager=kernel_env)
+    await km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=90)
+        tid = km.provisioner.task_id
+        assert tid and tid.startswith("kernel-")
+        # the code runs in the task's sandbox on an agent of the cluster, and sees the master
+        content, out = await run_cell(kc, "import os; print(os.getcwd()); "
+                                          "print(os.environ['MESOS_SANDBOX']); "
+                                          "print(os.environ['MESOS_NB_MASTER']); "
+                                          "print('KEY' + str('MESOS_NB_KERNEL_KEY' in os.environ))")
+        assert content["status"] == "ok", content
+        cwd, sandbox, master, key = out.split()
+        assert cwd == sandbox and cwd.startswith(str(kcluster.work_dir / "cluster")), out
+        assert tid in cwd
+        assert master.endswith(kcluster.master) and key == "KEYFalse"
+        # `mesos-nb tasks` lists it
+        listing = kcluster.cli("tasks")
+        assert listing.returncode == 0 and tid in listing.stdout, listing.stdout + listing.stderr
+        assert live_tasks(kcluster)[tid] == "TASK_RUNNING"
+
+        # interrupting `while True` raises KeyboardInterrupt in the remote kernel
+        msg_id = kc.execute("import time\nwhile True:\n    time.sleep(0.01)")
+        await wait_busy(kc)
+        await km.interrupt_kernel()
+        reply = await kc.get_shell_msg(timeout=30)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = await kc.get_shell_msg(timeout=30)
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        content, out = await run_cell(kc, "print(6 * 7)")
+        assert out.strip() == "42"
+
+        # restart: a fresh task, the old one ends
+        await km.restart_kernel()
+        tid2 = km.provisioner.task_id
+        assert tid2 and tid2 != tid
+        await kc.wait_for_ready(timeout=90)
+        content, out = await run_cell(kc, "print(os.environ.get('MESOS_TASK_ID', 'x') "
+                                          "if 'os' in dir() else 'fresh')")
+        assert out.strip() == "fresh", out
+        wait_for(lambda: tid not in live_tasks(kcluster), 30, message="old kernel task ended")
+        assert live_tasks(kcluster)[tid2] == "TASK_RUNNING"
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel()
+    # shutdown leaves no task of the kernel running
+    wait_for(lambda: tid2 not in live_tasks(kcluster), 30, message="kernel task ended")
+    assert not any(t.startswith("kernel-") for t in live_tasks(kcluster))
+
+
+async def wait_busy(kc, timeout: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        msg = await kc.get_iopub_msg(timeout=timeout)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "busy" \
+                and msg["parent_header"].get("msg_type") == "execute_request":
+            return
+    raise AssertionError("the cell never started")
+
+
+async def test_a_kernel_no_agent_can_hold_fails_at_once(kcluster, kernel_env, monkeypatch):
+    monkeypatch.setenv("KERNEL_CPUS", "64")
+    km = AsyncKernelManager(kernel_name=SMALL, kernel_spec_manager=kernel_env)
+    with pytest.raises(RuntimeError, match="no agent of the cluster can ever run this kernel: "
+                                           "it needs cpus:64 mem:512 ports:5.*largest has cpus:2"):
+        await asyncio.wait_for(km.start_kernel(), 20)
+    assert not any(t.startswith("kernel-") for t in live_tasks(kcluster))
+
+
+async def test_a_launch_that_times_out_says_what_it_waited_for(kcluster, kernel_env, monkeypatch):
+    from mesos_nb.scheduler.pool import TaskPool, TaskSpec
+
+    # the agent has mem 1024: a 600 MB task leaves no room for a 512 MB kernel
+    holder = TaskPool(kcluster.master, "holder")
+    holder.start()
+    try:
+        held = [holder.submit(TaskSpec("sleep 600", cpus=0.1, mem=600, name="hold"))]
+        wait_for(lambda: all(h.phase == "running" for h in held), 30, message="holders running")
+        monkeypatch.setenv("KERNEL_LAUNCH_TIMEOUT", "3")
+        km = AsyncKernelManager(kernel_name=SMALL, kernel_spec_manager=kernel_env)
+        with pytest.raises(TimeoutError, match=r"waited 3 s for an offer with cpus:1 mem:512 "
+                                               r"ports:5 and got none that fits \(.+\)"):
+            await km.start_kernel()
+    finally:
+        holder.stop(teardown=True)
+    wait_for(lambda: not any(t.startswith(("kernel-", "hold")) for t in live_tasks(kcluster)), 30,
+             message="no kernel task left")
+
+
+def test_kernel_request_reads_config_and_overrides():
+    r = kernel_request({"cpus": 1, "mem": 512}, {"KERNEL_MEM": "2048", "KERNEL_GPUS": "1",
+                                                 "KERNEL_ATTRIBUTES": "rack=r1,zone=a",
+                                                 "KERNEL_ROLE": "ml"})
+    assert (r.cpus, r.mem, r.gpus, r.role) == (1, 2048, 1, "ml")
+    assert dict(r.attributes) == {"rack": "r1", "zone": "a"}
+    with pytest.raises(KernelRequestError, match="cpus must be a number"):
+        kernel_request({}, {"KERNEL_CPUS": "lots"})
+    with pytest.raises(KernelRequestError, match="bad attribute constraint 'rack'"):
+        kernel_request({}, {"KERNEL_ATTRIBUTES": "rack"})
+
+
+def test_never_fits_names_the_gap():
+    from mesos_nb.protocol.state import AgentView
+
+    agents = [AgentView(id="a", resources={"cpus": 2, "mem": 1024, "ports": "[31000-31010]"},
+                        attributes={"rack": "r1"})]
+    assert never_fits(agents, kernel_request({"cpus": 1, "mem": 512}, {})) is None
+    assert never_fits([], kernel_request({"cpus": 99}, {})) is None  # agents may still join
+    assert "none has rack=r2" in never_fits(agents, kernel_request({"attributes": "rack=r2"}, {}))
+    assert "needs cpus:1 mem:1024 gpus:1" in never_fits(agents, kernel_request({"gpus": 1}, {}))
+    few = [AgentView(id="a", resources={"cpus": 2, "mem": 1024, "ports": "[31000-31002]"})]
+    assert never_fits(few, kernel_request({}, {})) is not None
