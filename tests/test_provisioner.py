@@ -101,8 +101,9 @@ async def test_kernel_runs_as_a_task_interrupt_restart_shutdown(kcluster, kernel
         assert live_tasks(kcluster)[tid] == "TASK_RUNNING"
 
         # interrupting `while True` raises KeyboardInterrupt in the remote kernel
-        msg_id = kc.execute("import time\nwhile True:\n    time.sleep(0.01)")
-        await wait_busy(kc)
+        msg_id = kc.execute("import time\nprint('looping', flush=True)\nwhile True:\n"
+                            "    time.sleep(0.01)", stop_on_error=False)
+        await wait_printed(kc, "looping")
         await km.interrupt_kernel()
         reply = await kc.get_shell_msg(timeout=30)
         while reply["parent_header"].get("msg_id") != msg_id:
@@ -110,12 +111,16 @@ async def test_kernel_runs_as_a_task_interrupt_restart_shutdown(kcluster, kernel
         assert reply["content"]["status"] == "error"
         assert reply["content"]["ename"] == "KeyboardInterrupt"
         content, out = await run_cell(kc, "print(6 * 7)")
-        assert out.strip() == "42"
+        assert content["status"] == "ok" and out.strip() == "42", (content, out)
 
-        # restart: a fresh task, the old one ends
+        # restart: a fresh task (with the ports of its own offer: a client reconnects, as
+        # jupyter_server does for port-changing restarts), the old one ends
         await km.restart_kernel()
         tid2 = km.provisioner.task_id
         assert tid2 and tid2 != tid
+        kc.stop_channels()
+        kc = km.client()
+        kc.start_channels()
         await kc.wait_for_ready(timeout=90)
         content, out = await run_cell(kc, "print(os.environ.get('MESOS_TASK_ID', 'x') "
                                           "if 'os' in dir() else 'fresh')")
@@ -130,15 +135,15 @@ async def test_kernel_runs_as_a_task_interrupt_restart_shutdown(kcluster, kernel
     assert not any(t.startswith("kernel-") for t in live_tasks(kcluster))
 
 
-async def wait_busy(kc, timeout: float = 30) -> None:
+async def wait_printed(kc, text: str, timeout: float = 30) -> None:
+    """Until the running cell printed ``text`` (so it is inside its loop, not about to start)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
         msg = await kc.get_iopub_msg(timeout=timeout)
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "busy" \
-                and msg["parent_header"].get("msg_type") == "execute_request":
+        if msg["msg_type"] == "stream" and text in msg["content"]["text"]:
             return
-    raise AssertionError("the cell never started")
+    raise AssertionError(f"the cell never printed {text!r}")
 
 
 async def test_a_kernel_no_agent_can_hold_fails_at_once(kcluster, kernel_env, monkeypatch):
