@@ -30,10 +30,10 @@ from mesos_nb.frameworks.provisioner.request import (  # noqa: E402
 SMALL = "mesos-nb-cluster-small"
 
 
-def agent_resources() -> str:
+def agent_resources(offset: int = 0) -> str:
     """One small agent whose ports are off the default 31000-32000, which the test clusters of
     other suites on this machine also hand out (their tasks may hold them)."""
-    base = 20000 + (os.getpid() % 90) * 100
+    base = 20000 + (os.getpid() % 45) * 200 + offset
     return f"{SMALL_AGENT};ports:[{base}-{base + 99}]"
 
 
