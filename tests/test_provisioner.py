@@ -7,6 +7,8 @@ point (see provisioner_support), a real ipykernel in an agent's sandbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -198,3 +200,70 @@ def test_never_fits_names_the_gap():
     assert "needs cpus:1 mem:1024 gpus:1" in never_fits(agents, kernel_request({"gpus": 1}, {}))
     few = [AgentView(id="a", resources={"cpus": 2, "mem": 1024, "ports": "[31000-31002]"})]
     assert never_fits(few, kernel_request({}, {})) is not None
+
+
+async def test_key_stays_off_argv_and_logs_and_a_new_server_reattaches(kcluster, kernel_env):
+    import psutil
+
+    from mesos_nb.frameworks.provisioner import MesosProvisioner
+
+    km = AsyncKernelManager(kernel_name=SMALL, kernel_spec_manager=kernel_env)
+    await km.start_kernel()
+    try:
+        info = await km.provisioner.get_provisioner_info()
+        key, tid = info["connection_info"]["key"], info["task_id"]
+        assert info["framework_id"] and tid and info["master"].endswith(kcluster.master)
+        # the key is on no process's command line, and not in the task's stdout/stderr
+        port = info["connection_info"]["shell_port"]
+        owners = [c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
+                  and c.status == psutil.CONN_LISTEN]
+        assert owners, "the kernel listens on its shell port"
+        for proc in psutil.process_iter(["cmdline"]):
+            assert key not in " ".join(proc.info["cmdline"] or [])
+        logs = km.provisioner._pool.logs(tid)
+        assert "launch: kernel on" in logs["stdout"] and key not in logs["stdout"] + logs["stderr"]
+
+        # "the server restarts": its framework fails over (the kernel keeps running), and a
+        # provisioner loaded from the persisted info re-subscribes and adopts the task
+        pools.close_all()
+        assert live_tasks(kcluster)[tid] == "TASK_RUNNING"
+        km2 = AsyncKernelManager(kernel_name=SMALL, kernel_spec_manager=kernel_env)
+        prov = MesosProvisioner(kernel_id=info["kernel_id"], kernel_spec=km2.kernel_spec, parent=km2)
+        await prov.load_provisioner_info(info)
+        assert prov.has_process and prov._pool.framework_id == info["framework_id"]
+        wait_for(lambda: prov._handle.state == "TASK_RUNNING", 30, message="task reconciled")
+        assert await prov.poll() is None
+        km2.provisioner = prov
+        km2.load_connection_info(info["connection_info"])
+        kc = km2.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=60)
+            content, out = await run_cell(kc, "print('still', 'here')")
+            assert out.strip() == "still here"
+        finally:
+            kc.stop_channels()
+        await prov.kill()
+        assert await asyncio.wait_for(prov.wait(), 30) == -9
+        wait_for(lambda: tid not in live_tasks(kcluster), 30, message="adopted kernel killed")
+    finally:
+        with contextlib.suppress(Exception):
+            await km.shutdown_kernel(now=True)
+
+
+def test_kernel_install_remote_writes_the_three_sizes(tmp_path):
+    from conftest import cli_env, run_cli
+
+    res = run_cli("kernel", "install", "--remote", "--prefix", str(tmp_path), env=cli_env())
+    assert res.returncode == 0, res.stderr
+    kdir = tmp_path / "share" / "jupyter" / "kernels"
+    sizes = {}
+    for name in ("mesos-nb-cluster-small", "mesos-nb-cluster-large", "mesos-nb-cluster-gpu"):
+        spec = json.loads((kdir / name / "kernel.json").read_text())
+        assert spec["interrupt_mode"] == "message"
+        prov = spec["metadata"]["kernel_provisioner"]
+        assert prov["provisioner_name"] == "mesos-provisioner"
+        sizes[name] = prov["config"]
+        assert name in res.stdout
+    assert sizes["mesos-nb-cluster-gpu"]["gpus"] == 1
+    assert sizes["mesos-nb-cluster-large"]["cpus"] > sizes["mesos-nb-cluster-small"]["cpus"]
