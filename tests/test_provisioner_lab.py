@@ -5,8 +5,8 @@ agent's sandbox; stopping the server leaves no kernel task running."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -24,7 +24,7 @@ pytest.importorskip("jupyterlab")
 pytest.importorskip("jupyter_server")
 
 SMALL = "mesos-nb-cluster-small"
-CELL = 'import os\nprint("ran-in", os.environ["MESOS_SANDBOX"])'
+CELL = 'import os\nprint("ran-in", os.environ["MESOS_SANDBOX"], os.environ.get("JPY_SESSION_NAME"))'
 
 
 def api(base: str, token: str, path: str, method: str = "GET", body: dict | None = None):
@@ -129,6 +129,7 @@ async def test_jupyter_server_and_lab_run_a_cell_on_a_cluster_kernel(lab):
         finally:
             await browser.close()
     assert str(cp.work_dir / "cluster") in text, text
+    assert text.strip().endswith("remote.ipynb"), text  # the notebook's session name travelled
     sessions = api(base, token, "/api/sessions")
     kid = next(s["kernel"]["id"] for s in sessions if s["path"].endswith("remote.ipynb"))
     assert any(t.startswith(f"kernel-{kid[:8]}") for t in live_tasks(cp))

@@ -143,8 +143,8 @@ class MesosProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
         spec = TaskSpec(cmd=command, cpus=req.cpus, mem=req.mem, gpus=req.gpus, ports=PORTS,
                         name=f"kernel-{(self.kernel_id or 'x')[:8]}", constraints=req.attributes,
-                        env=task_environment(self.kernel_spec.env or {}, kwargs.get("env", {}),
-                                             master, key))
+                        env=task_environment(self._kernel_env(kwargs.get("env", {})),
+                                             kwargs.get("env", {}), master, key))
         self._handle = handle = self._pool.submit(spec)
         self.log.info("kernel %s: task %s of framework %s requested (%s)", self.kernel_id,
                       handle.id, self._pool.framework_id, req.describe())
@@ -160,6 +160,12 @@ class MesosProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         self.log.info("kernel %s: task %s of framework %s ready on %s (ports %s)", self.kernel_id,
                       handle.id, self._pool.framework_id, handle.hostname, where["ports"])
         return self.connection_info
+
+    def _kernel_env(self, env: dict[str, str]) -> dict[str, str]:
+        """The kernelspec's ``env`` (as ``pre_launch`` substituted it) and the notebook's
+        session name; not the rest of the server's environment (another machine's)."""
+        names = [*(self.kernel_spec.env or {}), "JPY_SESSION_NAME"]
+        return {k: env[k] for k in names if k in env}
 
     async def _await_start(self, handle: TaskHandle, req: KernelRequest, where: dict) -> None:
         t0 = time.monotonic()
