@@ -962,7 +962,7 @@ class Agent:
         elif ok:
             self._update(task, "TASK_FINISHED", message=message)
         else:
-            self._update(task, "TASK_FAILED", reason="REASON_COMMAND_EXECUTOR_FAILED", message=message)
+            self._update(task, "TASK_FAILED", message=message)  # Mesos' command executor sets no reason
         logger.info("task %s agent=%s framework=%s task=%s: %s", task.state.lower()[5:], self.agent_id,
                     fw.framework_id, task.task_id, limitation or message)
         self._executor_done(fw, ex, status)
@@ -983,7 +983,7 @@ class Agent:
         for task in ex.tasks.values():
             self._stop_health(task)
         self.counters["executors_terminated"] += 1
-        if self.agent_id is not None and status is not None:
+        if self.agent_id is not None and status is not None and not ex.command_executor:  # FAILURE: custom only
             self._send(ExecutorExited(agent_id=self.agent_id, framework_id=ex.framework_id,
                                       executor_id=ex_id, status=status if status >= 0 else 0))
         if ex.run_meta is not None:
@@ -1004,9 +1004,16 @@ class Agent:
                 source: str = "SOURCE_EXECUTOR", container_status: Any = None, healthy: bool | None = None) -> None:
         if is_terminal(task.state):
             return
+        if container_status is None:  # every update names the task's container, as Mesos' agent adds it
+            container_status = self._container_status(task)
         status = self._make_status(task.task_id, task.executor_id, state, source, reason, message, container_status)
         status.healthy = healthy
         self._forward(task, status)
+
+    def _container_status(self, task: TaskEntry) -> dict[str, Any] | None:
+        fw = self.frameworks.get(task.framework_id)
+        ex = fw.executors.get(task.executor_id) if fw else None
+        return {"container_id": {"value": ex.container_id}} if ex is not None else None
 
     def _forward(self, task: TaskEntry, status: TaskStatus) -> None:
         """Record ``status`` as the task's latest state and send it reliably."""

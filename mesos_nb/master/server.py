@@ -28,6 +28,7 @@ from ..protocol import messages as m
 from ..protocol import recordio
 from ..protocol.version import VERSION as __version__
 from .core import CallError, EndStream, MasterCore, ToAgent, ToChannel, ToFramework
+from .operator_api import OperatorApi
 from .readonly import ReadOnlyViews
 from .registry import Registry
 
@@ -257,8 +258,8 @@ class MasterServer:
         r = app.router
         for prefix in ("", "/master"):
             r.add_post(prefix + "/api/v1/scheduler", self.handle_scheduler)
-            r.add_post(prefix + "/api/v1", self.handle_operator)
         r.add_get("/api/v1/agent-channel", self.handle_channel)
+        self.operator = OperatorApi(self); self.operator.install(app)  # noqa: E702 - POST /api/v1, v0 extras
         self.views.add_routes(r)
         from .webui import WebUI  # the web UI and its utilization feed (/, /master/utilization)
 
@@ -401,45 +402,6 @@ class MasterServer:
         await resp.write(recordio.encode(m.encode(m.Event(type="ERROR", error=m.Error(message=message)))))
         await resp.write_eof()
         return resp
-
-    # ------------------------------------------------------------------ operator API (subset)
-    async def handle_operator(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        try:
-            call = _loads(body)
-        except ValueError as e:
-            return _text(400, f"Failed to parse body into Call: {e}")
-        if not isinstance(call, dict) or not isinstance(call.get("type"), str):
-            return _text(400, "Expecting 'type' to be present")
-        t = call["type"]
-        if t == "GET_HEALTH":
-            return web.json_response({"type": "GET_HEALTH", "get_health": {"healthy": True}})
-        if t == "GET_VERSION":
-            return web.json_response({"type": "GET_VERSION", "get_version": {"version_info": {"version": __version__}}})
-        if t == "KILL_TASK":
-            try:
-                task_id = call["kill_task"]["task_id"]["value"]
-                assert isinstance(task_id, str)
-            except (KeyError, TypeError, AssertionError):
-                return _text(400, "Expecting 'kill_task.task_id.value' to be present")
-            task = self.core.operator_kill(task_id, time.time())
-            self.flush()
-            if task is None:
-                return _text(404, f"No active task with id '{task_id}'")
-            return web.Response(status=202)
-        if t == "TEARDOWN":
-            try:
-                fid = call["teardown"]["framework_id"]["value"]
-            except (KeyError, TypeError):
-                return _text(400, "Expecting 'teardown.framework_id.value' to be present")
-            try:
-                self.core.teardown(fid, time.time())
-            except CallError as e:
-                return _text(404 if e.status == 400 else e.status, e.message)
-            finally:
-                self.flush()
-            return web.Response(status=200)
-        return _text(400, f"Unsupported operator call type '{t}'")
 
     # ------------------------------------------------------------------ agent channel
     async def handle_channel(self, request: web.Request) -> web.StreamResponse:
