@@ -413,6 +413,9 @@ def make_app(agent: Agent) -> web.Application:
     r.add_get("/metrics/snapshot", metrics_snapshot)
     r.add_post("/api/v1/executor", handle_executor)
     r.add_post("/slave(1)/api/v1/executor", handle_executor)
+    from .operator_api import install  # POST /api/v1 (operator), /flags, /version, /containers
+
+    install(agent, app)
     return app
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from ..protocol.routing import trailing_slash
 from ..protocol.version import VERSION
 from . import operator_views as v
 from .core import CallError, validate_role
@@ -73,22 +74,6 @@ def _id_value(payload: Any, key: str) -> str | None:
     ident = payload.get(key) if isinstance(payload, dict) else None
     value = ident.get("value") if isinstance(ident, dict) else None
     return value if isinstance(value, str) else None
-
-
-@web.middleware
-async def trailing_slash(request: web.Request, handler: Any) -> web.StreamResponse:
-    """libprocess trims one trailing ``/`` before routing: ``/master/frameworks/`` is ``/master/frameworks``."""
-    path = request.path
-    if len(path) > 1 and path.endswith("/") and request.match_info.http_exception is not None:
-        url = request.rel_url.with_path(path[:-1])
-        clone = request.clone(rel_url=url)
-        match = await request.app.router.resolve(clone)
-        if match.http_exception is None:
-            match.add_app(request.app)
-            match.freeze()
-            clone._match_info = match  # what Application._handle does for a fresh request
-            return await match.handler(clone)
-    return await handler(request)
 
 
 class OperatorApi:
