@@ -175,3 +175,37 @@ async def test_never_reading_subscriber_is_disconnected_and_memory_stays_bounded
     assert psutil.Process().memory_info().rss - rss0 < 64 * 1024 * 1024
     assert await reader.read() is not None  # the connection was closed by the master
     writer.close()
+
+
+async def test_never_reading_scheduler_is_disconnected_and_memory_stays_bounded():
+    import psutil
+
+    srv = MasterServer(MasterConfig(port=0))
+    await srv.start()
+    try:
+        rss0 = psutil.Process().memory_info().rss
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        body = json.dumps({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u", "name": "deaf"}}}).encode()
+        writer.write(b"POST /api/v1/scheduler HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Accept: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        sid = next(line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"mesos-stream-id"))
+        fid = next(iter(srv.core.frameworks))
+        # Each unknown task id in a RECONCILE is one TASK_LOST event on the stream nobody reads.
+        rec = {"type": "RECONCILE", "framework_id": {"value": fid}, "reconcile": {"tasks": [
+            {"task_id": {"value": f"ghost-{i:05d}-" + "x" * 200}} for i in range(5000)]}}
+        async with aiohttp.ClientSession() as s:
+            for _ in range(40):
+                async with s.post(srv.url + "/api/v1/scheduler", json=rec,
+                                  headers={"Mesos-Stream-Id": sid}) as r:
+                    if r.status != 202:
+                        break  # the framework is no longer subscribed: its stream was dropped
+        # Dropped: disconnected (and, with failover_timeout 0, removed).
+        await async_wait_for(lambda: fid not in srv.core.frameworks or not srv.core.frameworks[fid].connected,
+                             timeout=10)
+        assert psutil.Process().memory_info().rss - rss0 < 64 * 1024 * 1024
+        writer.close()
+    finally:
+        await srv.stop()

@@ -35,6 +35,7 @@ from .registry import Registry
 log = logging.getLogger("mesos_nb.master")
 
 MAX_BODY = 16 * 1024 * 1024
+STREAM_LIMIT = 16 * 1024 * 1024  # unread bytes a scheduler stream may hold before it is dropped
 
 
 @dataclass
@@ -53,7 +54,7 @@ class MasterConfig:
 class _Stream:
     """One framework's subscription: a RecordIO event stream on a chunked response."""
 
-    __slots__ = ("framework_id", "stream_id", "resp", "queue", "wake", "closed", "error")
+    __slots__ = ("framework_id", "stream_id", "resp", "queue", "wake", "closed", "error", "queued", "transport")
 
     def __init__(self, framework_id: str, stream_id: str, resp: web.StreamResponse) -> None:
         self.framework_id = framework_id
@@ -63,9 +64,21 @@ class _Stream:
         self.wake = asyncio.Event()
         self.closed = False
         self.error: str | None = None
+        self.queued = 0
+        self.transport: Any = None
 
     def push(self, record: bytes) -> None:
-        self.queue.append(recordio.encode(record))
+        # Bounded: a scheduler that stops reading is disconnected, not buffered without end.
+        data = recordio.encode(record)
+        self.queued += len(data)
+        if self.queued > STREAM_LIMIT and not self.closed:
+            log.warning("scheduler stream disconnected framework=%s: %d bytes unread", self.framework_id, self.queued)
+            self.closed, self.error = True, "the scheduler does not read its event stream"
+            self.queue.clear()
+            if self.transport is not None:
+                self.transport.abort()
+        if not self.closed:
+            self.queue.append(data)
         self.wake.set()
 
 
@@ -365,6 +378,7 @@ class MasterServer:
         )
         resp.enable_chunked_encoding()
         stream = _Stream(fw.id, stream_id, resp)
+        stream.transport = request.transport
         self.streams[fw.id] = stream
         self.streams_by_id[stream_id] = stream
         self.flush()
@@ -379,6 +393,7 @@ class MasterServer:
                     continue
                 data = b"".join(stream.queue)
                 stream.queue.clear()
+                stream.queued = 0
                 await resp.write(data)
         except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
             pass
