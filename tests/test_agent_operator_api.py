@@ -149,3 +149,40 @@ async def test_exec_with_tty_takes_input_and_sees_the_task_environment(running):
         async with s.post(agent.url + "/api/v1", json={"type": "WAIT_NESTED_CONTAINER", "wait_nested_container": {
                 "container_id": cid}}, headers=JSON) as r:
             assert os.WEXITSTATUS((await r.json())["wait_nested_container"]["exit_status"]) == 5
+
+
+async def test_tty_task_attach_input_output_and_its_exit_status(local_cluster):
+    from test_mesos_cli import TtyFramework
+
+    fw = TtyFramework()
+    driver = SchedulerDriver(fw, info("agent-tty"), local_cluster.master_address)
+    await driver.start()
+    try:
+        await launch(driver, fw, "cli-tty", "read x; echo got-$x; [ -t 1 ] && exit 3")
+        await async_wait_for(lambda: "TASK_RUNNING" in fw.states("cli-tty"), timeout=15)
+        agent = next(a for a in local_cluster.agents if a.agent_id == fw.agents["cli-tty"])
+        ex = next(e for f in agent.frameworks.values() for e in f.executors.values() if e.executor_id == "cli-tty")
+        cid = {"value": ex.container_id}
+        async with aiohttp.ClientSession() as s:
+            out_call = {"type": "ATTACH_CONTAINER_OUTPUT", "attach_container_output": {"container_id": cid}}
+            async with s.post(agent.url + "/api/v1", json=out_call, headers=STREAM) as r:
+                assert r.status == 200
+
+                async def records():
+                    yield _io({"type": "ATTACH_CONTAINER_INPUT", "attach_container_input": {
+                        "type": "CONTAINER_ID", "container_id": cid}})
+                    yield _io({"type": "ATTACH_CONTAINER_INPUT", "attach_container_input": {
+                        "type": "PROCESS_IO", "process_io": {"type": "DATA", "data": {
+                            "type": "STDIN", "data": base64.b64encode(b"hello\n").decode()}}}})
+
+                inp = await s.post(agent.url + "/api/v1", data=records(), headers=INPUT)
+                assert inp.status == 200, await inp.text()
+                out, _ = await _collect(r, until=b"got-hello")
+        sandbox = {n: open(os.path.join(ex.directory, n), "rb").read() for n in ("stdout", "stderr")}
+        assert b"got-hello" in out, sandbox
+        await async_wait_for(lambda: "TASK_FAILED" in fw.states("cli-tty"), timeout=15)
+        assert fw.last("cli-tty").message == "Command exited with status 3"  # the task's own status
+        with open(os.path.join(ex.directory, "stdout"), "rb") as f:
+            assert b"got-hello" in f.read()  # the switchboard also keeps the sandbox's stdout
+    finally:
+        await driver.stop()

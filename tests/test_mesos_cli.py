@@ -18,12 +18,31 @@ import pytest
 from conftest import async_wait_for
 from test_scheduler_integration import Framework, info, launch
 
-from mesos_nb.scheduler import SchedulerDriver
+from mesos_nb.scheduler import SchedulerDriver, command_task, fits
 
 REPO = Path(__file__).resolve().parent.parent
 MESOS_CLI = REPO / ".venv-mesoscli" / "bin" / "mesos-cli"
 pytestmark = pytest.mark.skipif(not MESOS_CLI.exists(), reason="mesos-cli (avmesos-cli) is not installed; "
                                 "run scripts/test.sh")
+
+
+class TtyFramework(Framework):
+    """Launches ``cli-tty`` on a terminal (``container.tty_info``), the others as plain command tasks."""
+
+    async def offers(self, driver, offers):
+        unused = []
+        for offer in offers:
+            if self.pending and fits(offer, {"cpus": 0.1, "mem": 32}):
+                tid, cmd = self.pending.pop(0)
+                self.agents[tid] = offer.agent_id.value
+                task = command_task(offer, cmd, cpus=0.1, mem=32, task_id=tid)
+                if tid == "cli-tty":
+                    task.container = {"type": "MESOS", "tty_info": {}}
+                await driver.launch([offer.id], [task])
+            else:
+                unused.append(offer.id)
+        if unused:
+            await driver.decline(unused, refuse_seconds=0.5)
 
 
 @pytest.fixture
@@ -33,12 +52,13 @@ async def cli(local_cluster, tmp_path):
     # Its launcher runs ``python -m avmesos.cli.mesos-cli``: that venv's python must come first.
     env = {**os.environ, "MESOS_CLI_CONFIG": str(config),
            "PATH": f"{MESOS_CLI.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    fw = Framework()
+    fw = TtyFramework()
     driver = SchedulerDriver(fw, info("cli-fw"), local_cluster.master_address)
     await driver.start()
     await launch(driver, fw, "cli-sleeper", "sleep 60")
     await launch(driver, fw, "cli-done", "true")
-    await async_wait_for(lambda: "TASK_RUNNING" in fw.states("cli-sleeper")
+    await launch(driver, fw, "cli-tty", "sh")  # launched with ContainerInfo.tty_info (see TtyFramework)
+    await async_wait_for(lambda: "TASK_RUNNING" in fw.states("cli-sleeper") and "TASK_RUNNING" in fw.states("cli-tty")
                          and "TASK_FINISHED" in fw.states("cli-done"), timeout=20)
 
     async def run(*args: str) -> tuple[int, str]:
@@ -80,8 +100,15 @@ async def test_task_exec_without_tty(cli):
     assert rc == 7, out
 
 
-def _on_pty(env: dict, args: list[str], keys: bytes, want: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
-    """Run mesos-cli with a terminal as its stdin/stdout (as a person would), typing ``keys``."""
+def _on_pty(env: dict, args: list[str], keys: bytes, want: bytes, timeout: float = 30.0,
+            line: bytes = b"", line_want: bytes = b"", detach: bytes = b"") -> tuple[int, bytes]:
+    """Run mesos-cli with a terminal as its stdin/stdout (as a person would), typing ``keys``.
+
+    For ``task attach``: type ``line`` (again, until ``line_want`` shows: the attach may not be
+    live yet), then ``detach``.
+    """
+    if line:
+        return _attach_on_pty(env, args, line, line_want, detach)
     master, slave = pty.openpty()
     proc = subprocess.Popen([str(MESOS_CLI), *args], env=env, stdin=slave, stdout=slave, stderr=slave,
                             start_new_session=True)
@@ -114,6 +141,35 @@ def _on_pty(env: dict, args: list[str], keys: bytes, want: bytes, timeout: float
     return rc, out
 
 
+def _attach_on_pty(env: dict, args: list[str], line: bytes, want: bytes, detach: bytes) -> tuple[int, bytes]:
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(MESOS_CLI), *args], env=env, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 30
+    next_type = time.monotonic() + 0.5
+    try:
+        while want not in out and time.monotonic() < deadline and proc.poll() is None:
+            if time.monotonic() >= next_type:  # retype until the attach is live and echoes
+                os.write(master, line)
+                next_type = time.monotonic() + 2.0
+            r, _, _ = select.select([master], [], [], 0.1)
+            if r:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+        assert want in out, out
+        os.write(master, detach)
+        rc = proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    return rc, out
+
+
 async def test_task_exec_with_tty(cli):
     _, env, _ = cli
     rc, out = await asyncio.to_thread(_on_pty, env, ["task", "exec", "-t", "cli-sleeper", "tty"], b"", b"/dev/pts/")
@@ -122,3 +178,14 @@ async def test_task_exec_with_tty(cli):
         _on_pty, {**env, "PS1": "$ "}, ["task", "exec", "-i", "-t", "cli-sleeper", "sh"],
         b"echo answer-$((6*7)); exit 4\r", b"answer-42")
     assert rc == 4, out
+
+
+async def test_task_attach_to_a_tty_task_and_detach(cli):
+    _, env, _ = cli
+    rc, out = await asyncio.to_thread(
+        _on_pty, env, ["task", "attach", "cli-tty"], b"", b"", 3.0, b"echo attached-$((2*21))\r",
+        b"attached-42", b"\x10\x11")
+    assert rc == 0, out
+    # A task launched without a TTY: refused, with the CLI's own sentence for Mesos' answer.
+    rc, out = await asyncio.to_thread(_on_pty, env, ["task", "attach", "cli-sleeper"], b"", b"launched without a TTY")
+    assert rc != 0, out

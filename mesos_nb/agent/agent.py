@@ -77,6 +77,7 @@ MAX_COMPLETED_EXECUTORS_PER_FRAMEWORK = 150
 MAX_COMPLETED_TASKS_PER_EXECUTOR = 200
 MAX_PORT_ENV = 1000  # PORT0..PORTn are set only for tasks with at most this many ports
 SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervisor.py")
+SWITCHBOARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "switchboard.py")
 COMMAND_EXECUTOR_MEM = 32 * 1024 * 1024  # Mesos' command executor overhead, added to supervised limits
 
 
@@ -150,6 +151,11 @@ class FrameworkEntry:
     @property
     def framework_id(self) -> str:
         return self.info.id.value if self.info.id else ""
+
+
+def _wants_tty(info: TaskInfo) -> bool:
+    container = info.container
+    return isinstance(container, dict) and isinstance(container.get("tty_info"), dict)
 
 
 def _grace_seconds(policy: KillPolicy | None) -> float | None:
@@ -912,6 +918,8 @@ class Agent:
         supervised = ex.checkpoint and ex.run_meta is not None
         try:
             executable, argv = self._argv(task.info.command)  # type: ignore[arg-type]
+            if _wants_tty(task.info):  # a TTY task runs under its I/O switchboard (task attach)
+                executable, argv = None, [sys.executable, "-S", SWITCHBOARD, ex.container_id, executable or "", *argv]
             ex.gpus = self._take_gpus(task.resources)
             status_path = None
             if supervised:

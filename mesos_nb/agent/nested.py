@@ -35,6 +35,7 @@ _enc = msgspec.json.Encoder()
 HEARTBEAT_NS = 30_000_000_000
 MAX_EXITED = 256
 OUTPUT_LIMIT = 4 * 1024 * 1024
+SWITCHBOARD_START_SECONDS = 5.0
 
 
 def data_record(kind: str, data: bytes) -> bytes:
@@ -69,7 +70,7 @@ class Session:
         self.input_attached = False
         self.exit_status: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.output_done = asyncio.Event()
-        self._pending_eof = 0
+        self.runner: asyncio.Task | None = None
 
     # -------------------------------------------------------------- output
     def broadcast(self, record: bytes) -> None:
@@ -158,6 +159,79 @@ class Session:
                 os.killpg(self.proc.pid, sig)
 
 
+class SwitchboardSession:
+    """A running TTY command task, reached through its switchboard (:mod:`.switchboard`).
+
+    Offers the part of :class:`Session` the API uses: output readers, stdin and window size.
+    """
+
+    tty = True
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.input_attached = False
+        self.output_done = asyncio.Event()
+        self._input: asyncio.StreamWriter | None = None
+        self._relays: set[asyncio.Task] = set()
+
+    async def _connect(self, role: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        from .switchboard import socket_name
+
+        # The task is RUNNING as soon as its switchboard process exists; the switchboard binds its
+        # socket a few milliseconds later, so an early attach retries briefly.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SWITCHBOARD_START_SECONDS
+        delay = 0.01
+        while True:
+            try:
+                reader, writer = await asyncio.open_unix_connection(socket_name(self.key))
+                break
+            except OSError as e:
+                if loop.time() >= deadline:
+                    raise NestedError(404, f"The I/O switchboard of container '{self.key}' is gone: {e}") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        writer.write(role)
+        return reader, writer
+
+    async def connect_output(self) -> BoundedStream:
+        """A reader of the task's terminal, connected (so nothing typed after this is missed)."""
+        reader, writer = await self._connect(b"O")
+        await writer.drain()
+        s = BoundedStream(OUTPUT_LIMIT)
+        task = asyncio.get_running_loop().create_task(self._relay(s, reader, writer))
+        self._relays.add(task)  # the loop holds tasks weakly: an unreferenced relay would be collected
+        task.add_done_callback(self._relays.discard)
+        return s
+
+    async def _relay(self, s: BoundedStream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while not s.closed:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                s.push(data_record("STDOUT", data))
+        finally:
+            writer.close()
+            s.close()
+
+    async def open_input(self) -> None:
+        _, self._input = await self._connect(b"I")
+
+    def close_input(self) -> None:
+        if self._input is not None:
+            self._input.close()
+            self._input = None
+
+    def write_stdin(self, data: bytes) -> None:
+        if data and self._input is not None:
+            self._input.write(b"D" + struct.pack(">I", len(data)) + data)
+
+    def resize(self, rows: int, columns: int) -> None:
+        if self._input is not None:
+            self._input.write(b"W" + struct.pack(">HH", rows, columns))
+
+
 def container_key(container_id: Any) -> str | None:
     """``parent.value/.../value`` for a ContainerID JSON object (None if malformed)."""
     parts = []
@@ -181,6 +255,7 @@ class NestedContainers:
         self.agent = agent
         self.sessions: dict[str, Session] = {}
         self.exited: OrderedDict[str, int] = OrderedDict()
+        self.tty_tasks: dict[str, SwitchboardSession] = {}
 
     def parent_executor(self, parent_key: str) -> Any:
         for fw in self.agent.frameworks.values():
@@ -241,8 +316,8 @@ class NestedContainers:
             raise NestedError(500, f"Failed to launch nested container: {e}") from None
         self.sessions[key] = session
         log.info("nested container launched container=%s parent=%s tty=%s argv=%s", key, parent_key, tty, argv[:1])
-        task = asyncio.get_running_loop().create_task(session.run_output())
-        task.add_done_callback(lambda _t: self._exited(session))
+        session.runner = asyncio.get_running_loop().create_task(session.run_output())  # held: see _relays
+        session.runner.add_done_callback(lambda _t: self._exited(session))
         return session
 
     def _exited(self, session: Session) -> None:
@@ -252,9 +327,25 @@ class NestedContainers:
             while len(self.exited) > MAX_EXITED:
                 self.exited.popitem(last=False)
 
-    def find(self, container_id: Any) -> Session | None:
+    def find(self, container_id: Any) -> Session | SwitchboardSession | None:
+        """A nested session, or a TTY command task's switchboard (by the task's container id)."""
         key = container_key(container_id)
-        return self.sessions.get(key) if key else None
+        if key is None:
+            return None
+        session = self.sessions.get(key)
+        if session is None and "/" not in key:
+            ex = self.parent_executor(key)
+            if ex is None or not _has_tty(ex):
+                self.tty_tasks.pop(key, None)
+                return None
+            return self.tty_tasks.setdefault(key, SwitchboardSession(key))
+        return session
+
+    def without_tty(self, container_id: Any) -> bool:
+        """A running task container that has no I/O switchboard (no TTY): attach is refused."""
+        key = container_key(container_id)
+        ex = self.parent_executor(key) if key and "/" not in key else None
+        return ex is not None and not _has_tty(ex)
 
     async def wait(self, container_id: Any) -> int:
         key = container_key(container_id)
@@ -279,3 +370,11 @@ class NestedContainers:
     def destroy_all(self) -> None:
         for s in list(self.sessions.values()):
             s.kill()
+
+
+def _has_tty(ex: Any) -> bool:
+    for t in ex.tasks.values():
+        c = t.info.container
+        if isinstance(c, dict) and isinstance(c.get("tty_info"), dict):
+            return True
+    return False

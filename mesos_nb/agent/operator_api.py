@@ -25,7 +25,7 @@ from ..protocol import recordio
 from ..protocol.routing import trailing_slash
 from ..protocol.version import VERSION
 from . import http as v0
-from .nested import HEARTBEAT_RECORD, NestedContainers, NestedError
+from .nested import HEARTBEAT_RECORD, NestedContainers, NestedError, SwitchboardSession
 
 if TYPE_CHECKING:
     from .agent import Agent, ExecutorEntry, TaskEntry
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 _enc = msgspec.json.Encoder()
 NESTED_KEY = web.AppKey("nested", object)
 HEARTBEAT_SECONDS = 30.0
+SWITCHBOARD_DISABLED = "I/O switchboard server was disabled for this container"
 STREAMING = {"LAUNCH_NESTED_CONTAINER_SESSION", "ATTACH_CONTAINER_OUTPUT"}
 CALLS = {
     "GET_HEALTH", "GET_FLAGS", "GET_VERSION", "GET_METRICS", "GET_LOGGING_LEVEL", "SET_LOGGING_LEVEL",
@@ -326,9 +327,14 @@ class AgentOperatorApi:
         return await self._stream_out(request, session, stream, on_close=session.kill)
 
     async def _attach_output(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
-        session = self.nested.find(payload.get("container_id"))
+        cid = payload.get("container_id")
+        session = self.nested.find(cid)
         if session is None:
-            return _text(404, "Container cannot be found (or it has no I/O switchboard: launched without a TTY)")
+            if self.nested.without_tty(cid):  # Mesos' exact words; the CLI keys on them
+                return _text(500, SWITCHBOARD_DISABLED)
+            return _text(404, "Container cannot be found")
+        if isinstance(session, SwitchboardSession):
+            return await self._stream_out(request, session, await session.connect_output())
         return await self._stream_out(request, session, session.add_output())
 
     async def _attach_input(self, request: web.Request) -> web.Response:
@@ -349,20 +355,28 @@ class AgentOperatorApi:
                             return _text(400, "The first record must be an ATTACH_CONTAINER_INPUT with CONTAINER_ID")
                         session = self.nested.find(body.get("container_id"))
                         if session is None:
+                            if self.nested.without_tty(body.get("container_id")):
+                                return _text(500, SWITCHBOARD_DISABLED)
                             return _text(404, "Container cannot be found")
                         if session.input_attached:
                             session = None
                             return _text(409, "Another input is already attached to this container")
                         session.input_attached = True
+                        if isinstance(session, SwitchboardSession):
+                            await session.open_input()
                         continue
                     self._input_record(session, body.get("process_io"))
         except (recordio.RecordIOError, msgspec.DecodeError, ValueError, TypeError) as e:
             return _text(400, f"Bad ATTACH_CONTAINER_INPUT record: {e}")
         except OSError as e:
             return _text(500, f"Failed to write to the container's input: {e}")
+        except NestedError as e:
+            return _text(e.status, e.message)
         finally:
             if session is not None:
                 session.input_attached = False
+                if isinstance(session, SwitchboardSession):
+                    session.close_input()
         if session is None:
             return _text(400, "Expecting an ATTACH_CONTAINER_INPUT record with CONTAINER_ID")
         return web.Response(status=200)
