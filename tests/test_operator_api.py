@@ -209,3 +209,41 @@ async def test_never_reading_scheduler_is_disconnected_and_memory_stays_bounded(
         writer.close()
     finally:
         await srv.stop()
+
+
+async def test_update_framework_changes_info_and_is_validated(local_cluster):
+    url = local_cluster.master_url
+    fw = Framework()
+    driver = SchedulerDriver(fw, info("upd", roles=["a"], capabilities=[{"type": "MULTI_ROLE"}]),
+                             local_cluster.master_address)
+    fid = await driver.start()
+    headers = {"Mesos-Stream-Id": driver.stream_id, "Content-Type": "application/json"}
+
+    def body(**fi):
+        suppressed = fi.pop("_s", [])
+        base = {"user": "tester", "name": "upd", "id": {"value": fid}, "roles": ["a"],
+                "capabilities": [{"type": "MULTI_ROLE"}]}
+        return {"type": "UPDATE_FRAMEWORK", "framework_id": {"value": fid},
+                "update_framework": {"framework_info": {**base, **fi}, "suppressed_roles": suppressed}}
+
+    try:
+        async with aiohttp.ClientSession() as s:
+            sub = await s.post(url + "/api/v1", json={"type": "SUBSCRIBE"}, headers=JSON)
+            dec = recordio.Decoder()
+            await _events(sub, dec, lambda e: e["type"] == "HEARTBEAT")
+            async with s.post(url + "/api/v1/scheduler", json=body(name="renamed", roles=["a", "b"]),
+                              headers=headers) as r:
+                assert r.status == 200, await r.text()
+            ev = await _events(sub, dec, lambda e: e["type"] == "FRAMEWORK_UPDATED")
+            updated = ev[-1]["framework_updated"]["framework"]["framework_info"]
+            assert updated["name"] == "renamed" and updated["roles"] == ["a", "b"]
+            got = await call(s, url, {"type": "GET_FRAMEWORKS"})
+            assert got["get_frameworks"]["frameworks"][0]["framework_info"]["name"] == "renamed"
+            for bad, needle in ((body(principal="mallory"), "principal"), (body(user="root"), "user"),
+                                (body(_s=["zzz"]), "Suppressed role"), (body(roles=["bad role"]), "not valid"),
+                                (body(id={"value": "other"}), "differs")):
+                async with s.post(url + "/api/v1/scheduler", json=bad, headers=headers) as r:
+                    assert r.status == 400 and needle in await r.text(), (bad, r.status)
+            sub.close()
+    finally:
+        await driver.stop()

@@ -28,6 +28,7 @@ from ..protocol import messages as m
 from ..protocol import recordio
 from ..protocol.version import VERSION as __version__
 from .core import CallError, EndStream, MasterCore, ToAgent, ToChannel, ToFramework
+from .framework_update import update_framework
 from .operator_api import OperatorApi
 from .readonly import ReadOnlyViews
 from .registry import Registry
@@ -342,7 +343,8 @@ class MasterServer:
             elif t == "TEARDOWN":
                 core.teardown(fid, now)
             elif t == "UPDATE_FRAMEWORK":
-                return _text(501, "UPDATE_FRAMEWORK is not supported yet")
+                update_framework(core, fid, m.to_builtins(call.update_framework), now)
+                return web.Response(status=200)
             else:
                 pass  # REQUEST, inverse offers, operation acks/reconciliation: accepted, nothing to do
         except CallError as e:
