@@ -112,3 +112,41 @@ def test_agent_operator_calls_never_crash(bodies, input_records):
 
     for status in asyncio.run(run()):
         assert _ok(status), status
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(json_values, st.fixed_dictionaries({}, optional={
+    "framework_info": st.one_of(json_values, st.fixed_dictionaries(
+        {"user": st.text(max_size=6), "name": st.text(max_size=6)},
+        optional={"id": ids, "roles": json_values, "role": json_values, "principal": json_values,
+                  "checkpoint": json_values, "failover_timeout": json_values, "capabilities": json_values})),
+    "suppressed_roles": json_values, "offer_constraints": json_values})), min_size=1, max_size=6))
+def test_update_framework_never_crashes(payloads):
+    async def run() -> list[int]:
+        srv = MasterServer(MasterConfig(port=0))
+        await srv.start()
+        out = []
+        try:
+            async with aiohttp.ClientSession() as s:
+                sub = await s.post(srv.url + "/api/v1/scheduler", json={"type": "SUBSCRIBE", "subscribe": {
+                    "framework_info": {"user": "u", "name": "fz"}}}, headers={"Accept": "application/json"})
+                sid = sub.headers["Mesos-Stream-Id"]
+                fid = next(iter(srv.core.frameworks))
+                for p in payloads:
+                    if isinstance(p, dict) and isinstance(p.get("framework_info"), dict) and p["framework_info"].get(
+                            "id") is None:
+                        p["framework_info"]["id"] = {"value": fid}
+                    async with s.post(srv.url + "/api/v1/scheduler", json={
+                            "type": "UPDATE_FRAMEWORK", "framework_id": {"value": fid}, "update_framework": p},
+                            headers={"Mesos-Stream-Id": sid}) as r:
+                        out.append(r.status)
+                async with s.post(srv.url + "/api/v1", json={"type": "GET_FRAMEWORKS"},
+                                  headers={"Content-Type": "application/json"}) as r:
+                    out.append(r.status)
+                sub.close()
+        finally:
+            await srv.stop()
+        return out
+
+    for status in asyncio.run(run()):
+        assert _ok(status), status
