@@ -186,3 +186,40 @@ async def test_tty_task_attach_input_output_and_its_exit_status(local_cluster):
             assert b"got-hello" in f.read()  # the switchboard also keeps the sandbox's stdout
     finally:
         await driver.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"),
+                    reason="needs root (to connect as another user) and a system python3 that user can run")
+async def test_switchboard_refuses_other_users(tmp_path):
+    import subprocess
+    import sys
+
+    from mesos_nb.agent import switchboard
+
+    name = f"t-{uuid.uuid4()}"
+    out = open(tmp_path / "stdout", "wb")
+    sb = subprocess.Popen([sys.executable, "-S", switchboard.__file__, name, "", "sh", "-c", "read x; echo got-$x"],
+                          stdout=out, stderr=subprocess.STDOUT)
+    probe = ("import socket,sys\ns=socket.socket(socket.AF_UNIX)\nimport time\n"
+             "for i in range(100):\n"
+             "    try: s.connect('\\0mesos-nb-io-' + sys.argv[1]); break\n"
+             "    except OSError: time.sleep(0.05)\n"
+             "s.sendall(b'ID\\x00\\x00\\x00\\x04one\\n'); print(s.recv(10))\n")
+    try:
+        def as_nobody():
+            os.setgid(65534)
+            os.setuid(65534)
+
+        res = await asyncio.to_thread(subprocess.run, ["/usr/bin/python3", "-S", "-c", probe, name],
+                                      preexec_fn=as_nobody, capture_output=True, timeout=30)
+        assert res.stdout.strip() in (b"b''", b""), res  # closed on it (EOF or a broken pipe)
+        assert sb.poll() is None and b"got-" not in (tmp_path / "stdout").read_bytes()  # nothing reached the task
+        res = await asyncio.to_thread(subprocess.run, [sys.executable, "-S", "-c", probe.replace(
+            "print(s.recv(10))", "s.close()"), name], capture_output=True, timeout=30)
+        assert res.returncode == 0
+        assert await asyncio.to_thread(sb.wait, 30) == 0  # the agent's user typed "one": the task ended
+        assert b"got-one" in (tmp_path / "stdout").read_bytes()
+    finally:
+        if sb.poll() is None:
+            sb.kill()
+        out.close()

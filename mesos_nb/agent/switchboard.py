@@ -7,7 +7,8 @@ sandbox ``stdout`` file, as Mesos' switchboard does) and to every attached outpu
 feeds input clients' bytes into the terminal. Clients connect to the abstract unix socket
 ``@mesos-nb-io-NAME`` and send one byte first: ``O`` (output) or ``I`` (input); input then
 carries frames ``D<len:u32><bytes>`` (keystrokes) and ``W<rows:u16><cols:u16>`` (window
-size). An output client that cannot keep up is dropped, so a stalled reader never blocks the
+size). Only peers running as the agent's user (or root) are accepted (``SO_PEERCRED``), since an
+abstract socket has no file permissions. An output client that cannot keep up is dropped, so a stalled reader never blocks the
 task. SIGTERM/SIGINT/SIGHUP are passed to the task's session; the switchboard exits with the
 task's own wait status (re-raising a fatal signal), so the agent sees the task's status.
 """
@@ -115,6 +116,11 @@ def main(argv: list) -> int:
                 try:
                     conn, _ = srv.accept()
                 except BlockingIOError:
+                    continue
+                # An abstract socket has no file permissions: only the agent's user (or root) may attach.
+                creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+                if struct.unpack("3i", creds)[1] not in (os.getuid(), 0):
+                    conn.close()
                     continue
                 conn.setblocking(False)
                 buffers[conn] = b""
