@@ -43,7 +43,8 @@ async def test_every_get_call_answers_with_its_type(master):
             assert body["type"] == t and t.lower() in body, body
         m = await call(s, master.url, {"type": "GET_METRICS", "get_metrics": {}})
         names = {x["name"] for x in m["get_metrics"]["metrics"]}
-        assert {"master/elected", "master/cpus_total", "master/tasks_running"} <= names
+        assert {"master/elected", "master/cpus_total", "master/tasks_running",
+                "master/operator_event_stream_subscribers"} <= names
         await call(s, master.url, {"type": "GET_METRICS"}, 400)  # required payload, as Mesos
         flags = (await call(s, master.url, {"type": "GET_FLAGS"}))["get_flags"]["flags"]
         assert "s3cret" not in json.dumps(flags)

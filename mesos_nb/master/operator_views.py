@@ -179,13 +179,8 @@ class StateView:
         core = self.core
         tasks, unreachable, completed = [], [], []
         for fw in core.frameworks.values():
-            for t in fw.tasks.values():
-                if t.state == "TASK_UNREACHABLE":
-                    unreachable.append(task(t))
-                elif t.state in m.TERMINAL_STATES:
-                    completed.append(task(t))
-                else:
-                    tasks.append(task(t))
+            for t in fw.tasks.values():  # terminal but unacknowledged tasks are still `tasks`, as in Mesos
+                (unreachable if t.state == "TASK_UNREACHABLE" else tasks).append(task(t))
             completed.extend(task(t) for t in fw.completed_tasks)
         for fw in core.completed_frameworks:
             completed.extend(task(t) for t in list(fw.tasks.values()) + list(fw.completed_tasks))

@@ -342,6 +342,9 @@ class ReadOnlyViews:
         snap["master/slaves_connected"] = sum(1 for a in agents if a.connected)
         snap["master/slaves_disconnected"] = sum(1 for a in agents if not a.connected)
         snap["master/slaves_inactive"] = sum(1 for a in agents if not a.active)
+        snap["master/slaves_unreachable"] = sum(1 for a in agents if not a.connected)
+        ops = getattr(srv, "operator", None)
+        snap["master/operator_event_stream_subscribers"] = len(ops.streams.subscribers) if ops is not None else 0
         fws = list(core.frameworks.values())
         snap["master/frameworks_active"] = sum(1 for f in fws if f.active)
         snap["master/frameworks_connected"] = sum(1 for f in fws if f.connected)
