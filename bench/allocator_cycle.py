@@ -11,6 +11,8 @@ and their ratio to the Mesos 1.8 figures (§5.4 of the reference: ≈1.1 s at 10
 
     python3 bench/allocator_cycle.py            # 1k x 100 and 10k x 1k
     python3 bench/allocator_cycle.py --quick    # 1k x 100 only
+    python3 bench/allocator_cycle.py --core     # also 1k x 100 through the whole master core
+                                                # (OFFERS events, DECLINE calls), via the harness
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mesos_nb.master.allocator import HierarchicalDRFAllocator  # noqa: E402
+from mesos_nb.master.harness import Harness  # noqa: E402
 from mesos_nb.protocol.resources import Resources  # noqa: E402
 
 AGENT = "cpus:24;mem:4096;disk:4096;ports:[31000-32000]"
@@ -74,6 +77,24 @@ def run(agents: int, frameworks: int, rounds: int) -> dict:
     }
 
 
+def run_core(agents: int, frameworks: int, rounds: int) -> dict:
+    """The same rounds through MasterCore: allocation becomes OFFERS events, refusals DECLINE calls."""
+    t0 = time.perf_counter()
+    h = Harness.build(agents, frameworks, resources=AGENT, roles=["bench"], now=0.0)
+    setup = time.perf_counter() - t0
+    cycles: list[float] = []
+    gc.collect()
+    for _ in range(rounds):
+        h.now += 1.0
+        t0 = time.perf_counter()
+        offers = h.allocate()
+        for fw in h.frameworks:
+            if fw.id in offers:
+                h.decline(fw, offers[fw.id], refuse_seconds=REFUSE)
+        cycles.append(time.perf_counter() - t0)
+    return {"setup_s": setup, "first_s": cycles[0], "steady_s": statistics.median(cycles[1:])}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small cluster only (1k agents x 100 frameworks)")
@@ -83,7 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time 1k x 100 once every framework has refused every agent (worst case)",
     )
+    ap.add_argument("--core", action="store_true", help="also time 1k x 100 through the master core")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args(argv)
+    if args.json:
+        import json
+
+        sizes = [(1000, 100)] if args.quick else [(1000, 100), (10000, 1000)]
+        print(json.dumps({"runs": [run(a, f, args.rounds) for a, f in sizes]}))
+        return 0
     sizes = [(1000, 100)] if args.quick else [(1000, 100), (10000, 1000)]
     print(f"python {sys.version.split()[0]}; agent = {AGENT}; decline filter {REFUSE:.0f} s")
     hdr = (
@@ -110,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         r = run(1000, 100, 101)
         print(f"1k x 100, cycle after every framework refused every agent: {r['last_s']:.3f}s "
               f"({r['last_offers']} offers; 100k filter checks)")
+    if args.core:
+        r = run_core(1000, 100, args.rounds)
+        print(f"1k x 100 through MasterCore (offer + decline per round): setup {r['setup_s']:.3f}s, "
+              f"first {r['first_s']:.3f}s, steady {r['steady_s']:.3f}s")
     return 0 if ok else 1
 
 

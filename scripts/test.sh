@@ -12,6 +12,7 @@ need=()
 [ -x /usr/share/zookeeper/bin/zkServer.sh ] || need+=(zookeeper)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)  # Spark workers
+command -v busybox >/dev/null 2>&1 && command -v docker-registry >/dev/null 2>&1 || need+=(busybox-static docker-registry)  # image tests
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   log "installing Debian packages: ${need[*]}"
@@ -25,7 +26,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 log "installing mesos-nb with its test extras"
-.venv/bin/python -m pip install -q -e '.[test,notebook,dashboard,dask,spark,ipyparallel]'
+.venv/bin/python -m pip install -q -e '.[test,notebook,dashboard,dask,spark,ipyparallel,apps]'
 
 # --- pymesos 0.3.15 needs CPython 3.10 (its http-parser does not build on 3.11+)
 PY310=""
@@ -57,5 +58,9 @@ fi
 
 log "ruff"
 .venv/bin/ruff check mesos_nb tests bench
+log "lint-imports (layers and cycles, see [tool.importlinter] in pyproject.toml)"
+.venv/bin/lint-imports
+log "bench --quick (fails only when a benchmark breaks)"
+.venv/bin/python -m bench --quick
 log "pytest"
 exec .venv/bin/python -m pytest "$@"

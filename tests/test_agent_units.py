@@ -244,3 +244,44 @@ def test_make_containerizer():
     assert isinstance(make_containerizer("cgroups"), PosixContainerizer)
     with pytest.raises(ValueError, match="Unsupported isolation 'docker'"):
         make_containerizer("docker")
+
+
+def test_agent_modules_small_and_http_executor_api_acyclic():
+    """One job per module: none over 600 lines, and the executor API does not import http.py
+    (the app -> Agent link is app_key.py, which both use)."""
+    import ast
+    import pathlib
+
+    import mesos_nb.agent as pkg
+
+    root = pathlib.Path(pkg.__file__).parent
+    sizes = {p.name: len(p.read_text().splitlines()) for p in root.glob("*.py")}
+    assert max(sizes.values()) <= 600, sizes
+    tree = ast.parse((root / "executor_api.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "http" not in imported and "app_key" in imported
+
+
+def test_build_environment_is_pure_and_mesos_shaped():
+    from mesos_nb.agent.config import AgentConfig
+    from mesos_nb.agent.environment import build_environment, command_argv, limits_for
+    from mesos_nb.protocol.messages import CommandInfo
+    from mesos_nb.protocol.resources import Resources
+
+    cfg = AgentConfig(master="m:5050")
+    base = {"PATH": "/bin", "MESOS_TASK_ID": "stale", "MESOS_CHECKPOINT": "1"}
+    res = Resources.parse("cpus:0.5;mem:64;ports:[31000-31001]")
+    env = build_environment(
+        base, cfg, agent_id="A", agent_pid="slave(1)@h:1", endpoint="h:1", framework_id="F",
+        executor_id="E", container_id="C", directory="/s", checkpoint=False, task_id=None,
+        port_sources=[res], gpus=None, command=None)
+    assert base["MESOS_TASK_ID"] == "stale"  # the base is not changed
+    assert "MESOS_TASK_ID" not in env and "MESOS_CHECKPOINT" not in env and "CUDA_VISIBLE_DEVICES" not in env
+    assert (env["MESOS_AGENT_ID"], env["MESOS_CONTAINER_ID"], env["PORTS"]) == ("A", "C", "31000,31001")
+    env = build_environment(
+        base, cfg, agent_id="A", agent_pid="p", endpoint="h:1", framework_id="F", executor_id="T",
+        container_id="C", directory="/s", checkpoint=True, task_id="T", port_sources=[], gpus=[1],
+        command=None)
+    assert (env["MESOS_TASK_ID"], env["MESOS_CHECKPOINT"], env["CUDA_VISIBLE_DEVICES"]) == ("T", "1", "1")
+    assert command_argv(CommandInfo(value="echo hi")) == (None, ["/bin/sh", "-c", "echo hi"])
+    assert limits_for(res, 1).mem_bytes == 64 * 1024 * 1024 + 1

@@ -21,6 +21,8 @@ from aiohttp import web
 from mesos_nb.protocol import recordio
 from mesos_nb.protocol.messages import ID, TaskInfo, TaskStatus
 
+from .app_key import agent_of
+
 if TYPE_CHECKING:
     from .agent import Agent, ExecutorEntry
 
@@ -126,9 +128,7 @@ def parse_call(body: bytes) -> ExecutorCall | str:
 
 
 async def handle_executor(request: web.Request) -> web.StreamResponse:
-    from .http import AGENT_KEY
-
-    agent: Agent = request.app[AGENT_KEY]  # type: ignore[assignment]
+    agent = agent_of(request)
     if agent.recovering:
         return _text(503, "Agent has not finished recovery")
     if request.content_type != "application/json":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import grp
 import json
+import logging
 import mimetypes
 import os
 import posixpath
@@ -24,6 +25,7 @@ import psutil
 from aiohttp import web
 
 from ..protocol.version import VERSION
+from .app_key import AGENT_KEY, agent_of
 from .attributes import attributes_dict
 from .executor_api import handle_executor
 
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
 
 READ_CAP = 16 * (os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096)
 
-AGENT_KEY = web.AppKey("agent", object)
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -179,7 +180,7 @@ def _with_jsonp(request: web.Request, obj: Any) -> web.Response:
 
 
 async def files_read(request: web.Request) -> web.Response:
-    agent: Agent = request.app[AGENT_KEY]
+    agent = agent_of(request)
     path = request.query.get("path")
     if path is None:
         return _bad("Expecting 'path=value' in query.")
@@ -234,7 +235,7 @@ def _file_info(virtual: str, st: os.stat_result) -> dict[str, Any]:
     }
 
 
-def _resolve_or_raise(agent: Agent, path: str) -> Any:
+def _resolve_or_raise(agent: Agent, path: str) -> _Resolved:
     """An attached path's resolution, or the 403/404 that /files answers with."""
     code, res = resolve(agent, path)
     if code == 403:
@@ -244,12 +245,20 @@ def _resolve_or_raise(agent: Agent, path: str) -> Any:
     return res
 
 
-async def files_browse(request: web.Request) -> web.Response:
-    agent: Agent = request.app[AGENT_KEY]
+def _requested(request: web.Request) -> tuple[str, _Resolved] | web.Response:
+    """The ``path`` query parameter and its resolution, or the 400 when it is missing (a
+    forbidden or unknown path raises the 403/404)."""
     path = request.query.get("path")
     if path is None:
         return _bad("Expecting 'path=value' in query.")
-    res = _resolve_or_raise(agent, path)
+    return path, _resolve_or_raise(agent_of(request), path)
+
+
+async def files_browse(request: web.Request) -> web.Response:
+    got = _requested(request)
+    if isinstance(got, web.Response):
+        return got
+    path, res = got
     shown = _normalize(path)
     out = []
     try:
@@ -268,11 +277,10 @@ async def files_browse(request: web.Request) -> web.Response:
 
 
 async def files_download(request: web.Request) -> web.StreamResponse:
-    agent: Agent = request.app[AGENT_KEY]
-    path = request.query.get("path")
-    if path is None:
-        return _bad("Expecting 'path=value' in query.")
-    res = _resolve_or_raise(agent, path)
+    got = _requested(request)
+    if isinstance(got, web.Response):
+        return got
+    _, res = got
     if os.path.isdir(res.real):
         return _bad("Cannot download a directory.")
     ctype = mimetypes.guess_type(res.real)[0] or "application/octet-stream"
@@ -283,13 +291,13 @@ async def files_download(request: web.Request) -> web.StreamResponse:
 
 
 async def files_debug(request: web.Request) -> web.Response:
-    agent: Agent = request.app[AGENT_KEY]
+    agent = agent_of(request)
     return _json(dict(agent.files))
 
 
 # ---------------------------------------------------------------------- other endpoints
 async def state(request: web.Request) -> web.Response:
-    return _with_jsonp(request, state_json(request.app[AGENT_KEY]))
+    return _with_jsonp(request, state_json(agent_of(request)))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -320,7 +328,7 @@ def _stats_for(pid: int) -> dict[str, float] | None:
 
 
 async def monitor_statistics(request: web.Request) -> web.Response:
-    agent: Agent = request.app[AGENT_KEY]
+    agent = agent_of(request)
     out = []
     usage = getattr(agent.containerizer, "usage", None)
     for fw in agent.frameworks.values():
@@ -380,7 +388,7 @@ def metrics(agent: Agent) -> dict[str, float]:
 
 
 async def metrics_snapshot(request: web.Request) -> web.Response:
-    return _json(metrics(request.app[AGENT_KEY]))
+    return _json(metrics(agent_of(request)))
 
 
 @web.middleware
@@ -390,8 +398,6 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException:
         raise
     except Exception:  # never a traceback to the client
-        import logging
-
         logging.getLogger("mesos_nb.agent").exception("agent HTTP handler failed path=%s", request.path)
         return web.Response(status=500, text="Internal error; see the agent log.")
 
@@ -413,9 +419,6 @@ def make_app(agent: Agent) -> web.Application:
     r.add_get("/metrics/snapshot", metrics_snapshot)
     r.add_post("/api/v1/executor", handle_executor)
     r.add_post("/slave(1)/api/v1/executor", handle_executor)
-    from .operator_api import install  # POST /api/v1 (operator), /flags, /version, /containers
-
-    install(agent, app)
     return app
 
 

@@ -28,7 +28,8 @@ from . import http as v0
 from .nested import HEARTBEAT_RECORD, NestedContainers, NestedError, SwitchboardSession
 
 if TYPE_CHECKING:
-    from .agent import Agent, ExecutorEntry, TaskEntry
+    from .agent import Agent
+    from .records import ExecutorEntry, TaskEntry
 
 _enc = msgspec.json.Encoder()
 NESTED_KEY = web.AppKey("nested", object)

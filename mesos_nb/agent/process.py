@@ -16,13 +16,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 from typing import Any
 
 import aiohttp
 import msgspec
 from aiohttp import web
 
+from mesos_nb.protocol.backoff import Backoff
 from mesos_nb.protocol.channel import (
     AgentRegistered,
     Ping,
@@ -36,6 +36,7 @@ from mesos_nb.protocol.channel import (
 from .agent import Agent
 from .config import AgentConfig
 from .http import make_app
+from .operator_api import install as install_operator_api
 
 logger = logging.getLogger("mesos_nb.agent")
 
@@ -110,7 +111,9 @@ class AgentProcess:
             for agent in self._agents:
                 os.makedirs(agent.config.work_dir, exist_ok=True)
                 agent.recovering = True
-                runner = web.AppRunner(make_app(agent), access_log=None, handle_signals=False)
+                app = make_app(agent)
+                install_operator_api(agent, app)  # POST /api/v1 (operator), /flags, /version, /containers
+                runner = web.AppRunner(app, access_log=None, handle_signals=False)
                 await runner.setup()
                 self._runners.append(runner)
                 port = agent.config.port or agent.previous_port()
@@ -200,7 +203,7 @@ class AgentProcess:
             await self._flush(ws)
 
     async def _connection_loop(self) -> None:
-        backoff = self.backoff_min
+        backoff = Backoff(self.backoff_min, self.backoff_max)
         assert self._session is not None
         while not self._closing:
             try:
@@ -212,20 +215,18 @@ class AgentProcess:
                         "check --agent-secret)"))
                     return
                 logger.warning("agent channel handshake failed master=%s status=%s", self.master_address, e.status)
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, self.backoff_max)
+                await asyncio.sleep(backoff.next())
                 continue
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
                 logger.debug("cannot reach master=%s: %s", self.master_address, e)
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, self.backoff_max)
+                await asyncio.sleep(backoff.next())
                 continue
-            backoff = self.backoff_min
+            backoff.reset()
             await self._serve(ws)
             if not self._closing:
                 self.reconnects += 1
                 logger.warning("agent channel closed master=%s; reconnecting", self.master_address)
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                await asyncio.sleep(backoff.next())
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self._ws = ws

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mesos_nb.protocol.channel import StatusUpdate
-from mesos_nb.protocol.messages import is_terminal
+from mesos_nb.protocol.messages import TERMINAL_STATES
 
 logger = logging.getLogger("mesos_nb.agent")
 
@@ -108,7 +108,7 @@ class StatusUpdateManager:
         head = stream.pending.popleft()
         self._cancel(stream)
         self.store.acknowledge(framework_id, task_id, uuid)
-        if is_terminal(head.status.state):
+        if head.status.state in TERMINAL_STATES:
             stream.terminated = True
         if stream.pending:
             self._forward(stream, reset=True)

@@ -30,7 +30,7 @@ from aiohttp import web
 from ..protocol import messages as m
 
 if TYPE_CHECKING:
-    from .server import MasterServer
+    from .view import MasterView
 
 log = logging.getLogger("mesos_nb.master.feed")
 _enc = msgspec.json.Encoder()
@@ -65,9 +65,9 @@ class _AgentUsage:
 
 
 class UtilizationFeed:
-    def __init__(self, server: MasterServer, interval: float = 1.0, timeout: float = 2.0,
+    def __init__(self, master: MasterView, interval: float = 1.0, timeout: float = 2.0,
                  concurrency: int = 32, collect: bool = True) -> None:
-        self.server = server
+        self.master = master
         self.interval = interval
         self.timeout = timeout
         self.concurrency = concurrency
@@ -130,16 +130,16 @@ class UtilizationFeed:
 
     async def _change_loop(self) -> None:
         """Push a snapshot soon after the core changes (tasks appear without waiting a sample)."""
-        last = self.server.core.version
+        last = self.master.core.version
         while True:
             await asyncio.sleep(0.25)
-            v = self.server.core.version
+            v = self.master.core.version
             if v != last:
                 last = v
                 self._broadcast(self.snapshot())
 
     async def collect_once(self) -> None:
-        core = self.server.core
+        core = self.master.core
         now = time.monotonic()
         busy = []
         for a in core.agents.values():
@@ -225,7 +225,7 @@ class UtilizationFeed:
 
     # ------------------------------------------------------------------ recent changes
     def _scan_changes(self) -> None:
-        core = self.server.core
+        core = self.master.core
         if core.version == self._scanned_version:
             return
         self._scanned_version = core.version
@@ -255,7 +255,7 @@ class UtilizationFeed:
 
     # ------------------------------------------------------------------ snapshot
     def snapshot(self, agent_cap: int | None = DEFAULT_AGENT_CAP) -> dict[str, Any]:
-        core = self.server.core
+        core = self.master.core
         key = (core.version, self.samples)
         if self._snap is None or self._snap_key != key:
             self._snap = self._build()
@@ -266,7 +266,7 @@ class UtilizationFeed:
         return snap
 
     def _build(self) -> dict[str, Any]:
-        core = self.server.core
+        core = self.master.core
         self._scan_changes()
         terminal = m.TERMINAL_STATES
         per_agent: dict[str, dict[str, float]] = {}

@@ -4,8 +4,9 @@ Validation follows Mesos (``master/validation.cpp`` and ``Master::updateFramewor
 framework id must match, roles must be valid, suppressed roles must be among the roles, and
 ``principal``, ``user`` and ``checkpoint`` cannot change. On success the framework's offers
 for roles it left are rescinded, the allocator learns the new roles and suppressions, and the
-answer is 200. Kept apart from the core's module so the core does not grow; it uses the
-core's records and its allocator, as a re-subscription does.
+answer is 200. A transition module like :mod:`.frameworks`: a function over the one
+:class:`~mesos_nb.master.state.MasterState`; the new FrameworkInfo is written through a
+:class:`~mesos_nb.master.effects.SaveFramework` effect, as a re-subscription's is.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..protocol import messages as m
-from .core import CallError, validate_role
+from .effects import SaveFramework
+from .offers import rescind
+from .state import CallError, MasterState
+from .validation import validate_role
 
 
 def _invalid(message: str) -> CallError:
     return CallError(400, f"Supplied FrameworkInfo is not valid: {message}")
 
 
-def update_framework(core: Any, framework_id: str, payload: Any, now: float) -> bool:
+def update_framework(st: MasterState, framework_id: str, payload: Any, now: float) -> bool:
     """Apply an UPDATE_FRAMEWORK; True when something changed. Raises CallError (400)."""
     if not isinstance(payload, dict):
         raise CallError(400, "Expecting 'update_framework' to be present")
@@ -30,7 +34,7 @@ def update_framework(core: Any, framework_id: str, payload: Any, now: float) -> 
         raise _invalid(str(e)) from None
     if info.id is None or info.id.value != framework_id:
         raise CallError(400, "'framework_id' differs from 'update_framework.framework_info.id'")
-    fw = core.frameworks[framework_id]
+    fw = st.framework(framework_id)
     roles = info.all_roles()
     for role in roles:
         err = validate_role(role)
@@ -56,13 +60,13 @@ def update_framework(core: Any, framework_id: str, payload: Any, now: float) -> 
         return False
     fw.info = info
     fw.suppressed_roles = set(suppressed)
-    core.registry.put_framework(fw.id, info, fw.registered_time, None)
+    st.out.append(SaveFramework(fw.id, info, fw.registered_time, fw.failover_deadline))
     for oid in list(fw.offers):
-        offer = core.offers.get(oid)
+        offer = st.offers.get(oid)
         if offer is not None and offer.role not in roles:
-            core._rescind(offer, now)  # the framework left this role: its offers go back
-    core.allocator.update_framework(fw.id, roles, suppressed_roles=sorted(fw.suppressed_roles),
+            rescind(st, offer, now)  # the framework left this role: its offers go back
+    st.allocator.update_framework(fw.id, roles, suppressed_roles=sorted(fw.suppressed_roles),
                                     gpu_aware=info.has_capability("GPU_RESOURCES"))
-    core.version += 1
-    core.wants_allocation = True
+    st.version += 1
+    st.wants_allocation = True
     return True

@@ -158,7 +158,7 @@ class OperatorApi:
         srv = self.server
         core = srv.core
         if t == "GET_HEALTH":
-            return _json({"type": t, field: {"healthy": True}})
+            return _json({"type": t, field: {"healthy": srv.health()[0]}})
         if t == "GET_VERSION":
             return _json({"type": t, field: {"version_info": {
                 "version": VERSION, "build_user": "mesos-nb", "build_time": srv.start_time, "build_date": ""}}})

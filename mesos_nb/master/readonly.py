@@ -21,7 +21,7 @@ from ..protocol.version import VERSION as __version__
 
 if TYPE_CHECKING:
     from .model import Agent, Framework, Task
-    from .server import MasterServer
+    from .view import MasterView
 
 _enc = msgspec.json.Encoder()
 COUNTED_STATES = (
@@ -35,8 +35,8 @@ def _summary(r: Resources) -> dict[str, Any]:
 
 
 class ReadOnlyViews:
-    def __init__(self, server: MasterServer) -> None:
-        self.server = server
+    def __init__(self, master: MasterView) -> None:
+        self.master = master
         self._cache: dict[str, tuple[int, bytes]] = {}
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
@@ -54,7 +54,7 @@ class ReadOnlyViews:
 
     # ------------------------------------------------------------------ helpers
     def _cached(self, name: str, render) -> web.Response:
-        v = self.server.core.version
+        v = self.master.core.version
         hit = self._cache.get(name)
         if hit is None or hit[0] != v:
             hit = (v, _enc.encode(render()))
@@ -81,7 +81,7 @@ class ReadOnlyViews:
         return d
 
     def _framework(self, fw: Framework, full: bool) -> dict[str, Any]:
-        core = self.server.core
+        core = self.master.core
         used = Resources()
         for t in fw.tasks.values():
             if t.state not in m.TERMINAL_STATES:
@@ -149,16 +149,16 @@ class ReadOnlyViews:
     def _offered_by_agent(self) -> dict[str, Resources]:
         """One pass over the offers for a whole render (not one pass per agent)."""
         out: dict[str, Resources] = {}
-        for o in self.server.core.offers.values():
+        for o in self.master.core.offers.values():
             out[o.agent_id] = out.get(o.agent_id, Resources()) + o.resources
         return out
 
     def _agents(self) -> list[dict[str, Any]]:
         offered = self._offered_by_agent()
-        return [self._agent(a, offered) for a in self.server.core.agents.values()]
+        return [self._agent(a, offered) for a in self.master.core.agents.values()]
 
     def _agent(self, a: Agent, offered_by_agent: dict[str, Resources]) -> dict[str, Any]:
-        core = self.server.core
+        core = self.master.core
         used = Resources()
         for fid, tid in a.tasks:
             fw = core.frameworks.get(fid)
@@ -189,7 +189,7 @@ class ReadOnlyViews:
         return d
 
     def render_state(self) -> dict[str, Any]:
-        srv = self.server
+        srv = self.master
         core = srv.core
         agents = list(core.agents.values())
         info = srv.master_info()
@@ -209,12 +209,7 @@ class ReadOnlyViews:
             "unreachable_slaves": sum(1 for a in agents if not a.connected),
             "leader": info.pid,
             "leader_info": {"id": srv.master_id, "pid": info.pid, "port": srv.port, "hostname": srv.hostname},
-            "flags": {
-                "port": str(srv.port),
-                "allocation_interval": f"{srv.config.allocation_interval}secs",
-                "agent_ping_timeout": f"{srv.config.agent_ping_timeout}secs",
-                "max_agent_ping_timeouts": str(srv.config.max_agent_ping_timeouts),
-            },
+            "flags": srv.flags(),
             "slaves": self._agents(),
             "recovered_slaves": [],
             "frameworks": [self._framework(fw, True) for fw in core.frameworks.values()],
@@ -229,7 +224,7 @@ class ReadOnlyViews:
 
     async def state_summary(self, request: web.Request) -> web.Response:
         def render() -> dict[str, Any]:
-            core = self.server.core
+            core = self.master.core
             slaves = []
             offered = self._offered_by_agent()
             for a in core.agents.values():
@@ -255,13 +250,13 @@ class ReadOnlyViews:
                 d.update(counts)
                 d["slave_ids"] = sorted({t.agent_id for t in fw.tasks.values()})
                 frameworks.append(d)
-            return {"hostname": self.server.hostname, "slaves": slaves, "frameworks": frameworks}
+            return {"hostname": self.master.hostname, "slaves": slaves, "frameworks": frameworks}
 
         return self._cached("summary", render)
 
     async def frameworks(self, request: web.Request) -> web.Response:
         def render() -> dict[str, Any]:
-            core = self.server.core
+            core = self.master.core
             return {
                 "frameworks": [self._framework(fw, True) for fw in core.frameworks.values()],
                 "completed_frameworks": [self._framework(fw, True) for fw in core.completed_frameworks],
@@ -285,7 +280,7 @@ class ReadOnlyViews:
         order = q.get("order", "desc")
         fid_filter = q.get("framework_id")
         tid_filter = q.get("task_id")
-        core = self.server.core
+        core = self.master.core
         tasks: list[Task] = []
         for fw in list(core.frameworks.values()) + list(core.completed_frameworks):
             if fid_filter is not None and fw.id != fid_filter:
@@ -302,20 +297,21 @@ class ReadOnlyViews:
         return web.json_response({"tasks": [self._task(t) for t in page]})
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.Response(status=200)
+        healthy, why = self.master.health()
+        return web.Response(status=200) if healthy else web.Response(status=503, text=why)
 
     async def version(self, request: web.Request) -> web.Response:
         return web.json_response({"version": __version__, "build_user": "mesos-nb", "build_date": "", "build_time": 0})
 
     async def redirect(self, request: web.Request) -> web.Response:
-        srv = self.server
+        srv = self.master
         return web.Response(status=307, headers={"Location": f"//{srv.hostname}:{srv.port}"})
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.json_response(self.metrics_snapshot())
 
     def metrics_snapshot(self) -> dict[str, float]:
-        srv = self.server
+        srv = self.master
         core = srv.core
         snap: dict[str, float] = dict(core.metrics)
         total = Resources()
@@ -343,8 +339,7 @@ class ReadOnlyViews:
         snap["master/slaves_disconnected"] = sum(1 for a in agents if not a.connected)
         snap["master/slaves_inactive"] = sum(1 for a in agents if not a.active)
         snap["master/slaves_unreachable"] = sum(1 for a in agents if not a.connected)
-        ops = getattr(srv, "operator", None)
-        snap["master/operator_event_stream_subscribers"] = len(ops.streams.subscribers) if ops is not None else 0
+        snap["master/operator_event_stream_subscribers"] = srv.operator_subscribers()
         fws = list(core.frameworks.values())
         snap["master/frameworks_active"] = sum(1 for f in fws if f.active)
         snap["master/frameworks_connected"] = sum(1 for f in fws if f.connected)

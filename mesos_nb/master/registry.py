@@ -1,4 +1,4 @@
-"""The registry: what a restarted master must remember (SQLite under ``--work-dir``).
+"""The registry interface: what a restarted master must remember, behind one small protocol.
 
 Mesos keeps frameworks in memory only, so after a master failover a framework that never
 comes back leaves its tasks running forever (MESOS-4659). mesos-nb persists admitted
@@ -6,123 +6,93 @@ frameworks with their failover deadline, and admitted agents, so a restarted mas
 for both and still expires what does not return. Tasks are not stored: agents report them
 when they re-register.
 
-Writes happen in the shell, in effect order, before the events that follow them are sent:
-a framework is on disk before it is told SUBSCRIBED.
+The core never touches a registry: it emits :class:`~mesos_nb.master.effects.RegistryEffect`
+values and is handed a :class:`~mesos_nb.master.effects.RegistryState` at recovery. The shell
+calls :meth:`Registry.apply` in effect order. A backend (SQLite in
+:mod:`mesos_nb.master.registry_sqlite`, a replicated one later) implements three methods.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Protocol
 
-from ..protocol import messages as m
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS frameworks (
-    id TEXT PRIMARY KEY,
-    info BLOB NOT NULL,
-    registered_time REAL NOT NULL,
-    failover_deadline REAL
-);
-CREATE TABLE IF NOT EXISTS agents (
-    id TEXT PRIMARY KEY,
-    hostname TEXT NOT NULL,
-    port INTEGER NOT NULL,
-    resources BLOB NOT NULL,
-    attributes BLOB NOT NULL,
-    registered_time REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS removed_frameworks (id TEXT PRIMARY KEY);
-"""
+from .effects import (
+    AgentRecord,
+    FrameworkRecord,
+    RegistryEffect,
+    RegistryState,
+    RemoveAgent,
+    RemoveFramework,
+    SaveAgent,
+    SaveFramework,
+)
 
 
-@dataclass
-class FrameworkRecord:
-    id: str
-    info: m.FrameworkInfo
-    registered_time: float
-    failover_deadline: float | None
+class Registry(Protocol):
+    def recover(self) -> RegistryState:
+        """Everything stored, read once at master start."""
+        ...
+
+    def apply(self, effects: Sequence[RegistryEffect]) -> None:
+        """Make the writes durable, all or none; raise on failure (the shell retries)."""
+        ...
+
+    def close(self) -> None: ...
 
 
-@dataclass
-class AgentRecord:
-    id: str
-    hostname: str
-    port: int
-    resources: list[m.Resource]
-    attributes: list[m.Attribute]
-    registered_time: float
+class NullRegistry:
+    """Keeps nothing: a master without ``--work-dir`` forgets everything when it stops."""
 
+    def recover(self) -> RegistryState:
+        return RegistryState()
 
-class Registry:
-    """SQLite-backed; ``path=None`` keeps nothing (tests, embedded clusters)."""
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        if path is not None:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-
-    @property
-    def enabled(self) -> bool:
-        return self._db is not None
+    def apply(self, effects: Sequence[RegistryEffect]) -> None:
+        return None
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        return None
 
-    # ------------------------------------------------------------------ writes
-    def put_framework(self, fw_id: str, info: m.FrameworkInfo, registered_time: float, deadline: float | None) -> None:
-        if self._db is None:
-            return
-        self._db.execute(
-            "INSERT OR REPLACE INTO frameworks VALUES (?, ?, ?, ?)",
-            (fw_id, m.encode(info), registered_time, deadline),
+
+class MemoryRegistry:
+    """Keeps records in this process: for tests, the harness and embedded masters.
+
+    Also the reference semantics every backend must match.
+    """
+
+    def __init__(self) -> None:
+        self.frameworks: dict[str, FrameworkRecord] = {}
+        self.removed_framework_ids: set[str] = set()
+        self.agents: dict[str, AgentRecord] = {}
+
+    def recover(self) -> RegistryState:
+        return RegistryState(
+            frameworks=list(self.frameworks.values()),
+            removed_framework_ids=set(self.removed_framework_ids),
+            agents=list(self.agents.values()),
         )
 
-    def remove_framework(self, fw_id: str) -> None:
-        if self._db is None:
-            return
-        with self._db:
-            self._db.execute("DELETE FROM frameworks WHERE id = ?", (fw_id,))
-            self._db.execute("INSERT OR IGNORE INTO removed_frameworks VALUES (?)", (fw_id,))
+    def apply(self, effects: Sequence[RegistryEffect]) -> None:
+        apply_to_memory(self, effects)
 
-    def put_agent(self, rec: AgentRecord) -> None:
-        if self._db is None:
-            return
-        self._db.execute(
-            "INSERT OR REPLACE INTO agents VALUES (?, ?, ?, ?, ?, ?)",
-            (rec.id, rec.hostname, rec.port, m.encode(rec.resources), m.encode(rec.attributes), rec.registered_time),
-        )
+    def close(self) -> None:
+        return None
 
-    def remove_agent(self, agent_id: str) -> None:
-        if self._db is None:
-            return
-        self._db.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
 
-    # ------------------------------------------------------------------ reads
-    def frameworks(self) -> list[FrameworkRecord]:
-        if self._db is None:
-            return []
-        rows = self._db.execute("SELECT id, info, registered_time, failover_deadline FROM frameworks").fetchall()
-        return [FrameworkRecord(r[0], m.decode(r[1], m.FrameworkInfo), r[2], r[3]) for r in rows]
+def apply_to_memory(reg: MemoryRegistry, effects: Sequence[RegistryEffect]) -> None:
+    for eff in effects:
+        t = type(eff)
+        if t is SaveFramework:
+            reg.frameworks[eff.id] = FrameworkRecord(eff.id, eff.info, eff.registered_time, eff.failover_deadline)  # type: ignore[attr-defined]
+        elif t is RemoveFramework:
+            reg.frameworks.pop(eff.id, None)  # type: ignore[attr-defined]
+            reg.removed_framework_ids.add(eff.id)  # type: ignore[attr-defined]
+        elif t is SaveAgent:
+            reg.agents[eff.record.id] = eff.record  # type: ignore[attr-defined]
+        elif t is RemoveAgent:
+            reg.agents.pop(eff.id, None)  # type: ignore[attr-defined]
+        else:
+            raise TypeError(f"unknown registry effect {t.__name__}")
 
-    def removed_framework_ids(self) -> set[str]:
-        if self._db is None:
-            return set()
-        return {r[0] for r in self._db.execute("SELECT id FROM removed_frameworks")}
 
-    def agents(self) -> list[AgentRecord]:
-        if self._db is None:
-            return []
-        rows = self._db.execute("SELECT id, hostname, port, resources, attributes, registered_time FROM agents").fetchall()
-        return [
-            AgentRecord(r[0], r[1], r[2], m.decode(r[3], list[m.Resource]), m.decode(r[4], list[m.Attribute]), r[5])
-            for r in rows
-        ]
+__all__ = ["AgentRecord", "FrameworkRecord", "MemoryRegistry", "NullRegistry", "Registry", "RegistryState"]

@@ -1,9 +1,10 @@
 """The master's imperative shell: HTTP, the agent channel, timers.
 
-It owns the sockets and the clock and nothing else: every input is handed to
-:class:`~mesos_nb.master.core.MasterCore` and the effects it queues are delivered here
-(subscription streams, agent channels). Allocation runs every ``allocation_interval`` and,
-batched, soon after anything that frees or adds resources.
+It owns the sockets, the clock, random ids and the registry, and nothing else: every input is
+handed to :class:`~mesos_nb.master.core.MasterCore` and the effects it queues are carried out
+here by an :class:`~mesos_nb.master.outbox.Outbox` (registry writes, retried while they fail;
+then subscription streams and agent channels). Allocation runs every ``allocation_interval``
+and, batched, soon after anything that frees or adds resources.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol import recordio
 from ..protocol.version import VERSION as __version__
-from .core import CallError, EndStream, MasterCore, ToAgent, ToChannel, ToFramework
-from .framework_update import update_framework
+from .core import CallError, MasterCore
+from .effects import EndStream, ToAgent, ToChannel, ToFramework
 from .operator_api import OperatorApi
+from .outbox import Outbox
 from .readonly import ReadOnlyViews
-from .registry import Registry
+from .registry import NullRegistry, Registry
+from .registry_sqlite import SqliteRegistry
 
 log = logging.getLogger("mesos_nb.master")
 
@@ -109,16 +112,18 @@ def _ip_as_uint32(ip: str) -> int:
 
 
 class MasterServer:
-    def __init__(self, config: MasterConfig | None = None) -> None:
+    """Implements :class:`~mesos_nb.master.view.MasterView` for the read side."""
+
+    def __init__(self, config: MasterConfig | None = None, registry: Registry | None = None) -> None:
         self.config = config or MasterConfig()
         self.master_id = str(uuid.uuid4())
         c = self.config
-        self.registry = Registry(os.path.join(c.work_dir, "registry.sqlite") if c.work_dir else None)
-        self.core = MasterCore(
-            self.master_id,
-            agent_reregister_timeout=c.agent_ping_timeout * c.max_agent_ping_timeouts,
-            registry=self.registry,
-        )
+        if registry is None:
+            registry = SqliteRegistry(os.path.join(c.work_dir, "registry.sqlite")) if c.work_dir else NullRegistry()
+        self.registry: Registry = registry
+        self.core = MasterCore(self.master_id, agent_reregister_timeout=c.agent_ping_timeout * c.max_agent_ping_timeouts)
+        self.outbox = Outbox(self.registry, self._deliver)
+        self._retry_handle: asyncio.TimerHandle | None = None
         self.streams: dict[str, _Stream] = {}  # framework id -> its current stream
         self.streams_by_id: dict[str, _Stream] = {}  # stream id -> stream (old ones too, until closed)
         self.channels: set[_Channel] = set()
@@ -155,8 +160,26 @@ class MasterServer:
             address=m.MasterAddress(hostname=self.hostname, ip=ip, port=self.port),
         )
 
+    def flags(self) -> dict[str, str]:
+        c = self.config
+        return {
+            "port": str(self.port),
+            "allocation_interval": f"{c.allocation_interval}secs",
+            "agent_ping_timeout": f"{c.agent_ping_timeout}secs",
+            "max_agent_ping_timeouts": str(c.max_agent_ping_timeouts),
+        }
+
+    def health(self) -> tuple[bool, str]:
+        err = self.outbox.error
+        if err is not None:
+            return False, f"Registry writes are failing ({err}); {len(self.outbox.pending)} effects held back"
+        return True, ""
+
+    def operator_subscribers(self) -> int:
+        return len(self.operator.streams.subscribers)
+
     async def start(self) -> None:
-        self.core.recover(time.time())
+        self.core.recover(self.registry.recover(), time.time())
         self._runner = web.AppRunner(
             self.app, handle_signals=False, access_log=None, keepalive_timeout=86400.0,
             handler_cancellation=True,
@@ -192,39 +215,60 @@ class MasterServer:
             s.wake.set()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+            self._retry_handle = None
+        if self.outbox.error is not None and self.outbox.retry() is not None:
+            log.warning("master stopping with registry writes still failing: %d effects lost", len(self.outbox.pending))
         self.registry.close()
         log.info("master stopped id=%s", self.master_id)
 
     # ------------------------------------------------------------------ effects
     def flush(self) -> None:
+        """Carry out the effects the core queued; never raises for a failing registry."""
         core = self.core
         out = core.out
         if out:
             core.out = []
-            for eff in out:
-                if type(eff) is ToFramework:
-                    s = self.streams.get(eff.framework_id)
-                    if s is not None and not s.closed:
-                        s.push(m.encode(eff.event))
-                elif type(eff) is ToAgent:
-                    agent = core.agents.get(eff.agent_id)
-                    if agent is not None and agent.channel is not None:
-                        agent.channel.send(eff.msg)
-                elif type(eff) is ToChannel:
-                    eff.channel.send(eff.msg)
-                elif type(eff) is EndStream:
-                    s = self.streams_by_id.pop(eff.stream_id, None)
-                    if s is not None:
-                        if eff.message is not None:
-                            s.push(m.encode(m.Event(type="ERROR", error=m.Error(message=eff.message))))
-                        s.error = eff.message
-                        s.closed = True
-                        s.wake.set()
-                        if self.streams.get(eff.framework_id) is s:
-                            del self.streams[eff.framework_id]
+            delay = self.outbox.run(out)
+            if delay is not None:
+                self._schedule_retry(delay)
         if core.wants_allocation and self._alloc_handle is None:
             loop = asyncio.get_running_loop()
             self._alloc_handle = loop.call_later(0.002, self._allocate_now)
+
+    def _schedule_retry(self, delay: float) -> None:
+        if self._retry_handle is None:
+            self._retry_handle = asyncio.get_running_loop().call_later(delay, self._retry_writes)
+
+    def _retry_writes(self) -> None:
+        self._retry_handle = None
+        delay = self.outbox.retry()
+        if delay is not None:
+            self._schedule_retry(delay)
+
+    def _deliver(self, eff: Any) -> None:
+        t = type(eff)
+        if t is ToFramework:
+            s = self.streams.get(eff.framework_id)
+            if s is not None and not s.closed:
+                s.push(m.encode(eff.event))
+        elif t is ToAgent:
+            agent = self.core.agents.get(eff.agent_id)
+            if agent is not None and agent.channel is not None:
+                agent.channel.send(eff.msg)
+        elif t is ToChannel:
+            eff.channel.send(eff.msg)
+        elif t is EndStream:
+            s = self.streams_by_id.pop(eff.stream_id, None)
+            if s is not None:
+                if eff.message is not None:
+                    s.push(m.encode(m.Event(type="ERROR", error=m.Error(message=eff.message))))
+                s.error = eff.message
+                s.closed = True
+                s.wake.set()
+                if self.streams.get(eff.framework_id) is s:
+                    del self.streams[eff.framework_id]
 
     def _allocate_now(self) -> None:
         self._alloc_handle = None
@@ -343,7 +387,7 @@ class MasterServer:
             elif t == "TEARDOWN":
                 core.teardown(fid, now)
             elif t == "UPDATE_FRAMEWORK":
-                update_framework(core, fid, m.to_builtins(call.update_framework), now)
+                core.update_framework(fid, m.to_builtins(call.update_framework), now)
                 return web.Response(status=200)
             else:
                 pass  # REQUEST, inverse offers, operation acks/reconciliation: accepted, nothing to do
@@ -365,6 +409,9 @@ class MasterServer:
         accept = request.headers.get("Accept", "")
         if accept and not _accepts_json(accept):
             return _text(406, "Expecting 'Accept' to allow 'application/json'")
+        if self.outbox.error is not None:
+            # Admitting a framework needs a registry write; answer now rather than hold the stream.
+            return _text(503, f"The master's registry is not writable ({self.outbox.error}); retry later")
         stream_id = str(uuid.uuid4())
         principal = _basic_principal(request.headers.get("Authorization"))
         try:

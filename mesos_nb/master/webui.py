@@ -26,7 +26,7 @@ from ..protocol import messages as m
 from .feed import UtilizationFeed
 
 if TYPE_CHECKING:
-    from .server import MasterServer
+    from .view import MasterView
 
 _enc = msgspec.json.Encoder()
 STATIC = os.path.join(os.path.dirname(__file__), "ui_static")
@@ -69,9 +69,9 @@ def _int(request: web.Request, name: str, default: int, lo: int = 0, hi: int | N
 
 
 class WebUI:
-    def __init__(self, server: MasterServer, interval: float = 1.0) -> None:
-        self.server = server
-        self.feed = UtilizationFeed(server, interval=interval)
+    def __init__(self, master: MasterView, interval: float = 1.0) -> None:
+        self.master = master
+        self.feed = UtilizationFeed(master, interval=interval)
         self._tasks_cache: tuple[int, list[dict[str, Any]]] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._bokeh = _bokeh_static()
@@ -161,9 +161,9 @@ class WebUI:
         return await self.feed.sse(request, self._ui_event, event="ui")
 
     def _summary(self, snap: dict[str, Any]) -> dict[str, Any]:
-        core = self.server.core
+        core = self.master.core
         return {
-            "master": self.server.address, "version": snap["version"], "time": snap["time"],
+            "master": self.master.address, "version": snap["version"], "time": snap["time"],
             "agents": snap["agents_total"], "frameworks": len(core.frameworks),
             "cluster": snap["cluster"], "offers": snap["offers"]["count"], "tasks": snap["tasks"],
         }
@@ -186,7 +186,7 @@ class WebUI:
         return _json({"total": len(snap["frameworks"]), "rows": snap["frameworks"]})
 
     def _task_rows(self) -> list[dict[str, Any]]:
-        core = self.server.core
+        core = self.master.core
         if self._tasks_cache is not None and self._tasks_cache[0] == core.version:
             return self._tasks_cache[1]
         rows = []
@@ -235,7 +235,7 @@ class WebUI:
             return web.Response(status=400, text="Expecting 'agent_id=value' in query.")
         if "path" not in request.query:
             return web.Response(status=400, text="Expecting 'path=value' in query.")
-        agent = self.server.core.agents.get(aid)
+        agent = self.master.core.agents.get(aid)
         if agent is None:
             return web.Response(status=404, text=f"Agent '{aid}' is not known to this master.")
         params = {k: request.query[k] for k in ("path", "offset", "length") if k in request.query}

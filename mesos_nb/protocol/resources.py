@@ -14,7 +14,8 @@ many ``+``, ``-`` and ``contains`` per cycle cheap. Empty components are never s
 two equal bags always have equal dicts.
 
 Text syntax is the agent's ``--resources`` flag (``cpus:4;mem:8192;ports:[31000-32000]``,
-``cpus(ads):2`` for a static reservation); a JSON array of Resource objects is accepted too.
+``cpus(ads):2`` for a static reservation), parsed in ``resource_text.py``; a JSON array of
+Resource objects is accepted too.
 Only static reservations are modelled: dynamic reservations, disk info, revocable and shared
 markers on incoming protobufs are dropped (the role they are reserved for is kept).
 """
@@ -22,63 +23,27 @@ markers on incoming protobufs are dropped (the role they are reserved for is kep
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Iterable
 from typing import Any
 
 from . import messages
+from .resource_text import (
+    NAME_RE,
+    Key,
+    ResourceParseError,
+    merge_ranges,
+    parse_text,
+    to_millis,
+    valid_role,
+)
 
 __all__ = ["Resources", "ResourceParseError"]
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-/]+$")
-_MAX_MILLIS = 2**62
-
-
-class ResourceParseError(ValueError):
-    """A resource string or protobuf was invalid; ``str()`` is one readable sentence."""
-
-
-Key = tuple[str, str]  # (name, role)
-
-
-def _valid_role(role: str) -> str | None:
-    """Return why ``role`` is not a valid role name, or None if it is fine."""
-    if role == "*":
-        return None
-    if not role:
-        return "role name is empty"
-    if role.startswith("/") or role.endswith("/"):
-        return f"role '{role}' must not start or end with '/'"
-    for part in role.split("/"):
-        if part in ("", ".", ".."):
-            return f"role '{role}' has an invalid component '{part}'"
-        if part.startswith("-"):
-            return f"role '{role}' must not start with '-'"
-        if part == "*":
-            return f"role '{role}' must not contain '*' as a component"
-    for ch in role:
-        if ch.isspace() or ch in "()\\\x08" or ord(ch) < 32:
-            return f"role '{role}' contains an invalid character {ch!r}"
-    return None
 
 
 def _fmt_millis(m: int) -> str:
     if m % 1000 == 0:
         return str(m // 1000)
     return f"{m / 1000:.3f}".rstrip("0").rstrip(".")
-
-
-def _merge_ranges(items: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    """Sort and coalesce overlapping or adjacent ranges."""
-    out: list[list[int]] = []
-    for b, e in sorted(items):
-        if out and b <= out[-1][1] + 1:
-            if e > out[-1][1]:
-                out[-1][1] = e
-        else:
-            out.append([b, e])
-    return tuple((b, e) for b, e in out)
 
 
 def _sub_ranges(
@@ -168,47 +133,21 @@ class Resources:
         """Convenience: ``Resources.scalars_of(cpus=1, mem=128)``."""
         s: dict[Key, int] = {}
         for name, v in values.items():
-            m = _to_millis(float(v), f"{name}:{v}", str(v))
+            m = to_millis(float(v), f"{name}:{v}", str(v))
             if m:
                 s[(name, role)] = m
         return cls._make(s, {}, {})
 
     @classmethod
     def parse(cls, text: str, default_role: str = "*") -> Resources:
-        """Parse the agent ``--resources`` syntax or a JSON array of Resource objects."""
+        """Parse the agent ``--resources`` syntax (``resource_text.py``) or a JSON array of
+        Resource objects."""
         if not isinstance(text, str):
             raise ResourceParseError(f"Bad resources {text!r}: expected a string")
         stripped = text.strip()
         if stripped.startswith("[") or stripped.startswith("{"):
             return cls._parse_json(stripped)
-        why = _valid_role(default_role)
-        if why:
-            raise ResourceParseError(f"Bad default role: {why}")
-        s: dict[Key, int] = {}
-        r: dict[Key, tuple[tuple[int, int], ...]] = {}
-        t: dict[Key, frozenset[str]] = {}
-        kinds: dict[str, str] = {}
-        for token in stripped.split(";"):
-            token = token.strip()
-            if not token:
-                continue
-            name, role, kind, value = _parse_token(token, default_role)
-            prev = kinds.setdefault(name, kind)
-            if prev != kind:
-                raise ResourceParseError(
-                    f"Bad resource '{token}': '{name}' was already given as a {prev} resource"
-                )
-            key = (name, role)
-            if kind == "SCALAR":
-                if value:
-                    s[key] = s.get(key, 0) + value
-            elif kind == "RANGES":
-                if value:
-                    r[key] = _merge_ranges(r.get(key, ()) + value)
-            else:
-                if value:
-                    t[key] = t.get(key, frozenset()) | value
-        return cls._make(s, r, t)
+        return cls._make(*parse_text(stripped, default_role))
 
     @classmethod
     def _parse_json(cls, text: str) -> Resources:
@@ -233,10 +172,10 @@ class Resources:
         kinds: dict[str, str] = {}
         for res in items:
             name = res.name
-            if not name or not _NAME_RE.match(name):
+            if not name or not NAME_RE.match(name):
                 raise ResourceParseError(f"Resource name {name!r} is not valid")
             role = _proto_role(res)
-            why = _valid_role(role)
+            why = valid_role(role)
             if why:
                 raise ResourceParseError(f"Resource '{name}' has a bad role: {why}")
             prev = kinds.setdefault(name, res.type)
@@ -251,7 +190,7 @@ class Resources:
                         f"Resource '{name}' of type SCALAR must have only a scalar value"
                     )
                 v = res.scalar.value
-                m = _to_millis(v, name, repr(v), proto=True)
+                m = to_millis(v, name, repr(v), proto=True)
                 if m:
                     s[key] = s.get(key, 0) + m
             elif res.type == "RANGES":
@@ -271,7 +210,7 @@ class Resources:
                         )
                     rr.append((rg.begin, rg.end))
                 if rr:
-                    r[key] = _merge_ranges(list(r.get(key, ())) + rr)
+                    r[key] = merge_ranges(list(r.get(key, ())) + rr)
             elif res.type == "SET":
                 if res.set is None or res.scalar is not None or res.ranges is not None:
                     raise ResourceParseError(
@@ -334,7 +273,7 @@ class Resources:
             r = r.copy()
             for k, v in other._r.items():
                 cur = r.get(k)
-                r[k] = _merge_ranges(cur + v) if cur else v
+                r[k] = merge_ranges(cur + v) if cur else v
         t = self._t
         if other._t:
             t = t.copy()
@@ -452,7 +391,7 @@ class Resources:
 
     def ranges(self, name: str) -> list[tuple[int, int]]:
         """All ranges of ``name`` over all roles, coalesced."""
-        return list(_merge_ranges(x for (n, _), rr in self._r.items() if n == name for x in rr))
+        return list(merge_ranges(x for (n, _), rr in self._r.items() if n == name for x in rr))
 
     def set_items(self, name: str) -> frozenset[str]:
         out: frozenset[str] = frozenset()
@@ -523,27 +462,6 @@ class Resources:
         return Resources._make({}, r, {})
 
 
-# ---------------------------------------------------------------------- parsing helpers
-def _to_millis(v: float, what: str, shown: str, proto: bool = False) -> int:
-    if proto:
-        prefix = f"Resource '{what}'"
-    else:
-        prefix = f"Bad resource '{what}':"
-    if math.isnan(v) or math.isinf(v):
-        sep = " " if not proto else " has value "
-        raise ResourceParseError(f"{prefix}{sep}'{shown}' is not a finite number")
-    if v < 0:
-        raise ResourceParseError(
-            f"{prefix} has a negative value {shown}" if proto else f"{prefix} value must not be negative"
-        )
-    m = round(v * 1000)
-    if m > _MAX_MILLIS:
-        raise ResourceParseError(
-            f"{prefix} has a value that is too large" if proto else f"{prefix} value {shown} is too large"
-        )
-    return m
-
-
 def _proto_role(res: messages.Resource) -> str:
     if res.reservations:
         last = res.reservations[-1]
@@ -555,62 +473,3 @@ def _proto_role(res: messages.Resource) -> str:
     return res.role or "*"
 
 
-def _parse_token(token: str, default_role: str) -> tuple[str, str, str, Any]:
-    def bad(why: str) -> ResourceParseError:
-        return ResourceParseError(f"Bad resource '{token}': {why}")
-
-    if ":" not in token:
-        raise bad("expected name:value")
-    head, value = token.split(":", 1)
-    head = head.strip()
-    value = value.strip()
-    role = default_role
-    if "(" in head or ")" in head:
-        if not head.endswith(")") or head.count("(") != 1 or head.count(")") != 1:
-            raise bad("unbalanced parentheses around the role")
-        head, role = head[:-1].split("(", 1)
-        head = head.strip()
-        role = role.strip()
-        why = _valid_role(role)
-        if why:
-            raise bad(why)
-    if not head:
-        raise bad("missing resource name")
-    if not _NAME_RE.match(head):
-        raise bad(f"'{head}' is not a valid resource name")
-    if not value:
-        raise bad("missing value")
-    if value[0] == "[" or value[-1] == "]":
-        if value[0] != "[" or value[-1] != "]" or value.count("[") != 1 or value.count("]") != 1:
-            raise bad("unbalanced brackets in ranges value")
-        body = value[1:-1].strip()
-        rr: list[tuple[int, int]] = []
-        if body:
-            for part in body.split(","):
-                part = part.strip()
-                bits = part.split("-")
-                if len(bits) != 2:
-                    raise bad(f"range '{part}' is not of the form begin-end")
-                try:
-                    b, e = int(bits[0].strip()), int(bits[1].strip())
-                except ValueError:
-                    raise bad(f"range '{part}' is not of the form begin-end") from None
-                if b > e:
-                    raise bad(f"range {b}-{e} has begin greater than end")
-                rr.append((b, e))
-        return head, role, "RANGES", _merge_ranges(rr)
-    if value[0] == "{" or value[-1] == "}":
-        if value[0] != "{" or value[-1] != "}" or value.count("{") != 1 or value.count("}") != 1:
-            raise bad("unbalanced braces in set value")
-        body = value[1:-1].strip()
-        items = [x.strip() for x in body.split(",")] if body else []
-        if any(not x for x in items):
-            raise bad("set has an empty item")
-        if len(set(items)) != len(items):
-            raise bad("set has duplicate items")
-        return head, role, "SET", frozenset(items)
-    try:
-        v = float(value)
-    except ValueError:
-        raise bad(f"'{value}' is not a number") from None
-    return head, role, "SCALAR", _to_millis(v, token, value)

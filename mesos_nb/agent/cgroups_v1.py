@@ -1,0 +1,147 @@
+"""``cgroups/v1`` isolation: one cgroup per container in each of the ``cpu``, ``cpuacct`` and
+``memory`` hierarchies (``cpu.shares``, ``cpu.cfs_quota_us``, ``memory.limit_in_bytes``);
+usage from ``cpuacct.stat`` / ``memory.usage_in_bytes``; OOM from ``memory.oom_control``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+
+from .isolator import (
+    CFS_PERIOD_US,
+    CGROUP_ROOT,
+    MIN_CPU_SHARES,
+    MIN_MEMORY_BYTES,
+    NESTED,
+    Isolator,
+    Limits,
+    cgroup_joiner,
+    memory_message,
+    mkdir_once,
+    parse_kv,
+    read_int,
+    read_text,
+    write_text,
+)
+
+
+class CgroupsV1Isolator(Isolator):
+    """Per container: one ``mkdir`` per hierarchy and a few writes (``prepare``); the child
+    joins before it execs (``preexec``, cpu last, so only the exec itself runs under the CPU
+    quota); removal is batched off the task's exit path by the containerizer."""
+
+    name = "cgroups/v1"
+    # Joined in this order: cpuacct and memory first, cpu (the quota) last.
+    CONTROLLERS = ("cpuacct", "memory", "cpu")
+
+    def __init__(self, root: str = CGROUP_ROOT) -> None:
+        self.root = root
+        self._limits: dict[str, Limits] = {}
+        self._joined: set[str] = set()  # containers whose child joined its cgroups itself
+        self._parents_ready = False
+
+    def _dir(self, ctrl: str, container_id: str) -> str:
+        return os.path.join(self.root, ctrl, NESTED, container_id)
+
+    def prepare(self, container_id: str, limits: Limits) -> None:
+        if not self._parents_ready:
+            for ctrl in self.CONTROLLERS:
+                os.makedirs(os.path.join(self.root, ctrl, NESTED), exist_ok=True)
+            self._parents_ready = True
+        self._limits[container_id] = limits
+        for ctrl in self.CONTROLLERS:
+            mkdir_once(self._dir(ctrl, container_id))
+        cpu = self._dir("cpu", container_id)
+        if limits.cpus > 0:
+            # A new cgroup's cpu.cfs_period_us is already CFS_PERIOD_US (the kernel default).
+            write_text(os.path.join(cpu, "cpu.shares"), str(max(MIN_CPU_SHARES, int(1024 * limits.cpus))))
+            write_text(os.path.join(cpu, "cpu.cfs_quota_us"), str(max(1000, int(CFS_PERIOD_US * limits.cpus))))
+        if limits.mem_bytes > 0:
+            mem = self._dir("memory", container_id)
+            with contextlib.suppress(OSError):  # no swap accounting: fine
+                write_text(os.path.join(mem, "memory.swappiness"), "0")
+            write_text(os.path.join(mem, "memory.limit_in_bytes"), str(max(MIN_MEMORY_BYTES, limits.mem_bytes)))
+
+    def preexec(self, container_id: str) -> Callable[[], None] | None:
+        self._joined.add(container_id)
+        return cgroup_joiner([os.path.join(self._dir(c, container_id), "cgroup.procs") for c in self.CONTROLLERS])
+
+    def isolate(self, container_id: str, pid: int, limits: Limits) -> None:
+        self._limits.setdefault(container_id, limits)
+        if container_id in self._joined:
+            return  # the child joined before exec (a failed join fails the launch)
+        for ctrl in self.CONTROLLERS:
+            d = self._dir(ctrl, container_id)
+            if os.path.isdir(d):
+                with contextlib.suppress(OSError):
+                    write_text(os.path.join(d, "cgroup.procs"), str(pid))
+
+    def limitation(self, container_id: str) -> str | None:
+        limits = self._limits.get(container_id)
+        if limits is None or limits.mem_bytes <= 0:
+            return None
+        mem = self._dir("memory", container_id)
+        oom = parse_kv(read_text(os.path.join(mem, "memory.oom_control")))
+        failcnt = read_int(os.path.join(mem, "memory.failcnt"))
+        if oom.get("oom_kill", 0) > 0 or (oom.get("under_oom", 0) > 0) or \
+                ("oom_kill" not in oom and failcnt > 0):
+            peak = read_int(os.path.join(mem, "memory.max_usage_in_bytes"))
+            return memory_message(max(MIN_MEMORY_BYTES, limits.mem_bytes), peak)
+        return None
+
+    def pids(self, container_id: str) -> list[int]:
+        text = read_text(os.path.join(self._dir("memory", container_id), "cgroup.procs")) or ""
+        return [int(x) for x in text.split()]
+
+    def usage(self, container_id: str) -> dict[str, float] | None:
+        acct = parse_kv(read_text(os.path.join(self._dir("cpuacct", container_id), "cpuacct.stat")))
+        if not acct and not os.path.isdir(self._dir("cpuacct", container_id)):
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        mem = self._dir("memory", container_id)
+        mstat = parse_kv(read_text(os.path.join(mem, "memory.stat")))
+        cstat = parse_kv(read_text(os.path.join(self._dir("cpu", container_id), "cpu.stat")))
+        limits = self._limits.get(container_id, Limits())
+        pids = self.pids(container_id)
+        out: dict[str, float] = {
+            "cpus_user_time_secs": round(acct.get("user", 0) / tick, 3),
+            "cpus_system_time_secs": round(acct.get("system", 0) / tick, 3),
+            "cpus_nr_periods": cstat.get("nr_periods", 0),
+            "cpus_nr_throttled": cstat.get("nr_throttled", 0),
+            "cpus_throttled_time_secs": cstat.get("throttled_time", 0) / 1e9,
+            "mem_total_bytes": read_int(os.path.join(mem, "memory.usage_in_bytes")),
+            "mem_rss_bytes": mstat.get("total_rss", mstat.get("rss", 0)),
+            "mem_cache_bytes": mstat.get("total_cache", mstat.get("cache", 0)),
+            "mem_anon_bytes": mstat.get("total_rss", 0),
+            "mem_file_bytes": mstat.get("total_cache", 0),
+            "mem_mapped_file_bytes": mstat.get("total_mapped_file", 0),
+            "processes": len(pids),
+        }
+        if limits.mem_bytes > 0:
+            out["mem_limit_bytes"] = max(MIN_MEMORY_BYTES, limits.mem_bytes)
+        return out
+
+    def cleanup(self, container_id: str) -> bool:
+        done = True
+        for ctrl in self.CONTROLLERS:
+            d = self._dir(ctrl, container_id)
+            if not os.path.isdir(d):
+                continue
+            for pid in (read_text(os.path.join(d, "cgroup.procs")) or "").split():
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), 9)
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                done = False
+        if done:
+            self._limits.pop(container_id, None)
+            self._joined.discard(container_id)
+        return done
+
+
+__all__ = ["CgroupsV1Isolator"]

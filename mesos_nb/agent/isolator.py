@@ -1,0 +1,127 @@
+"""The isolator interface (:class:`Isolator`), the :class:`Limits` it enforces, and the small
+file helpers the cgroup implementations share. The implementations are ``posix_isolator.py``,
+``cgroups_v1.py`` and ``cgroups_v2.py``; ``isolation.py`` picks one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+NESTED = "mesos_nb"
+CFS_PERIOD_US = 100_000
+MIN_CPU_SHARES = 2
+MIN_MEMORY_BYTES = 32 * 1024 * 1024  # Mesos' MIN_MEMORY
+
+
+@dataclass
+class Limits:
+    cpus: float = 0.0  # 0 = unlimited
+    mem_bytes: int = 0  # 0 = unlimited
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.0f}MB"
+
+
+def memory_message(limit: int, used: int) -> str:
+    """Mesos' wording for a memory limitation."""
+    return f"Memory limit exceeded: Requested: {_mb(limit)} Maximum Used: {_mb(used)}"
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def write_text(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def parse_kv(text: str | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+def read_int(path: str) -> int:
+    """A cgroup file holding one number (0 when it is missing or empty)."""
+    return int((read_text(path) or "0").strip() or 0)
+
+
+def mkdir_once(path: str) -> None:
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+
+
+def cgroup_joiner(procs_files: list[str]) -> Callable[[], None]:
+    """The child's pre-exec step: join each cgroup (writing "0" means "this process"), so not
+    one instruction of the task runs outside its limits. Only os calls: it runs after fork."""
+
+    def join() -> None:
+        for p in procs_files:
+            fd = os.open(p, os.O_WRONLY)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+
+    return join
+
+
+class Isolator:
+    """Interface. ``prepare`` before launch, ``preexec`` runs in the child, ``isolate`` after
+    launch (and after recovery), ``limitation`` is polled and asked once more at exit,
+    ``usage`` feeds ``/monitor/statistics``, ``cleanup`` when the container is gone."""
+
+    name = "posix"
+
+    def prepare(self, container_id: str, limits: Limits) -> None:
+        pass
+
+    def preexec(self, container_id: str) -> Callable[[], None] | None:
+        return None
+
+    def isolate(self, container_id: str, pid: int, limits: Limits) -> None:
+        pass
+
+    def limitation(self, container_id: str) -> str | None:
+        """A message when the container broke its memory limit, else None."""
+        return None
+
+    def usage(self, container_id: str) -> dict[str, float] | None:
+        return None
+
+    def limitations(self, container_ids: list[str]) -> dict[str, str]:
+        """``limitation`` for many containers in one pass (the poller asks for all at once)."""
+        out = {}
+        for cid in container_ids:
+            try:
+                msg = self.limitation(cid)
+            except OSError:
+                msg = None
+            if msg is not None:
+                out[cid] = msg
+        return out
+
+    def pids(self, container_id: str) -> list[int]:
+        return []
+
+    def cleanup(self, container_id: str) -> bool:
+        """Remove the container's isolation state; False = try again later (still busy)."""
+        return True
+
+
+__all__ = ["Isolator", "Limits", "memory_message", "read_text", "read_int", "write_text", "parse_kv", "mkdir_once",
+           "cgroup_joiner", "CGROUP_ROOT", "NESTED", "CFS_PERIOD_US", "MIN_CPU_SHARES",
+           "MIN_MEMORY_BYTES"]

@@ -1,0 +1,213 @@
+"""Agent lifecycle: registration and re-registration (with task reconciliation), channel
+loss, removal, the re-registration deadline, and agents coming back from the registry.
+
+Functions over :class:`~mesos_nb.master.state.MasterState`. An agent whose channel breaks is
+disconnected, not gone: it has ``agent_reregister_timeout`` to come back before its tasks are
+declared lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..protocol import channel as ch
+from ..protocol import messages as m
+from ..protocol.resources import ResourceParseError, Resources
+from . import frameworks, offers, tasks
+from .effects import AgentRecord, RemoveAgent, SaveAgent, ToAgent, ToChannel
+from .model import Agent, Task
+from .state import MasterState, agent_record, lost_state
+from .validation import validate_id
+
+log = logging.getLogger("mesos_nb.master")
+
+
+def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: float) -> Agent | None:
+    try:
+        total = Resources.from_proto(reg.resources)
+    except (ResourceParseError, ValueError) as e:
+        st.out.append(ToChannel(channel, ch.Refused(key=reg.key, message=f"Invalid resources: {e}")))
+        return None
+    st.version += 1
+    aid = reg.agent_id
+    agent = st.agents.get(aid) if aid else None
+    if agent is not None:
+        # Re-registration over a new channel (agent restart or reconnect).
+        same_channel = agent.channel is channel
+        agent.channel = channel
+        agent.key = reg.key
+        agent.connected = True
+        agent.active = True
+        agent.disconnect_deadline = None
+        agent.reregistered_time = now
+        agent.hostname, agent.port = reg.hostname, reg.port
+        if agent.total != total:
+            agent.total = total
+            agent.resources_proto = reg.resources
+            st.allocator.update_agent(agent.id, total)
+        st.allocator.activate_agent(agent.id)
+        st.metrics["master/slave_reregistrations"] += 1
+        log.info("agent re-registered agent=%s hostname=%s port=%d", agent.id, agent.hostname, agent.port)
+        st.out.append(SaveAgent(agent_record(agent)))
+        reconcile_agent_tasks(st, agent, reg.tasks, now, same_channel=same_channel)
+    else:
+        if aid is None or validate_id(aid, "agent id") is not None:
+            aid = st.ids.agent()
+        agent = Agent(
+            id=aid,
+            hostname=reg.hostname,
+            port=reg.port,
+            total=total,
+            resources_proto=reg.resources,
+            attributes=reg.attributes,
+            registered_time=now,
+            channel=channel,
+            key=reg.key,
+            version=reg.version,
+        )
+        st.agents[aid] = agent
+        st.removed_agent_ids.discard(aid)
+        st.allocator.add_agent(aid, total, hostname=reg.hostname, attributes=agent.attribute_map())
+        st.metrics["master/slave_registrations"] += 1
+        st.out.append(SaveAgent(agent_record(agent)))
+        log.info("agent registered agent=%s hostname=%s port=%d resources=%s", aid, reg.hostname, reg.port, total)
+        reconcile_agent_tasks(st, agent, reg.tasks, now)
+    st.out.append(ToChannel(channel, ch.AgentRegistered(key=reg.key, agent_id=agent.id, master_id=st.master_id)))
+    st.wants_allocation = True
+    return agent
+
+
+def recover(st: MasterState, records: list[AgentRecord], now: float) -> None:
+    """Agents from the registry come back disconnected until they re-register and report their
+    tasks, or are removed after ``agent_reregister_timeout``."""
+    for rec in records:
+        try:
+            total = Resources.from_proto(rec.resources)
+        except (ResourceParseError, ValueError):
+            continue
+        agent = Agent(
+            id=rec.id, hostname=rec.hostname, port=rec.port, total=total, resources_proto=rec.resources,
+            attributes=rec.attributes, registered_time=rec.registered_time, connected=False,
+            disconnect_deadline=now + st.agent_reregister_timeout,
+        )
+        st.agents[rec.id] = agent
+        st.allocator.add_agent(rec.id, total, hostname=rec.hostname, attributes=agent.attribute_map())
+        st.allocator.deactivate_agent(rec.id)
+
+
+def reconcile_agent_tasks(
+    st: MasterState, agent: Agent, reports: list[ch.TaskReport], now: float, same_channel: bool = True
+) -> None:
+    """Match the agent's running tasks with what the master knows.
+
+    Tasks the master forgot (it failed over) are re-adopted; tasks the master already
+    declared lost are killed so nothing runs that no framework knows about; tasks the
+    master thought were on the agent but that it no longer reports become LOST.
+    """
+    reported: set[tuple[str, str]] = set()
+    for rep in reports:
+        key = (rep.framework_id, rep.task.task_id.value)
+        reported.add(key)
+        fw = st.frameworks.get(rep.framework_id)
+        if rep.framework_id in st.removed_framework_ids:
+            st.out.append(ToAgent(agent.id, ch.ShutdownFramework(agent_id=agent.id, framework_id=rep.framework_id)))
+            continue
+        if fw is None and rep.framework is not None:
+            fw = frameworks.adopt(st, rep.framework_id, rep.framework, now)
+        if fw is None:
+            continue
+        task = fw.tasks.get(rep.task.task_id.value)
+        if task is None:
+            if any(t.id == rep.task.task_id.value for t in fw.completed_tasks):
+                st.out.append(
+                    ToAgent(agent.id, ch.KillTask(agent_id=agent.id, framework_id=fw.id, task_id=rep.task.task_id.value))
+                )
+                continue
+            try:
+                res = Resources.from_proto(rep.task.resources)
+            except (ResourceParseError, ValueError):
+                res = Resources()
+            role = fw.roles[0]
+            task = Task(
+                id=rep.task.task_id.value,
+                framework_id=fw.id,
+                agent_id=agent.id,
+                name=rep.task.name,
+                role=role,
+                resources=res,
+                info=rep.task,
+                executor_id=rep.executor_id,
+                state=rep.state,
+            )
+            task.statuses.append((rep.state, now))
+            fw.tasks[task.id] = task
+            agent.tasks.add(key)
+            if rep.state not in m.TERMINAL_STATES:
+                st.allocator.add_allocation(fw.id, role, agent.id, res)
+            else:
+                task.resources_released = True
+        elif rep.state != task.state and task.state not in m.TERMINAL_STATES and rep.state not in m.TERMINAL_STATES:
+            task.state = rep.state
+    for fid, tid in list(agent.tasks):
+        if (fid, tid) in reported:
+            continue
+        fw = st.frameworks.get(fid)
+        task = fw.tasks.get(tid) if fw else None
+        if fw is None or task is None or task.state in m.TERMINAL_STATES:
+            continue
+        if same_channel and task.state == "TASK_STAGING" and len(task.statuses) == 1 and task.statuses[0][1] >= now - 5:
+            # Launch still in flight towards the agent on this channel. (Over a new channel
+            # it went down the dead one and will never arrive.)
+            continue
+        tasks.master_terminal(st, fw, task, lost_state(fw, "TASK_GONE"), "REASON_AGENT_RESTARTED",
+                              "Task was not found on the agent after it re-registered", now)
+
+
+def channel_lost(st: MasterState, channel: Any, now: float) -> None:
+    """The channel of an agent process broke: its agents are disconnected, not gone yet."""
+    for agent in st.agents.values():
+        if agent.channel is channel and agent.connected:
+            st.version += 1
+            agent.connected = False
+            agent.channel = None
+            agent.disconnect_deadline = now + st.agent_reregister_timeout
+            st.allocator.deactivate_agent(agent.id)
+            offers.rescind_agent(st, agent.id, now)
+            log.info("agent disconnected agent=%s deadline=%.0fs", agent.id, st.agent_reregister_timeout)
+
+
+def remove_agent(st: MasterState, agent_id: str, now: float, reason: str, message: str) -> None:
+    agent = st.agents.pop(agent_id, None)
+    if agent is None:
+        return
+    st.version += 1
+    st.removed_agent_ids.add(agent_id)
+    st.out.append(RemoveAgent(agent_id))
+    st.metrics["master/slave_removals"] += 1
+    log.info("agent removed agent=%s reason=%s tasks=%d", agent_id, reason, len(agent.tasks))
+    offers.rescind_agent(st, agent_id, now)
+    for fid, tid in list(agent.tasks):
+        fw = st.frameworks.get(fid)
+        task = fw.tasks.get(tid) if fw else None
+        if fw is None or task is None:
+            continue
+        if task.state in m.TERMINAL_STATES:
+            if task.unacked is None:
+                tasks.complete_task(st, fw, task)
+            continue
+        task.resources_released = True
+        tasks.master_terminal(st, fw, task, lost_state(fw, "TASK_GONE"), reason, message, now)
+    for fw in st.frameworks.values():
+        fw.executors.pop(agent_id, None)
+        if fw.connected:
+            st.emit(fw, m.Event(type="FAILURE", failure=m.Failure(agent_id=m.ID(value=agent_id))))
+    st.allocator.remove_agent(agent_id)
+    st.wants_allocation = True
+
+
+def expire(st: MasterState, now: float) -> None:
+    """Remove disconnected agents whose re-registration deadline has passed."""
+    for agent in list(st.agents.values()):
+        if not agent.connected and agent.disconnect_deadline is not None and now >= agent.disconnect_deadline:
+            remove_agent(st, agent.id, now, "REASON_AGENT_REMOVED", "Agent stopped answering and was removed")

@@ -1,0 +1,116 @@
+"""What the master core asks the shell to do: the only way the core reaches the outside world.
+
+Two kinds. Messages (:class:`ToFramework`, :class:`ToAgent`, :class:`ToChannel`,
+:class:`EndStream`) go out on subscription streams and agent channels. Registry writes
+(:class:`SaveFramework`, :class:`RemoveFramework`, :class:`SaveAgent`, :class:`RemoveAgent`,
+all :class:`RegistryEffect`) go to whatever :class:`~mesos_nb.master.registry.Registry` backs
+the master (SQLite today; ZooKeeper, weights, quota and maintenance records can be added as
+new ``RegistryEffect`` subclasses without touching the core's callers).
+
+The shell executes them in order, so a framework is on disk before it is told SUBSCRIBED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol import messages as m
+
+
+# --------------------------------------------------------------------------- messages
+@dataclass(slots=True)
+class ToFramework:
+    framework_id: str
+    event: m.Event
+
+
+@dataclass(slots=True)
+class ToAgent:
+    agent_id: str
+    msg: Any
+
+
+@dataclass(slots=True)
+class ToChannel:
+    """A message for an agent process that has no agent id yet (registration answers)."""
+
+    channel: Any
+    msg: Any
+
+
+@dataclass(slots=True)
+class EndStream:
+    """Send ``ERROR`` on a subscription stream and close it."""
+
+    framework_id: str
+    stream_id: str
+    message: str | None  # None: just close the stream (TEARDOWN)
+
+
+# --------------------------------------------------------------------------- registry records
+@dataclass
+class FrameworkRecord:
+    id: str
+    info: m.FrameworkInfo
+    registered_time: float
+    failover_deadline: float | None
+
+
+@dataclass
+class AgentRecord:
+    id: str
+    hostname: str
+    port: int
+    resources: list[m.Resource]
+    attributes: list[m.Attribute]
+    registered_time: float
+
+
+@dataclass
+class RegistryState:
+    """Everything a restarted master gets back from its registry."""
+
+    frameworks: list[FrameworkRecord] = field(default_factory=list)
+    removed_framework_ids: set[str] = field(default_factory=set)
+    agents: list[AgentRecord] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- registry writes
+class RegistryEffect:
+    """Base of every write the registry must make durable before later effects go out."""
+
+    __slots__ = ()
+
+
+@dataclass(slots=True)
+class SaveFramework(RegistryEffect):
+    id: str
+    info: m.FrameworkInfo
+    registered_time: float
+    failover_deadline: float | None
+
+
+@dataclass(slots=True)
+class RemoveFramework(RegistryEffect):
+    """Forget the framework and remember that it was removed (it may never come back)."""
+
+    id: str
+
+
+@dataclass(slots=True)
+class SaveAgent(RegistryEffect):
+    record: AgentRecord
+
+
+@dataclass(slots=True)
+class RemoveAgent(RegistryEffect):
+    id: str
+
+
+Effect = ToFramework | ToAgent | ToChannel | EndStream | RegistryEffect
+
+__all__ = [
+    "AgentRecord", "Effect", "EndStream", "FrameworkRecord", "RegistryEffect", "RegistryState",
+    "RemoveAgent", "RemoveFramework", "SaveAgent", "SaveFramework", "ToAgent", "ToChannel", "ToFramework",
+]

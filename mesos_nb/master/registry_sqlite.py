@@ -1,0 +1,99 @@
+"""The SQLite registry under ``--work-dir`` (``registry.sqlite``, WAL, ``synchronous=FULL``).
+
+One transaction per batch of effects, so a batch is on disk entirely or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+
+from ..protocol import messages as m
+from .effects import (
+    AgentRecord,
+    FrameworkRecord,
+    RegistryEffect,
+    RegistryState,
+    RemoveAgent,
+    RemoveFramework,
+    SaveAgent,
+    SaveFramework,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS frameworks (
+    id TEXT PRIMARY KEY,
+    info BLOB NOT NULL,
+    registered_time REAL NOT NULL,
+    failover_deadline REAL
+);
+CREATE TABLE IF NOT EXISTS agents (
+    id TEXT PRIMARY KEY,
+    hostname TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    resources BLOB NOT NULL,
+    attributes BLOB NOT NULL,
+    registered_time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS removed_frameworks (id TEXT PRIMARY KEY);
+"""
+
+
+class SqliteRegistry:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._db: sqlite3.Connection | None = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError(f"registry {self.path} is closed")
+        return self._db
+
+    def apply(self, effects: Sequence[RegistryEffect]) -> None:
+        db = self._conn()
+        with db:  # one transaction: BEGIN … COMMIT, or ROLLBACK on error
+            db.execute("BEGIN")
+            for eff in effects:
+                t = type(eff)
+                if t is SaveFramework:
+                    db.execute(
+                        "INSERT OR REPLACE INTO frameworks VALUES (?, ?, ?, ?)",
+                        (eff.id, m.encode(eff.info), eff.registered_time, eff.failover_deadline),  # type: ignore[attr-defined]
+                    )
+                elif t is RemoveFramework:
+                    db.execute("DELETE FROM frameworks WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
+                    db.execute("INSERT OR IGNORE INTO removed_frameworks VALUES (?)", (eff.id,))  # type: ignore[attr-defined]
+                elif t is SaveAgent:
+                    rec: AgentRecord = eff.record  # type: ignore[attr-defined]
+                    db.execute(
+                        "INSERT OR REPLACE INTO agents VALUES (?, ?, ?, ?, ?, ?)",
+                        (rec.id, rec.hostname, rec.port, m.encode(rec.resources), m.encode(rec.attributes),
+                         rec.registered_time),
+                    )
+                elif t is RemoveAgent:
+                    db.execute("DELETE FROM agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
+                else:
+                    raise TypeError(f"unknown registry effect {t.__name__}")
+
+    def recover(self) -> RegistryState:
+        db = self._conn()
+        fws = [
+            FrameworkRecord(r[0], m.decode(r[1], m.FrameworkInfo), r[2], r[3])
+            for r in db.execute("SELECT id, info, registered_time, failover_deadline FROM frameworks")
+        ]
+        removed = {r[0] for r in db.execute("SELECT id FROM removed_frameworks")}
+        agents = [
+            AgentRecord(r[0], r[1], r[2], m.decode(r[3], list[m.Resource]), m.decode(r[4], list[m.Attribute]), r[5])
+            for r in db.execute("SELECT id, hostname, port, resources, attributes, registered_time FROM agents")
+        ]
+        return RegistryState(frameworks=fws, removed_framework_ids=removed, agents=agents)

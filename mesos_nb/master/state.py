@@ -1,0 +1,154 @@
+"""The master's one state object, and the small helpers every transition module shares.
+
+:class:`MasterState` holds the records (frameworks, agents, offers), the allocator, the
+metrics, the change counter and the effect list ``out``. The transition modules
+(:mod:`.frameworks`, :mod:`.offers`, :mod:`.tasks`, :mod:`.agents`) are functions over it;
+:class:`~mesos_nb.master.core.MasterCore` is this state plus its entry points. Nothing here
+reads a clock, a file or a socket: time arrives as ``now`` and fresh ids from :class:`IdSource`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from ..protocol import messages as m
+from .allocator import HierarchicalDRFAllocator
+from .effects import AgentRecord, ToFramework
+from .model import MAX_COMPLETED_FRAMEWORKS, Agent, Framework, Offer
+
+HEARTBEAT_INTERVAL = 15.0
+MAX_REFUSE_SECONDS = 365 * 24 * 3600.0
+DEFAULT_REFUSE_SECONDS = 5.0
+
+
+class CallError(Exception):
+    """A scheduler call the master refuses; the shell turns it into an HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class IdSource:
+    """Fresh framework, agent and offer ids, in Mesos's shapes (``<master>-0001``, ``-S3``, ``-O7``).
+
+    Injected so that tests and a replicated master can choose them; the default counts from 0
+    under the master id, which is unique per master start.
+    """
+
+    def __init__(self, master_id: str) -> None:
+        self.master_id = master_id
+        self._fw = 0
+        self._agent = 0
+        self._offer = 0
+
+    def framework(self) -> str:
+        n = self._fw
+        self._fw += 1
+        return f"{self.master_id}-{n:04d}"
+
+    def agent(self) -> str:
+        n = self._agent
+        self._agent += 1
+        return f"{self.master_id}-S{n}"
+
+    def offer(self) -> str:
+        n = self._offer
+        self._offer += 1
+        return f"{self.master_id}-O{n}"
+
+
+def _metrics() -> dict[str, float]:
+    return {
+        "master/tasks_finished": 0,
+        "master/tasks_failed": 0,
+        "master/tasks_killed": 0,
+        "master/tasks_lost": 0,
+        "master/tasks_error": 0,
+        "master/tasks_dropped": 0,
+        "master/slave_registrations": 0,
+        "master/slave_reregistrations": 0,
+        "master/slave_removals": 0,
+        "master/messages_launch_tasks": 0,
+        "master/messages_status_update": 0,
+        "master/valid_status_updates": 0,
+        "master/invalid_status_updates": 0,
+        "master/offers_sent": 0,
+        "master/offers_declined": 0,
+        "master/offers_rescinded": 0,
+        "allocator/mesos/allocation_runs": 0,
+    }
+
+
+class MasterState:
+    def __init__(
+        self,
+        master_id: str,
+        *,
+        allocator: HierarchicalDRFAllocator | None = None,
+        agent_reregister_timeout: float = 75.0,
+        ids: IdSource | None = None,
+    ) -> None:
+        self.master_id = master_id
+        self.master_info: m.MasterInfo | None = None  # set by the shell once it knows its address
+        self.allocator = allocator or HierarchicalDRFAllocator()
+        self.agent_reregister_timeout = agent_reregister_timeout
+        self.ids = ids or IdSource(master_id)
+        self.frameworks: dict[str, Framework] = {}
+        self.completed_frameworks: deque[Framework] = deque(maxlen=MAX_COMPLETED_FRAMEWORKS)
+        self.removed_framework_ids: set[str] = set()
+        self.agents: dict[str, Agent] = {}
+        self.removed_agent_ids: set[str] = set()
+        self.offers: dict[str, Offer] = {}
+        self.out: list[Any] = []
+        self.version = 0  # bumped on every change; the read endpoints cache by it
+        self.wants_allocation = False
+        self.metrics: dict[str, float] = _metrics()
+
+    # ------------------------------------------------------------------ shared helpers
+    def emit(self, fw: Framework, event: m.Event) -> None:
+        if fw.connected:
+            self.out.append(ToFramework(fw.id, event))
+
+    def send_update(self, fw: Framework, status: m.TaskStatus) -> None:
+        self.emit(fw, m.Event(type="UPDATE", update=m.Update(status=status)))
+
+    def framework(self, framework_id: str) -> Framework:
+        fw = self.frameworks.get(framework_id)
+        if fw is None:
+            raise CallError(400, "Framework cannot be found")
+        return fw
+
+
+def lost_state(fw: Framework, partition_state: str) -> str:
+    """TASK_LOST for frameworks that are not partition aware, the precise state otherwise."""
+    return partition_state if fw.partition_aware else "TASK_LOST"
+
+
+def agent_record(agent: Agent) -> AgentRecord:
+    return AgentRecord(agent.id, agent.hostname, agent.port, agent.resources_proto, agent.attributes, agent.registered_time)
+
+
+def make_status(
+    task_id: str,
+    state: str,
+    *,
+    agent_id: str | None = None,
+    executor_id: str | None = None,
+    source: str = "SOURCE_MASTER",
+    reason: str | None = None,
+    message: str | None = None,
+    now: float,
+) -> m.TaskStatus:
+    return m.TaskStatus(
+        task_id=m.ID(value=task_id),
+        state=state,  # type: ignore[arg-type]
+        source=source,  # type: ignore[arg-type]
+        reason=reason,
+        message=message,
+        agent_id=m.ID(value=agent_id) if agent_id else None,
+        executor_id=m.ID(value=executor_id) if executor_id else None,
+        timestamp=now,
+    )

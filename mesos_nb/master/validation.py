@@ -1,0 +1,98 @@
+"""Checks on what frameworks and agents send, with the messages Mesos gives.
+
+Pure functions: each returns an error sentence (or raises :class:`CallError`) and changes
+nothing, so the transition modules validate first and mutate after.
+"""
+
+from __future__ import annotations
+
+from ..protocol import messages as m
+from ..protocol.resources import ResourceParseError, Resources
+from .model import Agent, Framework
+from .state import DEFAULT_REFUSE_SECONDS, MAX_REFUSE_SECONDS, CallError
+
+
+def validate_id(value: str, what: str) -> str | None:
+    """Mesos ``validateID``: ids become directory names on agents."""
+    if not value:
+        return f"{what} must not be empty"
+    if len(value) > 255:
+        return f"{what} '{value[:32]}…' is longer than 255 characters"
+    if value in (".", ".."):
+        return f"{what} '{value}' is disallowed"
+    if "/" in value or "\\" in value:
+        return f"{what} '{value}' contains a slash"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return f"{what} '{value!r}' contains a control character"
+    return None
+
+
+def validate_role(role: str) -> str | None:
+    if not role:
+        return "role must not be empty"
+    if role == "*":
+        return None
+    for part in role.split("/"):
+        if part in ("", ".", "..") or part.startswith("-"):
+            return f"role '{role}' is not a valid role name"
+    if any(c.isspace() or c == "\b" for c in role):
+        return f"role '{role}' contains whitespace"
+    return None
+
+
+def check_framework_info(info: m.FrameworkInfo) -> None:
+    """Raise :class:`CallError` (400) for a FrameworkInfo Mesos would refuse at SUBSCRIBE."""
+    for role in info.all_roles():
+        err = validate_role(role)
+        if err:
+            raise CallError(400, f"Invalid FrameworkInfo: {err}")
+    if info.roles and info.role not in (None, "*") and not info.has_capability("MULTI_ROLE"):
+        raise CallError(400, "Invalid FrameworkInfo: 'roles' requires the MULTI_ROLE capability")
+    if info.failover_timeout < 0:
+        raise CallError(400, "Invalid FrameworkInfo: 'failover_timeout' must not be negative")
+
+
+def check_framework_id(fid: str) -> None:
+    err = validate_id(fid, "framework id")
+    if err:
+        raise CallError(400, f"Invalid FrameworkInfo: {err}")
+
+
+def refuse_seconds(filters: m.Filters | None) -> float:
+    if filters is None:
+        return DEFAULT_REFUSE_SECONDS
+    s = filters.refuse_seconds
+    if s != s or s < 0:  # NaN or negative: use the default
+        return DEFAULT_REFUSE_SECONDS
+    return min(s, MAX_REFUSE_SECONDS)
+
+
+def validate_task(
+    fw: Framework, agent: Agent, task: m.TaskInfo, available: Resources, batch: set[str]
+) -> tuple[Resources | None, str | None]:
+    """The resources a task takes (with its executor's, the first time), or why it is invalid."""
+    tid = task.task_id.value
+    err = validate_id(tid, "task id")
+    if err:
+        return None, err
+    if tid in fw.tasks or tid in batch:
+        return None, f"Task ID '{tid}' is already in use"
+    if task.agent_id.value != agent.id:
+        return None, f"Task uses agent {task.agent_id.value} but the offer is for agent {agent.id}"
+    if (task.command is None) == (task.executor is None):
+        return None, "Task should have at least one (but not both) of CommandInfo or ExecutorInfo present"
+    if task.command is not None and task.command.shell and not task.command.value:
+        return None, "Task's CommandInfo has no 'value' to run"
+    try:
+        res = Resources.from_proto(task.resources)
+        if task.executor is not None and task.executor.resources:
+            ex_id = task.executor.executor_id.value
+            if ex_id not in fw.executors.get(agent.id, {}):
+                res = res + Resources.from_proto(task.executor.resources)
+    except (ResourceParseError, ValueError) as e:
+        return None, f"Task uses invalid resources: {e}"
+    if not res:
+        return None, "Task uses no resources"
+    if not available.contains(res):
+        return None, f"Task uses more resources ({res}) than available ({available})"
+    return res, None
