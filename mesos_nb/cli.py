@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(m, "--max-agent-ping-timeouts", type=int, default=5, help="missed pings before an agent is lost")
     _opt(m, "--agent-secret", help="shared secret agents must present")
     _opt(m, "--log-level", type=_log_level, default="info", help="debug, info, warning, error")
+    from mesos_nb.master.ha_flags import add_agent_flags, add_master_flags
+
+    add_master_flags(m)
 
     a = cmd("agent", "run an agent", cmd_agent)
     _opt(a, "--host", default="127.0.0.1", help="address to listen on")
@@ -144,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
          help="auto (the best this machine allows), cgroups, cgroups/v1, cgroups/v2 or posix")
     _opt(a, "--agent-secret", help="shared secret for the master")
     _opt(a, "--log-level", type=_log_level, default="info", help="debug, info, warning, error")
+    add_agent_flags(a)
 
     lo = cmd("local", "run a master and N agents in one process", cmd_local)
     _opt(lo, "--agents", type=int, default=2, help="number of agents")
@@ -761,6 +765,8 @@ def cmd_master(args: argparse.Namespace) -> int:
 
     logs.setup(args.log_level)
 
+    from mesos_nb.master.ha_flags import master_config_kwargs
+
     async def main() -> None:
         from mesos_nb.master.server import MasterConfig, MasterServer
 
@@ -768,12 +774,16 @@ def cmd_master(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, hostname=args.hostname, work_dir=args.work_dir,
             allocation_interval=args.allocation_interval, agent_ping_timeout=args.agent_ping_timeout,
             max_agent_ping_timeouts=args.max_agent_ping_timeouts, agent_secret=args.agent_secret,
+            **master_config_kwargs(args),
         )
         server = MasterServer(cfg)
         try:
             await server.start()
         except OSError as e:
             raise _listen_error("master", args.host, args.port, e) from None
+        except RuntimeError as e:  # --zk: ZooKeeper unreachable
+            await server.stop()
+            raise CLIError(str(e)) from None
         print(f"master: {server.url}", flush=True)
         print(f"web UI: {server.url}/", flush=True)
         try:
@@ -810,7 +820,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
             resources=args.resources, attributes=args.attributes, work_dir=args.work_dir,
             isolation=args.isolation, agent_secret=args.agent_secret,
         )
-        proc = AgentProcess([cfg], master=args.master, secret=args.agent_secret)
+        try:
+            proc = AgentProcess([cfg], master=args.master, secret=args.agent_secret,
+                                zk_session_timeout=args.zk_session_timeout)
+        except ValueError as e:
+            raise CLIError(f"bad --master: {e}") from None
         try:
             await proc.start()
         except ConnectionError as e:

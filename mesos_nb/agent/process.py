@@ -72,6 +72,7 @@ class AgentProcess:
         register_timeout: float = 15.0,
         backoff_min: float = 0.1,
         backoff_max: float = 15.0,
+        zk_session_timeout: float = 10.0,
     ) -> None:
         if not configs:
             raise ValueError("AgentProcess needs at least one AgentConfig.")
@@ -79,6 +80,7 @@ class AgentProcess:
         given = (master or configs[0].master).strip()
         # zk://: follow the leading master (MasterDetector); until one is known, connect nowhere
         self.zk_url: str | None = given if given.startswith("zk://") else None
+        self.zk_session_timeout = zk_session_timeout
         self._detector: Any = None
         self._leader_changed: asyncio.Event | None = None
         if self.zk_url is not None:
@@ -186,8 +188,8 @@ class AgentProcess:
         from mesos_nb.protocol.zk_detector import MasterDetector
 
         loop = asyncio.get_running_loop()
-        timeout = float(os.environ.get("MESOS_NB_ZK_SESSION_TIMEOUT", "10"))
-        det = MasterDetector(self.zk_url or "", session_timeout=timeout, on_change=self._on_leader, loop=loop)
+        det = MasterDetector(self.zk_url or "", session_timeout=self.zk_session_timeout, on_change=self._on_leader,
+                             loop=loop)
         await loop.run_in_executor(None, det.start)
         self._detector = det
         if det.leader is not None:
