@@ -140,7 +140,9 @@ async def run_failover(zk, tmp_path: Path, rounds: int) -> None:
                         and Counter(running_tasks(cluster.leader_state()).values())["TASK_RUNNING"] == total,
                         90, f"round {r + 1}: agents back on {new} with {total} running tasks", cluster)
             await until(lambda s=sdk_subs, p=pm_subs: len(sdk.subscribed_at) > s and pm.subscriptions() > p
-                        and driver.connected, 90, f"round {r + 1}: both frameworks re-subscribed", cluster)
+                        and driver.connected, 90, f"round {r + 1}: both frameworks re-subscribed (sdk: "
+                        f"{len(sdk.subscribed_at)}/{sdk_subs} master={driver.master} error={driver._last_error}; "
+                        f"pymesos {pm.subscriptions()}/{pm_subs})", cluster)
             st = cluster.leader_state()
             names = {fw["name"] for fw in st["frameworks"] if fw["active"]}
             assert {"sdk-ha", "pymesos-ha"} <= names

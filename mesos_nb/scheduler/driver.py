@@ -297,6 +297,9 @@ class SchedulerDriver:
     async def _run(self) -> None:
         while not self._stopping:
             fatal = False
+            det = self._detector
+            if det is not None and det.leader is not None:
+                self._master = normalize_master(det.leader)  # ZooKeeper is the authority, not a 307
             if self._master.startswith("zk://"):  # no leader detected yet
                 assert self._wake is not None
                 with contextlib.suppress(asyncio.TimeoutError):
