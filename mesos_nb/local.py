@@ -9,15 +9,15 @@ only the first agent detects GPUs (so a GPU is never offered twice).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import tempfile
 import time
-import urllib.request
 from typing import Any
 
 import psutil
+
+from mesos_nb.client import HttpClient, MasterClient, MesosClientError
 
 MB = 1024 * 1024
 PORTS_BEGIN, PORTS_END = 31000, 32000
@@ -176,11 +176,10 @@ class LocalCluster:
 
     def _registered_count(self) -> int:
         try:
-            with urllib.request.urlopen(self.master_url + "/master/state", timeout=5) as r:
-                state = json.load(r)
-        except OSError:
+            state = MasterClient(self.master_url, HttpClient(timeout=5)).state()
+        except MesosClientError:
             return 0
-        return sum(1 for s in state.get("slaves", []) if s.get("active", True))
+        return sum(1 for s in state.slaves if s.active)
 
     async def stop(self, kill_tasks: bool = True) -> None:
         if self.agent_process is not None:

@@ -26,7 +26,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 log "installing mesos-nb with its test extras"
-.venv/bin/python -m pip install -q -e '.[test,notebook,dashboard,dask,spark,ipyparallel]'
+.venv/bin/python -m pip install -q -e '.[test,notebook,dashboard,dask,spark,ipyparallel,apps]'
 
 # --- pymesos 0.3.15 needs CPython 3.10 (its http-parser does not build on 3.11+)
 PY310=""
@@ -47,5 +47,7 @@ fi
 
 log "ruff"
 .venv/bin/ruff check mesos_nb tests bench
+log "lint-imports (layers and cycles, see [tool.importlinter] in pyproject.toml)"
+.venv/bin/lint-imports
 log "pytest"
 exec .venv/bin/python -m pytest "$@"

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mesos_nb.protocol.messages import TERMINAL_STATES
+
 RESOURCES = ("cpus", "mem", "disk", "gpus")
 TIMESERIES_ROLLOVER = 600
 OFFERS_ROLLOVER = 600
@@ -33,8 +35,6 @@ STATE_COLORS = {
     "TASK_UNREACHABLE": "#bcbddc",
     "TASK_UNKNOWN": "#d9d9d9",
 }
-TERMINAL = {"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_LOST", "TASK_ERROR",
-            "TASK_DROPPED", "TASK_GONE", "TASK_GONE_BY_OPERATOR", "TASK_UNKNOWN"}
 
 
 def _frac(part: float | None, total: float) -> float:
@@ -130,7 +130,7 @@ def timeline_update(snap: dict[str, Any]) -> dict[str, Any]:
         labels.append(label)
         for i, ch in enumerate(changes):
             end = changes[i + 1]["time"] if i + 1 < len(changes) else (
-                ch["time"] + max(0.2, 0.01 * (now - changes[0]["time"])) if ch["state"] in TERMINAL else now)
+                ch["time"] + max(0.2, 0.01 * (now - changes[0]["time"])) if ch["state"] in TERMINAL_STATES else now)
             cols["task"].append(label)
             cols["task_id"].append(key[1])
             cols["left"].append(ch["time"] * 1000.0)

@@ -18,6 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from mesos_nb.protocol.backoff import Backoff
+
 from .components import Dashboard
 
 log = logging.getLogger("mesos_nb.dashboards")
@@ -126,7 +128,7 @@ class DashboardWidget:
                 await reader
 
     async def _read(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        backoff = 0.25
+        backoff = Backoff(base=0.25, maximum=5.0)
         url = f"{self.url}/master/utilization/stream?agents={PLOTTED_AGENTS}"
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -134,7 +136,7 @@ class DashboardWidget:
                 try:
                     async with session.get(url) as resp:
                         resp.raise_for_status()
-                        backoff = 0.25
+                        backoff.reset()
                         event, data = "", []
                         async for raw in resp.content:
                             line = raw.decode().rstrip("\r\n")
@@ -153,8 +155,7 @@ class DashboardWidget:
                     raise
                 except Exception as e:
                     log.debug("dashboard stream from %s broke: %r", self.url, e)
-                await asyncio.sleep(backoff)
-                backoff = min(5.0, backoff * 2)
+                await asyncio.sleep(backoff.next())
 
 
 def dashboard(master: Any, alive: Callable[[], bool] | None = None) -> DashboardWidget:

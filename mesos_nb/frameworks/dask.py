@@ -375,7 +375,7 @@ class MesosCluster(SpecCluster):
 
     # ------------------------------------------------------------------ tasks and logs
     def worker_tasks(self) -> dict[str, Any]:
-        """Task id -> :class:`~mesos_nb.frameworks.launcher.PoolTask` for every worker task ever
+        """Task id -> :class:`~mesos_nb.scheduler.pool.TaskHandle` for every worker task ever
         started by this cluster (dead ones included)."""
         sched = getattr(self.scheduler, "task_id", None)
         return {tid: t for tid, t in self.pool.tasks.items() if tid != sched}

@@ -23,15 +23,12 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from .election import ElectionError, MasterContender
 from .registry_zk import RegistryError, RegistryFencedError, RegistryUnavailableError, ZkRegistry
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .server import MasterServer
 
 log = logging.getLogger("mesos_nb.master.ha")
 
@@ -45,7 +42,9 @@ FATAL_REGISTRY_ERRORS: tuple[type[BaseException], ...] = (RegistryFencedError, R
 class Leadership:
     """One master's standing in the ZooKeeper group (``leader`` is the current leader's host:port)."""
 
-    def __init__(self, server: MasterServer) -> None:
+    def __init__(self, server: Any) -> None:
+        """``server`` is the :class:`~mesos_nb.master.server.MasterServer` (not imported: it
+        imports this module)."""
         self.server = server
         c = server.config
         assert c.zk is not None
@@ -175,7 +174,7 @@ def redact_zk(url: str) -> str:
     return url
 
 
-def fail_stop(server: MasterServer, reason: str) -> None:
+def fail_stop(server: Any, reason: str) -> None:
     """Stop acting as leader at once. A master process exits non-zero (Mesos aborts; a
     supervisor restarts it, and it contends again as a follower). An embedded master
     (``exit_on_fail_stop`` False, for tests) stops leading and drops its connections."""

@@ -9,20 +9,14 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from mesos_nb.client.tables import num
+
 STATE_COLOURS = {
     "PENDING": "#888", "TASK_STAGING": "#b58900", "TASK_STARTING": "#b58900",
     "TASK_RUNNING": "#268bd2", "TASK_FINISHED": "#2a9d3a", "TASK_FAILED": "#dc322f",
     "TASK_KILLED": "#6c71c4", "TASK_KILLING": "#6c71c4", "TASK_ERROR": "#dc322f",
     "TASK_LOST": "#dc322f", "TASK_DROPPED": "#dc322f", "TASK_GONE": "#dc322f",
 }
-
-
-def num(x: Any) -> str:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    return str(int(v)) if v.is_integer() else f"{v:.3f}".rstrip("0").rstrip(".")
 
 
 def amounts_text(amounts: dict[str, float]) -> str:

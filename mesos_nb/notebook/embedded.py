@@ -17,10 +17,10 @@ import json
 import os
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from mesos_nb.client import HttpClient, MesosClientError
 from mesos_nb.local import LocalCluster
 
 
@@ -35,10 +35,10 @@ def local_file() -> Path:
 
 def healthy(master_url: str, timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(master_url.rstrip("/") + "/health", timeout=timeout) as r:
-            return r.status == 200
-    except (OSError, ValueError):
+        status, _ = HttpClient(timeout=timeout).request(master_url.rstrip("/") + "/health")
+    except (MesosClientError, ValueError):
         return False
+    return status == 200
 
 
 def _pid_alive(pid: int) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+from typing import Any
+
 
 class MesosNotebookError(Exception):
     """A user-facing failure: IPython renders it as one line, ``MesosError: <sentence>``."""
@@ -26,4 +29,26 @@ class RemoteTaskError(MesosNotebookError):
         return [head, *self.remote_traceback.rstrip("\n").splitlines()]
 
 
-__all__ = ["MesosNotebookError", "RemoteTaskError"]
+
+
+class MagicParser(argparse.ArgumentParser):
+    """argparse for ``%mesos SUB`` options: a bad option is one sentence, never SystemExit."""
+
+    def error(self, message: str) -> Any:
+        raise MesosNotebookError(f"{message} (see %mesos help)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        raise MesosNotebookError(message or "see %mesos help")
+
+
+def constraints(items: list[str] | None) -> dict[str, str]:
+    """``--attr K=V`` options -> constraints, a bad one as a notebook error."""
+    from mesos_nb.scheduler.tasks import parse_constraints
+
+    try:
+        return parse_constraints(items or [])
+    except ValueError as e:
+        raise MesosNotebookError(str(e)) from None
+
+
+__all__ = ["MagicParser", "MesosNotebookError", "RemoteTaskError", "constraints"]

@@ -11,16 +11,17 @@ import contextlib
 import html
 import os
 import shlex
-import sys
-import time
 from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Float, Int, Unicode, default
 
+from . import views
 from .display import Message, Table, num
-from .errors import MesosNotebookError
-from .framework import TERMINAL, NotebookFramework, Task, master_state, notebook_key
+from .errors import MagicParser, MesosNotebookError, constraints
+from .framework import NotebookFramework
+from .saved import notebook_key
+from .task import Task
 
 USAGE = """%mesos SUBCOMMAND ...   (%mesos help for this list)
   connect [MASTER]            connect this notebook's framework (default: $MESOS_NB_MASTER, the
@@ -38,24 +39,6 @@ USAGE = """%mesos SUBCOMMAND ...   (%mesos help for this list)
   disconnect                  tear this notebook's framework down (its tasks are killed)
 %%mesos task [--cpus C --mem M --gpus G --name N --attr K=V --timeout S]
   run the cell's Python code as a task; returns its last expression's value"""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:
-        raise MesosNotebookError(f"{message} (see %mesos help)")
-
-    def exit(self, status: int = 0, message: str | None = None) -> Any:
-        raise MesosNotebookError(message or "see %mesos help")
-
-
-def _attrs(items: list[str]) -> dict[str, str]:
-    out = {}
-    for it in items or []:
-        k, sep, v = it.partition("=")
-        if not sep or not k.strip():
-            raise MesosNotebookError(f"bad --attr {it!r}: expected KEY=VALUE")
-        out[k.strip()] = v.strip()
-    return out
 
 
 def _resource_args(p: argparse.ArgumentParser) -> None:
@@ -118,7 +101,7 @@ class MesosMagics(Magics):
         }.get(sub)
         if fn is None:
             if sub in ("dask", "spark", "ipyparallel"):
-                from mesos_nb.frameworks.magics import run_subcommand
+                from .launchers import run_subcommand
 
                 return run_subcommand(self, sub, rest)
             if sub == "task":
@@ -216,7 +199,7 @@ class MesosMagics(Magics):
         return self._connect_to(url, embedded=True, started=started, notes=notes)
 
     def local(self, rest: str = "") -> Cluster:
-        p = _Parser(prog="%mesos local", add_help=False)
+        p = MagicParser(prog="%mesos local", add_help=False)
         p.add_argument("--agents", type=int, default=self.local_agents)
         a = p.parse_args(shlex.split(rest))
         if a.agents < 1:
@@ -252,7 +235,7 @@ class MesosMagics(Magics):
             with contextlib.suppress(Exception):
                 b.close()
         self.browsers.clear()
-        from mesos_nb.frameworks.magics import stop_all
+        from .launchers import stop_all
 
         stop_all(self)  # what %mesos dask / spark / ipyparallel started
         fw, self.framework = self.framework, None
@@ -262,102 +245,30 @@ class MesosMagics(Magics):
         killed = f"; {running} running task(s) killed" if running else ""
         return Message(f"disconnected: framework {fw.framework_id} torn down on {fw.master_url}{killed}")
 
-    # ------------------------------------------------------------------ read views
+    # ------------------------------------------------------------------ operator views
     def status(self, rest: str = "") -> Table:
-        url = self._master_url()
-        state = master_state(url)
-        from ..cli import cluster_totals
-
-        slaves = state.get("slaves", [])
-        tot, used, counts = cluster_totals(state)
-        fws = state.get("frameworks", [])
-        rows = [
-            ("master", url),
-            ("version", state.get("version", "?")),
-            ("agents", f"{sum(1 for s in slaves if s.get('active', True))} active / {len(slaves)}"),
-            ("frameworks", f"{sum(1 for f in fws if f.get('active', True))} active / {len(fws)}"),
-            ("tasks", ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"),
-        ] + [(f"{k} used/total", f"{num(used.get(k, 0))}/{num(tot.get(k, 0))}") for k in ("cpus", "mem", "disk", "gpus")]
-        if self.framework is not None:
-            rows.append(("this notebook", f"framework {self.framework.framework_id}"))
-        return Table(f"Mesos cluster at {url}", ["FIELD", "VALUE"], rows)
+        return views.status(self, rest)
 
     def agents(self, rest: str = "") -> Table:
-        url = self._master_url()
-        state = master_state(url)
-        running: dict[str, int] = {}
-        for fw in state.get("frameworks", []):
-            for t in fw.get("tasks") or []:
-                if t.get("state") not in TERMINAL:
-                    running[t.get("slave_id", "")] = running.get(t.get("slave_id", ""), 0) + 1
-        rows = []
-        for s in state.get("slaves", []):
-            res, used = s.get("resources") or {}, s.get("used_resources") or {}
-            rows.append((s.get("id", ""), f"{s.get('hostname', '')}:{s.get('port', '')}",
-                         "yes" if s.get("active", True) else "no",
-                         *(f"{num(used.get(k, 0))}/{num(res.get(k, 0))}" for k in ("cpus", "mem", "disk", "gpus")),
-                         running.get(s.get("id", ""), 0),
-                         ";".join(f"{k}:{v}" for k, v in (s.get("attributes") or {}).items())))
-        return Table(f"{len(rows)} agent(s) of {url} (used/total)",
-                     ["ID", "HOST", "ACTIVE", "CPUS", "MEM", "DISK", "GPUS", "TASKS", "ATTRIBUTES"], rows)
+        return views.agents(self, rest)
 
     def frameworks(self, rest: str = "") -> Table:
-        p = _Parser(prog="%mesos frameworks", add_help=False)
-        p.add_argument("--all", action="store_true")
-        a = p.parse_args(shlex.split(rest))
-        url = self._master_url()
-        state = master_state(url)
-        mine = self.framework.framework_id if self.framework else None
-        rows = []
-        lists = [(f, True) for f in state.get("frameworks", [])]
-        if a.all:
-            lists += [(f, False) for f in state.get("completed_frameworks", [])]
-        for f, live in lists:
-            used = f.get("used_resources") or {}
-            roles = f.get("roles") or ([f["role"]] if f.get("role") else [])
-            rows.append((f.get("id", ""), f.get("name", "") + (" (this notebook)" if f.get("id") == mine else ""),
-                         "completed" if not live else ("yes" if f.get("active", True) else "no"),
-                         ",".join(roles) or "*", len(f.get("tasks") or []),
-                         num(used.get("cpus", 0)), num(used.get("mem", 0))))
-        return Table(f"{len(rows)} framework(s) on {url}",
-                     ["ID", "NAME", "ACTIVE", "ROLES", "TASKS", "CPUS", "MEM"], rows)
+        return views.frameworks(self, rest)
 
     def tasks(self, rest: str = "") -> Table:
-        p = _Parser(prog="%mesos tasks", add_help=False)
-        p.add_argument("--all", action="store_true")
-        a = p.parse_args(shlex.split(rest))
-        url = self._master_url()
-        state = master_state(url)
-        hosts = {s.get("id"): s.get("hostname", "") for s in state.get("slaves", [])}
-        mine = self.framework.framework_id if self.framework else None
-        rows = []
-        seen = set()
-        fws = state.get("frameworks", []) + (state.get("completed_frameworks", []) if a.all else [])
-        for f in fws:
-            for key in ("tasks", "completed_tasks") if a.all else ("tasks",):
-                for t in f.get(key) or []:
-                    if (f.get("id"), t.get("id")) in seen or (not a.all and t.get("state") in TERMINAL):
-                        continue
-                    seen.add((f.get("id"), t.get("id")))
-                    res = t.get("resources") or {}
-                    rows.append((t.get("id", ""), t.get("name", ""), t.get("state", ""),
-                                 "this notebook" if f.get("id") == mine else (f.get("name") or f.get("id", "")),
-                                 hosts.get(t.get("slave_id"), "?"),
-                                 num(res.get("cpus", 0)), num(res.get("mem", 0))))
-        if self.framework is not None:  # ours still waiting for an offer (the master does not know them)
-            for t in self.framework.tasks.values():
-                if t.state == "PENDING":
-                    rows.append((t.id, t.name, "PENDING", "this notebook", "-",
-                                 num(t.requested.get("cpus", 0)), num(t.requested.get("mem", 0))))
-        what = "task(s), finished included," if a.all else "live task(s)"
-        return Table(f"{len(rows)} {what} on {url}", ["ID", "NAME", "STATE", "FRAMEWORK", "AGENT", "CPUS", "MEM"],
-                     rows, note=None if a.all else "(--all includes finished tasks)", state_column=2)
+        return views.tasks(self, rest)
+
+    def logs(self, rest: str = "") -> Any:
+        return views.logs(self, rest)
+
+    def kill(self, rest: str = "") -> Any:
+        return views.kill(self, rest)
 
     # ------------------------------------------------------------------ offers
     def offers(self, rest: str = "") -> Any:
         from .offers import OfferBrowser
 
-        p = _Parser(prog="%mesos offers", add_help=False)
+        p = MagicParser(prog="%mesos offers", add_help=False)
         p.add_argument("--wait", type=float, default=0.0)
         p.add_argument("--command", default="hostname")
         a = p.parse_args(shlex.split(rest))
@@ -386,7 +297,7 @@ class MesosMagics(Magics):
 
     def run(self, rest: str = "") -> Task:
         opts, cmd = self._split_command(rest)
-        p = _Parser(prog="%mesos run", add_help=False)
+        p = MagicParser(prog="%mesos run", add_help=False)
         _resource_args(p)
         a = p.parse_args(opts)
         if not cmd:
@@ -394,123 +305,19 @@ class MesosMagics(Magics):
         fw = self._fw()
         return fw.submit(cmd, cpus=self.default_cpus if a.cpus is None else a.cpus,
                          mem=self.default_mem if a.mem is None else a.mem, gpus=a.gpus, name=a.name,
-                         constraints=_attrs(a.attr))
+                         constraints=constraints(a.attr))
 
     def task(self, rest: str, cell: str) -> Any:
         from .remote import run_cell
 
-        p = _Parser(prog="%%mesos task", add_help=False)
+        p = MagicParser(prog="%%mesos task", add_help=False)
         _resource_args(p)
         p.add_argument("--timeout", type=float)
         a = p.parse_args(shlex.split(rest))
         fw = self._fw()
         return run_cell(fw, cell, cpus=self.default_cpus if a.cpus is None else a.cpus,
                         mem=self.default_mem if a.mem is None else a.mem, gpus=a.gpus, name=a.name,
-                        constraints=_attrs(a.attr), timeout=a.timeout, poll=self.refresh_interval)
-
-    def _find(self, ident: str) -> tuple[Task | None, dict[str, Any], dict[str, Any]]:
-        """(our Task or None, the master's task dict, its framework dict)."""
-        from mesos_nb import cli
-
-        fw = self.framework
-        mine = fw.find(ident) if fw is not None else None
-        if mine is not None and mine.state == "PENDING":
-            return mine, {"id": mine.id, "state": "PENDING"}, {}
-        url = self._master_url()
-        state = master_state(url)
-        try:
-            t, f = cli.find_task(state, mine.id if mine is not None else ident)
-        except cli.CLIError as e:
-            raise MesosNotebookError(str(e)) from None
-        if mine is None and fw is not None and f.get("id") == fw.framework_id:
-            mine = fw.tasks.get(t.get("id"))
-        return mine, t, f
-
-    def logs(self, rest: str = "") -> Any:
-        from mesos_nb import cli
-
-        from .display import Logs
-        from .framework import read_sandbox_file
-
-        p = _Parser(prog="%mesos logs", add_help=False)
-        p.add_argument("task")
-        p.add_argument("-f", "--follow", action="store_true")
-        p.add_argument("--stderr", action="store_true")
-        a = p.parse_args(shlex.split(rest))
-        mine, t, f = self._find(a.task)
-        tid = t["id"]
-        if t.get("state") == "PENDING":
-            raise MesosNotebookError(f"task {tid} has not been launched yet ({mine.waiting if mine else ''})")
-        url = self._master_url()
-        try:
-            agent = cli.agent_url_for(master_state(url), t.get("slave_id", ""))
-        except cli.CLIError as e:
-            raise MesosNotebookError(str(e)) from None
-        deadline = time.monotonic() + 10
-        directory = None
-        while directory is None:
-            try:
-                directory = cli.sandbox_dir(agent, f.get("id"), tid, t.get("executor_id") or None)
-            except cli.CLIError as e:
-                raise MesosNotebookError(str(e)) from None
-            if directory is None:
-                if time.monotonic() > deadline:
-                    raise MesosNotebookError(f"the agent at {agent} has no sandbox for task {tid}")
-                time.sleep(0.1)
-        if not a.follow:
-            out = read_sandbox_file(agent, f"{directory}/stdout")
-            err = read_sandbox_file(agent, f"{directory}/stderr")
-            if a.stderr:
-                return Logs(tid, err, "")
-            return Logs(tid, out, err)
-        follower = cli.FileFollower(agent, f"{directory}/{'stderr' if a.stderr else 'stdout'}", sys.stdout)
-        try:
-            while True:
-                with contextlib.suppress(cli.CLIError):
-                    follower.poll()
-                if mine is not None:
-                    done = mine.done
-                else:
-                    with contextlib.suppress(cli.CLIError, MesosNotebookError):
-                        t2, _ = cli.find_task(master_state(url), tid)
-                        t = t2
-                    done = t.get("state") in TERMINAL
-                if done:
-                    for _ in range(2):
-                        time.sleep(0.1)
-                        with contextlib.suppress(cli.CLIError):
-                            follower.poll()
-                    return None
-                time.sleep(self.refresh_interval)
-        except KeyboardInterrupt:
-            return None
-
-    def kill(self, rest: str = "") -> Any:
-        from mesos_nb import cli
-
-        args = shlex.split(rest)
-        if len(args) != 1:
-            raise MesosNotebookError("usage: %mesos kill TASK")
-        mine, t, _f = self._find(args[0])
-        if mine is not None:
-            if mine.done:
-                return Message(f"task {mine.id} already ended ({mine.state})")
-            mine.kill(wait=15)
-            return mine
-        tid = t["id"]
-        if t.get("state") in TERMINAL:
-            return Message(f"task {tid} already ended ({t.get('state')})")
-        url = self._master_url()
-        try:
-            status, raw = cli.http(url + "/api/v1", method="POST",
-                                   body={"type": "KILL_TASK", "kill_task": {"task_id": {"value": tid}}})
-        except cli.CLIError as e:
-            raise MesosNotebookError(str(e)) from None
-        if status // 100 != 2:
-            msg = raw.decode(errors="replace").strip().splitlines()
-            raise MesosNotebookError(f"the master refused to kill {tid} ({status}: {msg[0] if msg else 'no message'})")
-        return Message(f"killing task {tid} (another framework's task, through the operator API)")
-
+                        constraints=constraints(a.attr), timeout=a.timeout, poll=self.refresh_interval)
 
 class Cluster:
     """What ``%mesos connect`` returns: the master, whether it is embedded, this notebook's framework."""
@@ -526,13 +333,11 @@ class Cluster:
         self.framework_id = fw.framework_id if fw else None
         self.reconnected = bool(fw and fw.reconnected)
         try:
-            state = master_state(master_url)
+            slaves = [s for s in views.master_state(master_url).slaves if s.active]
         except MesosNotebookError:
-            state = {}
-        slaves = [s for s in state.get("slaves", []) if s.get("active", True)]
+            slaves = []
         self.agents = len(slaves)
-        self.resources = {k: sum(float((s.get("resources") or {}).get(k, 0) or 0) for s in slaves)
-                          for k in ("cpus", "mem", "disk", "gpus")}
+        self.resources = {k: sum(s.scalar(k) for s in slaves) for k in views.SCALARS}
 
     # Python API mirroring the magics
     def run(self, cmd: str, **kw: Any) -> Task:

@@ -16,14 +16,9 @@ from typing import Any
 
 from .display import text_table
 from .errors import MesosNotebookError
-from .framework import (
-    OFFER_HEADERS,
-    NotebookFramework,
-    Task,
-    offer_amounts,
-    offer_rows,
-    offers_html,
-)
+from .framework import NotebookFramework
+from .offers_table import OFFER_HEADERS, offer_amounts, offer_rows, offers_html
+from .task import Task
 
 
 class OfferBrowser:

@@ -21,9 +21,12 @@ import sys
 import time
 from typing import Any
 
+from mesos_nb.client import MesosClientError, drain
+
 from .display import LiveLine, amounts_text
 from .errors import MesosNotebookError, RemoteTaskError
-from .framework import NotebookFramework, Task, read_sandbox_file
+from .framework import NotebookFramework
+from .task import Task
 
 RESULT_FILE = "mesos_nb_result.json"
 MAX_CELL = 96 * 1024  # environment strings are limited to 128 KiB each
@@ -86,7 +89,7 @@ def cell_command(source: str) -> tuple[list[str], dict[str, str]]:
 
 
 def _progress_text(task: Task) -> str:
-    if task.phase == "pending":
+    if task.phase == "requested":
         return f"task {task.id}: {task.waiting or 'waiting for an offer'}"
     where = f" on {task.hostname}" if task.hostname else ""
     if task.phase == "launching":
@@ -101,8 +104,6 @@ def run_cell(framework: NotebookFramework, source: str, *, cpus: float, mem: flo
              name: str | None = None, constraints: dict[str, str] | None = None,
              timeout: float | None = None, poll: float = 0.25, progress: bool = True) -> Any:
     """Run ``source`` on the cluster; stream its output; return its last expression's value."""
-    from mesos_nb import cli
-
     cmd, env = cell_command(source)
     task = framework.submit(cmd, cpus=cpus, mem=mem, gpus=gpus, name=name or "cell",
                             constraints=constraints, env=env)
@@ -115,20 +116,19 @@ def run_cell(framework: NotebookFramework, source: str, *, cpus: float, mem: flo
     last_why = time.monotonic()
     try:
         while True:
-            if task.phase == "pending" and time.monotonic() - last_why >= 1.0:
+            if task.phase == "requested" and time.monotonic() - last_why >= 1.0:
                 last_why = time.monotonic()
                 framework.refresh_waiting()
             line.show(_progress_text(task), important=False)
-            if task.phase == "pending" and time.monotonic() - task.created > 3 + shown_wait:
+            if task.phase == "requested" and time.monotonic() - task.created > 3 + shown_wait:
                 line.show(_progress_text(task), important=True)
                 shown_wait += 30  # outside a kernel, repeat the reason every 30 s
-            if not followers and task.agent_id and task.phase in ("running", "done"):
+            if not followers and task.agent_id and (task.phase == "running" or task.done):
                 with contextlib.suppress(MesosNotebookError):
-                    agent, d = task.sandbox(timeout=5)
-                    followers = [cli.FileFollower(agent, f"{d}/stdout", sys.stdout),
-                                 cli.FileFollower(agent, f"{d}/stderr", sys.stderr)]
+                    box = task.sandbox(timeout=5)
+                    followers = [box.follower("stdout", sys.stdout), box.follower("stderr", sys.stderr)]
             for f in followers:
-                with contextlib.suppress(cli.CLIError, ValueError):
+                with contextlib.suppress(MesosClientError, ValueError):
                     f.poll()
             if task.done:
                 break
@@ -136,19 +136,10 @@ def run_cell(framework: NotebookFramework, source: str, *, cpus: float, mem: flo
                 task.kill(wait=10)
                 raise MesosNotebookError(f"the cell's task {task.id} did not finish within {timeout:g} s "
                                          f"and was killed ({task.state})")
-            with task._cond:
+            with task.cond:
                 if not task.done:
-                    task._cond.wait(poll)
-        # the status can overtake the last writes: drain until two quiet polls in a row
-        quiet = 0
-        while followers and quiet < 2:
-            got = 0
-            for f in followers:
-                with contextlib.suppress(cli.CLIError, ValueError):
-                    got += f.poll()
-            quiet = quiet + 1 if got == 0 else 0
-            if quiet < 2:
-                time.sleep(0.05)
+                    task.cond.wait(poll)
+        drain(followers)
     except KeyboardInterrupt:
         task.kill(wait=5)
         raise
@@ -160,9 +151,8 @@ def _result(task: Task) -> Any:
     where = f"{task.hostname} ({task.agent_id})" if task.agent_id else "an agent"
     raw = ""
     if task.agent_id:
-        with contextlib.suppress(MesosNotebookError):
-            agent, d = task.sandbox(timeout=5)
-            raw = read_sandbox_file(agent, f"{d}/{RESULT_FILE}")
+        with contextlib.suppress(MesosNotebookError, MesosClientError):
+            raw = task.sandbox(timeout=5).read(RESULT_FILE)
     if not raw:
         why = f": {task.message}" if task.message else ""
         raise MesosNotebookError(f"the cell's task {task.id} ended {task.state} without a result{why}")

@@ -18,8 +18,9 @@ from mesos_nb.protocol.messages import (
 
 from .blocking import BlockingSchedulerDriver
 from .driver import MesosError, Scheduler, SchedulerDriver
+from .pool import TaskHandle, TaskPool, TaskSpec, match_offer
 from .stream import Backoff, EventStream, Watchdog
-from .tasks import command_task, fits, matches_attributes
+from .tasks import command_task, fits, matches_attributes, parse_constraints
 
 __all__ = [
     "Backoff",
@@ -33,11 +34,16 @@ __all__ = [
     "Operation",
     "Scheduler",
     "SchedulerDriver",
+    "TaskHandle",
     "TaskInfo",
+    "TaskPool",
+    "TaskSpec",
     "TaskStatus",
     "Watchdog",
     "command_task",
     "fits",
     "is_terminal",
+    "match_offer",
     "matches_attributes",
+    "parse_constraints",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import uuid
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from mesos_nb.protocol.messages import (
     ID,
@@ -36,22 +37,26 @@ def offer_attributes(offer: Offer) -> dict[str, str]:
     return {a.name: attribute_value(a) for a in offer.attributes}
 
 
-def matches_attributes(offer: Offer, constraints: Mapping[str, str]) -> bool:
-    """Every ``k=v`` constraint must equal the offer's attribute ``k`` (numbers compared as numbers)."""
-    have = offer_attributes(offer)
+def attributes_match(have: Mapping[str, Any], constraints: Mapping[str, str]) -> bool:
+    """Every ``k=v`` constraint equals attribute ``k`` of ``have`` (numbers compared as
+    numbers). ``have`` is an offer's attributes or an agent's ``attributes`` in /master/state."""
     for k, want in constraints.items():
         got = have.get(k)
         if got is None:
             return False
-        if got == want:
+        if str(got) == want:
             continue
         try:
             if float(got) == float(want):
                 continue
-        except ValueError:
+        except (TypeError, ValueError):
             pass
         return False
     return True
+
+
+def matches_attributes(offer: Offer, constraints: Mapping[str, str]) -> bool:
+    return attributes_match(offer_attributes(offer), constraints)
 
 
 def offer_role(offer: Offer) -> str:
@@ -68,16 +73,42 @@ def request(cpus: float = 0, mem: float = 0, gpus: float = 0, disk: float = 0, *
     return {k: float(v) for k, v in amounts.items() if v}
 
 
-def take(offer: Offer, amounts: Mapping[str, float]) -> Resources | None:
-    """The resources to launch with from ``offer`` (unreserved first, then the offer role's
-    reservation), or None when the offer does not hold ``amounts``."""
-    have = Resources.from_proto(offer.resources)
-    role = offer_role(offer)
+def take_from(have: Resources, role: str, amounts: Mapping[str, float], ports: int = 0) -> Resources | None:
+    """What to launch with out of ``have``: unreserved first, then ``role``'s reservation,
+    plus ``ports`` ports; None when ``have`` does not hold them."""
     for res_role in ("*", role):
         want = Resources.scalars_of(role=res_role, **dict(amounts))
-        if have.contains(want):
-            return want
+        if not have.contains(want):
+            continue
+        if ports:
+            try:
+                want = want + have.pick_ports(ports)
+            except ValueError:
+                return None
+        return want
     return None
+
+
+def take(offer: Offer, amounts: Mapping[str, float], ports: int = 0) -> Resources | None:
+    """The resources to launch with from ``offer`` (see :func:`take_from`)."""
+    return take_from(Resources.from_proto(offer.resources), offer_role(offer), amounts, ports)
+
+
+def parse_constraints(items: Sequence[str] | str | None, what: str = "--attr") -> dict[str, str]:
+    """``KEY=VALUE`` items (a list, or one comma-separated string) -> ``{KEY: VALUE}``;
+    ValueError naming the bad item otherwise. The one parser for ``run --attr``,
+    ``%mesos run --attr`` and the launchers' constraints."""
+    if items is None:
+        return {}
+    if isinstance(items, str):
+        items = [x for x in items.split(",") if x.strip()]
+    out = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not sep or not k.strip():
+            raise ValueError(f"bad {what} {it!r}: expected KEY=VALUE")
+        out[k.strip()] = v.strip()
+    return out
 
 
 def fits(offer: Offer, amounts: Mapping[str, float], constraints: Mapping[str, str] | None = None) -> bool:
@@ -129,6 +160,7 @@ def command_task(
 
 __all__ = [
     "attribute_value",
+    "attributes_match",
     "command_info",
     "command_task",
     "fits",
@@ -136,6 +168,8 @@ __all__ = [
     "new_task_id",
     "offer_attributes",
     "offer_role",
+    "parse_constraints",
     "request",
     "take",
+    "take_from",
 ]

@@ -1,14 +1,15 @@
-"""``%mesos dask | spark | ipyparallel``: the subcommands the notebook's ``MesosMagics``
-hands over to this package (``run_subcommand``), and what ``%mesos disconnect`` stops
+"""``%mesos dask | spark | ipyparallel``: the subcommands ``MesosMagics`` hands over to the
+launchers of :mod:`mesos_nb.frameworks` (``run_subcommand``), and what ``%mesos disconnect`` stops
 (``stop_all``). They use the master the notebook is connected to (connecting first, as any
 ``%mesos`` subcommand does)."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import shlex
 from typing import Any
+
+from .errors import MagicParser, MesosNotebookError, constraints
 
 USAGE = """  dask [--workers N --cpus C --mem M --adapt MIN:MAX --name NAME --attr K=V]
                               Dask workers as tasks; returns a distributed.Client
@@ -18,38 +19,23 @@ USAGE = """  dask [--workers N --cpus C --mem M --adapt MIN:MAX --name NAME --at
                               ipyparallel controller + engines as tasks; %px then works"""
 
 
-def _error(msg: str) -> Exception:
-    from mesos_nb.notebook.errors import MesosNotebookError
-
-    return MesosNotebookError(msg)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:
-        raise _error(f"{message} (see %mesos help)")
-
-    def exit(self, status: int = 0, message: str | None = None) -> Any:
-        raise _error(message or "see %mesos help")
-
-
 def _started(magics: Any) -> list[tuple[str, Any]]:
     if not hasattr(magics, "_frameworks_started"):
         magics._frameworks_started = []
     return magics._frameworks_started
 
 
-def _attrs(items: list[str]) -> dict[str, str]:
-    out = {}
-    for it in items:
-        k, sep, v = it.partition("=")
-        if not sep or not k.strip():
-            raise _error(f"bad --attr {it!r}: expected KEY=VALUE")
-        out[k.strip()] = v.strip()
-    return out
+def _sized(sub: str, count: str, n: int, mem: float, rest: str) -> Any:
+    """``--<count> N --cpus C --mem M`` for ``%mesos <sub>``."""
+    p = MagicParser(prog=f"%mesos {sub}", add_help=False)
+    p.add_argument(count, type=int, default=n)
+    p.add_argument("--cpus", type=float, default=1.0)
+    p.add_argument("--mem", type=float, default=mem)
+    return p.parse_args(shlex.split(rest))
 
 
 def dask(magics: Any, rest: str) -> Any:
-    p = _Parser(prog="%mesos dask", add_help=False)
+    p = MagicParser(prog="%mesos dask", add_help=False)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--cpus", type=float, default=1.0)
     p.add_argument("--mem", type=float, default=1024.0)
@@ -63,45 +49,37 @@ def dask(magics: Any, rest: str) -> Any:
         try:
             adapt = (int(lo), int(hi))
         except ValueError:
-            raise _error(f"bad --adapt {a.adapt!r}: expected MIN:MAX, e.g. 1:4") from None
+            raise MesosNotebookError(f"bad --adapt {a.adapt!r}: expected MIN:MAX, e.g. 1:4") from None
         if not sep or adapt[0] > adapt[1] or adapt[0] < 0:
-            raise _error(f"bad --adapt {a.adapt!r}: expected MIN:MAX with 0 <= MIN <= MAX")
+            raise MesosNotebookError(f"bad --adapt {a.adapt!r}: expected MIN:MAX with 0 <= MIN <= MAX")
     try:
-        from .dask import start_dask
+        from mesos_nb.frameworks.dask import start_dask
     except ImportError:
-        raise _error("%mesos dask needs the dask extra: pip install 'mesos-nb[dask]'") from None
+        raise MesosNotebookError("%mesos dask needs the dask extra: pip install 'mesos-nb[dask]'") from None
     client = start_dask(magics._master_url(), workers=a.workers, cpus=a.cpus, mem=a.mem, adapt=adapt,
-                        name=a.name, constraints=_attrs(a.attr))
+                        name=a.name, constraints=constraints(a.attr))
     _started(magics).append(("dask", client))
     return client
 
 
 def spark(magics: Any, rest: str) -> Any:
-    p = _Parser(prog="%mesos spark", add_help=False)
-    p.add_argument("--executors", type=int, default=2)
-    p.add_argument("--cpus", type=float, default=1.0)
-    p.add_argument("--mem", type=float, default=1024.0)
-    a = p.parse_args(shlex.split(rest))
-    from .spark import SparkUnavailable, start_spark
+    a = _sized("spark", "--executors", 2, 1024.0, rest)
+    from mesos_nb.frameworks.spark import SparkUnavailable, start_spark
 
     try:
         session = start_spark(magics._master_url(), executors=a.executors, cpus=a.cpus, mem=a.mem)
     except (SparkUnavailable, ValueError) as e:
-        raise _error(str(e)) from None
+        raise MesosNotebookError(str(e)) from None
     _started(magics).append(("spark", session))
     return session
 
 
 def ipyparallel(magics: Any, rest: str) -> Any:
-    p = _Parser(prog="%mesos ipyparallel", add_help=False)
-    p.add_argument("--engines", type=int, default=4)
-    p.add_argument("--cpus", type=float, default=1.0)
-    p.add_argument("--mem", type=float, default=256.0)
-    a = p.parse_args(shlex.split(rest))
+    a = _sized("ipyparallel", "--engines", 4, 256.0, rest)
     try:
-        from .ipyparallel import start_ipyparallel
+        from mesos_nb.frameworks.ipyparallel import start_ipyparallel
     except ImportError:
-        raise _error("%mesos ipyparallel needs the ipyparallel extra: pip install 'mesos-nb[ipyparallel]'") from None
+        raise MesosNotebookError("%mesos ipyparallel needs the ipyparallel extra: pip install 'mesos-nb[ipyparallel]'") from None
     rc = start_ipyparallel(a.engines, master=magics._master_url(), cpus=a.cpus, mem=a.mem)
     _started(magics).append(("ipyparallel", rc))
     return rc

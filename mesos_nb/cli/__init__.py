@@ -1,0 +1,47 @@
+"""``mesos-nb``: run the services (master, agent, local) and operate a cluster.
+
+Every option also reads ``MESOS_NB_<OPTION>`` (``--work-dir`` -> ``MESOS_NB_WORK_DIR``);
+``--master`` defaults to ``$MESOS_NB_MASTER``, else ``127.0.0.1:5050``. Errors (bad flags,
+bad resource strings, an unreachable master) print one sentence on stderr and exit 2.
+See README.md in this folder for the modules and the data flow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+
+from mesos_nb.client import MesosClientError
+
+from .errors import CLIError
+from .options import ENV_PREFIX
+from .parser import build_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    debug = bool(os.environ.get(ENV_PREFIX + "DEBUG"))
+    try:
+        args = build_parser().parse_args(argv)
+        debug = debug or args.debug
+        return int(args.func(args) or 0)
+    except (CLIError, MesosClientError) as e:
+        print(f"mesos-nb: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
+    except Exception as e:
+        if debug:
+            raise
+        text = str(e).strip().splitlines()
+        print(f"mesos-nb: {type(e).__name__}: {text[0] if text else 'unexpected error'}"
+              f" (set MESOS_NB_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+__all__ = ["CLIError", "build_parser", "main"]

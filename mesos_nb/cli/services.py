@@ -1,0 +1,187 @@
+"""The service commands (``master``, ``agent``, ``local``: run until SIGINT/SIGTERM) and the
+notebook helpers (``demo``, ``kernel install``). Each imports its layer only when run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import Callable
+
+from .errors import CLIError
+from .options import opt, positive
+
+
+async def _wait_for_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _listen_error(what: str, host: str, port: int, e: OSError) -> CLIError:
+    why = (e.strerror or str(e)).lower()
+    return CLIError(f"the {what} cannot listen on {host}:{port} ({why})")
+
+
+def _check_resources(text: str | None) -> None:
+    """A bad ``--resources`` is one sentence before anything starts."""
+    from mesos_nb.protocol.resources import ResourceParseError, Resources
+
+    if text is not None:
+        try:
+            Resources.parse(text)
+        except ResourceParseError as e:
+            raise CLIError(f"bad --resources: {e}") from None
+
+
+def cmd_master(args: argparse.Namespace) -> int:
+    from mesos_nb import logs
+
+    logs.setup(args.log_level)
+
+    from mesos_nb.master.ha_flags import master_config_kwargs
+
+    async def main() -> None:
+        from mesos_nb.master.server import MasterConfig, MasterServer
+
+        cfg = MasterConfig(
+            host=args.host, port=args.port, hostname=args.hostname, work_dir=args.work_dir,
+            allocation_interval=args.allocation_interval, agent_ping_timeout=args.agent_ping_timeout,
+            max_agent_ping_timeouts=args.max_agent_ping_timeouts, agent_secret=args.agent_secret,
+            **master_config_kwargs(args),
+        )
+        server = MasterServer(cfg)
+        try:
+            await server.start()
+        except OSError as e:
+            raise _listen_error("master", args.host, args.port, e) from None
+        except RuntimeError as e:  # --zk: ZooKeeper unreachable
+            await server.stop()
+            raise CLIError(str(e)) from None
+        print(f"master: {server.url}", flush=True)
+        print(f"web UI: {server.url}/", flush=True)
+        try:
+            await _wait_for_signal()
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from mesos_nb import logs
+    from mesos_nb.agent.attributes import parse_attributes
+    from mesos_nb.protocol.resources import ResourceParseError
+
+    logs.setup(args.log_level)
+    _check_resources(args.resources)
+    try:
+        parse_attributes(args.attributes)
+    except ValueError as e:
+        raise CLIError(f"bad --attributes: {e}") from None
+
+    async def main() -> None:
+        from mesos_nb.agent.config import AgentConfig
+        from mesos_nb.agent.process import AgentProcess
+
+        cfg = AgentConfig(
+            master=args.master, host=args.host, port=args.port, hostname=args.hostname,
+            resources=args.resources, attributes=args.attributes, work_dir=args.work_dir,
+            isolation=args.isolation, agent_secret=args.agent_secret,
+        )
+        try:
+            proc = AgentProcess([cfg], master=args.master, secret=args.agent_secret,
+                                zk_session_timeout=args.zk_session_timeout)
+        except ValueError as e:
+            raise CLIError(f"bad --master: {e}") from None
+        try:
+            await proc.start()
+        except ConnectionError as e:
+            raise CLIError(str(e) or f"cannot reach the master at {args.master}") from None
+        except ResourceParseError as e:
+            raise CLIError(f"bad --resources: {e}") from None
+        except OSError as e:
+            raise _listen_error("agent", args.host, args.port, e) from None
+        for ag in proc.agents:
+            print(f"agent: {ag.url} id={ag.agent_id} master={args.master}", flush=True)
+        try:
+            await _wait_for_signal()
+        finally:
+            await proc.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from mesos_nb import logs
+    from mesos_nb.local import LocalCluster
+
+    logs.setup(args.log_level)
+    if args.agents < 0:
+        raise CLIError("--agents cannot be negative")
+    _check_resources(args.resources)
+
+    async def main() -> None:
+        cluster = LocalCluster(agents=args.agents, port=args.port, work_dir=args.work_dir,
+                               agent_resources=args.resources)
+        try:
+            await cluster.start()
+        except OSError as e:
+            if isinstance(e, ConnectionError):
+                raise CLIError(str(e)) from None
+            raise _listen_error("master", "127.0.0.1", args.port, e) from None
+        for line in cluster.describe():
+            print(line, flush=True)
+        try:
+            await _wait_for_signal()
+        finally:
+            await cluster.stop(kill_tasks=True)
+
+    asyncio.run(main())
+    return 0
+
+
+def notebook_commands(cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    d = cmd("demo", "start an embedded cluster and run the quickstart notebook headlessly", cmd_demo)
+    d.add_argument("--output", "-o", help="executed notebook (default: ./quickstart.executed.ipynb)")
+    d.add_argument("--notebook", help="notebook to run (default: notebooks/quickstart.ipynb)")
+    opt(d, "--agents", type=int, default=2, help="agents of the embedded cluster")
+    opt(d, "--resources", help="resources of each agent (default: the machine divided among them)")
+    opt(d, "--cell-timeout", type=positive, default=180.0, help="seconds a cell may run")
+    kn = cmd("kernel", "install the mesos-nb Jupyter kernelspec (ipykernel + the extension)", cmd_kernel)
+    kn.add_argument("action", choices=["install"], help="install")
+    kn.add_argument("--user", action="store_true", help="install for this user only")
+    kn.add_argument("--prefix", help="install under this prefix (e.g. a virtualenv)")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mesos_nb import logs
+    from mesos_nb.notebook.demo import run_demo
+    from mesos_nb.notebook.errors import MesosNotebookError
+
+    logs.setup("error")
+    try:
+        run_demo(args.output, args.notebook, agents=args.agents, resources=args.resources,
+                 timeout=args.cell_timeout)
+    except MesosNotebookError as e:
+        raise CLIError(str(e)) from None
+    return 0
+
+
+def cmd_kernel(args: argparse.Namespace) -> int:
+    from mesos_nb.notebook.kernelspec import install
+
+    try:
+        where = install(user=args.user, prefix=args.prefix)
+    except (OSError, ImportError) as e:
+        raise CLIError(f"cannot install the kernelspec ({e})") from None
+    print(f"installed kernelspec mesos-nb in {where}")
+    return 0

@@ -1,0 +1,127 @@
+"""``python -m mesos_nb.frameworks.apps --master HOST:PORT --state DIR``: run the framework.
+
+Order of events: take the leader lock on the state directory (a standby replica waits here),
+open the store, start the REST API and the DNS server, subscribe to the master (failover
+re-subscription with the stored framework id), then tick until SIGTERM/SIGINT, which leaves
+the tasks running (the framework can be restarted and adopts them). ``<state>/endpoints.json``
+names the API URL and DNS port once they listen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+
+ENV = "MESOS_NB_APPS_"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mesos_nb.frameworks.apps",
+                                description="mesos-nb's built-in services (apps) and jobs framework")
+    env = os.environ.get
+    p.add_argument("--master", default=env("MESOS_NB_MASTER", "127.0.0.1:5050"), help="the master, HOST:PORT")
+    p.add_argument("--state", default=env(ENV + "STATE"), help="state directory (SQLite store, leader lock, results)")
+    p.add_argument("--zk", default=env(ENV + "ZK"), help="zk://… state store and leader election (not supported yet)")
+    p.add_argument("--host", default=env(ENV + "HOST", "127.0.0.1"), help="address of the REST API and DNS server")
+    p.add_argument("--port", type=int, default=int(env(ENV + "PORT", "8080")), help="REST API port (0: any)")
+    p.add_argument("--advertise", default=env(ENV + "ADVERTISE"), help="host agents reach the API at (default --host)")
+    p.add_argument("--dns-port", type=int, default=int(env(ENV + "DNS_PORT", "8053")),
+                   help="UDP DNS port (0: any, -1: no DNS server)")
+    p.add_argument("--dns-domain", default=env(ENV + "DNS_DOMAIN", "mesos-nb"))
+    p.add_argument("--name", default=env(ENV + "NAME", "mesos-nb-apps"), help="framework name")
+    p.add_argument("--roles", default=env(ENV + "ROLES", "*"), help="comma-separated roles to subscribe with")
+    p.add_argument("--failover-timeout", type=float, default=float(env(ENV + "FAILOVER_TIMEOUT", 7 * 86400)))
+    p.add_argument("--python", default=env(ENV + "PYTHON", sys.executable),
+                   help="the Python that notebook tasks run papermill with")
+    p.add_argument("--principal", default=env("MESOS_NB_PRINCIPAL"))
+    p.add_argument("--secret-file", default=env("MESOS_NB_SECRET_FILE"), help="file holding the framework secret")
+    return p
+
+
+async def run(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from . import dns
+    from .api import make_app
+    from .framework import AppsFramework
+    from .store import FileLock, SQLiteStore, State
+
+    log = logging.getLogger("mesos_nb.apps")
+    os.makedirs(args.state, exist_ok=True)
+    lock = FileLock(os.path.join(args.state, "leader.lock"))
+    if not lock.try_acquire():
+        log.info("another replica leads (lock %s held); standing by", lock.path)
+        await lock.acquire()
+    log.info("leading pid=%d state=%s", os.getpid(), args.state)
+    state = State(SQLiteStore(os.path.join(args.state, "state.sqlite")))
+    secret = None
+    if args.secret_file:
+        with open(args.secret_file) as f:
+            secret = f.read().strip()
+    fw = AppsFramework(args.master, state, name=args.name, roles=tuple(r.strip() for r in args.roles.split(",")),
+                       failover_timeout=args.failover_timeout, results_dir=os.path.join(args.state, "results"),
+                       python=args.python, principal=args.principal, secret=secret)
+    runner = web.AppRunner(make_app(fw), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    fw.api_url = f"http://{args.advertise or args.host}:{port}"
+    dns_port = None
+    transport = None
+    if args.dns_port >= 0:
+        resolver = dns.Resolver(lambda: (list(fw.apps.values()), fw.app_instances), args.dns_domain)
+        transport, dns_port = await dns.serve(resolver, args.host, args.dns_port)
+    endpoints = {"api": fw.api_url, "dns_port": dns_port, "pid": os.getpid()}
+    tmp = os.path.join(args.state, "endpoints.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(endpoints, f)
+    os.replace(tmp, os.path.join(args.state, "endpoints.json"))
+    log.info("listening api=%s dns_port=%s", fw.api_url, dns_port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            fid = await fw.start()
+        except Exception as e:  # unreachable master, refused subscription: one sentence, exit 2
+            print(f"cannot subscribe to the master at {args.master}: {e}", file=sys.stderr)
+            return 2
+        log.info("subscribed framework=%s", fid)
+        await stop.wait()
+    finally:
+        await fw.stop(failover=True)
+        if transport is not None:
+            transport.close()
+        await runner.cleanup()
+        state.store.close()
+        lock.release()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.zk:
+        print("--zk is not supported yet: the ZooKeeper store and election are not built; use --state DIR",
+              file=sys.stderr)
+        return 2
+    if not args.state:
+        print("--state DIR is required (where the framework keeps its state)", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
