@@ -82,6 +82,7 @@ class AgentProcess:
         self.zk_url: str | None = given if given.startswith("zk://") else None
         self.zk_session_timeout = zk_session_timeout
         self._detector: Any = None
+        self._backoff: Backoff | None = None
         self._leader_changed: asyncio.Event | None = None
         if self.zk_url is not None:
             from mesos_nb.protocol.zk_url import parse_zk_url
@@ -206,6 +207,8 @@ class AgentProcess:
         logger.info("leading master detected master=%s zk=%s", leader, self.zk_url)
         self.ws_url = ws_url
         self.master_address = leader
+        if self._backoff is not None:
+            self._backoff.reset()  # a new master: try it promptly (it may answer 503 while it recovers)
         assert self._leader_changed is not None
         self._leader_changed.set()
         ws = self._ws
@@ -264,7 +267,7 @@ class AgentProcess:
             await self._flush(ws)
 
     async def _connection_loop(self) -> None:
-        backoff = Backoff(self.backoff_min, self.backoff_max)
+        backoff = self._backoff = Backoff(self.backoff_min, self.backoff_max)
         assert self._session is not None
         while not self._closing:
             if self.ws_url is None:  # zk:// and no leader known yet
