@@ -73,6 +73,7 @@ class AgentProcess:
         backoff_min: float = 0.1,
         backoff_max: float = 15.0,
         zk_session_timeout: float = 10.0,
+        master_ping_timeout: float = 75.0,
     ) -> None:
         if not configs:
             raise ValueError("AgentProcess needs at least one AgentConfig.")
@@ -81,6 +82,9 @@ class AgentProcess:
         # zk://: follow the leading master (MasterDetector); until one is known, connect nowhere
         self.zk_url: str | None = given if given.startswith("zk://") else None
         self.zk_session_timeout = zk_session_timeout
+        # a master silent this long is gone (Mesos DEFAULT_MASTER_PING_TIMEOUT, 15 s x 5): drop
+        # the channel and connect again (after a partition heals, to the leader of the moment)
+        self.master_ping_timeout = master_ping_timeout
         self._detector: Any = None
         self._backoff: Backoff | None = None
         self._leader_changed: asyncio.Event | None = None
@@ -274,7 +278,9 @@ class AgentProcess:
                 await self._pause(1.0)
                 continue
             try:
-                ws = await self._session.ws_connect(self.ws_url, max_msg_size=0, autoping=True)
+                # aiohttp closes the socket when a PING goes unanswered for heartbeat/2
+                ws = await self._session.ws_connect(self.ws_url, max_msg_size=0, autoping=True,
+                                                    heartbeat=self.master_ping_timeout / 1.5)
             except aiohttp.WSServerHandshakeError as e:
                 if e.status in (401, 403) and self._ready is not None and not self._ready.done():
                     self._ready.set_exception(ConnectionError(

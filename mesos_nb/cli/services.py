@@ -98,7 +98,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
         )
         try:
             proc = AgentProcess([cfg], master=args.master, secret=args.agent_secret,
-                                zk_session_timeout=args.zk_session_timeout)
+                                zk_session_timeout=args.zk_session_timeout,
+                                master_ping_timeout=args.master_ping_timeout)
         except ValueError as e:
             raise CLIError(f"bad --master: {e}") from None
         try:

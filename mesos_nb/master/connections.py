@@ -1,4 +1,5 @@
-"""The shell's per-connection records: a framework's subscription stream, an agent channel.
+"""The shell's per-connection records (a framework's subscription stream, an agent channel)
+and the small request helpers they need (Accept header, Basic principal).
 
 Kept out of :mod:`.server` so that the server module stays about routing and timers. Both
 coalesce: whatever is queued during one event-loop turn goes out in one write.
@@ -7,6 +8,7 @@ coalesce: whatever is queued during one event-loop turn goes out in one write.
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import struct
 import time
@@ -62,4 +64,22 @@ def ip_as_uint32(ip: str) -> int:
         return 0
 
 
-__all__ = ["Channel", "Stream", "ip_as_uint32"]
+def accepts_json(accept: str) -> bool:
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in ("application/json", "*/*", "application/*"):
+            return True
+    return False
+
+
+def basic_principal(auth: str | None) -> str | None:
+    if not auth or not auth.startswith("Basic "):
+        return None
+    try:
+        user = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
+    except Exception:
+        return None
+    return user if user and user != "None" else None
+
+
+__all__ = ["Channel", "Stream", "accepts_json", "basic_principal", "ip_as_uint32"]

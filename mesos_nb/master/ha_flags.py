@@ -77,6 +77,8 @@ def master_config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def add_agent_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zk-session-timeout", type=duration, default=10.0, metavar="DURATION",
                    help="ZooKeeper session timeout when --master is zk:// (default 10secs)")
+    p.add_argument("--master-ping-timeout", type=duration, default=75.0, metavar="DURATION",
+                   help="reconnect when the master has not answered for this long (default 75secs)")
 
 
 __all__ = ["add_agent_flags", "add_master_flags", "duration", "master_config_kwargs"]

@@ -10,7 +10,6 @@ and, batched, soon after anything that frees or adds resources.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import time
@@ -25,7 +24,7 @@ from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol import recordio
 from ..protocol.version import VERSION as __version__
-from .connections import Channel, Stream, ip_as_uint32
+from .connections import Channel, Stream, accepts_json, basic_principal, ip_as_uint32
 from .core import CallError, MasterCore
 from .effects import EndStream, ToAgent, ToChannel, ToFramework
 from .ha import Leadership, fail_stop
@@ -292,7 +291,7 @@ class MasterServer:
                     for agent in [a for a in self.core.agents.values() if a.channel is chan]:
                         self.core.mark_unreachable(agent.id, now, f"no answer to pings for {limit:g}s")
                     self.channels.discard(chan)
-                    await chan.ws.close()
+                    asyncio.get_running_loop().create_task(chan.ws.close())  # may wait on a dead link
             if mono >= next_ping:
                 next_ping = mono + c.agent_ping_timeout
                 for chan in self.channels:
@@ -404,13 +403,13 @@ class MasterServer:
         if (info_id is None) != (top is None) or (info_id is not None and top is not None and info_id.value != top.value):
             return _text(400, "'framework_id' differs from 'subscribe.framework_info.id'")
         accept = request.headers.get("Accept", "")
-        if accept and not _accepts_json(accept):
+        if accept and not accepts_json(accept):
             return _text(406, "Expecting 'Accept' to allow 'application/json'")
         if self.outbox.error is not None:
             # Admitting a framework needs a registry write; answer now rather than hold the stream.
             return _text(503, f"The master's registry is not writable ({self.outbox.error}); retry later")
         stream_id = str(uuid.uuid4())
-        principal = _basic_principal(request.headers.get("Authorization"))
+        principal = basic_principal(request.headers.get("Authorization"))
         try:
             fw = self.core.subscribe(call.subscribe, stream_id, time.time(), principal)
         except CallError as e:
@@ -487,6 +486,16 @@ class MasterServer:
             if task is None:
                 return _text(404, f"No active task with id '{task_id}'")
             return web.Response(status=202)
+        if t == "MARK_AGENT_GONE":
+            try:
+                self.core.mark_agent_gone(call["mark_agent_gone"]["agent_id"]["value"], time.time())
+            except (KeyError, TypeError):
+                return _text(400, "Expecting 'mark_agent_gone.agent_id.value' to be present")
+            except CallError as e:
+                return _text(e.status, e.message)
+            finally:
+                self.flush()
+            return web.Response(status=200)
         if t == "TEARDOWN":
             try:
                 fid = call["teardown"]["framework_id"]["value"]
@@ -577,21 +586,3 @@ def _loads(body: bytes) -> Any:
 
 def _text(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message)
-
-
-def _accepts_json(accept: str) -> bool:
-    for part in accept.split(","):
-        media = part.split(";")[0].strip().lower()
-        if media in ("application/json", "*/*", "application/*"):
-            return True
-    return False
-
-
-def _basic_principal(auth: str | None) -> str | None:
-    if not auth or not auth.startswith("Basic "):
-        return None
-    try:
-        user = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
-    except Exception:
-        return None
-    return user if user and user != "None" else None
