@@ -9,10 +9,14 @@ killed) and the framework re-subscribes with its id. The SIGKILL form with real 
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
 import aiohttp
-from conftest import async_wait_for
+from conftest import async_wait_for, cli_env
 
 from mesos_nb.agent import AgentConfig, AgentProcess
+from mesos_nb.client.master import master_url
 from mesos_nb.master.server import MasterConfig, MasterServer
 from mesos_nb.scheduler import FrameworkInfo, Scheduler, SchedulerDriver
 from mesos_nb.scheduler.tasks import command_task
@@ -89,6 +93,14 @@ async def test_follower_redirects_and_the_cluster_follows_a_new_leader(zk_server
         async with aiohttp.ClientSession() as s:
             st = await (await s.get(b.url + "/master/state")).json()
             assert st["leader"] == b.master_info().pid
+        # the client and the CLI given the zk:// URL talk to the leader of the moment
+        assert await asyncio.to_thread(master_url, url) == b.url
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mesos_nb", "--master", url, "agents", env=cli_env(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await cli.communicate()
+        assert cli.returncode == 0, err.decode()
+        assert agent_id in out.decode()
     finally:
         await driver.stop()
         await agent.stop()

@@ -30,12 +30,19 @@ def master_url(master: str, zk_timeout: float = 10.0) -> str:
     except ValueError as e:
         raise MesosClientError(str(e)) from None
     if url.startswith("zk://"):
+        import logging
+
         from mesos_nb.protocol.zk_detector import DetectorError, detect_leader
 
+        kazoo_log = logging.getLogger("kazoo")
+        level = kazoo_log.level
+        kazoo_log.setLevel(logging.CRITICAL)  # its retry chatter is not for a one-shot lookup
         try:
             return normalize_master(detect_leader(url, timeout=zk_timeout))
         except DetectorError as e:
             raise MesosClientError(str(e)) from None
+        finally:
+            kazoo_log.setLevel(level)
     return url
 
 
