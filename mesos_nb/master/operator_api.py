@@ -209,13 +209,9 @@ class OperatorApi:
             aid = _id_value(payload, "agent_id")
             if aid is None:
                 return _text(400, "Failed to validate master::Call: Expecting 'mark_agent_gone.agent_id' to be present")
-            if aid in core.agents:
-                core.remove_agent(aid, time.time(), "REASON_AGENT_REMOVED_BY_OPERATOR", "Agent marked as gone")
-                log.info("agent marked gone by operator agent=%s", aid)
-                return web.Response(status=200)
-            if aid in core.removed_agent_ids:
-                return web.Response(status=200)  # idempotent, as in Mesos
-            return _text(404, f"Agent '{aid}' not found")
+            core.mark_agent_gone(aid, time.time())  # CallError(404) for an unknown agent
+            log.info("agent marked gone by operator agent=%s", aid)
+            return web.Response(status=200)
         # KILL_TASK
         task_id = _id_value(payload, "task_id")
         if task_id is None:
