@@ -267,3 +267,26 @@ def test_kernel_install_remote_writes_the_three_sizes(tmp_path):
         assert name in res.stdout
     assert sizes["mesos-nb-cluster-gpu"]["gpus"] == 1
     assert sizes["mesos-nb-cluster-large"]["cpus"] > sizes["mesos-nb-cluster-small"]["cpus"]
+
+
+async def test_gpu_kernel_gets_a_gpu_agent_through_a_gpu_aware_framework(tmp_path, kernel_env,
+                                                                        monkeypatch):
+    # an agent declaring one GPU is offered only to GPU-aware frameworks (Mesos' rule)
+    cp = start_cluster_process(tmp_path, agents=1,
+                               resources=agent_resources(100) + ";gpus:1")
+    try:
+        monkeypatch.setenv("MESOS_NB_MASTER", cp.master)
+        monkeypatch.setenv("KERNEL_MEM", "512")  # the gpu size asks for more than this agent has
+        km = AsyncKernelManager(kernel_name="mesos-nb-cluster-gpu", kernel_spec_manager=kernel_env)
+        await km.start_kernel()
+        try:
+            tid = km.provisioner.task_id
+            fw = next(f for f in cp.state()["frameworks"] if any(t["id"] == tid for t in f["tasks"]))
+            assert "GPU_RESOURCES" in fw.get("capabilities", []), fw.get("capabilities")
+            task = next(t for t in fw["tasks"] if t["id"] == tid)
+            assert task["resources"]["gpus"] == 1 and task["state"] == "TASK_RUNNING"
+        finally:
+            await km.shutdown_kernel()
+    finally:
+        pools.close_all()
+        stop_cluster_process(cp)
