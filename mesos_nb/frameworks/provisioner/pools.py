@@ -30,11 +30,13 @@ def get_pool(master: str, role: str, gpus: bool, failover_timeout: float,
     with _lock:
         if framework_id:
             for p in _pools.values():
-                if p.framework_id == framework_id and p.connected:
+                if p.framework_id == framework_id and p._loop is not None:
                     return p
         key = (master, role or "*", gpus, framework_id or "")
         pool = _pools.get(key)
-        if pool is not None and pool.connected and pool.error is None:
+        # a pool that is re-subscribing (the master restarted) is kept; one whose framework
+        # the master ended, or that was stopped, is replaced
+        if pool is not None and pool._loop is not None and not isinstance(pool.error, str):
             return pool
         pool = TaskPool(master, _name(), role=role or "*", failover_timeout=failover_timeout,
                         framework_id=framework_id, gpus=gpus)
