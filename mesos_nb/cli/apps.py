@@ -30,28 +30,17 @@ Cmd = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.Argumen
 
 # ------------------------------------------------------------------ helpers (pure)
 def parse_every(text: str, now: float) -> str:
-    """``30s``, ``5m``, ``2h``, ``1d`` -> the ISO 8601 repeating schedule starting ``now``."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
-    if not m or float(m.group(1)) <= 0:
-        raise CLIError(f"--every {text!r}: expected a positive number and a unit, as 30s, 5m, 2h or 1d")
-    n, unit = m.group(1), m.group(2)
-    period = f"P{n}D" if unit == "d" else f"PT{n}{unit.upper()}"
-    start = datetime.fromtimestamp(int(now), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"R/{start}/{period}"
+    try:
+        return client.every_schedule(text, now)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
-    """``-p name=value``: the value as JSON when it parses (0.1, true, [1,2]), else a string."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        name, sep, raw = item.partition("=")
-        if not sep or not name.strip():
-            raise CLIError(f"-p {item!r}: expected NAME=VALUE")
-        try:
-            out[name.strip()] = json.loads(raw)
-        except ValueError:
-            out[name.strip()] = raw
-    return out
+    try:
+        return client.parse_params(items)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 def parse_env(items: list[str]) -> dict[str, str]:

@@ -80,6 +80,36 @@ def call(method: str, path: str, body: Any = None, url: str | None = None, timeo
     return json.loads(raw) if raw else None
 
 
+def every_schedule(text: str, now: float) -> str:
+    """``30s``, ``5m``, ``2h``, ``1d`` -> the ISO 8601 repeating schedule starting at ``now``
+    (``ValueError`` with one sentence otherwise)."""
+    import re
+    from datetime import datetime, timezone
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"--every {text!r}: expected a positive number and a unit, as 30s, 5m, 2h or 1d")
+    n, unit = m.group(1), m.group(2)
+    period = f"P{n}D" if unit == "d" else f"PT{n}{unit.upper()}"
+    start = datetime.fromtimestamp(int(now), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"R/{start}/{period}"
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``-p name=value`` (papermill's spelling): the value as JSON when it parses (0.1, true,
+    [1,2]), else the string itself."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"-p {item!r}: expected NAME=VALUE")
+        try:
+            out[name.strip()] = json.loads(raw)
+        except ValueError:
+            out[name.strip()] = raw
+    return out
+
+
 def _app(app_id: str) -> str:
     return quote("/" + app_id.strip("/"))
 
@@ -158,7 +188,7 @@ def run_notebook(job_id: str, run_id: str, url: str | None = None) -> dict[str, 
     return call("GET", f"/v2/jobs/{quote(job_id)}/runs/{quote(run_id)}/notebook", url=url)
 
 
-__all__ = ["AppsError", "call", "delete_app", "delete_job", "deploy", "discover", "from_master", "get_app", "get_job",
-           "info", "list_apps", "resolve",
+__all__ = ["AppsError", "call", "delete_app", "delete_job", "deploy", "discover", "every_schedule", "from_master", "get_app", "get_job",
+           "info", "list_apps", "parse_params", "resolve",
            "list_jobs", "list_runs", "restart", "run_job", "run_notebook", "scale", "schedule_job",
            "schedule_notebook"]
