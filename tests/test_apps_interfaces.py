@@ -257,3 +257,32 @@ def _screenshot(url: str, tmp_path: Path) -> None:
     if shot_dir:
         Path(shot_dir).mkdir(parents=True, exist_ok=True)
         (Path(shot_dir) / "apps-ui.png").write_bytes(out.read_bytes())
+
+
+def test_apps_serve_runs_the_framework_beside_the_master(cluster, tmp_path):
+    """``mesos-nb apps serve`` registers with the master; ``mesos-nb apps list`` finds it there."""
+    from apps_cluster import stop
+
+    state = tmp_path / "served"
+    with open(tmp_path / "serve.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mesos_nb", "apps", "serve", "--master", cluster.master,
+                                 "--state", str(state), "--port", "0", "--dns-port", "-1", "--name", "apps-served"],
+                                env=cli_env(), cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        wait_for(lambda: (state / "endpoints.json").exists(), 60, message="the served framework's endpoints")
+        api = json.loads((state / "endpoints.json").read_text())["api"]
+        env_name = {"MESOS_NB_APPS_NAME": "apps-served"}
+
+        def listed():
+            r = subprocess.run([sys.executable, "-m", "mesos_nb", "apps", "list", "--master", cluster.master],
+                               capture_output=True, text=True, env=cli_env(**env_name), cwd=str(REPO), timeout=60)
+            return r if r.returncode == 0 else None
+
+        r = wait_for(listed, 60, interval=0.2, message="apps list through the master")
+        assert r.stdout.split()[:6] == ["ID", "INSTANCES", "RUNNING", "HEALTHY", "VERSION", "STATUS"]
+        fws = json.load(urllib.request.urlopen(f"http://{cluster.master}/master/frameworks", timeout=10))
+        assert [f["webui_url"] for f in fws["frameworks"] if f["name"] == "apps-served"] == [api]
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, (tmp_path / "serve.log").read_text()[-2000:]

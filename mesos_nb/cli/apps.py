@@ -201,15 +201,11 @@ def cmd_apps_delete(args: argparse.Namespace) -> int:
 
 def cmd_apps_serve(args: argparse.Namespace) -> int:
     """Run the framework in the foreground; ``--state`` defaults to ``~/.mesos-nb/apps``."""
-    from mesos_nb.frameworks.apps.__main__ import main as serve
+    from mesos_nb.frameworks.apps.__main__ import serve
 
-    rest = list(args.rest)
-    if rest[:1] == ["--"]:
-        rest = rest[1:]
-    argv = ["--master", args.master, *rest]
-    if not any(a == "--state" or a.startswith("--state=") for a in rest) and not os.environ.get("MESOS_NB_APPS_STATE"):
-        argv += ["--state", os.path.expanduser("~/.mesos-nb/apps")]
-    return serve(argv)
+    if not args.state:
+        args.state = os.path.expanduser("~/.mesos-nb/apps")
+    return serve(args)
 
 
 # jobs
@@ -323,9 +319,12 @@ def add_commands(cmd: Cmd) -> None:
         sub = top.add_subparsers(dest=group + "_command", metavar="SUBCOMMAND", parser_class=Parser)
         sub.required = True
 
-        def add(name: str, h: str, func: Callable[[argparse.Namespace], int], sub: Any = sub) -> Any:
-            sp = sub.add_parser(name, help=h, description=h)
+        def add(name: str, h: str, func: Callable[[argparse.Namespace], int], sub: Any = sub,
+                parents: tuple[Any, ...] = ()) -> Any:
+            sp = sub.add_parser(name, help=h, description=h, parents=list(parents))
             sp.set_defaults(func=func)
+            if parents:  # serve: the framework's own options (--master, --state, --zk, --port …)
+                return sp
             sp.add_argument("--master", default=argparse.SUPPRESS, help="the master, HOST:PORT or zk://H:P,…/PATH")
             sp.add_argument("--apps", default=None, metavar="URL",
                             help="the apps framework's REST URL [$MESOS_NB_APPS; default: asked of the master]")
@@ -361,10 +360,10 @@ def _apps_subs(add: Callable[..., Any]) -> None:
                        ("delete", "kill every instance and forget the app", cmd_apps_delete),
                        ("suspend", "scale to 0 instances, keeping the definition", cmd_apps_suspend)):
         add(name, h, f).add_argument("id", metavar="ID")
-    sv = add("serve", "run the apps-and-jobs framework (foreground; arguments go to it, see --help there)",
-             cmd_apps_serve)
-    sv.add_argument("rest", nargs=argparse.REMAINDER, metavar="-- ARGS",
-                    help="--state DIR --zk zk://… --port N …")
+    from mesos_nb.frameworks.apps.__main__ import parser as framework_options
+
+    add("serve", "run the services-and-jobs framework in the foreground (state in --state DIR, default "
+        "~/.mesos-nb/apps, or in ZooKeeper with --zk)", cmd_apps_serve, parents=(framework_options(add_help=False),))
 
 
 def _jobs_subs(add: Callable[..., Any]) -> None:

@@ -28,8 +28,9 @@ from mesos_nb.protocol.zk_url import ZkUrlError, parse_zk_url
 ENV = "MESOS_NB_APPS_"
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mesos_nb.frameworks.apps",
+def parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The framework's options (also the parent of ``mesos-nb apps serve``'s)."""
+    p = argparse.ArgumentParser(prog="python -m mesos_nb.frameworks.apps", add_help=add_help,
                                 description="mesos-nb's built-in services (apps) and jobs framework")
     env = os.environ.get
     p.add_argument("--master", default=env("MESOS_NB_MASTER", "127.0.0.1:5050"), help="the master, HOST:PORT")
@@ -149,7 +150,11 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    return serve(parser().parse_args(argv))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Check the options (one sentence, exit 2), then run until SIGTERM/SIGINT."""
     if args.zk:
         try:
             parse_zk_url(args.zk)

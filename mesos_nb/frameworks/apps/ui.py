@@ -64,8 +64,10 @@ def apps_html(fw: Any) -> str:
         status = ("suspended" if app.instances == 0 else '<span class="wait">deploying</span>' if v["deploying"]
                   else '<span class="wait">waiting: ' + esc("; ".join(v["waiting"]["reasons"]) or "placing") + "</span>"
                   if v["waiting"] else '<span class="ok">running</span>')
-        rows.append([esc(app.id), esc(app.instances), esc(v["tasksRunning"]), esc(v["tasksHealthy"]),
-                     esc(v["tasksUnhealthy"]), esc(app.version), status])
+        checked = bool(app.health_checks)  # without health checks, healthy is not known: "-"
+        rows.append([esc(app.id), esc(app.instances), esc(v["tasksRunning"]),
+                     esc(v["tasksHealthy"]) if checked else "-", esc(v["tasksUnhealthy"]) if checked else "-",
+                     esc(app.version), status])
         for i in fw.app_instances(app.id):
             inst_rows.append([esc(app.id), esc(i.task_id), esc(i.hostname or "-"), esc(i.state) +
                               (" (killing)" if i.killing else ""), _health(i.healthy),
