@@ -8,11 +8,15 @@ over when the leader releases or its session ends.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
-from conftest import REPO, cli_env
+from apps_cluster import Framework, stop
+from conftest import REPO, cli_env, wait_for
 
 from mesos_nb.frameworks.apps.model import parse_app
 from mesos_nb.frameworks.apps.store import State
@@ -118,3 +122,30 @@ def test_cli_rejects_a_bad_zk_url():
                        timeout=60)
     assert r.returncode == 2
     assert r.stderr.startswith("--zk: Invalid port") and "Traceback" not in r.stderr
+
+
+def test_a_fenced_framework_process_answers_503_and_exits_3(zk_server, tmp_path):
+    """A leader whose epoch another replica claimed refuses the write (503, one sentence), and
+    steps down with exit status 3 instead of acting on stale leadership."""
+    url = zk_server.unique_url("/apps")
+    # no master needed for the API: the framework subscribes in the background (it keeps retrying)
+    fw = Framework(tmp_path / "state", "127.0.0.1:1", zk=url)
+    fw.spawn()
+    ep = tmp_path / "state" / "endpoints.json"
+    wait_for(lambda: ep.exists(), 60, message="the framework's API")
+    api = json.loads(ep.read_text())["api"]
+    try:
+        zk, other = _store(url)
+        try:
+            other.claim("intruder")
+        finally:
+            zk.stop()
+            zk.close()
+        req = urllib.request.Request(api + "/v2/apps/web", data=json.dumps({"cmd": "sleep 1"}).encode(), method="PUT",
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        assert e.value.code == 503 and "no longer leads" in json.loads(e.value.read())["message"]
+        assert fw.proc.wait(30) == 3
+    finally:
+        stop(fw.proc)

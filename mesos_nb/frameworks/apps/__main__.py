@@ -128,14 +128,23 @@ async def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
+        starting = asyncio.ensure_future(fw.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # SIGTERM or lost leadership while subscribing
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await starting
+            return exit_code
         try:
-            fid = await fw.start()
+            fid = starting.result()
         except Exception as e:  # unreachable master, refused subscription: one sentence, exit 2
+            stopping.cancel()
             print(f"cannot subscribe to the master at {args.master}: {e}", file=sys.stderr)
             exit_code = 2
             return exit_code
         log.info("subscribed framework=%s", fid)
-        await stop.wait()
+        await stopping
     finally:
         await fw.stop(failover=True)
         if transport is not None:

@@ -18,6 +18,7 @@ from .model import InvalidDefinition, parse_app, run_json, to_json
 from .openapi import spec
 from .schedule import parse_job
 from .ui import add_routes as add_ui_routes
+from .zk_store import StoreError
 
 FW = web.AppKey("framework", object)
 
@@ -45,6 +46,8 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return _error(422, e.message, e.field)
     except KeyError as e:
         return _error(404, str(e.args[0]) if e.args else "not found")
+    except StoreError as e:  # fenced or ZooKeeper lost: this replica is stepping down
+        return _error(503, f"this replica no longer leads ({e}); retry against the new leader")
 
 
 def _fw(request: web.Request) -> Any:
