@@ -182,7 +182,7 @@ def serve(args: argparse.Namespace) -> int:
             return asyncio.run(run(args))
         except StoreError as e:  # ZooKeeper unreachable at start, or fenced while claiming
             print(f"--zk {parse_zk_url(args.zk)}: {e}", file=sys.stderr)
-            return 3
+            return 2
     return 0
 
 
