@@ -252,12 +252,21 @@ class ZkLeadership:
         return list(self._lock.contenders())
 
     async def acquire(self) -> None:
+        """Wait for the lock; a ZooKeeper hiccup while waiting (connection or session lost)
+        is retried: a standby has nothing to give up."""
+        from kazoo.exceptions import KazooException
+
         loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(None, self._lock.acquire)
-        except asyncio.CancelledError:
-            self._lock.cancel()
-            raise
+        while True:
+            try:
+                await loop.run_in_executor(None, self._lock.acquire)
+                break
+            except asyncio.CancelledError:
+                self._lock.cancel()
+                raise
+            except KazooException as e:
+                log.warning("event=leadership_wait_retry error=%r", e)
+                await asyncio.sleep(0.5)
         self.held = True
         log.info("event=leadership_acquired path=%s id=%s", self.path, self.identifier)
 
