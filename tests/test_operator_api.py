@@ -51,8 +51,8 @@ async def test_every_get_call_answers_with_its_type(master):
         assert (await call(s, master.url, {"type": "GET_MASTER"}))["get_master"]["master_info"]["id"] == master.master_id
 
 
-@pytest.mark.parametrize("t", ["RESERVE_RESOURCES", "CREATE_VOLUMES", "UPDATE_QUOTA", "DRAIN_AGENT",
-                               "START_MAINTENANCE", "DEACTIVATE_AGENT", "REACTIVATE_AGENT", "SET_QUOTA"])
+@pytest.mark.parametrize("t", ["RESERVE_RESOURCES", "CREATE_VOLUMES", "DRAIN_AGENT",
+                               "START_MAINTENANCE", "DEACTIVATE_AGENT", "REACTIVATE_AGENT"])
 async def test_resource_management_calls_say_not_supported(master, t):
     async with aiohttp.ClientSession() as s:
         text = await call(s, master.url, {"type": t, t.lower(): {}}, 501)

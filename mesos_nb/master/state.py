@@ -101,6 +101,7 @@ class MasterState:
         self.master_id = master_id
         self.master_info: m.MasterInfo | None = None  # set by the shell once it knows its address
         self.allocator = allocator or HierarchicalDRFAllocator()
+        self.quota_configs: dict[str, dict] = {}  # role -> QuotaConfig JSON (quota.py)
         # How long an agent recovered after a failover has to re-register (Mesos
         # --agent_reregister_timeout), and how long one whose channel broke has before it is
         # marked unreachable (the ping timeouts it would miss meanwhile).
