@@ -129,6 +129,9 @@ class _Cycle:
         old = self.unmet.pop(q, None)
         if old:
             _add(self.required, old, -1)
+            for n in old:
+                if not self.required.get(n):
+                    self.required.pop(n, None)
         cons = self.consumed[q]
         need = {n: g - cons.get(n, 0) for n, g in quota.guarantees.items() if g > cons.get(n, 0)}
         if need:
@@ -163,15 +166,37 @@ class _Cycle:
             return offer
         return offer - Resources._make(cut, {}, {})
 
-    def charge(self, role: str, offer: Resources, reserved_agent: bool) -> None:
-        unres = offer.unreserved().scalar_millis() if reserved_agent else offer.scalar_millis()
-        _add(self.headroom, unres, -1)
-        q = top_role(role)
-        quota = self.quotas.get(q)
-        if quota is not None:
-            _add(self.consumed[q], unres)
-            if q in self.unmet:
-                self._set_unmet(q, quota)
+    def charge(self, role: str, offer: Resources, m: dict[str, int], reserved_agent: bool) -> None:
+        """Account an offer made: headroom shrinks, the role's consumption and unmet guarantee move."""
+        unres = offer.unreserved().scalar_millis() if reserved_agent else m
+        head = self.headroom
+        for n, v in unres.items():
+            head[n] = head.get(n, 0) - v
+        q = role if "/" not in role else top_role(role)
+        if q not in self.quotas:
+            return
+        cons = self.consumed[q]
+        for n, v in unres.items():
+            cons[n] = cons.get(n, 0) + v
+        need = self.unmet.get(q)
+        if need:
+            required = self.required
+            for n in list(need):
+                got = unres.get(n, 0)
+                if not got:
+                    continue
+                left = need[n]
+                used = got if got < left else left
+                if required[n] == used:
+                    del required[n]
+                else:
+                    required[n] -= used
+                if used == left:
+                    del need[n]
+                else:
+                    need[n] = left - used
+            if not need:
+                del self.unmet[q]
 
 
 def allocate_with_quota(alloc: HierarchicalDRFAllocator, cands: list[_Agent], now: float) -> list[Allocation]:
@@ -197,11 +222,9 @@ def allocate_with_quota(alloc: HierarchicalDRFAllocator, cands: list[_Agent], no
         again = True
         while again and avail:
             again = False
-            for stage in (1, 2):
-                if stage == 1 and not unmet:
-                    continue
+            for stage in (1, 2) if unmet else (2,):
                 for _, role in role_sorter.order():
-                    if role in done or (stage == 1 and top_role(role) not in unmet):
+                    if role in done or (stage == 1 and (role if "/" not in role else top_role(role)) not in unmet):
                         continue
                     offer = avail.allocatable_to(role) if reserved else avail
                     if not offer:
@@ -224,7 +247,7 @@ def allocate_with_quota(alloc: HierarchicalDRFAllocator, cands: list[_Agent], no
                     if chosen is None:
                         continue
                     account(chosen, role, agent, offer, m)
-                    cyc.charge(role, offer, reserved)
+                    cyc.charge(role, offer, m, reserved)
                     avail = _EMPTY if offer is avail else avail - offer
                     agent.available = avail
                     out.append(Allocation(chosen.id, role, aid, offer))
