@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["QuotaBook", "RoleQuota", "allocate_with_quota", "top_role"]
 
 _INF = float("inf")
+_NONE: dict[str, int] = {}
 
 
 def top_role(role: str) -> str:
@@ -138,16 +139,16 @@ class _Cycle:
             self.unmet[q] = need
             _add(self.required, need)
 
-    def cap(self, role: str, offer: Resources, reserved_agent: bool) -> Resources:
-        """``offer`` with its unreserved scalars cut to what ``role`` may take."""
-        q = top_role(role)
+    def cap(self, role: str, offer: Resources, m: dict[str, int], reserved_agent: bool) -> Resources:
+        """``offer`` with its unreserved scalars cut to what ``role`` may take (``m``: its scalars)."""
+        q = role if "/" not in role else top_role(role)
         quota = self.quotas.get(q)
         required = self.required
         if quota is None and not required:
             return offer
-        unres = offer.unreserved().scalar_millis() if reserved_agent else offer.scalar_millis()
-        own = self.unmet.get(q, {})
-        cons = self.consumed.get(q, {})
+        unres = offer.unreserved().scalar_millis() if reserved_agent else m
+        own = self.unmet.get(q, _NONE)
+        cons = self.consumed.get(q, _NONE)
         head = self.headroom
         cut: dict = {}
         for n, have in unres.items():
@@ -229,10 +230,13 @@ def allocate_with_quota(alloc: HierarchicalDRFAllocator, cands: list[_Agent], no
                     offer = avail.allocatable_to(role) if reserved else avail
                     if not offer:
                         continue
-                    offer = cyc.cap(role, offer, reserved)
-                    if not offer:
-                        continue
                     m = offer.scalar_millis()
+                    capped = cyc.cap(role, offer, m, reserved)
+                    if capped is not offer:
+                        if not capped:
+                            continue
+                        offer = capped
+                        m = offer.scalar_millis()
                     if not enough(m):
                         continue
                     chosen = None
