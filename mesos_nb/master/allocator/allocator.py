@@ -25,26 +25,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from mesos_nb.protocol.resources import Resources
 
 from .filters import FrameworkFilters, refuse_timeout
 from .quota import QuotaBook, RoleQuota, allocate_with_quota
+from .records import EMPTY, Allocation
 from .sorter import DRFSorter, Totals, dominant_share
 
 __all__ = ["Allocation", "HierarchicalDRFAllocator"]
 
-_EMPTY = Resources()
+_EMPTY = EMPTY
 _DEFAULT_MIN = ({"cpus": 10}, {"mem": 32_000})  # cpus:0.01 | mem:32, in thousandths
-
-
-@dataclass(frozen=True, slots=True)
-class Allocation:
-    framework_id: str
-    role: str
-    agent_id: str
-    resources: Resources
 
 
 class _Agent:

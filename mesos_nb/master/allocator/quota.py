@@ -23,12 +23,16 @@ top-level role's quota.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 from mesos_nb.protocol.resources import Resources
 
-if TYPE_CHECKING:
-    from .allocator import Allocation, HierarchicalDRFAllocator, _Agent
+from .records import EMPTY, Allocation
+
+# The allocator hands itself in (``alloc``) and its agent records (``cands``): typed ``Any`` here
+# because this stage reads the allocator's own tables and must not import the allocator module.
+HierarchicalDRFAllocator = Any
+_Agent = Any
 
 __all__ = ["QuotaBook", "RoleQuota", "allocate_with_quota", "top_role"]
 
@@ -202,8 +206,6 @@ class _Cycle:
 
 def allocate_with_quota(alloc: HierarchicalDRFAllocator, cands: list[_Agent], now: float) -> list[Allocation]:
     """The cycle of :meth:`HierarchicalDRFAllocator.allocate` with quota applied (see module doc)."""
-    from .allocator import _EMPTY, Allocation
-
     cyc = _Cycle(alloc)
     out: list[Allocation] = []
     role_sorter = alloc._roles
@@ -252,7 +254,7 @@ def allocate_with_quota(alloc: HierarchicalDRFAllocator, cands: list[_Agent], no
                         continue
                     account(chosen, role, agent, offer, m)
                     cyc.charge(role, offer, m, reserved)
-                    avail = _EMPTY if offer is avail else avail - offer
+                    avail = EMPTY if offer is avail else avail - offer
                     agent.available = avail
                     out.append(Allocation(chosen.id, role, aid, offer))
                     done.add(role)
