@@ -29,19 +29,23 @@ _NOSUID = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 
 def make_enter_rootfs(rootfs: str, sandbox: str, *, workdir: str = SANDBOX_TARGET, uid: int = 0,
                       gid: int = 0, groups: Sequence[int] = (), sandbox_target: str = SANDBOX_TARGET,
-                      then: Callable[[], None] | None = None) -> Callable[[], None]:
+                      then: Callable[[], None] | None = None,
+                      volumes: Sequence[tuple[str, str, bool]] = ()) -> Callable[[], None]:
     """A ``preexec_fn`` that moves the child into ``rootfs`` (see the module doc).
 
     ``then`` runs first (e.g. the cgroup joiner of the isolator), while the host tree is visible.
+    ``volumes``: (host path, path in the container, read-only) bind mounts, made like the
+    sandbox's (onto targets opened without following symlinks).
     """
     rootfs, sandbox = os.path.abspath(rootfs), os.path.abspath(sandbox)
     groups = list(groups)
+    volumes = [(os.path.abspath(src), dst, ro) for src, dst, ro in volumes]
 
     def enter() -> None:
         try:
             if then is not None:
                 then()
-            _enter(rootfs, sandbox, workdir, sandbox_target, uid, gid, groups)
+            _enter(rootfs, sandbox, workdir, sandbox_target, uid, gid, groups, volumes)
         except BaseException as e:
             with contextlib.suppress(OSError):
                 os.write(2, f"mesos-nb: cannot enter the container's root file system: {e}\n".encode())
@@ -51,7 +55,7 @@ def make_enter_rootfs(rootfs: str, sandbox: str, *, workdir: str = SANDBOX_TARGE
 
 
 def _enter(rootfs: str, sandbox: str, workdir: str, sandbox_target: str, uid: int, gid: int,
-           groups: list[int]) -> None:
+           groups: list[int], volumes: Sequence[tuple[str, str, bool]] = ()) -> None:
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
@@ -77,6 +81,21 @@ def _enter(rootfs: str, sandbox: str, workdir: str, sandbox_target: str, uid: in
     box = _open_dirs(root_fd, sandbox_target)
     linux.mount(sandbox, _fd_path(box), None, linux.MS_BIND | linux.MS_REC)
     os.close(box)
+    for src, dst, readonly in volumes:
+        if os.path.isdir(src):
+            target = _open_dirs(root_fd, dst)
+        else:
+            parent = _open_dirs(root_fd, os.path.dirname(dst.rstrip("/")))
+            name = os.path.basename(dst.rstrip("/"))
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=parent))
+            target = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            os.close(parent)
+        linux.mount(src, _fd_path(target), None, linux.MS_BIND | linux.MS_REC)
+        if readonly:
+            linux.mount(None, _fd_path(target), None,
+                        linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_REC)
+        os.close(target)
     os.close(root_fd)
     os.chdir(rootfs)
     try:
