@@ -59,6 +59,8 @@ def host_mounts(sandbox: str, *, private_tmp: bool, proc: bool,
     def setup() -> None:
         linux.unshare(linux.CLONE_NEWNS)
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+        # Sources are opened first: a new /tmp may hide them (the sandbox often lives under /tmp).
+        sources = [(os.open(v.source, os.O_PATH | os.O_CLOEXEC), os.path.isdir(v.source), v) for v in volumes]
         if private_tmp:
             box = os.open(sandbox, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             linux.mount(os.path.join(sandbox, "tmp"), "/tmp", None, linux.MS_BIND)
@@ -67,16 +69,18 @@ def host_mounts(sandbox: str, *, private_tmp: bool, proc: bool,
                 os.makedirs(sandbox, 0o755, exist_ok=True)
                 linux.mount(f"/proc/self/fd/{box}", sandbox, None, linux.MS_BIND | linux.MS_REC)
             os.close(box)
-        for v in volumes:
-            _bind(v.source, v.target, v.readonly)
+        for fd, is_dir, v in sources:
+            _bind(f"/proc/self/fd/{fd}", v.target, v.readonly, is_dir)
+            os.close(fd)
         if proc:
             linux.mount("proc", "/proc", "proc", _NOSUID)
+        os.chdir(sandbox)  # the working directory in the new view (with its volumes)
 
     return setup
 
 
-def _bind(source: str, target: str, readonly: bool) -> None:
-    if os.path.isdir(source):
+def _bind(source: str, target: str, readonly: bool, is_dir: bool) -> None:
+    if is_dir:
         os.makedirs(target, 0o755, exist_ok=True)
     elif not os.path.exists(target):
         os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
@@ -90,14 +94,18 @@ def container_preexec(*, join: Callable[[], None] | None, setup: Callable[[], No
                       pid_namespace: bool, status_path: str | None) -> Callable[[], None] | None:
     """The container's ``preexec_fn`` (see the module doc); None when there is nothing to do."""
     if not pid_namespace and status_path is None:
-        if join is None:
-            return setup
         if setup is None:
             return join
 
         def direct() -> None:
-            join()
-            setup()
+            if join is not None:
+                join()
+            try:
+                setup()
+            except BaseException as e:
+                with contextlib.suppress(OSError):
+                    os.write(2, f"mesos-nb: cannot set up the container: {e}\n".encode())
+                raise
 
         return direct
 

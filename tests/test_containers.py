@@ -1,0 +1,236 @@
+"""Containers: ``namespaces/pid``, ``filesystem/linux``, ``disk/du`` and Docker images with the
+Mesos containerizer, on a real agent (FakeMaster) with real processes and mounts."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from images_support import busybox_path, make_image, save_manifest_tar
+from test_agent_integration import FakeMaster, run_task, wait_for
+
+from mesos_nb.agent import AgentConfig, AgentProcess
+from mesos_nb.agent.isolation import namespaces_unavailable
+
+NO_NS = namespaces_unavailable()
+needs_ns = pytest.mark.skipif(NO_NS is not None, reason=f"namespaces unavailable: {NO_NS}")
+needs_busybox = pytest.mark.skipif(busybox_path() is None, reason="busybox-static is not installed")
+
+
+@pytest.fixture
+async def make(tmp_path):
+    made = []
+
+    async def _make(isolation: str, **kw):
+        master = FakeMaster()
+        await master.start()
+        cfg = AgentConfig(master=master.address, port=0, work_dir=str(tmp_path / f"agent{len(made)}"),
+                          isolation=isolation, resources="cpus:4;mem:4096;disk:4096", detect_gpus=False,
+                          executor_shutdown_grace_period=0.5, **kw)
+        proc = AgentProcess([cfg], register_timeout=10)
+        await proc.start()
+        made.append((proc, master))
+        return master, proc.agents[0]
+
+    yield _make
+    for proc, master in made:
+        await proc.stop()
+        await master.stop()
+
+
+def sandbox_of(agent, task_id: str) -> str:
+    for fw in [*agent.frameworks.values(), *agent.completed_frameworks.values()]:
+        ex = fw.executors.get(task_id)
+        if ex is not None:
+            return ex.directory
+        for ex in fw.completed_executors:
+            if ex.executor_id == task_id:
+                return ex.directory
+    raise KeyError(task_id)
+
+
+def _host_processes_with(marker: str) -> list[int]:
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        out.append(int(name))
+            except OSError:
+                pass
+    return out
+
+
+# ---------------------------------------------------------------------- namespaces/pid
+@needs_ns
+async def test_pid_namespace_task_sees_only_its_own_processes(make):
+    master, agent = await make("posix,filesystem/linux,namespaces/pid")
+    cmd = "sleep 30 & echo self=$$; ls /proc | grep -c '^[0-9]'; ps -e -o pid= -o comm="
+    await master.send(run_task(agent.agent_id, "ps", cmd))
+    await master.wait_state("ps", "TASK_FINISHED", timeout=30)
+    out = open(os.path.join(sandbox_of(agent, "ps"), "stdout")).read()
+    lines = out.splitlines()
+    assert lines[0] == "self=2", out  # the shell is the first child of the namespace's init (PID 1)
+    count = int(lines[1])
+    assert count <= 5, out  # init, sh, sleep, ls, grep -- not the host's hundreds
+    pids = sorted(int(line.split()[0]) for line in lines[2:])
+    assert pids[0] == 1 and pids[-1] < 10, out
+    assert str(os.getpid()) not in out.split()
+
+
+@needs_ns
+async def test_daemon_of_a_finished_task_does_not_outlive_it(make):
+    master, agent = await make("posix,filesystem/linux,namespaces/pid")
+    marker = f"{uuid.uuid4().int % 10**6 + 10**6}"
+    # setsid: a new session and process group, out of the container's group (a posix kill misses it)
+    await master.send(run_task(agent.agent_id, "daemon", f"setsid sleep {marker} & sleep 0.2; exit 0"))
+    await master.wait_state("daemon", "TASK_FINISHED", timeout=30)
+    await wait_for(lambda: not _host_processes_with(f"sleep\0{marker}"), 10, "the daemon is gone")
+
+
+@needs_ns
+async def test_killing_the_container_kills_every_process_in_it(make):
+    master, agent = await make("posix,filesystem/linux,namespaces/pid")
+    marker = f"{uuid.uuid4().int % 10**6 + 10**6}"
+    await master.send(run_task(agent.agent_id, "k", f"setsid sleep {marker} & exec sleep 1000", grace=0.2))
+    await master.wait_state("k", "TASK_RUNNING", timeout=30)
+    await wait_for(lambda: _host_processes_with(f"sleep\0{marker}"), 10, "the daemon started")
+    from mesos_nb.protocol.channel import KillTask
+    await master.send(KillTask(agent_id=agent.agent_id, framework_id="fw-1", task_id="k"))
+    await master.wait_state("k", "TASK_KILLED", timeout=30)
+    await wait_for(lambda: not _host_processes_with(f"sleep\0{marker}"), 10, "the daemon is gone")
+
+
+async def test_without_pid_namespace_a_daemon_survives(make):
+    """The control for the two tests above: under plain posix isolation a setsid daemon escapes
+    (so those tests show the namespace doing the work)."""
+    master, agent = await make("posix")
+    marker = f"{uuid.uuid4().int % 10**6 + 10**6}"
+    await master.send(run_task(agent.agent_id, "esc", f"setsid sleep {marker} & sleep 0.2; exit 0"))
+    await master.wait_state("esc", "TASK_FINISHED", timeout=30)
+    pids = _host_processes_with(f"sleep\0{marker}")
+    for pid in pids:
+        os.kill(pid, 9)
+    assert pids
+
+
+# ---------------------------------------------------------------------- filesystem/linux
+@needs_ns
+async def test_private_tmp_is_backed_by_the_sandbox(make):
+    master, agent = await make("posix,filesystem/linux")
+    name = f"mesos-nb-private-{uuid.uuid4().hex}"
+    cmd = f"echo secret > /tmp/{name} && cat /tmp/{name} && test -d \"$MESOS_SANDBOX\" && echo sandbox-ok"
+    await master.send(run_task(agent.agent_id, "tmp", cmd))
+    await master.wait_state("tmp", "TASK_FINISHED", timeout=30)
+    box = sandbox_of(agent, "tmp")
+    assert open(os.path.join(box, "stdout")).read() == "secret\nsandbox-ok\n"
+    assert not os.path.exists(f"/tmp/{name}")
+    assert open(os.path.join(box, "tmp", name)).read() == "secret\n"
+
+
+@needs_ns
+async def test_host_path_volume_is_mounted_only_when_asked(make, tmp_path):
+    master, agent = await make("posix,filesystem/linux")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "data.txt").write_text("from the host\n")
+    msg = run_task(agent.agent_id, "vol", "cat data/data.txt; touch data/new 2>/dev/null || echo read-only")
+    msg.task.container = {"type": "MESOS", "volumes": [
+        {"container_path": "data", "mode": "RO", "source": {"type": "HOST_PATH", "host_path": {"path": str(shared)}}}]}
+    await master.send(msg)
+    await master.wait_state("vol", "TASK_FINISHED", timeout=30)
+    assert open(os.path.join(sandbox_of(agent, "vol"), "stdout")).read() == "from the host\nread-only\n"
+    assert not (shared / "new").exists()
+
+
+# ---------------------------------------------------------------------- disk/du
+async def test_task_over_its_disk_quota_is_killed(make):
+    master, agent = await make("posix,disk/du", enforce_container_disk_quota=True,
+                               container_disk_watch_interval=0.2)
+    cmd = "dd if=/dev/zero of=big bs=1M count=24 2>/dev/null; sync; sleep 60"
+    await master.send(run_task(agent.agent_id, "du", cmd, resources="cpus:0.1;mem:64;disk:8"))
+    failed = await master.wait_state("du", "TASK_FAILED", timeout=30)
+    assert failed.status.reason == "REASON_CONTAINER_LIMITATION_DISK", failed.status
+    assert failed.status.message.startswith("Disk usage (") and failed.status.message.endswith(
+        "exceeds quota (8MB)"), failed.status.message
+
+
+async def test_disk_usage_is_reported_without_enforcement(make):
+    master, agent = await make("posix,disk/du", container_disk_watch_interval=0.2)
+    await master.send(run_task(agent.agent_id, "du2", "dd if=/dev/zero of=big bs=1M count=12 2>/dev/null; sleep 60",
+                               resources="cpus:0.1;mem:64;disk:8"))
+    await master.wait_state("du2", "TASK_RUNNING", timeout=30)
+    ex = agent.frameworks["fw-1"].executors["du2"]
+    await wait_for(lambda: (ex.container.disk_used or 0) >= 12 << 20, 20, "usage measured")
+    stats = agent.containerizer.usage(ex.container)
+    assert stats["disk_limit_bytes"] == 8 << 20 and stats["disk_used_bytes"] >= 12 << 20
+    assert not any(u.status.state == "TASK_FAILED" for u in master.updates("du2"))
+
+
+# ---------------------------------------------------------------------- images
+@pytest.fixture
+def image_dir(tmp_path):
+    if busybox_path() is None:
+        pytest.skip("busybox-static is not installed")
+    d = tmp_path / "images"
+    save_manifest_tar(make_image("from-the-image"), d / "busybox-test:latest.tar")
+    return d
+
+
+def image_task(agent_id: str, task_id: str, cmd: str | None, image: str = "busybox-test", **kw):
+    msg = run_task(agent_id, task_id, cmd, **kw)
+    msg.task.container = {"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": image}}}}
+    return msg
+
+
+@needs_ns
+async def test_image_task_sees_the_image_runs_as_its_user_writes_the_sandbox(make, image_dir):
+    master, agent = await make("posix,filesystem/linux,docker/runtime", docker_registry=str(image_dir))
+    cmd = "cat /etc/hostname; id -u; echo $MESOS_SANDBOX; echo hello > /mnt/mesos/sandbox/out"
+    await master.send(image_task(agent.agent_id, "img", cmd))
+    await master.wait_state("img", "TASK_FINISHED", timeout=60)
+    box = sandbox_of(agent, "img")
+    assert open(os.path.join(box, "stdout")).read() == "from-the-image\n1234\n/mnt/mesos/sandbox\n"
+    assert open(os.path.join(box, "out")).read() == "hello\n"
+    assert os.stat(os.path.join(box, "out")).st_uid == 1234
+    store = agent.images.store
+    downloads = store.stats["layer_downloads"]
+    await master.send(image_task(agent.agent_id, "img2", "cat /etc/hostname"))
+    await master.wait_state("img2", "TASK_FINISHED", timeout=60)
+    assert store.stats["layer_downloads"] == downloads  # reused from the store
+    assert open(os.path.join(sandbox_of(agent, "img2"), "stdout")).read() == "from-the-image\n"
+    provisioner = os.path.join(agent.config.work_dir, "provisioner")
+    await wait_for(lambda: not any(os.listdir(os.path.join(provisioner, c)) for c in os.listdir(provisioner)),
+             10, "rootfs removed after the tasks ended")
+
+
+@needs_ns
+async def test_image_with_pid_namespace_and_explicit_user(make, image_dir):
+    master, agent = await make("posix,filesystem/linux,namespaces/pid", docker_registry=str(image_dir))
+    msg = image_task(agent.agent_id, "pid", "echo $$; id -u; ls /proc | grep -c '^[0-9]' || true")
+    msg.task.command.user = "root"
+    await master.send(msg)
+    await master.wait_state("pid", "TASK_FINISHED", timeout=60)
+    lines = open(os.path.join(sandbox_of(agent, "pid"), "stdout")).read().split()
+    assert lines[:2] == ["2", "0"], lines
+
+
+@needs_ns
+async def test_unknown_image_fails_the_launch_with_the_reason(make, image_dir):
+    master, agent = await make("posix,filesystem/linux", docker_registry=str(image_dir))
+    await master.send(image_task(agent.agent_id, "nope", "true", image="no-such-image"))
+    failed = await master.wait_state("nope", "TASK_FAILED", timeout=30)
+    assert failed.status.reason == "REASON_CONTAINER_LAUNCH_FAILED"
+    assert "no-such-image" in failed.status.message
+
+
+async def test_docker_containerizer_type_is_refused_clearly(make):
+    master, agent = await make("posix")
+    msg = run_task(agent.agent_id, "dock", "true")
+    msg.task.container = {"type": "DOCKER", "docker": {"image": "busybox"}}
+    await master.send(msg)
+    failed = await master.wait_state("dock", "TASK_FAILED", timeout=30)
+    assert failed.status.reason == "REASON_CONTAINER_LAUNCH_FAILED"
+    assert "Docker daemon" in failed.status.message
