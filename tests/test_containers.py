@@ -7,7 +7,7 @@ import os
 import uuid
 
 import pytest
-from images_support import busybox_path, make_image, save_manifest_tar
+from images_support import REGISTRY, busybox_path, make_image, push_image, save_manifest_tar, start_registry
 from test_agent_integration import FakeMaster, run_task, wait_for
 
 from mesos_nb.agent import AgentConfig, AgentProcess
@@ -234,3 +234,33 @@ async def test_docker_containerizer_type_is_refused_clearly(make):
     failed = await master.wait_state("dock", "TASK_FAILED", timeout=30)
     assert failed.status.reason == "REASON_CONTAINER_LAUNCH_FAILED"
     assert "Docker daemon" in failed.status.message
+
+
+@pytest.fixture
+def loopback_registry(tmp_path):
+    if REGISTRY is None:
+        pytest.skip("Debian package docker-registry is not installed")
+    if busybox_path() is None:
+        pytest.skip("busybox-static is not installed")
+    root = tmp_path / "registry"
+    root.mkdir()
+    proc, base = start_registry(root)
+    push_image(base, make_image("from-the-registry"))
+    yield base
+    proc.terminate()
+    proc.wait(10)
+
+
+@needs_ns
+async def test_image_from_the_loopback_registry_is_pulled_once(make, loopback_registry):
+    master, agent = await make("posix,filesystem/linux", docker_registry=loopback_registry)
+    await master.send(image_task(agent.agent_id, "r1", "cat /etc/hostname; id -un 2>/dev/null || id -u"))
+    await master.wait_state("r1", "TASK_FINISHED", timeout=60)
+    assert open(os.path.join(sandbox_of(agent, "r1"), "stdout")).read().startswith("from-the-registry\n")
+    source, store = agent.images.source, agent.images.store
+    asked, downloads = source.requests, store.stats["layer_downloads"]
+    assert downloads == 2
+    await master.send(image_task(agent.agent_id, "r2", "cat /etc/hostname"))
+    await master.wait_state("r2", "TASK_FINISHED", timeout=60)
+    assert source.requests == asked and store.stats["layer_downloads"] == downloads
+    assert open(os.path.join(sandbox_of(agent, "r2"), "stdout")).read() == "from-the-registry\n"
