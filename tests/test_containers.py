@@ -7,11 +7,20 @@ import os
 import uuid
 
 import pytest
-from images_support import REGISTRY, busybox_path, make_image, push_image, save_manifest_tar, start_registry
+from images_support import (
+    REGISTRY,
+    busybox_path,
+    make_image,
+    push_image,
+    save_manifest_tar,
+    start_registry,
+)
 from test_agent_integration import FakeMaster, run_task, wait_for
 
 from mesos_nb.agent import AgentConfig, AgentProcess
-from mesos_nb.agent.isolation import namespaces_unavailable
+from mesos_nb.agent.container_spec import parse_container
+from mesos_nb.agent.disk_usage import disk_message, format_bytes
+from mesos_nb.agent.isolation import namespaces_unavailable, parse_isolation
 
 NO_NS = namespaces_unavailable()
 needs_ns = pytest.mark.skipif(NO_NS is not None, reason=f"namespaces unavailable: {NO_NS}")
@@ -264,3 +273,40 @@ async def test_image_from_the_loopback_registry_is_pulled_once(make, loopback_re
     await master.wait_state("r2", "TASK_FINISHED", timeout=60)
     assert source.requests == asked and store.stats["layer_downloads"] == downloads
     assert open(os.path.join(sandbox_of(agent, "r2"), "stdout")).read() == "from-the-registry\n"
+
+
+# ---------------------------------------------------------------------- pure parts
+def test_isolation_names_follow_mesos():
+    spec = parse_isolation("cgroups/cpu,cgroups/mem,cgroups/blkio,disk/du,filesystem/linux,namespaces/pid")
+    assert (spec.io, spec.disk_du, spec.filesystem_linux, spec.pid_namespace) == (True, True, True, True)
+    assert parse_isolation("auto") == parse_isolation("")
+    with pytest.raises(ValueError, match="network/cni"):
+        parse_isolation("posix,network/cni")
+
+
+def test_container_info_shapes():
+    name, cached, vols = parse_container({"type": "MESOS", "mesos": {"image": {
+        "type": "DOCKER", "docker": {"name": "busybox:1.36"}, "cached": False}},
+        "volumes": [{"container_path": "/data", "mode": "RO", "host_path": "/srv"},
+                    {"container_path": "/tmp", "mode": "RW",
+                     "source": {"type": "SANDBOX_PATH", "sandbox_path": {"type": "SELF", "path": "tmp"}}}]})
+    assert (name, cached) == ("busybox:1.36", False)
+    assert vols[0].host_path == "/srv" and vols[0].readonly and vols[1].sandbox_path == "tmp"
+    for bad, words in (({"type": "MESOS", "mesos": {"image": {"type": "APPC", "appc": {"name": "x"}}}}, "APPC"),
+                       ({"type": "MESOS", "volumes": [{"container_path": "/x", "mode": "RW",
+                                                       "source": {"type": "SECRET"}}]}, "SECRET")):
+        with pytest.raises(ValueError, match=words):
+            parse_container(bad)
+
+
+def test_disk_message_uses_mesos_units():
+    assert disk_message(25 * 1024 * 1024, 8 * 1024 * 1024) == "Disk usage (25MB) exceeds quota (8MB)"
+    assert format_bytes(1536) == "1536B" and format_bytes(3 << 30) == "3GB" and format_bytes(4096) == "4KB"
+
+
+def test_unavailable_namespaces_refuse_the_agent_with_a_reason(monkeypatch):
+    from mesos_nb.agent import containerizer
+
+    monkeypatch.setattr(containerizer, "namespaces_unavailable", lambda: "the agent is not running as root")
+    with pytest.raises(ValueError, match="namespaces/pid isolation is unavailable: the agent is not running as root"):
+        containerizer.make_containerizer("posix,namespaces/pid")
