@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -397,10 +398,13 @@ class PosixContainerizer(Containerizer):
             out = _open_out(spec.stdout_path)
             err = _open_out(spec.stderr_path)
             if self._use_pidfd:
-                proc = subprocess.Popen(
-                    argv, executable=executable, stdin=self._stdin(), stdout=out, stderr=err,
+                popen = functools.partial(
+                    subprocess.Popen, argv, executable=executable, stdin=self._stdin(), stdout=out, stderr=err,
                     cwd=spec.cwd, env=env, start_new_session=True, close_fds=True, preexec_fn=preexec,
                 )
+                # Namespaces and mounts take the child milliseconds to set up before it execs,
+                # and Popen waits for the exec: off the event loop then (the plain path stays inline).
+                proc = await asyncio.to_thread(popen) if setup is not None or waiter else popen()
             else:
                 aproc = await asyncio.create_subprocess_exec(
                     *argv, executable=executable, stdin=subprocess.DEVNULL,
