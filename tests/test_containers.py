@@ -310,3 +310,55 @@ def test_unavailable_namespaces_refuse_the_agent_with_a_reason(monkeypatch):
     monkeypatch.setattr(containerizer, "namespaces_unavailable", lambda: "the agent is not running as root")
     with pytest.raises(ValueError, match="namespaces/pid isolation is unavailable: the agent is not running as root"):
         containerizer.make_containerizer("posix,namespaces/pid")
+
+
+# ---------------------------------------------------------------------- status, limits, executors
+@needs_ns
+async def test_exit_status_passes_through_the_namespace_init(make):
+    master, agent = await make("posix,filesystem/linux,namespaces/pid")
+    msg = run_task(agent.agent_id, "three", "exit 3")
+    msg.framework.checkpoint = True  # supervised: the waiter records the status for a restarted agent
+    await master.send(msg, run_task(agent.agent_id, "sig", "kill -KILL $$"))
+    failed = await master.wait_state("three", "TASK_FAILED", timeout=30)
+    assert failed.status.message == "Command exited with status 3"
+    killed = await master.wait_state("sig", "TASK_FAILED", timeout=30)
+    assert killed.status.message == "Command terminated with signal Killed"
+    meta = os.path.join(agent.config.work_dir, "meta")
+    statuses = [os.path.join(r, "exit.status") for r, _, files in os.walk(meta) if "exit.status" in files]
+    assert statuses and int(open(statuses[0]).read()) == 3 << 8
+
+
+CGROUPS_WHY = None
+try:
+    from mesos_nb.agent.isolation import detect_isolation
+    _kind, _why = detect_isolation()
+    CGROUPS_WHY = None if _kind.startswith("cgroups") else "; ".join(f"{k}: {v}" for k, v in _why.items())
+except Exception as e:  # pragma: no cover - detection itself failed
+    CGROUPS_WHY = str(e)
+
+
+@needs_ns
+@pytest.mark.skipif(CGROUPS_WHY is not None, reason=f"cgroups unusable here: {CGROUPS_WHY}")
+async def test_memory_limit_still_applies_inside_a_pid_namespace(make):
+    import sys
+    hog = (f"{sys.executable} -c \"import time; b = []\n"
+           "while True:\n    b.append(bytearray(8 << 20)); time.sleep(0.01)\"")
+    master, agent = await make("cgroups/cpu,cgroups/mem,filesystem/linux,namespaces/pid")
+    await master.send(run_task(agent.agent_id, "hog", hog, resources="cpus:0.5;mem:64"))
+    failed = await master.wait_state("hog", "TASK_FAILED", timeout=60)
+    assert failed.status.reason == "REASON_CONTAINER_LIMITATION_MEMORY", failed.status
+
+
+@needs_ns
+async def test_custom_executor_runs_in_its_image(make, image_dir):
+    from mesos_nb.protocol.messages import ID, CommandInfo, ExecutorInfo
+
+    master, agent = await make("posix,filesystem/linux", docker_registry=str(image_dir),
+                               executor_registration_timeout=30)
+    executor = ExecutorInfo(
+        executor_id=ID(value="img-exec"), framework_id=ID(value="fw-1"),
+        command=CommandInfo(value="cat /etc/hostname > $MESOS_SANDBOX/seen; id -u >> $MESOS_SANDBOX/seen"),
+        container={"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": "busybox-test"}}}})
+    await master.send(run_task(agent.agent_id, "t-ex", None, executor=executor))
+    await master.wait_state("t-ex", "TASK_FAILED", timeout=30)  # it exits without subscribing
+    assert open(os.path.join(sandbox_of(agent, "img-exec"), "seen")).read() == "from-the-image\n1234\n"
