@@ -140,8 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(a, "--resources", help='e.g. "cpus:4;mem:8192;ports:[31000-32000]" (default: detected)')
     _opt(a, "--attributes", help='e.g. "rack:a;zone:1"')
     _opt(a, "--work-dir", default="/tmp/mesos-nb/agent", help="sandboxes and checkpoints")
-    _opt(a, "--isolation", default="auto", choices=["auto", "cgroups", "cgroups/v1", "cgroups/v2", "posix"],
-         help="auto (the best this machine allows), cgroups, cgroups/v1, cgroups/v2 or posix")
+    _opt(a, "--isolation", default="auto",
+         help="auto (the best this machine allows), cgroups, cgroups/v1, cgroups/v2, posix, or Mesos names: "
+              "cgroups/cpu,cgroups/mem,cgroups/blkio,disk/du,filesystem/linux,namespaces/pid")
+    _opt(a, "--docker-registry", help="container images: a directory of `docker save` tarballs or a registry URL "
+                                      "(default: Docker Hub)")
+    _opt(a, "--docker-store-dir", help="image layer store (default: <work-dir>/store/docker)")
+    _opt(a, "--image-store-max-bytes", type=int, default=0, help="bound of the image layer store (0: unbounded)")
+    a.add_argument("--enforce-container-disk-quota", action="store_true",
+                   help="disk/du: kill a task that uses more disk than its `disk` resource")
+    _opt(a, "--container-disk-watch-interval", type=_positive, default=15.0, help="disk/du: seconds between measurements")
     _opt(a, "--agent-secret", help="shared secret for the master")
     _opt(a, "--log-level", type=_log_level, default="info", help="debug, info, warning, error")
 
@@ -809,8 +817,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
             master=args.master, host=args.host, port=args.port, hostname=args.hostname,
             resources=args.resources, attributes=args.attributes, work_dir=args.work_dir,
             isolation=args.isolation, agent_secret=args.agent_secret,
+            docker_registry=args.docker_registry, docker_store_dir=args.docker_store_dir,
+            image_store_max_bytes=args.image_store_max_bytes,
+            enforce_container_disk_quota=args.enforce_container_disk_quota,
+            container_disk_watch_interval=args.container_disk_watch_interval,
         )
-        proc = AgentProcess([cfg], master=args.master, secret=args.agent_secret)
+        try:
+            proc = AgentProcess([cfg], master=args.master, secret=args.agent_secret)
+        except ValueError as e:  # an --isolation this agent or machine cannot provide
+            raise CLIError(str(e)) from None
         try:
             await proc.start()
         except ConnectionError as e:

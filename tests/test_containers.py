@@ -362,3 +362,12 @@ async def test_custom_executor_runs_in_its_image(make, image_dir):
     await master.send(run_task(agent.agent_id, "t-ex", None, executor=executor))
     await master.wait_state("t-ex", "TASK_FAILED", timeout=30)  # it exits without subscribing
     assert open(os.path.join(sandbox_of(agent, "img-exec"), "seen")).read() == "from-the-image\n1234\n"
+
+
+def test_cli_agent_refuses_an_unknown_isolator_in_one_sentence(tmp_path):
+    from conftest import run_cli
+
+    r = run_cli("agent", "--isolation", "posix,network/cni", "--port", "0", "--master", "127.0.0.1:1",
+                "--work-dir", str(tmp_path / "agent"), timeout=30)
+    assert r.returncode == 2, r
+    assert "Unsupported isolation 'network/cni'" in r.stderr and "Traceback" not in r.stderr
