@@ -171,8 +171,6 @@ def build_busybox_tarballs(directory: str, name: str) -> str:
 
     if imgs.busybox_path() is None:
         raise SystemExit("--image needs busybox-static (apt-get install busybox-static)")
-    if "true" not in imgs.APPLETS:
-        imgs.APPLETS = (*imgs.APPLETS, "true")
     imgs.save_manifest_tar(imgs.make_image(repo=name), Path(directory) / f"{name}.tar")
     return directory
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234:app:/home/app:/bin/sh\n"
 GROUP = "root:x:0:\napp:x:1234:\nstaff:x:50:app\n"
-APPLETS = ("sh", "cat", "id", "echo", "ls", "touch", "test", "stat")
+APPLETS = ("sh", "cat", "id", "echo", "ls", "touch", "test", "stat", "sleep", "true")
 
 
 def busybox_path() -> str | None:

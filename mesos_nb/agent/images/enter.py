@@ -82,20 +82,7 @@ def _enter(rootfs: str, sandbox: str, workdir: str, sandbox_target: str, uid: in
     linux.mount(sandbox, _fd_path(box), None, linux.MS_BIND | linux.MS_REC)
     os.close(box)
     for src, dst, readonly in volumes:
-        if os.path.isdir(src):
-            target = _open_dirs(root_fd, dst)
-        else:
-            parent = _open_dirs(root_fd, os.path.dirname(dst.rstrip("/")))
-            name = os.path.basename(dst.rstrip("/"))
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=parent))
-            target = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-            os.close(parent)
-        linux.mount(src, _fd_path(target), None, linux.MS_BIND | linux.MS_REC)
-        if readonly:
-            linux.mount(None, _fd_path(target), None,
-                        linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_REC)
-        os.close(target)
+        _bind_volume(root_fd, src, dst, readonly)
     os.close(root_fd)
     os.chdir(rootfs)
     try:
@@ -113,6 +100,39 @@ def _enter(rootfs: str, sandbox: str, workdir: str, sandbox_target: str, uid: in
     os.setgroups(groups)
     os.setgid(gid)
     os.setuid(uid)
+
+
+def _bind_volume(root_fd: int, src: str, dst: str, readonly: bool) -> None:
+    """Bind ``src`` (host) at ``dst`` inside the root; the target is created and opened without
+    following symlinks, and re-opened after the bind (so a read-only remount hits the mount)."""
+    rel = dst.strip("/")
+    if not rel:
+        raise OSError(22, "a volume cannot be mounted at /")
+    parent = _open_dirs(root_fd, os.path.dirname(rel))
+    name = os.path.basename(rel)
+    flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        if os.path.isdir(src):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o755, dir_fd=parent)
+            flags |= os.O_DIRECTORY
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=parent))
+        target = os.open(name, flags, dir_fd=parent)
+        try:
+            linux.mount(src, _fd_path(target), None, linux.MS_BIND | linux.MS_REC)
+        finally:
+            os.close(target)
+        if readonly:
+            mounted = os.open(name, flags, dir_fd=parent)
+            try:
+                linux.mount(None, _fd_path(mounted), None,
+                            linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_REC)
+            finally:
+                os.close(mounted)
+    finally:
+        os.close(parent)
 
 
 def _fd_path(fd: int) -> str:
