@@ -371,3 +371,22 @@ def test_cli_agent_refuses_an_unknown_isolator_in_one_sentence(tmp_path):
                 "--work-dir", str(tmp_path / "agent"), timeout=30)
     assert r.returncode == 2, r
     assert "Unsupported isolation 'network/cni'" in r.stderr and "Traceback" not in r.stderr
+
+
+@needs_ns
+async def test_task_group_executor_runs_in_its_image(make, image_dir):
+    from mesos_nb.protocol.channel import RunTask
+    from mesos_nb.protocol.messages import ID, CommandInfo, ExecutorInfo
+
+    master, agent = await make("posix,filesystem/linux,namespaces/pid", docker_registry=str(image_dir),
+                               executor_registration_timeout=30)
+    executor = ExecutorInfo(
+        executor_id=ID(value="group-exec"), framework_id=ID(value="fw-1"),
+        command=CommandInfo(value="cat /etc/hostname > $MESOS_SANDBOX/seen; echo $$ >> $MESOS_SANDBOX/seen"),
+        container={"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": "busybox-test"}}}})
+    tasks = [run_task(agent.agent_id, t, None).task for t in ("g1", "g2")]
+    first = run_task(agent.agent_id, "g1", None)
+    await master.send(RunTask(agent_id=agent.agent_id, framework=first.framework, executor=executor, task_group=tasks))
+    for t in ("g1", "g2"):
+        await master.wait_state(t, "TASK_FAILED", timeout=30)  # the executor exits without subscribing
+    assert open(os.path.join(sandbox_of(agent, "group-exec"), "seen")).read() == "from-the-image\n2\n"

@@ -43,6 +43,8 @@ class RecoveredImage:
     def release(self) -> None:
         try:
             destroy_rootfs(self.rootfs)
+            with contextlib.suppress(OSError):
+                os.rmdir(self.rootfs.container_dir)
         finally:
             if self.image is not None:
                 self.store.release(self.image)
@@ -102,6 +104,8 @@ class ContainerImages:
     def _release_now(prepared: Any) -> None:
         try:
             prepared.release()
+            with contextlib.suppress(OSError):
+                os.rmdir(prepared.rootfs.container_dir)
         except OSError:
             logger.exception("cannot remove a container's root file system")
 

@@ -472,7 +472,8 @@ class PosixContainerizer(Containerizer):
 
         loop.add_reader(pidfd, _on_exit)
         c = Container(container_id=container_id, pid=pid, directory=directory, exit_future=fut,
-                      limits=limits, status_path=status_path, recovered=True)
+                      limits=limits, status_path=status_path, recovered=True,
+                      disk_paths=(directory,) if self.isolation.disk_du else ())
         self._track(c)
         return c
 

@@ -150,7 +150,8 @@ class Recovery:
         pid = run.info.get("pid")
         alive = (not rebooted and not run.sentinel and isinstance(pid, int)
                  and pid_identity.alive(pid, run.info.get("start_time")))
-        limits = Limits(cpus=run.info.get("cpus", 0.0), mem_bytes=run.info.get("mem_bytes", 0))
+        limits = Limits(cpus=run.info.get("cpus", 0.0), mem_bytes=run.info.get("mem_bytes", 0),
+                        disk_bytes=run.info.get("disk_bytes", 0))
         container = None
         if alive:
             assert isinstance(pid, int)
