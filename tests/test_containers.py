@@ -390,3 +390,13 @@ async def test_task_group_executor_runs_in_its_image(make, image_dir):
     for t in ("g1", "g2"):
         await master.wait_state(t, "TASK_FAILED", timeout=30)  # the executor exits without subscribing
     assert open(os.path.join(sandbox_of(agent, "group-exec"), "seen")).read() == "from-the-image\n2\n"
+
+
+@needs_ns
+async def test_posix_memory_accounting_skips_the_namespace_wrappers(make):
+    """The waiter and init are forks of the agent: their RSS is the agent's shared pages, not
+    the task's. A small task under a small limit must not be killed for them."""
+    master, agent = await make("posix,filesystem/linux,namespaces/pid")
+    await master.send(run_task(agent.agent_id, "small", "sleep 1; echo done", resources="cpus:0.1;mem:8"))
+    await master.wait_state("small", "TASK_FINISHED", timeout=30)
+    assert not any(u.status.state == "TASK_FAILED" for u in master.updates("small"))

@@ -437,6 +437,8 @@ class PosixContainerizer(Containerizer):
                     fut.set_result(_status_from_returncode(rc))
 
             fut._waiter_task = loop.create_task(_wait())  # type: ignore[attr-defined]
+        if waiter:
+            self.isolator.wrapped(spec.container_id, 2 if iso.pid_namespace else 1)
         self.isolator.isolate(spec.container_id, pid, spec.limits)
         c = Container(container_id=spec.container_id, pid=pid, directory=spec.cwd, exit_future=fut,
                       limits=spec.limits, status_path=spec.status_path, prepared=prepared,

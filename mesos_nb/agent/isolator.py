@@ -133,6 +133,10 @@ class Isolator:
     def pids(self, container_id: str) -> list[int]:
         return []
 
+    def wrapped(self, container_id: str, levels: int) -> None:
+        """The container's top ``levels`` processes are the agent's own wrappers (namespace
+        waiter/init, forks that never exec): not the task's memory."""
+
     def cleanup(self, container_id: str) -> bool:
         """Remove the container's isolation state; False = try again later (still busy)."""
         return True
