@@ -183,7 +183,7 @@ class MasterCore(MasterState):
 
     def reserve_operation(self, kind: str, payload: object, now: float) -> None:
         """Operator RESERVE_RESOURCES / UNRESERVE_RESOURCES (reservations.py)."""
-        _reservations.operator_operation(self, kind, payload, now)
+        _reservations.operator_operation(self, kind, payload, now, _offers.rescind)
 
     def get_operations(self) -> list[dict]:
         return _reservations.get_operations(self)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ..protocol import channel as ch
@@ -155,10 +156,12 @@ def framework_operation(st: MasterState, fw: Framework, agent: Agent | None, rol
     return remaining - consumed + converted
 
 
-def operator_operation(st: MasterState, kind: str, payload: Any, now: float) -> None:
-    """RESERVE_RESOURCES / UNRESERVE_RESOURCES; CallError 400 (invalid), 404 (agent), 409 (busy)."""
-    from .offers import rescind
+def operator_operation(st: MasterState, kind: str, payload: Any, now: float,
+                       rescind: Callable[[MasterState, Any, float], None]) -> None:
+    """RESERVE_RESOURCES / UNRESERVE_RESOURCES; CallError 400 (invalid), 404 (agent), 409 (busy).
 
+    ``rescind`` (offers.rescind) is handed in: offers use this module for ACCEPT operations, so
+    this module must not import them back."""
     if not isinstance(payload, dict):
         raise CallError(400, f"Expecting '{kind.lower()}' to be present")
     aid = (payload.get("agent_id") or {}).get("value") if isinstance(payload.get("agent_id"), dict) else None
