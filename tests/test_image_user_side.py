@@ -170,3 +170,26 @@ def test_dask_workers_run_in_the_image(tmp_path: Path):
             assert len(tasks) == 1
     finally:
         ct.stop()
+
+
+def test_notebook_dask_image_with_volumes(ip, tmp_path: Path):
+    pytest.importorskip("distributed")
+    from mesos_nb.notebook import MesosNotebookError
+    from mesos_nb.notebook.embedded import ClusterThread
+
+    d = tmp_path / "images"
+    save_manifest_tar(etc_only_image("magic-dask-image"), d / "pyhost:latest.tar")
+    ct = ClusterThread(agents=1, port=0, agent_resources="cpus:2;mem:4096;disk:2048",
+                       work_dir=str(tmp_path / "dask-magic"), isolation=ISOLATION, docker_registry=str(d))
+    ct.start()
+    try:
+        ip.run_line_magic("mesos", f"connect {ct.master_address}")
+        with pytest.raises(MesosNotebookError, match="give --image too"):
+            ip.run_line_magic("mesos", "dask --workers 1 --volume /usr")
+        vols = " ".join(f"--volume {h}:{c}" for h, c in python_volumes())
+        client = ip.run_line_magic("mesos", f"dask --workers 1 --cpus 1 --mem 1024 --image pyhost {vols}")
+        seen = client.run(lambda: open("/etc/hostname").read())
+        assert list(seen.values()) == ["magic-dask-image\n"]
+        ip.run_line_magic("mesos", "disconnect")
+    finally:
+        ct.stop()
