@@ -9,7 +9,7 @@ from collections.abc import Callable
 from mesos_nb.master.ha_flags import add_agent_flags, add_master_flags
 from mesos_nb.protocol.version import VERSION
 
-from . import operator, run, services
+from . import apps, operator, run, services
 from .options import DEFAULT_MASTER, ENV_PREFIX, Parser, flag, log_level, opt, port, positive
 
 
@@ -50,8 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     opt(a, "--resources", help='e.g. "cpus:4;mem:8192;ports:[31000-32000]" (default: detected)')
     opt(a, "--attributes", help='e.g. "rack:a;zone:1"')
     opt(a, "--work-dir", default="/tmp/mesos-nb/agent", help="sandboxes and checkpoints")
-    opt(a, "--isolation", default="auto", choices=["auto", "cgroups", "cgroups/v1", "cgroups/v2", "posix"],
-         help="auto (the best this machine allows), cgroups, cgroups/v1, cgroups/v2 or posix")
+    opt(a, "--isolation", default="auto",
+        help="auto (the best this machine allows), cgroups, cgroups/v1, cgroups/v2, posix, or Mesos names: "
+             "cgroups/cpu,cgroups/mem,cgroups/blkio,disk/du,filesystem/linux,namespaces/pid")
+    opt(a, "--docker-registry", help="container images: a directory of `docker save` tarballs or a registry URL "
+                                     "(default: Docker Hub)")
+    opt(a, "--docker-store-dir", help="image layer store (default: <work-dir>/store/docker)")
+    opt(a, "--image-store-max-bytes", type=int, default=0, help="bound of the image layer store (0: unbounded)")
+    a.add_argument("--enforce-container-disk-quota", action="store_true",
+                   help="disk/du: kill a task that uses more disk than its `disk` resource")
+    opt(a, "--container-disk-watch-interval", type=positive, default=15.0,
+        help="disk/du: seconds between measurements")
     opt(a, "--agent-secret", help="shared secret for the master")
     opt(a, "--log-level", type=log_level, default="info", help="debug, info, warning, error")
     add_agent_flags(a)
@@ -61,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt(lo, "--port", type=port, default=5050, help="master port (0: any free port)")
     opt(lo, "--work-dir", help="work directory (default: a temporary one)")
     opt(lo, "--resources", help="resources of each agent (default: the machine divided among them)")
+    opt(lo, "--isolation", help="isolation of each agent (as for 'mesos-nb agent'; default: auto)")
+    opt(lo, "--docker-registry", help="container images of each agent: a directory of `docker save` "
+                                      "tarballs or a registry URL")
     opt(lo, "--log-level", type=log_level, default="warning", help="debug, info, warning, error")
 
     cmd("status", "summary of the cluster", operator.cmd_status)
@@ -79,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--attr", action="append", default=[], metavar="K=V",
                    help="only run on agents with this attribute (repeatable)")
     opt(r, "--name", help="task name")
+    opt(r, "--image", help="run in this Docker image (the agents need filesystem/linux isolation)")
     opt(r, "--timeout", type=positive, help="give up after this many seconds")
     flag(r, "--verbose", "print status updates on stderr")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
@@ -91,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = cmd("kill", "kill a task", operator.cmd_kill)
     k.add_argument("task", metavar="TASK", help="task id (or a unique prefix)")
     services.notebook_commands(cmd)
+    apps.add_commands(cmd)
     return p
 
 

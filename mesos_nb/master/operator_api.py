@@ -39,17 +39,16 @@ CALLS = {
     "KILL_TASK",  # mesos-nb's own: kill one task by id (kept for existing tools)
 }
 NOT_BUILT = {
-    "RESERVE_RESOURCES": "dynamic reservations", "UNRESERVE_RESOURCES": "dynamic reservations",
     "CREATE_VOLUMES": "persistent volumes", "DESTROY_VOLUMES": "persistent volumes",
     "GROW_VOLUME": "persistent volumes", "SHRINK_VOLUME": "persistent volumes",
     "UPDATE_MAINTENANCE_SCHEDULE": "maintenance", "START_MAINTENANCE": "maintenance",
     "STOP_MAINTENANCE": "maintenance", "DRAIN_AGENT": "agent draining", "DEACTIVATE_AGENT": "agent deactivation",
-    "REACTIVATE_AGENT": "agent deactivation", "UPDATE_QUOTA": "quota", "SET_QUOTA": "quota",
-    "REMOVE_QUOTA": "quota",
+    "REACTIVATE_AGENT": "agent deactivation",
 }
 # Payloads Mesos requires (validation.cpp): the call is a 400 without them.
 REQUIRED = {"GET_METRICS", "SET_LOGGING_LEVEL", "LIST_FILES", "READ_FILE", "UPDATE_WEIGHTS", "TEARDOWN",
-            "MARK_AGENT_GONE", "KILL_TASK"}
+            "MARK_AGENT_GONE", "KILL_TASK", "UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA",
+            "RESERVE_RESOURCES", "UNRESERVE_RESOURCES"}
 
 
 def _text(status: int, message: str) -> web.Response:
@@ -179,7 +178,10 @@ class OperatorApi:
             view = v.StateView(core)
             return _json({"type": t, field: getattr(view, field)()})
         if t == "GET_OPERATIONS":
-            return _json({"type": t, field: {}})
+            return _json({"type": t, field: {"operations": core.get_operations()}})
+        if t in ("RESERVE_RESOURCES", "UNRESERVE_RESOURCES"):
+            core.reserve_operation(t, payload, time.time())  # CallError 400 / 404 / 409
+            return web.Response(status=202)
         if t == "GET_ROLES":
             return _json({"type": t, field: v.StateView(core).get_roles(self.weight_map())})
         if t == "GET_WEIGHTS":
@@ -196,7 +198,9 @@ class OperatorApi:
         if t == "GET_MAINTENANCE_SCHEDULE":
             return _json({"type": t, field: {"schedule": {}}})
         if t == "GET_QUOTA":
-            return _json({"type": t, field: {"status": {}}})
+            return _json({"type": t, field: {"status": core.quota_status()}})
+        if t in ("UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA"):
+            return self._update_quota(t, payload)
         if t == "TEARDOWN":
             fid = _id_value(payload, "framework_id")
             if fid is None:
@@ -255,9 +259,41 @@ class OperatorApi:
             if not weight > 0:
                 return _text(400, f"Weight for role '{role}' must be positive, got {weight}")
             weights[role] = float(weight)
-        self.server.core.allocator.update_weights(weights)
-        self.server.core.version += 1
-        self.server.core.wants_allocation = True
+        self.server.core.update_weights(weights)
+        return web.Response(status=200)
+
+    def _update_quota(self, t: str, payload: dict[str, Any]) -> web.Response:
+        """UPDATE_QUOTA (1.9+) and the deprecated SET_QUOTA / REMOVE_QUOTA, all-or-nothing.
+        ``authorize`` is the hook for the ACL module (``update_quota`` per role)."""
+        core = self.server.core
+        authorize = getattr(self.server, "authorize_role_action", None)
+        force = bool(payload.get("force", False))
+        if t == "UPDATE_QUOTA":
+            configs = payload.get("quota_configs")
+        elif t == "REMOVE_QUOTA":
+            role = payload.get("role")
+            if not isinstance(role, str):
+                return _text(400, "Expecting 'remove_quota.role' to be present")
+            configs = [{"role": role}]
+        else:  # SET_QUOTA: guarantees and limits both set to the given guarantee
+            req = payload.get("quota_request")
+            role = req.get("role") if isinstance(req, dict) else None
+            guarantee = req.get("guarantee") if isinstance(req, dict) else None
+            if not isinstance(role, str) or not isinstance(guarantee, list):
+                return _text(400, "Expecting 'set_quota.quota_request' with a 'role' and a 'guarantee' list")
+            if role in core.quota_configs:
+                return _text(400, f"Failed to validate set quota request: quota cannot be set for role "
+                                  f"'{role}' which already has quota")
+            q = {r.get("name"): {"value": (r.get("scalar") or {}).get("value")}
+                 for r in guarantee if isinstance(r, dict)}
+            configs = [{"role": role, "guarantees": q, "limits": q}]
+            force = bool(req.get("force", False))
+        try:
+            core.update_quota(configs, force, authorize)
+        finally:
+            self.server.flush()
+        log.info("quota updated call=%s roles=%s", t,
+                 ",".join(c.get("role", "?") for c in configs if isinstance(c, dict)))
         return web.Response(status=200)
 
     # ------------------------------------------------------------------ v0 additions
@@ -290,7 +326,7 @@ class OperatorApi:
             self.server.flush()
 
     async def quota(self, request: web.Request) -> web.Response:
-        return _json({})
+        return _json(self.server.core.quota_status())
 
     async def maintenance_status(self, request: web.Request) -> web.Response:
         return _json({})

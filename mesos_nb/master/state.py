@@ -101,6 +101,7 @@ class MasterState:
         self.master_id = master_id
         self.master_info: m.MasterInfo | None = None  # set by the shell once it knows its address
         self.allocator = allocator or HierarchicalDRFAllocator()
+        self.quota_configs: dict[str, dict] = {}  # role -> QuotaConfig JSON (quota.py)
         # How long an agent recovered after a failover has to re-register (Mesos
         # --agent_reregister_timeout), and how long one whose channel broke has before it is
         # marked unreachable (the ping timeouts it would miss meanwhile).
@@ -116,6 +117,7 @@ class MasterState:
         self.unreachable: dict[str, float] = {}  # agent id -> when it was marked unreachable
         self.gone: dict[str, float] = {}  # agent id -> when an operator marked it gone
         self.offers: dict[str, Offer] = {}
+        self.operations: deque[dict] = deque(maxlen=1000)  # reservations.py: GET_OPERATIONS
         self.out: list[Any] = []
         self.version = 0  # bumped on every change; the read endpoints cache by it
         self.wants_allocation = False
