@@ -75,13 +75,15 @@ _SERVE = (
 
 def start_cluster(work_dir: str, concurrency: int, split: bool,
                   isolation: str = "auto", task_cpus: float = 0.1,
-                  registry: str | None = None) -> tuple[list[subprocess.Popen], str]:
+                  registry: str | None = None, launcher: bool = True) -> tuple[list[subprocess.Popen], str]:
     """``mesos-nb local --agents 2``; with ``split`` the two agents live in a second process
     (one agent process, as on a real machine), otherwise master and agents share one."""
     port = _free_port()
     per_agent = max(1, concurrency // 2)
     res = f"cpus:{per_agent * task_cpus:.2f};mem:{per_agent * 4}"
     env = dict(os.environ, MESOS_NB_LOG_LEVEL="warning")
+    if not launcher:
+        env["MESOS_NB_AGENT_LAUNCHER"] = "0"  # the agents fork their tasks themselves (the fallback path)
     opts = {"isolation": isolation, **({"docker_registry": registry} if registry else {})}
     if not split:
         body = (
@@ -177,11 +179,11 @@ def build_busybox_tarballs(directory: str, name: str) -> str:
 
 async def through_cluster(n: int, concurrency: int, split: bool, base: str,
                           isolation: str = "auto", task_cpus: float = 0.1,
-                          image: str | None = None) -> tuple[float, int]:
+                          image: str | None = None, launcher: bool = True) -> tuple[float, int]:
     os.makedirs(base, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mesos-nb-bench-", dir=base) as wd:
         registry = build_busybox_tarballs(os.path.join(wd, "images"), image) if image else None
-        procs, master = start_cluster(wd, concurrency, split, isolation, task_cpus, registry)
+        procs, master = start_cluster(wd, concurrency, split, isolation, task_cpus, registry, launcher)
         try:
             sched = Launcher(n, task_cpus, image)
             driver = SchedulerDriver(sched, FrameworkInfo(user="bench", name="launch-throughput"), master)
@@ -213,17 +215,21 @@ async def main(argv: list[str] | None = None) -> None:
                     help="cpus per task (default 0.1; under cgroups this is a hard CFS quota, and 0.01 "
                          "leaves a process 1 ms of CPU per 100 ms period to start in)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead")
+    ap.add_argument("--no-launcher", action="store_true",
+                    help="agents fork tasks themselves instead of through their launcher helper (for comparison)")
     ap.add_argument("--image", help="also run the tasks in this (built) busybox image, e.g. busybox")
     a = ap.parse_args(argv)
     await raw_spawn(min(50, a.n), a.concurrency)  # warm-up
     raw = await raw_spawn(a.n, a.concurrency)
     raw_rate = a.n / raw
-    out = {"n": a.n, "isolation": a.isolation, "work_dir": a.work_dir, "raw_rate": raw_rate}
+    out = {"n": a.n, "isolation": a.isolation, "work_dir": a.work_dir, "launcher": not a.no_launcher,
+           "raw_rate": raw_rate, "loadavg": os.getloadavg()[0]}
     say = (lambda *_: None) if a.json else print
     say(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}, n={a.n}, concurrency={a.concurrency}, work dir {a.work_dir}, isolation {a.isolation}, task cpus {a.task_cpus}")
     say(f"raw asyncio spawn            : {raw:7.3f} s = {raw_rate:8.1f} /s")
     for split, label in ((False, "master+agents in one process"), (True, "agents in their own process ")):
-        clu, failed = await through_cluster(a.n, a.concurrency, split, a.work_dir, a.isolation, a.task_cpus)
+        clu, failed = await through_cluster(a.n, a.concurrency, split, a.work_dir, a.isolation, a.task_cpus,
+                                            launcher=not a.no_launcher)
         rate = a.n / clu
         key = "split" if split else "one_process"
         out[f"{key}_rate"], out[f"{key}_ratio"], out[f"{key}_failed"] = rate, rate / raw_rate, failed

@@ -120,8 +120,8 @@ class Helper:
                     except BlockingIOError:
                         pass
                     self._reap()
-                else:
-                    self._confirm(key.fd)
+                elif self.starting.get(key.fd, (0, 0))[1] == key.data:
+                    self._confirm(key.fd)  # (not already confirmed by _reap in this same round)
 
     def _read_commands(self) -> bool:
         data = os.read(self.fd, 1 << 20)
@@ -150,7 +150,7 @@ class Helper:
         os.close(w)
         self.starting[r] = (req["id"], pid)
         self.pipe_of[pid] = r
-        self.sel.register(r, selectors.EVENT_READ, "exec")
+        self.sel.register(r, selectors.EVENT_READ, pid)
 
     def _confirm(self, r: int) -> None:
         rid, pid = self.starting.pop(r)
