@@ -55,8 +55,9 @@ async def test_helper_forks_the_child_and_reports_its_exit(tmp_path):
         launcher.close()
 
 
+@pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
 async def test_exec_failure_fails_the_launch_with_the_reason(tmp_path):
-    c = PosixContainerizer()
+    c = PosixContainerizer(make_isolator("cgroups"))
     try:
         with pytest.raises(LaunchError, match="Failed to launch container: .*No such file or directory"):
             await c.launch(_spec(tmp_path, "missing", ["/nonexistent/binary"]))
@@ -66,8 +67,9 @@ async def test_exec_failure_fails_the_launch_with_the_reason(tmp_path):
         c.close()
 
 
+@pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
 async def test_helper_death_falls_back_to_the_agent_and_keeps_watching(tmp_path):
-    c = PosixContainerizer()
+    c = PosixContainerizer(make_isolator("cgroups"))
     try:
         running = await c.launch(_spec(tmp_path, "a", ["sleep", "30"]))
         helper = c._launcher.pid
@@ -85,7 +87,7 @@ async def test_helper_death_falls_back_to_the_agent_and_keeps_watching(tmp_path)
 
 @pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
 async def test_child_is_inside_its_cgroups_before_it_execs(tmp_path):
-    c = PosixContainerizer(make_isolator("cgroups"), isolation=None)
+    c = PosixContainerizer(make_isolator("cgroups"))
     try:
         # The command reads its own cgroups: what it sees is where it was at exec.
         ct = await c.launch(_spec(tmp_path, "cg1", ["cat", "/proc/self/cgroup"],
@@ -96,5 +98,15 @@ async def test_child_is_inside_its_cgroups_before_it_execs(tmp_path):
         assert mine, lines  # every controller the isolator manages names the container's cgroup
         assert (c.isolator.name == "cgroups/v2") or {"memory", "cpu"} <= {
             ctrl for line in mine for ctrl in line.split(":")[1].split(",")}
+    finally:
+        c.close()
+
+
+async def test_posix_containers_stay_on_the_agents_own_vfork(tmp_path):
+    c = PosixContainerizer()
+    try:
+        ct = await c.launch(_spec(tmp_path, "p", ["sleep", "30"]))
+        assert _ppid(ct.pid) == os.getpid() and c._launcher.pid is None  # no helper started for posix
+        await c.destroy(ct, 0)
     finally:
         c.close()

@@ -3,9 +3,8 @@
 ``Containerizer`` is the small interface the agent uses; ``PosixContainerizer`` is the
 ``--isolation posix`` implementation: each container is one process in its own session
 (so its process group is the container), with cwd = sandbox and stdout/stderr redirected to
-the sandbox files. Plain containers (no image, no namespaces) are forked by the agent's
-launcher helper (``launcher.py``), which reports their exits; the others are started here and
-awaited with a pidfd on the event loop (no pidfds: asyncio's subprocess machinery).
+the sandbox files. Plain containers with cgroups are forked by the launcher helper (launcher.py),
+the others here, awaited with a pidfd on the event loop (no pidfds: asyncio's subprocesses).
 
 Destroy = SIGTERM to the process group, wait the grace period, SIGKILL the group. When the
 leader exits on its own, leftover group members are SIGKILLed too (as Mesos' posix
@@ -390,16 +389,19 @@ class PosixContainerizer(Containerizer):
         if spec.status_path is not None and not waiter:
             argv = [sys.executable, "-S", SUPERVISOR, spec.status_path, executable or "", *argv]
             executable = None
-        try:
-            self.isolator.prepare(spec.container_id, spec.limits)
+        # cgroups: the helper forks (Popen here would fork with a preexec_fn); posix: Popen's vfork.
+        helper = self._launcher is not None and prepared is None and setup is None and not waiter and \
+            not isinstance(self.isolator, PosixIsolator)
+        try:  # with the helper, the cgroups are made off the event loop too
+            (await asyncio.to_thread(self.isolator.prepare, spec.container_id, spec.limits)) if helper \
+                else self.isolator.prepare(spec.container_id, spec.limits)
         except OSError as e:
             self._cleanup(spec.container_id)
             if prepared is not None and self.images is not None:
                 self.images.release(prepared)
             raise LaunchError(f"Failed to prepare isolation ({self.isolator.name}): {e}") from None
         join = self.isolator.preexec(spec.container_id)
-        if self._launcher is not None and prepared is None and setup is None and not waiter and \
-                (join is None or isinstance(join, CgroupJoin)):
+        if helper and isinstance(join, CgroupJoin):
             if (c := await self._launch_helper(spec, argv, executable, env, join, None)) is not None:
                 return c
         preexec = container_preexec(join=join, setup=setup,
@@ -458,14 +460,13 @@ class PosixContainerizer(Containerizer):
         return c
 
     async def _launch_helper(self, spec: LaunchSpec, argv: list[str], executable: str | None, env: dict[str, str],
-                             join: CgroupJoin | None, prepared: Any) -> Container | None:
-        """The plain path: the launcher helper forks the child, which joins its cgroups and
-        execs; None when the helper is unavailable (the caller launches it itself)."""
+                             join: CgroupJoin, prepared: Any) -> Container | None:
+        """The helper forks the child (it joins its cgroups, execs); None: helper unavailable."""
         assert self._launcher is not None
         try:
             pid, fut = await self._launcher.launch(
                 argv=argv, executable=executable, env=env, cwd=spec.cwd, stdout=spec.stdout_path,
-                stderr=spec.stderr_path, join=join.files if join is not None else [])
+                stderr=spec.stderr_path, join=join.files)
         except LauncherUnavailable:
             return None
         except OSError as e:
@@ -473,7 +474,6 @@ class PosixContainerizer(Containerizer):
             raise LaunchError(f"Failed to launch container: {e}") from None
         if spec.status_path is not None:  # supervisor.py recorded the task's own status
             fut = prefer_recorded(fut, functools.partial(read_status_file, spec.status_path))
-        self.isolator.isolate(spec.container_id, pid, spec.limits)
         c = Container(container_id=spec.container_id, pid=pid, directory=spec.cwd, exit_future=fut,
                       limits=spec.limits, status_path=spec.status_path, disk_paths=self._disk_paths(spec, prepared))
         self._track(c)
