@@ -51,7 +51,19 @@ async def test_every_get_call_answers_with_its_type(master):
         assert (await call(s, master.url, {"type": "GET_MASTER"}))["get_master"]["master_info"]["id"] == master.master_id
 
 
-@pytest.mark.parametrize("t", ["RESERVE_RESOURCES", "CREATE_VOLUMES", "DRAIN_AGENT",
+async def test_reserve_resources_over_http_is_validated(master):
+    async with aiohttp.ClientSession() as s:
+        cpus = {"name": "cpus", "type": "SCALAR", "scalar": {"value": 1},
+                "reservations": [{"type": "DYNAMIC", "role": "eng", "principal": "ops"}]}
+        await call(s, master.url, {"type": "RESERVE_RESOURCES"}, 400)
+        text = await call(s, master.url, {"type": "RESERVE_RESOURCES", "reserve_resources": {
+            "agent_id": {"value": "nope"}, "resources": [cpus]}}, 404)
+        assert "nope" in text
+        ops = await call(s, master.url, {"type": "GET_OPERATIONS"})
+        assert ops["get_operations"] == {"operations": []}
+
+
+@pytest.mark.parametrize("t", ["CREATE_VOLUMES", "DRAIN_AGENT",
                                "START_MAINTENANCE", "DEACTIVATE_AGENT", "REACTIVATE_AGENT"])
 async def test_resource_management_calls_say_not_supported(master, t):
     async with aiohttp.ClientSession() as s:

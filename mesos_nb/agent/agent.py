@@ -30,6 +30,7 @@ import msgspec
 from mesos_nb.protocol.channel import (
     AckUpdate,
     AgentRegistered,
+    CheckpointResources,
     FrameworkToExecutor,
     KillTask,
     RegisterAgent,
@@ -43,7 +44,7 @@ from mesos_nb.protocol.resources import Resources
 from mesos_nb.protocol.version import VERSION
 
 from . import checkpoint as ckpt
-from . import sandbox
+from . import resources_checkpoint, sandbox
 from .attributes import parse_attributes
 from .checkpointing import Checkpointing
 from .command_executor import CommandExecutor
@@ -88,6 +89,8 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         self.total: Resources = total if total is not None else detect_resources(
             config.resources, config.work_dir, gpus=config.detect_gpus
         )
+        self.base_total = self.total
+        self.total = resources_checkpoint.load(config.work_dir, self.total)
         self.used = Resources()
         self.images = ContainerImages(config.docker_registry, config.resolved_store_dir(),
                                       max_bytes=config.image_store_max_bytes)
@@ -135,6 +138,7 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
             ShutdownFramework: self._on_shutdown_framework,
             ShutdownExecutor: self._on_shutdown_executor,
             FrameworkToExecutor: self._on_framework_message,
+            CheckpointResources: self._on_checkpoint_resources,
         }
 
     # ------------------------------------------------------------------ identity
@@ -250,6 +254,14 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         tasks = [msg.task] if msg.task is not None else list(msg.task_group)
         executor = msg.executor or (tasks[0].executor if tasks else None)
         self._launch_with_executor(info, executor, tasks, fw_id, group=msg.task is None)
+
+    def _on_checkpoint_resources(self, msg: CheckpointResources) -> None:
+        try:
+            self.total = resources_checkpoint.save(self.config.work_dir, self.base_total, msg.resources)
+        except (OSError, ValueError) as e:
+            logger.error("cannot checkpoint resources agent=%s: %s", self.agent_id, e)
+            return
+        logger.info("resources checkpointed agent=%s total=%s", self.agent_id, self.total)
 
     def _refuse(self, fw_id: str, tasks: list[TaskInfo], ex_id: str, reason: str, message: str) -> None:
         for task in tasks:

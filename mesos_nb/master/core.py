@@ -24,6 +24,7 @@ from . import frameworks as _frameworks
 from . import offers as _offers
 from . import quota as _quota
 from . import reachability as _reachability
+from . import reservations as _reservations
 from . import tasks as _tasks
 from .allocator import HierarchicalDRFAllocator
 from .effects import (
@@ -179,6 +180,13 @@ class MasterCore(MasterState):
     def mark_unreachable(self, agent_id: str, now: float, why: str = "health check timed out") -> None:
         """The agent missed ``max_agent_ping_timeouts`` pings (or its window passed)."""
         _reachability.mark_unreachable(self, agent_id, now, why)
+
+    def reserve_operation(self, kind: str, payload: object, now: float) -> None:
+        """Operator RESERVE_RESOURCES / UNRESERVE_RESOURCES (reservations.py)."""
+        _reservations.operator_operation(self, kind, payload, now, _offers.rescind)
+
+    def get_operations(self) -> list[dict]:
+        return _reservations.get_operations(self)
 
     def mark_agent_gone(self, agent_id: str, now: float) -> None:
         """MARK_AGENT_GONE; raises CallError(404) for an agent neither admitted nor unreachable."""

@@ -39,7 +39,6 @@ CALLS = {
     "KILL_TASK",  # mesos-nb's own: kill one task by id (kept for existing tools)
 }
 NOT_BUILT = {
-    "RESERVE_RESOURCES": "dynamic reservations", "UNRESERVE_RESOURCES": "dynamic reservations",
     "CREATE_VOLUMES": "persistent volumes", "DESTROY_VOLUMES": "persistent volumes",
     "GROW_VOLUME": "persistent volumes", "SHRINK_VOLUME": "persistent volumes",
     "UPDATE_MAINTENANCE_SCHEDULE": "maintenance", "START_MAINTENANCE": "maintenance",
@@ -48,7 +47,8 @@ NOT_BUILT = {
 }
 # Payloads Mesos requires (validation.cpp): the call is a 400 without them.
 REQUIRED = {"GET_METRICS", "SET_LOGGING_LEVEL", "LIST_FILES", "READ_FILE", "UPDATE_WEIGHTS", "TEARDOWN",
-            "MARK_AGENT_GONE", "KILL_TASK", "UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA"}
+            "MARK_AGENT_GONE", "KILL_TASK", "UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA",
+            "RESERVE_RESOURCES", "UNRESERVE_RESOURCES"}
 
 
 def _text(status: int, message: str) -> web.Response:
@@ -178,7 +178,10 @@ class OperatorApi:
             view = v.StateView(core)
             return _json({"type": t, field: getattr(view, field)()})
         if t == "GET_OPERATIONS":
-            return _json({"type": t, field: {}})
+            return _json({"type": t, field: {"operations": core.get_operations()}})
+        if t in ("RESERVE_RESOURCES", "UNRESERVE_RESOURCES"):
+            core.reserve_operation(t, payload, time.time())  # CallError 400 / 404 / 409
+            return web.Response(status=202)
         if t == "GET_ROLES":
             return _json({"type": t, field: v.StateView(core).get_roles(self.weight_map())})
         if t == "GET_WEIGHTS":

@@ -117,6 +117,7 @@ class MasterState:
         self.unreachable: dict[str, float] = {}  # agent id -> when it was marked unreachable
         self.gone: dict[str, float] = {}  # agent id -> when an operator marked it gone
         self.offers: dict[str, Offer] = {}
+        self.operations: deque[dict] = deque(maxlen=1000)  # reservations.py: GET_OPERATIONS
         self.out: list[Any] = []
         self.version = 0  # bumped on every change; the read endpoints cache by it
         self.wants_allocation = False

@@ -74,6 +74,7 @@ class TaskSpec:
     constraints: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     offer_id: str | None = None
+    container: Mapping[str, Any] | None = None  # a ContainerInfo (see image_container)
 
     @property
     def amounts(self) -> dict[str, float]:
@@ -84,6 +85,15 @@ class TaskSpec:
         if self.ports:
             parts.append(f"ports:{self.ports}")
         return " ".join(parts)
+
+
+def image_container(image: str, volumes: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """A Mesos-containerizer ``ContainerInfo`` running in the Docker ``image`` (no daemon:
+    the agent provisions the rootfs), with ``(host_path, container_path)`` read-only volumes."""
+    info: dict[str, Any] = {"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": image}}}}
+    if volumes:
+        info["volumes"] = [{"container_path": c, "host_path": h, "mode": "RO"} for h, c in volumes]
+    return info
 
 
 class TaskHandle:
@@ -207,7 +217,8 @@ def match_offer(offer: Offer, pending: Sequence[TaskHandle]) -> list[tuple[TaskI
         cmd = spec.cmd(offer.hostname, ports) if callable(spec.cmd) else spec.cmd
         out.append((TaskInfo(name=spec.name, task_id=ID(value=task.id), agent_id=offer.agent_id,
                              resources=res.to_proto(role),
-                             command=command_info(cmd, dict(spec.env) or None)), task))
+                             command=command_info(cmd, dict(spec.env) or None),
+                             container=dict(spec.container) if spec.container else None), task))
     return out
 
 
@@ -237,8 +248,9 @@ class TaskPool(Scheduler):
 
     def __init__(self, master: str, name: str = "mesos-nb", *, role: str = "*",
                  failover_timeout: float = 0.0, framework_id: str | None = None,
-                 start_timeout: float = 15.0) -> None:
+                 start_timeout: float = 15.0, gpus: bool = False) -> None:
         self.master = normalize_master(master)
+        self.gpus = gpus  # GPU_RESOURCES capability: offers from GPU agents
         self.name = name
         self.role = role or "*"
         self.failover_timeout = float(failover_timeout)
@@ -275,7 +287,8 @@ class TaskPool(Scheduler):
         self._thread = threading.Thread(target=run, name=f"mesos-nb-pool-{self.name}", daemon=True)
         self._thread.start()
         ready.wait()
-        info = framework_info(self.name, self.role, self.failover_timeout, self.framework_id)
+        info = framework_info(self.name, self.role, self.failover_timeout, self.framework_id,
+                              gpus=self.gpus)
 
         async def go() -> str:
             self.driver = SchedulerDriver(self, info, self.master, start_timeout=self.start_timeout,
@@ -458,5 +471,5 @@ def _log_failure(t: asyncio.Future) -> None:
         log.warning("task pool operation failed: %s", t.exception())
 
 
-__all__ = ["LAUNCHING", "PENDING", "RUNNING", "TaskHandle", "TaskPool", "TaskSpec", "current_user",
+__all__ = ["LAUNCHING", "PENDING", "RUNNING", "TaskHandle", "TaskPool", "TaskSpec", "current_user", "image_container",
            "framework_ended", "framework_info", "match_offer", "ports_of", "unfit_reason"]
