@@ -75,13 +75,15 @@ _SERVE = (
 
 def start_cluster(work_dir: str, concurrency: int, split: bool,
                   isolation: str = "auto", task_cpus: float = 0.1,
-                  registry: str | None = None) -> tuple[list[subprocess.Popen], str]:
+                  registry: str | None = None, launcher: bool = True) -> tuple[list[subprocess.Popen], str]:
     """``mesos-nb local --agents 2``; with ``split`` the two agents live in a second process
     (one agent process, as on a real machine), otherwise master and agents share one."""
     port = _free_port()
     per_agent = max(1, concurrency // 2)
     res = f"cpus:{per_agent * task_cpus:.2f};mem:{per_agent * 4}"
     env = dict(os.environ, MESOS_NB_LOG_LEVEL="warning")
+    if not launcher:
+        env["MESOS_NB_AGENT_LAUNCHER"] = "0"  # the agents fork their tasks themselves (the fallback path)
     opts = {"isolation": isolation, **({"docker_registry": registry} if registry else {})}
     if not split:
         body = (
@@ -146,6 +148,59 @@ class Launcher(Scheduler):
             self.done.set()
 
 
+class OneAtATime(Scheduler):
+    """ACCEPT → TASK_RUNNING on an idle cluster: one task in flight at a time, ``n`` in all."""
+
+    def __init__(self, n: int, task_cpus: float) -> None:
+        self.n = n
+        self.launched = 0
+        self.busy = False
+        self.sent: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.done = asyncio.Event()
+        self.task_res = Resources.parse(f"cpus:{task_cpus};mem:4")
+
+    async def offers(self, driver, offers):
+        for offer in offers:
+            if self.busy or self.launched >= self.n:
+                await driver.decline([offer.id], refuse_seconds=0)
+                continue
+            self.busy = True
+            task = _task(offer, self.launched, self.task_res)
+            self.launched += 1
+            self.sent[task.task_id.value] = time.perf_counter()
+            await driver.launch([offer.id], [task], filters=None)
+
+    async def update(self, driver, status):
+        tid = status.task_id.value
+        if status.state == "TASK_RUNNING" and tid in self.sent:
+            self.latencies.append(time.perf_counter() - self.sent.pop(tid))
+        elif status.state in ("TASK_FINISHED", "TASK_FAILED", "TASK_LOST", "TASK_ERROR", "TASK_KILLED"):
+            self.busy = False
+            if self.launched >= self.n and not self.sent:
+                self.done.set()
+            else:
+                await driver.revive()
+
+
+async def accept_to_running(n: int, base: str, isolation: str, task_cpus: float, launcher: bool) -> list[float]:
+    os.makedirs(base, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mesos-nb-bench-", dir=base) as wd:
+        procs, master = start_cluster(wd, 2, False, isolation, task_cpus, None, launcher)
+        try:
+            sched = OneAtATime(n, task_cpus)
+            driver = SchedulerDriver(sched, FrameworkInfo(user="bench", name="accept-to-running"), master)
+            await driver.start()
+            await asyncio.wait_for(sched.done.wait(), timeout=max(120, n))
+            await driver.stop()
+            return sorted(sched.latencies)
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(30)
+
+
 def _task(offer, i: int, res: Resources, image: str | None = None):
     from mesos_nb.protocol import messages as m
 
@@ -177,11 +232,11 @@ def build_busybox_tarballs(directory: str, name: str) -> str:
 
 async def through_cluster(n: int, concurrency: int, split: bool, base: str,
                           isolation: str = "auto", task_cpus: float = 0.1,
-                          image: str | None = None) -> tuple[float, int]:
+                          image: str | None = None, launcher: bool = True) -> tuple[float, int]:
     os.makedirs(base, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mesos-nb-bench-", dir=base) as wd:
         registry = build_busybox_tarballs(os.path.join(wd, "images"), image) if image else None
-        procs, master = start_cluster(wd, concurrency, split, isolation, task_cpus, registry)
+        procs, master = start_cluster(wd, concurrency, split, isolation, task_cpus, registry, launcher)
         try:
             sched = Launcher(n, task_cpus, image)
             driver = SchedulerDriver(sched, FrameworkInfo(user="bench", name="launch-throughput"), master)
@@ -213,17 +268,35 @@ async def main(argv: list[str] | None = None) -> None:
                     help="cpus per task (default 0.1; under cgroups this is a hard CFS quota, and 0.01 "
                          "leaves a process 1 ms of CPU per 100 ms period to start in)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead")
+    ap.add_argument("--no-launcher", action="store_true",
+                    help="agents fork tasks themselves instead of through their launcher helper (for comparison)")
     ap.add_argument("--image", help="also run the tasks in this (built) busybox image, e.g. busybox")
+    ap.add_argument("--latency", type=int, metavar="K",
+                    help="instead: K tasks one at a time on an idle cluster, ACCEPT → TASK_RUNNING p50/p90")
     a = ap.parse_args(argv)
+    if a.latency:
+        lat = await accept_to_running(a.latency, a.work_dir, a.isolation, a.task_cpus, not a.no_launcher)
+        res = {"n": len(lat), "isolation": a.isolation, "launcher": not a.no_launcher, "loadavg": os.getloadavg()[0],
+               "p50_ms": lat[len(lat) // 2] * 1e3, "p90_ms": lat[int(len(lat) * 0.9)] * 1e3, "min_ms": lat[0] * 1e3}
+        if a.json:
+            import json
+
+            print(json.dumps(res))
+        else:
+            print(f"ACCEPT → TASK_RUNNING over {res['n']} tasks: p50 {res['p50_ms']:.2f} ms, "
+                  f"p90 {res['p90_ms']:.2f} ms, min {res['min_ms']:.2f} ms (target p50 <= 3 ms)")
+        return
     await raw_spawn(min(50, a.n), a.concurrency)  # warm-up
     raw = await raw_spawn(a.n, a.concurrency)
     raw_rate = a.n / raw
-    out = {"n": a.n, "isolation": a.isolation, "work_dir": a.work_dir, "raw_rate": raw_rate}
+    out = {"n": a.n, "isolation": a.isolation, "work_dir": a.work_dir, "launcher": not a.no_launcher,
+           "raw_rate": raw_rate, "loadavg": os.getloadavg()[0]}
     say = (lambda *_: None) if a.json else print
     say(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}, n={a.n}, concurrency={a.concurrency}, work dir {a.work_dir}, isolation {a.isolation}, task cpus {a.task_cpus}")
     say(f"raw asyncio spawn            : {raw:7.3f} s = {raw_rate:8.1f} /s")
     for split, label in ((False, "master+agents in one process"), (True, "agents in their own process ")):
-        clu, failed = await through_cluster(a.n, a.concurrency, split, a.work_dir, a.isolation, a.task_cpus)
+        clu, failed = await through_cluster(a.n, a.concurrency, split, a.work_dir, a.isolation, a.task_cpus,
+                                            launcher=not a.no_launcher)
         rate = a.n / clu
         key = "split" if split else "one_process"
         out[f"{key}_rate"], out[f"{key}_ratio"], out[f"{key}_failed"] = rate, rate / raw_rate, failed

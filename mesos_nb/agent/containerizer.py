@@ -3,9 +3,8 @@
 ``Containerizer`` is the small interface the agent uses; ``PosixContainerizer`` is the
 ``--isolation posix`` implementation: each container is one process in its own session
 (so its process group is the container), with cwd = sandbox and stdout/stderr redirected to
-the sandbox files. Exit is awaited without threads or polling: a pidfd registered with the
-event loop (``os.pidfd_open``, Linux >= 5.3) wakes us when the process exits; platforms
-without pidfds fall back to asyncio's subprocess machinery.
+the sandbox files. Plain containers with cgroups are forked by the launcher helper (launcher.py),
+the others here, awaited with a pidfd on the event loop (no pidfds: asyncio's subprocesses).
 
 Destroy = SIGTERM to the process group, wait the grace period, SIGKILL the group. When the
 leader exits on its own, leftover group members are SIGKILLed too (as Mesos' posix
@@ -38,6 +37,8 @@ from .isolation import (
     parse_isolation,
     tree_stats,
 )
+from .isolator import CgroupJoin
+from .launcher import Launcher, LauncherUnavailable, prefer_recorded, watch_exit
 from .namespaces import container_preexec, host_mounts
 
 SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervisor.py")
@@ -118,10 +119,8 @@ def _open_out(path: str) -> int:
 
 
 def _killpg(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _status_from_returncode(rc: int) -> int:
@@ -148,8 +147,12 @@ class PosixContainerizer(Containerizer):
 
     def __init__(self, isolator: Isolator | None = None, *, poll_interval: float = 0.25,
                  isolation: IsolationSpec | None = None, images: Any = None, work_dir: str | None = None,
-                 disk_watch_interval: float = 15.0, enforce_disk_quota: bool = False) -> None:
+                 disk_watch_interval: float = 15.0, enforce_disk_quota: bool = False,
+                 launcher: bool | None = None) -> None:
         self._use_pidfd = _HAS_PIDFD
+        launcher = os.environ.get("MESOS_NB_AGENT_LAUNCHER", "1") != "0" if launcher is None else launcher
+        # Plain containers are forked by a small helper process (launcher.py), not by the agent.
+        self._launcher = Launcher(self._adopt) if launcher and _HAS_PIDFD else None
         self._devnull = -1  # one shared read-only /dev/null for every task's stdin
         self.isolator = isolator or PosixIsolator()
         self.poll_interval = poll_interval
@@ -173,6 +176,8 @@ class PosixContainerizer(Containerizer):
         return self._devnull
 
     def close(self) -> None:
+        if self._launcher is not None:
+            self._launcher.close()
         if self._devnull >= 0:
             os.close(self._devnull)
             self._devnull = -1
@@ -384,14 +389,22 @@ class PosixContainerizer(Containerizer):
         if spec.status_path is not None and not waiter:
             argv = [sys.executable, "-S", SUPERVISOR, spec.status_path, executable or "", *argv]
             executable = None
-        try:
-            self.isolator.prepare(spec.container_id, spec.limits)
+        # cgroups: the helper forks (Popen here would fork with a preexec_fn); posix: Popen's vfork.
+        helper = self._launcher is not None and prepared is None and setup is None and not waiter and \
+            not isinstance(self.isolator, PosixIsolator)
+        try:  # with the helper, the cgroups are made off the event loop too
+            (await asyncio.to_thread(self.isolator.prepare, spec.container_id, spec.limits)) if helper \
+                else self.isolator.prepare(spec.container_id, spec.limits)
         except OSError as e:
             self._cleanup(spec.container_id)
             if prepared is not None and self.images is not None:
                 self.images.release(prepared)
             raise LaunchError(f"Failed to prepare isolation ({self.isolator.name}): {e}") from None
-        preexec = container_preexec(join=self.isolator.preexec(spec.container_id), setup=setup,
+        join = self.isolator.preexec(spec.container_id)
+        if helper and isinstance(join, CgroupJoin):
+            if (c := await self._launch_helper(spec, argv, executable, env, join, None)) is not None:
+                return c
+        preexec = container_preexec(join=join, setup=setup,
                                     pid_namespace=iso.pid_namespace,
                                     status_path=spec.status_path if waiter else None)
         try:
@@ -445,6 +458,31 @@ class PosixContainerizer(Containerizer):
                       disk_paths=self._disk_paths(spec, prepared))
         self._track(c)
         return c
+
+    async def _launch_helper(self, spec: LaunchSpec, argv: list[str], executable: str | None, env: dict[str, str],
+                             join: CgroupJoin, prepared: Any) -> Container | None:
+        """The helper forks the child (it joins its cgroups, execs); None: helper unavailable."""
+        assert self._launcher is not None
+        try:
+            pid, fut = await self._launcher.launch(
+                argv=argv, executable=executable, env=env, cwd=spec.cwd, stdout=spec.stdout_path,
+                stderr=spec.stderr_path, join=join.files)
+        except LauncherUnavailable:
+            return None
+        except OSError as e:
+            self._cleanup(spec.container_id)
+            raise LaunchError(f"Failed to launch container: {e}") from None
+        if spec.status_path is not None:  # supervisor.py recorded the task's own status
+            fut = prefer_recorded(fut, functools.partial(read_status_file, spec.status_path))
+        c = Container(container_id=spec.container_id, pid=pid, directory=spec.cwd, exit_future=fut,
+                      limits=spec.limits, status_path=spec.status_path, disk_paths=self._disk_paths(spec, prepared))
+        self._track(c)
+        return c
+
+    def _adopt(self, pid: int, fut: asyncio.Future) -> None:
+        """The helper that started ``pid`` died: watch the process with a pidfd instead."""
+        path = next((c.status_path for c in self._live.values() if c.pid == pid), None)
+        watch_exit(pid, fut, lambda: s if (s := read_status_file(path)) is not None else UNKNOWN_STATUS)
 
     def _disk_paths(self, spec: LaunchSpec, prepared: Any) -> tuple[str, ...]:
         if not self.isolation.disk_du:
@@ -525,6 +563,7 @@ class PosixContainerizer(Containerizer):
 
 
 UNKNOWN_STATUS = -1  # a recovered container whose exit status nobody recorded
+
 
 
 def describe_status(status: int) -> tuple[bool, str]:

@@ -80,19 +80,28 @@ def mkdir_once(path: str) -> None:
         pass
 
 
-def cgroup_joiner(procs_files: list[str]) -> Callable[[], None]:
+class CgroupJoin:
     """The child's pre-exec step: join each cgroup (writing "0" means "this process"), so not
-    one instruction of the task runs outside its limits. Only os calls: it runs after fork."""
+    one instruction of the task runs outside its limits. Only os calls: it runs after fork.
+    ``files`` lets the launcher helper (``launcher.py``) do the same join in its own child."""
 
-    def join() -> None:
-        for p in procs_files:
+    __slots__ = ("files",)
+
+    def __init__(self, procs_files: list[str]) -> None:
+        self.files = list(procs_files)
+
+    def __call__(self) -> None:
+        for p in self.files:
             fd = os.open(p, os.O_WRONLY)
             try:
                 os.write(fd, b"0")
             finally:
                 os.close(fd)
 
-    return join
+
+def cgroup_joiner(procs_files: list[str]) -> Callable[[], None]:
+    """A :class:`CgroupJoin` for ``procs_files``."""
+    return CgroupJoin(procs_files)
 
 
 class Isolator:
@@ -143,5 +152,5 @@ class Isolator:
 
 
 __all__ = ["Isolator", "Limits", "IoLimits", "memory_message", "read_text", "read_int", "write_text", "parse_kv", "mkdir_once",
-           "cgroup_joiner", "CGROUP_ROOT", "NESTED", "CFS_PERIOD_US", "MIN_CPU_SHARES",
+           "cgroup_joiner", "CgroupJoin", "CGROUP_ROOT", "NESTED", "CFS_PERIOD_US", "MIN_CPU_SHARES",
            "MIN_MEMORY_BYTES"]

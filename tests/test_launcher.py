@@ -1,0 +1,112 @@
+"""The agent's launcher helper: plain containers are forked by a small helper process (not the
+agent), already inside their cgroups, and their exits reach the agent through the helper."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import pytest
+from conftest import async_wait_for
+from test_isolation import NO_CGROUPS
+
+from mesos_nb.agent.containerizer import (
+    LaunchError,
+    LaunchSpec,
+    PosixContainerizer,
+    describe_status,
+)
+from mesos_nb.agent.isolation import make_isolator
+from mesos_nb.agent.isolator import Limits
+from mesos_nb.agent.launcher import Launcher
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _spec(tmp_path, cid: str, argv: list[str], **kw) -> LaunchSpec:
+    box = tmp_path / cid
+    box.mkdir()
+    return LaunchSpec(container_id=cid, argv=argv, env={"PATH": os.environ["PATH"], "X": "y"}, cwd=str(box),
+                      stdout_path=str(box / "stdout"), stderr_path=str(box / "stderr"), **kw)
+
+
+async def test_helper_forks_the_child_and_reports_its_exit(tmp_path):
+    launcher = Launcher()
+    try:
+        pid, exit_fut = await launcher.launch(
+            argv=["sh", "-c", 'echo "$X $(pwd)"; exec sleep 30'], executable=None, env={"PATH": os.environ["PATH"], "X": "hi"},
+            cwd=str(tmp_path), stdout=str(tmp_path / "out"), stderr=str(tmp_path / "err"), join=[])
+        assert _ppid(pid) == launcher.pid  # the helper's child, not ours
+        assert os.getpgid(pid) == pid and os.getsid(pid) == pid  # its own session: the container
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        await async_wait_for(lambda: (tmp_path / "out").read_text() == f"hi {tmp_path}\n", 10, message="output")
+        os.kill(pid, signal.SIGTERM)
+        status = await exit_fut
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+        pid, exit_fut = await launcher.launch(argv=["/bin/sh", "-c", "exit 3"], executable=None, env={},
+                                              cwd=str(tmp_path), stdout=os.devnull, stderr=os.devnull, join=[])
+        assert describe_status(await exit_fut) == (False, "Command exited with status 3")
+    finally:
+        launcher.close()
+
+
+@pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
+async def test_exec_failure_fails_the_launch_with_the_reason(tmp_path):
+    c = PosixContainerizer(make_isolator("cgroups"))
+    try:
+        with pytest.raises(LaunchError, match="Failed to launch container: .*No such file or directory"):
+            await c.launch(_spec(tmp_path, "missing", ["/nonexistent/binary"]))
+        ok = await c.launch(_spec(tmp_path, "ok", ["true"]))  # the helper is still serving
+        assert describe_status(await ok.wait()) == (True, "Command exited with status 0")
+    finally:
+        c.close()
+
+
+@pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
+async def test_helper_death_falls_back_to_the_agent_and_keeps_watching(tmp_path):
+    c = PosixContainerizer(make_isolator("cgroups"))
+    try:
+        running = await c.launch(_spec(tmp_path, "a", ["sleep", "30"]))
+        helper = c._launcher.pid
+        assert _ppid(running.pid) == helper
+        os.kill(helper, signal.SIGKILL)
+        await async_wait_for(lambda: c._launcher._broken, 10, message="the agent notices")
+        later = await c.launch(_spec(tmp_path, "b", [sys.executable, "-c", "import sys; sys.exit(4)"]))
+        assert _ppid(later.pid) == os.getpid() or later.exited  # the fallback: forked by the agent
+        assert describe_status(await later.wait()) == (False, "Command exited with status 4")
+        os.kill(running.pid, signal.SIGKILL)
+        await running.wait()  # still learnt, through a pidfd (the status itself is lost with the helper)
+    finally:
+        c.close()
+
+
+@pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
+async def test_child_is_inside_its_cgroups_before_it_execs(tmp_path):
+    c = PosixContainerizer(make_isolator("cgroups"))
+    try:
+        # The command reads its own cgroups: what it sees is where it was at exec.
+        ct = await c.launch(_spec(tmp_path, "cg1", ["cat", "/proc/self/cgroup"],
+                                  limits=Limits(cpus=0.5, mem_bytes=64 << 20)))
+        assert describe_status(await ct.wait())[0]
+        lines = (tmp_path / "cg1" / "stdout").read_text()
+        mine = [line for line in lines.splitlines() if line.endswith("/mesos_nb/cg1")]
+        assert mine, lines  # every controller the isolator manages names the container's cgroup
+        assert (c.isolator.name == "cgroups/v2") or {"memory", "cpu"} <= {
+            ctrl for line in mine for ctrl in line.split(":")[1].split(",")}
+    finally:
+        c.close()
+
+
+async def test_posix_containers_stay_on_the_agents_own_vfork(tmp_path):
+    c = PosixContainerizer()
+    try:
+        ct = await c.launch(_spec(tmp_path, "p", ["sleep", "30"]))
+        assert _ppid(ct.pid) == os.getpid() and c._launcher.pid is None  # no helper started for posix
+        await c.destroy(ct, 0)
+    finally:
+        c.close()
