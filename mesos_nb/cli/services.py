@@ -46,8 +46,10 @@ def cmd_master(args: argparse.Namespace) -> int:
     logs.setup(args.log_level)
 
     async def main() -> None:
+        from mesos_nb.master import gcpolicy
         from mesos_nb.master.server import MasterConfig, MasterServer
 
+        gcpolicy.install()  # no multi-second full collections at 50,000 agents
         cfg = MasterConfig(
             host=args.host, port=args.port, hostname=args.hostname, work_dir=args.work_dir,
             allocation_interval=args.allocation_interval, agent_ping_timeout=args.agent_ping_timeout,

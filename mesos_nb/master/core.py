@@ -14,6 +14,7 @@ The transitions live in one module per concern, as functions over the one state 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from ..protocol import channel as ch
@@ -87,6 +88,11 @@ class MasterCore(MasterState):
 
     def accept(self, framework_id: str, accept: m.Accept, now: float) -> None:
         _offers.accept(self, self.framework(framework_id), accept, now)
+
+    def accept_steps(self, framework_id: str, accept: m.Accept, now: float) -> Iterator[None]:
+        """ACCEPT as resumable steps (see :func:`.offers.accept_steps`); raises at once for an
+        unknown framework."""
+        return _offers.accept_steps(self, self.framework(framework_id), accept, now)
 
     def decline(self, framework_id: str, decline: m.Decline, now: float) -> None:
         _offers.decline(self, self.framework(framework_id), decline, now)

@@ -350,7 +350,7 @@ class MasterServer:
         try:
             t = call.type
             if t == "ACCEPT":
-                core.accept(fid, call.accept, now)
+                await self._accept(fid, call.accept, now)
             elif t == "DECLINE":
                 core.decline(fid, call.decline, now)
             elif t == "ACKNOWLEDGE":
@@ -378,6 +378,18 @@ class MasterServer:
         finally:
             self.flush()
         return web.Response(status=202)
+
+    async def _accept(self, fid: str, accept: m.Accept, now: float) -> None:
+        """A big ACCEPT in slices, the loop running between them; a client gone finishes it at once."""
+        steps = self.core.accept_steps(fid, accept, now)
+        try:
+            for _ in steps:
+                self.flush()
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            for _ in steps:
+                pass
+            raise
 
     async def _subscribe(self, request: web.Request, call: m.Call) -> web.StreamResponse:
         if "Mesos-Stream-Id" in request.headers:
@@ -511,7 +523,11 @@ class MasterServer:
                     log.warning("bad agent channel frame peer=%s: %s", chan.peer, e)
                     continue
                 now = time.time()
-                for x in msgs:
+                for i, x in enumerate(msgs):
+                    if i and not i % ch.HANDLE_SLICE:  # a full frame is handled in slices
+                        self.flush()
+                        await asyncio.sleep(0)
+                        now = time.time()
                     tx = type(x)
                     try:
                         if tx is ch.StatusUpdate:
@@ -548,7 +564,8 @@ class MasterServer:
                     await chan.wake.wait()
                     continue
                 batch, chan.pending = chan.pending, []
-                await chan.ws.send_str(ch.encode_frame(batch).decode())
+                for frame in ch.encode_frames(batch):
+                    await chan.ws.send_str(frame.decode())
         except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
             pass
 
