@@ -1,0 +1,240 @@
+"""The master at scale: what keeps its event loop short and its work proportional.
+
+Each test drives the real core (the harness) or the real read side; none depends on the
+machine's speed: they assert what is done (slices, frames, polls, renders), not how fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+
+import msgspec
+
+from mesos_nb.master import offers as offers_mod
+from mesos_nb.master.feed import UtilizationFeed
+from mesos_nb.master.harness import Harness
+from mesos_nb.master.readonly import ReadOnlyViews
+from mesos_nb.master.server import MasterConfig, MasterServer
+from mesos_nb.protocol import channel as ch
+from mesos_nb.protocol import messages as m
+from mesos_nb.protocol.resources import Resources
+
+
+def _accept(offer: m.Offer, n: int, prefix: str = "t") -> m.Accept:
+    res = Resources.parse("cpus:0.01;mem:1").to_proto()
+    infos = [m.TaskInfo(name="t", task_id=m.ID(value=f"{prefix}{i}"), agent_id=offer.agent_id, resources=res,
+                        command=m.CommandInfo(value="true")) for i in range(n)]
+    return m.Accept(offer_ids=[offer.id], operations=[m.Operation(type="LAUNCH", launch=m.Launch(task_infos=infos))],
+                    filters=m.Filters(refuse_seconds=0))
+
+
+def _run_tasks(out: list) -> list[str]:
+    return [e.msg.task.task_id.value for e in out if type(e.msg) is ch.RunTask] if out else []
+
+
+def test_a_big_accept_runs_in_slices_and_ends_as_the_one_step_accept_does():
+    h = Harness.build(agents=1, frameworks=1, resources="cpus:100;mem:10000")
+    fw = h.frameworks[0]
+    offer = h.allocate()[fw.id][0]
+    steps = h.core.accept_steps(fw.id, _accept(offer, 1200), h.now)
+    sent: list[list[str]] = []
+    for _ in steps:  # the shell flushes and lets its loop run at each step
+        sent.append(_run_tasks([e for e in h.drain() if hasattr(e, "msg")]))
+    sent.append(_run_tasks([e for e in h.drain() if hasattr(e, "msg")]))
+    assert [len(s) for s in sent] == [500, 500, 200]  # 3 steps of at most ACCEPT_SLICE tasks
+    assert [t for s in sent for t in s] == [f"t{i}" for i in range(1200)]  # in order
+    assert len(fw.tasks) == 1200
+    # what was not used went back to the allocator: the rest of the agent is offered again
+    left = h.allocate()[fw.id][0]
+    assert Resources.from_proto(left.resources).scalar("cpus") == 88.0
+
+
+def test_an_agent_lost_between_slices_gets_the_rest_dropped_not_launched():
+    h = Harness.build(agents=1, frameworks=1, resources="cpus:100;mem:10000")
+    fw = h.frameworks[0]
+    offer = h.allocate()[fw.id][0]
+    steps = h.core.accept_steps(fw.id, _accept(offer, 1200), h.now)
+    next(steps)
+    h.drain()
+    h.core.channel_lost(h.channel, h.now)  # the agent's channel breaks mid-ACCEPT
+    h.drain()
+    for _ in steps:
+        pass
+    out = h.drain()
+    assert _run_tasks([e for e in out if hasattr(e, "msg")]) == []
+    dropped = [e.event.update.status for e in out
+               if getattr(e, "event", None) is not None and e.event.type == "UPDATE"]
+    assert len(dropped) == 700 and {s.reason for s in dropped} == {"REASON_AGENT_DISCONNECTED"}
+    assert len(fw.tasks) == 500
+
+
+def test_a_framework_removed_between_slices_stops_the_accept():
+    h = Harness.build(agents=1, frameworks=1, resources="cpus:100;mem:10000")
+    fw = h.frameworks[0]
+    offer = h.allocate()[fw.id][0]
+    steps = h.core.accept_steps(fw.id, _accept(offer, 1200), h.now)
+    next(steps)
+    h.core.teardown(fw.id, h.now)
+    h.drain()
+    assert list(steps) == []  # nothing more is launched for a framework that is gone
+    assert not any(type(getattr(e, "msg", None)) is ch.RunTask for e in h.drain())
+
+
+def test_offers_are_indexed_by_agent_and_a_lost_channel_rescinds_exactly_its_agents_offers():
+    h = Harness.build(agents=4, frameworks=2, resources="cpus:2;mem:1024")
+    other = object()
+    kept = [h.add_agent(channel=other).id for _ in range(2)]
+    offers = h.allocate()
+    made = {o.id.value: o.agent_id.value for fo in offers.values() for o in fo}
+    assert set(made) == set(h.core.offers) and len(made) == 6
+    assert {oid: aid for aid, per in h.core.agent_offers.items() for oid in per} == made
+    out = h.lose_channel()
+    rescinded = {e.event.rescind.offer_id.value for e in out
+                 if getattr(e, "event", None) is not None and e.event.type == "RESCIND"}
+    assert rescinded == {oid for oid, aid in made.items() if aid not in kept}
+    assert set(h.core.offers) == {oid for oid, aid in made.items() if aid in kept}
+    assert set(h.core.agent_offers) == set(kept)
+
+
+def test_offer_protos_are_shared_between_equal_offers_and_equal_to_to_proto():
+    r1 = Resources.parse("cpus:1;mem:128;ports:[31000-31005]")
+    r2 = Resources.parse("cpus:1;mem:128;ports:[31000-31005]")
+    p1 = offers_mod.offer_proto(r1, "*")
+    assert p1 is offers_mod.offer_proto(r2, "*")
+    assert msgspec.json.encode(p1) == msgspec.json.encode(r1.to_proto("*"))
+    assert offers_mod.offer_proto(r1, "eng") is not p1
+    assert msgspec.json.encode(offers_mod.offer_proto(r1, "eng")) == msgspec.json.encode(r1.to_proto("eng"))
+
+
+def test_channel_frames_are_bounded_by_count_and_bytes_and_keep_order():
+    msgs = [ch.Pong(seq=i) for i in range(2500)]
+    frames = list(ch.encode_frames(msgs))
+    assert [len(ch.decode_to_master(f)) for f in frames] == [1000, 1000, 500]
+    assert [x.seq for f in frames for x in ch.decode_to_master(f)] == list(range(2500))
+    big = [ch.ExecutorToFramework(agent_id="a", framework_id="f", executor_id="e", data=b"x" * 1000)
+           for _ in range(100)]
+    frames = list(ch.encode_frames(big, max_bytes=20_000))
+    assert all(len(f) <= 20_000 for f in frames) and sum(len(ch.decode_to_master(f)) for f in frames) == 100
+
+
+class _View:
+    def __init__(self, core) -> None:
+        self.core = core
+
+
+async def test_the_feed_does_nothing_while_nobody_looks_and_polls_a_bounded_number_of_agents():
+    h = Harness.build(agents=50, frameworks=1, resources="cpus:2;mem:1024")
+    fw = h.frameworks[0]
+    for i, offer in enumerate(h.allocate()[fw.id]):
+        h.launch(fw, offer, f"t{i}")
+    feed = UtilizationFeed(_View(h.core), interval=0.05, max_polls=8)  # type: ignore[arg-type]
+    asked: list[str] = []
+
+    async def fake_collect(agent_id: str, host: str, port: int) -> None:
+        asked.append(agent_id)
+
+    feed._collect_agent = fake_collect  # type: ignore[method-assign]
+    built = []
+    real_build = feed._build
+    feed._build = lambda: built.append(1) or real_build()  # type: ignore[method-assign]
+    feed.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert asked == [] and built == [] and feed.samples == 0  # nobody looked: no work
+        snap = feed.snapshot()  # a reader: the feed starts sampling
+        assert snap["agents_total"] == 50
+        await _until(lambda: len(asked) >= 50)
+        assert feed.samples >= 2
+        # 8 agents a tick, round-robin: the first 50 polls are the 50 agents, once each
+        assert len(set(asked[:50])) == 50
+    finally:
+        await feed.stop()
+
+
+async def _until(pred, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        assert loop.time() < end, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+def _state_master() -> tuple[MasterServer, Harness]:
+    h = Harness.build(agents=6, frameworks=2, resources="cpus:4;mem:4096;ports:[31000-31010]")
+    fa, fb = h.frameworks
+    offers = h.allocate()
+    n = 0
+    for fw in (fa, fb):
+        for offer in offers.get(fw.id, []):
+            n += 1
+            h.launch(fw, offer, f"t{n}", resources="cpus:1;mem:64;ports:[31000-31001]")
+    h.update("t1", "TASK_RUNNING")
+    h.update("t2", "TASK_FINISHED", message="done")
+    h.acknowledge("t2")
+    srv = MasterServer(MasterConfig(port=0))
+    srv.core = h.core
+    return srv, h
+
+
+async def test_state_render_in_slices_equals_the_one_step_render_and_reuses_task_fragments():
+    srv, h = _state_master()
+    views = ReadOnlyViews(srv)
+    sliced = json.loads(await views._state.body())
+    whole = json.loads(msgspec.json.encode(views.render_state()))
+    assert sliced == whole
+    assert any(fw["completed_tasks"] for fw in sliced["frameworks"])
+    assert any(a["used_resources"]["ports"] for a in sliced["slaves"])
+    encoded = []
+    real = views._task
+    views._task = lambda t: encoded.append(t.id) or real(t)  # type: ignore[method-assign]
+    h.core.version += 1
+    await views._state.body()
+    assert encoded == []  # nothing changed in any task: every fragment reused
+    h.update("t1", "TASK_FINISHED")
+    await views._state.body()
+    assert encoded == ["t1"]
+    assert json.loads(await views._state.body()) == json.loads(msgspec.json.encode(views.render_state()))
+
+
+async def test_state_render_yields_to_the_loop_on_a_big_state(monkeypatch):
+    from mesos_nb.master import state_render
+
+    monkeypatch.setattr(state_render, "SLICE", 3)
+    srv, h = _state_master()
+    views = ReadOnlyViews(srv)
+    ticks = 0
+    stop = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    t = asyncio.get_running_loop().create_task(ticker())
+    a, b = await asyncio.gather(views._state.body(), views._state.body())  # two requests: one render
+    stop = True
+    await t
+    assert a is b and ticks >= 3
+
+
+def test_gc_policy_freezes_survivors_after_a_middle_collection():
+    code = textwrap.dedent("""
+        import gc
+        from mesos_nb.master import gcpolicy
+        gcpolicy.install()
+        assert gc.get_threshold() == gcpolicy.THRESHOLD
+        keep = [[i] for i in range(300_000)]
+        gc.collect(1)
+        s = gcpolicy.stats()
+        assert s["freezes"] >= 1 and s["frozen"] >= 300_000, s
+        gcpolicy.uninstall()
+        assert gc.get_threshold() != gcpolicy.THRESHOLD
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
