@@ -153,6 +153,13 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
         # the master without it (its routes still answer, built on demand)
         srv.webui.start = lambda: None  # type: ignore[method-assign]
     await srv.start()
+    slow = os.environ.get("BENCH_SLOW_STEPS")
+    if slow:  # asyncio debug mode names every loop step longer than this (seconds): slow, for hunting
+        import logging
+
+        logging.basicConfig(level=logging.WARNING)
+        asyncio.get_running_loop().set_debug(True)
+        asyncio.get_running_loop().slow_callback_duration = float(slow)
     ticker = asyncio.get_running_loop().create_task(stats.tick())
     print(f"ready {srv.port} {os.getpid()}", flush=True)
     stop = asyncio.Event()

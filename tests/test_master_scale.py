@@ -238,3 +238,71 @@ def test_gc_policy_freezes_survivors_after_a_middle_collection():
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_an_event_cycle_looks_only_at_agents_whose_free_resources_grew():
+    from mesos_nb.master.allocator import HierarchicalDRFAllocator
+
+    a = HierarchicalDRFAllocator(seed=1)
+    for i in range(5):
+        a.add_agent(f"a{i}", Resources.parse("cpus:2;mem:1024"))
+    a.add_framework("f1", ["*"])
+    first = a.allocate_changed(0.0)  # a new framework: every agent
+    assert sorted(x.agent_id for x in first) == [f"a{i}" for i in range(5)]
+    assert a.allocate_changed(0.0) == []  # nothing changed: nothing looked at
+    a.recover("f1", "a3", next(x.resources for x in first if x.agent_id == "a3"), refuse_seconds=0)
+    seen: list[str] = []
+    real = a.allocate
+    a.allocate = lambda now, ids=None: seen.extend(ids or ["ALL"]) or real(now, ids)  # type: ignore[method-assign]
+    again = a.allocate_changed(1.0)
+    assert seen == ["a3"] and [x.agent_id for x in again] == ["a3"]
+    a.add_framework("f2", ["*"])  # a framework-side change: the next event cycle is full
+    seen.clear()
+    a.allocate_changed(2.0)
+    assert seen == ["ALL"]
+
+
+def test_the_core_event_cycle_offers_what_a_full_cycle_would_after_a_decline():
+    h = Harness.build(agents=3, frameworks=1, resources="cpus:2;mem:1024")
+    fw = h.frameworks[0]
+    offers = h.allocate()[fw.id]
+    h.decline(fw, offers[:1], refuse_seconds=0)
+    h.core.allocate(h.now, full=False)
+    again = [e.event.offers.offers for e in h.drain()
+             if getattr(e, "event", None) is not None and e.event.type == "OFFERS"]
+    assert [o.agent_id.value for batch in again for o in batch] == [offers[0].agent_id.value]
+
+
+async def test_a_big_accept_body_decodes_in_slices_to_the_same_call_and_a_bad_task_refuses_it():
+    from mesos_nb.master import big_calls
+
+    offer = m.Offer(id=m.ID(value="o1"), framework_id=m.ID(value="f"), agent_id=m.ID(value="a"), hostname="h")
+    acc = _accept(offer, 6000)
+    acc.operations.append(m.Operation(type="LAUNCH_GROUP", launch_group=m.LaunchGroup(
+        executor=m.ExecutorInfo(executor_id=m.ID(value="e")), task_group=m.TaskGroupInfo(tasks=[]))))
+    call = m.Call(type="ACCEPT", framework_id=m.ID(value="f"), accept=acc)
+    body = m.encode(call)
+    assert len(body) > big_calls.BIG_BODY
+    ticks = 0
+    stop = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    t = asyncio.get_running_loop().create_task(ticker())
+    got = await big_calls.decode_call(body)
+    stop = True
+    await t
+    assert ticks >= 6000 // big_calls.SLICE  # the loop ran while the tasks were decoded
+    assert m.encode(got) == m.encode(m.decode(body, m.Call))
+    bad = body.replace(b'"name":"t"', b'"name":7', 1)
+    try:
+        await big_calls.decode_call(bad)
+        raise AssertionError("a task with a numeric name was accepted")
+    except m.ProtocolError as e:
+        assert "Expected `str`" in str(e)
+    small = m.encode(m.Call(type="ACCEPT", framework_id=m.ID(value="f"), accept=_accept(offer, 2)))
+    assert m.encode(await big_calls.decode_call(small)) == m.encode(m.decode(small, m.Call))

@@ -24,10 +24,12 @@ from .validation import refuse_seconds, validate_task
 log = logging.getLogger("mesos_nb.master")
 
 
-def allocate(st: MasterState, now: float) -> None:
+def allocate(st: MasterState, now: float, full: bool = True) -> None:
+    """An allocation cycle into OFFERS; ``full=False`` looks only at the agents whose free
+    resources changed since the last cycle (the shell's cycle soon after an event)."""
     st.wants_allocation = False
     st.metrics["allocator/mesos/allocation_runs"] += 1
-    allocations = st.allocator.allocate(now)
+    allocations = st.allocator.allocate(now) if full else st.allocator.allocate_changed(now)
     if not allocations:
         return
     st.version += 1

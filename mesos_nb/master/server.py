@@ -28,6 +28,7 @@ from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol import recordio
 from ..protocol.version import VERSION as __version__
+from . import big_calls
 from .core import CallError, MasterCore
 from .effects import EndStream, ToAgent, ToChannel, ToFramework
 from .outbox import Outbox
@@ -218,7 +219,7 @@ class MasterServer:
                 self._schedule_retry(delay)
         if core.wants_allocation and self._alloc_handle is None:
             loop = asyncio.get_running_loop()
-            self._alloc_handle = loop.call_later(0.002, self._allocate_now)
+            self._alloc_handle = loop.call_later(0.002, self._allocate_now, False)  # changed agents only
 
     def _schedule_retry(self, delay: float) -> None:
         if self._retry_handle is None:
@@ -253,10 +254,10 @@ class MasterServer:
                 if self.streams.get(eff.framework_id) is s:
                     del self.streams[eff.framework_id]
 
-    def _allocate_now(self) -> None:
+    def _allocate_now(self, full: bool = True) -> None:
         self._alloc_handle = None
         try:
-            self.core.allocate(time.time())
+            self.core.allocate(time.time(), full)
         except Exception:  # pragma: no cover - a bug must not kill the master
             log.exception("allocation failed")
         self.flush()
@@ -317,7 +318,7 @@ class MasterServer:
             return _text(415, f"Unsupported Content-Type '{ctype}'; mesos-nb speaks 'application/json'")
         body = await request.read()
         try:
-            call = m.decode(body, m.Call)
+            call = await big_calls.decode_call(body)
         except m.ProtocolError as e:
             return _text(400, f"Failed to parse body into Call: {e}")
         if call.type is None:
@@ -350,7 +351,7 @@ class MasterServer:
         try:
             t = call.type
             if t == "ACCEPT":
-                await self._accept(fid, call.accept, now)
+                await big_calls.accept(self, fid, call.accept, now)
             elif t == "DECLINE":
                 core.decline(fid, call.decline, now)
             elif t == "ACKNOWLEDGE":
@@ -378,18 +379,6 @@ class MasterServer:
         finally:
             self.flush()
         return web.Response(status=202)
-
-    async def _accept(self, fid: str, accept: m.Accept, now: float) -> None:
-        """A big ACCEPT in slices, the loop running between them; a client gone finishes it at once."""
-        steps = self.core.accept_steps(fid, accept, now)
-        try:
-            for _ in steps:
-                self.flush()
-                await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            for _ in steps:
-                pass
-            raise
 
     async def _subscribe(self, request: web.Request, call: m.Call) -> web.StreamResponse:
         if "Mesos-Stream-Id" in request.headers:

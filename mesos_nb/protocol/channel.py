@@ -34,7 +34,7 @@ from .messages import (
 )
 
 
-class _Ch(msgspec.Struct, omit_defaults=True, kw_only=True, tag_field="type"):
+class _Ch(msgspec.Struct, omit_defaults=True, kw_only=True, tag_field="type", gc=False):
     pass
 
 

@@ -121,6 +121,17 @@ class HierarchicalDRFAllocator:
         self._weights: dict[str, float] = {}
         self._runs = 0
         self._made = 0
+        # Agents whose free resources grew since the last cycle (None: every agent, after a
+        # change that can make a framework want agents it passed over: a new or revived
+        # framework, new roles or weights). allocate_changed() looks at these only.
+        self._dirty: dict[str, None] | None = {}
+
+    def _touch(self, agent_id: str) -> None:
+        if self._dirty is not None:
+            self._dirty[agent_id] = None
+
+    def _touch_all(self) -> None:
+        self._dirty = None
 
     # ================================================================== agents
     def _fair(self, r: Resources) -> dict[str, int]:
@@ -139,6 +150,7 @@ class HierarchicalDRFAllocator:
             return
         self._agents[agent_id] = _Agent(agent_id, total, hostname, attributes)
         self._totals.add(self._fair(total))
+        self._touch(agent_id)
 
     def remove_agent(self, agent_id: str) -> None:
         agent = self._agents.pop(agent_id, None)
@@ -166,12 +178,14 @@ class HierarchicalDRFAllocator:
             for res in self._fws[fid].alloc.get(agent_id, {}).values():
                 used = used + res
         agent.available = total - used
+        self._touch(agent_id)
 
     def deactivate_agent(self, agent_id: str) -> None:
         self._agents[agent_id].active = False
 
     def activate_agent(self, agent_id: str) -> None:
         self._agents[agent_id].active = True
+        self._touch(agent_id)
 
     def available(self, agent_id: str) -> Resources:
         return self._agents[agent_id].available
@@ -236,6 +250,7 @@ class HierarchicalDRFAllocator:
             self._weights[role] = w
             if role in self._roles:
                 self._roles.set_weight(role, w)
+        self._touch_all()
 
     def weights(self) -> dict[str, float]:
         return dict(self._weights)
@@ -257,6 +272,7 @@ class HierarchicalDRFAllocator:
             fw = self._fws[framework_id] = _Framework(framework_id)
         fw.active = active
         self._set_roles(fw, roles, suppressed_roles, gpu_aware)
+        self._touch_all()
 
     def update_framework(
         self,
@@ -267,6 +283,7 @@ class HierarchicalDRFAllocator:
         gpu_aware: bool = False,
     ) -> None:
         self._set_roles(self._fws[framework_id], roles, suppressed_roles, gpu_aware)
+        self._touch_all()
 
     def _set_roles(self, fw: _Framework, roles, suppressed_roles, gpu_aware: bool) -> None:
         new = set(roles)
@@ -295,6 +312,7 @@ class HierarchicalDRFAllocator:
                     agent.available = agent.available + res
             if agent is not None:
                 agent.frameworks.pop(framework_id, None)
+                self._touch(agent_id)
         fw.alloc = {}
         fw.roles = set()
         for role in list(fw.sorter_roles):
@@ -304,6 +322,7 @@ class HierarchicalDRFAllocator:
         fw = self._fws[framework_id]
         fw.active = True
         self._refresh_all(fw)
+        self._touch_all()
 
     def deactivate_framework(self, framework_id: str) -> None:
         fw = self._fws[framework_id]
@@ -328,6 +347,7 @@ class HierarchicalDRFAllocator:
             fw.filters.clear(roles)
             fw.suppressed -= set(roles)
         self._refresh_all(fw)
+        self._touch_all()
 
     def suppressed_roles(self, framework_id: str) -> set[str]:
         return set(self._fws[framework_id].suppressed)
@@ -414,6 +434,7 @@ class HierarchicalDRFAllocator:
                 del per[r]
             self._unaccount(fw, r, part)
             agent.available = agent.available + part
+            self._touch(agent_id)
             if timeout > 0:
                 fw.filters.add(r, agent_id, part, now + timeout)
             if not left:
@@ -455,10 +476,22 @@ class HierarchicalDRFAllocator:
                 return True
         return False
 
+    def allocate_changed(self, now: float) -> list[Allocation]:
+        """A cycle over the agents whose free resources grew since the last cycle (all of
+        them after a framework-side change): what the master runs soon after an event, as
+        Mesos allocates the agents an event concerns. Refusal filters that merely expired
+        wait for the next full cycle (every ``allocation_interval``)."""
+        dirty = self._dirty
+        if dirty is None:
+            return self.allocate(now)
+        self._dirty = {}
+        return self.allocate(now, dirty) if dirty else []
+
     def allocate(self, now: float, agent_ids: Iterable[str] | None = None) -> list[Allocation]:
         self._runs += 1
         agents = self._agents
         if agent_ids is None:
+            self._dirty = {}
             cands = [a for a in agents.values() if a.active and a.available]
         else:
             cands = []

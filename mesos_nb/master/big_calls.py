@@ -1,0 +1,100 @@
+"""Scheduler calls too big for one step of the master's event loop.
+
+An ACCEPT may carry 10,000 tasks (3 MB of JSON). Decoding it in one go (~50 ms on a quiet
+box, several times that on a busy one) and launching it in one go (~0.2 s) would hold the
+loop: no ``/health``, heartbeat, ping or offer meanwhile. Here both happen in slices with the
+loop running between them:
+
+* :func:`decode_call` decodes a big body's outline first (the task lists left as raw JSON,
+  which only checks the syntax) and then the tasks ``SLICE`` at a time; the call is acted on
+  only once all of it decoded, so a malformed task still refuses the whole call (400);
+* :func:`accept` runs :meth:`MasterCore.accept_steps`, flushing the effects after each step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..protocol import messages as m
+
+if TYPE_CHECKING:
+    from .server import MasterServer
+
+BIG_BODY = 1024 * 1024  # smaller bodies are decoded in one go, as before
+SLICE = 500
+
+
+class _LazyLaunch(msgspec.Struct):
+    task_infos: list[msgspec.Raw] = []
+
+
+class _OpHead(msgspec.Struct):
+    type: str | None = None
+    id: Any = None
+    launch: _LazyLaunch | None = None
+
+
+class _LazyAccept(msgspec.Struct):
+    offer_ids: list[m.ID] = []
+    operations: list[msgspec.Raw] = []
+    filters: m.Filters | None = None
+
+
+class _LazyCall(msgspec.Struct):
+    type: str | None = None
+    framework_id: m.ID | None = None
+    accept: _LazyAccept | None = None
+
+
+_task_dec = msgspec.json.Decoder(m.TaskInfo)
+_op_dec = msgspec.json.Decoder(m.Operation)
+
+
+async def decode_call(body: bytes) -> m.Call:
+    """``m.decode(body, m.Call)``, yielding to the loop while decoding a big ACCEPT's tasks."""
+    if len(body) < BIG_BODY:
+        return m.decode(body, m.Call)
+    try:
+        lazy = msgspec.json.decode(body, type=_LazyCall)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return m.decode(body, m.Call)  # the usual error sentence
+    if lazy.type != "ACCEPT" or lazy.accept is None:
+        return m.decode(body, m.Call)
+    ops: list[m.Operation] = []
+    done = 0
+    try:
+        for raw in lazy.accept.operations:
+            head = msgspec.json.decode(raw, type=_OpHead)
+            if head.type != "LAUNCH" or head.launch is None:
+                ops.append(_op_dec.decode(raw))
+                continue
+            infos: list[m.TaskInfo] = []
+            for r in head.launch.task_infos:
+                infos.append(_task_dec.decode(r))
+                done += 1
+                if not done % SLICE:
+                    await asyncio.sleep(0)
+            ops.append(m.Operation(type="LAUNCH", id=head.id, launch=m.Launch(task_infos=infos)))
+    except msgspec.ValidationError as e:
+        raise m.ProtocolError(f"Failed to validate: {e} (in an operation of 'accept')") from None
+    except msgspec.DecodeError as e:
+        raise m.ProtocolError(f"Failed to parse JSON: {e}") from None
+    accept = m.Accept(offer_ids=lazy.accept.offer_ids, operations=ops, filters=lazy.accept.filters)
+    return m.Call(type="ACCEPT", framework_id=lazy.framework_id, accept=accept)
+
+
+async def accept(server: MasterServer, framework_id: str, call: m.Accept, now: float) -> None:
+    """ACCEPT in slices, the loop running between them; a client gone meanwhile finishes it
+    at once (the offers are taken: the rest must launch or go back)."""
+    steps = server.core.accept_steps(framework_id, call, now)
+    try:
+        for _ in steps:
+            server.flush()
+            await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        for _ in steps:
+            pass
+        raise
