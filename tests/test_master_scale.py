@@ -306,3 +306,37 @@ async def test_a_big_accept_body_decodes_in_slices_to_the_same_call_and_a_bad_ta
         assert "Expected `str`" in str(e)
     small = m.encode(m.Call(type="ACCEPT", framework_id=m.ID(value="f"), accept=_accept(offer, 2)))
     assert m.encode(await big_calls.decode_call(small)) == m.encode(m.decode(small, m.Call))
+
+
+def test_a_big_reconcile_answers_in_slices_every_task_once():
+    h = Harness.build(agents=1, frameworks=1, resources="cpus:100;mem:10000")
+    fw = h.frameworks[0]
+    offer = h.allocate()[fw.id][0]
+    h.core.accept(fw.id, _accept(offer, 300), h.now)
+    h.drain()
+    for i in range(100):
+        h.update(f"t{i}", "TASK_FINISHED")
+        h.acknowledge(f"t{i}")  # 100 completed tasks, answered from the completed list
+    asked = [m.ReconcileTask(task_id=m.ID(value=f"t{i}")) for i in range(300)]
+    asked += [m.ReconcileTask(task_id=m.ID(value=f"ghost{i}")) for i in range(2200)]
+    steps = h.core.reconcile_steps(fw.id, m.Reconcile(tasks=asked), h.now)
+    per_step = [0]
+    for _ in steps:
+        per_step.append(0)
+        per_step[-2] = len(h.drain())
+    per_step[-1] = len(h.drain())
+    assert per_step == [1000, 1000, 500]
+    h.core.reconcile(fw.id, m.Reconcile(tasks=asked), h.now)
+    states = [e.event.update.status.state for e in h.drain()]
+    assert states.count("TASK_FINISHED") == 100 and states.count("TASK_STAGING") == 200
+    assert states.count("TASK_LOST") == 2200  # not partition aware: unknown is TASK_LOST
+
+
+async def test_a_big_reconcile_body_decodes_in_slices_to_the_same_call():
+    from mesos_nb.master import big_calls
+
+    rec = m.Reconcile(tasks=[m.ReconcileTask(task_id=m.ID(value=f"task-{i:06d}"), agent_id=m.ID(value="agent-1"))
+                             for i in range(30000)])
+    body = m.encode(m.Call(type="RECONCILE", framework_id=m.ID(value="f"), reconcile=rec))
+    assert len(body) > big_calls.BIG_BODY
+    assert m.encode(await big_calls.decode_call(body)) == m.encode(m.decode(body, m.Call))

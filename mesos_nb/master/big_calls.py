@@ -8,12 +8,16 @@ loop running between them:
 * :func:`decode_call` decodes a big body's outline first (the task lists left as raw JSON,
   which only checks the syntax) and then the tasks ``SLICE`` at a time; the call is acted on
   only once all of it decoded, so a malformed task still refuses the whole call (400);
-* :func:`accept` runs :meth:`MasterCore.accept_steps`, flushing the effects after each step.
+* :func:`run_steps` runs a call's steps (:meth:`MasterCore.accept_steps`,
+  :meth:`MasterCore.reconcile_steps`), flushing the effects after each step.
+
+RECONCILE is treated the same way: 100,000 tasks decoded and answered in slices.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -43,13 +47,19 @@ class _LazyAccept(msgspec.Struct):
     filters: m.Filters | None = None
 
 
+class _LazyReconcile(msgspec.Struct):
+    tasks: list[msgspec.Raw] = []
+
+
 class _LazyCall(msgspec.Struct):
     type: str | None = None
     framework_id: m.ID | None = None
     accept: _LazyAccept | None = None
+    reconcile: _LazyReconcile | None = None
 
 
 _task_dec = msgspec.json.Decoder(m.TaskInfo)
+_rec_dec = msgspec.json.Decoder(m.ReconcileTask)
 _op_dec = msgspec.json.Decoder(m.Operation)
 
 
@@ -61,6 +71,8 @@ async def decode_call(body: bytes) -> m.Call:
         lazy = msgspec.json.decode(body, type=_LazyCall)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return m.decode(body, m.Call)  # the usual error sentence
+    if lazy.type == "RECONCILE" and lazy.reconcile is not None:
+        return await _reconcile(lazy, lazy.reconcile)
     if lazy.type != "ACCEPT" or lazy.accept is None:
         return m.decode(body, m.Call)
     ops: list[m.Operation] = []
@@ -86,10 +98,9 @@ async def decode_call(body: bytes) -> m.Call:
     return m.Call(type="ACCEPT", framework_id=lazy.framework_id, accept=accept)
 
 
-async def accept(server: MasterServer, framework_id: str, call: m.Accept, now: float) -> None:
-    """ACCEPT in slices, the loop running between them; a client gone meanwhile finishes it
-    at once (the offers are taken: the rest must launch or go back)."""
-    steps = server.core.accept_steps(framework_id, call, now)
+async def run_steps(server: MasterServer, steps: Iterator[None]) -> None:
+    """A call's steps, the loop running between them; a client gone meanwhile finishes them
+    at once (an ACCEPT's offers are taken: the rest must launch or go back)."""
     try:
         for _ in steps:
             server.flush()
@@ -98,3 +109,15 @@ async def accept(server: MasterServer, framework_id: str, call: m.Accept, now: f
         for _ in steps:
             pass
         raise
+
+
+async def _reconcile(lazy: _LazyCall, rec: _LazyReconcile) -> m.Call:
+    tasks = []
+    try:
+        for i, raw in enumerate(rec.tasks):
+            if i and not i % (4 * SLICE):
+                await asyncio.sleep(0)
+            tasks.append(_rec_dec.decode(raw))
+    except msgspec.ValidationError as e:
+        raise m.ProtocolError(f"Failed to validate: {e} (in a task of 'reconcile')") from None
+    return m.Call(type="RECONCILE", framework_id=lazy.framework_id, reconcile=m.Reconcile(tasks=tasks))

@@ -125,6 +125,10 @@ class MasterCore(MasterState):
     def reconcile(self, framework_id: str, rec: m.Reconcile, now: float) -> None:
         _tasks.reconcile(self, self.framework(framework_id), rec, now)
 
+    def reconcile_steps(self, framework_id: str, rec: m.Reconcile, now: float) -> Iterator[None]:
+        """RECONCILE as resumable steps (see :func:`.tasks.reconcile_steps`)."""
+        return _tasks.reconcile_steps(self, self.framework(framework_id), rec, now)
+
     def framework_message(self, framework_id: str, msg: m.Message) -> None:
         _tasks.framework_message(self, self.framework(framework_id), msg)
 

@@ -351,7 +351,7 @@ class MasterServer:
         try:
             t = call.type
             if t == "ACCEPT":
-                await big_calls.accept(self, fid, call.accept, now)
+                await big_calls.run_steps(self, core.accept_steps(fid, call.accept, now))
             elif t == "DECLINE":
                 core.decline(fid, call.decline, now)
             elif t == "ACKNOWLEDGE":
@@ -363,7 +363,7 @@ class MasterServer:
             elif t == "SUPPRESS":
                 core.suppress(fid, call.suppress.roles if call.suppress else None)
             elif t == "RECONCILE":
-                core.reconcile(fid, call.reconcile, now)
+                await big_calls.run_steps(self, core.reconcile_steps(fid, call.reconcile, now))
             elif t == "MESSAGE":
                 core.framework_message(fid, call.message)
             elif t == "SHUTDOWN":
