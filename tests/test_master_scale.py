@@ -340,3 +340,25 @@ async def test_a_big_reconcile_body_decodes_in_slices_to_the_same_call():
     body = m.encode(m.Call(type="RECONCILE", framework_id=m.ID(value="f"), reconcile=rec))
     assert len(body) > big_calls.BIG_BODY
     assert m.encode(await big_calls.decode_call(body)) == m.encode(m.decode(body, m.Call))
+
+
+def test_teardown_of_a_big_framework_gives_every_resource_back_at_once():
+    h = Harness.build(agents=1, frameworks=2, resources="cpus:100;mem:10000")
+    fa, fb = h.frameworks
+    offers = h.allocate()
+    offer = (offers.get(fa.id) or [None])[0]
+    if offer is None:  # DRF gave the agent to the other framework first: swap
+        fa, fb = fb, fa
+        offer = offers[fa.id][0]
+    h.core.accept(fa.id, _accept(offer, 1200), h.now)
+    h.drain()
+    calls = []
+    real = h.core.allocator.recover
+    h.core.allocator.recover = lambda *a, **k: calls.append(a) or real(*a, **k)  # type: ignore[method-assign]
+    h.core.teardown(fa.id, h.now)
+    h.drain()
+    assert calls == []  # no recover per task: the allocator drops the framework whole
+    assert h.core.allocator.available(offer.agent_id.value) == Resources.parse("cpus:100;mem:10000")
+    again = h.allocate()[fb.id]
+    assert Resources.from_proto(again[0].resources).scalar("cpus") == 100.0
+    assert all(t.state == "TASK_KILLED" for t in list(h.core.completed_frameworks)[-1].completed_tasks)
