@@ -7,11 +7,14 @@ it held the master's event loop for seconds (no offers, no heartbeats meanwhile)
   the loop is long whatever the size; what it reads is listed at the start (the frameworks'
   task lists, the agents) and each record is read whole, so a task changing meanwhile shows
   either its old or its new state, never half of one;
-* each task's JSON is kept (a ``msgspec.Raw`` fragment) with the state and status count it
+* each task's JSON is kept (bytes) with the state and status count it
   was rendered at, and reused while they are unchanged: a render after a few changes
   re-encodes those tasks only;
 * resources in use are summed as scalar thousandths per framework and per agent in one pass
   over the tasks (ranges and sets, rare, as resources).
+
+The document is assembled from pieces of bytes (agents in slices, each framework with its
+tasks' JSON joined) in one final join: no single ``encode`` of 50 MB.
 
 Concurrent requests share one render: a request that arrives while one is under way waits
 for it and, if the state changed since that render began, starts the next one.
@@ -44,9 +47,9 @@ class _Used:
         self.millis: dict[str, int] = {}
         self.other: Resources | None = None
 
-    def add(self, r: Resources) -> None:
+    def add(self, r: Resources, millis: dict[str, int] | None = None) -> None:
         acc = self.millis
-        for n, v in r.scalar_millis().items():
+        for n, v in (r.scalar_millis() if millis is None else millis).items():
             acc[n] = acc.get(n, 0) + v
         if r._r or r._t:
             self.other = r if self.other is None else self.other + r
@@ -73,19 +76,22 @@ class _Used:
 class StateRenderer:
     def __init__(self, views: ReadOnlyViews) -> None:
         self.views = views
-        self._frags: dict[int, tuple[Task, str, int, msgspec.Raw]] = {}
+        # id(task) -> (task, state, status count, its JSON, its scalar resources)
+        self._frags: dict[int, tuple[Task, str, int, bytes, dict[str, int]]] = {}
         self._cached: tuple[int, bytes] | None = None
         self._running: asyncio.Future[bytes] | None = None
         self._running_version = -1
 
-    def task_raw(self, t: Task) -> msgspec.Raw:
+    def task_json(self, t: Task) -> tuple[bytes, dict[str, int]]:
+        """The task's JSON and scalar resources, from the cache while it is unchanged."""
         hit = self._frags.get(id(t))
         n = len(t.statuses)
         if hit is not None and hit[0] is t and hit[1] == t.state and hit[2] == n:
-            return hit[3]
-        raw = msgspec.Raw(_enc.encode(self.views._task(t)))
-        self._frags[id(t)] = (t, t.state, n, raw)
-        return raw
+            return hit[3], hit[4]
+        js = _enc.encode(self.views._task(t))
+        millis = hit[4] if hit is not None and hit[0] is t else t.resources.scalar_millis()
+        self._frags[id(t)] = (t, t.state, n, js, millis)
+        return js, millis
 
     async def body(self) -> bytes:
         core = self.views.master.core
@@ -114,6 +120,8 @@ class StateRenderer:
         return body
 
     async def _render(self) -> bytes:
+        """The document as pieces of bytes joined once at the end: no step encodes more than a
+        slice (one big ``encode`` of 50 MB was itself a long step)."""
         views = self.views
         core = views.master.core
         frameworks = [(fw, list(fw.tasks.values()), list(fw.completed_tasks)) for fw in core.frameworks.values()]
@@ -122,50 +130,54 @@ class StateRenderer:
         self._live: set[int] = set()
         self._count = 0
         by_agent: dict[str, _Used] = {}
-        fw_docs = [await self._framework(fw, active, completed, by_agent) for fw, active, completed in frameworks]
-        done_docs = [await self._framework(fw, active, completed, None) for fw, active, completed in done]
+        fw_parts = [await self._framework(fw, active, completed, by_agent) for fw, active, completed in frameworks]
+        done_parts = [await self._framework(fw, active, completed, None) for fw, active, completed in done]
         if len(self._frags) > len(self._live) + 1000:
             self._frags = {k: v for k, v in self._frags.items() if k in self._live}
         offered = views._offered_by_agent()
-        slaves = []
         empty = _Used()
-        for i, a in enumerate(agents):
-            if i and not i % SLICE:
-                await asyncio.sleep(0)
-            slaves.append(views._agent(a, offered, used=by_agent.get(a.id, empty)))
-        doc = views.state_header()
-        doc["slaves"] = slaves
-        doc["frameworks"] = fw_docs
-        doc["completed_frameworks"] = done_docs
+        agent_parts = []
+        for i in range(0, len(agents), SLICE):
+            await asyncio.sleep(0)
+            chunk = [views._agent(a, offered, used=by_agent.get(a.id, empty)) for a in agents[i:i + SLICE]]
+            agent_parts.append(_enc.encode(chunk)[1:-1])
+        head = views.state_header()
+        for key in ("slaves", "frameworks", "completed_frameworks"):
+            del head[key]
         await asyncio.sleep(0)
-        return _enc.encode(doc)
+        return b"".join([
+            _enc.encode(head)[:-1], b',"slaves":[', b",".join(agent_parts),
+            b'],"frameworks":[', b",".join(fw_parts), b'],"completed_frameworks":[', b",".join(done_parts), b"]}",
+        ])
 
     async def _framework(self, fw: Any, active: list[Task], completed: list[Task],
-                         by_agent: dict[str, _Used] | None) -> dict[str, Any]:
+                         by_agent: dict[str, _Used] | None) -> bytes:
         used = _Used()
         live = self._live
-        tasks_raw = []
-        for t in active:
-            self._count += 1
-            if not self._count % SLICE:
-                await asyncio.sleep(0)
-            tasks_raw.append(self.task_raw(t))
-            live.add(id(t))
-            if t.state not in m.TERMINAL_STATES:
-                used.add(t.resources)
-                if by_agent is not None:
-                    acc = by_agent.get(t.agent_id)
-                    if acc is None:
-                        acc = by_agent[t.agent_id] = _Used()
-                    acc.add(t.resources)
-        completed_raw = []
-        for t in completed:
-            self._count += 1
-            if not self._count % SLICE:
-                await asyncio.sleep(0)
-            completed_raw.append(self.task_raw(t))
-            live.add(id(t))
+        terminal = m.TERMINAL_STATES
+        parts: list[list[bytes]] = [[], []]
+        for group, out in ((active, parts[0]), (completed, parts[1])):
+            chunk: list[bytes] = []
+            for t in group:
+                self._count += 1
+                if not self._count % SLICE:
+                    if chunk:
+                        out.append(b",".join(chunk))
+                        chunk = []
+                    await asyncio.sleep(0)
+                js, millis = self.task_json(t)
+                chunk.append(js)
+                live.add(id(t))
+                if group is active and t.state not in terminal:
+                    used.add(t.resources, millis)
+                    if by_agent is not None:
+                        acc = by_agent.get(t.agent_id)
+                        if acc is None:
+                            acc = by_agent[t.agent_id] = _Used()
+                        acc.add(t.resources, millis)
+            if chunk:
+                out.append(b",".join(chunk))
         d = self.views._framework(fw, True, used=used)
-        d["tasks"] = tasks_raw
-        d["completed_tasks"] = completed_raw
-        return d
+        del d["tasks"], d["completed_tasks"]
+        return b"".join([_enc.encode(d)[:-1], b',"tasks":[', b",".join(parts[0]),
+                         b'],"completed_tasks":[', b",".join(parts[1]), b"]}"])
