@@ -45,7 +45,8 @@ def test_a_big_accept_runs_in_slices_and_ends_as_the_one_step_accept_does():
     for _ in steps:  # the shell flushes and lets its loop run at each step
         sent.append(_run_tasks([e for e in h.drain() if hasattr(e, "msg")]))
     sent.append(_run_tasks([e for e in h.drain() if hasattr(e, "msg")]))
-    assert [len(s) for s in sent] == [500, 500, 200]  # 3 steps of at most ACCEPT_SLICE tasks
+    k = offers_mod.ACCEPT_SLICE
+    assert [len(s) for s in sent] == [k] * (1200 // k) + ([1200 % k] if 1200 % k else [])
     assert [t for s in sent for t in s] == [f"t{i}" for i in range(1200)]  # in order
     assert len(fw.tasks) == 1200
     # what was not used went back to the allocator: the rest of the agent is offered again
@@ -68,8 +69,9 @@ def test_an_agent_lost_between_slices_gets_the_rest_dropped_not_launched():
     assert _run_tasks([e for e in out if hasattr(e, "msg")]) == []
     dropped = [e.event.update.status for e in out
                if getattr(e, "event", None) is not None and e.event.type == "UPDATE"]
-    assert len(dropped) == 700 and {s.reason for s in dropped} == {"REASON_AGENT_DISCONNECTED"}
-    assert len(fw.tasks) == 500
+    k = offers_mod.ACCEPT_SLICE
+    assert len(dropped) == 1200 - k and {s.reason for s in dropped} == {"REASON_AGENT_DISCONNECTED"}
+    assert len(fw.tasks) == k
 
 
 def test_a_framework_removed_between_slices_stops_the_accept():

@@ -191,6 +191,7 @@ class AgentProcess:
             batch, self._out = self._out, []
             for frame in encode_frames(batch):  # bounded frames: the master caps a message
                 await ws.send_str(frame.decode())
+                await asyncio.sleep(0)
 
     async def _writer(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         event = self._out_event

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .server import MasterServer
 
 BIG_BODY = 1024 * 1024  # smaller bodies are decoded in one go, as before
-SLICE = 500
+SLICE = 250
 
 
 class _LazyLaunch(msgspec.Struct):

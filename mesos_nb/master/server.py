@@ -553,8 +553,9 @@ class MasterServer:
                     await chan.wake.wait()
                     continue
                 batch, chan.pending = chan.pending, []
-                for frame in ch.encode_frames(batch):
+                for frame in ch.encode_frames(batch):  # one bounded frame per loop step
                     await chan.ws.send_str(frame.decode())
+                    await asyncio.sleep(0)
         except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
             pass
 
