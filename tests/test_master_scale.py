@@ -364,3 +364,29 @@ def test_teardown_of_a_big_framework_gives_every_resource_back_at_once():
     again = h.allocate()[fb.id]
     assert Resources.from_proto(again[0].resources).scalar("cpus") == 100.0
     assert all(t.state == "TASK_KILLED" for t in list(h.core.completed_frameworks)[-1].completed_tasks)
+
+
+async def test_the_periodic_full_cycle_of_a_big_cluster_runs_in_slices_and_offers_every_agent():
+    from mesos_nb.master import big_calls
+
+    h = Harness.build(agents=2 * big_calls.ALLOC_SLICE + 10, frameworks=3, resources="cpus:1;mem:128")
+    srv = MasterServer(MasterConfig(port=0))
+    srv.core = h.core
+    ticks = 0
+    stop = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    t = asyncio.get_running_loop().create_task(ticker())
+    runs = h.core.metrics["allocator/mesos/allocation_runs"]
+    await big_calls.allocate_in_slices(srv)
+    stop = True
+    await t
+    assert h.core.metrics["allocator/mesos/allocation_runs"] - runs == 3  # three slices
+    assert ticks >= 2  # the loop ran between them
+    assert {o.agent_id for o in h.core.offers.values()} == set(h.core.agents)  # every agent offered once
+    assert len(h.core.offers) == len(h.core.agents)

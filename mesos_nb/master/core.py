@@ -91,8 +91,8 @@ class MasterCore(MasterState):
         _frameworks.remove_framework(self, framework_id, now, reason)
 
     # ------------------------------------------------------------------ offers
-    def allocate(self, now: float, full: bool = True) -> None:
-        _offers.allocate(self, now, full)
+    def allocate(self, now: float, full: bool = True, agent_ids: list[str] | None = None) -> None:
+        _offers.allocate(self, now, full, agent_ids)
 
     def accept(self, framework_id: str, accept: m.Accept, now: float) -> None:
         _offers.accept(self, self.framework(framework_id), accept, now)

@@ -24,12 +24,16 @@ from .validation import refuse_seconds, validate_task
 log = logging.getLogger("mesos_nb.master")
 
 
-def allocate(st: MasterState, now: float, full: bool = True) -> None:
+def allocate(st: MasterState, now: float, full: bool = True, agent_ids: list[str] | None = None) -> None:
     """An allocation cycle into OFFERS; ``full=False`` looks only at the agents whose free
-    resources changed since the last cycle (the shell's cycle soon after an event)."""
+    resources changed since the last cycle (the shell's cycle soon after an event);
+    ``agent_ids``: these agents only (the shell's full cycle of a big cluster, in slices)."""
     st.wants_allocation = False
     st.metrics["allocator/mesos/allocation_runs"] += 1
-    allocations = st.allocator.allocate(now) if full else st.allocator.allocate_changed(now)
+    if agent_ids is not None:
+        allocations = st.allocator.allocate(now, agent_ids)
+    else:
+        allocations = st.allocator.allocate(now) if full else st.allocator.allocate_changed(now)
     if not allocations:
         return
     st.version += 1

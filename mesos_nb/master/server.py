@@ -274,7 +274,7 @@ class MasterServer:
     async def _allocation_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.allocation_interval)
-            self._allocate_now()
+            await big_calls.allocate_in_slices(self)
 
     async def _tick_loop(self) -> None:
         c = self.config
