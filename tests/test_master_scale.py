@@ -390,3 +390,21 @@ async def test_the_periodic_full_cycle_of_a_big_cluster_runs_in_slices_and_offer
     assert ticks >= 2  # the loop ran between them
     assert {o.agent_id for o in h.core.offers.values()} == set(h.core.agents)  # every agent offered once
     assert len(h.core.offers) == len(h.core.agents)
+
+
+async def test_an_event_cycle_over_many_agents_runs_in_slices_too():
+    from mesos_nb.master import big_calls
+
+    h = Harness.build(agents=big_calls.ALLOC_SLICE + 500, frameworks=0, resources="cpus:1;mem:128")
+    srv = MasterServer(MasterConfig(port=0))
+    srv.core = h.core
+    h.subscribe("late")  # a new framework: every agent is to be looked at again
+    h.drain()
+    runs = h.core.metrics["allocator/mesos/allocation_runs"]
+    srv._allocate_now(full=False)  # what the shell runs 2 ms after the SUBSCRIBE
+    assert h.core.metrics["allocator/mesos/allocation_runs"] == runs  # not in this step
+    await srv._alloc_slices
+    assert h.core.metrics["allocator/mesos/allocation_runs"] - runs == 2
+    assert len(h.core.offers) == len(h.core.agents)
+    if srv._alloc_handle is not None:
+        srv._alloc_handle.cancel()

@@ -131,13 +131,34 @@ async def _reconcile(lazy: _LazyCall, rec: _LazyReconcile) -> m.Call:
     return m.Call(type="RECONCILE", framework_id=lazy.framework_id, reconcile=m.Reconcile(tasks=tasks))
 
 
-async def allocate_in_slices(server: MasterServer) -> None:
-    """The periodic full cycle; above ``ALLOC_SLICE`` agents, one slice of agents per step."""
+def sliced_allocation(server: MasterServer, full: bool) -> bool:
+    """Start the cycle in slices if it would look at more than ``ALLOC_SLICE`` agents (a
+    full cycle of a big cluster; an event cycle after a framework subscribed or revived).
+    True: taken care of (or one in slices already runs; it picks the changes up)."""
     core = server.core
     if len(core.agents) <= ALLOC_SLICE:
-        server._allocate_now()
-        return
-    ids = list(core.agents)
+        return False
+    running = getattr(server, "_alloc_slices", None)
+    if running is not None and not running.done():
+        core.wants_allocation = True  # run again after it: what changed meanwhile
+        return True
+    if full:
+        ids = None
+    else:
+        n = core.allocator.changed_count()
+        if n is not None and n <= ALLOC_SLICE:
+            return False
+        ids = core.allocator.take_changed()
+    server._alloc_slices = asyncio.get_running_loop().create_task(allocate_in_slices(server, ids))  # type: ignore[attr-defined]
+    return True
+
+
+async def allocate_in_slices(server: MasterServer, ids: list[str] | None = None) -> None:
+    """A cycle over ``ids`` (None: every agent), one random slice of agents per loop step."""
+    core = server.core
+    if ids is None:
+        core.allocator.take_changed()  # every agent is looked at below
+        ids = list(core.agents)
     random.shuffle(ids)  # no agent is always in the first slice
     for i in range(0, len(ids), ALLOC_SLICE):
         try:
@@ -146,3 +167,6 @@ async def allocate_in_slices(server: MasterServer) -> None:
             log.exception("allocation failed")
         server.flush()
         await asyncio.sleep(0)
+    if core.allocator.changed_count() != 0:
+        core.wants_allocation = True  # what changed while the slices ran: an event cycle
+        server.flush()

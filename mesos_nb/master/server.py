@@ -265,6 +265,8 @@ class MasterServer:
 
     def _allocate_now(self, full: bool = True) -> None:
         self._alloc_handle = None
+        if big_calls.sliced_allocation(self, full):
+            return
         try:
             self.core.allocate(time.time(), full)
         except Exception:  # pragma: no cover - a bug must not kill the master
@@ -274,7 +276,7 @@ class MasterServer:
     async def _allocation_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.allocation_interval)
-            await big_calls.allocate_in_slices(self)
+            self._allocate_now()
 
     async def _tick_loop(self) -> None:
         c = self.config

@@ -476,6 +476,16 @@ class HierarchicalDRFAllocator:
                 return True
         return False
 
+    def take_changed(self) -> list[str] | None:
+        """The agents an event cycle would look at (None: all), forgotten as if it ran; for a
+        caller that runs the cycle itself in slices (:meth:`allocate` with ``agent_ids``)."""
+        dirty = self._dirty
+        self._dirty = {}
+        return None if dirty is None else list(dirty)
+
+    def changed_count(self) -> int | None:
+        return None if self._dirty is None else len(self._dirty)
+
     def allocate_changed(self, now: float) -> list[Allocation]:
         """A cycle over the agents whose free resources grew since the last cycle (all of
         them after a framework-side change): what the master runs soon after an event, as
