@@ -408,3 +408,21 @@ async def test_an_event_cycle_over_many_agents_runs_in_slices_too():
     assert len(h.core.offers) == len(h.core.agents)
     if srv._alloc_handle is not None:
         srv._alloc_handle.cancel()
+
+
+def test_task_resources_are_parsed_once_per_shape_and_bad_ones_still_refused():
+    import pytest
+
+    from mesos_nb.master.validation import task_resources
+    from mesos_nb.protocol.resources import ResourceParseError
+
+    protos = Resources.parse("cpus:0.5;mem:64;ports:[31000-31001]").to_proto("*")
+    first = task_resources(protos)
+    assert first == Resources.from_proto(protos)
+    assert task_resources(Resources.parse("cpus:0.5;mem:64;ports:[31000-31001]").to_proto("*")) is first
+    assert task_resources(Resources.parse("cpus:0.25").to_proto("*")) == Resources.parse("cpus:0.25")
+    bad = [m.Resource(name="cpus", type="SCALAR", scalar=m.Scalar(value=-1.0))]
+    with pytest.raises((ResourceParseError, ValueError)):
+        task_resources(bad)
+    with pytest.raises((ResourceParseError, ValueError)):
+        task_resources(bad)  # a failure is not remembered as a success
