@@ -135,7 +135,7 @@ def decline(st: MasterState, fw: Framework, decline: m.Decline, now: float) -> N
     st.wants_allocation = True
 
 
-ACCEPT_SLICE = 250  # tasks validated and launched per step of a resumable ACCEPT
+ACCEPT_SLICE = 100  # tasks validated and launched per step of a resumable ACCEPT
 
 
 def accept(st: MasterState, fw: Framework, accept: m.Accept, now: float) -> None:

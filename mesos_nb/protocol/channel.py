@@ -177,7 +177,7 @@ _dec_to_agent = msgspec.json.Decoder(list[ToAgent])
 # one message the master refuses.
 MAX_FRAME_MESSAGES = 1000
 MAX_FRAME_BYTES = 4 * 1024 * 1024
-HANDLE_SLICE = 200  # messages of one frame a receiver handles per event-loop step
+HANDLE_SLICE = 100  # messages of one frame a receiver handles per event-loop step
 
 
 def encode_frame(msgs: list[Any]) -> bytes:
