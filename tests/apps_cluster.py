@@ -107,14 +107,16 @@ class Framework:
     api: str = ""
     dns_port: int = 0
     name: str = "framework"
+    zk: str | None = None  # --zk zk://…: state and leader election in ZooKeeper
 
     def spawn(self, clear: bool = True) -> Framework:
         """Start the process; ``clear=False`` for a second replica (it waits for the lock)."""
         ep = self.state_dir / "endpoints.json"
         if clear and ep.exists():
             ep.unlink()
+        zk = ["--zk", self.zk, "--zk-session-timeout", "2"] if self.zk else []
         self.proc = _spawn(["-m", "mesos_nb.frameworks.apps", "--master", self.master, "--state", str(self.state_dir),
-                            "--port", "0", "--dns-port", "0"], self.log, cli_env())
+                            "--port", "0", "--dns-port", "0", *zk], self.log, cli_env())
         return self
 
     def wait_up(self, timeout: float = 60.0) -> Framework:

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import shutil
+import subprocess
 import tarfile
 import urllib.request
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234:app:/home/app:/bin/sh\n"
 GROUP = "root:x:0:\napp:x:1234:\nstaff:x:50:app\n"
-APPLETS = ("sh", "cat", "id", "echo", "ls", "touch", "test", "stat")
+APPLETS = ("sh", "cat", "id", "echo", "ls", "touch", "test", "stat", "sleep", "true")
 
 
 def busybox_path() -> str | None:
@@ -220,3 +221,36 @@ def push_index(base: str, repo: str, tag: str, entries: list[tuple[str, int, str
               {"Content-Type": index["mediaType"]}) as r:
         assert r.status == 201, r.status
 
+
+
+# --- a real Docker Registry v2 on loopback (Debian's docker-registry) -------------------------
+
+REGISTRY = shutil.which("docker-registry")
+
+
+def start_registry(root: Path, htpasswd: str | None = None) -> tuple[subprocess.Popen, str]:
+    """Start ``docker-registry serve`` on a free loopback port; (process, base URL)."""
+    from conftest import free_port, wait_for
+
+    assert REGISTRY is not None, "docker-registry is not installed"
+    port = free_port()
+    cfg = (f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+           f"storage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+           f"http:\n  addr: 127.0.0.1:{port}\n")
+    if htpasswd:
+        (root / "htpasswd").write_text(htpasswd)
+        cfg += f"auth:\n  htpasswd:\n    realm: test-realm\n    path: {root}/htpasswd\n"
+    (root / "config.yml").write_text(cfg)
+    proc = subprocess.Popen([REGISTRY, "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL,
+                            stderr=open(root / "registry.log", "wb"))
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, (root / "registry.log").read_text()
+        try:
+            urllib.request.urlopen(base + "/v2/", timeout=2).close()
+        except urllib.error.HTTPError:
+            pass  # 401: up, wants auth
+        return True
+    wait_for(up, timeout=20, message="docker-registry answering")
+    return proc, base

@@ -165,7 +165,7 @@ def test_notebook_command_and_failing_cell():
 
 
 @pytest.mark.parametrize("args,says", [
-    (["--zk", "zk://127.0.0.1:2181/apps", "--state", "x"], "not supported yet"),
+    (["--zk", "zk://127.0.0.1:99999/apps", "--state", "x"], "--zk: Invalid port '99999'"),
     ([], "--state DIR is required"),
 ])
 def test_process_refuses_unsupported_options_with_one_sentence(args, says):

@@ -8,15 +8,13 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
-import urllib.request
 import warnings
 
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import free_port, wait_for
-from images_support import busybox_path, make_image, push_image, push_index
+from conftest import free_port
+from images_support import busybox_path, make_image, push_image, push_index, start_registry
 
 from mesos_nb.agent.images import (
     ImageError,
@@ -32,28 +30,7 @@ pytestmark = [pytest.mark.skipif(REGISTRY is None, reason="Debian package docker
               pytest.mark.skipif(busybox_path() is None, reason="busybox-static is not installed")]
 
 
-def _start_registry(root, htpasswd: str | None = None):
-    port = free_port()
-    cfg = (f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
-           f"storage:\n  filesystem:\n    rootdirectory: {root}/data\n"
-           f"http:\n  addr: 127.0.0.1:{port}\n")
-    if htpasswd:
-        (root / "htpasswd").write_text(htpasswd)
-        cfg += f"auth:\n  htpasswd:\n    realm: test-realm\n    path: {root}/htpasswd\n"
-    (root / "config.yml").write_text(cfg)
-    proc = subprocess.Popen([REGISTRY, "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL,
-                            stderr=open(root / "registry.log", "wb"))
-    base = f"http://127.0.0.1:{port}"
-
-    def up():
-        assert proc.poll() is None, (root / "registry.log").read_text()
-        try:
-            urllib.request.urlopen(base + "/v2/", timeout=2).close()
-        except urllib.error.HTTPError:
-            pass  # 401: up, wants auth
-        return True
-    wait_for(up, timeout=20, message="docker-registry answering")
-    return proc, base
+_start_registry = start_registry
 
 
 @pytest.fixture(scope="module")

@@ -34,12 +34,13 @@ async def until(pred, timeout: float, what: str):
         await asyncio.sleep(0.05)
 
 
-def start_agent(master: str, work_dir: Path, log: Path) -> subprocess.Popen:
+def start_agent(master: str, work_dir: Path, log: Path, extra: list[str] | None = None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_NB_")}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.Popen(
         [sys.executable, "-m", "mesos_nb", "agent", "--master", master, "--port", "0",
-         "--work-dir", str(work_dir), "--resources", "cpus:8;mem:4096;disk:1000", "--isolation", "posix"],
+         "--work-dir", str(work_dir), "--resources", "cpus:8;mem:4096;disk:1000",
+         *(extra or ["--isolation", "posix"])],
         env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, cwd=str(REPO), start_new_session=True,
     )
 
@@ -134,4 +135,68 @@ async def test_agent_sigkill_and_restart_keeps_tasks_and_reports_each_end_once(t
                 agent.kill()
         for p in marker_procs(marker):
             p.kill()
+        await master.stop()
+
+
+async def test_image_task_in_a_pid_namespace_survives_an_agent_restart(tmp_path):
+    """A checkpointed task in a busybox image and its own PID namespace: the agent is SIGKILLed,
+    the task keeps running, ends while the agent is down, and the restarted agent reports how it
+    ended (the namespace's host-side waiter wrote the status) and removes the rootfs."""
+    import pytest
+    from images_support import busybox_path, make_image, save_manifest_tar
+
+    from mesos_nb.agent.isolation import namespaces_unavailable
+
+    why = namespaces_unavailable() or (None if busybox_path() else "busybox-static is not installed")
+    if why:
+        pytest.skip(why)
+    images = tmp_path / "images"
+    save_manifest_tar(make_image("recovered-image"), images / "busybox-test:latest.tar")
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    master = MasterServer(MasterConfig(port=0, allocation_interval=0.1, agent_ping_timeout=1.0,
+                                       max_agent_ping_timeouts=60))
+    await master.start()
+
+    class ImageRecorder(Recorder):
+        async def offers(self, driver, offers):
+            for offer in offers:
+                if not self.to_launch:
+                    await driver.decline([offer.id], refuse_seconds=60)
+                    continue
+                self.to_launch = {}
+                container = {"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": "busybox-test"}}},
+                             "volumes": [{"container_path": "/flags", "mode": "RO",
+                                          "source": {"type": "HOST_PATH", "host_path": {"path": str(flags)}}}]}
+                await driver.launch([offer.id], [TaskInfo(
+                    name="img", task_id=ID(value="img"), agent_id=offer.agent_id,
+                    resources=Resources.parse("cpus:0.1;mem:16").to_proto(), container=container,
+                    command=CommandInfo(value="while ! test -f /flags/go; do sleep 0.1; done; exit 7"))])
+
+    sched = ImageRecorder({"img": ""})
+    driver = SchedulerDriver(sched, FrameworkInfo(user="", name="img-recovery", checkpoint=True,
+                                                  failover_timeout=300), master.address)
+    work, log = tmp_path / "agent", tmp_path / "agent.log"
+    extra = ["--isolation", "posix,filesystem/linux,namespaces/pid", "--docker-registry", str(images)]
+    agent = start_agent(master.address, work, log, extra)
+    try:
+        await driver.start()
+        await until(lambda: sched.updates.get("img", [])[-1:] == ["TASK_RUNNING"], 60, "image task running")
+        os.kill(agent.pid, signal.SIGKILL)
+        agent.wait(10)
+        (flags / "go").touch()
+        await until(lambda: list((work / "meta").rglob("exit.status")), 30, "the task ended while the agent was down")
+        agent = start_agent(master.address, work, log, extra)
+        await until(lambda: sched.terminal("img"), 60, "the end reported after the restart")
+        assert sched.terminal("img") == ["TASK_FAILED"]
+        provisioner = work / "provisioner"
+        await until(lambda: not any(any(d.iterdir()) for d in provisioner.iterdir()), 15, "rootfs removed")
+    finally:
+        await driver.stop()
+        if agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                agent.wait(20)
+            except subprocess.TimeoutExpired:
+                agent.kill()
         await master.stop()

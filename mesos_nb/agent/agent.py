@@ -30,6 +30,7 @@ import msgspec
 from mesos_nb.protocol.channel import (
     AckUpdate,
     AgentRegistered,
+    CheckpointResources,
     FrameworkToExecutor,
     KillTask,
     RegisterAgent,
@@ -43,15 +44,19 @@ from mesos_nb.protocol.resources import Resources
 from mesos_nb.protocol.version import VERSION
 
 from . import checkpoint as ckpt
-from . import sandbox
+from . import resources_checkpoint, sandbox
 from .attributes import parse_attributes
 from .checkpointing import Checkpointing
 from .command_executor import CommandExecutor
 from .config import AgentConfig
-from .containerizer import Containerizer, make_containerizer
+from .container_images import ContainerImages
+from .container_spec import ImageSpec, VolumeSpec, parse_container
+from .containerizer import Containerizer, LaunchError, make_containerizer
 from .custom_executors import CustomExecutors
 from .detect import detect_resources
-from .environment import build_environment
+from .environment import build_environment, limits_for
+from .io_control import block_device, io_limits
+from .isolation import Limits
 from .lifecycle import Lifecycle
 from .records import MAX_COMPLETED_FRAMEWORKS, ExecutorEntry, FrameworkEntry, TaskEntry
 from .recovery import Recovery
@@ -84,8 +89,18 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         self.total: Resources = total if total is not None else detect_resources(
             config.resources, config.work_dir, gpus=config.detect_gpus
         )
+        self.base_total = self.total
+        self.total = resources_checkpoint.load(config.work_dir, self.total)
         self.used = Resources()
-        self.containerizer = containerizer or make_containerizer(config.isolation)
+        self.images = ContainerImages(config.docker_registry, config.resolved_store_dir(),
+                                      max_bytes=config.image_store_max_bytes)
+        self.containerizer = containerizer or make_containerizer(
+            config.isolation, images=self.images, work_dir=config.work_dir,
+            disk_watch_interval=config.container_disk_watch_interval,
+            enforce_disk_quota=config.enforce_container_disk_quota)
+        if getattr(self.containerizer, "images", self.images) is None:
+            self.containerizer.images = self.images  # type: ignore[attr-defined]
+        self._io_device: str | None = None
         self.port: int = config.port
         self.frameworks: dict[str, FrameworkEntry] = {}
         self.completed_frameworks: OrderedDict[str, FrameworkEntry] = OrderedDict()
@@ -123,6 +138,7 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
             ShutdownFramework: self._on_shutdown_framework,
             ShutdownExecutor: self._on_shutdown_executor,
             FrameworkToExecutor: self._on_framework_message,
+            CheckpointResources: self._on_checkpoint_resources,
         }
 
     # ------------------------------------------------------------------ identity
@@ -239,6 +255,14 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         executor = msg.executor or (tasks[0].executor if tasks else None)
         self._launch_with_executor(info, executor, tasks, fw_id, group=msg.task is None)
 
+    def _on_checkpoint_resources(self, msg: CheckpointResources) -> None:
+        try:
+            self.total = resources_checkpoint.save(self.config.work_dir, self.base_total, msg.resources)
+        except (OSError, ValueError) as e:
+            logger.error("cannot checkpoint resources agent=%s: %s", self.agent_id, e)
+            return
+        logger.info("resources checkpointed agent=%s total=%s", self.agent_id, self.total)
+
     def _refuse(self, fw_id: str, tasks: list[TaskInfo], ex_id: str, reason: str, message: str) -> None:
         for task in tasks:
             self._agent_update(fw_id, task.task_id.value, ex_id, "TASK_FAILED", reason=reason, message=message)
@@ -309,6 +333,30 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
             command=command if command is not None else (task.info.command if task is not None else None),
         )
 
+    def _container_launch(self, container: Any, command: CommandInfo | None, resources: Resources,
+                          labels: Iterable[Any] = (), extra_mem: int = 0
+                          ) -> tuple[ImageSpec | None, list[VolumeSpec], Limits]:
+        """The image, volumes and limits a launch asks for (``ContainerInfo``, labels,
+        resources); LaunchError with a sentence when it asks for what is not supported."""
+        try:
+            name, cached, volumes = parse_container(container)
+            io = None
+            if getattr(getattr(self.containerizer, "isolator", None), "io", False):
+                if self._io_device is None:
+                    self._io_device = block_device(self.config.work_dir)
+                for lab in labels:
+                    io = io_limits(lab, self._io_device) or io
+        except ValueError as e:
+            raise LaunchError(str(e)) from None
+        image = None
+        if name:
+            cmd = command or CommandInfo(shell=False)
+            env = {v.name: v.value for v in (cmd.environment.variables if cmd.environment else [])
+                   if v.type in (None, "VALUE") and v.value is not None}
+            image = ImageSpec(name, cached, shell=bool(cmd.shell), value=cmd.value or None,
+                              arguments=tuple(cmd.arguments or ()), task_env=env, user=cmd.user or None)
+        return image, volumes, limits_for(resources, extra_mem, io=io)
+
     async def _fetch(self, ex: ExecutorEntry, uris: list[Any]) -> str | None:
         """Fetch ``uris`` into ``ex``'s sandbox (through the agent's cache); the failure, if any."""
         from .fetcher import FetchError, fetch_all
@@ -336,6 +384,7 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         if self._bg:
             await asyncio.gather(*self._bg, return_exceptions=True)
         self.containerizer.close()
+        await self.images.close()
         self._pid_log.close()
 
     def running_tasks(self) -> list[TaskEntry]:

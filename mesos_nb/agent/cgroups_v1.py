@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
+from typing import Any
 
+from . import io_control
 from .isolator import (
     CFS_PERIOD_US,
     CGROUP_ROOT,
@@ -36,8 +38,12 @@ class CgroupsV1Isolator(Isolator):
     # Joined in this order: cpuacct and memory first, cpu (the quota) last.
     CONTROLLERS = ("cpuacct", "memory", "cpu")
 
-    def __init__(self, root: str = CGROUP_ROOT) -> None:
+    def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False) -> None:
         self.root = root
+        self.io = io
+        if io:  # cgroups/blkio: one more hierarchy, joined first
+            self.CONTROLLERS = ("blkio", *self.CONTROLLERS)
+            self.name = "cgroups/v1+blkio"
         self._limits: dict[str, Limits] = {}
         self._joined: set[str] = set()  # containers whose child joined its cgroups itself
         self._parents_ready = False
@@ -63,6 +69,8 @@ class CgroupsV1Isolator(Isolator):
             with contextlib.suppress(OSError):  # no swap accounting: fine
                 write_text(os.path.join(mem, "memory.swappiness"), "0")
             write_text(os.path.join(mem, "memory.limit_in_bytes"), str(max(MIN_MEMORY_BYTES, limits.mem_bytes)))
+        if self.io and limits.io:
+            io_control.apply_v1(self._dir("blkio", container_id), limits.io)
 
     def preexec(self, container_id: str) -> Callable[[], None] | None:
         self._joined.add(container_id)
@@ -95,7 +103,7 @@ class CgroupsV1Isolator(Isolator):
         text = read_text(os.path.join(self._dir("memory", container_id), "cgroup.procs")) or ""
         return [int(x) for x in text.split()]
 
-    def usage(self, container_id: str) -> dict[str, float] | None:
+    def usage(self, container_id: str) -> dict[str, Any] | None:
         acct = parse_kv(read_text(os.path.join(self._dir("cpuacct", container_id), "cpuacct.stat")))
         if not acct and not os.path.isdir(self._dir("cpuacct", container_id)):
             return None
@@ -105,7 +113,7 @@ class CgroupsV1Isolator(Isolator):
         cstat = parse_kv(read_text(os.path.join(self._dir("cpu", container_id), "cpu.stat")))
         limits = self._limits.get(container_id, Limits())
         pids = self.pids(container_id)
-        out: dict[str, float] = {
+        out: dict[str, Any] = {
             "cpus_user_time_secs": round(acct.get("user", 0) / tick, 3),
             "cpus_system_time_secs": round(acct.get("system", 0) / tick, 3),
             "cpus_nr_periods": cstat.get("nr_periods", 0),
@@ -121,6 +129,10 @@ class CgroupsV1Isolator(Isolator):
         }
         if limits.mem_bytes > 0:
             out["mem_limit_bytes"] = max(MIN_MEMORY_BYTES, limits.mem_bytes)
+        if self.io:
+            blkio = io_control.stats_v1(self._dir("blkio", container_id))
+            out["blkio_statistics"] = blkio
+            out.update(io_control.totals(blkio))
         return out
 
     def cleanup(self, container_id: str) -> bool:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
+from typing import Any
 
+from . import io_control
 from .isolator import (
     CFS_PERIOD_US,
     CGROUP_ROOT,
@@ -29,8 +31,11 @@ from .isolator import (
 class CgroupsV2Isolator(Isolator):
     name = "cgroups/v2"
 
-    def __init__(self, root: str = CGROUP_ROOT) -> None:
+    def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False) -> None:
         self.root = root
+        self.io = io
+        if io:
+            self.name = "cgroups/v2+io"
         self._limits: dict[str, Limits] = {}
         self._joined: set[str] = set()
         self._parent_ready = False
@@ -45,7 +50,7 @@ class CgroupsV2Isolator(Isolator):
         os.makedirs(parent, exist_ok=True)
         for d in (self.root, parent):
             with contextlib.suppress(OSError):
-                write_text(os.path.join(d, "cgroup.subtree_control"), "+cpu +memory")
+                write_text(os.path.join(d, "cgroup.subtree_control"), "+cpu +memory" + (" +io" if self.io else ""))
         self._parent_ready = True
 
     def prepare(self, container_id: str, limits: Limits) -> None:
@@ -60,6 +65,8 @@ class CgroupsV2Isolator(Isolator):
             write_text(os.path.join(d, "memory.max"), str(max(MIN_MEMORY_BYTES, limits.mem_bytes)))
             with contextlib.suppress(OSError):
                 write_text(os.path.join(d, "memory.swap.max"), "0")
+        if self.io and limits.io:
+            io_control.apply_v2(d, limits.io)
 
     def preexec(self, container_id: str) -> Callable[[], None] | None:
         self._joined.add(container_id)
@@ -87,14 +94,14 @@ class CgroupsV2Isolator(Isolator):
     def pids(self, container_id: str) -> list[int]:
         return [int(x) for x in (read_text(os.path.join(self._dir(container_id), "cgroup.procs")) or "").split()]
 
-    def usage(self, container_id: str) -> dict[str, float] | None:
+    def usage(self, container_id: str) -> dict[str, Any] | None:
         d = self._dir(container_id)
         cpu = parse_kv(read_text(os.path.join(d, "cpu.stat")))
         if not cpu and not os.path.isdir(d):
             return None
         mstat = parse_kv(read_text(os.path.join(d, "memory.stat")))
         limits = self._limits.get(container_id, Limits())
-        out: dict[str, float] = {
+        out: dict[str, Any] = {
             "cpus_user_time_secs": round(cpu.get("user_usec", 0) / 1e6, 3),
             "cpus_system_time_secs": round(cpu.get("system_usec", 0) / 1e6, 3),
             "cpus_nr_periods": cpu.get("nr_periods", 0),
@@ -110,6 +117,10 @@ class CgroupsV2Isolator(Isolator):
         }
         if limits.mem_bytes > 0:
             out["mem_limit_bytes"] = max(MIN_MEMORY_BYTES, limits.mem_bytes)
+        if self.io:
+            blkio = io_control.stats_v2(d)
+            out["blkio_statistics"] = blkio
+            out.update(io_control.totals(blkio))
         return out
 
     def cleanup(self, container_id: str) -> bool:

@@ -73,6 +73,7 @@ class Checkpointing:
             ckpt.checkpoint_run(ex.run_meta, {
                 "pid": container.pid, "start_time": process_start(container.pid), "kind": kind,
                 "directory": ex.directory, "cpus": container.limits.cpus, "mem_bytes": container.limits.mem_bytes,
+                "disk_bytes": container.limits.disk_bytes,
                 "launched": time.time(), "gpus": ex.gpus,
             }, sync=ex.checkpoint)
         except OSError:

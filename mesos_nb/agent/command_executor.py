@@ -21,13 +21,18 @@ from mesos_nb.protocol.resources import Resources
 
 from . import sandbox
 from .containerizer import LaunchError, LaunchSpec, describe_status
-from .environment import command_argv, limits_for
+from .environment import command_argv
 from .records import ExecutorEntry, FrameworkEntry, TaskEntry
 
 logger = logging.getLogger("mesos_nb.agent")
 
-SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervisor.py")
+SWITCHBOARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "switchboard.py")
 COMMAND_EXECUTOR_MEM = 32 * 1024 * 1024  # Mesos' command executor overhead, added to supervised limits
+
+
+def _wants_tty(info: TaskInfo) -> bool:
+    container = info.container
+    return isinstance(container, dict) and isinstance(container.get("tty_info"), dict)
 
 
 class CommandExecutor:
@@ -95,21 +100,23 @@ class CommandExecutor:
             return
         supervised = ex.checkpoint and ex.run_meta is not None
         try:
-            executable, argv = command_argv(task.info.command)  # type: ignore[arg-type]
+            image, volumes, limits = self._container_launch(
+                task.info.container, task.info.command, task.resources, [task.info.labels],
+                COMMAND_EXECUTOR_MEM if supervised else 0)
+            executable, argv = (None, []) if image is not None else command_argv(task.info.command)  # type: ignore[arg-type]
+            if image is None and _wants_tty(task.info):  # a TTY task runs under its I/O switchboard (task attach)
+                executable, argv = None, [sys.executable, "-S", SWITCHBOARD, ex.container_id, executable or "", *argv]
             ex.gpus = self._take_gpus(task.resources)
             status_path = None
             if supervised:
                 assert ex.run_meta is not None
                 status_path = os.path.join(ex.run_meta, "exit.status")
-                argv = [sys.executable, "-S", SUPERVISOR, status_path, executable or "", *argv]
-                executable = None
             spec = LaunchSpec(
                 container_id=ex.container_id, argv=argv, executable=executable,
                 env=self._environment(fw, ex, task), cwd=ex.directory,
                 stdout_path=os.path.join(ex.directory, "stdout"),
                 stderr_path=os.path.join(ex.directory, "stderr"),
-                limits=limits_for(task.resources, COMMAND_EXECUTOR_MEM if supervised else 0),
-                status_path=status_path,
+                limits=limits, status_path=status_path, image=image, volumes=volumes,
             )
             container = await self.containerizer.launch(spec)
         except LaunchError as e:
@@ -140,13 +147,14 @@ class CommandExecutor:
         ok, message = describe_status(status)
         limitation = ex.container.limitation if ex.container is not None else None
         if limitation:
-            self._update(task, "TASK_FAILED", reason="REASON_CONTAINER_LIMITATION_MEMORY", message=limitation)
+            assert ex.container is not None
+            self._update(task, "TASK_FAILED", reason=ex.container.limitation_reason, message=limitation)
         elif task.kill_requested:
             self._update(task, "TASK_KILLED", message=message, reason=task.kill_reason)
         elif ok:
             self._update(task, "TASK_FINISHED", message=message)
         else:
-            self._update(task, "TASK_FAILED", reason="REASON_COMMAND_EXECUTOR_FAILED", message=message)
+            self._update(task, "TASK_FAILED", message=message)  # Mesos' command executor sets no reason
         logger.info("task %s agent=%s framework=%s task=%s: %s", task.state.lower()[5:], self.agent_id,
                     fw.framework_id, task.task_id, limitation or message)
         self._executor_done(fw, ex, status)

@@ -15,7 +15,14 @@ class AgentConfig:
     resources: str | None = None  # Mesos text; None = detect. Explicit names override detection.
     attributes: str | None = None  # "rack:a;zone:1"
     work_dir: str = "/tmp/mesos-nb/agent"
-    isolation: str = "auto"  # auto | posix | cgroups | cgroups/v1 | cgroups/v2
+    # auto | posix | cgroups | cgroups/v1 | cgroups/v2, or a Mesos list such as
+    # "cgroups/cpu,cgroups/mem,cgroups/blkio,disk/du,filesystem/linux,namespaces/pid"
+    isolation: str = "auto"
+    docker_registry: str | None = None  # a directory of `docker save` tarballs or a registry URL (Docker Hub)
+    docker_store_dir: str | None = None  # image layer store; None = <work_dir>/store/docker
+    image_store_max_bytes: int = 0  # LRU bound of the layer store (0 = unbounded)
+    enforce_container_disk_quota: bool = False  # disk/du: kill a container over its `disk`
+    container_disk_watch_interval: float = 15.0  # disk/du: seconds between measurements
     agent_secret: str | None = None
     executor_shutdown_grace_period: float = 5.0
     status_update_retry_min: float = 10.0
@@ -34,6 +41,9 @@ class AgentConfig:
         if self.host in ("", "0.0.0.0", "::"):
             return os.uname().nodename
         return self.host
+
+    def resolved_store_dir(self) -> str:
+        return self.docker_store_dir or os.path.join(self.work_dir, "store", "docker")
 
 
 __all__ = ["AgentConfig"]

@@ -16,14 +16,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from .isolation import Isolator, Limits, PosixIsolator, make_isolator, tree_stats
+from . import disk_usage
+from .container_spec import ImageSpec, VolumeSpec, binds
+from .isolation import (
+    IsolationSpec,
+    Isolator,
+    Limits,
+    PosixIsolator,
+    make_isolator,
+    namespaces_unavailable,
+    parse_isolation,
+    tree_stats,
+)
+from .namespaces import container_preexec, host_mounts
+
+SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervisor.py")
 
 
 @dataclass
@@ -36,7 +53,9 @@ class LaunchSpec:
     stderr_path: str
     executable: str | None = None  # exec this file with ``argv`` (argv[0] may differ)
     limits: Limits = field(default_factory=Limits)
-    status_path: str | None = None  # supervised: the supervisor writes the task's wait status here
+    status_path: str | None = None  # supervised: the task's wait status is recorded here
+    image: ImageSpec | None = None  # a MESOS container with a Docker image
+    volumes: list[VolumeSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -48,6 +67,10 @@ class Container:
     destroying: bool = False
     limits: Limits = field(default_factory=Limits)
     limitation: str | None = None  # set when the isolator found the container over a limit
+    limitation_reason: str = "REASON_CONTAINER_LIMITATION_MEMORY"
+    prepared: Any = field(default=None, repr=False)  # images.PreparedContainer, released at the end
+    disk_paths: tuple[str, ...] = ()  # what disk/du measures
+    disk_used: int | None = None
     status_path: str | None = None
     recovered: bool = False  # not our child: adopted after an agent restart
 
@@ -123,11 +146,20 @@ class PosixContainerizer(Containerizer):
     (``PosixIsolator`` by default), and polls the isolator for limitations: a container
     over its memory limit is destroyed and keeps ``limitation`` (the message)."""
 
-    def __init__(self, isolator: Isolator | None = None, *, poll_interval: float = 0.25) -> None:
+    def __init__(self, isolator: Isolator | None = None, *, poll_interval: float = 0.25,
+                 isolation: IsolationSpec | None = None, images: Any = None, work_dir: str | None = None,
+                 disk_watch_interval: float = 15.0, enforce_disk_quota: bool = False) -> None:
         self._use_pidfd = _HAS_PIDFD
         self._devnull = -1  # one shared read-only /dev/null for every task's stdin
         self.isolator = isolator or PosixIsolator()
         self.poll_interval = poll_interval
+        self.isolation = isolation or IsolationSpec(frozenset({"posix"}))
+        self.images = images  # container_images.ContainerImages
+        self.work_dir = work_dir or "/tmp/mesos-nb/agent"
+        self.disk_watch_interval = disk_watch_interval
+        self.enforce_disk_quota = enforce_disk_quota
+        self._disk_timer: asyncio.TimerHandle | None = None
+        self._disk_task: asyncio.Task | None = None
         self._live: dict[str, Container] = {}
         self._poller: asyncio.TimerHandle | None = None
         self._cleanup_pending: set[str] = set()
@@ -147,6 +179,9 @@ class PosixContainerizer(Containerizer):
         if self._poller is not None:
             self._poller.cancel()
             self._poller = None
+        if self._disk_timer is not None:
+            self._disk_timer.cancel()
+            self._disk_timer = None
         if self._cleanup_timer is not None:
             self._cleanup_timer.cancel()
             self._cleanup_timer = None
@@ -169,6 +204,40 @@ class PosixContainerizer(Containerizer):
         c.exit_future.add_done_callback(lambda _f, c=c: self._finished(c))
         if self._poller is None and (c.limits.mem_bytes > 0):
             self._poller = asyncio.get_running_loop().call_later(self.poll_interval, self._poll)
+        if self.isolation.disk_du and c.disk_paths and self._disk_timer is None and self._disk_task is None:
+            self._disk_timer = asyncio.get_running_loop().call_later(self.disk_watch_interval, self._disk_poll)
+
+    # ------------------------------------------------------------------ disk/du
+    def _disk_poll(self) -> None:
+        self._disk_timer = None
+        live = [c for c in self._live.values() if not c.exited and c.disk_paths]
+        if live:
+            self._disk_task = asyncio.get_running_loop().create_task(self._disk_measure(live))
+
+    async def _disk_measure(self, live: list[Container]) -> None:
+        try:
+            used = await asyncio.to_thread(lambda: [disk_usage.measure(c.disk_paths) for c in live])
+        except RuntimeError:  # the loop is closing
+            return
+        finally:
+            self._disk_task = None
+        for c, n in zip(live, used, strict=True):
+            c.disk_used = n
+            quota = c.limits.disk_bytes
+            if self.enforce_disk_quota and quota > 0 and n > quota and not c.exited and c.limitation is None:
+                c.limitation = disk_usage.disk_message(n, quota)
+                c.limitation_reason = "REASON_CONTAINER_LIMITATION_DISK"
+                logging.getLogger("mesos_nb.agent").warning(
+                    "container over its disk quota container=%s: %s", c.container_id, c.limitation)
+                self._kill_all(c)
+        if any(not c.exited and c.disk_paths for c in self._live.values()) and self._disk_timer is None:
+            self._disk_timer = asyncio.get_running_loop().call_later(self.disk_watch_interval, self._disk_poll)
+
+    def _kill_all(self, c: Container) -> None:
+        _killpg(c.pid, signal.SIGKILL)
+        for pid in self.isolator.pids(c.container_id):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
     def _poll(self) -> None:
         self._poller = None
@@ -182,10 +251,7 @@ class PosixContainerizer(Containerizer):
             c.limitation = msg
             logging.getLogger("mesos_nb.agent").warning(
                 "container over its limit container=%s: %s", c.container_id, msg)
-            _killpg(c.pid, signal.SIGKILL)
-            for pid in self.isolator.pids(c.container_id):
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+            self._kill_all(c)
         if live:
             self._poller = asyncio.get_running_loop().call_later(self.poll_interval, self._poll)
 
@@ -194,6 +260,9 @@ class PosixContainerizer(Containerizer):
             with contextlib.suppress(OSError):
                 c.limitation = self.isolator.limitation(c.container_id)
         self._live.pop(c.container_id, None)
+        if c.prepared is not None and self.images is not None:
+            prepared, c.prepared = c.prepared, None
+            self.images.release(prepared)
         if isinstance(self.isolator, PosixIsolator):
             self._cleanup(c.container_id)  # bookkeeping only
         else:
@@ -258,10 +327,15 @@ class PosixContainerizer(Containerizer):
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().call_later(0.1 * (attempt + 1), self._cleanup, container_id, attempt + 1)
 
-    def usage(self, container: Container) -> dict[str, float] | None:
+    def usage(self, container: Container) -> dict[str, Any] | None:
         stats = self.isolator.usage(container.container_id)
         if stats is None:
             stats = tree_stats(container.pid)
+        if stats is not None and self.isolation.disk_du:
+            if container.disk_used is not None:
+                stats["disk_used_bytes"] = container.disk_used
+            if container.limits.disk_bytes > 0:
+                stats["disk_limit_bytes"] = container.limits.disk_bytes
         if stats is not None:
             if container.limits.cpus > 0:
                 stats["cpus_limit"] = container.limits.cpus
@@ -270,31 +344,77 @@ class PosixContainerizer(Containerizer):
         return stats
 
     # ------------------------------------------------------------------ launch / recover
+    async def _prepare_image(self, spec: LaunchSpec) -> Any:
+        """Pull/reuse the image, assemble the rootfs, chown the sandbox to the task user."""
+        if self.images is None:
+            raise LaunchError("Container images are not enabled on this agent")
+        assert spec.image is not None
+        try:
+            mounts = binds(spec.volumes, spec.cwd, image=True)
+            return await self.images.prepare(spec, os.path.join(self.work_dir, "provisioner", spec.container_id),
+                                             [(b.source, b.target, b.readonly) for b in mounts])
+        except LaunchError:
+            raise
+        except Exception as e:  # ImageError, ImageReferenceError, RegistryError, ValueError, OSError
+            raise LaunchError(f"Failed to prepare the image '{spec.image.name}': {e}") from None
+
     async def launch(self, spec: LaunchSpec) -> Container:
         loop = asyncio.get_running_loop()
         out = err = -1
+        iso = self.isolation
+        prepared = None
+        argv, executable, env = spec.argv, spec.executable, spec.env
+        setup = None
+        if spec.image is not None:
+            prepared = await self._prepare_image(spec)
+            argv, executable, env = prepared.launch.argv, prepared.launch.executable, prepared.launch.env
+            setup = prepared.preexec
+        elif iso.namespaces or spec.volumes:
+            if not iso.filesystem_linux and spec.volumes:
+                raise LaunchError("Volumes need the filesystem/linux isolator (--isolation)")
+            try:
+                mounts = binds(spec.volumes, spec.cwd, image=False)
+                if iso.filesystem_linux:
+                    os.makedirs(os.path.join(spec.cwd, "tmp"), exist_ok=True)
+                    os.chmod(os.path.join(spec.cwd, "tmp"), 0o1777)
+            except (OSError, ValueError) as e:
+                raise LaunchError(f"Failed to prepare the container's mounts: {e}") from None
+            setup = host_mounts(spec.cwd, private_tmp=iso.filesystem_linux, proc=iso.pid_namespace, volumes=mounts)
+        waiter = iso.pid_namespace or (spec.status_path is not None and prepared is not None)
+        if spec.status_path is not None and not waiter:
+            argv = [sys.executable, "-S", SUPERVISOR, spec.status_path, executable or "", *argv]
+            executable = None
         try:
             self.isolator.prepare(spec.container_id, spec.limits)
         except OSError as e:
             self._cleanup(spec.container_id)
+            if prepared is not None and self.images is not None:
+                self.images.release(prepared)
             raise LaunchError(f"Failed to prepare isolation ({self.isolator.name}): {e}") from None
-        argv, preexec = spec.argv, self.isolator.preexec(spec.container_id)
+        preexec = container_preexec(join=self.isolator.preexec(spec.container_id), setup=setup,
+                                    pid_namespace=iso.pid_namespace,
+                                    status_path=spec.status_path if waiter else None)
         try:
             out = _open_out(spec.stdout_path)
             err = _open_out(spec.stderr_path)
             if self._use_pidfd:
-                proc = subprocess.Popen(
-                    argv, executable=spec.executable, stdin=self._stdin(), stdout=out, stderr=err,
-                    cwd=spec.cwd, env=spec.env, start_new_session=True, close_fds=True, preexec_fn=preexec,
+                popen = functools.partial(
+                    subprocess.Popen, argv, executable=executable, stdin=self._stdin(), stdout=out, stderr=err,
+                    cwd=spec.cwd, env=env, start_new_session=True, close_fds=True, preexec_fn=preexec,
                 )
+                # Namespaces and mounts take the child milliseconds to set up before it execs,
+                # and Popen waits for the exec: off the event loop then (the plain path stays inline).
+                proc = await asyncio.to_thread(popen) if setup is not None or waiter else popen()
             else:
                 aproc = await asyncio.create_subprocess_exec(
-                    *argv, executable=spec.executable, stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=err, cwd=spec.cwd, env=spec.env, start_new_session=True,
+                    *argv, executable=executable, stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=err, cwd=spec.cwd, env=env, start_new_session=True,
                     preexec_fn=preexec,
                 )
         except (OSError, ValueError, subprocess.SubprocessError) as e:
             self._cleanup(spec.container_id)
+            if prepared is not None and self.images is not None:
+                self.images.release(prepared)
             raise LaunchError(f"Failed to launch container: {e}") from None
         finally:
             if out >= 0:
@@ -306,12 +426,7 @@ class PosixContainerizer(Containerizer):
             pid = proc.pid
             # Popen's own bookkeeping must not reap the child behind our back.
             proc.returncode = 0
-            self.isolator.isolate(spec.container_id, pid, spec.limits)
-            self._watch_pidfd(loop, pid, fut, spec.status_path)
-            c = Container(container_id=spec.container_id, pid=pid, directory=spec.cwd, exit_future=fut,
-                          limits=spec.limits, status_path=spec.status_path)
-            self._track(c)
-            return c
+            self._watch_pidfd(loop, pid, fut, None if waiter else spec.status_path)
         else:
             pid = aproc.pid
 
@@ -322,11 +437,21 @@ class PosixContainerizer(Containerizer):
                     fut.set_result(_status_from_returncode(rc))
 
             fut._waiter_task = loop.create_task(_wait())  # type: ignore[attr-defined]
+        if waiter:
+            self.isolator.wrapped(spec.container_id, 2 if iso.pid_namespace else 1)
         self.isolator.isolate(spec.container_id, pid, spec.limits)
         c = Container(container_id=spec.container_id, pid=pid, directory=spec.cwd, exit_future=fut,
-                      limits=spec.limits, status_path=spec.status_path)
+                      limits=spec.limits, status_path=spec.status_path, prepared=prepared,
+                      disk_paths=self._disk_paths(spec, prepared))
         self._track(c)
         return c
+
+    def _disk_paths(self, spec: LaunchSpec, prepared: Any) -> tuple[str, ...]:
+        if not self.isolation.disk_du:
+            return ()
+        if prepared is not None:
+            return (spec.cwd, prepared.rootfs.container_dir)
+        return (spec.cwd,)
 
     def recover(self, container_id: str, pid: int, directory: str, *, limits: Limits | None = None,
                 status_path: str | None = None) -> Container | None:
@@ -349,7 +474,8 @@ class PosixContainerizer(Containerizer):
 
         loop.add_reader(pidfd, _on_exit)
         c = Container(container_id=container_id, pid=pid, directory=directory, exit_future=fut,
-                      limits=limits, status_path=status_path, recovered=True)
+                      limits=limits, status_path=status_path, recovered=True,
+                      disk_paths=(directory,) if self.isolation.disk_du else ())
         self._track(c)
         return c
 
@@ -415,9 +541,18 @@ def describe_status(status: int) -> tuple[bool, str]:
     return False, f"Command exited with unknown status {status}"
 
 
-def make_containerizer(isolation: str) -> Containerizer:
-    """A containerizer with the isolator ``isolation`` names (see :func:`make_isolator`)."""
-    return PosixContainerizer(make_isolator(isolation))
+def make_containerizer(isolation: str, *, images: Any = None, work_dir: str | None = None,
+                       disk_watch_interval: float = 15.0, enforce_disk_quota: bool = False) -> Containerizer:
+    """A containerizer with the isolators ``isolation`` names (see :func:`parse_isolation`).
+    Raises ValueError with a sentence when one cannot work on this machine."""
+    spec = parse_isolation(isolation)
+    if spec.namespaces:
+        why = namespaces_unavailable()
+        if why is not None:
+            names = ", ".join(n for n in ("filesystem/linux", "namespaces/pid") if n in spec.kinds)
+            raise ValueError(f"{names} isolation is unavailable: {why}")
+    return PosixContainerizer(make_isolator(isolation), isolation=spec, images=images, work_dir=work_dir,
+                              disk_watch_interval=disk_watch_interval, enforce_disk_quota=enforce_disk_quota)
 
 
 __all__ = [

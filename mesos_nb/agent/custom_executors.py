@@ -30,10 +30,15 @@ from mesos_nb.protocol.resources import Resources
 from . import checkpoint as ckpt
 from . import sandbox
 from .containerizer import LaunchError, LaunchSpec, describe_status
-from .environment import command_argv, limits_for
+from .environment import command_argv
 from .records import ExecutorEntry, FrameworkEntry, TaskEntry
 
 logger = logging.getLogger("mesos_nb.agent")
+
+
+def _has_image(container: Any) -> bool:
+    mesos = container.get("mesos") if isinstance(container, dict) else None
+    return isinstance(mesos, dict) and mesos.get("image") is not None
 
 
 def _b64(data: bytes) -> str:
@@ -145,15 +150,20 @@ class CustomExecutors:
             self._executor_done(fw, ex, None)
             return
         first = next(iter(ex.tasks.values()), None)
-        limits = limits_for(ex.resources + sum((t.resources for t in ex.tasks.values()), Resources()))
         ex.gpus = self._take_gpus(ex.resources, *(t.resources for t in ex.tasks.values()))
         try:
-            executable, argv = command_argv(cmd)
+            if ex.info.container is None and any(_has_image(t.info.container) for t in ex.tasks.values()):
+                raise LaunchError("A task's own image inside an executor's container is not supported; "
+                                  "give ExecutorInfo.container the image")
+            image, volumes, limits = self._container_launch(
+                ex.info.container, cmd, ex.resources + sum((t.resources for t in ex.tasks.values()), Resources()),
+                [ex.info.labels, *(t.info.labels for t in ex.tasks.values())])
+            executable, argv = (None, []) if image is not None else command_argv(cmd)
             env = self._environment(fw, ex, first, command=cmd, extra_resources=[t.resources for t in ex.tasks.values()])
             spec = LaunchSpec(
                 container_id=ex.container_id, argv=argv, executable=executable, env=env, cwd=ex.directory,
                 stdout_path=os.path.join(ex.directory, "stdout"), stderr_path=os.path.join(ex.directory, "stderr"),
-                limits=limits,
+                limits=limits, image=image, volumes=volumes,
             )
             container = await self.containerizer.launch(spec)
         except LaunchError as e:
@@ -197,7 +207,7 @@ class CustomExecutors:
     def _fail_executor_tasks(self, ex: ExecutorEntry, reason: str, message: str, state: str = "TASK_FAILED") -> None:
         for task in list(ex.tasks.values()):
             st = "TASK_KILLED" if task.kill_requested and state == "TASK_FAILED" and reason not in (
-                "REASON_CONTAINER_LIMITATION_MEMORY",) else state
+                "REASON_CONTAINER_LIMITATION_MEMORY", "REASON_CONTAINER_LIMITATION_DISK") else state
             self._update(task, st, reason=reason, message=message, source="SOURCE_AGENT")
         ex.queued.clear()
 
@@ -210,7 +220,8 @@ class CustomExecutors:
         _, message = describe_status(status)
         limitation = ex.container.limitation if ex.container is not None else None
         if limitation:
-            self._fail_executor_tasks(ex, "REASON_CONTAINER_LIMITATION_MEMORY", limitation)
+            assert ex.container is not None
+            self._fail_executor_tasks(ex, ex.container.limitation_reason, limitation)
         else:
             self._fail_executor_tasks(ex, "REASON_EXECUTOR_TERMINATED", f"Executor terminated: {message}")
         logger.info("executor exited agent=%s framework=%s executor=%s: %s", self.agent_id, fw.framework_id,

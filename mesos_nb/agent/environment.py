@@ -14,6 +14,7 @@ from mesos_nb.protocol.resources import Resources
 from .config import AgentConfig
 from .containerizer import LaunchError
 from .isolation import Limits
+from .isolator import IoLimits
 
 MAX_PORT_ENV = 1000  # PORT0..PORTn are set only for tasks with at most this many ports
 _INHERITED_ONLY_WHEN_SET = ("MESOS_CHECKPOINT", "MESOS_RECOVERY_TIMEOUT", "MESOS_SUBSCRIPTION_BACKOFF_MAX",
@@ -93,12 +94,13 @@ def command_argv(cmd: CommandInfo) -> tuple[str | None, list[str]]:
     return cmd.value, list(cmd.arguments) if cmd.arguments else [cmd.value]
 
 
-def limits_for(r: Resources, extra_mem: int = 0) -> Limits:
+def limits_for(r: Resources, extra_mem: int = 0, *, io: IoLimits | None = None) -> Limits:
     """The isolator limits for ``r``; ``extra_mem`` is added only when memory is limited."""
     names = r.names()
     cpus = r.scalar("cpus") if "cpus" in names else 0.0
     mem = int(r.scalar("mem") * 1024 * 1024) if "mem" in names else 0
-    return Limits(cpus=cpus, mem_bytes=mem + extra_mem if mem else 0)
+    disk = int(r.scalar("disk") * 1024 * 1024) if "disk" in names else 0
+    return Limits(cpus=cpus, mem_bytes=mem + extra_mem if mem else 0, disk_bytes=disk, io=io)
 
 
 __all__ = ["build_environment", "command_argv", "limits_for", "MAX_PORT_ENV"]

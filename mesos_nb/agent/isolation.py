@@ -13,6 +13,10 @@ This module is the one the rest of the agent imports:
   ``memory`` hierarchies: ``cpu.shares`` (1024 per cpu), ``cpu.cfs_quota_us``,
   ``memory.limit_in_bytes``; usage from ``cpuacct.stat`` / ``memory.usage_in_bytes`` /
   ``memory.max_usage_in_bytes``; OOM from ``memory.oom_control`` (``oom_kill``) or ``failcnt``.
+* ``cgroups/blkio`` (or ``cgroups/io``) adds the I/O controller to the cgroup isolator
+  (``io_control.py``: throttles and weights from the task's labels, I/O counters).
+* ``disk/du``, ``filesystem/linux`` and ``namespaces/pid`` are carried out by the
+  containerizer (``disk_usage.py``, ``namespaces.py``); :func:`parse_isolation` reads them.
 * ``posix`` -- no kernel enforcement: the process tree is found with psutil and its RSS is
   polled; a container over its memory limit is reported as a memory limitation (and then
   destroyed by the containerizer). CPU is accounted, not limited.
@@ -28,6 +32,7 @@ import contextlib
 import logging
 import os
 import time
+from dataclasses import dataclass
 
 from .cgroups_v1 import CgroupsV1Isolator
 from .cgroups_v2 import CgroupsV2Isolator
@@ -104,18 +109,71 @@ def detect_isolation(root: str = CGROUP_ROOT) -> tuple[str, dict[str, str]]:
     return "posix", why
 
 
-def make_isolator(isolation: str) -> Isolator:
-    """``auto`` | ``posix`` (+ ``posix/*``) | ``cgroups`` (best version) | ``cgroups/v1`` | ``cgroups/v2``."""
-    kinds = {k.strip() for k in (isolation or "auto").split(",") if k.strip()} or {"auto"}
-    posix_names = {"posix", "posix/cpu", "posix/mem", "posix/disk", "filesystem/posix"}
-    cgroup_names = {"cgroups", "cgroups/v1", "cgroups/v2", "cgroups/cpu", "cgroups/mem"}
-    unknown = kinds - posix_names - cgroup_names - {"auto"}
+POSIX_NAMES = frozenset({"posix", "posix/cpu", "posix/mem", "posix/disk", "filesystem/posix"})
+CGROUP_NAMES = frozenset({"cgroups", "cgroups/v1", "cgroups/v2", "cgroups/cpu", "cgroups/mem"})
+IO_NAMES = frozenset({"cgroups/blkio", "cgroups/io"})
+OTHER_NAMES = frozenset({"disk/du", "filesystem/linux", "namespaces/pid", "docker/runtime"})
+
+
+@dataclass(frozen=True)
+class IsolationSpec:
+    """``--isolation`` parsed: the resource isolator kind plus the add-on isolators."""
+    kinds: frozenset[str]
+    io: bool = False              # cgroups/blkio | cgroups/io
+    disk_du: bool = False         # disk/du
+    filesystem_linux: bool = False
+    pid_namespace: bool = False   # namespaces/pid
+
+    @property
+    def namespaces(self) -> bool:
+        return self.filesystem_linux or self.pid_namespace
+
+
+def parse_isolation(isolation: str) -> IsolationSpec:
+    """Mesos-style comma list; raises ValueError naming what is not supported."""
+    kinds = frozenset(k.strip() for k in (isolation or "auto").split(",") if k.strip()) or frozenset({"auto"})
+    unknown = kinds - POSIX_NAMES - CGROUP_NAMES - IO_NAMES - OTHER_NAMES - {"auto"}
     if unknown:
         raise ValueError(
-            f"Unsupported isolation '{', '.join(sorted(unknown))}': use 'auto', 'posix', 'cgroups', "
-            "'cgroups/v1' or 'cgroups/v2'."
+            f"Unsupported isolation '{', '.join(sorted(unknown))}': use 'auto', 'posix', 'cgroups', 'cgroups/v1', "
+            "'cgroups/v2' or Mesos names (cgroups/cpu, cgroups/mem, cgroups/blkio, disk/du, filesystem/linux, "
+            "namespaces/pid, docker/runtime)."
         )
-    if kinds & cgroup_names or "auto" in kinds:
+    return IsolationSpec(kinds, io=bool(kinds & IO_NAMES), disk_du="disk/du" in kinds,
+                         filesystem_linux="filesystem/linux" in kinds, pid_namespace="namespaces/pid" in kinds)
+
+
+def namespaces_unavailable() -> str | None:
+    """None when mount and PID namespaces can be made here (root, /proc/self/ns), else why not."""
+    if os.geteuid() != 0:
+        return "the agent is not running as root (mount and PID namespaces need CAP_SYS_ADMIN)"
+    for ns in ("mnt", "pid"):
+        if not os.path.exists(f"/proc/self/ns/{ns}"):
+            return f"this kernel has no {ns} namespaces (/proc/self/ns/{ns} is missing)"
+    return None
+
+
+def blkio_unavailable(kind: str, root: str = CGROUP_ROOT) -> str | None:
+    """None when the I/O controller can be used with the ``kind`` cgroup isolator."""
+    if kind == "cgroups/v1":
+        if not os.path.isfile(os.path.join(root, "blkio", "cgroup.procs")):
+            return f"no cgroups v1 'blkio' hierarchy at {os.path.join(root, 'blkio')}"
+        return _try_cgroup(os.path.join(root, "blkio"), ["blkio.throttle.write_bps_device"])
+    if kind == "cgroups/v2":
+        if "io" not in (read_text(os.path.join(root, "cgroup.controllers")) or "").split():
+            return f"cgroup2 at {root} lacks the io controller"
+        return None
+    return "I/O control needs cgroups (the isolation fell back to posix)"
+
+
+def make_isolator(isolation: str) -> Isolator:
+    """The resource isolator: ``auto`` | ``posix`` (+ ``posix/*``) | ``cgroups`` (best version) |
+    ``cgroups/v1`` | ``cgroups/v2`` (+ ``cgroups/cpu``, ``cgroups/mem``, ``cgroups/blkio``).
+    The other Mesos names (``disk/du``, ``filesystem/linux``, ``namespaces/pid``) are the
+    containerizer's (see :func:`parse_isolation`)."""
+    spec = parse_isolation(isolation)
+    kinds = spec.kinds
+    if kinds & (CGROUP_NAMES | IO_NAMES) or "auto" in kinds:
         best, why = detect_isolation()
         wanted = "cgroups/v1" if "cgroups/v1" in kinds else "cgroups/v2" if "cgroups/v2" in kinds else None
         if wanted is not None and best != wanted:
@@ -127,10 +185,14 @@ def make_isolator(isolation: str) -> Isolator:
         if best == "posix" and "auto" not in kinds:
             logger.warning("cgroups isolation unavailable (%s); using posix",
                            "; ".join(f"{k}: {v}" for k, v in why.items()))
+        if spec.io:
+            why_io = blkio_unavailable(best)
+            if why_io is not None:
+                raise ValueError(f"cgroups/blkio isolation is unavailable: {why_io}")
         if best == "cgroups/v2":
-            return CgroupsV2Isolator()
+            return CgroupsV2Isolator(io=spec.io)
         if best == "cgroups/v1":
-            return CgroupsV1Isolator()
+            return CgroupsV1Isolator(io=spec.io)
         return PosixIsolator()
     return PosixIsolator()
 
@@ -138,5 +200,6 @@ def make_isolator(isolation: str) -> Isolator:
 __all__ = [
     "Isolator", "PosixIsolator", "CgroupsV1Isolator", "CgroupsV2Isolator", "Limits",
     "detect_isolation", "make_isolator", "memory_message", "tree_stats",
-    "cgroups_v1_unavailable", "cgroups_v2_unavailable",
+    "cgroups_v1_unavailable", "cgroups_v2_unavailable", "IsolationSpec", "parse_isolation",
+    "namespaces_unavailable", "blkio_unavailable",
 ]

@@ -17,9 +17,25 @@ MIN_MEMORY_BYTES = 32 * 1024 * 1024  # Mesos' MIN_MEMORY
 
 
 @dataclass
+class IoLimits:
+    """Block I/O of one container on one device (``MAJ:MIN``); 0 = no limit / default weight."""
+    device: str = ""
+    weight: int = 0
+    read_bps: int = 0
+    write_bps: int = 0
+    read_iops: int = 0
+    write_iops: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.weight or self.read_bps or self.write_bps or self.read_iops or self.write_iops)
+
+
+@dataclass
 class Limits:
     cpus: float = 0.0  # 0 = unlimited
     mem_bytes: int = 0  # 0 = unlimited
+    disk_bytes: int = 0  # 0 = unlimited (enforced by disk/du when asked)
+    io: IoLimits | None = None
 
 
 def _mb(n: int) -> str:
@@ -117,11 +133,15 @@ class Isolator:
     def pids(self, container_id: str) -> list[int]:
         return []
 
+    def wrapped(self, container_id: str, levels: int) -> None:
+        """The container's top ``levels`` processes are the agent's own wrappers (namespace
+        waiter/init, forks that never exec): not the task's memory."""
+
     def cleanup(self, container_id: str) -> bool:
         """Remove the container's isolation state; False = try again later (still busy)."""
         return True
 
 
-__all__ = ["Isolator", "Limits", "memory_message", "read_text", "read_int", "write_text", "parse_kv", "mkdir_once",
+__all__ = ["Isolator", "Limits", "IoLimits", "memory_message", "read_text", "read_int", "write_text", "parse_kv", "mkdir_once",
            "cgroup_joiner", "CGROUP_ROOT", "NESTED", "CFS_PERIOD_US", "MIN_CPU_SHARES",
            "MIN_MEMORY_BYTES"]

@@ -47,16 +47,21 @@ def _ppid_map() -> dict[int, int]:
     return out
 
 
-def tree_stats(pid: int) -> dict[str, float] | None:
-    """CPU times, RSS, process and thread counts of ``pid`` and its descendants (psutil)."""
+def tree_stats(pid: int, wrappers: int = 0) -> dict[str, float] | None:
+    """CPU times, RSS, process and thread counts of ``pid`` and its descendants (psutil).
+    The top ``wrappers`` levels (the namespace waiter and init: forks of the agent that never
+    exec'd, whose RSS is the agent's shared pages) are not counted."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
+    skip = _wrapper_pids(pid, wrappers)
     user = system = 0.0
     rss = threads = 0
     for p in procs:
+        if p.pid in skip:
+            continue
         try:
             with p.oneshot():
                 ct = p.cpu_times()
@@ -70,12 +75,32 @@ def tree_stats(pid: int) -> dict[str, float] | None:
             "mem_rss_bytes": rss, "processes": len(procs), "threads": threads}
 
 
+def _wrapper_pids(pid: int, levels: int) -> set[int]:
+    """``pid`` and its first descendants, ``levels`` deep (each wrapper has one child)."""
+    out: set[int] = set()
+    cur = pid
+    for _ in range(levels):
+        out.add(cur)
+        try:
+            kids = psutil.Process(cur).children()
+        except psutil.Error:
+            break
+        if len(kids) != 1:
+            break
+        cur = kids[0].pid
+    return out
+
+
 class PosixIsolator(Isolator):
     name = "posix"
 
     def __init__(self) -> None:
         self._pids: dict[str, tuple[int, Limits]] = {}
         self._peak: dict[str, int] = {}
+        self._wrappers: dict[str, int] = {}
+
+    def wrapped(self, container_id: str, levels: int) -> None:
+        self._wrappers[container_id] = levels
 
     def isolate(self, container_id: str, pid: int, limits: Limits) -> None:
         self._pids[container_id] = (pid, limits)
@@ -84,7 +109,7 @@ class PosixIsolator(Isolator):
         entry = self._pids.get(container_id)
         if entry is None:
             return None
-        stats = tree_stats(entry[0])
+        stats = tree_stats(entry[0], self._wrappers.get(container_id, 0))
         if stats is not None:
             self._peak[container_id] = max(self._peak.get(container_id, 0), int(stats["mem_rss_bytes"]))
         return stats
@@ -124,11 +149,13 @@ class PosixIsolator(Isolator):
         for cid, (root, limits) in watched:
             if root not in parent_of:
                 continue
-            rss, stack = 0, [root]
+            rss, stack = 0, [(root, 0)]
+            levels = self._wrappers.get(cid, 0)
             while stack:
-                pid = stack.pop()
-                rss += _rss(pid)
-                stack.extend(children.get(pid, ()))
+                pid, depth = stack.pop()
+                if depth >= levels:  # the top ``levels`` are the agent's wrappers
+                    rss += _rss(pid)
+                stack.extend((k, depth + 1) for k in children.get(pid, ()))
             if rss > self._peak.get(cid, 0):
                 self._peak[cid] = rss
             if rss > limits.mem_bytes:
@@ -138,6 +165,7 @@ class PosixIsolator(Isolator):
     def cleanup(self, container_id: str) -> bool:
         self._pids.pop(container_id, None)
         self._peak.pop(container_id, None)
+        self._wrappers.pop(container_id, None)
         return True
 
 

@@ -11,6 +11,8 @@ A mixin of :class:`~mesos_nb.agent.agent.Agent`: its methods work on the Agent's
 from __future__ import annotations
 
 import logging
+import os
+from typing import Any
 
 from mesos_nb.protocol.channel import StatusUpdate
 from mesos_nb.protocol.messages import TERMINAL_STATES
@@ -18,6 +20,7 @@ from mesos_nb.protocol.resources import Resources
 
 from . import checkpoint as ckpt
 from . import pid_identity
+from .container_spec import parse_container
 from .containerizer import UNKNOWN_STATUS, read_status_file
 from .isolation import Limits
 from .pid_identity import kill_if_ours
@@ -80,6 +83,24 @@ class Recovery:
                                      self.agent_id, fw_id, ex_id)
             self._maybe_complete_framework(fw)
 
+    def _recover_image(self, ex: ExecutorEntry, run: ckpt.RecoveredRun, container: Any) -> None:
+        """Hold the image of a live container again (its rootfs is removed when it ends);
+        remove the rootfs of one that ended while the agent was down."""
+        container_dir = os.path.join(self.config.work_dir, "provisioner", run.container_id)
+        if not os.path.isdir(container_dir):
+            return
+        first = next(iter(ex.tasks.values()), None) or (ex.completed_tasks[-1] if ex.completed_tasks else None)
+        info = ex.info.container if not ex.command_executor or first is None else first.info.container
+        try:
+            name = parse_container(info)[0]
+        except ValueError:
+            name = None
+        recovered = self.images.recovered(name or "", container_dir) if name else None
+        if container is not None and recovered is not None:
+            container.prepared = recovered
+        elif recovered is not None:
+            self.images.release(recovered)
+
     def _kill_orphan(self, run: ckpt.RecoveredRun) -> None:
         pid = run.info.get("pid")
         if isinstance(pid, int):
@@ -129,12 +150,14 @@ class Recovery:
         pid = run.info.get("pid")
         alive = (not rebooted and not run.sentinel and isinstance(pid, int)
                  and pid_identity.alive(pid, run.info.get("start_time")))
-        limits = Limits(cpus=run.info.get("cpus", 0.0), mem_bytes=run.info.get("mem_bytes", 0))
+        limits = Limits(cpus=run.info.get("cpus", 0.0), mem_bytes=run.info.get("mem_bytes", 0),
+                        disk_bytes=run.info.get("disk_bytes", 0))
         container = None
         if alive:
             assert isinstance(pid, int)
             container = self.containerizer.recover(run.container_id, pid, ex.directory, limits=limits,
                                                    status_path=run.status_path if command else None)
+        self._recover_image(ex, run, container)
         self.counters["recovered_executors"] += 1
         logger.info("recovered executor agent=%s framework=%s executor=%s live_tasks=%d running=%s",
                     self.agent_id, fw_id, ex_id, live, container is not None)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from mesos_nb.master.ha_flags import add_agent_flags, add_master_flags
 from mesos_nb.protocol.version import VERSION
 
-from . import operator, run, services
+from . import apps, operator, run, services
 from .options import DEFAULT_MASTER, ENV_PREFIX, Parser, flag, log_level, opt, port, positive
 
 
@@ -50,8 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     opt(a, "--resources", help='e.g. "cpus:4;mem:8192;ports:[31000-32000]" (default: detected)')
     opt(a, "--attributes", help='e.g. "rack:a;zone:1"')
     opt(a, "--work-dir", default="/tmp/mesos-nb/agent", help="sandboxes and checkpoints")
-    opt(a, "--isolation", default="auto", choices=["auto", "cgroups", "cgroups/v1", "cgroups/v2", "posix"],
-         help="auto (the best this machine allows), cgroups, cgroups/v1, cgroups/v2 or posix")
+    opt(a, "--isolation", default="auto",
+        help="auto (the best this machine allows), cgroups, cgroups/v1, cgroups/v2, posix, or Mesos names: "
+             "cgroups/cpu,cgroups/mem,cgroups/blkio,disk/du,filesystem/linux,namespaces/pid")
+    opt(a, "--docker-registry", help="container images: a directory of `docker save` tarballs or a registry URL "
+                                     "(default: Docker Hub)")
+    opt(a, "--docker-store-dir", help="image layer store (default: <work-dir>/store/docker)")
+    opt(a, "--image-store-max-bytes", type=int, default=0, help="bound of the image layer store (0: unbounded)")
+    a.add_argument("--enforce-container-disk-quota", action="store_true",
+                   help="disk/du: kill a task that uses more disk than its `disk` resource")
+    opt(a, "--container-disk-watch-interval", type=positive, default=15.0,
+        help="disk/du: seconds between measurements")
     opt(a, "--agent-secret", help="shared secret for the master")
     opt(a, "--log-level", type=log_level, default="info", help="debug, info, warning, error")
     add_agent_flags(a)
@@ -91,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = cmd("kill", "kill a task", operator.cmd_kill)
     k.add_argument("task", metavar="TASK", help="task id (or a unique prefix)")
     services.notebook_commands(cmd)
+    apps.add_commands(cmd)
     return p
 
 

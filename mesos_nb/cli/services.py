@@ -97,13 +97,18 @@ def cmd_agent(args: argparse.Namespace) -> int:
             master=args.master, host=args.host, port=args.port, hostname=args.hostname,
             resources=args.resources, attributes=args.attributes, work_dir=args.work_dir,
             isolation=args.isolation, agent_secret=args.agent_secret,
+            docker_registry=args.docker_registry, docker_store_dir=args.docker_store_dir,
+            image_store_max_bytes=args.image_store_max_bytes,
+            enforce_container_disk_quota=args.enforce_container_disk_quota,
+            container_disk_watch_interval=args.container_disk_watch_interval,
         )
         try:
             proc = AgentProcess([cfg], master=args.master, secret=args.agent_secret,
                                 zk_session_timeout=args.zk_session_timeout,
                                 master_ping_timeout=args.master_ping_timeout)
-        except ValueError as e:
-            raise CLIError(f"bad --master: {e}") from None
+        except ValueError as e:  # a bad --master, or an --isolation this agent or machine cannot provide
+            msg = str(e)
+            raise CLIError(msg if "isolat" in msg.lower() else f"bad --master: {msg}") from None
         try:
             await proc.start()
         except ConnectionError as e:

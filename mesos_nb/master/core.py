@@ -20,9 +20,12 @@ from typing import Any
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from . import agents as _agents
+from . import framework_update as _framework_update
 from . import frameworks as _frameworks
 from . import offers as _offers
+from . import quota as _quota
 from . import reachability as _reachability
+from . import reservations as _reservations
 from . import tasks as _tasks
 from .allocator import HierarchicalDRFAllocator
 from .effects import (
@@ -35,6 +38,7 @@ from .effects import (
     RemoveFramework,
     SaveAgent,
     SaveFramework,
+    SaveWeights,
     ToAgent,
     ToChannel,
     ToFramework,
@@ -72,10 +76,30 @@ class MasterCore(MasterState):
         _agents.recover(self, recovered.agents, now)
         self.unreachable.update(recovered.unreachable)
         self.gone.update(recovered.gone)
+        _quota.recover_quotas(self, recovered.quotas)
+        if recovered.weights:
+            self.allocator.update_weights(recovered.weights)
         self.metrics["master/slaves_unreachable"] = len(self.unreachable)
         if self.frameworks or self.agents:
             self.version += 1
             log.info("registry recovered frameworks=%d agents=%d", len(self.frameworks), len(self.agents))
+
+    # ------------------------------------------------------------------ quota, weights
+    def update_quota(self, quota_configs: Any, force: bool = False, authorize: Any = None) -> None:
+        """UPDATE_QUOTA (all or nothing); CallError 400 with ``Invalid QuotaConfig: …``."""
+        _quota.update_quota(self, _quota.parse_configs(quota_configs), force, authorize)
+
+    def quota_status(self) -> dict[str, Any]:
+        return _quota.get_quota_status(self)
+
+    def update_weights(self, weights: dict[str, float]) -> None:
+        """Validated weights: applied, stored, and every offer rescinded (as Mesos)."""
+        self.allocator.update_weights(weights)
+        self.out.append(SaveWeights(dict(weights)))
+        for offer in list(self.offers.values()):
+            _offers.rescind(self, offer, 0.0)
+        self.version += 1
+        self.wants_allocation = True
 
     # ------------------------------------------------------------------ frameworks
     def subscribe(self, sub: m.Subscribe, stream_id: str, now: float, principal: str | None = None) -> Framework:
@@ -86,6 +110,10 @@ class MasterCore(MasterState):
 
     def teardown(self, framework_id: str, now: float) -> None:
         _frameworks.teardown(self, self.framework(framework_id), now)
+
+    def update_framework(self, framework_id: str, payload: Any, now: float) -> bool:
+        """UPDATE_FRAMEWORK (``payload``: the call's JSON object); True when something changed."""
+        return _framework_update.update_framework(self, framework_id, payload, now)
 
     def remove_framework(self, framework_id: str, now: float, reason: str) -> None:
         _frameworks.remove_framework(self, framework_id, now, reason)
@@ -162,6 +190,13 @@ class MasterCore(MasterState):
     def mark_unreachable(self, agent_id: str, now: float, why: str = "health check timed out") -> None:
         """The agent missed ``max_agent_ping_timeouts`` pings (or its window passed)."""
         _reachability.mark_unreachable(self, agent_id, now, why)
+
+    def reserve_operation(self, kind: str, payload: object, now: float) -> None:
+        """Operator RESERVE_RESOURCES / UNRESERVE_RESOURCES (reservations.py)."""
+        _reservations.operator_operation(self, kind, payload, now, _offers.rescind)
+
+    def get_operations(self) -> list[dict]:
+        return _reservations.get_operations(self)
 
     def mark_agent_gone(self, agent_id: str, now: float) -> None:
         """MARK_AGENT_GONE; raises CallError(404) for an agent neither admitted nor unreachable."""

@@ -77,6 +77,8 @@ class RegistryState:
     agents: list[AgentRecord] = field(default_factory=list)
     unreachable: dict[str, float] = field(default_factory=dict)  # agent id -> when marked
     gone: dict[str, float] = field(default_factory=dict)  # agent id -> when marked gone
+    quotas: dict[str, Any] = field(default_factory=dict)  # role -> QuotaConfig JSON
+    weights: dict[str, float] = field(default_factory=dict)  # role -> weight
 
 
 # --------------------------------------------------------------------------- registry writes
@@ -137,9 +139,24 @@ class PruneAgents(RegistryEffect):
     gone: list[str]
 
 
+@dataclass(slots=True)
+class SaveQuota(RegistryEffect):
+    """Store a role's QuotaConfig JSON (``config=None``: the role has no quota any more)."""
+
+    role: str
+    config: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class SaveWeights(RegistryEffect):
+    """Store updated role weights (merged into those already stored)."""
+
+    weights: dict[str, float]
+
+
 Effect = ToFramework | ToAgent | ToChannel | EndStream | RegistryEffect
 
 __all__ = [
     "AgentRecord", "Effect", "EndStream", "FrameworkRecord", "MarkAgentGone", "MarkAgentUnreachable",
-    "PruneAgents", "RegistryEffect", "RegistryState", "RemoveAgent", "RemoveFramework", "SaveAgent", "SaveFramework", "ToAgent", "ToChannel", "ToFramework",
+    "PruneAgents", "RegistryEffect", "RegistryState", "RemoveAgent", "RemoveFramework", "SaveAgent", "SaveFramework", "SaveQuota", "SaveWeights", "ToAgent", "ToChannel", "ToFramework",
 ]

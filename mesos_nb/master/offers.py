@@ -15,7 +15,7 @@ from typing import Any
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol.resources import Resources
-from . import tasks
+from . import reservations, tasks
 from .effects import ToAgent
 from .model import Agent, Framework, Offer, Task
 from .state import MasterState
@@ -203,10 +203,13 @@ def accept_steps(
                 if st.frameworks.get(fw.id) is not fw:
                     return  # removed meanwhile: the allocator took back all it held
                 agent = st.agents.get(agent.id) if agent is not None else None
-        elif op.type in ("RESERVE", "UNRESERVE", "CREATE", "DESTROY"):
-            log.info("operation %s not supported yet framework=%s (ignored)", op.type, fw.id)
+        elif op.type in ("RESERVE", "UNRESERVE"):
+            remaining = reservations.framework_operation(st, fw, agent, role, op, remaining)
         else:
-            log.info("unknown operation %r framework=%s (ignored)", op.type, fw.id)
+            # CREATE / DESTROY / GROW_VOLUME / ...: refused with feedback, never accepted and ignored.
+            why = f"Operation {op.type} is not supported by mesos-nb"
+            log.info("operation refused framework=%s: %s", fw.id, why)
+            reservations.record(st, fw, agent.id if agent else "", m.to_builtins(op), "OPERATION_ERROR", why, None)
     if remaining and agent is not None:
         st.allocator.recover(fw.id, agent.id, remaining, refuse_seconds=refuse, now=now, role=role)
 

@@ -29,6 +29,8 @@ from .effects import (
     RemoveFramework,
     SaveAgent,
     SaveFramework,
+    SaveQuota,
+    SaveWeights,
 )
 
 
@@ -69,6 +71,8 @@ class MemoryRegistry:
         self.agents: dict[str, AgentRecord] = {}
         self.unreachable: dict[str, float] = {}
         self.gone: dict[str, float] = {}
+        self.quotas: dict[str, dict] = {}
+        self.weights: dict[str, float] = {}
 
     def recover(self) -> RegistryState:
         return RegistryState(
@@ -77,6 +81,8 @@ class MemoryRegistry:
             agents=list(self.agents.values()),
             unreachable=dict(self.unreachable),
             gone=dict(self.gone),
+            quotas=dict(self.quotas),
+            weights=dict(self.weights),
         )
 
     def apply(self, effects: Sequence[RegistryEffect]) -> None:
@@ -111,6 +117,13 @@ def apply_to_memory(reg: MemoryRegistry, effects: Sequence[RegistryEffect]) -> N
                 reg.unreachable.pop(aid, None)
             for aid in eff.gone:  # type: ignore[attr-defined]
                 reg.gone.pop(aid, None)
+        elif t is SaveQuota:
+            if eff.config is None:  # type: ignore[attr-defined]
+                reg.quotas.pop(eff.role, None)  # type: ignore[attr-defined]
+            else:
+                reg.quotas[eff.role] = eff.config  # type: ignore[attr-defined]
+        elif t is SaveWeights:
+            reg.weights.update(eff.weights)  # type: ignore[attr-defined]
         else:
             raise TypeError(f"unknown registry effect {t.__name__}")
 

@@ -5,6 +5,7 @@ One transaction per batch of effects, so a batch is on disk entirely or not at a
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from .effects import (
     RemoveFramework,
     SaveAgent,
     SaveFramework,
+    SaveQuota,
+    SaveWeights,
 )
 
 _SCHEMA = """
@@ -42,6 +45,8 @@ CREATE TABLE IF NOT EXISTS agents (
 CREATE TABLE IF NOT EXISTS removed_frameworks (id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS unreachable_agents (id TEXT PRIMARY KEY, timestamp REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS gone_agents (id TEXT PRIMARY KEY, timestamp REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS quotas (role TEXT PRIMARY KEY, config TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS weights (role TEXT PRIMARY KEY, weight REAL NOT NULL);
 """
 
 
@@ -101,6 +106,15 @@ class SqliteRegistry:
                     db.executemany("DELETE FROM unreachable_agents WHERE id = ?",
                                    [(a,) for a in eff.unreachable])  # type: ignore[attr-defined]
                     db.executemany("DELETE FROM gone_agents WHERE id = ?", [(a,) for a in eff.gone])  # type: ignore[attr-defined]
+                elif t is SaveQuota:
+                    if eff.config is None:  # type: ignore[attr-defined]
+                        db.execute("DELETE FROM quotas WHERE role = ?", (eff.role,))  # type: ignore[attr-defined]
+                    else:
+                        db.execute("INSERT OR REPLACE INTO quotas VALUES (?, ?)",
+                                   (eff.role, json.dumps(eff.config)))  # type: ignore[attr-defined]
+                elif t is SaveWeights:
+                    db.executemany("INSERT OR REPLACE INTO weights VALUES (?, ?)",
+                                   list(eff.weights.items()))  # type: ignore[attr-defined]
                 else:
                     raise TypeError(f"unknown registry effect {t.__name__}")
 
@@ -117,5 +131,7 @@ class SqliteRegistry:
         ]
         unreachable = dict(db.execute("SELECT id, timestamp FROM unreachable_agents").fetchall())
         gone = dict(db.execute("SELECT id, timestamp FROM gone_agents").fetchall())
+        quotas = {r: json.loads(c) for r, c in db.execute("SELECT role, config FROM quotas")}
+        weights = dict(db.execute("SELECT role, weight FROM weights").fetchall())
         return RegistryState(frameworks=fws, removed_framework_ids=removed, agents=agents,
-                             unreachable=unreachable, gone=gone)
+                             unreachable=unreachable, gone=gone, quotas=quotas, weights=weights)

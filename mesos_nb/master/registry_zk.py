@@ -53,6 +53,8 @@ from .effects import (
     RemoveFramework,
     SaveAgent,
     SaveFramework,
+    SaveQuota,
+    SaveWeights,
 )
 from .effects import RegistryState as _BaseRegistryState
 from .partitions import prune_agent_list
@@ -322,6 +324,13 @@ class ZkRegistry:
         if t is PruneAgents:
             return ([("delete", self._path("unreachable", a), None) for a in eff.unreachable]  # type: ignore[attr-defined]
                     + [("delete", self._path("gone", a), None) for a in eff.gone])  # type: ignore[attr-defined]
+        if t is SaveQuota:
+            if eff.config is None:  # type: ignore[attr-defined]
+                return [("delete", self._path("quotas", eff.role), None)]  # type: ignore[attr-defined]
+            return [("put", self._path("quotas", eff.role), _dumps(eff.config))]  # type: ignore[attr-defined]
+        if t is SaveWeights:
+            merged = {**(self._read_one("weights") or {}), **eff.weights}  # type: ignore[attr-defined]
+            return [("put", self._path("weights"), _dumps(merged))]
         raise TypeError(f"unknown registry effect {t.__name__}")
 
     def _agent_ops(self, rec: AgentRecord) -> list[tuple[str, str, bytes | None]]:

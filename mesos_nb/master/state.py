@@ -101,6 +101,7 @@ class MasterState:
         self.master_id = master_id
         self.master_info: m.MasterInfo | None = None  # set by the shell once it knows its address
         self.allocator = allocator or HierarchicalDRFAllocator()
+        self.quota_configs: dict[str, dict] = {}  # role -> QuotaConfig JSON (quota.py)
         # How long an agent recovered after a failover has to re-register (Mesos
         # --agent_reregister_timeout), and how long one whose channel broke has before it is
         # marked unreachable (the ping timeouts it would miss meanwhile).
@@ -119,6 +120,7 @@ class MasterState:
         # agent id -> its outstanding offer ids, in the order made (rescinding an agent's
         # offers must not scan every offer: 5,000 agents of a lost channel x 10,000 offers)
         self.agent_offers: dict[str, dict[str, None]] = {}
+        self.operations: deque[dict] = deque(maxlen=1000)  # reservations.py: GET_OPERATIONS
         self.out: list[Any] = []
         self.version = 0  # bumped on every change; the read endpoints cache by it
         self.wants_allocation = False

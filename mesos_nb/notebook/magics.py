@@ -115,6 +115,10 @@ class MesosMagics(Magics):
                 from .launchers import run_subcommand
 
                 return run_subcommand(self, sub, rest)
+            if sub in ("app", "apps", "job", "jobs"):  # the built-in services and jobs (apps_magics.py)
+                from .apps_magics import run_subcommand as run_apps
+
+                return run_apps(self, sub, rest)
             if sub == "task":
                 raise MesosNotebookError("task is a cell magic: put %%mesos task on the first line of a cell")
             raise MesosNotebookError(f"unknown subcommand {sub!r} (see %mesos help)")

@@ -145,6 +145,14 @@ class Ping(_Ch, tag="PING"):
     seq: int = 0
 
 
+class CheckpointResources(_Ch, tag="CHECKPOINT_RESOURCES"):
+    """The agent's total after a reservation or volume operation: the agent persists it
+    and reports it when it re-registers (Mesos' CheckpointResourcesMessage)."""
+
+    agent_id: str
+    resources: list[Resource]
+
+
 class Refused(_Ch, tag="REFUSED"):
     """The master will not take this agent (bad registration); ``message`` says why."""
 
@@ -163,6 +171,7 @@ ToAgent = Union[
     FrameworkToExecutor,
     Ping,
     Refused,
+    CheckpointResources,
 ]
 
 _enc = msgspec.json.Encoder()

@@ -440,6 +440,7 @@ class Event(_Msg):
     message: EventMessage | None = None
     failure: Failure | None = None
     error: Error | None = None
+    update_operation_status: Any = None
 
 
 # --------------------------------------------------------------------------- codec

@@ -16,8 +16,12 @@ two equal bags always have equal dicts.
 Text syntax is the agent's ``--resources`` flag (``cpus:4;mem:8192;ports:[31000-32000]``,
 ``cpus(ads):2`` for a static reservation), parsed in ``resource_text.py``; a JSON array of
 Resource objects is accepted too.
-Only static reservations are modelled: dynamic reservations, disk info, revocable and shared
-markers on incoming protobufs are dropped (the role they are reserved for is kept).
+Dynamic and refined reservations and persistent-volume disk info are kept in the role part
+of the key as a *tag*: ``role + "\x1f" + canonical JSON of {"r": reservations stack,
+"d": disk}``. The role before the separator is the current (most refined) role, so role
+filters stay cheap, and two components are the same only when their whole reservation
+stack, principal, labels and disk info agree (Mesos' rule for merging resources). The
+separator can never occur in a valid role. Revocable and shared markers are dropped.
 """
 
 from __future__ import annotations
@@ -89,6 +93,34 @@ def _fmt_ranges(r: tuple[tuple[int, int], ...], sep: str) -> str:
 
 def _fmt_set(s: frozenset[str], sep: str) -> str:
     return "{" + sep.join(sorted(s)) + "}"
+
+
+SEP = "\x1f"
+
+
+def role_of(tag: str) -> str:
+    """The current role of a key's role tag (see the module docstring)."""
+    return tag if SEP not in tag else tag.split(SEP, 1)[0]
+
+
+def tag_extra(tag: str) -> dict[str, Any]:
+    """The reservation stack (``r``) and disk info (``d``) of a tag; ``{}`` for plain roles."""
+    if SEP not in tag:
+        return {}
+    return json.loads(tag.split(SEP, 1)[1])
+
+
+def make_tag(role: str, stack: list[dict[str, Any]] | None, disk: Any) -> str:
+    """Plain ``role`` for unreserved / static-only resources without disk info, else a tag."""
+    dynamic = bool(stack) and (len(stack) > 1 or stack[0].get("type") != "STATIC")
+    if not dynamic and not disk:
+        return role
+    extra: dict[str, Any] = {}
+    if stack:
+        extra["r"] = stack
+    if disk:
+        extra["d"] = disk
+    return role + SEP + json.dumps(extra, sort_keys=True, separators=(",", ":"))
 
 
 def _ancestors(role: str) -> list[str]:
@@ -178,6 +210,12 @@ class Resources:
             why = valid_role(role)
             if why:
                 raise ResourceParseError(f"Resource '{name}' has a bad role: {why}")
+            stack = _proto_stack(res, role)
+            for entry in stack:
+                why = valid_role(entry.get("role", ""))
+                if why or entry.get("role") == "*":
+                    raise ResourceParseError(f"Resource '{name}' has a bad reservation role: {why or '*'}")
+            role = make_tag(role, stack, _proto_disk(res))
             prev = kinds.setdefault(name, res.type)
             if prev != res.type:
                 raise ResourceParseError(
@@ -230,7 +268,15 @@ class Resources:
         alloc = messages.AllocationInfo(role=allocation_role) if allocation_role is not None else None
 
         def _common(name: str, role: str) -> dict[str, Any]:
-            kw: dict[str, Any] = {"name": name, "role": role, "allocation_info": alloc}
+            if SEP in role:
+                role, extra = role.split(SEP, 1)
+                data = json.loads(extra)
+                kw = {"name": name, "role": role, "allocation_info": alloc}
+                kw["reservations"] = data.get("r") or [{"type": "STATIC", "role": role}]
+                if data.get("d"):
+                    kw["disk"] = data["d"]
+                return kw
+            kw = {"name": name, "role": role, "allocation_info": alloc}
             if role != "*":
                 kw["reservations"] = [{"type": "STATIC", "role": role}]
             return kw
@@ -362,6 +408,12 @@ class Resources:
         parts: list[str] = []
 
         def _label(name: str, role: str) -> str:
+            if SEP in role:
+                data = json.loads(role.split(SEP, 1)[1])
+                top = (data.get("r") or [{}])[-1]
+                role = role_of(role) + (f", {top.get('principal')}" if top.get("principal") else "")
+                if (data.get("d") or {}).get("persistence"):
+                    return f"{name}({role})[{data['d']['persistence'].get('id')}:{(data['d'].get('volume') or {}).get('container_path')}]"
             return name if role == "*" else f"{name}({role})"
 
         for (name, role), m in self._s.items():
@@ -402,9 +454,9 @@ class Resources:
 
     def _filter(self, pred) -> Resources:
         return Resources._make(
-            {k: v for k, v in self._s.items() if pred(k[1])},
-            {k: v for k, v in self._r.items() if pred(k[1])},
-            {k: v for k, v in self._t.items() if pred(k[1])},
+            {k: v for k, v in self._s.items() if pred(role_of(k[1]))},
+            {k: v for k, v in self._r.items() if pred(role_of(k[1]))},
+            {k: v for k, v in self._t.items() if pred(role_of(k[1]))},
         )
 
     def unreserved(self) -> Resources:
@@ -417,7 +469,7 @@ class Resources:
 
     def roles(self) -> set[str]:
         """Roles with reservations in this bag (``"*"`` is not a role)."""
-        return {k[1] for d in (self._s, self._r, self._t) for k in d if k[1] != "*"}
+        return {role_of(k[1]) for d in (self._s, self._r, self._t) for k in d if k[1] != "*"}
 
     def is_unreserved(self) -> bool:
         return all(k[1] == "*" for d in (self._s, self._r, self._t) for k in d)
@@ -460,6 +512,67 @@ class Resources:
         if need:
             raise ValueError(f"only {count - need} of the {count} requested {name} are available")
         return Resources._make({}, r, {})
+
+
+    def filter_tags(self, pred) -> Resources:
+        """The components whose whole role tag satisfies ``pred`` (reservations, volumes)."""
+        return Resources._make(
+            {k: v for k, v in self._s.items() if pred(k[1])},
+            {k: v for k, v in self._r.items() if pred(k[1])},
+            {k: v for k, v in self._t.items() if pred(k[1])},
+        )
+
+    def map_tags(self, fn) -> Resources:
+        """The same quantities with every role tag replaced by ``fn(tag)`` (merging equal ones)."""
+        out = Resources()
+        for (n, tag), v in self._s.items():
+            out = out + Resources._make({(n, fn(tag)): v}, {}, {})
+        for (n, tag), v in self._r.items():
+            out = out + Resources._make({}, {(n, fn(tag)): v}, {})
+        for (n, tag), v in self._t.items():
+            out = out + Resources._make({}, {}, {(n, fn(tag)): v})
+        return out
+
+    def tags(self) -> set[str]:
+        return {k[1] for d in (self._s, self._r, self._t) for k in d}
+
+
+def _clean(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _clean(v) for k, v in d.items() if v is not None and v != [] and v != {}}
+    if isinstance(d, list):
+        return [_clean(x) for x in d]
+    return d
+
+
+def _proto_stack(res: messages.Resource, role: str) -> list[dict[str, Any]]:
+    """The reservation stack, converting the pre-refinement ``role`` + ``reservation`` form."""
+    if res.reservations:
+        out = []
+        for e in res.reservations:
+            if not isinstance(e, dict):
+                raise ResourceParseError(f"Resource '{res.name}' has a bad reservation {e!r}")
+            entry = _clean({k: e.get(k) for k in ("type", "role", "principal", "labels")})
+            entry.setdefault("type", "STATIC")
+            if entry["type"] not in ("STATIC", "DYNAMIC"):
+                raise ResourceParseError(f"Resource '{res.name}' has reservation type {entry['type']!r}")
+            out.append(entry)
+        return out
+    if role == "*":
+        return []
+    if isinstance(res.reservation, dict):
+        entry = _clean({"type": "DYNAMIC", "role": role, "principal": res.reservation.get("principal"),
+                        "labels": res.reservation.get("labels")})
+        return [entry]
+    return [{"type": "STATIC", "role": role}]
+
+
+def _proto_disk(res: messages.Resource) -> dict[str, Any] | None:
+    disk = res.disk
+    if not isinstance(disk, dict):
+        return None
+    d = _clean({k: disk.get(k) for k in ("persistence", "volume")})
+    return d or None
 
 
 def _proto_role(res: messages.Resource) -> str:

@@ -55,7 +55,8 @@ async def prepare_container(store: ImageStore, source: ImageSource, image: str |
                             agent_env: Mapping[str, str] | None = None, user: str | None = None,
                             cached: bool = True, backend: str = "auto",
                             sandbox_target: str = SANDBOX_TARGET,
-                            then: Callable[[], None] | None = None) -> PreparedContainer:
+                            then: Callable[[], None] | None = None,
+                            volumes: Sequence[tuple[str, str, bool]] = ()) -> PreparedContainer:
     """Everything needed to exec a task in ``image`` (see the module doc). Raises
     ImageReferenceError / ImageError with a one-sentence reason (for TASK_FAILED)."""
     ref = parse_reference(image) if isinstance(image, str) else image
@@ -75,5 +76,5 @@ async def prepare_container(store: ImageStore, source: ImageSource, image: str |
         store.release(stored)
         raise
     preexec = make_enter_rootfs(rootfs.path, sandbox, workdir=launch.cwd, uid=ids.uid, gid=ids.gid,
-                                groups=ids.groups, sandbox_target=sandbox_target, then=then)
+                                groups=ids.groups, sandbox_target=sandbox_target, then=then, volumes=volumes)
     return PreparedContainer(stored, rootfs, launch, ids, preexec, store)

@@ -29,19 +29,23 @@ _NOSUID = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 
 def make_enter_rootfs(rootfs: str, sandbox: str, *, workdir: str = SANDBOX_TARGET, uid: int = 0,
                       gid: int = 0, groups: Sequence[int] = (), sandbox_target: str = SANDBOX_TARGET,
-                      then: Callable[[], None] | None = None) -> Callable[[], None]:
+                      then: Callable[[], None] | None = None,
+                      volumes: Sequence[tuple[str, str, bool]] = ()) -> Callable[[], None]:
     """A ``preexec_fn`` that moves the child into ``rootfs`` (see the module doc).
 
     ``then`` runs first (e.g. the cgroup joiner of the isolator), while the host tree is visible.
+    ``volumes``: (host path, path in the container, read-only) bind mounts, made like the
+    sandbox's (onto targets opened without following symlinks).
     """
     rootfs, sandbox = os.path.abspath(rootfs), os.path.abspath(sandbox)
     groups = list(groups)
+    volumes = [(os.path.abspath(src), dst, ro) for src, dst, ro in volumes]
 
     def enter() -> None:
         try:
             if then is not None:
                 then()
-            _enter(rootfs, sandbox, workdir, sandbox_target, uid, gid, groups)
+            _enter(rootfs, sandbox, workdir, sandbox_target, uid, gid, groups, volumes)
         except BaseException as e:
             with contextlib.suppress(OSError):
                 os.write(2, f"mesos-nb: cannot enter the container's root file system: {e}\n".encode())
@@ -51,7 +55,7 @@ def make_enter_rootfs(rootfs: str, sandbox: str, *, workdir: str = SANDBOX_TARGE
 
 
 def _enter(rootfs: str, sandbox: str, workdir: str, sandbox_target: str, uid: int, gid: int,
-           groups: list[int]) -> None:
+           groups: list[int], volumes: Sequence[tuple[str, str, bool]] = ()) -> None:
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
@@ -77,6 +81,8 @@ def _enter(rootfs: str, sandbox: str, workdir: str, sandbox_target: str, uid: in
     box = _open_dirs(root_fd, sandbox_target)
     linux.mount(sandbox, _fd_path(box), None, linux.MS_BIND | linux.MS_REC)
     os.close(box)
+    for src, dst, readonly in volumes:
+        _bind_volume(root_fd, src, dst, readonly)
     os.close(root_fd)
     os.chdir(rootfs)
     try:
@@ -94,6 +100,39 @@ def _enter(rootfs: str, sandbox: str, workdir: str, sandbox_target: str, uid: in
     os.setgroups(groups)
     os.setgid(gid)
     os.setuid(uid)
+
+
+def _bind_volume(root_fd: int, src: str, dst: str, readonly: bool) -> None:
+    """Bind ``src`` (host) at ``dst`` inside the root; the target is created and opened without
+    following symlinks, and re-opened after the bind (so a read-only remount hits the mount)."""
+    rel = dst.strip("/")
+    if not rel:
+        raise OSError(22, "a volume cannot be mounted at /")
+    parent = _open_dirs(root_fd, os.path.dirname(rel))
+    name = os.path.basename(rel)
+    flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        if os.path.isdir(src):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o755, dir_fd=parent)
+            flags |= os.O_DIRECTORY
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=parent))
+        target = os.open(name, flags, dir_fd=parent)
+        try:
+            linux.mount(src, _fd_path(target), None, linux.MS_BIND | linux.MS_REC)
+        finally:
+            os.close(target)
+        if readonly:
+            mounted = os.open(name, flags, dir_fd=parent)
+            try:
+                linux.mount(None, _fd_path(mounted), None,
+                            linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_REC)
+            finally:
+                os.close(mounted)
+    finally:
+        os.close(parent)
 
 
 def _fd_path(fd: int) -> str:

@@ -17,6 +17,8 @@ from aiohttp import web
 from .model import InvalidDefinition, parse_app, run_json, to_json
 from .openapi import spec
 from .schedule import parse_job
+from .ui import add_routes as add_ui_routes
+from .zk_store import StoreError
 
 FW = web.AppKey("framework", object)
 
@@ -44,6 +46,8 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return _error(422, e.message, e.field)
     except KeyError as e:
         return _error(404, str(e.args[0]) if e.args else "not found")
+    except StoreError as e:  # fenced or ZooKeeper lost: this replica is stepping down
+        return _error(503, f"this replica no longer leads ({e}); retry against the new leader")
 
 
 def _fw(request: web.Request) -> Any:
@@ -212,7 +216,10 @@ async def run_notebook(request: web.Request) -> web.Response:
     run = _run(_fw(request), request)
     if not run.output_notebook or not os.path.exists(run.output_notebook):
         raise KeyError(f"run {run.id} has no executed notebook (yet)")
-    return web.FileResponse(run.output_notebook, headers={"Content-Type": "application/x-ipynb+json"})
+    headers = {"Content-Type": "application/x-ipynb+json"}
+    if request.query.get("download"):
+        headers["Content-Disposition"] = f'attachment; filename="{run.job_id}-{run.id}.ipynb"'
+    return web.FileResponse(run.output_notebook, headers=headers)
 
 
 # ------------------------------------------------------------------ discovery, info
@@ -264,6 +271,7 @@ def make_app(fw: Any) -> web.Application:
     for m in ("GET", "PUT", "DELETE"):
         r.add_route(m, "/v2/jobs/{id}", job_item)
     r.add_get("/v2/discovery/{rest:.+}", discovery)
+    add_ui_routes(r, FW)
     return app
 
 

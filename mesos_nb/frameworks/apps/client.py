@@ -1,6 +1,9 @@
 """A small function API over the REST API, for ``mesos-nb apps|jobs`` and ``%mesos app|job``.
 
-Every call takes ``url`` (default ``$MESOS_NB_APPS_URL``, else ``http://127.0.0.1:8080``) and
+Every call takes ``url``, the framework's REST URL; without one, :func:`resolve` finds it:
+``$MESOS_NB_APPS`` (or ``$MESOS_NB_APPS_URL``), else the ``webui_url`` the running apps
+framework registered with the master (``$MESOS_NB_MASTER``, else ``127.0.0.1:5050``; a
+``zk://`` URL is followed to the leading master) as listed by ``/master/frameworks``. Each call
 returns the decoded JSON; a 4xx/5xx answer raises :class:`AppsError` whose message is the
 server's one sentence (``instances: must be >= 0 (got -1)``), never a traceback to show.
 """
@@ -14,7 +17,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_NAME = "mesos-nb-apps"
 
 
 class AppsError(Exception):
@@ -23,13 +26,45 @@ class AppsError(Exception):
         super().__init__(f"{field}: {message}" if field else message)
 
 
-def _url(url: str | None) -> str:
-    return (url or os.environ.get("MESOS_NB_APPS_URL") or DEFAULT_URL).rstrip("/")
+def from_master(master: str | None = None, name: str | None = None, timeout: float = 5.0) -> str:
+    """The REST URL the apps framework named ``name`` registered as its ``webui_url``."""
+    from mesos_nb.client import MesosClientError, master_url
+
+    master = master or os.environ.get("MESOS_NB_MASTER") or "127.0.0.1:5050"
+    name = name or os.environ.get("MESOS_NB_APPS_NAME") or DEFAULT_NAME
+    try:
+        base = master_url(master)
+    except MesosClientError as e:
+        raise AppsError(0, str(e)) from None
+    try:
+        with urllib.request.urlopen(base + "/master/frameworks", timeout=timeout) as r:
+            fws = json.load(r).get("frameworks", [])
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise AppsError(0, f"cannot ask the master at {master} for the apps framework: "
+                           f"{getattr(e, 'reason', e)}") from None
+    urls = [f.get("webui_url") for f in fws if f.get("name") == name and f.get("active", True)
+            and f.get("webui_url")]
+    if not urls:
+        raise AppsError(0, f"no running framework named {name!r} on the master at {master}: "
+                           f"start one with 'mesos-nb apps serve' or pass --apps URL")
+    return str(urls[0]).rstrip("/")
+
+
+def resolve(url: str | None = None, master: str | None = None) -> str:
+    """``url``, else ``$MESOS_NB_APPS`` / ``$MESOS_NB_APPS_URL``, else ask the master."""
+    url = url or os.environ.get("MESOS_NB_APPS") or os.environ.get("MESOS_NB_APPS_URL")
+    if url:
+        return url.rstrip("/") if "://" in url else "http://" + url.rstrip("/")
+    return from_master(master)
+
+
+_url = resolve
 
 
 def call(method: str, path: str, body: Any = None, url: str | None = None, timeout: float = 10.0) -> Any:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(_url(url) + path, data=data, method=method,
+    url = _url(url)
+    req = urllib.request.Request(url + path, data=data, method=method,
                                  headers={"Content-Type": "application/json"} if data else {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -41,8 +76,38 @@ def call(method: str, path: str, body: Any = None, url: str | None = None, timeo
             err = {}
         raise AppsError(e.code, err.get("message") or e.reason, err.get("field")) from None
     except (urllib.error.URLError, OSError) as e:
-        raise AppsError(0, f"the apps framework at {_url(url)} is unreachable: {getattr(e, 'reason', e)}") from None
+        raise AppsError(0, f"the apps framework at {url} is unreachable: {getattr(e, 'reason', e)}") from None
     return json.loads(raw) if raw else None
+
+
+def every_schedule(text: str, now: float) -> str:
+    """``30s``, ``5m``, ``2h``, ``1d`` -> the ISO 8601 repeating schedule starting at ``now``
+    (``ValueError`` with one sentence otherwise)."""
+    import re
+    from datetime import datetime, timezone
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"--every {text!r}: expected a positive number and a unit, as 30s, 5m, 2h or 1d")
+    n, unit = m.group(1), m.group(2)
+    period = f"P{n}D" if unit == "d" else f"PT{n}{unit.upper()}"
+    start = datetime.fromtimestamp(int(now), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"R/{start}/{period}"
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``-p name=value`` (papermill's spelling): the value as JSON when it parses (0.1, true,
+    [1,2]), else the string itself."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"-p {item!r}: expected NAME=VALUE")
+        try:
+            out[name.strip()] = json.loads(raw)
+        except ValueError:
+            out[name.strip()] = raw
+    return out
 
 
 def _app(app_id: str) -> str:
@@ -106,6 +171,14 @@ def run_job(job_id: str, url: str | None = None) -> dict[str, Any]:
     return call("POST", f"/v2/jobs/{quote(job_id)}/runs", url=url)
 
 
+def get_job(job_id: str, url: str | None = None) -> dict[str, Any]:
+    return call("GET", f"/v2/jobs/{quote(job_id)}", url=url)
+
+
+def info(url: str | None = None) -> dict[str, Any]:
+    return call("GET", "/v2/info", url=url)
+
+
 def list_runs(job_id: str, url: str | None = None) -> list[dict[str, Any]]:
     return call("GET", f"/v2/jobs/{quote(job_id)}/runs", url=url)["runs"]
 
@@ -115,6 +188,7 @@ def run_notebook(job_id: str, run_id: str, url: str | None = None) -> dict[str, 
     return call("GET", f"/v2/jobs/{quote(job_id)}/runs/{quote(run_id)}/notebook", url=url)
 
 
-__all__ = ["AppsError", "call", "delete_app", "delete_job", "deploy", "discover", "get_app", "list_apps",
+__all__ = ["AppsError", "call", "delete_app", "delete_job", "deploy", "discover", "every_schedule", "from_master", "get_app", "get_job",
+           "info", "list_apps", "parse_params", "resolve",
            "list_jobs", "list_runs", "restart", "run_job", "run_notebook", "scale", "schedule_job",
            "schedule_notebook"]

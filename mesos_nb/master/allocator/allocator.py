@@ -25,25 +25,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from mesos_nb.protocol.resources import Resources
 
 from .filters import FrameworkFilters, refuse_timeout
+from .quota import QuotaBook, RoleQuota, allocate_with_quota
+from .records import EMPTY, Allocation
 from .sorter import DRFSorter, Totals, dominant_share
 
 __all__ = ["Allocation", "HierarchicalDRFAllocator"]
 
-_EMPTY = Resources()
+_EMPTY = EMPTY
 _DEFAULT_MIN = ({"cpus": 10}, {"mem": 32_000})  # cpus:0.01 | mem:32, in thousandths
-
-
-@dataclass(frozen=True, slots=True)
-class Allocation:
-    framework_id: str
-    role: str
-    agent_id: str
-    resources: Resources
 
 
 class _Agent:
@@ -119,6 +112,7 @@ class HierarchicalDRFAllocator:
         self._roles = DRFSorter(self._totals)
         self._fsorters: dict[str, DRFSorter] = {}
         self._weights: dict[str, float] = {}
+        self._quota = QuotaBook()
         self._runs = 0
         self._made = 0
         # Agents whose free resources grew since the last cycle (None: every agent, after a
@@ -151,6 +145,7 @@ class HierarchicalDRFAllocator:
         self._agents[agent_id] = _Agent(agent_id, total, hostname, attributes)
         self._totals.add(self._fair(total))
         self._touch(agent_id)
+        self._quota.add_total(total.scalar_millis())
 
     def remove_agent(self, agent_id: str) -> None:
         agent = self._agents.pop(agent_id, None)
@@ -167,11 +162,14 @@ class HierarchicalDRFAllocator:
             if fw.filters:
                 fw.filters.drop_agent(agent_id)
         self._totals.add(self._fair(agent.total), -1)
+        self._quota.add_total(agent.total.scalar_millis(), -1)
 
     def update_agent(self, agent_id: str, total: Resources) -> None:
         agent = self._agents[agent_id]
         self._totals.add(self._fair(agent.total), -1)
         self._totals.add(self._fair(total))
+        self._quota.add_total(agent.total.scalar_millis(), -1)
+        self._quota.add_total(total.scalar_millis())
         agent.set_total(total)
         used = _EMPTY
         for fid in agent.frameworks:
@@ -254,6 +252,24 @@ class HierarchicalDRFAllocator:
 
     def weights(self) -> dict[str, float]:
         return dict(self._weights)
+
+    def update_quota(self, role: str, quota: RoleQuota | None) -> None:
+        """Set (or, with ``None`` / empty maps, clear) a top-level role's guarantees and limits."""
+        self._quota.set(role, quota)
+        self._touch_all()  # guarantees and limits change who may take which agent
+
+    def quotas(self) -> dict[str, RoleQuota]:
+        return dict(self._quota.quotas)
+
+    def consumed(self) -> dict[str, dict[str, int]]:
+        """Quota consumption (thousandths) of every role with quota: allocations (offers
+        included) plus reservations not allocated yet."""
+        from .quota import consumption
+
+        return consumption(self)[0]
+
+    def role_allocation(self, role: str) -> dict[str, int]:
+        return self._roles.allocation(role) if role in self._roles else {}
 
     # ================================================================== frameworks
     def add_framework(
@@ -512,6 +528,10 @@ class HierarchicalDRFAllocator:
         if not cands or not self._fsorters:
             return []
         self._rng.shuffle(cands)
+        if self._quota:
+            out = allocate_with_quota(self, cands, now)
+            self._made += len(out)
+            return out
 
         out: list[Allocation] = []
         role_sorter = self._roles

@@ -1,0 +1,392 @@
+"""``mesos-nb apps …`` and ``mesos-nb jobs …``: the built-in services and jobs framework.
+
+Every command talks to the framework's REST API through :mod:`mesos_nb.frameworks.apps.client`;
+the framework is found by ``--apps URL`` / ``$MESOS_NB_APPS``, else by the ``webui_url`` it
+registered with the master (``--master``, a ``zk://`` URL is followed), so ``mesos-nb apps list``
+works against a cluster without configuration. ``apps serve`` runs the framework itself.
+Refusals of the framework (an unknown app, a bad definition) are one sentence with exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from mesos_nb.frameworks.apps import client
+
+from .errors import CLIError
+from .options import Parser
+from .tables import print_table
+
+Cmd = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
+
+
+# ------------------------------------------------------------------ helpers (pure)
+def parse_every(text: str, now: float) -> str:
+    try:
+        return client.every_schedule(text, now)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    try:
+        return client.parse_params(items)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CLIError(f"--env {item!r}: expected NAME=VALUE")
+        out[name] = value
+    return out
+
+
+def load_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+    except FileNotFoundError:
+        raise CLIError(f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CLIError(f"cannot read {path}: {e}") from None
+    except ValueError as e:
+        raise CLIError(f"{path} is not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise CLIError(f"{path} must hold a JSON object (an app or job definition)")
+    return obj
+
+
+def when(t: float | None) -> str:
+    return "-" if not t else datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def app_status(a: dict[str, Any]) -> str:
+    if a.get("instances") == 0:
+        return "suspended"
+    if a.get("deploying"):
+        return "deploying"
+    w = a.get("waiting")
+    if w:
+        return "waiting: " + ("; ".join(w.get("reasons") or []) or f"{w.get('instances')} to place")
+    return "running"
+
+
+def app_rows(apps: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(a["id"], a.get("instances", 0), a.get("tasksRunning", 0), a.get("tasksHealthy", 0),
+             a.get("version") or "-", app_status(a)) for a in apps]
+
+
+APP_HEADERS = ("ID", "INSTANCES", "RUNNING", "HEALTHY", "VERSION", "STATUS")
+RUN_HEADERS = ("RUN", "TRIGGER", "STATUS", "STARTED", "DURATION", "EXIT", "NOTEBOOK")
+
+
+def run_rows(runs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    rows = []
+    for r in sorted(runs, key=lambda r: r.get("createdAt") or 0, reverse=True):
+        d = r.get("duration")
+        rows.append((r["id"], r.get("trigger", ""), r.get("status", ""), when(r.get("startedAt")),
+                     "-" if d is None else f"{d:.1f} s", "-" if r.get("exitCode") is None else r["exitCode"],
+                     "yes" if r.get("outputNotebook") else "-"))
+    return rows
+
+
+def job_kind(j: dict[str, Any]) -> str:
+    return "notebook" if j.get("notebook") else "cmd"
+
+
+# ------------------------------------------------------------------ commands
+def _url(args: argparse.Namespace) -> str:
+    return client.resolve(args.apps, getattr(args, "master", None))
+
+
+def _call(fn: Callable[..., Any], *a: Any, **k: Any) -> Any:
+    try:
+        return fn(*a, **k)
+    except client.AppsError as e:
+        raise CLIError(str(e)) from None
+
+
+def cmd_apps_list(args: argparse.Namespace) -> int:
+    apps = _call(lambda: client.list_apps(_url(args)))
+    print_table(APP_HEADERS, app_rows(apps))
+    return 0
+
+
+def cmd_apps_show(args: argparse.Namespace) -> int:
+    a = _call(lambda: client.get_app(args.id, _url(args)))
+    if args.json:
+        print(json.dumps(a, indent=2))
+        return 0
+    print_table(APP_HEADERS, app_rows([a]))
+    print()
+    print_table(("TASK", "HOST", "STATE", "HEALTHY", "VERSION", "PORTS"),
+                [(t.get("taskId"), t.get("hostname") or "-", t.get("state"),
+                  {True: "yes", False: "no"}.get(t.get("healthy"), "-"), t.get("version") or "-",
+                  ",".join(map(str, t.get("ports") or [])) or "-") for t in a.get("tasks", [])])
+    return 0
+
+
+def app_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    if args.file and args.cmd:
+        raise CLIError("give either a definition FILE or --cmd, not both")
+    if args.file:
+        app = load_json(args.file)
+        if args.id:
+            app["id"] = args.id
+    elif args.cmd:
+        if not args.id:
+            raise CLIError("--cmd needs --id (the app's id, as /web)")
+        app = {"id": args.id, "cmd": args.cmd}
+    else:
+        raise CLIError("give a definition FILE (JSON) or --id ID --cmd CMD")
+    for key, value in (("instances", args.instances), ("cpus", args.cpus), ("mem", args.mem)):
+        if value is not None:
+            app[key] = value
+    if args.port:
+        app["ports"] = args.port
+    if args.env:
+        app["env"] = {**app.get("env", {}), **parse_env(args.env)}
+    if args.constraint:
+        app["constraints"] = [c.split(":") for c in args.constraint]
+    if not app.get("id"):
+        raise CLIError("the definition has no id: add \"id\" to the file or pass --id")
+    return app
+
+
+def cmd_apps_deploy(args: argparse.Namespace) -> int:
+    app = app_from_args(args)
+    out = _call(lambda: client.deploy(app, _url(args)))
+    print(f"deployed {out.get('id', app['id'])} version {out.get('version', '?')} "
+          f"({out.get('instances', app.get('instances', 1))} instances)")
+    return 0
+
+
+def cmd_apps_scale(args: argparse.Namespace) -> int:
+    if args.instances < 0:
+        raise CLIError(f"instances must be >= 0 (got {args.instances})")
+    _call(lambda: client.scale(args.id, args.instances, _url(args)))
+    print(f"scaled {args.id} to {args.instances} instances")
+    return 0
+
+
+def cmd_apps_suspend(args: argparse.Namespace) -> int:
+    _call(lambda: client.scale(args.id, 0, _url(args)))
+    print(f"suspended {args.id} (0 instances; 'mesos-nb apps scale {args.id} N' resumes)")
+    return 0
+
+
+def cmd_apps_restart(args: argparse.Namespace) -> int:
+    out = _call(lambda: client.restart(args.id, _url(args)))
+    print(f"restarting {args.id}: version {out.get('version', '?')}")
+    return 0
+
+
+def cmd_apps_delete(args: argparse.Namespace) -> int:
+    _call(lambda: client.delete_app(args.id, _url(args)))
+    print(f"deleted {args.id}")
+    return 0
+
+
+def cmd_apps_serve(args: argparse.Namespace) -> int:
+    """Run the framework in the foreground; ``--state`` defaults to ``~/.mesos-nb/apps``."""
+    from mesos_nb.frameworks.apps.__main__ import serve
+
+    if not args.state:
+        args.state = os.path.expanduser("~/.mesos-nb/apps")
+    return serve(args)
+
+
+# jobs
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    url = _url(args)
+    jobs = _call(lambda: client.list_jobs(url))
+    rows = []
+    for j in sorted(jobs, key=lambda j: j["id"]):
+        runs = _call(lambda j=j: client.list_runs(j["id"], url))
+        last = max(runs, key=lambda r: r.get("createdAt") or 0) if runs else None
+        rows.append((j["id"], job_kind(j), j.get("schedule") or ("after " + ",".join(j["parents"]) if j.get("parents")
+                                                                 else "manual"),
+                     "yes" if j.get("enabled", True) else "no", last["status"] if last else "-",
+                     when(last.get("startedAt")) if last else "-"))
+    print_table(("ID", "KIND", "SCHEDULE", "ENABLED", "LAST RUN", "STARTED"), rows)
+    return 0
+
+
+def cmd_jobs_show(args: argparse.Namespace) -> int:
+    j = _call(lambda: client.get_job(args.id, _url(args)))
+    if j.get("notebook"):
+        j = {**j, "notebook": {**j["notebook"], "notebook": "<notebook JSON>"}}
+    print(json.dumps(j, indent=2))
+    return 0
+
+
+def job_from_args(args: argparse.Namespace, now: float) -> tuple[dict[str, Any], str | None]:
+    """The job definition and, for a notebook job, the notebook file to send."""
+    if args.cron and args.every:
+        raise CLIError("give --cron or --every, not both")
+    if args.file and args.cmd:
+        raise CLIError("give a FILE (a .json definition or a .ipynb notebook) or --cmd, not both")
+    notebook = None
+    if args.file and args.file.endswith(".ipynb"):
+        if not os.path.isfile(args.file):
+            raise CLIError(f"no such notebook: {args.file}")
+        notebook = args.file
+        job: dict[str, Any] = {"id": args.id or re.sub(r"[^a-z0-9-]+", "-",
+                                                       os.path.basename(args.file)[:-6].lower()).strip("-")}
+    elif args.file:
+        job = load_json(args.file)
+    elif args.cmd:
+        if not args.id:
+            raise CLIError("--cmd needs --id (the job's id)")
+        job = {"id": args.id, "cmd": args.cmd}
+    else:
+        raise CLIError("give a notebook (.ipynb), a definition FILE (.json) or --id ID --cmd CMD")
+    if args.id:
+        job["id"] = args.id
+    if args.params and notebook is None:
+        raise CLIError("-p NAME=VALUE is for notebook jobs (give a .ipynb file)")
+    if args.cron:
+        job["schedule"] = args.cron
+    elif args.every:
+        job["schedule"] = parse_every(args.every, now)
+    for key, value in (("retries", args.retries), ("cpus", args.cpus), ("mem", args.mem)):
+        if value is not None:
+            job[key] = value
+    return job, notebook
+
+
+def cmd_jobs_schedule(args: argparse.Namespace) -> int:
+    job, notebook = job_from_args(args, time.time())
+    url = _url(args)
+    if notebook is not None:
+        fields = {k: v for k, v in job.items() if k not in ("id", "schedule")}
+        out = _call(lambda: client.schedule_notebook(job["id"], notebook, parse_params(args.params),
+                                                     job.get("schedule"), url, **fields))
+    else:
+        out = _call(lambda: client.schedule_job(job, url))
+    print(f"scheduled {out.get('id', job['id'])}: {out.get('schedule') or 'manual runs only'}")
+    return 0
+
+
+def cmd_jobs_run(args: argparse.Namespace) -> int:
+    r = _call(lambda: client.run_job(args.id, _url(args)))
+    print(f"started run {r['id']} of {args.id}")
+    return 0
+
+
+def cmd_jobs_history(args: argparse.Namespace) -> int:
+    runs = _call(lambda: client.list_runs(args.id, _url(args)))
+    print_table(RUN_HEADERS, run_rows(runs))
+    return 0
+
+
+def cmd_jobs_delete(args: argparse.Namespace) -> int:
+    _call(lambda: client.delete_job(args.id, _url(args)))
+    print(f"deleted {args.id}")
+    return 0
+
+
+def cmd_jobs_notebook(args: argparse.Namespace) -> int:
+    nb = _call(lambda: client.run_notebook(args.id, args.run, _url(args)))
+    text = json.dumps(nb, indent=1)
+    if args.output in (None, "-"):
+        sys.stdout.write(text + "\n")
+    else:
+        with open(args.output, "w") as f:
+            f.write(text)
+        print(f"wrote {args.output}")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+def add_commands(cmd: Cmd) -> None:
+    """Register ``apps`` and ``jobs`` (each with sub-commands) through the parser's ``cmd``."""
+    for group, helptext, subs in (("apps", "services (long-running apps) of the built-in framework", _apps_subs),
+                                  ("jobs", "scheduled jobs and notebooks of the built-in framework", _jobs_subs)):
+        top = cmd(group, helptext, _missing)
+        sub = top.add_subparsers(dest=group + "_command", metavar="SUBCOMMAND", parser_class=Parser)
+        sub.required = True
+
+        def add(name: str, h: str, func: Callable[[argparse.Namespace], int], sub: Any = sub,
+                parents: tuple[Any, ...] = ()) -> Any:
+            sp = sub.add_parser(name, help=h, description=h, parents=list(parents))
+            sp.set_defaults(func=func)
+            if parents:  # serve: the framework's own options (--master, --state, --zk, --port …)
+                return sp
+            sp.add_argument("--master", default=argparse.SUPPRESS, help="the master, HOST:PORT or zk://H:P,…/PATH")
+            sp.add_argument("--apps", default=None, metavar="URL",
+                            help="the apps framework's REST URL [$MESOS_NB_APPS; default: asked of the master]")
+            return sp
+
+        subs(add)
+
+
+def _missing(args: argparse.Namespace) -> int:  # pragma: no cover - argparse requires a sub-command
+    raise CLIError("a sub-command is required")
+
+
+def _apps_subs(add: Callable[..., Any]) -> None:
+    add("list", "list apps", cmd_apps_list)
+    s = add("show", "an app and its instances", cmd_apps_show)
+    s.add_argument("id", metavar="ID")
+    s.add_argument("--json", action="store_true", help="the full definition and state as JSON")
+    d = add("deploy", "create or change an app from a JSON FILE or --id/--cmd", cmd_apps_deploy)
+    d.add_argument("file", nargs="?", metavar="FILE", help="a Marathon-style app definition (JSON)")
+    d.add_argument("--id", help="the app's id (overrides the file's)")
+    d.add_argument("--cmd", help="the command each instance runs")
+    d.add_argument("--instances", type=int)
+    d.add_argument("--cpus", type=float)
+    d.add_argument("--mem", type=float, help="MB")
+    d.add_argument("--port", type=int, action="append", default=[], help="a port (0: any), repeatable")
+    d.add_argument("--env", action="append", default=[], metavar="K=V", help="repeatable")
+    d.add_argument("--constraint", action="append", default=[], metavar="FIELD:OP[:VALUE]",
+                   help="as hostname:UNIQUE, repeatable")
+    s = add("scale", "set an app's number of instances", cmd_apps_scale)
+    s.add_argument("id", metavar="ID")
+    s.add_argument("instances", type=int, metavar="N")
+    for name, h, f in (("restart", "replace every instance (rolling, by the upgrade strategy)", cmd_apps_restart),
+                       ("delete", "kill every instance and forget the app", cmd_apps_delete),
+                       ("suspend", "scale to 0 instances, keeping the definition", cmd_apps_suspend)):
+        add(name, h, f).add_argument("id", metavar="ID")
+    from mesos_nb.frameworks.apps.__main__ import parser as framework_options
+
+    add("serve", "run the services-and-jobs framework in the foreground (state in --state DIR, default "
+        "~/.mesos-nb/apps, or in ZooKeeper with --zk)", cmd_apps_serve, parents=(framework_options(add_help=False),))
+
+
+def _jobs_subs(add: Callable[..., Any]) -> None:
+    add("list", "list jobs and their last run", cmd_jobs_list)
+    add("show", "a job's definition", cmd_jobs_show).add_argument("id", metavar="ID")
+    s = add("schedule", "create or replace a job: a notebook (.ipynb), a JSON FILE, or --id/--cmd", cmd_jobs_schedule)
+    s.add_argument("file", nargs="?", metavar="FILE")
+    s.add_argument("--id", help="the job's id (default for a notebook: its file name)")
+    s.add_argument("--cmd", help="the command each run executes")
+    s.add_argument("--cron", help='a cron expression, as "0 * * * *"')
+    s.add_argument("--every", help="a period from now: 30s, 5m, 2h, 1d")
+    s.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
+                   help="a notebook parameter (papermill), repeatable")
+    s.add_argument("--retries", type=int)
+    s.add_argument("--cpus", type=float)
+    s.add_argument("--mem", type=float, help="MB")
+    add("run", "start a run now", cmd_jobs_run).add_argument("id", metavar="ID")
+    add("history", "a job's runs, newest first", cmd_jobs_history).add_argument("id", metavar="ID")
+    add("delete", "delete a job and its history", cmd_jobs_delete).add_argument("id", metavar="ID")
+    n = add("notebook", "the executed notebook of a run (JSON)", cmd_jobs_notebook)
+    n.add_argument("id", metavar="ID")
+    n.add_argument("run", metavar="RUN")
+    n.add_argument("-o", "--output", help="write it to this file (default: stdout)")
+
+
+__all__ = ["add_commands", "app_from_args", "job_from_args", "parse_every", "parse_params"]
