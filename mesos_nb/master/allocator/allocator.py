@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 
 from mesos_nb.protocol.resources import Resources
 
+from .changes import ChangedAgents
 from .filters import FrameworkFilters, refuse_timeout
 from .quota import QuotaBook, RoleQuota, allocate_with_quota
 from .records import EMPTY, Allocation
@@ -115,17 +116,7 @@ class HierarchicalDRFAllocator:
         self._quota = QuotaBook()
         self._runs = 0
         self._made = 0
-        # Agents whose free resources grew since the last cycle (None: every agent, after a
-        # change that can make a framework want agents it passed over: a new or revived
-        # framework, new roles or weights). allocate_changed() looks at these only.
-        self._dirty: dict[str, None] | None = {}
-
-    def _touch(self, agent_id: str) -> None:
-        if self._dirty is not None:
-            self._dirty[agent_id] = None
-
-    def _touch_all(self) -> None:
-        self._dirty = None
+        self._changed = ChangedAgents()  # what an event cycle looks at (changes.py)
 
     # ================================================================== agents
     def _fair(self, r: Resources) -> dict[str, int]:
@@ -144,7 +135,7 @@ class HierarchicalDRFAllocator:
             return
         self._agents[agent_id] = _Agent(agent_id, total, hostname, attributes)
         self._totals.add(self._fair(total))
-        self._touch(agent_id)
+        self._changed.touch(agent_id)
         self._quota.add_total(total.scalar_millis())
 
     def remove_agent(self, agent_id: str) -> None:
@@ -176,14 +167,14 @@ class HierarchicalDRFAllocator:
             for res in self._fws[fid].alloc.get(agent_id, {}).values():
                 used = used + res
         agent.available = total - used
-        self._touch(agent_id)
+        self._changed.touch(agent_id)
 
     def deactivate_agent(self, agent_id: str) -> None:
         self._agents[agent_id].active = False
 
     def activate_agent(self, agent_id: str) -> None:
         self._agents[agent_id].active = True
-        self._touch(agent_id)
+        self._changed.touch(agent_id)
 
     def available(self, agent_id: str) -> Resources:
         return self._agents[agent_id].available
@@ -248,7 +239,7 @@ class HierarchicalDRFAllocator:
             self._weights[role] = w
             if role in self._roles:
                 self._roles.set_weight(role, w)
-        self._touch_all()
+        self._changed.touch_all()
 
     def weights(self) -> dict[str, float]:
         return dict(self._weights)
@@ -256,7 +247,7 @@ class HierarchicalDRFAllocator:
     def update_quota(self, role: str, quota: RoleQuota | None) -> None:
         """Set (or, with ``None`` / empty maps, clear) a top-level role's guarantees and limits."""
         self._quota.set(role, quota)
-        self._touch_all()  # guarantees and limits change who may take which agent
+        self._changed.touch_all()  # guarantees and limits change who may take which agent
 
     def quotas(self) -> dict[str, RoleQuota]:
         return dict(self._quota.quotas)
@@ -288,7 +279,7 @@ class HierarchicalDRFAllocator:
             fw = self._fws[framework_id] = _Framework(framework_id)
         fw.active = active
         self._set_roles(fw, roles, suppressed_roles, gpu_aware)
-        self._touch_all()
+        self._changed.touch_all()
 
     def update_framework(
         self,
@@ -299,7 +290,7 @@ class HierarchicalDRFAllocator:
         gpu_aware: bool = False,
     ) -> None:
         self._set_roles(self._fws[framework_id], roles, suppressed_roles, gpu_aware)
-        self._touch_all()
+        self._changed.touch_all()
 
     def _set_roles(self, fw: _Framework, roles, suppressed_roles, gpu_aware: bool) -> None:
         new = set(roles)
@@ -328,7 +319,7 @@ class HierarchicalDRFAllocator:
                     agent.available = agent.available + res
             if agent is not None:
                 agent.frameworks.pop(framework_id, None)
-                self._touch(agent_id)
+                self._changed.touch(agent_id)
         fw.alloc = {}
         fw.roles = set()
         for role in list(fw.sorter_roles):
@@ -338,7 +329,7 @@ class HierarchicalDRFAllocator:
         fw = self._fws[framework_id]
         fw.active = True
         self._refresh_all(fw)
-        self._touch_all()
+        self._changed.touch_all()
 
     def deactivate_framework(self, framework_id: str) -> None:
         fw = self._fws[framework_id]
@@ -363,7 +354,7 @@ class HierarchicalDRFAllocator:
             fw.filters.clear(roles)
             fw.suppressed -= set(roles)
         self._refresh_all(fw)
-        self._touch_all()
+        self._changed.touch_all()
 
     def suppressed_roles(self, framework_id: str) -> set[str]:
         return set(self._fws[framework_id].suppressed)
@@ -450,7 +441,7 @@ class HierarchicalDRFAllocator:
                 del per[r]
             self._unaccount(fw, r, part)
             agent.available = agent.available + part
-            self._touch(agent_id)
+            self._changed.touch(agent_id)
             if timeout > 0:
                 fw.filters.add(r, agent_id, part, now + timeout)
             if not left:
@@ -493,31 +484,26 @@ class HierarchicalDRFAllocator:
         return False
 
     def take_changed(self) -> list[str] | None:
-        """The agents an event cycle would look at (None: all), forgotten as if it ran; for a
-        caller that runs the cycle itself in slices (:meth:`allocate` with ``agent_ids``)."""
-        dirty = self._dirty
-        self._dirty = {}
-        return None if dirty is None else list(dirty)
+        """What an event cycle would look at (None: all), forgotten: for a caller that runs
+        the cycle itself in slices (:meth:`allocate` with ``agent_ids``)."""
+        return self._changed.take()
 
     def changed_count(self) -> int | None:
-        return None if self._dirty is None else len(self._dirty)
+        return self._changed.count()
 
     def allocate_changed(self, now: float) -> list[Allocation]:
-        """A cycle over the agents whose free resources grew since the last cycle (all of
-        them after a framework-side change): what the master runs soon after an event, as
-        Mesos allocates the agents an event concerns. Refusal filters that merely expired
-        wait for the next full cycle (every ``allocation_interval``)."""
-        dirty = self._dirty
-        if dirty is None:
+        """A cycle over the agents touched since the last cycle (:mod:`.changes`), as Mesos
+        allocates the agents an event concerns; merely expired filters wait for a full cycle."""
+        ids = self._changed.take()
+        if ids is None:
             return self.allocate(now)
-        self._dirty = {}
-        return self.allocate(now, dirty) if dirty else []
+        return self.allocate(now, ids) if ids else []
 
     def allocate(self, now: float, agent_ids: Iterable[str] | None = None) -> list[Allocation]:
         self._runs += 1
         agents = self._agents
         if agent_ids is None:
-            self._dirty = {}
+            self._changed.take()  # every agent is looked at
             cands = [a for a in agents.values() if a.active and a.available]
         else:
             cands = []
