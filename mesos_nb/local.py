@@ -69,7 +69,8 @@ def _with_ports(text: str, i: int, n: int, work_dir: str) -> str:
 
 
 class LocalCluster:
-    """A master and ``agents`` agents on 127.0.0.1. ``port=0`` picks a free master port."""
+    """A master and ``agents`` agents on 127.0.0.1. ``port=0`` picks a free master port.
+    ``isolation`` and ``docker_registry`` are every agent's (as ``mesos-nb agent`` takes them)."""
 
     def __init__(
         self,
@@ -82,6 +83,8 @@ class LocalCluster:
         attributes: str | list[str] | None = None,
         master_options: dict[str, Any] | None = None,
         agent_options: dict[str, Any] | None = None,
+        isolation: str | None = None,
+        docker_registry: str | None = None,
     ) -> None:
         if agents < 0:
             raise ValueError("the number of agents cannot be negative")
@@ -94,6 +97,10 @@ class LocalCluster:
         self.attributes = attributes
         self.master_options = dict(master_options or {})
         self.agent_options = dict(agent_options or {})
+        if isolation:
+            self.agent_options["isolation"] = isolation
+        if docker_registry:
+            self.agent_options["docker_registry"] = docker_registry
         self.master: Any = None
         self.agent_process: Any = None
         self.started = False

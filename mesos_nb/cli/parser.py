@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt(lo, "--port", type=port, default=5050, help="master port (0: any free port)")
     opt(lo, "--work-dir", help="work directory (default: a temporary one)")
     opt(lo, "--resources", help="resources of each agent (default: the machine divided among them)")
+    opt(lo, "--isolation", help="isolation of each agent (as for 'mesos-nb agent'; default: auto)")
+    opt(lo, "--docker-registry", help="container images of each agent: a directory of `docker save` "
+                                      "tarballs or a registry URL")
     opt(lo, "--log-level", type=log_level, default="warning", help="debug, info, warning, error")
 
     cmd("status", "summary of the cluster", operator.cmd_status)
@@ -88,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--attr", action="append", default=[], metavar="K=V",
                    help="only run on agents with this attribute (repeatable)")
     opt(r, "--name", help="task name")
+    opt(r, "--image", help="run in this Docker image (the agents need filesystem/linux isolation)")
     opt(r, "--timeout", type=positive, help="give up after this many seconds")
     flag(r, "--verbose", "print status updates on stderr")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")

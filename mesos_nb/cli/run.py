@@ -20,7 +20,14 @@ from typing import Any
 from mesos_nb.client import FileFollower, MasterClient, MesosClientError, drain, locate
 from mesos_nb.client.tables import num
 from mesos_nb.protocol.messages import Offer
-from mesos_nb.scheduler.pool import TaskHandle, TaskSpec, framework_info, match_offer, ports_of
+from mesos_nb.scheduler.pool import (
+    TaskHandle,
+    TaskSpec,
+    framework_info,
+    image_container,
+    match_offer,
+    ports_of,
+)
 from mesos_nb.scheduler.tasks import new_task_id, parse_constraints
 
 from .errors import CLIError
@@ -121,7 +128,8 @@ def _spec(args: argparse.Namespace) -> TaskSpec:
         raise CLIError(str(e)) from None
     spec = TaskSpec(cmd=cmd if len(cmd) > 1 else cmd[0], cpus=args.cpus, mem=args.mem, gpus=args.gpus,
                     disk=args.disk, name=args.name or os.path.basename(cmd[0]) or "task",
-                    constraints=constraints)
+                    constraints=constraints,
+                    container=image_container(args.image) if args.image else None)
     if not spec.amounts:
         raise CLIError("a task needs some resources: give --cpus or --mem")
     return spec

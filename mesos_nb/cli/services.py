@@ -139,9 +139,12 @@ def cmd_local(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         cluster = LocalCluster(agents=args.agents, port=args.port, work_dir=args.work_dir,
-                               agent_resources=args.resources)
+                               agent_resources=args.resources, isolation=args.isolation,
+                               docker_registry=args.docker_registry)
         try:
             await cluster.start()
+        except ValueError as e:  # an --isolation this machine cannot provide
+            raise CLIError(str(e)) from None
         except OSError as e:
             if isinstance(e, ConnectionError):
                 raise CLIError(str(e)) from None

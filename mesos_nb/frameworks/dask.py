@@ -48,7 +48,7 @@ from distributed.deploy.adaptive import Adaptive
 from distributed.deploy.spec import ProcessInterface, SpecCluster
 from distributed.utils import Log, Logs, format_dashboard_link
 
-from .launcher import TaskPool, TaskSpec, local_ip_for
+from .launcher import TaskPool, TaskSpec, image_container, local_ip_for
 
 DEFAULT_LINK = "{scheme}://{host}:{port}/status"
 HUB_LINK = "{JUPYTERHUB_SERVICE_PREFIX}proxy/{host}:{port}/status"
@@ -87,8 +87,10 @@ class MesosScheduler(ProcessInterface):
     def __init__(self, pool: TaskPool, *, cpus: float = 1.0, mem: float = 1024.0,
                  constraints: dict[str, str] | None = None, python: str | None = None,
                  env: dict[str, str] | None = None, timeout: float = 120.0,
-                 task_id: str | None = None, attach: str | None = None, name: str | None = None) -> None:
+                 task_id: str | None = None, attach: str | None = None, name: str | None = None,
+                 container: dict[str, Any] | None = None) -> None:
         super().__init__()
+        self.container = container
         self.pool = pool
         self.cpus, self.mem = cpus, mem
         self.constraints = dict(constraints or {})
@@ -111,7 +113,7 @@ class MesosScheduler(ProcessInterface):
             return
         spec = TaskSpec(cmd=self._cmd, cpus=self.cpus, mem=self.mem, ports=2, name="dask-scheduler",
                         task_id=self.task_id, constraints=self.constraints,
-                        env={"PYTHONUNBUFFERED": "1", **self.env})
+                        env={"PYTHONUNBUFFERED": "1", **self.env}, container=self.container)
         self.task = self.pool.submit(spec)
         deadline = time.monotonic() + self.timeout
         while True:
@@ -143,7 +145,7 @@ class MesosWorker(ProcessInterface):
                  memory_limit: int | str | None = None, constraints: dict[str, str] | None = None,
                  python: str | None = None, env: dict[str, str] | None = None, nanny: bool = False,
                  death_timeout: float = 60.0, extra_args: list[str] | tuple[str, ...] = (),
-                 attach: bool = False) -> None:
+                 attach: bool = False, container: dict[str, Any] | None = None) -> None:
         super().__init__(scheduler, name)
         self.scheduler_address = scheduler
         self.name = name
@@ -158,6 +160,7 @@ class MesosWorker(ProcessInterface):
         self.death_timeout = death_timeout
         self.extra_args = list(extra_args)
         self.attach = attach
+        self.container = container
         self.task_id: str | None = None
 
     def command(self) -> str:
@@ -187,7 +190,7 @@ class MesosWorker(ProcessInterface):
             self.pool.submit(TaskSpec(
                 cmd=self.command(), cpus=self.cpus, mem=self.mem, gpus=self.gpus,
                 name="dask-worker", task_id=self.task_id, constraints=self.constraints,
-                env={"PYTHONUNBUFFERED": "1", **self.env}))
+                env={"PYTHONUNBUFFERED": "1", **self.env}, container=self.container))
         await super().start()
 
     async def close(self) -> None:
@@ -228,7 +231,11 @@ class MesosCluster(SpecCluster):
     attributes ``{"rack": "a"}``), ``name`` (reconnectable with :meth:`from_name`),
     ``scheduler`` (``"local"`` or ``"task"``), ``scheduler_cpus``/``scheduler_mem``, ``role``,
     ``python`` (the interpreter on the agents; default this one), ``env``, ``nanny``,
-    ``worker_args``, ``failover_timeout`` (default 0, or a week for named clusters).
+    ``worker_args``, ``failover_timeout`` (default 0, or a week for named clusters),
+    ``image`` (workers and a ``scheduler="task"`` scheduler run in this Docker image; the agents
+    need ``filesystem/linux`` isolation and ``--docker-registry``) with ``volumes``
+    (``(host_path, container_path)`` pairs bound read-only, e.g. a Python installation the image
+    lacks).
     """
 
     def __init__(self, master: str | None = None, n_workers: int = 0, *, cpus: float = 1.0,
@@ -240,8 +247,14 @@ class MesosCluster(SpecCluster):
                  worker_args: list[str] | tuple[str, ...] = (), death_timeout: float = 60.0,
                  failover_timeout: float | None = None, scheduler_timeout: float = 120.0,
                  dashboard_address: str = ":8787", asynchronous: bool = False, loop: Any = None,
-                 silence_logs: Any = False, _reconnect: dict[str, Any] | None = None) -> None:
+                 silence_logs: Any = False, image: str | None = None,
+                 volumes: list[tuple[str, str]] | None = None, container: dict[str, Any] | None = None,
+                 _reconnect: dict[str, Any] | None = None) -> None:
         self.master = master or default_master()
+        if volumes and not image:
+            raise ValueError("volumes are for workers in an image: give image= too")
+        if image:
+            container = image_container(image, volumes)
         self.cluster_name = name
         where = scheduler or ("task" if name else "local")
         if where not in ("local", "task"):
@@ -260,7 +273,7 @@ class MesosCluster(SpecCluster):
             pool=self.pool, cpus=cpus, mem=mem, gpus=gpus, nthreads=nthreads,
             memory_limit=memory_limit, constraints=dict(constraints or {}), python=python,
             env=dict(env or {}), nanny=nanny, death_timeout=death_timeout,
-            extra_args=list(worker_args),
+            extra_args=list(worker_args), container=container,
         )
         if _reconnect:
             sched = {"cls": MesosScheduler, "options": {
@@ -270,7 +283,7 @@ class MesosCluster(SpecCluster):
             sched = {"cls": MesosScheduler, "options": {
                 "pool": self.pool, "cpus": scheduler_cpus, "mem": scheduler_mem,
                 "constraints": dict(constraints or {}), "python": python, "env": dict(env or {}),
-                "timeout": scheduler_timeout}}
+                "timeout": scheduler_timeout, "container": container}}
         else:
             from distributed.scheduler import Scheduler
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import socket
 
-from mesos_nb.client import MasterClient, MesosClientError, locate
-from mesos_nb.scheduler.pool import LAUNCHING, TaskHandle, TaskSpec
+from mesos_nb.client import MasterClient, MesosClientError, locate, master_url
+from mesos_nb.scheduler.pool import LAUNCHING, TaskHandle, TaskSpec, image_container
 from mesos_nb.scheduler.pool import TaskPool as _SdkPool
 from mesos_nb.scheduler.stream import normalize_master
 
@@ -31,8 +31,14 @@ class TaskPool(_SdkPool):
 
 
 def local_ip_for(master: str) -> str:
-    """The address of this machine as seen from the master (the interface routing to it)."""
+    """The address of this machine as seen from the master (the interface routing to it); for a
+    ``zk://`` master, as seen from the master leading now."""
     url = normalize_master(master)
+    if url.startswith("zk://"):
+        try:
+            url = master_url(url)
+        except MesosClientError:
+            return "127.0.0.1"
     hostport = url.split("://", 1)[-1].split("/", 1)[0]
     host, _, port = hostport.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
@@ -44,4 +50,4 @@ def local_ip_for(master: str) -> str:
     return "127.0.0.1"
 
 
-__all__ = ["LAUNCHING", "TaskHandle", "TaskPool", "TaskSpec", "local_ip_for"]
+__all__ = ["LAUNCHING", "TaskHandle", "TaskPool", "TaskSpec", "image_container", "local_ip_for"]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mesos_nb.client import HttpClient, MesosClientError
+from mesos_nb.client import master_url as resolve_master
 from mesos_nb.local import LocalCluster
 
 
@@ -34,7 +35,10 @@ def local_file() -> Path:
 
 
 def healthy(master_url: str, timeout: float = 2.0) -> bool:
+    """Whether the master answers ``/health``; for a ``zk://`` URL, the master leading now."""
     try:
+        if master_url.startswith("zk://"):
+            master_url = resolve_master(master_url, zk_timeout=max(timeout, 5.0))
         status, _ = HttpClient(timeout=timeout).request(master_url.rstrip("/") + "/health")
     except (MesosClientError, ValueError):
         return False

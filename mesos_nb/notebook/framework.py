@@ -23,7 +23,14 @@ from mesos_nb.client import MasterClient, MesosClientError
 from mesos_nb.protocol.messages import Filters, Offer
 from mesos_nb.protocol.resources import Resources
 from mesos_nb.scheduler import BlockingSchedulerDriver, MesosError, Scheduler
-from mesos_nb.scheduler.pool import TaskSpec, framework_ended, framework_info, match_offer, ports_of
+from mesos_nb.scheduler.pool import (
+    TaskSpec,
+    framework_ended,
+    framework_info,
+    image_container,
+    match_offer,
+    ports_of,
+)
 from mesos_nb.scheduler.tasks import attributes_match, matches_attributes, new_task_id, request
 
 from .display import amounts_text
@@ -277,8 +284,9 @@ class NotebookFramework(Scheduler):
     def submit(self, cmd: str | Sequence[str], *, cpus: float = 1.0, mem: float = 256.0,
                gpus: float = 0.0, disk: float = 0.0, name: str | None = None,
                constraints: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
-               offer_id: str | None = None, check: bool = True) -> Task:
-        """Queue a command task; it launches on the first fitting offer (or on ``offer_id``)."""
+               offer_id: str | None = None, check: bool = True, image: str | None = None) -> Task:
+        """Queue a command task; it launches on the first fitting offer (or on ``offer_id``),
+        in the Docker ``image`` when one is given."""
         amounts = request(cpus=cpus, mem=mem, gpus=gpus, disk=disk)
         if not amounts:
             raise MesosNotebookError("a task needs some resources: give --cpus or --mem")
@@ -288,7 +296,8 @@ class NotebookFramework(Scheduler):
         text = cmd if isinstance(cmd, str) else " ".join(cmd)
         name = name or (text.split()[0].rsplit("/", 1)[-1] if text.split() else "task")
         spec = TaskSpec(cmd=cmd, cpus=cpus, mem=mem, gpus=gpus, disk=disk, name=name,
-                        constraints=constraints, env=dict(env or {}), offer_id=offer_id)
+                        constraints=constraints, env=dict(env or {}), offer_id=offer_id,
+                        container=image_container(image) if image else None)
         task = Task(self, new_task_id(name), name, text, spec)
 
         async def go() -> None:

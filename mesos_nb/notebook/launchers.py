@@ -42,7 +42,14 @@ def dask(magics: Any, rest: str) -> Any:
     p.add_argument("--adapt")
     p.add_argument("--name")
     p.add_argument("--attr", action="append", default=[])
+    p.add_argument("--image")
+    p.add_argument("--volume", action="append", default=[])
     a = p.parse_args(shlex.split(rest))
+    if a.volume and not a.image:
+        raise MesosNotebookError("--volume is for workers in an image: give --image too")
+    volumes = [(v.split(":", 1)[0], v.split(":", 1)[-1]) for v in a.volume]
+    if any(not h.startswith("/") or not c.startswith("/") for h, c in volumes):
+        raise MesosNotebookError("--volume takes absolute paths: HOST_PATH[:CONTAINER_PATH]")
     adapt = None
     if a.adapt:
         lo, sep, hi = a.adapt.partition(":")
@@ -57,7 +64,7 @@ def dask(magics: Any, rest: str) -> Any:
     except ImportError:
         raise MesosNotebookError("%mesos dask needs the dask extra: pip install 'mesos-nb[dask]'") from None
     client = start_dask(magics._master_url(), workers=a.workers, cpus=a.cpus, mem=a.mem, adapt=adapt,
-                        name=a.name, constraints=constraints(a.attr))
+                        name=a.name, constraints=constraints(a.attr), image=a.image, volumes=volumes or None)
     _started(magics).append(("dask", client))
     return client
 

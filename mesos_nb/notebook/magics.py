@@ -29,7 +29,7 @@ USAGE = """%mesos SUBCOMMAND ...   (%mesos help for this list)
   local [--agents N]          start the embedded cluster in this kernel and connect to it
   status | agents | frameworks | tasks [--all]
   offers [--wait S]           browse the offers held, Launch / Decline each
-  run [--cpus C --mem M --gpus G --name N --attr K=V] -- CMD
+  run [--cpus C --mem M --gpus G --name N --attr K=V --image NAME] -- CMD
   logs TASK [--follow] [--stderr]
   kill TASK
   dask [--workers N --cpus C --mem M --adapt MIN:MAX --name NAME --attr K=V]
@@ -241,7 +241,7 @@ class MesosMagics(Magics):
         from ..dashboards import dashboard
 
         fw = self._fw()
-        return dashboard(fw.master_url, alive=lambda: self.framework is fw and fw.driver is not None)
+        return dashboard(views.leader_of(fw.master_url), alive=lambda: self.framework is fw and fw.driver is not None)
 
     def disconnect(self, rest: str = "") -> Message:
         if self.framework is None:
@@ -314,13 +314,14 @@ class MesosMagics(Magics):
         opts, cmd = self._split_command(rest)
         p = MagicParser(prog="%mesos run", add_help=False)
         _resource_args(p)
+        p.add_argument("--image")
         a = p.parse_args(opts)
         if not cmd:
             raise MesosNotebookError("no command given: use %mesos run [--cpus C --mem M] -- CMD")
         fw = self._fw()
         return fw.submit(cmd, cpus=self.default_cpus if a.cpus is None else a.cpus,
                          mem=self.default_mem if a.mem is None else a.mem, gpus=a.gpus, name=a.name,
-                         constraints=constraints(a.attr))
+                         constraints=constraints(a.attr), image=a.image)
 
     def task(self, rest: str, cell: str) -> Any:
         from .remote import run_cell

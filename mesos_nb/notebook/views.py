@@ -20,6 +20,7 @@ from mesos_nb.client import (
     find_task,
     locate,
 )
+from mesos_nb.client import master_url as resolve_master
 from mesos_nb.client.tables import AGENT_HEADERS, SCALARS, agent_rows, used_total
 from mesos_nb.protocol.state import FrameworkView, MasterState, TaskView
 from mesos_nb.scheduler.pool import PENDING
@@ -36,12 +37,21 @@ def master_state(url: str) -> MasterState:
         raise MesosNotebookError(str(e)) from None
 
 
+def leader_of(url: str) -> str:
+    """The HTTP URL of the master leading now (``url`` itself unless it is ``zk://``)."""
+    try:
+        return resolve_master(url)
+    except MesosClientError as e:
+        raise MesosNotebookError(str(e)) from None
+
+
 def status(magics: Any, rest: str = "") -> Table:
     url = magics._master_url()
     state = master_state(url)
     tot, used, counts = cluster_totals(state)
     rows = [
         ("master", url),
+        *([("leader", leader_of(url))] if url.startswith("zk://") else []),
         ("version", state.version),
         ("agents", f"{sum(1 for s in state.slaves if s.active)} active / {len(state.slaves)}"),
         ("frameworks", f"{sum(1 for f in state.frameworks if f.active)} active / {len(state.frameworks)}"),

@@ -74,6 +74,7 @@ class TaskSpec:
     constraints: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     offer_id: str | None = None
+    container: Mapping[str, Any] | None = None  # a ContainerInfo (see image_container)
 
     @property
     def amounts(self) -> dict[str, float]:
@@ -84,6 +85,15 @@ class TaskSpec:
         if self.ports:
             parts.append(f"ports:{self.ports}")
         return " ".join(parts)
+
+
+def image_container(image: str, volumes: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """A Mesos-containerizer ``ContainerInfo`` running in the Docker ``image`` (no daemon:
+    the agent provisions the rootfs), with ``(host_path, container_path)`` read-only volumes."""
+    info: dict[str, Any] = {"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": image}}}}
+    if volumes:
+        info["volumes"] = [{"container_path": c, "host_path": h, "mode": "RO"} for h, c in volumes]
+    return info
 
 
 class TaskHandle:
@@ -207,7 +217,8 @@ def match_offer(offer: Offer, pending: Sequence[TaskHandle]) -> list[tuple[TaskI
         cmd = spec.cmd(offer.hostname, ports) if callable(spec.cmd) else spec.cmd
         out.append((TaskInfo(name=spec.name, task_id=ID(value=task.id), agent_id=offer.agent_id,
                              resources=res.to_proto(role),
-                             command=command_info(cmd, dict(spec.env) or None)), task))
+                             command=command_info(cmd, dict(spec.env) or None),
+                             container=dict(spec.container) if spec.container else None), task))
     return out
 
 
@@ -458,5 +469,5 @@ def _log_failure(t: asyncio.Future) -> None:
         log.warning("task pool operation failed: %s", t.exception())
 
 
-__all__ = ["LAUNCHING", "PENDING", "RUNNING", "TaskHandle", "TaskPool", "TaskSpec", "current_user",
+__all__ = ["LAUNCHING", "PENDING", "RUNNING", "TaskHandle", "TaskPool", "TaskSpec", "current_user", "image_container",
            "framework_ended", "framework_info", "match_offer", "ports_of", "unfit_reason"]
