@@ -47,7 +47,14 @@ fi
 
 # --- operator tools the compatibility tests drive: the Mesos CLI (avmesos-cli >= 1.3 needs
 #     CPython >= 3.12, own virtualenv) and the DC/OS operator client (npm, tests/node)
-PY312=$(command -v python3.13 || command -v python3.12 || true)
+PY312=""
+for c in python3.12 python3.13; do
+  if "$c" --version >/dev/null 2>&1; then PY312=$(command -v "$c"); break; fi
+done
+if [ -z "$PY312" ] && command -v pyenv >/dev/null; then  # pyenv shims exist for versions that are not active
+  v=$(pyenv versions --bare | grep -E "^3\.1[2-9]" | head -1 || true)
+  [ -n "$v" ] && PY312="$(pyenv root)/versions/$v/bin/python3"
+fi
 if [ -n "$PY312" ] && ! [ -x .venv-mesoscli/bin/mesos-cli ]; then
   "$PY312" -m venv .venv-mesoscli && .venv-mesoscli/bin/python -m pip install -q 'avmesos-cli>=1.3.0' \
     || log "WARNING: could not install avmesos-cli; the mesos-cli tests will be skipped"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 from collections.abc import Callable
 
@@ -171,6 +172,8 @@ def notebook_commands(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     kn.add_argument("action", choices=["install"], help="install")
     kn.add_argument("--user", action="store_true", help="install for this user only")
     kn.add_argument("--prefix", help="install under this prefix (e.g. a virtualenv)")
+    kn.add_argument("--remote", action="store_true",
+                    help="install the cluster kernelspecs (small, large, gpu): kernels run as tasks")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -188,11 +191,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_kernel(args: argparse.Namespace) -> int:
-    from mesos_nb.notebook.kernelspec import install
+    from mesos_nb.notebook.kernelspec import install, install_remote
 
     try:
-        where = install(user=args.user, prefix=args.prefix)
+        wheres = (install_remote(user=args.user, prefix=args.prefix) if args.remote
+                  else [install(user=args.user, prefix=args.prefix)])
     except (OSError, ImportError) as e:
         raise CLIError(f"cannot install the kernelspec ({e})") from None
-    print(f"installed kernelspec mesos-nb in {where}")
+    for where in wheres:
+        print(f"installed kernelspec {os.path.basename(where)} in {where}")
     return 0

@@ -248,8 +248,9 @@ class TaskPool(Scheduler):
 
     def __init__(self, master: str, name: str = "mesos-nb", *, role: str = "*",
                  failover_timeout: float = 0.0, framework_id: str | None = None,
-                 start_timeout: float = 15.0) -> None:
+                 start_timeout: float = 15.0, gpus: bool = False) -> None:
         self.master = normalize_master(master)
+        self.gpus = gpus  # GPU_RESOURCES capability: offers from GPU agents
         self.name = name
         self.role = role or "*"
         self.failover_timeout = float(failover_timeout)
@@ -286,7 +287,8 @@ class TaskPool(Scheduler):
         self._thread = threading.Thread(target=run, name=f"mesos-nb-pool-{self.name}", daemon=True)
         self._thread.start()
         ready.wait()
-        info = framework_info(self.name, self.role, self.failover_timeout, self.framework_id)
+        info = framework_info(self.name, self.role, self.failover_timeout, self.framework_id,
+                              gpus=self.gpus)
 
         async def go() -> str:
             self.driver = SchedulerDriver(self, info, self.master, start_timeout=self.start_timeout,
