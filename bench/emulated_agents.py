@@ -53,7 +53,7 @@ log = logging.getLogger("bench.emulated_agents")
 
 CHANNEL_PATH = "/api/v1/agent-channel"
 DURATION_LABEL = "bench.duration"
-MAX_FRAME_MESSAGES = 2000  # well under the master's 16 MiB frame limit
+MAX_FRAME_MESSAGES = ch.MAX_FRAME_MESSAGES  # well under the master's 16 MiB frame limit
 DEFAULT_RESOURCES = "cpus:8;mem:16384;disk:65536;ports:[31000-32000]"
 _SLEEP = re.compile(r"^\s*(?:exec\s+)?sleep\s+([0-9]*\.?[0-9]+)\s*$")
 

@@ -10,7 +10,9 @@
 * a ``gc.callbacks`` hook timing every garbage collection (a stall can be the collector);
 * ``GET /bench/stats`` answering both as JSON (``?reset=1`` clears them) plus pid, RSS, CPU.
 
-``--gc-threshold A,B,C`` sets the master's ``gc.set_threshold``; ``--no-feed`` leaves the web UI's utilization feed unstarted (to measure what it costs).
+The master runs with the collector policy of ``mesos-nb master`` (:mod:`mesos_nb.master.gcpolicy`);
+``--gc-threshold A,B,C`` sets ``gc.set_threshold`` instead (``--gc-threshold default``: CPython's
+own, no policy), to compare; ``--no-feed`` leaves the web UI's utilization feed unstarted (to measure what it costs).
 It prints ``ready <port> <pid>`` on stdout once listening. :class:`MasterProcess` starts it
 as a subprocess for the benchmarks and reads ``/bench/stats``.
 """
@@ -84,10 +86,10 @@ class LoopStats:
                     self.gaps_over_100ms += 1
 
     def time_allocate(self, fn: Any) -> Any:
-        def allocate(now: float) -> Any:
+        def allocate(now: float, *args: Any, **kw: Any) -> Any:
             t0 = time.perf_counter()
             try:
-                return fn(now)
+                return fn(now, *args, **kw)
             finally:
                 dt = time.perf_counter() - t0
                 self.alloc.append(dt)
@@ -124,8 +126,12 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
     srv = MasterServer(cfg)
     stats = LoopStats()
     gc.callbacks.append(stats.on_gc)
+    from mesos_nb.master import gcpolicy
+
     if gc_threshold:
         gc.set_threshold(*gc_threshold)  # what the collector's pauses cost: compare with and without
+    elif gc_threshold is None:
+        gcpolicy.install()  # as `mesos-nb master` does
     srv.core.allocate = stats.time_allocate(srv.core.allocate)  # type: ignore[method-assign]
     me = psutil.Process()
     me.cpu_percent(None)
@@ -135,7 +141,7 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
         cpu = me.cpu_times()
         snap.update(pid=os.getpid(), rss_bytes=me.memory_info().rss, cpu_user_s=cpu.user,
                     cpu_system_s=cpu.system, agents=len(srv.core.agents),
-                    frameworks=len(srv.core.frameworks), offers=len(srv.core.offers))
+                    frameworks=len(srv.core.frameworks), offers=len(srv.core.offers), gc_policy=gcpolicy.stats())
         if request.query.get("reset"):
             stats.reset()
         return web.json_response(snap)
@@ -147,6 +153,13 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
         # the master without it (its routes still answer, built on demand)
         srv.webui.start = lambda: None  # type: ignore[method-assign]
     await srv.start()
+    slow = os.environ.get("BENCH_SLOW_STEPS")
+    if slow:  # asyncio debug mode names every loop step longer than this (seconds): slow, for hunting
+        import logging
+
+        logging.basicConfig(level=logging.WARNING)
+        asyncio.get_running_loop().set_debug(True)
+        asyncio.get_running_loop().slow_callback_duration = float(slow)
     ticker = asyncio.get_running_loop().create_task(stats.tick())
     print(f"ready {srv.port} {os.getpid()}", flush=True)
     stop = asyncio.Event()
@@ -230,7 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-feed", action="store_true", help="do not start the web UI's utilization feed")
     ap.add_argument("--gc-threshold", help="gc.set_threshold(A,B,C) in the master, e.g. 100000,50,1000")
     a = ap.parse_args(argv)
-    gct = tuple(int(x) for x in a.gc_threshold.split(",")) if a.gc_threshold else None
+    gct: tuple[int, ...] | None = None
+    if a.gc_threshold == "default":
+        gct = ()
+    elif a.gc_threshold:
+        gct = tuple(int(x) for x in a.gc_threshold.split(","))
     asyncio.run(serve(a.port, os.environ.get("BENCH_AGENT_SECRET") or None, a.allocation_interval,
                       feed=not a.no_feed, gc_threshold=gct))
     return 0

@@ -30,7 +30,7 @@ from mesos_nb.protocol.channel import (
     Refused,
     UnregisterAgent,
     decode_to_agent,
-    encode_frame,
+    encode_frames,
 )
 
 from .agent import Agent
@@ -263,7 +263,9 @@ class AgentProcess:
     async def _flush(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         if self._out:
             batch, self._out = self._out, []
-            await ws.send_str(encode_frame(batch).decode())
+            for frame in encode_frames(batch):  # bounded frames: the master caps a message
+                await ws.send_str(frame.decode())
+                await asyncio.sleep(0)
 
     async def _writer(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         event = self._out_event

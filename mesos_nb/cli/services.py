@@ -49,8 +49,10 @@ def cmd_master(args: argparse.Namespace) -> int:
     from mesos_nb.master.ha_flags import master_config_kwargs
 
     async def main() -> None:
+        from mesos_nb.master import gcpolicy
         from mesos_nb.master.server import MasterConfig, MasterServer
 
+        gcpolicy.install()  # no multi-second full collections at 50,000 agents
         cfg = MasterConfig(
             host=args.host, port=args.port, hostname=args.hostname, work_dir=args.work_dir,
             allocation_interval=args.allocation_interval, agent_ping_timeout=args.agent_ping_timeout,

@@ -14,6 +14,7 @@ The transitions live in one module per concern, as functions over the one state 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from ..protocol import channel as ch
@@ -118,11 +119,16 @@ class MasterCore(MasterState):
         _frameworks.remove_framework(self, framework_id, now, reason)
 
     # ------------------------------------------------------------------ offers
-    def allocate(self, now: float) -> None:
-        _offers.allocate(self, now)
+    def allocate(self, now: float, full: bool = True, agent_ids: list[str] | None = None) -> None:
+        _offers.allocate(self, now, full, agent_ids)
 
     def accept(self, framework_id: str, accept: m.Accept, now: float) -> None:
         _offers.accept(self, self.framework(framework_id), accept, now)
+
+    def accept_steps(self, framework_id: str, accept: m.Accept, now: float) -> Iterator[None]:
+        """ACCEPT as resumable steps (see :func:`.offers.accept_steps`); raises at once for an
+        unknown framework."""
+        return _offers.accept_steps(self, self.framework(framework_id), accept, now)
 
     def decline(self, framework_id: str, decline: m.Decline, now: float) -> None:
         _offers.decline(self, self.framework(framework_id), decline, now)
@@ -154,6 +160,10 @@ class MasterCore(MasterState):
 
     def reconcile(self, framework_id: str, rec: m.Reconcile, now: float) -> None:
         _tasks.reconcile(self, self.framework(framework_id), rec, now)
+
+    def reconcile_steps(self, framework_id: str, rec: m.Reconcile, now: float) -> Iterator[None]:
+        """RECONCILE as resumable steps (see :func:`.tasks.reconcile_steps`)."""
+        return _tasks.reconcile_steps(self, self.framework(framework_id), rec, now)
 
     def framework_message(self, framework_id: str, msg: m.Message) -> None:
         _tasks.framework_message(self, self.framework(framework_id), msg)

@@ -12,6 +12,13 @@ Routes: ``GET /master/utilization`` (snapshot JSON, ``?agents=N`` caps the agent
 ``GET /master/utilization/stream`` (server-sent events: an ``utilization`` event per sample
 and soon after every change of the core). Nothing here runs inside the allocation path:
 collection is plain async I/O on the event loop and a snapshot is one pass over the records.
+
+The feed costs nothing while nobody looks: sampling, polling and snapshot building run only
+while a stream is open or a snapshot was read in the last ``IDLE_AFTER`` seconds (the history
+restarts when interest does). A tick polls at most ``max_polls`` agents, round-robin, so a
+50,000-agent cluster is sampled over several ticks instead of 50,000 GETs a second; and a
+snapshot that took long to build (a big cluster) is reused for ten times its build time
+before the next rebuild, which bounds the feed's share of the master's loop.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ SCALARS = ("cpus", "mem", "disk", "gpus")
 MAX_RECENT = 200
 HISTORY = 600
 DEFAULT_AGENT_CAP = 100
+IDLE_AFTER = 30.0  # seconds after the last read that the feed keeps sampling
+MAX_POLLS = 256  # agents asked for /monitor/statistics per tick
+THROTTLE_ABOVE = 0.02  # a snapshot build slower than this is reused for 10x its cost
 
 
 def _zero() -> dict[str, float]:
@@ -66,12 +76,17 @@ class _AgentUsage:
 
 class UtilizationFeed:
     def __init__(self, master: MasterView, interval: float = 1.0, timeout: float = 2.0,
-                 concurrency: int = 32, collect: bool = True) -> None:
+                 concurrency: int = 32, collect: bool = True, max_polls: int = MAX_POLLS) -> None:
         self.master = master
         self.interval = interval
         self.timeout = timeout
         self.concurrency = concurrency
         self.collect = collect
+        self.max_polls = max_polls
+        self._round: deque[str] = deque()  # agents still to visit in this polling round
+        self._last_read = -1e18  # time.monotonic() of the last snapshot read (interest)
+        self._built_at = -1e18
+        self._build_cost = 0.0
         self.usage: dict[str, _AgentUsage] = {}
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.recent: deque[dict[str, Any]] = deque(maxlen=MAX_RECENT)
@@ -114,16 +129,23 @@ class UtilizationFeed:
             self._session = None
 
     # ------------------------------------------------------------------ collection
+    def interested(self) -> bool:
+        """Someone streams, or read a snapshot lately: only then does the feed work."""
+        return bool(self._subscribers) or time.monotonic() - self._last_read < IDLE_AFTER
+
     async def _sample_loop(self) -> None:
         while True:
             started = time.monotonic()
+            if not self.interested():
+                await asyncio.sleep(self.interval)
+                continue
             if self.collect:
                 try:
                     await self.collect_once()
                 except Exception:  # pragma: no cover - never kill the loop
                     log.exception("utilization collection failed")
             self.samples += 1
-            snap = self.snapshot()
+            snap = self._snapshot()
             self.history.append({"time": snap["time"], "cluster": snap["cluster"], "offers": snap["offers"]})
             self._broadcast(snap)
             await asyncio.sleep(max(0.05, self.interval - (time.monotonic() - started)))
@@ -134,15 +156,24 @@ class UtilizationFeed:
         while True:
             await asyncio.sleep(0.25)
             v = self.master.core.version
-            if v != last:
+            if v != last and self._subscribers:
                 last = v
-                self._broadcast(self.snapshot())
+                self._broadcast(self._snapshot())
 
     async def collect_once(self) -> None:
         core = self.master.core
         now = time.monotonic()
         busy = []
-        for a in core.agents.values():
+        if not self._round:  # a new round over every agent; forget the ones that are gone
+            self._round.extend(core.agents)
+            for gone in [k for k in self.usage if k not in core.agents]:
+                del self.usage[gone]
+        visited = 0
+        while self._round and len(busy) < self.max_polls and visited < 16 * self.max_polls:
+            visited += 1
+            a = core.agents.get(self._round.popleft())
+            if a is None:
+                continue
             u = self.usage.get(a.id)
             if u is None:
                 u = self.usage[a.id] = _AgentUsage()
@@ -153,8 +184,6 @@ class UtilizationFeed:
             if now < u.retry_at:
                 continue
             busy.append(a)
-        for gone in [k for k in self.usage if k not in core.agents]:
-            del self.usage[gone]
         if not busy:
             return
         if self._session is None:
@@ -255,15 +284,27 @@ class UtilizationFeed:
 
     # ------------------------------------------------------------------ snapshot
     def snapshot(self, agent_cap: int | None = DEFAULT_AGENT_CAP) -> dict[str, Any]:
+        """The newest snapshot (a read: it keeps the feed sampling for ``IDLE_AFTER`` s)."""
+        self._last_read = time.monotonic()
+        return self._snapshot(agent_cap)
+
+    def _snapshot(self, agent_cap: int | None = DEFAULT_AGENT_CAP) -> dict[str, Any]:
         core = self.master.core
         key = (core.version, self.samples)
-        if self._snap is None or self._snap_key != key:
+        if self._snap is None or (self._snap_key != key and not self._throttled()):
+            t0 = time.monotonic()
             self._snap = self._build()
             self._snap_key = key
+            self._built_at = time.monotonic()
+            self._build_cost = self._built_at - t0
         snap = self._snap
         if agent_cap is not None and len(snap["agents"]) > agent_cap:
             snap = {**snap, "agents": snap["agents"][:agent_cap]}
         return snap
+
+    def _throttled(self) -> bool:
+        cost = self._build_cost
+        return cost > THROTTLE_ABOVE and time.monotonic() - self._built_at < 10 * cost
 
     def _build(self) -> dict[str, Any]:
         core = self.master.core
@@ -363,7 +404,7 @@ class UtilizationFeed:
         cap = _cap(request.query.get("agents"))
         if cap is False:
             return web.Response(status=400, text="'agents' must be a non-negative integer or 'all'.")
-        return await self.sse(request, lambda: _enc.encode(self.snapshot(cap)))
+        return await self.sse(request, lambda: _enc.encode(self._snapshot(cap)))
 
     async def sse(self, request: web.Request, render, event: str = "utilization") -> web.StreamResponse:
         """Server-sent events: ``render()`` now, then after every sample or change, until stop."""

@@ -12,7 +12,7 @@ import logging
 
 from ..protocol import channel as ch
 from ..protocol import messages as m
-from . import offers, tasks
+from . import offers
 from .effects import EndStream, FrameworkRecord, RemoveFramework, SaveFramework, ToAgent
 from .model import Framework
 from .state import HEARTBEAT_INTERVAL, CallError, MasterState
@@ -139,7 +139,9 @@ def remove_framework(st: MasterState, framework_id: str, now: float, reason: str
             task.state = "TASK_KILLED"
             task.statuses.append(("TASK_KILLED", now))
             st.metrics["master/tasks_killed"] += 1
-        tasks.release_task(st, task)
+        # no allocator.recover per task: remove_framework below hands back all it held at
+        # once (10,000 recovers were a 0.4 s step for one TEARDOWN)
+        task.resources_released = True
         fw.completed_tasks.append(task)
     fw.tasks.clear()
     st.allocator.remove_framework(fw.id)

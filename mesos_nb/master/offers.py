@@ -9,6 +9,7 @@ or rescinded.
 from __future__ import annotations
 
 import logging
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from ..protocol import channel as ch
@@ -23,10 +24,16 @@ from .validation import refuse_seconds, validate_task
 log = logging.getLogger("mesos_nb.master")
 
 
-def allocate(st: MasterState, now: float) -> None:
+def allocate(st: MasterState, now: float, full: bool = True, agent_ids: list[str] | None = None) -> None:
+    """An allocation cycle into OFFERS; ``full=False`` looks only at the agents whose free
+    resources changed since the last cycle (the shell's cycle soon after an event);
+    ``agent_ids``: these agents only (the shell's full cycle of a big cluster, in slices)."""
     st.wants_allocation = False
     st.metrics["allocator/mesos/allocation_runs"] += 1
-    allocations = st.allocator.allocate(now)
+    if agent_ids is not None:
+        allocations = st.allocator.allocate(now, agent_ids)
+    else:
+        allocations = st.allocator.allocate(now) if full else st.allocator.allocate_changed(now)
     if not allocations:
         return
     st.version += 1
@@ -40,6 +47,7 @@ def allocate(st: MasterState, now: float) -> None:
         oid = st.ids.offer()
         offer = Offer(oid, fw.id, agent.id, a.role, a.resources)
         st.offers[oid] = offer
+        st.agent_offers.setdefault(agent.id, {})[oid] = None
         fw.offers.add(oid)
         executor_ids = [m.ID(value=e) for e in fw.executors.get(agent.id, ())]
         batches.setdefault(fw.id, []).append(
@@ -48,7 +56,7 @@ def allocate(st: MasterState, now: float) -> None:
                 framework_id=m.ID(value=fw.id),
                 agent_id=m.ID(value=agent.id),
                 hostname=agent.hostname,
-                resources=a.resources.to_proto(a.role),
+                resources=offer_proto(a.resources, a.role),
                 attributes=agent.attributes,
                 executor_ids=executor_ids,
                 allocation_info=m.AllocationInfo(role=a.role),
@@ -60,8 +68,30 @@ def allocate(st: MasterState, now: float) -> None:
         st.emit(st.frameworks[fid], m.Event(type="OFFERS", offers=m.Offers(offers=offers)))
 
 
+_PROTO_CACHE: dict[tuple, list[m.Resource]] = {}
+_PROTO_CACHE_MAX = 4096
+
+
+def offer_proto(res: Resources, role: str) -> list[m.Resource]:
+    """``res.to_proto(role)``, shared between offers of equal resources: most offers of a
+    big cluster are one of a few shapes, and building the protos was a fifth of the master.
+    The lists are only encoded into OFFERS events, never changed."""
+    key = (tuple(res._s.items()), tuple(res._r.items()), tuple(res._t.items()), role)
+    proto = _PROTO_CACHE.get(key)
+    if proto is None:
+        if len(_PROTO_CACHE) >= _PROTO_CACHE_MAX:
+            _PROTO_CACHE.clear()
+        proto = _PROTO_CACHE[key] = res.to_proto(role)
+    return proto
+
+
 def remove_offer(st: MasterState, offer: Offer) -> None:
     st.offers.pop(offer.id, None)
+    by_agent = st.agent_offers.get(offer.agent_id)
+    if by_agent is not None:
+        by_agent.pop(offer.id, None)
+        if not by_agent:
+            del st.agent_offers[offer.agent_id]
     fw = st.frameworks.get(offer.framework_id)
     if fw is not None:
         fw.offers.discard(offer.id)
@@ -86,8 +116,9 @@ def rescind_all(st: MasterState, fw: Framework, now: float, notify: bool) -> Non
 
 
 def rescind_agent(st: MasterState, agent_id: str, now: float) -> None:
-    for offer in list(st.offers.values()):
-        if offer.agent_id == agent_id:
+    for oid in list(st.agent_offers.get(agent_id, ())):
+        offer = st.offers.get(oid)
+        if offer is not None:
             rescind(st, offer, now)
 
 
@@ -104,7 +135,23 @@ def decline(st: MasterState, fw: Framework, decline: m.Decline, now: float) -> N
     st.wants_allocation = True
 
 
+ACCEPT_SLICE = 100  # tasks validated and launched per step of a resumable ACCEPT
+
+
 def accept(st: MasterState, fw: Framework, accept: m.Accept, now: float) -> None:
+    """ACCEPT in one go (tests, the harness): every step of :func:`accept_steps`."""
+    for _ in accept_steps(st, fw, accept, now):
+        pass
+
+
+def accept_steps(
+    st: MasterState, fw: Framework, accept: m.Accept, now: float, slice_size: int = ACCEPT_SLICE
+) -> Iterator[None]:
+    """ACCEPT as resumable steps: it yields after every ``slice_size`` tasks launched, so that
+    the shell can hand the effects so far out and let its event loop breathe (a 10,000-task
+    ACCEPT would otherwise hold the master for a quarter of a second). The offers are taken at
+    the first step; between steps other calls may change the state, and a later step checks
+    that the framework and the agent are still there before it goes on."""
     st.version += 1
     st.wants_allocation = True
     refuse = refuse_seconds(accept.filters)
@@ -145,7 +192,17 @@ def accept(st: MasterState, fw: Framework, accept: m.Accept, now: float) -> None
         remaining = remaining + offer.resources
     for op in accept.operations:
         if op.type in ("LAUNCH", "LAUNCH_GROUP"):
-            remaining = launch(st, fw, agent, role, op, remaining, now)
+            steps = launch_steps(st, fw, agent, role, op, remaining, now, slice_size)
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    remaining = done.value
+                    break
+                yield
+                if st.frameworks.get(fw.id) is not fw:
+                    return  # removed meanwhile: the allocator took back all it held
+                agent = st.agents.get(agent.id) if agent is not None else None
         elif op.type in ("RESERVE", "UNRESERVE"):
             remaining = reservations.framework_operation(st, fw, agent, role, op, remaining)
         else:
@@ -161,6 +218,32 @@ def launch(
     st: MasterState, fw: Framework, agent: Agent | None, role: str, op: m.Operation, available: Resources, now: float
 ) -> Resources:
     """Validate and start the tasks of one LAUNCH / LAUNCH_GROUP; return what is left unused."""
+    steps = launch_steps(st, fw, agent, role, op, available, now, 0)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def launch_steps(
+    st: MasterState, fw: Framework, agent: Agent | None, role: str, op: m.Operation, available: Resources,
+    now: float, slice_size: int,
+) -> Generator[None, None, Resources]:
+    """:func:`launch` in slices of ``slice_size`` tasks (0: all at once), yielding between
+    them; the caller re-checks the framework. A task group is never split (it is atomic)."""
+    if op.type == "LAUNCH":
+        infos = op.launch.task_infos if op.launch else []
+        if slice_size and len(infos) > slice_size:
+            for i in range(0, len(infos), slice_size):
+                if i:
+                    yield
+                    if agent is not None:
+                        agent = st.agents.get(agent.id)
+                part = m.Operation(type="LAUNCH", launch=m.Launch(task_infos=infos[i:i + slice_size]))
+                available = launch(st, fw, agent, role, part, available, now)
+                st.version += 1
+            return available
     if op.type == "LAUNCH":
         infos = op.launch.task_infos if op.launch else []
         executor = None

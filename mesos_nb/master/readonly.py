@@ -18,6 +18,7 @@ from aiohttp import web
 from ..protocol import messages as m
 from ..protocol.resources import Resources
 from ..protocol.version import VERSION as __version__
+from .state_render import StateRenderer, _Used
 
 if TYPE_CHECKING:
     from .model import Agent, Framework, Task
@@ -38,6 +39,7 @@ class ReadOnlyViews:
     def __init__(self, master: MasterView) -> None:
         self.master = master
         self._cache: dict[str, tuple[int, bytes]] = {}
+        self._state = StateRenderer(self)
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
         for prefix in ("", "/master"):
@@ -80,12 +82,10 @@ class ReadOnlyViews:
             d["labels"] = t.info.labels
         return d
 
-    def _framework(self, fw: Framework, full: bool) -> dict[str, Any]:
+    def _framework(self, fw: Framework, full: bool, used: _Used | None = None) -> dict[str, Any]:
+        """``used``: the framework's resources in use, already summed (the state renderer
+        does, and then fills ``tasks`` and ``completed_tasks`` itself)."""
         core = self.master.core
-        used = Resources()
-        for t in fw.tasks.values():
-            if t.state not in m.TERMINAL_STATES:
-                used = used + t.resources
         offered = Resources()
         for oid in fw.offers:
             o = core.offers.get(oid)
@@ -108,19 +108,25 @@ class ReadOnlyViews:
             "recovered": False,
             "registered_time": fw.registered_time,
             "unregistered_time": fw.unregistered_time or 0,
-            "used_resources": used.summary(),
             "offered_resources": offered.summary(),
-            "resources": (used + offered).summary(),
             "suppressed_roles": sorted(fw.suppressed_roles),
         }
+        if used is None:
+            total = Resources()
+            for t in fw.tasks.values():
+                if t.state not in m.TERMINAL_STATES:
+                    total = total + t.resources
+            d["used_resources"], d["resources"] = total.summary(), (total + offered).summary()
+        else:
+            d["used_resources"], d["resources"] = used.summary(), used.resources_summary(offered)
         if fw.reregistered_time:
             d["reregistered_time"] = fw.reregistered_time
         if info.principal is not None:
             d["principal"] = info.principal
         if full:
-            d["tasks"] = [self._task(t) for t in fw.tasks.values()]
+            d["tasks"] = [self._task(t) for t in fw.tasks.values()] if used is None else []
             d["unreachable_tasks"] = []
-            d["completed_tasks"] = [self._task(t) for t in fw.completed_tasks]
+            d["completed_tasks"] = [self._task(t) for t in fw.completed_tasks] if used is None else []
             d["offers"] = [
                 {
                     "id": o.id,
@@ -157,14 +163,18 @@ class ReadOnlyViews:
         offered = self._offered_by_agent()
         return [self._agent(a, offered) for a in self.master.core.agents.values()]
 
-    def _agent(self, a: Agent, offered_by_agent: dict[str, Resources]) -> dict[str, Any]:
+    def _agent(self, a: Agent, offered_by_agent: dict[str, Resources], used: _Used | None = None) -> dict[str, Any]:
         core = self.master.core
-        used = Resources()
-        for fid, tid in a.tasks:
-            fw = core.frameworks.get(fid)
-            t = fw.tasks.get(tid) if fw else None
-            if t is not None and t.state not in m.TERMINAL_STATES:
-                used = used + t.resources
+        if used is None:
+            total = Resources()
+            for fid, tid in a.tasks:
+                fw = core.frameworks.get(fid)
+                t = fw.tasks.get(tid) if fw else None
+                if t is not None and t.state not in m.TERMINAL_STATES:
+                    total = total + t.resources
+            used_summary = total.summary()
+        else:
+            used_summary = used.summary()
         offered = offered_by_agent.get(a.id, Resources())
         d = {
             "id": a.id,
@@ -173,7 +183,7 @@ class ReadOnlyViews:
             "port": a.port,
             "registered_time": a.registered_time,
             "resources": a.total.summary(),
-            "used_resources": used.summary(),
+            "used_resources": used_summary,
             "offered_resources": offered.summary(),
             "reserved_resources": {},
             "unreserved_resources": a.total.unreserved().summary(),
@@ -189,6 +199,16 @@ class ReadOnlyViews:
         return d
 
     def render_state(self) -> dict[str, Any]:
+        """The whole state in one synchronous step (the handler renders in slices instead)."""
+        core = self.master.core
+        doc = self.state_header()
+        doc["slaves"] = self._agents()
+        doc["frameworks"] = [self._framework(fw, True) for fw in core.frameworks.values()]
+        doc["completed_frameworks"] = [self._framework(fw, True) for fw in core.completed_frameworks]
+        return doc
+
+    def state_header(self) -> dict[str, Any]:
+        """``/master/state`` without its agents and frameworks, in Mesos's key order."""
         srv = self.master
         core = srv.core
         agents = list(core.agents.values())
@@ -210,17 +230,17 @@ class ReadOnlyViews:
             "leader": info.pid,
             "leader_info": {"id": srv.master_id, "pid": info.pid, "port": srv.port, "hostname": srv.hostname},
             "flags": srv.flags(),
-            "slaves": self._agents(),
+            "slaves": [],
             "recovered_slaves": [],
-            "frameworks": [self._framework(fw, True) for fw in core.frameworks.values()],
-            "completed_frameworks": [self._framework(fw, True) for fw in core.completed_frameworks],
+            "frameworks": [],
+            "completed_frameworks": [],
             "orphan_tasks": [],
             "unregistered_frameworks": [],
         }
 
     # ------------------------------------------------------------------ handlers
     async def state(self, request: web.Request) -> web.Response:
-        return self._cached("state", self.render_state)
+        return web.Response(body=await self._state.body(), content_type="application/json")
 
     async def state_summary(self, request: web.Request) -> web.Response:
         def render() -> dict[str, Any]:

@@ -24,6 +24,7 @@ from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol import recordio
 from ..protocol.version import VERSION as __version__
+from . import big_calls
 from .connections import Channel, Stream, accepts_json, basic_principal, ip_as_uint32
 from .core import CallError, MasterCore
 from .effects import EndStream, ToAgent, ToChannel, ToFramework
@@ -231,7 +232,7 @@ class MasterServer:
                 self._schedule_retry(delay)
         if core.wants_allocation and self._alloc_handle is None:
             loop = asyncio.get_running_loop()
-            self._alloc_handle = loop.call_later(0.002, self._allocate_now)
+            self._alloc_handle = loop.call_later(0.002, self._allocate_now, False)  # changed agents only
 
     def _schedule_retry(self, delay: float) -> None:
         if self._retry_handle is None:
@@ -266,10 +267,12 @@ class MasterServer:
                 if self.streams.get(eff.framework_id) is s:
                     del self.streams[eff.framework_id]
 
-    def _allocate_now(self) -> None:
+    def _allocate_now(self, full: bool = True) -> None:
         self._alloc_handle = None
+        if big_calls.sliced_allocation(self, full):
+            return
         try:
-            self.core.allocate(time.time())
+            self.core.allocate(time.time(), full)
         except Exception:  # pragma: no cover - a bug must not kill the master
             log.exception("allocation failed")
         self.flush()
@@ -335,7 +338,7 @@ class MasterServer:
             return _text(415, f"Unsupported Content-Type '{ctype}'; mesos-nb speaks 'application/json'")
         body = await request.read()
         try:
-            call = m.decode(body, m.Call)
+            call = await big_calls.decode_call(body)
         except m.ProtocolError as e:
             return _text(400, f"Failed to parse body into Call: {e}")
         if call.type is None:
@@ -368,7 +371,7 @@ class MasterServer:
         try:
             t = call.type
             if t == "ACCEPT":
-                core.accept(fid, call.accept, now)
+                await big_calls.run_steps(self, core.accept_steps(fid, call.accept, now))
             elif t == "DECLINE":
                 core.decline(fid, call.decline, now)
             elif t == "ACKNOWLEDGE":
@@ -380,7 +383,7 @@ class MasterServer:
             elif t == "SUPPRESS":
                 core.suppress(fid, call.suppress.roles if call.suppress else None)
             elif t == "RECONCILE":
-                core.reconcile(fid, call.reconcile, now)
+                await big_calls.run_steps(self, core.reconcile_steps(fid, call.reconcile, now))
             elif t == "MESSAGE":
                 core.framework_message(fid, call.message)
             elif t == "SHUTDOWN":
@@ -493,7 +496,11 @@ class MasterServer:
                     log.warning("bad agent channel frame peer=%s: %s", chan.peer, e)
                     continue
                 now = time.time()
-                for x in msgs:
+                for i, x in enumerate(msgs):
+                    if i and not i % ch.HANDLE_SLICE:  # a full frame is handled in slices
+                        self.flush()
+                        await asyncio.sleep(0)
+                        now = time.time()
                     tx = type(x)
                     try:
                         if tx is ch.StatusUpdate:
@@ -530,7 +537,9 @@ class MasterServer:
                     await chan.wake.wait()
                     continue
                 batch, chan.pending = chan.pending, []
-                await chan.ws.send_str(ch.encode_frame(batch).decode())
+                for frame in ch.encode_frames(batch):  # one bounded frame per loop step
+                    await chan.ws.send_str(frame.decode())
+                    await asyncio.sleep(0)
         except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
             pass
 

@@ -10,6 +10,7 @@ manager then sends the next update of that task.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 from ..protocol import channel as ch
 from ..protocol import messages as m
@@ -145,19 +146,43 @@ def acknowledge(st: MasterState, fw: Framework, ack: m.Acknowledge) -> None:
         )
 
 
+RECONCILE_SLICE = 1000  # tasks answered per step of a resumable RECONCILE
+
+
 def reconcile(st: MasterState, fw: Framework, rec: m.Reconcile, now: float) -> None:
+    for _ in reconcile_steps(st, fw, rec, now):
+        pass
+
+
+def reconcile_steps(
+    st: MasterState, fw: Framework, rec: m.Reconcile, now: float, slice_size: int = RECONCILE_SLICE
+) -> Iterator[None]:
+    """RECONCILE as resumable steps of ``slice_size`` tasks (100,000 tasks in one call must
+    not hold the master); a later step stops if the framework is gone meanwhile."""
     if not rec.tasks:
-        for task in fw.tasks.values():
+        for i, task in enumerate(list(fw.tasks.values())):
+            if i and not i % slice_size:
+                yield
+                if st.frameworks.get(fw.id) is not fw:
+                    return
             if task.state not in m.TERMINAL_STATES or task.unacked is not None:
                 st.send_update(fw, reconciled(task, now))
         return
-    for item in rec.tasks:
+    completed: dict[str, Task] | None = None  # id -> newest completed task, built on first need
+    for i, item in enumerate(rec.tasks):
+        if i and not i % slice_size:
+            yield
+            if st.frameworks.get(fw.id) is not fw:
+                return
+            completed = None
         tid = item.task_id.value
         task = fw.tasks.get(tid)
         if task is not None:
             st.send_update(fw, reconciled(task, now))
             continue
-        done = next((t for t in reversed(fw.completed_tasks) if t.id == tid), None)
+        if completed is None:
+            completed = {t.id: t for t in fw.completed_tasks}
+        done = completed.get(tid)
         if done is not None:
             st.send_update(fw, reconciled(done, now))
             continue

@@ -18,6 +18,7 @@ within the same window are removed and their tasks reported ``TASK_LOST``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Union
 
 import msgspec
@@ -33,7 +34,7 @@ from .messages import (
 )
 
 
-class _Ch(msgspec.Struct, omit_defaults=True, kw_only=True, tag_field="type"):
+class _Ch(msgspec.Struct, omit_defaults=True, kw_only=True, tag_field="type", gc=False):
     pass
 
 
@@ -178,8 +179,36 @@ _dec_to_master = msgspec.json.Decoder(list[ToMaster])
 _dec_to_agent = msgspec.json.Decoder(list[ToAgent])
 
 
+# A frame's bounds: both ends split what they queued into frames of at most this many
+# messages and (where one message is not itself larger) this many bytes, far under the
+# 16 MiB a WebSocket message may have at the master; a reader then handles one bounded
+# frame at a time, and a re-registering process with 100,000 task reports is no longer
+# one message the master refuses.
+MAX_FRAME_MESSAGES = 1000
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+HANDLE_SLICE = 100  # messages of one frame a receiver handles per event-loop step
+
+
 def encode_frame(msgs: list[Any]) -> bytes:
     return _enc.encode(msgs)
+
+
+def encode_frames(
+    msgs: list[Any], max_messages: int = MAX_FRAME_MESSAGES, max_bytes: int = MAX_FRAME_BYTES
+) -> Iterator[bytes]:
+    """``msgs`` as consecutive frames (in order), each within the bounds above."""
+    for i in range(0, len(msgs), max_messages):
+        yield from _bounded(msgs[i:i + max_messages], max_bytes)
+
+
+def _bounded(msgs: list[Any], max_bytes: int) -> Iterator[bytes]:
+    frame = _enc.encode(msgs)
+    if len(frame) <= max_bytes or len(msgs) == 1:
+        yield frame
+        return
+    half = len(msgs) // 2
+    yield from _bounded(msgs[:half], max_bytes)
+    yield from _bounded(msgs[half:], max_bytes)
 
 
 def decode_to_master(frame: bytes | str) -> list[Any]:

@@ -15,8 +15,10 @@ import msgspec
 from msgspec import Struct
 
 
-class _Msg(Struct, omit_defaults=True, kw_only=True):
-    """Base: omit unset optionals on the wire, keyword construction."""
+class _Msg(Struct, omit_defaults=True, kw_only=True, gc=False):
+    """Base: omit unset optionals on the wire, keyword construction. ``gc=False``: a message
+    is a tree (never part of a reference cycle), so the cyclic collector need not track it;
+    a master of 50,000 agents holds millions of them."""
 
 
 class ID(_Msg):

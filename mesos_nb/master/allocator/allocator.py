@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 
 from mesos_nb.protocol.resources import Resources
 
+from .changes import ChangedAgents
 from .filters import FrameworkFilters, refuse_timeout
 from .quota import QuotaBook, RoleQuota, allocate_with_quota
 from .records import EMPTY, Allocation
@@ -115,6 +116,7 @@ class HierarchicalDRFAllocator:
         self._quota = QuotaBook()
         self._runs = 0
         self._made = 0
+        self._changed = ChangedAgents()  # what an event cycle looks at (changes.py)
 
     # ================================================================== agents
     def _fair(self, r: Resources) -> dict[str, int]:
@@ -133,6 +135,7 @@ class HierarchicalDRFAllocator:
             return
         self._agents[agent_id] = _Agent(agent_id, total, hostname, attributes)
         self._totals.add(self._fair(total))
+        self._changed.touch(agent_id)
         self._quota.add_total(total.scalar_millis())
 
     def remove_agent(self, agent_id: str) -> None:
@@ -164,12 +167,14 @@ class HierarchicalDRFAllocator:
             for res in self._fws[fid].alloc.get(agent_id, {}).values():
                 used = used + res
         agent.available = total - used
+        self._changed.touch(agent_id)
 
     def deactivate_agent(self, agent_id: str) -> None:
         self._agents[agent_id].active = False
 
     def activate_agent(self, agent_id: str) -> None:
         self._agents[agent_id].active = True
+        self._changed.touch(agent_id)
 
     def available(self, agent_id: str) -> Resources:
         return self._agents[agent_id].available
@@ -234,6 +239,7 @@ class HierarchicalDRFAllocator:
             self._weights[role] = w
             if role in self._roles:
                 self._roles.set_weight(role, w)
+        self._changed.touch_all()
 
     def weights(self) -> dict[str, float]:
         return dict(self._weights)
@@ -241,6 +247,7 @@ class HierarchicalDRFAllocator:
     def update_quota(self, role: str, quota: RoleQuota | None) -> None:
         """Set (or, with ``None`` / empty maps, clear) a top-level role's guarantees and limits."""
         self._quota.set(role, quota)
+        self._changed.touch_all()  # guarantees and limits change who may take which agent
 
     def quotas(self) -> dict[str, RoleQuota]:
         return dict(self._quota.quotas)
@@ -272,6 +279,7 @@ class HierarchicalDRFAllocator:
             fw = self._fws[framework_id] = _Framework(framework_id)
         fw.active = active
         self._set_roles(fw, roles, suppressed_roles, gpu_aware)
+        self._changed.touch_all()
 
     def update_framework(
         self,
@@ -282,6 +290,7 @@ class HierarchicalDRFAllocator:
         gpu_aware: bool = False,
     ) -> None:
         self._set_roles(self._fws[framework_id], roles, suppressed_roles, gpu_aware)
+        self._changed.touch_all()
 
     def _set_roles(self, fw: _Framework, roles, suppressed_roles, gpu_aware: bool) -> None:
         new = set(roles)
@@ -310,6 +319,7 @@ class HierarchicalDRFAllocator:
                     agent.available = agent.available + res
             if agent is not None:
                 agent.frameworks.pop(framework_id, None)
+                self._changed.touch(agent_id)
         fw.alloc = {}
         fw.roles = set()
         for role in list(fw.sorter_roles):
@@ -319,6 +329,7 @@ class HierarchicalDRFAllocator:
         fw = self._fws[framework_id]
         fw.active = True
         self._refresh_all(fw)
+        self._changed.touch_all()
 
     def deactivate_framework(self, framework_id: str) -> None:
         fw = self._fws[framework_id]
@@ -343,6 +354,7 @@ class HierarchicalDRFAllocator:
             fw.filters.clear(roles)
             fw.suppressed -= set(roles)
         self._refresh_all(fw)
+        self._changed.touch_all()
 
     def suppressed_roles(self, framework_id: str) -> set[str]:
         return set(self._fws[framework_id].suppressed)
@@ -429,6 +441,7 @@ class HierarchicalDRFAllocator:
                 del per[r]
             self._unaccount(fw, r, part)
             agent.available = agent.available + part
+            self._changed.touch(agent_id)
             if timeout > 0:
                 fw.filters.add(r, agent_id, part, now + timeout)
             if not left:
@@ -470,10 +483,27 @@ class HierarchicalDRFAllocator:
                 return True
         return False
 
+    def take_changed(self) -> list[str] | None:
+        """What an event cycle would look at (None: all), forgotten: for a caller that runs
+        the cycle itself in slices (:meth:`allocate` with ``agent_ids``)."""
+        return self._changed.take()
+
+    def changed_count(self) -> int | None:
+        return self._changed.count()
+
+    def allocate_changed(self, now: float) -> list[Allocation]:
+        """A cycle over the agents touched since the last cycle (:mod:`.changes`), as Mesos
+        allocates the agents an event concerns; merely expired filters wait for a full cycle."""
+        ids = self._changed.take()
+        if ids is None:
+            return self.allocate(now)
+        return self.allocate(now, ids) if ids else []
+
     def allocate(self, now: float, agent_ids: Iterable[str] | None = None) -> list[Allocation]:
         self._runs += 1
         agents = self._agents
         if agent_ids is None:
+            self._changed.take()  # every agent is looked at
             cands = [a for a in agents.values() if a.active and a.available]
         else:
             cands = []

@@ -1,0 +1,172 @@
+"""Work too big for one step of the master's event loop: big scheduler calls, and the
+periodic full allocation cycle of a big cluster (:func:`allocate_in_slices`: agents in
+random slices of ``ALLOC_SLICE``, each slice one cycle over its agents, offers flushed
+after each; 10,000 agents in one cycle took 0.1-1 s).
+
+An ACCEPT may carry 10,000 tasks (3 MB of JSON). Decoding it in one go (~50 ms on a quiet
+box, several times that on a busy one) and launching it in one go (~0.2 s) would hold the
+loop: no ``/health``, heartbeat, ping or offer meanwhile. Here both happen in slices with the
+loop running between them:
+
+* :func:`decode_call` decodes a big body's outline first (the task lists left as raw JSON,
+  which only checks the syntax) and then the tasks ``SLICE`` at a time; the call is acted on
+  only once all of it decoded, so a malformed task still refuses the whole call (400);
+* :func:`run_steps` runs a call's steps (:meth:`MasterCore.accept_steps`,
+  :meth:`MasterCore.reconcile_steps`), flushing the effects after each step.
+
+RECONCILE is treated the same way: 100,000 tasks decoded and answered in slices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..protocol import messages as m
+
+if TYPE_CHECKING:
+    from .server import MasterServer
+
+BIG_BODY = 1024 * 1024  # smaller bodies are decoded in one go, as before
+SLICE = 250
+ALLOC_SLICE = 2000
+log = logging.getLogger("mesos_nb.master")
+
+
+class _LazyLaunch(msgspec.Struct):
+    task_infos: list[msgspec.Raw] = []
+
+
+class _OpHead(msgspec.Struct):
+    type: str | None = None
+    id: Any = None
+    launch: _LazyLaunch | None = None
+
+
+class _LazyAccept(msgspec.Struct):
+    offer_ids: list[m.ID] = []
+    operations: list[msgspec.Raw] = []
+    filters: m.Filters | None = None
+
+
+class _LazyReconcile(msgspec.Struct):
+    tasks: list[msgspec.Raw] = []
+
+
+class _LazyCall(msgspec.Struct):
+    type: str | None = None
+    framework_id: m.ID | None = None
+    accept: _LazyAccept | None = None
+    reconcile: _LazyReconcile | None = None
+
+
+_task_dec = msgspec.json.Decoder(m.TaskInfo)
+_rec_dec = msgspec.json.Decoder(m.ReconcileTask)
+_op_dec = msgspec.json.Decoder(m.Operation)
+
+
+async def decode_call(body: bytes) -> m.Call:
+    """``m.decode(body, m.Call)``, yielding to the loop while decoding a big ACCEPT's tasks."""
+    if len(body) < BIG_BODY:
+        return m.decode(body, m.Call)
+    try:
+        lazy = msgspec.json.decode(body, type=_LazyCall)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return m.decode(body, m.Call)  # the usual error sentence
+    if lazy.type == "RECONCILE" and lazy.reconcile is not None:
+        return await _reconcile(lazy, lazy.reconcile)
+    if lazy.type != "ACCEPT" or lazy.accept is None:
+        return m.decode(body, m.Call)
+    ops: list[m.Operation] = []
+    done = 0
+    try:
+        for raw in lazy.accept.operations:
+            head = msgspec.json.decode(raw, type=_OpHead)
+            if head.type != "LAUNCH" or head.launch is None:
+                ops.append(_op_dec.decode(raw))
+                continue
+            infos: list[m.TaskInfo] = []
+            for r in head.launch.task_infos:
+                infos.append(_task_dec.decode(r))
+                done += 1
+                if not done % SLICE:
+                    await asyncio.sleep(0)
+            ops.append(m.Operation(type="LAUNCH", id=head.id, launch=m.Launch(task_infos=infos)))
+    except msgspec.ValidationError as e:
+        raise m.ProtocolError(f"Failed to validate: {e} (in an operation of 'accept')") from None
+    except msgspec.DecodeError as e:
+        raise m.ProtocolError(f"Failed to parse JSON: {e}") from None
+    accept = m.Accept(offer_ids=lazy.accept.offer_ids, operations=ops, filters=lazy.accept.filters)
+    return m.Call(type="ACCEPT", framework_id=lazy.framework_id, accept=accept)
+
+
+async def run_steps(server: MasterServer, steps: Iterator[None]) -> None:
+    """A call's steps, the loop running between them; a client gone meanwhile finishes them
+    at once (an ACCEPT's offers are taken: the rest must launch or go back)."""
+    try:
+        for _ in steps:
+            server.flush()
+            await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        for _ in steps:
+            pass
+        raise
+
+
+async def _reconcile(lazy: _LazyCall, rec: _LazyReconcile) -> m.Call:
+    tasks = []
+    try:
+        for i, raw in enumerate(rec.tasks):
+            if i and not i % (4 * SLICE):
+                await asyncio.sleep(0)
+            tasks.append(_rec_dec.decode(raw))
+    except msgspec.ValidationError as e:
+        raise m.ProtocolError(f"Failed to validate: {e} (in a task of 'reconcile')") from None
+    return m.Call(type="RECONCILE", framework_id=lazy.framework_id, reconcile=m.Reconcile(tasks=tasks))
+
+
+def sliced_allocation(server: MasterServer, full: bool) -> bool:
+    """Start the cycle in slices if it would look at more than ``ALLOC_SLICE`` agents (a
+    full cycle of a big cluster; an event cycle after a framework subscribed or revived).
+    True: taken care of (or one in slices already runs; it picks the changes up)."""
+    core = server.core
+    if len(core.agents) <= ALLOC_SLICE:
+        return False
+    running = getattr(server, "_alloc_slices", None)
+    if running is not None and not running.done():
+        core.wants_allocation = True  # run again after it: what changed meanwhile
+        return True
+    if full:
+        ids = None
+    else:
+        n = core.allocator.changed_count()
+        if n is not None and n <= ALLOC_SLICE:
+            return False
+        ids = core.allocator.take_changed()
+    server._alloc_slices = asyncio.get_running_loop().create_task(allocate_in_slices(server, ids))  # type: ignore[attr-defined]
+    return True
+
+
+async def allocate_in_slices(server: MasterServer, ids: list[str] | None = None) -> None:
+    """A cycle over ``ids`` (None: every agent), one random slice of agents per loop step."""
+    core = server.core
+    if ids is None:
+        core.allocator.take_changed()  # every agent is looked at below
+        ids = list(core.agents)
+    random.shuffle(ids)  # no agent is always in the first slice
+    for i in range(0, len(ids), ALLOC_SLICE):
+        try:
+            core.allocate(time.time(), True, ids[i:i + ALLOC_SLICE])
+        except Exception:  # pragma: no cover - a bug must not kill the master
+            log.exception("allocation failed")
+        server.flush()
+        await asyncio.sleep(0)
+    if core.allocator.changed_count() != 0:
+        core.wants_allocation = True  # what changed while the slices ran: an event cycle
+        server.flush()

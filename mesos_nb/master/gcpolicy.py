@@ -1,0 +1,61 @@
+"""The master process's garbage-collector policy.
+
+A master of 50,000 agents holds millions of small long-lived objects (agents, tasks, their
+protos). CPython's default collector walks all of them in every full collection: pauses of
+seconds, during which no heartbeat, ping or ACCEPT is answered (frameworks then fail over,
+channels time out). Two changes, for the ``mesos-nb master`` process only (a library user's
+process keeps its own policy):
+
+* a small young generation and a short middle one (``gc.set_threshold(10_000, 5, 100)``):
+  each young collection walks at most 10,000 objects and a middle one a few tens of
+  thousands, so no collection is a long step even when the process gets a fraction of a
+  core (at load 15 on 2 cores: collector pauses during a 10,000-task ACCEPT 0.10-0.19 s
+  with (50,000, 2), 0.007-0.024 s with this; with a middle threshold of 20 one collection
+  at 50,000 agents paused the master 1.2 s);
+* after every collection of the middle generation, :func:`gc.freeze` moves the survivors
+  (what outlived two collections: the cluster's records) to the permanent generation, which
+  no later collection walks. A full collection then only looks at what arrived since.
+
+The price: a reference cycle among frozen objects that later becomes garbage is never
+reclaimed (plain objects are still freed by reference counting, which is nearly all of the
+master's records). :func:`stats` says how often it froze and how much is frozen.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+THRESHOLD = (10_000, 5, 100)
+
+_state: dict[str, Any] = {"installed": False, "freezes": 0, "previous": None}
+
+
+def _on_gc(phase: str, info: dict[str, Any]) -> None:
+    if phase == "stop" and info.get("generation", 0) >= 1:
+        gc.freeze()  # the collection is over: only list splicing, safe here
+        _state["freezes"] += 1
+
+
+def install() -> None:
+    """Apply the policy to this process (idempotent)."""
+    if _state["installed"]:
+        return
+    _state["previous"] = gc.get_threshold()
+    gc.set_threshold(*THRESHOLD)
+    gc.callbacks.append(_on_gc)
+    _state["installed"] = True
+
+
+def uninstall() -> None:
+    """Back to the collector's previous thresholds; what is frozen stays frozen."""
+    if not _state["installed"]:
+        return
+    gc.callbacks.remove(_on_gc)
+    gc.set_threshold(*_state["previous"])
+    _state["installed"] = False
+
+
+def stats() -> dict[str, Any]:
+    return {"installed": _state["installed"], "freezes": _state["freezes"], "frozen": gc.get_freeze_count(),
+            "threshold": list(gc.get_threshold())}

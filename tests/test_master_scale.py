@@ -1,0 +1,428 @@
+"""The master at scale: what keeps its event loop short and its work proportional.
+
+Each test drives the real core (the harness) or the real read side; none depends on the
+machine's speed: they assert what is done (slices, frames, polls, renders), not how fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+
+import msgspec
+
+from mesos_nb.master import offers as offers_mod
+from mesos_nb.master.feed import UtilizationFeed
+from mesos_nb.master.harness import Harness
+from mesos_nb.master.readonly import ReadOnlyViews
+from mesos_nb.master.server import MasterConfig, MasterServer
+from mesos_nb.protocol import channel as ch
+from mesos_nb.protocol import messages as m
+from mesos_nb.protocol.resources import Resources
+
+
+def _accept(offer: m.Offer, n: int, prefix: str = "t") -> m.Accept:
+    res = Resources.parse("cpus:0.01;mem:1").to_proto()
+    infos = [m.TaskInfo(name="t", task_id=m.ID(value=f"{prefix}{i}"), agent_id=offer.agent_id, resources=res,
+                        command=m.CommandInfo(value="true")) for i in range(n)]
+    return m.Accept(offer_ids=[offer.id], operations=[m.Operation(type="LAUNCH", launch=m.Launch(task_infos=infos))],
+                    filters=m.Filters(refuse_seconds=0))
+
+
+def _run_tasks(out: list) -> list[str]:
+    return [e.msg.task.task_id.value for e in out if type(e.msg) is ch.RunTask] if out else []
+
+
+def test_a_big_accept_runs_in_slices_and_ends_as_the_one_step_accept_does():
+    h = Harness.build(agents=1, frameworks=1, resources="cpus:100;mem:10000")
+    fw = h.frameworks[0]
+    offer = h.allocate()[fw.id][0]
+    steps = h.core.accept_steps(fw.id, _accept(offer, 1200), h.now)
+    sent: list[list[str]] = []
+    for _ in steps:  # the shell flushes and lets its loop run at each step
+        sent.append(_run_tasks([e for e in h.drain() if hasattr(e, "msg")]))
+    sent.append(_run_tasks([e for e in h.drain() if hasattr(e, "msg")]))
+    k = offers_mod.ACCEPT_SLICE
+    assert [len(s) for s in sent] == [k] * (1200 // k) + ([1200 % k] if 1200 % k else [])
+    assert [t for s in sent for t in s] == [f"t{i}" for i in range(1200)]  # in order
+    assert len(fw.tasks) == 1200
+    # what was not used went back to the allocator: the rest of the agent is offered again
+    left = h.allocate()[fw.id][0]
+    assert Resources.from_proto(left.resources).scalar("cpus") == 88.0
+
+
+def test_an_agent_lost_between_slices_gets_the_rest_dropped_not_launched():
+    h = Harness.build(agents=1, frameworks=1, resources="cpus:100;mem:10000")
+    fw = h.frameworks[0]
+    offer = h.allocate()[fw.id][0]
+    steps = h.core.accept_steps(fw.id, _accept(offer, 1200), h.now)
+    next(steps)
+    h.drain()
+    h.core.channel_lost(h.channel, h.now)  # the agent's channel breaks mid-ACCEPT
+    h.drain()
+    for _ in steps:
+        pass
+    out = h.drain()
+    assert _run_tasks([e for e in out if hasattr(e, "msg")]) == []
+    dropped = [e.event.update.status for e in out
+               if getattr(e, "event", None) is not None and e.event.type == "UPDATE"]
+    k = offers_mod.ACCEPT_SLICE
+    assert len(dropped) == 1200 - k and {s.reason for s in dropped} == {"REASON_AGENT_DISCONNECTED"}
+    assert len(fw.tasks) == k
+
+
+def test_a_framework_removed_between_slices_stops_the_accept():
+    h = Harness.build(agents=1, frameworks=1, resources="cpus:100;mem:10000")
+    fw = h.frameworks[0]
+    offer = h.allocate()[fw.id][0]
+    steps = h.core.accept_steps(fw.id, _accept(offer, 1200), h.now)
+    next(steps)
+    h.core.teardown(fw.id, h.now)
+    h.drain()
+    assert list(steps) == []  # nothing more is launched for a framework that is gone
+    assert not any(type(getattr(e, "msg", None)) is ch.RunTask for e in h.drain())
+
+
+def test_offers_are_indexed_by_agent_and_a_lost_channel_rescinds_exactly_its_agents_offers():
+    h = Harness.build(agents=4, frameworks=2, resources="cpus:2;mem:1024")
+    other = object()
+    kept = [h.add_agent(channel=other).id for _ in range(2)]
+    offers = h.allocate()
+    made = {o.id.value: o.agent_id.value for fo in offers.values() for o in fo}
+    assert set(made) == set(h.core.offers) and len(made) == 6
+    assert {oid: aid for aid, per in h.core.agent_offers.items() for oid in per} == made
+    out = h.lose_channel()
+    rescinded = {e.event.rescind.offer_id.value for e in out
+                 if getattr(e, "event", None) is not None and e.event.type == "RESCIND"}
+    assert rescinded == {oid for oid, aid in made.items() if aid not in kept}
+    assert set(h.core.offers) == {oid for oid, aid in made.items() if aid in kept}
+    assert set(h.core.agent_offers) == set(kept)
+
+
+def test_offer_protos_are_shared_between_equal_offers_and_equal_to_to_proto():
+    r1 = Resources.parse("cpus:1;mem:128;ports:[31000-31005]")
+    r2 = Resources.parse("cpus:1;mem:128;ports:[31000-31005]")
+    p1 = offers_mod.offer_proto(r1, "*")
+    assert p1 is offers_mod.offer_proto(r2, "*")
+    assert msgspec.json.encode(p1) == msgspec.json.encode(r1.to_proto("*"))
+    assert offers_mod.offer_proto(r1, "eng") is not p1
+    assert msgspec.json.encode(offers_mod.offer_proto(r1, "eng")) == msgspec.json.encode(r1.to_proto("eng"))
+
+
+def test_channel_frames_are_bounded_by_count_and_bytes_and_keep_order():
+    msgs = [ch.Pong(seq=i) for i in range(2500)]
+    frames = list(ch.encode_frames(msgs))
+    assert [len(ch.decode_to_master(f)) for f in frames] == [1000, 1000, 500]
+    assert [x.seq for f in frames for x in ch.decode_to_master(f)] == list(range(2500))
+    big = [ch.ExecutorToFramework(agent_id="a", framework_id="f", executor_id="e", data=b"x" * 1000)
+           for _ in range(100)]
+    frames = list(ch.encode_frames(big, max_bytes=20_000))
+    assert all(len(f) <= 20_000 for f in frames) and sum(len(ch.decode_to_master(f)) for f in frames) == 100
+
+
+class _View:
+    def __init__(self, core) -> None:
+        self.core = core
+
+
+async def test_the_feed_does_nothing_while_nobody_looks_and_polls_a_bounded_number_of_agents():
+    h = Harness.build(agents=50, frameworks=1, resources="cpus:2;mem:1024")
+    fw = h.frameworks[0]
+    for i, offer in enumerate(h.allocate()[fw.id]):
+        h.launch(fw, offer, f"t{i}")
+    feed = UtilizationFeed(_View(h.core), interval=0.05, max_polls=8)  # type: ignore[arg-type]
+    asked: list[str] = []
+
+    async def fake_collect(agent_id: str, host: str, port: int) -> None:
+        asked.append(agent_id)
+
+    feed._collect_agent = fake_collect  # type: ignore[method-assign]
+    built = []
+    real_build = feed._build
+    feed._build = lambda: built.append(1) or real_build()  # type: ignore[method-assign]
+    feed.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert asked == [] and built == [] and feed.samples == 0  # nobody looked: no work
+        snap = feed.snapshot()  # a reader: the feed starts sampling
+        assert snap["agents_total"] == 50
+        await _until(lambda: len(asked) >= 50)
+        assert feed.samples >= 2
+        # 8 agents a tick, round-robin: the first 50 polls are the 50 agents, once each
+        assert len(set(asked[:50])) == 50
+    finally:
+        await feed.stop()
+
+
+async def _until(pred, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        assert loop.time() < end, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+def _state_master() -> tuple[MasterServer, Harness]:
+    h = Harness.build(agents=6, frameworks=2, resources="cpus:4;mem:4096;ports:[31000-31010]")
+    fa, fb = h.frameworks
+    offers = h.allocate()
+    n = 0
+    for fw in (fa, fb):
+        for offer in offers.get(fw.id, []):
+            n += 1
+            h.launch(fw, offer, f"t{n}", resources="cpus:1;mem:64;ports:[31000-31001]")
+    h.update("t1", "TASK_RUNNING")
+    h.update("t2", "TASK_FINISHED", message="done")
+    h.acknowledge("t2")
+    srv = MasterServer(MasterConfig(port=0))
+    srv.core = h.core
+    return srv, h
+
+
+async def test_state_render_in_slices_equals_the_one_step_render_and_reuses_task_fragments():
+    srv, h = _state_master()
+    views = ReadOnlyViews(srv)
+    sliced = json.loads(await views._state.body())
+    whole = json.loads(msgspec.json.encode(views.render_state()))
+    assert sliced == whole
+    assert any(fw["completed_tasks"] for fw in sliced["frameworks"])
+    assert any(a["used_resources"]["ports"] for a in sliced["slaves"])
+    encoded = []
+    real = views._task
+    views._task = lambda t: encoded.append(t.id) or real(t)  # type: ignore[method-assign]
+    h.core.version += 1
+    await views._state.body()
+    assert encoded == []  # nothing changed in any task: every fragment reused
+    h.update("t1", "TASK_FINISHED")
+    await views._state.body()
+    assert encoded == ["t1"]
+    assert json.loads(await views._state.body()) == json.loads(msgspec.json.encode(views.render_state()))
+
+
+async def test_state_render_yields_to_the_loop_on_a_big_state(monkeypatch):
+    from mesos_nb.master import state_render
+
+    monkeypatch.setattr(state_render, "SLICE", 3)
+    srv, h = _state_master()
+    views = ReadOnlyViews(srv)
+    ticks = 0
+    stop = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    t = asyncio.get_running_loop().create_task(ticker())
+    a, b = await asyncio.gather(views._state.body(), views._state.body())  # two requests: one render
+    stop = True
+    await t
+    assert a is b and ticks >= 3
+
+
+def test_gc_policy_freezes_survivors_after_a_middle_collection():
+    code = textwrap.dedent("""
+        import gc
+        from mesos_nb.master import gcpolicy
+        gcpolicy.install()
+        assert gc.get_threshold() == gcpolicy.THRESHOLD
+        keep = [[i] for i in range(300_000)]
+        gc.collect(1)
+        s = gcpolicy.stats()
+        assert s["freezes"] >= 1 and s["frozen"] >= 300_000, s
+        gcpolicy.uninstall()
+        assert gc.get_threshold() != gcpolicy.THRESHOLD
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_an_event_cycle_looks_only_at_agents_whose_free_resources_grew():
+    from mesos_nb.master.allocator import HierarchicalDRFAllocator
+
+    a = HierarchicalDRFAllocator(seed=1)
+    for i in range(5):
+        a.add_agent(f"a{i}", Resources.parse("cpus:2;mem:1024"))
+    a.add_framework("f1", ["*"])
+    first = a.allocate_changed(0.0)  # a new framework: every agent
+    assert sorted(x.agent_id for x in first) == [f"a{i}" for i in range(5)]
+    assert a.allocate_changed(0.0) == []  # nothing changed: nothing looked at
+    a.recover("f1", "a3", next(x.resources for x in first if x.agent_id == "a3"), refuse_seconds=0)
+    seen: list[str] = []
+    real = a.allocate
+    a.allocate = lambda now, ids=None: seen.extend(ids or ["ALL"]) or real(now, ids)  # type: ignore[method-assign]
+    again = a.allocate_changed(1.0)
+    assert seen == ["a3"] and [x.agent_id for x in again] == ["a3"]
+    a.add_framework("f2", ["*"])  # a framework-side change: the next event cycle is full
+    seen.clear()
+    a.allocate_changed(2.0)
+    assert seen == ["ALL"]
+
+
+def test_the_core_event_cycle_offers_what_a_full_cycle_would_after_a_decline():
+    h = Harness.build(agents=3, frameworks=1, resources="cpus:2;mem:1024")
+    fw = h.frameworks[0]
+    offers = h.allocate()[fw.id]
+    h.decline(fw, offers[:1], refuse_seconds=0)
+    h.core.allocate(h.now, full=False)
+    again = [e.event.offers.offers for e in h.drain()
+             if getattr(e, "event", None) is not None and e.event.type == "OFFERS"]
+    assert [o.agent_id.value for batch in again for o in batch] == [offers[0].agent_id.value]
+
+
+async def test_a_big_accept_body_decodes_in_slices_to_the_same_call_and_a_bad_task_refuses_it():
+    from mesos_nb.master import big_calls
+
+    offer = m.Offer(id=m.ID(value="o1"), framework_id=m.ID(value="f"), agent_id=m.ID(value="a"), hostname="h")
+    acc = _accept(offer, 6000)
+    acc.operations.append(m.Operation(type="LAUNCH_GROUP", launch_group=m.LaunchGroup(
+        executor=m.ExecutorInfo(executor_id=m.ID(value="e")), task_group=m.TaskGroupInfo(tasks=[]))))
+    call = m.Call(type="ACCEPT", framework_id=m.ID(value="f"), accept=acc)
+    body = m.encode(call)
+    assert len(body) > big_calls.BIG_BODY
+    ticks = 0
+    stop = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    t = asyncio.get_running_loop().create_task(ticker())
+    got = await big_calls.decode_call(body)
+    stop = True
+    await t
+    assert ticks >= 6000 // big_calls.SLICE  # the loop ran while the tasks were decoded
+    assert m.encode(got) == m.encode(m.decode(body, m.Call))
+    bad = body.replace(b'"name":"t"', b'"name":7', 1)
+    try:
+        await big_calls.decode_call(bad)
+        raise AssertionError("a task with a numeric name was accepted")
+    except m.ProtocolError as e:
+        assert "Expected `str`" in str(e)
+    small = m.encode(m.Call(type="ACCEPT", framework_id=m.ID(value="f"), accept=_accept(offer, 2)))
+    assert m.encode(await big_calls.decode_call(small)) == m.encode(m.decode(small, m.Call))
+
+
+def test_a_big_reconcile_answers_in_slices_every_task_once():
+    h = Harness.build(agents=1, frameworks=1, resources="cpus:100;mem:10000")
+    fw = h.frameworks[0]
+    offer = h.allocate()[fw.id][0]
+    h.core.accept(fw.id, _accept(offer, 300), h.now)
+    h.drain()
+    for i in range(100):
+        h.update(f"t{i}", "TASK_FINISHED")
+        h.acknowledge(f"t{i}")  # 100 completed tasks, answered from the completed list
+    asked = [m.ReconcileTask(task_id=m.ID(value=f"t{i}")) for i in range(300)]
+    asked += [m.ReconcileTask(task_id=m.ID(value=f"ghost{i}")) for i in range(2200)]
+    steps = h.core.reconcile_steps(fw.id, m.Reconcile(tasks=asked), h.now)
+    per_step = [0]
+    for _ in steps:
+        per_step.append(0)
+        per_step[-2] = len(h.drain())
+    per_step[-1] = len(h.drain())
+    assert per_step == [1000, 1000, 500]
+    h.core.reconcile(fw.id, m.Reconcile(tasks=asked), h.now)
+    states = [e.event.update.status.state for e in h.drain()]
+    assert states.count("TASK_FINISHED") == 100 and states.count("TASK_STAGING") == 200
+    assert states.count("TASK_LOST") == 2200  # not partition aware: unknown is TASK_LOST
+
+
+async def test_a_big_reconcile_body_decodes_in_slices_to_the_same_call():
+    from mesos_nb.master import big_calls
+
+    rec = m.Reconcile(tasks=[m.ReconcileTask(task_id=m.ID(value=f"task-{i:06d}"), agent_id=m.ID(value="agent-1"))
+                             for i in range(30000)])
+    body = m.encode(m.Call(type="RECONCILE", framework_id=m.ID(value="f"), reconcile=rec))
+    assert len(body) > big_calls.BIG_BODY
+    assert m.encode(await big_calls.decode_call(body)) == m.encode(m.decode(body, m.Call))
+
+
+def test_teardown_of_a_big_framework_gives_every_resource_back_at_once():
+    h = Harness.build(agents=1, frameworks=2, resources="cpus:100;mem:10000")
+    fa, fb = h.frameworks
+    offers = h.allocate()
+    offer = (offers.get(fa.id) or [None])[0]
+    if offer is None:  # DRF gave the agent to the other framework first: swap
+        fa, fb = fb, fa
+        offer = offers[fa.id][0]
+    h.core.accept(fa.id, _accept(offer, 1200), h.now)
+    h.drain()
+    calls = []
+    real = h.core.allocator.recover
+    h.core.allocator.recover = lambda *a, **k: calls.append(a) or real(*a, **k)  # type: ignore[method-assign]
+    h.core.teardown(fa.id, h.now)
+    h.drain()
+    assert calls == []  # no recover per task: the allocator drops the framework whole
+    assert h.core.allocator.available(offer.agent_id.value) == Resources.parse("cpus:100;mem:10000")
+    again = h.allocate()[fb.id]
+    assert Resources.from_proto(again[0].resources).scalar("cpus") == 100.0
+    assert all(t.state == "TASK_KILLED" for t in list(h.core.completed_frameworks)[-1].completed_tasks)
+
+
+async def test_the_periodic_full_cycle_of_a_big_cluster_runs_in_slices_and_offers_every_agent():
+    from mesos_nb.master import big_calls
+
+    h = Harness.build(agents=2 * big_calls.ALLOC_SLICE + 10, frameworks=3, resources="cpus:1;mem:128")
+    srv = MasterServer(MasterConfig(port=0))
+    srv.core = h.core
+    ticks = 0
+    stop = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    t = asyncio.get_running_loop().create_task(ticker())
+    runs = h.core.metrics["allocator/mesos/allocation_runs"]
+    await big_calls.allocate_in_slices(srv)
+    stop = True
+    await t
+    assert h.core.metrics["allocator/mesos/allocation_runs"] - runs == 3  # three slices
+    assert ticks >= 2  # the loop ran between them
+    assert {o.agent_id for o in h.core.offers.values()} == set(h.core.agents)  # every agent offered once
+    assert len(h.core.offers) == len(h.core.agents)
+
+
+async def test_an_event_cycle_over_many_agents_runs_in_slices_too():
+    from mesos_nb.master import big_calls
+
+    h = Harness.build(agents=big_calls.ALLOC_SLICE + 500, frameworks=0, resources="cpus:1;mem:128")
+    srv = MasterServer(MasterConfig(port=0))
+    srv.core = h.core
+    h.subscribe("late")  # a new framework: every agent is to be looked at again
+    h.drain()
+    runs = h.core.metrics["allocator/mesos/allocation_runs"]
+    srv._allocate_now(full=False)  # what the shell runs 2 ms after the SUBSCRIBE
+    assert h.core.metrics["allocator/mesos/allocation_runs"] == runs  # not in this step
+    await srv._alloc_slices
+    assert h.core.metrics["allocator/mesos/allocation_runs"] - runs == 2
+    assert len(h.core.offers) == len(h.core.agents)
+    if srv._alloc_handle is not None:
+        srv._alloc_handle.cancel()
+
+
+def test_task_resources_are_parsed_once_per_shape_and_bad_ones_still_refused():
+    import pytest
+
+    from mesos_nb.master.validation import task_resources
+    from mesos_nb.protocol.resources import ResourceParseError
+
+    protos = Resources.parse("cpus:0.5;mem:64;ports:[31000-31001]").to_proto("*")
+    first = task_resources(protos)
+    assert first == Resources.from_proto(protos)
+    assert task_resources(Resources.parse("cpus:0.5;mem:64;ports:[31000-31001]").to_proto("*")) is first
+    assert task_resources(Resources.parse("cpus:0.25").to_proto("*")) == Resources.parse("cpus:0.25")
+    bad = [m.Resource(name="cpus", type="SCALAR", scalar=m.Scalar(value=-1.0))]
+    with pytest.raises((ResourceParseError, ValueError)):
+        task_resources(bad)
+    with pytest.raises((ResourceParseError, ValueError)):
+        task_resources(bad)  # a failure is not remembered as a success
