@@ -24,14 +24,20 @@ import logging
 import random
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
 from ..protocol import messages as m
 
-if TYPE_CHECKING:
-    from .server import MasterServer
+
+class MasterServer(Protocol):
+    """What sliced work needs of the HTTP shell (server.py imports this module, so the shell is
+    named through this seam, never imported back)."""
+
+    core: Any
+
+    def flush(self) -> None: ...
 
 BIG_BODY = 1024 * 1024  # smaller bodies are decoded in one go, as before
 SLICE = 250

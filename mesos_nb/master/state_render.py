@@ -23,7 +23,7 @@ for it and, if the state changed since that render began, starts the next one.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -32,7 +32,19 @@ from ..protocol.resources import Resources
 
 if TYPE_CHECKING:
     from .model import Task
-    from .readonly import ReadOnlyViews
+
+
+class ReadOnlyViews(Protocol):
+    """What the renderer needs of the read views (readonly.py owns them and imports this module,
+    so this seam is named here instead of importing them back)."""
+
+    master: Any
+
+    def state_header(self, *args: Any, **kwargs: Any) -> Any: ...
+    def _agent(self, *args: Any, **kwargs: Any) -> Any: ...
+    def _framework(self, *args: Any, **kwargs: Any) -> Any: ...
+    def _offered_by_agent(self, *args: Any, **kwargs: Any) -> Any: ...
+    def _task(self, *args: Any, **kwargs: Any) -> Any: ...
 
 SLICE = 2000  # records rendered per event-loop step
 _enc = msgspec.json.Encoder()
