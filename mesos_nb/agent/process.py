@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 from typing import Any
 
 import aiohttp
@@ -32,6 +33,7 @@ from mesos_nb.protocol.channel import (
     decode_to_agent,
     encode_frame,
 )
+from mesos_nb.protocol.tls import client_context
 
 from .agent import Agent
 from .config import AgentConfig
@@ -71,12 +73,14 @@ class AgentProcess:
         register_timeout: float = 15.0,
         backoff_min: float = 0.1,
         backoff_max: float = 15.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not configs:
             raise ValueError("AgentProcess needs at least one AgentConfig.")
         self.configs = configs
         self.ws_url, self.master_address = parse_master(master or configs[0].master)
         self.secret = secret if secret is not None else configs[0].agent_secret
+        self.ssl_context = ssl_context  # for wss://; default: verify against $LIBPROCESS_SSL_CA_FILE or the system
         self.register_timeout = register_timeout
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
@@ -133,7 +137,9 @@ class AgentProcess:
             finally:
                 agent.recovering = False
         headers = {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
-        self._session = aiohttp.ClientSession(headers=headers)
+        ctx = self.ssl_context or (client_context() if self.ws_url.startswith("wss://") else None)
+        connector = aiohttp.TCPConnector(ssl=ctx) if ctx is not None else None
+        self._session = aiohttp.ClientSession(headers=headers, connector=connector)
         self._conn_task = loop.create_task(self._connection_loop())
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), self.register_timeout)
