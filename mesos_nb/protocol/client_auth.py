@@ -4,7 +4,9 @@ client library, the CLI and the notebook.
 For a master URL the credential comes from, in order: explicit arguments;
 ``$MESOS_NB_PRINCIPAL`` + ``$MESOS_NB_SECRET``; ``$MESOS_NB_CREDENTIAL`` (a Mesos credential
 file); the discovery file a local cluster on this machine wrote for that address
-(``~/.mesos-nb/clusters/<host>_<port>.json``, mode 0600, naming its ``credentials.json``).
+(``~/.mesos-nb/clusters/<host>_<port>.json``, mode 0600, naming its ``credentials.json``), or,
+first, the one a local cluster in this very process registered (a notebook kernel's embedded
+cluster: found even when ``$HOME`` changes).
 The CA to trust comes from the argument, ``$MESOS_NB_CA_FILE``, ``LIBPROCESS_SSL_CA_FILE``, else
 the discovery file. A discovery file whose process is gone is ignored.
 """
@@ -39,8 +41,13 @@ def discovery_path(url: str) -> Path:
     return state_dir() / "clusters" / f"{host.strip('[]').replace(':', '_')}_{port}.json"
 
 
+_IN_PROCESS: dict[str, dict] = {}  # "host:port" -> discovery info of clusters this process runs
+
+
 def write_discovery(url: str, credentials: str | None, ca_file: str | None) -> Path:
     """Record, for this user only, where clients find this local cluster's credentials."""
+    host, port = _hostport(url)
+    _IN_PROCESS[f"{host}:{port}"] = {"url": url, "credentials": credentials, "ca_file": ca_file}
     path = discovery_path(url)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     info = {"url": url, "pid": os.getpid(), "credentials": credentials, "ca_file": ca_file}
@@ -53,6 +60,8 @@ def write_discovery(url: str, credentials: str | None, ca_file: str | None) -> P
 
 
 def remove_discovery(url: str) -> None:
+    host, port = _hostport(url)
+    _IN_PROCESS.pop(f"{host}:{port}", None)
     path = discovery_path(url)
     try:
         info = json.loads(path.read_text())
@@ -73,6 +82,10 @@ def _alive(pid: int) -> bool:
 
 
 def read_discovery(url: str) -> dict | None:
+    host, port = _hostport(url)
+    mine = _IN_PROCESS.get(f"{host}:{port}")
+    if mine is not None:
+        return mine
     try:
         info = json.loads(discovery_path(url).read_text())
     except (OSError, ValueError):

@@ -119,6 +119,9 @@ def describe_tls_mismatch(url: str, error: BaseException) -> str | None:
     if url.startswith("https://") and ("wrong version number" in text or "record layer failure" in text
                                         or "unknown protocol" in text or "http_request" in text):
         return f"the master at {base} does not speak TLS; use http:// instead of https://"
+    if url.startswith("https://") and ("timed out" in text or "timeout" in text):
+        return (f"the master at {base} did not answer the TLS handshake; if it does not serve TLS, "
+                "use http:// instead of https://")
     if url.startswith("https://") and "certificate verify failed" in text:
         return (f"the TLS certificate of {base} is not trusted ({error}); give the CA with --ca-file "
                 "or $MESOS_NB_CA_FILE")
