@@ -100,7 +100,7 @@ def kernel_env(home: Path, **extra: str) -> dict[str, str]:
     # (their credentials) through the discovery files, as it would under the user's own HOME.
     from mesos_nb.protocol.client_auth import state_dir
 
-    if (state_dir() / "clusters").is_dir():
+    if (state_dir() / "clusters").is_dir() and state_dir().resolve() != (home / ".mesos-nb").resolve():
         shutil.copytree(state_dir() / "clusters", home / ".mesos-nb" / "clusters", dirs_exist_ok=True)
     env = cli_env(HOME=str(home), **extra)
     env.pop("JPY_SESSION_NAME", None)
