@@ -37,6 +37,8 @@ ACLS = {
         {"principals": {"type": "ANY"}, "framework_principals": {"type": "NONE"}},
     ],
     "run_tasks": [{"principals": {"values": ["bob"]}, "users": {"type": "NONE"}}],
+    "view_frameworks": [{"principals": {"values": ["bob"]}, "users": {"values": ["bob"]}},
+                        {"principals": {"values": ["bob"]}, "users": {"type": "NONE"}}],
 }
 ALICE, BOB = Credential("alice", "alice-secret"), Credential("bob", "bob-secret")
 
@@ -95,9 +97,9 @@ class Sleeper(Scheduler):
 
 
 async def start(cluster, cred: Credential, role: str = "eng", fid: str | None = None,
-                sched: Sleeper | None = None) -> tuple[SchedulerDriver, Sleeper]:
+                sched: Sleeper | None = None, user: str = "") -> tuple[SchedulerDriver, Sleeper]:
     sched = sched or Sleeper()
-    info = m.FrameworkInfo(user="", name=f"{cred.principal}-fw", roles=[role],
+    info = m.FrameworkInfo(user=user, name=f"{cred.principal}-fw", roles=[role],
                            capabilities=[m.Capability(type="MULTI_ROLE")],
                            id=m.ID(value=fid) if fid else None, failover_timeout=60)
     d = SchedulerDriver(sched, info, cluster.master_address, principal=cred.principal, secret=cred.secret,
@@ -243,3 +245,48 @@ async def test_unmodified_pymesos_framework_with_credentials(cluster):
     st = await state(cluster)
     fw = next(f for f in st["completed_frameworks"] + st["frameworks"] if f["name"] == "pymesos-many")
     assert fw["principal"] == "alice"
+
+
+class Idle(Sleeper):
+    async def offers(self, driver, offers):
+        await driver.decline([o.id for o in offers], refuse_seconds=60)
+
+
+async def test_view_acls_filter_the_state_endpoints(cluster):
+    alice, _ = await start(cluster, ALICE, sched=Idle(), user="alice")
+    try:
+        fid = alice.framework_id
+        async with aiohttp.ClientSession() as s:
+            async def get(cred: Credential, path: str) -> dict:
+                async with s.get(cluster.master_url + path, headers=basic(cred)) as r:
+                    assert r.status == 200
+                    return await r.json()
+
+            for path in ("/master/state", "/state", "/master/frameworks", "/master/state-summary"):
+                assert [f["id"] for f in (await get(ALICE, path))["frameworks"]] == [fid], path
+                assert (await get(BOB, path))["frameworks"] == [], path
+            assert (await get(BOB, "/master/state"))["slaves"]  # the rest of the state stays visible
+    finally:
+        await alice.stop()
+
+
+def test_filter_view_hides_tasks_and_executors_of_other_users():
+    from mesos_nb.master.acls import ACLs
+    from mesos_nb.master.visibility import filter_view
+
+    acls = ACLs.parse({"view_tasks": [{"principals": {"values": ["bob"]}, "users": {"values": ["bob"]}},
+                                      {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}],
+                       "view_executors": [{"principals": {"type": "ANY"}, "users": {"type": "NONE"}}]})
+    doc = {"frameworks": [{"id": "f1", "user": "alice", "tasks": [{"id": "t1", "framework_id": "f1"},
+                                                                 {"id": "t2", "framework_id": "f1"}],
+                           "executors": [{"executor_id": "e"}]}],
+           "tasks": [{"id": "t1", "framework_id": "f1"}, {"id": "t2", "framework_id": "f1"}]}
+
+    def task_user(fid: str, tid: str) -> str | None:
+        return "bob" if tid == "t2" else None
+
+    out = filter_view(doc, acls, "bob", task_user, {"f1": "alice"})
+    assert [t["id"] for t in out["frameworks"][0]["tasks"]] == ["t2"]
+    assert [t["id"] for t in out["tasks"]] == ["t2"] and out["frameworks"][0]["executors"] == []
+    assert filter_view(doc, acls, None, task_user, {"f1": "alice"})["tasks"] == []
+    assert doc["tasks"][0]["id"] == "t1"  # the shared render is not changed

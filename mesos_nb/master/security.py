@@ -36,6 +36,7 @@ from aiohttp import web
 from ..protocol import channel as ch
 from ..protocol.credentials import CredentialsError, load_credentials, parse_basic, verify
 from .acls import GET_ENDPOINTS_PATHS, PERMIT_ALL, ACLError, ACLs
+from .visibility import VIEW_PATHS, filter_view, restricted
 
 log = logging.getLogger("mesos_nb.master")
 
@@ -237,7 +238,28 @@ class Guard:
                 return _forbidden(f"Not authorized to GET {path}")
             if path == "/master/files/read" and not self._sandbox_allowed(request, principal):
                 return _forbidden("Not authorized to read this sandbox")
+            view = path[7:] if path.startswith("/master/") else path
+            if view in VIEW_PATHS and restricted(self.acls):
+                return self._filtered(await handler(request), principal)
         return await handler(request)
+
+    def _filtered(self, resp: web.StreamResponse, principal: str | None) -> web.StreamResponse:
+        """The view ACLs applied to a read-only JSON answer (only when they could hide something)."""
+        if not isinstance(resp, web.Response) or resp.status != 200 or resp.content_type != "application/json":
+            return resp
+        core = self._core() if self._core else None
+        if core is None or not isinstance(resp.body, bytes):
+            return resp
+
+        def task_user(fid: str, tid: str) -> str | None:
+            fw = core.frameworks.get(fid)
+            t = fw.tasks.get(tid) if fw is not None else None
+            cmd = t.info.command if t is not None else None
+            return cmd.user if cmd is not None and cmd.user else None
+
+        users = {fw.id: fw.info.user for fw in [*core.completed_frameworks, *core.frameworks.values()]}
+        doc = filter_view(msgspec.json.decode(resp.body), self.acls, principal, task_user, users)
+        return web.Response(body=msgspec.json.encode(doc), content_type="application/json")
 
     async def _check_operator(self, request: web.Request, principal: str | None) -> web.Response | None:
         ctype = request.headers.get("Content-Type")
