@@ -6,6 +6,7 @@ import argparse
 import os
 from collections.abc import Callable
 
+from mesos_nb.master.ha_flags import add_agent_flags, add_master_flags
 from mesos_nb.protocol.version import VERSION
 
 from . import operator, run, services
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(func=func)
         # accepted after the command too; SUPPRESS keeps the top-level value when absent
-        sp.add_argument("--master", default=argparse.SUPPRESS, help="the master, HOST:PORT")
+        sp.add_argument("--master", default=argparse.SUPPRESS, help="the master, HOST:PORT or zk://H:P,…/PATH")
         return sp
 
     m = cmd("master", "run a master", services.cmd_master)
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt(m, "--agent-secret", help="shared secret agents must present")
     services.security_options(m)
     opt(m, "--log-level", type=log_level, default="info", help="debug, info, warning, error")
+    add_master_flags(m)
 
     a = cmd("agent", "run an agent", services.cmd_agent)
     opt(a, "--host", default="127.0.0.1", help="address to listen on")
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
          help="auto (the best this machine allows), cgroups, cgroups/v1, cgroups/v2 or posix")
     opt(a, "--agent-secret", help="shared secret for the master")
     opt(a, "--log-level", type=log_level, default="info", help="debug, info, warning, error")
+    add_agent_flags(a)
 
     lo = cmd("local", "run a master and N agents in one process", services.cmd_local)
     opt(lo, "--agents", type=int, default=2, help="number of agents")

@@ -80,6 +80,8 @@ def cmd_master(args: argparse.Namespace) -> int:
 
     logs.setup(args.log_level)
 
+    from mesos_nb.master.ha_flags import master_config_kwargs
+
     async def main() -> None:
         from mesos_nb.master.server import MasterConfig, MasterServer
 
@@ -88,6 +90,7 @@ def cmd_master(args: argparse.Namespace) -> int:
             allocation_interval=args.allocation_interval, agent_ping_timeout=args.agent_ping_timeout,
             max_agent_ping_timeouts=args.max_agent_ping_timeouts, agent_secret=args.agent_secret,
             **_master_security(args),
+            **master_config_kwargs(args),
         )
         try:
             server = MasterServer(cfg)
@@ -97,6 +100,9 @@ def cmd_master(args: argparse.Namespace) -> int:
             await server.start()
         except OSError as e:
             raise _listen_error("master", args.host, args.port, e) from None
+        except RuntimeError as e:  # --zk: ZooKeeper unreachable
+            await server.stop()
+            raise CLIError(str(e)) from None
         print(f"master: {server.url}", flush=True)
         print(f"web UI: {server.url}/", flush=True)
         try:
@@ -129,7 +135,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
             resources=args.resources, attributes=args.attributes, work_dir=args.work_dir,
             isolation=args.isolation, agent_secret=args.agent_secret,
         )
-        proc = AgentProcess([cfg], master=args.master, secret=args.agent_secret)
+        try:
+            proc = AgentProcess([cfg], master=args.master, secret=args.agent_secret,
+                                zk_session_timeout=args.zk_session_timeout,
+                                master_ping_timeout=args.master_ping_timeout)
+        except ValueError as e:
+            raise CLIError(f"bad --master: {e}") from None
         try:
             await proc.start()
         except ConnectionError as e:

@@ -21,6 +21,7 @@ from ..protocol import messages as m
 from . import agents as _agents
 from . import frameworks as _frameworks
 from . import offers as _offers
+from . import reachability as _reachability
 from . import tasks as _tasks
 from .allocator import HierarchicalDRFAllocator
 from .effects import (
@@ -38,6 +39,7 @@ from .effects import (
     ToFramework,
 )
 from .model import Agent, Framework, Task
+from .partitions import PartitionConfig
 from .state import HEARTBEAT_INTERVAL, CallError, IdSource, MasterState
 from .validation import validate_id, validate_role
 
@@ -51,11 +53,14 @@ class MasterCore(MasterState):
         *,
         allocator: HierarchicalDRFAllocator | None = None,
         agent_reregister_timeout: float = 75.0,
+        unreachable_timeout: float | None = None,
         ids: IdSource | None = None,
+        partition: PartitionConfig | None = None,
         recovered: RegistryState | None = None,
         now: float = 0.0,
     ) -> None:
-        super().__init__(master_id, allocator=allocator, agent_reregister_timeout=agent_reregister_timeout, ids=ids)
+        super().__init__(master_id, allocator=allocator, agent_reregister_timeout=agent_reregister_timeout,
+                         unreachable_timeout=unreachable_timeout, ids=ids, partition=partition)
         if recovered is not None:
             self.recover(recovered, now)
 
@@ -64,6 +69,9 @@ class MasterCore(MasterState):
         """Take back what the registry kept after a master (re)start (read by the shell)."""
         _frameworks.recover(self, recovered.frameworks, recovered.removed_framework_ids, now)
         _agents.recover(self, recovered.agents, now)
+        self.unreachable.update(recovered.unreachable)
+        self.gone.update(recovered.gone)
+        self.metrics["master/slaves_unreachable"] = len(self.unreachable)
         if self.frameworks or self.agents:
             self.version += 1
             log.info("registry recovered frameworks=%d agents=%d", len(self.frameworks), len(self.agents))
@@ -141,11 +149,20 @@ class MasterCore(MasterState):
     def remove_agent(self, agent_id: str, now: float, reason: str, message: str) -> None:
         _agents.remove_agent(self, agent_id, now, reason, message)
 
+    def mark_unreachable(self, agent_id: str, now: float, why: str = "health check timed out") -> None:
+        """The agent missed ``max_agent_ping_timeouts`` pings (or its window passed)."""
+        _reachability.mark_unreachable(self, agent_id, now, why)
+
+    def mark_agent_gone(self, agent_id: str, now: float) -> None:
+        """MARK_AGENT_GONE; raises CallError(404) for an agent neither admitted nor unreachable."""
+        _reachability.mark_gone(self, agent_id, now)
+
     # ------------------------------------------------------------------ timers
     def tick(self, now: float) -> None:
         """Expire framework failover deadlines and agents that did not come back."""
         _frameworks.expire(self, now)
         _agents.expire(self, now)
+        _reachability.prune(self, now)
 
 
 __all__ = [

@@ -203,7 +203,7 @@ class ReadOnlyViews:
             "capabilities": [],
             "activated_slaves": sum(1 for a in agents if a.connected and a.active),
             "deactivated_slaves": sum(1 for a in agents if not a.active),
-            "unreachable_slaves": sum(1 for a in agents if not a.connected),
+            "unreachable_slaves": len(core.unreachable),
             "leader": info.pid,
             "leader_info": {"id": srv.master_id, "pid": info.pid, "port": srv.port, "hostname": srv.hostname},
             "flags": srv.flags(),
@@ -303,8 +303,10 @@ class ReadOnlyViews:
         return web.json_response({"version": __version__, "build_user": "mesos-nb", "build_date": "", "build_time": 0})
 
     async def redirect(self, request: web.Request) -> web.Response:
-        srv = self.master
-        return web.Response(status=307, headers={"Location": f"//{srv.hostname}:{srv.port}"})
+        leader = self.master.leader_address
+        if leader is None:
+            return web.Response(status=503, text="No master is currently leading")
+        return web.Response(status=307, headers={"Location": f"//{leader}"})
 
     async def metrics(self, request: web.Request) -> web.Response:
         srv = self.master

@@ -13,6 +13,9 @@ from ..protocol import messages as m
 from .effects import (
     AgentRecord,
     FrameworkRecord,
+    MarkAgentGone,
+    MarkAgentUnreachable,
+    PruneAgents,
     RegistryEffect,
     RegistryState,
     RemoveAgent,
@@ -37,6 +40,8 @@ CREATE TABLE IF NOT EXISTS agents (
     registered_time REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS removed_frameworks (id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS unreachable_agents (id TEXT PRIMARY KEY, timestamp REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS gone_agents (id TEXT PRIMARY KEY, timestamp REAL NOT NULL);
 """
 
 
@@ -80,8 +85,22 @@ class SqliteRegistry:
                         (rec.id, rec.hostname, rec.port, m.encode(rec.resources), m.encode(rec.attributes),
                          rec.registered_time),
                     )
+                    db.execute("DELETE FROM unreachable_agents WHERE id = ?", (rec.id,))
                 elif t is RemoveAgent:
                     db.execute("DELETE FROM agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
+                elif t is MarkAgentUnreachable:
+                    db.execute("DELETE FROM agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
+                    db.execute("INSERT OR REPLACE INTO unreachable_agents VALUES (?, ?)",
+                               (eff.id, eff.timestamp))  # type: ignore[attr-defined]
+                elif t is MarkAgentGone:
+                    db.execute("DELETE FROM agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
+                    db.execute("DELETE FROM unreachable_agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
+                    db.execute("INSERT OR REPLACE INTO gone_agents VALUES (?, ?)",
+                               (eff.id, eff.timestamp))  # type: ignore[attr-defined]
+                elif t is PruneAgents:
+                    db.executemany("DELETE FROM unreachable_agents WHERE id = ?",
+                                   [(a,) for a in eff.unreachable])  # type: ignore[attr-defined]
+                    db.executemany("DELETE FROM gone_agents WHERE id = ?", [(a,) for a in eff.gone])  # type: ignore[attr-defined]
                 else:
                     raise TypeError(f"unknown registry effect {t.__name__}")
 
@@ -96,4 +115,7 @@ class SqliteRegistry:
             AgentRecord(r[0], r[1], r[2], m.decode(r[3], list[m.Resource]), m.decode(r[4], list[m.Attribute]), r[5])
             for r in db.execute("SELECT id, hostname, port, resources, attributes, registered_time FROM agents")
         ]
-        return RegistryState(frameworks=fws, removed_framework_ids=removed, agents=agents)
+        unreachable = dict(db.execute("SELECT id, timestamp FROM unreachable_agents").fetchall())
+        gone = dict(db.execute("SELECT id, timestamp FROM gone_agents").fetchall())
+        return RegistryState(frameworks=fws, removed_framework_ids=removed, agents=agents,
+                             unreachable=unreachable, gone=gone)

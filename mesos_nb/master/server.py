@@ -12,11 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
-import struct
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +23,14 @@ from aiohttp import WSMsgType, web
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol import recordio
-from ..protocol.credentials import parse_basic
 from ..protocol.tls import server_context, server_settings
 from ..protocol.version import VERSION as __version__
+from .connections import Channel, Stream, accepts_json, basic_principal, ip_as_uint32
 from .core import CallError, MasterCore
 from .effects import EndStream, ToAgent, ToChannel, ToFramework
+from .ha import Leadership, fail_stop
 from .outbox import Outbox
+from .partitions import PartitionConfig
 from .readonly import ReadOnlyViews
 from .registry import NullRegistry, Registry
 from .registry_sqlite import SqliteRegistry
@@ -58,81 +57,68 @@ class MasterConfig:
     tls_key: str | None = None
     tls_ca: str | None = None
 
-
-class _Stream:
-    """One framework's subscription: a RecordIO event stream on a chunked response."""
-
-    __slots__ = ("framework_id", "stream_id", "resp", "queue", "wake", "closed", "error")
-
-    def __init__(self, framework_id: str, stream_id: str, resp: web.StreamResponse) -> None:
-        self.framework_id = framework_id
-        self.stream_id = stream_id
-        self.resp = resp
-        self.queue: deque[bytes] = deque()
-        self.wake = asyncio.Event()
-        self.closed = False
-        self.error: str | None = None
-
-    def push(self, record: bytes) -> None:
-        self.queue.append(recordio.encode(record))
-        self.wake.set()
-
-
-class _Channel:
-    """One agent process's WebSocket; carries many agents."""
-
-    __slots__ = ("ws", "pending", "wake", "last_heard", "peer", "closed", "principal")
-
-    def __init__(self, ws: web.WebSocketResponse, peer: str, principal: str | None = None) -> None:
-        self.ws = ws
-        self.principal = principal
-        self.pending: list[Any] = []
-        self.wake = asyncio.Event()
-        self.last_heard = time.monotonic()
-        self.peer = peer
-        self.closed = False
-
-    def send(self, msg: Any) -> None:
-        self.pending.append(msg)
-        self.wake.set()
-
-
-def _ip_as_uint32(ip: str) -> int:
-    try:
-        return struct.unpack("<I", socket.inet_aton(ip))[0]
-    except OSError:
-        return 0
+    # --zk mode (ha.py): contend for leadership, registry in ZooKeeper
+    zk: str | None = None
+    quorum: int | None = None
+    zk_session_timeout: float = 10.0
+    # agents recovered after a failover have this long to re-register (Mesos default 10 min)
+    agent_reregister_timeout: float = 600.0
+    registry_max_agent_age: float = 14 * 24 * 3600.0
+    registry_max_agent_count: int = 102400
 
 
 class MasterServer:
     """Implements :class:`~mesos_nb.master.view.MasterView` for the read side."""
 
+    exit_on_fail_stop = True
+
     def __init__(self, config: MasterConfig | None = None, registry: Registry | None = None) -> None:
         self.config = config or MasterConfig()
         self.master_id = str(uuid.uuid4())
         c = self.config
+        self.leadership: Leadership | None = Leadership(self) if c.zk else None
+        self.leading = self.leadership is None  # a follower serves redirects only
         if registry is None:
-            registry = SqliteRegistry(os.path.join(c.work_dir, "registry.sqlite")) if c.work_dir else NullRegistry()
+            if c.work_dir and self.leadership is None:
+                registry = SqliteRegistry(os.path.join(c.work_dir, "registry.sqlite"))
+            else:
+                registry = NullRegistry()  # --zk: the ZooKeeper registry, once elected
         self.registry: Registry = registry
-        self.core = MasterCore(self.master_id, agent_reregister_timeout=c.agent_ping_timeout * c.max_agent_ping_timeouts)
+        # Authentication, authorization and request hygiene (security.py); TLS on the listener.
+        self.guard = Guard(c.security, lambda: self.config.agent_secret, lambda: self.core)
+        self.ssl_context = server_context(server_settings(c.tls_cert, c.tls_key, c.tls_ca))
+        self.core = self._new_core()
         self.outbox = Outbox(self.registry, self._deliver)
         self._retry_handle: asyncio.TimerHandle | None = None
-        self.streams: dict[str, _Stream] = {}  # framework id -> its current stream
-        self.streams_by_id: dict[str, _Stream] = {}  # stream id -> stream (old ones too, until closed)
-        self.channels: set[_Channel] = set()
+        self.streams: dict[str, Stream] = {}  # framework id -> its current stream
+        self.streams_by_id: dict[str, Stream] = {}  # stream id -> stream (old ones too, until closed)
+        self.channels: set[Channel] = set()
         self.start_time = time.time()
         self.port = c.port
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._alloc_handle: asyncio.Handle | None = None
         self.views = ReadOnlyViews(self)
-        # Authentication, authorization and request hygiene (security.py); TLS on the listener.
-        self.guard = Guard(c.security, lambda: self.config.agent_secret, lambda: self.core)
-        self.core.authorize_task = self.guard.authorize_task
-        self.ssl_context = server_context(server_settings(c.tls_cert, c.tls_key, c.tls_ca))
         self.app = self._make_app()
 
+    def _new_core(self) -> MasterCore:
+        c = self.config
+        core = MasterCore(
+            self.master_id, agent_reregister_timeout=c.agent_reregister_timeout,
+            unreachable_timeout=c.agent_ping_timeout * c.max_agent_ping_timeouts,
+            partition=PartitionConfig(c.agent_ping_timeout, c.max_agent_ping_timeouts,
+                                      c.registry_max_agent_age, c.registry_max_agent_count))
+        core.authorize_task = self.guard.authorize_task  # run_tasks ACL
+        return core
+
     # ------------------------------------------------------------------ lifecycle
+    @property
+    def leader_address(self) -> str | None:
+        """``host:port`` of the leading master (this one unless --zk says otherwise)."""
+        if self.leadership is None or self.leading:
+            return self.address
+        return self.leadership.leader
+
     @property
     def hostname(self) -> str:
         return self.config.hostname or self.config.host
@@ -150,7 +136,7 @@ class MasterServer:
         ip = self.config.host if self.config.host not in ("0.0.0.0", "") else "127.0.0.1"
         return m.MasterInfo(
             id=self.master_id,
-            ip=_ip_as_uint32(ip),
+            ip=ip_as_uint32(ip),
             port=self.port,
             pid=f"master@{ip}:{self.port}",
             hostname=self.hostname,
@@ -165,6 +151,10 @@ class MasterServer:
             "allocation_interval": f"{c.allocation_interval}secs",
             "agent_ping_timeout": f"{c.agent_ping_timeout}secs",
             "max_agent_ping_timeouts": str(c.max_agent_ping_timeouts),
+            "agent_reregister_timeout": f"{c.agent_reregister_timeout}secs",
+            "registry_max_agent_age": f"{c.registry_max_agent_age}secs",
+            "registry_max_agent_count": str(c.registry_max_agent_count),
+            **(self.leadership.flags() if self.leadership is not None else {}),
         }
 
     def health(self) -> tuple[bool, str]:
@@ -174,7 +164,8 @@ class MasterServer:
         return True, ""
 
     async def start(self) -> None:
-        self.core.recover(self.registry.recover(), time.time())
+        if self.leadership is None:
+            self.core.recover(self.registry.recover(), time.time())
         self._runner = web.AppRunner(
             self.app, handle_signals=False, access_log=None, keepalive_timeout=86400.0,
             handler_cancellation=True,
@@ -194,8 +185,27 @@ class MasterServer:
         ]
         self.webui.start()
         log.info("master started id=%s url=%s", self.master_id, self.url)
+        if self.leadership is not None:
+            await self.leadership.start()
+
+    def become_leader(self, registry: Registry, state: Any) -> None:
+        """Elected and the registry recovered: rebuild the core from it and lead (ha.py)."""
+        assert self.leadership is not None
+        self.leadership.lead(registry, state)
+
+    def write_finished(self, done: Any, exc: BaseException | None) -> None:
+        """A registry write submitted to the worker thread ended (loop thread)."""
+        delay = done(exc)
+        if delay is not None:
+            self._schedule_retry(delay)
+
+    def fail_stop(self, reason: str) -> None:
+        """Stop acting as leader at once: exit non-zero (see :func:`.ha.fail_stop`)."""
+        fail_stop(self, reason)
 
     async def stop(self) -> None:
+        if self.leadership is not None:
+            await self.leadership.stop()
         await self.webui.stop()
         for t in self._tasks:
             t.cancel()
@@ -291,7 +301,11 @@ class MasterServer:
             for chan in list(self.channels):
                 if mono - chan.last_heard > limit:
                     log.info("agent channel timed out peer=%s silent=%.1fs", chan.peer, mono - chan.last_heard)
-                    await chan.ws.close()
+                    now = time.time()
+                    for agent in [a for a in self.core.agents.values() if a.channel is chan]:
+                        self.core.mark_unreachable(agent.id, now, f"no answer to pings for {limit:g}s")
+                    self.channels.discard(chan)
+                    asyncio.get_running_loop().create_task(chan.ws.close())  # may wait on a dead link
             if mono >= next_ping:
                 next_ping = mono + c.agent_ping_timeout
                 for chan in self.channels:
@@ -308,7 +322,9 @@ class MasterServer:
 
     # ------------------------------------------------------------------ app
     def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.guard.middleware])
+        mws = [self.leadership.middleware] if self.leadership is not None else []
+        mws.append(self.guard.middleware)  # after leadership: a follower redirects before authenticating
+        app = web.Application(client_max_size=MAX_BODY, middlewares=mws)
         r = app.router
         for prefix in ("", "/master"):
             r.add_post(prefix + "/api/v1/scheduler", self.handle_scheduler)
@@ -405,14 +421,16 @@ class MasterServer:
         if (info_id is None) != (top is None) or (info_id is not None and top is not None and info_id.value != top.value):
             return _text(400, "'framework_id' differs from 'subscribe.framework_info.id'")
         accept = request.headers.get("Accept", "")
-        if accept and not _accepts_json(accept):
+        if accept and not accepts_json(accept):
             return _text(406, "Expecting 'Accept' to allow 'application/json'")
         if self.outbox.error is not None:
             # Admitting a framework needs a registry write; answer now rather than hold the stream.
             return _text(503, f"The master's registry is not writable ({self.outbox.error}); retry later")
         stream_id = str(uuid.uuid4())
-        given = parse_basic(request.headers.get("Authorization"))  # auth off: the name is only recorded
-        principal = request.get(PRINCIPAL) if self.guard.config.authenticate_frameworks else given and given.principal
+        if self.guard.config.authenticate_frameworks:
+            principal = request.get(PRINCIPAL)
+        else:  # authentication off: the name is only recorded
+            principal = basic_principal(request.headers.get("Authorization"))
         existing = self.core.frameworks.get(info_id.value) if info_id is not None else None
         refused = self.guard.check_subscribe(principal, call.subscribe.framework_info, existing)
         if refused is not None:
@@ -431,7 +449,7 @@ class MasterServer:
             headers={"Content-Type": "application/json", "Mesos-Stream-Id": stream_id, "Cache-Control": "no-cache"},
         )
         resp.enable_chunked_encoding()
-        stream = _Stream(fw.id, stream_id, resp)
+        stream = Stream(fw.id, stream_id, resp)
         self.streams[fw.id] = stream
         self.streams_by_id[stream_id] = stream
         self.flush()
@@ -495,6 +513,16 @@ class MasterServer:
             if task is None:
                 return _text(404, f"No active task with id '{task_id}'")
             return web.Response(status=202)
+        if t == "MARK_AGENT_GONE":
+            try:
+                self.core.mark_agent_gone(call["mark_agent_gone"]["agent_id"]["value"], time.time())
+            except (KeyError, TypeError):
+                return _text(400, "Expecting 'mark_agent_gone.agent_id.value' to be present")
+            except CallError as e:
+                return _text(e.status, e.message)
+            finally:
+                self.flush()
+            return web.Response(status=200)
         if t == "TEARDOWN":
             try:
                 fid = call["teardown"]["framework_id"]["value"]
@@ -514,7 +542,7 @@ class MasterServer:
         # The middleware has authenticated the agent process (credential or in-process secret).
         ws = web.WebSocketResponse(max_msg_size=MAX_BODY, heartbeat=None)
         await ws.prepare(request)
-        chan = _Channel(ws, request.remote or "?", request.get(PRINCIPAL))
+        chan = Channel(ws, request.remote or "?", request.get(PRINCIPAL))
         self.channels.add(chan)
         writer = asyncio.get_running_loop().create_task(self._channel_writer(chan))
         log.info("agent channel opened peer=%s", chan.peer)
@@ -562,7 +590,7 @@ class MasterServer:
             log.info("agent channel closed peer=%s", chan.peer)
         return ws
 
-    async def _channel_writer(self, chan: _Channel) -> None:
+    async def _channel_writer(self, chan: Channel) -> None:
         try:
             while not chan.closed:
                 if not chan.pending:
@@ -586,11 +614,3 @@ def _loads(body: bytes) -> Any:
 
 def _text(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message)
-
-
-def _accepts_json(accept: str) -> bool:
-    for part in accept.split(","):
-        media = part.split(";")[0].strip().lower()
-        if media in ("application/json", "*/*", "application/*"):
-            return True
-    return False

@@ -1,0 +1,86 @@
+"""The shell's per-connection records (a framework's subscription stream, an agent channel)
+and the small request helpers they need (Accept header, Basic principal).
+
+Kept out of :mod:`.server` so that the server module stays about routing and timers. Both
+coalesce: whatever is queued during one event-loop turn goes out in one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import struct
+import time
+from collections import deque
+from typing import Any
+
+from aiohttp import web
+
+from ..protocol import recordio
+
+
+class Stream:
+    """One framework's subscription: a RecordIO event stream on a chunked response."""
+
+    __slots__ = ("framework_id", "stream_id", "resp", "queue", "wake", "closed", "error")
+
+    def __init__(self, framework_id: str, stream_id: str, resp: web.StreamResponse) -> None:
+        self.framework_id = framework_id
+        self.stream_id = stream_id
+        self.resp = resp
+        self.queue: deque[bytes] = deque()
+        self.wake = asyncio.Event()
+        self.closed = False
+        self.error: str | None = None
+
+    def push(self, record: bytes) -> None:
+        self.queue.append(recordio.encode(record))
+        self.wake.set()
+
+
+class Channel:
+    """One agent process's WebSocket; carries many agents."""
+
+    __slots__ = ("ws", "pending", "wake", "last_heard", "peer", "closed", "principal")
+
+    def __init__(self, ws: web.WebSocketResponse, peer: str, principal: str | None = None) -> None:
+        self.ws = ws
+        self.principal = principal  # who authenticated this channel (None: the in-process secret / no auth)
+        self.pending: list[Any] = []
+        self.wake = asyncio.Event()
+        self.last_heard = time.monotonic()
+        self.peer = peer
+        self.closed = False
+
+    def send(self, msg: Any) -> None:
+        self.pending.append(msg)
+        self.wake.set()
+
+
+def ip_as_uint32(ip: str) -> int:
+    try:
+        return struct.unpack("<I", socket.inet_aton(ip))[0]
+    except OSError:
+        return 0
+
+
+def accepts_json(accept: str) -> bool:
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in ("application/json", "*/*", "application/*"):
+            return True
+    return False
+
+
+def basic_principal(auth: str | None) -> str | None:
+    if not auth or not auth.startswith("Basic "):
+        return None
+    try:
+        user = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
+    except Exception:
+        return None
+    return user if user and user != "None" else None
+
+
+__all__ = ["Channel", "Stream", "accepts_json", "basic_principal", "ip_as_uint32"]
