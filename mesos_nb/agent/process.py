@@ -38,6 +38,7 @@ from mesos_nb.protocol.tls import client_context
 from .agent import Agent
 from .config import AgentConfig
 from .http import make_app
+from .operator_api import install as install_operator_api
 
 logger = logging.getLogger("mesos_nb.agent")
 
@@ -134,7 +135,9 @@ class AgentProcess:
             for agent in self._agents:
                 os.makedirs(agent.config.work_dir, exist_ok=True)
                 agent.recovering = True
-                runner = web.AppRunner(make_app(agent), access_log=None, handle_signals=False)
+                app = make_app(agent)
+                install_operator_api(agent, app)  # POST /api/v1 (operator), /flags, /version, /containers
+                runner = web.AppRunner(app, access_log=None, handle_signals=False)
                 await runner.setup()
                 self._runners.append(runner)
                 port = agent.config.port or agent.previous_port()

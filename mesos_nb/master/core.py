@@ -19,6 +19,7 @@ from typing import Any
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from . import agents as _agents
+from . import framework_update as _framework_update
 from . import frameworks as _frameworks
 from . import offers as _offers
 from . import reachability as _reachability
@@ -85,6 +86,10 @@ class MasterCore(MasterState):
 
     def teardown(self, framework_id: str, now: float) -> None:
         _frameworks.teardown(self, self.framework(framework_id), now)
+
+    def update_framework(self, framework_id: str, payload: Any, now: float) -> bool:
+        """UPDATE_FRAMEWORK (``payload``: the call's JSON object); True when something changed."""
+        return _framework_update.update_framework(self, framework_id, payload, now)
 
     def remove_framework(self, framework_id: str, now: float, reason: str) -> None:
         _frameworks.remove_framework(self, framework_id, now, reason)

@@ -29,6 +29,7 @@ from .connections import Channel, Stream, accepts_json, basic_principal, ip_as_u
 from .core import CallError, MasterCore
 from .effects import EndStream, ToAgent, ToChannel, ToFramework
 from .ha import Leadership, fail_stop
+from .operator_api import OperatorApi
 from .outbox import Outbox
 from .partitions import PartitionConfig
 from .readonly import ReadOnlyViews
@@ -162,6 +163,9 @@ class MasterServer:
         if err is not None:
             return False, f"Registry writes are failing ({err}); {len(self.outbox.pending)} effects held back"
         return True, ""
+
+    def operator_subscribers(self) -> int:
+        return len(self.operator.streams.subscribers)
 
     async def start(self) -> None:
         if self.leadership is None:
@@ -328,8 +332,8 @@ class MasterServer:
         r = app.router
         for prefix in ("", "/master"):
             r.add_post(prefix + "/api/v1/scheduler", self.handle_scheduler)
-            r.add_post(prefix + "/api/v1", self.handle_operator)
         r.add_get("/api/v1/agent-channel", self.handle_channel)
+        self.operator = OperatorApi(self); self.operator.install(app)  # noqa: E702 - POST /api/v1, v0 extras
         self.views.add_routes(r)
         from .webui import WebUI  # the web UI and its utilization feed (/, /master/utilization)
 
@@ -402,7 +406,8 @@ class MasterServer:
             elif t == "TEARDOWN":
                 core.teardown(fid, now)
             elif t == "UPDATE_FRAMEWORK":
-                return _text(501, "UPDATE_FRAMEWORK is not supported yet")
+                core.update_framework(fid, m.to_builtins(call.update_framework), now)
+                return web.Response(status=200)
             else:
                 pass  # REQUEST, inverse offers, operation acks/reconciliation: accepted, nothing to do
         except CallError as e:
@@ -450,6 +455,7 @@ class MasterServer:
         )
         resp.enable_chunked_encoding()
         stream = Stream(fw.id, stream_id, resp)
+        stream.transport = request.transport
         self.streams[fw.id] = stream
         self.streams_by_id[stream_id] = stream
         self.flush()
@@ -464,6 +470,7 @@ class MasterServer:
                     continue
                 data = b"".join(stream.queue)
                 stream.queue.clear()
+                stream.queued = 0
                 await resp.write(data)
         except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
             pass
@@ -487,55 +494,6 @@ class MasterServer:
         await resp.write(recordio.encode(m.encode(m.Event(type="ERROR", error=m.Error(message=message)))))
         await resp.write_eof()
         return resp
-
-    # ------------------------------------------------------------------ operator API (subset)
-    async def handle_operator(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        try:
-            call = _loads(body)
-        except ValueError as e:
-            return _text(400, f"Failed to parse body into Call: {e}")
-        if not isinstance(call, dict) or not isinstance(call.get("type"), str):
-            return _text(400, "Expecting 'type' to be present")
-        t = call["type"]
-        if t == "GET_HEALTH":
-            return web.json_response({"type": "GET_HEALTH", "get_health": {"healthy": self.health()[0]}})
-        if t == "GET_VERSION":
-            return web.json_response({"type": "GET_VERSION", "get_version": {"version_info": {"version": __version__}}})
-        if t == "KILL_TASK":
-            try:
-                task_id = call["kill_task"]["task_id"]["value"]
-                assert isinstance(task_id, str)
-            except (KeyError, TypeError, AssertionError):
-                return _text(400, "Expecting 'kill_task.task_id.value' to be present")
-            task = self.core.operator_kill(task_id, time.time())
-            self.flush()
-            if task is None:
-                return _text(404, f"No active task with id '{task_id}'")
-            return web.Response(status=202)
-        if t == "MARK_AGENT_GONE":
-            try:
-                self.core.mark_agent_gone(call["mark_agent_gone"]["agent_id"]["value"], time.time())
-            except (KeyError, TypeError):
-                return _text(400, "Expecting 'mark_agent_gone.agent_id.value' to be present")
-            except CallError as e:
-                return _text(e.status, e.message)
-            finally:
-                self.flush()
-            return web.Response(status=200)
-        if t == "TEARDOWN":
-            try:
-                fid = call["teardown"]["framework_id"]["value"]
-            except (KeyError, TypeError):
-                return _text(400, "Expecting 'teardown.framework_id.value' to be present")
-            try:
-                self.core.teardown(fid, time.time())
-            except CallError as e:
-                return _text(404 if e.status == 400 else e.status, e.message)
-            finally:
-                self.flush()
-            return web.Response(status=200)
-        return _text(400, f"Unsupported operator call type '{t}'")
 
     # ------------------------------------------------------------------ agent channel
     async def handle_channel(self, request: web.Request) -> web.StreamResponse:

@@ -49,3 +49,7 @@ class MasterView(Protocol):
     def health(self) -> tuple[bool, str]:
         """Whether the master works (its registry accepts writes), and why not."""
         ...
+
+    def operator_subscribers(self) -> int:
+        """How many operator API SUBSCRIBE streams are open (a metric)."""
+        ...
