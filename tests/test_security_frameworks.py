@@ -37,6 +37,8 @@ ACLS = {
         {"principals": {"type": "ANY"}, "framework_principals": {"type": "NONE"}},
     ],
     "run_tasks": [{"principals": {"values": ["bob"]}, "users": {"type": "NONE"}}],
+    "view_flags": [{"principals": {"values": ["bob"]}, "flags": {"type": "NONE"}}],
+    "update_weights": [{"principals": {"values": ["bob"]}, "roles": {"type": "NONE"}}],
     "view_frameworks": [{"principals": {"values": ["bob"]}, "users": {"values": ["bob"]}},
                         {"principals": {"values": ["bob"]}, "users": {"type": "NONE"}}],
 }
@@ -290,3 +292,21 @@ def test_filter_view_hides_tasks_and_executors_of_other_users():
     assert [t["id"] for t in out["tasks"]] == ["t2"] and out["frameworks"][0]["executors"] == []
     assert filter_view(doc, acls, None, task_user, {"f1": "alice"})["tasks"] == []
     assert doc["tasks"][0]["id"] == "t1"  # the shared render is not changed
+
+
+async def test_operator_and_v0_calls_are_authorized_by_their_acl(cluster):
+    async with aiohttp.ClientSession() as s:
+        async with s.get(cluster.master_url + "/master/flags", headers=basic(BOB)) as r:
+            assert r.status == 403
+        async with s.get(cluster.master_url + "/master/flags", headers=basic(ALICE)) as r:
+            assert r.status == 200
+        body = json.dumps([{"role": "eng", "weight": 2.0}])
+        async with s.put(cluster.master_url + "/weights", data=body, headers=basic(BOB)) as r:
+            assert r.status == 403
+    status, text, _ = await post(cluster, "/api/v1", {"type": "GET_FLAGS"}, basic(BOB))
+    assert status == 403 and "GET_FLAGS" in text
+    status, _, _ = await post(cluster, "/api/v1", {"type": "GET_FLAGS"}, basic(ALICE))
+    assert status == 200
+    status, _, _ = await post(cluster, "/api/v1", {"type": "UPDATE_WEIGHTS", "update_weights": {
+        "weight_infos": [{"role": "eng", "weight": 2.0}]}}, basic(BOB))
+    assert status == 403

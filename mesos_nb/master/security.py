@@ -82,6 +82,26 @@ OPERATOR_ACTIONS: dict[str, str] = {
 }
 
 
+# v0 endpoints (path without the /master prefix, method) -> ACL action
+V0_ACTIONS: dict[tuple[str, str], str] = {
+    ("/flags", "GET"): "view_flags",
+    ("/weights", "PUT"): "update_weights",
+    ("/quota", "GET"): "get_quotas",
+    ("/quota", "POST"): "update_quotas",
+    ("/quota", "DELETE"): "update_quotas",
+    ("/maintenance/status", "GET"): "get_maintenance_statuses",
+    ("/maintenance/schedule", "GET"): "get_maintenance_schedules",
+    ("/maintenance/schedule", "POST"): "update_maintenance_schedules",
+    ("/machine/down", "POST"): "start_maintenances",
+    ("/machine/up", "POST"): "stop_maintenances",
+    ("/teardown", "POST"): "teardown_frameworks",
+    ("/reserve", "POST"): "reserve_resources",
+    ("/unreserve", "POST"): "unreserve_resources",
+    ("/create-volumes", "POST"): "create_volumes",
+    ("/destroy-volumes", "POST"): "destroy_volumes",
+}
+
+
 class SecurityError(ValueError):
     """Security flags that cannot work together; the message says which."""
 
@@ -228,6 +248,13 @@ class Guard:
         if refused is not None:
             return refused
         principal = request[PRINCIPAL]
+        v0 = request.path.rstrip("/")
+        v0 = v0[7:] if v0.startswith("/master/") else v0
+        action = V0_ACTIONS.get((v0, request.method))
+        if action is not None:
+            objects = await self._v0_objects(request, v0)
+            if not self.acls.allowed(action, principal, objects):
+                return _forbidden(f"Not authorized: {request.method} {request.path}")
         if realm == "operator" and request.method == "POST":
             refused = await self._check_operator(request, principal)
             if refused is not None:
@@ -320,6 +347,22 @@ class Guard:
                 return roles
         except (KeyError, TypeError, AttributeError, IndexError):
             return None  # malformed: the handler answers 400
+        return None
+
+    async def _v0_objects(self, request: web.Request, path: str) -> list[str] | None:
+        """The ACL object of a v0 call where one is known (weights: their roles; teardown: the
+        framework's principal); None is the ANY object."""
+        try:
+            if path == "/weights":
+                doc = msgspec.json.decode(await request.read())
+                return [w["role"] for w in doc]
+            if path == "/teardown":
+                form = await request.post()
+                core = self._core() if self._core else None
+                fw = core.frameworks.get(str(form.get("frameworkId", ""))) if core is not None else None
+                return [fw.info.principal] if fw is not None and fw.info.principal else None
+        except (msgspec.DecodeError, RecursionError, KeyError, TypeError, ValueError):
+            return None
         return None
 
     # ------------------------------------------------------------------ sandboxes
