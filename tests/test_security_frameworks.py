@@ -303,8 +303,9 @@ async def test_operator_and_v0_calls_are_authorized_by_their_acl(cluster):
         body = json.dumps([{"role": "eng", "weight": 2.0}])
         async with s.put(cluster.master_url + "/weights", data=body, headers=basic(BOB)) as r:
             assert r.status == 403
-    status, text, _ = await post(cluster, "/api/v1", {"type": "GET_FLAGS"}, basic(BOB))
-    assert status == 403 and "GET_FLAGS" in text
+    for path in ("/api/v1", "/api/v1/", "/master/api/v1/"):  # a trailing slash routes the same, checks too
+        status, text, _ = await post(cluster, path, {"type": "GET_FLAGS"}, basic(BOB))
+        assert status == 403 and "GET_FLAGS" in text, path
     status, _, _ = await post(cluster, "/api/v1", {"type": "GET_FLAGS"}, basic(ALICE))
     assert status == 200
     status, _, _ = await post(cluster, "/api/v1", {"type": "UPDATE_WEIGHTS", "update_weights": {

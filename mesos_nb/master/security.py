@@ -237,6 +237,7 @@ class Guard:
     @web.middleware
     async def middleware(self, request: web.Request,
                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        request, handler = await self._trim_slash(request, handler)
         realm, required = self._realm(request)
         origin = request.headers.get("Origin")
         if origin is not None:
@@ -287,6 +288,21 @@ class Guard:
         users = {fw.id: fw.info.user for fw in [*core.completed_frameworks, *core.frameworks.values()]}
         doc = filter_view(msgspec.json.decode(resp.body), self.acls, principal, task_user, users)
         return web.Response(body=msgspec.json.encode(doc), content_type="application/json")
+
+    @staticmethod
+    async def _trim_slash(request: web.Request, handler: Any) -> tuple[web.Request, Any]:
+        """libprocess trims one trailing ``/``: route ``/api/v1/`` as ``/api/v1`` here, before the
+        checks read the body (a request cannot be re-routed once its body is read)."""
+        path = request.path
+        if len(path) > 1 and path.endswith("/") and request.match_info.http_exception is not None:
+            clone = request.clone(rel_url=request.rel_url.with_path(path[:-1]))
+            match = await request.app.router.resolve(clone)
+            if match.http_exception is None:
+                match.add_app(request.app)
+                match.freeze()
+                clone._match_info = match
+                return clone, match.handler
+        return request, handler
 
     async def _check_operator(self, request: web.Request, principal: str | None) -> web.Response | None:
         ctype = request.headers.get("Content-Type")
