@@ -248,6 +248,7 @@ class LocalCluster:
         if self.credentials_path:
             lines.append(f"credentials: {self.credentials_path} (principal {self.principal}; "
                          "clients of this user find them by themselves)")
+            lines.append(f"web UI login: user {self.principal}, password the secret in that file")
         for a in self.agents:
             aid = getattr(a, "agent_id", None) or "?"
             url = getattr(a, "url", None) or f"http://{self.host}:{getattr(a, 'port', '?')}"
