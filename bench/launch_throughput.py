@@ -141,7 +141,7 @@ def start_cluster(work_dir: str, concurrency: int, split: bool,
             "    await x.start()\n"
         )
         agents = (
-            "    from mesos_nb.agent.config import AgentConfig\n"
+            "    from mesos_nb.agent.config import AgentConfig\n" + imports +
             "    from mesos_nb.agent.process import AgentProcess\n"
             f"    cfgs = [AgentConfig(master='127.0.0.1:{port}', port=0, resources={res!r} + f';ports:[{{31000 + i * 500}}-{{31499 + i * 500}}]',"
             f" work_dir={work_dir!r} + f'/agent{{i}}', isolation={isolation!r}) for i in range(2)]\n"
