@@ -210,8 +210,9 @@ async def test_operator_api_takes_only_json_from_this_origin(cluster):
                         ("application/x-protobuf", 415)):
         status, text, _ = await post(cluster, "/api/v1", call, {**basic(ALICE), "Content-Type": ctype})
         assert status == want, (ctype, text)
-    status, text, _ = await post(cluster, "/api/v1", call, {**basic(ALICE), "Content-Type": "application/x-protobuf"})
-    assert "not supported" in text
+    for path in ("/api/v1", "/api/v1/scheduler"):
+        status, text, _ = await post(cluster, path, call, {**basic(ALICE), "Content-Type": "application/x-protobuf"})
+        assert status == 415 and "not supported" in text
     status, text, _ = await post(cluster, "/api/v1", call, {**basic(ALICE), "Origin": "http://evil.example"})
     assert status == 403 and "Cross-origin" in text
     status, _, _ = await post(cluster, "/api/v1", call, basic(ALICE))

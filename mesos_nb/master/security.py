@@ -256,6 +256,10 @@ class Guard:
             objects = await self._v0_objects(request, v0)
             if not self.acls.allowed(action, principal, objects):
                 return _forbidden(f"Not authorized: {request.method} {request.path}")
+        if realm == "scheduler" and request.headers.get("Content-Type", "").split(";")[0].strip().lower() \
+                == "application/x-protobuf":
+            return web.Response(status=415, text="Content-Type 'application/x-protobuf' is not supported; "
+                                                 "mesos-nb speaks 'application/json'")
         if realm == "operator" and request.method == "POST":
             refused = await self._check_operator(request, principal)
             if refused is not None:
