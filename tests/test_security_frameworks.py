@@ -269,6 +269,16 @@ async def test_view_acls_filter_the_state_endpoints(cluster):
                 assert [f["id"] for f in (await get(ALICE, path))["frameworks"]] == [fid], path
                 assert (await get(BOB, path))["frameworks"] == [], path
             assert (await get(BOB, "/master/state"))["slaves"]  # the rest of the state stays visible
+            # views not filtered per caller yet are refused to bob, not leaked
+            for path in ("/master/ui/tasks", "/master/ui/frameworks"):
+                async with s.get(cluster.master_url + path, headers=basic(BOB)) as r:
+                    assert r.status == 403, path
+                async with s.get(cluster.master_url + path, headers=basic(ALICE)) as r:
+                    assert r.status == 200, path
+        status, _, _ = await post(cluster, "/api/v1", {"type": "GET_STATE"}, basic(BOB))
+        assert status == 403
+        status, text, _ = await post(cluster, "/api/v1", {"type": "GET_STATE"}, basic(ALICE))
+        assert status == 200 and fid in text
     finally:
         await alice.stop()
 

@@ -36,7 +36,7 @@ from aiohttp import web
 from ..protocol import channel as ch
 from ..protocol.credentials import CredentialsError, load_credentials, parse_basic, verify
 from .acls import GET_ENDPOINTS_PATHS, PERMIT_ALL, ACLError, ACLs
-from .visibility import VIEW_PATHS, filter_view, restricted
+from .visibility import VIEW_ACTIONS, VIEW_PATHS, filter_view, restricted
 
 log = logging.getLogger("mesos_nb.master")
 
@@ -100,6 +100,12 @@ V0_ACTIONS: dict[tuple[str, str], str] = {
     ("/create-volumes", "POST"): "create_volumes",
     ("/destroy-volumes", "POST"): "destroy_volumes",
 }
+
+
+# views not filtered per caller yet: refused to a principal the view ACLs restrict
+UNFILTERED_VIEWS = {"/master/ui/stream", "/master/ui/summary", "/master/ui/frameworks", "/master/ui/tasks",
+                    "/master/utilization", "/master/utilization/stream"}
+UNFILTERED_CALLS = {"GET_STATE", "GET_FRAMEWORKS", "GET_TASKS", "GET_EXECUTORS", "SUBSCRIBE"}
 
 
 class SecurityError(ValueError):
@@ -270,15 +276,26 @@ class Guard:
                 return _forbidden(f"Not authorized to GET {path}")
             if path == "/master/files/read" and not self._sandbox_allowed(request, principal):
                 return _forbidden("Not authorized to read this sandbox")
-            view = path[7:] if path.startswith("/master/") else path
-            if view in VIEW_PATHS and restricted(self.acls):
-                return self._filtered(await handler(request), principal)
+            if restricted(self.acls) and not self._sees_all(principal):
+                view = path[7:] if path.startswith("/master/") else path
+                if view in VIEW_PATHS:
+                    return self._filtered(await handler(request), principal)
+                if path in UNFILTERED_VIEWS:
+                    return _forbidden(f"{path} is not available to a principal whose view ACLs hide "
+                                      "something; use /master/state")
         return await handler(request)
+
+    def _sees_all(self, principal: str | None) -> bool:
+        """Allowed the ANY object for every view action, hence every framework, task and executor
+        (a SOME rule can only widen what ANY is allowed, never narrow it)."""
+        return all(self.acls.allowed(a, principal, None) for a in VIEW_ACTIONS)
 
     def _filtered(self, resp: web.StreamResponse, principal: str | None) -> web.StreamResponse:
         """The view ACLs applied to a read-only JSON answer (only when they could hide something)."""
-        if not isinstance(resp, web.Response) or resp.status != 200 or resp.content_type != "application/json":
+        if not isinstance(resp, web.Response) or resp.status != 200:
             return resp
+        if resp.content_type != "application/json":
+            return _forbidden("Only JSON views can be filtered by the view ACLs")
         core = self._core() if self._core else None
         if core is None or not isinstance(resp.body, bytes):
             return resp
@@ -328,6 +345,9 @@ class Guard:
         if not isinstance(call, dict):
             return None  # the handler names the problem
         t = call.get("type")
+        if t in UNFILTERED_CALLS and restricted(self.acls) and not self._sees_all(principal):
+            return _forbidden(f"{t} is not available to a principal whose view ACLs hide something; "
+                              "use /master/state")
         action = OPERATOR_ACTIONS.get(t) if isinstance(t, str) else None
         if action is None:
             return None

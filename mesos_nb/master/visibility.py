@@ -67,4 +67,4 @@ def filter_view(doc: Any, acls: ACLs, principal: str | None, task_user: TaskUser
     return out
 
 
-__all__ = ["VIEW_PATHS", "filter_view", "restricted"]
+__all__ = ["VIEW_ACTIONS", "VIEW_PATHS", "filter_view", "restricted"]
