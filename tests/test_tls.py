@@ -42,7 +42,7 @@ def cluster(certs, home, tmp_path):
     from mesos_nb.notebook.embedded import ClusterThread
 
     ct = ClusterThread(agents=2, port=0, agent_resources="cpus:1;mem:256", work_dir=str(tmp_path / "c"),
-                       tls_cert=certs.cert, tls_key=certs.key, tls_ca=certs.ca)
+                       tls_cert=certs.cert, tls_key=certs.key, tls_ca=certs.ca, authenticate=True)
     ct.start()
     try:
         yield ct

@@ -71,7 +71,6 @@ class ClusterThread:
 
     def __init__(self, agents: int = 2, port: int = 0, agent_resources: str | None = None,
                  work_dir: str | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("authenticate", True)
         self.cluster = LocalCluster(agents=agents, port=port, work_dir=work_dir,
                                     agent_resources=agent_resources or None, **kwargs)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -160,7 +159,8 @@ def start_embedded(agents: int = 2, resources: str | None = None, port: int = 50
                 return str(info["url"]), False
             ct = None
             for p in ([port, 0] if port else [0]):
-                ct = ClusterThread(agents=agents, port=p, agent_resources=resources)
+                # secure by default: credentials.json, named in local.json and found by the clients
+                ct = ClusterThread(agents=agents, port=p, agent_resources=resources, authenticate=True)
                 try:
                     ct.start()
                     break
