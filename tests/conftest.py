@@ -163,7 +163,9 @@ class ClusterProcess:
 
 
 def start_cluster_process(work_dir: Path, agents: int = 2, resources: str = SMALL_AGENT,
-                          timeout: float = 30.0) -> ClusterProcess:
+                          timeout: float = 30.0, authenticate: bool = False) -> ClusterProcess:
+    """``mesos-nb local`` in a subprocess; secure (credentials found through the discovery file of
+    this HOME) only with ``authenticate``, since many tests talk to it from another HOME."""
     port = free_port()
     log_path = work_dir / "mesos-nb-local.log"
     env = cli_env(MESOS_NB_MASTER=f"127.0.0.1:{port}")
@@ -171,7 +173,8 @@ def start_cluster_process(work_dir: Path, agents: int = 2, resources: str = SMAL
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mesos_nb", "local", "--agents", str(agents), "--port", str(port),
-             "--work-dir", str(work_dir / "cluster"), "--resources", resources],
+             "--work-dir", str(work_dir / "cluster"), "--resources", resources,
+             *([] if authenticate else ["--no-authenticate"])],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
             start_new_session=True,
         )
@@ -213,7 +216,7 @@ def stop_cluster_process(cp: ClusterProcess, timeout: float = 20.0) -> int | Non
 @pytest.fixture(scope="session")
 def cluster_process(tmp_path_factory: pytest.TempPathFactory):
     pytest.importorskip("mesos_nb.agent.process", reason="the agent is not available yet")
-    cp = start_cluster_process(tmp_path_factory.mktemp("cluster-process"))
+    cp = start_cluster_process(tmp_path_factory.mktemp("cluster-process"), authenticate=True)
     try:
         yield cp
     finally:
