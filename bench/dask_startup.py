@@ -38,7 +38,7 @@ def start_master(workers: int) -> tuple[subprocess.Popen, str]:
     work = tempfile.mkdtemp(prefix="bench-dask-")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mesos_nb", "local", "--agents", "2", "--port", str(port),
+        [sys.executable, "-m", "mesos_nb", "local", "--no-authenticate", "--agents", "2", "--port", str(port),
          "--work-dir", work, "--resources", f"cpus:{workers};mem:{workers * 1024};disk:1024"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60

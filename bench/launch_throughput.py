@@ -1,7 +1,7 @@
 """Command tasks through a real local cluster vs. raw asyncio subprocess spawns.
 
     python bench/launch_throughput.py [-n 1000] [--concurrency 64] [--isolation auto|posix|cgroups]
-                                      [--image busybox]
+                                      [--image busybox] [--auth] [--tls]
 
 Both halves run in this one invocation on the same machine: first N ``/bin/true`` processes
 spawned with ``asyncio.create_subprocess_exec`` (at most ``--concurrency`` alive at once, the
@@ -15,14 +15,21 @@ containerizer (``filesystem/linux`` added to the isolation; the image is the bus
 test image of tests/images_support.py, served from a directory of ``docker save`` tarballs),
 so image and plain launch rates are printed side by side. Mesos 1.7's anchor: 1,000
 containers in 30.7 s on one agent.
+
+``--auth`` and/or ``--tls`` run each cluster a second time with authentication on (credentials
+file, every realm, Basic on every call, the agents' secret on the channel) and/or TLS on the
+master's listener and the agent channel (a CA and certificate made with the openssl CLI), and
+print the cost against the plain run (target: within 10 %).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -73,12 +80,54 @@ _SERVE = (
 )
 
 
+class Secure:
+    """Credentials and/or TLS material for a secured run (files under ``d``)."""
+
+    def __init__(self, d: str, auth: bool, tls: bool) -> None:
+        self.auth, self.tls = auth, tls
+        self.principal, self.secret, self.agent_secret = "bench", "bench-secret", "bench-agent-secret"
+        self.creds = os.path.join(d, "credentials.json")
+        with open(self.creds, "w") as f:
+            json.dump({"credentials": [{"principal": self.principal, "secret": self.secret}]}, f)
+        os.chmod(self.creds, 0o600)
+        self.ca = self.cert = self.key = None
+        if tls:
+            def run(*args: str) -> None:
+                subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+            run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=bench CA",
+                "-keyout", "ca.key", "-out", "ca.pem", "-addext", "basicConstraints=critical,CA:TRUE")
+            run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "s.key", "-out", "s.csr")
+            with open(os.path.join(d, "ext.cnf"), "w") as f:
+                f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+            run("x509", "-req", "-in", "s.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
+                "-out", "s.pem", "-extfile", "ext.cnf")
+            self.ca, self.cert, self.key = (os.path.join(d, x) for x in ("ca.pem", "s.pem", "s.key"))
+
+    def master_kwargs(self) -> str:
+        kw = f"tls_cert={self.cert!r}, tls_key={self.key!r}, tls_ca={self.ca!r}"
+        if self.auth:
+            kw += (f", agent_secret={self.agent_secret!r}, security=SecurityConfig(credentials={self.creds!r}, "
+                   "authenticate_frameworks=True, authenticate_agents=True, authenticate_http_readonly=True, "
+                   "authenticate_http_readwrite=True)")
+        return kw
+
+
 def start_cluster(work_dir: str, concurrency: int, split: bool,
                   isolation: str = "auto", task_cpus: float = 0.1,
-                  registry: str | None = None, launcher: bool = True) -> tuple[list[subprocess.Popen], str]:
+                  registry: str | None = None, launcher: bool = True,
+                  secure: Secure | None = None) -> tuple[list[subprocess.Popen], str]:
     """``mesos-nb local --agents 2``; with ``split`` the two agents live in a second process
     (one agent process, as on a real machine), otherwise master and agents share one."""
     port = _free_port()
+    scheme = "https" if secure is not None and secure.tls else "http"
+    imports = ("    from mesos_nb.master.security import SecurityConfig\n"
+               "    from mesos_nb.protocol.tls import client_context\n")
+    mkw = secure.master_kwargs() if secure is not None else ""
+    akw = ""
+    if secure is not None:
+        akw = (f", secret={secure.agent_secret!r}" if secure.auth else "") + (
+            f", ssl_context=client_context({secure.ca!r})" if secure.tls else "")
     per_agent = max(1, concurrency // 2)
     res = f"cpus:{per_agent * task_cpus:.2f};mem:{per_agent * 4}"
     env = dict(os.environ, MESOS_NB_LOG_LEVEL="warning")
@@ -87,29 +136,32 @@ def start_cluster(work_dir: str, concurrency: int, split: bool,
     opts = {"isolation": isolation, **({"docker_registry": registry} if registry else {})}
     if not split:
         body = (
-            "    from mesos_nb.local import LocalCluster\n"
+            "    from mesos_nb.local import LocalCluster\n" + imports +
             f"    x = LocalCluster(agents=2, port={port}, work_dir={work_dir!r}, agent_resources={res!r},"
-            f" agent_options={opts!r})\n"
+            f" agent_options={opts!r}, master_options=dict({mkw}),"
+            f" tls_cert={secure.cert if secure else None!r}, tls_key={secure.key if secure else None!r},"
+            f" tls_ca={secure.ca if secure else None!r})\n"
             "    await x.start()\n"
         )
         procs = [_spawn(_SERVE.format(body=body), env)]
     else:
         master = (
-            "    from mesos_nb.master.server import MasterConfig, MasterServer\n"
-            f"    x = MasterServer(MasterConfig(port={port}))\n"
+            "    from mesos_nb.master.server import MasterConfig, MasterServer\n" + imports +
+            f"    x = MasterServer(MasterConfig(port={port}, {mkw}))\n"
             "    await x.start()\n"
         )
         agents = (
-            "    from mesos_nb.agent.config import AgentConfig\n"
+            "    from mesos_nb.agent.config import AgentConfig\n" + imports +
             "    from mesos_nb.agent.process import AgentProcess\n"
             f"    cfgs = [AgentConfig(master='127.0.0.1:{port}', port=0, resources={res!r} + f';ports:[{{31000 + i * 500}}-{{31499 + i * 500}}]',"
             f" work_dir={work_dir!r} + f'/agent{{i}}', **{opts!r}) for i in range(2)]\n"
-            f"    x = AgentProcess(cfgs, master='127.0.0.1:{port}')\n"
+            f"    x = AgentProcess(cfgs, master='{scheme}://127.0.0.1:{port}'{akw})\n"
             "    await x.start()\n"
         )
         procs = [_spawn(_SERVE.format(body=master), env), _spawn(_SERVE.format(body=agents), env)]
-    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
-    return procs, f"127.0.0.1:{port}"
+    ctx = ssl.create_default_context(cafile=secure.ca) if secure is not None and secure.tls else None
+    urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/health", timeout=5, context=ctx).read()
+    return procs, f"{scheme}://127.0.0.1:{port}"
 
 
 class Launcher(Scheduler):
@@ -232,14 +284,21 @@ def build_busybox_tarballs(directory: str, name: str) -> str:
 
 async def through_cluster(n: int, concurrency: int, split: bool, base: str,
                           isolation: str = "auto", task_cpus: float = 0.1,
-                          image: str | None = None, launcher: bool = True) -> tuple[float, int]:
+                          image: str | None = None, launcher: bool = True,
+                          auth: bool = False, tls: bool = False) -> tuple[float, int]:
     os.makedirs(base, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mesos-nb-bench-", dir=base) as wd:
         registry = build_busybox_tarballs(os.path.join(wd, "images"), image) if image else None
-        procs, master = start_cluster(wd, concurrency, split, isolation, task_cpus, registry, launcher)
+        secure = Secure(wd, auth, tls) if auth or tls else None
+        procs, master = start_cluster(wd, concurrency, split, isolation, task_cpus, registry, launcher, secure)
         try:
             sched = Launcher(n, task_cpus, image)
-            driver = SchedulerDriver(sched, FrameworkInfo(user="bench", name="launch-throughput"), master)
+            kw = {}
+            if secure is not None:
+                kw = dict(ca_file=secure.ca)
+                if auth:
+                    kw.update(principal=secure.principal, secret=secure.secret)
+            driver = SchedulerDriver(sched, FrameworkInfo(user="bench", name="launch-throughput"), master, **kw)
             t0 = time.perf_counter()
             await driver.start()
             await asyncio.wait_for(sched.done.wait(), timeout=max(120, n / 5))
@@ -267,6 +326,8 @@ async def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--task-cpus", type=float, default=0.1,
                     help="cpus per task (default 0.1; under cgroups this is a hard CFS quota, and 0.01 "
                          "leaves a process 1 ms of CPU per 100 ms period to start in)")
+    ap.add_argument("--auth", action="store_true", help="also run with authentication on and print its cost")
+    ap.add_argument("--tls", action="store_true", help="also run with TLS on and print its cost")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead")
     ap.add_argument("--no-launcher", action="store_true",
                     help="agents fork tasks themselves instead of through their launcher helper (for comparison)")
@@ -301,6 +362,14 @@ async def main(argv: list[str] | None = None) -> None:
         key = "split" if split else "one_process"
         out[f"{key}_rate"], out[f"{key}_ratio"], out[f"{key}_failed"] = rate, rate / raw_rate, failed
         say(f"{label} : {clu:7.3f} s = {rate:8.1f} /s  ratio {rate / raw_rate:.2f} (target >= 0.50, failed {failed})")
+        if a.auth or a.tls:
+            what = "+".join(x for x, on in (("auth", a.auth), ("tls", a.tls)) if on)
+            sec, failed = await through_cluster(a.n, a.concurrency, split, a.work_dir, a.isolation, a.task_cpus,
+                                                auth=a.auth, tls=a.tls)
+            srate = a.n / sec
+            out[f"{key}_{what}_rate"], out[f"{key}_{what}_cost"] = srate, 1 - srate / rate
+            say(f"{label} with {what}: {sec:7.3f} s = {srate:8.1f} /s  cost {100 * (1 - srate / rate):+.1f} % "
+                f"of the plain run (target within 10 %, failed {failed})")
     if a.image:
         iso = a.isolation if "filesystem/linux" in a.isolation else f"{a.isolation},filesystem/linux"
         for split, label in ((False, "image, one process           "), (True, "image, agents own process    ")):
@@ -310,8 +379,6 @@ async def main(argv: list[str] | None = None) -> None:
             say(f"{label} : {clu:7.3f} s = {rate:8.1f} /s  ({a.image}, isolation {iso}; Mesos 1.7: "
                 f"1000 in 30.7 s = 32.6 /s; failed {failed})")
     if a.json:
-        import json
-
         print(json.dumps(out))
 
 

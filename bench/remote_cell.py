@@ -46,7 +46,7 @@ def start_cluster(work: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mesos_nb", "local", "--agents", "2", "--port", str(port),
+        [sys.executable, "-m", "mesos_nb", "local", "--no-authenticate", "--agents", "2", "--port", str(port),
          "--work-dir", work, "--resources", "cpus:2;mem:2048;disk:1024"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60

@@ -83,9 +83,25 @@ async def async_wait_for(predicate: Callable[[], Any], timeout: float = 10.0, in
         await asyncio.sleep(interval)
 
 
-def get_json(url: str, timeout: float = 5.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+def get_json(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> Any:
+    if headers is None:  # like every mesos-nb client: a local cluster's credentials are found by themselves
+        from mesos_nb.protocol.client_auth import access_for
+
+        headers = access_for(url).headers()
+    req = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.load(r)
+
+
+def credential_headers(work_dir: Path) -> dict[str, str]:
+    """HTTP Basic from the credentials.json a secure-by-default ``mesos-nb local`` wrote there."""
+    from mesos_nb.protocol.credentials import CredentialsError, basic_header, load_credential
+
+    try:
+        c = load_credential(str(work_dir / "credentials.json"))
+    except CredentialsError:
+        return {}
+    return {"Authorization": basic_header(c.principal, c.secret)}
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -134,7 +150,7 @@ class ClusterProcess:
         return f"http://{self.master}"
 
     def state(self) -> dict[str, Any]:
-        return get_json(self.url + "/master/state")
+        return get_json(self.url + "/master/state", headers=credential_headers(self.work_dir / "cluster"))
 
     def cli(self, *args: str, timeout: float = 60.0, **env: str) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, env={**self.env, **env}, timeout=timeout)
@@ -147,7 +163,9 @@ class ClusterProcess:
 
 
 def start_cluster_process(work_dir: Path, agents: int = 2, resources: str = SMALL_AGENT,
-                          timeout: float = 30.0) -> ClusterProcess:
+                          timeout: float = 30.0, authenticate: bool = False) -> ClusterProcess:
+    """``mesos-nb local`` in a subprocess; secure (credentials found through the discovery file of
+    this HOME) only with ``authenticate``, since many tests talk to it from another HOME."""
     port = free_port()
     log_path = work_dir / "mesos-nb-local.log"
     env = cli_env(MESOS_NB_MASTER=f"127.0.0.1:{port}")
@@ -155,7 +173,8 @@ def start_cluster_process(work_dir: Path, agents: int = 2, resources: str = SMAL
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mesos_nb", "local", "--agents", str(agents), "--port", str(port),
-             "--work-dir", str(work_dir / "cluster"), "--resources", resources],
+             "--work-dir", str(work_dir / "cluster"), "--resources", resources,
+             *([] if authenticate else ["--no-authenticate"])],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
             start_new_session=True,
         )
@@ -197,7 +216,7 @@ def stop_cluster_process(cp: ClusterProcess, timeout: float = 20.0) -> int | Non
 @pytest.fixture(scope="session")
 def cluster_process(tmp_path_factory: pytest.TempPathFactory):
     pytest.importorskip("mesos_nb.agent.process", reason="the agent is not available yet")
-    cp = start_cluster_process(tmp_path_factory.mktemp("cluster-process"))
+    cp = start_cluster_process(tmp_path_factory.mktemp("cluster-process"), authenticate=True)
     try:
         yield cp
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 def kernel_env(home: Path, **extra: str) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
+    # The same user on the same machine: the kernel finds the local clusters this process started
+    # (their credentials) through the discovery files, as it would under the user's own HOME.
+    from mesos_nb.protocol.client_auth import state_dir
+
+    if (state_dir() / "clusters").is_dir() and state_dir().resolve() != (home / ".mesos-nb").resolve():
+        shutil.copytree(state_dir() / "clusters", home / ".mesos-nb" / "clusters", dirs_exist_ok=True)
     env = cli_env(HOME=str(home), **extra)
     env.pop("JPY_SESSION_NAME", None)
     return env

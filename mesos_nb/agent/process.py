@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 from typing import Any
 
 import aiohttp
@@ -32,6 +33,7 @@ from mesos_nb.protocol.channel import (
     decode_to_agent,
     encode_frames,
 )
+from mesos_nb.protocol.tls import client_context
 
 from .agent import Agent
 from .config import AgentConfig
@@ -73,6 +75,7 @@ class AgentProcess:
         register_timeout: float = 15.0,
         backoff_min: float = 0.1,
         backoff_max: float = 15.0,
+        ssl_context: ssl.SSLContext | None = None,
         zk_session_timeout: float = 10.0,
         master_ping_timeout: float = 75.0,
     ) -> None:
@@ -98,6 +101,7 @@ class AgentProcess:
         else:
             self.ws_url, self.master_address = parse_master(given)
         self.secret = secret if secret is not None else configs[0].agent_secret
+        self.ssl_context = ssl_context  # for wss://; default: verify against $LIBPROCESS_SSL_CA_FILE or the system
         self.register_timeout = register_timeout
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
@@ -156,7 +160,9 @@ class AgentProcess:
             finally:
                 agent.recovering = False
         headers = {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
-        self._session = aiohttp.ClientSession(headers=headers)
+        ctx = self.ssl_context or (client_context() if (self.ws_url or "").startswith("wss://") else None)
+        connector = aiohttp.TCPConnector(ssl=ctx) if ctx is not None else None
+        self._session = aiohttp.ClientSession(headers=headers, connector=connector)
         self._leader_changed = asyncio.Event()
         if self.zk_url is not None:
             try:

@@ -59,10 +59,11 @@ class Stream:
 class Channel:
     """One agent process's WebSocket; carries many agents."""
 
-    __slots__ = ("ws", "pending", "wake", "last_heard", "peer", "closed")
+    __slots__ = ("ws", "pending", "wake", "last_heard", "peer", "closed", "principal")
 
-    def __init__(self, ws: web.WebSocketResponse, peer: str) -> None:
+    def __init__(self, ws: web.WebSocketResponse, peer: str, principal: str | None = None) -> None:
         self.ws = ws
+        self.principal = principal  # who authenticated this channel (None: the in-process secret / no auth)
         self.pending: list[Any] = []
         self.wake = asyncio.Event()
         self.last_heard = time.monotonic()

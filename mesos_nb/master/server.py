@@ -23,6 +23,7 @@ from aiohttp import WSMsgType, web
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol import recordio
+from ..protocol.tls import server_context, server_settings
 from ..protocol.version import VERSION as __version__
 from . import big_calls
 from .connections import Channel, Stream, accepts_json, basic_principal, ip_as_uint32
@@ -35,6 +36,7 @@ from .partitions import PartitionConfig
 from .readonly import ReadOnlyViews
 from .registry import NullRegistry, Registry
 from .registry_sqlite import SqliteRegistry
+from .security import PRINCIPAL, Guard, SecurityConfig
 
 log = logging.getLogger("mesos_nb.master")
 
@@ -52,6 +54,11 @@ class MasterConfig:
     agent_ping_timeout: float = 15.0
     max_agent_ping_timeouts: int = 5
     agent_secret: str | None = None
+    security: SecurityConfig | None = None
+    tls_cert: str | None = None  # else LIBPROCESS_SSL_* when LIBPROCESS_SSL_ENABLED
+    tls_key: str | None = None
+    tls_ca: str | None = None
+
     # --zk mode (ha.py): contend for leadership, registry in ZooKeeper
     zk: str | None = None
     quorum: int | None = None
@@ -79,6 +86,9 @@ class MasterServer:
             else:
                 registry = NullRegistry()  # --zk: the ZooKeeper registry, once elected
         self.registry: Registry = registry
+        # Authentication, authorization and request hygiene (security.py); TLS on the listener.
+        self.guard = Guard(c.security, lambda: self.config.agent_secret, lambda: self.core)
+        self.ssl_context = server_context(server_settings(c.tls_cert, c.tls_key, c.tls_ca))
         self.core = self._new_core()
         self.outbox = Outbox(self.registry, self._deliver)
         self._retry_handle: asyncio.TimerHandle | None = None
@@ -95,11 +105,13 @@ class MasterServer:
 
     def _new_core(self) -> MasterCore:
         c = self.config
-        return MasterCore(
+        core = MasterCore(
             self.master_id, agent_reregister_timeout=c.agent_reregister_timeout,
             unreachable_timeout=c.agent_ping_timeout * c.max_agent_ping_timeouts,
             partition=PartitionConfig(c.agent_ping_timeout, c.max_agent_ping_timeouts,
                                       c.registry_max_agent_age, c.registry_max_agent_count))
+        core.authorize_task = self.guard.authorize_task  # run_tasks ACL
+        return core
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -115,7 +127,8 @@ class MasterServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.hostname}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.hostname}:{self.port}"
 
     @property
     def address(self) -> str:
@@ -163,7 +176,8 @@ class MasterServer:
             handler_cancellation=True,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True,
+                           ssl_context=self.ssl_context)
         await site.start()
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         self.port = sock.getsockname()[1]
@@ -316,6 +330,7 @@ class MasterServer:
     # ------------------------------------------------------------------ app
     def _make_app(self) -> web.Application:
         mws = [self.leadership.middleware] if self.leadership is not None else []
+        mws.append(self.guard.middleware)  # after leadership: a follower redirects before authenticating
         app = web.Application(client_max_size=MAX_BODY, middlewares=mws)
         r = app.router
         for prefix in ("", "/master"):
@@ -359,6 +374,9 @@ class MasterServer:
         fw = self.core.frameworks.get(fid)
         if fw is None:
             return _text(400, "Framework cannot be found")
+        refused = self.guard.check_framework_call(request.get(PRINCIPAL), fw)
+        if refused is not None:
+            return _text(403, refused)
         if not fw.connected:
             return _text(403, "Framework is not subscribed")
         sid = request.headers.get("Mesos-Stream-Id")
@@ -417,7 +435,16 @@ class MasterServer:
             # Admitting a framework needs a registry write; answer now rather than hold the stream.
             return _text(503, f"The master's registry is not writable ({self.outbox.error}); retry later")
         stream_id = str(uuid.uuid4())
-        principal = basic_principal(request.headers.get("Authorization"))
+        if self.guard.config.authenticate_frameworks:
+            principal = request.get(PRINCIPAL)
+        else:  # authentication off: the name is only recorded
+            principal = basic_principal(request.headers.get("Authorization"))
+        existing = self.core.frameworks.get(info_id.value) if info_id is not None else None
+        refused = self.guard.check_subscribe(principal, call.subscribe.framework_info, existing)
+        if refused is not None:
+            log.warning("subscribe refused principal=%s framework=%s: %s", principal,
+                        info_id.value if info_id else None, refused[1])
+            return _text(*refused)
         try:
             fw = self.core.subscribe(call.subscribe, stream_id, time.time(), principal)
         except CallError as e:
@@ -473,14 +500,10 @@ class MasterServer:
 
     # ------------------------------------------------------------------ agent channel
     async def handle_channel(self, request: web.Request) -> web.StreamResponse:
-        secret = self.config.agent_secret
-        if secret:
-            auth = request.headers.get("Authorization", "")
-            if auth != f"Bearer {secret}":
-                return _text(401, "Agent authentication failed: wrong or missing secret")
+        # The middleware has authenticated the agent process (credential or in-process secret).
         ws = web.WebSocketResponse(max_msg_size=MAX_BODY, heartbeat=None)
         await ws.prepare(request)
-        chan = Channel(ws, request.remote or "?")
+        chan = Channel(ws, request.remote or "?", request.get(PRINCIPAL))
         self.channels.add(chan)
         writer = asyncio.get_running_loop().create_task(self._channel_writer(chan))
         log.info("agent channel opened peer=%s", chan.peer)
@@ -503,11 +526,14 @@ class MasterServer:
                         now = time.time()
                     tx = type(x)
                     try:
-                        if tx is ch.StatusUpdate:
-                            if x.agent_id in core.agents:
-                                core.status_update(x, now)
-                        elif tx is ch.RegisterAgent:
-                            core.register_agent(x, chan, now)
+                        if tx is ch.RegisterAgent:
+                            self.guard.register_agent(core, x, chan, now)
+                        elif tx is ch.Pong:
+                            pass
+                        elif not self.guard.from_channel(core, x, chan):
+                            continue  # an agent speaking for an agent or task that is not its own
+                        elif tx is ch.StatusUpdate:
+                            core.status_update(x, now)
                         elif tx is ch.ExecutorExited:
                             core.executor_exited(x)
                         elif tx is ch.ExecutorToFramework:
@@ -549,6 +575,8 @@ def _loads(body: bytes) -> Any:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as e:
         raise ValueError(str(e)) from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _text(status: int, message: str) -> web.Response:

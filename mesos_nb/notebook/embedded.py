@@ -4,6 +4,8 @@ The first kernel that needs a cluster and finds none starts a :class:`LocalClust
 private event-loop thread, on the well-known port (5050 when free), and writes
 ``~/.mesos-nb/local.json`` (address, pid). Any later kernel reads that file, checks the pid is
 alive and ``/health`` answers, and connects to the same cluster instead of starting another.
+The cluster requires authentication: ``local.json`` names its ``credentials.json``, and the
+SDK and the client library find them through the discovery file LocalCluster writes.
 A file lock serialises the check-and-start of two kernels starting at the same moment.
 """
 
@@ -161,7 +163,8 @@ def start_embedded(agents: int = 2, resources: str | None = None, port: int = 50
                 return str(info["url"]), False
             ct = None
             for p in ([port, 0] if port else [0]):
-                ct = ClusterThread(agents=agents, port=p, agent_resources=resources)
+                # secure by default: credentials.json, named in local.json and found by the clients
+                ct = ClusterThread(agents=agents, port=p, agent_resources=resources, authenticate=True)
                 try:
                     ct.start()
                     break
@@ -171,7 +174,8 @@ def start_embedded(agents: int = 2, resources: str | None = None, port: int = 50
                 raise OSError("could not start the embedded cluster")
             _embedded = ct
             info = {"master": ct.master_address, "url": ct.master_url, "pid": os.getpid(),
-                    "agents": agents, "work_dir": ct.cluster.work_dir, "started": time.time()}
+                    "agents": agents, "work_dir": ct.cluster.work_dir, "started": time.time(),
+                    "credentials": ct.cluster.credentials_path}
             tmp = local_file().with_suffix(".tmp")
             tmp.write_text(json.dumps(info, indent=1))
             os.replace(tmp, local_file())

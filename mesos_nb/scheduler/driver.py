@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from mesos_nb.protocol.client_auth import access_for
 from mesos_nb.protocol.messages import (
     ID,
     Accept,
@@ -115,8 +116,9 @@ class _StreamLost(Exception):
 class SchedulerDriver:
     """asyncio-native Mesos v1 scheduler driver.
 
-    ``master`` is ``host:port`` or ``http://host:port``. ``principal``/``secret`` add HTTP
-    Basic authentication to every request (and set ``framework.principal`` when unset).
+    ``master`` is ``host:port``, ``http(s)://host:port`` or ``zk://``. ``principal``/``secret``
+    (HTTP Basic on every request; else those of the environment or of a local cluster, see
+    :mod:`mesos_nb.protocol.client_auth`) and ``ca_file`` (the CA of an https master) are optional.
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class SchedulerDriver:
         implicit_acknowledgements: bool = True,
         principal: str | None = None,
         secret: str | None = None,
+        ca_file: str | None = None,
         heartbeat_misses: int = 5,
         backoff_max: float = 15.0,
         backoff_base: float = 0.25,
@@ -137,15 +140,17 @@ class SchedulerDriver:
         zk_session_timeout: float = 10.0,
     ) -> None:
         self.scheduler = scheduler
-        if principal and not framework.principal:
-            framework = msgspec.structs.replace(framework, principal=principal)
-        self._framework = framework
         self._master = normalize_master(master)
+        access = access_for(self._master, principal, secret, ca_file)
+        self._ssl = access.ssl_context("https://")  # verifying, for https:// masters (a zk:// leader too)
+        if access.credential is not None and not framework.principal:
+            framework = msgspec.structs.replace(framework, principal=access.credential.principal)
+        self._framework = framework
         # zk://: the leader's URL is filled in by the detector; until then there is nowhere to go
         self.zk_url: str | None = self._master if self._master.startswith("zk://") else None
         self._detector: Any = None
         self.implicit_acknowledgements = implicit_acknowledgements
-        self._auth = aiohttp.BasicAuth(principal, secret or "") if principal else None
+        self._auth = access.headers() or None  # HTTP Basic
         self.heartbeat_misses = heartbeat_misses
         self.backoff = Backoff(base=backoff_base, maximum=backoff_max)
         self.start_timeout = start_timeout
@@ -207,7 +212,7 @@ class SchedulerDriver:
         self._stopping = False
         self._subscribed_evt = asyncio.Event()
         self._wake = asyncio.Event()
-        self._session = aiohttp.ClientSession(auth=self._auth)
+        self._session = aiohttp.ClientSession(headers=self._auth, connector=aiohttp.TCPConnector(ssl=self._ssl))
         if self.zk_url is not None and self._detector is None:
             try:
                 await self._start_detector()
@@ -224,18 +229,15 @@ class SchedulerDriver:
             waiter.cancel()
         if self._subscribed_evt.is_set() and self._framework_id:
             return self._framework_id
-        fatal = self._fatal
-        why = self._last_error
+        fatal, why = self._fatal, self._last_error
         await self._shutdown_loop()
         if isinstance(fatal, MesosError):
             raise fatal
         if fatal is not None:
             raise ConnectionError(f"the master at {self._master} refused the subscription: {fatal}")
         reason = f" ({why})" if why else ""
-        raise ConnectionError(
-            f"could not subscribe to the Mesos master at {self._master} within "
-            f"{self.start_timeout:g} s{reason}"
-        )
+        raise ConnectionError(f"could not subscribe to the Mesos master at {self._master} within "
+                              f"{self.start_timeout:g} s{reason}")
 
     async def stop(self, failover: bool = False) -> None:
         """Stop the driver. Unless ``failover``, TEARDOWN the framework (its tasks are killed);

@@ -113,6 +113,11 @@ def describe_net_error(e: BaseException, master: str) -> str:
 
     import aiohttp
 
+    from mesos_nb.protocol.tls import describe_tls_mismatch
+
+    tls = describe_tls_mismatch(master, e)
+    if tls is not None:
+        return tls
     if isinstance(e, asyncio.TimeoutError):
         return f"the master at {master} did not answer in time"
     if isinstance(e, aiohttp.ClientConnectorError):
