@@ -45,19 +45,21 @@ from mesos_nb.protocol.version import VERSION
 from . import checkpoint as ckpt
 from . import sandbox
 from .attributes import parse_attributes
+from .auth import executor_key, executor_token, read_credentials
 from .checkpointing import Checkpointing
 from .command_executor import CommandExecutor
 from .config import AgentConfig
 from .containerizer import Containerizer, make_containerizer
 from .custom_executors import CustomExecutors
 from .detect import detect_resources
-from .environment import build_environment
+from .environment import base_environment, build_environment
 from .lifecycle import Lifecycle
 from .records import MAX_COMPLETED_FRAMEWORKS, ExecutorEntry, FrameworkEntry, TaskEntry
 from .recovery import Recovery
 from .status_updates import StatusUpdateManager, UpdateStore
 from .task_health import TaskHealth
 from .task_status import TaskStatusUpdates
+from .users import User, chown_sandbox, resolve_user, user_for
 
 logger = logging.getLogger("mesos_nb.agent")
 
@@ -110,7 +112,11 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         )
         self.status_updates.paused = True  # until registered
         self._bg: set[asyncio.Task] = set()
-        self._base_env = dict(os.environ)
+        # Never the agent's own environment (its credential, MESOS_NB_* settings): see environment.py.
+        self._base_env = base_environment(os.environ, config.executor_environment_variables)
+        self.executor_key: bytes | None = executor_key(config.work_dir) if config.authenticate_http_executors else None
+        self.http_credentials: dict[str, str] = (read_credentials(config.http_credentials)
+                                                 if config.http_credentials else {})
         self._checkpointed_fw: set[str] = set()
         self._pid_log = ckpt.PidLog()  # non-checkpointing frameworks: pids only, unsynced
         self._sandbox_parents: set[str] = set()  # .../frameworks/<fw>/executors made already
@@ -307,7 +313,25 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
             task_id=command_task.task_id if command_task is not None else None, port_sources=ports,
             gpus=ex.gpus if has_gpus else None,
             command=command if command is not None else (task.info.command if task is not None else None),
+            token=executor_token(self.executor_key, ex.container_id) if self.executor_key is not None else None,
         )
+
+    def _user(self, fw: FrameworkEntry, ex: ExecutorEntry, command: CommandInfo | None) -> User | None:
+        """The user ``ex``'s container runs as (None: as the agent). Raises users.UnknownUser."""
+        ex_cmd = ex.info.command
+        name = user_for(self.config.switch_user, command.user if command is not None else None,
+                        ex_cmd.user if ex_cmd is not None else None, fw.info.user)
+        return resolve_user(name) if name else None
+
+    def _prepare_sandbox(self, fw: FrameworkEntry, ex: ExecutorEntry, command: CommandInfo | None) -> User | None:
+        """Resolve the container's user and hand it the sandbox (stdout/stderr made first, so
+        they are the user's too). Raises users.UnknownUser."""
+        user = self._user(fw, ex, command)
+        if user is not None:
+            for name in ("stdout", "stderr"):
+                os.close(os.open(os.path.join(ex.directory, name), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+            chown_sandbox(ex.directory, user)
+        return user
 
     async def _fetch(self, ex: ExecutorEntry, uris: list[Any]) -> str | None:
         """Fetch ``uris`` into ``ex``'s sandbox (through the agent's cache); the failure, if any."""

@@ -23,6 +23,7 @@ from . import sandbox
 from .containerizer import LaunchError, LaunchSpec, describe_status
 from .environment import command_argv, limits_for
 from .records import ExecutorEntry, FrameworkEntry, TaskEntry
+from .users import UnknownUser, supervisor_user_arg
 
 logger = logging.getLogger("mesos_nb.agent")
 
@@ -96,12 +97,15 @@ class CommandExecutor:
         supervised = ex.checkpoint and ex.run_meta is not None
         try:
             executable, argv = command_argv(task.info.command)  # type: ignore[arg-type]
+            user = self._prepare_sandbox(fw, ex, task.info.command)
             ex.gpus = self._take_gpus(task.resources)
             status_path = None
             if supervised:
                 assert ex.run_meta is not None
                 status_path = os.path.join(ex.run_meta, "exit.status")
-                argv = [sys.executable, "-S", SUPERVISOR, status_path, executable or "", *argv]
+                # The supervisor stays root to record the status; it drops to the user in its child.
+                argv = [sys.executable, "-S", SUPERVISOR, *supervisor_user_arg(user), status_path,
+                        executable or "", *argv]
                 executable = None
             spec = LaunchSpec(
                 container_id=ex.container_id, argv=argv, executable=executable,
@@ -109,10 +113,10 @@ class CommandExecutor:
                 stdout_path=os.path.join(ex.directory, "stdout"),
                 stderr_path=os.path.join(ex.directory, "stderr"),
                 limits=limits_for(task.resources, COMMAND_EXECUTOR_MEM if supervised else 0),
-                status_path=status_path,
+                status_path=status_path, user=None if supervised else user,
             )
             container = await self.containerizer.launch(spec)
-        except LaunchError as e:
+        except (LaunchError, UnknownUser) as e:
             logger.warning("task launch failed agent=%s framework=%s task=%s: %s",
                            self.agent_id, fw_id, task_id, e)
             self._update(task, "TASK_FAILED", reason="REASON_CONTAINER_LAUNCH_FAILED", message=str(e))

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 from .isolation import Isolator, Limits, PosixIsolator, make_isolator, tree_stats
+from .users import User, chain, switch_to
 
 
 @dataclass
@@ -37,6 +38,7 @@ class LaunchSpec:
     executable: str | None = None  # exec this file with ``argv`` (argv[0] may differ)
     limits: Limits = field(default_factory=Limits)
     status_path: str | None = None  # supervised: the supervisor writes the task's wait status here
+    user: User | None = None  # run as this user (users.py); None = as the agent
 
 
 @dataclass
@@ -278,10 +280,14 @@ class PosixContainerizer(Containerizer):
         except OSError as e:
             self._cleanup(spec.container_id)
             raise LaunchError(f"Failed to prepare isolation ({self.isolator.name}): {e}") from None
-        argv, preexec = spec.argv, self.isolator.preexec(spec.container_id)
+        argv = spec.argv
+        preexec = chain(self.isolator.preexec(spec.container_id), switch_to(spec.user))
         try:
             out = _open_out(spec.stdout_path)
             err = _open_out(spec.stderr_path)
+            if spec.user is not None:
+                os.fchown(out, spec.user.uid, spec.user.gid)
+                os.fchown(err, spec.user.uid, spec.user.gid)
             if self._use_pidfd:
                 proc = subprocess.Popen(
                     argv, executable=spec.executable, stdin=self._stdin(), stdout=out, stderr=err,

@@ -8,7 +8,6 @@ A mixin of :class:`~mesos_nb.agent.agent.Agent`: its methods work on the Agent's
 from __future__ import annotations
 
 import logging
-import os
 
 from mesos_nb.protocol.messages import TERMINAL_STATES
 
@@ -25,7 +24,7 @@ class TaskHealth:
 
         task.health = HealthChecker(
             task.info.health_check, cwd=ex.directory, env=self._environment(
-                self.frameworks[ex.framework_id], ex, task) if ex.framework_id in self.frameworks else dict(os.environ),
+                self.frameworks[ex.framework_id], ex, task) if ex.framework_id in self.frameworks else dict(self._base_env),
             on_change=lambda healthy, t=task: self._health_changed(t, healthy),
             on_kill=lambda message, t=task: self._health_kill(t, message),
         )
