@@ -53,6 +53,7 @@ from .containerizer import Containerizer, make_containerizer
 from .custom_executors import CustomExecutors
 from .detect import detect_resources
 from .environment import base_environment, build_environment
+from .http_auth import check_config as check_http_auth
 from .lifecycle import Lifecycle
 from .records import MAX_COMPLETED_FRAMEWORKS, ExecutorEntry, FrameworkEntry, TaskEntry
 from .recovery import Recovery
@@ -89,6 +90,7 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         self.used = Resources()
         self.containerizer = containerizer or make_containerizer(config.isolation)
         self.port: int = config.port
+        self.tls = False  # set by the AgentProcess when its listener serves https
         self.frameworks: dict[str, FrameworkEntry] = {}
         self.completed_frameworks: OrderedDict[str, FrameworkEntry] = OrderedDict()
         self.tasks: dict[tuple[str, str], TaskEntry] = {}  # live + terminal-but-unacked
@@ -117,6 +119,7 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         self.executor_key: bytes | None = executor_key(config.work_dir) if config.authenticate_http_executors else None
         self.http_credentials: dict[str, str] = (read_credentials(config.http_credentials)
                                                  if config.http_credentials else {})
+        check_http_auth(config, self.http_credentials)  # fail at start, not on the first request
         self._checkpointed_fw: set[str] = set()
         self._pid_log = ckpt.PidLog()  # non-checkpointing frameworks: pids only, unsynced
         self._sandbox_parents: set[str] = set()  # .../frameworks/<fw>/executors made already
@@ -139,7 +142,7 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
     @property
     def url(self) -> str:
         host = self.config.host if self.config.host not in ("", "0.0.0.0", "::") else self.hostname
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def endpoint(self) -> str:

@@ -7,7 +7,7 @@ accept, and the per-container executor tokens.
 - ``--http-credentials FILE`` (``{"credentials": [{"principal", "secret"}, …]}``): Basic
   authentication of the agent's endpoints (realms ``mesos-agent-readonly`` /
   ``mesos-agent-readwrite``) when ``--authenticate-http-readonly/-readwrite`` are on.
-- Executor tokens: ``HMAC-SHA256(key, container id)``; the key is random, kept in
+- Executor tokens: ``<container id>.HMAC-SHA256(key, container id)``; the key is random, kept in
   ``<work_dir>/meta/executor_token.key`` (0600) so executors that outlive an agent restart
   keep a valid token. A token proves which container is calling, so an executor cannot
   act for another container (Mesos 1.5+ does the same with a JWT).
@@ -81,6 +81,16 @@ def basic_header(principal: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{principal}:{secret}".encode()).decode()
 
 
+def channel_authorization(credential_file: str | None, legacy_secret: str | None) -> str | None:
+    """The channel's ``Authorization`` value: Basic from the credential file, else a legacy
+    in-process shared secret as Bearer, else None. Raises CredentialError."""
+    if credential_file:
+        return basic_header(*read_credential(credential_file))
+    if legacy_secret:
+        return f"Bearer {legacy_secret}"
+    return None
+
+
 def check_basic(header: str | None, credentials: dict[str, str]) -> str | None:
     """The authenticated principal, or None (Mesos: exactly ``Basic``, valid base64, exactly
     two parts on ``:``, a known principal with that secret)."""
@@ -122,17 +132,24 @@ def executor_key(work_dir: str) -> bytes:
 
 
 def executor_token(key: bytes, container_id: str) -> str:
-    return hmac.new(key, container_id.encode(), hashlib.sha256).hexdigest()
+    """``<container id>.<hex HMAC>``: names the container it was given to, unforgeable."""
+    return f"{container_id}.{hmac.new(key, container_id.encode(), hashlib.sha256).hexdigest()}"
 
 
-def check_executor_token(key: bytes, container_id: str, header: str | None) -> bool:
-    """Whether ``Authorization: Bearer <token>`` is ``container_id``'s token."""
+def executor_token_container(key: bytes, header: str | None) -> str | None:
+    """The container id an ``Authorization: Bearer <token>`` proves, or None (missing, not
+    Bearer, malformed or forged)."""
     if not header or not header.startswith("Bearer "):
-        return False
-    return hmac.compare_digest(header[7:].strip().encode(), executor_token(key, container_id).encode())
+        return None
+    token = header[7:].strip()
+    cid, _, mac = token.rpartition(".")
+    if not cid:
+        return None
+    expected = executor_token(key, cid)
+    return cid if hmac.compare_digest(token.encode(), expected.encode()) else None
 
 
 __all__ = [
-    "CredentialError", "read_credential", "read_credentials", "basic_header", "check_basic",
-    "executor_key", "executor_token", "check_executor_token",
+    "CredentialError", "read_credential", "read_credentials", "basic_header", "check_basic", "channel_authorization",
+    "executor_key", "executor_token", "executor_token_container",
 ]

@@ -2,7 +2,7 @@
 
 ``/state`` (+ ``/slave(1)/state``, ``/state.json``), ``/health``, ``/monitor/statistics``,
 ``/metrics/snapshot``, the ``/files`` endpoints (files.py) and the executor API
-(executor_api.py). Bad parameters get a 400 with a sentence.
+(executor_api.py), behind Basic authentication by realm (http_auth.py). Bad parameters get a 400 with a sentence.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .attributes import attributes_dict
 from .executor_api import handle_executor
 from .files import add_routes as add_files_routes
 from .files import with_jsonp as _with_jsonp
+from .http_auth import make_middleware as make_auth
 
 if TYPE_CHECKING:
     from .agent import Agent, ExecutorEntry, FrameworkEntry, TaskEntry
@@ -212,7 +213,7 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def make_app(agent: Agent) -> web.Application:
-    app = web.Application(middlewares=[_errors])
+    app = web.Application(middlewares=[make_auth(agent.config, agent.http_credentials), _errors])
     app[AGENT_KEY] = agent
     r = app.router
     for p in ("/state", "/state.json", "/slave(1)/state", "/slave(1)/state.json"):

@@ -1,7 +1,9 @@
 """``AgentProcess``: one or more agents behind ONE channel connection to the master.
 
-Lifecycle: ``start()`` serves each agent's HTTP app, connects the WebSocket
-(``ws://MASTER/api/v1/agent-channel``, ``Authorization: Bearer <secret>`` when set), sends a
+Lifecycle: ``start()`` serves each agent's HTTP app (https with TLS settings, tls.py),
+connects the WebSocket (``ws://MASTER/api/v1/agent-channel``, ``wss://`` with TLS), presenting
+the agent's ``--credential`` file as HTTP Basic ``principal:secret`` (or a legacy in-process
+``agent_secret`` as ``Bearer``; auth.py), sends a
 REGISTER per agent and waits until every agent is REGISTERED. The connection loop then reads
 frames and dispatches each message to its agent (by ``agent_id``; by ``key`` for REGISTERED
 and REFUSED), answers PING with PONG, and on a broken connection reconnects with jittered
@@ -33,7 +35,9 @@ from mesos_nb.protocol.channel import (
     encode_frame,
 )
 
+from . import tls
 from .agent import Agent
+from .auth import channel_authorization
 from .config import AgentConfig
 from .http import make_app
 
@@ -77,6 +81,11 @@ class AgentProcess:
         self.configs = configs
         self.ws_url, self.master_address = parse_master(master or configs[0].master)
         self.secret = secret if secret is not None else configs[0].agent_secret
+        self._authorization = channel_authorization(configs[0].credential, self.secret)
+        self._tls = tls.settings(configs[0], os.environ)
+        self._client_ssl = tls.client_context(self._tls)
+        if self._tls.enabled and self.ws_url.startswith("ws://") and "://" not in (master or configs[0].master):
+            self.ws_url = "wss://" + self.ws_url[len("ws://"):]
         self.register_timeout = register_timeout
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
@@ -106,6 +115,7 @@ class AgentProcess:
         self._out_event = asyncio.Event()
         self.connected = asyncio.Event()
         self._ready = loop.create_future()
+        server_ssl = tls.server_context(self._tls)
         try:
             for agent in self._agents:
                 os.makedirs(agent.config.work_dir, exist_ok=True)
@@ -115,14 +125,15 @@ class AgentProcess:
                 self._runners.append(runner)
                 port = agent.config.port or agent.previous_port()
                 try:
-                    site = web.TCPSite(runner, agent.config.host, port)
+                    site = web.TCPSite(runner, agent.config.host, port, ssl_context=server_ssl)
                     await site.start()
                 except OSError:
                     if port == agent.config.port:
                         raise
-                    site = web.TCPSite(runner, agent.config.host, agent.config.port)
+                    site = web.TCPSite(runner, agent.config.host, agent.config.port, ssl_context=server_ssl)
                     await site.start()
                 agent.port = int(runner.addresses[0][1])
+                agent.tls = server_ssl is not None
         except OSError as e:
             await self._teardown()
             raise OSError(e.errno, f"cannot start the agent's HTTP server: {e.strerror or e}") from None
@@ -132,7 +143,7 @@ class AgentProcess:
                 agent.recover()
             finally:
                 agent.recovering = False
-        headers = {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
+        headers = {"Authorization": self._authorization} if self._authorization else {}
         self._session = aiohttp.ClientSession(headers=headers)
         self._conn_task = loop.create_task(self._connection_loop())
         try:
@@ -204,12 +215,13 @@ class AgentProcess:
         assert self._session is not None
         while not self._closing:
             try:
-                ws = await self._session.ws_connect(self.ws_url, max_msg_size=0, autoping=True)
+                ws = await self._session.ws_connect(self.ws_url, max_msg_size=0, autoping=True,
+                                                    ssl=self._client_ssl or True)
             except aiohttp.WSServerHandshakeError as e:
                 if e.status in (401, 403) and self._ready is not None and not self._ready.done():
                     self._ready.set_exception(ConnectionError(
                         f"the master at {self.master_address} refused the agent (HTTP {e.status}: "
-                        "check --agent-secret)"))
+                        "check --credential)"))
                     return
                 logger.warning("agent channel handshake failed master=%s status=%s", self.master_address, e.status)
                 await asyncio.sleep(backoff.next())

@@ -50,7 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     opt(a, "--work-dir", default="/tmp/mesos-nb/agent", help="sandboxes and checkpoints")
     opt(a, "--isolation", default="auto", choices=["auto", "cgroups", "cgroups/v1", "cgroups/v2", "posix"],
          help="auto (the best this machine allows), cgroups, cgroups/v1, cgroups/v2 or posix")
-    opt(a, "--agent-secret", help="shared secret for the master")
+    opt(a, "--credential", help='FILE with {"principal": …, "secret": …} presented to the master')
+    a.add_argument("--agent-secret", help=argparse.SUPPRESS)  # refused: argv shows in ps
+    a.add_argument("--switch-user", action=argparse.BooleanOptionalAction,
+                   default=os.environ.get(ENV_PREFIX + "SWITCH_USER", "1").lower() not in ("0", "false", "no", "off"),
+                   help="run tasks as their user (CommandInfo.user, else FrameworkInfo.user) when root "
+                        "[$MESOS_NB_SWITCH_USER, default on]")
+    opt(a, "--executor-environment-variables", help="JSON object of variables every task gets")
+    opt(a, "--http-credentials", help='FILE {"credentials": [{"principal", "secret"}]} for the endpoints')
+    flag(a, "--authenticate-http-readonly", "require Basic auth on /state, /files, /monitor, /metrics")
+    flag(a, "--authenticate-http-readwrite", "require Basic auth on the operator API")
+    flag(a, "--authenticate-http-executors", "executors must present their MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
+    opt(a, "--tls-cert", help="PEM certificate: serve https and use wss:// to the master")
+    opt(a, "--tls-key", help="PEM private key of --tls-cert")
+    opt(a, "--tls-ca", help="PEM CA bundle to verify the master")
     opt(a, "--log-level", type=log_level, default="info", help="debug, info, warning, error")
 
     lo = cmd("local", "run a master and N agents in one process", services.cmd_local)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 from collections.abc import Callable
 
@@ -81,6 +82,16 @@ def cmd_agent(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CLIError(f"bad --attributes: {e}") from None
 
+    if args.agent_secret:
+        raise CLIError("the agent's secret is not taken on the command line (ps shows it): "
+                       "put it in a file and give --credential FILE")
+    from mesos_nb.agent.environment import parse_executor_environment
+    try:
+        executor_env = parse_executor_environment(args.executor_environment_variables)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    legacy_secret = os.environ.get("MESOS_NB_AGENT_SECRET") or None  # the environment, never argv
+
     async def main() -> None:
         from mesos_nb.agent.config import AgentConfig
         from mesos_nb.agent.process import AgentProcess
@@ -88,9 +99,18 @@ def cmd_agent(args: argparse.Namespace) -> int:
         cfg = AgentConfig(
             master=args.master, host=args.host, port=args.port, hostname=args.hostname,
             resources=args.resources, attributes=args.attributes, work_dir=args.work_dir,
-            isolation=args.isolation, agent_secret=args.agent_secret,
+            isolation=args.isolation, agent_secret=legacy_secret, credential=args.credential,
+            switch_user=args.switch_user, executor_environment_variables=executor_env,
+            http_credentials=args.http_credentials,
+            authenticate_http_readonly=args.authenticate_http_readonly,
+            authenticate_http_readwrite=args.authenticate_http_readwrite,
+            authenticate_http_executors=args.authenticate_http_executors,
+            tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca,
         )
-        proc = AgentProcess([cfg], master=args.master, secret=args.agent_secret)
+        try:
+            proc = AgentProcess([cfg], master=args.master, secret=legacy_secret)
+        except ValueError as e:  # credential, TLS or authentication settings
+            raise CLIError(str(e)) from None
         try:
             await proc.start()
         except ConnectionError as e:
