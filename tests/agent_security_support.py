@@ -21,14 +21,15 @@ JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 class Framework:
     """Subscribes, accepts each offer with the next queued task, acknowledges every update."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, user: str) -> None:
-        self.s, self.url, self.user = session, url, user
+    def __init__(self, session: aiohttp.ClientSession, url: str, user: str, checkpoint: bool = False) -> None:
+        self.s, self.url, self.user, self.checkpoint = session, url, user, checkpoint
         self.events: list[dict] = []
         self.fid = self.sid = ""
         self.pending: list[dict] = []
 
     async def subscribe(self) -> None:
-        body = {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": self.user, "name": "sec"}}}
+        body = {"type": "SUBSCRIBE", "subscribe": {"framework_info": {
+            "user": self.user, "name": "sec", "checkpoint": self.checkpoint}}}
         self.resp = await self.s.post(self.url + "/api/v1/scheduler", json=body, headers=JSON)
         assert self.resp.status == 200, await self.resp.text()
         self.sid = self.resp.headers["Mesos-Stream-Id"]
@@ -120,7 +121,8 @@ class Cluster:
 
 
 @contextlib.asynccontextmanager
-async def cluster(work_dir: str, *, user: str = "", **agent_kw: Any) -> AsyncIterator[Cluster]:
+async def cluster(work_dir: str, *, user: str = "", checkpoint: bool = False,
+                  **agent_kw: Any) -> AsyncIterator[Cluster]:
     master = MasterServer(MasterConfig(port=0, allocation_interval=0.05))
     await master.start()
     cfg = AgentConfig(master=f"127.0.0.1:{master.port}", port=0, work_dir=work_dir,
@@ -129,7 +131,7 @@ async def cluster(work_dir: str, *, user: str = "", **agent_kw: Any) -> AsyncIte
     try:
         await proc.start()
         async with aiohttp.ClientSession() as s:
-            fw = Framework(s, f"http://127.0.0.1:{master.port}", user)
+            fw = Framework(s, f"http://127.0.0.1:{master.port}", user, checkpoint)
             await fw.subscribe()
             try:
                 yield Cluster(master, proc, fw, s)
