@@ -222,6 +222,20 @@ async def test_tasks_run_as_the_framework_user(checkpoint):
 
 
 @needs_root
+async def test_health_checks_run_as_the_task_user():
+    with _world_traversable_dir() as d:
+        async with cluster(os.path.join(d, "agent"), user="nobody", switch_user=True, health_check_poll=0.1) as c:
+            c.fw.launch("hc", {"value": "exec sleep 60"})
+            c.fw.pending[-1]["health_check"] = {
+                "type": "COMMAND", "command": {"value": 'test "$(id -u)" = 65534'},
+                "delay_seconds": 0, "interval_seconds": 0.2, "grace_period_seconds": 0}
+            await c.fw.wait(lambda e: e["type"] == "UPDATE" and e["update"]["status"]["task_id"]["value"] == "hc"
+                            and e["update"]["status"].get("healthy") is not None)
+            healthy = [s["healthy"] for s in c.fw.states("hc") if "healthy" in s]
+            assert healthy[0] is True, c.fw.states("hc")
+
+
+@needs_root
 async def test_a_user_that_does_not_exist_fails_the_task():
     with _world_traversable_dir() as d:
         async with cluster(os.path.join(d, "agent"), user="no-such-user-xq", switch_user=True) as c:
