@@ -4,20 +4,26 @@ The agents share one :class:`AgentProcess` (one channel to the master), each on 
 port and work dir. Unless ``agent_resources`` says otherwise, the machine's CPUs, memory and
 disk are divided among the agents, each gets a disjoint slice of ``[31000-32000]`` ports, and
 only the first agent detects GPUs (so a GPU is never offered twice).
+
+``authenticate=True`` (what ``mesos-nb local`` and the notebook's embedded cluster use) makes it
+secure by default: a fresh principal and secret go to ``<work dir>/credentials.json`` (Mesos
+format, mode 0600), the master requires them of frameworks, operators and read-only callers,
+the in-process agents present a random in-memory secret, and a discovery file
+(:mod:`mesos_nb.protocol.client_auth`) lets this user's clients find the credentials by
+themselves. ``tls_cert``/``tls_key``/``tls_ca`` serve the master over TLS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import tempfile
 import time
 from typing import Any
 
 import psutil
-
-from mesos_nb.client import HttpClient, MasterClient, MesosClientError
 
 MB = 1024 * 1024
 PORTS_BEGIN, PORTS_END = 31000, 32000
@@ -82,6 +88,10 @@ class LocalCluster:
         attributes: str | list[str] | None = None,
         master_options: dict[str, Any] | None = None,
         agent_options: dict[str, Any] | None = None,
+        authenticate: bool = False,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         if agents < 0:
             raise ValueError("the number of agents cannot be negative")
@@ -97,6 +107,11 @@ class LocalCluster:
         self.master: Any = None
         self.agent_process: Any = None
         self.started = False
+        self.authenticate = authenticate
+        self.tls = (tls_cert, tls_key, tls_ca)
+        self.credentials_path: str | None = None
+        self.principal: str | None = None
+        self.secret: str | None = None
 
     # ------------------------------------------------------------------ addresses
     @property
@@ -107,7 +122,8 @@ class LocalCluster:
 
     @property
     def master_url(self) -> str:
-        return f"http://{self.master_address}"
+        scheme = "https" if self.tls[0] else "http"
+        return f"{scheme}://{self.master_address}"
 
     @property
     def agents(self) -> list[Any]:
@@ -141,19 +157,43 @@ class LocalCluster:
             configs.append(cfg)
         return configs
 
+    def _security(self) -> dict[str, Any]:
+        """Master options for authentication and TLS; writes credentials.json when authenticating."""
+        from mesos_nb.master.security import SecurityConfig
+        from mesos_nb.protocol.credentials import Credential, write_credentials
+
+        opts: dict[str, Any] = {"tls_cert": self.tls[0], "tls_key": self.tls[1], "tls_ca": self.tls[2]}
+        if self.authenticate:
+            self.principal = f"local-{secrets.token_hex(4)}"
+            self.secret = secrets.token_urlsafe(24)
+            self.credentials_path = os.path.join(self.work_dir, "credentials.json")
+            write_credentials(self.credentials_path, [Credential(self.principal, self.secret)])
+            opts["security"] = SecurityConfig(
+                credentials=self.credentials_path, authenticate_frameworks=True, authenticate_agents=True,
+                authenticate_http_readonly=True, authenticate_http_readwrite=True)
+            opts["agent_secret"] = secrets.token_urlsafe(32)  # the in-process agents' own, never written
+        return opts
+
     async def start(self, timeout: float = 10.0) -> LocalCluster:
         from mesos_nb.master.server import MasterConfig, MasterServer
+        from mesos_nb.protocol.client_auth import write_discovery
+        from mesos_nb.protocol.tls import client_context
 
         os.makedirs(self.work_dir, exist_ok=True)
         mopts = dict(host=self.host, port=self.port, work_dir=os.path.join(self.work_dir, "master"))
+        mopts.update(self._security())
         mopts.update(self.master_options)
         self.master = MasterServer(MasterConfig(**mopts))
         await self.master.start()
         try:
+            if self.authenticate or self.tls[0]:
+                write_discovery(self.master_url, self.credentials_path, self.tls[2])
             if self.num_agents:
                 from mesos_nb.agent.process import AgentProcess
 
-                self.agent_process = AgentProcess(self._agent_configs(), master=self.master_address)
+                ctx = client_context(self.tls[2]) if self.tls[0] else None
+                self.agent_process = AgentProcess(self._agent_configs(), master=self.master_url,
+                                                  secret=self.master.config.agent_secret, ssl_context=ctx)
                 await self.agent_process.start()
                 await self._wait_registered(timeout)
         except BaseException:
@@ -165,7 +205,7 @@ class LocalCluster:
     async def _wait_registered(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            n = await asyncio.to_thread(self._registered_count)
+            n = self._registered_count()
             if n >= self.num_agents:
                 return
             if time.monotonic() > deadline:
@@ -175,11 +215,8 @@ class LocalCluster:
             await asyncio.sleep(0.02)
 
     def _registered_count(self) -> int:
-        try:
-            state = MasterClient(self.master_url, HttpClient(timeout=5)).state()
-        except MesosClientError:
-            return 0
-        return sum(1 for s in state.slaves if s.active)
+        """Asked of the in-process master directly: no HTTP, so no credential needed."""
+        return sum(1 for a in self.master.core.agents.values() if a.active and a.connected)
 
     async def stop(self, kill_tasks: bool = True) -> None:
         if self.agent_process is not None:
@@ -188,6 +225,9 @@ class LocalCluster:
             finally:
                 self.agent_process = None
         if self.master is not None:
+            from mesos_nb.protocol.client_auth import remove_discovery
+
+            remove_discovery(self.master_url)
             try:
                 await self.master.stop()
             finally:
@@ -205,6 +245,9 @@ class LocalCluster:
     def describe(self) -> list[str]:
         """Lines for the console: the master URL and one line per agent."""
         lines = [f"master: {self.master_url}", f"web UI: {self.master_url}/"]
+        if self.credentials_path:
+            lines.append(f"credentials: {self.credentials_path} (principal {self.principal}; "
+                         "clients of this user find them by themselves)")
         for a in self.agents:
             aid = getattr(a, "agent_id", None) or "?"
             url = getattr(a, "url", None) or f"http://{self.host}:{getattr(a, 'port', '?')}"

@@ -83,9 +83,25 @@ async def async_wait_for(predicate: Callable[[], Any], timeout: float = 10.0, in
         await asyncio.sleep(interval)
 
 
-def get_json(url: str, timeout: float = 5.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+def get_json(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> Any:
+    if headers is None:  # like every mesos-nb client: a local cluster's credentials are found by themselves
+        from mesos_nb.protocol.client_auth import access_for
+
+        headers = access_for(url).headers()
+    req = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.load(r)
+
+
+def credential_headers(work_dir: Path) -> dict[str, str]:
+    """HTTP Basic from the credentials.json a secure-by-default ``mesos-nb local`` wrote there."""
+    from mesos_nb.protocol.credentials import CredentialsError, basic_header, load_credential
+
+    try:
+        c = load_credential(str(work_dir / "credentials.json"))
+    except CredentialsError:
+        return {}
+    return {"Authorization": basic_header(c.principal, c.secret)}
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -137,7 +153,7 @@ class ClusterProcess:
         return f"http://{self.master}"
 
     def state(self) -> dict[str, Any]:
-        return get_json(self.url + "/master/state")
+        return get_json(self.url + "/master/state", headers=credential_headers(self.work_dir / "cluster"))
 
     def cli(self, *args: str, timeout: float = 60.0, **env: str) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, env={**self.env, **env}, timeout=timeout)

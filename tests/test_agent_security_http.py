@@ -179,14 +179,16 @@ async def test_agent_listener_is_https_only(tmp_path, cert):
         await m.stop()
 
 
-def test_tls_settings_errors_are_one_sentence(tmp_path):
+def test_tls_settings_errors_are_one_sentence(monkeypatch):
     from mesos_nb.agent import tls
 
+    monkeypatch.setenv("LIBPROCESS_SSL_ENABLED", "true")
     with pytest.raises(tls.TLSConfigError, match="CERT_FILE"):
-        tls.settings(AgentConfig(), {"LIBPROCESS_SSL_ENABLED": "true"})
-    with pytest.raises(tls.TLSConfigError, match="go together"):
-        tls.settings(AgentConfig(tls_cert="/x"), {})
-    s = tls.settings(AgentConfig(), {"SSL_ENABLED": "1", "SSL_CERT_FILE": "/nope.crt", "SSL_KEY_FILE": "/nope.key"})
-    assert s.enabled
+        tls.server_context(AgentConfig())
+    monkeypatch.delenv("LIBPROCESS_SSL_ENABLED")
+    with pytest.raises(tls.TLSConfigError, match="together"):
+        tls.server_context(AgentConfig(tls_cert="/x"))
     with pytest.raises(tls.TLSConfigError, match="cannot load"):
-        tls.server_context(s)
+        tls.server_context(AgentConfig(tls_cert="/nope.crt", tls_key="/nope.key"))
+    with pytest.raises(ValueError, match="cannot load"):  # the AgentProcess refuses before listening
+        AgentProcess([AgentConfig(master="https://127.0.0.1:1", tls_ca="/nope.crt")])

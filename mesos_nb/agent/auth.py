@@ -1,5 +1,6 @@
 """The agent's secrets: its credential for the master, the credentials its HTTP endpoints
-accept, and the per-container executor tokens.
+accept, and the per-container executor tokens. File formats and Basic parsing are the
+project's one implementation (:mod:`mesos_nb.protocol.credentials`).
 
 - ``--credential FILE`` (Mesos format: ``{"principal": "p", "secret": "s"}``, or the text
   form ``p s`` on one line) is read from a file, never argv, so ``ps`` cannot show it; the
@@ -15,70 +16,35 @@ accept, and the per-container executor tokens.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import hashlib
 import hmac
-import json
 import os
 import secrets
 
+from mesos_nb.protocol.credentials import (
+    CredentialsError,
+    basic_header,
+    load_credential,
+    load_credentials,
+    parse_basic,
+    verify,
+)
+
 from .checkpoint import meta_dir
 
-
-class CredentialError(ValueError):
-    """A credential file that cannot be used; ``str()`` says which and why."""
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as e:
-        raise CredentialError(f"cannot read the credential file {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise CredentialError(f"the credential file {path} is not UTF-8 text") from None
-
-
-def _pair(obj: object, path: str) -> tuple[str, str]:
-    if not isinstance(obj, dict) or not isinstance(obj.get("principal"), str) \
-            or not isinstance(obj.get("secret"), str) or not obj["principal"]:
-        raise CredentialError(f"the credential file {path} needs a 'principal' and a 'secret' (strings)")
-    return obj["principal"], obj["secret"]
+CredentialError = CredentialsError
 
 
 def read_credential(path: str) -> tuple[str, str]:
     """(principal, secret) of the agent's ``--credential`` file."""
-    text = _read(path).strip()
-    if text.startswith("{"):
-        try:
-            return _pair(json.loads(text), path)
-        except ValueError as e:
-            if isinstance(e, CredentialError):
-                raise
-            raise CredentialError(f"the credential file {path} is not valid JSON: {e}") from None
-    parts = text.split()
-    if len(parts) != 2:
-        raise CredentialError(f"the credential file {path} must be JSON or one line 'PRINCIPAL SECRET'")
-    return parts[0], parts[1]
+    c = load_credential(path)
+    return c.principal, c.secret
 
 
 def read_credentials(path: str) -> dict[str, str]:
     """principal -> secret of an ``--http-credentials`` file (Mesos' list format)."""
-    try:
-        obj = json.loads(_read(path))
-    except ValueError as e:
-        if isinstance(e, CredentialError):
-            raise
-        raise CredentialError(f"the credentials file {path} is not valid JSON: {e}") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("credentials"), list):
-        raise CredentialError(f"the credentials file {path} needs a 'credentials' list")
-    return dict(_pair(c, path) for c in obj["credentials"])
-
-
-def basic_header(principal: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{principal}:{secret}".encode()).decode()
+    return load_credentials(path)
 
 
 def channel_authorization(credential_file: str | None, legacy_secret: str | None) -> str | None:
@@ -92,21 +58,9 @@ def channel_authorization(credential_file: str | None, legacy_secret: str | None
 
 
 def check_basic(header: str | None, credentials: dict[str, str]) -> str | None:
-    """The authenticated principal, or None (Mesos: exactly ``Basic``, valid base64, exactly
-    two parts on ``:``, a known principal with that secret)."""
-    if not header or not header.startswith("Basic "):
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return None
-    parts = decoded.split(":")
-    if len(parts) != 2:
-        return None
-    expected = credentials.get(parts[0])
-    if expected is None or not hmac.compare_digest(expected.encode(), parts[1].encode()):
-        return None
-    return parts[0]
+    """The authenticated principal, or None (Mesos' rules: protocol/credentials.py)."""
+    given = parse_basic(header)
+    return given.principal if given is not None and verify(credentials, given) else None
 
 
 def executor_key(work_dir: str) -> bytes:

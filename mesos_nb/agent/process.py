@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 from typing import Any
 
 import aiohttp
@@ -75,6 +76,7 @@ class AgentProcess:
         register_timeout: float = 15.0,
         backoff_min: float = 0.1,
         backoff_max: float = 15.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not configs:
             raise ValueError("AgentProcess needs at least one AgentConfig.")
@@ -82,10 +84,10 @@ class AgentProcess:
         self.ws_url, self.master_address = parse_master(master or configs[0].master)
         self.secret = secret if secret is not None else configs[0].agent_secret
         self._authorization = channel_authorization(configs[0].credential, self.secret)
-        self._tls = tls.settings(configs[0], os.environ)
-        self._client_ssl = tls.client_context(self._tls)
-        if self._tls.enabled and self.ws_url.startswith("ws://") and "://" not in (master or configs[0].master):
+        if tls.enabled(configs[0]) and self.ws_url.startswith("ws://") and "://" not in (master or configs[0].master):
             self.ws_url = "wss://" + self.ws_url[len("ws://"):]
+        # for wss://; default: verify against --tls-ca, $LIBPROCESS_SSL_CA_FILE or the system
+        self.ssl_context = ssl_context or tls.client_context(configs[0], self.ws_url)
         self.register_timeout = register_timeout
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
@@ -115,7 +117,7 @@ class AgentProcess:
         self._out_event = asyncio.Event()
         self.connected = asyncio.Event()
         self._ready = loop.create_future()
-        server_ssl = tls.server_context(self._tls)
+        server_ssl = {a.key: tls.server_context(a.config) for a in self._agents}  # bad files: fail now
         try:
             for agent in self._agents:
                 os.makedirs(agent.config.work_dir, exist_ok=True)
@@ -125,15 +127,15 @@ class AgentProcess:
                 self._runners.append(runner)
                 port = agent.config.port or agent.previous_port()
                 try:
-                    site = web.TCPSite(runner, agent.config.host, port, ssl_context=server_ssl)
+                    site = web.TCPSite(runner, agent.config.host, port, ssl_context=server_ssl[agent.key])
                     await site.start()
                 except OSError:
                     if port == agent.config.port:
                         raise
-                    site = web.TCPSite(runner, agent.config.host, agent.config.port, ssl_context=server_ssl)
+                    site = web.TCPSite(runner, agent.config.host, agent.config.port, ssl_context=server_ssl[agent.key])
                     await site.start()
                 agent.port = int(runner.addresses[0][1])
-                agent.tls = server_ssl is not None
+                agent.tls = server_ssl[agent.key] is not None
         except OSError as e:
             await self._teardown()
             raise OSError(e.errno, f"cannot start the agent's HTTP server: {e.strerror or e}") from None
@@ -144,7 +146,8 @@ class AgentProcess:
             finally:
                 agent.recovering = False
         headers = {"Authorization": self._authorization} if self._authorization else {}
-        self._session = aiohttp.ClientSession(headers=headers)
+        connector = aiohttp.TCPConnector(ssl=self.ssl_context) if self.ssl_context is not None else None
+        self._session = aiohttp.ClientSession(headers=headers, connector=connector)
         self._conn_task = loop.create_task(self._connection_loop())
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), self.register_timeout)
@@ -215,8 +218,7 @@ class AgentProcess:
         assert self._session is not None
         while not self._closing:
             try:
-                ws = await self._session.ws_connect(self.ws_url, max_msg_size=0, autoping=True,
-                                                    ssl=self._client_ssl or True)
+                ws = await self._session.ws_connect(self.ws_url, max_msg_size=0, autoping=True)
             except aiohttp.WSServerHandshakeError as e:
                 if e.status in (401, 403) and self._ready is not None and not self._ready.done():
                     self._ready.set_exception(ConnectionError(

@@ -25,6 +25,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         debug = debug or args.debug
+        # Every client below (HttpClient, the SDK) reads these (mesos_nb.protocol.client_auth).
+        if args.credential:
+            os.environ[ENV_PREFIX + "CREDENTIAL"] = args.credential
+        if args.ca_file:
+            os.environ[ENV_PREFIX + "CA_FILE"] = args.ca_file
         return int(args.func(args) or 0)
     except (CLIError, MesosClientError) as e:
         print(f"mesos-nb: {e}", file=sys.stderr)

@@ -18,6 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
     master_default = os.environ.get(ENV_PREFIX + "MASTER") or DEFAULT_MASTER
     p.add_argument("--master", default=master_default,
                    help="the master, HOST:PORT [$MESOS_NB_MASTER, else 127.0.0.1:5050]")
+    p.add_argument("--credential", default=os.environ.get(ENV_PREFIX + "CREDENTIAL"),
+                   help="Mesos credential file (principal and secret) for an authenticating master "
+                        "[$MESOS_NB_CREDENTIAL; else $MESOS_NB_PRINCIPAL/$MESOS_NB_SECRET, else a local "
+                        "cluster's own]")
+    p.add_argument("--ca-file", default=os.environ.get(ENV_PREFIX + "CA_FILE"),
+                   help="CA that signed the master's TLS certificate [$MESOS_NB_CA_FILE, $LIBPROCESS_SSL_CA_FILE]")
     p.add_argument("--debug", action="store_true", default=bool(os.environ.get(ENV_PREFIX + "DEBUG")),
                    help="show tracebacks on errors [$MESOS_NB_DEBUG]")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -39,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt(m, "--agent-ping-timeout", type=positive, default=15.0, help="seconds between agent pings")
     opt(m, "--max-agent-ping-timeouts", type=int, default=5, help="missed pings before an agent is lost")
     opt(m, "--agent-secret", help="shared secret agents must present")
+    services.security_options(m)
     opt(m, "--log-level", type=log_level, default="info", help="debug, info, warning, error")
 
     a = cmd("agent", "run an agent", services.cmd_agent)
@@ -50,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt(a, "--work-dir", default="/tmp/mesos-nb/agent", help="sandboxes and checkpoints")
     opt(a, "--isolation", default="auto", choices=["auto", "cgroups", "cgroups/v1", "cgroups/v2", "posix"],
          help="auto (the best this machine allows), cgroups, cgroups/v1, cgroups/v2 or posix")
-    opt(a, "--credential", help='FILE with {"principal": …, "secret": …} presented to the master')
+    # The top-level --credential, also accepted after "agent": the FILE the agent presents to the master.
+    a.add_argument("--credential", default=argparse.SUPPRESS,
+                   help='FILE with {"principal": …, "secret": …} presented to the master [$MESOS_NB_CREDENTIAL]')
     a.add_argument("--agent-secret", help=argparse.SUPPRESS)  # refused: argv shows in ps
     a.add_argument("--switch-user", action=argparse.BooleanOptionalAction,
                    default=os.environ.get(ENV_PREFIX + "SWITCH_USER", "1").lower() not in ("0", "false", "no", "off"),
@@ -72,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt(lo, "--work-dir", help="work directory (default: a temporary one)")
     opt(lo, "--resources", help="resources of each agent (default: the machine divided among them)")
     opt(lo, "--log-level", type=log_level, default="warning", help="debug, info, warning, error")
+    flag(lo, "--no-authenticate", "turn authentication off (default: generate credentials and require them)")
+    services.tls_options(lo)
 
     cmd("status", "summary of the cluster", operator.cmd_status)
     cmd("agents", "list agents", operator.cmd_agents)

@@ -10,7 +10,7 @@ import signal
 from collections.abc import Callable
 
 from .errors import CLIError
-from .options import opt, positive
+from .options import flag, opt, positive
 
 
 async def _wait_for_signal() -> None:
@@ -41,6 +41,41 @@ def _check_resources(text: str | None) -> None:
             raise CLIError(f"bad --resources: {e}") from None
 
 
+def tls_options(p: argparse.ArgumentParser) -> None:
+    opt(p, "--tls-cert", help="PEM certificate: serve TLS (else $LIBPROCESS_SSL_CERT_FILE when "
+                              "$LIBPROCESS_SSL_ENABLED=true)")
+    opt(p, "--tls-key", help="PEM private key of --tls-cert [$LIBPROCESS_SSL_KEY_FILE]")
+    opt(p, "--tls-ca", help="PEM CA bundle clients and agents are checked against [$LIBPROCESS_SSL_CA_FILE]")
+
+
+def security_options(p: argparse.ArgumentParser) -> None:
+    """The master's Mesos security flags (Mesos's spellings with dashes, and their aliases)."""
+    opt(p, "--credentials", help='Mesos credentials file {"credentials":[{"principal":…,"secret":…}]}')
+    for names, help_ in (
+        (("--authenticate-frameworks", "--authenticate-http-frameworks", "--authenticate"),
+         "frameworks must authenticate (HTTP Basic)"),
+        (("--authenticate-agents",), "agents must authenticate with a credential"),
+        (("--authenticate-http-readonly",), "read-only endpoints and the web UI need credentials"),
+        (("--authenticate-http-readwrite", "--authenticate-http"), "the operator API needs credentials"),
+    ):
+        flag(p, names[0], help_)
+        for alias in names[1:]:
+            p.add_argument(alias, dest=names[0].lstrip("-").replace("-", "_"), action="store_true",
+                           help=argparse.SUPPRESS)
+    opt(p, "--acls", help="Mesos ACLs: JSON text or a file path")
+    tls_options(p)
+
+
+def _master_security(args: argparse.Namespace) -> dict:
+    from mesos_nb.master.security import SecurityConfig
+
+    sec = SecurityConfig(
+        credentials=args.credentials, authenticate_frameworks=args.authenticate_frameworks,
+        authenticate_agents=args.authenticate_agents, authenticate_http_readonly=args.authenticate_http_readonly,
+        authenticate_http_readwrite=args.authenticate_http_readwrite, acls=args.acls)
+    return dict(security=sec, tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca)
+
+
 def cmd_master(args: argparse.Namespace) -> int:
     from mesos_nb import logs
 
@@ -53,8 +88,12 @@ def cmd_master(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, hostname=args.hostname, work_dir=args.work_dir,
             allocation_interval=args.allocation_interval, agent_ping_timeout=args.agent_ping_timeout,
             max_agent_ping_timeouts=args.max_agent_ping_timeouts, agent_secret=args.agent_secret,
+            **_master_security(args),
         )
-        server = MasterServer(cfg)
+        try:
+            server = MasterServer(cfg)
+        except ValueError as e:  # SecurityError, TLSConfigError: a bad flag or file
+            raise CLIError(str(e)) from None
         try:
             await server.start()
         except OSError as e:
@@ -141,9 +180,12 @@ def cmd_local(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         cluster = LocalCluster(agents=args.agents, port=args.port, work_dir=args.work_dir,
-                               agent_resources=args.resources)
+                               agent_resources=args.resources, authenticate=not args.no_authenticate,
+                               tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca)
         try:
             await cluster.start()
+        except ValueError as e:  # SecurityError, TLSConfigError
+            raise CLIError(str(e)) from None
         except OSError as e:
             if isinstance(e, ConnectionError):
                 raise CLIError(str(e)) from None

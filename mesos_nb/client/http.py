@@ -1,5 +1,7 @@
 """The one HTTP client setup every operator-side caller shares: timeouts, one error type,
-and hooks for what the security work will add (an ``Authorization`` header, a TLS context).
+the ``Authorization`` header and the TLS context. Without explicit hooks both come from
+:func:`mesos_nb.protocol.client_auth.access_for` (environment, or the discovery file of a local
+cluster), so every operator-side caller authenticates the same way.
 
 Synchronous on purpose: the CLI and the notebook call it from plain threads; async callers
 wrap it in ``asyncio.to_thread``.
@@ -7,6 +9,7 @@ wrap it in ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import ssl
@@ -17,7 +20,11 @@ from typing import Any
 
 import msgspec
 
+from mesos_nb.protocol.client_auth import AccessCache
 from mesos_nb.protocol.state import decode
+from mesos_nb.protocol.tls import TLSConfigError, describe_tls_mismatch
+
+_ACCESS = AccessCache()
 
 
 class MesosClientError(Exception):
@@ -55,20 +62,32 @@ class HttpClient:
         req = urllib.request.Request(url, data=data, method=method)
         if data is not None:
             req.add_header("Content-Type", "application/json")
-        for k, v in (self.auth() if self.auth else {}).items():
+        try:
+            access = _ACCESS.get(url) if self.auth is None or self.ssl_context is None else None
+            headers = self.auth() if self.auth else access.headers() if access else {}
+            ctx = self.ssl_context or (access.ssl_context(url) if access else None)
+        except (TLSConfigError, ValueError) as e:
+            raise MesosClientError(str(e)) from None
+        for k, v in headers.items():
             req.add_header(k, v)
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout,
-                                        context=self.ssl_context) as resp:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout, context=ctx) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
-        except (urllib.error.URLError, OSError) as e:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            tls = describe_tls_mismatch(url, getattr(e, "reason", e))
+            if tls is not None:
+                raise MesosClientError(tls) from None
             raise MesosClientError(f"cannot reach {what} at {_base(url)} ({_reason(e)})") from None
 
     def get(self, url: str, what: str = "the master") -> bytes:
         """The body of a 200 answer; any other status is an error naming it."""
         status, raw = self.request(url, what=what)
+        if status == 401:
+            raise MesosClientError(
+                f"{what} at {_base(url)} requires authentication: give a principal and secret "
+                "(--principal/--secret-file, $MESOS_NB_PRINCIPAL/$MESOS_NB_SECRET or $MESOS_NB_CREDENTIAL)")
         if status != 200:
             raise MesosClientError(
                 f"{url} answered {status}: {raw.decode(errors='replace').strip()[:200]}")

@@ -177,6 +177,11 @@ def launch(
         if executor is not None and task.executor is None:
             task.executor = executor
         res, err = validate_task(fw, agent, task, available, batch)
+        if err is None and st.authorize_task is not None:
+            denied = st.authorize_task(fw, task)  # run_tasks ACL, injected by the shell
+            if denied is not None:
+                tasks.task_error(st, fw, agent.id, task, "REASON_TASK_UNAUTHORIZED", denied, now)
+                continue
         if err is not None:
             if executor is not None:
                 group_error = err

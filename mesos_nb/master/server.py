@@ -10,7 +10,6 @@ and, batched, soon after anything that frees or adds resources.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import socket
@@ -27,6 +26,8 @@ from aiohttp import WSMsgType, web
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol import recordio
+from ..protocol.credentials import parse_basic
+from ..protocol.tls import server_context, server_settings
 from ..protocol.version import VERSION as __version__
 from .core import CallError, MasterCore
 from .effects import EndStream, ToAgent, ToChannel, ToFramework
@@ -34,6 +35,7 @@ from .outbox import Outbox
 from .readonly import ReadOnlyViews
 from .registry import NullRegistry, Registry
 from .registry_sqlite import SqliteRegistry
+from .security import PRINCIPAL, Guard, SecurityConfig
 
 log = logging.getLogger("mesos_nb.master")
 
@@ -51,6 +53,10 @@ class MasterConfig:
     agent_ping_timeout: float = 15.0
     max_agent_ping_timeouts: int = 5
     agent_secret: str | None = None
+    security: SecurityConfig | None = None
+    tls_cert: str | None = None  # else LIBPROCESS_SSL_* when LIBPROCESS_SSL_ENABLED
+    tls_key: str | None = None
+    tls_ca: str | None = None
 
 
 class _Stream:
@@ -75,10 +81,11 @@ class _Stream:
 class _Channel:
     """One agent process's WebSocket; carries many agents."""
 
-    __slots__ = ("ws", "pending", "wake", "last_heard", "peer", "closed")
+    __slots__ = ("ws", "pending", "wake", "last_heard", "peer", "closed", "principal")
 
-    def __init__(self, ws: web.WebSocketResponse, peer: str) -> None:
+    def __init__(self, ws: web.WebSocketResponse, peer: str, principal: str | None = None) -> None:
         self.ws = ws
+        self.principal = principal
         self.pending: list[Any] = []
         self.wake = asyncio.Event()
         self.last_heard = time.monotonic()
@@ -119,6 +126,10 @@ class MasterServer:
         self._tasks: list[asyncio.Task] = []
         self._alloc_handle: asyncio.Handle | None = None
         self.views = ReadOnlyViews(self)
+        # Authentication, authorization and request hygiene (security.py); TLS on the listener.
+        self.guard = Guard(c.security, lambda: self.config.agent_secret, lambda: self.core)
+        self.core.authorize_task = self.guard.authorize_task
+        self.ssl_context = server_context(server_settings(c.tls_cert, c.tls_key, c.tls_ca))
         self.app = self._make_app()
 
     # ------------------------------------------------------------------ lifecycle
@@ -128,7 +139,8 @@ class MasterServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.hostname}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.hostname}:{self.port}"
 
     @property
     def address(self) -> str:
@@ -168,7 +180,8 @@ class MasterServer:
             handler_cancellation=True,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True,
+                           ssl_context=self.ssl_context)
         await site.start()
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         self.port = sock.getsockname()[1]
@@ -295,7 +308,7 @@ class MasterServer:
 
     # ------------------------------------------------------------------ app
     def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.guard.middleware])
         r = app.router
         for prefix in ("", "/master"):
             r.add_post(prefix + "/api/v1/scheduler", self.handle_scheduler)
@@ -338,6 +351,9 @@ class MasterServer:
         fw = self.core.frameworks.get(fid)
         if fw is None:
             return _text(400, "Framework cannot be found")
+        refused = self.guard.check_framework_call(request.get(PRINCIPAL), fw)
+        if refused is not None:
+            return _text(403, refused)
         if not fw.connected:
             return _text(403, "Framework is not subscribed")
         sid = request.headers.get("Mesos-Stream-Id")
@@ -395,7 +411,14 @@ class MasterServer:
             # Admitting a framework needs a registry write; answer now rather than hold the stream.
             return _text(503, f"The master's registry is not writable ({self.outbox.error}); retry later")
         stream_id = str(uuid.uuid4())
-        principal = _basic_principal(request.headers.get("Authorization"))
+        given = parse_basic(request.headers.get("Authorization"))  # auth off: the name is only recorded
+        principal = request.get(PRINCIPAL) if self.guard.config.authenticate_frameworks else given and given.principal
+        existing = self.core.frameworks.get(info_id.value) if info_id is not None else None
+        refused = self.guard.check_subscribe(principal, call.subscribe.framework_info, existing)
+        if refused is not None:
+            log.warning("subscribe refused principal=%s framework=%s: %s", principal,
+                        info_id.value if info_id else None, refused[1])
+            return _text(*refused)
         try:
             fw = self.core.subscribe(call.subscribe, stream_id, time.time(), principal)
         except CallError as e:
@@ -488,14 +511,10 @@ class MasterServer:
 
     # ------------------------------------------------------------------ agent channel
     async def handle_channel(self, request: web.Request) -> web.StreamResponse:
-        secret = self.config.agent_secret
-        if secret:
-            auth = request.headers.get("Authorization", "")
-            if auth != f"Bearer {secret}":
-                return _text(401, "Agent authentication failed: wrong or missing secret")
+        # The middleware has authenticated the agent process (credential or in-process secret).
         ws = web.WebSocketResponse(max_msg_size=MAX_BODY, heartbeat=None)
         await ws.prepare(request)
-        chan = _Channel(ws, request.remote or "?")
+        chan = _Channel(ws, request.remote or "?", request.get(PRINCIPAL))
         self.channels.add(chan)
         writer = asyncio.get_running_loop().create_task(self._channel_writer(chan))
         log.info("agent channel opened peer=%s", chan.peer)
@@ -514,11 +533,14 @@ class MasterServer:
                 for x in msgs:
                     tx = type(x)
                     try:
-                        if tx is ch.StatusUpdate:
-                            if x.agent_id in core.agents:
-                                core.status_update(x, now)
-                        elif tx is ch.RegisterAgent:
-                            core.register_agent(x, chan, now)
+                        if tx is ch.RegisterAgent:
+                            self.guard.register_agent(core, x, chan, now)
+                        elif tx is ch.Pong:
+                            pass
+                        elif not self.guard.from_channel(core, x, chan):
+                            continue  # an agent speaking for an agent or task that is not its own
+                        elif tx is ch.StatusUpdate:
+                            core.status_update(x, now)
                         elif tx is ch.ExecutorExited:
                             core.executor_exited(x)
                         elif tx is ch.ExecutorToFramework:
@@ -558,6 +580,8 @@ def _loads(body: bytes) -> Any:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as e:
         raise ValueError(str(e)) from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _text(status: int, message: str) -> web.Response:
@@ -570,13 +594,3 @@ def _accepts_json(accept: str) -> bool:
         if media in ("application/json", "*/*", "application/*"):
             return True
     return False
-
-
-def _basic_principal(auth: str | None) -> str | None:
-    if not auth or not auth.startswith("Basic "):
-        return None
-    try:
-        user = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
-    except Exception:
-        return None
-    return user if user and user != "None" else None

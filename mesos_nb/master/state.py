@@ -10,6 +10,7 @@ reads a clock, a file or a socket: time arrives as ``now`` and fresh ids from :c
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ..protocol import messages as m
@@ -106,6 +107,8 @@ class MasterState:
         self.version = 0  # bumped on every change; the read endpoints cache by it
         self.wants_allocation = False
         self.metrics: dict[str, float] = _metrics()
+        # run_tasks authorization (the shell injects the ACL check): (framework, TaskInfo) -> refusal or None
+        self.authorize_task: Callable[[Framework, m.TaskInfo], str | None] | None = None
 
     # ------------------------------------------------------------------ shared helpers
     def emit(self, fw: Framework, event: m.Event) -> None:

@@ -4,6 +4,8 @@ The first kernel that needs a cluster and finds none starts a :class:`LocalClust
 private event-loop thread, on the well-known port (5050 when free), and writes
 ``~/.mesos-nb/local.json`` (address, pid). Any later kernel reads that file, checks the pid is
 alive and ``/health`` answers, and connects to the same cluster instead of starting another.
+The cluster requires authentication: ``local.json`` names its ``credentials.json``, and the
+SDK and the client library find them through the discovery file LocalCluster writes.
 A file lock serialises the check-and-start of two kernels starting at the same moment.
 """
 
@@ -69,6 +71,7 @@ class ClusterThread:
 
     def __init__(self, agents: int = 2, port: int = 0, agent_resources: str | None = None,
                  work_dir: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("authenticate", True)
         self.cluster = LocalCluster(agents=agents, port=port, work_dir=work_dir,
                                     agent_resources=agent_resources or None, **kwargs)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -167,7 +170,8 @@ def start_embedded(agents: int = 2, resources: str | None = None, port: int = 50
                 raise OSError("could not start the embedded cluster")
             _embedded = ct
             info = {"master": ct.master_address, "url": ct.master_url, "pid": os.getpid(),
-                    "agents": agents, "work_dir": ct.cluster.work_dir, "started": time.time()}
+                    "agents": agents, "work_dir": ct.cluster.work_dir, "started": time.time(),
+                    "credentials": ct.cluster.credentials_path}
             tmp = local_file().with_suffix(".tmp")
             tmp.write_text(json.dumps(info, indent=1))
             os.replace(tmp, local_file())

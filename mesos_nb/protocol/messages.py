@@ -469,6 +469,8 @@ def decode(data: bytes | str, typ: type) -> Any:
         raise ProtocolError("Failed to validate: " + text) from None
     except msgspec.DecodeError as e:
         raise ProtocolError(f"Failed to parse JSON: {e}") from None
+    except RecursionError:
+        raise ProtocolError("Failed to parse JSON: nested too deeply") from None
 
 
 def convert(obj: Any, typ: type) -> Any:

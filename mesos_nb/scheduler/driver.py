@@ -21,6 +21,8 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from mesos_nb.protocol.client_auth import access_for
+from mesos_nb.protocol.credentials import basic_header
 from mesos_nb.protocol.messages import (
     ID,
     Accept,
@@ -46,6 +48,7 @@ from mesos_nb.protocol.messages import (
 )
 from mesos_nb.protocol.messages import Filters as Filters
 from mesos_nb.protocol.recordio import RecordIOError
+from mesos_nb.protocol.tls import describe_tls_mismatch
 
 from .stream import Backoff, EventStream, Watchdog, normalize_master, redirect_target
 
@@ -125,8 +128,12 @@ def _first_line(text: str, limit: int = 300) -> str:
 class SchedulerDriver:
     """asyncio-native Mesos v1 scheduler driver.
 
-    ``master`` is ``host:port`` or ``http://host:port``. ``principal``/``secret`` add HTTP
-    Basic authentication to every request (and set ``framework.principal`` when unset).
+    ``master`` is ``host:port``, ``http://host:port`` or ``https://host:port``.
+    ``principal``/``secret`` add HTTP Basic authentication to every request (and set
+    ``framework.principal`` when unset); without them the credential of the environment or of
+    the local cluster at that address is used (:mod:`mesos_nb.protocol.client_auth`).
+    ``ca_file`` is the CA that signed the master's TLS certificate (else ``$MESOS_NB_CA_FILE``,
+    ``LIBPROCESS_SSL_CA_FILE``, the local cluster's, or the system store).
     """
 
     def __init__(
@@ -138,6 +145,7 @@ class SchedulerDriver:
         implicit_acknowledgements: bool = True,
         principal: str | None = None,
         secret: str | None = None,
+        ca_file: str | None = None,
         heartbeat_misses: int = 5,
         backoff_max: float = 15.0,
         backoff_base: float = 0.25,
@@ -146,12 +154,16 @@ class SchedulerDriver:
         reconcile_on_subscribe: bool = False,
     ) -> None:
         self.scheduler = scheduler
+        self._master = normalize_master(master)
+        access = access_for(self._master, principal, secret, ca_file)
+        if access.credential is not None:
+            principal, secret = access.credential.principal, access.credential.secret
+        self._ssl = access.ssl_context(self._master)
         if principal and not framework.principal:
             framework = msgspec.structs.replace(framework, principal=principal)
         self._framework = framework
-        self._master = normalize_master(master)
         self.implicit_acknowledgements = implicit_acknowledgements
-        self._auth = aiohttp.BasicAuth(principal, secret or "") if principal else None
+        self._auth = {"Authorization": basic_header(principal, secret or "")} if principal else None
         self.heartbeat_misses = heartbeat_misses
         self.backoff = Backoff(base=backoff_base, maximum=backoff_max)
         self.start_timeout = start_timeout
@@ -212,7 +224,8 @@ class SchedulerDriver:
         self._stopping = False
         self._subscribed_evt = asyncio.Event()
         self._wake = asyncio.Event()
-        self._session = aiohttp.ClientSession(auth=self._auth)
+        connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl is not None else None
+        self._session = aiohttp.ClientSession(headers=self._auth, connector=connector)
         self._task = asyncio.create_task(self._run(), name=f"mesos-driver-{self._framework.name}")
         waiter = asyncio.create_task(self._subscribed_evt.wait())
         try:
@@ -562,6 +575,9 @@ class SchedulerDriver:
 
 
 def _describe_net_error(e: BaseException, master: str) -> str:
+    tls = describe_tls_mismatch(master, e)
+    if tls is not None:
+        return tls
     if isinstance(e, asyncio.TimeoutError):
         return f"the master at {master} did not answer in time"
     if isinstance(e, aiohttp.ClientConnectorError):

@@ -5,6 +5,7 @@ test asserts, then a final {"done": ...} line. Exits 0 on success, 1 on timeout.
 """
 
 import json
+import os
 import sys
 import threading
 import time
@@ -205,7 +206,11 @@ def main():
     else:
         raise SystemExit("unknown scenario " + SCENARIO)
     framework["failover_timeout"] = failover_timeout
-    driver = MesosSchedulerDriver(sched, framework, MASTER, use_addict=False)
+    # As any pymesos user would: principal and secret for a master that authenticates frameworks.
+    principal, secret = os.environ.get("PYMESOS_PRINCIPAL"), os.environ.get("PYMESOS_SECRET")
+    if principal:
+        framework["principal"] = principal
+    driver = MesosSchedulerDriver(sched, framework, MASTER, use_addict=False, principal=principal, secret=secret)
     driver.start()
     ok = sched.done.wait(float(60))
     emit(done=ok, result=sched.result)
