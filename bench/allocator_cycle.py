@@ -105,7 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also time 1k x 100 once every framework has refused every agent (worst case)",
     )
     ap.add_argument("--core", action="store_true", help="also time 1k x 100 through the master core")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args(argv)
+    if args.json:
+        import json
+
+        sizes = [(1000, 100)] if args.quick else [(1000, 100), (10000, 1000)]
+        print(json.dumps({"runs": [run(a, f, args.rounds) for a, f in sizes]}))
+        return 0
     sizes = [(1000, 100)] if args.quick else [(1000, 100), (10000, 1000)]
     print(f"python {sys.version.split()[0]}; agent = {AGENT}; decline filter {REFUSE:.0f} s")
     hdr = (

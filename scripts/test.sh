@@ -49,5 +49,7 @@ log "ruff"
 .venv/bin/ruff check mesos_nb tests bench
 log "lint-imports (layers and cycles, see [tool.importlinter] in pyproject.toml)"
 .venv/bin/lint-imports
+log "bench --quick (fails only when a benchmark breaks)"
+.venv/bin/python -m bench --quick
 log "pytest"
 exec .venv/bin/python -m pytest "$@"
