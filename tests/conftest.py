@@ -107,6 +107,9 @@ def credential_headers(work_dir: Path) -> dict[str, str]:
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_NB_")}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    # Test frameworks use made-up users ("u"); CLI agents run as root here, so keep their tasks
+    # as the agent (the CLI default is --switch-user, as Mesos; tests of it set this themselves).
+    env["MESOS_NB_SWITCH_USER"] = "0"
     env.update(extra)
     return env
 

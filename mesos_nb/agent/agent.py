@@ -46,6 +46,7 @@ from mesos_nb.protocol.version import VERSION
 from . import checkpoint as ckpt
 from . import resources_checkpoint, sandbox
 from .attributes import parse_attributes
+from .auth import executor_key, executor_token, read_credentials
 from .checkpointing import Checkpointing
 from .command_executor import CommandExecutor
 from .config import AgentConfig
@@ -54,7 +55,8 @@ from .container_spec import ImageSpec, VolumeSpec, parse_container
 from .containerizer import Containerizer, LaunchError, make_containerizer
 from .custom_executors import CustomExecutors
 from .detect import detect_resources
-from .environment import build_environment, limits_for
+from .environment import base_environment, build_environment, limits_for
+from .http_auth import check_config as check_http_auth
 from .io_control import block_device, io_limits
 from .isolation import Limits
 from .lifecycle import Lifecycle
@@ -63,6 +65,7 @@ from .recovery import Recovery
 from .status_updates import StatusUpdateManager, UpdateStore
 from .task_health import TaskHealth
 from .task_status import TaskStatusUpdates
+from .users import User, chown_sandbox, resolve_user, user_for
 
 logger = logging.getLogger("mesos_nb.agent")
 
@@ -102,6 +105,7 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
             self.containerizer.images = self.images  # type: ignore[attr-defined]
         self._io_device: str | None = None
         self.port: int = config.port
+        self.tls = False  # set by the AgentProcess when its listener serves https
         self.frameworks: dict[str, FrameworkEntry] = {}
         self.completed_frameworks: OrderedDict[str, FrameworkEntry] = OrderedDict()
         self.tasks: dict[tuple[str, str], TaskEntry] = {}  # live + terminal-but-unacked
@@ -125,7 +129,12 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         )
         self.status_updates.paused = True  # until registered
         self._bg: set[asyncio.Task] = set()
-        self._base_env = dict(os.environ)
+        # Never the agent's own environment (its credential, MESOS_NB_* settings): see environment.py.
+        self._base_env = base_environment(os.environ, config.executor_environment_variables)
+        self.executor_key: bytes | None = executor_key(config.work_dir) if config.authenticate_http_executors else None
+        self.http_credentials: dict[str, str] = (read_credentials(config.http_credentials)
+                                                 if config.http_credentials else {})
+        check_http_auth(config, self.http_credentials)  # fail at start, not on the first request
         self._checkpointed_fw: set[str] = set()
         self._pid_log = ckpt.PidLog()  # non-checkpointing frameworks: pids only, unsynced
         self._sandbox_parents: set[str] = set()  # .../frameworks/<fw>/executors made already
@@ -149,7 +158,7 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
     @property
     def url(self) -> str:
         host = self.config.host if self.config.host not in ("", "0.0.0.0", "::") else self.hostname
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def endpoint(self) -> str:
@@ -331,6 +340,7 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
             task_id=command_task.task_id if command_task is not None else None, port_sources=ports,
             gpus=ex.gpus if has_gpus else None,
             command=command if command is not None else (task.info.command if task is not None else None),
+            token=executor_token(self.executor_key, ex.container_id) if self.executor_key is not None else None,
         )
 
     def _container_launch(self, container: Any, command: CommandInfo | None, resources: Resources,
@@ -356,6 +366,23 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
             image = ImageSpec(name, cached, shell=bool(cmd.shell), value=cmd.value or None,
                               arguments=tuple(cmd.arguments or ()), task_env=env, user=cmd.user or None)
         return image, volumes, limits_for(resources, extra_mem, io=io)
+
+    def _user(self, fw: FrameworkEntry, ex: ExecutorEntry, command: CommandInfo | None) -> User | None:
+        """The user ``ex``'s container runs as (None: as the agent). Raises users.UnknownUser."""
+        ex_cmd = ex.info.command
+        name = user_for(self.config.switch_user, command.user if command is not None else None,
+                        ex_cmd.user if ex_cmd is not None else None, fw.info.user)
+        return resolve_user(name) if name else None
+
+    def _prepare_sandbox(self, fw: FrameworkEntry, ex: ExecutorEntry, command: CommandInfo | None) -> User | None:
+        """Resolve the container's user and hand it the sandbox (stdout/stderr made first, so
+        they are the user's too). Raises users.UnknownUser."""
+        user = self._user(fw, ex, command)
+        if user is not None:
+            for name in ("stdout", "stderr"):
+                os.close(os.open(os.path.join(ex.directory, name), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+            chown_sandbox(ex.directory, user)
+        return user
 
     async def _fetch(self, ex: ExecutorEntry, uris: list[Any]) -> str | None:
         """Fetch ``uris`` into ``ex``'s sandbox (through the agent's cache); the failure, if any."""

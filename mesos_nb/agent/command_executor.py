@@ -23,6 +23,7 @@ from . import sandbox
 from .containerizer import LaunchError, LaunchSpec, describe_status
 from .environment import command_argv
 from .records import ExecutorEntry, FrameworkEntry, TaskEntry
+from .users import UnknownUser
 
 logger = logging.getLogger("mesos_nb.agent")
 
@@ -106,6 +107,7 @@ class CommandExecutor:
             executable, argv = (None, []) if image is not None else command_argv(task.info.command)  # type: ignore[arg-type]
             if image is None and _wants_tty(task.info):  # a TTY task runs under its I/O switchboard (task attach)
                 executable, argv = None, [sys.executable, "-S", SWITCHBOARD, ex.container_id, executable or "", *argv]
+            user = self._prepare_sandbox(fw, ex, task.info.command)
             ex.gpus = self._take_gpus(task.resources)
             status_path = None
             if supervised:
@@ -116,10 +118,10 @@ class CommandExecutor:
                 env=self._environment(fw, ex, task), cwd=ex.directory,
                 stdout_path=os.path.join(ex.directory, "stdout"),
                 stderr_path=os.path.join(ex.directory, "stderr"),
-                limits=limits, status_path=status_path, image=image, volumes=volumes,
+                limits=limits, status_path=status_path, image=image, volumes=volumes, user=user,
             )
             container = await self.containerizer.launch(spec)
-        except LaunchError as e:
+        except (LaunchError, UnknownUser) as e:
             logger.warning("task launch failed agent=%s framework=%s task=%s: %s",
                            self.agent_id, fw_id, task_id, e)
             self._update(task, "TASK_FAILED", reason="REASON_CONTAINER_LAUNCH_FAILED", message=str(e))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -23,7 +23,17 @@ class AgentConfig:
     image_store_max_bytes: int = 0  # LRU bound of the layer store (0 = unbounded)
     enforce_container_disk_quota: bool = False  # disk/du: kill a container over its `disk`
     container_disk_watch_interval: float = 15.0  # disk/du: seconds between measurements
-    agent_secret: str | None = None
+    agent_secret: str | None = None  # legacy shared secret (Bearer); in-process use only, never argv
+    credential: str | None = None  # FILE: {"principal": …, "secret": …} presented to the master (Basic)
+    switch_user: bool = False  # run tasks as their user when root (the CLI's --switch-user is on)
+    executor_environment_variables: dict[str, str] = field(default_factory=dict)
+    http_credentials: str | None = None  # FILE: {"credentials": [{principal, secret}, …]}
+    authenticate_http_readonly: bool = False  # /state, /files/*, /monitor/statistics, /metrics
+    authenticate_http_readwrite: bool = False  # the agent operator API (/api/v1)
+    authenticate_http_executors: bool = False  # /api/v1/executor needs the container's token
+    tls_cert: str | None = None  # PEM; with tls_key: the agent serves https
+    tls_key: str | None = None
+    tls_ca: str | None = None  # trust store for the master's certificate (wss://)
     executor_shutdown_grace_period: float = 5.0
     status_update_retry_min: float = 10.0
     status_update_retry_max: float = 600.0

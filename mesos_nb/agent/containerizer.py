@@ -27,6 +27,14 @@ from typing import Any
 
 from . import disk_usage
 from .container_spec import ImageSpec, VolumeSpec, binds
+from .exit_status import (
+    UNKNOWN_STATUS,
+    _killpg,
+    _open_out,
+    _status_from_returncode,
+    describe_status,
+    read_status_file,
+)
 from .isolation import (
     IsolationSpec,
     Isolator,
@@ -40,6 +48,7 @@ from .isolation import (
 from .isolator import CgroupJoin
 from .launcher import Launcher, LauncherUnavailable, prefer_recorded, watch_exit
 from .namespaces import container_preexec, host_mounts
+from .users import User, chain, supervisor_user_arg, switch_to
 
 SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervisor.py")
 
@@ -57,6 +66,7 @@ class LaunchSpec:
     status_path: str | None = None  # supervised: the task's wait status is recorded here
     image: ImageSpec | None = None  # a MESOS container with a Docker image
     volumes: list[VolumeSpec] = field(default_factory=list)
+    user: User | None = None  # run as this user (users.py); None = as the agent
 
 
 @dataclass
@@ -112,32 +122,6 @@ class Containerizer:
 _HAS_PIDFD = hasattr(os, "pidfd_open")
 CLEANUP_DELAY = 0.2  # kernel isolation state (cgroups) is removed in batches, this long after exits
 CLEANUP_ATTEMPTS = 50
-
-
-def _open_out(path: str) -> int:
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _status_from_returncode(rc: int) -> int:
-    """Re-encode a ``Popen.returncode`` as a raw wait status."""
-    if rc < 0:
-        return -rc & 0x7F
-    return (rc & 0xFF) << 8
-
-
-def read_status_file(path: str | None) -> int | None:
-    if not path:
-        return None
-    try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
 
 
 class PosixContainerizer(Containerizer):
@@ -386,12 +370,19 @@ class PosixContainerizer(Containerizer):
                 raise LaunchError(f"Failed to prepare the container's mounts: {e}") from None
             setup = host_mounts(spec.cwd, private_tmp=iso.filesystem_linux, proc=iso.pid_namespace, volumes=mounts)
         waiter = iso.pid_namespace or (spec.status_path is not None and prepared is not None)
+        # The user drop (--switch-user) comes last, after the root-only steps (cgroup join, mounts);
+        # a supervised task's supervisor stays root to record the status and drops in its child;
+        # an image task runs as the image's user (its own setup switches).
+        user_step = None
         if spec.status_path is not None and not waiter:
-            argv = [sys.executable, "-S", SUPERVISOR, spec.status_path, executable or "", *argv]
+            argv = [sys.executable, "-S", SUPERVISOR, *supervisor_user_arg(spec.user), spec.status_path,
+                    executable or "", *argv]
             executable = None
+        elif prepared is None:
+            user_step = switch_to(spec.user)
         # cgroups: the helper forks (Popen here would fork with a preexec_fn); posix: Popen's vfork.
         helper = self._launcher is not None and prepared is None and setup is None and not waiter and \
-            not isinstance(self.isolator, PosixIsolator)
+            user_step is None and not isinstance(self.isolator, PosixIsolator)
         try:  # with the helper, the cgroups are made off the event loop too
             (await asyncio.to_thread(self.isolator.prepare, spec.container_id, spec.limits)) if helper \
                 else self.isolator.prepare(spec.container_id, spec.limits)
@@ -404,12 +395,16 @@ class PosixContainerizer(Containerizer):
         if helper and isinstance(join, CgroupJoin):
             if (c := await self._launch_helper(spec, argv, executable, env, join, None)) is not None:
                 return c
-        preexec = container_preexec(join=join, setup=setup,
-                                    pid_namespace=iso.pid_namespace,
-                                    status_path=spec.status_path if waiter else None)
+        preexec = chain(container_preexec(join=join, setup=setup,
+                                          pid_namespace=iso.pid_namespace,
+                                          status_path=spec.status_path if waiter else None),
+                        user_step)
         try:
             out = _open_out(spec.stdout_path)
             err = _open_out(spec.stderr_path)
+            if spec.user is not None:
+                os.fchown(out, spec.user.uid, spec.user.gid)
+                os.fchown(err, spec.user.uid, spec.user.gid)
             if self._use_pidfd:
                 popen = functools.partial(
                     subprocess.Popen, argv, executable=executable, stdin=self._stdin(), stdout=out, stderr=err,
@@ -562,22 +557,6 @@ class PosixContainerizer(Containerizer):
         return await container.wait()
 
 
-UNKNOWN_STATUS = -1  # a recovered container whose exit status nobody recorded
-
-
-
-def describe_status(status: int) -> tuple[bool, str]:
-    """(succeeded, Mesos message) for a raw wait status."""
-    if status == UNKNOWN_STATUS:
-        return False, "Executor terminated while the agent was down (exit status unknown)"
-    if os.WIFEXITED(status):
-        code = os.WEXITSTATUS(status)
-        return code == 0, f"Command exited with status {code}"
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        name = signal.strsignal(sig) or f"signal {sig}"
-        return False, f"Command terminated with signal {name}"
-    return False, f"Command exited with unknown status {status}"
 
 
 def make_containerizer(isolation: str, *, images: Any = None, work_dir: str | None = None,

@@ -32,6 +32,7 @@ from . import sandbox
 from .containerizer import LaunchError, LaunchSpec, describe_status
 from .environment import command_argv
 from .records import ExecutorEntry, FrameworkEntry, TaskEntry
+from .users import UnknownUser
 
 logger = logging.getLogger("mesos_nb.agent")
 
@@ -163,10 +164,10 @@ class CustomExecutors:
             spec = LaunchSpec(
                 container_id=ex.container_id, argv=argv, executable=executable, env=env, cwd=ex.directory,
                 stdout_path=os.path.join(ex.directory, "stdout"), stderr_path=os.path.join(ex.directory, "stderr"),
-                limits=limits, image=image, volumes=volumes,
+                limits=limits, image=image, volumes=volumes, user=self._prepare_sandbox(fw, ex, cmd),
             )
             container = await self.containerizer.launch(spec)
-        except LaunchError as e:
+        except (LaunchError, UnknownUser) as e:
             self._fail_executor_tasks(ex, "REASON_CONTAINER_LAUNCH_FAILED", str(e))
             self._executor_done(fw, ex, None)
             return

@@ -1,12 +1,23 @@
 """What a task or executor process is given: its environment (the ``MESOS_*`` variables
 Mesos sets, ports, GPUs, the command's own variables), its argv and its resource limits.
 
+The environment is built from nothing, as Mesos does since 1.0: the agent's own environment
+(which may hold its credential, ``MESOS_NB_*`` settings, cloud keys) never reaches a task.
+A task gets ``LIBPROCESS_IP`` (if the agent has it), the operator's
+``--executor-environment-variables``, the ``MESOS_*`` variables, ports/GPUs, its
+``CommandInfo.environment`` (``Secret`` values of type VALUE decoded; REFERENCE refused, as
+Mesos' default secret resolver does) and a default ``PATH`` when none was given.
+
 Pure functions of their arguments (no agent state, no I/O), called on every launch.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from mesos_nb.protocol.messages import CommandInfo
 from mesos_nb.protocol.resources import Resources
@@ -17,8 +28,72 @@ from .isolation import Limits
 from .isolator import IoLimits
 
 MAX_PORT_ENV = 1000  # PORT0..PORTn are set only for tasks with at most this many ports
-_INHERITED_ONLY_WHEN_SET = ("MESOS_CHECKPOINT", "MESOS_RECOVERY_TIMEOUT", "MESOS_SUBSCRIPTION_BACKOFF_MAX",
-                            "MESOS_TASK_ID")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Mesos' default
+_SET_ONLY_WHEN_APPLICABLE = ("MESOS_CHECKPOINT", "MESOS_RECOVERY_TIMEOUT", "MESOS_SUBSCRIPTION_BACKOFF_MAX",
+                             "MESOS_TASK_ID", "MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
+_INHERITED = ("LIBPROCESS_IP",)  # the one variable Mesos copies from the agent's environment
+
+
+def parse_executor_environment(text: str | None) -> dict[str, str]:
+    """``--executor-environment-variables``: a JSON object of strings (Mesos refuses to start
+    on anything else). Raises ValueError with the sentence to show."""
+    if text is None or text.strip() == "":
+        return {}
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"--executor-environment-variables is not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise ValueError("--executor-environment-variables must be a JSON object")
+    for k, v in obj.items():
+        if not isinstance(v, str):
+            raise ValueError(f"--executor-environment-variables: the value of '{k}' is not a string")
+        if not k or "=" in k or "\x00" in k or "\x00" in v:
+            raise ValueError(f"--executor-environment-variables: '{k}' is not a valid variable")
+    return dict(obj)
+
+
+def base_environment(agent_env: Mapping[str, str], operator_env: Mapping[str, str]) -> dict[str, str]:
+    """What every container starts from: ``LIBPROCESS_IP`` from the agent, then the operator's."""
+    env = {k: agent_env[k] for k in _INHERITED if k in agent_env}
+    env.update(operator_env)
+    return env
+
+
+def resolve_secret(name: str, secret: Any) -> str:
+    """The value of a ``SECRET`` variable: VALUE secrets are base64 data; REFERENCE secrets
+    need a resolver this agent does not have. Raises LaunchError naming the variable."""
+    if not isinstance(secret, dict):
+        raise LaunchError(f"Failed to launch container: environment variable '{name}' has no 'secret'")
+    kind = secret.get("type")
+    if kind == "REFERENCE" or (kind is None and "reference" in secret):
+        raise LaunchError(f"Failed to launch container: secret references are not supported "
+                          f"(environment variable '{name}'); give the value as a VALUE secret")
+    value = secret.get("value")
+    if kind not in (None, "VALUE") or not isinstance(value, dict) or not isinstance(value.get("data"), str):
+        raise LaunchError(f"Failed to launch container: environment variable '{name}' has an invalid secret")
+    try:
+        return base64.b64decode(value["data"], validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise LaunchError(f"Failed to launch container: the secret of environment variable '{name}' "
+                          "is not base64-encoded UTF-8 text") from None
+
+
+def command_environment(command: CommandInfo | None) -> dict[str, str]:
+    """A CommandInfo's own variables (VALUE and SECRET types)."""
+    out: dict[str, str] = {}
+    if command is None or command.environment is None:
+        return out
+    for var in command.environment.variables:
+        if var.type == "SECRET":
+            out[var.name] = resolve_secret(var.name, var.secret)
+        elif var.type in (None, "VALUE"):
+            if var.value is not None:
+                out[var.name] = var.value
+        else:
+            raise LaunchError(f"Failed to launch container: environment variable '{var.name}' "
+                              f"has an unknown type '{var.type}'")
+    return out
 
 
 def build_environment(
@@ -37,9 +112,11 @@ def build_environment(
     port_sources: Iterable[Resources],
     gpus: list[int] | None,
     command: CommandInfo | None,
+    token: str | None = None,
 ) -> dict[str, str]:
-    """The environment of one container. ``task_id`` is set for the command executor only;
-    ``gpus`` is None on a machine without GPUs (then CUDA_VISIBLE_DEVICES is left alone)."""
+    """The environment of one container. ``base`` is :func:`base_environment`'s result (never
+    the agent's ``os.environ``); ``task_id`` is set for the command executor only; ``gpus`` is
+    None on a machine without GPUs; ``token`` is the executor's authentication token."""
     env = dict(base)
     env.update({
         "MESOS_FRAMEWORK_ID": framework_id,
@@ -55,8 +132,10 @@ def build_environment(
         "MESOS_CONTAINER_ID": container_id,
         "LIBPROCESS_PORT": "0",
     })
-    for k in _INHERITED_ONLY_WHEN_SET:
+    for k in _SET_ONLY_WHEN_APPLICABLE:
         env.pop(k, None)
+    if token is not None:
+        env["MESOS_EXECUTOR_AUTHENTICATION_TOKEN"] = token
     if checkpoint:
         # pymesos treats any non-empty MESOS_CHECKPOINT as true: set it only when checkpointing.
         env["MESOS_CHECKPOINT"] = "1"
@@ -77,10 +156,8 @@ def build_environment(
         env["PORTS"] = ",".join(map(str, ports))
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
-    if command is not None and command.environment is not None:
-        for var in command.environment.variables:
-            if (var.type in (None, "VALUE")) and var.value is not None:
-                env[var.name] = var.value
+    env.update(command_environment(command))
+    env.setdefault("PATH", DEFAULT_PATH)
     return env
 
 
@@ -103,4 +180,7 @@ def limits_for(r: Resources, extra_mem: int = 0, *, io: IoLimits | None = None) 
     return Limits(cpus=cpus, mem_bytes=mem + extra_mem if mem else 0, disk_bytes=disk, io=io)
 
 
-__all__ = ["build_environment", "command_argv", "limits_for", "MAX_PORT_ENV"]
+__all__ = [
+    "build_environment", "base_environment", "command_environment", "parse_executor_environment",
+    "resolve_secret", "command_argv", "limits_for", "MAX_PORT_ENV", "DEFAULT_PATH",
+]

@@ -4,10 +4,11 @@ Calls: SUBSCRIBE (answered with a 200 chunked RecordIO stream of events), UPDATE
 HEARTBEAT (202). Events sent on the stream: SUBSCRIBED, LAUNCH, LAUNCH_GROUP, KILL,
 ACKNOWLEDGED, MESSAGE, SHUTDOWN, ERROR, HEARTBEAT. There is no ``Mesos-Stream-Id``.
 
-Validation order follows Mesos: 503 while recovering; 415 wrong Content-Type; 406 an
+Validation order follows Mesos: 503 while recovering; 401 without a valid executor token
+when ``--authenticate-http-executors`` is on (auth.py); 415 wrong Content-Type; 406 an
 ``Accept`` without JSON; 413 body over the limit; 400 malformed JSON / missing ids / unknown
 call / "Framework cannot be found" / "Executor cannot be found" / "Not a valid UUID"; 403 a
-non-SUBSCRIBE call from an executor that is not subscribed. A rejected call changes nothing.
+non-SUBSCRIBE call from an executor that is not subscribed, or a token of another container. A rejected call changes nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from mesos_nb.protocol import recordio
 from mesos_nb.protocol.messages import ID, TaskInfo, TaskStatus
 
 from .app_key import agent_of
+from .auth import executor_token_container
 
 if TYPE_CHECKING:
     from .agent import Agent, ExecutorEntry
@@ -131,6 +133,13 @@ async def handle_executor(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     if agent.recovering:
         return _text(503, "Agent has not finished recovery")
+    token_container = None
+    if agent.executor_key is not None:
+        token_container = executor_token_container(agent.executor_key, request.headers.get("Authorization"))
+        if token_container is None:
+            return web.Response(status=401, text="Executor authentication failed: a valid "
+                                "'Authorization: Bearer $MESOS_EXECUTOR_AUTHENTICATION_TOKEN' is required",
+                                headers={"WWW-Authenticate": 'Bearer realm="mesos-agent-executor"'})
     if request.content_type != "application/json":
         return _text(415, f"Expecting 'Content-Type' of application/json (got '{request.content_type}')")
     accept = request.headers.get("Accept", "")
@@ -156,6 +165,9 @@ async def handle_executor(request: web.Request) -> web.StreamResponse:
     ex = fw.executors.get(call.executor_id.value)
     if ex is None or ex.command_executor:
         return _text(400, "Executor cannot be found")
+    if token_container is not None and token_container != ex.container_id:
+        return _text(403, f"The executor token is for container '{token_container}', not for executor "
+                          f"'{ex.executor_id}' (container '{ex.container_id}')")
     if call.type == "SUBSCRIBE":
         assert call.subscribe is not None
         return await _subscribe(agent, ex, call.subscribe, request)

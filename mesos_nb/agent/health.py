@@ -33,10 +33,13 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
 
 class HealthChecker:
     def __init__(self, spec: Any, *, cwd: str, env: dict[str, str], on_change: Callable[[bool], None],
-                 on_kill: Callable[[str], None]) -> None:
+                 on_kill: Callable[[str], None], user: Any = None) -> None:
         self.spec = spec
         self.cwd = cwd
         self.env = env
+        # COMMAND checks run as the task's user (users.User), as the task itself does.
+        self._identity: dict[str, Any] = ({} if user is None else
+                                          {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)})
         self.on_change = on_change
         self.on_kill = on_kill
         self.healthy: bool | None = None
@@ -122,11 +125,13 @@ class HealthChecker:
             args = _get(cmd, "arguments") or [value]
             proc = await asyncio.create_subprocess_exec(value, *args[1:], cwd=self.cwd, env=self.env,
                                                         stdout=asyncio.subprocess.DEVNULL,
-                                                        stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+                                                        stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+                                                        **self._identity)
         else:
             proc = await asyncio.create_subprocess_exec("/bin/sh", "-c", value, cwd=self.cwd, env=self.env,
                                                         stdout=asyncio.subprocess.DEVNULL,
-                                                        stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+                                                        stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+                                                        **self._identity)
         try:
             rc = await proc.wait()
         except asyncio.CancelledError:

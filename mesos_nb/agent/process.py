@@ -1,7 +1,9 @@
 """``AgentProcess``: one or more agents behind ONE channel connection to the master.
 
-Lifecycle: ``start()`` serves each agent's HTTP app, connects the WebSocket
-(``ws://MASTER/api/v1/agent-channel``, ``Authorization: Bearer <secret>`` when set), sends a
+Lifecycle: ``start()`` serves each agent's HTTP app (https with TLS settings, tls.py),
+connects the WebSocket (``ws://MASTER/api/v1/agent-channel``, ``wss://`` with TLS), presenting
+the agent's ``--credential`` file as HTTP Basic ``principal:secret`` (or a legacy in-process
+``agent_secret`` as ``Bearer``; auth.py), sends a
 REGISTER per agent and waits until every agent is REGISTERED. The connection loop then reads
 frames and dispatches each message to its agent (by ``agent_id``; by ``key`` for REGISTERED
 and REFUSED), answers PING with PONG, and on a broken connection reconnects with jittered
@@ -33,9 +35,10 @@ from mesos_nb.protocol.channel import (
     decode_to_agent,
     encode_frames,
 )
-from mesos_nb.protocol.tls import client_context
 
+from . import tls
 from .agent import Agent
+from .auth import channel_authorization
 from .config import AgentConfig
 from .http import make_app
 from .operator_api import install as install_operator_api
@@ -101,7 +104,11 @@ class AgentProcess:
         else:
             self.ws_url, self.master_address = parse_master(given)
         self.secret = secret if secret is not None else configs[0].agent_secret
-        self.ssl_context = ssl_context  # for wss://; default: verify against $LIBPROCESS_SSL_CA_FILE or the system
+        self._authorization = channel_authorization(configs[0].credential, self.secret)
+        if tls.enabled(configs[0]) and self.ws_url.startswith("ws://") and "://" not in (master or configs[0].master):
+            self.ws_url = "wss://" + self.ws_url[len("ws://"):]
+        # for wss://; default: verify against --tls-ca, $LIBPROCESS_SSL_CA_FILE or the system
+        self.ssl_context = ssl_context or tls.client_context(configs[0], self.ws_url)
         self.register_timeout = register_timeout
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
@@ -131,6 +138,7 @@ class AgentProcess:
         self._out_event = asyncio.Event()
         self.connected = asyncio.Event()
         self._ready = loop.create_future()
+        server_ssl = {a.key: tls.server_context(a.config) for a in self._agents}  # bad files: fail now
         try:
             for agent in self._agents:
                 os.makedirs(agent.config.work_dir, exist_ok=True)
@@ -142,14 +150,15 @@ class AgentProcess:
                 self._runners.append(runner)
                 port = agent.config.port or agent.previous_port()
                 try:
-                    site = web.TCPSite(runner, agent.config.host, port)
+                    site = web.TCPSite(runner, agent.config.host, port, ssl_context=server_ssl[agent.key])
                     await site.start()
                 except OSError:
                     if port == agent.config.port:
                         raise
-                    site = web.TCPSite(runner, agent.config.host, agent.config.port)
+                    site = web.TCPSite(runner, agent.config.host, agent.config.port, ssl_context=server_ssl[agent.key])
                     await site.start()
                 agent.port = int(runner.addresses[0][1])
+                agent.tls = server_ssl[agent.key] is not None
         except OSError as e:
             await self._teardown()
             raise OSError(e.errno, f"cannot start the agent's HTTP server: {e.strerror or e}") from None
@@ -159,9 +168,8 @@ class AgentProcess:
                 agent.recover()
             finally:
                 agent.recovering = False
-        headers = {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
-        ctx = self.ssl_context or (client_context() if (self.ws_url or "").startswith("wss://") else None)
-        connector = aiohttp.TCPConnector(ssl=ctx) if ctx is not None else None
+        headers = {"Authorization": self._authorization} if self._authorization else {}
+        connector = aiohttp.TCPConnector(ssl=self.ssl_context) if self.ssl_context is not None else None
         self._session = aiohttp.ClientSession(headers=headers, connector=connector)
         self._leader_changed = asyncio.Event()
         if self.zk_url is not None:
@@ -296,7 +304,7 @@ class AgentProcess:
                 if e.status in (401, 403) and self._ready is not None and not self._ready.done():
                     self._ready.set_exception(ConnectionError(
                         f"the master at {self.master_address} refused the agent (HTTP {e.status}: "
-                        "check --agent-secret)"))
+                        "check --credential)"))
                     return
                 logger.warning("agent channel handshake failed master=%s status=%s", self.master_address, e.status)
                 await self._pause(backoff.next())

@@ -1,6 +1,6 @@
 """Per-task supervisor for command tasks of checkpointing frameworks.
 
-Run as a *script* (``python -S supervisor.py STATUS_PATH EXECUTABLE ARGV...``, stdlib only, no
+Run as a *script* (``python -S supervisor.py [--user=UID:GID:GROUPS] STATUS_PATH EXECUTABLE ARGV...``, stdlib only, no
 package import, so it starts in a few milliseconds). It is the container's session leader;
 it forks the task command into the same process group, waits for it, and records the
 task's raw wait status in ``STATUS_PATH`` (write, fsync, atomic rename) before exiting.
@@ -38,9 +38,20 @@ def _record(path: str, status: int) -> None:
         pass
 
 
+def _drop(spec: str) -> None:
+    """``UID:GID:G1,G2``: become that user for good (the task's identity, users.py)."""
+    uid, gid, groups = spec.split(":")
+    os.setgroups([int(g) for g in groups.split(",") if g])
+    os.setresgid(int(gid), int(gid), int(gid))
+    os.setresuid(int(uid), int(uid), int(uid))
+
+
 def main(argv: list) -> int:
+    user = None
+    if len(argv) > 1 and argv[1].startswith("--user="):
+        user, argv = argv[1][len("--user="):], [argv[0], *argv[2:]]
     if len(argv) < 4:
-        sys.stderr.write("usage: supervisor.py STATUS_PATH EXECUTABLE|'' ARGV...\n")
+        sys.stderr.write("usage: supervisor.py [--user=UID:GID:GROUPS] STATUS_PATH EXECUTABLE|'' ARGV...\n")
         return 2
     status_path, executable, args = argv[1], argv[2] or None, argv[3:]
     for s in _SIGNALS:
@@ -50,6 +61,8 @@ def main(argv: list) -> int:
         for s in (*_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(s, signal.SIG_DFL)
         try:
+            if user is not None:
+                _drop(user)
             os.execvp(executable or args[0], args)
         except OSError as e:
             os.write(2, f"Failed to execute '{executable or args[0]}': {e.strerror}\n".encode())

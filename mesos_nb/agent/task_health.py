@@ -8,7 +8,6 @@ A mixin of :class:`~mesos_nb.agent.agent.Agent`: its methods work on the Agent's
 from __future__ import annotations
 
 import logging
-import os
 
 from mesos_nb.protocol.messages import TERMINAL_STATES
 
@@ -23,11 +22,18 @@ class TaskHealth:
             return
         from .health import HealthChecker
 
+        fw = self.frameworks.get(ex.framework_id)
+        try:
+            user = self._user(fw, ex, task.info.command) if fw is not None else None
+        except LookupError:  # the user vanished since the launch: never check as the agent instead
+            logger.warning("no health checks: unknown user agent=%s framework=%s task=%s",
+                           self.agent_id, ex.framework_id, task.task_id)
+            return
         task.health = HealthChecker(
             task.info.health_check, cwd=ex.directory, env=self._environment(
-                self.frameworks[ex.framework_id], ex, task) if ex.framework_id in self.frameworks else dict(os.environ),
+                self.frameworks[ex.framework_id], ex, task) if ex.framework_id in self.frameworks else dict(self._base_env),
             on_change=lambda healthy, t=task: self._health_changed(t, healthy),
-            on_kill=lambda message, t=task: self._health_kill(t, message),
+            on_kill=lambda message, t=task: self._health_kill(t, message), user=user,
         )
         task.health.start()
 

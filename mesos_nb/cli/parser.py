@@ -68,7 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="disk/du: kill a task that uses more disk than its `disk` resource")
     opt(a, "--container-disk-watch-interval", type=positive, default=15.0,
         help="disk/du: seconds between measurements")
-    opt(a, "--agent-secret", help="shared secret for the master")
+    # The top-level --credential, also accepted after "agent": the FILE the agent presents to the master.
+    a.add_argument("--credential", default=argparse.SUPPRESS,
+                   help='FILE with {"principal": …, "secret": …} presented to the master [$MESOS_NB_CREDENTIAL]')
+    a.add_argument("--agent-secret", help=argparse.SUPPRESS)  # refused: argv shows in ps
+    a.add_argument("--switch-user", action=argparse.BooleanOptionalAction,
+                   default=os.environ.get(ENV_PREFIX + "SWITCH_USER", "1").lower() not in ("0", "false", "no", "off"),
+                   help="run tasks as their user (CommandInfo.user, else FrameworkInfo.user) when root "
+                        "[$MESOS_NB_SWITCH_USER, default on]")
+    opt(a, "--executor-environment-variables", help="JSON object of variables every task gets")
+    opt(a, "--http-credentials", help='FILE {"credentials": [{"principal", "secret"}]} for the endpoints')
+    flag(a, "--authenticate-http-readonly", "require Basic auth on /state, /files, /monitor, /metrics")
+    flag(a, "--authenticate-http-readwrite", "require Basic auth on the operator API")
+    flag(a, "--authenticate-http-executors", "executors must present their MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
+    opt(a, "--tls-cert", help="PEM certificate: serve https and use wss:// to the master")
+    opt(a, "--tls-key", help="PEM private key of --tls-cert")
+    opt(a, "--tls-ca", help="PEM CA bundle to verify the master")
     opt(a, "--log-level", type=log_level, default="info", help="debug, info, warning, error")
     add_agent_flags(a)
 

@@ -129,6 +129,16 @@ def cmd_agent(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CLIError(f"bad --attributes: {e}") from None
 
+    if args.agent_secret:
+        raise CLIError("the agent's secret is not taken on the command line (ps shows it): "
+                       "put it in a file and give --credential FILE")
+    from mesos_nb.agent.environment import parse_executor_environment
+    try:
+        executor_env = parse_executor_environment(args.executor_environment_variables)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    legacy_secret = os.environ.get("MESOS_NB_AGENT_SECRET") or None  # the environment, never argv
+
     async def main() -> None:
         from mesos_nb.agent.config import AgentConfig
         from mesos_nb.agent.process import AgentProcess
@@ -136,19 +146,26 @@ def cmd_agent(args: argparse.Namespace) -> int:
         cfg = AgentConfig(
             master=args.master, host=args.host, port=args.port, hostname=args.hostname,
             resources=args.resources, attributes=args.attributes, work_dir=args.work_dir,
-            isolation=args.isolation, agent_secret=args.agent_secret,
+            isolation=args.isolation, agent_secret=legacy_secret, credential=args.credential,
+            switch_user=args.switch_user, executor_environment_variables=executor_env,
+            http_credentials=args.http_credentials,
+            authenticate_http_readonly=args.authenticate_http_readonly,
+            authenticate_http_readwrite=args.authenticate_http_readwrite,
+            authenticate_http_executors=args.authenticate_http_executors,
+            tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca,
             docker_registry=args.docker_registry, docker_store_dir=args.docker_store_dir,
             image_store_max_bytes=args.image_store_max_bytes,
             enforce_container_disk_quota=args.enforce_container_disk_quota,
             container_disk_watch_interval=args.container_disk_watch_interval,
         )
         try:
-            proc = AgentProcess([cfg], master=args.master, secret=args.agent_secret,
+            proc = AgentProcess([cfg], master=args.master, secret=legacy_secret,
                                 zk_session_timeout=args.zk_session_timeout,
                                 master_ping_timeout=args.master_ping_timeout)
-        except ValueError as e:  # a bad --master, or an --isolation this agent or machine cannot provide
+        except ValueError as e:  # a bad --master; credential, TLS, authentication or --isolation settings
             msg = str(e)
-            raise CLIError(msg if "isolat" in msg.lower() else f"bad --master: {msg}") from None
+            raise CLIError(msg if any(w in msg.lower() for w in ("isolat", "credential", "tls", "auth", "secret"))
+                           else f"bad --master: {msg}") from None
         try:
             await proc.start()
         except ConnectionError as e:
