@@ -266,9 +266,18 @@ def check_dashboard(nb: Any, master_url: str) -> None:
     outs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     views = [o for o in outs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert any(v["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] in state for v in views)
+    # BokehJS is published into the page before the widget's view, in the same cell (without
+    # it JupyterLab cannot create the BokehView: window.Bokeh is undefined).
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "%mesos dashboard" in c.source)
+    kinds = [set(o.get("data", {})) for o in cell.outputs]
+    load = [i for i, k in enumerate(kinds) if "application/vnd.bokehjs_load.v0+json" in k]
+    view = [i for i, k in enumerate(kinds) if "application/vnd.jupyter.widget-view+json" in k]
+    assert load and view and load[0] < view[0], kinds
     text = "".join(o.get("text", "") for o in outs if o["output_type"] == "stream")
     updates = int(text.split("dashboard: ", 1)[1].split(" updates")[0])
     assert updates >= 3 and "running=True" in text and "dashboard stopped: True" in text
+    # the busy task ran to its end before %mesos disconnect (Run All used to kill it at once)
+    assert text.startswith("TASK_FINISHED;"), text
 
 
 def test_notebook_dashboard_stores_bokeh_widget_state(tmp_path: Path):

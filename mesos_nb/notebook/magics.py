@@ -223,6 +223,13 @@ class MesosMagics(Magics):
 
     def dashboard(self, rest: str = "") -> Any:
         """A live Bokeh widget (mesos_nb.dashboards); it stops when this framework disconnects."""
+        try:
+            import bokeh  # noqa: F401
+            import jupyter_bokeh  # noqa: F401
+        except ImportError as e:
+            raise MesosNotebookError(
+                f"%mesos dashboard needs bokeh and jupyter_bokeh ({e.name} is not installed): "
+                "pip install 'mesos-nb[notebook]'") from None
         from ..dashboards import dashboard
 
         fw = self._fw()
