@@ -301,3 +301,36 @@ def test_notebook_dashboard_stores_bokeh_widget_state(tmp_path: Path):
         check_dashboard(nb, ct.master_url)
     finally:
         ct.stop()
+
+
+async def test_torn_down_and_failed_tasks_end_on_the_timeline_and_in_the_ui_filter(local_cluster):
+    """A task killed by its framework's teardown, and one that failed, stop at their end on the
+    timeline (they used to grow to "now": the framework was gone before the feed read the last
+    state), and the web UI's state filter lists them (finished frameworks' tasks included)."""
+    url = local_cluster.master_url
+    driver, fw = await start_framework(local_cluster, "timeline-test")
+    await launch(driver, fw, "tl-fails", "sleep 1; exit 3", cpus=0.25, mem=32)
+    await launch(driver, fw, "tl-sleeps", "sleep 300", cpus=0.25, mem=32)
+    await async_wait_for(lambda: fw.states.get("tl-fails") == "TASK_FAILED"
+                         and fw.states.get("tl-sleeps") == "TASK_RUNNING", timeout=30,
+                         message="one task failed, one runs")
+    await driver.teardown()
+    await driver.stop()
+
+    async def ended() -> dict[str, Any] | None:
+        snap = await get_json(url + "/master/utilization")
+        tl = d.timeline_update(snap)["data"]
+        last = {}
+        for tid, state, right in zip(tl["task_id"], tl["state"], tl["right"], strict=True):
+            last[tid] = (state, right)
+        return last if last.get("tl-sleeps", ("",))[0] == "TASK_KILLED" else None
+
+    last = await async_wait_for(ended, timeout=15, message="the timeline shows tl-sleeps killed")
+    assert last["tl-fails"][0] == "TASK_FAILED"
+    later = d.timeline_update({**await get_json(url + "/master/utilization"), "time": time.time() + 600})["data"]
+    for tid, right in zip(later["task_id"], later["right"], strict=True):
+        if tid in ("tl-fails", "tl-sleeps"):  # an ended task does not grow to "now"
+            assert right < (time.time() + 300) * 1000
+    for state, tid in (("TASK_KILLED", "tl-sleeps"), ("TASK_FAILED", "tl-fails"), ("", "tl-sleeps")):
+        got = await get_json(f"{url}/master/ui/tasks?state={state}&q={tid}")
+        assert [r["id"] for r in got["rows"]] == [tid], (state, got)

@@ -161,8 +161,10 @@ class Opened:
         self.console: list[str] = []
         self.page.on("console", lambda m: m.type == "error" and self.console.append(m.text))
         self.page.on("pageerror", lambda e: self.console.append(str(e)))
-        path = f"/lab/tree/{name}.ipynb" if ui == "lab" else f"/notebooks/{name}.ipynb"
-        self.page.goto(f"{server['url']}{path}?token={server['token']}")
+        # a workspace of its own, reset: only this notebook is open in the page
+        path = (f"/lab/workspaces/{name}/tree/{name}.ipynb?reset&" if ui == "lab"
+                else f"/notebooks/{name}.ipynb?")
+        self.page.goto(f"{server['url']}{path}token={server['token']}")
         self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60000)
         # a fresh server may ask which kernel to start (the notebook names "python3"): accept it
         select = self.page.locator(".jp-Dialog button.jp-mod-accept")
@@ -332,6 +334,7 @@ def test_dask_in_jupyterlab_shows_the_cluster_widget(opened):
     nb.check_widgets_and_errors()
     text = nb.page.evaluate("document.body.innerText")
     assert "4 workers" in text and "3 workers" in text
+    assert "Scaling" in text, "the Dask cluster widget is not shown"
 
 
 def test_ipyparallel_in_jupyterlab(opened):
