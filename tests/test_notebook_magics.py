@@ -95,6 +95,17 @@ def test_connect_to_unreachable_master_is_one_sentence(ip):
     assert "unreachable" in cap.stdout and "Traceback" not in cap.stdout and "mesos_nb/" not in cap.stdout
 
 
+def test_unreachable_configured_master_fails_instead_of_falling_back(ip, monkeypatch, home):
+    """$MESOS_NB_MASTER set but not answering (a typo): a sentence, no embedded cluster started."""
+    port = free_port()
+    monkeypatch.setenv("MESOS_NB_MASTER", f"127.0.0.1:{port}")
+    with pytest.raises(MesosNotebookError) as e:
+        ip.run_line_magic("mesos", "connect")
+    assert str(e.value).startswith(f"the master at http://127.0.0.1:{port} (from $MESOS_NB_MASTER) "
+                                   "is unreachable")
+    assert not (home / ".mesos-nb" / "local.json").exists()
+
+
 def test_status_agents_frameworks_tables(connected, cluster):
     st = connected.run_line_magic("mesos", "status")
     rec = {r["FIELD"]: r["VALUE"] for r in st.records}
