@@ -132,6 +132,20 @@ def test_components_apply_updates_in_place():
     assert db["offers"].source.data["count"] == [2, 2]
 
 
+def test_legends_sit_below_the_plots_not_over_the_data():
+    pytest.importorskip("bokeh")
+    from bokeh.models import Legend
+
+    from mesos_nb.dashboards.components import Dashboard
+
+    db = Dashboard()
+    for name in ("agents", "timeseries", "offers"):
+        p = db[name].root
+        below = [x for x in p.below if isinstance(x, Legend)]
+        assert len(below) == 1 and below[0].items, name
+        assert not [x for x in p.center if isinstance(x, Legend)], name
+
+
 # ============================================================================ the feed
 async def test_feed_snapshot_stream_and_recent_changes(local_cluster):
     url = local_cluster.master_url

@@ -185,9 +185,17 @@ class Opened:
             ".some(p => p.textContent.includes('*'))", timeout=30000)
 
     def finished(self) -> bool:
+        """Nothing queued or running any more (a failed cell stops Run All: the rest stay [ ])."""
         return self.page.evaluate(
             "() => { const ps = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'));"
-            " return ps.length > 0 && ps.every(p => /\\[\\d+\\]/.test(p.textContent)); }")
+            " const s = document.querySelector('.jp-Notebook-ExecutionIndicator');"
+            " return ps.length > 0 && !ps.some(p => p.textContent.includes('*'))"
+            " && (!s || s.dataset.status === 'idle'); }")
+
+    def all_ran(self) -> None:
+        prompts = self.page.eval_on_selector_all(".jp-CodeCell .jp-InputPrompt", "ps => ps.map(p => p.textContent)")
+        assert all(re.search(r"\[\d+\]", p) for p in prompts), \
+            f"{self.name}: not every cell ran: {prompts} (screenshot {self.shot('-failed')})"
 
     def wait_finished(self, timeout: float) -> None:
         wait_for(self.finished, timeout=timeout, interval=0.5,
@@ -200,7 +208,8 @@ class Opened:
         return path
 
     def check_widgets_and_errors(self) -> None:
-        """No widget failed; no widget still loading; only the expected error outputs."""
+        """No widget failed; no widget still loading; only the expected error outputs; every
+        cell ran."""
         body = lambda: self.page.evaluate("document.body.innerText")  # noqa: E731
         wait_for(lambda: "Loading widget" not in body(), timeout=30, interval=0.5,
                  message=f"{self.name}: a widget view stayed at 'Loading widget...'")
@@ -220,6 +229,7 @@ class Opened:
         assert not unexpected, f"{self.name}: error outputs {unexpected}"
         for x in expected:
             assert any(x in e for e in errors), f"{self.name}: the expected error {x!r} is not shown"
+        self.all_ran()
 
     def close(self) -> None:
         self.page.close()
