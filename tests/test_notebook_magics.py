@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -350,3 +351,9 @@ def test_connect_without_master_starts_embedded_cluster(ip, home, monkeypatch):
         ip.run_line_magic("config", "MesosMagics.local_port = 5050")
         ip.run_line_magic("config", "MesosMagics.local_resources = ''")
     assert not (home / ".mesos-nb" / "local.json").exists()
+
+
+def test_dashboard_without_bokeh_is_one_sentence(connected, monkeypatch):
+    monkeypatch.setitem(sys.modules, "bokeh", None)  # as if bokeh were not installed
+    with pytest.raises(MesosNotebookError, match=r"needs bokeh and jupyter_bokeh .*pip install 'mesos-nb\[notebook\]'"):
+        connected.run_line_magic("mesos", "dashboard")
