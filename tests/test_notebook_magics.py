@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -284,13 +285,21 @@ def test_offer_browser_launch_and_decline_buttons(connected, cluster):
         assert task.logs().stdout == "launched by the button\n"
 
         oid, agent = other.id.value, other.agent_id.value
+        # Decline refuses the agent's resources for 30 s by default (1 s made the row come back
+        # at once, as if the click did nothing); shortened here to keep the test quick
+        assert browser.refuse_seconds == 30
+        browser.refuse_seconds = 4
         _, decline = browser.buttons[oid]
+        declined_at = time.monotonic()
         decline.click()
         assert oid not in [o.id.value for o in browser.offers]
         assert oid not in magics(connected).framework.held
-        # the declined resources went back to the master: they are offered again (a new offer id)
+        assert f"declined offer {oid}" in browser.status.value and "for 4 s" in browser.status.value
+        # the declined resources went back to the master: offered again (a new offer id), but
+        # not before the refuse period
         wait_for(lambda: any(o.agent_id.value == agent and o.id.value != oid for o in browser.offers), 30,
                  message="the declined agent's resources offered again")
+        assert time.monotonic() - declined_at >= 3.5
     finally:
         browser.close()
     assert browser.closed and magics(connected).framework.held == {}
