@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -76,7 +77,10 @@ def cluster(tmp_path_factory) -> Iterator[Any]:
     _need_browser()
     from mesos_nb.notebook.embedded import ClusterThread
 
-    ct = ClusterThread(agents=2, port=0, agent_resources="cpus:2;mem:3072;disk:2048",
+    # one agent with a port range of its own: other test runs on this machine hold ports of the
+    # default 31000-32000 (a task's server then cannot bind the port it was offered)
+    low = random.randrange(20000, 29500, 500)
+    ct = ClusterThread(agents=1, port=0, agent_resources=f"cpus:4;mem:6144;disk:4096;ports:[{low}-{low + 499}]",
                        work_dir=str(tmp_path_factory.mktemp("nb-cluster")))
     ct.start()
     try:
@@ -224,7 +228,9 @@ class Opened:
             ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
             "ns => ns.map(n => n.innerText)")
         expected = EXPECTED_ERRORS.get(self.name, [])
-        unexpected = [e for e in errors if ("Error" in e or "Traceback" in e)
+        # an error output (IPython's "-----" traceback header, or a one-sentence "XError: ...");
+        # log lines a library writes on stderr (distributed's INFO lines at shutdown) are not
+        unexpected = [e for e in errors if re.match(r"-{20,}|\w*(Error|Exception)\b", e.lstrip())
                       and not any(x in e for x in expected)]
         assert not unexpected, f"{self.name}: error outputs {unexpected}"
         for x in expected:
