@@ -13,6 +13,8 @@ and their ratio to the Mesos 1.8 figures (§5.4 of the reference: ≈1.1 s at 10
     python3 bench/allocator_cycle.py --quick    # 1k x 100 only
     python3 bench/allocator_cycle.py --core     # also 1k x 100 through the whole master core
                                                 # (OFFERS events, DECLINE calls), via the harness
+    python3 bench/allocator_cycle.py --quota    # each cluster without and with quota on every
+                                                # role (guarantee = half the cluster, limit = all)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mesos_nb.master.allocator import HierarchicalDRFAllocator  # noqa: E402
+from mesos_nb.master.allocator import HierarchicalDRFAllocator, RoleQuota  # noqa: E402
 from mesos_nb.master.harness import Harness  # noqa: E402
 from mesos_nb.protocol.resources import Resources  # noqa: E402
 
@@ -36,9 +38,12 @@ TARGET = {(1000, 100): 0.05, (10000, 1000): 1.0}
 REFUSE = 86400.0
 
 
-def run(agents: int, frameworks: int, rounds: int) -> dict:
+def run(agents: int, frameworks: int, rounds: int, quota: bool = False) -> dict:
     alloc = HierarchicalDRFAllocator(seed=1)
     total = Resources.parse(AGENT)
+    if quota:  # every role (the one "bench" role) gets a guarantee and a limit that both bind
+        half = {n: v * agents // 2 for n, v in total.scalar_millis().items()}
+        alloc.update_quota("bench", RoleQuota(guarantees=half, limits={n: 2 * v for n, v in half.items()}))
     t0 = time.perf_counter()
     for i in range(agents):
         alloc.add_agent(f"agent-{i:05d}", total, hostname=f"h{i}")
@@ -95,6 +100,21 @@ def run_core(agents: int, frameworks: int, rounds: int) -> dict:
     return {"setup_s": setup, "first_s": cycles[0], "steady_s": statistics.median(cycles[1:])}
 
 
+def main_quota(sizes: list[tuple[int, int]], rounds: int) -> int:
+    """Cycle times without and with quota; the quota path must stay within 1.5x."""
+    print(f"{'agents x fws':>14} {'first':>8} {'first+quota':>12} {'steady':>8} {'steady+quota':>13} {'ratio':>6}")
+    ok = True
+    for agents, fws in sizes:
+        plain = run(agents, fws, rounds)
+        quota = run(agents, fws, rounds, quota=True)
+        ratio = max(quota["first_s"] / plain["first_s"], quota["steady_s"] / plain["steady_s"])
+        ok &= ratio <= 1.5
+        print(f"{agents:>6} x {fws:<5} {plain['first_s']:>7.3f}s {quota['first_s']:>11.3f}s "
+              f"{plain['steady_s']:>7.3f}s {quota['steady_s']:>12.3f}s {ratio:>6.2f}"
+              f"  (offers {plain['first_offers']}/{quota['first_offers']})")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small cluster only (1k agents x 100 frameworks)")
@@ -105,7 +125,17 @@ def main(argv: list[str] | None = None) -> int:
         help="also time 1k x 100 once every framework has refused every agent (worst case)",
     )
     ap.add_argument("--core", action="store_true", help="also time 1k x 100 through the master core")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    ap.add_argument("--quota", action="store_true", help="time each cluster without and with quota on every role")
     args = ap.parse_args(argv)
+    if args.quota:
+        return main_quota([(1000, 100)] if args.quick else [(1000, 100), (10000, 1000)], args.rounds)
+    if args.json:
+        import json
+
+        sizes = [(1000, 100)] if args.quick else [(1000, 100), (10000, 1000)]
+        print(json.dumps({"runs": [run(a, f, args.rounds) for a, f in sizes]}))
+        return 0
     sizes = [(1000, 100)] if args.quick else [(1000, 100), (10000, 1000)]
     print(f"python {sys.version.split()[0]}; agent = {AGENT}; decline filter {REFUSE:.0f} s")
     hdr = (

@@ -170,7 +170,7 @@ async def through_cluster(n: int, concurrency: int, split: bool, base: str,
                 proc.wait(30)
 
 
-async def main() -> None:
+async def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=1000, help="tasks / processes (default 1000)")
     ap.add_argument("--concurrency", type=int, default=64, help="processes alive at once (default 64)")
@@ -183,16 +183,25 @@ async def main() -> None:
     ap.add_argument("--task-cpus", type=float, default=0.1,
                     help="cpus per task (default 0.1; under cgroups this is a hard CFS quota, and 0.01 "
                          "leaves a process 1 ms of CPU per 100 ms period to start in)")
-    a = ap.parse_args()
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead")
+    a = ap.parse_args(argv)
     await raw_spawn(min(50, a.n), a.concurrency)  # warm-up
     raw = await raw_spawn(a.n, a.concurrency)
     raw_rate = a.n / raw
-    print(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}, n={a.n}, concurrency={a.concurrency}, work dir {a.work_dir}, isolation {a.isolation}, task cpus {a.task_cpus}")
-    print(f"raw asyncio spawn            : {raw:7.3f} s = {raw_rate:8.1f} /s")
+    out = {"n": a.n, "isolation": a.isolation, "work_dir": a.work_dir, "raw_rate": raw_rate}
+    say = (lambda *_: None) if a.json else print
+    say(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}, n={a.n}, concurrency={a.concurrency}, work dir {a.work_dir}, isolation {a.isolation}, task cpus {a.task_cpus}")
+    say(f"raw asyncio spawn            : {raw:7.3f} s = {raw_rate:8.1f} /s")
     for split, label in ((False, "master+agents in one process"), (True, "agents in their own process ")):
         clu, failed = await through_cluster(a.n, a.concurrency, split, a.work_dir, a.isolation, a.task_cpus)
         rate = a.n / clu
-        print(f"{label} : {clu:7.3f} s = {rate:8.1f} /s  ratio {rate / raw_rate:.2f} (target >= 0.50, failed {failed})")
+        key = "split" if split else "one_process"
+        out[f"{key}_rate"], out[f"{key}_ratio"], out[f"{key}_failed"] = rate, rate / raw_rate, failed
+        say(f"{label} : {clu:7.3f} s = {rate:8.1f} /s  ratio {rate / raw_rate:.2f} (target >= 0.50, failed {failed})")
+    if a.json:
+        import json
+
+        print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -45,9 +45,22 @@ else
   log "WARNING: no CPython 3.10 found; pymesos compatibility tests will be skipped"
 fi
 
+# --- operator tools the compatibility tests drive: the Mesos CLI (avmesos-cli >= 1.3 needs
+#     CPython >= 3.12, own virtualenv) and the DC/OS operator client (npm, tests/node)
+PY312=$(command -v python3.13 || command -v python3.12 || true)
+if [ -n "$PY312" ] && ! [ -x .venv-mesoscli/bin/mesos-cli ]; then
+  "$PY312" -m venv .venv-mesoscli && .venv-mesoscli/bin/python -m pip install -q 'avmesos-cli>=1.3.0' \
+    || log "WARNING: could not install avmesos-cli; the mesos-cli tests will be skipped"
+fi
+if command -v npm >/dev/null 2>&1; then
+  (cd tests/node && npm ci --no-audit --no-fund >/dev/null) || log "WARNING: npm ci failed in tests/node"
+fi
+
 log "ruff"
 .venv/bin/ruff check mesos_nb tests bench
 log "lint-imports (layers and cycles, see [tool.importlinter] in pyproject.toml)"
 .venv/bin/lint-imports
+log "bench --quick (fails only when a benchmark breaks)"
+.venv/bin/python -m bench --quick
 log "pytest"
 exec .venv/bin/python -m pytest "$@"

@@ -212,12 +212,13 @@ async def test_failed_task_reports_exit_status_and_files(cluster):
     failed = await master.wait_state("t-fail", "TASK_FAILED")
     assert master.states("t-fail") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"]
     assert failed.status.message == "Command exited with status 3"
-    assert failed.status.reason == "REASON_COMMAND_EXECUTOR_FAILED"
+    assert failed.status.reason is None  # Mesos' command executor sets no reason for a non-zero exit
     assert failed.status.source == "SOURCE_EXECUTOR"
     assert failed.status.agent_id.value == agent.agent_id and failed.status.executor_id.value == "t-fail"
     assert failed.status.uuid and failed.status.timestamp
-    await wait_for(lambda: master.of(ExecutorExited), what="EXECUTOR_EXITED")
-    assert master.of(ExecutorExited)[0].status == 3 << 8
+    # A command executor's exit is no FAILURE for the framework (Mesos sends it for custom executors
+    # only); it would have been sent in the same step as TASK_FAILED.
+    assert not master.of(ExecutorExited)
 
     async with aiohttp.ClientSession() as s:
         async with s.get(agent.url + "/state") as r:

@@ -273,4 +273,4 @@ def test_help_shows_defaults_and_services_take_no_master():
         assert res.returncode == 0 and "--master" not in res.stdout, res.stdout
     res = run_cli("run", "--help", env=cli_env())
     assert "(default: 1.0)" in res.stdout and "(default: 256.0)" in res.stdout
-    assert "(default: 127.0.0.1:5050)" in run_cli("tasks", "--help", env=cli_env()).stdout
+    assert "(default: 127.0.0.1:5050)" in " ".join(run_cli("tasks", "--help", env=cli_env()).stdout.split())

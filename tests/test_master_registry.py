@@ -112,6 +112,8 @@ async def test_master_keeps_expiring_frameworks_while_registry_fails_and_recover
             await async_wait_for(lambda: master.outbox.error is not None, timeout=10)
             async with s.get(master.url + "/health") as r:
                 assert r.status == 503 and "No space left" in await r.text()
+            async with s.post(master.url + "/api/v1", json={"type": "GET_HEALTH"}) as r:
+                assert r.status == 200 and (await r.json())["get_health"]["healthy"] is False
             r2 = await s.post(master.url + "/api/v1/scheduler", json=body)
             assert r2.status == 503 and "registry" in await r2.text()
             # The tick timer still removes the framework past its failover timeout.

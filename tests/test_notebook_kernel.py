@@ -59,7 +59,7 @@ def check_quickstart(nb: Any, master_url: str) -> None:
     logs = text_of(outputs_of(nb, "print(t.state)"))
     assert "TASK_FINISHED" in logs and "hello from mesos-nb" in logs and "the sandbox is /" in logs
     cell = outputs_of(nb, "%%mesos task --cpus 0.5 --mem 128")
-    assert "computing on" in text_of(cell) and "/executors/cell-" in text_of(cell)
+    assert "computing on" in text_of(cell) and "/executors/pyexec-" in text_of(cell)
     value = [o for o in cell if o["output_type"] == "execute_result"]
     assert value and "'sum_of_squares': 332833500" in value[0]["data"]["text/plain"]
     assert "332833500 computed by pid" in text_of(outputs_of(nb, "result = _"))

@@ -66,6 +66,7 @@ def all_frameworks(st: dict) -> list[dict]:
 async def test_fifty_command_tasks_finish_with_acknowledgements(cluster):
     rc, lines = await run_app(cluster, "many", "50")
     assert rc == 0 and lines[-1]["result"] == {"finished": 50}
+    assert [x for x in lines if x.get("event") == "executor_lost"] == []  # no FAILURE for command tasks
     st = await state(cluster)
     fw = next(f for f in all_frameworks(st) if f["name"] == "pymesos-many")
     # A task leaves `tasks` for `completed_tasks` only once its terminal update is acknowledged.

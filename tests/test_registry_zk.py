@@ -162,3 +162,18 @@ def test_zookeeper_down_during_a_write_is_unavailable_not_a_hang(zk, registries)
             r.put_agent(agent("S1"))
     finally:
         r.close()
+
+
+def test_quota_and_weight_effects_round_trip(zk_server, registries):
+    from mesos_nb.master.effects import SaveQuota, SaveWeights
+
+    url = zk_server.unique_url()
+    r = registries(url)
+    r.recover("master-1", now=1.0)
+    dev = {"role": "dev", "guarantees": {"cpus": {"value": 1.0}}, "limits": {"cpus": {"value": 2.0}}}
+    r.apply([SaveQuota("dev", dev), SaveQuota("ops", {"role": "ops", "guarantees": {}, "limits": {}}),
+             SaveWeights({"dev": 2.0})])
+    r.apply([SaveQuota("ops", None), SaveWeights({"ops": 3.0})])
+    s = registries(url).recover("master-2", now=2.0)
+    assert s.quotas == {"dev": dev}
+    assert s.weights == {"dev": 2.0, "ops": 3.0}

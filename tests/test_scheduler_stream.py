@@ -118,8 +118,10 @@ def test_master_addresses_and_redirects():
     assert normalize_master("//m:7") == "http://m:7"
     with pytest.raises(ValueError):
         normalize_master("")
-    with pytest.raises(ValueError, match="zk"):
-        normalize_master("zk://h:2181/mesos")
+    # zk:// is checked and kept: the driver follows the leader it names
+    assert normalize_master(" zk://h:2181,h2:2181/mesos ") == "zk://h:2181,h2:2181/mesos"
+    with pytest.raises(ValueError):
+        normalize_master("zk://")
     # Mesos sends a protocol-relative Location with the original path
     assert redirect_target("http://a:5050", "//leader:5051/api/v1/scheduler") == "http://leader:5051"
     assert redirect_target("https://a:5050", "//leader:5051/x") == "https://leader:5051"

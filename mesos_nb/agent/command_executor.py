@@ -27,7 +27,13 @@ from .records import ExecutorEntry, FrameworkEntry, TaskEntry
 logger = logging.getLogger("mesos_nb.agent")
 
 SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervisor.py")
+SWITCHBOARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "switchboard.py")
 COMMAND_EXECUTOR_MEM = 32 * 1024 * 1024  # Mesos' command executor overhead, added to supervised limits
+
+
+def _wants_tty(info: TaskInfo) -> bool:
+    container = info.container
+    return isinstance(container, dict) and isinstance(container.get("tty_info"), dict)
 
 
 class CommandExecutor:
@@ -96,6 +102,8 @@ class CommandExecutor:
         supervised = ex.checkpoint and ex.run_meta is not None
         try:
             executable, argv = command_argv(task.info.command)  # type: ignore[arg-type]
+            if _wants_tty(task.info):  # a TTY task runs under its I/O switchboard (task attach)
+                executable, argv = None, [sys.executable, "-S", SWITCHBOARD, ex.container_id, executable or "", *argv]
             ex.gpus = self._take_gpus(task.resources)
             status_path = None
             if supervised:
@@ -146,7 +154,7 @@ class CommandExecutor:
         elif ok:
             self._update(task, "TASK_FINISHED", message=message)
         else:
-            self._update(task, "TASK_FAILED", reason="REASON_COMMAND_EXECUTOR_FAILED", message=message)
+            self._update(task, "TASK_FAILED", message=message)  # Mesos' command executor sets no reason
         logger.info("task %s agent=%s framework=%s task=%s: %s", task.state.lower()[5:], self.agent_id,
                     fw.framework_id, task.task_id, limitation or message)
         self._executor_done(fw, ex, status)

@@ -162,7 +162,7 @@ class Lifecycle:
         for task in ex.tasks.values():
             self._stop_health(task)
         self.counters["executors_terminated"] += 1
-        if self.agent_id is not None and status is not None:
+        if self.agent_id is not None and status is not None and not ex.command_executor:  # FAILURE: custom only
             self._send(ExecutorExited(agent_id=self.agent_id, framework_id=ex.framework_id,
                                       executor_id=ex_id, status=status if status >= 0 else 0))
         if ex.run_meta is not None:

@@ -36,6 +36,7 @@ from mesos_nb.protocol.channel import (
 from .agent import Agent
 from .config import AgentConfig
 from .http import make_app
+from .operator_api import install as install_operator_api
 
 logger = logging.getLogger("mesos_nb.agent")
 
@@ -43,10 +44,11 @@ CHANNEL_PATH = "/api/v1/agent-channel"
 
 
 def parse_master(master: str) -> tuple[str, str]:
-    """``host:port`` / ``http://host:port`` / ``https://…`` -> (WebSocket URL, "host:port")."""
+    """``host:port`` / ``http://host:port`` / ``https://…`` -> (WebSocket URL, "host:port").
+    (``zk://`` URLs are followed by :class:`AgentProcess` through a ``MasterDetector``.)"""
     m = master.strip()
     if m.startswith("zk://"):
-        raise ValueError("ZooKeeper master detection (zk://) is not supported by the agent yet.")
+        raise ValueError("a zk:// URL names a ZooKeeper group, not one master; the agent follows its leader")
     scheme = "ws"
     if "://" in m:
         given, m = m.split("://", 1)
@@ -71,11 +73,30 @@ class AgentProcess:
         register_timeout: float = 15.0,
         backoff_min: float = 0.1,
         backoff_max: float = 15.0,
+        zk_session_timeout: float = 10.0,
+        master_ping_timeout: float = 75.0,
     ) -> None:
         if not configs:
             raise ValueError("AgentProcess needs at least one AgentConfig.")
         self.configs = configs
-        self.ws_url, self.master_address = parse_master(master or configs[0].master)
+        given = (master or configs[0].master).strip()
+        # zk://: follow the leading master (MasterDetector); until one is known, connect nowhere
+        self.zk_url: str | None = given if given.startswith("zk://") else None
+        self.zk_session_timeout = zk_session_timeout
+        # a master silent this long is gone (Mesos DEFAULT_MASTER_PING_TIMEOUT, 15 s x 5): drop
+        # the channel and connect again (after a partition heals, to the leader of the moment)
+        self.master_ping_timeout = master_ping_timeout
+        self._detector: Any = None
+        self._backoff: Backoff | None = None
+        self._leader_changed: asyncio.Event | None = None
+        if self.zk_url is not None:
+            from mesos_nb.protocol.zk_url import parse_zk_url
+
+            parse_zk_url(self.zk_url)  # ValueError naming the problem
+            self.ws_url: str | None = None
+            self.master_address = self.zk_url
+        else:
+            self.ws_url, self.master_address = parse_master(given)
         self.secret = secret if secret is not None else configs[0].agent_secret
         self.register_timeout = register_timeout
         self.backoff_min = backoff_min
@@ -110,7 +131,9 @@ class AgentProcess:
             for agent in self._agents:
                 os.makedirs(agent.config.work_dir, exist_ok=True)
                 agent.recovering = True
-                runner = web.AppRunner(make_app(agent), access_log=None, handle_signals=False)
+                app = make_app(agent)
+                install_operator_api(agent, app)  # POST /api/v1 (operator), /flags, /version, /containers
+                runner = web.AppRunner(app, access_log=None, handle_signals=False)
                 await runner.setup()
                 self._runners.append(runner)
                 port = agent.config.port or agent.previous_port()
@@ -134,6 +157,13 @@ class AgentProcess:
                 agent.recovering = False
         headers = {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
         self._session = aiohttp.ClientSession(headers=headers)
+        self._leader_changed = asyncio.Event()
+        if self.zk_url is not None:
+            try:
+                await self._start_detector()
+            except Exception as e:
+                await self._teardown()
+                raise ConnectionError(f"cannot follow the masters at {self.zk_url}: {e}") from None
         self._conn_task = loop.create_task(self._connection_loop())
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), self.register_timeout)
@@ -161,9 +191,53 @@ class AgentProcess:
                 await ws.close()
         await self._teardown()
 
+    # ------------------------------------------------------------------ leader detection (zk://)
+    async def _start_detector(self) -> None:
+        from mesos_nb.protocol.zk_detector import MasterDetector
+
+        loop = asyncio.get_running_loop()
+        det = MasterDetector(self.zk_url or "", session_timeout=self.zk_session_timeout, on_change=self._on_leader,
+                             loop=loop)
+        await loop.run_in_executor(None, det.start)
+        self._detector = det
+        if det.leader is not None:
+            self._on_leader(det.leader)
+
+    def _on_leader(self, leader: str | None) -> None:
+        """A new leading master: re-register with it (Mesos agents ignore masters while none is
+        known, so a lost leader keeps the current connection until a new one is detected)."""
+        if leader is None or self._closing:
+            return
+        ws_url, _ = parse_master(leader)
+        if ws_url == self.ws_url:
+            return
+        logger.info("leading master detected master=%s zk=%s", leader, self.zk_url)
+        self.ws_url = ws_url
+        self.master_address = leader
+        if self._backoff is not None:
+            self._backoff.reset()  # a new master: try it promptly (it may answer 503 while it recovers)
+        assert self._leader_changed is not None
+        self._leader_changed.set()
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            asyncio.get_running_loop().create_task(ws.close())
+
+    async def _pause(self, delay: float) -> None:
+        """Back off before the next attempt, cut short when a new leader is detected."""
+        ev = self._leader_changed
+        if ev is None:
+            await asyncio.sleep(delay)
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ev.wait(), delay)
+        ev.clear()
+
     # ------------------------------------------------------------------ internals
     async def _teardown(self) -> None:
         self._closing = True
+        det, self._detector = self._detector, None
+        if det is not None:
+            await asyncio.get_running_loop().run_in_executor(None, det.stop)
         if self._conn_task is not None:
             self._conn_task.cancel()
             with contextlib.suppress(BaseException):
@@ -200,11 +274,16 @@ class AgentProcess:
             await self._flush(ws)
 
     async def _connection_loop(self) -> None:
-        backoff = Backoff(self.backoff_min, self.backoff_max)
+        backoff = self._backoff = Backoff(self.backoff_min, self.backoff_max)
         assert self._session is not None
         while not self._closing:
+            if self.ws_url is None:  # zk:// and no leader known yet
+                await self._pause(1.0)
+                continue
             try:
-                ws = await self._session.ws_connect(self.ws_url, max_msg_size=0, autoping=True)
+                # aiohttp closes the socket when a PING goes unanswered for heartbeat/2
+                ws = await self._session.ws_connect(self.ws_url, max_msg_size=0, autoping=True,
+                                                    heartbeat=self.master_ping_timeout / 1.5)
             except aiohttp.WSServerHandshakeError as e:
                 if e.status in (401, 403) and self._ready is not None and not self._ready.done():
                     self._ready.set_exception(ConnectionError(
@@ -212,18 +291,18 @@ class AgentProcess:
                         "check --agent-secret)"))
                     return
                 logger.warning("agent channel handshake failed master=%s status=%s", self.master_address, e.status)
-                await asyncio.sleep(backoff.next())
+                await self._pause(backoff.next())
                 continue
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
                 logger.debug("cannot reach master=%s: %s", self.master_address, e)
-                await asyncio.sleep(backoff.next())
+                await self._pause(backoff.next())
                 continue
             backoff.reset()
             await self._serve(ws)
             if not self._closing:
                 self.reconnects += 1
                 logger.warning("agent channel closed master=%s; reconnecting", self.master_address)
-                await asyncio.sleep(backoff.next())
+                await self._pause(backoff.next())
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self._ws = ws

@@ -36,9 +36,16 @@ class TaskStatusUpdates:
                 source: str = "SOURCE_EXECUTOR", container_status: Any = None, healthy: bool | None = None) -> None:
         if task.state in TERMINAL_STATES:
             return
+        if container_status is None:  # every update names the task's container, as Mesos' agent adds it
+            container_status = self._container_status(task)
         status = self._make_status(task.task_id, task.executor_id, state, source, reason, message, container_status)
         status.healthy = healthy
         self._forward(task, status)
+
+    def _container_status(self, task: TaskEntry) -> dict[str, Any] | None:
+        fw = self.frameworks.get(task.framework_id)
+        ex = fw.executors.get(task.executor_id) if fw else None
+        return {"container_id": {"value": ex.container_id}} if ex is not None else None
 
     def _forward(self, task: TaskEntry, status: TaskStatus) -> None:
         """Record ``status`` as the task's latest state and send it reliably."""

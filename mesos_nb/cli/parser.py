@@ -6,6 +6,7 @@ import argparse
 import os
 from collections.abc import Callable
 
+from mesos_nb.master.ha_flags import add_agent_flags, add_master_flags
 from mesos_nb.protocol.version import VERSION
 
 from . import operator, run, services
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         if master:  # not for the commands that *are* the master (master, local)
             # accepted after the command too; SUPPRESS keeps the top-level value when absent
             sp.add_argument("--master", default=argparse.SUPPRESS,
-                            help=f"the master, HOST:PORT (default: {master_default})")
+                            help=f"the master, HOST:PORT or zk://H:P,…/PATH (default: {master_default})")
         return sp
 
     m = cmd("master", "run a master", services.cmd_master, master=False)
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt(m, "--max-agent-ping-timeouts", type=int, default=5, help="missed pings before an agent is lost")
     opt(m, "--agent-secret", help="shared secret agents must present")
     opt(m, "--log-level", type=log_level, default="info", help="debug, info, warning, error")
+    add_master_flags(m)
 
     a = cmd("agent", "run an agent", services.cmd_agent)
     opt(a, "--host", default="127.0.0.1", help="address to listen on")
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
          help="auto (the best this machine allows), cgroups, cgroups/v1, cgroups/v2 or posix")
     opt(a, "--agent-secret", help="shared secret for the master")
     opt(a, "--log-level", type=log_level, default="info", help="debug, info, warning, error")
+    add_agent_flags(a)
 
     lo = cmd("local", "run a master and N agents in one process", services.cmd_local, master=False)
     opt(lo, "--agents", type=int, default=2, help="number of agents")

@@ -45,6 +45,8 @@ def cmd_master(args: argparse.Namespace) -> int:
 
     logs.setup(args.log_level)
 
+    from mesos_nb.master.ha_flags import master_config_kwargs
+
     async def main() -> None:
         from mesos_nb.master.server import MasterConfig, MasterServer
 
@@ -52,12 +54,16 @@ def cmd_master(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, hostname=args.hostname, work_dir=args.work_dir,
             allocation_interval=args.allocation_interval, agent_ping_timeout=args.agent_ping_timeout,
             max_agent_ping_timeouts=args.max_agent_ping_timeouts, agent_secret=args.agent_secret,
+            **master_config_kwargs(args),
         )
         server = MasterServer(cfg)
         try:
             await server.start()
         except OSError as e:
             raise _listen_error("master", args.host, args.port, e) from None
+        except RuntimeError as e:  # --zk: ZooKeeper unreachable
+            await server.stop()
+            raise CLIError(str(e)) from None
         print(f"master: {server.url}", flush=True)
         print(f"web UI: {server.url}/", flush=True)
         try:
@@ -90,7 +96,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
             resources=args.resources, attributes=args.attributes, work_dir=args.work_dir,
             isolation=args.isolation, agent_secret=args.agent_secret,
         )
-        proc = AgentProcess([cfg], master=args.master, secret=args.agent_secret)
+        try:
+            proc = AgentProcess([cfg], master=args.master, secret=args.agent_secret,
+                                zk_session_timeout=args.zk_session_timeout,
+                                master_ping_timeout=args.master_ping_timeout)
+        except ValueError as e:
+            raise CLIError(f"bad --master: {e}") from None
         try:
             await proc.start()
         except ConnectionError as e:

@@ -20,14 +20,30 @@ from .http import DEFAULT, HttpClient, MesosClientError
 SCALARS = ("cpus", "mem", "disk", "gpus")
 
 
-def master_url(master: str) -> str:
-    """``host:port`` (and the other accepted spellings) -> ``http://host:port``."""
+def master_url(master: str, zk_timeout: float = 10.0) -> str:
+    """``host:port`` (and the other accepted spellings) -> ``http://host:port``; a
+    ``zk://…`` URL -> the URL of the master leading now (asked of ZooKeeper once)."""
     from mesos_nb.scheduler.stream import normalize_master
 
     try:
-        return normalize_master(master)
+        url = normalize_master(master)
     except ValueError as e:
         raise MesosClientError(str(e)) from None
+    if url.startswith("zk://"):
+        import logging
+
+        from mesos_nb.protocol.zk_detector import DetectorError, detect_leader
+
+        kazoo_log = logging.getLogger("kazoo")
+        level = kazoo_log.level
+        kazoo_log.setLevel(logging.CRITICAL)  # its retry chatter is not for a one-shot lookup
+        try:
+            return normalize_master(detect_leader(url, timeout=zk_timeout))
+        except DetectorError as e:
+            raise MesosClientError(str(e)) from None
+        finally:
+            kazoo_log.setLevel(level)
+    return url
 
 
 class MasterClient:

@@ -2,8 +2,9 @@
 loss, removal, the re-registration deadline, and agents coming back from the registry.
 
 Functions over :class:`~mesos_nb.master.state.MasterState`. An agent whose channel breaks is
-disconnected, not gone: it has ``agent_reregister_timeout`` to come back before its tasks are
-declared lost.
+disconnected, not gone: it has ``unreachable_timeout`` to come back (one recovered after a
+master failover has ``agent_reregister_timeout``) before it is marked unreachable
+(:mod:`.reachability`); an unreachable agent that re-registers gets its tasks back.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol.resources import ResourceParseError, Resources
-from . import frameworks, offers, tasks
+from . import frameworks, offers, reachability, tasks
 from .effects import AgentRecord, RemoveAgent, SaveAgent, ToAgent, ToChannel
 from .model import Agent, Task
 from .state import MasterState, agent_record, lost_state
@@ -31,6 +32,15 @@ def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: fl
         return None
     st.version += 1
     aid = reg.agent_id
+    if aid is not None and aid in st.gone:
+        log.warning("agent refused: marked gone agent=%s hostname=%s", aid, reg.hostname)
+        st.out.append(ToChannel(channel, ch.Refused(
+            key=reg.key, message=f"Agent {aid} was marked gone by an operator and may not re-register")))
+        return None
+    readmitted = aid is not None and st.unreachable.pop(aid, None) is not None
+    if readmitted:
+        st.metrics["master/slaves_unreachable"] = len(st.unreachable)
+        log.info("unreachable agent re-registering agent=%s hostname=%s tasks=%d", aid, reg.hostname, len(reg.tasks))
     agent = st.agents.get(aid) if aid else None
     if agent is not None:
         # Re-registration over a new channel (agent restart or reconnect).
@@ -73,6 +83,8 @@ def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: fl
         st.out.append(SaveAgent(agent_record(agent)))
         log.info("agent registered agent=%s hostname=%s port=%d resources=%s", aid, reg.hostname, reg.port, total)
         reconcile_agent_tasks(st, agent, reg.tasks, now)
+        if readmitted:
+            reachability.forget_unreported(st, aid, now)
     st.out.append(ToChannel(channel, ch.AgentRegistered(key=reg.key, agent_id=agent.id, master_id=st.master_id)))
     st.wants_allocation = True
     return agent
@@ -118,6 +130,8 @@ def reconcile_agent_tasks(
         if fw is None:
             continue
         task = fw.tasks.get(rep.task.task_id.value)
+        if task is None and reachability.readopt(st, fw, agent, rep, now):
+            continue
         if task is None:
             if any(t.id == rep.task.task_id.value for t in fw.completed_tasks):
                 st.out.append(
@@ -171,10 +185,10 @@ def channel_lost(st: MasterState, channel: Any, now: float) -> None:
             st.version += 1
             agent.connected = False
             agent.channel = None
-            agent.disconnect_deadline = now + st.agent_reregister_timeout
+            agent.disconnect_deadline = now + st.unreachable_timeout
             st.allocator.deactivate_agent(agent.id)
             offers.rescind_agent(st, agent.id, now)
-            log.info("agent disconnected agent=%s deadline=%.0fs", agent.id, st.agent_reregister_timeout)
+            log.info("agent disconnected agent=%s unreachable_in=%.0fs", agent.id, st.unreachable_timeout)
 
 
 def remove_agent(st: MasterState, agent_id: str, now: float, reason: str, message: str) -> None:
@@ -207,7 +221,7 @@ def remove_agent(st: MasterState, agent_id: str, now: float, reason: str, messag
 
 
 def expire(st: MasterState, now: float) -> None:
-    """Remove disconnected agents whose re-registration deadline has passed."""
+    """Disconnected agents whose re-registration deadline has passed become unreachable."""
     for agent in list(st.agents.values()):
         if not agent.connected and agent.disconnect_deadline is not None and now >= agent.disconnect_deadline:
-            remove_agent(st, agent.id, now, "REASON_AGENT_REMOVED", "Agent stopped answering and was removed")
+            reachability.mark_unreachable(st, agent.id, now, "did not re-register in time")

@@ -19,8 +19,11 @@ from typing import Any
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from . import agents as _agents
+from . import framework_update as _framework_update
 from . import frameworks as _frameworks
 from . import offers as _offers
+from . import quota as _quota
+from . import reachability as _reachability
 from . import tasks as _tasks
 from .allocator import HierarchicalDRFAllocator
 from .effects import (
@@ -33,11 +36,13 @@ from .effects import (
     RemoveFramework,
     SaveAgent,
     SaveFramework,
+    SaveWeights,
     ToAgent,
     ToChannel,
     ToFramework,
 )
 from .model import Agent, Framework, Task
+from .partitions import PartitionConfig
 from .state import HEARTBEAT_INTERVAL, CallError, IdSource, MasterState
 from .validation import validate_id, validate_role
 
@@ -51,11 +56,14 @@ class MasterCore(MasterState):
         *,
         allocator: HierarchicalDRFAllocator | None = None,
         agent_reregister_timeout: float = 75.0,
+        unreachable_timeout: float | None = None,
         ids: IdSource | None = None,
+        partition: PartitionConfig | None = None,
         recovered: RegistryState | None = None,
         now: float = 0.0,
     ) -> None:
-        super().__init__(master_id, allocator=allocator, agent_reregister_timeout=agent_reregister_timeout, ids=ids)
+        super().__init__(master_id, allocator=allocator, agent_reregister_timeout=agent_reregister_timeout,
+                         unreachable_timeout=unreachable_timeout, ids=ids, partition=partition)
         if recovered is not None:
             self.recover(recovered, now)
 
@@ -64,9 +72,32 @@ class MasterCore(MasterState):
         """Take back what the registry kept after a master (re)start (read by the shell)."""
         _frameworks.recover(self, recovered.frameworks, recovered.removed_framework_ids, now)
         _agents.recover(self, recovered.agents, now)
+        self.unreachable.update(recovered.unreachable)
+        self.gone.update(recovered.gone)
+        _quota.recover_quotas(self, recovered.quotas)
+        if recovered.weights:
+            self.allocator.update_weights(recovered.weights)
+        self.metrics["master/slaves_unreachable"] = len(self.unreachable)
         if self.frameworks or self.agents:
             self.version += 1
             log.info("registry recovered frameworks=%d agents=%d", len(self.frameworks), len(self.agents))
+
+    # ------------------------------------------------------------------ quota, weights
+    def update_quota(self, quota_configs: Any, force: bool = False, authorize: Any = None) -> None:
+        """UPDATE_QUOTA (all or nothing); CallError 400 with ``Invalid QuotaConfig: …``."""
+        _quota.update_quota(self, _quota.parse_configs(quota_configs), force, authorize)
+
+    def quota_status(self) -> dict[str, Any]:
+        return _quota.get_quota_status(self)
+
+    def update_weights(self, weights: dict[str, float]) -> None:
+        """Validated weights: applied, stored, and every offer rescinded (as Mesos)."""
+        self.allocator.update_weights(weights)
+        self.out.append(SaveWeights(dict(weights)))
+        for offer in list(self.offers.values()):
+            _offers.rescind(self, offer, 0.0)
+        self.version += 1
+        self.wants_allocation = True
 
     # ------------------------------------------------------------------ frameworks
     def subscribe(self, sub: m.Subscribe, stream_id: str, now: float, principal: str | None = None) -> Framework:
@@ -77,6 +108,10 @@ class MasterCore(MasterState):
 
     def teardown(self, framework_id: str, now: float) -> None:
         _frameworks.teardown(self, self.framework(framework_id), now)
+
+    def update_framework(self, framework_id: str, payload: Any, now: float) -> bool:
+        """UPDATE_FRAMEWORK (``payload``: the call's JSON object); True when something changed."""
+        return _framework_update.update_framework(self, framework_id, payload, now)
 
     def remove_framework(self, framework_id: str, now: float, reason: str) -> None:
         _frameworks.remove_framework(self, framework_id, now, reason)
@@ -141,11 +176,20 @@ class MasterCore(MasterState):
     def remove_agent(self, agent_id: str, now: float, reason: str, message: str) -> None:
         _agents.remove_agent(self, agent_id, now, reason, message)
 
+    def mark_unreachable(self, agent_id: str, now: float, why: str = "health check timed out") -> None:
+        """The agent missed ``max_agent_ping_timeouts`` pings (or its window passed)."""
+        _reachability.mark_unreachable(self, agent_id, now, why)
+
+    def mark_agent_gone(self, agent_id: str, now: float) -> None:
+        """MARK_AGENT_GONE; raises CallError(404) for an agent neither admitted nor unreachable."""
+        _reachability.mark_gone(self, agent_id, now)
+
     # ------------------------------------------------------------------ timers
     def tick(self, now: float) -> None:
         """Expire framework failover deadlines and agents that did not come back."""
         _frameworks.expire(self, now)
         _agents.expire(self, now)
+        _reachability.prune(self, now)
 
 
 __all__ = [

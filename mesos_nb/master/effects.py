@@ -3,7 +3,8 @@
 Two kinds. Messages (:class:`ToFramework`, :class:`ToAgent`, :class:`ToChannel`,
 :class:`EndStream`) go out on subscription streams and agent channels. Registry writes
 (:class:`SaveFramework`, :class:`RemoveFramework`, :class:`SaveAgent`, :class:`RemoveAgent`,
-all :class:`RegistryEffect`) go to whatever :class:`~mesos_nb.master.registry.Registry` backs
+:class:`MarkAgentUnreachable`, :class:`MarkAgentGone`, :class:`PruneAgents`, all
+:class:`RegistryEffect`) go to whatever :class:`~mesos_nb.master.registry.Registry` backs
 the master (SQLite today; ZooKeeper, weights, quota and maintenance records can be added as
 new ``RegistryEffect`` subclasses without touching the core's callers).
 
@@ -74,6 +75,10 @@ class RegistryState:
     frameworks: list[FrameworkRecord] = field(default_factory=list)
     removed_framework_ids: set[str] = field(default_factory=set)
     agents: list[AgentRecord] = field(default_factory=list)
+    unreachable: dict[str, float] = field(default_factory=dict)  # agent id -> when marked
+    gone: dict[str, float] = field(default_factory=dict)  # agent id -> when marked gone
+    quotas: dict[str, Any] = field(default_factory=dict)  # role -> QuotaConfig JSON
+    weights: dict[str, float] = field(default_factory=dict)  # role -> weight
 
 
 # --------------------------------------------------------------------------- registry writes
@@ -100,6 +105,8 @@ class RemoveFramework(RegistryEffect):
 
 @dataclass(slots=True)
 class SaveAgent(RegistryEffect):
+    """Admit (or re-admit) an agent; it leaves the unreachable list (Mesos MarkSlaveReachable)."""
+
     record: AgentRecord
 
 
@@ -108,9 +115,48 @@ class RemoveAgent(RegistryEffect):
     id: str
 
 
+@dataclass(slots=True)
+class MarkAgentUnreachable(RegistryEffect):
+    """Admitted -> unreachable: it may come back and is re-admitted with its tasks."""
+
+    id: str
+    timestamp: float
+
+
+@dataclass(slots=True)
+class MarkAgentGone(RegistryEffect):
+    """Admitted or unreachable -> gone, for good: it is refused if it ever returns."""
+
+    id: str
+    timestamp: float
+
+
+@dataclass(slots=True)
+class PruneAgents(RegistryEffect):
+    """Registry GC: forget these unreachable and gone entries (bounded lists)."""
+
+    unreachable: list[str]
+    gone: list[str]
+
+
+@dataclass(slots=True)
+class SaveQuota(RegistryEffect):
+    """Store a role's QuotaConfig JSON (``config=None``: the role has no quota any more)."""
+
+    role: str
+    config: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class SaveWeights(RegistryEffect):
+    """Store updated role weights (merged into those already stored)."""
+
+    weights: dict[str, float]
+
+
 Effect = ToFramework | ToAgent | ToChannel | EndStream | RegistryEffect
 
 __all__ = [
-    "AgentRecord", "Effect", "EndStream", "FrameworkRecord", "RegistryEffect", "RegistryState",
-    "RemoveAgent", "RemoveFramework", "SaveAgent", "SaveFramework", "ToAgent", "ToChannel", "ToFramework",
+    "AgentRecord", "Effect", "EndStream", "FrameworkRecord", "MarkAgentGone", "MarkAgentUnreachable",
+    "PruneAgents", "RegistryEffect", "RegistryState", "RemoveAgent", "RemoveFramework", "SaveAgent", "SaveFramework", "SaveQuota", "SaveWeights", "ToAgent", "ToChannel", "ToFramework",
 ]

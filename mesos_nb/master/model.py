@@ -62,6 +62,9 @@ class Framework:
         default_factory=lambda: deque(maxlen=MAX_COMPLETED_TASKS_PER_FRAMEWORK)
     )
     offers: set[str] = field(default_factory=set)
+    # Tasks on agents marked unreachable: they may still run and come back when the agent
+    # re-registers (Mesos' ``unreachable_tasks``; implicit reconciliation skips them).
+    unreachable_tasks: dict[str, Task] = field(default_factory=dict)
     # agent_id -> {executor_id: ExecutorInfo}
     executors: dict[str, dict[str, m.ExecutorInfo]] = field(default_factory=dict)
 

@@ -72,7 +72,7 @@ class ReadOnlyViews:
             "state": t.state,
             "resources": t.resources.summary(),
             "role": t.role,
-            "statuses": [{"state": s, "timestamp": ts} for s, ts in t.statuses],
+            "statuses": _statuses(t),
         }
         if t.latest is not None and t.latest.message:
             d["message"] = t.latest.message
@@ -98,7 +98,6 @@ class ReadOnlyViews:
             "user": info.user,
             "hostname": info.hostname or "",
             "webui_url": info.webui_url or "",
-            "principal": info.principal,
             "roles": fw.roles,
             "role": fw.roles[0],
             "capabilities": [c.type for c in info.capabilities if c.type],
@@ -116,6 +115,8 @@ class ReadOnlyViews:
         }
         if fw.reregistered_time:
             d["reregistered_time"] = fw.reregistered_time
+        if info.principal is not None:
+            d["principal"] = info.principal
         if full:
             d["tasks"] = [self._task(t) for t in fw.tasks.values()]
             d["unreachable_tasks"] = []
@@ -165,13 +166,12 @@ class ReadOnlyViews:
             if t is not None and t.state not in m.TERMINAL_STATES:
                 used = used + t.resources
         offered = offered_by_agent.get(a.id, Resources())
-        return {
+        d = {
             "id": a.id,
             "pid": a.pid,
             "hostname": a.hostname,
             "port": a.port,
             "registered_time": a.registered_time,
-            "reregistered_time": a.reregistered_time,
             "resources": a.total.summary(),
             "used_resources": used.summary(),
             "offered_resources": offered.summary(),
@@ -184,6 +184,9 @@ class ReadOnlyViews:
             "version": a.version or __version__,
             "capabilities": ["MULTI_ROLE", "HIERARCHICAL_ROLE"],
         }
+        if a.reregistered_time is not None:
+            d["reregistered_time"] = a.reregistered_time
+        return d
 
     def render_state(self) -> dict[str, Any]:
         srv = self.master
@@ -203,7 +206,7 @@ class ReadOnlyViews:
             "capabilities": [],
             "activated_slaves": sum(1 for a in agents if a.connected and a.active),
             "deactivated_slaves": sum(1 for a in agents if not a.active),
-            "unreachable_slaves": sum(1 for a in agents if not a.connected),
+            "unreachable_slaves": len(core.unreachable),
             "leader": info.pid,
             "leader_info": {"id": srv.master_id, "pid": info.pid, "port": srv.port, "hostname": srv.hostname},
             "flags": srv.flags(),
@@ -269,30 +272,28 @@ class ReadOnlyViews:
         )
 
     async def tasks(self, request: web.Request) -> web.Response:
+        # As ReadOnlyHandler::tasks: unparsable numbers fall back to the defaults, -1 means "no
+        # limit" (Mesos casts to size_t), a negative offset gives nothing, only "asc" sorts up.
         q = request.query
-        try:
-            limit = int(q.get("limit", "100"))
-            offset = int(q.get("offset", "0"))
-        except ValueError:
-            return web.Response(status=400, text="'limit' and 'offset' must be integers")
-        if limit < 0 or offset < 0:
-            return web.Response(status=400, text="'limit' and 'offset' must not be negative")
+        limit = _int_param(q.get("limit"), 100)
+        offset = _int_param(q.get("offset"), 0)
         order = q.get("order", "desc")
-        if order not in ("asc", "desc"):
-            return web.Response(status=400, text="'order' must be 'asc' or 'desc'")
         fid_filter = q.get("framework_id")
         tid_filter = q.get("task_id")
         core = self.master.core
         tasks: list[Task] = []
         for fw in list(core.frameworks.values()) + list(core.completed_frameworks):
-            if fid_filter and fw.id != fid_filter:
+            if fid_filter is not None and fw.id != fid_filter:
                 continue
             tasks.extend(fw.tasks.values())
             tasks.extend(fw.completed_tasks)
-        if tid_filter:
+        if tid_filter is not None:
             tasks = [t for t in tasks if t.id == tid_filter]
-        tasks.sort(key=lambda t: t.statuses[0][1] if t.statuses else 0, reverse=(order == "desc"))
-        page = tasks[offset : offset + limit]
+        tasks.sort(key=lambda t: t.statuses[0][1] if t.statuses else 0, reverse=(order != "asc"))
+        if offset < 0 or (limit < 0 and offset > 0):
+            page: list[Task] = []
+        else:
+            page = tasks[offset:] if limit < 0 else tasks[offset : offset + limit]
         return web.json_response({"tasks": [self._task(t) for t in page]})
 
     async def health(self, request: web.Request) -> web.Response:
@@ -303,10 +304,15 @@ class ReadOnlyViews:
         return web.json_response({"version": __version__, "build_user": "mesos-nb", "build_date": "", "build_time": 0})
 
     async def redirect(self, request: web.Request) -> web.Response:
-        srv = self.master
-        return web.Response(status=307, headers={"Location": f"//{srv.hostname}:{srv.port}"})
+        leader = self.master.leader_address
+        if leader is None:
+            return web.Response(status=503, text="No master is currently leading")
+        return web.Response(status=307, headers={"Location": f"//{leader}"})
 
     async def metrics(self, request: web.Request) -> web.Response:
+        return web.json_response(self.metrics_snapshot())
+
+    def metrics_snapshot(self) -> dict[str, float]:
         srv = self.master
         core = srv.core
         snap: dict[str, float] = dict(core.metrics)
@@ -334,6 +340,8 @@ class ReadOnlyViews:
         snap["master/slaves_connected"] = sum(1 for a in agents if a.connected)
         snap["master/slaves_disconnected"] = sum(1 for a in agents if not a.connected)
         snap["master/slaves_inactive"] = sum(1 for a in agents if not a.active)
+        snap["master/slaves_unreachable"] = sum(1 for a in agents if not a.connected)
+        snap["master/operator_event_stream_subscribers"] = srv.operator_subscribers()
         fws = list(core.frameworks.values())
         snap["master/frameworks_active"] = sum(1 for f in fws if f.active)
         snap["master/frameworks_connected"] = sum(1 for f in fws if f.connected)
@@ -351,4 +359,30 @@ class ReadOnlyViews:
         vm = psutil.virtual_memory()
         snap["system/mem_total_bytes"] = vm.total
         snap["system/mem_free_bytes"] = vm.available
-        return web.json_response(snap)
+        return snap
+
+
+def _int_param(value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        return int(value, 0) if value.strip().lower().startswith(("0x", "-0x")) else int(value)
+    except ValueError:
+        return default
+
+
+def _statuses(t: Task) -> list[dict[str, Any]]:
+    """The updates the agent reported (no master-made TASK_STAGING), each with its container."""
+    latest = t.latest
+    container = latest.container_status if latest is not None else None
+    out = []
+    for state, ts in t.statuses:
+        if state == "TASK_STAGING":
+            continue
+        d: dict[str, Any] = {"state": state, "timestamp": ts}
+        if container is not None:
+            d["container_status"] = container
+        if latest is not None and latest.state == state and latest.healthy is not None:
+            d["healthy"] = latest.healthy
+        out.append(d)
+    return out

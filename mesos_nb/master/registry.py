@@ -20,12 +20,17 @@ from typing import Protocol
 from .effects import (
     AgentRecord,
     FrameworkRecord,
+    MarkAgentGone,
+    MarkAgentUnreachable,
+    PruneAgents,
     RegistryEffect,
     RegistryState,
     RemoveAgent,
     RemoveFramework,
     SaveAgent,
     SaveFramework,
+    SaveQuota,
+    SaveWeights,
 )
 
 
@@ -64,12 +69,20 @@ class MemoryRegistry:
         self.frameworks: dict[str, FrameworkRecord] = {}
         self.removed_framework_ids: set[str] = set()
         self.agents: dict[str, AgentRecord] = {}
+        self.unreachable: dict[str, float] = {}
+        self.gone: dict[str, float] = {}
+        self.quotas: dict[str, dict] = {}
+        self.weights: dict[str, float] = {}
 
     def recover(self) -> RegistryState:
         return RegistryState(
             frameworks=list(self.frameworks.values()),
             removed_framework_ids=set(self.removed_framework_ids),
             agents=list(self.agents.values()),
+            unreachable=dict(self.unreachable),
+            gone=dict(self.gone),
+            quotas=dict(self.quotas),
+            weights=dict(self.weights),
         )
 
     def apply(self, effects: Sequence[RegistryEffect]) -> None:
@@ -89,8 +102,28 @@ def apply_to_memory(reg: MemoryRegistry, effects: Sequence[RegistryEffect]) -> N
             reg.removed_framework_ids.add(eff.id)  # type: ignore[attr-defined]
         elif t is SaveAgent:
             reg.agents[eff.record.id] = eff.record  # type: ignore[attr-defined]
+            reg.unreachable.pop(eff.record.id, None)  # type: ignore[attr-defined]
         elif t is RemoveAgent:
             reg.agents.pop(eff.id, None)  # type: ignore[attr-defined]
+        elif t is MarkAgentUnreachable:
+            reg.agents.pop(eff.id, None)  # type: ignore[attr-defined]
+            reg.unreachable[eff.id] = eff.timestamp  # type: ignore[attr-defined]
+        elif t is MarkAgentGone:
+            reg.agents.pop(eff.id, None)  # type: ignore[attr-defined]
+            reg.unreachable.pop(eff.id, None)  # type: ignore[attr-defined]
+            reg.gone[eff.id] = eff.timestamp  # type: ignore[attr-defined]
+        elif t is PruneAgents:
+            for aid in eff.unreachable:  # type: ignore[attr-defined]
+                reg.unreachable.pop(aid, None)
+            for aid in eff.gone:  # type: ignore[attr-defined]
+                reg.gone.pop(aid, None)
+        elif t is SaveQuota:
+            if eff.config is None:  # type: ignore[attr-defined]
+                reg.quotas.pop(eff.role, None)  # type: ignore[attr-defined]
+            else:
+                reg.quotas[eff.role] = eff.config  # type: ignore[attr-defined]
+        elif t is SaveWeights:
+            reg.weights.update(eff.weights)  # type: ignore[attr-defined]
         else:
             raise TypeError(f"unknown registry effect {t.__name__}")
 

@@ -5,6 +5,7 @@ One transaction per batch of effects, so a batch is on disk entirely or not at a
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -13,12 +14,17 @@ from ..protocol import messages as m
 from .effects import (
     AgentRecord,
     FrameworkRecord,
+    MarkAgentGone,
+    MarkAgentUnreachable,
+    PruneAgents,
     RegistryEffect,
     RegistryState,
     RemoveAgent,
     RemoveFramework,
     SaveAgent,
     SaveFramework,
+    SaveQuota,
+    SaveWeights,
 )
 
 _SCHEMA = """
@@ -37,6 +43,10 @@ CREATE TABLE IF NOT EXISTS agents (
     registered_time REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS removed_frameworks (id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS unreachable_agents (id TEXT PRIMARY KEY, timestamp REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS gone_agents (id TEXT PRIMARY KEY, timestamp REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS quotas (role TEXT PRIMARY KEY, config TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS weights (role TEXT PRIMARY KEY, weight REAL NOT NULL);
 """
 
 
@@ -80,8 +90,31 @@ class SqliteRegistry:
                         (rec.id, rec.hostname, rec.port, m.encode(rec.resources), m.encode(rec.attributes),
                          rec.registered_time),
                     )
+                    db.execute("DELETE FROM unreachable_agents WHERE id = ?", (rec.id,))
                 elif t is RemoveAgent:
                     db.execute("DELETE FROM agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
+                elif t is MarkAgentUnreachable:
+                    db.execute("DELETE FROM agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
+                    db.execute("INSERT OR REPLACE INTO unreachable_agents VALUES (?, ?)",
+                               (eff.id, eff.timestamp))  # type: ignore[attr-defined]
+                elif t is MarkAgentGone:
+                    db.execute("DELETE FROM agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
+                    db.execute("DELETE FROM unreachable_agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
+                    db.execute("INSERT OR REPLACE INTO gone_agents VALUES (?, ?)",
+                               (eff.id, eff.timestamp))  # type: ignore[attr-defined]
+                elif t is PruneAgents:
+                    db.executemany("DELETE FROM unreachable_agents WHERE id = ?",
+                                   [(a,) for a in eff.unreachable])  # type: ignore[attr-defined]
+                    db.executemany("DELETE FROM gone_agents WHERE id = ?", [(a,) for a in eff.gone])  # type: ignore[attr-defined]
+                elif t is SaveQuota:
+                    if eff.config is None:  # type: ignore[attr-defined]
+                        db.execute("DELETE FROM quotas WHERE role = ?", (eff.role,))  # type: ignore[attr-defined]
+                    else:
+                        db.execute("INSERT OR REPLACE INTO quotas VALUES (?, ?)",
+                                   (eff.role, json.dumps(eff.config)))  # type: ignore[attr-defined]
+                elif t is SaveWeights:
+                    db.executemany("INSERT OR REPLACE INTO weights VALUES (?, ?)",
+                                   list(eff.weights.items()))  # type: ignore[attr-defined]
                 else:
                     raise TypeError(f"unknown registry effect {t.__name__}")
 
@@ -96,4 +129,9 @@ class SqliteRegistry:
             AgentRecord(r[0], r[1], r[2], m.decode(r[3], list[m.Resource]), m.decode(r[4], list[m.Attribute]), r[5])
             for r in db.execute("SELECT id, hostname, port, resources, attributes, registered_time FROM agents")
         ]
-        return RegistryState(frameworks=fws, removed_framework_ids=removed, agents=agents)
+        unreachable = dict(db.execute("SELECT id, timestamp FROM unreachable_agents").fetchall())
+        gone = dict(db.execute("SELECT id, timestamp FROM gone_agents").fetchall())
+        quotas = {r: json.loads(c) for r, c in db.execute("SELECT role, config FROM quotas")}
+        weights = dict(db.execute("SELECT role, weight FROM weights").fetchall())
+        return RegistryState(frameworks=fws, removed_framework_ids=removed, agents=agents,
+                             unreachable=unreachable, gone=gone, quotas=quotas, weights=weights)

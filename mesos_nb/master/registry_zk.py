@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
@@ -43,6 +44,19 @@ from urllib.parse import quote, unquote
 from ..protocol import messages as m
 from ..protocol.zk_detector import kazoo_client
 from ..protocol.zk_url import ZkUrl, parse_zk_url
+from .effects import (
+    MarkAgentGone,
+    MarkAgentUnreachable,
+    PruneAgents,
+    RegistryEffect,
+    RemoveAgent,
+    RemoveFramework,
+    SaveAgent,
+    SaveFramework,
+    SaveQuota,
+    SaveWeights,
+)
+from .effects import RegistryState as _BaseRegistryState
 from .partitions import prune_agent_list
 from .registry import AgentRecord, FrameworkRecord
 
@@ -64,15 +78,12 @@ class RegistryUnavailableError(RegistryError):
 
 
 @dataclass
-class RegistryState:
-    """Everything ``recover()`` read, for the new leader to rebuild from."""
-    master_id: str
-    previous_master_id: str | None
-    frameworks: list[FrameworkRecord] = field(default_factory=list)
-    removed_framework_ids: set[str] = field(default_factory=set)
-    agents: list[AgentRecord] = field(default_factory=list)
-    unreachable: dict[str, float] = field(default_factory=dict)
-    gone: dict[str, float] = field(default_factory=dict)
+class RegistryState(_BaseRegistryState):
+    """Everything ``recover()`` read, for the new leader to rebuild from (the core's
+    :class:`~mesos_nb.master.effects.RegistryState` plus who led before and the records the
+    core does not use yet)."""
+    master_id: str = ""
+    previous_master_id: str | None = None
     weights: dict[str, float] = field(default_factory=dict)
     quotas: dict[str, Any] = field(default_factory=dict)
     maintenance: Any = None
@@ -105,6 +116,7 @@ class ZkRegistry:
         self._epoch_version: int | None = None
         self._known: set[str] = set()  # znodes that exist (we are the only writer while leader)
         self.master_id: str | None = None
+        self.master_info: Any = None
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -188,15 +200,18 @@ class ZkRegistry:
             t = zk.transaction()
             t.check(self._path("epoch"), self._epoch_version)
             effective = []
+            known = set(self._known)  # as it will be after each op of this transaction
             for op, path, data in ops:
                 if op == "put":
-                    if path in self._known:
+                    if path in known:
                         t.set_data(path, data)
                     else:
                         t.create(path, data)
+                        known.add(path)
                     effective.append((op, path))
-                elif path in self._known:
+                elif path in known:
                     t.delete(path)
+                    known.discard(path)
                     effective.append((op, path))
             results = self._wait(t.commit_async(), self.store_timeout, what)
             first = results[0] if results else None
@@ -207,8 +222,7 @@ class ZkRegistry:
             failed = [(eff, r) for eff, r in zip(effective, results[1:], strict=False) if isinstance(r, Exception)
                       and type(r).__name__ not in ("RolledBackError", "RuntimeInconsistency")]
             if not failed:
-                for op, path in effective:
-                    (self._known.add if op == "put" else self._known.discard)(path)
+                self._known = known
                 return
             # our picture of which znodes exist was wrong (only after a ZooKeeper restore): fix it, retry once
             for (_op, path), r in failed:
@@ -220,10 +234,17 @@ class ZkRegistry:
                 raise RegistryError(f"could not {what}: {failed[0][1]!r}")
 
     # ---------------------------------------------------------------- recovery
-    def recover(self, master_id: str, master_info: Any = None, now: float | None = None) -> RegistryState:
-        """Claim the registry for ``master_id`` (fencing every earlier leader), then read it."""
+    def recover(self, master_id: str | None = None, master_info: Any = None, now: float | None = None) -> RegistryState:
+        """Claim the registry for ``master_id`` (fencing every earlier leader), then read it.
+
+        Without arguments (the :class:`~mesos_nb.master.registry.Registry` protocol) it claims
+        for ``self.master_id`` / ``self.master_info``, which the master sets first."""
         from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
+        master_id = master_id or self.master_id
+        if master_id is None:
+            raise RegistryError("recover() needs the id of the master claiming the registry")
+        master_info = master_info if master_info is not None else self.master_info
         zk = self._client()
         for kind in _DIRS:
             self._wait(zk.ensure_path_async(self._path(kind)), self.fetch_timeout, "creating the registry")
@@ -270,6 +291,54 @@ class ZkRegistry:
         return AgentRecord(aid, d["hostname"], d["port"], _msg_from_json(d["resources"], list[m.Resource]),
                            _msg_from_json(d["attributes"], list[m.Attribute]), d["registered_time"])
 
+    # ---------------------------------------------------------------- Registry protocol
+    def apply(self, effects: Sequence[RegistryEffect]) -> None:
+        """The core's registry effects as ONE transaction fenced by the epoch (all or none).
+        Blocks up to ``store_timeout``: the master calls it from a worker thread."""
+        ops: list[tuple[str, str, bytes | None]] = []
+        for eff in effects:
+            ops += self._ops(eff)
+        for i in range(0, len(ops), 500):  # keep each transaction well under ZooKeeper's 1 MB
+            self._commit(ops[i:i + 500], f"store {len(effects)} registry changes")
+
+    def _ops(self, eff: RegistryEffect) -> list[tuple[str, str, bytes | None]]:
+        t = type(eff)
+        if t is SaveFramework:
+            rec = {"info": _msg_to_json(eff.info), "registered_time": eff.registered_time,  # type: ignore[attr-defined]
+                   "failover_deadline": eff.failover_deadline}  # type: ignore[attr-defined]
+            return [("put", self._path("frameworks", eff.id), _dumps(rec))]  # type: ignore[attr-defined]
+        if t is RemoveFramework:
+            return [("delete", self._path("frameworks", eff.id), None),  # type: ignore[attr-defined]
+                    ("put", self._path("removed_frameworks", eff.id), b"{}")]  # type: ignore[attr-defined]
+        if t is SaveAgent:
+            return self._agent_ops(eff.record)  # type: ignore[attr-defined]
+        if t is RemoveAgent:
+            return [("delete", self._path("agents", eff.id), None)]  # type: ignore[attr-defined]
+        if t is MarkAgentUnreachable:
+            return [("delete", self._path("agents", eff.id), None),  # type: ignore[attr-defined]
+                    ("put", self._path("unreachable", eff.id), _dumps({"timestamp": eff.timestamp}))]  # type: ignore[attr-defined]
+        if t is MarkAgentGone:
+            return [("delete", self._path("agents", eff.id), None),  # type: ignore[attr-defined]
+                    ("delete", self._path("unreachable", eff.id), None),  # type: ignore[attr-defined]
+                    ("put", self._path("gone", eff.id), _dumps({"timestamp": eff.timestamp}))]  # type: ignore[attr-defined]
+        if t is PruneAgents:
+            return ([("delete", self._path("unreachable", a), None) for a in eff.unreachable]  # type: ignore[attr-defined]
+                    + [("delete", self._path("gone", a), None) for a in eff.gone])  # type: ignore[attr-defined]
+        if t is SaveQuota:
+            if eff.config is None:  # type: ignore[attr-defined]
+                return [("delete", self._path("quotas", eff.role), None)]  # type: ignore[attr-defined]
+            return [("put", self._path("quotas", eff.role), _dumps(eff.config))]  # type: ignore[attr-defined]
+        if t is SaveWeights:
+            merged = {**(self._read_one("weights") or {}), **eff.weights}  # type: ignore[attr-defined]
+            return [("put", self._path("weights"), _dumps(merged))]
+        raise TypeError(f"unknown registry effect {t.__name__}")
+
+    def _agent_ops(self, rec: AgentRecord) -> list[tuple[str, str, bytes | None]]:
+        d = {"hostname": rec.hostname, "port": rec.port, "resources": _msg_to_json(rec.resources),
+             "attributes": _msg_to_json(rec.attributes), "registered_time": rec.registered_time}
+        # admitting an agent also makes it reachable again (Mesos MarkSlaveReachable)
+        return [("put", self._path("agents", rec.id), _dumps(d)), ("delete", self._path("unreachable", rec.id), None)]
+
     # ---------------------------------------------------------------- writes (SQLite surface)
     def put_framework(self, fw_id: str, info: m.FrameworkInfo, registered_time: float, deadline: float | None) -> None:
         rec = {"info": _msg_to_json(info), "registered_time": registered_time, "failover_deadline": deadline}
@@ -280,11 +349,7 @@ class ZkRegistry:
                       ("put", self._path("removed_frameworks", fw_id), b"{}")], f"remove framework {fw_id}")
 
     def put_agent(self, rec: AgentRecord) -> None:
-        d = {"hostname": rec.hostname, "port": rec.port, "resources": _msg_to_json(rec.resources),
-             "attributes": _msg_to_json(rec.attributes), "registered_time": rec.registered_time}
-        # admitting an agent also makes it reachable again (Mesos MarkSlaveReachable)
-        self._commit([("put", self._path("agents", rec.id), _dumps(d)),
-                      ("delete", self._path("unreachable", rec.id), None)], f"store agent {rec.id}")
+        self._commit(self._agent_ops(rec), f"store agent {rec.id}")
 
     def remove_agent(self, agent_id: str) -> None:
         self._commit([("delete", self._path("agents", agent_id), None)], f"remove agent {agent_id}")

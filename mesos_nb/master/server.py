@@ -10,14 +10,10 @@ and, batched, soon after anything that frees or adds resources.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
-import socket
-import struct
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +24,13 @@ from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol import recordio
 from ..protocol.version import VERSION as __version__
+from .connections import Channel, Stream, accepts_json, basic_principal, ip_as_uint32
 from .core import CallError, MasterCore
 from .effects import EndStream, ToAgent, ToChannel, ToFramework
+from .ha import Leadership, fail_stop
+from .operator_api import OperatorApi
 from .outbox import Outbox
+from .partitions import PartitionConfig
 from .readonly import ReadOnlyViews
 from .registry import NullRegistry, Registry
 from .registry_sqlite import SqliteRegistry
@@ -51,68 +51,39 @@ class MasterConfig:
     agent_ping_timeout: float = 15.0
     max_agent_ping_timeouts: int = 5
     agent_secret: str | None = None
-
-
-class _Stream:
-    """One framework's subscription: a RecordIO event stream on a chunked response."""
-
-    __slots__ = ("framework_id", "stream_id", "resp", "queue", "wake", "closed", "error")
-
-    def __init__(self, framework_id: str, stream_id: str, resp: web.StreamResponse) -> None:
-        self.framework_id = framework_id
-        self.stream_id = stream_id
-        self.resp = resp
-        self.queue: deque[bytes] = deque()
-        self.wake = asyncio.Event()
-        self.closed = False
-        self.error: str | None = None
-
-    def push(self, record: bytes) -> None:
-        self.queue.append(recordio.encode(record))
-        self.wake.set()
-
-
-class _Channel:
-    """One agent process's WebSocket; carries many agents."""
-
-    __slots__ = ("ws", "pending", "wake", "last_heard", "peer", "closed")
-
-    def __init__(self, ws: web.WebSocketResponse, peer: str) -> None:
-        self.ws = ws
-        self.pending: list[Any] = []
-        self.wake = asyncio.Event()
-        self.last_heard = time.monotonic()
-        self.peer = peer
-        self.closed = False
-
-    def send(self, msg: Any) -> None:
-        self.pending.append(msg)
-        self.wake.set()
-
-
-def _ip_as_uint32(ip: str) -> int:
-    try:
-        return struct.unpack("<I", socket.inet_aton(ip))[0]
-    except OSError:
-        return 0
+    # --zk mode (ha.py): contend for leadership, registry in ZooKeeper
+    zk: str | None = None
+    quorum: int | None = None
+    zk_session_timeout: float = 10.0
+    # agents recovered after a failover have this long to re-register (Mesos default 10 min)
+    agent_reregister_timeout: float = 600.0
+    registry_max_agent_age: float = 14 * 24 * 3600.0
+    registry_max_agent_count: int = 102400
 
 
 class MasterServer:
     """Implements :class:`~mesos_nb.master.view.MasterView` for the read side."""
 
+    exit_on_fail_stop = True
+
     def __init__(self, config: MasterConfig | None = None, registry: Registry | None = None) -> None:
         self.config = config or MasterConfig()
         self.master_id = str(uuid.uuid4())
         c = self.config
+        self.leadership: Leadership | None = Leadership(self) if c.zk else None
+        self.leading = self.leadership is None  # a follower serves redirects only
         if registry is None:
-            registry = SqliteRegistry(os.path.join(c.work_dir, "registry.sqlite")) if c.work_dir else NullRegistry()
+            if c.work_dir and self.leadership is None:
+                registry = SqliteRegistry(os.path.join(c.work_dir, "registry.sqlite"))
+            else:
+                registry = NullRegistry()  # --zk: the ZooKeeper registry, once elected
         self.registry: Registry = registry
-        self.core = MasterCore(self.master_id, agent_reregister_timeout=c.agent_ping_timeout * c.max_agent_ping_timeouts)
+        self.core = self._new_core()
         self.outbox = Outbox(self.registry, self._deliver)
         self._retry_handle: asyncio.TimerHandle | None = None
-        self.streams: dict[str, _Stream] = {}  # framework id -> its current stream
-        self.streams_by_id: dict[str, _Stream] = {}  # stream id -> stream (old ones too, until closed)
-        self.channels: set[_Channel] = set()
+        self.streams: dict[str, Stream] = {}  # framework id -> its current stream
+        self.streams_by_id: dict[str, Stream] = {}  # stream id -> stream (old ones too, until closed)
+        self.channels: set[Channel] = set()
         self.start_time = time.time()
         self.port = c.port
         self._runner: web.AppRunner | None = None
@@ -121,7 +92,22 @@ class MasterServer:
         self.views = ReadOnlyViews(self)
         self.app = self._make_app()
 
+    def _new_core(self) -> MasterCore:
+        c = self.config
+        return MasterCore(
+            self.master_id, agent_reregister_timeout=c.agent_reregister_timeout,
+            unreachable_timeout=c.agent_ping_timeout * c.max_agent_ping_timeouts,
+            partition=PartitionConfig(c.agent_ping_timeout, c.max_agent_ping_timeouts,
+                                      c.registry_max_agent_age, c.registry_max_agent_count))
+
     # ------------------------------------------------------------------ lifecycle
+    @property
+    def leader_address(self) -> str | None:
+        """``host:port`` of the leading master (this one unless --zk says otherwise)."""
+        if self.leadership is None or self.leading:
+            return self.address
+        return self.leadership.leader
+
     @property
     def hostname(self) -> str:
         return self.config.hostname or self.config.host
@@ -138,7 +124,7 @@ class MasterServer:
         ip = self.config.host if self.config.host not in ("0.0.0.0", "") else "127.0.0.1"
         return m.MasterInfo(
             id=self.master_id,
-            ip=_ip_as_uint32(ip),
+            ip=ip_as_uint32(ip),
             port=self.port,
             pid=f"master@{ip}:{self.port}",
             hostname=self.hostname,
@@ -153,6 +139,10 @@ class MasterServer:
             "allocation_interval": f"{c.allocation_interval}secs",
             "agent_ping_timeout": f"{c.agent_ping_timeout}secs",
             "max_agent_ping_timeouts": str(c.max_agent_ping_timeouts),
+            "agent_reregister_timeout": f"{c.agent_reregister_timeout}secs",
+            "registry_max_agent_age": f"{c.registry_max_agent_age}secs",
+            "registry_max_agent_count": str(c.registry_max_agent_count),
+            **(self.leadership.flags() if self.leadership is not None else {}),
         }
 
     def health(self) -> tuple[bool, str]:
@@ -161,8 +151,12 @@ class MasterServer:
             return False, f"Registry writes are failing ({err}); {len(self.outbox.pending)} effects held back"
         return True, ""
 
+    def operator_subscribers(self) -> int:
+        return len(self.operator.streams.subscribers)
+
     async def start(self) -> None:
-        self.core.recover(self.registry.recover(), time.time())
+        if self.leadership is None:
+            self.core.recover(self.registry.recover(), time.time())
         self._runner = web.AppRunner(
             self.app, handle_signals=False, access_log=None, keepalive_timeout=86400.0,
             handler_cancellation=True,
@@ -181,8 +175,27 @@ class MasterServer:
         ]
         self.webui.start()
         log.info("master started id=%s url=%s", self.master_id, self.url)
+        if self.leadership is not None:
+            await self.leadership.start()
+
+    def become_leader(self, registry: Registry, state: Any) -> None:
+        """Elected and the registry recovered: rebuild the core from it and lead (ha.py)."""
+        assert self.leadership is not None
+        self.leadership.lead(registry, state)
+
+    def write_finished(self, done: Any, exc: BaseException | None) -> None:
+        """A registry write submitted to the worker thread ended (loop thread)."""
+        delay = done(exc)
+        if delay is not None:
+            self._schedule_retry(delay)
+
+    def fail_stop(self, reason: str) -> None:
+        """Stop acting as leader at once: exit non-zero (see :func:`.ha.fail_stop`)."""
+        fail_stop(self, reason)
 
     async def stop(self) -> None:
+        if self.leadership is not None:
+            await self.leadership.stop()
         await self.webui.stop()
         for t in self._tasks:
             t.cancel()
@@ -278,7 +291,11 @@ class MasterServer:
             for chan in list(self.channels):
                 if mono - chan.last_heard > limit:
                     log.info("agent channel timed out peer=%s silent=%.1fs", chan.peer, mono - chan.last_heard)
-                    await chan.ws.close()
+                    now = time.time()
+                    for agent in [a for a in self.core.agents.values() if a.channel is chan]:
+                        self.core.mark_unreachable(agent.id, now, f"no answer to pings for {limit:g}s")
+                    self.channels.discard(chan)
+                    asyncio.get_running_loop().create_task(chan.ws.close())  # may wait on a dead link
             if mono >= next_ping:
                 next_ping = mono + c.agent_ping_timeout
                 for chan in self.channels:
@@ -295,12 +312,13 @@ class MasterServer:
 
     # ------------------------------------------------------------------ app
     def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
+        mws = [self.leadership.middleware] if self.leadership is not None else []
+        app = web.Application(client_max_size=MAX_BODY, middlewares=mws)
         r = app.router
         for prefix in ("", "/master"):
             r.add_post(prefix + "/api/v1/scheduler", self.handle_scheduler)
-            r.add_post(prefix + "/api/v1", self.handle_operator)
         r.add_get("/api/v1/agent-channel", self.handle_channel)
+        self.operator = OperatorApi(self); self.operator.install(app)  # noqa: E702 - POST /api/v1, v0 extras
         self.views.add_routes(r)
         from .webui import WebUI  # the web UI and its utilization feed (/, /master/utilization)
 
@@ -370,7 +388,8 @@ class MasterServer:
             elif t == "TEARDOWN":
                 core.teardown(fid, now)
             elif t == "UPDATE_FRAMEWORK":
-                return _text(501, "UPDATE_FRAMEWORK is not supported yet")
+                core.update_framework(fid, m.to_builtins(call.update_framework), now)
+                return web.Response(status=200)
             else:
                 pass  # REQUEST, inverse offers, operation acks/reconciliation: accepted, nothing to do
         except CallError as e:
@@ -389,13 +408,13 @@ class MasterServer:
         if (info_id is None) != (top is None) or (info_id is not None and top is not None and info_id.value != top.value):
             return _text(400, "'framework_id' differs from 'subscribe.framework_info.id'")
         accept = request.headers.get("Accept", "")
-        if accept and not _accepts_json(accept):
+        if accept and not accepts_json(accept):
             return _text(406, "Expecting 'Accept' to allow 'application/json'")
         if self.outbox.error is not None:
             # Admitting a framework needs a registry write; answer now rather than hold the stream.
             return _text(503, f"The master's registry is not writable ({self.outbox.error}); retry later")
         stream_id = str(uuid.uuid4())
-        principal = _basic_principal(request.headers.get("Authorization"))
+        principal = basic_principal(request.headers.get("Authorization"))
         try:
             fw = self.core.subscribe(call.subscribe, stream_id, time.time(), principal)
         except CallError as e:
@@ -408,7 +427,8 @@ class MasterServer:
             headers={"Content-Type": "application/json", "Mesos-Stream-Id": stream_id, "Cache-Control": "no-cache"},
         )
         resp.enable_chunked_encoding()
-        stream = _Stream(fw.id, stream_id, resp)
+        stream = Stream(fw.id, stream_id, resp)
+        stream.transport = request.transport
         self.streams[fw.id] = stream
         self.streams_by_id[stream_id] = stream
         self.flush()
@@ -423,6 +443,7 @@ class MasterServer:
                     continue
                 data = b"".join(stream.queue)
                 stream.queue.clear()
+                stream.queued = 0
                 await resp.write(data)
         except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
             pass
@@ -447,45 +468,6 @@ class MasterServer:
         await resp.write_eof()
         return resp
 
-    # ------------------------------------------------------------------ operator API (subset)
-    async def handle_operator(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        try:
-            call = _loads(body)
-        except ValueError as e:
-            return _text(400, f"Failed to parse body into Call: {e}")
-        if not isinstance(call, dict) or not isinstance(call.get("type"), str):
-            return _text(400, "Expecting 'type' to be present")
-        t = call["type"]
-        if t == "GET_HEALTH":
-            return web.json_response({"type": "GET_HEALTH", "get_health": {"healthy": self.health()[0]}})
-        if t == "GET_VERSION":
-            return web.json_response({"type": "GET_VERSION", "get_version": {"version_info": {"version": __version__}}})
-        if t == "KILL_TASK":
-            try:
-                task_id = call["kill_task"]["task_id"]["value"]
-                assert isinstance(task_id, str)
-            except (KeyError, TypeError, AssertionError):
-                return _text(400, "Expecting 'kill_task.task_id.value' to be present")
-            task = self.core.operator_kill(task_id, time.time())
-            self.flush()
-            if task is None:
-                return _text(404, f"No active task with id '{task_id}'")
-            return web.Response(status=202)
-        if t == "TEARDOWN":
-            try:
-                fid = call["teardown"]["framework_id"]["value"]
-            except (KeyError, TypeError):
-                return _text(400, "Expecting 'teardown.framework_id.value' to be present")
-            try:
-                self.core.teardown(fid, time.time())
-            except CallError as e:
-                return _text(404 if e.status == 400 else e.status, e.message)
-            finally:
-                self.flush()
-            return web.Response(status=200)
-        return _text(400, f"Unsupported operator call type '{t}'")
-
     # ------------------------------------------------------------------ agent channel
     async def handle_channel(self, request: web.Request) -> web.StreamResponse:
         secret = self.config.agent_secret
@@ -495,7 +477,7 @@ class MasterServer:
                 return _text(401, "Agent authentication failed: wrong or missing secret")
         ws = web.WebSocketResponse(max_msg_size=MAX_BODY, heartbeat=None)
         await ws.prepare(request)
-        chan = _Channel(ws, request.remote or "?")
+        chan = Channel(ws, request.remote or "?")
         self.channels.add(chan)
         writer = asyncio.get_running_loop().create_task(self._channel_writer(chan))
         log.info("agent channel opened peer=%s", chan.peer)
@@ -540,7 +522,7 @@ class MasterServer:
             log.info("agent channel closed peer=%s", chan.peer)
         return ws
 
-    async def _channel_writer(self, chan: _Channel) -> None:
+    async def _channel_writer(self, chan: Channel) -> None:
         try:
             while not chan.closed:
                 if not chan.pending:
@@ -562,21 +544,3 @@ def _loads(body: bytes) -> Any:
 
 def _text(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message)
-
-
-def _accepts_json(accept: str) -> bool:
-    for part in accept.split(","):
-        media = part.split(";")[0].strip().lower()
-        if media in ("application/json", "*/*", "application/*"):
-            return True
-    return False
-
-
-def _basic_principal(auth: str | None) -> str | None:
-    if not auth or not auth.startswith("Basic "):
-        return None
-    try:
-        user = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
-    except Exception:
-        return None
-    return user if user and user != "None" else None

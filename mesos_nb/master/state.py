@@ -16,6 +16,7 @@ from ..protocol import messages as m
 from .allocator import HierarchicalDRFAllocator
 from .effects import AgentRecord, ToFramework
 from .model import MAX_COMPLETED_FRAMEWORKS, Agent, Framework, Offer
+from .partitions import PartitionConfig
 
 HEARTBEAT_INTERVAL = 15.0
 MAX_REFUSE_SECONDS = 365 * 24 * 3600.0
@@ -71,6 +72,10 @@ def _metrics() -> dict[str, float]:
         "master/slave_registrations": 0,
         "master/slave_reregistrations": 0,
         "master/slave_removals": 0,
+        "master/slave_unreachable_completed": 0,
+        "master/slaves_unreachable": 0,
+        "master/tasks_unreachable": 0,
+        "master/tasks_gone_by_operator": 0,
         "master/messages_launch_tasks": 0,
         "master/messages_status_update": 0,
         "master/valid_status_updates": 0,
@@ -89,18 +94,28 @@ class MasterState:
         *,
         allocator: HierarchicalDRFAllocator | None = None,
         agent_reregister_timeout: float = 75.0,
+        unreachable_timeout: float | None = None,
         ids: IdSource | None = None,
+        partition: PartitionConfig | None = None,
     ) -> None:
         self.master_id = master_id
         self.master_info: m.MasterInfo | None = None  # set by the shell once it knows its address
         self.allocator = allocator or HierarchicalDRFAllocator()
+        self.quota_configs: dict[str, dict] = {}  # role -> QuotaConfig JSON (quota.py)
+        # How long an agent recovered after a failover has to re-register (Mesos
+        # --agent_reregister_timeout), and how long one whose channel broke has before it is
+        # marked unreachable (the ping timeouts it would miss meanwhile).
         self.agent_reregister_timeout = agent_reregister_timeout
+        self.unreachable_timeout = agent_reregister_timeout if unreachable_timeout is None else unreachable_timeout
+        self.partition = partition or PartitionConfig()
         self.ids = ids or IdSource(master_id)
         self.frameworks: dict[str, Framework] = {}
         self.completed_frameworks: deque[Framework] = deque(maxlen=MAX_COMPLETED_FRAMEWORKS)
         self.removed_framework_ids: set[str] = set()
         self.agents: dict[str, Agent] = {}
         self.removed_agent_ids: set[str] = set()
+        self.unreachable: dict[str, float] = {}  # agent id -> when it was marked unreachable
+        self.gone: dict[str, float] = {}  # agent id -> when an operator marked it gone
         self.offers: dict[str, Offer] = {}
         self.out: list[Any] = []
         self.version = 0  # bumped on every change; the read endpoints cache by it

@@ -13,6 +13,7 @@ import logging
 
 from ..protocol import channel as ch
 from ..protocol import messages as m
+from . import partitions
 from .effects import ToAgent
 from .model import Framework, Task
 from .state import MasterState, lost_state, make_status
@@ -153,27 +154,37 @@ def reconcile(st: MasterState, fw: Framework, rec: m.Reconcile, now: float) -> N
     for item in rec.tasks:
         tid = item.task_id.value
         task = fw.tasks.get(tid)
-        if task is None:
-            done = next((t for t in reversed(fw.completed_tasks) if t.id == tid), None)
-            if done is not None:
-                st.send_update(fw, reconciled(done, now))
-                continue
-            agent_id = item.agent_id.value if item.agent_id else None
-            if agent_id is not None and agent_id in st.agents and not st.agents[agent_id].connected:
-                continue  # agent transitioning: Mesos sends nothing yet
-            st.send_update(
-                fw,
-                make_status(
-                    tid,
-                    lost_state(fw, "TASK_UNKNOWN"),
-                    agent_id=agent_id,
-                    reason="REASON_RECONCILIATION",
-                    message="Reconciliation: task is unknown",
-                    now=now,
-                ),
-            )
-        else:
+        if task is not None:
             st.send_update(fw, reconciled(task, now))
+            continue
+        done = next((t for t in reversed(fw.completed_tasks) if t.id == tid), None)
+        if done is not None:
+            st.send_update(fw, reconciled(done, now))
+            continue
+        agent_id = item.agent_id.value if item.agent_id else None
+        gone = fw.unreachable_tasks.get(tid)
+        if gone is not None and agent_id is None:
+            agent_id = gone.agent_id
+        # Mesos' order: agent recovered but not back yet -> no answer; registered -> GONE;
+        # unreachable -> UNREACHABLE; gone -> GONE_BY_OPERATOR; otherwise UNKNOWN.
+        if agent_id is None:
+            standing = partitions.AgentStanding.UNKNOWN
+        elif agent_id in st.agents:
+            standing = (partitions.AgentStanding.REGISTERED if st.agents[agent_id].connected
+                        else partitions.AgentStanding.RECOVERED)
+        elif agent_id in st.unreachable:
+            standing = partitions.AgentStanding.UNREACHABLE
+        elif agent_id in st.gone:
+            standing = partitions.AgentStanding.GONE
+        else:
+            standing = partitions.AgentStanding.UNKNOWN
+        d = partitions.reconcile_unknown_task(standing, fw.partition_aware)
+        if d is None:
+            continue  # agent transitioning: Mesos sends nothing yet
+        status = make_status(tid, d.state, agent_id=agent_id, reason=d.reason, message=d.message, now=now)
+        if gone is not None and standing is partitions.AgentStanding.UNREACHABLE and gone.latest is not None:
+            status.unreachable_time = gone.latest.unreachable_time
+        st.send_update(fw, status)
 
 
 def reconciled(task: Task, now: float) -> m.TaskStatus:

@@ -28,15 +28,21 @@ def validate_id(value: str, what: str) -> str | None:
 
 
 def validate_role(role: str) -> str | None:
+    """Mesos ``roles::validate``: ``*``, or ``/``-separated components that are not empty,
+    ``.``, ``..`` or ``*``, do not start with ``-`` and hold no whitespace or DEL."""
     if not role:
         return "role must not be empty"
     if role == "*":
         return None
+    if role.startswith("/") or role.endswith("/") or "//" in role:
+        return f"role '{role}' is not a valid role name: it must not start or end with '/' or contain '//'"
     for part in role.split("/"):
-        if part in ("", ".", "..") or part.startswith("-"):
-            return f"role '{role}' is not a valid role name"
-    if any(c.isspace() or c == "\b" for c in role):
-        return f"role '{role}' contains whitespace"
+        if part in (".", "..", "*"):
+            return f"role '{role}' is not a valid role name: it has the disallowed component '{part}'"
+        if part.startswith("-"):
+            return f"role '{role}' is not a valid role name: it has a component starting with '-'"
+    if any(c in "\t\n\v\f\r \x7f\b" or c.isspace() for c in role):
+        return f"role '{role}' is not a valid role name: it contains whitespace or a control character"
     return None
 
 

@@ -35,6 +35,11 @@ class MasterView(Protocol):
     @property
     def start_time(self) -> float: ...
 
+    @property
+    def leader_address(self) -> str | None:
+        """``host:port`` of the leading master (this one without --zk); None while none leads."""
+        ...
+
     def master_info(self) -> m.MasterInfo: ...
 
     def flags(self) -> dict[str, str]:
@@ -43,4 +48,8 @@ class MasterView(Protocol):
 
     def health(self) -> tuple[bool, str]:
         """Whether the master works (its registry accepts writes), and why not."""
+        ...
+
+    def operator_subscribers(self) -> int:
+        """How many operator API SUBSCRIBE streams are open (a metric)."""
         ...

@@ -21,6 +21,7 @@ from typing import Any
 
 from mesos_nb.client import MasterClient, MesosClientError
 from mesos_nb.protocol.messages import Filters, Offer
+from mesos_nb.protocol.resources import Resources
 from mesos_nb.scheduler import BlockingSchedulerDriver, MesosError, Scheduler
 from mesos_nb.scheduler.pool import TaskSpec, framework_ended, framework_info, match_offer, ports_of
 from mesos_nb.scheduler.tasks import attributes_match, matches_attributes, new_task_id, request
@@ -30,6 +31,7 @@ from .errors import MesosNotebookError
 from .offers_table import offer_amounts
 from .saved import load_saved, save
 from .task import Task
+from .warm import WarmExecutors, WarmTask, shape_key, warm_spec
 
 
 class NotebookFramework(Scheduler):
@@ -56,6 +58,7 @@ class NotebookFramework(Scheduler):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._error: str | None = None
         self._pending_since: float | None = None
+        self.warm = WarmExecutors()
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -157,8 +160,23 @@ class NotebookFramework(Scheduler):
             self.tasks[tid] = task
         if status.agent_id is not None and not task.agent_id:
             task.agent_id = status.agent_id.value
+        if isinstance(task, WarmTask) and status.data is not None:
+            task.data = status.data
         task._set(status.state, status.message, status.reason)
         self._notify()
+
+    def message(self, driver: Any, agent_id: str, executor_id: str, data: bytes) -> None:
+        """Output of a warm task, sent by its executor while the task runs."""
+        from mesos_nb.frameworks.pyexec import parse_output
+
+        out = parse_output(data)
+        if out is not None:
+            task = self.tasks.get(out[0])
+            if isinstance(task, WarmTask):
+                task.add_output(out[1], out[2], out[3])
+
+    def failure(self, driver: Any, agent_id: str | None, executor_id: str | None, status: int | None) -> None:
+        self.warm.executor_failed(executor_id, status)
 
     def error(self, driver: Any, message: str) -> None:
         self._error = message
@@ -189,34 +207,48 @@ class NotebookFramework(Scheduler):
                 f"{len(self.held)} offers has {have_text} (on {best.hostname})")
 
     async def _match(self) -> None:
-        assert self.driver is not None
+        if self.driver is None:  # closed while an event was on its way
+            return
         drv = self.driver.driver
         for offer in list(self.held.values()):
             launches = match_offer(offer, self._pending)
-            if not launches:
+            warm: list[tuple[Any, WarmTask]] = []
+            if self.warm.pending:
+                have = Resources.from_proto(offer.resources)
+                for info, _ in launches:
+                    have = have - Resources.from_proto(info.resources)
+                warm = self.warm.match(offer, have, self.framework_id)
+            if not launches and not warm:
                 continue
             self.held.pop(offer.id.value, None)
             for info, task in launches:
                 self._pending.remove(task)
                 task.launching(offer, ports_of(info))
+            for _, wtask in warm:
+                wtask.launching(offer, [])
             try:
-                await drv.launch([offer.id], [i for i, _ in launches], Filters(refuse_seconds=0.0))
+                await drv.launch([offer.id], [i for i, _ in launches] + [i for i, _ in warm],
+                                 Filters(refuse_seconds=0.0))
             except (MesosError, ConnectionError) as e:
-                for _, task in launches:
+                for _, task in launches + warm:
                     task.requeue(None)
                     task._note_waiting(f"the launch on {offer.hostname} failed ({e}); trying again")
-                    self._pending.append(task)
-        for task in self._pending:
+                self._pending.extend(t for _, t in launches)
+                self.warm.launch_failed(warm)
+        for task in self._pending + self.warm.pending:
             task.offers_seen = self.offers_received
             task._note_waiting(self._why(task))
-        if not self._pending:
+        if not self._pending and not self.warm.pending:
             self._pending_since = None
-        if self._holders <= 0 and self.held:
-            refuse = 1.0 if self._pending else self.idle_refuse
-            ids = list(self.held)
-            self.held.clear()
-            with contextlib.suppress(MesosError, ConnectionError):
-                await drv.decline(ids, refuse_seconds=refuse)
+        if self.held:
+            keep = self._holders > 0
+            ids = [oid for oid, o in self.held.items() if not keep and not self.warm.holds_agent(o.agent_id.value)]
+            if ids:
+                refuse = 1.0 if (self._pending or self.warm.pending) else self.idle_refuse
+                for oid in ids:
+                    self.held.pop(oid, None)
+                with contextlib.suppress(MesosError, ConnectionError):
+                    await drv.decline(ids, refuse_seconds=refuse)
         self._notify()
 
     # ------------------------------------------------------------------ API (kernel thread)
@@ -272,12 +304,47 @@ class NotebookFramework(Scheduler):
         self._call_soon(go)
         return task
 
+    def submit_warm(self, payload: bytes, *, cpus: float, mem: float, gpus: float = 0.0, disk: float = 0.0,
+                    name: str = "cell", constraints: Mapping[str, str] | None = None,
+                    preload: Sequence[str] = (), idle_timeout: float = 600.0,
+                    executor_cpus: float = 0.5, executor_mem: float = 128.0,
+                    future: Any = None, on_done: Any = None, check: bool = True) -> WarmTask:
+        """Queue a task for the warm executor of its shape (started with the first such task)."""
+        amounts = request(cpus=cpus, mem=mem, gpus=gpus, disk=disk)
+        if not amounts:
+            raise MesosNotebookError("a task needs some resources: give --cpus or --mem")
+        constraints = dict(constraints or {})
+        ex_amounts = request(cpus=executor_cpus, mem=executor_mem)
+        key = shape_key(amounts, constraints, preload)
+        ex = self.warm.by_key.get(key)
+        if check and (ex is None or not ex.alive):  # a live executor's agent held such a task already
+            need = dict(amounts)
+            for k, v in ex_amounts.items():
+                need[k] = need.get(k, 0.0) + v
+            self.check_fits_somewhere(need, constraints)
+        spec = warm_spec(name, cpus, mem, gpus, disk, constraints)
+        task = WarmTask(self, name, spec, payload, key, preload, idle_timeout, ex_amounts, future, on_done)
+
+        async def go() -> None:
+            self.tasks[task.id] = task
+            self.warm.pending.append(task)
+            if self._pending_since is None:
+                self._pending_since = time.monotonic()
+            await self._match()
+            if task in self.warm.pending:
+                with contextlib.suppress(MesosError, ConnectionError):
+                    await self.driver.driver.revive()  # type: ignore[union-attr]
+
+        self._call_soon(go)
+        return task
+
     def kill(self, task: Task) -> None:
         async def go() -> None:
-            if task in self._pending:
-                self._pending.remove(task)
-                task._set("TASK_KILLED", "killed before it was launched")
-                return
+            for queue in (self._pending, self.warm.pending):
+                if task in queue:
+                    queue.remove(task)  # type: ignore[arg-type]
+                    task._set("TASK_KILLED", "killed before it was launched")
+                    return
             if not task.done:
                 await self.driver.driver.kill(task.id, task.agent_id)  # type: ignore[union-attr]
 
@@ -311,7 +378,7 @@ class NotebookFramework(Scheduler):
         """Recompute why each pending task waits (time passes even when no offer arrives)."""
 
         async def go() -> None:
-            for task in self._pending:
+            for task in self._pending + self.warm.pending:
                 task._note_waiting(self._why(task))
 
         with contextlib.suppress(MesosNotebookError, TimeoutError):

@@ -14,7 +14,7 @@ import shlex
 from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Float, Int, Unicode, default
+from traitlets import Bool, Float, Int, Unicode, default
 
 from . import views
 from .display import Message, Table, num
@@ -38,8 +38,9 @@ USAGE = """%mesos SUBCOMMAND ...   (%mesos help for this list)
   ipyparallel [--engines N --cpus C --mem M]
   dashboard                   live Bokeh dashboard: allocated vs used, DRF shares, task timeline
   disconnect                  tear this notebook's framework down (its tasks are killed)
-%%mesos task [--cpus C --mem M --gpus G --name N --attr K=V --timeout S]
-  run the cell's Python code as a task; returns its last expression's value"""
+%%mesos task [--cpus C --mem M --gpus G --name N --attr K=V --timeout S --preload M1,M2 --fresh]
+  run the cell's Python code as a task; returns its last expression's value (in the warm
+  executor of this resource shape; --fresh: in a new Python process instead)"""
 
 
 def _resource_args(p: argparse.ArgumentParser) -> None:
@@ -67,6 +68,16 @@ class MesosMagics(Magics):
     local_resources = Unicode("", help="Resources of each embedded agent (default: the machine "
                               "divided among them)").tag(config=True)
     local_port = Int(5050, help="Port of the embedded master (any free port when taken)").tag(config=True)
+    warm = Bool(True, help="%%mesos task runs in a warm executor (one per resource shape); False: "
+                "a new Python process per cell, as with --fresh").tag(config=True)
+    preload = Unicode("", help="Modules the warm executors import before the first cell "
+                      "(comma-separated; --preload overrides)").tag(config=True)
+    warm_idle_timeout = Float(600.0, help="Seconds a warm executor waits for its next cell before "
+                              "it ends and gives its resources back").tag(config=True)
+    warm_executor_cpus = Float(0.5, help="CPUs of a warm executor itself (its tasks add theirs); its start "
+                               "is CPU-bound inside the container's CPU quota").tag(config=True)
+    warm_executor_mem = Float(128.0, help="Memory (MB) of a warm executor itself: the warm "
+                              "interpreter and its preloaded modules").tag(config=True)
 
     @default("local_port")
     def _local_port_default(self) -> int:
@@ -325,11 +336,31 @@ class MesosMagics(Magics):
         p = MagicParser(prog="%%mesos task", add_help=False)
         _resource_args(p)
         p.add_argument("--timeout", type=float)
+        p.add_argument("--preload")
+        p.add_argument("--fresh", action="store_true")
         a = p.parse_args(shlex.split(rest))
         fw = self._fw()
-        return run_cell(fw, cell, cpus=self.default_cpus if a.cpus is None else a.cpus,
-                        mem=self.default_mem if a.mem is None else a.mem, gpus=a.gpus, name=a.name,
-                        constraints=constraints(a.attr), timeout=a.timeout, poll=self.refresh_interval)
+        cpus = self.default_cpus if a.cpus is None else a.cpus
+        mem = self.default_mem if a.mem is None else a.mem
+        if a.fresh or not self.warm:
+            if a.preload:
+                raise MesosNotebookError("--preload is for warm executors: drop --fresh (or set MesosMagics.warm)")
+            return run_cell(fw, cell, cpus=cpus, mem=mem, gpus=a.gpus, name=a.name,
+                            constraints=constraints(a.attr), timeout=a.timeout, poll=self.refresh_interval)
+        from .remote import run_warm_cell
+
+        return run_warm_cell(fw, cell, cpus=cpus, mem=mem, gpus=a.gpus, name=a.name,
+                             constraints=constraints(a.attr), preload=self._preload(a.preload),
+                             idle_timeout=self.warm_idle_timeout, executor_cpus=self.warm_executor_cpus,
+                             executor_mem=self.warm_executor_mem, timeout=a.timeout, poll=self.refresh_interval)
+
+    def _preload(self, given: str | None) -> list[str]:
+        text = self.preload if given is None else given
+        mods = [m.strip() for m in text.split(",") if m.strip()]
+        bad = [m for m in mods if not all(part.isidentifier() for part in m.split("."))]
+        if bad:
+            raise MesosNotebookError(f"--preload takes module names separated by commas; {bad[0]!r} is not one")
+        return mods
 
 class Cluster:
     """What ``%mesos connect`` returns: the master, whether it is embedded, this notebook's framework."""
@@ -354,6 +385,19 @@ class Cluster:
     # Python API mirroring the magics
     def run(self, cmd: str, **kw: Any) -> Task:
         return self.magics._fw().submit(cmd, **{"cpus": self.magics.default_cpus, "mem": self.magics.default_mem, **kw})
+
+    def submit(self, fn: Any, *args: Any, cpus: float | None = None, mem: float | None = None,
+               preload: str | None = None, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` in a warm executor; a ``concurrent.futures.Future`` of its
+        value (an exception in ``fn`` is raised by ``result()``, with the remote traceback).
+        ``cpus``, ``mem`` and ``preload`` are the task's, not ``fn``'s, keyword arguments."""
+        from .remote import submit_call
+
+        m = self.magics
+        return submit_call(m._fw(), fn, args, kwargs, cpus=m.default_cpus if cpus is None else cpus,
+                           mem=m.default_mem if mem is None else mem, preload=m._preload(preload),
+                           idle_timeout=m.warm_idle_timeout, executor_cpus=m.warm_executor_cpus,
+                           executor_mem=m.warm_executor_mem)
 
     def tasks(self, all: bool = False) -> Table:
         return self.magics.tasks("--all" if all else "")

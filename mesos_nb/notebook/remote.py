@@ -1,6 +1,12 @@
 """``%%mesos task``: run a cell's Python code as a task on the cluster.
 
-Data flow: the cell's source travels base64-encoded in the task's environment
+Warm path (the default, :func:`run_warm_cell`): the cell is a task LAUNCHed into the warm
+executor of its resource shape (``mesos_nb.frameworks.pyexec``; ``warm.py`` keeps one per
+shape); the executor forks a child from its warm interpreter, streams the output back as
+framework messages and puts the result in the terminal status update. No file is read.
+``Cluster.submit(fn, *args)`` is the same path for a pickled call, returning a future.
+
+Fresh path (``--fresh``, :func:`run_cell`): the cell's source travels base64-encoded in the task's environment
 (``MESOS_NB_CELL``); the command is the kernel's own ``sys.executable -u -c BOOTSTRAP``. The
 bootstrap runs the cell like IPython does (the last expression is evaluated separately) and
 writes ``mesos_nb_result.json`` into the sandbox: the value pickled (and its repr), or the
@@ -19,6 +25,7 @@ import os
 import pickle
 import sys
 import time
+from concurrent.futures import Future
 from typing import Any
 
 from mesos_nb.client import MesosClientError, drain
@@ -27,6 +34,7 @@ from .display import LiveLine, amounts_text
 from .errors import MesosNotebookError, RemoteTaskError
 from .framework import NotebookFramework
 from .task import Task
+from .warm import WarmTask
 
 RESULT_FILE = "mesos_nb_result.json"
 MAX_CELL = 96 * 1024  # environment strings are limited to 128 KiB each
@@ -148,6 +156,7 @@ def run_cell(framework: NotebookFramework, source: str, *, cpus: float, mem: flo
 
 
 def _result(task: Task) -> Any:
+    """The value of a fresh-process cell, from the result file of its sandbox."""
     where = f"{task.hostname} ({task.agent_id})" if task.agent_id else "an agent"
     raw = ""
     if task.agent_id:
@@ -160,6 +169,10 @@ def _result(task: Task) -> Any:
         res = json.loads(raw)
     except ValueError:
         raise MesosNotebookError(f"the cell's task {task.id} wrote an unreadable result") from None
+    return _value(task, res, where)
+
+
+def _value(task: Task, res: dict[str, Any], where: str) -> Any:
     task.remote_pid = res.get("pid")  # type: ignore[attr-defined]
     if not res.get("ok"):
         raise RemoteTaskError(res.get("ename", "Exception"), res.get("evalue", ""),
@@ -173,4 +186,175 @@ def _result(task: Task) -> Any:
     return None if text in (None, "None") else RemoteValue(text)
 
 
-__all__ = ["BOOTSTRAP", "RESULT_FILE", "RemoteValue", "cell_command", "run_cell"]
+# ============================================================================ the warm path
+def _warm_progress(task: WarmTask) -> str:
+    ex = task.executor
+    if task.phase == "requested":
+        return _progress_text(task)
+    where = f" on {task.hostname}" if task.hostname else ""
+    if not task.done and task.fresh_executor:
+        pre = f", preloading {', '.join(ex.preload)}" if ex and ex.preload else ""
+        return f"task {task.id}: starting a warm Python executor{where} (the first cell pays its start{pre})"
+    if not task.done:
+        return f"task {task.id}: running{where} in warm executor {task.executor_id}"
+    took = task.history[-1][0] - task.history[0][0]
+    first = " (this cell started the warm executor)" if task.fresh_executor else ""
+    return f"task {task.id}: {task.state.replace('TASK_', '').lower()}{where} in {took:.2f} s{first}"
+
+
+def _write_output(task: WarmTask) -> None:
+    for stream, text in task.take_output():
+        (sys.stdout if stream == "stdout" else sys.stderr).write(text)
+
+
+def warm_result(task: WarmTask) -> dict[str, Any]:
+    """The result dict of a finished warm task, or a one-sentence error saying how it ended."""
+    from mesos_nb.frameworks.pyexec import decode_result
+
+    ex = task.executor
+    if task.reason == "REASON_CONTAINER_LIMITATION_MEMORY":
+        raise MesosNotebookError(f"the cell's task {task.id} was killed for using more memory than its "
+                                 f"--mem: {task.message} (the warm executor keeps running)")
+    res = decode_result(task.data)
+    if res is not None and res.get("file"):
+        try:
+            res = json.loads(task.sandbox(timeout=5).read(res["file"]))
+        except (MesosNotebookError, MesosClientError, ValueError):
+            res = None
+    if res is not None and "ok" in res:
+        return res
+    if ex is not None and ex.state == "dead":
+        raise MesosNotebookError(
+            f"the warm executor {ex.executor_id} on {ex.hostname} died while running the cell's task "
+            f"{task.id} ({task.message or task.reason or task.state}); the next cell starts a fresh executor")
+    why = f": {task.message}" if task.message else ""
+    raise MesosNotebookError(f"the cell's task {task.id} ended {task.state} without a result{why}")
+
+
+def run_warm_cell(framework: NotebookFramework, source: str, *, cpus: float, mem: float, gpus: float = 0.0,
+                  name: str | None = None, constraints: dict[str, str] | None = None,
+                  preload: list[str] | None = None, idle_timeout: float = 600.0,
+                  executor_cpus: float = 0.5, executor_mem: float = 128.0,
+                  timeout: float | None = None, poll: float = 0.25, progress: bool = True) -> Any:
+    """Run ``source`` in the warm executor of its shape; stream its output; return its value."""
+    from mesos_nb.frameworks.pyexec import cell_payload
+
+    payload = cell_payload(source)
+    task = framework.submit_warm(payload, cpus=cpus, mem=mem, gpus=gpus, name=name or "cell",
+                                 constraints=constraints, preload=preload or [], idle_timeout=idle_timeout,
+                                 executor_cpus=executor_cpus, executor_mem=executor_mem)
+    framework.last_cell_task = task  # type: ignore[attr-defined]
+    line = LiveLine(progress)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    shown_wait = 0.0
+    last_why = time.monotonic()
+    try:
+        while True:
+            if task.phase == "requested" and time.monotonic() - last_why >= 1.0:
+                last_why = time.monotonic()
+                framework.refresh_waiting()
+            age = time.time() - task.created  # TaskHandle.created is wall-clock time
+            if task.phase == "requested" and age > 3 + shown_wait:
+                line.show(_warm_progress(task), important=True)
+                shown_wait += 30
+            elif age > 0.2 or (task.fresh_executor and not task.done):  # a quick warm cell draws nothing
+                line.show(_warm_progress(task), important=task.fresh_executor and not task.done)
+            _write_output(task)
+            if task.done:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                task.kill(wait=10)
+                raise MesosNotebookError(f"the cell's task {task.id} did not finish within {timeout:g} s "
+                                         f"and was killed ({task.state})")
+            with task.cond:
+                if not task.done and not task._out:
+                    task.cond.wait(poll)
+        # the output messages and the terminal update travel separately: wait for the rest
+        want = task.expected_output()
+        end = time.monotonic() + 2.0
+        with task.cond:
+            while any(task.received[s] < want[s] for s in want) and time.monotonic() < end:
+                task.cond.wait(0.05)
+        _write_output(task)
+    except KeyboardInterrupt:
+        task.kill(wait=5)
+        raise
+    if time.time() - task.created > 0.2 or task.fresh_executor:
+        line.show(_warm_progress(task))
+    res = warm_result(task)
+    for w in res.get("warnings") or []:
+        print(f"warning: {w}", file=sys.stderr)
+    where = f"{task.hostname} ({task.agent_id})" if task.agent_id else "an agent"
+    return _value(task, res, where)
+
+
+def resolve_future(task: WarmTask) -> None:
+    """Settle ``task.future`` from the task's end (called on the framework's loop thread)."""
+    fut = task.future
+    if fut is None or fut.done():
+        return
+    try:
+        res = warm_result(task)
+        where = f"{task.hostname} ({task.agent_id})" if task.agent_id else "an agent"
+        try:
+            fut.set_result(_value(task, res, where))
+        except RemoteTaskError as err:
+            fut.set_exception(_local_exception(res, err))
+    except MesosNotebookError as e:
+        fut.set_exception(e)
+
+
+def submit_call(framework: NotebookFramework, fn: Any, args: tuple, kwargs: dict[str, Any], *,
+                cpus: float, mem: float, preload: list[str], idle_timeout: float = 600.0,
+                executor_cpus: float = 0.5, executor_mem: float = 128.0) -> Future:
+    """``fn(*args, **kwargs)`` as a warm task; the returned future has the task as ``.task``."""
+    from mesos_nb.frameworks.pyexec import call_payload
+
+    try:
+        import cloudpickle  # functions defined in the notebook travel by value
+
+        pickled = cloudpickle.dumps((fn, args, kwargs, _sources(fn)))
+    except ImportError:
+        pickled = pickle.dumps((fn, args, kwargs, _sources(fn)))
+    except Exception as e:
+        raise MesosNotebookError(f"the call cannot be sent to the cluster: {type(e).__name__}: {e}") from None
+    fut: Future = Future()
+    name = getattr(fn, "__name__", "call")
+    task = framework.submit_warm(call_payload(pickled), cpus=cpus, mem=mem, name=name if name.isidentifier() else "call",
+                                 preload=preload, idle_timeout=idle_timeout, executor_cpus=executor_cpus,
+                                 executor_mem=executor_mem, future=fut, on_done=resolve_future)
+    fut.task = task  # type: ignore[attr-defined]
+    fut.set_running_or_notify_cancel()
+    return fut
+
+
+def _sources(fn: Any) -> dict[str, str]:
+    """The kernel's source of ``fn``'s file when only the kernel has it (a notebook cell), so
+    that the remote traceback shows the lines."""
+    import linecache
+
+    code = getattr(fn, "__code__", None)
+    name = getattr(code, "co_filename", "")
+    if not name:
+        return {}
+    lines = [] if os.path.exists(name) else linecache.getlines(name)
+    return {name: "".join(lines)}
+
+
+def _local_exception(res: dict[str, Any], err: RemoteTaskError) -> BaseException:
+    """The function's own exception when it unpickles here (``except ZeroDivisionError`` works),
+    with the remote traceback as its cause; else the RemoteTaskError itself."""
+    if res.get("exception"):
+        try:
+            exc = pickle.loads(base64.b64decode(res["exception"]))  # noqa: S301 - our own task's output
+        except Exception:
+            exc = None
+        if isinstance(exc, BaseException):
+            exc.__cause__ = err
+            exc.remote_traceback = err.remote_traceback  # type: ignore[attr-defined]
+            return exc
+    return err
+
+
+__all__ = ["BOOTSTRAP", "RESULT_FILE", "RemoteValue", "cell_command", "resolve_future", "run_cell",
+           "run_warm_cell", "submit_call", "warm_result"]

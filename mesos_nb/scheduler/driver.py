@@ -7,6 +7,9 @@ POST carrying ``Mesos-Stream-Id``. When the stream breaks, the heartbeat watchdo
 master is unreachable, ``_run()`` waits a jittered exponential backoff and re-subscribes with
 the framework id it was given (a *failover* re-subscription: the master keeps the tasks for
 ``failover_timeout`` seconds). 307 answers move the driver to the leader named in ``Location``.
+Given ``zk://…`` the driver follows the leading master in ZooKeeper
+(:class:`~mesos_nb.protocol.zk_detector.MasterDetector`): a new leader cuts the backoff short
+and the framework re-subscribes to it with its id.
 """
 
 from __future__ import annotations
@@ -47,7 +50,18 @@ from mesos_nb.protocol.messages import (
 from mesos_nb.protocol.messages import Filters as Filters
 from mesos_nb.protocol.recordio import RecordIOError
 
-from .stream import Backoff, EventStream, Watchdog, normalize_master, redirect_target
+from .leader import LeaderFollower
+from .stream import (
+    Backoff,
+    EventStream,
+    Watchdog,
+    _first_line,
+    _id,
+    _ids,
+    describe_net_error,
+    normalize_master,
+    redirect_target,
+)
 
 log = logging.getLogger("mesos_nb.scheduler")
 
@@ -98,30 +112,6 @@ class _StreamLost(Exception):
     pass
 
 
-def _id(x: Any) -> ID:
-    if isinstance(x, ID):
-        return x
-    if isinstance(x, str):
-        return ID(value=x)
-    if isinstance(x, Offer):
-        return x.id
-    if isinstance(x, dict) and "value" in x:
-        return ID(value=str(x["value"]))
-    raise TypeError(f"expected an id string or ID, got {type(x).__name__}")
-
-
-def _ids(xs: Any) -> list[ID]:
-    if isinstance(xs, (str, ID, Offer, dict)):
-        xs = [xs]
-    return [_id(x) for x in xs]
-
-
-def _first_line(text: str, limit: int = 300) -> str:
-    text = (text or "").strip()
-    line = text.splitlines()[0] if text else ""
-    return line[:limit]
-
-
 class SchedulerDriver:
     """asyncio-native Mesos v1 scheduler driver.
 
@@ -144,12 +134,16 @@ class SchedulerDriver:
         start_timeout: float = 10.0,
         call_timeout: float = 30.0,
         reconcile_on_subscribe: bool = False,
+        zk_session_timeout: float = 10.0,
     ) -> None:
         self.scheduler = scheduler
         if principal and not framework.principal:
             framework = msgspec.structs.replace(framework, principal=principal)
         self._framework = framework
         self._master = normalize_master(master)
+        # zk://: the leader's URL is filled in by the detector; until then there is nowhere to go
+        self.zk_url: str | None = self._master if self._master.startswith("zk://") else None
+        self._detector: Any = None
         self.implicit_acknowledgements = implicit_acknowledgements
         self._auth = aiohttp.BasicAuth(principal, secret or "") if principal else None
         self.heartbeat_misses = heartbeat_misses
@@ -157,6 +151,7 @@ class SchedulerDriver:
         self.start_timeout = start_timeout
         self.call_timeout = call_timeout
         self.reconcile_on_subscribe = reconcile_on_subscribe
+        self.zk_session_timeout = zk_session_timeout
         self.watchdog = Watchdog(misses=heartbeat_misses)
 
         self._framework_id: str | None = framework.id.value if framework.id else None
@@ -213,6 +208,12 @@ class SchedulerDriver:
         self._subscribed_evt = asyncio.Event()
         self._wake = asyncio.Event()
         self._session = aiohttp.ClientSession(auth=self._auth)
+        if self.zk_url is not None and self._detector is None:
+            try:
+                await self._start_detector()
+            except Exception as e:
+                await self._shutdown_loop()
+                raise ConnectionError(f"cannot follow the masters at {self.zk_url}: {e}") from None
         self._task = asyncio.create_task(self._run(), name=f"mesos-driver-{self._framework.name}")
         waiter = asyncio.create_task(self._subscribed_evt.wait())
         try:
@@ -254,8 +255,29 @@ class SchedulerDriver:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._task)
 
+    async def _start_detector(self) -> None:
+        det = LeaderFollower(self.zk_url or "", self.zk_session_timeout, self._on_leader)
+        await det.start()
+        self._detector = det
+
+    def _on_leader(self, leader: str | None) -> None:
+        """A new leading master: send the next (re-)subscription there, now."""
+        if leader is None:
+            return
+        url = normalize_master(leader)
+        if url == self._master:
+            return
+        log.info("leading master detected master=%s zk=%s", url, self.zk_url)
+        self._master = url
+        self.backoff.reset()
+        if self._wake is not None:
+            self._wake.set()
+
     async def _shutdown_loop(self) -> None:
         self._stopping = True
+        det, self._detector = self._detector, None
+        if det is not None:
+            await det.stop()
         if self._wake is not None:
             self._wake.set()
         task = self._task
@@ -275,6 +297,15 @@ class SchedulerDriver:
     async def _run(self) -> None:
         while not self._stopping:
             fatal = False
+            det = self._detector
+            if det is not None and det.leader is not None:
+                self._master = normalize_master(det.leader)  # ZooKeeper is the authority, not a 307
+            if self._master.startswith("zk://"):  # no leader detected yet
+                assert self._wake is not None
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                self._wake.clear()
+                continue
             try:
                 await self._subscribe_once()
                 self._last_error = "the master closed the event stream"
@@ -292,7 +323,7 @@ class SchedulerDriver:
                 if not self._stopping:
                     log.warning("%s; re-subscribing", e)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-                self._last_error = _describe_net_error(e, self._master)
+                self._last_error = describe_net_error(e, self._master)
                 log.info("master unreachable: %s", self._last_error)
             except (RecordIOError, ProtocolError) as e:
                 self._last_error = f"bad event stream: {e}"
@@ -310,6 +341,8 @@ class SchedulerDriver:
             assert self._wake is not None
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
+            if not self._stopping:
+                self._wake.clear()
         self._connected = False
 
     def _headers(self, *, stream: bool = False) -> dict[str, str]:
@@ -490,7 +523,7 @@ class SchedulerDriver:
                         return
                     raise MesosError(resp.status, _first_line(await resp.text()))
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-            raise ConnectionError(_describe_net_error(e, master)) from None
+            raise ConnectionError(describe_net_error(e, master)) from None
         raise MesosError(307, "too many redirects")
 
     async def accept(
@@ -559,17 +592,6 @@ class SchedulerDriver:
             await self._call(Call(type="TEARDOWN"))
         finally:
             await self._shutdown_loop()
-
-
-def _describe_net_error(e: BaseException, master: str) -> str:
-    if isinstance(e, asyncio.TimeoutError):
-        return f"the master at {master} did not answer in time"
-    if isinstance(e, aiohttp.ClientConnectorError):
-        why = e.os_error.strerror if e.os_error is not None and e.os_error.strerror else str(e.os_error)
-        return f"cannot connect to the master at {master} ({why})"
-    if isinstance(e, aiohttp.ServerDisconnectedError):
-        return f"the master at {master} closed the connection"
-    return f"connection to the master at {master} failed ({e.__class__.__name__}: {e})"
 
 
 __all__ = ["Filters", "MesosError", "Scheduler", "SchedulerDriver"]

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from mesos_nb.protocol import recordio
 from mesos_nb.protocol.backoff import Backoff
-from mesos_nb.protocol.messages import Event, decode
+from mesos_nb.protocol.messages import ID, Event, Offer, decode
 
 DEFAULT_HEARTBEAT_INTERVAL = 15.0
 
@@ -70,12 +71,18 @@ class Watchdog:
 
 
 def normalize_master(master: str) -> str:
-    """``host:port`` / ``http://host:port[/]`` / ``//host:port`` -> ``http://host:port``."""
+    """``host:port`` / ``http://host:port[/]`` / ``//host:port`` -> ``http://host:port``.
+
+    A ``zk://[user:pass@]h1:p1,h2:p2/path`` URL is checked and returned as given: the driver
+    follows the leader it names (:class:`~mesos_nb.protocol.zk_detector.MasterDetector`)."""
     m = master.strip()
     if not m:
         raise ValueError("the master address is empty")
     if m.startswith("zk://"):
-        raise ValueError("zk:// master addresses are not supported by the SDK yet; give host:port")
+        from mesos_nb.protocol.zk_url import parse_zk_url
+
+        parse_zk_url(m)  # ValueError naming what is wrong
+        return m
     if m.startswith("//"):
         m = "http:" + m
     elif "://" not in m:
@@ -100,11 +107,52 @@ def redirect_target(current: str, location: str) -> str:
     return normalize_master(loc)
 
 
+def describe_net_error(e: BaseException, master: str) -> str:
+    """One sentence for a failed connection to the master."""
+    import asyncio
+
+    import aiohttp
+
+    if isinstance(e, asyncio.TimeoutError):
+        return f"the master at {master} did not answer in time"
+    if isinstance(e, aiohttp.ClientConnectorError):
+        why = e.os_error.strerror if e.os_error is not None and e.os_error.strerror else str(e.os_error)
+        return f"cannot connect to the master at {master} ({why})"
+    if isinstance(e, aiohttp.ServerDisconnectedError):
+        return f"the master at {master} closed the connection"
+    return f"connection to the master at {master} failed ({e.__class__.__name__}: {e})"
+
+
+def _id(x: Any) -> ID:
+    if isinstance(x, ID):
+        return x
+    if isinstance(x, str):
+        return ID(value=x)
+    if isinstance(x, Offer):
+        return x.id
+    if isinstance(x, dict) and "value" in x:
+        return ID(value=str(x["value"]))
+    raise TypeError(f"expected an id string or ID, got {type(x).__name__}")
+
+
+def _ids(xs: Any) -> list[ID]:
+    if isinstance(xs, (str, ID, Offer, dict)):
+        xs = [xs]
+    return [_id(x) for x in xs]
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    text = (text or "").strip()
+    line = text.splitlines()[0] if text else ""
+    return line[:limit]
+
+
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
     "Backoff",
     "EventStream",
     "Watchdog",
+    "describe_net_error",
     "normalize_master",
     "redirect_target",
 ]

@@ -50,6 +50,10 @@ class Base(Scheduler):
     def reregistered(self, driver, master_info):
         emit(event="reregistered")
 
+    def executorLost(self, driver, executor_id, agent_id, status):
+        # Mesos sends FAILURE (pymesos: executorLost) for custom executors only, never for command tasks.
+        emit(event="executor_lost", executor_id=executor_id["value"], status=status)
+
     def error(self, driver, message):
         emit(event="error", message=message)
         self.result["error"] = message

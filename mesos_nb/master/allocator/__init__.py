@@ -2,12 +2,14 @@
 
 from .allocator import Allocation, HierarchicalDRFAllocator
 from .filters import DEFAULT_REFUSE_SECONDS, MAX_REFUSE_SECONDS, OfferFilter, refuse_timeout
+from .quota import RoleQuota
 from .sorter import DRFSorter
 
 __all__ = [
     "Allocation",
     "HierarchicalDRFAllocator",
     "DRFSorter",
+    "RoleQuota",
     "OfferFilter",
     "refuse_timeout",
     "DEFAULT_REFUSE_SECONDS",

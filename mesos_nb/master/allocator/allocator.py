@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from mesos_nb.protocol.resources import Resources
 
 from .filters import FrameworkFilters, refuse_timeout
+from .quota import QuotaBook, RoleQuota, allocate_with_quota
 from .sorter import DRFSorter, Totals, dominant_share
 
 __all__ = ["Allocation", "HierarchicalDRFAllocator"]
@@ -119,6 +120,7 @@ class HierarchicalDRFAllocator:
         self._roles = DRFSorter(self._totals)
         self._fsorters: dict[str, DRFSorter] = {}
         self._weights: dict[str, float] = {}
+        self._quota = QuotaBook()
         self._runs = 0
         self._made = 0
 
@@ -139,6 +141,7 @@ class HierarchicalDRFAllocator:
             return
         self._agents[agent_id] = _Agent(agent_id, total, hostname, attributes)
         self._totals.add(self._fair(total))
+        self._quota.add_total(total.scalar_millis())
 
     def remove_agent(self, agent_id: str) -> None:
         agent = self._agents.pop(agent_id, None)
@@ -155,11 +158,14 @@ class HierarchicalDRFAllocator:
             if fw.filters:
                 fw.filters.drop_agent(agent_id)
         self._totals.add(self._fair(agent.total), -1)
+        self._quota.add_total(agent.total.scalar_millis(), -1)
 
     def update_agent(self, agent_id: str, total: Resources) -> None:
         agent = self._agents[agent_id]
         self._totals.add(self._fair(agent.total), -1)
         self._totals.add(self._fair(total))
+        self._quota.add_total(agent.total.scalar_millis(), -1)
+        self._quota.add_total(total.scalar_millis())
         agent.set_total(total)
         used = _EMPTY
         for fid in agent.frameworks:
@@ -239,6 +245,23 @@ class HierarchicalDRFAllocator:
 
     def weights(self) -> dict[str, float]:
         return dict(self._weights)
+
+    def update_quota(self, role: str, quota: RoleQuota | None) -> None:
+        """Set (or, with ``None`` / empty maps, clear) a top-level role's guarantees and limits."""
+        self._quota.set(role, quota)
+
+    def quotas(self) -> dict[str, RoleQuota]:
+        return dict(self._quota.quotas)
+
+    def consumed(self) -> dict[str, dict[str, int]]:
+        """Quota consumption (thousandths) of every role with quota: allocations (offers
+        included) plus reservations not allocated yet."""
+        from .quota import consumption
+
+        return consumption(self)[0]
+
+    def role_allocation(self, role: str) -> dict[str, int]:
+        return self._roles.allocation(role) if role in self._roles else {}
 
     # ================================================================== frameworks
     def add_framework(
@@ -469,6 +492,10 @@ class HierarchicalDRFAllocator:
         if not cands or not self._fsorters:
             return []
         self._rng.shuffle(cands)
+        if self._quota:
+            out = allocate_with_quota(self, cands, now)
+            self._made += len(out)
+            return out
 
         out: list[Allocation] = []
         role_sorter = self._roles

@@ -1,0 +1,240 @@
+"""A real master in its own process, instrumented without touching ``mesos_nb``.
+
+``python -m bench.master_proc [--port 0] [--agent-secret S] [--allocation-interval 1]`` builds
+:class:`mesos_nb.master.server.MasterServer` in this process and adds, from outside:
+
+* an asyncio *ticker* (every 5 ms) recording the largest gap between two ticks: the
+  master's worst event-loop stall, seen from inside;
+* a timer around ``core.allocate`` (an instance attribute wrapping the bound method, which
+  the server calls through ``self.core.allocate``): the allocation cycle time;
+* a ``gc.callbacks`` hook timing every garbage collection (a stall can be the collector);
+* ``GET /bench/stats`` answering both as JSON (``?reset=1`` clears them) plus pid, RSS, CPU.
+
+``--gc-threshold A,B,C`` sets the master's ``gc.set_threshold``; ``--no-feed`` leaves the web UI's utilization feed unstarted (to measure what it costs).
+It prints ``ready <port> <pid>`` on stdout once listening. :class:`MasterProcess` starts it
+as a subprocess for the benchmarks and reads ``/bench/stats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class LoopStats:
+    """Max gap of a fixed-period asyncio ticker, and allocation cycle durations."""
+
+    def __init__(self, period: float = 0.005) -> None:
+        self.period = period
+        self.max_gap = 0.0
+        self.gaps_over_50ms = 0
+        self.gaps_over_100ms = 0
+        self.alloc: list[float] = []
+        self.alloc_max = 0.0
+        self.started = time.monotonic()
+        self.gc_max = 0.0
+        self.gc_total = 0.0
+        self.gc_full = 0
+        self._gc_t0 = 0.0
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        """``gc.callbacks`` hook: a stall can be the collector, not the master's code."""
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+            return
+        d = time.perf_counter() - self._gc_t0
+        self.gc_total += d
+        self.gc_max = max(self.gc_max, d)
+        if info.get("generation") == 2:
+            self.gc_full += 1
+
+    def reset(self) -> None:
+        self.gc_max = self.gc_total = 0.0
+        self.gc_full = 0
+        self.max_gap = 0.0
+        self.gaps_over_50ms = self.gaps_over_100ms = 0
+        self.alloc = []
+        self.alloc_max = 0.0
+        self.started = time.monotonic()
+
+    async def tick(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self.period)
+            now = time.monotonic()
+            gap = now - last - self.period
+            last = now
+            if gap > self.max_gap:
+                self.max_gap = gap
+            if gap > 0.05:
+                self.gaps_over_50ms += 1
+                if gap > 0.1:
+                    self.gaps_over_100ms += 1
+
+    def time_allocate(self, fn: Any) -> Any:
+        def allocate(now: float) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(now)
+            finally:
+                dt = time.perf_counter() - t0
+                self.alloc.append(dt)
+                if len(self.alloc) > 10000:
+                    del self.alloc[:5000]
+                self.alloc_max = max(self.alloc_max, dt)
+        return allocate
+
+    def snapshot(self) -> dict[str, Any]:
+        a = sorted(self.alloc)
+        return {
+            "window_s": time.monotonic() - self.started,
+            "loop_max_gap_s": self.max_gap,
+            "loop_gaps_over_50ms": self.gaps_over_50ms,
+            "loop_gaps_over_100ms": self.gaps_over_100ms,
+            "alloc_cycles": len(a),
+            "alloc_p50_s": a[len(a) // 2] if a else None,
+            "alloc_max_s": self.alloc_max if a else None,
+            "alloc_mean_s": (sum(a) / len(a)) if a else None,
+            "gc_max_pause_s": self.gc_max,
+            "gc_total_s": self.gc_total,
+            "gc_full_collections": self.gc_full,
+        }
+
+
+async def serve(port: int, secret: str | None, allocation_interval: float, host: str = "127.0.0.1",
+                feed: bool = True, gc_threshold: tuple[int, ...] | None = None) -> None:
+    import psutil
+    from aiohttp import web
+
+    from mesos_nb.master.server import MasterConfig, MasterServer
+
+    cfg = MasterConfig(host=host, port=port, agent_secret=secret, allocation_interval=allocation_interval)
+    srv = MasterServer(cfg)
+    stats = LoopStats()
+    gc.callbacks.append(stats.on_gc)
+    if gc_threshold:
+        gc.set_threshold(*gc_threshold)  # what the collector's pauses cost: compare with and without
+    srv.core.allocate = stats.time_allocate(srv.core.allocate)  # type: ignore[method-assign]
+    me = psutil.Process()
+    me.cpu_percent(None)
+
+    async def bench_stats(request: web.Request) -> web.Response:
+        snap = stats.snapshot()
+        cpu = me.cpu_times()
+        snap.update(pid=os.getpid(), rss_bytes=me.memory_info().rss, cpu_user_s=cpu.user,
+                    cpu_system_s=cpu.system, agents=len(srv.core.agents),
+                    frameworks=len(srv.core.frameworks), offers=len(srv.core.offers))
+        if request.query.get("reset"):
+            stats.reset()
+        return web.json_response(snap)
+
+    srv.app.router.add_get("/bench/stats", bench_stats)
+    if not feed:
+        # the web UI's utilization feed rebuilds a whole-cluster snapshot every 0.25 s while
+        # anything changes and polls every busy agent's /monitor each second; --no-feed shows
+        # the master without it (its routes still answer, built on demand)
+        srv.webui.start = lambda: None  # type: ignore[method-assign]
+    await srv.start()
+    ticker = asyncio.get_running_loop().create_task(stats.tick())
+    print(f"ready {srv.port} {os.getpid()}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    ticker.cancel()
+    await srv.stop()
+
+
+class MasterProcess:
+    """``bench.master_proc`` as a subprocess; ``with MasterProcess() as m: m.url, m.pid``."""
+
+    def __init__(self, *, secret: str | None = None, allocation_interval: float = 1.0,
+                 env: dict[str, str] | None = None, feed: bool = True, gc_threshold: str | None = None) -> None:
+        self.feed = feed
+        self.gc_threshold = gc_threshold
+        self.secret = secret
+        self.allocation_interval = allocation_interval
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.pid = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> MasterProcess:
+        env = dict(os.environ if self.env is None else self.env)
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        cmd = [sys.executable, "-m", "bench.master_proc", "--port", "0",
+               "--allocation-interval", str(self.allocation_interval)] + ([] if self.feed else ["--no-feed"])
+        if self.gc_threshold:
+            cmd += ["--gc-threshold", self.gc_threshold]
+        if self.secret:
+            env["BENCH_AGENT_SECRET"] = self.secret  # not on the command line (ps)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, cwd=str(REPO))
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode().split()
+        if not line or line[0] != "ready":
+            self.stop()
+            raise RuntimeError("the benchmark master did not start")
+        self.port, self.pid = int(line[1]), int(line[2])
+        return self
+
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + "/bench/stats" + ("?reset=1" if reset else ""), timeout=60) as r:
+            return json.loads(r.read())
+
+    def get_json(self, path: str, timeout: float = 60) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> None:
+        p = self.proc
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def __enter__(self) -> MasterProcess:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="a master with loop/allocation instrumentation")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--allocation-interval", type=float, default=1.0)
+    ap.add_argument("--no-feed", action="store_true", help="do not start the web UI's utilization feed")
+    ap.add_argument("--gc-threshold", help="gc.set_threshold(A,B,C) in the master, e.g. 100000,50,1000")
+    a = ap.parse_args(argv)
+    gct = tuple(int(x) for x in a.gc_threshold.split(",")) if a.gc_threshold else None
+    asyncio.run(serve(a.port, os.environ.get("BENCH_AGENT_SECRET") or None, a.allocation_interval,
+                      feed=not a.no_feed, gc_threshold=gct))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""Round trip of a trivial remote cell in a real kernel: ``%%mesos task`` (warm executor)
+next to Dask's ``client.submit(...).result()`` on a one-worker LocalCluster, in the same
+kernel and the same run (the issue's target: warm p50 <= 2x Dask, the first cell <= 1 s).
+
+    python bench/remote_cell.py [--rounds 30] [--fresh 5] [--json]
+
+A `mesos-nb local` cluster (2 agents) runs as a separate process (not timed). One ipykernel
+is started through jupyter_client; every figure is the time from sending an execute request
+to its reply, measured by the client, like a user pressing Shift-Enter. The cells:
+
+* warm:  ``%%mesos task --cpus 0.1 --mem 64`` / ``2 + 2`` (the first one starts the executor)
+* dask:  ``client.submit(operator.add, 2, 2, pure=False).result()``
+* fresh: ``%%mesos task --fresh --cpus 0.1 --mem 64`` / ``2 + 2`` (a new process per cell)
+
+Warm and Dask cells alternate so that background load hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+WARM = "%%mesos task --cpus 0.1 --mem 64\n2 + 2"
+FRESH = "%%mesos task --fresh --cpus 0.1 --mem 64\n2 + 2"
+DASK = "client.submit(operator.add, 2, 2, pure=False).result()"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_cluster(work: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesos_nb", "local", "--agents", "2", "--port", str(port),
+         "--work-dir", work, "--resources", "cpus:2;mem:2048;disk:1024"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/master/state", timeout=2) as r:
+                if len(json.load(r).get("slaves", [])) >= 2:
+                    return proc, f"127.0.0.1:{port}"
+        except OSError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("mesos-nb local did not start within 60 s")
+
+
+class Kernel:
+    """One real ipykernel, driven like a notebook front end."""
+
+    def __init__(self, home: str) -> None:
+        from jupyter_client.manager import start_new_kernel
+
+        env = dict(os.environ, HOME=home, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env.pop("JPY_SESSION_NAME", None)
+        self.km, self.kc = start_new_kernel(kernel_name="python3", env=env, cwd=home)
+
+    def run(self, code: str, timeout: float = 120.0) -> tuple[float, dict[str, Any], list[str]]:
+        """Seconds from request to reply, the reply's content, and the text the cell printed."""
+        out: list[str] = []
+
+        def hook(msg: dict[str, Any]) -> None:
+            c = msg["content"]
+            if msg["msg_type"] == "stream":
+                out.append(c["text"])
+            elif msg["msg_type"] in ("execute_result", "display_data"):
+                out.append(c["data"].get("text/plain", ""))
+            elif msg["msg_type"] == "error":
+                out.append("\n".join(c["traceback"]))
+
+        t0 = time.perf_counter()
+        reply = self.kc.execute_interactive(code, timeout=timeout, output_hook=hook, allow_stdin=False)
+        took = time.perf_counter() - t0
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"cell failed: {code!r}: {''.join(out)[-2000:]}")
+        return took, reply["content"], out
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+def p50(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def run(rounds: int = 30, fresh: int = 5) -> dict[str, Any]:
+    work = tempfile.mkdtemp(prefix="bench-cell-")
+    home = os.path.join(work, "home")
+    os.makedirs(home)
+    proc, master = start_cluster(os.path.join(work, "cluster"))
+    kernel = None
+    try:
+        kernel = Kernel(home)
+        kernel.run(f"%load_ext mesos_nb\n%mesos connect {master}")
+        kernel.run("import operator\nfrom distributed import Client, LocalCluster\n"
+                   "dask_cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, "
+                   "dashboard_address=None)\nclient = Client(dask_cluster)")
+        first, _, out = kernel.run(WARM)
+        assert any("4" in o for o in out), out
+        kernel.run(DASK)  # Dask's first submit pays its own warm-up; not counted
+        warm: list[float] = []
+        dask: list[float] = []
+        for _ in range(rounds):
+            warm.append(kernel.run(WARM)[0])
+            dask.append(kernel.run(DASK)[0])
+        cold = [kernel.run(FRESH)[0] for _ in range(fresh)]
+        kernel.run("client.close(); dask_cluster.close()")
+    finally:
+        if kernel is not None:
+            kernel.close()
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    res = {"rounds": rounds, "first_warm_cell_s": round(first, 4), "warm_p50_ms": round(p50(warm) * 1000, 2),
+           "dask_p50_ms": round(p50(dask) * 1000, 2), "fresh_p50_ms": round(p50(cold) * 1000, 2),
+           "warm_p90_ms": round(sorted(warm)[int(0.9 * (len(warm) - 1))] * 1000, 2) if warm else None}
+    res["warm_over_dask"] = round(res["warm_p50_ms"] / res["dask_p50_ms"], 2)
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--fresh", type=int, default=5)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    res = run(a.rounds, a.fresh)
+    if a.json:
+        print(json.dumps(res))
+    else:
+        print(f"first warm cell (starts the executor): {res['first_warm_cell_s'] * 1000:.0f} ms")
+        print(f"warm %%mesos task p50: {res['warm_p50_ms']:.1f} ms (p90 {res['warm_p90_ms']:.1f} ms)")
+        print(f"Dask client.submit p50: {res['dask_p50_ms']:.1f} ms")
+        print(f"ratio warm/Dask: {res['warm_over_dask']:.2f} (target <= 2)")
+        print(f"fresh-process %%mesos task p50: {res['fresh_p50_ms']:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

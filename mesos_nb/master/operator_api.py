@@ -1,0 +1,332 @@
+"""The master's v1 operator API (``POST /api/v1``) and the v0 endpoints tools still call.
+
+One handler validates a call the way ``Master::Http::api`` does (Content-Type, Accept, a
+known ``type``, its payload) and answers it from the core's public records through
+:mod:`.operator_views`; SUBSCRIBE goes to :mod:`.operator_stream`. Calls that change
+reservations, volumes, quota, maintenance or agent draining are not built yet and say so
+(501 with a sentence), never a silent 200. The v0 additions (``/flags``, ``/roles``,
+``/weights``, ``/quota``, ``/maintenance/*``) and the trailing-slash rule (libprocess trims
+one trailing ``/``) are installed here too, so ``server.py`` needs a single line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ..protocol.routing import trailing_slash
+from ..protocol.version import VERSION
+from . import operator_views as v
+from .core import CallError, validate_role
+from .operator_stream import OperatorStreams
+
+log = logging.getLogger("mesos_nb.master.operator")
+_enc = msgspec.json.Encoder()
+
+CALLS = {
+    "GET_HEALTH", "GET_FLAGS", "GET_VERSION", "GET_METRICS", "GET_LOGGING_LEVEL", "SET_LOGGING_LEVEL",
+    "LIST_FILES", "READ_FILE", "GET_STATE", "GET_AGENTS", "GET_FRAMEWORKS", "GET_EXECUTORS",
+    "GET_OPERATIONS", "GET_TASKS", "GET_ROLES", "GET_WEIGHTS", "UPDATE_WEIGHTS", "GET_MASTER", "SUBSCRIBE",
+    "RESERVE_RESOURCES", "UNRESERVE_RESOURCES", "CREATE_VOLUMES", "DESTROY_VOLUMES", "GROW_VOLUME",
+    "SHRINK_VOLUME", "GET_MAINTENANCE_STATUS", "GET_MAINTENANCE_SCHEDULE", "UPDATE_MAINTENANCE_SCHEDULE",
+    "START_MAINTENANCE", "STOP_MAINTENANCE", "DRAIN_AGENT", "DEACTIVATE_AGENT", "REACTIVATE_AGENT",
+    "GET_QUOTA", "UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA", "TEARDOWN", "MARK_AGENT_GONE",
+    "KILL_TASK",  # mesos-nb's own: kill one task by id (kept for existing tools)
+}
+NOT_BUILT = {
+    "RESERVE_RESOURCES": "dynamic reservations", "UNRESERVE_RESOURCES": "dynamic reservations",
+    "CREATE_VOLUMES": "persistent volumes", "DESTROY_VOLUMES": "persistent volumes",
+    "GROW_VOLUME": "persistent volumes", "SHRINK_VOLUME": "persistent volumes",
+    "UPDATE_MAINTENANCE_SCHEDULE": "maintenance", "START_MAINTENANCE": "maintenance",
+    "STOP_MAINTENANCE": "maintenance", "DRAIN_AGENT": "agent draining", "DEACTIVATE_AGENT": "agent deactivation",
+    "REACTIVATE_AGENT": "agent deactivation",
+}
+# Payloads Mesos requires (validation.cpp): the call is a 400 without them.
+REQUIRED = {"GET_METRICS", "SET_LOGGING_LEVEL", "LIST_FILES", "READ_FILE", "UPDATE_WEIGHTS", "TEARDOWN",
+            "MARK_AGENT_GONE", "KILL_TASK", "UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA"}
+
+
+def _text(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message)
+
+
+def _json(body: Any) -> web.Response:
+    return web.Response(body=_enc.encode(body), content_type="application/json")
+
+
+def _accepts_json(accept: str | None) -> bool:
+    if not accept:
+        return True
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in ("application/json", "*/*", "application/*", ""):
+            return True
+    return False
+
+
+def _id_value(payload: Any, key: str) -> str | None:
+    ident = payload.get(key) if isinstance(payload, dict) else None
+    value = ident.get("value") if isinstance(ident, dict) else None
+    return value if isinstance(value, str) else None
+
+
+class OperatorApi:
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.streams = OperatorStreams(server)
+        self.logging_level = 0
+        self._level_reset: asyncio.TimerHandle | None = None
+
+    def install(self, app: web.Application) -> None:
+        app.middlewares.append(trailing_slash)
+        r = app.router
+        for prefix in ("", "/master"):
+            r.add_post(prefix + "/api/v1", self.handle)
+            r.add_get(prefix + "/flags", self.flags)
+            r.add_get(prefix + "/roles", self.roles)
+            r.add_get(prefix + "/weights", self.weights)
+            r.add_put(prefix + "/weights", self.put_weights)
+            r.add_get(prefix + "/quota", self.quota)
+            r.add_get(prefix + "/maintenance/status", self.maintenance_status)
+            r.add_get(prefix + "/maintenance/schedule", self.maintenance_schedule)
+
+    # ------------------------------------------------------------------ data
+    def flag_map(self) -> dict[str, str]:
+        srv = self.server
+        c = srv.config
+        flags = {
+            "ip": c.host, "port": str(srv.port), "hostname": srv.hostname,
+            "allocation_interval": f"{c.allocation_interval}secs",
+            "agent_ping_timeout": f"{c.agent_ping_timeout}secs",
+            "max_agent_ping_timeouts": str(c.max_agent_ping_timeouts),
+            "http_framework_heartbeat_interval": f"{c.heartbeat_interval}secs",
+            "max_operator_event_stream_subscribers": str(self.streams.max_subscribers),
+            "authenticate_agents": "true" if c.agent_secret else "false",
+        }
+        if c.work_dir:
+            flags["work_dir"] = c.work_dir
+        return flags  # the agent secret is never shown
+
+    def weight_map(self) -> dict[str, float]:
+        return self.server.core.allocator.weights()
+
+    def metrics(self) -> dict[str, float]:
+        return self.server.views.metrics_snapshot()
+
+    # ------------------------------------------------------------------ POST /api/v1
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ctype = request.headers.get("Content-Type")
+        if ctype is None:
+            return _text(400, "Expecting 'Content-Type' to be present")
+        if ctype.split(";")[0].strip().lower() != "application/json":
+            return _text(415, f"Expecting 'Content-Type' of application/json (mesos-nb does not speak '{ctype}')")
+        try:
+            call = msgspec.json.decode(await request.read())
+        except msgspec.DecodeError as e:
+            return _text(400, f"Failed to parse body into Call: {e}")
+        if not isinstance(call, dict) or not isinstance(call.get("type"), str):
+            return _text(400, "Failed to validate master::Call: Expecting 'type' to be present")
+        t = call["type"]
+        if t == "UNKNOWN":
+            return _text(501, "Received 'UNKNOWN' call")
+        if t not in CALLS:
+            return _text(400, f"Failed to parse body into Call: unknown call type '{t}'")
+        field = t.lower()
+        payload = call.get(field)
+        if t in REQUIRED and not isinstance(payload, dict):
+            return _text(400, f"Failed to validate master::Call: Expecting '{field}' to be present")
+        if not _accepts_json(request.headers.get("Accept")):
+            return _text(406, "Expecting 'Accept' to allow 'application/json'")
+        if t in NOT_BUILT:
+            return _text(501, f"{t} is not supported by mesos-nb yet ({NOT_BUILT[t]} are not built)")
+        if t == "SUBSCRIBE":
+            return await self.streams.subscribe(request)
+        try:
+            return self._answer(t, field, payload)
+        except CallError as e:
+            return _text(e.status, e.message)
+        finally:
+            self.server.flush()
+
+    def _answer(self, t: str, field: str, payload: Any) -> web.StreamResponse:
+        srv = self.server
+        core = srv.core
+        if t == "GET_HEALTH":
+            return _json({"type": t, field: {"healthy": srv.health()[0]}})
+        if t == "GET_VERSION":
+            return _json({"type": t, field: {"version_info": {
+                "version": VERSION, "build_user": "mesos-nb", "build_time": srv.start_time, "build_date": ""}}})
+        if t == "GET_FLAGS":
+            return _json({"type": t, field: {"flags": [{"name": k, "value": x} for k, x in self.flag_map().items()]}})
+        if t == "GET_METRICS":
+            return _json({"type": t, field: {"metrics": [{"name": k, "value": x} for k, x in self.metrics().items()]}})
+        if t == "GET_LOGGING_LEVEL":
+            return _json({"type": t, field: {"level": self.logging_level}})
+        if t == "SET_LOGGING_LEVEL":
+            return self._set_logging_level(payload)
+        if t in ("LIST_FILES", "READ_FILE"):
+            path = payload.get("path")
+            if not isinstance(path, str):
+                return _text(400, f"Failed to validate master::Call: Expecting '{field}.path' to be present")
+            return _text(404, f"No file or directory found at path '{path}' (the master serves no files)")
+        if t in ("GET_STATE", "GET_AGENTS", "GET_FRAMEWORKS", "GET_EXECUTORS", "GET_TASKS"):
+            view = v.StateView(core)
+            return _json({"type": t, field: getattr(view, field)()})
+        if t == "GET_OPERATIONS":
+            return _json({"type": t, field: {}})
+        if t == "GET_ROLES":
+            return _json({"type": t, field: v.StateView(core).get_roles(self.weight_map())})
+        if t == "GET_WEIGHTS":
+            return _json({"type": t, field: {"weight_infos": [
+                {"role": r, "weight": w} for r, w in sorted(self.weight_map().items())]}})
+        if t == "UPDATE_WEIGHTS":
+            return self._update_weights(payload.get("weight_infos"))
+        if t == "GET_MASTER":
+            info = v.m.to_builtins(core.master_info or srv.master_info())
+            return _json({"type": t, field: {"master_info": info, "start_time": srv.start_time,
+                                             "elected_time": srv.start_time}})
+        if t == "GET_MAINTENANCE_STATUS":
+            return _json({"type": t, field: {"status": {}}})
+        if t == "GET_MAINTENANCE_SCHEDULE":
+            return _json({"type": t, field: {"schedule": {}}})
+        if t == "GET_QUOTA":
+            return _json({"type": t, field: {"status": core.quota_status()}})
+        if t in ("UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA"):
+            return self._update_quota(t, payload)
+        if t == "TEARDOWN":
+            fid = _id_value(payload, "framework_id")
+            if fid is None:
+                return _text(400, "Failed to validate master::Call: Expecting 'teardown.framework_id' to be present")
+            if fid not in core.frameworks:
+                return _text(400, f"No framework found with specified ID '{fid}'")
+            core.teardown(fid, time.time())
+            return web.Response(status=200)
+        if t == "MARK_AGENT_GONE":
+            aid = _id_value(payload, "agent_id")
+            if aid is None:
+                return _text(400, "Failed to validate master::Call: Expecting 'mark_agent_gone.agent_id' to be present")
+            core.mark_agent_gone(aid, time.time())  # CallError(404) for an unknown agent
+            log.info("agent marked gone by operator agent=%s", aid)
+            return web.Response(status=200)
+        # KILL_TASK
+        task_id = _id_value(payload, "task_id")
+        if task_id is None:
+            return _text(400, "Expecting 'kill_task.task_id.value' to be present")
+        if core.operator_kill(task_id, time.time()) is None:
+            return _text(404, f"No active task with id '{task_id}'")
+        return web.Response(status=202)
+
+    def _set_logging_level(self, payload: dict[str, Any]) -> web.Response:
+        level = payload.get("level")
+        duration = payload.get("duration")
+        secs = duration.get("nanoseconds") if isinstance(duration, dict) else None
+        if not isinstance(level, int) or isinstance(level, bool) or level < 0:
+            return _text(400, "Expecting 'set_logging_level.level' to be a non-negative integer")
+        if not isinstance(secs, int) or isinstance(secs, bool) or secs < 0:
+            return _text(400, "Expecting 'set_logging_level.duration.nanoseconds' to be a non-negative integer")
+        self.logging_level = level
+        logging.getLogger("mesos_nb").setLevel(logging.DEBUG if level > 0 else logging.NOTSET)
+        if self._level_reset is not None:
+            self._level_reset.cancel()
+        self._level_reset = asyncio.get_running_loop().call_later(secs / 1e9, self._reset_level)
+        return web.Response(status=200)
+
+    def _reset_level(self) -> None:
+        self.logging_level = 0
+        self._level_reset = None
+        logging.getLogger("mesos_nb").setLevel(logging.NOTSET)
+
+    def _update_weights(self, infos: Any) -> web.Response:
+        if not isinstance(infos, list):
+            return _text(400, "Expecting 'weight_infos' to be a list of {role, weight}")
+        weights: dict[str, float] = {}
+        for w in infos:
+            role = w.get("role") if isinstance(w, dict) else None
+            weight = w.get("weight") if isinstance(w, dict) else None
+            if not isinstance(role, str) or not isinstance(weight, int | float) or isinstance(weight, bool):
+                return _text(400, "Each weight info needs a string 'role' and a number 'weight'")
+            problem = validate_role(role)
+            if problem or role == "*":
+                return _text(400, f"Invalid role '{role}': {problem or 'cannot set a weight for the default role'}")
+            if not weight > 0:
+                return _text(400, f"Weight for role '{role}' must be positive, got {weight}")
+            weights[role] = float(weight)
+        self.server.core.update_weights(weights)
+        return web.Response(status=200)
+
+    def _update_quota(self, t: str, payload: dict[str, Any]) -> web.Response:
+        """UPDATE_QUOTA (1.9+) and the deprecated SET_QUOTA / REMOVE_QUOTA, all-or-nothing.
+        ``authorize`` is the hook for the ACL module (``update_quota`` per role)."""
+        core = self.server.core
+        authorize = getattr(self.server, "authorize_role_action", None)
+        force = bool(payload.get("force", False))
+        if t == "UPDATE_QUOTA":
+            configs = payload.get("quota_configs")
+        elif t == "REMOVE_QUOTA":
+            role = payload.get("role")
+            if not isinstance(role, str):
+                return _text(400, "Expecting 'remove_quota.role' to be present")
+            configs = [{"role": role}]
+        else:  # SET_QUOTA: guarantees and limits both set to the given guarantee
+            req = payload.get("quota_request")
+            role = req.get("role") if isinstance(req, dict) else None
+            guarantee = req.get("guarantee") if isinstance(req, dict) else None
+            if not isinstance(role, str) or not isinstance(guarantee, list):
+                return _text(400, "Expecting 'set_quota.quota_request' with a 'role' and a 'guarantee' list")
+            if role in core.quota_configs:
+                return _text(400, f"Failed to validate set quota request: quota cannot be set for role "
+                                  f"'{role}' which already has quota")
+            q = {r.get("name"): {"value": (r.get("scalar") or {}).get("value")}
+                 for r in guarantee if isinstance(r, dict)}
+            configs = [{"role": role, "guarantees": q, "limits": q}]
+            force = bool(req.get("force", False))
+        try:
+            core.update_quota(configs, force, authorize)
+        finally:
+            self.server.flush()
+        log.info("quota updated call=%s roles=%s", t,
+                 ",".join(c.get("role", "?") for c in configs if isinstance(c, dict)))
+        return web.Response(status=200)
+
+    # ------------------------------------------------------------------ v0 additions
+    async def flags(self, request: web.Request) -> web.Response:
+        return _json({"flags": self.flag_map()})
+
+    async def roles(self, request: web.Request) -> web.Response:
+        core = self.server.core
+        view = v.StateView(core).get_roles(self.weight_map(), raw=True)
+        out = []
+        for r in view["roles"]:
+            summary = r["resources"].summary()
+            out.append({"name": r["name"], "weight": r["weight"],
+                        "frameworks": [f["value"] for f in r.get("frameworks", [])],
+                        "resources": summary, "allocated": summary, "offered": {}, "reserved": {},
+                        "quota": {"role": r["name"], "guarantee": {}, "limit": {}, "consumed": summary}})
+        return _json({"roles": out})
+
+    async def weights(self, request: web.Request) -> web.Response:
+        return _json([{"weight": w, "role": r} for r, w in sorted(self.weight_map().items())])
+
+    async def put_weights(self, request: web.Request) -> web.Response:
+        try:
+            body = msgspec.json.decode(await request.read())
+        except msgspec.DecodeError as e:
+            return _text(400, f"Failed to parse update weights request JSON: {e}")
+        try:
+            return self._update_weights(body)
+        finally:
+            self.server.flush()
+
+    async def quota(self, request: web.Request) -> web.Response:
+        return _json(self.server.core.quota_status())
+
+    async def maintenance_status(self, request: web.Request) -> web.Response:
+        return _json({})
+
+    async def maintenance_schedule(self, request: web.Request) -> web.Response:
+        return _json({})

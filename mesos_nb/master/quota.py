@@ -1,0 +1,161 @@
+"""Quota on the master: UPDATE_QUOTA validation (Mesos 1.9+ ``QuotaConfig``), the core
+transition that stores it through the registry, and the GET_QUOTA / ``/quota`` shapes.
+
+Pure: the shell hands in the parsed JSON and ``now``; errors are :class:`CallError` with
+Mesos's ``Invalid QuotaConfig: …`` sentences (400). A config is kept as its wire JSON so the
+registry, GET_QUOTA and the allocator's :class:`RoleQuota` all come from one record.
+
+Authorization hook: the shell passes ``authorize(action, role) -> bool`` (``update_quota``
+per role) once an ACL module exists; a refusal is 403 and nothing is changed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from .allocator import RoleQuota
+from .offers import rescind
+from .state import CallError, MasterState
+from .validation import validate_role
+
+__all__ = ["get_quota_status", "parse_configs", "recover_quotas", "to_role_quota", "update_quota"]
+
+_MB_NAMES = ("mem", "disk")
+_MAX_MB = 1024 ** 4  # 1 EB in MB
+_MAX_OTHER = 10 ** 12
+
+
+def _bad(msg: str) -> CallError:
+    return CallError(400, f"Invalid QuotaConfig: {msg}")
+
+
+def _quantities(role: str, what: str, raw: Any) -> dict[str, float]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise _bad(f"'{what}' of role '{role}' must be a map of resource name to {{\"value\": number}}")
+    out: dict[str, float] = {}
+    for name, q in raw.items():
+        value = q.get("value") if isinstance(q, dict) else None
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise _bad(f"{what} '{name}' of role '{role}' needs a numeric 'value'")
+        if value < 0:
+            raise _bad(f"negative {what} '{name}' ({value}) for role '{role}'")
+        cap = _MAX_MB if name in _MB_NAMES else _MAX_OTHER
+        if value > cap:
+            raise _bad(f"{what} '{name}' ({value}) for role '{role}' is larger than {cap}")
+        out[name] = float(value)
+    return out
+
+
+def parse_configs(raw: Any) -> list[dict[str, Any]]:
+    """``update_quota.quota_configs`` -> normalised configs ``{role, guarantees, limits}``."""
+    if not isinstance(raw, list):
+        raise CallError(400, "Expecting 'update_quota.quota_configs' to be a list of QuotaConfig")
+    seen: set[str] = set()
+    out = []
+    for c in raw:
+        role = c.get("role") if isinstance(c, dict) else None
+        if not isinstance(role, str):
+            raise _bad("each config needs a string 'role'")
+        problem = validate_role(role)
+        if problem:
+            raise _bad(problem)
+        if role == "*":
+            raise _bad("quota cannot be set for the default role '*'")
+        if "/" in role:
+            raise _bad(f"quota on the nested role '{role}' is not supported")
+        if role in seen:
+            raise _bad(f"role '{role}' appears more than once")
+        seen.add(role)
+        g = _quantities(role, "guarantee", c.get("guarantees"))
+        lim = _quantities(role, "limit", c.get("limits"))
+        for name, v in g.items():
+            if name in lim and v > lim[name]:
+                raise _bad(f"guarantee '{name}:{v}' is more than limit '{name}:{lim[name]}' for role '{role}'")
+        out.append({"role": role, "guarantees": {n: {"value": v} for n, v in g.items()},
+                    "limits": {n: {"value": v} for n, v in lim.items()}})
+    return out
+
+
+def to_role_quota(config: dict[str, Any]) -> RoleQuota:
+    def millis(d: dict[str, Any]) -> dict[str, int]:
+        return {n: round(q["value"] * 1000) for n, q in (d or {}).items()}
+    return RoleQuota(millis(config.get("guarantees") or {}), millis(config.get("limits") or {}))
+
+
+def update_quota(st: MasterState, configs: list[dict[str, Any]], force: bool,
+                 authorize: Callable[[str, str], bool] | None = None) -> None:
+    """All or nothing: validate every config against the cluster, then store and apply them."""
+    from .effects import SaveQuota
+
+    if authorize is not None:
+        for c in configs:
+            if not authorize("update_quota", c["role"]):
+                raise CallError(403, f"Not authorized to update quota of role '{c['role']}'")
+    alloc = st.allocator
+    if not force:
+        consumed = alloc.consumed()
+        for c in configs:
+            used = consumed.get(c["role"]) or _role_usage(st, c["role"])
+            for name, q in c["limits"].items():
+                if used.get(name, 0) > round(q["value"] * 1000):
+                    raise _bad(f"role '{c['role']}' already consumes {used[name] / 1000} {name}, more than "
+                               f"its limit {q['value']} (use 'force' to set it anyway)")
+        guaranteed: dict[str, int] = {}
+        current = {r: dict(q.guarantees) for r, q in alloc.quotas().items()}
+        for c in configs:
+            current[c["role"]] = to_role_quota(c).guarantees
+        for g in current.values():
+            for n, v in g.items():
+                guaranteed[n] = guaranteed.get(n, 0) + v
+        capacity = _capacity(st)
+        for n, v in guaranteed.items():
+            if v > capacity.get(n, 0):
+                raise _bad(f"total guarantees of {v / 1000} {n} are more than the cluster's "
+                           f"{capacity.get(n, 0) / 1000} (use 'force' to set them anyway)")
+    for c in configs:
+        rq = to_role_quota(c)
+        empty = not (rq.guarantees or rq.limits)
+        alloc.update_quota(c["role"], None if empty else rq)
+        if empty:
+            st.quota_configs.pop(c["role"], None)
+        else:
+            st.quota_configs[c["role"]] = c
+        st.out.append(SaveQuota(c["role"], None if empty else c))
+    # as Mesos (best effort): outstanding offers were made under the old quotas (a new
+    # guarantee must be held back from every role), so they go back and are made again
+    for offer in list(st.offers.values()):
+        rescind(st, offer, 0.0)
+    st.version += 1
+    st.wants_allocation = True
+
+
+def _role_usage(st: MasterState, role: str) -> dict[str, int]:
+    return dict(st.allocator.role_allocation(role))
+
+
+def _capacity(st: MasterState) -> dict[str, int]:
+    """Scalars of every registered agent (the non-revocable capacity Mesos checks against)."""
+    return dict(st.allocator._quota.total)
+
+
+def recover_quotas(st: MasterState, quotas: dict[str, Any]) -> None:
+    for role, config in quotas.items():
+        st.allocator.update_quota(role, to_role_quota(config))
+        st.quota_configs[role] = config
+
+
+def get_quota_status(st: MasterState) -> dict[str, Any]:
+    """QuotaStatus: ``infos`` (legacy, guarantees only) and ``configs``, as GET_QUOTA and ``/quota``."""
+    configs = st.quota_configs
+    infos = []
+    cfgs = []
+    for role in sorted(configs):
+        c = configs[role]
+        infos.append({"role": role, "guarantee": [
+            {"name": n, "type": "SCALAR", "scalar": {"value": q["value"]}} for n, q in c["guarantees"].items()]})
+        cfgs.append(c)
+    return {"infos": infos, "configs": cfgs}

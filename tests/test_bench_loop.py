@@ -1,0 +1,85 @@
+"""The master's event loop under one huge ACCEPT, and the emulated agents the benchmarks use.
+
+Real processes throughout: a master in its own process (``bench.master_proc``), emulated
+agents on the real agent channel, a framework on the SDK, ``/health`` polled from a process
+of its own.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import async_wait_for
+
+from bench.accept_10k import run as accept_run
+from bench.emulated_agents import EmulatedAgents, duration_labels, task_duration
+from bench.master_proc import MasterProcess
+from mesos_nb.protocol.messages import ID, CommandInfo, FrameworkInfo, TaskInfo
+from mesos_nb.scheduler import Scheduler, SchedulerDriver
+
+
+@pytest.mark.xfail(strict=True, reason="the master handles a 10,000-task ACCEPT in one event-loop step "
+                   "(0.2–0.5 s here): /health waits for it; remove this mark once ACCEPT is sliced")
+async def test_health_answers_within_100ms_throughout_a_10k_task_accept():
+    r = await accept_run(10000)
+    assert r["launched_on_agent"] == 10000  # the ACCEPT really launched everything
+    assert r["health_samples"] > 0 and r["health_errors"] == 0
+    assert r["health_max_s"] <= 0.1, f"/health took {r['health_max_s']:.3f} s (loop stalled {r['loop_max_gap_s']:.3f} s)"
+
+
+def test_task_duration_from_label_or_sleep_command():
+    def t(cmd=None, labels=None):
+        return TaskInfo(name="x", task_id=ID(value="x"), agent_id=ID(value="a"),
+                        command=CommandInfo(value=cmd) if cmd else None, labels=labels)
+    assert task_duration(t(labels=duration_labels(2.5))) == 2.5
+    assert task_duration(t("sleep 7")) == 7.0
+    assert task_duration(t("sleep 0.25")) == 0.25
+    assert task_duration(t("echo hi")) is None
+    assert task_duration(t()) is None
+
+
+class _Recorder(Scheduler):
+    def __init__(self) -> None:
+        self.offers_seen: list = []
+        self.states: dict[str, list[str]] = {}
+
+    def offers(self, driver, offers):
+        self.offers_seen.extend(offers)
+
+    def update(self, driver, status):
+        self.states.setdefault(status.task_id.value, []).append(status.state)
+
+
+async def test_emulated_agents_register_run_and_finish_tasks_through_a_real_master():
+    with MasterProcess(secret="s3") as master:
+        with pytest.raises(ConnectionError, match="401"):
+            await EmulatedAgents(master.address, 3, secret="wrong").start()
+        async with EmulatedAgents(master.address, 300, secret="s3", per_connection=100,
+                                  register_batch=50, resources="cpus:2;mem:512;disk:100") as agents:
+            assert len(set(agents.agent_ids.values())) == 300
+            snap = master.get_json("/metrics/snapshot")
+            assert snap["master/slaves_active"] == 300 and snap["master/cpus_total"] == 600
+            sched = _Recorder()
+            driver = SchedulerDriver(sched, FrameworkInfo(user="t", name="t"), master.address)
+            await driver.start()
+            try:
+                await async_wait_for(lambda: sched.offers_seen, 20)
+                o = sched.offers_seen[0]
+                res = [r for r in o.resources if r.name in ("cpus", "mem")]
+                short = TaskInfo(name="s", task_id=ID(value="short"), agent_id=o.agent_id, resources=res[:1],
+                                 command=CommandInfo(value="sleep 0.3"))
+                await driver.launch([o.id], [short])
+                await async_wait_for(lambda: "TASK_FINISHED" in sched.states.get("short", []), 20)
+                assert sched.states["short"] == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+                o2 = next(x for x in sched.offers_seen[1:] if x.agent_id != o.agent_id)
+                forever = TaskInfo(name="f", task_id=ID(value="forever"), agent_id=o2.agent_id,
+                                   resources=[r for r in o2.resources if r.name == "cpus"],
+                                   command=CommandInfo(value="serve"))
+                await driver.launch([o2.id], [forever])
+                await async_wait_for(lambda: "TASK_RUNNING" in sched.states.get("forever", []), 20)
+                await driver.kill("forever", o2.agent_id.value)
+                await async_wait_for(lambda: "TASK_KILLED" in sched.states.get("forever", []), 20)
+                # every update was acknowledged: nothing is left in flight on the agents
+                await async_wait_for(lambda: agents.live_tasks == 0 and not agents._tasks, 20)
+                assert agents.stats["resent"] == 0
+            finally:
+                await driver.stop()
