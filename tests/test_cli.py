@@ -246,3 +246,31 @@ def test_ctrl_c_on_run_kills_the_task(cluster_process):
         if run.poll() is None:
             run.kill()
     assert task_rows(cp, "--all")[tid][2] == "TASK_KILLED"
+
+
+# ------------------------------------------------------------------ what a new user meets
+def test_run_that_no_agent_can_ever_fit_says_so_at_once(cluster_process):
+    t0 = time.monotonic()
+    res = cluster_process.cli("run", "--cpus", "99", "--", "echo", "hi")
+    assert res.returncode == 2, res.stderr
+    one_sentence(res.stderr)
+    assert "no agent can ever fit cpus 99" in res.stderr and "the largest of 2 agent(s)" in res.stderr
+    assert time.monotonic() - t0 < 30  # it used to wait forever
+
+
+def test_master_pointing_at_an_agent_says_it_is_an_agent(cluster_process):
+    agent = cluster_process.state()["slaves"][0]
+    addr = f"{agent['hostname']}:{agent['port']}"
+    res = run_cli("tasks", "--master", addr, env=cli_env())
+    assert res.returncode == 2
+    one_sentence(res.stderr)
+    assert "is an agent, not a master" in res.stderr and "404" not in res.stderr
+
+
+def test_help_shows_defaults_and_services_take_no_master():
+    for cmd in ("master", "local"):
+        res = run_cli(cmd, "--help", env=cli_env())
+        assert res.returncode == 0 and "--master" not in res.stdout, res.stdout
+    res = run_cli("run", "--help", env=cli_env())
+    assert "(default: 1.0)" in res.stdout and "(default: 256.0)" in res.stdout
+    assert "(default: 127.0.0.1:5050)" in " ".join(run_cli("tasks", "--help", env=cli_env()).stdout.split())

@@ -132,6 +132,20 @@ def test_components_apply_updates_in_place():
     assert db["offers"].source.data["count"] == [2, 2]
 
 
+def test_legends_sit_below_the_plots_not_over_the_data():
+    pytest.importorskip("bokeh")
+    from bokeh.models import Legend
+
+    from mesos_nb.dashboards.components import Dashboard
+
+    db = Dashboard()
+    for name in ("agents", "timeseries", "offers"):
+        p = db[name].root
+        below = [x for x in p.below if isinstance(x, Legend)]
+        assert len(below) == 1 and below[0].items, name
+        assert not [x for x in p.center if isinstance(x, Legend)], name
+
+
 # ============================================================================ the feed
 async def test_feed_snapshot_stream_and_recent_changes(local_cluster):
     url = local_cluster.master_url
@@ -266,9 +280,18 @@ def check_dashboard(nb: Any, master_url: str) -> None:
     outs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     views = [o for o in outs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert any(v["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] in state for v in views)
+    # BokehJS is published into the page before the widget's view, in the same cell (without
+    # it JupyterLab cannot create the BokehView: window.Bokeh is undefined).
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "%mesos dashboard" in c.source)
+    kinds = [set(o.get("data", {})) for o in cell.outputs]
+    load = [i for i, k in enumerate(kinds) if "application/vnd.bokehjs_load.v0+json" in k]
+    view = [i for i, k in enumerate(kinds) if "application/vnd.jupyter.widget-view+json" in k]
+    assert load and view and load[0] < view[0], kinds
     text = "".join(o.get("text", "") for o in outs if o["output_type"] == "stream")
     updates = int(text.split("dashboard: ", 1)[1].split(" updates")[0])
     assert updates >= 3 and "running=True" in text and "dashboard stopped: True" in text
+    # the busy task ran to its end before %mesos disconnect (Run All used to kill it at once)
+    assert text.startswith("TASK_FINISHED;"), text
 
 
 def test_notebook_dashboard_stores_bokeh_widget_state(tmp_path: Path):
@@ -292,3 +315,36 @@ def test_notebook_dashboard_stores_bokeh_widget_state(tmp_path: Path):
         check_dashboard(nb, ct.master_url)
     finally:
         ct.stop()
+
+
+async def test_torn_down_and_failed_tasks_end_on_the_timeline_and_in_the_ui_filter(local_cluster):
+    """A task killed by its framework's teardown, and one that failed, stop at their end on the
+    timeline (they used to grow to "now": the framework was gone before the feed read the last
+    state), and the web UI's state filter lists them (finished frameworks' tasks included)."""
+    url = local_cluster.master_url
+    driver, fw = await start_framework(local_cluster, "timeline-test")
+    await launch(driver, fw, "tl-fails", "sleep 1; exit 3", cpus=0.25, mem=32)
+    await launch(driver, fw, "tl-sleeps", "sleep 300", cpus=0.25, mem=32)
+    await async_wait_for(lambda: fw.states.get("tl-fails") == "TASK_FAILED"
+                         and fw.states.get("tl-sleeps") == "TASK_RUNNING", timeout=30,
+                         message="one task failed, one runs")
+    await driver.teardown()
+    await driver.stop()
+
+    async def ended() -> dict[str, Any] | None:
+        snap = await get_json(url + "/master/utilization")
+        tl = d.timeline_update(snap)["data"]
+        last = {}
+        for tid, state, right in zip(tl["task_id"], tl["state"], tl["right"], strict=True):
+            last[tid] = (state, right)
+        return last if last.get("tl-sleeps", ("",))[0] == "TASK_KILLED" else None
+
+    last = await async_wait_for(ended, timeout=15, message="the timeline shows tl-sleeps killed")
+    assert last["tl-fails"][0] == "TASK_FAILED"
+    later = d.timeline_update({**await get_json(url + "/master/utilization"), "time": time.time() + 600})["data"]
+    for tid, right in zip(later["task_id"], later["right"], strict=True):
+        if tid in ("tl-fails", "tl-sleeps"):  # an ended task does not grow to "now"
+            assert right < (time.time() + 300) * 1000
+    for state, tid in (("TASK_KILLED", "tl-sleeps"), ("TASK_FAILED", "tl-fails"), ("", "tl-sleeps")):
+        got = await get_json(f"{url}/master/ui/tasks?state={state}&q={tid}")
+        assert [r["id"] for r in got["rows"]] == [tid], (state, got)

@@ -255,3 +255,21 @@ def test_kernel_install_and_the_kernelspec_loads_the_extension(tmp_path: Path, m
         assert "%%mesos task" in kernel.run("print(repr(_))")
     finally:
         kernel.stop()
+
+
+def test_demo_writes_its_executed_notebook_outside_the_working_directory(tmp_path: Path, monkeypatch):
+    """Without --output, the executed copy goes to a new temporary folder (never into the
+    checkout the user runs the demo from) and its path is printed."""
+    from mesos_nb.notebook.demo import run_demo
+
+    src = tmp_path / "tiny.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), str(src))
+    work = tmp_path / "checkout"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    said: list[str] = []
+    out = Path(run_demo(notebook=str(src), agents=1, resources=AGENT, timeout=120, say=said.append))
+    assert list(work.iterdir()) == []
+    assert out.is_file() and out.name == "tiny.executed.ipynb" and work not in out.parents
+    assert any(str(out) in s for s in said)

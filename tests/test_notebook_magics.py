@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +95,17 @@ def test_connect_to_unreachable_master_is_one_sentence(ip):
     with capture_output() as cap:
         ip.run_cell(f"%mesos connect 127.0.0.1:{port}")
     assert "unreachable" in cap.stdout and "Traceback" not in cap.stdout and "mesos_nb/" not in cap.stdout
+
+
+def test_unreachable_configured_master_fails_instead_of_falling_back(ip, monkeypatch, home):
+    """$MESOS_NB_MASTER set but not answering (a typo): a sentence, no embedded cluster started."""
+    port = free_port()
+    monkeypatch.setenv("MESOS_NB_MASTER", f"127.0.0.1:{port}")
+    with pytest.raises(MesosNotebookError) as e:
+        ip.run_line_magic("mesos", "connect")
+    assert str(e.value).startswith(f"the master at http://127.0.0.1:{port} (from $MESOS_NB_MASTER) "
+                                   "is unreachable")
+    assert not (home / ".mesos-nb" / "local.json").exists()
 
 
 def test_status_agents_frameworks_tables(connected, cluster):
@@ -272,13 +285,21 @@ def test_offer_browser_launch_and_decline_buttons(connected, cluster):
         assert task.logs().stdout == "launched by the button\n"
 
         oid, agent = other.id.value, other.agent_id.value
+        # Decline refuses the agent's resources for 30 s by default (1 s made the row come back
+        # at once, as if the click did nothing); shortened here to keep the test quick
+        assert browser.refuse_seconds == 30
+        browser.refuse_seconds = 4
         _, decline = browser.buttons[oid]
+        declined_at = time.monotonic()
         decline.click()
         assert oid not in [o.id.value for o in browser.offers]
         assert oid not in magics(connected).framework.held
-        # the declined resources went back to the master: they are offered again (a new offer id)
+        assert f"declined offer {oid}" in browser.status.value and "for 4 s" in browser.status.value
+        # the declined resources went back to the master: offered again (a new offer id), but
+        # not before the refuse period
         wait_for(lambda: any(o.agent_id.value == agent and o.id.value != oid for o in browser.offers), 30,
                  message="the declined agent's resources offered again")
+        assert time.monotonic() - declined_at >= 3.5
     finally:
         browser.close()
     assert browser.closed and magics(connected).framework.held == {}
@@ -339,3 +360,9 @@ def test_connect_without_master_starts_embedded_cluster(ip, home, monkeypatch):
         ip.run_line_magic("config", "MesosMagics.local_port = 5050")
         ip.run_line_magic("config", "MesosMagics.local_resources = ''")
     assert not (home / ".mesos-nb" / "local.json").exists()
+
+
+def test_dashboard_without_bokeh_is_one_sentence(connected, monkeypatch):
+    monkeypatch.setitem(sys.modules, "bokeh", None)  # as if bokeh were not installed
+    with pytest.raises(MesosNotebookError, match=r"needs bokeh and jupyter_bokeh .*pip install 'mesos-nb\[notebook\]'"):
+        connected.run_line_magic("mesos", "dashboard")

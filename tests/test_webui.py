@@ -100,6 +100,23 @@ async def test_webui_live_agents_task_log_and_growing_plot(local_cluster, tmp_pa
             await page.wait_for_function(
                 "Array.from(document.querySelectorAll('#tasks-table tbody tr')).map(r => r.dataset.task).join() === 'webui-busy'",
                 timeout=15000)
+            # the framework goes away: its tasks are killed by the teardown. The state filter lists
+            # them (finished frameworks' tasks included) and the timeline ends them, in the page.
+            await driver.teardown()
+            await page.fill("#tasks-filter", "")
+            await page.select_option("#tasks-state", "TASK_KILLED")
+            await page.wait_for_function(
+                "Array.from(document.querySelectorAll('#tasks-table tbody tr')).map(r => r.dataset.task)"
+                ".sort().join() === 'webui-busy,webui-hello'", timeout=15000)
+            await page.select_option("#tasks-state", "")
+            await page.wait_for_function(
+                "document.querySelectorAll('#tasks-table tbody tr[data-task=\"webui-busy\"]').length === 1",
+                timeout=15000)
+            await page.wait_for_function(
+                "(() => { const d = window.mesosUI.doc.get_model_by_name('timeline-source').data;"
+                " const ids = Array.from(d.task_id), st = Array.from(d.state);"
+                " return ['webui-busy', 'webui-hello'].every(t => st[ids.lastIndexOf(t)] === 'TASK_KILLED'); })()",
+                timeout=15000)
             shot = artifact_path(tmp_path, "webui.png")
             await page.screenshot(path=str(shot), full_page=True)
             print(f"web UI screenshot: {shot}")

@@ -32,7 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ[ENV_PREFIX + "CA_FILE"] = args.ca_file
         return int(args.func(args) or 0)
     except (CLIError, MesosClientError) as e:
-        print(f"mesos-nb: {e}", file=sys.stderr)
+        text = str(e)
+        if isinstance(e, MesosClientError) and "404" in text:
+            text = _not_a_master(getattr(args, "master", None)) or text
+        print(f"mesos-nb: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -47,6 +50,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mesos-nb: {type(e).__name__}: {text[0] if text else 'unexpected error'}"
               f" (set MESOS_NB_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+def _not_a_master(master: str | None) -> str | None:
+    """A 404 from the master's endpoints: say so when ``--master`` points at an agent."""
+    if not master:
+        return None
+    from mesos_nb.client.http import DEFAULT
+    from mesos_nb.client.master import master_url
+
+    with contextlib.suppress(Exception):
+        url = master_url(master)
+        status, raw = DEFAULT.request(url + "/state", timeout=3)
+        if status == 200:
+            import json
+
+            st = json.loads(raw)
+            if isinstance(st, dict) and "master_hostname" in st and "slaves" not in st:
+                where = st.get("master_hostname") or (st.get("flags") or {}).get("master")
+                hint = f" (its master is on {where})" if where else ""
+                return (f"{url} is an agent, not a master{hint}: point --master (or "
+                        "$MESOS_NB_MASTER) at the master's HOST:PORT")
+    return None
 
 
 __all__ = ["CLIError", "build_parser", "main"]

@@ -43,7 +43,8 @@ def opt(p: argparse.ArgumentParser, flag: str, *, type: Callable[[str], Any] = s
         except (ValueError, argparse.ArgumentTypeError) as e:
             raise CLIError(f"bad value {raw!r} in ${env}: {e}") from None
     help_ = kw.pop("help", "")
-    kw["help"] = f"{help_} [${env}]".strip()
+    shown = f" (default: {default})" if default is not None and "default" not in help_ else ""
+    kw["help"] = f"{help_}{shown} [${env}]".strip()
     p.add_argument(flag, type=type, default=default, **kw)
 
 

@@ -30,14 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
-    def cmd(name: str, help: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    def cmd(name: str, help: str, func: Callable[[argparse.Namespace], int],
+            master: bool = True) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(func=func)
-        # accepted after the command too; SUPPRESS keeps the top-level value when absent
-        sp.add_argument("--master", default=argparse.SUPPRESS, help="the master, HOST:PORT or zk://H:P,…/PATH")
+        if master:  # not for the commands that *are* the master (master, local)
+            # accepted after the command too; SUPPRESS keeps the top-level value when absent
+            sp.add_argument("--master", default=argparse.SUPPRESS,
+                            help=f"the master, HOST:PORT or zk://H:P,…/PATH (default: {master_default})")
         return sp
 
-    m = cmd("master", "run a master", services.cmd_master)
+    m = cmd("master", "run a master", services.cmd_master, master=False)
     opt(m, "--host", default="127.0.0.1", help="address to listen on")
     opt(m, "--port", type=port, default=5050, help="port to listen on (0: any free port)")
     opt(m, "--hostname", help="hostname to advertise")
@@ -87,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt(a, "--log-level", type=log_level, default="info", help="debug, info, warning, error")
     add_agent_flags(a)
 
-    lo = cmd("local", "run a master and N agents in one process", services.cmd_local)
+    lo = cmd("local", "run a master and N agents in one process", services.cmd_local, master=False)
     opt(lo, "--agents", type=int, default=2, help="number of agents")
     opt(lo, "--port", type=port, default=5050, help="master port (0: any free port)")
     opt(lo, "--work-dir", help="work directory (default: a temporary one)")

@@ -28,7 +28,7 @@ from mesos_nb.scheduler.pool import (
     match_offer,
     ports_of,
 )
-from mesos_nb.scheduler.tasks import new_task_id, parse_constraints
+from mesos_nb.scheduler.tasks import attributes_match, new_task_id, parse_constraints
 
 from .errors import CLIError
 
@@ -141,12 +141,33 @@ def _no_offer(spec: TaskSpec, timeout: float, seen: int) -> CLIError:
     return CLIError(f"no offer with {want}{where} arrived within {num(timeout)} s ({seen} offers did not fit)")
 
 
+def never_fits(state: Any, spec: TaskSpec) -> str | None:
+    """Why no agent of the cluster could ever hold the task (its totals are too small or no
+    agent has the attributes), or None. Waiting for an offer would then wait forever."""
+    agents = [s for s in state.slaves if s.active]
+    want = ", ".join(f"{k} {num(v)}" for k, v in spec.amounts.items())
+    if not agents:
+        return "the master has no agents: start one (mesos-nb agent --master ...)"
+    candidates = [s for s in agents if attributes_match(s.attributes, spec.constraints)]
+    if not candidates:
+        return "no agent has the attributes " + ", ".join(f"{k}={v}" for k, v in spec.constraints.items())
+    if any(all(s.scalar(k) >= v for k, v in spec.amounts.items()) for s in candidates):
+        return None
+    big = max(candidates, key=lambda s: s.scalar("cpus"))
+    has = ", ".join(f"{k} {num(big.scalar(k))}" for k in spec.amounts)
+    return (f"no agent can ever fit {want}: the largest of {len(candidates)} agent(s) "
+            f"({big.hostname}) has {has} in total")
+
+
 async def _run_async(args: argparse.Namespace) -> int:
     from mesos_nb.scheduler import MesosError, SchedulerDriver
 
     spec = _spec(args)
     client = MasterClient(args.master)
     await asyncio.to_thread(client.health)  # fail fast, one sentence
+    why = never_fits(await asyncio.to_thread(client.state), spec)
+    if why:
+        raise CLIError(why)
 
     sched = _RunScheduler(spec, args.verbose)
     task = sched.task

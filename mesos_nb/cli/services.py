@@ -220,7 +220,7 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 def notebook_commands(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     d = cmd("demo", "start an embedded cluster and run the quickstart notebook headlessly", cmd_demo)
-    d.add_argument("--output", "-o", help="executed notebook (default: ./quickstart.executed.ipynb)")
+    d.add_argument("--output", "-o", help="executed notebook (default: quickstart.executed.ipynb in a new temporary folder)")
     d.add_argument("--notebook", help="notebook to run (default: notebooks/quickstart.ipynb)")
     opt(d, "--agents", type=int, default=2, help="agents of the embedded cluster")
     opt(d, "--resources", help="resources of each agent (default: the machine divided among them)")

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 
-def dashboard(master: Any, alive: Any = None):
+def dashboard(master: Any, alive: Any = None, load_js: bool = True):
     from .widget import dashboard as _dashboard
 
-    return _dashboard(master, alive=alive)
+    return _dashboard(master, alive=alive, load_js=load_js)
 
 
 __all__ = ["dashboard"]

@@ -10,11 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Range1d
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Legend, Range1d
 from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from . import data as d
+
+
+def _legend_below(p) -> None:
+    """Put the legend under the plot, not over the data (legend_label glyphs then use it)."""
+    p.add_layout(Legend(orientation="horizontal", location="center", border_line_alpha=0,
+                        padding=2, margin=2, spacing=12), "below")
 
 
 class Component:
@@ -58,6 +64,7 @@ class AgentsBars(Component):
         p = figure(x_range=FactorRange(name="agents-range"), y_range=Range1d(0, 1.05), height=260,
                    title="Agents: allocated vs used (fraction of total)", sizing_mode="stretch_width",
                    toolbar_location=None)
+        _legend_below(p)
         for i, (col, color, label) in enumerate((
             ("cpus_allocated_frac", "#9ecae1", "CPU allocated"),
             ("cpus_used_frac", "#08519c", "CPU used"),
@@ -69,8 +76,6 @@ class AgentsBars(Component):
         p.add_tools(HoverTool(tooltips=[("agent", "@agent"), ("cpus", "@cpus_used{0.00} used / @cpus_allocated allocated / @cpus_total"),
                                         ("mem MB", "@mem_used{0} used / @mem_allocated allocated / @mem_total")]))
         p.xaxis.major_label_orientation = 0.8
-        p.legend.location = "top_right"
-        p.legend.orientation = "horizontal"
         return p
 
 
@@ -85,6 +90,7 @@ class ClusterTimeseries(Component):
     def _figure(self):
         p = figure(x_axis_type="datetime", y_range=Range1d(0, 1.05), height=240,
                    title="Cluster utilization", sizing_mode="stretch_width", toolbar_location=None)
+        _legend_below(p)
         for col, color, dash, label in (
             ("cpus_allocated", "#6baed6", "dashed", "CPU allocated"),
             ("cpus_used", "#08519c", "solid", "CPU used"),
@@ -93,8 +99,6 @@ class ClusterTimeseries(Component):
         ):
             p.line("time", col, source=self.source, color=color, line_dash=dash, line_width=2,
                    legend_label=label)
-        p.legend.location = "top_left"
-        p.legend.orientation = "horizontal"
         return p
 
 
@@ -142,11 +146,10 @@ class OffersOutstanding(Component):
     def _figure(self):
         p = figure(x_axis_type="datetime", height=240, title="Outstanding offers",
                    sizing_mode="stretch_width", toolbar_location=None)
+        _legend_below(p)
         p.step("time", "count", source=self.source, color="#31a354", line_width=2, legend_label="offers",
                mode="after")
         p.line("time", "cpus", source=self.source, color="#756bb1", line_width=2, legend_label="offered CPUs")
-        p.legend.location = "top_left"
-        p.legend.orientation = "horizontal"
         return p
 
 

@@ -158,6 +158,34 @@ class DashboardWidget:
                 await asyncio.sleep(backoff.next())
 
 
-def dashboard(master: Any, alive: Callable[[], bool] | None = None) -> DashboardWidget:
-    """Build the live dashboard for ``master`` and start its update task on the running loop."""
+def load_bokehjs() -> bool:
+    """Publish the installed BokehJS (inline: no CDN, versions always match) into the page.
+
+    jupyter_bokeh's view does not bundle BokehJS: without this output rendered *before* the
+    widget, JupyterLab shows "Failed to create view for 'BokehView'" (``window.Bokeh`` is
+    undefined). Only published inside a kernel (a display publisher with a comm/session).
+    Returns whether it was published.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    if ip is None or getattr(ip, "kernel", None) is None:
+        return False
+    from bokeh.io.notebook import load_notebook
+    from bokeh.resources import INLINE
+
+    load_notebook(resources=INLINE, hide_banner=True)
+    return True
+
+
+def dashboard(master: Any, alive: Callable[[], bool] | None = None,
+              load_js: bool = True) -> DashboardWidget:
+    """Build the live dashboard for ``master`` and start its update task on the running loop.
+
+    In a kernel it first publishes BokehJS (``load_js``), so the widget's view can draw.
+    """
+    if load_js:
+        load_bokehjs()
     return DashboardWidget(master, alive=alive).start()

@@ -261,7 +261,9 @@ class UtilizationFeed:
         seen = self._seen_statuses
         fresh: list[dict[str, Any]] = []
         live: set[tuple[str, str]] = set()
-        for fw in core.frameworks.values():
+        # completed frameworks too: a teardown ends its tasks (TASK_KILLED) and removes the
+        # framework in one step, and those last states must reach the timeline
+        for fw in (*core.frameworks.values(), *core.completed_frameworks):
             for group in (fw.tasks.values(), fw.completed_tasks):
                 for t in group:
                     key = (fw.id, t.id)

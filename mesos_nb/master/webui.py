@@ -190,7 +190,9 @@ class WebUI:
         if self._tasks_cache is not None and self._tasks_cache[0] == core.version:
             return self._tasks_cache[1]
         rows = []
-        for fw in core.frameworks.values():
+        # finished tasks mostly belong to frameworks that are gone (mesos-nb run, a notebook's
+        # disconnect): list the completed frameworks' tasks too, as /master/state does
+        for fw in (*core.frameworks.values(), *core.completed_frameworks):
             for group in (fw.tasks.values(), fw.completed_tasks):
                 for t in group:
                     millis = t.resources.scalar_millis()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,9 @@ def run_demo(output: str | None = None, notebook: str | None = None, agents: int
     src = Path(notebook) if notebook else quickstart_path()
     if not src.is_file():
         raise MesosNotebookError(f"the notebook {src} does not exist (give --notebook PATH)")
-    out = Path(output) if output else Path.cwd() / (src.stem + ".executed.ipynb")
+    # default: a fresh temporary folder, never the checkout the user runs it from
+    out = Path(output) if output else (Path(tempfile.mkdtemp(prefix="mesos-nb-demo-"))
+                                       / (src.stem + ".executed.ipynb"))
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     ct = ClusterThread(agents=agents, port=0, agent_resources=resources)
@@ -72,6 +75,7 @@ def run_demo(output: str | None = None, notebook: str | None = None, agents: int
         raise MesosNotebookError(f"a cell of {src.name} failed ({getattr(err, 'ename', 'error')}: "
                                  f"{first[0] if first else ''}); the partial notebook is in {out}")
     say(f"ran {cells} code cells in {time.monotonic() - t0:.1f} s; wrote {out}")
+    say(f"read it in JupyterLab: jupyter lab {out}")
     return str(out)
 
 

@@ -24,8 +24,9 @@ from .saved import notebook_key
 from .task import Task
 
 USAGE = """%mesos SUBCOMMAND ...   (%mesos help for this list)
-  connect [MASTER]            connect this notebook's framework (default: $MESOS_NB_MASTER, the
-                              machine's embedded cluster, else start one in this kernel)
+  connect [MASTER]            connect this notebook's framework (default: $MESOS_NB_MASTER, which
+                              must answer; if none is set: the machine's embedded cluster, else
+                              start one in this kernel)
   local [--agents N]          start the embedded cluster in this kernel and connect to it
   status | agents | frameworks | tasks [--all]
   offers [--wait S]           browse the offers held, Launch / Decline each
@@ -195,7 +196,11 @@ class MesosMagics(Magics):
                 mine = here is not None and here.master_url == url
                 return self._connect_to(url, embedded=mine or "embedded" in src, started=False, notes=notes)
             if src.startswith(("MesosMagics", "$")):
-                notes.append(f"the master at {url} (from {src}) is unreachable")
+                # a configured master is what the user asked for: a typo must not send their
+                # work to an embedded cluster on this machine
+                raise MesosNotebookError(
+                    f"the master at {url} (from {src}) is unreachable: start it, fix {src}, or "
+                    "unset it to use an embedded local cluster")
         return self._start_local(self.local_agents, notes)
 
     def _start_local(self, agents: int, notes: list[str]) -> Cluster:
@@ -238,6 +243,13 @@ class MesosMagics(Magics):
 
     def dashboard(self, rest: str = "") -> Any:
         """A live Bokeh widget (mesos_nb.dashboards); it stops when this framework disconnects."""
+        try:
+            import bokeh  # noqa: F401
+            import jupyter_bokeh  # noqa: F401
+        except ImportError as e:
+            raise MesosNotebookError(
+                f"%mesos dashboard needs bokeh and jupyter_bokeh ({e.name} is not installed): "
+                "pip install 'mesos-nb[notebook]'") from None
         from ..dashboards import dashboard
 
         fw = self._fw()

@@ -14,22 +14,27 @@ import html
 import threading
 from typing import Any
 
-from .display import text_table
+from .display import num, text_table
 from .errors import MesosNotebookError
 from .framework import NotebookFramework
 from .offers_table import OFFER_HEADERS, offer_amounts, offer_rows, offers_html
 from .task import Task
 
+DECLINE_REFUSE = 30.0  # seconds a declined offer's resources stay away from this framework
+# launch, decline, agent, cpus, mem, disk, gpus, ports, attributes
+COLUMNS = ("80px", "80px", "300px", "60px", "80px", "80px", "50px", "140px", "200px")
+
 
 class OfferBrowser:
     def __init__(self, framework: NotebookFramework, command: str = "hostname",
-                 cpus: float = 0.1, mem: float = 32.0, refuse_seconds: float = 1.0) -> None:
+                 cpus: float = 0.1, mem: float = 32.0, refuse_seconds: float = DECLINE_REFUSE) -> None:
         import ipywidgets as w
 
         self.framework = framework
         self.refuse_seconds = refuse_seconds
         self.launched: list[Task] = []
         self.closed = False
+        self._declined = ""
         self._lock = threading.RLock()
         self.command = w.Text(value=command, description="command", layout=w.Layout(width="60%"))
         self.cpus = w.FloatText(value=cpus, description="cpus", layout=w.Layout(width="150px"))
@@ -82,23 +87,40 @@ class OfferBrowser:
                 launch, decline = self.buttons.get(oid) or (None, None)
                 if launch is None:
                     launch = w.Button(description="Launch", button_style="success",
-                                      tooltip=f"run the command on offer {oid}")
-                    decline = w.Button(description="Decline", tooltip=f"return offer {oid} to the master")
+                                      tooltip=f"run the command on offer {oid}",
+                                      layout=w.Layout(width=COLUMNS[0]))
+                    decline = w.Button(description="Decline", layout=w.Layout(width=COLUMNS[1]),
+                                       tooltip=f"return offer {oid} to the master "
+                                               f"(refused for {num(self.refuse_seconds)} s)")
                     launch.on_click(lambda _b, oid=oid: self.launch(oid))
                     decline.on_click(lambda _b, oid=oid: self.decline(oid))
                 buttons[oid] = (launch, decline)
-                label = w.HTML(
-                    "<code>" + html.escape(cells[1]) + "</code> &nbsp; cpus " + html.escape(cells[2])
-                    + ", mem " + html.escape(cells[3]) + ", disk " + html.escape(cells[4])
-                    + (", gpus " + html.escape(cells[5]) if cells[5] != "0" else "")
-                    + (", ports " + html.escape(cells[6]) if cells[6] else "")
-                    + (" &nbsp; <i>" + html.escape(cells[7]) + "</i>" if cells[7] else ""))
-                rows.append(w.HBox([launch, decline, label]))
+                row = w.HBox([launch, decline, *self._cells(cells[1:], first=2)])
+                row.add_class("mesos-offer-row")
+                row.add_class(f"mesos-agent-{o.agent_id.value}")
+                rows.append(row)
+            if rows:
+                rows.insert(0, w.HBox(self._cells(["", "", *OFFER_HEADERS[1:]], bold=True)))
             self.buttons = buttons
             self.rows_box.children = rows
-            self.status.value = (f"{len(offers)} offer(s) held; {len(self.launched)} task(s) launched "
-                                 f"from here" if offers else "<i>no offers held yet: they appear here as "
-                                 "the master sends them</i>")
+            status = (f"{len(offers)} offer(s) held; {len(self.launched)} task(s) launched "
+                      f"from here" if offers else "<i>no offers held yet: they appear here as "
+                      "the master sends them</i>")
+            if self._declined:
+                status += f"; {html.escape(self._declined)}"
+            self.status.value = status
+
+    @staticmethod
+    def _cells(cells: list[str], bold: bool = False, first: int = 0) -> list[Any]:
+        """Fixed-width cells (one width per column) so the rows line up under the header."""
+        import ipywidgets as w
+
+        out = []
+        for text, width in zip(cells, COLUMNS[first:], strict=False):
+            body = html.escape(text) if text else "&nbsp;"
+            out.append(w.HTML(f"<b>{body}</b>" if bold else f"<code>{body}</code>",
+                              layout=w.Layout(width=width, overflow="hidden")))
+        return out
 
     # ------------------------------------------------------------------ actions
     def launch(self, offer_id: str, command: str | None = None) -> Task:
@@ -118,8 +140,14 @@ class OfferBrowser:
         return task
 
     def decline(self, offer_id: str) -> None:
-        """Return this offer to the master (it may come back after ``refuse_seconds``)."""
+        """Return this offer to the master; its agent's resources are refused for
+        ``refuse_seconds`` (a 1 s refusal made the row come back at once, as if the click did
+        nothing)."""
+        offer = next((o for o in self.offers if o.id.value == offer_id), None)
         self.framework.decline(offer_id, self.refuse_seconds)
+        where = f" from {offer.hostname}" if offer is not None else ""
+        self._declined = (f"declined offer {offer_id}{where}: that agent's resources are not "
+                          f"offered to this notebook again for {num(self.refuse_seconds)} s")
         self.refresh()
 
     def close(self) -> None:
