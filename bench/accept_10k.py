@@ -7,7 +7,7 @@ every task (over the real agent channel), and a framework on the SDK that takes 
 offer and sends ONE ACCEPT with ``--tasks`` LAUNCH tasks. From just before the ACCEPT until the
 framework has seen TASK_STARTING for every task, ``/health`` is polled every 10 ms from a
 process of its own (:mod:`bench.loop_probe`, so this process's work does not delay it) and the master's own ticker records its longest
-stall. DESIGN.md §5: no step of the master's loop over 50 ms whatever a client sends; the
+stall. target: no step of the master's loop over 50 ms whatever a client sends; the
 issue's acceptance bound is ``/health`` answering within 100 ms throughout.
 
 The framework acknowledges nothing (``implicit_acknowledgements=False``): each task's first

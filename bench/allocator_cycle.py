@@ -34,7 +34,7 @@ from mesos_nb.protocol.resources import Resources  # noqa: E402
 
 AGENT = "cpus:24;mem:4096;disk:4096;ports:[31000-32000]"
 ANCHOR = {(1000, 100): 0.05, (10000, 1000): 1.1, (50000, 1000): None}  # Mesos 1.8; none published at 50k
-TARGET = {(1000, 100): 0.05, (10000, 1000): 0.1, (50000, 1000): 0.5}  # DESIGN §5
+TARGET = {(1000, 100): 0.05, (10000, 1000): 0.1, (50000, 1000): 0.5}  # the targets of BENCHMARKS.md
 FULL = [(1000, 100), (10000, 1000), (50000, 1000)]
 REFUSE = 86400.0
 

@@ -6,7 +6,7 @@ A real cluster (:func:`bench.launch_throughput.start_cluster`: a master process 
 process with two agents, as on a machine), a framework on the SDK in this process that
 launches ONE ``/bin/true`` command task, waits for it to finish (so the cluster is idle again),
 then launches the next. For each task: the time from sending the ACCEPT to receiving
-TASK_RUNNING (framework's clock; both sides on this machine). DESIGN §5: p50 ≤ 3 ms.
+TASK_RUNNING (framework's clock; both sides on this machine). target: p50 ≤ 3 ms.
 """
 
 from __future__ import annotations

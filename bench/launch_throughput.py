@@ -8,7 +8,7 @@ spawned with ``asyncio.create_subprocess_exec`` (at most ``--concurrency`` alive
 physical limit), then N ``/bin/true`` command tasks through ``mesos-nb local --agents 2``
 (a separate process: master + 2 agents) launched by a framework using the SDK in this
 process, each task reaching TASK_FINISHED with its update acknowledged. Prints both rates and
-the ratio (target: >= 0.5, DESIGN.md §5).
+the ratio (target: >= 0.5).
 
 With ``--image busybox`` the same N tasks then run again in a Docker image with the Mesos
 containerizer (``filesystem/linux`` added to the isolation; the image is the busybox-static

@@ -1,4 +1,4 @@
-"""The Mesos NSDI'11 scalability experiment, scaled to one box (DESIGN.md §5).
+"""The Mesos NSDI'11 scalability experiment, scaled to one box (targets: BENCHMARKS.md).
 
     python -m bench.nsdi [--agents 50000] [--frameworks 200] [--duration 60]
     python -m bench.nsdi --agents 1000 --frameworks 20 --duration 20      # seconds, CI size

@@ -1,4 +1,4 @@
-"""``%mesos`` / ``%%mesos``: the magics of DESIGN.md §4 (dask/spark/ipyparallel live in mesos_nb.frameworks, the dashboard in mesos_nb.dashboards).
+"""``%mesos`` / ``%%mesos``: the notebook magics (dask/spark/ipyparallel live in mesos_nb.frameworks, the dashboard in mesos_nb.dashboards).
 
 Every subcommand returns an object with ``_repr_html_`` and a text repr; every failure is a
 :class:`MesosNotebookError` that IPython shows as one sentence.
