@@ -1,6 +1,6 @@
 """Time to "4 Dask workers ready": MesosCluster on a `mesos-nb local` cluster vs
-``distributed.LocalCluster(n_workers=4, processes=True)``, in the same run (target:
-target ratio <= 1.3).
+``distributed.LocalCluster(n_workers=4, processes=True)``, in the same run (target
+ratio <= 1.3).
 
     python bench/dask_startup.py [--repeat 3] [--workers 4] [--json]
 
