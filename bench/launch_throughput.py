@@ -340,8 +340,6 @@ async def main(argv: list[str] | None = None) -> None:
         res = {"n": len(lat), "isolation": a.isolation, "launcher": not a.no_launcher, "loadavg": os.getloadavg()[0],
                "p50_ms": lat[len(lat) // 2] * 1e3, "p90_ms": lat[int(len(lat) * 0.9)] * 1e3, "min_ms": lat[0] * 1e3}
         if a.json:
-            import json
-
             print(json.dumps(res))
         else:
             print(f"ACCEPT → TASK_RUNNING over {res['n']} tasks: p50 {res['p50_ms']:.2f} ms, "
