@@ -24,6 +24,7 @@ from ..protocol import messages as m
 from ..protocol import recordio
 from ..protocol.routing import trailing_slash
 from ..protocol.version import VERSION
+from . import files, safe_path
 from . import http as v0
 from .nested import HEARTBEAT_RECORD, NestedContainers, NestedError, SwitchboardSession
 
@@ -139,7 +140,7 @@ def containers(agent: Agent, v1: bool) -> list[dict[str, Any]]:
 
 def _file_info(path: str, st: os.stat_result) -> dict[str, Any]:
     return {"path": path, "nlink": st.st_nlink, "size": st.st_size, "mtime": {"nanoseconds": st.st_mtime_ns},
-            "mode": st.st_mode, "uid": v0._owner(st.st_uid), "gid": v0._group(st.st_gid)}
+            "mode": st.st_mode, "uid": files._owner(st.st_uid), "gid": files._group(st.st_gid)}
 
 
 def agent_info(agent: Agent) -> dict[str, Any]:
@@ -276,26 +277,33 @@ class AgentOperatorApi:
         path = payload.get("path")
         if not isinstance(path, str):
             return _text(400, f"Failed to validate agent::Call: Expecting '{field}.path' to be present")
-        code, res = v0.resolve(self.agent, path)
-        if res is None:
-            return _text(code, f"Cannot access '{path}'" if code == 403 else f"No such file or directory: '{path}'")
-        if t == "LIST_FILES":
-            if not os.path.isdir(res.real):
-                infos = [_file_info(path, os.stat(res.real))]
-            else:
-                infos = [_file_info(path.rstrip("/") + "/" + name, os.stat(os.path.join(res.real, name)))
-                         for name in sorted(os.listdir(res.real))]
-            return _json({"type": t, field: {"file_infos": infos}})
-        offset, length = payload.get("offset", 0), payload.get("length")
-        if not isinstance(offset, int) or offset < 0 or (length is not None and (not isinstance(length, int)
-                                                                                 or length < 0)):
-            return _text(400, "Expecting 'offset' and 'length' to be non-negative integers")
-        if os.path.isdir(res.real):
-            return _text(400, "Cannot read a directory")
-        with open(res.real, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            f.seek(offset)
-            data = f.read(min(length if length is not None else v0.READ_CAP, v0.READ_CAP))
+        found = files.split_attached(self.agent.files, path)
+        if found is None:
+            return _text(404, f"No such file or directory: '{path}'")
+        try:  # opened beneath the attached directory without a race (safe_path), as /files does
+            fd = safe_path.open_beneath(found[0], found[1], path)
+        except safe_path.PathError as e:
+            return _text(e.status, f"Cannot access '{path}'" if e.status == 403 else f"No such file or directory: '{path}'")
+        try:
+            what, st = safe_path.kind(fd)
+            if t == "LIST_FILES":
+                if what != "dir":
+                    infos = [_file_info(path, st)]
+                else:
+                    infos = [_file_info(path.rstrip("/") + "/" + name, est) for name, est in safe_path.list_dir(fd)]
+                return _json({"type": t, field: {"file_infos": infos}})
+            offset, length = payload.get("offset", 0), payload.get("length")
+            if not isinstance(offset, int) or offset < 0 or (length is not None and (not isinstance(length, int)
+                                                                                     or length < 0)):
+                return _text(400, "Expecting 'offset' and 'length' to be non-negative integers")
+            if what == "dir":
+                return _text(400, "Cannot read a directory")
+            if what != "file":
+                return _text(403, f"Cannot access '{path}'")
+            size = st.st_size
+            data = os.pread(fd, min(length if length is not None else files.READ_CAP, files.READ_CAP), offset)
+        finally:
+            os.close(fd)
         return _json({"type": t, field: {"size": size, "data": base64.b64encode(data).decode()}})
 
     # ------------------------------------------------------------------ streams
