@@ -341,7 +341,10 @@ except Exception as e:  # pragma: no cover - detection itself failed
 @pytest.mark.skipif(CGROUPS_WHY is not None, reason=f"cgroups unusable here: {CGROUPS_WHY}")
 async def test_memory_limit_still_applies_inside_a_pid_namespace(make):
     import sys
-    hog = (f"{sys.executable} -c \"import time; b = []\n"
+    # The interpreter itself, not the venv's link: filesystem/linux gives the task a private /tmp,
+    # so a checkout (and its venv) under /tmp is not visible inside the container.
+    python = os.path.realpath(sys.executable)
+    hog = (f"{python} -c \"import time; b = []\n"
            "while True:\n    b.append(bytearray(8 << 20)); time.sleep(0.01)\"")
     master, agent = await make("cgroups/cpu,cgroups/mem,filesystem/linux,namespaces/pid")
     await master.send(run_task(agent.agent_id, "hog", hog, resources="cpus:0.5;mem:64"))

@@ -29,8 +29,12 @@ def server_context(cfg: AgentConfig) -> ssl.SSLContext | None:
     return _tls.server_context(_tls.server_settings(cfg.tls_cert, cfg.tls_key, cfg.tls_ca))
 
 
-def client_context(cfg: AgentConfig, ws_url: str) -> ssl.SSLContext | None:
-    """The channel's context for ``wss://`` (None for ``ws://``)."""
+def client_context(cfg: AgentConfig, ws_url: str | None) -> ssl.SSLContext | None:
+    """The channel's context for ``wss://`` (None for ``ws://``). With a ``zk://`` master the URL
+    is not known yet: a context is made when the agent has TLS settings, so a leader found later
+    over ``wss://`` is verified too."""
+    if ws_url is None:
+        return _tls.client_context(cfg.tls_ca, cfg.tls_cert, cfg.tls_key) if cfg.tls_ca else None
     if not ws_url.startswith("wss://"):
         return None
     return _tls.client_context(cfg.tls_ca, cfg.tls_cert, cfg.tls_key)
