@@ -12,12 +12,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO, cli_env, free_port
+from conftest import REPO, cli_env, free_port, wait_for
 
 SESSION = 2.0  # ZooKeeper session timeout of every process in the test clusters
 
@@ -140,14 +139,8 @@ def running_tasks(state: dict[str, Any] | None) -> dict[str, str]:
 
 
 def wait(pred: Any, timeout: float, what: str, cluster: HaCluster | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            v = pred()
-        except Exception:
-            v = None
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout} s" + (f"\n{cluster.logs()}" if cluster else ""))
-        time.sleep(0.05)
+    """conftest.wait_for, with the cluster's logs in the failure."""
+    try:
+        return wait_for(pred, timeout, interval=0.05, message=what)
+    except AssertionError as e:
+        raise AssertionError(f"{e}" + (f"\n{cluster.logs()}" if cluster else "")) from None

@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import REPO, cli_env
+from conftest import REPO, cli_env, wait_for
 
 pytest_plugins = ["netns"]
 
@@ -64,12 +64,12 @@ class Lines:
 
 
 def wait(pred, timeout: float, what: str, logs: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"==== {f.name}\n{f.read_text(errors='replace')[-2500:]}" for f in logs.glob("*.log"))
-            raise AssertionError(f"{what} not within {timeout} s\n{tails}")
-        time.sleep(0.05)
+    """conftest.wait_for, with every process log's tail in the failure."""
+    try:
+        wait_for(pred, timeout, interval=0.05, message=what)
+    except AssertionError as e:
+        tails = "\n".join(f"==== {f.name}\n{f.read_text(errors='replace')[-2500:]}" for f in logs.glob("*.log"))
+        raise AssertionError(f"{e}\n{tails}") from None
 
 
 def test_cut_agent_unreachable_then_back_running_then_marked_gone(netns_pair, tmp_path):

@@ -63,6 +63,14 @@ def four_letter(host: str, port: int, cmd: str, timeout: float = 1.0) -> str:
         return ""
 
 
+def _poll(pred, deadline: float, what: str) -> None:
+    """Until ``pred()`` holds (RuntimeError from it passes through); TimeoutError(what) at ``deadline``."""
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
 def zookeeper_missing_reason() -> str | None:
     if JAVA is None:
         return "no java on PATH (Debian package openjdk-17-jre-headless; scripts/test.sh installs it)"
@@ -133,19 +141,20 @@ class ZooKeeperServer:
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
-        while four_letter("127.0.0.1", self.port, "ruok") != "imok":
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ZooKeeper exited with {self.proc.returncode}: {self._tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"ZooKeeper did not answer ruok within {timeout} s: {self._tail()}")
-            time.sleep(0.05)
-        # ruok answers before the server accepts sessions; 'srvr' needs the server to be serving
-        while "Mode:" not in four_letter("127.0.0.1", self.port, "srvr"):
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"ZooKeeper not serving within {timeout} s: {self._tail()}")
-            time.sleep(0.05)
+        proc = self.proc
+
+        def answers_ruok() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ZooKeeper exited with {proc.returncode}: {self._tail()}")
+            return four_letter("127.0.0.1", self.port, "ruok") == "imok"
+
+        try:
+            _poll(answers_ruok, deadline, "answer ruok")
+            # ruok answers before the server accepts sessions; 'srvr' needs the server to be serving
+            _poll(lambda: "Mode:" in four_letter("127.0.0.1", self.port, "srvr"), deadline, "serve")
+        except TimeoutError as e:
+            self.stop()
+            raise RuntimeError(f"ZooKeeper did not {e} within {timeout} s: {self._tail()}") from None
 
     def stop(self, kill: bool = False) -> None:
         """Stop the server (SIGTERM, or SIGKILL with ``kill``); the data dir is kept."""
@@ -161,9 +170,8 @@ class ZooKeeperServer:
                 p.wait(timeout=20)
         self.proc = None
         # wait until the port is really closed so a restart can bind it again
-        deadline = time.monotonic() + 10
-        while four_letter("127.0.0.1", self.port, "ruok", timeout=0.2) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with contextlib.suppress(TimeoutError):  # a port still answering is the restart's error to report
+            _poll(lambda: not four_letter("127.0.0.1", self.port, "ruok", timeout=0.2), time.monotonic() + 10, "close")
 
     def restart(self) -> None:
         self.stop()
