@@ -34,8 +34,8 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20.
             proc.wait(5)
 
 
-def get(url: str, timeout: float = 5.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+def get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> Any:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:
         return json.load(r)
 
 
@@ -108,6 +108,8 @@ class Framework:
     dns_port: int = 0
     name: str = "framework"
     zk: str | None = None  # --zk zk://…: state and leader election in ZooKeeper
+    extra: list[str] = field(default_factory=list)  # more command-line options
+    headers: dict[str, str] = field(default_factory=dict)  # sent with the fixture's own GETs
 
     def spawn(self, clear: bool = True) -> Framework:
         """Start the process; ``clear=False`` for a second replica (it waits for the lock)."""
@@ -116,7 +118,7 @@ class Framework:
             ep.unlink()
         zk = ["--zk", self.zk, "--zk-session-timeout", "2"] if self.zk else []
         self.proc = _spawn(["-m", "mesos_nb.frameworks.apps", "--master", self.master, "--state", str(self.state_dir),
-                            "--port", "0", "--dns-port", "0", *zk], self.log, cli_env())
+                            "--port", "0", "--dns-port", "0", *zk, *self.extra], self.log, cli_env())
         return self
 
     def wait_up(self, timeout: float = 60.0) -> Framework:
@@ -130,7 +132,7 @@ class Framework:
             if self.proc is None or info["pid"] != self.proc.pid:
                 return False
             self.api, self.dns_port = info["api"], info["dns_port"]
-            return bool(get(self.api + "/v2/info").get("reconciledAt"))
+            return bool(self.get("/v2/info").get("reconciledAt"))
 
         wait_for(up, timeout, message="the apps framework subscribed")
         return self
@@ -151,7 +153,7 @@ class Framework:
             stop(self.proc)
 
     def get(self, path: str) -> Any:
-        return get(self.api + path)
+        return get(self.api + path, headers=self.headers)
 
     def app(self, app_id: str) -> dict[str, Any]:
         return self.get("/v2/apps/" + app_id.strip("/"))["app"]

@@ -23,6 +23,7 @@ import socket
 import sys
 from typing import Any
 
+from mesos_nb.protocol.credentials import CredentialsError, load_credentials
 from mesos_nb.protocol.zk_url import ZkUrlError, parse_zk_url
 
 ENV = "MESOS_NB_APPS_"
@@ -50,6 +51,8 @@ def parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--failover-timeout", type=float, default=float(env(ENV + "FAILOVER_TIMEOUT", 7 * 86400)))
     p.add_argument("--python", default=env(ENV + "PYTHON", sys.executable),
                    help="the Python that notebook tasks run papermill with")
+    p.add_argument("--http-credentials", default=env(ENV + "HTTP_CREDENTIALS"),
+                   help="credentials file (the master's format): the REST API and UI then require HTTP Basic")
     p.add_argument("--principal", default=env("MESOS_NB_PRINCIPAL"))
     p.add_argument("--secret-file", default=env("MESOS_NB_SECRET_FILE"), help="file holding the framework secret")
     return p
@@ -61,6 +64,7 @@ async def run(args: argparse.Namespace) -> int:
     from . import dns
     from .api import make_app
     from .framework import AppsFramework
+    from .http_auth import ApiGuard
     from .store import FileLock, SQLiteStore, State
 
     log = logging.getLogger("mesos_nb.apps")
@@ -98,6 +102,7 @@ async def run(args: argparse.Namespace) -> int:
         store = SQLiteStore(os.path.join(args.state, "state.sqlite"))
     log.info("leading pid=%d state=%s zk=%s", os.getpid(), args.state, parse_zk_url(args.zk) if args.zk else None)
     state = State(store)
+    guard = ApiGuard(load_credentials(args.http_credentials) if args.http_credentials else None)
     secret = None
     if args.secret_file:
         with open(args.secret_file) as f:
@@ -105,7 +110,10 @@ async def run(args: argparse.Namespace) -> int:
     fw = AppsFramework(args.master, state, name=args.name, roles=tuple(r.strip() for r in args.roles.split(",")),
                        failover_timeout=args.failover_timeout, results_dir=os.path.join(args.state, "results"),
                        python=args.python, principal=args.principal, secret=secret)
-    runner = web.AppRunner(make_app(fw), access_log=None)
+    if guard.credentials is None and args.host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("event=open_api host=%s reason=no --http-credentials: anyone who reaches this address "
+                    "can launch commands on the cluster", args.host)
+    runner = web.AppRunner(make_app(fw, guard), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
@@ -169,6 +177,12 @@ def serve(args: argparse.Namespace) -> int:
             parse_zk_url(args.zk)
         except ZkUrlError as e:
             print(f"--zk: {e}", file=sys.stderr)
+            return 2
+    if args.http_credentials:
+        try:
+            load_credentials(args.http_credentials)
+        except CredentialsError as e:
+            print(f"--http-credentials: {e}", file=sys.stderr)
             return 2
     if not args.state:
         print("--state DIR is required (where the framework keeps its state)", file=sys.stderr)

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .http_auth import ApiGuard
 from .model import InvalidDefinition, parse_app, run_json, to_json
 from .openapi import spec
 from .schedule import parse_job
@@ -251,8 +252,12 @@ async def ping(request: web.Request) -> web.Response:
     return web.Response(text="pong")
 
 
-def make_app(fw: Any) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=16 * 1024 * 1024)
+def make_app(fw: Any, guard: ApiGuard | None = None) -> web.Application:
+    """The REST API and UI; with ``guard``, credentials and same-origin writes are required."""
+    guard = guard or ApiGuard(None)
+    if guard.credentials is not None:
+        fw.notebook_token = guard.notebook_token
+    app = web.Application(middlewares=[guard.middleware, errors], client_max_size=16 * 1024 * 1024)
     app[FW] = fw
     r = app.router
     r.add_get("/ping", ping)

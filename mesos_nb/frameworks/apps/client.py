@@ -4,7 +4,8 @@ Every call takes ``url``, the framework's REST URL; without one, :func:`resolve`
 ``$MESOS_NB_APPS`` (or ``$MESOS_NB_APPS_URL``), else the ``webui_url`` the running apps
 framework registered with the master (``$MESOS_NB_MASTER``, else ``127.0.0.1:5050``; a
 ``zk://`` URL is followed to the leading master) as listed by ``/master/frameworks``. Each call
-returns the decoded JSON; a 4xx/5xx answer raises :class:`AppsError` whose message is the
+sends the credential of ``$MESOS_NB_PRINCIPAL`` + ``$MESOS_NB_SECRET`` (or the
+``$MESOS_NB_CREDENTIAL`` file) when one is set, and returns the decoded JSON; a 4xx/5xx answer raises :class:`AppsError` whose message is the
 server's one sentence (``instances: must be >= 0 (got -1)``), never a traceback to show.
 """
 
@@ -16,6 +17,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 from urllib.parse import quote
+
+from mesos_nb.protocol.client_auth import access_for
 
 DEFAULT_NAME = "mesos-nb-apps"
 
@@ -36,8 +39,10 @@ def from_master(master: str | None = None, name: str | None = None, timeout: flo
         base = master_url(master)
     except MesosClientError as e:
         raise AppsError(0, str(e)) from None
+    acc = access_for(base)
+    req = urllib.request.Request(base + "/master/frameworks", headers=acc.headers())
     try:
-        with urllib.request.urlopen(base + "/master/frameworks", timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=acc.ssl_context(base)) as r:
             fws = json.load(r).get("frameworks", [])
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise AppsError(0, f"cannot ask the master at {master} for the apps framework: "
@@ -64,10 +69,13 @@ _url = resolve
 def call(method: str, path: str, body: Any = None, url: str | None = None, timeout: float = 10.0) -> Any:
     data = None if body is None else json.dumps(body).encode()
     url = _url(url)
-    req = urllib.request.Request(url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data else {})
+    acc = access_for(url)
+    headers = acc.headers()
+    if data:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url + path, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=acc.ssl_context(url)) as r:
             raw = r.read()
     except urllib.error.HTTPError as e:
         try:

@@ -71,6 +71,9 @@ class AppsFramework(Scheduler):
         self.failover_timeout = failover_timeout
         self.results_dir = results_dir
         self.api_url = api_url
+        # set by the REST server when it requires credentials: the job-bound token a task's
+        # fetcher presents for its notebook (never an operator's secret in a task)
+        self.notebook_token: Callable[[str], str] | None = None
         self.python = python or sys.executable
         self.principal, self.secret = principal, secret
         self.clock = clock

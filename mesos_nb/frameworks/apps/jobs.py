@@ -195,7 +195,7 @@ class JobRunner:
             res, _ = got
             tid = f"{job.id}.{run.id}.{len(run.attempts) + 1}.{uuid.uuid4().hex[:6]}"
             if job.notebook is not None:
-                cmd, uris = notebooks.command(job, self.fw.python, self.fw.api_url)
+                cmd, uris = notebooks.command(job, self.fw.python, self.fw.api_url, self.fw.notebook_token)
             else:
                 cmd, uris = job.cmd or "", []
             tasks.append(job_task(job, offer, res, tid, run.id, cmd, uris))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 from .model import JobDef
@@ -21,8 +22,10 @@ from .model import JobDef
 INPUT, OUTPUT = "input.ipynb", "output.ipynb"
 
 
-def command(job: JobDef, python: str, api_url: str) -> tuple[str, list[dict[str, Any]]]:
-    """The shell command and fetcher URIs of a notebook job's task."""
+def command(job: JobDef, python: str, api_url: str,
+            token: Callable[[str], str] | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """The shell command and fetcher URIs of a notebook job's task (``token``: the job-bound
+    fetch token when the REST API requires credentials)."""
     nb = job.notebook
     assert nb is not None
     args = [python, "-m", "papermill", INPUT, OUTPUT, "--no-progress-bar"]
@@ -34,7 +37,10 @@ def command(job: JobDef, python: str, api_url: str) -> tuple[str, list[dict[str,
         args += ["-k", kernel]
     if nb.timeout_seconds:
         args += ["--execution-timeout", str(int(nb.timeout_seconds))]
-    uris = [{"value": f"{api_url}/v2/jobs/{job.id}/notebook", "output_file": INPUT,
+    url = f"{api_url}/v2/jobs/{job.id}/notebook"
+    if token is not None:
+        url += "?token=" + token(job.id)
+    uris = [{"value": url, "output_file": INPUT,
              "extract": False, "cache": False}]
     return shlex.join(args), uris
 
