@@ -156,15 +156,17 @@ class CustomExecutors:
             if ex.info.container is None and any(_has_image(t.info.container) for t in ex.tasks.values()):
                 raise LaunchError("A task's own image inside an executor's container is not supported; "
                                   "give ExecutorInfo.container the image")
+            everything = ex.resources + sum((t.resources for t in ex.tasks.values()), Resources())
             image, volumes, limits = self._container_launch(
-                ex.info.container, cmd, ex.resources + sum((t.resources for t in ex.tasks.values()), Resources()),
-                [ex.info.labels, *(t.info.labels for t in ex.tasks.values())])
+                ex.info.container, cmd, everything, [ex.info.labels, *(t.info.labels for t in ex.tasks.values())])
             executable, argv = (None, []) if image is not None else command_argv(cmd)
             env = self._environment(fw, ex, first, command=cmd, extra_resources=[t.resources for t in ex.tasks.values()])
+            user = self._prepare_sandbox(fw, ex, cmd)
             spec = LaunchSpec(
                 container_id=ex.container_id, argv=argv, executable=executable, env=env, cwd=ex.directory,
                 stdout_path=os.path.join(ex.directory, "stdout"), stderr_path=os.path.join(ex.directory, "stderr"),
-                limits=limits, image=image, volumes=volumes, user=self._prepare_sandbox(fw, ex, cmd),
+                limits=limits, image=image, volumes=volumes + self._volume_mounts(ex, everything, user, image),
+                user=user,
             )
             container = await self.containerizer.launch(spec)
         except (LaunchError, UnknownUser) as e:
