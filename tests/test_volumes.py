@@ -6,8 +6,13 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import async_wait_for
+from test_agent_integration import run_task
+from test_containers import make, sandbox_of  # noqa: F401 (make: the real-agent fixture)
+from test_reservations import _accept
 
 from mesos_nb.agent import volumes as agent_volumes
+from mesos_nb.agent.isolation import namespaces_unavailable
 from mesos_nb.master.harness import Harness
 from mesos_nb.master.state import CallError
 from mesos_nb.protocol import channel as ch
@@ -26,13 +31,6 @@ def _disk(value: float, reservations: list | None = DYN, pid: str | None = None,
         persistence = {"id": pid} | ({"principal": principal} if principal else {})
         r["disk"] = {"persistence": persistence, "volume": {"container_path": path, "mode": mode}}
     return r
-
-
-def _accept(h: Harness, fw, offer: m.Offer, ops: list[dict]) -> list:
-    accept = m.convert({"offer_ids": [{"value": offer.id.value}], "operations": ops,
-                        "filters": {"refuse_seconds": 0}}, m.Accept)
-    h.core.accept(fw.id, accept, h.now)
-    return h.drain()
 
 
 def _statuses(h: Harness, out: list) -> dict[str, dict]:
@@ -140,7 +138,8 @@ def test_duplicate_persistence_id_is_refused():
     assert st["c3"]["state"] == "OPERATION_ERROR" and "more than once" in st["c3"]["message"]
 
 
-def test_destroy_of_a_volume_in_use_is_refused_until_the_task_ends():
+def _task_using_a_volume() -> tuple[Harness, object, dict]:
+    """Volume 'v' made by the operator, then task 't' of the 'db' framework launched on it."""
     h, db = _reserved_cluster()
     aid = {"value": h.agents[0].id}
     h.core.volume_operation("CREATE_VOLUMES", {"agent_id": aid, "volumes": [_disk(100, pid="v")]}, h.now)
@@ -149,6 +148,11 @@ def test_destroy_of_a_volume_in_use_is_refused_until_the_task_ends():
     task = {"name": "t", "task_id": {"value": "t"}, "agent_id": aid, "command": {"value": "sleep 100"},
             "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1}}, _disk(100, pid="v")]}
     _accept(h, db, offer, [{"type": "LAUNCH", "launch": {"task_infos": [task]}}])
+    return h, db, aid
+
+
+def test_destroy_of_a_volume_in_use_is_refused_until_the_task_ends():
+    h, db, aid = _task_using_a_volume()
     h.update("t", "TASK_RUNNING")
     with pytest.raises(CallError) as e:
         h.core.volume_operation("DESTROY_VOLUMES", {"agent_id": aid, "volumes": [_disk(100, pid="v")]}, h.now)
@@ -165,14 +169,7 @@ def test_destroy_of_a_volume_in_use_is_refused_until_the_task_ends():
 
 
 def test_framework_destroy_of_a_volume_in_use_gets_operation_error():
-    h, db = _reserved_cluster()
-    aid = {"value": h.agents[0].id}
-    h.core.volume_operation("CREATE_VOLUMES", {"agent_id": aid, "volumes": [_disk(100, pid="v")]}, h.now)
-    h.drain()
-    offer = h.allocate()[db.id][0]
-    task = {"name": "t", "task_id": {"value": "t"}, "agent_id": aid, "command": {"value": "sleep 100"},
-            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1}}, _disk(100, pid="v")]}
-    _accept(h, db, offer, [{"type": "LAUNCH", "launch": {"task_infos": [task]}}])
+    h, db, aid = _task_using_a_volume()
     offer = h.allocate()[db.id][0]
     out = _accept(h, db, offer, [{"type": "DESTROY", "id": {"value": "d"},
                                   "destroy": {"volumes": [_disk(100, pid="v")]}}])
@@ -318,3 +315,43 @@ def test_agent_refuses_a_sandbox_path_through_a_symlink(tmp_path):
 def test_hierarchical_role_directory_uses_a_space(tmp_path):
     assert agent_volumes.volume_path(str(tmp_path), "eng/ml", "v") == os.path.join(
         str(tmp_path), "volumes", "roles", "eng ml", "v")
+
+
+# ---------------------------------------------------------------------- a real agent
+
+NO_NS = namespaces_unavailable()
+
+
+@pytest.mark.parametrize("isolation", [
+    "posix",
+    pytest.param("posix,filesystem/linux",
+                 marks=pytest.mark.skipif(NO_NS is not None, reason=f"namespaces unavailable: {NO_NS}")),
+])
+async def test_a_task_writes_through_its_volume_and_a_later_task_reads_it(make, isolation):  # noqa: F811
+    master, agent = await make(isolation)
+    work = agent.config.work_dir
+    volume = _disk(100, pid="v1", path="state/data")
+    total = Resources.parse("cpus:4;mem:4096;disk:3996") + _vol_res(volume)
+    await master.send(ch.CheckpointResources(agent_id=agent.agent_id, resources=total.to_proto()))
+    path = agent_volumes.volume_path(work, "db", "v1")
+    await async_wait_for(lambda: os.path.isdir(path), timeout=10, message="volume directory made")
+
+    def task_with_volume(task_id: str, cmd: str) -> ch.RunTask:
+        msg = run_task(agent.agent_id, task_id, cmd)
+        msg.task.resources = msg.task.resources + _vol_res(volume).to_proto()
+        return msg
+
+    await master.send(task_with_volume("writer", "echo kept > state/data/f"))
+    await master.wait_state("writer", "TASK_FINISHED", timeout=30)
+    assert open(os.path.join(path, "f")).read() == "kept\n"  # outside the sandbox
+    in_sandbox = os.path.join(sandbox_of(agent, "writer"), "state", "data")
+    # filesystem/linux bind-mounts it in the container's own mount namespace (the host sees
+    # the empty mount point); posix links it.
+    assert os.path.islink(in_sandbox) == ("filesystem/linux" not in isolation)
+    await master.send(task_with_volume("reader", "cat state/data/f"))
+    await master.wait_state("reader", "TASK_FINISHED", timeout=30)
+    assert open(os.path.join(sandbox_of(agent, "reader"), "stdout")).read() == "kept\n"
+    # DESTROY (the master's new total without the volume) deletes the data.
+    await master.send(ch.CheckpointResources(agent_id=agent.agent_id, resources=Resources.parse(
+        "cpus:4;mem:4096;disk:3996").to_proto() + _vol_res(_disk(100)).to_proto()))
+    await async_wait_for(lambda: not os.path.exists(path), timeout=10, message="volume deleted")

@@ -96,7 +96,7 @@ class Create(Base):
                  "reserve": {"resources": [scalar("cpus", 0.5, True), scalar("disk", 100, True)]}},
                 {"type": "CREATE", "id": {"value": "create"}, "create": {"volumes": [volume]}},
                 {"type": "LAUNCH", "launch": {"task_infos": [
-                    task(offer, "writer", "echo %s > data/hello.txt" % self.secret, volume)]}},
+                    task(offer, "writer", f"echo {self.secret} > data/hello.txt", volume)]}},
             ], {"refuse_seconds": 1})
 
     def statusUpdate(self, driver, update):
@@ -122,7 +122,7 @@ class Read(Base):
                 self.phase = "reading"
                 self.result["offered_volume"] = volume
                 driver.acceptOffers([offer["id"]], [{"type": "LAUNCH", "launch": {"task_infos": [
-                    task(offer, "reader", "grep -qx %s data/hello.txt" % self.secret, volume)]}}],
+                    task(offer, "reader", f"grep -qx {self.secret} data/hello.txt", volume)]}}],
                     {"refuse_seconds": 1})
             else:
                 self.phase = "destroying"
