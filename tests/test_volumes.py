@@ -13,7 +13,9 @@ from test_reservations import _accept
 
 from mesos_nb.agent import volumes as agent_volumes
 from mesos_nb.agent.isolation import namespaces_unavailable
+from mesos_nb.master.acls import ACLs
 from mesos_nb.master.harness import Harness
+from mesos_nb.master.security import Guard
 from mesos_nb.master.state import CallError
 from mesos_nb.protocol import channel as ch
 from mesos_nb.protocol import messages as m
@@ -355,3 +357,40 @@ async def test_a_task_writes_through_its_volume_and_a_later_task_reads_it(make, 
     await master.send(ch.CheckpointResources(agent_id=agent.agent_id, resources=Resources.parse(
         "cpus:4;mem:4096;disk:3996").to_proto() + _vol_res(_disk(100)).to_proto()))
     await async_wait_for(lambda: not os.path.exists(path), timeout=10, message="volume deleted")
+
+
+def test_volume_acls_of_the_master_guard_apply_to_accept():
+    """create_volumes by role, destroy_volumes by the volume's creator principal."""
+    guard = Guard(None)
+    guard.acls = ACLs.parse({"permissive": False,
+                             "create_volumes": [{"principals": {"values": ["alice"]}, "roles": {"values": ["db"]}}],
+                             "destroy_volumes": [{"principals": {"values": ["alice"]},
+                                                  "creator_principals": {"values": ["alice"]}}]})
+    h, alice = _reserved_cluster()
+    alice.info.principal = "alice"
+    h.core.authorize_operation = guard.authorize_operation
+    offer = h.allocate()[alice.id][0]
+    h.decline(alice, [offer], refuse_seconds=1000)
+    bob = h.subscribe("bob", roles=["db"])
+    bob.info.principal = "bob"
+    offer = h.allocate()[bob.id][0]
+    out = _accept(h, bob, offer, [{"type": "CREATE", "id": {"value": "c"},
+                                   "create": {"volumes": [_disk(100, pid="v", principal="bob")]}}])
+    status = _statuses(h, out)["c"]
+    assert status["state"] == "OPERATION_ERROR" and "Not authorized" in status["message"]
+    h.core.revive(alice.id, None)
+    offer = h.allocate()[alice.id][0]
+    out = _accept(h, alice, offer, [{"type": "CREATE", "id": {"value": "c"},
+                                     "create": {"volumes": [_disk(100, pid="v")]}}])
+    assert _statuses(h, out)["c"]["state"] == "OPERATION_FINISHED"
+    h.decline(alice, h.allocate()[alice.id], refuse_seconds=1000)
+    h.core.revive(bob.id, None)
+    offer = h.allocate()[bob.id][0]
+    out = _accept(h, bob, offer, [{"type": "DESTROY", "id": {"value": "d"},
+                                   "destroy": {"volumes": [_disk(100, pid="v")]}}])
+    status = _statuses(h, out)["d"]
+    assert status["state"] == "OPERATION_ERROR" and "destroy volumes" in status["message"]
+    # The operator's DESTROY_VOLUMES is checked against each volume's creator principal.
+    call = {"type": "DESTROY_VOLUMES", "destroy_volumes": {"agent_id": {"value": "a"},
+                                                           "volumes": [_disk(100, pid="v")]}}
+    assert guard._operator_objects("DESTROY_VOLUMES", call) == ["alice"]
