@@ -7,8 +7,9 @@ import os
 
 import pytest
 from conftest import async_wait_for
-from test_agent_integration import run_task
+from test_agent_integration import FW, run_task
 from test_containers import make, sandbox_of  # noqa: F401 (make: the real-agent fixture)
+from test_executor_api import EX, executor_info
 from test_reservations import _accept
 
 from mesos_nb.agent import volumes as agent_volumes
@@ -394,3 +395,25 @@ def test_volume_acls_of_the_master_guard_apply_to_accept():
     call = {"type": "DESTROY_VOLUMES", "destroy_volumes": {"agent_id": {"value": "a"},
                                                            "volumes": [_disk(100, pid="v")]}}
     assert guard._operator_objects("DESTROY_VOLUMES", call) == ["alice"]
+
+
+async def test_custom_executor_gets_its_tasks_volumes_at_launch_and_when_a_task_joins(make):  # noqa: F811
+    master, agent = await make("posix")
+    work = agent.config.work_dir
+    first, second = _disk(10, pid="v1", path="first"), _disk(10, pid="v2", path="second")
+    total = Resources.parse("cpus:4;mem:4096;disk:4076") + _vol_res(first, second)
+    await master.send(ch.CheckpointResources(agent_id=agent.agent_id, resources=total.to_proto()))
+    await async_wait_for(lambda: os.path.isdir(agent_volumes.volume_path(work, "db", "v2")), timeout=10)
+
+    def with_volume(task_id: str, volume: dict) -> ch.RunTask:
+        msg = run_task(agent.agent_id, task_id, None, executor=executor_info())
+        msg.task.resources = msg.task.resources + _vol_res(volume).to_proto()
+        return msg
+
+    await master.send(with_volume("t1", first))
+    ex = await async_wait_for(lambda: agent.frameworks[FW].executors[EX].container and agent.frameworks[FW].executors[EX],
+                              timeout=20, message="executor started")
+    assert os.readlink(os.path.join(ex.directory, "first")) == agent_volumes.volume_path(work, "db", "v1")
+    await master.send(with_volume("t2", second))
+    await async_wait_for(lambda: "t2" in ex.tasks, timeout=10)
+    assert os.readlink(os.path.join(ex.directory, "second")) == agent_volumes.volume_path(work, "db", "v2")

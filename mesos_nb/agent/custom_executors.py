@@ -29,6 +29,7 @@ from mesos_nb.protocol.resources import Resources
 
 from . import checkpoint as ckpt
 from . import sandbox
+from . import volumes as persistent_volumes
 from .containerizer import LaunchError, LaunchSpec, describe_status
 from .environment import command_argv
 from .records import ExecutorEntry, FrameworkEntry, TaskEntry
@@ -97,6 +98,15 @@ class CustomExecutors:
             fw.executors[ex_id] = ex
             self._attach(fw_id, ex_id, directory)
             self._add_used(ex.resources)
+        elif any(persistent_volumes.volumes_in(r) for r in task_res):
+            # A task joining a running executor: its volumes are linked into the executor's
+            # sandbox (the container's mounts are made already).
+            try:
+                persistent_volumes.attach(self.config.work_dir, ex.directory, sum(task_res, Resources()),
+                                          bind=False, user=self._user(fw, ex, ex.info.command))
+            except (persistent_volumes.VolumeError, OSError, UnknownUser) as e:
+                self._refuse(fw_id, tasks, ex_id, "REASON_CONTAINER_LAUNCH_FAILED", str(e))
+                return
         entries = []
         for t, res in zip(tasks, task_res, strict=True):
             entry = TaskEntry(t, fw_id, ex_id, res)
