@@ -417,3 +417,12 @@ async def test_custom_executor_gets_its_tasks_volumes_at_launch_and_when_a_task_
     await master.send(with_volume("t2", second))
     await async_wait_for(lambda: "t2" in ex.tasks, timeout=10)
     assert os.readlink(os.path.join(ex.directory, "second")) == agent_volumes.volume_path(work, "db", "v2")
+
+
+def test_operator_calls_wait_for_a_disconnected_agent():
+    h, _ = _reserved_cluster()
+    aid = {"value": h.agents[0].id}
+    h.lose_channel()
+    with pytest.raises(CallError) as e:
+        h.core.volume_operation("CREATE_VOLUMES", {"agent_id": aid, "volumes": [_disk(100, pid="v")]}, h.now)
+    assert e.value.status == 409 and "not connected" in e.value.message

@@ -204,6 +204,10 @@ def operator_agent(st: MasterState, kind: str, payload: Any) -> Agent:
     agent = st.agents.get(aid)
     if agent is None:
         raise CallError(404, f"No agent found with specified ID '{aid}'")
+    if not agent.connected:
+        # The agent's checkpoint is what it reports when it comes back: a conversion it never
+        # received would be undone then.
+        raise CallError(409, f"Agent {aid} is not connected; try again once it has re-registered")
     return agent
 
 
