@@ -21,7 +21,8 @@ import logging
 import os
 import shutil
 
-from mesos_nb.protocol.resources import Resources, container_path_problem, volume_info
+from mesos_nb.protocol.resources import Resources
+from mesos_nb.protocol.volumes import container_path_problem, volume_info
 
 from .container_spec import VolumeSpec
 from .users import User

@@ -18,13 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..protocol import messages as m
-from ..protocol.resources import (
-    Resources,
-    container_path_problem,
-    role_of,
-    strip_volume,
-    volume_info,
-)
+from ..protocol.resources import Resources, role_of
+from ..protocol.volumes import container_path_problem, strip_volume, volume_info
 from . import reservations as rsv
 from .model import Agent, Framework
 from .reservations import OperationConflict, OperationError
