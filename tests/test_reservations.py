@@ -80,7 +80,7 @@ def test_invalid_reserve_gets_operation_error_and_changes_nothing():
               for e in h.events(out, "UPDATE_OPERATION_STATUS")}
     assert {k: s["state"] for k, s in states.items()} == {
         "bad-role": "OPERATION_ERROR", "too-much": "OPERATION_ERROR", "vol": "OPERATION_ERROR"}
-    assert "'ops'" in states["bad-role"]["message"] and "not supported" in states["vol"]["message"]
+    assert "'ops'" in states["bad-role"]["message"] and "non-empty list" in states["vol"]["message"]
     assert h.agents[0].total == Resources.parse("cpus:4;mem:1024")
     assert not h.agent_msgs(out, ch.CheckpointResources)
 

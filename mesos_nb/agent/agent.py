@@ -44,7 +44,7 @@ from mesos_nb.protocol.resources import Resources
 from mesos_nb.protocol.version import VERSION
 
 from . import checkpoint as ckpt
-from . import resources_checkpoint, sandbox
+from . import resources_checkpoint, sandbox, volumes
 from .attributes import parse_attributes
 from .auth import executor_key, executor_token, read_credentials
 from .checkpointing import Checkpointing
@@ -94,6 +94,10 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         )
         self.base_total = self.total
         self.total = resources_checkpoint.load(config.work_dir, self.total)
+        try:
+            volumes.sync(config.work_dir, self.total, self.total)  # a volume checkpointed just before a crash
+        except OSError as e:
+            logger.error("cannot prepare persistent volumes: %s", e)
         self.used = Resources()
         self.images = ContainerImages(config.docker_registry, config.resolved_store_dir(),
                                       max_bytes=config.image_store_max_bytes)
@@ -265,8 +269,10 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         self._launch_with_executor(info, executor, tasks, fw_id, group=msg.task is None)
 
     def _on_checkpoint_resources(self, msg: CheckpointResources) -> None:
+        old = self.total
         try:
             self.total = resources_checkpoint.save(self.config.work_dir, self.base_total, msg.resources)
+            volumes.sync(self.config.work_dir, old, self.total)  # new volumes made, destroyed ones deleted
         except (OSError, ValueError) as e:
             logger.error("cannot checkpoint resources agent=%s: %s", self.agent_id, e)
             return
@@ -366,6 +372,17 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
             image = ImageSpec(name, cached, shell=bool(cmd.shell), value=cmd.value or None,
                               arguments=tuple(cmd.arguments or ()), task_env=env, user=cmd.user or None)
         return image, volumes, limits_for(resources, extra_mem, io=io)
+
+    def _volume_mounts(self, ex: ExecutorEntry, resources: Resources, user: User | None,
+                       image: ImageSpec | None) -> list[VolumeSpec]:
+        """The persistent volumes of ``resources`` put into ``ex``'s sandbox (volumes.py): the
+        bind mounts to add when the container has a mount namespace, else symlinks made now."""
+        bind = image is not None or bool(getattr(getattr(self.containerizer, "isolation", None),
+                                                 "filesystem_linux", False))
+        try:
+            return volumes.attach(self.config.work_dir, ex.directory, resources, bind=bind, user=user)
+        except (volumes.VolumeError, OSError) as e:
+            raise LaunchError(str(e)) from None
 
     def _user(self, fw: FrameworkEntry, ex: ExecutorEntry, command: CommandInfo | None) -> User | None:
         """The user ``ex``'s container runs as (None: as the agent). Raises users.UnknownUser."""

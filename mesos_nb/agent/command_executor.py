@@ -108,6 +108,7 @@ class CommandExecutor:
             if image is None and _wants_tty(task.info):  # a TTY task runs under its I/O switchboard (task attach)
                 executable, argv = None, [sys.executable, "-S", SWITCHBOARD, ex.container_id, executable or "", *argv]
             user = self._prepare_sandbox(fw, ex, task.info.command)
+            volumes = volumes + self._volume_mounts(ex, task.resources, user, image)
             ex.gpus = self._take_gpus(task.resources)
             status_path = None
             if supervised:

@@ -29,6 +29,7 @@ from mesos_nb.protocol.resources import Resources
 
 from . import checkpoint as ckpt
 from . import sandbox
+from . import volumes as persistent_volumes
 from .containerizer import LaunchError, LaunchSpec, describe_status
 from .environment import command_argv
 from .records import ExecutorEntry, FrameworkEntry, TaskEntry
@@ -97,6 +98,15 @@ class CustomExecutors:
             fw.executors[ex_id] = ex
             self._attach(fw_id, ex_id, directory)
             self._add_used(ex.resources)
+        elif any(persistent_volumes.volumes_in(r) for r in task_res):
+            # A task joining a running executor: its volumes are linked into the executor's
+            # sandbox (the container's mounts are made already).
+            try:
+                persistent_volumes.attach(self.config.work_dir, ex.directory, sum(task_res, Resources()),
+                                          bind=False, user=self._user(fw, ex, ex.info.command))
+            except (persistent_volumes.VolumeError, OSError, UnknownUser) as e:
+                self._refuse(fw_id, tasks, ex_id, "REASON_CONTAINER_LAUNCH_FAILED", str(e))
+                return
         entries = []
         for t, res in zip(tasks, task_res, strict=True):
             entry = TaskEntry(t, fw_id, ex_id, res)
@@ -156,15 +166,17 @@ class CustomExecutors:
             if ex.info.container is None and any(_has_image(t.info.container) for t in ex.tasks.values()):
                 raise LaunchError("A task's own image inside an executor's container is not supported; "
                                   "give ExecutorInfo.container the image")
+            everything = ex.resources + sum((t.resources for t in ex.tasks.values()), Resources())
             image, volumes, limits = self._container_launch(
-                ex.info.container, cmd, ex.resources + sum((t.resources for t in ex.tasks.values()), Resources()),
-                [ex.info.labels, *(t.info.labels for t in ex.tasks.values())])
+                ex.info.container, cmd, everything, [ex.info.labels, *(t.info.labels for t in ex.tasks.values())])
             executable, argv = (None, []) if image is not None else command_argv(cmd)
             env = self._environment(fw, ex, first, command=cmd, extra_resources=[t.resources for t in ex.tasks.values()])
+            user = self._prepare_sandbox(fw, ex, cmd)
             spec = LaunchSpec(
                 container_id=ex.container_id, argv=argv, executable=executable, env=env, cwd=ex.directory,
                 stdout_path=os.path.join(ex.directory, "stdout"), stderr_path=os.path.join(ex.directory, "stderr"),
-                limits=limits, image=image, volumes=volumes, user=self._prepare_sandbox(fw, ex, cmd),
+                limits=limits, image=image, volumes=volumes + self._volume_mounts(ex, everything, user, image),
+                user=user,
             )
             container = await self.containerizer.launch(spec)
         except (LaunchError, UnknownUser) as e:

@@ -1,5 +1,5 @@
 """The agent's checkpointed resources: its total after the master applied dynamic
-reservations (and, later, persistent volumes) to it.
+reservations and persistent volumes to it (``volumes.py`` keeps the volumes' directories).
 
 ``<work_dir>/meta/resources/resources.info`` holds ``{"base": <the total the flags give>,
 "resources": [Resource...]}``. The master sends the converted total in

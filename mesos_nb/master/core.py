@@ -27,6 +27,7 @@ from . import quota as _quota
 from . import reachability as _reachability
 from . import reservations as _reservations
 from . import tasks as _tasks
+from . import volumes as _volumes
 from .allocator import HierarchicalDRFAllocator
 from .effects import (
     AgentRecord,
@@ -194,6 +195,10 @@ class MasterCore(MasterState):
     def reserve_operation(self, kind: str, payload: object, now: float) -> None:
         """Operator RESERVE_RESOURCES / UNRESERVE_RESOURCES (reservations.py)."""
         _reservations.operator_operation(self, kind, payload, now, _offers.rescind)
+
+    def volume_operation(self, kind: str, payload: object, now: float) -> None:
+        """Operator CREATE_VOLUMES / DESTROY_VOLUMES / GROW_VOLUME / SHRINK_VOLUME (volumes.py)."""
+        _volumes.operator_operation(self, kind, payload, now, _offers.rescind)
 
     def get_operations(self) -> list[dict]:
         return _reservations.get_operations(self)

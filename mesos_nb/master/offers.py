@@ -15,7 +15,7 @@ from typing import Any
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol.resources import Resources
-from . import reservations, tasks
+from . import reservations, tasks, volumes
 from .effects import ToAgent
 from .model import Agent, Framework, Offer, Task
 from .state import MasterState
@@ -205,8 +205,10 @@ def accept_steps(
                 agent = st.agents.get(agent.id) if agent is not None else None
         elif op.type in ("RESERVE", "UNRESERVE"):
             remaining = reservations.framework_operation(st, fw, agent, role, op, remaining)
+        elif op.type in volumes.OPERATIONS:
+            remaining = volumes.framework_operation(st, fw, agent, role, op, remaining)
         else:
-            # CREATE / DESTROY / GROW_VOLUME / ...: refused with feedback, never accepted and ignored.
+            # CREATE_DISK / DESTROY_DISK / ...: refused with feedback, never accepted and ignored.
             why = f"Operation {op.type} is not supported by mesos-nb"
             log.info("operation refused framework=%s: %s", fw.id, why)
             reservations.record(st, fw, agent.id if agent else "", m.to_builtins(op), "OPERATION_ERROR", why, None)

@@ -39,8 +39,6 @@ CALLS = {
     "KILL_TASK",  # mesos-nb's own: kill one task by id (kept for existing tools)
 }
 NOT_BUILT = {
-    "CREATE_VOLUMES": "persistent volumes", "DESTROY_VOLUMES": "persistent volumes",
-    "GROW_VOLUME": "persistent volumes", "SHRINK_VOLUME": "persistent volumes",
     "UPDATE_MAINTENANCE_SCHEDULE": "maintenance", "START_MAINTENANCE": "maintenance",
     "STOP_MAINTENANCE": "maintenance", "DRAIN_AGENT": "agent draining", "DEACTIVATE_AGENT": "agent deactivation",
     "REACTIVATE_AGENT": "agent deactivation",
@@ -48,7 +46,8 @@ NOT_BUILT = {
 # Payloads Mesos requires (validation.cpp): the call is a 400 without them.
 REQUIRED = {"GET_METRICS", "SET_LOGGING_LEVEL", "LIST_FILES", "READ_FILE", "UPDATE_WEIGHTS", "TEARDOWN",
             "MARK_AGENT_GONE", "KILL_TASK", "UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA",
-            "RESERVE_RESOURCES", "UNRESERVE_RESOURCES"}
+            "RESERVE_RESOURCES", "UNRESERVE_RESOURCES", "CREATE_VOLUMES", "DESTROY_VOLUMES", "GROW_VOLUME",
+            "SHRINK_VOLUME"}
 
 
 def _text(status: int, message: str) -> web.Response:
@@ -181,6 +180,9 @@ class OperatorApi:
             return _json({"type": t, field: {"operations": core.get_operations()}})
         if t in ("RESERVE_RESOURCES", "UNRESERVE_RESOURCES"):
             core.reserve_operation(t, payload, time.time())  # CallError 400 / 404 / 409
+            return web.Response(status=202)
+        if t in ("CREATE_VOLUMES", "DESTROY_VOLUMES", "GROW_VOLUME", "SHRINK_VOLUME"):
+            core.volume_operation(t, payload, time.time())  # CallError 400 / 404 / 409
             return web.Response(status=202)
         if t == "GET_ROLES":
             return _json({"type": t, field: v.StateView(core).get_roles(self.weight_map())})

@@ -33,6 +33,10 @@ class OperationError(Exception):
     """An invalid reservation operation; the message is what Mesos would say."""
 
 
+class OperationConflict(OperationError):
+    """A valid operation that cannot be applied now (resources in use): 409 for operators."""
+
+
 def _is_descendant(child: str, parent: str) -> bool:
     return child.startswith(parent + "/")
 
@@ -122,10 +126,8 @@ def record(st: MasterState, fw: Framework | None, agent_id: str, op: dict[str, A
 def framework_operation(st: MasterState, fw: Framework, agent: Agent | None, role: str, op: m.Operation,
                         remaining: Resources) -> Resources:
     """RESERVE / UNRESERVE inside ACCEPT; returns what is left of the offered resources."""
-    raw = m.to_builtins(op)
-    try:
-        if agent is None or not agent.connected:
-            raise OperationError("Agent is not connected")
+
+    def conversion(agent: Agent) -> tuple[Resources, Resources]:
         if op.type == "RESERVE":
             if op.reserve is None:
                 raise OperationError("Expecting 'reserve' to be present")
@@ -134,20 +136,56 @@ def framework_operation(st: MasterState, fw: Framework, agent: Agent | None, rol
             if role not in fw.roles:
                 raise OperationError(f"The framework is not subscribed to role '{role}'")
             converted = parse(op.reserve.resources, "reserve.resources")
-            consumed = check_reserve(converted, role, fw.info.principal)
-        else:
-            if op.unreserve is None:
-                raise OperationError("Expecting 'unreserve' to be present")
-            consumed = parse(op.unreserve.resources, "unreserve.resources")
-            converted = consumed.map_tags(pop_tag)
+            return check_reserve(converted, role, fw.info.principal), converted
+        if op.unreserve is None:
+            raise OperationError("Expecting 'unreserve' to be present")
+        consumed = parse(op.unreserve.resources, "unreserve.resources")
+        return consumed, consumed.map_tags(pop_tag)
+
+    return run_framework_operation(st, fw, agent, role, op, remaining, conversion)
+
+
+def acl_objects(op_type: str, consumed: Resources, converted: Resources) -> tuple[str, list[str]]:
+    """The ACL action and objects of an offer operation (Mesos' ``acls.proto``): roles for
+    reserve / create / resize, the principal of the top reservation for unreserve, the
+    creator principal for destroy."""
+    if op_type == "RESERVE":
+        return "reserve_resources", sorted({role_of(t) for t in converted.tags()})
+    if op_type == "UNRESERVE":
+        tops = [(tag_extra(t).get("r") or [{}])[-1] for t in consumed.tags()]
+        return "unreserve_resources", sorted({str(e.get("principal") or "") for e in tops})
+    if op_type == "DESTROY":
+        principals = {str(((tag_extra(t).get("d") or {}).get("persistence") or {}).get("principal") or "")
+                      for t in consumed.tags()}
+        return "destroy_volumes", sorted(principals)
+    action = "create_volumes" if op_type == "CREATE" else "resize_volumes"
+    return action, sorted({role_of(t) for t in converted.tags()})
+
+
+def run_framework_operation(st: MasterState, fw: Framework, agent: Agent | None, role: str, op: m.Operation,
+                            remaining: Resources,
+                            conversion: Callable[[Agent], tuple[Resources, Resources]]) -> Resources:
+    """One resource-converting operation of an ACCEPT: ``conversion`` validates it and says
+    what it consumes and what it gives (raising OperationError); the consumed resources must
+    be in the offer, the ACL must allow it. Invalid: OPERATION_ERROR with the message and
+    nothing changes. Valid: the agent's total is converted and the converted resources stay
+    allocated to the framework, as in Mesos, so a later LAUNCH in the same ACCEPT can use them."""
+    raw = m.to_builtins(op)
+    try:
+        if agent is None or not agent.connected:
+            raise OperationError("Agent is not connected")
+        consumed, converted = conversion(agent)
         if not remaining.contains(consumed):
             raise OperationError(f"Invalid {op.type} operation: {consumed} is not available in the offered {remaining}")
+        if st.authorize_operation is not None:
+            action, objects = acl_objects(op.type or "", consumed, converted)
+            denied = st.authorize_operation(fw, action, objects)
+            if denied is not None:
+                raise OperationError(denied)
     except OperationError as e:
         log.info("operation invalid framework=%s type=%s: %s", fw.id, op.type, e)
         record(st, fw, agent.id if agent else "", raw, "OPERATION_ERROR", str(e), None)
         return remaining
-    # The converted resources stay allocated to the framework, as in Mesos, so a later
-    # LAUNCH in the same ACCEPT can use them.
     st.allocator.recover(fw.id, agent.id, consumed, role=role)
     convert(st, agent, consumed, converted)
     st.allocator.add_allocation(fw.id, role, agent.id, converted)
@@ -156,12 +194,8 @@ def framework_operation(st: MasterState, fw: Framework, agent: Agent | None, rol
     return remaining - consumed + converted
 
 
-def operator_operation(st: MasterState, kind: str, payload: Any, now: float,
-                       rescind: Callable[[MasterState, Any, float], None]) -> None:
-    """RESERVE_RESOURCES / UNRESERVE_RESOURCES; CallError 400 (invalid), 404 (agent), 409 (busy).
-
-    ``rescind`` (offers.rescind) is handed in: offers use this module for ACCEPT operations, so
-    this module must not import them back."""
+def operator_agent(st: MasterState, kind: str, payload: Any) -> Agent:
+    """The agent an operator call names; CallError 400 (no payload / agent id), 404 (unknown)."""
     if not isinstance(payload, dict):
         raise CallError(400, f"Expecting '{kind.lower()}' to be present")
     aid = (payload.get("agent_id") or {}).get("value") if isinstance(payload.get("agent_id"), dict) else None
@@ -170,18 +204,27 @@ def operator_operation(st: MasterState, kind: str, payload: Any, now: float,
     agent = st.agents.get(aid)
     if agent is None:
         raise CallError(404, f"No agent found with specified ID '{aid}'")
-    items = payload.get("resources")
+    if not agent.connected:
+        # The agent's checkpoint is what it reports when it comes back: a conversion it never
+        # received would be undone then.
+        raise CallError(409, f"Agent {aid} is not connected; try again once it has re-registered")
+    return agent
+
+
+def run_operator_operation(st: MasterState, agent: Agent, kind: str, op: dict[str, Any], now: float,
+                           rescind: Callable[[MasterState, Any, float], None],
+                           conversion: Callable[[], tuple[Resources, Resources]]) -> None:
+    """An operator's converting call: validate (400), take back the agent's offers if the
+    resources are offered, 409 if they are still not free (used by tasks), then convert and
+    keep the operation for GET_OPERATIONS.
+
+    ``rescind`` (offers.rescind) is handed in: offers use this module for ACCEPT operations, so
+    this module must not import them back."""
+    aid = agent.id
     try:
-        if isinstance(items, list) and any(isinstance(r, dict) and r.get("allocation_info") for r in items):
-            raise OperationError("Resources must not have 'allocation_info' set")
-        if kind == "RESERVE_RESOURCES":
-            if payload.get("source") is not None:
-                raise OperationError("RESERVE_RESOURCES with 'source' is not supported by mesos-nb")
-            converted = parse(items, "reserve_resources.resources")
-            consumed = check_reserve(converted, None, None)
-        else:
-            consumed = parse(items, "unreserve_resources.resources")
-            converted = consumed.map_tags(pop_tag)
+        consumed, converted = conversion()
+    except OperationConflict as e:
+        raise CallError(409, str(e)) from None
     except OperationError as e:
         raise CallError(400, str(e)) from None
     if not st.allocator.available(aid).contains(consumed):
@@ -195,9 +238,29 @@ def operator_operation(st: MasterState, kind: str, payload: Any, now: float,
     except OperationError as e:
         raise CallError(409, str(e)) from None
     log.info("operator %s agent=%s resources=%s", kind, aid, converted)
+    record(st, None, aid, op, "OPERATION_FINISHED", None, converted)
+
+
+def operator_operation(st: MasterState, kind: str, payload: Any, now: float,
+                       rescind: Callable[[MasterState, Any, float], None]) -> None:
+    """RESERVE_RESOURCES / UNRESERVE_RESOURCES; CallError 400 (invalid), 404 (agent), 409 (busy)."""
+    agent = operator_agent(st, kind, payload)
+    items = payload.get("resources")
+
+    def conversion() -> tuple[Resources, Resources]:
+        if isinstance(items, list) and any(isinstance(r, dict) and r.get("allocation_info") for r in items):
+            raise OperationError("Resources must not have 'allocation_info' set")
+        if kind == "RESERVE_RESOURCES":
+            if payload.get("source") is not None:
+                raise OperationError("RESERVE_RESOURCES with 'source' is not supported by mesos-nb")
+            converted = parse(items, "reserve_resources.resources")
+            return check_reserve(converted, None, None), converted
+        consumed = parse(items, "unreserve_resources.resources")
+        return consumed, consumed.map_tags(pop_tag)
+
     op_type = "RESERVE" if kind == "RESERVE_RESOURCES" else "UNRESERVE"
-    record(st, None, aid, {"type": op_type, op_type.lower(): {"resources": items}}, "OPERATION_FINISHED", None,
-           converted)
+    run_operator_operation(st, agent, kind, {"type": op_type, op_type.lower(): {"resources": items}}, now,
+                           rescind, conversion)
 
 
 def get_operations(st: MasterState) -> list[dict[str, Any]]:

@@ -378,6 +378,8 @@ class Guard:
                 return [body["quota_request"]["role"] if t == "SET_QUOTA" else body["role"]]
             if t == "UPDATE_QUOTA":
                 return [q["role"] for q in body["quota_configs"]]
+            if t == "DESTROY_VOLUMES":  # the creator principal of each volume
+                return [(v.get("disk") or {}).get("persistence", {}).get("principal") or "" for v in body["volumes"]]
             if t in ("RESERVE_RESOURCES", "CREATE_VOLUMES", "GROW_VOLUME", "SHRINK_VOLUME"):
                 res = body.get("resources") or body.get("volumes") or [body.get("volume")]
                 roles = []
@@ -451,6 +453,15 @@ class Guard:
         if self.acls.allowed("run_tasks", fw.info.principal, [user] if user else None):
             return None
         return f"Not authorized to launch task {task.task_id.value} as user '{user}'"
+
+    def authorize_operation(self, fw: Any, action: str, objects: list[str]) -> str | None:
+        """The ACL of an offer operation in ACCEPT (reserve_resources, unreserve_resources,
+        create_volumes, destroy_volumes, resize_volumes) for the framework's principal."""
+        if not self.acls.constrains(action):
+            return None
+        if self.acls.allowed(action, fw.info.principal, [o for o in objects if o] or None):
+            return None
+        return f"Not authorized: principal '{fw.info.principal}' may not {action.replace('_', ' ')} {objects}"
 
     # ------------------------------------------------------------------ agents
     def check_agent_registration(self, reg: Any, principal: str | None, channel: Any, existing: Any) -> str | None:

@@ -111,6 +111,7 @@ class MasterServer:
             partition=PartitionConfig(c.agent_ping_timeout, c.max_agent_ping_timeouts,
                                       c.registry_max_agent_age, c.registry_max_agent_count))
         core.authorize_task = self.guard.authorize_task  # run_tasks ACL
+        core.authorize_operation = self.guard.authorize_operation  # reserve/volume ACLs in ACCEPT
         return core
 
     # ------------------------------------------------------------------ lifecycle

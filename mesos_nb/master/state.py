@@ -128,6 +128,9 @@ class MasterState:
         self.metrics: dict[str, float] = _metrics()
         # run_tasks authorization (the shell injects the ACL check): (framework, TaskInfo) -> refusal or None
         self.authorize_task: Callable[[Framework, m.TaskInfo], str | None] | None = None
+        # ACLs of offer operations (reserve_resources, create_volumes, ...; the shell injects
+        # the check): (framework, action, objects) -> refusal or None
+        self.authorize_operation: Callable[[Framework, str, list[str]], str | None] | None = None
 
     # ------------------------------------------------------------------ shared helpers
     def emit(self, fw: Framework, event: m.Event) -> None:

@@ -278,6 +278,8 @@ class Operation(_Msg):
     unreserve: Unreserve | None = None
     create: Any = None
     destroy: Any = None
+    grow_volume: Any = None
+    shrink_volume: Any = None
 
 
 # --------------------------------------------------------------------------- scheduler calls
