@@ -135,6 +135,11 @@ async def test_operator_create_and_destroy_volumes_over_http(tmp_path):
         await api(url, {"type": "CREATE_VOLUMES", "create_volumes": {"agent_id": aid, "volumes": [volume]}}, 409)
         await api(url, {"type": "RESERVE_RESOURCES", "reserve_resources": {"agent_id": aid, "resources": [reserved]}},
                   202)
+        async with aiohttp.ClientSession() as s:  # an operator reads the reservation in /master/state
+            async with s.get(url + "/master/state") as r:
+                slave = (await r.json())["slaves"][0]
+        assert slave["reserved_resources"]["db"]["disk"] == 64
+        assert slave["unreserved_resources"]["disk"] == slave["resources"]["disk"] - 64
         bad = dict(volume, disk={"persistence": {"id": "v1"}, "volume": {"container_path": "x", "mode": "RO"}})
         text = await api(url, {"type": "CREATE_VOLUMES", "create_volumes": {"agent_id": aid, "volumes": [bad]}}, 400)
         assert "Read-only persistent volume not supported" in text

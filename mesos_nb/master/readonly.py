@@ -185,7 +185,7 @@ class ReadOnlyViews:
             "resources": a.total.summary(),
             "used_resources": used_summary,
             "offered_resources": offered.summary(),
-            "reserved_resources": {},
+            "reserved_resources": {role: a.total.reserved(role).summary() for role in sorted(a.total.roles())},
             "unreserved_resources": a.total.unreserved().summary(),
             "attributes": a.attribute_map(),
             "active": a.connected and a.active,
