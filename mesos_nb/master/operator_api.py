@@ -3,8 +3,8 @@
 One handler validates a call the way ``Master::Http::api`` does (Content-Type, Accept, a
 known ``type``, its payload) and answers it from the core's public records through
 :mod:`.operator_views`; SUBSCRIBE goes to :mod:`.operator_stream`. Calls that change
-reservations, volumes, quota, maintenance or agent draining are not built yet and say so
-(501 with a sentence), never a silent 200. The v0 additions (``/flags``, ``/roles``,
+persistent volumes are not built yet and say so (501 with a sentence), never a silent 200;
+maintenance and agent draining go to :mod:`.downtime` through the core. The v0 additions (``/flags``, ``/roles``,
 ``/weights``, ``/quota``, ``/maintenance/*``) and the trailing-slash rule (libprocess trims
 one trailing ``/``) are installed here too, so ``server.py`` needs a single line.
 """
@@ -24,6 +24,7 @@ from ..protocol.version import VERSION
 from . import operator_views as v
 from .core import CallError, validate_role
 from .operator_stream import OperatorStreams
+from .security import PRINCIPAL
 
 log = logging.getLogger("mesos_nb.master.operator")
 _enc = msgspec.json.Encoder()
@@ -41,14 +42,14 @@ CALLS = {
 NOT_BUILT = {
     "CREATE_VOLUMES": "persistent volumes", "DESTROY_VOLUMES": "persistent volumes",
     "GROW_VOLUME": "persistent volumes", "SHRINK_VOLUME": "persistent volumes",
-    "UPDATE_MAINTENANCE_SCHEDULE": "maintenance", "START_MAINTENANCE": "maintenance",
-    "STOP_MAINTENANCE": "maintenance", "DRAIN_AGENT": "agent draining", "DEACTIVATE_AGENT": "agent deactivation",
-    "REACTIVATE_AGENT": "agent deactivation",
 }
+# Maintenance and agent-state calls (downtime.py), each answered 200 with an empty body.
+MAINTENANCE_CALLS = {"UPDATE_MAINTENANCE_SCHEDULE", "START_MAINTENANCE", "STOP_MAINTENANCE", "DRAIN_AGENT",
+                     "DEACTIVATE_AGENT", "REACTIVATE_AGENT"}
 # Payloads Mesos requires (validation.cpp): the call is a 400 without them.
 REQUIRED = {"GET_METRICS", "SET_LOGGING_LEVEL", "LIST_FILES", "READ_FILE", "UPDATE_WEIGHTS", "TEARDOWN",
             "MARK_AGENT_GONE", "KILL_TASK", "UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA",
-            "RESERVE_RESOURCES", "UNRESERVE_RESOURCES"}
+            "RESERVE_RESOURCES", "UNRESERVE_RESOURCES"} | MAINTENANCE_CALLS
 
 
 def _text(status: int, message: str) -> web.Response:
@@ -94,6 +95,9 @@ class OperatorApi:
             r.add_get(prefix + "/quota", self.quota)
             r.add_get(prefix + "/maintenance/status", self.maintenance_status)
             r.add_get(prefix + "/maintenance/schedule", self.maintenance_schedule)
+            r.add_post(prefix + "/maintenance/schedule", self.post_maintenance)
+            r.add_post(prefix + "/machine/down", self.post_maintenance)
+            r.add_post(prefix + "/machine/up", self.post_maintenance)
 
     # ------------------------------------------------------------------ data
     def flag_map(self) -> dict[str, str]:
@@ -146,6 +150,9 @@ class OperatorApi:
             return _text(501, f"{t} is not supported by mesos-nb yet ({NOT_BUILT[t]} are not built)")
         if t == "SUBSCRIBE":
             return await self.streams.subscribe(request)
+        if t == "DRAIN_AGENT" and payload.get("mark_gone") is True \
+                and not self.server.guard.acls.allowed("mark_agents_gone", request.get(PRINCIPAL)):
+            return _text(403, "Not authorized: DRAIN_AGENT with 'mark_gone' also needs mark_agents_gone")
         try:
             return self._answer(t, field, payload)
         except CallError as e:
@@ -194,9 +201,11 @@ class OperatorApi:
             return _json({"type": t, field: {"master_info": info, "start_time": srv.start_time,
                                              "elected_time": srv.start_time}})
         if t == "GET_MAINTENANCE_STATUS":
-            return _json({"type": t, field: {"status": {}}})
+            return _json({"type": t, field: {"status": core.maintenance_status()}})
         if t == "GET_MAINTENANCE_SCHEDULE":
-            return _json({"type": t, field: {"schedule": {}}})
+            return _json({"type": t, field: {"schedule": core.maintenance_schedule()}})
+        if t in MAINTENANCE_CALLS:
+            return self._maintenance(t, payload)
         if t == "GET_QUOTA":
             return _json({"type": t, field: {"status": core.quota_status()}})
         if t in ("UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA"):
@@ -223,6 +232,26 @@ class OperatorApi:
         if core.operator_kill(task_id, time.time()) is None:
             return _text(404, f"No active task with id '{task_id}'")
         return web.Response(status=202)
+
+    def _maintenance(self, t: str, payload: dict[str, Any]) -> web.Response:
+        """The calls that change maintenance or agent state; CallError 400/409 names the rule."""
+        core, now = self.server.core, time.time()
+        if t == "UPDATE_MAINTENANCE_SCHEDULE":
+            if "schedule" not in payload:
+                return _text(400, "Expecting 'update_maintenance_schedule.schedule' to be present")
+            core.update_maintenance_schedule(payload["schedule"], now)
+        elif t == "START_MAINTENANCE":
+            core.start_maintenance(payload.get("machines"), now)
+        elif t == "STOP_MAINTENANCE":
+            core.stop_maintenance(payload.get("machines"), now)
+        elif t == "DRAIN_AGENT":
+            core.drain_agent(payload, now)
+        elif t == "DEACTIVATE_AGENT":
+            core.deactivate_agent(payload, now)
+        else:
+            core.reactivate_agent(payload, now)
+        log.info("maintenance call=%s", t)
+        return web.Response(status=200)
 
     def _set_logging_level(self, payload: dict[str, Any]) -> web.Response:
         level = payload.get("level")
@@ -329,7 +358,29 @@ class OperatorApi:
         return _json(self.server.core.quota_status())
 
     async def maintenance_status(self, request: web.Request) -> web.Response:
-        return _json({})
+        return _json(self.server.core.maintenance_status())
 
     async def maintenance_schedule(self, request: web.Request) -> web.Response:
-        return _json({})
+        return _json(self.server.core.maintenance_schedule())
+
+    async def post_maintenance(self, request: web.Request) -> web.Response:
+        """v0 ``POST /maintenance/schedule`` (a Schedule), ``/machine/down`` and ``/machine/up``
+        (a list of MachineIDs): the same transitions as the v1 calls."""
+        try:
+            body = msgspec.json.decode(await request.read())
+        except msgspec.DecodeError as e:
+            return _text(400, f"Failed to parse the request body as JSON: {e}")
+        core, now = self.server.core, time.time()
+        path = request.path.removeprefix("/master")
+        try:
+            if path == "/maintenance/schedule":
+                core.update_maintenance_schedule(body, now)
+            elif path == "/machine/down":
+                core.start_maintenance(body, now)
+            else:
+                core.stop_maintenance(body, now)
+        except CallError as e:
+            return _text(e.status, e.message)
+        finally:
+            self.server.flush()
+        return web.Response(status=200)
