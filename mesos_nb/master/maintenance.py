@@ -106,11 +106,15 @@ class MaintenanceState:
         }
 
     def restore(self, doc: dict[str, Any] | None) -> None:
-        if not doc:
+        if not isinstance(doc, dict):
             return
-        self.set_windows(doc.get("windows") or [])
-        for mid in doc.get("down") or []:
-            key = parse_machine(mid)
+        try:  # a document this master cannot read is dropped whole, never half-applied
+            windows = validate_schedule({"windows": doc.get("windows") or []}, MaintenanceState())
+            down = [parse_machine(mid) for mid in doc.get("down") or []]
+        except InvalidMaintenance:
+            return
+        self.set_windows(windows)
+        for key in down:
             if key in self.modes:
                 self.modes[key] = DOWN
         self.deactivated = set(doc.get("deactivated") or [])
