@@ -35,11 +35,19 @@ def cluster(partition_aware: bool = False) -> tuple[Harness, m.Offer]:
     return h, on_first
 
 
+def schedule(h: Harness, sched: object, now: float) -> None:
+    h.core.maintenance_call("UPDATE_MAINTENANCE_SCHEDULE", {"schedule": sched}, now)
+
+
+def machines(h: Harness, call: str, ids: list, now: float) -> None:
+    h.core.maintenance_call(call, {"machines": ids}, now)
+
+
 def inverse(out: list) -> list[dict]:
     return [io for e in Harness.events(out, "INVERSE_OFFERS") for io in e.inverse_offers["inverse_offers"]]
 
 
-@pytest.mark.parametrize("schedule, needle", [
+@pytest.mark.parametrize("sched, needle", [
     ({"windows": [{"machine_ids": [], "unavailability": {"start": START}}]}, "empty"),
     ({"windows": [window({"hostname": "a"}, duration={"nanoseconds": -1})]}, "negative"),
     ({"windows": [window({"hostname": "a"}), window({"hostname": "A"})]}, "more than once"),
@@ -48,17 +56,17 @@ def inverse(out: list) -> list[dict]:
     ({"windows": [{"machine_ids": [{"hostname": "a"}]}]}, "unavailability"),
     ("nope", "schedule"),
 ])
-def test_bad_schedules_are_400_naming_the_rule(schedule, needle):
+def test_bad_schedules_are_400_naming_the_rule(sched, needle):
     h = Harness()
     with pytest.raises(CallError) as e:
-        h.core.update_maintenance_schedule(schedule, h.now)
+        schedule(h, sched, h.now)
     assert e.value.status == 400 and needle in e.value.message
 
 
 def test_draining_machine_offers_carry_unavailability_and_users_get_inverse_offers():
     h, _ = cluster()
     fw = h.frameworks[0]
-    h.core.update_maintenance_schedule({"windows": [window({"hostname": "10.0.0.1", "ip": "10.0.0.1"})]}, h.now)
+    schedule(h, {"windows": [window({"hostname": "10.0.0.1", "ip": "10.0.0.1"})]}, h.now)
     h.drain()
     h.core.allocate(h.now)
     out = h.drain()
@@ -92,10 +100,10 @@ def test_draining_machine_offers_carry_unavailability_and_users_get_inverse_offe
 
 def test_removing_a_machine_from_the_schedule_rescinds_its_inverse_offers():
     h, _ = cluster()
-    h.core.update_maintenance_schedule({"windows": [window({"hostname": "10.0.0.1"})]}, h.now)
+    schedule(h, {"windows": [window({"hostname": "10.0.0.1"})]}, h.now)
     h.core.allocate(h.now)
     io = inverse(h.drain())[0]
-    h.core.update_maintenance_schedule({"windows": []}, h.now)
+    schedule(h, {"windows": []}, h.now)
     out = h.drain()
     rescinded = Harness.events(out, "RESCIND_INVERSE_OFFER")
     assert rescinded[0].rescind_inverse_offer == {"inverse_offer_id": io["id"]}
@@ -107,11 +115,11 @@ def test_start_maintenance_ends_tasks_lost_agent_removed_and_refuses_the_agent(p
     h, _ = cluster(partition_aware)
     machine = {"hostname": "10.0.0.1", "ip": "10.0.0.1"}
     with pytest.raises(CallError, match="not part of a maintenance schedule"):
-        h.core.start_maintenance([machine], h.now)
-    h.core.update_maintenance_schedule({"windows": [window(machine)]}, h.now)
+        machines(h, "START_MAINTENANCE", [machine], h.now)
+    schedule(h, {"windows": [window(machine)]}, h.now)
     with pytest.raises(CallError, match="not in DOWN mode"):
-        h.core.stop_maintenance([machine], h.now)
-    h.core.start_maintenance([machine], h.now)
+        machines(h, "STOP_MAINTENANCE", [machine], h.now)
+    machines(h, "START_MAINTENANCE", [machine], h.now)
     out = h.drain()
     upd = Harness.events(out, "UPDATE")[0].update.status
     assert (upd.state, upd.reason) == ("TASK_LOST", "REASON_AGENT_REMOVED")
@@ -121,9 +129,9 @@ def test_start_maintenance_ends_tasks_lost_agent_removed_and_refuses_the_agent(p
     assert h.agents[0].id not in h.core.agents
     assert h.core.maintenance_status() == {"down_machines": [machine]}
     with pytest.raises(CallError, match="is DOWN and cannot be removed"):
-        h.core.update_maintenance_schedule({"windows": []}, h.now)
+        schedule(h, {"windows": []}, h.now)
     with pytest.raises(CallError, match="not in DRAINING mode"):
-        h.core.start_maintenance([machine], h.now)
+        machines(h, "START_MAINTENANCE", [machine], h.now)
     with pytest.raises(ValueError, match="DOWN"):
         h.add_agent(hostname="10.0.0.1")
     # a restarted master still knows the machine is DOWN
@@ -131,7 +139,7 @@ def test_start_maintenance_ends_tasks_lost_agent_removed_and_refuses_the_agent(p
     assert h2.core.maintenance_status() == {"down_machines": [machine]}
     with pytest.raises(ValueError, match="DOWN"):
         h2.add_agent(hostname="10.0.0.1")
-    h2.core.stop_maintenance([machine], h2.now)
+    machines(h2, "STOP_MAINTENANCE", [machine], h2.now)
     h2.drain()
     assert h2.core.maintenance_schedule() == {} and h2.core.maintenance_status() == {}
     assert h2.add_agent(hostname="10.0.0.1").active
@@ -140,7 +148,7 @@ def test_start_maintenance_ends_tasks_lost_agent_removed_and_refuses_the_agent(p
 def test_schedule_survives_a_restart_in_draining_mode():
     h, _ = cluster()
     sched = {"windows": [window({"hostname": "10.0.0.1"}), window({"hostname": "other"}, duration=None)]}
-    h.core.update_maintenance_schedule(sched, h.now)
+    schedule(h, sched, h.now)
     h2 = h.restart()
     assert h2.core.maintenance_schedule() == {"windows": [
         {"machine_ids": [{"hostname": "10.0.0.1"}], "unavailability": {"start": START, "duration": HOUR}},
@@ -174,15 +182,16 @@ def test_drain_caps_grace_periods_then_agent_is_drained_and_optionally_gone(part
     _launch_with_grace(h, "none", None)
     aid = h.agents[0].id
     with pytest.raises(CallError, match="No agent found"):
-        h.core.drain_agent({"agent_id": {"value": "nope"}}, h.now)
+        h.core.maintenance_call("DRAIN_AGENT", {"agent_id": {"value": "nope"}}, h.now)
     with pytest.raises(CallError, match="max_grace_period"):
-        h.core.drain_agent({"agent_id": {"value": aid}, "max_grace_period": "10mins"}, h.now)
-    h.core.drain_agent({"agent_id": {"value": aid}, "max_grace_period": {"seconds": 10}, "mark_gone": True}, h.now)
+        h.core.maintenance_call("DRAIN_AGENT", {"agent_id": {"value": aid}, "max_grace_period": "10mins"}, h.now)
+    h.core.maintenance_call("DRAIN_AGENT", {"agent_id": {"value": aid}, "max_grace_period": {"seconds": 10},
+                                            "mark_gone": True}, h.now)
     kills = {k.task_id: k.kill_policy.grace_period.nanoseconds for k in Harness.agent_msgs(h.drain(), ch.KillTask)}
     assert kills == {"short": 2_000_000_000, "long": 10_000_000_000, "none": 10_000_000_000}
     assert not h.agents[0].active and h.allocate() == {}
     with pytest.raises(CallError, match="still DRAINING"):
-        h.core.reactivate_agent({"agent_id": {"value": aid}}, h.now)
+        h.core.maintenance_call("REACTIVATE_AGENT", {"agent_id": {"value": aid}}, h.now)
     for tid in kills:
         out = h.update(tid, "TASK_KILLED")
         st = Harness.events(out, "UPDATE")[0].update.status
@@ -203,7 +212,7 @@ def test_drain_without_mark_gone_ends_drained_and_reactivate_resumes_offers():
     h.drain()
     _launch_with_grace(h, "t", 5)
     aid = h.agents[0].id
-    h.core.drain_agent({"agent_id": {"value": aid}}, h.now)
+    h.core.maintenance_call("DRAIN_AGENT", {"agent_id": {"value": aid}}, h.now)
     kill = Harness.agent_msgs(h.drain(), ch.KillTask)[0]
     assert kill.kill_policy.grace_period.nanoseconds == 5_000_000_000  # the task's own, uncapped
     h.update("t", "TASK_KILLED")
@@ -219,11 +228,11 @@ def test_drain_without_mark_gone_ends_drained_and_reactivate_resumes_offers():
     assert agent is not None and not agent.active
     h2.subscribe("fw2")
     assert h2.allocate() == {}
-    h2.core.reactivate_agent({"agent_id": {"value": aid}}, h2.now)
+    h2.core.maintenance_call("REACTIVATE_AGENT", {"agent_id": {"value": aid}}, h2.now)
     assert aid not in h2.core.maintenance.drains and agent.active
     assert h2.allocate()
     with pytest.raises(CallError, match="not deactivated"):
-        h2.core.reactivate_agent({"agent_id": {"value": aid}}, h2.now)
+        h2.core.maintenance_call("REACTIVATE_AGENT", {"agent_id": {"value": aid}}, h2.now)
 
 
 def test_deactivate_stops_offers_and_rescinds_outstanding_ones():
@@ -231,19 +240,19 @@ def test_deactivate_stops_offers_and_rescinds_outstanding_ones():
     offers = h.allocate()
     assert offers
     aid = h.agents[0].id
-    h.core.deactivate_agent({"agent_id": {"value": aid}}, h.now)
+    h.core.maintenance_call("DEACTIVATE_AGENT", {"agent_id": {"value": aid}}, h.now)
     out = h.drain()
     assert len(Harness.events(out, "RESCIND")) == 1
     assert h.allocate() == {}
     with pytest.raises(CallError, match="No agent found"):
-        h.core.deactivate_agent({"agent_id": {"value": "ghost"}}, h.now)
+        h.core.maintenance_call("DEACTIVATE_AGENT", {"agent_id": {"value": "ghost"}}, h.now)
 
 
 def test_an_agent_in_the_schedule_cannot_be_drained():
     h, _ = cluster()
-    h.core.update_maintenance_schedule({"windows": [window({"hostname": "10.0.0.1"})]}, h.now)
+    schedule(h, {"windows": [window({"hostname": "10.0.0.1"})]}, h.now)
     with pytest.raises(CallError, match="maintenance schedule"):
-        h.core.drain_agent({"agent_id": {"value": h.agents[0].id}}, h.now)
+        h.core.maintenance_call("DRAIN_AGENT", {"agent_id": {"value": h.agents[0].id}}, h.now)
 
 
 def test_sqlite_registry_keeps_the_maintenance_document(tmp_path):
@@ -251,8 +260,8 @@ def test_sqlite_registry_keeps_the_maintenance_document(tmp_path):
     from mesos_nb.master.registry_sqlite import SqliteRegistry
 
     h, _ = cluster()
-    h.core.update_maintenance_schedule({"windows": [window({"hostname": "10.0.0.1"})]}, h.now)
-    h.core.deactivate_agent({"agent_id": {"value": h.agents[1].id}}, h.now)
+    schedule(h, {"windows": [window({"hostname": "10.0.0.1"})]}, h.now)
+    h.core.maintenance_call("DEACTIVATE_AGENT", {"agent_id": {"value": h.agents[1].id}}, h.now)
     doc = h.core.maintenance.document()
     path = str(tmp_path / "registry.sqlite")
     reg = SqliteRegistry(path)

@@ -152,7 +152,7 @@ async def test_pymesos_framework_gets_inverse_offer_then_task_lost_at_machine_do
 
 
 TRAP = ("trap 'touch {d}/{name}.term; sleep {handler}; touch {d}/{name}.done; exit 0' TERM; "
-        "while :; do sleep 0.1; done")
+        "touch {d}/{name}.up; while :; do sleep 0.1; done")
 
 
 class Drained(Scheduler):
@@ -201,6 +201,8 @@ async def test_drain_agent_kills_with_capped_grace_then_drained_and_reactivated(
     try:
         await async_wait_for(lambda: all((s := fw.last(t)) is not None and s.state == "TASK_RUNNING"
                                          for t in ("quick", "stubborn")), timeout=30, message="both tasks running")
+        await async_wait_for(lambda: (d / "quick.up").exists() and (d / "stubborn.up").exists(), timeout=20,
+                             message="both traps installed")
         aid = agent_id_at(master, "127.0.0.1")
         await call(url, {"type": "DRAIN_AGENT", "drain_agent": {"agent_id": {"value": "ghost"}}}, 400)
         await call(url, {"type": "DRAIN_AGENT", "drain_agent": {"agent_id": {"value": aid},

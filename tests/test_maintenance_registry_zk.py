@@ -3,29 +3,14 @@ new leader recovers what the old one stored."""
 
 from __future__ import annotations
 
-import pytest
+from test_registry_zk import registries  # noqa: F401,F811 - the fixture, shared
 
 from mesos_nb.master.effects import SaveMaintenance
-from mesos_nb.master.registry_zk import ZkRegistry
 
 pytest_plugins = ["zk_fixture"]
 
 
-@pytest.fixture
-def registries():
-    made: list[ZkRegistry] = []
-
-    def make(url: str) -> ZkRegistry:
-        r = ZkRegistry(url, session_timeout=2.0).start()
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
-
-
-def test_maintenance_document_survives_a_failover(zk_server, registries):
+def test_maintenance_document_survives_a_failover(zk_server, registries):  # noqa: F811
     url = zk_server.unique_url()
     r = registries(url)
     r.recover("master-1", now=1.0)

@@ -219,14 +219,10 @@ class MasterCore(MasterState):
         _reachability.mark_gone(self, agent_id, now)
 
     # ------------------------------------------------------------------ maintenance, draining
-    def update_maintenance_schedule(self, schedule: Any, now: float) -> None:
-        _downtime.update_schedule(self, schedule, now)
-
-    def start_maintenance(self, machines: Any, now: float) -> None:
-        _downtime.start_maintenance(self, machines, now)
-
-    def stop_maintenance(self, machines: Any, now: float) -> None:
-        _downtime.stop_maintenance(self, machines, now)
+    def maintenance_call(self, call: str, payload: Any, now: float) -> None:
+        """UPDATE_MAINTENANCE_SCHEDULE, START/STOP_MAINTENANCE, DRAIN/DEACTIVATE/REACTIVATE_AGENT
+        (``payload``: the call's JSON object); CallError 400/409 names the broken rule."""
+        _downtime.operator_call(self, call, payload, now)
 
     def maintenance_status(self) -> dict[str, Any]:
         return self.maintenance.status_json()
@@ -236,15 +232,6 @@ class MasterCore(MasterState):
 
     def answer_inverse_offers(self, framework_id: str, payload: Any, accept: bool, now: float) -> None:
         _downtime.answer_inverse_offers(self, self.framework(framework_id), payload, accept, now)
-
-    def drain_agent(self, payload: Any, now: float) -> None:
-        _downtime.drain_agent(self, payload, now)
-
-    def deactivate_agent(self, payload: Any, now: float) -> None:
-        _downtime.deactivate_agent(self, payload, now)
-
-    def reactivate_agent(self, payload: Any, now: float) -> None:
-        _downtime.reactivate_agent(self, payload, now)
 
     # ------------------------------------------------------------------ timers
     def tick(self, now: float) -> None:

@@ -69,10 +69,12 @@ def recover(st: MasterState, doc: dict[str, Any] | None) -> None:
 
 
 # ---------------------------------------------------------------------- schedule
-def update_schedule(st: MasterState, schedule: Any, now: float) -> None:
+def update_schedule(st: MasterState, payload: Any, now: float) -> None:
     """UPDATE_MAINTENANCE_SCHEDULE (replaces the schedule); CallError 400 on a broken rule."""
     mt = st.maintenance
-    windows = _checked(_validate_schedule, schedule, mt)
+    if not isinstance(payload, dict) or "schedule" not in payload:
+        raise CallError(400, "Expecting 'update_maintenance_schedule.schedule' to be present")
+    windows = _checked(_validate_schedule, payload["schedule"], mt)
     before = {a.id: mt.unavailability_of(a.hostname) for a in st.agents.values()} if mt.modes else {}
     left = mt.set_windows(windows)
     for agent in st.agents.values():
@@ -86,10 +88,10 @@ def update_schedule(st: MasterState, schedule: Any, now: float) -> None:
     log.info("maintenance schedule updated windows=%d machines=%d left=%d", len(windows), len(mt.modes), len(left))
 
 
-def start_maintenance(st: MasterState, machines: Any, now: float) -> None:
+def start_maintenance(st: MasterState, payload: Any, now: float) -> None:
     """START_MAINTENANCE: DRAINING machines go DOWN; their agents shut down and are removed."""
     mt = st.maintenance
-    keys = _checked(_parse_machines, machines, "START_MAINTENANCE")
+    keys = _checked(_parse_machines, payload.get("machines"), "START_MAINTENANCE")
     for key in keys:
         if key not in mt.modes:
             raise CallError(400, f"Machine {machine_text(key)} is not part of a maintenance schedule")
@@ -112,10 +114,10 @@ def start_maintenance(st: MasterState, machines: Any, now: float) -> None:
     persist(st)
 
 
-def stop_maintenance(st: MasterState, machines: Any, now: float) -> None:
+def stop_maintenance(st: MasterState, payload: Any, now: float) -> None:
     """STOP_MAINTENANCE: DOWN machines are UP again and leave the schedule."""
     mt = st.maintenance
-    keys = _checked(_parse_machines, machines, "STOP_MAINTENANCE")
+    keys = _checked(_parse_machines, payload.get("machines"), "STOP_MAINTENANCE")
     for key in keys:
         if mt.modes.get(key) != DOWN:
             raise CallError(400, f"Machine {machine_text(key)} is not in DOWN mode and cannot be brought up")
@@ -343,12 +345,21 @@ def on_registered(st: MasterState, agent: Agent) -> None:
         _kill_for_drain(st, agent)
 
 
-def drain_info(st: MasterState, agent_id: str) -> dict[str, Any] | None:
-    return st.maintenance.drains.get(agent_id)
+CALLS = {  # operator call -> transition(st, the call's payload object, now); each answers 200
+    "UPDATE_MAINTENANCE_SCHEDULE": update_schedule, "START_MAINTENANCE": start_maintenance,
+    "STOP_MAINTENANCE": stop_maintenance, "DRAIN_AGENT": drain_agent, "DEACTIVATE_AGENT": deactivate_agent,
+    "REACTIVATE_AGENT": reactivate_agent,
+}
+
+
+def operator_call(st: MasterState, call: str, payload: Any, now: float) -> None:
+    if not isinstance(payload, dict):
+        raise CallError(400, f"Failed to validate master::Call: Expecting '{call.lower()}' to be present")
+    CALLS[call](st, payload, now)
 
 
 __all__ = [
-    "DOWN_MESSAGE", "MachineKey", "answer_inverse_offers", "check_drains", "deactivate_agent", "drain_agent",
-    "drain_info", "on_registered", "reactivate_agent", "recover", "rewrite_drain_update", "send_inverse_offers",
+    "CALLS", "DOWN_MESSAGE", "MachineKey", "answer_inverse_offers", "check_drains", "deactivate_agent", "drain_agent",
+    "operator_call", "on_registered", "reactivate_agent", "recover", "rewrite_drain_update", "send_inverse_offers",
     "start_maintenance", "stop_maintenance", "update_schedule",
 ]

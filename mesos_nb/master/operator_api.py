@@ -233,23 +233,9 @@ class OperatorApi:
             return _text(404, f"No active task with id '{task_id}'")
         return web.Response(status=202)
 
-    def _maintenance(self, t: str, payload: dict[str, Any]) -> web.Response:
+    def _maintenance(self, t: str, payload: Any) -> web.Response:
         """The calls that change maintenance or agent state; CallError 400/409 names the rule."""
-        core, now = self.server.core, time.time()
-        if t == "UPDATE_MAINTENANCE_SCHEDULE":
-            if "schedule" not in payload:
-                return _text(400, "Expecting 'update_maintenance_schedule.schedule' to be present")
-            core.update_maintenance_schedule(payload["schedule"], now)
-        elif t == "START_MAINTENANCE":
-            core.start_maintenance(payload.get("machines"), now)
-        elif t == "STOP_MAINTENANCE":
-            core.stop_maintenance(payload.get("machines"), now)
-        elif t == "DRAIN_AGENT":
-            core.drain_agent(payload, now)
-        elif t == "DEACTIVATE_AGENT":
-            core.deactivate_agent(payload, now)
-        else:
-            core.reactivate_agent(payload, now)
+        self.server.core.maintenance_call(t, payload, time.time())
         log.info("maintenance call=%s", t)
         return web.Response(status=200)
 
@@ -365,22 +351,17 @@ class OperatorApi:
 
     async def post_maintenance(self, request: web.Request) -> web.Response:
         """v0 ``POST /maintenance/schedule`` (a Schedule), ``/machine/down`` and ``/machine/up``
-        (a list of MachineIDs): the same transitions as the v1 calls."""
+        (a list of MachineIDs): the v1 calls with the body as their payload."""
         try:
             body = msgspec.json.decode(await request.read())
         except msgspec.DecodeError as e:
             return _text(400, f"Failed to parse the request body as JSON: {e}")
-        core, now = self.server.core, time.time()
-        path = request.path.removeprefix("/master")
+        t, key = {"/maintenance/schedule": ("UPDATE_MAINTENANCE_SCHEDULE", "schedule"),
+                  "/machine/down": ("START_MAINTENANCE", "machines"),
+                  "/machine/up": ("STOP_MAINTENANCE", "machines")}[request.path.removeprefix("/master")]
         try:
-            if path == "/maintenance/schedule":
-                core.update_maintenance_schedule(body, now)
-            elif path == "/machine/down":
-                core.start_maintenance(body, now)
-            else:
-                core.stop_maintenance(body, now)
+            return self._maintenance(t, {key: body})
         except CallError as e:
             return _text(e.status, e.message)
         finally:
             self.server.flush()
-        return web.Response(status=200)
