@@ -272,3 +272,19 @@ def test_sqlite_registry_keeps_the_maintenance_document(tmp_path):
         assert back.recover().maintenance == doc
     finally:
         back.close()
+
+
+def test_a_framework_that_reconnects_gets_a_fresh_inverse_offer():
+    h, _ = cluster()
+    fw = h.frameworks[0]
+    schedule(h, {"windows": [window({"hostname": "10.0.0.1"})]}, h.now)
+    h.core.allocate(h.now)
+    first = inverse(h.drain())
+    h.disconnect(fw)
+    h.core.allocate(h.now)
+    h.drain()
+    h.subscribe("fw", framework_id=fw.id)
+    h.drain()
+    h.core.allocate(h.now)
+    again = inverse(h.drain())
+    assert len(again) == 1 and again[0]["id"] != first[0]["id"]

@@ -267,3 +267,25 @@ async def test_acls_apply_to_maintenance_and_drain_calls(tmp_path):
         assert "not in DOWN mode" in text
     finally:
         await master.stop()
+
+
+async def test_schedule_and_down_machines_survive_a_master_restart(tmp_path):
+    schedule = {"windows": [{"machine_ids": [{"hostname": "m1"}, M2],
+                             "unavailability": {"start": {"nanoseconds": 1}}}]}
+    master = MasterServer(MasterConfig(port=0, work_dir=str(tmp_path / "master")))
+    await master.start()
+    try:
+        await call(master.url, {"type": "UPDATE_MAINTENANCE_SCHEDULE",
+                                "update_maintenance_schedule": {"schedule": schedule}})
+        await call(master.url, {"type": "START_MAINTENANCE", "start_maintenance": {"machines": [{"hostname": "m1"}]}})
+    finally:
+        await master.stop()
+    again = MasterServer(MasterConfig(port=0, work_dir=str(tmp_path / "master")))
+    await again.start()
+    try:
+        got = await call(again.url, {"type": "GET_MAINTENANCE_SCHEDULE"})
+        assert got["get_maintenance_schedule"]["schedule"] == schedule
+        status = (await call(again.url, {"type": "GET_MAINTENANCE_STATUS"}))["get_maintenance_status"]["status"]
+        assert status == {"draining_machines": [{"id": M2}], "down_machines": [{"hostname": "m1"}]}
+    finally:
+        await again.stop()

@@ -138,9 +138,9 @@ def send_inverse_offers(st: MasterState, now: float) -> None:
     """After an allocation: inverse offers to the frameworks using DRAINING machines."""
     mt = st.maintenance
     for io in list(mt.inverse.values()):
-        if io.agent_id not in st.agents or io.framework_id not in st.frameworks \
-                or mt.modes.get(io.machine) != DRAINING:
-            rescind_inverse(st, io)
+        fw = st.frameworks.get(io.framework_id)
+        if io.agent_id not in st.agents or fw is None or not fw.connected or mt.modes.get(io.machine) != DRAINING:
+            rescind_inverse(st, io)  # a framework that lost its stream gets a fresh one when it is back
     if DRAINING not in mt.modes.values():
         return
     batches: dict[str, list[dict[str, Any]]] = {}
