@@ -25,14 +25,17 @@ class Roles(Scheduler):
         self.updates: list = []
 
     async def offers(self, driver, offers):
+        unused = []
         for offer in offers:
             role = offer.allocation_info.role if offer.allocation_info else "*"
             self.seen.append((time.monotonic(), role))
-            if not self.launched and role == "a":
-                self.launched = True
-                await driver.launch([offer.id], [command_task(offer, "sleep 600", cpus=0.1, mem=16, task_id="long")])
-            else:
-                await driver.decline([offer.id], refuse_seconds=0.2)
+            if self.launched or role != "a":
+                unused.append(offer.id)
+                continue
+            self.launched = True
+            await driver.launch([offer.id], [command_task(offer, "sleep 600", cpus=0.1, mem=16, task_id="long")])
+        if unused:
+            await driver.decline(unused, refuse_seconds=0.2)
 
     def update(self, driver, status):
         self.updates.append(status)
