@@ -288,3 +288,24 @@ def test_a_framework_that_reconnects_gets_a_fresh_inverse_offer():
     h.core.allocate(h.now)
     again = inverse(h.drain())
     assert len(again) == 1 and again[0]["id"] != first[0]["id"]
+
+
+def test_an_unreachable_agent_drains_when_it_comes_back():
+    h = Harness()
+    h.add_agent(hostname="10.0.0.1")
+    h.subscribe("fw", capabilities=("PARTITION_AWARE",))
+    h.drain()
+    _launch_with_grace(h, "t", 4)
+    aid = h.agents[0].id
+    h.core.mark_unreachable(aid, h.now)
+    h.drain()
+    h.core.maintenance_call("DRAIN_AGENT", {"agent_id": {"value": aid}}, h.now)
+    assert Harness.agent_msgs(h.drain(), ch.KillTask) == []  # nothing to tell it yet
+    task = h.core.frameworks[h.frameworks[0].id].unreachable_tasks["t"]
+    report = ch.TaskReport(framework_id=h.frameworks[0].id, task=task.info, state="TASK_RUNNING")
+    reg = ch.RegisterAgent(key="k", hostname="10.0.0.1", port=5051, agent_id=aid, tasks=[report],
+                           resources=Resources.parse("cpus:2;mem:1024").to_proto())
+    agent = h.core.register_agent(reg, h.channel, h.now)
+    kills = Harness.agent_msgs(h.drain(), ch.KillTask)
+    assert agent is not None and not agent.active
+    assert [(k.task_id, k.kill_policy.grace_period.nanoseconds) for k in kills] == [("t", 4_000_000_000)]
