@@ -63,12 +63,10 @@ async def test_reserve_resources_over_http_is_validated(master):
         assert ops["get_operations"] == {"operations": []}
 
 
-@pytest.mark.parametrize("t", ["DRAIN_AGENT",
-                               "START_MAINTENANCE", "DEACTIVATE_AGENT", "REACTIVATE_AGENT"])
-async def test_resource_management_calls_say_not_supported(master, t):
+async def test_unknown_and_unset_call_types_are_refused_with_a_sentence(master):
     async with aiohttp.ClientSession() as s:
-        text = await call(s, master.url, {"type": t, t.lower(): {}}, 501)
-        assert "not supported" in text
+        assert "UNKNOWN" in await call(s, master.url, {"type": "UNKNOWN"}, 501)
+        assert "unknown call type 'PRUNE_EVERYTHING'" in await call(s, master.url, {"type": "PRUNE_EVERYTHING"}, 400)
 
 
 async def test_bad_operator_calls_are_4xx(master):

@@ -11,7 +11,13 @@ import asyncio
 import logging
 import os
 
-from mesos_nb.protocol.channel import ExecutorExited, KillTask, ShutdownExecutor, ShutdownFramework
+from mesos_nb.protocol.channel import (
+    ExecutorExited,
+    KillTask,
+    ShutdownAgent,
+    ShutdownExecutor,
+    ShutdownFramework,
+)
 from mesos_nb.protocol.messages import TERMINAL_STATES, KillPolicy
 from mesos_nb.protocol.resources import Resources
 
@@ -108,6 +114,12 @@ class Lifecycle:
                            self.agent_id, msg.framework_id, msg.executor_id)
             return
         self._spawn(self._shutdown_executor(fw, ex))
+
+    def _on_shutdown_agent(self, msg: ShutdownAgent) -> None:
+        """The master removed this agent (its machine is DOWN): every framework's tasks end."""
+        logger.warning("agent shut down by the master agent=%s: %s", self.agent_id, msg.message)
+        for framework_id in list(self.frameworks):
+            self._spawn(self.shutdown_framework(framework_id))
 
     def _on_shutdown_framework(self, msg: ShutdownFramework) -> None:
         self._spawn(self.shutdown_framework(msg.framework_id))

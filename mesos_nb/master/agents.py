@@ -191,7 +191,10 @@ def channel_lost(st: MasterState, channel: Any, now: float) -> None:
             log.info("agent disconnected agent=%s unreachable_in=%.0fs", agent.id, st.unreachable_timeout)
 
 
-def remove_agent(st: MasterState, agent_id: str, now: float, reason: str, message: str) -> None:
+def remove_agent(st: MasterState, agent_id: str, now: float, reason: str, message: str,
+                 state: str | None = None) -> None:
+    """Forget the agent; its live tasks end ``state`` (default: TASK_GONE, or TASK_LOST for a
+    framework that is not partition aware)."""
     agent = st.agents.pop(agent_id, None)
     if agent is None:
         return
@@ -211,7 +214,7 @@ def remove_agent(st: MasterState, agent_id: str, now: float, reason: str, messag
                 tasks.complete_task(st, fw, task)
             continue
         task.resources_released = True
-        tasks.master_terminal(st, fw, task, lost_state(fw, "TASK_GONE"), reason, message, now)
+        tasks.master_terminal(st, fw, task, state or lost_state(fw, "TASK_GONE"), reason, message, now)
     for fw in st.frameworks.values():
         fw.executors.pop(agent_id, None)
         if fw.connected:

@@ -20,6 +20,7 @@ from typing import Any
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from . import agents as _agents
+from . import downtime as _downtime
 from . import framework_update as _framework_update
 from . import frameworks as _frameworks
 from . import offers as _offers
@@ -80,6 +81,7 @@ class MasterCore(MasterState):
         _quota.recover_quotas(self, recovered.quotas)
         if recovered.weights:
             self.allocator.update_weights(recovered.weights)
+        _downtime.recover(self, recovered.maintenance)
         self.metrics["master/slaves_unreachable"] = len(self.unreachable)
         if self.frameworks or self.agents:
             self.version += 1
@@ -122,6 +124,8 @@ class MasterCore(MasterState):
     # ------------------------------------------------------------------ offers
     def allocate(self, now: float, full: bool = True, agent_ids: list[str] | None = None) -> None:
         _offers.allocate(self, now, full, agent_ids)
+        if self.maintenance.modes or self.maintenance.inverse:
+            _downtime.send_inverse_offers(self, now)
 
     def accept(self, framework_id: str, accept: m.Accept, now: float) -> None:
         _offers.accept(self, self.framework(framework_id), accept, now)
@@ -170,6 +174,10 @@ class MasterCore(MasterState):
         _tasks.framework_message(self, self.framework(framework_id), msg)
 
     def status_update(self, upd: ch.StatusUpdate, now: float) -> None:
+        if self.maintenance.drains:
+            fw = self.frameworks.get(upd.framework_id)
+            if fw is not None:
+                _downtime.rewrite_drain_update(self, upd.agent_id, fw, upd.status)
         _tasks.status_update(self, upd, now)
 
     def executor_exited(self, msg: ch.ExecutorExited) -> None:
@@ -180,7 +188,15 @@ class MasterCore(MasterState):
 
     # ------------------------------------------------------------------ agents
     def register_agent(self, reg: ch.RegisterAgent, channel: Any, now: float) -> Agent | None:
-        return _agents.register_agent(self, reg, channel, now)
+        refusal = self.maintenance.refusal(reg.hostname)
+        if refusal is not None:  # its machine is DOWN (Mesos sends ShutdownMessage)
+            log.warning("agent refused: machine down hostname=%s agent=%s", reg.hostname, reg.agent_id)
+            self.out.append(ToChannel(channel, ch.Refused(key=reg.key, message=refusal)))
+            return None
+        agent = _agents.register_agent(self, reg, channel, now)
+        if agent is not None:
+            _downtime.on_registered(self, agent)
+        return agent
 
     def channel_lost(self, channel: Any, now: float) -> None:
         _agents.channel_lost(self, channel, now)
@@ -207,12 +223,29 @@ class MasterCore(MasterState):
         """MARK_AGENT_GONE; raises CallError(404) for an agent neither admitted nor unreachable."""
         _reachability.mark_gone(self, agent_id, now)
 
+    # ------------------------------------------------------------------ maintenance, draining
+    def maintenance_call(self, call: str, payload: Any, now: float) -> None:
+        """UPDATE_MAINTENANCE_SCHEDULE, START/STOP_MAINTENANCE, DRAIN/DEACTIVATE/REACTIVATE_AGENT
+        (``payload``: the call's JSON object); CallError 400/409 names the broken rule."""
+        _downtime.operator_call(self, call, payload, now)
+
+    def maintenance_status(self) -> dict[str, Any]:
+        return self.maintenance.status_json()
+
+    def maintenance_schedule(self) -> dict[str, Any]:
+        return self.maintenance.schedule_json()
+
+    def answer_inverse_offers(self, framework_id: str, payload: Any, accept: bool, now: float) -> None:
+        _downtime.answer_inverse_offers(self, self.framework(framework_id), payload, accept, now)
+
     # ------------------------------------------------------------------ timers
     def tick(self, now: float) -> None:
-        """Expire framework failover deadlines and agents that did not come back."""
+        """Expire framework failover deadlines and agents that did not come back; finish drains."""
         _frameworks.expire(self, now)
         _agents.expire(self, now)
         _reachability.prune(self, now)
+        if self.maintenance.drains:
+            _downtime.check_drains(self, now)
 
 
 __all__ = [

@@ -79,6 +79,7 @@ class RegistryState:
     gone: dict[str, float] = field(default_factory=dict)  # agent id -> when marked gone
     quotas: dict[str, Any] = field(default_factory=dict)  # role -> QuotaConfig JSON
     weights: dict[str, float] = field(default_factory=dict)  # role -> weight
+    maintenance: dict[str, Any] | None = None  # maintenance.MaintenanceState.document()
 
 
 # --------------------------------------------------------------------------- registry writes
@@ -154,9 +155,17 @@ class SaveWeights(RegistryEffect):
     weights: dict[str, float]
 
 
+@dataclass(slots=True)
+class SaveMaintenance(RegistryEffect):
+    """Replace the stored maintenance document (schedule, DOWN machines, deactivated and
+    draining agents): small, and written only on an operator call or a drain's end."""
+
+    doc: dict[str, Any]
+
+
 Effect = ToFramework | ToAgent | ToChannel | EndStream | RegistryEffect
 
 __all__ = [
     "AgentRecord", "Effect", "EndStream", "FrameworkRecord", "MarkAgentGone", "MarkAgentUnreachable",
-    "PruneAgents", "RegistryEffect", "RegistryState", "RemoveAgent", "RemoveFramework", "SaveAgent", "SaveFramework", "SaveQuota", "SaveWeights", "ToAgent", "ToChannel", "ToFramework",
+    "PruneAgents", "RegistryEffect", "RegistryState", "RemoveAgent", "RemoveFramework", "SaveAgent", "SaveFramework", "SaveMaintenance", "SaveQuota", "SaveWeights", "ToAgent", "ToChannel", "ToFramework",
 ]

@@ -61,6 +61,7 @@ def allocate(st: MasterState, now: float, full: bool = True, agent_ids: list[str
                 executor_ids=executor_ids,
                 allocation_info=m.AllocationInfo(role=a.role),
                 url=agent_url(agent),
+                unavailability=st.maintenance.unavailability_of(agent.hostname),
             )
         )
     for fid, offers in batches.items():

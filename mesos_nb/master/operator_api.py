@@ -2,9 +2,9 @@
 
 One handler validates a call the way ``Master::Http::api`` does (Content-Type, Accept, a
 known ``type``, its payload) and answers it from the core's public records through
-:mod:`.operator_views`; SUBSCRIBE goes to :mod:`.operator_stream`. Calls that change
-reservations, volumes, quota, maintenance or agent draining are not built yet and say so
-(501 with a sentence), never a silent 200. The v0 additions (``/flags``, ``/roles``,
+:mod:`.operator_views`; SUBSCRIBE goes to :mod:`.operator_stream`. Reservations and
+persistent volumes go to :mod:`.reservations` / :mod:`.volumes`, maintenance and agent
+draining to :mod:`.downtime`, all through the core. The v0 additions (``/flags``, ``/roles``,
 ``/weights``, ``/quota``, ``/maintenance/*``) and the trailing-slash rule (libprocess trims
 one trailing ``/``) are installed here too, so ``server.py`` needs a single line.
 """
@@ -24,6 +24,7 @@ from ..protocol.version import VERSION
 from . import operator_views as v
 from .core import CallError, validate_role
 from .operator_stream import OperatorStreams
+from .security import PRINCIPAL
 
 log = logging.getLogger("mesos_nb.master.operator")
 _enc = msgspec.json.Encoder()
@@ -38,16 +39,14 @@ CALLS = {
     "GET_QUOTA", "UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA", "TEARDOWN", "MARK_AGENT_GONE",
     "KILL_TASK",  # mesos-nb's own: kill one task by id (kept for existing tools)
 }
-NOT_BUILT = {
-    "UPDATE_MAINTENANCE_SCHEDULE": "maintenance", "START_MAINTENANCE": "maintenance",
-    "STOP_MAINTENANCE": "maintenance", "DRAIN_AGENT": "agent draining", "DEACTIVATE_AGENT": "agent deactivation",
-    "REACTIVATE_AGENT": "agent deactivation",
-}
+# Maintenance and agent-state calls (downtime.py), each answered 200 with an empty body.
+MAINTENANCE_CALLS = {"UPDATE_MAINTENANCE_SCHEDULE", "START_MAINTENANCE", "STOP_MAINTENANCE", "DRAIN_AGENT",
+                     "DEACTIVATE_AGENT", "REACTIVATE_AGENT"}
 # Payloads Mesos requires (validation.cpp): the call is a 400 without them.
 REQUIRED = {"GET_METRICS", "SET_LOGGING_LEVEL", "LIST_FILES", "READ_FILE", "UPDATE_WEIGHTS", "TEARDOWN",
             "MARK_AGENT_GONE", "KILL_TASK", "UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA",
             "RESERVE_RESOURCES", "UNRESERVE_RESOURCES", "CREATE_VOLUMES", "DESTROY_VOLUMES", "GROW_VOLUME",
-            "SHRINK_VOLUME"}
+            "SHRINK_VOLUME"} | MAINTENANCE_CALLS
 
 
 def _text(status: int, message: str) -> web.Response:
@@ -93,6 +92,9 @@ class OperatorApi:
             r.add_get(prefix + "/quota", self.quota)
             r.add_get(prefix + "/maintenance/status", self.maintenance_status)
             r.add_get(prefix + "/maintenance/schedule", self.maintenance_schedule)
+            r.add_post(prefix + "/maintenance/schedule", self.post_maintenance)
+            r.add_post(prefix + "/machine/down", self.post_maintenance)
+            r.add_post(prefix + "/machine/up", self.post_maintenance)
 
     # ------------------------------------------------------------------ data
     def flag_map(self) -> dict[str, str]:
@@ -141,10 +143,11 @@ class OperatorApi:
             return _text(400, f"Failed to validate master::Call: Expecting '{field}' to be present")
         if not _accepts_json(request.headers.get("Accept")):
             return _text(406, "Expecting 'Accept' to allow 'application/json'")
-        if t in NOT_BUILT:
-            return _text(501, f"{t} is not supported by mesos-nb yet ({NOT_BUILT[t]} are not built)")
         if t == "SUBSCRIBE":
             return await self.streams.subscribe(request)
+        if t == "DRAIN_AGENT" and payload.get("mark_gone") is True \
+                and not self.server.guard.acls.allowed("mark_agents_gone", request.get(PRINCIPAL)):
+            return _text(403, "Not authorized: DRAIN_AGENT with 'mark_gone' also needs mark_agents_gone")
         try:
             return self._answer(t, field, payload)
         except CallError as e:
@@ -196,9 +199,11 @@ class OperatorApi:
             return _json({"type": t, field: {"master_info": info, "start_time": srv.start_time,
                                              "elected_time": srv.start_time}})
         if t == "GET_MAINTENANCE_STATUS":
-            return _json({"type": t, field: {"status": {}}})
+            return _json({"type": t, field: {"status": core.maintenance_status()}})
         if t == "GET_MAINTENANCE_SCHEDULE":
-            return _json({"type": t, field: {"schedule": {}}})
+            return _json({"type": t, field: {"schedule": core.maintenance_schedule()}})
+        if t in MAINTENANCE_CALLS:
+            return self._maintenance(t, payload)
         if t == "GET_QUOTA":
             return _json({"type": t, field: {"status": core.quota_status()}})
         if t in ("UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA"):
@@ -225,6 +230,12 @@ class OperatorApi:
         if core.operator_kill(task_id, time.time()) is None:
             return _text(404, f"No active task with id '{task_id}'")
         return web.Response(status=202)
+
+    def _maintenance(self, t: str, payload: Any) -> web.Response:
+        """The calls that change maintenance or agent state; CallError 400/409 names the rule."""
+        self.server.core.maintenance_call(t, payload, time.time())
+        log.info("maintenance call=%s", t)
+        return web.Response(status=200)
 
     def _set_logging_level(self, payload: dict[str, Any]) -> web.Response:
         level = payload.get("level")
@@ -331,7 +342,24 @@ class OperatorApi:
         return _json(self.server.core.quota_status())
 
     async def maintenance_status(self, request: web.Request) -> web.Response:
-        return _json({})
+        return _json(self.server.core.maintenance_status())
 
     async def maintenance_schedule(self, request: web.Request) -> web.Response:
-        return _json({})
+        return _json(self.server.core.maintenance_schedule())
+
+    async def post_maintenance(self, request: web.Request) -> web.Response:
+        """v0 ``POST /maintenance/schedule`` (a Schedule), ``/machine/down`` and ``/machine/up``
+        (a list of MachineIDs): the v1 calls with the body as their payload."""
+        try:
+            body = msgspec.json.decode(await request.read())
+        except msgspec.DecodeError as e:
+            return _text(400, f"Failed to parse the request body as JSON: {e}")
+        t, key = {"/maintenance/schedule": ("UPDATE_MAINTENANCE_SCHEDULE", "schedule"),
+                  "/machine/down": ("START_MAINTENANCE", "machines"),
+                  "/machine/up": ("STOP_MAINTENANCE", "machines")}[request.path.removeprefix("/master")]
+        try:
+            return self._maintenance(t, {key: body})
+        except CallError as e:
+            return _text(e.status, e.message)
+        finally:
+            self.server.flush()

@@ -155,7 +155,11 @@ class StateView:
             self._fw_offered[o.framework_id] = self._fw_offered.get(o.framework_id, Resources()) + o.resources
 
     def agent(self, a: Agent) -> dict[str, Any]:
-        return agent(a, self._allocated.get(a.id, Resources()), self._offered.get(a.id, Resources()))
+        d = agent(a, self._allocated.get(a.id, Resources()), self._offered.get(a.id, Resources()))
+        drain = self.core.maintenance.drains.get(a.id)
+        if drain is not None:
+            d["drain_info"] = drain
+        return d
 
     def framework(self, fw: Framework) -> dict[str, Any]:
         return framework(fw, self._fw_allocated.get(fw.id, Resources()), self._fw_offered.get(fw.id, Resources()))

@@ -29,6 +29,7 @@ from .effects import (
     RemoveFramework,
     SaveAgent,
     SaveFramework,
+    SaveMaintenance,
     SaveQuota,
     SaveWeights,
 )
@@ -73,6 +74,7 @@ class MemoryRegistry:
         self.gone: dict[str, float] = {}
         self.quotas: dict[str, dict] = {}
         self.weights: dict[str, float] = {}
+        self.maintenance: dict | None = None
 
     def recover(self) -> RegistryState:
         return RegistryState(
@@ -83,6 +85,7 @@ class MemoryRegistry:
             gone=dict(self.gone),
             quotas=dict(self.quotas),
             weights=dict(self.weights),
+            maintenance=self.maintenance,
         )
 
     def apply(self, effects: Sequence[RegistryEffect]) -> None:
@@ -124,6 +127,8 @@ def apply_to_memory(reg: MemoryRegistry, effects: Sequence[RegistryEffect]) -> N
                 reg.quotas[eff.role] = eff.config  # type: ignore[attr-defined]
         elif t is SaveWeights:
             reg.weights.update(eff.weights)  # type: ignore[attr-defined]
+        elif t is SaveMaintenance:
+            reg.maintenance = eff.doc  # type: ignore[attr-defined]
         else:
             raise TypeError(f"unknown registry effect {t.__name__}")
 

@@ -23,6 +23,7 @@ from .effects import (
     RemoveFramework,
     SaveAgent,
     SaveFramework,
+    SaveMaintenance,
     SaveQuota,
     SaveWeights,
 )
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS unreachable_agents (id TEXT PRIMARY KEY, timestamp RE
 CREATE TABLE IF NOT EXISTS gone_agents (id TEXT PRIMARY KEY, timestamp REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS quotas (role TEXT PRIMARY KEY, config TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS weights (role TEXT PRIMARY KEY, weight REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS maintenance (id INTEGER PRIMARY KEY CHECK (id = 1), doc TEXT NOT NULL);
 """
 
 
@@ -115,6 +117,9 @@ class SqliteRegistry:
                 elif t is SaveWeights:
                     db.executemany("INSERT OR REPLACE INTO weights VALUES (?, ?)",
                                    list(eff.weights.items()))  # type: ignore[attr-defined]
+                elif t is SaveMaintenance:
+                    db.execute("INSERT OR REPLACE INTO maintenance VALUES (1, ?)",
+                               (json.dumps(eff.doc),))  # type: ignore[attr-defined]
                 else:
                     raise TypeError(f"unknown registry effect {t.__name__}")
 
@@ -133,5 +138,7 @@ class SqliteRegistry:
         gone = dict(db.execute("SELECT id, timestamp FROM gone_agents").fetchall())
         quotas = {r: json.loads(c) for r, c in db.execute("SELECT role, config FROM quotas")}
         weights = dict(db.execute("SELECT role, weight FROM weights").fetchall())
+        row = db.execute("SELECT doc FROM maintenance WHERE id = 1").fetchone()
         return RegistryState(frameworks=fws, removed_framework_ids=removed, agents=agents,
-                             unreachable=unreachable, gone=gone, quotas=quotas, weights=weights)
+                             unreachable=unreachable, gone=gone, quotas=quotas, weights=weights,
+                             maintenance=json.loads(row[0]) if row else None)

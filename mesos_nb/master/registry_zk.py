@@ -53,6 +53,7 @@ from .effects import (
     RemoveFramework,
     SaveAgent,
     SaveFramework,
+    SaveMaintenance,
     SaveQuota,
     SaveWeights,
 )
@@ -331,6 +332,8 @@ class ZkRegistry:
         if t is SaveWeights:
             merged = {**(self._read_one("weights") or {}), **eff.weights}  # type: ignore[attr-defined]
             return [("put", self._path("weights"), _dumps(merged))]
+        if t is SaveMaintenance:
+            return [("put", self._path("maintenance"), _dumps(eff.doc))]  # type: ignore[attr-defined]
         raise TypeError(f"unknown registry effect {t.__name__}")
 
     def _agent_ops(self, rec: AgentRecord) -> list[tuple[str, str, bytes | None]]:

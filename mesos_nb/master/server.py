@@ -412,8 +412,10 @@ class MasterServer:
             elif t == "UPDATE_FRAMEWORK":
                 core.update_framework(fid, m.to_builtins(call.update_framework), now)
                 return web.Response(status=200)
+            elif t in ("ACCEPT_INVERSE_OFFERS", "DECLINE_INVERSE_OFFERS"):
+                core.answer_inverse_offers(fid, getattr(call, t.lower()), t.startswith("ACCEPT"), now)
             else:
-                pass  # REQUEST, inverse offers, operation acks/reconciliation: accepted, nothing to do
+                pass  # REQUEST, operation acks/reconciliation: accepted, nothing to do
         except CallError as e:
             return _text(e.status, e.message)
         finally:

@@ -16,6 +16,7 @@ from typing import Any
 from ..protocol import messages as m
 from .allocator import HierarchicalDRFAllocator
 from .effects import AgentRecord, ToFramework
+from .maintenance import MaintenanceState
 from .model import MAX_COMPLETED_FRAMEWORKS, Agent, Framework, Offer
 from .partitions import PartitionConfig
 
@@ -122,6 +123,7 @@ class MasterState:
         # offers must not scan every offer: 5,000 agents of a lost channel x 10,000 offers)
         self.agent_offers: dict[str, dict[str, None]] = {}
         self.operations: deque[dict] = deque(maxlen=1000)  # reservations.py: GET_OPERATIONS
+        self.maintenance = MaintenanceState()  # schedule, machine modes, drains (maintenance.py)
         self.out: list[Any] = []
         self.version = 0  # bumped on every change; the read endpoints cache by it
         self.wants_allocation = False

@@ -141,6 +141,14 @@ class FrameworkToExecutor(_Ch, tag="FRAMEWORK_MESSAGE"):
     data: bytes
 
 
+class ShutdownAgent(_Ch, tag="SHUTDOWN_AGENT"):
+    """The agent's machine went DOWN for maintenance: kill everything it runs (Mesos'
+    ShutdownMessage); the master refuses it until the machine is UP again."""
+
+    agent_id: str
+    message: str
+
+
 class Ping(_Ch, tag="PING"):
     seq: int = 0
 
@@ -172,6 +180,7 @@ ToAgent = Union[
     Ping,
     Refused,
     CheckpointResources,
+    ShutdownAgent,
 ]
 
 _enc = msgspec.json.Encoder()

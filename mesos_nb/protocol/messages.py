@@ -244,6 +244,7 @@ class Offer(_Msg):
     attributes: list[Attribute] = []
     executor_ids: list[ID] = []
     allocation_info: AllocationInfo | None = None
+    unavailability: Any = None  # Unavailability JSON: the agent's machine is in a maintenance window
 
 
 # --------------------------------------------------------------------------- operations
@@ -443,6 +444,8 @@ class Event(_Msg):
     failure: Failure | None = None
     error: Error | None = None
     update_operation_status: Any = None
+    inverse_offers: Any = None  # {"inverse_offers": [InverseOffer JSON]}
+    rescind_inverse_offer: Any = None  # {"inverse_offer_id": {"value": …}}
 
 
 # --------------------------------------------------------------------------- codec
