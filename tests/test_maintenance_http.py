@@ -228,6 +228,9 @@ async def test_drain_agent_kills_with_capped_grace_then_drained_and_reactivated(
         a = await async_wait_for(drained, timeout=20, message="the agent DRAINED")
         assert a["deactivated"] is True
         assert a["drain_info"]["config"] == {"mark_gone": False, "max_grace_period": {"nanoseconds": 3_000_000_000}}
+        async with aiohttp.ClientSession() as s, s.get(url + "/master/state") as r:  # the v0 view agrees
+            slave = next(x for x in (await r.json())["slaves"] if x["id"] == aid)
+        assert slave["drain_info"]["state"] == "DRAINED" and slave["deactivated"] is True
         # no offers from a deactivated agent, while the other agent's keep coming
         since = time.monotonic()
         await async_wait_for(lambda: fw.offers_at.get("127.0.0.2", 0) > since + 0.5, timeout=20)

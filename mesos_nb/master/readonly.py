@@ -196,6 +196,9 @@ class ReadOnlyViews:
         }
         if a.reregistered_time is not None:
             d["reregistered_time"] = a.reregistered_time
+        drain = core.maintenance.drains.get(a.id)
+        if drain is not None:  # DRAIN_AGENT's state, as GET_AGENTS shows it
+            d["drain_info"] = drain
         return d
 
     def render_state(self) -> dict[str, Any]:
