@@ -115,22 +115,22 @@ def cmd_apps_scale(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_apps_suspend(args: argparse.Namespace) -> int:
-    _call(lambda: client.scale(args.id, 0, _url(args)))
-    print(f"suspended {args.id} (0 instances; 'mesos-nb apps scale {args.id} N' resumes)")
-    return 0
+def _one_line(request: Callable[[argparse.Namespace, str], Any],
+              say: Callable[[argparse.Namespace, Any], str]) -> Callable[[argparse.Namespace], int]:
+    """A command that makes one request about ``args.id`` and prints one line about it."""
+    def command(args: argparse.Namespace) -> int:
+        print(say(args, _call(request, args, _url(args))))
+        return 0
+    return command
 
 
-def cmd_apps_restart(args: argparse.Namespace) -> int:
-    out = _call(lambda: client.restart(args.id, _url(args)))
-    print(f"restarting {args.id}: version {out.get('version', '?')}")
-    return 0
-
-
-def cmd_apps_delete(args: argparse.Namespace) -> int:
-    _call(lambda: client.delete_app(args.id, _url(args)))
-    print(f"deleted {args.id}")
-    return 0
+cmd_apps_suspend = _one_line(lambda a, url: client.scale(a.id, 0, url),
+                             lambda a, _: f"suspended {a.id} (0 instances; 'mesos-nb apps scale {a.id} N' resumes)")
+cmd_apps_restart = _one_line(lambda a, url: client.restart(a.id, url),
+                             lambda a, out: f"restarting {a.id}: version {out.get('version', '?')}")
+cmd_apps_delete = _one_line(lambda a, url: client.delete_app(a.id, url), lambda a, _: f"deleted {a.id}")
+cmd_jobs_run = _one_line(lambda a, url: client.run_job(a.id, url), lambda a, r: f"started run {r['id']} of {a.id}")
+cmd_jobs_delete = _one_line(lambda a, url: client.delete_job(a.id, url), lambda a, _: f"deleted {a.id}")
 
 
 def cmd_apps_serve(args: argparse.Namespace) -> int:
@@ -173,21 +173,9 @@ def cmd_jobs_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_jobs_run(args: argparse.Namespace) -> int:
-    r = _call(lambda: client.run_job(args.id, _url(args)))
-    print(f"started run {r['id']} of {args.id}")
-    return 0
-
-
 def cmd_jobs_history(args: argparse.Namespace) -> int:
     runs = _call(lambda: client.list_runs(args.id, _url(args)))
     print_table(RUN_HEADERS, run_rows(runs))
-    return 0
-
-
-def cmd_jobs_delete(args: argparse.Namespace) -> int:
-    _call(lambda: client.delete_job(args.id, _url(args)))
-    print(f"deleted {args.id}")
     return 0
 
 

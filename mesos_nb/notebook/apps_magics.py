@@ -103,22 +103,43 @@ def _app_table(apps: list[dict[str, Any]]) -> Table:
     return Table("Apps", ["ID", "INSTANCES", "RUNNING", "HEALTHY", "VERSION", "STATUS"], rows)
 
 
-def app_command(magics: Any, rest: str) -> Any:
+def _parse(magics: Any, kind: str, rest: str,
+           actions: dict[str, Callable[[MagicParser], Any]]) -> tuple[str, argparse.Namespace, str]:
+    """(action, its options, the framework's URL) of ``%mesos KIND ACTION …``; ``actions`` maps
+    each action to what adds its options."""
     words = shlex.split(rest)
     action = words[0] if words else "list"
-    p = _parser(f"app {action}")
-    if action == "deploy":
-        definitions.add_arguments(p, "app")
-    elif action == "scale":
-        p.add_argument("id")
-        p.add_argument("instances", type=int)
-    elif action in ("show", "restart", "suspend", "delete"):
-        p.add_argument("id")
-    elif action != "list":
-        raise MesosNotebookError(f"unknown app action {action!r}: deploy, list, show, scale, restart, suspend "
-                                 "or delete (see %mesos help)")
+    if action not in actions:
+        names = list(actions)
+        raise MesosNotebookError(f"unknown {kind} action {action!r}: {', '.join(names[:-1])} or {names[-1]} "
+                                 "(see %mesos help)")
+    p = _parser(f"{kind} {action}")
+    actions[action](p)
     args = p.parse_args(words[1:])
-    url = _call(lambda: client.resolve(args.apps, _master(magics)))
+    return action, args, _call(lambda: client.resolve(args.apps, _master(magics)))
+
+
+def _no_options(p: MagicParser) -> None:
+    pass
+
+
+def _id(p: MagicParser) -> None:
+    p.add_argument("id")
+
+
+def _id_and_count(p: MagicParser) -> None:
+    p.add_argument("id")
+    p.add_argument("instances", type=int)
+
+
+_APP_ACTIONS = {"deploy": lambda p: definitions.add_arguments(p, "app"), "list": _no_options, "show": _id,
+                "scale": _id_and_count, "restart": _id, "suspend": _id, "delete": _id}
+_JOB_ACTIONS = {"schedule": lambda p: definitions.add_arguments(p, "job"), "list": _no_options, "run": _id,
+                "history": _id, "delete": _id}
+
+
+def app_command(magics: Any, rest: str) -> Any:
+    action, args, url = _parse(magics, "app", rest, _APP_ACTIONS)
     if action == "list":
         return _app_table(_call(lambda: client.list_apps(url)))
     if action == "deploy":
@@ -148,18 +169,7 @@ def app_command(magics: Any, rest: str) -> Any:
 
 
 def job_command(magics: Any, rest: str) -> Any:
-    words = shlex.split(rest)
-    action = words[0] if words else "list"
-    p = _parser(f"job {action}")
-    if action == "schedule":
-        definitions.add_arguments(p, "job")
-    elif action in ("run", "history", "delete"):
-        p.add_argument("id")
-    elif action != "list":
-        raise MesosNotebookError(f"unknown job action {action!r}: schedule, list, run, history or delete "
-                                 "(see %mesos help)")
-    args = p.parse_args(words[1:])
-    url = _call(lambda: client.resolve(args.apps, _master(magics)))
+    action, args, url = _parse(magics, "job", rest, _JOB_ACTIONS)
     if action == "list":
         return _jobs_table(url)
     if action == "schedule":
