@@ -274,12 +274,8 @@ class MesosMagics(Magics):
 
     # ------------------------------------------------------------------ operator views
     # Each is ``views.NAME(magics, rest)``: a function of the magics, bound here as a method.
-    status = views.status
-    agents = views.agents
-    frameworks = views.frameworks
-    tasks = views.tasks
-    logs = views.logs
-    kill = views.kill
+    status, agents, frameworks = views.status, views.agents, views.frameworks
+    tasks, logs, kill = views.tasks, views.logs, views.kill
 
     # ------------------------------------------------------------------ offers
     def offers(self, rest: str = "") -> Any:
