@@ -8,6 +8,12 @@ Helpers (import them: ``from conftest import wait_for, free_port``):
 * ``await async_wait_for(predicate, timeout)``: the same from async tests; the predicate may
   be sync or async.
 * ``run_cli(*args, env=..., timeout=...)``: run ``python -m mesos_nb ARGS`` as a subprocess.
+* ``with cluster_thread(work_dir, agents, resources) as ct``: an embedded cluster on its own
+  thread (:class:`mesos_nb.notebook.embedded.ClusterThread`), stopped afterwards.
+* ``notebook_home(home, monkeypatch)``: a kernel environment that knows no master (``HOME``
+  moved, no ``MESOS_NB_*`` / ``JPY_SESSION_NAME``).
+* ``with mesos_shell(connect=None) as ip``: IPython with the extension loaded (and connected
+  to ``connect``); its framework is torn down and the extension unloaded afterwards.
 
 Fixtures:
 
@@ -20,6 +26,7 @@ Fixtures:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import os
@@ -29,7 +36,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +140,43 @@ async def local_cluster(tmp_path: Path):
         yield cluster
     finally:
         await cluster.stop()
+
+
+@contextlib.contextmanager
+def cluster_thread(work_dir: Path, agents: int = 2, resources: str = SMALL_AGENT) -> Iterator[Any]:
+    from mesos_nb.notebook.embedded import ClusterThread
+
+    ct = ClusterThread(agents=agents, port=0, agent_resources=resources, work_dir=str(work_dir))
+    ct.start()
+    try:
+        yield ct
+    finally:
+        ct.stop()
+
+
+def notebook_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("MESOS_NB_MASTER", "MESOS_NB_LOCAL_PORT", "MESOS_NB_LOCAL_RESOURCES", "JPY_SESSION_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@contextlib.contextmanager
+def mesos_shell(connect: str | None = None) -> Iterator[Any]:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "mesos_nb")
+    try:
+        if connect is not None:
+            shell.run_line_magic("mesos", f"connect {connect}")
+        yield shell
+    finally:
+        m = shell._mesos_nb_magics
+        if m is not None and m.framework is not None:
+            m.disconnect("")
+        shell.run_line_magic("unload_ext", "mesos_nb")
 
 
 @dataclass
