@@ -3,8 +3,9 @@
 Helpers (import them: ``from conftest import wait_for, free_port``):
 
 * ``free_port()``: a TCP port that was free a moment ago.
-* ``wait_for(predicate, timeout)``: poll a (sync) predicate until it returns something truthy
-  (returned) or the deadline passes (AssertionError). Never use bare sleeps to synchronise.
+* ``wait_for(predicate, timeout, message=...)``: poll a (sync) predicate until it returns something
+  truthy (returned) or the deadline passes (AssertionError saying ``message``, a string or a
+  function asked then). Never use bare sleeps to synchronise.
 * ``await async_wait_for(predicate, timeout)``: the same from async tests; the predicate may
   be sync or async.
 * ``run_cli(*args, env=..., timeout=...)``: run ``python -m mesos_nb ARGS`` as a subprocess.
@@ -54,27 +55,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class _Deadline:
+    """When a wait gives up, and what it says then (``message`` may be a function, asked at the end)."""
+
+    def __init__(self, timeout: float, message: str | Callable[[], str] | None) -> None:
+        self.timeout, self.message = timeout, message
+        self.end = time.monotonic() + timeout
+        self.last_exc: BaseException | None = None  # the condition may not be checkable yet
+
+    def check(self) -> None:
+        if time.monotonic() >= self.end:
+            what = self.message() if callable(self.message) else self.message
+            extra = f" (last error: {self.last_exc!r})" if self.last_exc else ""
+            raise AssertionError(f"{what or 'condition'} not met within {self.timeout} s{extra}")
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
-             message: str | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
+             message: str | Callable[[], str] | None = None) -> Any:
+    deadline = _Deadline(timeout, message)
     while True:
         try:
-            value = predicate()
-            if value:
+            if value := predicate():
                 return value
-        except Exception as e:  # the condition may not be checkable yet
-            last_exc = e
-        if time.monotonic() >= deadline:
-            extra = f" (last error: {last_exc!r})" if last_exc else ""
-            raise AssertionError(f"{message or 'condition'} not met within {timeout} s{extra}")
+        except Exception as e:
+            deadline.last_exc = e
+        deadline.check()
         time.sleep(interval)
 
 
 async def async_wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
-                         message: str | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
+                         message: str | Callable[[], str] | None = None) -> Any:
+    deadline = _Deadline(timeout, message)
     while True:
         try:
             value = predicate()
@@ -83,10 +94,8 @@ async def async_wait_for(predicate: Callable[[], Any], timeout: float = 10.0, in
             if value:
                 return value
         except Exception as e:
-            last_exc = e
-        if time.monotonic() >= deadline:
-            extra = f" (last error: {last_exc!r})" if last_exc else ""
-            raise AssertionError(f"{message or 'condition'} not met within {timeout} s{extra}")
+            deadline.last_exc = e
+        deadline.check()
         await asyncio.sleep(interval)
 
 
