@@ -10,18 +10,8 @@ import os
 from typing import Any
 
 from . import io_control
-from .isolator import (
-    CFS_PERIOD_US,
-    CGROUP_ROOT,
-    NESTED,
-    CgroupIsolator,
-    Limits,
-    mkdir_once,
-    parse_kv,
-    read_int,
-    read_text,
-    write_text,
-)
+from .cgroupfs import mkdir_once, parse_kv, read_int, read_text, write_text
+from .isolator import CFS_PERIOD_US, CGROUP_ROOT, NESTED, CgroupIsolator, Limits
 
 
 class CgroupsV2Isolator(CgroupIsolator):

@@ -1,5 +1,6 @@
-"""The isolator interface (:class:`Isolator`), the :class:`Limits` it enforces, and the small
-file helpers the cgroup implementations share. The implementations are ``posix_isolator.py``,
+"""The isolator interface (:class:`Isolator`), the :class:`Limits` it enforces, and what the
+two cgroup implementations share (:class:`CgroupIsolator`, the pre-exec :class:`CgroupJoin`;
+their file helpers are in ``cgroupfs.py``). The implementations are ``posix_isolator.py``,
 ``cgroups_v1.py`` and ``cgroups_v2.py``; ``isolation.py`` picks one.
 """
 
@@ -9,6 +10,8 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from .cgroupfs import write_text
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 NESTED = "mesos_nb"
@@ -54,39 +57,6 @@ def _mb(n: int) -> str:
 def memory_message(limit: int, used: int) -> str:
     """Mesos' wording for a memory limitation."""
     return f"Memory limit exceeded: Requested: {_mb(limit)} Maximum Used: {_mb(used)}"
-
-
-def read_text(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def write_text(path: str, value: str) -> None:
-    with open(path, "w") as f:
-        f.write(value)
-
-
-def parse_kv(text: str | None) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in (text or "").splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
-
-def read_int(path: str) -> int:
-    """A cgroup file holding one number (0 when it is missing or empty)."""
-    return int((read_text(path) or "0").strip() or 0)
-
-
-def mkdir_once(path: str) -> None:
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        pass
 
 
 class CgroupJoin:
@@ -204,6 +174,5 @@ class CgroupIsolator(Isolator):
         self._joined.discard(container_id)
 
 
-__all__ = ["Isolator", "CgroupIsolator", "Limits", "IoLimits", "memory_message", "read_text", "read_int", "write_text", "parse_kv", "mkdir_once",
-           "cgroup_joiner", "CgroupJoin", "CGROUP_ROOT", "NESTED", "CFS_PERIOD_US", "MIN_CPU_SHARES",
+__all__ = ["Isolator", "CgroupIsolator", "Limits", "IoLimits", "memory_message", "cgroup_joiner", "CgroupJoin", "CGROUP_ROOT", "NESTED", "CFS_PERIOD_US", "MIN_CPU_SHARES",
            "MIN_MEMORY_BYTES"]
