@@ -119,7 +119,7 @@ def _one_line(request: Callable[[argparse.Namespace, str], Any],
               say: Callable[[argparse.Namespace, Any], str]) -> Callable[[argparse.Namespace], int]:
     """A command that makes one request about ``args.id`` and prints one line about it."""
     def command(args: argparse.Namespace) -> int:
-        print(say(args, _call(request, args, _url(args))))
+        print(say(args, _call(lambda: request(args, _url(args)))))
         return 0
     return command
 
@@ -168,7 +168,7 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
 
 def cmd_jobs_schedule(args: argparse.Namespace) -> int:
     job, notebook = _call(definitions.job_from_args, args, time.time())
-    out = _call(definitions.submit_job, job, notebook, args.params, _url(args))
+    out = _call(lambda: definitions.submit_job(job, notebook, args.params, _url(args)))
     print(f"scheduled {out.get('id', job['id'])}: {out.get('schedule') or 'manual runs only'}")
     return 0
 
