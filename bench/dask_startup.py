@@ -15,71 +15,50 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # also run as a script
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench.harness import start_local  # noqa: E402
 
 
 def start_master(workers: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    work = tempfile.mkdtemp(prefix="bench-dask-")
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mesos_nb", "local", "--no-authenticate", "--agents", "2", "--port", str(port),
-         "--work-dir", work, "--resources", f"cpus:{workers};mem:{workers * 1024};disk:1024"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/master/state", timeout=2) as r:
-                if len(json.load(r).get("slaves", [])) >= 2:
-                    return proc, f"127.0.0.1:{port}"
-        except OSError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("mesos-nb local did not start within 60 s")
+    return start_local(tempfile.mkdtemp(prefix="bench-dask-"), f"cpus:{workers};mem:{workers * 1024};disk:1024")
+
+
+def _time_workers(make_cluster: Callable[[], Any], n: int) -> float:
+    """Seconds from creating a cluster until ``n`` workers are connected to it."""
+    from distributed import Client
+
+    t0 = time.perf_counter()
+    cluster = make_cluster()
+    client = Client(cluster)
+    client.wait_for_workers(n, timeout=120)
+    took = time.perf_counter() - t0
+    client.close()
+    cluster.close()
+    return took
 
 
 def time_mesos(master: str, n: int) -> float:
-    from distributed import Client
-
     from mesos_nb.frameworks.dask import MesosCluster
 
-    t0 = time.perf_counter()
-    cluster = MesosCluster(master, n_workers=n, cpus=0.5, mem=512, dashboard_address=":0")
-    client = Client(cluster)
-    client.wait_for_workers(n, timeout=120)
-    took = time.perf_counter() - t0
-    client.close()
-    cluster.close()
-    return took
+    return _time_workers(lambda: MesosCluster(master, n_workers=n, cpus=0.5, mem=512, dashboard_address=":0"), n)
 
 
 def time_local(n: int) -> float:
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
-    t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=n, processes=True, threads_per_worker=1, dashboard_address=":0")
-    client = Client(cluster)
-    client.wait_for_workers(n, timeout=120)
-    took = time.perf_counter() - t0
-    client.close()
-    cluster.close()
-    return took
+    return _time_workers(lambda: LocalCluster(n_workers=n, processes=True, threads_per_worker=1,
+                                              dashboard_address=":0"), n)
 
 
 def main(argv: list[str] | None = None) -> int:

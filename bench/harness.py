@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,33 @@ class Child:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_local(work: str, resources: str, agents: int = 2, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
+    """``mesos-nb local`` without authentication in its own session, once its agents are
+    registered: (the process, the master's HOST:PORT). Its output is dropped."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesos_nb", "local", "--no-authenticate", "--agents", str(agents), "--port", str(port),
+         "--work-dir", work, "--resources", resources],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/master/state", timeout=2) as r:
+                if len(json.load(r).get("slaves", [])) >= agents:
+                    return proc, f"127.0.0.1:{port}"
+        except OSError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"mesos-nb local did not start within {timeout:.0f} s")
 
 
 def start_agents(master: str, n: int, resources: str, secret: str | None = None,

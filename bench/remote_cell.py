@@ -20,46 +20,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # also run as a script
+
+from bench.harness import start_local  # noqa: E402
+
 WARM = "%%mesos task --cpus 0.1 --mem 64\n2 + 2"
 FRESH = "%%mesos task --fresh --cpus 0.1 --mem 64\n2 + 2"
 DASK = "client.submit(operator.add, 2, 2, pure=False).result()"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_cluster(work: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mesos_nb", "local", "--no-authenticate", "--agents", "2", "--port", str(port),
-         "--work-dir", work, "--resources", "cpus:2;mem:2048;disk:1024"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/master/state", timeout=2) as r:
-                if len(json.load(r).get("slaves", [])) >= 2:
-                    return proc, f"127.0.0.1:{port}"
-        except OSError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("mesos-nb local did not start within 60 s")
+    return start_local(work, "cpus:2;mem:2048;disk:1024")
 
 
 class Kernel:

@@ -3,11 +3,18 @@
 Helpers (import them: ``from conftest import wait_for, free_port``):
 
 * ``free_port()``: a TCP port that was free a moment ago.
-* ``wait_for(predicate, timeout)``: poll a (sync) predicate until it returns something truthy
-  (returned) or the deadline passes (AssertionError). Never use bare sleeps to synchronise.
+* ``wait_for(predicate, timeout, message=...)``: poll a (sync) predicate until it returns something
+  truthy (returned) or the deadline passes (AssertionError saying ``message``, a string or a
+  function asked then). Never use bare sleeps to synchronise.
 * ``await async_wait_for(predicate, timeout)``: the same from async tests; the predicate may
   be sync or async.
 * ``run_cli(*args, env=..., timeout=...)``: run ``python -m mesos_nb ARGS`` as a subprocess.
+* ``with cluster_thread(work_dir, agents, resources) as ct``: an embedded cluster on its own
+  thread (:class:`mesos_nb.notebook.embedded.ClusterThread`), stopped afterwards.
+* ``notebook_home(home, monkeypatch)``: a kernel environment that knows no master (``HOME``
+  moved, no ``MESOS_NB_*`` / ``JPY_SESSION_NAME``).
+* ``with mesos_shell(connect=None) as ip``: IPython with the extension loaded (and connected
+  to ``connect``); its framework is torn down and the extension unloaded afterwards.
 
 Fixtures:
 
@@ -20,6 +27,7 @@ Fixtures:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import os
@@ -29,7 +37,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,27 +55,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class _Deadline:
+    """When a wait gives up, and what it says then (``message`` may be a function, asked at the end)."""
+
+    def __init__(self, timeout: float, message: str | Callable[[], str] | None) -> None:
+        self.timeout, self.message = timeout, message
+        self.end = time.monotonic() + timeout
+        self.last_exc: BaseException | None = None  # the condition may not be checkable yet
+
+    def check(self) -> None:
+        if time.monotonic() >= self.end:
+            what = self.message() if callable(self.message) else self.message
+            extra = f" (last error: {self.last_exc!r})" if self.last_exc else ""
+            raise AssertionError(f"{what or 'condition'} not met within {self.timeout} s{extra}")
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
-             message: str | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
+             message: str | Callable[[], str] | None = None) -> Any:
+    deadline = _Deadline(timeout, message)
     while True:
         try:
-            value = predicate()
-            if value:
+            if value := predicate():
                 return value
-        except Exception as e:  # the condition may not be checkable yet
-            last_exc = e
-        if time.monotonic() >= deadline:
-            extra = f" (last error: {last_exc!r})" if last_exc else ""
-            raise AssertionError(f"{message or 'condition'} not met within {timeout} s{extra}")
+        except Exception as e:
+            deadline.last_exc = e
+        deadline.check()
         time.sleep(interval)
 
 
 async def async_wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
-                         message: str | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
+                         message: str | Callable[[], str] | None = None) -> Any:
+    deadline = _Deadline(timeout, message)
     while True:
         try:
             value = predicate()
@@ -76,10 +94,8 @@ async def async_wait_for(predicate: Callable[[], Any], timeout: float = 10.0, in
             if value:
                 return value
         except Exception as e:
-            last_exc = e
-        if time.monotonic() >= deadline:
-            extra = f" (last error: {last_exc!r})" if last_exc else ""
-            raise AssertionError(f"{message or 'condition'} not met within {timeout} s{extra}")
+            deadline.last_exc = e
+        deadline.check()
         await asyncio.sleep(interval)
 
 
@@ -133,6 +149,43 @@ async def local_cluster(tmp_path: Path):
         yield cluster
     finally:
         await cluster.stop()
+
+
+@contextlib.contextmanager
+def cluster_thread(work_dir: Path, agents: int = 2, resources: str = SMALL_AGENT) -> Iterator[Any]:
+    from mesos_nb.notebook.embedded import ClusterThread
+
+    ct = ClusterThread(agents=agents, port=0, agent_resources=resources, work_dir=str(work_dir))
+    ct.start()
+    try:
+        yield ct
+    finally:
+        ct.stop()
+
+
+def notebook_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("MESOS_NB_MASTER", "MESOS_NB_LOCAL_PORT", "MESOS_NB_LOCAL_RESOURCES", "JPY_SESSION_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@contextlib.contextmanager
+def mesos_shell(connect: str | None = None) -> Iterator[Any]:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "mesos_nb")
+    try:
+        if connect is not None:
+            shell.run_line_magic("mesos", f"connect {connect}")
+        yield shell
+    finally:
+        m = shell._mesos_nb_magics
+        if m is not None and m.framework is not None:
+            m.disconnect("")
+        shell.run_line_magic("unload_ext", "mesos_nb")
 
 
 @dataclass

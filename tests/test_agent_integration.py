@@ -14,6 +14,7 @@ import aiohttp
 import psutil
 import pytest
 from aiohttp import web
+from conftest import async_wait_for
 
 from mesos_nb.agent import AgentConfig, AgentProcess
 from mesos_nb.protocol.channel import (
@@ -48,14 +49,7 @@ FW = "fw-1"
 
 
 async def wait_for(pred, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+    return await async_wait_for(pred, timeout, 0.01, what)
 
 
 class FakeMaster:

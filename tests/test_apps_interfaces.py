@@ -86,6 +86,8 @@ def get_text(url: str) -> tuple[int, str, dict]:
      "-p NAME=VALUE is for notebook jobs"),
     (("apps", "list", "--apps", "http://127.0.0.1:9"), "is unreachable"),
     (("apps", "list", "--master", "127.0.0.1:9"), "cannot ask the master at 127.0.0.1:9"),
+    (("apps", "delete", "/web", "--master", "127.0.0.1:9"), "cannot ask the master at 127.0.0.1:9"),
+    (("jobs", "run", "j", "--master", "127.0.0.1:9"), "cannot ask the master at 127.0.0.1:9"),
     (("apps", "frobnicate"), "invalid choice"),
 ])
 def test_cli_bad_input_is_one_sentence_exit_2(args, says):

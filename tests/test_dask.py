@@ -14,7 +14,15 @@ import pytest
 
 pytest.importorskip("distributed", reason="the dask extra is not installed (pip install -e '.[dask]')")
 
-from conftest import REPO, cli_env, get_json, start_cluster_process, stop_cluster_process, wait_for  # noqa: E402
+from conftest import (  # noqa: E402
+    REPO,
+    cli_env,
+    get_json,
+    mesos_shell,
+    start_cluster_process,
+    stop_cluster_process,
+    wait_for,
+)
 from distributed import Client  # noqa: E402
 
 from mesos_nb.frameworks.dask import MesosCluster  # noqa: E402
@@ -226,19 +234,10 @@ def test_from_name_reconnects_after_the_kernel_exits(master, tmp_path: Path):
 @pytest.fixture
 def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     pytest.importorskip("IPython")
-    from IPython.core.interactiveshell import InteractiveShell
-
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("MESOS_NB_MASTER", raising=False)
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "mesos_nb")
-    try:
+    with mesos_shell() as shell:
         yield shell
-    finally:
-        m = shell._mesos_nb_magics
-        if m is not None and m.framework is not None:
-            m.disconnect("")
-        shell.run_line_magic("unload_ext", "mesos_nb")
 
 
 def test_mesos_dask_magic_four_workers(ip, master):

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import async_wait_for, free_port
 
 from mesos_nb.agent import AgentConfig, AgentProcess
 from mesos_nb.master.server import MasterConfig, MasterServer
@@ -34,14 +34,7 @@ REASON = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
 
 
 async def until(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    return await async_wait_for(pred, timeout, 0.02, what)
 
 
 class OneTask(Scheduler):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import images_support
 import pytest
-from conftest import REPO, cli_env, free_port, run_cli, wait_for
+from conftest import REPO, cli_env, free_port, mesos_shell, notebook_home, run_cli, wait_for
 from images_support import TarBuilder, busybox_path, make_image, save_manifest_tar
 
 from mesos_nb.agent.isolation import namespaces_unavailable
@@ -89,21 +89,9 @@ def image_cluster(tmp_path: Path, registry: Path):
 @pytest.fixture
 def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     pytest.importorskip("IPython")
-    from IPython.core.interactiveshell import InteractiveShell
-
-    (tmp_path / "home").mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    for var in ("MESOS_NB_MASTER", "MESOS_NB_LOCAL_PORT", "MESOS_NB_LOCAL_RESOURCES", "JPY_SESSION_NAME"):
-        monkeypatch.delenv(var, raising=False)
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "mesos_nb")
-    try:
+    notebook_home(tmp_path / "home", monkeypatch)
+    with mesos_shell() as shell:
         yield shell
-    finally:
-        m = shell._mesos_nb_magics
-        if m is not None and m.framework is not None:
-            m.disconnect("")
-        shell.run_line_magic("unload_ext", "mesos_nb")
 
 
 def test_notebook_run_image(ip, image_cluster):

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, cli_env, free_port, wait_for
+from conftest import REPO, cli_env, cluster_thread, free_port, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -75,18 +75,12 @@ def _need_browser() -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[Any]:
     _need_browser()
-    from mesos_nb.notebook.embedded import ClusterThread
-
     # one agent with a port range of its own: other test runs on this machine hold ports of the
     # default 31000-32000 (a task's server then cannot bind the port it was offered)
     low = random.randrange(20000, 29500, 500)
-    ct = ClusterThread(agents=1, port=0, agent_resources=f"cpus:4;mem:6144;disk:4096;ports:[{low}-{low + 499}]",
-                       work_dir=str(tmp_path_factory.mktemp("nb-cluster")))
-    ct.start()
-    try:
+    with cluster_thread(tmp_path_factory.mktemp("nb-cluster"), 1,
+                        f"cpus:4;mem:6144;disk:4096;ports:[{low}-{low + 499}]") as ct:
         yield ct
-    finally:
-        ct.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,7 @@ pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 import nbformat  # noqa: E402
-from conftest import REPO, cli_env, free_port, get_json, run_cli  # noqa: E402
-
-from mesos_nb.notebook.embedded import ClusterThread  # noqa: E402
+from conftest import REPO, cli_env, cluster_thread, free_port, get_json, run_cli  # noqa: E402
 
 AGENT = "cpus:2;mem:1024;disk:1024"
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -85,13 +83,8 @@ EXPECTATIONS = {"quickstart.ipynb": check_quickstart}
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
-    ct = ClusterThread(agents=2, port=0, agent_resources=AGENT,
-                       work_dir=str(tmp_path_factory.mktemp("nbk-cluster")))
-    ct.start()
-    try:
+    with cluster_thread(tmp_path_factory.mktemp("nbk-cluster"), 2, AGENT) as ct:
         yield ct
-    finally:
-        ct.stop()
 
 
 def kernel_env(home: Path, **extra: str) -> dict[str, str]:

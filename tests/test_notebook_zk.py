@@ -10,9 +10,8 @@ import pytest
 pytest.importorskip("IPython")
 pytest.importorskip("ipywidgets")
 
-from conftest import wait_for  # noqa: E402
+from conftest import mesos_shell, notebook_home, wait_for  # noqa: E402
 from ha_cluster import HaCluster  # noqa: E402
-from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 
 from mesos_nb.notebook import MesosNotebookError  # noqa: E402
 
@@ -21,19 +20,9 @@ pytest_plugins = ["zk_fixture"]
 
 @pytest.fixture
 def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    (tmp_path / "home").mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    for var in ("MESOS_NB_MASTER", "MESOS_NB_LOCAL_PORT", "MESOS_NB_LOCAL_RESOURCES", "JPY_SESSION_NAME"):
-        monkeypatch.delenv(var, raising=False)
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "mesos_nb")
-    try:
+    notebook_home(tmp_path / "home", monkeypatch)
+    with mesos_shell() as shell:
         yield shell
-    finally:
-        m = shell._mesos_nb_magics
-        if m is not None and m.framework is not None:
-            m.disconnect("")
-        shell.run_line_magic("unload_ext", "mesos_nb")
 
 
 def test_connect_zk_status_and_run_follow_the_leader(zk, tmp_path, ip):

@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import psutil
+from conftest import async_wait_for
 
 from mesos_nb.master.server import MasterConfig, MasterServer
 from mesos_nb.protocol.messages import ID, CommandInfo, FrameworkInfo, TaskInfo, is_terminal
@@ -24,14 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 async def until(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+    return await async_wait_for(pred, timeout, 0.05, what)
 
 
 def start_agent(master: str, work_dir: Path, log: Path, extra: list[str] | None = None) -> subprocess.Popen:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import async_wait_for
 
 from mesos_nb.master.server import MasterConfig, MasterServer
 from mesos_nb.protocol.messages import ID, CommandInfo, FrameworkInfo, TaskInfo, is_terminal
@@ -35,14 +36,7 @@ TASK_RES = Resources.parse("cpus:0.1;mem:16")
 
 
 async def until(pred, timeout: float, what) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        await asyncio.sleep(0.05)
+    return await async_wait_for(pred, timeout, 0.05, what)
 
 
 class AgentProc:

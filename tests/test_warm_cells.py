@@ -12,12 +12,10 @@ import pytest
 
 pytest.importorskip("IPython")
 
-from conftest import get_json, wait_for  # noqa: E402
-from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
+from conftest import cluster_thread, get_json, mesos_shell, notebook_home, wait_for  # noqa: E402
 from IPython.utils.capture import capture_output  # noqa: E402
 
 from mesos_nb.notebook import MesosNotebookError, RemoteTaskError  # noqa: E402
-from mesos_nb.notebook.embedded import ClusterThread  # noqa: E402
 from mesos_nb.notebook.remote import run_warm_cell  # noqa: E402
 
 AGENT = "cpus:2;mem:1024;disk:1024"
@@ -26,36 +24,19 @@ CELL = "task --cpus 0.1 --mem 64"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
-    ct = ClusterThread(agents=2, port=0, agent_resources=AGENT,
-                       work_dir=str(tmp_path_factory.mktemp("warm-cluster")))
-    ct.start()
-    try:
+    with cluster_thread(tmp_path_factory.mktemp("warm-cluster"), 2, AGENT) as ct:
         yield ct
-    finally:
-        ct.stop()
 
 
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "home").mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    for var in ("MESOS_NB_MASTER", "MESOS_NB_LOCAL_PORT", "MESOS_NB_LOCAL_RESOURCES", "JPY_SESSION_NAME"):
-        monkeypatch.delenv(var, raising=False)
-    return tmp_path / "home"
+    return notebook_home(tmp_path / "home", monkeypatch)
 
 
 @pytest.fixture
 def ip(cluster):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "mesos_nb")
-    shell.run_line_magic("mesos", f"connect {cluster.master_address}")
-    try:
+    with mesos_shell(connect=cluster.master_address) as shell:
         yield shell
-    finally:
-        m = shell._mesos_nb_magics
-        if m is not None and m.framework is not None:
-            m.disconnect("")
-        shell.run_line_magic("unload_ext", "mesos_nb")
 
 
 def fw(ip):

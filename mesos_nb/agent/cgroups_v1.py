@@ -7,29 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
 from typing import Any
 
 from . import io_control
-from .isolator import (
-    CFS_PERIOD_US,
-    CGROUP_ROOT,
-    MIN_CPU_SHARES,
-    MIN_MEMORY_BYTES,
-    NESTED,
-    Isolator,
-    Limits,
-    cgroup_joiner,
-    memory_message,
-    mkdir_once,
-    parse_kv,
-    read_int,
-    read_text,
-    write_text,
-)
+from .cgroupfs import mkdir_once, parse_kv, read_int, read_text, write_text
+from .isolator import CGROUP_ROOT, MIN_CPU_SHARES, NESTED, CgroupIsolator, Limits
 
 
-class CgroupsV1Isolator(Isolator):
+class CgroupsV1Isolator(CgroupIsolator):
     """Per container: one ``mkdir`` per hierarchy and a few writes (``prepare``); the child
     joins before it execs (``preexec``, cpu last, so only the exec itself runs under the CPU
     quota); removal is batched off the task's exit path by the containerizer."""
@@ -39,13 +24,10 @@ class CgroupsV1Isolator(Isolator):
     CONTROLLERS = ("cpuacct", "memory", "cpu")
 
     def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False) -> None:
-        self.root = root
-        self.io = io
+        super().__init__(root, io)
         if io:  # cgroups/blkio: one more hierarchy, joined first
             self.CONTROLLERS = ("blkio", *self.CONTROLLERS)
             self.name = "cgroups/v1+blkio"
-        self._limits: dict[str, Limits] = {}
-        self._joined: set[str] = set()  # containers whose child joined its cgroups itself
         self._parents_ready = False
 
     def _dir(self, ctrl: str, container_id: str) -> str:
@@ -63,40 +45,25 @@ class CgroupsV1Isolator(Isolator):
         if limits.cpus > 0:
             # A new cgroup's cpu.cfs_period_us is already CFS_PERIOD_US (the kernel default).
             write_text(os.path.join(cpu, "cpu.shares"), str(max(MIN_CPU_SHARES, int(1024 * limits.cpus))))
-            write_text(os.path.join(cpu, "cpu.cfs_quota_us"), str(max(1000, int(CFS_PERIOD_US * limits.cpus))))
+            write_text(os.path.join(cpu, "cpu.cfs_quota_us"), str(limits.cfs_quota_us()))
         if limits.mem_bytes > 0:
             mem = self._dir("memory", container_id)
             with contextlib.suppress(OSError):  # no swap accounting: fine
                 write_text(os.path.join(mem, "memory.swappiness"), "0")
-            write_text(os.path.join(mem, "memory.limit_in_bytes"), str(max(MIN_MEMORY_BYTES, limits.mem_bytes)))
+            write_text(os.path.join(mem, "memory.limit_in_bytes"), str(limits.cgroup_memory()))
         if self.io and limits.io:
             io_control.apply_v1(self._dir("blkio", container_id), limits.io)
 
-    def preexec(self, container_id: str) -> Callable[[], None] | None:
-        self._joined.add(container_id)
-        return cgroup_joiner([os.path.join(self._dir(c, container_id), "cgroup.procs") for c in self.CONTROLLERS])
+    def _procs_files(self, container_id: str) -> list[str]:
+        return [os.path.join(self._dir(c, container_id), "cgroup.procs") for c in self.CONTROLLERS]
 
-    def isolate(self, container_id: str, pid: int, limits: Limits) -> None:
-        self._limits.setdefault(container_id, limits)
-        if container_id in self._joined:
-            return  # the child joined before exec (a failed join fails the launch)
-        for ctrl in self.CONTROLLERS:
-            d = self._dir(ctrl, container_id)
-            if os.path.isdir(d):
-                with contextlib.suppress(OSError):
-                    write_text(os.path.join(d, "cgroup.procs"), str(pid))
-
-    def limitation(self, container_id: str) -> str | None:
-        limits = self._limits.get(container_id)
-        if limits is None or limits.mem_bytes <= 0:
-            return None
+    def _oom_peak(self, container_id: str) -> int | None:
         mem = self._dir("memory", container_id)
         oom = parse_kv(read_text(os.path.join(mem, "memory.oom_control")))
         failcnt = read_int(os.path.join(mem, "memory.failcnt"))
         if oom.get("oom_kill", 0) > 0 or (oom.get("under_oom", 0) > 0) or \
                 ("oom_kill" not in oom and failcnt > 0):
-            peak = read_int(os.path.join(mem, "memory.max_usage_in_bytes"))
-            return memory_message(max(MIN_MEMORY_BYTES, limits.mem_bytes), peak)
+            return read_int(os.path.join(mem, "memory.max_usage_in_bytes"))
         return None
 
     def pids(self, container_id: str) -> list[int]:
@@ -111,7 +78,6 @@ class CgroupsV1Isolator(Isolator):
         mem = self._dir("memory", container_id)
         mstat = parse_kv(read_text(os.path.join(mem, "memory.stat")))
         cstat = parse_kv(read_text(os.path.join(self._dir("cpu", container_id), "cpu.stat")))
-        limits = self._limits.get(container_id, Limits())
         pids = self.pids(container_id)
         out: dict[str, Any] = {
             "cpus_user_time_secs": round(acct.get("user", 0) / tick, 3),
@@ -127,8 +93,8 @@ class CgroupsV1Isolator(Isolator):
             "mem_mapped_file_bytes": mstat.get("total_mapped_file", 0),
             "processes": len(pids),
         }
-        if limits.mem_bytes > 0:
-            out["mem_limit_bytes"] = max(MIN_MEMORY_BYTES, limits.mem_bytes)
+        if limit := self._memory_limit(container_id):
+            out["mem_limit_bytes"] = limit
         if self.io:
             blkio = io_control.stats_v1(self._dir("blkio", container_id))
             out["blkio_statistics"] = blkio
@@ -151,8 +117,7 @@ class CgroupsV1Isolator(Isolator):
             except OSError:
                 done = False
         if done:
-            self._limits.pop(container_id, None)
-            self._joined.discard(container_id)
+            self._forget(container_id)
         return done
 
 

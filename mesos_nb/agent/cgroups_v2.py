@@ -7,37 +7,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
 from typing import Any
 
 from . import io_control
-from .isolator import (
-    CFS_PERIOD_US,
-    CGROUP_ROOT,
-    MIN_MEMORY_BYTES,
-    NESTED,
-    Isolator,
-    Limits,
-    cgroup_joiner,
-    memory_message,
-    mkdir_once,
-    parse_kv,
-    read_int,
-    read_text,
-    write_text,
-)
+from .cgroupfs import mkdir_once, parse_kv, read_int, read_text, write_text
+from .isolator import CFS_PERIOD_US, CGROUP_ROOT, NESTED, CgroupIsolator, Limits
 
 
-class CgroupsV2Isolator(Isolator):
+class CgroupsV2Isolator(CgroupIsolator):
     name = "cgroups/v2"
 
     def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False) -> None:
-        self.root = root
-        self.io = io
+        super().__init__(root, io)
         if io:
             self.name = "cgroups/v2+io"
-        self._limits: dict[str, Limits] = {}
-        self._joined: set[str] = set()
         self._parent_ready = False
 
     def _dir(self, container_id: str) -> str:
@@ -60,39 +43,27 @@ class CgroupsV2Isolator(Isolator):
         mkdir_once(d)
         if limits.cpus > 0:
             write_text(os.path.join(d, "cpu.weight"), str(max(1, min(10000, int(100 * limits.cpus)))))
-            write_text(os.path.join(d, "cpu.max"), f"{max(1000, int(CFS_PERIOD_US * limits.cpus))} {CFS_PERIOD_US}")
+            write_text(os.path.join(d, "cpu.max"), f"{limits.cfs_quota_us()} {CFS_PERIOD_US}")
         if limits.mem_bytes > 0:
-            write_text(os.path.join(d, "memory.max"), str(max(MIN_MEMORY_BYTES, limits.mem_bytes)))
+            write_text(os.path.join(d, "memory.max"), str(limits.cgroup_memory()))
             with contextlib.suppress(OSError):
                 write_text(os.path.join(d, "memory.swap.max"), "0")
         if self.io and limits.io:
             io_control.apply_v2(d, limits.io)
 
-    def preexec(self, container_id: str) -> Callable[[], None] | None:
-        self._joined.add(container_id)
-        return cgroup_joiner([os.path.join(self._dir(container_id), "cgroup.procs")])
+    def _procs_files(self, container_id: str) -> list[str]:
+        return [os.path.join(self._dir(container_id), "cgroup.procs")]
 
-    def isolate(self, container_id: str, pid: int, limits: Limits) -> None:
-        self._limits.setdefault(container_id, limits)
-        if container_id in self._joined:
-            return  # the child joined before exec
-        with contextlib.suppress(OSError):
-            write_text(os.path.join(self._dir(container_id), "cgroup.procs"), str(pid))
-
-    def limitation(self, container_id: str) -> str | None:
-        limits = self._limits.get(container_id)
-        if limits is None or limits.mem_bytes <= 0:
-            return None
+    def _oom_peak(self, container_id: str) -> int | None:
         d = self._dir(container_id)
         events = parse_kv(read_text(os.path.join(d, "memory.events")))
         if events.get("oom_kill", 0) > 0 or events.get("oom", 0) > 0:
-            peak = int((read_text(os.path.join(d, "memory.peak")) or read_text(os.path.join(d, "memory.current")) or "0")
+            return int((read_text(os.path.join(d, "memory.peak")) or read_text(os.path.join(d, "memory.current")) or "0")
                        .strip() or 0)
-            return memory_message(max(MIN_MEMORY_BYTES, limits.mem_bytes), peak)
         return None
 
     def pids(self, container_id: str) -> list[int]:
-        return [int(x) for x in (read_text(os.path.join(self._dir(container_id), "cgroup.procs")) or "").split()]
+        return [int(x) for x in (read_text(self._procs_files(container_id)[0]) or "").split()]
 
     def usage(self, container_id: str) -> dict[str, Any] | None:
         d = self._dir(container_id)
@@ -100,7 +71,6 @@ class CgroupsV2Isolator(Isolator):
         if not cpu and not os.path.isdir(d):
             return None
         mstat = parse_kv(read_text(os.path.join(d, "memory.stat")))
-        limits = self._limits.get(container_id, Limits())
         out: dict[str, Any] = {
             "cpus_user_time_secs": round(cpu.get("user_usec", 0) / 1e6, 3),
             "cpus_system_time_secs": round(cpu.get("system_usec", 0) / 1e6, 3),
@@ -115,8 +85,8 @@ class CgroupsV2Isolator(Isolator):
             "mem_mapped_file_bytes": mstat.get("file_mapped", 0),
             "processes": len(self.pids(container_id)),
         }
-        if limits.mem_bytes > 0:
-            out["mem_limit_bytes"] = max(MIN_MEMORY_BYTES, limits.mem_bytes)
+        if limit := self._memory_limit(container_id):
+            out["mem_limit_bytes"] = limit
         if self.io:
             blkio = io_control.stats_v2(d)
             out["blkio_statistics"] = blkio
@@ -126,8 +96,7 @@ class CgroupsV2Isolator(Isolator):
     def cleanup(self, container_id: str) -> bool:
         d = self._dir(container_id)
         if not os.path.isdir(d):
-            self._limits.pop(container_id, None)
-            self._joined.discard(container_id)
+            self._forget(container_id)
             return True
         with contextlib.suppress(OSError):
             write_text(os.path.join(d, "cgroup.kill"), "1")
@@ -140,8 +109,7 @@ class CgroupsV2Isolator(Isolator):
             pass
         except OSError:
             return False
-        self._limits.pop(container_id, None)
-        self._joined.discard(container_id)
+        self._forget(container_id)
         return True
 
 

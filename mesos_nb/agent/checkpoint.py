@@ -32,7 +32,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -325,8 +325,9 @@ def _read_task(path: str) -> RecoveredTask | None:
     return t
 
 
-def _load(path: str, typ: type) -> Any:
-    """A checkpointed message, or None when it is missing or torn (recovery skips it)."""
+def _load(path: str, typ: type = Any) -> Any:
+    """A checkpointed message (plain JSON for ``Any``), or None when it is missing or torn
+    (recovery skips it)."""
     raw = _read_bytes(path)
     if raw is None:
         return None
@@ -343,6 +344,16 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
+def _loaded(root: str, info: str, typ: type = Any) -> Iterator[tuple[str, str, Any]]:
+    """(name, path, loaded info file) of each directory below ``root``; one whose info file is
+    missing or torn is skipped."""
+    for name in _listdir(root):
+        path = os.path.join(root, name)
+        value = _load(os.path.join(path, info), typ)
+        if value is not None:
+            yield name, path, value
+
+
 def read_state(work_dir: str) -> RecoveredState | None:
     """The checkpointed state of the latest agent in ``work_dir``, or None if there is none."""
     link = os.path.join(meta_dir(work_dir), "slaves", "latest")
@@ -356,30 +367,11 @@ def read_state(work_dir: str) -> RecoveredState | None:
     boot = (_read_bytes(os.path.join(meta_dir(work_dir), "boot_id")) or b"").decode().strip()
     state = RecoveredState(agent_id=agent_id, slave_info=slave_info, frameworks={},
                            rebooted=bool(boot) and boot != read_boot_id())
-    fw_root = os.path.join(base, "frameworks")
-    for fw_id in _listdir(fw_root):
-        fpath = os.path.join(fw_root, fw_id)
-        finfo = _load(os.path.join(fpath, "framework.info"), FrameworkInfo)
-        if finfo is None:
-            continue
+    for fw_id, fpath, finfo in _loaded(os.path.join(base, "frameworks"), "framework.info", FrameworkInfo):
         rf = RecoveredFramework(finfo, fpath, {}, read_pid_log(fpath))
-        ex_root = os.path.join(fpath, "executors")
-        for ex_id in _listdir(ex_root):
-            epath = os.path.join(ex_root, ex_id)
-            einfo = _load(os.path.join(epath, "executor.info"), ExecutorInfo)
-            if einfo is None:
-                continue
+        for ex_id, epath, einfo in _loaded(os.path.join(fpath, "executors"), "executor.info", ExecutorInfo):
             re_ = RecoveredExecutor(einfo, epath, [])
-            runs_root = os.path.join(epath, "runs")
-            for cid in _listdir(runs_root):
-                rpath = os.path.join(runs_root, cid)
-                raw = _read_bytes(os.path.join(rpath, "run.info"))
-                if raw is None:
-                    continue
-                try:
-                    rinfo = json.loads(raw)
-                except ValueError:
-                    continue
+            for cid, rpath, rinfo in _loaded(os.path.join(epath, "runs"), "run.info"):
                 tasks: dict[str, RecoveredTask] = {}
                 for tid in _listdir(os.path.join(rpath, "tasks")):
                     t = _read_task(os.path.join(rpath, "tasks", tid))

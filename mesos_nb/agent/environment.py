@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import msgspec
 
 from mesos_nb.protocol.messages import CommandInfo
 from mesos_nb.protocol.resources import Resources
@@ -39,18 +40,14 @@ def parse_executor_environment(text: str | None) -> dict[str, str]:
     on anything else). Raises ValueError with the sentence to show."""
     if text is None or text.strip() == "":
         return {}
-    try:
-        obj = json.loads(text)
-    except ValueError as e:
-        raise ValueError(f"--executor-environment-variables is not JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise ValueError("--executor-environment-variables must be a JSON object")
+    try:  # msgspec checks the JSON, the object and each value being a string in one pass
+        obj = msgspec.json.decode(text, type=dict[str, str])
+    except msgspec.DecodeError as e:
+        raise ValueError(f"--executor-environment-variables must be a JSON object of strings: {e}") from None
     for k, v in obj.items():
-        if not isinstance(v, str):
-            raise ValueError(f"--executor-environment-variables: the value of '{k}' is not a string")
         if not k or "=" in k or "\x00" in k or "\x00" in v:
             raise ValueError(f"--executor-environment-variables: '{k}' is not a valid variable")
-    return dict(obj)
+    return obj
 
 
 def base_environment(agent_env: Mapping[str, str], operator_env: Mapping[str, str]) -> dict[str, str]:

@@ -102,8 +102,20 @@ def _path_param(request: web.Request) -> str:
     return path
 
 
-def _not_regular(path: str) -> web.HTTPForbidden:
-    return web.HTTPForbidden(text=f"'{path}' is not a regular file.")
+def _open_file(request: web.Request, path: str, verb: str) -> tuple[int, os.stat_result]:
+    """An fd of the requested regular file and its stat: a directory is a 400 (``Cannot <verb>
+    a directory.``), anything else that is not a regular file a 403."""
+    fd = _open(request, path)
+    try:
+        what, st = kind(fd)
+        if what == "dir":
+            raise web.HTTPBadRequest(text=f"Cannot {verb} a directory.")
+        if what != "file":
+            raise web.HTTPForbidden(text=f"'{path}' is not a regular file.")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
 
 
 async def files_read(request: web.Request) -> web.Response:
@@ -114,13 +126,8 @@ async def files_read(request: web.Request) -> web.Response:
     length = _int_param(request, "length", -1)
     if length < -1:
         return _bad(f"Negative length provided: {length}.")
-    fd = _open(request, path)
+    fd, st = _open_file(request, path, "read")
     try:
-        what, st = kind(fd)
-        if what == "dir":
-            return _bad("Cannot read a directory.")
-        if what != "file":
-            raise _not_regular(path)
         size = st.st_size
         if offset == -1:
             return with_jsonp(request, {"data": "", "offset": size})
@@ -178,13 +185,8 @@ async def files_browse(request: web.Request) -> web.Response:
 
 async def files_download(request: web.Request) -> web.StreamResponse:
     path = _path_param(request)
-    fd = _open(request, path)
+    fd, st = _open_file(request, path, "download")
     try:
-        what, st = kind(fd)
-        if what == "dir":
-            return _bad("Cannot download a directory.")
-        if what != "file":
-            raise _not_regular(path)
         name = posixpath.basename(normalize(path)).replace('"', "")
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
         resp = web.StreamResponse(headers={

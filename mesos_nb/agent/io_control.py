@@ -22,7 +22,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .isolator import IoLimits, read_text, write_text
+from .cgroupfs import read_text, write_text
+from .isolator import IoLimits
 
 logger = logging.getLogger("mesos_nb.agent")
 

@@ -34,9 +34,10 @@ import os
 import time
 from dataclasses import dataclass
 
+from .cgroupfs import read_text, write_text
 from .cgroups_v1 import CgroupsV1Isolator
 from .cgroups_v2 import CgroupsV2Isolator
-from .isolator import CGROUP_ROOT, NESTED, Isolator, Limits, memory_message, read_text, write_text
+from .isolator import CGROUP_ROOT, NESTED, Isolator, Limits, memory_message
 from .posix_isolator import PosixIsolator, tree_stats
 
 logger = logging.getLogger("mesos_nb.agent")

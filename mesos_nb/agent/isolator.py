@@ -1,13 +1,17 @@
-"""The isolator interface (:class:`Isolator`), the :class:`Limits` it enforces, and the small
-file helpers the cgroup implementations share. The implementations are ``posix_isolator.py``,
+"""The isolator interface (:class:`Isolator`), the :class:`Limits` it enforces, and what the
+two cgroup implementations share (:class:`CgroupIsolator`, the pre-exec :class:`CgroupJoin`;
+their file helpers are in ``cgroupfs.py``). The implementations are ``posix_isolator.py``,
 ``cgroups_v1.py`` and ``cgroups_v2.py``; ``isolation.py`` picks one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from .cgroupfs import write_text
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 NESTED = "mesos_nb"
@@ -37,6 +41,14 @@ class Limits:
     disk_bytes: int = 0  # 0 = unlimited (enforced by disk/du when asked)
     io: IoLimits | None = None
 
+    def cgroup_memory(self) -> int:
+        """The bytes a cgroup's memory limit is set to (Mesos' floor applies); 0 = no limit."""
+        return max(MIN_MEMORY_BYTES, self.mem_bytes) if self.mem_bytes > 0 else 0
+
+    def cfs_quota_us(self) -> int:
+        """CPU time per ``CFS_PERIOD_US`` (at least 1 ms, the kernel's minimum)."""
+        return max(1000, int(CFS_PERIOD_US * self.cpus))
+
 
 def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.0f}MB"
@@ -45,39 +57,6 @@ def _mb(n: int) -> str:
 def memory_message(limit: int, used: int) -> str:
     """Mesos' wording for a memory limitation."""
     return f"Memory limit exceeded: Requested: {_mb(limit)} Maximum Used: {_mb(used)}"
-
-
-def read_text(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def write_text(path: str, value: str) -> None:
-    with open(path, "w") as f:
-        f.write(value)
-
-
-def parse_kv(text: str | None) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in (text or "").splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
-
-def read_int(path: str) -> int:
-    """A cgroup file holding one number (0 when it is missing or empty)."""
-    return int((read_text(path) or "0").strip() or 0)
-
-
-def mkdir_once(path: str) -> None:
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        pass
 
 
 class CgroupJoin:
@@ -151,6 +130,49 @@ class Isolator:
         return True
 
 
-__all__ = ["Isolator", "Limits", "IoLimits", "memory_message", "read_text", "read_int", "write_text", "parse_kv", "mkdir_once",
-           "cgroup_joiner", "CgroupJoin", "CGROUP_ROOT", "NESTED", "CFS_PERIOD_US", "MIN_CPU_SHARES",
+class CgroupIsolator(Isolator):
+    """What both cgroup versions do alike: remember each container's limits, join the child to
+    its cgroups before it execs (or move a recovered pid in after), and forget a removed one.
+    A version says where its ``cgroup.procs`` files are (``_procs_files``, in join order)."""
+
+    def __init__(self, root: str, io: bool) -> None:
+        self.root = root
+        self.io = io
+        self._limits: dict[str, Limits] = {}
+        self._joined: set[str] = set()  # containers whose child joined its cgroups itself
+
+    def _procs_files(self, container_id: str) -> list[str]:
+        raise NotImplementedError
+
+    def _oom_peak(self, container_id: str) -> int | None:
+        """The memory used at the peak if the container hit its memory limit, else None."""
+        raise NotImplementedError
+
+    def _memory_limit(self, container_id: str) -> int:
+        """The memory limit written to the cgroup (0 = none)."""
+        return self._limits.get(container_id, Limits()).cgroup_memory()
+
+    def limitation(self, container_id: str) -> str | None:
+        limit = self._memory_limit(container_id)
+        peak = self._oom_peak(container_id) if limit else None
+        return None if peak is None else memory_message(limit, peak)
+
+    def preexec(self, container_id: str) -> Callable[[], None] | None:
+        self._joined.add(container_id)
+        return cgroup_joiner(self._procs_files(container_id))
+
+    def isolate(self, container_id: str, pid: int, limits: Limits) -> None:
+        self._limits.setdefault(container_id, limits)
+        if container_id in self._joined:
+            return  # the child joined before exec (a failed join fails the launch)
+        for procs in self._procs_files(container_id):
+            with contextlib.suppress(OSError):  # a hierarchy that is gone
+                write_text(procs, str(pid))
+
+    def _forget(self, container_id: str) -> None:
+        self._limits.pop(container_id, None)
+        self._joined.discard(container_id)
+
+
+__all__ = ["Isolator", "CgroupIsolator", "Limits", "IoLimits", "memory_message", "cgroup_joiner", "CgroupJoin", "CGROUP_ROOT", "NESTED", "CFS_PERIOD_US", "MIN_CPU_SHARES",
            "MIN_MEMORY_BYTES"]

@@ -35,6 +35,7 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .exit_status import record_status, wait_status
 from .images import linux
 
 _IGNORED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -190,22 +191,14 @@ def _wait_and_mirror(child: int, r: int, status_path: str | None, pid_namespace:
     for s in _IGNORED:
         signal.signal(s, signal.SIG_IGN)
     _close_inherited(r)
-    while True:
-        try:
-            _, status = os.waitpid(child, 0)
-            break
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            status = 127 << 8
-            break
+    status = wait_status(child)
     if pid_namespace:
         text = _read_all(r, 32)
         if text.isdigit():
             status = int(text)
     if status_path is not None:
         with contextlib.suppress(OSError):
-            _record(status_path, status)
+            record_status(status_path, status)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         with contextlib.suppress(OSError, ValueError):
@@ -218,16 +211,6 @@ def _wait_and_mirror(child: int, r: int, status_path: str | None, pid_namespace:
         os._exit(128 + sig)
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 127)
 
-
-def _record(path: str, status: int) -> None:
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, b"%d\n" % status)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 __all__ = ["Bind", "container_preexec", "host_mounts"]

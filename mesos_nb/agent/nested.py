@@ -52,10 +52,12 @@ def _raw_status(returncode: int) -> int:
 
 
 class NestedError(Exception):
+    """A refused nested-container call: ``status`` is the HTTP answer, ``str()`` its sentence
+    (as :class:`~.safe_path.PathError` for ``/files``)."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-        self.message = message
 
 
 class Session:

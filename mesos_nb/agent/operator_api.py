@@ -238,7 +238,7 @@ class AgentOperatorApi:
                 return web.Response(status=200)
             return await self._read(t, field, payload)
         except NestedError as e:
-            return _text(e.status, e.message)
+            return _text(e.status, str(e))
 
     async def _read(self, t: str, field: str, payload: Any) -> web.Response:
         agent = self.agent
@@ -380,7 +380,7 @@ class AgentOperatorApi:
         except OSError as e:
             return _text(500, f"Failed to write to the container's input: {e}")
         except NestedError as e:
-            return _text(e.status, e.message)
+            return _text(e.status, str(e))
         finally:
             if session is not None:
                 session.input_attached = False

@@ -1,7 +1,7 @@
 """Per-task supervisor for command tasks of checkpointing frameworks.
 
-Run as a *script* (``python -S supervisor.py [--user=UID:GID:GROUPS] STATUS_PATH EXECUTABLE ARGV...``, stdlib only, no
-package import, so it starts in a few milliseconds). It is the container's session leader;
+Run as a *script* (``python -S supervisor.py [--user=UID:GID:GROUPS] STATUS_PATH EXECUTABLE ARGV...``, stdlib and
+its sibling ``exit_status.py`` only, no package import, so it starts in a few milliseconds). It is the container's session leader;
 it forks the task command into the same process group, waits for it, and records the
 task's raw wait status in ``STATUS_PATH`` (write, fsync, atomic rename) before exiting.
 So the task survives a SIGKILL of the agent (the supervisor is re-parented and keeps
@@ -16,26 +16,13 @@ import os
 import signal
 import sys
 
+if __package__:
+    from .exit_status import record_status, wait_status
+else:  # run as a script: this file's folder is sys.path[0]
+    from exit_status import record_status, wait_status
+
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
-
-def _record(path: str, status: int) -> None:
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, b"%d\n" % status)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    try:
-        dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def _drop(spec: str) -> None:
@@ -67,17 +54,9 @@ def main(argv: list) -> int:
         except OSError as e:
             os.write(2, f"Failed to execute '{executable or args[0]}': {e.strerror}\n".encode())
         os._exit(127)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            status = 127 << 8
-            break
+    status = wait_status(pid)
     try:
-        _record(status_path, status)
+        record_status(status_path, status)
     except OSError as e:
         sys.stderr.write(f"supervisor: cannot record the exit status in {status_path}: {e}\n")
     if os.WIFEXITED(status):

@@ -1,7 +1,7 @@
 """I/O switchboard of a command task launched with ``ContainerInfo.tty_info`` (``task attach``).
 
-Run as a *script* (``python -S switchboard.py NAME EXECUTABLE|'' ARGV...``, stdlib only, like
-``supervisor.py``). It opens a pseudo-terminal, forks the task command on it (own session, the
+Run as a *script* (``python -S switchboard.py NAME EXECUTABLE|'' ARGV...``, stdlib and
+``exit_status.py`` only, like ``supervisor.py``). It opens a pseudo-terminal, forks the task command on it (own session, the
 terminal as its controlling tty), copies everything the task writes to its own stdout (the
 sandbox ``stdout`` file, as Mesos' switchboard does) and to every attached output client, and
 feeds input clients' bytes into the terminal. Clients connect to the abstract unix socket
@@ -22,6 +22,11 @@ import socket
 import struct
 import sys
 import termios
+
+if __package__:
+    from .exit_status import wait_status
+else:  # run as a script: this file's folder is sys.path[0]
+    from exit_status import wait_status
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -171,15 +176,7 @@ def main(argv: list) -> int:
     for conn in list(outputs) + list(buffers):
         drop(conn)
     srv.close()
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            status = 127 << 8
-            break
+    status = wait_status(pid)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         signal.signal(sig, signal.SIG_DFL)

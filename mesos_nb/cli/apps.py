@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from mesos_nb.frameworks.apps import client
+from mesos_nb.frameworks.apps import client, definitions
 
 from .errors import CLIError
 from .options import Parser
@@ -29,45 +28,6 @@ Cmd = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.Argumen
 
 
 # ------------------------------------------------------------------ helpers (pure)
-def parse_every(text: str, now: float) -> str:
-    try:
-        return client.every_schedule(text, now)
-    except ValueError as e:
-        raise CLIError(str(e)) from None
-
-
-def parse_params(items: list[str]) -> dict[str, Any]:
-    try:
-        return client.parse_params(items)
-    except ValueError as e:
-        raise CLIError(str(e)) from None
-
-
-def parse_env(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise CLIError(f"--env {item!r}: expected NAME=VALUE")
-        out[name] = value
-    return out
-
-
-def load_json(path: str) -> dict[str, Any]:
-    try:
-        with open(path) as f:
-            obj = json.load(f)
-    except FileNotFoundError:
-        raise CLIError(f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CLIError(f"cannot read {path}: {e}") from None
-    except ValueError as e:
-        raise CLIError(f"{path} is not JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise CLIError(f"{path} must hold a JSON object (an app or job definition)")
-    return obj
-
-
 def when(t: float | None) -> str:
     return "-" if not t else datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -112,9 +72,10 @@ def _url(args: argparse.Namespace) -> str:
 
 
 def _call(fn: Callable[..., Any], *a: Any, **k: Any) -> Any:
+    """``fn``'s result; the framework's refusal or a bad definition (ValueError) as a CLIError."""
     try:
         return fn(*a, **k)
-    except client.AppsError as e:
+    except (client.AppsError, ValueError) as e:
         raise CLIError(str(e)) from None
 
 
@@ -138,35 +99,8 @@ def cmd_apps_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def app_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    if args.file and args.cmd:
-        raise CLIError("give either a definition FILE or --cmd, not both")
-    if args.file:
-        app = load_json(args.file)
-        if args.id:
-            app["id"] = args.id
-    elif args.cmd:
-        if not args.id:
-            raise CLIError("--cmd needs --id (the app's id, as /web)")
-        app = {"id": args.id, "cmd": args.cmd}
-    else:
-        raise CLIError("give a definition FILE (JSON) or --id ID --cmd CMD")
-    for key, value in (("instances", args.instances), ("cpus", args.cpus), ("mem", args.mem)):
-        if value is not None:
-            app[key] = value
-    if args.port:
-        app["ports"] = args.port
-    if args.env:
-        app["env"] = {**app.get("env", {}), **parse_env(args.env)}
-    if args.constraint:
-        app["constraints"] = [c.split(":") for c in args.constraint]
-    if not app.get("id"):
-        raise CLIError("the definition has no id: add \"id\" to the file or pass --id")
-    return app
-
-
 def cmd_apps_deploy(args: argparse.Namespace) -> int:
-    app = app_from_args(args)
+    app = _call(definitions.app_from_args, args)
     out = _call(lambda: client.deploy(app, _url(args)))
     print(f"deployed {out.get('id', app['id'])} version {out.get('version', '?')} "
           f"({out.get('instances', app.get('instances', 1))} instances)")
@@ -181,22 +115,22 @@ def cmd_apps_scale(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_apps_suspend(args: argparse.Namespace) -> int:
-    _call(lambda: client.scale(args.id, 0, _url(args)))
-    print(f"suspended {args.id} (0 instances; 'mesos-nb apps scale {args.id} N' resumes)")
-    return 0
+def _one_line(request: Callable[[argparse.Namespace, str], Any],
+              say: Callable[[argparse.Namespace, Any], str]) -> Callable[[argparse.Namespace], int]:
+    """A command that makes one request about ``args.id`` and prints one line about it."""
+    def command(args: argparse.Namespace) -> int:
+        print(say(args, _call(lambda: request(args, _url(args)))))
+        return 0
+    return command
 
 
-def cmd_apps_restart(args: argparse.Namespace) -> int:
-    out = _call(lambda: client.restart(args.id, _url(args)))
-    print(f"restarting {args.id}: version {out.get('version', '?')}")
-    return 0
-
-
-def cmd_apps_delete(args: argparse.Namespace) -> int:
-    _call(lambda: client.delete_app(args.id, _url(args)))
-    print(f"deleted {args.id}")
-    return 0
+cmd_apps_suspend = _one_line(lambda a, url: client.scale(a.id, 0, url),
+                             lambda a, _: f"suspended {a.id} (0 instances; 'mesos-nb apps scale {a.id} N' resumes)")
+cmd_apps_restart = _one_line(lambda a, url: client.restart(a.id, url),
+                             lambda a, out: f"restarting {a.id}: version {out.get('version', '?')}")
+cmd_apps_delete = _one_line(lambda a, url: client.delete_app(a.id, url), lambda a, _: f"deleted {a.id}")
+cmd_jobs_run = _one_line(lambda a, url: client.run_job(a.id, url), lambda a, r: f"started run {r['id']} of {a.id}")
+cmd_jobs_delete = _one_line(lambda a, url: client.delete_job(a.id, url), lambda a, _: f"deleted {a.id}")
 
 
 def cmd_apps_serve(args: argparse.Namespace) -> int:
@@ -232,69 +166,16 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def job_from_args(args: argparse.Namespace, now: float) -> tuple[dict[str, Any], str | None]:
-    """The job definition and, for a notebook job, the notebook file to send."""
-    if args.cron and args.every:
-        raise CLIError("give --cron or --every, not both")
-    if args.file and args.cmd:
-        raise CLIError("give a FILE (a .json definition or a .ipynb notebook) or --cmd, not both")
-    notebook = None
-    if args.file and args.file.endswith(".ipynb"):
-        if not os.path.isfile(args.file):
-            raise CLIError(f"no such notebook: {args.file}")
-        notebook = args.file
-        job: dict[str, Any] = {"id": args.id or re.sub(r"[^a-z0-9-]+", "-",
-                                                       os.path.basename(args.file)[:-6].lower()).strip("-")}
-    elif args.file:
-        job = load_json(args.file)
-    elif args.cmd:
-        if not args.id:
-            raise CLIError("--cmd needs --id (the job's id)")
-        job = {"id": args.id, "cmd": args.cmd}
-    else:
-        raise CLIError("give a notebook (.ipynb), a definition FILE (.json) or --id ID --cmd CMD")
-    if args.id:
-        job["id"] = args.id
-    if args.params and notebook is None:
-        raise CLIError("-p NAME=VALUE is for notebook jobs (give a .ipynb file)")
-    if args.cron:
-        job["schedule"] = args.cron
-    elif args.every:
-        job["schedule"] = parse_every(args.every, now)
-    for key, value in (("retries", args.retries), ("cpus", args.cpus), ("mem", args.mem)):
-        if value is not None:
-            job[key] = value
-    return job, notebook
-
-
 def cmd_jobs_schedule(args: argparse.Namespace) -> int:
-    job, notebook = job_from_args(args, time.time())
-    url = _url(args)
-    if notebook is not None:
-        fields = {k: v for k, v in job.items() if k not in ("id", "schedule")}
-        out = _call(lambda: client.schedule_notebook(job["id"], notebook, parse_params(args.params),
-                                                     job.get("schedule"), url, **fields))
-    else:
-        out = _call(lambda: client.schedule_job(job, url))
+    job, notebook = _call(definitions.job_from_args, args, time.time())
+    out = _call(lambda: definitions.submit_job(job, notebook, args.params, _url(args)))
     print(f"scheduled {out.get('id', job['id'])}: {out.get('schedule') or 'manual runs only'}")
-    return 0
-
-
-def cmd_jobs_run(args: argparse.Namespace) -> int:
-    r = _call(lambda: client.run_job(args.id, _url(args)))
-    print(f"started run {r['id']} of {args.id}")
     return 0
 
 
 def cmd_jobs_history(args: argparse.Namespace) -> int:
     runs = _call(lambda: client.list_runs(args.id, _url(args)))
     print_table(RUN_HEADERS, run_rows(runs))
-    return 0
-
-
-def cmd_jobs_delete(args: argparse.Namespace) -> int:
-    _call(lambda: client.delete_job(args.id, _url(args)))
-    print(f"deleted {args.id}")
     return 0
 
 
@@ -342,17 +223,8 @@ def _apps_subs(add: Callable[..., Any]) -> None:
     s = add("show", "an app and its instances", cmd_apps_show)
     s.add_argument("id", metavar="ID")
     s.add_argument("--json", action="store_true", help="the full definition and state as JSON")
-    d = add("deploy", "create or change an app from a JSON FILE or --id/--cmd", cmd_apps_deploy)
-    d.add_argument("file", nargs="?", metavar="FILE", help="a Marathon-style app definition (JSON)")
-    d.add_argument("--id", help="the app's id (overrides the file's)")
-    d.add_argument("--cmd", help="the command each instance runs")
-    d.add_argument("--instances", type=int)
-    d.add_argument("--cpus", type=float)
-    d.add_argument("--mem", type=float, help="MB")
-    d.add_argument("--port", type=int, action="append", default=[], help="a port (0: any), repeatable")
-    d.add_argument("--env", action="append", default=[], metavar="K=V", help="repeatable")
-    d.add_argument("--constraint", action="append", default=[], metavar="FIELD:OP[:VALUE]",
-                   help="as hostname:UNIQUE, repeatable")
+    definitions.add_arguments(add("deploy", "create or change an app from a JSON FILE or --id/--cmd",
+                                  cmd_apps_deploy), "app")
     s = add("scale", "set an app's number of instances", cmd_apps_scale)
     s.add_argument("id", metavar="ID")
     s.add_argument("instances", type=int, metavar="N")
@@ -369,17 +241,8 @@ def _apps_subs(add: Callable[..., Any]) -> None:
 def _jobs_subs(add: Callable[..., Any]) -> None:
     add("list", "list jobs and their last run", cmd_jobs_list)
     add("show", "a job's definition", cmd_jobs_show).add_argument("id", metavar="ID")
-    s = add("schedule", "create or replace a job: a notebook (.ipynb), a JSON FILE, or --id/--cmd", cmd_jobs_schedule)
-    s.add_argument("file", nargs="?", metavar="FILE")
-    s.add_argument("--id", help="the job's id (default for a notebook: its file name)")
-    s.add_argument("--cmd", help="the command each run executes")
-    s.add_argument("--cron", help='a cron expression, as "0 * * * *"')
-    s.add_argument("--every", help="a period from now: 30s, 5m, 2h, 1d")
-    s.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
-                   help="a notebook parameter (papermill), repeatable")
-    s.add_argument("--retries", type=int)
-    s.add_argument("--cpus", type=float)
-    s.add_argument("--mem", type=float, help="MB")
+    definitions.add_arguments(add("schedule", "create or replace a job: a notebook (.ipynb), a JSON FILE, or "
+                                  "--id/--cmd", cmd_jobs_schedule), "job")
     add("run", "start a run now", cmd_jobs_run).add_argument("id", metavar="ID")
     add("history", "a job's runs, newest first", cmd_jobs_history).add_argument("id", metavar="ID")
     add("delete", "delete a job and its history", cmd_jobs_delete).add_argument("id", metavar="ID")
@@ -389,4 +252,4 @@ def _jobs_subs(add: Callable[..., Any]) -> None:
     n.add_argument("-o", "--output", help="write it to this file (default: stdout)")
 
 
-__all__ = ["add_commands", "app_from_args", "job_from_args", "parse_every", "parse_params"]
+__all__ = ["add_commands"]

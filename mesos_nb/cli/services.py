@@ -7,22 +7,27 @@ import argparse
 import asyncio
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from .errors import CLIError
 from .options import flag, opt, positive
 
 
-async def _wait_for_signal() -> None:
+async def _serve_until_signal(lines: Iterable[str], stop: Callable[[], Awaitable[Any]]) -> None:
+    """Print where the started service is, run until SIGINT/SIGTERM, then ``stop`` it."""
+    for line in lines:
+        print(line, flush=True)
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping.set)
     try:
-        await stop.wait()
+        await stopping.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        await stop()
 
 
 def _listen_error(what: str, host: str, port: int, e: OSError) -> CLIError:
@@ -106,12 +111,7 @@ def cmd_master(args: argparse.Namespace) -> int:
         except RuntimeError as e:  # --zk: ZooKeeper unreachable
             await server.stop()
             raise CLIError(str(e)) from None
-        print(f"master: {server.url}", flush=True)
-        print(f"web UI: {server.url}/", flush=True)
-        try:
-            await _wait_for_signal()
-        finally:
-            await server.stop()
+        await _serve_until_signal([f"master: {server.url}", f"web UI: {server.url}/"], server.stop)
 
     asyncio.run(main())
     return 0
@@ -174,12 +174,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
             raise CLIError(f"bad --resources: {e}") from None
         except OSError as e:
             raise _listen_error("agent", args.host, args.port, e) from None
-        for ag in proc.agents:
-            print(f"agent: {ag.url} id={ag.agent_id} master={args.master}", flush=True)
-        try:
-            await _wait_for_signal()
-        finally:
-            await proc.stop()
+        await _serve_until_signal([f"agent: {ag.url} id={ag.agent_id} master={args.master}" for ag in proc.agents],
+                                  proc.stop)
 
     asyncio.run(main())
     return 0
@@ -207,12 +203,7 @@ def cmd_local(args: argparse.Namespace) -> int:
             if isinstance(e, ConnectionError):
                 raise CLIError(str(e)) from None
             raise _listen_error("master", "127.0.0.1", args.port, e) from None
-        for line in cluster.describe():
-            print(line, flush=True)
-        try:
-            await _wait_for_signal()
-        finally:
-            await cluster.stop(kill_tasks=True)
+        await _serve_until_signal(cluster.describe(), lambda: cluster.stop(kill_tasks=True))
 
     asyncio.run(main())
     return 0

@@ -23,6 +23,11 @@ def _legend_below(p) -> None:
                         padding=2, margin=2, spacing=12), "below")
 
 
+def _plot(title: str, height: int, **kw: Any):
+    """A figure as every component draws it: full width, no toolbar."""
+    return figure(title=title, height=height, sizing_mode="stretch_width", toolbar_location=None, **kw)
+
+
 class Component:
     name = ""
 
@@ -31,7 +36,8 @@ class Component:
         self.root = self._figure()
 
     def _empty(self) -> dict[str, list[Any]]:
-        raise NotImplementedError
+        """The component's columns, with no rows: what its updater makes of an empty snapshot."""
+        return {k: [] for k in d.UPDATERS[self.name](_EMPTY)["data"]}
 
     def _figure(self):
         raise NotImplementedError
@@ -57,13 +63,10 @@ class AgentsBars(Component):
 
     name = "agents"
 
-    def _empty(self):
-        return d.agents_update({"agents": []})["data"]
 
     def _figure(self):
-        p = figure(x_range=FactorRange(name="agents-range"), y_range=Range1d(0, 1.05), height=260,
-                   title="Agents: allocated vs used (fraction of total)", sizing_mode="stretch_width",
-                   toolbar_location=None)
+        p = _plot("Agents: allocated vs used (fraction of total)", 260, x_range=FactorRange(name="agents-range"),
+                  y_range=Range1d(0, 1.05))
         _legend_below(p)
         for i, (col, color, label) in enumerate((
             ("cpus_allocated_frac", "#9ecae1", "CPU allocated"),
@@ -84,12 +87,9 @@ class ClusterTimeseries(Component):
 
     name = "timeseries"
 
-    def _empty(self):
-        return {k: [] for k in d.timeseries_update(_EMPTY)["data"]}
 
     def _figure(self):
-        p = figure(x_axis_type="datetime", y_range=Range1d(0, 1.05), height=240,
-                   title="Cluster utilization", sizing_mode="stretch_width", toolbar_location=None)
+        p = _plot("Cluster utilization", 240, x_axis_type="datetime", y_range=Range1d(0, 1.05))
         _legend_below(p)
         for col, color, dash, label in (
             ("cpus_allocated", "#6baed6", "dashed", "CPU allocated"),
@@ -107,12 +107,9 @@ class Shares(Component):
 
     name = "shares"
 
-    def _empty(self):
-        return {"label": [], "share": [], "kind": [], "color": []}
 
     def _figure(self):
-        p = figure(y_range=FactorRange(name="shares-range"), x_range=Range1d(0, 1.0), height=240,
-                   title="Dominant share (DRF)", sizing_mode="stretch_width", toolbar_location=None)
+        p = _plot("Dominant share (DRF)", 240, y_range=FactorRange(name="shares-range"), x_range=Range1d(0, 1.0))
         p.hbar(y="label", right="share", height=0.7, source=self.source, color="color")
         p.add_tools(HoverTool(tooltips=[("", "@label"), ("share", "@share{0.000}")]))
         return p
@@ -123,13 +120,10 @@ class TaskTimeline(Component):
 
     name = "timeline"
 
-    def _empty(self):
-        return {k: [] for k in ("task", "task_id", "left", "right", "state", "color")}
 
     def _figure(self):
-        p = figure(y_range=FactorRange(name="timeline-range"), x_axis_type="datetime", height=300,
-                   title="Task timeline (recent state changes)", sizing_mode="stretch_width",
-                   toolbar_location=None)
+        p = _plot("Task timeline (recent state changes)", 300, y_range=FactorRange(name="timeline-range"),
+                  x_axis_type="datetime")
         p.hbar(y="task", left="left", right="right", height=0.7, source=self.source, color="color")
         p.add_tools(HoverTool(tooltips=[("task", "@task_id"), ("state", "@state")]))
         return p
@@ -140,12 +134,9 @@ class OffersOutstanding(Component):
 
     name = "offers"
 
-    def _empty(self):
-        return {k: [] for k in d.offers_update(_EMPTY)["data"]}
 
     def _figure(self):
-        p = figure(x_axis_type="datetime", height=240, title="Outstanding offers",
-                   sizing_mode="stretch_width", toolbar_location=None)
+        p = _plot("Outstanding offers", 240, x_axis_type="datetime")
         _legend_below(p)
         p.step("time", "count", source=self.source, color="#31a354", line_width=2, legend_label="offers",
                mode="after")
@@ -157,6 +148,7 @@ _EMPTY: dict[str, Any] = {
     "time": 0.0,
     "cluster": {k: {} for k in ("total", "allocated", "used", "offered")},
     "offers": {"count": 0, "resources": {}},
+    "agents": [],
 }
 
 COMPONENTS = (AgentsBars, ClusterTimeseries, Shares, TaskTimeline, OffersOutstanding)

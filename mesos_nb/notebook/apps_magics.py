@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import os
-import re
 import shlex
 import time
 from collections.abc import Callable
@@ -20,15 +18,16 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
-from mesos_nb.frameworks.apps import client
+from mesos_nb.frameworks.apps import client, definitions
 
 from .display import Message, Table
 from .errors import MagicParser, MesosNotebookError
 
-USAGE = """%mesos app deploy FILE.json | --id ID --cmd CMD [--instances N --cpus C --mem M --port P]
+USAGE = """%mesos app deploy FILE.json | --id ID --cmd CMD [--instances N --cpus C --mem M --port P
+                    --env K=V --constraint FIELD:OP[:VALUE]]
 %mesos app list | show ID | scale ID N | restart ID | suspend ID | delete ID      (%mesos apps: list)
 %mesos job schedule NOTEBOOK.ipynb|FILE.json|--id ID --cmd CMD [--cron "0 * * * *" | --every 5m]
-                    [-p NAME=VALUE ...] [--retries N]
+                    [-p NAME=VALUE ...] [--retries N --cpus C --mem M]
 %mesos job list | run ID | history ID | delete ID        (%mesos jobs: the last runs of every job)
 every one takes --apps URL (default: $MESOS_NB_APPS, else asked of the connected master)"""
 
@@ -104,32 +103,47 @@ def _app_table(apps: list[dict[str, Any]]) -> Table:
     return Table("Apps", ["ID", "INSTANCES", "RUNNING", "HEALTHY", "VERSION", "STATUS"], rows)
 
 
-def app_command(magics: Any, rest: str) -> Any:
+def _parse(magics: Any, kind: str, rest: str,
+           actions: dict[str, Callable[[MagicParser], Any]]) -> tuple[str, argparse.Namespace, str]:
+    """(action, its options, the framework's URL) of ``%mesos KIND ACTION …``; ``actions`` maps
+    each action to what adds its options."""
     words = shlex.split(rest)
     action = words[0] if words else "list"
-    p = _parser(f"app {action}")
-    if action == "deploy":
-        p.add_argument("file", nargs="?")
-        p.add_argument("--id")
-        p.add_argument("--cmd")
-        p.add_argument("--instances", type=int)
-        p.add_argument("--cpus", type=float)
-        p.add_argument("--mem", type=float)
-        p.add_argument("--port", type=int, action="append", default=[])
-    elif action == "scale":
-        p.add_argument("id")
-        p.add_argument("instances", type=int)
-    elif action in ("show", "restart", "suspend", "delete"):
-        p.add_argument("id")
-    elif action != "list":
-        raise MesosNotebookError(f"unknown app action {action!r}: deploy, list, show, scale, restart, suspend "
-                                 "or delete (see %mesos help)")
+    if action not in actions:
+        names = list(actions)
+        raise MesosNotebookError(f"unknown {kind} action {action!r}: {', '.join(names[:-1])} or {names[-1]} "
+                                 "(see %mesos help)")
+    p = _parser(f"{kind} {action}")
+    actions[action](p)
     args = p.parse_args(words[1:])
-    url = _call(lambda: client.resolve(args.apps, _master(magics)))
+    return action, args, _call(lambda: client.resolve(args.apps, _master(magics)))
+
+
+def _no_options(p: MagicParser) -> None:
+    pass
+
+
+def _id(p: MagicParser) -> None:
+    p.add_argument("id")
+
+
+def _id_and_count(p: MagicParser) -> None:
+    p.add_argument("id")
+    p.add_argument("instances", type=int)
+
+
+_APP_ACTIONS = {"deploy": lambda p: definitions.add_arguments(p, "app"), "list": _no_options, "show": _id,
+                "scale": _id_and_count, "restart": _id, "suspend": _id, "delete": _id}
+_JOB_ACTIONS = {"schedule": lambda p: definitions.add_arguments(p, "job"), "list": _no_options, "run": _id,
+                "history": _id, "delete": _id}
+
+
+def app_command(magics: Any, rest: str) -> Any:
+    action, args, url = _parse(magics, "app", rest, _APP_ACTIONS)
     if action == "list":
         return _app_table(_call(lambda: client.list_apps(url)))
     if action == "deploy":
-        app = _deploy_body(args)
+        app = _call(lambda: definitions.app_from_args(args))
         out = _call(lambda: client.deploy(app, url))
         return Message(f"Deployed {out.get('id')} version {out.get('version')} ({out.get('instances')} instances).")
     if action == "show":
@@ -154,54 +168,8 @@ def app_command(magics: Any, rest: str) -> Any:
     return Message(f"Deleted {args.id}.")
 
 
-def _deploy_body(args: argparse.Namespace) -> dict[str, Any]:
-    import json
-
-    if args.file:
-        try:
-            with open(args.file) as f:
-                app = json.load(f)
-        except OSError as e:
-            raise MesosNotebookError(f"cannot read {args.file}: {e.strerror}") from None
-        except ValueError as e:
-            raise MesosNotebookError(f"{args.file} is not JSON: {e}") from None
-        if not isinstance(app, dict):
-            raise MesosNotebookError(f"{args.file} must hold a JSON object (an app definition)")
-    elif args.cmd:
-        app = {"cmd": args.cmd}
-    else:
-        raise MesosNotebookError("give an app definition FILE (JSON) or --id ID --cmd CMD")
-    if args.id:
-        app["id"] = args.id
-    if not app.get("id"):
-        raise MesosNotebookError("the app has no id: pass --id ID")
-    for key in ("instances", "cpus", "mem"):
-        if getattr(args, key) is not None:
-            app[key] = getattr(args, key)
-    if args.port:
-        app["ports"] = args.port
-    return app
-
-
 def job_command(magics: Any, rest: str) -> Any:
-    words = shlex.split(rest)
-    action = words[0] if words else "list"
-    p = _parser(f"job {action}")
-    if action == "schedule":
-        p.add_argument("file", nargs="?")
-        p.add_argument("--id")
-        p.add_argument("--cmd")
-        p.add_argument("--cron")
-        p.add_argument("--every")
-        p.add_argument("-p", "--param", dest="params", action="append", default=[])
-        p.add_argument("--retries", type=int)
-    elif action in ("run", "history", "delete"):
-        p.add_argument("id")
-    elif action != "list":
-        raise MesosNotebookError(f"unknown job action {action!r}: schedule, list, run, history or delete "
-                                 "(see %mesos help)")
-    args = p.parse_args(words[1:])
-    url = _call(lambda: client.resolve(args.apps, _master(magics)))
+    action, args, url = _parse(magics, "job", rest, _JOB_ACTIONS)
     if action == "list":
         return _jobs_table(url)
     if action == "schedule":
@@ -218,38 +186,8 @@ def job_command(magics: Any, rest: str) -> Any:
 
 
 def _schedule(args: argparse.Namespace, url: str) -> Message:
-    if args.cron and args.every:
-        raise MesosNotebookError("give --cron or --every, not both")
-    schedule = args.cron or (_call(lambda: client.every_schedule(args.every, time.time())) if args.every else None)
-    fields: dict[str, Any] = {} if args.retries is None else {"retries": args.retries}
-    if args.file and args.file.endswith(".ipynb"):
-        if not os.path.isfile(args.file):
-            raise MesosNotebookError(f"no such notebook: {args.file}")
-        job_id = args.id or re.sub(r"[^a-z0-9-]+", "-", os.path.basename(args.file)[:-6].lower()).strip("-")
-        params = _call(lambda: client.parse_params(args.params))
-        out = _call(lambda: client.schedule_notebook(job_id, args.file, params, schedule, url, **fields))
-    else:
-        if args.params:
-            raise MesosNotebookError("-p NAME=VALUE is for notebook jobs (give a .ipynb file)")
-        if args.file:
-            import json
-
-            try:
-                with open(args.file) as f:
-                    job = json.load(f)
-            except (OSError, ValueError) as e:
-                raise MesosNotebookError(f"cannot read the job definition {args.file}: {e}") from None
-        elif args.cmd:
-            job = {"cmd": args.cmd}
-        else:
-            raise MesosNotebookError("give a notebook (.ipynb), a job definition (.json) or --id ID --cmd CMD")
-        if args.id:
-            job["id"] = args.id
-        if not job.get("id"):
-            raise MesosNotebookError("the job has no id: pass --id ID")
-        if schedule:
-            job["schedule"] = schedule
-        out = _call(lambda: client.schedule_job({**job, **fields}, url))
+    job, notebook = _call(lambda: definitions.job_from_args(args, time.time()))
+    out = _call(lambda: definitions.submit_job(job, notebook, args.params, url))
     return Message(f"Scheduled {out.get('id')}: {out.get('schedule') or 'manual runs only'}.")
 
 

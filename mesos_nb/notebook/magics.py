@@ -273,23 +273,9 @@ class MesosMagics(Magics):
         return Message(f"disconnected: framework {fw.framework_id} torn down on {fw.master_url}{killed}")
 
     # ------------------------------------------------------------------ operator views
-    def status(self, rest: str = "") -> Table:
-        return views.status(self, rest)
-
-    def agents(self, rest: str = "") -> Table:
-        return views.agents(self, rest)
-
-    def frameworks(self, rest: str = "") -> Table:
-        return views.frameworks(self, rest)
-
-    def tasks(self, rest: str = "") -> Table:
-        return views.tasks(self, rest)
-
-    def logs(self, rest: str = "") -> Any:
-        return views.logs(self, rest)
-
-    def kill(self, rest: str = "") -> Any:
-        return views.kill(self, rest)
+    # Each is ``views.NAME(magics, rest)``: a function of the magics, bound here as a method.
+    status, agents, frameworks = views.status, views.agents, views.frameworks
+    tasks, logs, kill = views.tasks, views.logs, views.kill
 
     # ------------------------------------------------------------------ offers
     def offers(self, rest: str = "") -> Any:

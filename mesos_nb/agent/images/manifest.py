@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -88,13 +90,10 @@ class ImageConfig:
 
 
 def _loads(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ImageError(f"{what} is not valid JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise ImageError(f"{what} is not a JSON object")
-    return doc
+    try:  # msgspec checks the JSON and that it is an object in one call
+        return msgspec.json.decode(data, type=dict[str, Any])
+    except msgspec.DecodeError as e:
+        raise ImageError(f"{what} is not a valid JSON object: {e}") from None
 
 
 def _descriptor(d: Any, what: str) -> Descriptor:

@@ -25,15 +25,14 @@ from typing import Any
 from .cellrun import run_payload
 from .wire import encode_result
 
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
 
 def rss(pid: int) -> int:
-    """Resident bytes of one process (0 when it is gone), from /proc/<pid>/statm."""
+    """Resident bytes of one process (0 when it is gone), as psutil reads /proc/<pid>/statm."""
+    import psutil
+
     try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except (OSError, IndexError, ValueError):
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:
         return 0
 
 

@@ -1,0 +1,42 @@
+"""The small file helpers of the cgroup isolators (``cgroups_v1.py``, ``cgroups_v2.py``,
+``io_control.py``): a cgroup's settings and statistics are one-line or ``key value`` files."""
+
+from __future__ import annotations
+
+import os
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def write_text(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def parse_kv(text: str | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+def read_int(path: str) -> int:
+    """A cgroup file holding one number (0 when it is missing or empty)."""
+    return int((read_text(path) or "0").strip() or 0)
+
+
+def mkdir_once(path: str) -> None:
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+
+
+__all__ = ["mkdir_once", "parse_kv", "read_int", "read_text", "write_text"]
