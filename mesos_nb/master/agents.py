@@ -51,7 +51,7 @@ def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: fl
         agent.active = True
         agent.disconnect_deadline = None
         agent.reregistered_time = now
-        agent.hostname, agent.port = reg.hostname, reg.port
+        agent.hostname, agent.port, agent.scheme = reg.hostname, reg.port, reg.scheme
         if agent.total != total:
             agent.total = total
             agent.resources_proto = reg.resources
@@ -75,6 +75,7 @@ def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: fl
             channel=channel,
             key=reg.key,
             version=reg.version,
+            scheme=reg.scheme,
         )
         st.agents[aid] = agent
         st.removed_agent_ids.discard(aid)

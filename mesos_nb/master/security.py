@@ -132,7 +132,7 @@ _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
 def validate_agent_address(hostname: str, port: int) -> str | None:
     """Why the address an agent registers cannot be called back, or None. The master later
-    builds ``http://HOST:PORT/...`` from it, so it must be a plain host and a port, nothing
+    builds ``http(s)://HOST:PORT/...`` from it, so it must be a plain host and a port, nothing
     that could steer that URL elsewhere."""
     if not isinstance(port, int) or not 0 < port < 65536:
         return f"Invalid agent port {port!r}: expected 1-65535"
@@ -468,6 +468,8 @@ class Guard:
         bad = validate_agent_address(reg.hostname, reg.port)
         if bad is not None:
             return bad
+        if reg.scheme not in ("http", "https"):
+            return f"Invalid agent scheme {reg.scheme!r}: expected http or https"
         if not self.acls.allowed("register_agents", principal):
             return f"Not authorized to register agents as principal '{principal}'"
         if existing is not None:
