@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from mesos_nb.master.core import CallError, EndStream, MasterCore, ToAgent, ToChannel, ToFramework
-from mesos_nb.master.effects import RemoveAgent, RemoveFramework, SaveAgent, SaveAgentPrincipal, SaveFramework
+from mesos_nb.master.effects import (
+    RemoveAgent,
+    RemoveFramework,
+    SaveAgent,
+    SaveAgentPrincipal,
+    SaveFramework,
+)
 from mesos_nb.master.harness import Harness
 from mesos_nb.protocol import channel as ch
 from mesos_nb.protocol import messages as m

@@ -37,24 +37,23 @@ def _write(path, doc: Any) -> str:
 
 
 @contextlib.asynccontextmanager
-async def secure_cluster(tmp_path, certs, master_credential: dict | None) -> AsyncIterator[Any]:
+async def secure_cluster(tmp_path, certs, master_credential: dict | None, tls: bool = True) -> AsyncIterator[Any]:
     from mesos_nb.agent import AgentConfig, AgentProcess
     from mesos_nb.master.server import MasterConfig, MasterServer
 
     agent_creds = _write(tmp_path / "agent-http.json", {"credentials": [{"principal": "ui", "secret": "s3cret"}]})
     mcred = _write(tmp_path / "master-cred.json", master_credential) if master_credential else None
-    master = MasterServer(MasterConfig(port=0, allocation_interval=0.05, tls_cert=certs.cert, tls_key=certs.key,
-                                       tls_ca=certs.ca, agent_http_credential=mcred))
+    files = dict(tls_cert=certs.cert, tls_key=certs.key, tls_ca=certs.ca) if tls else {}
+    master = MasterServer(MasterConfig(port=0, allocation_interval=0.05, agent_http_credential=mcred, **files))
     await master.start()
     proc = AgentProcess([AgentConfig(
         master=f"127.0.0.1:{master.port}", port=0, work_dir=str(tmp_path / "agent"), resources="cpus:2;mem:512",
-        detect_gpus=False, tls_cert=certs.cert, tls_key=certs.key, tls_ca=certs.ca,
-        http_credentials=agent_creds, authenticate_http_readonly=True)])
+        detect_gpus=False, http_credentials=agent_creds, authenticate_http_readonly=True, **files)])
     try:
         await proc.start()
         ctx = client_context(certs.ca)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
-            fw = Framework(s, f"https://127.0.0.1:{master.port}", "")
+            fw = Framework(s, master.url, "")
             await fw.subscribe()
             try:
                 yield master, proc.agents[0], fw, s
@@ -68,7 +67,7 @@ async def secure_cluster(tmp_path, certs, master_credential: dict | None) -> Asy
 
 async def _read_stdout(master, agent, fw, s, task_id: str) -> tuple[int, str]:
     path = f"/frameworks/{fw.fid}/executors/{task_id}/runs/latest/stdout"
-    async with s.get(f"https://127.0.0.1:{master.port}/master/files/read",
+    async with s.get(master.url + "/master/files/read",
                      params={"agent_id": agent.agent_id, "path": path, "offset": "0"}) as r:
         return r.status, await r.text()
 
@@ -87,7 +86,7 @@ async def test_log_proxy_and_utilization_reach_an_https_agent_that_requires_auth
         # the feed polls agents that run tasks: a running task's agent shows its statistics
         fw.launch("busy", {"value": "sleep 60"})
         await fw.wait_state("busy", {"TASK_RUNNING"})
-        url = f"https://127.0.0.1:{master.port}/master/utilization"
+        url = master.url + "/master/utilization"
 
         async def used() -> dict | None:
             async with s.get(url) as r:
@@ -117,6 +116,17 @@ async def test_a_wrong_master_credential_is_named_and_its_secret_is_not(tmp_path
         status, body = await _read_stdout(master, agent, fw, s, "hello")
         assert status == 502
         assert "refused the master's credential" in body and "'ui'" in body and "not-it" not in body
+
+
+async def test_the_credential_never_goes_to_a_plain_http_agent(tmp_path, certs):
+    async with secure_cluster(tmp_path, certs, {"principal": "ui", "secret": "s3cret"}, tls=False) as (
+            master, agent, fw, s):
+        assert master.core.agents[agent.agent_id].scheme == "http"
+        fw.launch("hello", {"value": "echo hi"})
+        await fw.wait_state("hello", {"TASK_FINISHED", "TASK_FAILED"})
+        status, body = await _read_stdout(master, agent, fw, s, "hello")
+        assert status == 502
+        assert "only over https" in body and "--tls-cert" in body and "s3cret" not in body
 
 
 async def test_an_unknown_scheme_is_refused_at_registration(tmp_path, certs):

@@ -7,7 +7,9 @@ certificate is verified against the master's CA (``--tls-ca``, else ``$MESOS_NB_
 ``$LIBPROCESS_SSL_CA_FILE``, else the system store), and the master presents its own
 certificate when it has one (for agents that require client certificates). An agent started
 with ``--authenticate-http-readonly`` answers only to a principal from its
-``--http-credentials``: the master presents ``--agent-http-credential FILE`` as HTTP Basic.
+``--http-credentials``: the master presents ``--agent-http-credential FILE`` as HTTP Basic,
+to https agents only: over plain HTTP it would travel in clear, and any holder of an agent
+credential could register an ``http`` agent just to collect it.
 
 A failure that is the master's to explain (cannot connect, TLS refused, the agent wants a
 credential the master lacks or rejects it) is an :class:`AgentReadError` with one sentence;
@@ -80,7 +82,7 @@ class AgentReader:
         scheme = "https" if agent.scheme == "https" else "http"
         base = f"{scheme}://{agent.hostname}:{agent.port}"
         headers = {"Authorization": basic_header(self.credential.principal, self.credential.secret)} \
-            if self.credential is not None else {}
+            if self.credential is not None and scheme == "https" else {}
         if self._session is None:
             self._session = aiohttp.ClientSession()
         kw: dict[str, Any] = {"ssl": self._ssl_context()} if scheme == "https" else {}
@@ -95,6 +97,10 @@ class AgentReader:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             raise AgentReadError(f"Agent {agent.id} at {base} did not answer: {e!r}") from None
         if status == 401:
+            if self.credential is not None and scheme == "http":
+                raise AgentReadError(f"Agent {agent.id} at {base} requires HTTP authentication for {path}, but it "
+                                     "serves plain HTTP and the master presents --agent-http-credential only over "
+                                     "https; start the agent with --tls-cert/--tls-key")
             if self.credential is None:
                 raise AgentReadError(f"Agent {agent.id} at {base} requires HTTP authentication for {path}; "
                                      "start the master with --agent-http-credential FILE naming a principal "
