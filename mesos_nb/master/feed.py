@@ -35,7 +35,7 @@ import msgspec
 from aiohttp import web
 
 from ..protocol import messages as m
-from .agent_reads import AgentReader
+from .agent_reads import AgentReader, AgentReadError
 
 if TYPE_CHECKING:
     from .view import MasterView
@@ -218,7 +218,10 @@ class UtilizationFeed:
             u.failures += 1
             u.retry_at = time.monotonic() + min(30.0, self.interval * 2 ** min(u.failures, 5))
             u.cpus = u.mem = u.disk = None
-            log.debug("statistics from agent %s failed: %r", agent_id, e)
+            if isinstance(e, AgentReadError) and u.failures == 1:  # the operator must act: say so once
+                log.warning("utilization feed cannot read agent=%s: %s", agent_id, e)
+            else:
+                log.debug("statistics from agent %s failed: %r", agent_id, e)
             return
         u.failures = 0
         self.ingest(agent_id, entries)
