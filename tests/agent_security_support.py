@@ -14,6 +14,7 @@ import aiohttp
 from mesos_nb.agent import AgentConfig, AgentProcess
 from mesos_nb.master.server import MasterConfig, MasterServer
 from mesos_nb.protocol import recordio
+from mesos_nb.protocol.tls import client_context
 
 JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 
@@ -105,7 +106,7 @@ class Cluster:
 
     @property
     def master_url(self) -> str:
-        return f"http://127.0.0.1:{self.master.port}"
+        return self.master.url
 
     def sandbox(self, task_id: str) -> str:
         return f"/frameworks/{self.fw.fid}/executors/{task_id}/runs/latest"
@@ -122,16 +123,19 @@ class Cluster:
 
 @contextlib.asynccontextmanager
 async def cluster(work_dir: str, *, user: str = "", checkpoint: bool = False,
-                  **agent_kw: Any) -> AsyncIterator[Cluster]:
-    master = MasterServer(MasterConfig(port=0, allocation_interval=0.05))
+                  master_kw: dict[str, Any] | None = None, **agent_kw: Any) -> AsyncIterator[Cluster]:
+    """``master_kw``: more MasterConfig fields (with ``tls_ca``, the test's client trusts that CA)."""
+    master_kw = master_kw or {}
+    master = MasterServer(MasterConfig(port=0, allocation_interval=0.05, **master_kw))
     await master.start()
     cfg = AgentConfig(master=f"127.0.0.1:{master.port}", port=0, work_dir=work_dir,
                       resources="cpus:4;mem:2048;disk:100", detect_gpus=False, **agent_kw)
     proc = AgentProcess([cfg])
     try:
         await proc.start()
-        async with aiohttp.ClientSession() as s:
-            fw = Framework(s, f"http://127.0.0.1:{master.port}", user, checkpoint)
+        ssl = client_context(master_kw["tls_ca"]) if master_kw.get("tls_ca") else None
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl if ssl else True)) as s:
+            fw = Framework(s, master.url, user, checkpoint)
             await fw.subscribe()
             try:
                 yield Cluster(master, proc, fw, s)

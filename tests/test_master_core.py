@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from mesos_nb.master.core import CallError, EndStream, MasterCore, ToAgent, ToChannel, ToFramework
-from mesos_nb.master.effects import RemoveAgent, RemoveFramework, SaveAgent, SaveFramework
+from mesos_nb.master.effects import (
+    RemoveAgent,
+    RemoveFramework,
+    SaveAgent,
+    SaveAgentPrincipal,
+    SaveFramework,
+)
 from mesos_nb.master.harness import Harness
 from mesos_nb.protocol import channel as ch
 from mesos_nb.protocol import messages as m
@@ -209,7 +215,7 @@ def test_persistence_is_emitted_as_effects_in_order_with_the_events():
     reg = ch.RegisterAgent(key="k", hostname="h", port=1, resources=Resources.parse("cpus:1;mem:64").to_proto())
     agent = core.register_agent(reg, object(), 1.0)
     out = drain(core)
-    assert [type(e) for e in out] == [SaveAgent, ToChannel]
+    assert [type(e) for e in out] == [SaveAgent, SaveAgentPrincipal, ToChannel]  # owner kept across failovers
     assert out[0].record.id == agent.id and out[0].record.hostname == "h"
     fw = core.subscribe(m.Subscribe(framework_info=m.FrameworkInfo(user="u", name="f", failover_timeout=5)), "s1", 2.0)
     out = drain(core)

@@ -213,7 +213,7 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         return RegisterAgent(
             key=self.key, hostname=self.hostname, port=self.port,
             resources=self.total.to_proto(), attributes=self.attributes,
-            agent_id=self.agent_id, version=VERSION, tasks=reports,
+            agent_id=self.agent_id, version=VERSION, tasks=reports, scheme="https" if self.tls else "http",
         )
 
     def on_registered(self, msg: AgentRegistered) -> None:

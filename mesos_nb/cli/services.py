@@ -68,6 +68,8 @@ def security_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(alias, dest=names[0].lstrip("-").replace("-", "_"), action="store_true",
                            help=argparse.SUPPRESS)
     opt(p, "--acls", help="Mesos ACLs: JSON text or a file path")
+    opt(p, "--agent-http-credential", help='FILE {"principal","secret"} the master presents to agents\' '
+                                           "read endpoints (log viewer, utilization) when they authenticate")
     tls_options(p)
 
 
@@ -78,7 +80,8 @@ def _master_security(args: argparse.Namespace) -> dict:
         credentials=args.credentials, authenticate_frameworks=args.authenticate_frameworks,
         authenticate_agents=args.authenticate_agents, authenticate_http_readonly=args.authenticate_http_readonly,
         authenticate_http_readwrite=args.authenticate_http_readwrite, acls=args.acls)
-    return dict(security=sec, tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca)
+    return dict(security=sec, tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca,
+                agent_http_credential=args.agent_http_credential)
 
 
 def cmd_master(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol.resources import ResourceParseError, Resources
 from . import frameworks, offers, reachability, tasks
-from .effects import AgentRecord, RemoveAgent, SaveAgent, ToAgent, ToChannel
+from .effects import AgentRecord, RemoveAgent, SaveAgent, SaveAgentPrincipal, ToAgent, ToChannel
 from .model import Agent, Task
 from .state import MasterState, agent_record, lost_state
 from .validation import validate_id
@@ -24,7 +24,8 @@ from .validation import validate_id
 log = logging.getLogger("mesos_nb.master")
 
 
-def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: float) -> Agent | None:
+def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: float,
+                   principal: str | None = None) -> Agent | None:
     try:
         total = Resources.from_proto(reg.resources)
     except (ResourceParseError, ValueError) as e:
@@ -51,7 +52,7 @@ def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: fl
         agent.active = True
         agent.disconnect_deadline = None
         agent.reregistered_time = now
-        agent.hostname, agent.port = reg.hostname, reg.port
+        agent.hostname, agent.port, agent.scheme = reg.hostname, reg.port, reg.scheme
         if agent.total != total:
             agent.total = total
             agent.resources_proto = reg.resources
@@ -75,6 +76,7 @@ def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: fl
             channel=channel,
             key=reg.key,
             version=reg.version,
+            scheme=reg.scheme,
         )
         st.agents[aid] = agent
         st.removed_agent_ids.discard(aid)
@@ -85,6 +87,9 @@ def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: fl
         reconcile_agent_tasks(st, agent, reg.tasks, now)
         if readmitted:
             reachability.forget_unreported(st, aid, now)
+    if agent.id not in st.agent_principals:  # its owner from now on, across failovers (security.py checks)
+        st.agent_principals[agent.id] = principal
+        st.out.append(SaveAgentPrincipal(agent.id, principal))
     st.out.append(ToChannel(channel, ch.AgentRegistered(key=reg.key, agent_id=agent.id, master_id=st.master_id)))
     st.wants_allocation = True
     return agent

@@ -78,6 +78,7 @@ class MasterCore(MasterState):
         _agents.recover(self, recovered.agents, now)
         self.unreachable.update(recovered.unreachable)
         self.gone.update(recovered.gone)
+        self.agent_principals.update(recovered.agent_principals)
         _quota.recover_quotas(self, recovered.quotas)
         if recovered.weights:
             self.allocator.update_weights(recovered.weights)
@@ -187,13 +188,14 @@ class MasterCore(MasterState):
         _tasks.executor_message(self, msg)
 
     # ------------------------------------------------------------------ agents
-    def register_agent(self, reg: ch.RegisterAgent, channel: Any, now: float) -> Agent | None:
+    def register_agent(self, reg: ch.RegisterAgent, channel: Any, now: float,
+                       principal: str | None = None) -> Agent | None:
         refusal = self.maintenance.refusal(reg.hostname)
         if refusal is not None:  # its machine is DOWN (Mesos sends ShutdownMessage)
             log.warning("agent refused: machine down hostname=%s agent=%s", reg.hostname, reg.agent_id)
             self.out.append(ToChannel(channel, ch.Refused(key=reg.key, message=refusal)))
             return None
-        agent = _agents.register_agent(self, reg, channel, now)
+        agent = _agents.register_agent(self, reg, channel, now, principal)
         if agent is not None:
             _downtime.on_registered(self, agent)
         return agent

@@ -3,6 +3,7 @@
 Two kinds. Messages (:class:`ToFramework`, :class:`ToAgent`, :class:`ToChannel`,
 :class:`EndStream`) go out on subscription streams and agent channels. Registry writes
 (:class:`SaveFramework`, :class:`RemoveFramework`, :class:`SaveAgent`, :class:`RemoveAgent`,
+:class:`SaveAgentPrincipal`,
 :class:`MarkAgentUnreachable`, :class:`MarkAgentGone`, :class:`PruneAgents`, all
 :class:`RegistryEffect`) go to whatever :class:`~mesos_nb.master.registry.Registry` backs
 the master (SQLite today; ZooKeeper, weights, quota and maintenance records can be added as
@@ -80,6 +81,8 @@ class RegistryState:
     quotas: dict[str, Any] = field(default_factory=dict)  # role -> QuotaConfig JSON
     weights: dict[str, float] = field(default_factory=dict)  # role -> weight
     maintenance: dict[str, Any] | None = None  # maintenance.MaintenanceState.document()
+    # agent id -> the principal that registered it (None: the in-process secret or no authentication)
+    agent_principals: dict[str, str | None] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- registry writes
@@ -113,7 +116,19 @@ class SaveAgent(RegistryEffect):
 
 @dataclass(slots=True)
 class RemoveAgent(RegistryEffect):
+    """Forget the agent, and its principal binding."""
+
     id: str
+
+
+@dataclass(slots=True)
+class SaveAgentPrincipal(RegistryEffect):
+    """Bind an agent id to the principal that first registered it, so that after a failover
+    only that principal may re-register the id (kept while the agent is unreachable; dropped
+    when it is removed, marked gone or pruned)."""
+
+    id: str
+    principal: str | None
 
 
 @dataclass(slots=True)
@@ -167,5 +182,6 @@ Effect = ToFramework | ToAgent | ToChannel | EndStream | RegistryEffect
 
 __all__ = [
     "AgentRecord", "Effect", "EndStream", "FrameworkRecord", "MarkAgentGone", "MarkAgentUnreachable",
-    "PruneAgents", "RegistryEffect", "RegistryState", "RemoveAgent", "RemoveFramework", "SaveAgent", "SaveFramework", "SaveMaintenance", "SaveQuota", "SaveWeights", "ToAgent", "ToChannel", "ToFramework",
+    "PruneAgents", "RegistryEffect", "RegistryState", "RemoveAgent", "RemoveFramework", "SaveAgent",
+    "SaveAgentPrincipal", "SaveFramework", "SaveMaintenance", "SaveQuota", "SaveWeights", "ToAgent", "ToChannel", "ToFramework",
 ]

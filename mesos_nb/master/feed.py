@@ -2,8 +2,9 @@
 
 Every ``interval`` the feed asks the agents that run tasks for ``/monitor/statistics``
 (concurrently, a bounded number at a time, each with a timeout; an agent that fails is backed
-off), turns the executors' CPU-time counters into rates and their RSS into memory used, and
-keeps a short history. Snapshots (:meth:`UtilizationFeed.snapshot`) combine that with the
+off; :mod:`.agent_reads` speaks each agent's scheme with the master's credential), turns the
+executors' CPU-time counters into rates and their RSS into memory used, and keeps a short
+history. Snapshots (:meth:`UtilizationFeed.snapshot`) combine that with the
 core's records: per-agent total/allocated/offered/used, per-framework and per-role dominant
 shares, outstanding offers, task counts and recent task state changes (found by reading the
 tasks' status lists, no core hook needed).
@@ -30,11 +31,11 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import msgspec
 from aiohttp import web
 
 from ..protocol import messages as m
+from .agent_reads import AgentReader, AgentReadError
 
 if TYPE_CHECKING:
     from .view import MasterView
@@ -76,8 +77,10 @@ class _AgentUsage:
 
 class UtilizationFeed:
     def __init__(self, master: MasterView, interval: float = 1.0, timeout: float = 2.0,
-                 concurrency: int = 32, collect: bool = True, max_polls: int = MAX_POLLS) -> None:
+                 concurrency: int = 32, collect: bool = True, max_polls: int = MAX_POLLS,
+                 reader: AgentReader | None = None) -> None:
         self.master = master
+        self.reader = reader or AgentReader()  # the agents' scheme and the master's credential
         self.interval = interval
         self.timeout = timeout
         self.concurrency = concurrency
@@ -98,7 +101,6 @@ class UtilizationFeed:
         self._snap: dict[str, Any] | None = None
         self._subscribers: set[asyncio.Queue[bytes]] = set()
         self._tasks: list[asyncio.Task] = []
-        self._session: aiohttp.ClientSession | None = None
         self._sem: asyncio.Semaphore | None = None
         self._inflight: dict[str, asyncio.Task] = {}
 
@@ -124,9 +126,7 @@ class UtilizationFeed:
             while not q.empty():
                 q.get_nowait()
             q.put_nowait(b"")
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.reader.close()
 
     # ------------------------------------------------------------------ collection
     def interested(self) -> bool:
@@ -186,11 +186,6 @@ class UtilizationFeed:
             busy.append(a)
         if not busy:
             return
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                connector=aiohttp.TCPConnector(limit=self.concurrency),
-            )
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.concurrency)
         loop = asyncio.get_running_loop()
@@ -211,18 +206,22 @@ class UtilizationFeed:
 
     async def _collect_agent(self, agent_id: str, host: str, port: int) -> None:
         u = self.usage.get(agent_id)
-        if u is None or self._session is None:
+        agent = self.master.core.agents.get(agent_id)
+        if u is None or agent is None:
             return
         try:
-            async with self._session.get(f"http://{host}:{port}/monitor/statistics") as resp:
-                if resp.status != 200:
-                    raise RuntimeError(f"status {resp.status}")
-                entries = await resp.json(content_type=None)
+            reply = await self.reader.get(agent, "/monitor/statistics", timeout=self.timeout)
+            if reply.status != 200:
+                raise RuntimeError(f"status {reply.status}")
+            entries = msgspec.json.decode(reply.body)
         except Exception as e:
             u.failures += 1
             u.retry_at = time.monotonic() + min(30.0, self.interval * 2 ** min(u.failures, 5))
             u.cpus = u.mem = u.disk = None
-            log.debug("statistics from agent %s failed: %r", agent_id, e)
+            if isinstance(e, AgentReadError) and u.failures == 1:  # the operator must act: say so once
+                log.warning("utilization feed cannot read agent=%s: %s", agent_id, e)
+            else:
+                log.debug("statistics from agent %s failed: %r", agent_id, e)
             return
         u.failures = 0
         self.ingest(agent_id, entries)

@@ -93,6 +93,7 @@ class Agent:
     active: bool = True
     reregistered_time: float | None = None
     disconnect_deadline: float | None = None
+    scheme: str = "http"  # of its HTTP endpoints, as it registered (agent_reads.py)
     # (framework_id, task_id)
     tasks: set[tuple[str, str]] = field(default_factory=set)
 

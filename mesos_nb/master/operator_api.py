@@ -111,6 +111,8 @@ class OperatorApi:
         }
         if c.work_dir:
             flags["work_dir"] = c.work_dir
+        if c.agent_http_credential:  # the file's path; its secret is never shown
+            flags["agent_http_credential"] = c.agent_http_credential
         return flags  # the agent secret is never shown
 
     def weight_map(self) -> dict[str, float]:

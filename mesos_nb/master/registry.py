@@ -28,6 +28,7 @@ from .effects import (
     RemoveAgent,
     RemoveFramework,
     SaveAgent,
+    SaveAgentPrincipal,
     SaveFramework,
     SaveMaintenance,
     SaveQuota,
@@ -75,6 +76,7 @@ class MemoryRegistry:
         self.quotas: dict[str, dict] = {}
         self.weights: dict[str, float] = {}
         self.maintenance: dict | None = None
+        self.principals: dict[str, str | None] = {}  # agent id -> principal (SaveAgentPrincipal)
 
     def recover(self) -> RegistryState:
         return RegistryState(
@@ -86,6 +88,7 @@ class MemoryRegistry:
             quotas=dict(self.quotas),
             weights=dict(self.weights),
             maintenance=self.maintenance,
+            agent_principals=dict(self.principals),
         )
 
     def apply(self, effects: Sequence[RegistryEffect]) -> None:
@@ -108,6 +111,9 @@ def apply_to_memory(reg: MemoryRegistry, effects: Sequence[RegistryEffect]) -> N
             reg.unreachable.pop(eff.record.id, None)  # type: ignore[attr-defined]
         elif t is RemoveAgent:
             reg.agents.pop(eff.id, None)  # type: ignore[attr-defined]
+            reg.principals.pop(eff.id, None)  # type: ignore[attr-defined]
+        elif t is SaveAgentPrincipal:
+            reg.principals[eff.id] = eff.principal  # type: ignore[attr-defined]
         elif t is MarkAgentUnreachable:
             reg.agents.pop(eff.id, None)  # type: ignore[attr-defined]
             reg.unreachable[eff.id] = eff.timestamp  # type: ignore[attr-defined]
@@ -115,9 +121,11 @@ def apply_to_memory(reg: MemoryRegistry, effects: Sequence[RegistryEffect]) -> N
             reg.agents.pop(eff.id, None)  # type: ignore[attr-defined]
             reg.unreachable.pop(eff.id, None)  # type: ignore[attr-defined]
             reg.gone[eff.id] = eff.timestamp  # type: ignore[attr-defined]
+            reg.principals.pop(eff.id, None)  # type: ignore[attr-defined]
         elif t is PruneAgents:
             for aid in eff.unreachable:  # type: ignore[attr-defined]
                 reg.unreachable.pop(aid, None)
+                reg.principals.pop(aid, None)
             for aid in eff.gone:  # type: ignore[attr-defined]
                 reg.gone.pop(aid, None)
         elif t is SaveQuota:

@@ -22,6 +22,7 @@ from .effects import (
     RemoveAgent,
     RemoveFramework,
     SaveAgent,
+    SaveAgentPrincipal,
     SaveFramework,
     SaveMaintenance,
     SaveQuota,
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS gone_agents (id TEXT PRIMARY KEY, timestamp REAL NOT 
 CREATE TABLE IF NOT EXISTS quotas (role TEXT PRIMARY KEY, config TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS weights (role TEXT PRIMARY KEY, weight REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS maintenance (id INTEGER PRIMARY KEY CHECK (id = 1), doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS agent_principals (id TEXT PRIMARY KEY, principal TEXT);
 """
 
 
@@ -95,6 +97,10 @@ class SqliteRegistry:
                     db.execute("DELETE FROM unreachable_agents WHERE id = ?", (rec.id,))
                 elif t is RemoveAgent:
                     db.execute("DELETE FROM agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
+                    db.execute("DELETE FROM agent_principals WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
+                elif t is SaveAgentPrincipal:
+                    db.execute("INSERT OR REPLACE INTO agent_principals VALUES (?, ?)",
+                               (eff.id, eff.principal))  # type: ignore[attr-defined]
                 elif t is MarkAgentUnreachable:
                     db.execute("DELETE FROM agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
                     db.execute("INSERT OR REPLACE INTO unreachable_agents VALUES (?, ?)",
@@ -102,10 +108,13 @@ class SqliteRegistry:
                 elif t is MarkAgentGone:
                     db.execute("DELETE FROM agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
                     db.execute("DELETE FROM unreachable_agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
+                    db.execute("DELETE FROM agent_principals WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
                     db.execute("INSERT OR REPLACE INTO gone_agents VALUES (?, ?)",
                                (eff.id, eff.timestamp))  # type: ignore[attr-defined]
                 elif t is PruneAgents:
                     db.executemany("DELETE FROM unreachable_agents WHERE id = ?",
+                                   [(a,) for a in eff.unreachable])  # type: ignore[attr-defined]
+                    db.executemany("DELETE FROM agent_principals WHERE id = ?",
                                    [(a,) for a in eff.unreachable])  # type: ignore[attr-defined]
                     db.executemany("DELETE FROM gone_agents WHERE id = ?", [(a,) for a in eff.gone])  # type: ignore[attr-defined]
                 elif t is SaveQuota:
@@ -139,6 +148,7 @@ class SqliteRegistry:
         quotas = {r: json.loads(c) for r, c in db.execute("SELECT role, config FROM quotas")}
         weights = dict(db.execute("SELECT role, weight FROM weights").fetchall())
         row = db.execute("SELECT doc FROM maintenance WHERE id = 1").fetchone()
+        principals = dict(db.execute("SELECT id, principal FROM agent_principals").fetchall())
         return RegistryState(frameworks=fws, removed_framework_ids=removed, agents=agents,
                              unreachable=unreachable, gone=gone, quotas=quotas, weights=weights,
-                             maintenance=json.loads(row[0]) if row else None)
+                             maintenance=json.loads(row[0]) if row else None, agent_principals=principals)

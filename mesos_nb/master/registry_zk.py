@@ -23,6 +23,7 @@ Mesos detector, pymesos' included, skips ``log_replicas`` when looking for the l
     agents/<id>                {"hostname", "port", "resources", "attributes", "registered_time"}
     unreachable/<id>           {"timestamp"}
     gone/<id>                  {"timestamp"}
+    principals/<agent id>      {"principal"}: who registered the agent (kept while it is unreachable)
     quotas/<role>              QuotaConfig JSON
     weights                    {"<role>": weight}
     maintenance                maintenance schedule JSON
@@ -52,6 +53,7 @@ from .effects import (
     RemoveAgent,
     RemoveFramework,
     SaveAgent,
+    SaveAgentPrincipal,
     SaveFramework,
     SaveMaintenance,
     SaveQuota,
@@ -63,7 +65,7 @@ from .registry import AgentRecord, FrameworkRecord
 
 log = logging.getLogger("mesos_nb.master.registry_zk")
 
-_DIRS = ("frameworks", "removed_frameworks", "agents", "unreachable", "gone", "quotas")
+_DIRS = ("frameworks", "removed_frameworks", "agents", "unreachable", "gone", "quotas", "principals")
 
 
 class RegistryError(RuntimeError):
@@ -279,6 +281,7 @@ class ZkRegistry:
             state.agents.append(self._agent_from_json(aid, d))
         state.unreachable = {k: v["timestamp"] for k, v in self._read_dir("unreachable").items()}
         state.gone = {k: v["timestamp"] for k, v in self._read_dir("gone").items()}
+        state.agent_principals = {k: v.get("principal") for k, v in self._read_dir("principals").items()}
         state.quotas = self._read_dir("quotas")
         state.weights = self._read_one("weights") or {}
         state.maintenance = self._read_one("maintenance")
@@ -314,16 +317,21 @@ class ZkRegistry:
         if t is SaveAgent:
             return self._agent_ops(eff.record)  # type: ignore[attr-defined]
         if t is RemoveAgent:
-            return [("delete", self._path("agents", eff.id), None)]  # type: ignore[attr-defined]
+            return [("delete", self._path("agents", eff.id), None),  # type: ignore[attr-defined]
+                    ("delete", self._path("principals", eff.id), None)]  # type: ignore[attr-defined]
+        if t is SaveAgentPrincipal:
+            return [("put", self._path("principals", eff.id), _dumps({"principal": eff.principal}))]  # type: ignore[attr-defined]
         if t is MarkAgentUnreachable:
             return [("delete", self._path("agents", eff.id), None),  # type: ignore[attr-defined]
                     ("put", self._path("unreachable", eff.id), _dumps({"timestamp": eff.timestamp}))]  # type: ignore[attr-defined]
         if t is MarkAgentGone:
             return [("delete", self._path("agents", eff.id), None),  # type: ignore[attr-defined]
                     ("delete", self._path("unreachable", eff.id), None),  # type: ignore[attr-defined]
+                    ("delete", self._path("principals", eff.id), None),  # type: ignore[attr-defined]
                     ("put", self._path("gone", eff.id), _dumps({"timestamp": eff.timestamp}))]  # type: ignore[attr-defined]
         if t is PruneAgents:
             return ([("delete", self._path("unreachable", a), None) for a in eff.unreachable]  # type: ignore[attr-defined]
+                    + [("delete", self._path("principals", a), None) for a in eff.unreachable]  # type: ignore[attr-defined]
                     + [("delete", self._path("gone", a), None) for a in eff.gone])  # type: ignore[attr-defined]
         if t is SaveQuota:
             if eff.config is None:  # type: ignore[attr-defined]

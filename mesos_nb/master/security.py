@@ -25,7 +25,7 @@ import hmac
 import ipaddress
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -132,7 +132,7 @@ _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
 def validate_agent_address(hostname: str, port: int) -> str | None:
     """Why the address an agent registers cannot be called back, or None. The master later
-    builds ``http://HOST:PORT/...`` from it, so it must be a plain host and a port, nothing
+    builds ``http(s)://HOST:PORT/...`` from it, so it must be a plain host and a port, nothing
     that could steer that URL elsewhere."""
     if not isinstance(port, int) or not 0 < port < 65536:
         return f"Invalid agent port {port!r}: expected 1-65535"
@@ -190,7 +190,6 @@ class Guard:
             self.acls: ACLs = ACLs.load(c.acls) if c.acls else PERMIT_ALL
         except ACLError as e:
             raise SecurityError(f"bad --acls: {e}") from None
-        self.agent_owner: dict[str, str | None] = {}  # agent id -> principal that registered it
 
     @property
     def agent_secret(self) -> str | None:
@@ -464,15 +463,20 @@ class Guard:
         return f"Not authorized: principal '{fw.info.principal}' may not {action.replace('_', ' ')} {objects}"
 
     # ------------------------------------------------------------------ agents
-    def check_agent_registration(self, reg: Any, principal: str | None, channel: Any, existing: Any) -> str | None:
+    def check_agent_registration(self, reg: Any, principal: str | None, channel: Any, existing: Any,
+                                 owners: Mapping[str, str | None] | None = None) -> str | None:
+        """Why ``reg`` is refused, or None. ``owners`` (the core's ``agent_principals``, kept in
+        the registry) binds each agent id to the principal that first registered it."""
         bad = validate_agent_address(reg.hostname, reg.port)
         if bad is not None:
             return bad
+        if reg.scheme not in ("http", "https"):
+            return f"Invalid agent scheme {reg.scheme!r}: expected http or https"
         if not self.acls.allowed("register_agents", principal):
             return f"Not authorized to register agents as principal '{principal}'"
+        if owners and reg.agent_id in owners and owners[reg.agent_id] != principal:
+            return f"Agent {reg.agent_id} is registered by another principal"
         if existing is not None:
-            if reg.agent_id in self.agent_owner and self.agent_owner[reg.agent_id] != principal:
-                return f"Agent {reg.agent_id} is registered by another principal"
             if existing.connected and existing.channel is not None and existing.channel is not channel \
                     and not getattr(existing.channel, "closed", False):
                 return f"Agent {reg.agent_id} is held by another connection"
@@ -481,15 +485,13 @@ class Guard:
     def register_agent(self, core: Any, reg: Any, chan: Any, now: float) -> None:
         """Register (or refuse) an agent that spoke on ``chan``; the id stays bound to its principal."""
         existing = core.agents.get(reg.agent_id) if reg.agent_id else None
-        refused = self.check_agent_registration(reg, chan.principal, chan, existing)
+        refused = self.check_agent_registration(reg, chan.principal, chan, existing, core.agent_principals)
         if refused is not None:
             log.warning("agent registration refused peer=%s principal=%s agent=%s: %s",
                         chan.peer, chan.principal, reg.agent_id, refused)
             chan.send(ch.Refused(key=reg.key, message=refused))
             return
-        agent = core.register_agent(reg, chan, now)
-        if agent is not None:
-            self.agent_owner[agent.id] = chan.principal
+        core.register_agent(reg, chan, now, chan.principal)
 
     def from_channel(self, core: Any, x: Any, chan: Any) -> bool:
         """Is ``x`` about an agent registered over ``chan`` (and, for a status update, a task

@@ -58,6 +58,7 @@ class MasterConfig:
     tls_cert: str | None = None  # else LIBPROCESS_SSL_* when LIBPROCESS_SSL_ENABLED
     tls_key: str | None = None
     tls_ca: str | None = None
+    agent_http_credential: str | None = None  # FILE: what the master presents to agents' read endpoints
 
     # --zk mode (ha.py): contend for leadership, registry in ZooKeeper
     zk: str | None = None
@@ -157,6 +158,7 @@ class MasterServer:
             "agent_reregister_timeout": f"{c.agent_reregister_timeout}secs",
             "registry_max_agent_age": f"{c.registry_max_agent_age}secs",
             "registry_max_agent_count": str(c.registry_max_agent_count),
+            **({"agent_http_credential": c.agent_http_credential} if c.agent_http_credential else {}),
             **(self.leadership.flags() if self.leadership is not None else {}),
         }
 
@@ -339,9 +341,11 @@ class MasterServer:
         r.add_get("/api/v1/agent-channel", self.handle_channel)
         self.operator = OperatorApi(self); self.operator.install(app)  # noqa: E702 - POST /api/v1, v0 extras
         self.views.add_routes(r)
+        from .agent_reads import AgentReader
         from .webui import WebUI  # the web UI and its utilization feed (/, /master/utilization)
 
-        self.webui = WebUI(self)
+        c = self.config
+        self.webui = WebUI(self, reader=AgentReader.from_flags(c.agent_http_credential, c.tls_ca, c.tls_cert, c.tls_key))
         self.webui.add_routes(r)
         return app
 

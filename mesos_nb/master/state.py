@@ -118,6 +118,7 @@ class MasterState:
         self.removed_agent_ids: set[str] = set()
         self.unreachable: dict[str, float] = {}  # agent id -> when it was marked unreachable
         self.gone: dict[str, float] = {}  # agent id -> when an operator marked it gone
+        self.agent_principals: dict[str, str | None] = {}  # agent id -> who registered it (registry-kept)
         self.offers: dict[str, Offer] = {}
         # agent id -> its outstanding offer ids, in the order made (rescinding an agent's
         # offers must not scan every offer: 5,000 agents of a lost channel x 10,000 offers)

@@ -18,11 +18,11 @@ import contextlib
 import os
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import msgspec
 from aiohttp import web
 
 from ..protocol import messages as m
+from .agent_reads import AgentReader, AgentReadError
 from .feed import UtilizationFeed
 
 if TYPE_CHECKING:
@@ -69,11 +69,11 @@ def _int(request: web.Request, name: str, default: int, lo: int = 0, hi: int | N
 
 
 class WebUI:
-    def __init__(self, master: MasterView, interval: float = 1.0) -> None:
+    def __init__(self, master: MasterView, interval: float = 1.0, reader: AgentReader | None = None) -> None:
         self.master = master
-        self.feed = UtilizationFeed(master, interval=interval)
+        self.reader = reader or AgentReader()  # agent_reads.py: the agent's scheme, the master's credential
+        self.feed = UtilizationFeed(master, interval=interval, reader=self.reader)
         self._tasks_cache: tuple[int, list[dict[str, Any]]] | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._bokeh = _bokeh_static()
         self._warm: asyncio.Task | None = None
         self._item: dict[str, Any] | None = None
@@ -112,9 +112,7 @@ class WebUI:
         if self._warm is not None:
             with contextlib.suppress(Exception):
                 await self._warm
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.reader.close()
 
     # ------------------------------------------------------------------ page
     async def index(self, request: web.Request) -> web.Response:
@@ -241,13 +239,8 @@ class WebUI:
         if agent is None:
             return web.Response(status=404, text=f"Agent '{aid}' is not known to this master.")
         params = {k: request.query[k] for k in ("path", "offset", "length") if k in request.query}
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         try:
-            async with self._session.get(f"http://{agent.hostname}:{agent.port}/files/read",
-                                         params=params) as resp:
-                body = await resp.read()
-                return web.Response(status=resp.status, body=body,
-                                    content_type=resp.content_type or "application/json")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-            return web.Response(status=502, text=f"Agent {aid} at {agent.hostname}:{agent.port} did not answer: {e!r}")
+            reply = await self.reader.get(agent, "/files/read", params)
+        except AgentReadError as e:
+            return web.Response(status=502, text=str(e))
+        return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type)

@@ -58,6 +58,7 @@ class RegisterAgent(_Ch, tag="REGISTER"):
     agent_id: str | None = None  # set when re-registering (agent restart, master failover)
     version: str | None = None
     tasks: list[TaskReport] = []
+    scheme: str = "http"  # "https" when the agent's listener serves TLS (older agents: http)
 
 
 class StatusUpdate(_Ch, tag="STATUS_UPDATE"):
