@@ -275,9 +275,7 @@ class MasterServer:
             if s is not None:
                 if eff.message is not None:
                     s.push(m.encode(m.Event(type="ERROR", error=m.Error(message=eff.message))))
-                s.error = eff.message
-                s.closed = True
-                s.wake.set()
+                s.finish()
                 if self.streams.get(eff.framework_id) is s:
                     del self.streams[eff.framework_id]
 
@@ -457,37 +455,19 @@ class MasterServer:
             headers={"Content-Type": "application/json", "Mesos-Stream-Id": stream_id, "Cache-Control": "no-cache"},
         )
         resp.enable_chunked_encoding()
-        stream = Stream(fw.id, stream_id, resp)
-        stream.transport = request.transport
+        stream = Stream(fw.id, stream_id)
         self.streams[fw.id] = stream
         self.streams_by_id[stream_id] = stream
         self.flush()
-        await resp.prepare(request)
         try:
-            while True:
-                if not stream.queue:
-                    if stream.closed:
-                        break
-                    stream.wake.clear()
-                    await stream.wake.wait()
-                    continue
-                data = b"".join(stream.queue)
-                stream.queue.clear()
-                stream.queued = 0
-                await resp.write(data)
-        except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
-            pass
+            await resp.prepare(request)
+            await stream.pump(request, resp)
         finally:
-            stream.closed = True
             if self.streams.get(fw.id) is stream:
                 del self.streams[fw.id]
             self.streams_by_id.pop(stream_id, None)
             self.core.disconnect(fw.id, stream_id, time.time())
             self.flush()
-        try:
-            await resp.write_eof()
-        except Exception:
-            pass
         return resp
 
     async def _error_stream(self, request: web.Request, message: str) -> web.StreamResponse:
