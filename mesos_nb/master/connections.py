@@ -1,5 +1,5 @@
 """The shell's per-connection records (a framework's subscription stream, an agent channel)
-and the small request helpers they need (Accept header, Basic principal).
+and the small request helpers they need (Basic principal, agent address).
 
 Kept out of :mod:`.server` so that the server module stays about routing and timers. Both
 coalesce: whatever is queued during one event-loop turn goes out in one write.
@@ -72,14 +72,6 @@ def ip_as_uint32(ip: str) -> int:
         return 0
 
 
-def accepts_json(accept: str) -> bool:
-    for part in accept.split(","):
-        media = part.split(";")[0].strip().lower()
-        if media in ("application/json", "*/*", "application/*"):
-            return True
-    return False
-
-
 def basic_principal(auth: str | None) -> str | None:
     if not auth or not auth.startswith("Basic "):
         return None
@@ -90,4 +82,4 @@ def basic_principal(auth: str | None) -> str | None:
     return user if user and user != "None" else None
 
 
-__all__ = ["Channel", "Stream", "accepts_json", "basic_principal", "ip_as_uint32"]
+__all__ = ["Channel", "Stream", "basic_principal", "ip_as_uint32"]

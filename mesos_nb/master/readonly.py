@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ..protocol import messages as m
 from ..protocol.resources import Resources
+from ..protocol.routing import add_routes
 from ..protocol.version import VERSION as __version__
 from .state_render import StateRenderer, _Used
 
@@ -42,15 +43,16 @@ class ReadOnlyViews:
         self._state = StateRenderer(self)
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
-        for prefix in ("", "/master"):
-            r.add_get(prefix + "/state", self.state)
-            r.add_get(prefix + "/state.json", self.state)
-            r.add_get(prefix + "/state-summary", self.state_summary)
-            r.add_get(prefix + "/health", self.health)
-            r.add_get(prefix + "/redirect", self.redirect)
-            r.add_get(prefix + "/frameworks", self.frameworks)
-            r.add_get(prefix + "/slaves", self.slaves)
-            r.add_get(prefix + "/tasks", self.tasks)
+        add_routes(r, ("", "/master"), {
+            "GET /state": self.state,
+            "GET /state.json": self.state,
+            "GET /state-summary": self.state_summary,
+            "GET /health": self.health,
+            "GET /redirect": self.redirect,
+            "GET /frameworks": self.frameworks,
+            "GET /slaves": self.slaves,
+            "GET /tasks": self.tasks,
+        })
         r.add_get("/version", self.version)
         r.add_get("/metrics/snapshot", self.metrics)
 
