@@ -93,7 +93,9 @@ class MasterCore(MasterState):
         _offers.allocate(self, now, full, agent_ids)
 
     def accept(self, framework_id: str, accept: m.Accept, now: float) -> None:
-        _offers.accept(self, self.framework(framework_id), accept, now)
+        """ACCEPT in one go (tests, the harness): every step of :meth:`accept_steps`."""
+        for _ in self.accept_steps(framework_id, accept, now):
+            pass
 
     def accept_steps(self, framework_id: str, accept: m.Accept, now: float) -> Iterator[None]:
         """ACCEPT as resumable steps (see :func:`.offers.accept_steps`); raises at once for an
@@ -129,7 +131,8 @@ class MasterCore(MasterState):
         _tasks.acknowledge(self, fw, ack)
 
     def reconcile(self, framework_id: str, rec: m.Reconcile, now: float) -> None:
-        _tasks.reconcile(self, self.framework(framework_id), rec, now)
+        for _ in self.reconcile_steps(framework_id, rec, now):
+            pass
 
     def reconcile_steps(self, framework_id: str, rec: m.Reconcile, now: float) -> Iterator[None]:
         """RECONCILE as resumable steps (see :func:`.tasks.reconcile_steps`)."""
