@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from mesos_nb.client import HttpClient, MesosClientError
 from mesos_nb.client import master_url as resolve_master
 from mesos_nb.local import LocalCluster
@@ -47,16 +49,6 @@ def healthy(master_url: str, timeout: float = 2.0) -> bool:
     return status == 200
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_local() -> dict[str, Any] | None:
     """The embedded cluster described by ``~/.mesos-nb/local.json`` when it is alive, else None."""
     try:
@@ -65,7 +57,7 @@ def running_local() -> dict[str, Any] | None:
         return None
     pid = int(info.get("pid") or 0)
     url = str(info.get("url") or "")
-    if not pid or not url or not _pid_alive(pid) or not healthy(url):
+    if not pid or not url or not psutil.pid_exists(pid) or not healthy(url):
         return None
     return info
 
