@@ -17,13 +17,18 @@ import msgspec
 JSON = "application/json"
 
 
-class CallRefused(Exception):
-    """A request refused before it reached its handler: ``status`` and a sentence for the caller."""
+class StatusError(Exception):
+    """An error answered with an HTTP ``status`` and ``message``, a sentence for the caller
+    (the master's :class:`CallError`, the agent's nested-container errors, and the checks here)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class CallRefused(StatusError):
+    """A request refused before it reached its handler."""
 
 
 def media_types(header: str | None) -> set[str]:
