@@ -6,7 +6,9 @@ import json
 
 import aiohttp
 import pytest
+from conftest import async_wait_for
 
+from mesos_nb.master import connections
 from mesos_nb.master.server import MasterConfig, MasterServer
 from mesos_nb.protocol import recordio
 
@@ -129,3 +131,26 @@ async def test_unacceptable_channel_secret(master):
     async with aiohttp.ClientSession() as s:
         r = await s.get(master.url + "/api/v1/agent-channel", headers={"Authorization": "Bearer wrong"})
         assert r.status == 401
+
+
+async def test_scheduler_that_stops_reading_is_disconnected(master, monkeypatch):
+    monkeypatch.setattr(connections, "STREAM_LIMIT", 256 * 1024)
+    async with aiohttp.ClientSession() as s:
+        resp, fid, sid = await _subscribe(s, master.url)
+        # From here on the scheduler reads nothing; each RECONCILE of unknown tasks queues an
+        # UPDATE per task until the stream holds more than its limit and the master drops it.
+        tasks = [{"task_id": {"value": f"t-{i}"}} for i in range(2000)]
+        call = {"type": "RECONCILE", "framework_id": {"value": fid}, "reconcile": {"tasks": tasks}}
+
+        async def dropped() -> bool:
+            if fid not in master.streams:
+                return True
+            r = await s.post(master.url + "/api/v1/scheduler", json=call, headers={"Mesos-Stream-Id": sid})
+            assert r.status == 202, await r.text()
+            return False
+
+        await async_wait_for(dropped, timeout=30, message="the non-reading scheduler's stream is dropped")
+        assert sid not in master.streams_by_id
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.content.read()  # the master aborted the connection: no clean end of stream
+        resp.close()

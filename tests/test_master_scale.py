@@ -426,3 +426,36 @@ def test_task_resources_are_parsed_once_per_shape_and_bad_ones_still_refused():
         task_resources(bad)
     with pytest.raises((ResourceParseError, ValueError)):
         task_resources(bad)  # a failure is not remembered as a success
+
+
+def _same(view: msgspec.Struct, rendered: dict, where: str = "") -> None:
+    """Every field of ``view`` is a key of ``rendered`` with the value it decoded from."""
+    for f in view.__struct_fields__:
+        assert f in rendered, f"{where}{f} is read by the client views but not rendered by the master"
+        v = getattr(view, f)
+        if isinstance(v, msgspec.Struct):
+            _same(v, rendered[f], f"{where}{f}.")
+        elif isinstance(v, list) and v and isinstance(v[0], msgspec.Struct):
+            for i, (a, b) in enumerate(zip(v, rendered[f], strict=True)):
+                _same(a, b, f"{where}{f}[{i}].")
+        else:
+            assert v == rendered[f], f"{where}{f}"
+
+
+async def test_the_client_views_read_every_field_from_what_the_master_renders():
+    """protocol/state.py's views (the client library's typed reads) and the master's renderers
+    agree on one shape: a field renamed or dropped on either side fails here."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from mesos_nb.protocol import state as sv
+
+    srv, h = _state_master()
+    views = ReadOnlyViews(srv)
+    body = await views._state.body()
+    _same(sv.decode(body, sv.MasterState), json.loads(body))
+    for handler, view in ((views.frameworks, sv.FrameworksView), (views.slaves, sv.AgentsView),
+                          (views.tasks, sv.TasksView)):
+        resp = await handler(make_mocked_request("GET", "/master/x"))
+        decoded = sv.decode(resp.body, view)
+        _same(decoded, json.loads(resp.body))
+        assert any(getattr(decoded, f) for f in view.__struct_fields__)  # not an empty document

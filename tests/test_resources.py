@@ -73,7 +73,7 @@ def test_three_decimal_precision_is_exact():
         ("zones:{a,,b}", "Bad resource 'zones:{a,,b}': set has an empty item"),
         ("c pus:1", "Bad resource 'c pus:1': 'c pus' is not a valid resource name"),
         ("cpus(ads:1", "Bad resource 'cpus(ads:1': unbalanced parentheses around the role"),
-        ("cpus(-x):1", "Bad resource 'cpus(-x):1': role '-x' must not start with '-'"),
+        ("cpus(-x):1", "Bad resource 'cpus(-x):1': role '-x' is not a valid role name: it has a component starting with '-'"),
         ("cpus:1;cpus:[1-2]", "Bad resource 'cpus:[1-2]': 'cpus' was already given as a SCALAR resource"),
     ],
 )

@@ -29,6 +29,7 @@ import msgspec
 
 from ..protocol import recordio
 from ..protocol.bounded_stream import BoundedStream
+from ..protocol.http_calls import StatusError
 
 log = logging.getLogger("mesos_nb.agent.nested")
 _enc = msgspec.json.Encoder()
@@ -51,13 +52,8 @@ def _raw_status(returncode: int) -> int:
     return -returncode if returncode < 0 else (returncode & 0xFF) << 8
 
 
-class NestedError(Exception):
-    """A refused nested-container call: ``status`` is the HTTP answer, ``str()`` its sentence
-    (as :class:`~.safe_path.PathError` for ``/files``)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class NestedError(StatusError):
+    """A nested-container call refused (the operator API answers ``status`` with ``message``)."""
 
 
 class Session:

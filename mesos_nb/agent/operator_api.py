@@ -22,6 +22,7 @@ from aiohttp import web
 
 from ..protocol import messages as m
 from ..protocol import recordio
+from ..protocol.http_calls import CallRefused, decode_call, media_types
 from ..protocol.routing import trailing_slash
 from ..protocol.version import VERSION
 from . import files, safe_path
@@ -58,12 +59,6 @@ def _text(status: int, message: str) -> web.Response:
 
 def _json(body: Any) -> web.Response:
     return web.Response(body=_enc.encode(body), content_type="application/json")
-
-
-def _media(header: str | None) -> set[str]:
-    if not header:
-        return set()
-    return {p.split(";")[0].strip().lower() for p in header.split(",")}
 
 
 def _id(value: str) -> dict[str, str]:
@@ -180,32 +175,25 @@ class AgentOperatorApi:
         return _json(containers(self.agent, v1=False))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        ctypes = _media(request.headers.get("Content-Type"))
+        ctypes = media_types(request.headers.get("Content-Type"))
         if not ctypes:
             return _text(400, "Expecting 'Content-Type' to be present")
         ctype = next(iter(ctypes))
         if ctype == "application/recordio":
-            if "application/json" not in _media(request.headers.get("Message-Content-Type")):
+            if "application/json" not in media_types(request.headers.get("Message-Content-Type")):
                 return _text(400, "Expecting 'Message-Content-Type' of application/json for a recordio body")
             return await self._attach_input(request)
         if ctype != "application/json":
             return _text(415, f"Expecting 'Content-Type' of application/json or application/recordio, got '{ctype}'")
         try:
-            call = msgspec.json.decode(await request.read())
-        except msgspec.DecodeError as e:
-            return _text(400, f"Failed to parse body into Call: {e}")
-        if not isinstance(call, dict) or not isinstance(call.get("type"), str):
-            return _text(400, "Failed to validate agent::Call: Expecting 'type' to be present")
-        t = call["type"]
-        if t == "UNKNOWN":
-            return _text(501, "Received 'UNKNOWN' call")
-        if t not in CALLS:
-            return _text(400, f"Failed to parse body into Call: unknown call type '{t}'")
+            t, call = decode_call(await request.read(), "agent", CALLS)
+        except CallRefused as e:
+            return _text(e.status, e.message)
         if t == "ATTACH_CONTAINER_INPUT":
             return _text(415, "Expecting 'Content-Type' of application/recordio for ATTACH_CONTAINER_INPUT")
         field = t.lower()
         payload = call.get(field)
-        accept = _media(request.headers.get("Accept"))
+        accept = media_types(request.headers.get("Accept"))
         wants_stream = "application/recordio" in accept and not accept & {"application/json", "*/*"}
         if wants_stream and t not in STREAMING:
             return _text(406, f"Streaming ('application/recordio') is not supported for {t}")

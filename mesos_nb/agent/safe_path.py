@@ -25,6 +25,8 @@ import os
 import platform
 import stat
 
+from ..protocol.http_calls import StatusError
+
 _SYS_OPENAT2 = 437  # the same number on x86_64, aarch64, arm, riscv, ppc64, s390x
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_NO_SYMLINKS = 0x04
@@ -36,12 +38,8 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
-class PathError(Exception):
+class PathError(StatusError):
     """A path ``/files`` refuses: ``status`` is 403 or 404, ``str()`` the sentence to answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _load_syscall() -> object | None:

@@ -17,7 +17,7 @@ from ..protocol import messages as m
 from ..protocol.resources import ResourceParseError, Resources
 from . import frameworks, offers, reachability, tasks
 from .effects import AgentRecord, RemoveAgent, SaveAgent, SaveAgentPrincipal, ToAgent, ToChannel
-from .model import Agent, Task
+from .model import Agent, Framework, Task
 from .state import MasterState, agent_record, lost_state
 from .validation import validate_id
 
@@ -208,24 +208,12 @@ def remove_agent(st: MasterState, agent_id: str, now: float, reason: str, messag
     st.out.append(RemoveAgent(agent_id))
     st.metrics["master/slave_removals"] += 1
     log.info("agent removed agent=%s reason=%s tasks=%d", agent_id, reason, len(agent.tasks))
-    offers.rescind_agent(st, agent_id, now)
-    for fid, tid in list(agent.tasks):
-        fw = st.frameworks.get(fid)
-        task = fw.tasks.get(tid) if fw else None
-        if fw is None or task is None:
-            continue
-        if task.state in m.TERMINAL_STATES:
-            if task.unacked is None:
-                tasks.complete_task(st, fw, task)
-            continue
+
+    def gone(fw: Framework, task: Task) -> None:
         task.resources_released = True
         tasks.master_terminal(st, fw, task, state or lost_state(fw, "TASK_GONE"), reason, message, now)
-    for fw in st.frameworks.values():
-        fw.executors.pop(agent_id, None)
-        if fw.connected:
-            st.emit(fw, m.Event(type="FAILURE", failure=m.Failure(agent_id=m.ID(value=agent_id))))
-    st.allocator.remove_agent(agent_id)
-    st.wants_allocation = True
+
+    reachability.release_agent(st, agent, now, gone)
 
 
 def expire(st: MasterState, now: float) -> None:

@@ -1,5 +1,5 @@
 """The shell's per-connection records (a framework's subscription stream, an agent channel)
-and the small request helpers they need (Accept header, Basic principal).
+and the small request helpers they need (Basic principal, agent address).
 
 Kept out of :mod:`.server` so that the server module stays about routing and timers. Both
 coalesce: whatever is queued during one event-loop turn goes out in one write.
@@ -13,47 +13,37 @@ import logging
 import socket
 import struct
 import time
-from collections import deque
 from typing import Any
 
 from aiohttp import web
 
 from ..protocol import recordio
+from ..protocol.bounded_stream import BoundedStream
 
 log = logging.getLogger("mesos_nb.master")
 
 STREAM_LIMIT = 16 * 1024 * 1024  # unread bytes a scheduler stream may hold before it is dropped
 
 
-class Stream:
-    """One framework's subscription: a RecordIO event stream on a chunked response."""
+class Stream(BoundedStream):
+    """One framework's subscription: a RecordIO event stream on a chunked response.
 
-    __slots__ = ("framework_id", "stream_id", "resp", "queue", "wake", "closed", "error", "queued", "transport")
+    Bounded: a scheduler that stops reading is disconnected, not buffered without end."""
 
-    def __init__(self, framework_id: str, stream_id: str, resp: web.StreamResponse) -> None:
+    __slots__ = ("framework_id", "stream_id")
+
+    def __init__(self, framework_id: str, stream_id: str) -> None:
+        super().__init__(STREAM_LIMIT)
         self.framework_id = framework_id
         self.stream_id = stream_id
-        self.resp = resp
-        self.queue: deque[bytes] = deque()
-        self.wake = asyncio.Event()
-        self.closed = False
-        self.error: str | None = None
-        self.queued = 0  # bytes queued since the writer last wrote
-        self.transport: Any = None  # the connection, recorded by the server's _subscribe
 
-    def push(self, record: bytes) -> None:
-        # Bounded: a scheduler that stops reading is disconnected, not buffered without end.
-        data = recordio.encode(record)
-        self.queued += len(data)
-        if self.queued > STREAM_LIMIT and not self.closed:
-            log.warning("scheduler stream disconnected framework=%s: %d bytes unread", self.framework_id, self.queued)
-            self.closed, self.error = True, "the scheduler does not read its event stream"
-            self.queue.clear()
-            if self.transport is not None:
-                self.transport.abort()
-        if not self.closed:
-            self.queue.append(data)
-        self.wake.set()
+    def push(self, record: bytes) -> bool:
+        if super().push(recordio.encode(record)):
+            return True
+        if self.overflowed:
+            log.warning("scheduler stream disconnected framework=%s: more than %d bytes unread",
+                        self.framework_id, self.limit)
+        return False
 
 
 class Channel:
@@ -82,14 +72,6 @@ def ip_as_uint32(ip: str) -> int:
         return 0
 
 
-def accepts_json(accept: str) -> bool:
-    for part in accept.split(","):
-        media = part.split(";")[0].strip().lower()
-        if media in ("application/json", "*/*", "application/*"):
-            return True
-    return False
-
-
 def basic_principal(auth: str | None) -> str | None:
     if not auth or not auth.startswith("Basic "):
         return None
@@ -100,4 +82,4 @@ def basic_principal(auth: str | None) -> str | None:
     return user if user and user != "None" else None
 
 
-__all__ = ["Channel", "Stream", "accepts_json", "basic_principal", "ip_as_uint32"]
+__all__ = ["Channel", "Stream", "basic_principal", "ip_as_uint32"]

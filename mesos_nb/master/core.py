@@ -29,24 +29,8 @@ from . import reachability as _reachability
 from . import reservations as _reservations
 from . import tasks as _tasks
 from . import volumes as _volumes
-from .allocator import HierarchicalDRFAllocator
-from .effects import (
-    AgentRecord,
-    EndStream,
-    FrameworkRecord,
-    RegistryEffect,
-    RegistryState,
-    RemoveAgent,
-    RemoveFramework,
-    SaveAgent,
-    SaveFramework,
-    SaveWeights,
-    ToAgent,
-    ToChannel,
-    ToFramework,
-)
+from .effects import EndStream, RegistryState, SaveWeights, ToAgent, ToChannel, ToFramework
 from .model import Agent, Framework, Task
-from .partitions import PartitionConfig
 from .state import HEARTBEAT_INTERVAL, CallError, IdSource, MasterState
 from .validation import validate_id, validate_role
 
@@ -54,22 +38,8 @@ log = logging.getLogger("mesos_nb.master")
 
 
 class MasterCore(MasterState):
-    def __init__(
-        self,
-        master_id: str,
-        *,
-        allocator: HierarchicalDRFAllocator | None = None,
-        agent_reregister_timeout: float = 75.0,
-        unreachable_timeout: float | None = None,
-        ids: IdSource | None = None,
-        partition: PartitionConfig | None = None,
-        recovered: RegistryState | None = None,
-        now: float = 0.0,
-    ) -> None:
-        super().__init__(master_id, allocator=allocator, agent_reregister_timeout=agent_reregister_timeout,
-                         unreachable_timeout=unreachable_timeout, ids=ids, partition=partition)
-        if recovered is not None:
-            self.recover(recovered, now)
+    """The state (built by :class:`MasterState`'s constructor) plus every entry point; a
+    restarted master is handed what its registry kept through :meth:`recover`."""
 
     # ------------------------------------------------------------------ recovery
     def recover(self, recovered: RegistryState, now: float) -> None:
@@ -129,7 +99,9 @@ class MasterCore(MasterState):
             _downtime.send_inverse_offers(self, now)
 
     def accept(self, framework_id: str, accept: m.Accept, now: float) -> None:
-        _offers.accept(self, self.framework(framework_id), accept, now)
+        """ACCEPT in one go (tests, the harness): every step of :meth:`accept_steps`."""
+        for _ in self.accept_steps(framework_id, accept, now):
+            pass
 
     def accept_steps(self, framework_id: str, accept: m.Accept, now: float) -> Iterator[None]:
         """ACCEPT as resumable steps (see :func:`.offers.accept_steps`); raises at once for an
@@ -165,7 +137,8 @@ class MasterCore(MasterState):
         _tasks.acknowledge(self, fw, ack)
 
     def reconcile(self, framework_id: str, rec: m.Reconcile, now: float) -> None:
-        _tasks.reconcile(self, self.framework(framework_id), rec, now)
+        for _ in self.reconcile_steps(framework_id, rec, now):
+            pass
 
     def reconcile_steps(self, framework_id: str, rec: m.Reconcile, now: float) -> Iterator[None]:
         """RECONCILE as resumable steps (see :func:`.tasks.reconcile_steps`)."""
@@ -251,7 +224,6 @@ class MasterCore(MasterState):
 
 
 __all__ = [
-    "HEARTBEAT_INTERVAL", "AgentRecord", "CallError", "EndStream", "FrameworkRecord", "IdSource", "MasterCore",
-    "RegistryEffect", "RegistryState", "RemoveAgent", "RemoveFramework", "SaveAgent", "SaveFramework",
-    "ToAgent", "ToChannel", "ToFramework", "validate_id", "validate_role",
+    "HEARTBEAT_INTERVAL", "CallError", "EndStream", "IdSource", "MasterCore", "ToAgent", "ToChannel", "ToFramework",
+    "validate_id", "validate_role",
 ]

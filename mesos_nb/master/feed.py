@@ -62,6 +62,16 @@ def _add_millis(acc: dict[str, float], millis: dict[str, int]) -> None:
             acc[n] += v / 1000.0
 
 
+def _charge(per_agent: dict[str, dict[str, float]], agent_id: str, millis: dict[str, int],
+            total: dict[str, float]) -> None:
+    """Add resources (in thousandths) to their agent's sum and to ``total``."""
+    acc = per_agent.get(agent_id)
+    if acc is None:
+        acc = per_agent[agent_id] = _zero()
+    _add_millis(acc, millis)
+    _add_millis(total, millis)
+
+
 class _AgentUsage:
     __slots__ = ("prev", "cpus", "mem", "disk", "sampled", "failures", "retry_at")
 
@@ -325,12 +335,7 @@ class UtilizationFeed:
                 if t.state in terminal:
                     continue
                 n += 1
-                millis = t.resources.scalar_millis()
-                acc = per_agent.get(t.agent_id)
-                if acc is None:
-                    acc = per_agent[t.agent_id] = _zero()
-                _add_millis(acc, millis)
-                _add_millis(fw_alloc, millis)
+                _charge(per_agent, t.agent_id, t.resources.scalar_millis(), fw_alloc)
                 per_agent_tasks[t.agent_id] = per_agent_tasks.get(t.agent_id, 0) + 1
             for t in fw.completed_tasks:
                 counts[t.state] = counts.get(t.state, 0) + 1
@@ -342,12 +347,7 @@ class UtilizationFeed:
         offered_per_agent: dict[str, dict[str, float]] = {}
         offered = _zero()
         for o in core.offers.values():
-            millis = o.resources.scalar_millis()
-            acc = offered_per_agent.get(o.agent_id)
-            if acc is None:
-                acc = offered_per_agent[o.agent_id] = _zero()
-            _add_millis(acc, millis)
-            _add_millis(offered, millis)
+            _charge(offered_per_agent, o.agent_id, o.resources.scalar_millis(), offered)
         total = _zero()
         allocated = _zero()
         used: dict[str, float | None] = {"cpus": 0.0, "mem": 0.0, "disk": None, "gpus": None}

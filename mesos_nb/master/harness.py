@@ -57,8 +57,9 @@ class Harness:
         self.agent_reregister_timeout = agent_reregister_timeout
         self.core = MasterCore(
             master_id, allocator=allocator or HierarchicalDRFAllocator(seed=1),
-            agent_reregister_timeout=agent_reregister_timeout, recovered=self.registry.recover(), now=now,
+            agent_reregister_timeout=agent_reregister_timeout,
         )
+        self.core.recover(self.registry.recover(), now)
         self.log: list[Any] = []  # every non-registry effect drained, in order
         self.agents: list[Agent] = []
         self.frameworks: list[Framework] = []

@@ -139,12 +139,6 @@ def decline(st: MasterState, fw: Framework, decline: m.Decline, now: float) -> N
 ACCEPT_SLICE = 100  # tasks validated and launched per step of a resumable ACCEPT
 
 
-def accept(st: MasterState, fw: Framework, accept: m.Accept, now: float) -> None:
-    """ACCEPT in one go (tests, the harness): every step of :func:`accept_steps`."""
-    for _ in accept_steps(st, fw, accept, now):
-        pass
-
-
 def accept_steps(
     st: MasterState, fw: Framework, accept: m.Accept, now: float, slice_size: int = ACCEPT_SLICE
 ) -> Iterator[None]:

@@ -19,7 +19,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ..protocol.routing import trailing_slash
+from ..protocol.http_calls import CallRefused, accepts_json, check_json_content_type, decode_call
+from ..protocol.routing import add_routes, trailing_slash
 from ..protocol.version import VERSION
 from . import operator_views as v
 from .core import CallError, validate_role
@@ -57,16 +58,6 @@ def _json(body: Any) -> web.Response:
     return web.Response(body=_enc.encode(body), content_type="application/json")
 
 
-def _accepts_json(accept: str | None) -> bool:
-    if not accept:
-        return True
-    for part in accept.split(","):
-        media = part.split(";")[0].strip().lower()
-        if media in ("application/json", "*/*", "application/*", ""):
-            return True
-    return False
-
-
 def _id_value(payload: Any, key: str) -> str | None:
     ident = payload.get(key) if isinstance(payload, dict) else None
     value = ident.get("value") if isinstance(ident, dict) else None
@@ -82,19 +73,19 @@ class OperatorApi:
 
     def install(self, app: web.Application) -> None:
         app.middlewares.append(trailing_slash)
-        r = app.router
-        for prefix in ("", "/master"):
-            r.add_post(prefix + "/api/v1", self.handle)
-            r.add_get(prefix + "/flags", self.flags)
-            r.add_get(prefix + "/roles", self.roles)
-            r.add_get(prefix + "/weights", self.weights)
-            r.add_put(prefix + "/weights", self.put_weights)
-            r.add_get(prefix + "/quota", self.quota)
-            r.add_get(prefix + "/maintenance/status", self.maintenance_status)
-            r.add_get(prefix + "/maintenance/schedule", self.maintenance_schedule)
-            r.add_post(prefix + "/maintenance/schedule", self.post_maintenance)
-            r.add_post(prefix + "/machine/down", self.post_maintenance)
-            r.add_post(prefix + "/machine/up", self.post_maintenance)
+        add_routes(app.router, ("", "/master"), {
+            "POST /api/v1": self.handle,
+            "GET /flags": self.flags,
+            "GET /roles": self.roles,
+            "GET /weights": self.weights,
+            "PUT /weights": self.put_weights,
+            "GET /quota": self.quota,
+            "GET /maintenance/status": self.maintenance_status,
+            "GET /maintenance/schedule": self.maintenance_schedule,
+            "POST /maintenance/schedule": self.post_maintenance,
+            "POST /machine/down": self.post_maintenance,
+            "POST /machine/up": self.post_maintenance,
+        })
 
     # ------------------------------------------------------------------ data
     def flag_map(self) -> dict[str, str]:
@@ -123,27 +114,16 @@ class OperatorApi:
 
     # ------------------------------------------------------------------ POST /api/v1
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        ctype = request.headers.get("Content-Type")
-        if ctype is None:
-            return _text(400, "Expecting 'Content-Type' to be present")
-        if ctype.split(";")[0].strip().lower() != "application/json":
-            return _text(415, f"Expecting 'Content-Type' of application/json (mesos-nb does not speak '{ctype}')")
         try:
-            call = msgspec.json.decode(await request.read())
-        except msgspec.DecodeError as e:
-            return _text(400, f"Failed to parse body into Call: {e}")
-        if not isinstance(call, dict) or not isinstance(call.get("type"), str):
-            return _text(400, "Failed to validate master::Call: Expecting 'type' to be present")
-        t = call["type"]
-        if t == "UNKNOWN":
-            return _text(501, "Received 'UNKNOWN' call")
-        if t not in CALLS:
-            return _text(400, f"Failed to parse body into Call: unknown call type '{t}'")
+            check_json_content_type(request.headers.get("Content-Type"))
+            t, call = decode_call(await request.read(), "master", CALLS)
+        except CallRefused as e:
+            return _text(e.status, e.message)
         field = t.lower()
         payload = call.get(field)
         if t in REQUIRED and not isinstance(payload, dict):
             return _text(400, f"Failed to validate master::Call: Expecting '{field}' to be present")
-        if not _accepts_json(request.headers.get("Accept")):
+        if not accepts_json(request.headers.get("Accept")):
             return _text(406, "Expecting 'Accept' to allow 'application/json'")
         if t == "SUBSCRIBE":
             return await self.streams.subscribe(request)

@@ -20,6 +20,7 @@ each means for its tasks:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from ..protocol import channel as ch
 from ..protocol import messages as m
@@ -29,6 +30,44 @@ from .model import Agent, Framework, Task
 from .state import CallError, MasterState, make_status
 
 log = logging.getLogger("mesos_nb.master")
+
+
+def finished(st: MasterState, fw: Framework, task: Task) -> bool:
+    """Whether the task had already ended on the agent (then it only waits for its ACK, and is
+    completed here once acknowledged)."""
+    if task.state not in m.TERMINAL_STATES:
+        return False
+    if task.unacked is None:
+        tasks.complete_task(st, fw, task)
+    return True
+
+
+def agent_failed(st: MasterState, agent_id: str) -> None:
+    """Every framework forgets the agent's executors; the connected ones are sent FAILURE."""
+    for fw in st.frameworks.values():
+        fw.executors.pop(agent_id, None)
+        if fw.connected:
+            st.emit(fw, m.Event(type="FAILURE", failure=m.Failure(agent_id=m.ID(value=agent_id))))
+
+
+def release_agent(st: MasterState, agent: Agent, now: float,
+                  end_live_task: Callable[[Framework, Task], None]) -> int:
+    """What each way an admitted agent leaves (removed, unreachable) shares: its offers are
+    rescinded, its ended tasks completed, each live one handed to ``end_live_task``, the
+    frameworks told FAILURE and the allocator rid of it. Returns how many tasks were live."""
+    offers.rescind_agent(st, agent.id, now)
+    n = 0
+    for fid, tid in list(agent.tasks):
+        fw = st.frameworks.get(fid)
+        task = fw.tasks.get(tid) if fw else None
+        if fw is None or task is None or finished(st, fw, task):
+            continue
+        n += 1
+        end_live_task(fw, task)
+    agent_failed(st, agent.id)
+    st.allocator.remove_agent(agent.id)
+    st.wants_allocation = True
+    return n
 
 
 def mark_unreachable(st: MasterState, agent_id: str, now: float, why: str) -> None:
@@ -41,25 +80,7 @@ def mark_unreachable(st: MasterState, agent_id: str, now: float, why: str) -> No
     st.out.append(MarkAgentUnreachable(agent_id, now))
     st.metrics["master/slave_unreachable_completed"] += 1
     st.metrics["master/slaves_unreachable"] = len(st.unreachable)
-    offers.rescind_agent(st, agent_id, now)
-    n = 0
-    for fid, tid in list(agent.tasks):
-        fw = st.frameworks.get(fid)
-        task = fw.tasks.get(tid) if fw else None
-        if fw is None or task is None:
-            continue
-        if task.state in m.TERMINAL_STATES:
-            if task.unacked is None:
-                tasks.complete_task(st, fw, task)
-            continue
-        n += 1
-        _to_unreachable(st, fw, agent, task, now)
-    for fw in st.frameworks.values():
-        fw.executors.pop(agent_id, None)
-        if fw.connected:
-            st.emit(fw, m.Event(type="FAILURE", failure=m.Failure(agent_id=m.ID(value=agent_id))))
-    st.allocator.remove_agent(agent_id)
-    st.wants_allocation = True
+    n = release_agent(st, agent, now, lambda fw, task: _to_unreachable(st, fw, agent, task, now))
     log.warning("agent unreachable agent=%s hostname=%s tasks=%d why=%s", agent_id, agent.hostname, n, why)
 
 
@@ -137,9 +158,7 @@ def mark_gone(st: MasterState, agent_id: str, now: float) -> None:
             ended += [t for (fid, tid) in list(agent.tasks) if fid == fw.id
                       for t in [fw.tasks.get(tid)] if t is not None]
         for task in ended:
-            if task.state in m.TERMINAL_STATES:
-                if task.unacked is None:
-                    tasks.complete_task(st, fw, task)
+            if finished(st, fw, task):
                 continue
             d = partitions.on_agent_gone(fw.partition_aware)
             tasks.master_terminal(st, fw, task, d.state, d.reason, d.message, now)
@@ -152,10 +171,7 @@ def mark_gone(st: MasterState, agent_id: str, now: float) -> None:
         st.allocator.remove_agent(agent_id)
     st.unreachable.pop(agent_id, None)
     st.metrics["master/slaves_unreachable"] = len(st.unreachable)
-    for fw in st.frameworks.values():
-        fw.executors.pop(agent_id, None)
-        if fw.connected:
-            st.emit(fw, m.Event(type="FAILURE", failure=m.Failure(agent_id=m.ID(value=agent_id))))
+    agent_failed(st, agent_id)
     st.wants_allocation = True
     log.warning("agent marked gone agent=%s", agent_id)
 

@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import psutil
 from aiohttp import web
+from msgspec import UNSET
 
 from ..protocol import messages as m
 from ..protocol.resources import Resources
+from ..protocol.routing import add_routes
+from ..protocol.state import TaskDoc
 from ..protocol.version import VERSION as __version__
 from .state_render import StateRenderer, _Used
 
@@ -42,15 +45,16 @@ class ReadOnlyViews:
         self._state = StateRenderer(self)
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
-        for prefix in ("", "/master"):
-            r.add_get(prefix + "/state", self.state)
-            r.add_get(prefix + "/state.json", self.state)
-            r.add_get(prefix + "/state-summary", self.state_summary)
-            r.add_get(prefix + "/health", self.health)
-            r.add_get(prefix + "/redirect", self.redirect)
-            r.add_get(prefix + "/frameworks", self.frameworks)
-            r.add_get(prefix + "/slaves", self.slaves)
-            r.add_get(prefix + "/tasks", self.tasks)
+        add_routes(r, ("", "/master"), {
+            "GET /state": self.state,
+            "GET /state.json": self.state,
+            "GET /state-summary": self.state_summary,
+            "GET /health": self.health,
+            "GET /redirect": self.redirect,
+            "GET /frameworks": self.frameworks,
+            "GET /slaves": self.slaves,
+            "GET /tasks": self.tasks,
+        })
         r.add_get("/version", self.version)
         r.add_get("/metrics/snapshot", self.metrics)
 
@@ -63,24 +67,16 @@ class ReadOnlyViews:
             self._cache[name] = hit
         return web.Response(body=hit[1], content_type="application/json")
 
-    def _task(self, t: Task) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "id": t.id,
-            "name": t.name,
-            "framework_id": t.framework_id,
-            "executor_id": t.executor_id or "",
-            "slave_id": t.agent_id,
-            "agent_id": t.agent_id,
-            "state": t.state,
-            "resources": t.resources.summary(),
-            "role": t.role,
-            "statuses": _statuses(t),
-        }
-        if t.latest is not None and t.latest.message:
-            d["message"] = t.latest.message
-        if t.info.labels is not None:
-            d["labels"] = t.info.labels
-        return d
+    def _task(self, t: Task) -> TaskDoc:
+        latest = t.latest
+        labels = t.info.labels
+        return TaskDoc(
+            id=t.id, name=t.name, framework_id=t.framework_id, executor_id=t.executor_id or "",
+            slave_id=t.agent_id, agent_id=t.agent_id, state=t.state, resources=t.resources.summary(),
+            role=t.role, statuses=_statuses(t),
+            message=latest.message if latest is not None and latest.message else UNSET,
+            labels=labels if labels is not None else UNSET,
+        )
 
     def _framework(self, fw: Framework, full: bool, used: _Used | None = None) -> dict[str, Any]:
         """``used``: the framework's resources in use, already summed (the state renderer
@@ -317,7 +313,8 @@ class ReadOnlyViews:
             page: list[Task] = []
         else:
             page = tasks[offset:] if limit < 0 else tasks[offset : offset + limit]
-        return web.json_response({"tasks": [self._task(t) for t in page]})
+        return web.Response(body=_enc.encode({"tasks": [self._task(t) for t in page]}),
+                            content_type="application/json")
 
     async def health(self, request: web.Request) -> web.Response:
         healthy, why = self.master.health()

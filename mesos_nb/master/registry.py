@@ -17,23 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from .effects import (
-    AgentRecord,
-    FrameworkRecord,
-    MarkAgentGone,
-    MarkAgentUnreachable,
-    PruneAgents,
-    RegistryEffect,
-    RegistryState,
-    RemoveAgent,
-    RemoveFramework,
-    SaveAgent,
-    SaveAgentPrincipal,
-    SaveFramework,
-    SaveMaintenance,
-    SaveQuota,
-    SaveWeights,
-)
+from . import effects as fx
+from .effects import AgentRecord, FrameworkRecord, RegistryEffect, RegistryState
 
 
 class Registry(Protocol):
@@ -101,41 +86,41 @@ class MemoryRegistry:
 def apply_to_memory(reg: MemoryRegistry, effects: Sequence[RegistryEffect]) -> None:
     for eff in effects:
         t = type(eff)
-        if t is SaveFramework:
+        if t is fx.SaveFramework:
             reg.frameworks[eff.id] = FrameworkRecord(eff.id, eff.info, eff.registered_time, eff.failover_deadline)  # type: ignore[attr-defined]
-        elif t is RemoveFramework:
+        elif t is fx.RemoveFramework:
             reg.frameworks.pop(eff.id, None)  # type: ignore[attr-defined]
             reg.removed_framework_ids.add(eff.id)  # type: ignore[attr-defined]
-        elif t is SaveAgent:
+        elif t is fx.SaveAgent:
             reg.agents[eff.record.id] = eff.record  # type: ignore[attr-defined]
             reg.unreachable.pop(eff.record.id, None)  # type: ignore[attr-defined]
-        elif t is RemoveAgent:
+        elif t is fx.RemoveAgent:
             reg.agents.pop(eff.id, None)  # type: ignore[attr-defined]
             reg.principals.pop(eff.id, None)  # type: ignore[attr-defined]
-        elif t is SaveAgentPrincipal:
+        elif t is fx.SaveAgentPrincipal:
             reg.principals[eff.id] = eff.principal  # type: ignore[attr-defined]
-        elif t is MarkAgentUnreachable:
+        elif t is fx.MarkAgentUnreachable:
             reg.agents.pop(eff.id, None)  # type: ignore[attr-defined]
             reg.unreachable[eff.id] = eff.timestamp  # type: ignore[attr-defined]
-        elif t is MarkAgentGone:
+        elif t is fx.MarkAgentGone:
             reg.agents.pop(eff.id, None)  # type: ignore[attr-defined]
             reg.unreachable.pop(eff.id, None)  # type: ignore[attr-defined]
             reg.gone[eff.id] = eff.timestamp  # type: ignore[attr-defined]
             reg.principals.pop(eff.id, None)  # type: ignore[attr-defined]
-        elif t is PruneAgents:
+        elif t is fx.PruneAgents:
             for aid in eff.unreachable:  # type: ignore[attr-defined]
                 reg.unreachable.pop(aid, None)
                 reg.principals.pop(aid, None)
             for aid in eff.gone:  # type: ignore[attr-defined]
                 reg.gone.pop(aid, None)
-        elif t is SaveQuota:
+        elif t is fx.SaveQuota:
             if eff.config is None:  # type: ignore[attr-defined]
                 reg.quotas.pop(eff.role, None)  # type: ignore[attr-defined]
             else:
                 reg.quotas[eff.role] = eff.config  # type: ignore[attr-defined]
-        elif t is SaveWeights:
+        elif t is fx.SaveWeights:
             reg.weights.update(eff.weights)  # type: ignore[attr-defined]
-        elif t is SaveMaintenance:
+        elif t is fx.SaveMaintenance:
             reg.maintenance = eff.doc  # type: ignore[attr-defined]
         else:
             raise TypeError(f"unknown registry effect {t.__name__}")

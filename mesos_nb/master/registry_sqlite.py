@@ -11,23 +11,8 @@ import sqlite3
 from collections.abc import Sequence
 
 from ..protocol import messages as m
-from .effects import (
-    AgentRecord,
-    FrameworkRecord,
-    MarkAgentGone,
-    MarkAgentUnreachable,
-    PruneAgents,
-    RegistryEffect,
-    RegistryState,
-    RemoveAgent,
-    RemoveFramework,
-    SaveAgent,
-    SaveAgentPrincipal,
-    SaveFramework,
-    SaveMaintenance,
-    SaveQuota,
-    SaveWeights,
-)
+from . import effects as fx
+from .effects import AgentRecord, FrameworkRecord, RegistryEffect, RegistryState
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS frameworks (
@@ -79,15 +64,15 @@ class SqliteRegistry:
             db.execute("BEGIN")
             for eff in effects:
                 t = type(eff)
-                if t is SaveFramework:
+                if t is fx.SaveFramework:
                     db.execute(
                         "INSERT OR REPLACE INTO frameworks VALUES (?, ?, ?, ?)",
                         (eff.id, m.encode(eff.info), eff.registered_time, eff.failover_deadline),  # type: ignore[attr-defined]
                     )
-                elif t is RemoveFramework:
+                elif t is fx.RemoveFramework:
                     db.execute("DELETE FROM frameworks WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
                     db.execute("INSERT OR IGNORE INTO removed_frameworks VALUES (?)", (eff.id,))  # type: ignore[attr-defined]
-                elif t is SaveAgent:
+                elif t is fx.SaveAgent:
                     rec: AgentRecord = eff.record  # type: ignore[attr-defined]
                     db.execute(
                         "INSERT OR REPLACE INTO agents VALUES (?, ?, ?, ?, ?, ?)",
@@ -95,38 +80,38 @@ class SqliteRegistry:
                          rec.registered_time),
                     )
                     db.execute("DELETE FROM unreachable_agents WHERE id = ?", (rec.id,))
-                elif t is RemoveAgent:
+                elif t is fx.RemoveAgent:
                     db.execute("DELETE FROM agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
                     db.execute("DELETE FROM agent_principals WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
-                elif t is SaveAgentPrincipal:
+                elif t is fx.SaveAgentPrincipal:
                     db.execute("INSERT OR REPLACE INTO agent_principals VALUES (?, ?)",
                                (eff.id, eff.principal))  # type: ignore[attr-defined]
-                elif t is MarkAgentUnreachable:
+                elif t is fx.MarkAgentUnreachable:
                     db.execute("DELETE FROM agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
                     db.execute("INSERT OR REPLACE INTO unreachable_agents VALUES (?, ?)",
                                (eff.id, eff.timestamp))  # type: ignore[attr-defined]
-                elif t is MarkAgentGone:
+                elif t is fx.MarkAgentGone:
                     db.execute("DELETE FROM agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
                     db.execute("DELETE FROM unreachable_agents WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
                     db.execute("DELETE FROM agent_principals WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
                     db.execute("INSERT OR REPLACE INTO gone_agents VALUES (?, ?)",
                                (eff.id, eff.timestamp))  # type: ignore[attr-defined]
-                elif t is PruneAgents:
+                elif t is fx.PruneAgents:
                     db.executemany("DELETE FROM unreachable_agents WHERE id = ?",
                                    [(a,) for a in eff.unreachable])  # type: ignore[attr-defined]
                     db.executemany("DELETE FROM agent_principals WHERE id = ?",
                                    [(a,) for a in eff.unreachable])  # type: ignore[attr-defined]
                     db.executemany("DELETE FROM gone_agents WHERE id = ?", [(a,) for a in eff.gone])  # type: ignore[attr-defined]
-                elif t is SaveQuota:
+                elif t is fx.SaveQuota:
                     if eff.config is None:  # type: ignore[attr-defined]
                         db.execute("DELETE FROM quotas WHERE role = ?", (eff.role,))  # type: ignore[attr-defined]
                     else:
                         db.execute("INSERT OR REPLACE INTO quotas VALUES (?, ?)",
                                    (eff.role, json.dumps(eff.config)))  # type: ignore[attr-defined]
-                elif t is SaveWeights:
+                elif t is fx.SaveWeights:
                     db.executemany("INSERT OR REPLACE INTO weights VALUES (?, ?)",
                                    list(eff.weights.items()))  # type: ignore[attr-defined]
-                elif t is SaveMaintenance:
+                elif t is fx.SaveMaintenance:
                     db.execute("INSERT OR REPLACE INTO maintenance VALUES (1, ?)",
                                (json.dumps(eff.doc),))  # type: ignore[attr-defined]
                 else:

@@ -45,20 +45,8 @@ from urllib.parse import quote, unquote
 from ..protocol import messages as m
 from ..protocol.zk_detector import kazoo_client
 from ..protocol.zk_url import ZkUrl, parse_zk_url
-from .effects import (
-    MarkAgentGone,
-    MarkAgentUnreachable,
-    PruneAgents,
-    RegistryEffect,
-    RemoveAgent,
-    RemoveFramework,
-    SaveAgent,
-    SaveAgentPrincipal,
-    SaveFramework,
-    SaveMaintenance,
-    SaveQuota,
-    SaveWeights,
-)
+from . import effects as fx
+from .effects import RegistryEffect
 from .effects import RegistryState as _BaseRegistryState
 from .partitions import prune_agent_list
 from .registry import AgentRecord, FrameworkRecord
@@ -307,40 +295,40 @@ class ZkRegistry:
 
     def _ops(self, eff: RegistryEffect) -> list[tuple[str, str, bytes | None]]:
         t = type(eff)
-        if t is SaveFramework:
+        if t is fx.SaveFramework:
             rec = {"info": _msg_to_json(eff.info), "registered_time": eff.registered_time,  # type: ignore[attr-defined]
                    "failover_deadline": eff.failover_deadline}  # type: ignore[attr-defined]
             return [("put", self._path("frameworks", eff.id), _dumps(rec))]  # type: ignore[attr-defined]
-        if t is RemoveFramework:
+        if t is fx.RemoveFramework:
             return [("delete", self._path("frameworks", eff.id), None),  # type: ignore[attr-defined]
                     ("put", self._path("removed_frameworks", eff.id), b"{}")]  # type: ignore[attr-defined]
-        if t is SaveAgent:
+        if t is fx.SaveAgent:
             return self._agent_ops(eff.record)  # type: ignore[attr-defined]
-        if t is RemoveAgent:
+        if t is fx.RemoveAgent:
             return [("delete", self._path("agents", eff.id), None),  # type: ignore[attr-defined]
                     ("delete", self._path("principals", eff.id), None)]  # type: ignore[attr-defined]
-        if t is SaveAgentPrincipal:
+        if t is fx.SaveAgentPrincipal:
             return [("put", self._path("principals", eff.id), _dumps({"principal": eff.principal}))]  # type: ignore[attr-defined]
-        if t is MarkAgentUnreachable:
+        if t is fx.MarkAgentUnreachable:
             return [("delete", self._path("agents", eff.id), None),  # type: ignore[attr-defined]
                     ("put", self._path("unreachable", eff.id), _dumps({"timestamp": eff.timestamp}))]  # type: ignore[attr-defined]
-        if t is MarkAgentGone:
+        if t is fx.MarkAgentGone:
             return [("delete", self._path("agents", eff.id), None),  # type: ignore[attr-defined]
                     ("delete", self._path("unreachable", eff.id), None),  # type: ignore[attr-defined]
                     ("delete", self._path("principals", eff.id), None),  # type: ignore[attr-defined]
                     ("put", self._path("gone", eff.id), _dumps({"timestamp": eff.timestamp}))]  # type: ignore[attr-defined]
-        if t is PruneAgents:
+        if t is fx.PruneAgents:
             return ([("delete", self._path("unreachable", a), None) for a in eff.unreachable]  # type: ignore[attr-defined]
                     + [("delete", self._path("principals", a), None) for a in eff.unreachable]  # type: ignore[attr-defined]
                     + [("delete", self._path("gone", a), None) for a in eff.gone])  # type: ignore[attr-defined]
-        if t is SaveQuota:
+        if t is fx.SaveQuota:
             if eff.config is None:  # type: ignore[attr-defined]
                 return [("delete", self._path("quotas", eff.role), None)]  # type: ignore[attr-defined]
             return [("put", self._path("quotas", eff.role), _dumps(eff.config))]  # type: ignore[attr-defined]
-        if t is SaveWeights:
+        if t is fx.SaveWeights:
             merged = {**(self._read_one("weights") or {}), **eff.weights}  # type: ignore[attr-defined]
             return [("put", self._path("weights"), _dumps(merged))]
-        if t is SaveMaintenance:
+        if t is fx.SaveMaintenance:
             return [("put", self._path("maintenance"), _dumps(eff.doc))]  # type: ignore[attr-defined]
         raise TypeError(f"unknown registry effect {t.__name__}")
 

@@ -35,6 +35,8 @@ from aiohttp import web
 
 from ..protocol import channel as ch
 from ..protocol.credentials import CredentialsError, load_credentials, parse_basic, verify
+from ..protocol.http_calls import CallRefused, check_json_content_type, decode_json
+from ..protocol.routing import trim_slash
 from .acls import GET_ENDPOINTS_PATHS, PERMIT_ALL, ACLError, ACLs
 from .visibility import VIEW_ACTIONS, VIEW_PATHS, filter_view, restricted
 
@@ -242,7 +244,7 @@ class Guard:
     @web.middleware
     async def middleware(self, request: web.Request,
                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        request, handler = await self._trim_slash(request, handler)
+        request, handler = await trim_slash(request, handler)
         realm, required = self._realm(request)
         origin = request.headers.get("Origin")
         if origin is not None:
@@ -309,38 +311,12 @@ class Guard:
         doc = filter_view(msgspec.json.decode(resp.body), self.acls, principal, task_user, users)
         return web.Response(body=msgspec.json.encode(doc), content_type="application/json")
 
-    @staticmethod
-    async def _trim_slash(request: web.Request, handler: Any) -> tuple[web.Request, Any]:
-        """libprocess trims one trailing ``/``: route ``/api/v1/`` as ``/api/v1`` here, before the
-        checks read the body (a request cannot be re-routed once its body is read)."""
-        path = request.path
-        if len(path) > 1 and path.endswith("/") and request.match_info.http_exception is not None:
-            clone = request.clone(rel_url=request.rel_url.with_path(path[:-1]))
-            match = await request.app.router.resolve(clone)
-            if match.http_exception is None:
-                match.add_app(request.app)
-                match.freeze()
-                clone._match_info = match
-                return clone, match.handler
-        return request, handler
-
     async def _check_operator(self, request: web.Request, principal: str | None) -> web.Response | None:
-        ctype = request.headers.get("Content-Type")
-        if ctype is None:
-            return web.Response(status=400, text="Expecting 'Content-Type' to be present")
-        media = ctype.split(";")[0].strip().lower()
-        if media == "application/x-protobuf":
-            return web.Response(status=415, text="Content-Type 'application/x-protobuf' is not supported; "
-                                                 "mesos-nb speaks 'application/json'")
-        if media != "application/json":
-            return web.Response(status=415, text=f"Unsupported Content-Type '{ctype}'; expecting 'application/json'")
-        body = await request.read()
         try:
-            call = msgspec.json.decode(body)
-        except msgspec.DecodeError as e:
-            return web.Response(status=400, text=f"Failed to parse body into Call: {e}")
-        except RecursionError:
-            return web.Response(status=400, text="Failed to parse body into Call: JSON nested too deeply")
+            check_json_content_type(request.headers.get("Content-Type"))
+            call = decode_json(await request.read())
+        except CallRefused as e:
+            return web.Response(status=e.status, text=e.message)
         if not isinstance(call, dict):
             return None  # the handler names the problem
         t = call.get("type")

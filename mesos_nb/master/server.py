@@ -23,10 +23,12 @@ from aiohttp import WSMsgType, web
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol import recordio
+from ..protocol.http_calls import CallRefused, accepts_json, check_json_content_type
+from ..protocol.routing import add_routes
 from ..protocol.tls import server_context, server_settings
 from ..protocol.version import VERSION as __version__
 from . import big_calls
-from .connections import Channel, Stream, accepts_json, basic_principal, ip_as_uint32
+from .connections import Channel, Stream, basic_principal, ip_as_uint32
 from .core import CallError, MasterCore
 from .effects import EndStream, ToAgent, ToChannel, ToFramework
 from .ha import Leadership, fail_stop
@@ -278,9 +280,7 @@ class MasterServer:
             if s is not None:
                 if eff.message is not None:
                     s.push(m.encode(m.Event(type="ERROR", error=m.Error(message=eff.message))))
-                s.error = eff.message
-                s.closed = True
-                s.wake.set()
+                s.finish()
                 if self.streams.get(eff.framework_id) is s:
                     del self.streams[eff.framework_id]
 
@@ -336,8 +336,7 @@ class MasterServer:
         mws.append(self.guard.middleware)  # after leadership: a follower redirects before authenticating
         app = web.Application(client_max_size=MAX_BODY, middlewares=mws)
         r = app.router
-        for prefix in ("", "/master"):
-            r.add_post(prefix + "/api/v1/scheduler", self.handle_scheduler)
+        add_routes(r, ("", "/master"), {"POST /api/v1/scheduler": self.handle_scheduler})
         r.add_get("/api/v1/agent-channel", self.handle_channel)
         self.operator = OperatorApi(self); self.operator.install(app)  # noqa: E702 - POST /api/v1, v0 extras
         self.views.add_routes(r)
@@ -351,11 +350,10 @@ class MasterServer:
 
     # ------------------------------------------------------------------ scheduler API
     async def handle_scheduler(self, request: web.Request) -> web.StreamResponse:
-        ctype = request.headers.get("Content-Type")
-        if ctype is None:
-            return _text(400, "Expecting 'Content-Type' to be present")
-        if ctype.split(";")[0].strip().lower() != "application/json":
-            return _text(415, f"Unsupported Content-Type '{ctype}'; mesos-nb speaks 'application/json'")
+        try:
+            check_json_content_type(request.headers.get("Content-Type"))
+        except CallRefused as e:
+            return _text(e.status, e.message)
         body = await request.read()
         try:
             call = await big_calls.decode_call(body)
@@ -435,8 +433,7 @@ class MasterServer:
         top = call.framework_id
         if (info_id is None) != (top is None) or (info_id is not None and top is not None and info_id.value != top.value):
             return _text(400, "'framework_id' differs from 'subscribe.framework_info.id'")
-        accept = request.headers.get("Accept", "")
-        if accept and not accepts_json(accept):
+        if not accepts_json(request.headers.get("Accept")):
             return _text(406, "Expecting 'Accept' to allow 'application/json'")
         if self.outbox.error is not None:
             # Admitting a framework needs a registry write; answer now rather than hold the stream.
@@ -464,37 +461,19 @@ class MasterServer:
             headers={"Content-Type": "application/json", "Mesos-Stream-Id": stream_id, "Cache-Control": "no-cache"},
         )
         resp.enable_chunked_encoding()
-        stream = Stream(fw.id, stream_id, resp)
-        stream.transport = request.transport
+        stream = Stream(fw.id, stream_id)
         self.streams[fw.id] = stream
         self.streams_by_id[stream_id] = stream
         self.flush()
-        await resp.prepare(request)
         try:
-            while True:
-                if not stream.queue:
-                    if stream.closed:
-                        break
-                    stream.wake.clear()
-                    await stream.wake.wait()
-                    continue
-                data = b"".join(stream.queue)
-                stream.queue.clear()
-                stream.queued = 0
-                await resp.write(data)
-        except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
-            pass
+            await resp.prepare(request)
+            await stream.pump(request, resp)
         finally:
-            stream.closed = True
             if self.streams.get(fw.id) is stream:
                 del self.streams[fw.id]
             self.streams_by_id.pop(stream_id, None)
             self.core.disconnect(fw.id, stream_id, time.time())
             self.flush()
-        try:
-            await resp.write_eof()
-        except Exception:
-            pass
         return resp
 
     async def _error_stream(self, request: web.Request, message: str) -> web.StreamResponse:

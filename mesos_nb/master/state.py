@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..protocol import messages as m
+from ..protocol.http_calls import StatusError
 from .allocator import HierarchicalDRFAllocator
 from .effects import AgentRecord, ToFramework
 from .maintenance import MaintenanceState
@@ -25,13 +26,8 @@ MAX_REFUSE_SECONDS = 365 * 24 * 3600.0
 DEFAULT_REFUSE_SECONDS = 5.0
 
 
-class CallError(Exception):
+class CallError(StatusError):
     """A scheduler call the master refuses; the shell turns it into an HTTP answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class IdSource:

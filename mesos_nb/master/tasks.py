@@ -149,11 +149,6 @@ def acknowledge(st: MasterState, fw: Framework, ack: m.Acknowledge) -> None:
 RECONCILE_SLICE = 1000  # tasks answered per step of a resumable RECONCILE
 
 
-def reconcile(st: MasterState, fw: Framework, rec: m.Reconcile, now: float) -> None:
-    for _ in reconcile_steps(st, fw, rec, now):
-        pass
-
-
 def reconcile_steps(
     st: MasterState, fw: Framework, rec: m.Reconcile, now: float, slice_size: int = RECONCILE_SLICE
 ) -> Iterator[None]:

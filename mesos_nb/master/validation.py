@@ -9,6 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from ..protocol import messages as m
+from ..protocol.resource_text import valid_role as validate_role  # one rule for every role name
 from ..protocol.resources import ResourceParseError, Resources
 from .model import Agent, Framework
 from .state import DEFAULT_REFUSE_SECONDS, MAX_REFUSE_SECONDS, CallError
@@ -44,25 +45,6 @@ def validate_id(value: str, what: str) -> str | None:
         return f"{what} '{value}' contains a slash"
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         return f"{what} '{value!r}' contains a control character"
-    return None
-
-
-def validate_role(role: str) -> str | None:
-    """Mesos ``roles::validate``: ``*``, or ``/``-separated components that are not empty,
-    ``.``, ``..`` or ``*``, do not start with ``-`` and hold no whitespace or DEL."""
-    if not role:
-        return "role must not be empty"
-    if role == "*":
-        return None
-    if role.startswith("/") or role.endswith("/") or "//" in role:
-        return f"role '{role}' is not a valid role name: it must not start or end with '/' or contain '//'"
-    for part in role.split("/"):
-        if part in (".", "..", "*"):
-            return f"role '{role}' is not a valid role name: it has the disallowed component '{part}'"
-        if part.startswith("-"):
-            return f"role '{role}' is not a valid role name: it has a component starting with '-'"
-    if any(c in "\t\n\v\f\r \x7f\b" or c.isspace() for c in role):
-        return f"role '{role}' is not a valid role name: it contains whitespace or a control character"
     return None
 
 

@@ -45,7 +45,13 @@ class BoundedStream:
         self.wake.set()
         return True
 
+    def finish(self) -> None:
+        """End the stream once what is already queued is written (a graceful close)."""
+        self.closed = True
+        self.wake.set()
+
     def close(self) -> None:
+        """End the stream now, dropping what is queued."""
         if self.closed:
             return
         self.closed = True

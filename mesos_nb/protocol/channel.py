@@ -38,6 +38,19 @@ class _Ch(msgspec.Struct, omit_defaults=True, kw_only=True, tag_field="type", gc
     pass
 
 
+class _OfFramework(_Ch):
+    """A message about one framework's work on one agent."""
+
+    agent_id: str
+    framework_id: str
+
+
+class _OfExecutor(_OfFramework):
+    """A message about one executor of a framework on an agent."""
+
+    executor_id: str
+
+
 # ------------------------------------------------------------------ agent -> master
 class TaskReport(msgspec.Struct, omit_defaults=True, kw_only=True):
     """A task the agent already runs, reported when it (re-)registers."""
@@ -61,25 +74,17 @@ class RegisterAgent(_Ch, tag="REGISTER"):
     scheme: str = "http"  # "https" when the agent's listener serves TLS (older agents: http)
 
 
-class StatusUpdate(_Ch, tag="STATUS_UPDATE"):
+class StatusUpdate(_OfFramework, tag="STATUS_UPDATE"):
     """A reliable task status update (has ``status.uuid``); retried until ACK."""
 
-    agent_id: str
-    framework_id: str
     status: TaskStatus
 
 
-class ExecutorExited(_Ch, tag="EXECUTOR_EXITED"):
-    agent_id: str
-    framework_id: str
-    executor_id: str
+class ExecutorExited(_OfExecutor, tag="EXECUTOR_EXITED"):
     status: int  # raw wait status, as Mesos reports it in FAILURE
 
 
-class ExecutorToFramework(_Ch, tag="EXECUTOR_MESSAGE"):
-    agent_id: str
-    framework_id: str
-    executor_id: str
+class ExecutorToFramework(_OfExecutor, tag="EXECUTOR_MESSAGE"):
     data: bytes
 
 
@@ -110,35 +115,25 @@ class RunTask(_Ch, tag="RUN_TASK"):
     task_group: list[TaskInfo] = []
 
 
-class KillTask(_Ch, tag="KILL_TASK"):
-    agent_id: str
-    framework_id: str
+class KillTask(_OfFramework, tag="KILL_TASK"):
     task_id: str
     kill_policy: KillPolicy | None = None
 
 
-class AckUpdate(_Ch, tag="ACK"):
-    agent_id: str
-    framework_id: str
+class AckUpdate(_OfFramework, tag="ACK"):
     task_id: str
     uuid: bytes
 
 
-class ShutdownFramework(_Ch, tag="SHUTDOWN_FRAMEWORK"):
-    agent_id: str
-    framework_id: str
+class ShutdownFramework(_OfFramework, tag="SHUTDOWN_FRAMEWORK"):
+    pass
 
 
-class ShutdownExecutor(_Ch, tag="SHUTDOWN_EXECUTOR"):
-    agent_id: str
-    framework_id: str
-    executor_id: str
+class ShutdownExecutor(_OfExecutor, tag="SHUTDOWN_EXECUTOR"):
+    pass
 
 
-class FrameworkToExecutor(_Ch, tag="FRAMEWORK_MESSAGE"):
-    agent_id: str
-    framework_id: str
-    executor_id: str
+class FrameworkToExecutor(_OfExecutor, tag="FRAMEWORK_MESSAGE"):
     data: bytes
 
 

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from .credentials import Credential, CredentialsError, basic_header, load_credential
 from .tls import client_ca_file, client_context
 
@@ -71,16 +73,6 @@ def remove_discovery(url: str) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read_discovery(url: str) -> dict | None:
     host, port = _hostport(url)
     mine = _IN_PROCESS.get(f"{host}:{port}")
@@ -90,7 +82,7 @@ def read_discovery(url: str) -> dict | None:
         info = json.loads(discovery_path(url).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(info, dict) or not _alive(int(info.get("pid") or 0)):
+    if not isinstance(info, dict) or not psutil.pid_exists(int(info.get("pid") or 0)):
         return None
     return info
 

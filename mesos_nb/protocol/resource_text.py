@@ -25,23 +25,22 @@ class ResourceParseError(ValueError):
 
 
 def valid_role(role: str) -> str | None:
-    """Return why ``role`` is not a valid role name, or None if it is fine."""
+    """Why ``role`` is not a valid role name (Mesos ``roles::validate``), or None: ``*``, or
+    ``/``-separated components that are not empty, ``.``, ``..`` or ``*``, do not start with
+    ``-`` and hold no whitespace, backspace or DEL. Every role mesos-nb reads is checked here."""
+    if not role:
+        return "role must not be empty"
     if role == "*":
         return None
-    if not role:
-        return "role name is empty"
-    if role.startswith("/") or role.endswith("/"):
-        return f"role '{role}' must not start or end with '/'"
+    if role.startswith("/") or role.endswith("/") or "//" in role:
+        return f"role '{role}' is not a valid role name: it must not start or end with '/' or contain '//'"
     for part in role.split("/"):
-        if part in ("", ".", ".."):
-            return f"role '{role}' has an invalid component '{part}'"
+        if part in (".", "..", "*"):
+            return f"role '{role}' is not a valid role name: it has the disallowed component '{part}'"
         if part.startswith("-"):
-            return f"role '{role}' must not start with '-'"
-        if part == "*":
-            return f"role '{role}' must not contain '*' as a component"
-    for ch in role:
-        if ch.isspace() or ch in "()\\\x08" or ord(ch) < 32:
-            return f"role '{role}' contains an invalid character {ch!r}"
+            return f"role '{role}' is not a valid role name: it has a component starting with '-'"
+    if any(c in "\t\n\v\f\r \x7f\b" or c.isspace() for c in role):
+        return f"role '{role}' is not a valid role name: it contains whitespace or a control character"
     return None
 
 

@@ -27,8 +27,8 @@ separator can never occur in a valid role. Revocable and shared markers are drop
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from . import messages
 from .resource_text import (
@@ -44,10 +44,28 @@ from .resource_text import (
 __all__ = ["Resources", "ResourceParseError"]
 
 
+_V = TypeVar("_V")
+
+
 def _fmt_millis(m: int) -> str:
     if m % 1000 == 0:
         return str(m // 1000)
     return f"{m / 1000:.3f}".rstrip("0").rstrip(".")
+
+
+def _minus(mine: dict[Key, _V], theirs: dict[Key, _V], sub: Callable[[_V, _V], _V]) -> dict[Key, _V]:
+    """Ranges or sets less ``theirs``, key by key (``sub`` takes one value from another); a key
+    left empty is dropped."""
+    out = mine.copy()
+    for k, v in theirs.items():
+        cur = out.get(k)
+        if cur:
+            left = sub(cur, v)
+            if left:
+                out[k] = left
+            else:
+                del out[k]
+    return out
 
 
 def _sub_ranges(
@@ -341,28 +359,8 @@ class Resources:
                     s[k] = cur - v
                 else:
                     del s[k]
-        r = self._r
-        if other._r:
-            r = r.copy()
-            for k, v in other._r.items():
-                cur = r.get(k)
-                if cur:
-                    left = _sub_ranges(cur, v)
-                    if left:
-                        r[k] = left
-                    else:
-                        del r[k]
-        t = self._t
-        if other._t:
-            t = t.copy()
-            for k, v in other._t.items():
-                cur = t.get(k)
-                if cur:
-                    left = cur - v
-                    if left:
-                        t[k] = left
-                    else:
-                        del t[k]
+        r = _minus(self._r, other._r, _sub_ranges) if other._r else self._r
+        t = _minus(self._t, other._t, frozenset.difference) if other._t else self._t
         return Resources._make(s, r, t)
 
     def intersection(self, other: Resources) -> Resources:

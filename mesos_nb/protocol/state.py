@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from .messages import TERMINAL_STATES
 
@@ -41,6 +42,17 @@ class TaskView(_View):
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+
+class TaskDoc(TaskView, omit_defaults=False):
+    """A task as the master renders it (``/master/state``, ``/master/tasks``): every field a
+    :class:`TaskView` reads, always present as Mesos renders them, plus the master's extras;
+    ``message`` and ``labels`` only when the task has them."""
+
+    agent_id: str = ""
+    statuses: list[dict[str, Any]] = []
+    message: str | UnsetType = UNSET
+    labels: Any = UNSET
 
 
 class FrameworkView(_View):
@@ -172,6 +184,7 @@ __all__ = [
     "FrameworksView",
     "LeaderInfo",
     "MasterState",
+    "TaskDoc",
     "TaskView",
     "TasksView",
     "decode",
