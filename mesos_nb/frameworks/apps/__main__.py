@@ -172,17 +172,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Check the options (one sentence, exit 2), then run until SIGTERM/SIGINT."""
-    if args.zk:
+    checks = (("--zk", args.zk, parse_zk_url), ("--http-credentials", args.http_credentials, load_credentials))
+    for flag, value, check in checks:
         try:
-            parse_zk_url(args.zk)
-        except ZkUrlError as e:
-            print(f"--zk: {e}", file=sys.stderr)
-            return 2
-    if args.http_credentials:
-        try:
-            load_credentials(args.http_credentials)
-        except CredentialsError as e:
-            print(f"--http-credentials: {e}", file=sys.stderr)
+            if value:
+                check(value)
+        except (ZkUrlError, CredentialsError) as e:
+            print(f"{flag}: {e}", file=sys.stderr)
             return 2
     if not args.state:
         print("--state DIR is required (where the framework keeps its state)", file=sys.stderr)
