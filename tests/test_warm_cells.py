@@ -198,14 +198,28 @@ def test_fresh_runs_the_cell_in_a_new_process(ip):
     assert f"/executors/{t.id}/" in cwd and not hasattr(t, "executor_id")
 
 
+def used_on_master(cluster, framework_id: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(cpus, mem) in use by the framework, and on its executor's agent, in /master/state."""
+    state = get_json(cluster.master_url + "/master/state")
+    f = next(f for f in state["frameworks"] if f["id"] == framework_id)
+    agent_ids = {e["slave_id"] for e in f.get("executors", [])}
+    on_agents = [s["used_resources"] for s in state["slaves"] if s["id"] in agent_ids]
+    a = on_agents[0] if on_agents else {"cpus": 0.0, "mem": 0.0}
+    return (f["used_resources"]["cpus"], f["used_resources"]["mem"]), (a["cpus"], a["mem"])
+
+
 def test_an_idle_executor_ends_and_gives_its_resources_back(ip, cluster):
     ip._mesos_nb_magics.warm_idle_timeout = 3.0
     ppid = cell(ip, "import os\nos.getppid()", "task --cpus 0.3 --mem 64")
     ex = fw(ip).last_cell_task.executor
+    fid = fw(ip).framework_id
+    # the cell ended; the executor runs on and holds its own resources (0.5 cpus, 128 MB)
+    assert used_on_master(cluster, fid) == ((0.5, 128.0), (0.5, 128.0))
     wait_for(lambda: not alive(ppid), 30, message="the idle executor exits")
     wait_for(lambda: ex.state == "dead", 30, message="the framework learns it ended")
-    wait_for(lambda: ex.executor_id not in executors_on_master(cluster, fw(ip).framework_id), 30,
+    wait_for(lambda: ex.executor_id not in executors_on_master(cluster, fid), 30,
              message="the master forgets the executor")
+    assert used_on_master(cluster, fid)[0] == (0.0, 0.0)  # ... and gives them back
     assert cell(ip, "import os\nos.getppid()", "task --cpus 0.3 --mem 64") != ppid
     assert fw(ip).last_cell_task.fresh_executor
 
