@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from . import io_control
@@ -59,18 +60,40 @@ class CgroupsV1Isolator(Isolator):
         self._limits[container_id] = limits
         for ctrl in self.CONTROLLERS:
             mkdir_once(self._dir(ctrl, container_id))
+        if limits.mem_bytes > 0:
+            with contextlib.suppress(OSError):  # no swap accounting: fine
+                write_text(os.path.join(self._dir("memory", container_id), "memory.swappiness"), "0")
+        self._write_limits(container_id, limits, None)
+        if self.io and limits.io:
+            io_control.apply_v1(self._dir("blkio", container_id), limits.io)
+
+    def _write_limits(self, container_id: str, limits: Limits, old: Limits | None) -> Limits:
+        """CPU shares and quota, and the memory limit (lowered from ``old`` only as far as
+        the cgroup's usage allows); returns the limits now in force."""
         cpu = self._dir("cpu", container_id)
         if limits.cpus > 0:
             # A new cgroup's cpu.cfs_period_us is already CFS_PERIOD_US (the kernel default).
             write_text(os.path.join(cpu, "cpu.shares"), str(max(MIN_CPU_SHARES, int(1024 * limits.cpus))))
             write_text(os.path.join(cpu, "cpu.cfs_quota_us"), str(max(1000, int(CFS_PERIOD_US * limits.cpus))))
-        if limits.mem_bytes > 0:
-            mem = self._dir("memory", container_id)
-            with contextlib.suppress(OSError):  # no swap accounting: fine
-                write_text(os.path.join(mem, "memory.swappiness"), "0")
-            write_text(os.path.join(mem, "memory.limit_in_bytes"), str(max(MIN_MEMORY_BYTES, limits.mem_bytes)))
-        if self.io and limits.io:
-            io_control.apply_v1(self._dir("blkio", container_id), limits.io)
+        if limits.mem_bytes <= 0:
+            return limits
+        mem = self._dir("memory", container_id)
+        want = max(MIN_MEMORY_BYTES, limits.mem_bytes)
+        if old is not None:
+            with contextlib.suppress(OSError):
+                write_text(os.path.join(mem, "memory.soft_limit_in_bytes"), str(want))
+            if old.mem_bytes > 0 and want < old.mem_bytes and \
+                    read_int(os.path.join(mem, "memory.usage_in_bytes")) > want:
+                return replace(limits, mem_bytes=old.mem_bytes)  # in use: keep the hard limit
+        write_text(os.path.join(mem, "memory.limit_in_bytes"), str(want))
+        return limits
+
+    def update(self, container_id: str, limits: Limits) -> Limits:
+        old = self._limits.get(container_id)
+        if old is None:
+            return limits
+        now = self._limits[container_id] = replace(self._write_limits(container_id, limits, old), io=old.io)
+        return now
 
     def preexec(self, container_id: str) -> Callable[[], None] | None:
         self._joined.add(container_id)

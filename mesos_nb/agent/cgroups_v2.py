@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from . import io_control
@@ -58,15 +59,35 @@ class CgroupsV2Isolator(Isolator):
         self._limits[container_id] = limits
         d = self._dir(container_id)
         mkdir_once(d)
-        if limits.cpus > 0:
-            write_text(os.path.join(d, "cpu.weight"), str(max(1, min(10000, int(100 * limits.cpus)))))
-            write_text(os.path.join(d, "cpu.max"), f"{max(1000, int(CFS_PERIOD_US * limits.cpus))} {CFS_PERIOD_US}")
+        self._write_limits(container_id, limits, None)
         if limits.mem_bytes > 0:
-            write_text(os.path.join(d, "memory.max"), str(max(MIN_MEMORY_BYTES, limits.mem_bytes)))
             with contextlib.suppress(OSError):
                 write_text(os.path.join(d, "memory.swap.max"), "0")
         if self.io and limits.io:
             io_control.apply_v2(d, limits.io)
+
+    def _write_limits(self, container_id: str, limits: Limits, old: Limits | None) -> Limits:
+        """cpu.weight, cpu.max and memory.max (lowered from ``old`` only as far as
+        ``memory.current`` allows: a lower memory.max would OOM-kill); the limits in force."""
+        d = self._dir(container_id)
+        if limits.cpus > 0:
+            write_text(os.path.join(d, "cpu.weight"), str(max(1, min(10000, int(100 * limits.cpus)))))
+            write_text(os.path.join(d, "cpu.max"), f"{max(1000, int(CFS_PERIOD_US * limits.cpus))} {CFS_PERIOD_US}")
+        if limits.mem_bytes <= 0:
+            return limits
+        want = max(MIN_MEMORY_BYTES, limits.mem_bytes)
+        if old is not None and old.mem_bytes > 0 and want < old.mem_bytes and \
+                read_int(os.path.join(d, "memory.current")) > want:
+            return replace(limits, mem_bytes=old.mem_bytes)  # in use: keep the limit
+        write_text(os.path.join(d, "memory.max"), str(want))
+        return limits
+
+    def update(self, container_id: str, limits: Limits) -> Limits:
+        old = self._limits.get(container_id)
+        if old is None:
+            return limits
+        now = self._limits[container_id] = replace(self._write_limits(container_id, limits, old), io=old.io)
+        return now
 
     def preexec(self, container_id: str) -> Callable[[], None] | None:
         self._joined.add(container_id)

@@ -115,6 +115,11 @@ class Containerizer:
     def usage(self, container: Container) -> dict[str, float] | None:
         return None
 
+    def update(self, container: Container, limits: Limits) -> None:
+        """New limits for a running container (Mesos' containerizer ``update``: an executor's
+        container grows and shrinks with its tasks). Raises OSError."""
+        container.limits = limits
+
     def close(self) -> None:
         """Release the containerizer's own resources (not the containers)."""
 
@@ -186,6 +191,13 @@ class PosixContainerizer(Containerizer):
             if not queued or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
+
+    def update(self, container: Container, limits: Limits) -> None:
+        if container.exited:
+            return
+        container.limits = self.isolator.update(container.container_id, limits)
+        if self._poller is None and limits.mem_bytes > 0:
+            self._poller = asyncio.get_running_loop().call_later(self.poll_interval, self._poll)
 
     # ------------------------------------------------------------------ limitation polling
     def _track(self, c: Container) -> None:

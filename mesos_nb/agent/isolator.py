@@ -120,6 +120,13 @@ class Isolator:
     def isolate(self, container_id: str, pid: int, limits: Limits) -> None:
         pass
 
+    def update(self, container_id: str, limits: Limits) -> Limits:
+        """New limits for a running container (an executor's tasks come and go, as Mesos'
+        containerizer ``update``); returns the limits in force. Memory is lowered only as far
+        as it is not in use, so a shrink never kills what runs (Mesos then lowers only the
+        soft limit). Raises OSError."""
+        return limits
+
     def limitation(self, container_id: str) -> str | None:
         """A message when the container broke its memory limit, else None."""
         return None
