@@ -117,14 +117,14 @@ class CustomExecutors:
                 self._update(entry, "TASK_FAILED", reason="REASON_CONTAINER_LAUNCH_FAILED", source="SOURCE_AGENT",
                              message=f"Failed to checkpoint the task: {e}")
             return
+        if not new_executor:
+            self._resize_container(ex)  # grown before the executor hears of the task
         if ex.stream is not None:
             self._send_launch(ex, group, tasks)
         else:
             ex.queued.append((group, tasks))
         if new_executor:
             self._spawn(self._run_executor(fw, ex))
-        else:
-            self._resize_container(ex)
 
     def _resize_container(self, ex: ExecutorEntry) -> None:
         """A custom executor's container holds its own resources plus its live tasks' (Mesos'
