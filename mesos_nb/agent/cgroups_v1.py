@@ -18,9 +18,10 @@ from .isolator import (
     MIN_CPU_SHARES,
     MIN_MEMORY_BYTES,
     NESTED,
-    Isolator,
+    CgroupIsolator,
     Limits,
     cgroup_joiner,
+    keeps_memory,
     memory_message,
     mkdir_once,
     parse_kv,
@@ -30,7 +31,7 @@ from .isolator import (
 )
 
 
-class CgroupsV1Isolator(Isolator):
+class CgroupsV1Isolator(CgroupIsolator):
     """Per container: one ``mkdir`` per hierarchy and a few writes (``prepare``); the child
     joins before it execs (``preexec``, cpu last, so only the exec itself runs under the CPU
     quota); removal is batched off the task's exit path by the containerizer."""
@@ -82,18 +83,10 @@ class CgroupsV1Isolator(Isolator):
         if old is not None:
             with contextlib.suppress(OSError):
                 write_text(os.path.join(mem, "memory.soft_limit_in_bytes"), str(want))
-            if old.mem_bytes > 0 and want < old.mem_bytes and \
-                    read_int(os.path.join(mem, "memory.usage_in_bytes")) > want:
+            if keeps_memory(want, old, lambda: read_int(os.path.join(mem, "memory.usage_in_bytes"))):
                 return replace(limits, mem_bytes=old.mem_bytes)  # in use: keep the hard limit
         write_text(os.path.join(mem, "memory.limit_in_bytes"), str(want))
         return limits
-
-    def update(self, container_id: str, limits: Limits) -> Limits:
-        old = self._limits.get(container_id)
-        if old is None:
-            return limits
-        now = self._limits[container_id] = replace(self._write_limits(container_id, limits, old), io=old.io)
-        return now
 
     def preexec(self, container_id: str) -> Callable[[], None] | None:
         self._joined.add(container_id)

@@ -17,9 +17,10 @@ from .isolator import (
     CGROUP_ROOT,
     MIN_MEMORY_BYTES,
     NESTED,
-    Isolator,
+    CgroupIsolator,
     Limits,
     cgroup_joiner,
+    keeps_memory,
     memory_message,
     mkdir_once,
     parse_kv,
@@ -29,7 +30,7 @@ from .isolator import (
 )
 
 
-class CgroupsV2Isolator(Isolator):
+class CgroupsV2Isolator(CgroupIsolator):
     name = "cgroups/v2"
 
     def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False) -> None:
@@ -76,18 +77,10 @@ class CgroupsV2Isolator(Isolator):
         if limits.mem_bytes <= 0:
             return limits
         want = max(MIN_MEMORY_BYTES, limits.mem_bytes)
-        if old is not None and old.mem_bytes > 0 and want < old.mem_bytes and \
-                read_int(os.path.join(d, "memory.current")) > want:
+        if keeps_memory(want, old, lambda: read_int(os.path.join(d, "memory.current"))):
             return replace(limits, mem_bytes=old.mem_bytes)  # in use: keep the limit
         write_text(os.path.join(d, "memory.max"), str(want))
         return limits
-
-    def update(self, container_id: str, limits: Limits) -> Limits:
-        old = self._limits.get(container_id)
-        if old is None:
-            return limits
-        now = self._limits[container_id] = replace(self._write_limits(container_id, limits, old), io=old.io)
-        return now
 
     def preexec(self, container_id: str) -> Callable[[], None] | None:
         self._joined.add(container_id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 NESTED = "mesos_nb"
@@ -158,6 +158,29 @@ class Isolator:
         return True
 
 
-__all__ = ["Isolator", "Limits", "IoLimits", "memory_message", "read_text", "read_int", "write_text", "parse_kv", "mkdir_once",
+class CgroupIsolator(Isolator):
+    """What the cgroup isolators share: the limits in force per container and their update;
+    each writes its own files (``_write_limits``)."""
+
+    _limits: dict[str, Limits]
+
+    def _write_limits(self, container_id: str, limits: Limits, old: Limits | None) -> Limits:
+        raise NotImplementedError
+
+    def update(self, container_id: str, limits: Limits) -> Limits:
+        old = self._limits.get(container_id)
+        if old is None:
+            return limits
+        now = self._limits[container_id] = replace(self._write_limits(container_id, limits, old), io=old.io)
+        return now
+
+
+def keeps_memory(want: int, old: Limits | None, in_use: Callable[[], int]) -> bool:
+    """True when a new memory limit ``want`` must not be written: it would lower ``old``'s
+    under what the container uses now (``in_use``, read only then)."""
+    return old is not None and old.mem_bytes > 0 and want < old.mem_bytes and in_use() > want
+
+
+__all__ = ["Isolator", "CgroupIsolator", "keeps_memory", "Limits", "IoLimits", "memory_message", "read_text", "read_int", "write_text", "parse_kv", "mkdir_once",
            "cgroup_joiner", "CgroupJoin", "CGROUP_ROOT", "NESTED", "CFS_PERIOD_US", "MIN_CPU_SHARES",
            "MIN_MEMORY_BYTES"]
