@@ -42,12 +42,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_cluster(work: str) -> tuple[subprocess.Popen, str]:
+def start_cluster(work: str, isolation: str = "auto") -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
         [sys.executable, "-m", "mesos_nb", "local", "--no-authenticate", "--agents", "2", "--port", str(port),
-         "--work-dir", work, "--resources", "cpus:2;mem:2048;disk:1024"],
+         "--work-dir", work, "--resources", "cpus:2;mem:2048;disk:1024", "--isolation", isolation],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -101,11 +101,11 @@ def p50(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def run(rounds: int = 30, fresh: int = 5) -> dict[str, Any]:
+def run(rounds: int = 30, fresh: int = 5, isolation: str = "auto") -> dict[str, Any]:
     work = tempfile.mkdtemp(prefix="bench-cell-")
     home = os.path.join(work, "home")
     os.makedirs(home)
-    proc, master = start_cluster(os.path.join(work, "cluster"))
+    proc, master = start_cluster(os.path.join(work, "cluster"), isolation)
     kernel = None
     try:
         kernel = Kernel(home)
@@ -133,7 +133,8 @@ def run(rounds: int = 30, fresh: int = 5) -> dict[str, Any]:
             proc.kill()
     res = {"rounds": rounds, "first_warm_cell_s": round(first, 4), "warm_p50_ms": round(p50(warm) * 1000, 2),
            "dask_p50_ms": round(p50(dask) * 1000, 2), "fresh_p50_ms": round(p50(cold) * 1000, 2),
-           "warm_p90_ms": round(sorted(warm)[int(0.9 * (len(warm) - 1))] * 1000, 2) if warm else None}
+           "warm_p90_ms": round(sorted(warm)[int(0.9 * (len(warm) - 1))] * 1000, 2) if warm else None,
+           "isolation": isolation}
     res["warm_over_dask"] = round(res["warm_p50_ms"] / res["dask_p50_ms"], 2)
     return res
 
@@ -142,9 +143,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--fresh", type=int, default=5)
+    ap.add_argument("--isolation", default="auto", help="the agents' --isolation (auto: cgroups where writable)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    res = run(a.rounds, a.fresh)
+    res = run(a.rounds, a.fresh, a.isolation)
     if a.json:
         print(json.dumps(res))
     else:

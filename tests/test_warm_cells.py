@@ -228,3 +228,25 @@ def test_disconnect_ends_the_warm_executor(ip):
     ppid = cell(ip, "import os\nos.getppid()")
     ip.run_line_magic("mesos", "disconnect")
     wait_for(lambda: not alive(ppid), 30, message="the executor ends with the framework")
+
+
+def test_warm_cells_run_where_the_agent_authenticates_executors(tmp_path_factory):
+    """With --authenticate-http-executors the executor must present its container's token;
+    the token is the executor's and does not reach the cells."""
+    ct = ClusterThread(agents=1, port=0, agent_resources=AGENT, work_dir=str(tmp_path_factory.mktemp("auth-exec")),
+                       agent_options={"authenticate_http_executors": True})
+    ct.start()
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "mesos_nb")
+    try:
+        shell.run_line_magic("mesos", f"connect {ct.master_address}")
+        with capture_output():
+            assert cell(shell, "6 * 7") == 42
+        assert cell(shell, "import os\n'MESOS_EXECUTOR_AUTHENTICATION_TOKEN' in os.environ") is False
+        assert cell(shell, "import os\n'MESOS_EXECUTOR_ID' in os.environ") is True
+    finally:
+        m = shell._mesos_nb_magics
+        if m is not None and m.framework is not None:
+            m.disconnect("")
+        shell.run_line_magic("unload_ext", "mesos_nb")
+        ct.stop()
