@@ -250,3 +250,30 @@ def test_warm_cells_run_where_the_agent_authenticates_executors(tmp_path_factory
             m.disconnect("")
         shell.run_line_magic("unload_ext", "mesos_nb")
         ct.stop()
+
+
+def test_the_wait_notice_uses_the_tasks_wall_clock_age():
+    """Both paths say why a cell waits once it has waited 3 s (then every 30 s); the fresh
+    path compared wall-clock creation with the monotonic clock and never said it."""
+    import time
+
+    from mesos_nb.notebook.remote import _follow, _WaitNotice
+
+    class Waiting:  # what _follow reads of a TaskHandle
+        phase, done, id, state = "requested", False, "cell-x", "TASK_STAGING"
+        created = time.time() - 5.0
+        cond = threading.Condition()
+
+    task, ages, notice = Waiting(), [], _WaitNotice()
+
+    def step(age: float) -> None:
+        ages.append((age, notice.due(task, age)))
+        task.done = True
+
+    class Fw:
+        def refresh_waiting(self) -> None:
+            pass
+
+    _follow(Fw(), task, timeout=None, poll=0.01, step=step)
+    assert len(ages) == 1 and 5.0 <= ages[0][0] < 60 and ages[0][1] is True
+    assert notice.due(task, 6.0) is False and notice.due(task, 34.0) is True
