@@ -40,8 +40,9 @@ class CgroupsV1Isolator(CgroupIsolator):
     # Joined in this order: cpuacct and memory first, cpu (the quota) last.
     CONTROLLERS = ("cpuacct", "memory", "cpu")
 
-    def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False) -> None:
+    def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False, nested: str = NESTED) -> None:
         self.root = root
+        self.nested = nested  # --cgroups-root: the parent of every container's cgroup
         self.io = io
         if io:  # cgroups/blkio: one more hierarchy, joined first
             self.CONTROLLERS = ("blkio", *self.CONTROLLERS)
@@ -51,12 +52,12 @@ class CgroupsV1Isolator(CgroupIsolator):
         self._parents_ready = False
 
     def _dir(self, ctrl: str, container_id: str) -> str:
-        return os.path.join(self.root, ctrl, NESTED, container_id)
+        return os.path.join(self.root, ctrl, self.nested, container_id)
 
     def prepare(self, container_id: str, limits: Limits) -> None:
         if not self._parents_ready:
             for ctrl in self.CONTROLLERS:
-                os.makedirs(os.path.join(self.root, ctrl, NESTED), exist_ok=True)
+                os.makedirs(os.path.join(self.root, ctrl, self.nested), exist_ok=True)
             self._parents_ready = True
         self._limits[container_id] = limits
         for ctrl in self.CONTROLLERS:

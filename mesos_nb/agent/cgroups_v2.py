@@ -33,8 +33,9 @@ from .isolator import (
 class CgroupsV2Isolator(CgroupIsolator):
     name = "cgroups/v2"
 
-    def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False) -> None:
+    def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False, nested: str = NESTED) -> None:
         self.root = root
+        self.nested = nested  # --cgroups-root: the parent of every container's cgroup
         self.io = io
         if io:
             self.name = "cgroups/v2+io"
@@ -43,12 +44,12 @@ class CgroupsV2Isolator(CgroupIsolator):
         self._parent_ready = False
 
     def _dir(self, container_id: str) -> str:
-        return os.path.join(self.root, NESTED, container_id)
+        return os.path.join(self.root, self.nested, container_id)
 
     def _ensure_parent(self) -> None:
         if self._parent_ready:
             return
-        parent = os.path.join(self.root, NESTED)
+        parent = os.path.join(self.root, self.nested)
         os.makedirs(parent, exist_ok=True)
         for d in (self.root, parent):
             with contextlib.suppress(OSError):

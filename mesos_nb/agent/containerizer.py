@@ -45,7 +45,7 @@ from .isolation import (
     parse_isolation,
     tree_stats,
 )
-from .isolator import CgroupJoin
+from .isolator import NESTED, CgroupJoin
 from .launcher import Launcher, LauncherUnavailable, prefer_recorded, watch_exit
 from .namespaces import container_preexec, host_mounts
 from .users import User, chain, supervisor_user_arg, switch_to
@@ -572,7 +572,8 @@ class PosixContainerizer(Containerizer):
 
 
 def make_containerizer(isolation: str, *, images: Any = None, work_dir: str | None = None,
-                       disk_watch_interval: float = 15.0, enforce_disk_quota: bool = False) -> Containerizer:
+                       disk_watch_interval: float = 15.0, enforce_disk_quota: bool = False,
+                       cgroups_root: str = NESTED) -> Containerizer:
     """A containerizer with the isolators ``isolation`` names (see :func:`parse_isolation`).
     Raises ValueError with a sentence when one cannot work on this machine."""
     spec = parse_isolation(isolation)
@@ -581,7 +582,7 @@ def make_containerizer(isolation: str, *, images: Any = None, work_dir: str | No
         if why is not None:
             names = ", ".join(n for n in ("filesystem/linux", "namespaces/pid") if n in spec.kinds)
             raise ValueError(f"{names} isolation is unavailable: {why}")
-    return PosixContainerizer(make_isolator(isolation), isolation=spec, images=images, work_dir=work_dir,
+    return PosixContainerizer(make_isolator(isolation, cgroups_root), isolation=spec, images=images, work_dir=work_dir,
                               disk_watch_interval=disk_watch_interval, enforce_disk_quota=enforce_disk_quota)
 
 

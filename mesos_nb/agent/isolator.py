@@ -38,6 +38,15 @@ class Limits:
     io: IoLimits | None = None
 
 
+def cgroups_root_name(name: str) -> str:
+    """``--cgroups-root`` checked: the one cgroup under each hierarchy that holds the agent's
+    containers (Mesos' ``--cgroups_root``, default ``mesos``; ours ``mesos_nb``). Raises
+    ValueError with a sentence."""
+    if name in ("", ".", "..") or not all(c.isalnum() or c in "-_." for c in name):
+        raise ValueError(f"--cgroups-root {name!r} is not a cgroup name: use letters, digits, '-', '_' and '.'")
+    return name
+
+
 def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.0f}MB"
 
@@ -181,6 +190,6 @@ def keeps_memory(want: int, old: Limits | None, in_use: Callable[[], int]) -> bo
     return old is not None and old.mem_bytes > 0 and want < old.mem_bytes and in_use() > want
 
 
-__all__ = ["Isolator", "CgroupIsolator", "keeps_memory", "Limits", "IoLimits", "memory_message", "read_text", "read_int", "write_text", "parse_kv", "mkdir_once",
+__all__ = ["Isolator", "CgroupIsolator", "keeps_memory", "cgroups_root_name", "Limits", "IoLimits", "memory_message", "read_text", "read_int", "write_text", "parse_kv", "mkdir_once",
            "cgroup_joiner", "CgroupJoin", "CGROUP_ROOT", "NESTED", "CFS_PERIOD_US", "MIN_CPU_SHARES",
            "MIN_MEMORY_BYTES"]
