@@ -31,7 +31,6 @@ import os
 import signal
 import sys
 import time
-import uuid
 from typing import Any
 
 from mesos_nb.protocol import recordio
@@ -449,7 +448,7 @@ class PyExecutor:
                data: bytes | None = None) -> None:
         status: dict[str, Any] = {"task_id": {"value": task_id}, "state": state, "source": "SOURCE_EXECUTOR",
                                   "executor_id": {"value": self.executor_id}, "timestamp": time.time(),
-                                  "uuid": _b64(uuid.uuid4().bytes)}
+                                  "uuid": _b64(os.urandom(16))}  # random, as a uuid4
         if message:
             status["message"] = message
         if reason:
