@@ -63,3 +63,37 @@ def test_descendants_are_read_from_proc_without_scanning_every_process():
             p.kill()
         tree.kill()
         tree.wait()
+
+
+async def test_the_executors_connection_survives_the_agent_closing_an_idle_one():
+    """aiohttp closes a kept-alive connection after 75 s idle; the next call must go out at once
+    on a new connection, not fail into the sender's back-off. A server here answers each call
+    with keep-alive and then closes the connection anyway."""
+    import asyncio
+    import time
+
+    from mesos_nb.frameworks.pyexec.agent_http import AgentConnection
+
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
+        seen.append(await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = AgentConnection("127.0.0.1", port, "/api/v1/executor")
+    try:
+        assert await conn.post(b'{"n": 1}') == (202, b"")
+        await asyncio.sleep(0.05)  # the server's close reaches us (scenario time, not a wait for a result)
+        t0 = time.monotonic()
+        assert await conn.post(b'{"n": 2}') == (202, b"")
+        assert time.monotonic() - t0 < 5.0 and seen == [b'{"n": 1}', b'{"n": 2}']
+    finally:
+        conn.close()
+        server.close()
+        await server.wait_closed()

@@ -33,8 +33,16 @@ class AgentConnection:
         self._writer: asyncio.StreamWriter | None = None
         self._conn: h11.Connection | None = None
 
+    @property
+    def _reusable(self) -> bool:
+        """An idle kept-alive connection the agent has not closed (aiohttp closes idle ones after
+        75 s: a notebook often waits longer than that between two cells)."""
+        return (self._conn is not None and self._conn.our_state is h11.IDLE and self._conn.their_state is h11.IDLE
+                and self._reader is not None and not self._reader.at_eof())
+
     async def _open(self) -> h11.Connection:
-        if self._conn is not None and self._conn.our_state is h11.IDLE and self._conn.their_state is h11.IDLE:
+        if self._reusable:
+            assert self._conn is not None
             return self._conn
         self.close()
         try:
@@ -74,7 +82,18 @@ class AgentConnection:
                 raise AgentHttpError(f"the agent answered with {type(ev).__name__} instead of a response")
 
     async def post(self, body: bytes) -> tuple[int, bytes]:
-        """POST ``body`` (JSON); the status and the whole response body."""
+        """POST ``body`` (JSON); the status and the whole response body. A kept-alive connection
+        that turns out closed is replaced at once, without the sender's back-off (should the
+        call have reached the agent after all, a repeat is harmless: an update carries its uuid,
+        an output message its offset)."""
+        if self._reusable:
+            try:
+                return await self._post(body)
+            except AgentHttpError:
+                pass  # closed under us between two calls: once more on a new connection
+        return await self._post(body)
+
+    async def _post(self, body: bytes) -> tuple[int, bytes]:
         try:
             conn, resp = await self._start(body, [])
             out = [data async for data in self._body(conn)]
