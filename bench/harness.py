@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +75,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_local(work: str, resources: str, agents: int = 2, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
+def start_local(work: str, resources: str, agents: int = 2, timeout: float = 60.0,
+                extra: Sequence[str] = ()) -> tuple[subprocess.Popen, str]:
     """``mesos-nb local`` without authentication in its own session, once its agents are
     registered: (the process, the master's HOST:PORT). Its output is dropped."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mesos_nb", "local", "--no-authenticate", "--agents", str(agents), "--port", str(port),
-         "--work-dir", work, "--resources", resources],
+         "--work-dir", work, "--resources", resources, *extra],
         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -2,7 +2,8 @@
 next to Dask's ``client.submit(...).result()`` on a one-worker LocalCluster, in the same
 kernel and the same run (the issue's target: warm p50 <= 2x Dask, the first cell <= 1 s).
 
-    python bench/remote_cell.py [--rounds 30] [--fresh 5] [--json]
+    python bench/remote_cell.py [--rounds 30] [--fresh 5] [--isolation auto|posix|...]
+                                [--cgroups-root NAME] [--json]
 
 A `mesos-nb local` cluster (2 agents) runs as a separate process (not timed). One ipykernel
 is started through jupyter_client; every figure is the time from sending an execute request
@@ -12,7 +13,9 @@ to its reply, measured by the client, like a user pressing Shift-Enter. The cell
 * dask:  ``client.submit(operator.add, 2, 2, pure=False).result()``
 * fresh: ``%%mesos task --fresh --cpus 0.1 --mem 64`` / ``2 + 2`` (a new process per cell)
 
-Warm and Dask cells alternate so that background load hits both alike.
+Warm and Dask cells alternate so that background load hits both alike. On a machine where
+other agents run containers, give ``--cgroups-root`` a name of this run's own: sibling cgroups
+share CPU by ``cpu.shares`` whatever their nice values, Dask's processes do not.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ FRESH = "%%mesos task --fresh --cpus 0.1 --mem 64\n2 + 2"
 DASK = "client.submit(operator.add, 2, 2, pure=False).result()"
 
 
-def start_cluster(work: str) -> tuple[subprocess.Popen, str]:
-    return start_local(work, "cpus:2;mem:2048;disk:1024")
+def start_cluster(work: str, isolation: str = "auto", cgroups_root: str | None = None) -> tuple[subprocess.Popen, str]:
+    extra = ["--isolation", isolation] + (["--cgroups-root", cgroups_root] if cgroups_root else [])
+    return start_local(work, "cpus:2;mem:2048;disk:1024", extra=extra)
 
 
 class Kernel:
@@ -81,11 +85,11 @@ def p50(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def run(rounds: int = 30, fresh: int = 5) -> dict[str, Any]:
+def run(rounds: int = 30, fresh: int = 5, isolation: str = "auto", cgroups_root: str | None = None) -> dict[str, Any]:
     work = tempfile.mkdtemp(prefix="bench-cell-")
     home = os.path.join(work, "home")
     os.makedirs(home)
-    proc, master = start_cluster(os.path.join(work, "cluster"))
+    proc, master = start_cluster(os.path.join(work, "cluster"), isolation, cgroups_root)
     kernel = None
     try:
         kernel = Kernel(home)
@@ -113,7 +117,8 @@ def run(rounds: int = 30, fresh: int = 5) -> dict[str, Any]:
             proc.kill()
     res = {"rounds": rounds, "first_warm_cell_s": round(first, 4), "warm_p50_ms": round(p50(warm) * 1000, 2),
            "dask_p50_ms": round(p50(dask) * 1000, 2), "fresh_p50_ms": round(p50(cold) * 1000, 2),
-           "warm_p90_ms": round(sorted(warm)[int(0.9 * (len(warm) - 1))] * 1000, 2) if warm else None}
+           "warm_p90_ms": round(sorted(warm)[int(0.9 * (len(warm) - 1))] * 1000, 2) if warm else None,
+           "isolation": isolation, "cgroups_root": cgroups_root}
     res["warm_over_dask"] = round(res["warm_p50_ms"] / res["dask_p50_ms"], 2)
     return res
 
@@ -122,9 +127,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--fresh", type=int, default=5)
+    ap.add_argument("--isolation", default="auto", help="the agents' --isolation (auto: cgroups where writable)")
+    ap.add_argument("--cgroups-root", help="the agents' --cgroups-root (a parent of their own: containers of "
+                                           "other clusters on this machine then do not share its CPU weight)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    res = run(a.rounds, a.fresh)
+    res = run(a.rounds, a.fresh, a.isolation, a.cgroups_root)
     if a.json:
         print(json.dumps(res))
     else:

@@ -1,7 +1,5 @@
 """mesos-nb: Apache Mesos re-made in Python, notebook first."""
 
-from mesos_nb.protocol.version import VERSION as __version__
-
 __all__ = ["__version__", "connect", "load_ipython_extension", "unload_ipython_extension"]
 
 
@@ -27,6 +25,10 @@ def connect(master: str | None = None):  # noqa: ANN201 - returns mesos_nb.noteb
 
 
 def __getattr__(name: str):  # lazy: importing mesos_nb must not import distributed
+    if name == "__version__":  # read from package metadata: not paid by every subpackage's import
+        from mesos_nb.protocol.version import VERSION
+
+        return VERSION
     if name == "MesosCluster":
         from mesos_nb.frameworks.dask import MesosCluster
 

@@ -152,10 +152,12 @@ async def local_cluster(tmp_path: Path):
 
 
 @contextlib.contextmanager
-def cluster_thread(work_dir: Path, agents: int = 2, resources: str = SMALL_AGENT) -> Iterator[Any]:
+def cluster_thread(work_dir: Path, agents: int = 2, resources: str = SMALL_AGENT,
+                   agent_options: dict[str, Any] | None = None) -> Iterator[Any]:
     from mesos_nb.notebook.embedded import ClusterThread
 
-    ct = ClusterThread(agents=agents, port=0, agent_resources=resources, work_dir=str(work_dir))
+    ct = ClusterThread(agents=agents, port=0, agent_resources=resources, work_dir=str(work_dir),
+                       **({"agent_options": agent_options} if agent_options else {}))
     ct.start()
     try:
         yield ct

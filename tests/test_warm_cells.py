@@ -179,14 +179,28 @@ def test_fresh_runs_the_cell_in_a_new_process(ip):
     assert f"/executors/{t.id}/" in cwd and not hasattr(t, "executor_id")
 
 
+def used_on_master(cluster, framework_id: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(cpus, mem) in use by the framework, and on its executor's agent, in /master/state."""
+    state = get_json(cluster.master_url + "/master/state")
+    f = next(f for f in state["frameworks"] if f["id"] == framework_id)
+    agent_ids = {e["slave_id"] for e in f.get("executors", [])}
+    on_agents = [s["used_resources"] for s in state["slaves"] if s["id"] in agent_ids]
+    a = on_agents[0] if on_agents else {"cpus": 0.0, "mem": 0.0}
+    return (f["used_resources"]["cpus"], f["used_resources"]["mem"]), (a["cpus"], a["mem"])
+
+
 def test_an_idle_executor_ends_and_gives_its_resources_back(ip, cluster):
     ip._mesos_nb_magics.warm_idle_timeout = 3.0
     ppid = cell(ip, "import os\nos.getppid()", "task --cpus 0.3 --mem 64")
     ex = fw(ip).last_cell_task.executor
+    fid = fw(ip).framework_id
+    # the cell ended; the executor runs on and holds its own resources (0.5 cpus, 128 MB)
+    assert used_on_master(cluster, fid) == ((0.5, 128.0), (0.5, 128.0))
     wait_for(lambda: not alive(ppid), 30, message="the idle executor exits")
     wait_for(lambda: ex.state == "dead", 30, message="the framework learns it ended")
-    wait_for(lambda: ex.executor_id not in executors_on_master(cluster, fw(ip).framework_id), 30,
+    wait_for(lambda: ex.executor_id not in executors_on_master(cluster, fid), 30,
              message="the master forgets the executor")
+    assert used_on_master(cluster, fid)[0] == (0.0, 0.0)  # ... and gives them back
     assert cell(ip, "import os\nos.getppid()", "task --cpus 0.3 --mem 64") != ppid
     assert fw(ip).last_cell_task.fresh_executor
 
@@ -195,3 +209,41 @@ def test_disconnect_ends_the_warm_executor(ip):
     ppid = cell(ip, "import os\nos.getppid()")
     ip.run_line_magic("mesos", "disconnect")
     wait_for(lambda: not alive(ppid), 30, message="the executor ends with the framework")
+
+
+def test_warm_cells_run_where_the_agent_authenticates_executors(tmp_path_factory):
+    """With --authenticate-http-executors the executor must present its container's token;
+    the token is the executor's and does not reach the cells."""
+    with cluster_thread(tmp_path_factory.mktemp("auth-exec"), 1, AGENT, {"authenticate_http_executors": True}) as ct, \
+            mesos_shell(connect=ct.master_address) as shell:
+        with capture_output():
+            assert cell(shell, "6 * 7") == 42
+        assert cell(shell, "import os\n'MESOS_EXECUTOR_AUTHENTICATION_TOKEN' in os.environ") is False
+        assert cell(shell, "import os\n'MESOS_EXECUTOR_ID' in os.environ") is True
+
+
+def test_the_wait_notice_uses_the_tasks_wall_clock_age():
+    """Both paths say why a cell waits once it has waited 3 s (then every 30 s); the fresh
+    path compared wall-clock creation with the monotonic clock and never said it."""
+    import time
+
+    from mesos_nb.notebook.remote import _follow, _WaitNotice
+
+    class Waiting:  # what _follow reads of a TaskHandle
+        phase, done, id, state = "requested", False, "cell-x", "TASK_STAGING"
+        created = time.time() - 5.0
+        cond = threading.Condition()
+
+    task, ages, notice = Waiting(), [], _WaitNotice()
+
+    def step(age: float) -> None:
+        ages.append((age, notice.due(task, age)))
+        task.done = True
+
+    class Fw:
+        def refresh_waiting(self) -> None:
+            pass
+
+    _follow(Fw(), task, timeout=None, poll=0.01, step=step)
+    assert len(ages) == 1 and 5.0 <= ages[0][0] < 60 and ages[0][1] is True
+    assert notice.due(task, 6.0) is False and notice.due(task, 34.0) is True

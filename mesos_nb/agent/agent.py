@@ -105,7 +105,7 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
         self.containerizer = containerizer or make_containerizer(
             config.isolation, images=self.images, work_dir=config.work_dir,
             disk_watch_interval=config.container_disk_watch_interval,
-            enforce_disk_quota=config.enforce_container_disk_quota)
+            enforce_disk_quota=config.enforce_container_disk_quota, cgroups_root=config.cgroups_root)
         if getattr(self.containerizer, "images", self.images) is None:
             self.containerizer.images = self.images  # type: ignore[attr-defined]
         self._io_device: str | None = None

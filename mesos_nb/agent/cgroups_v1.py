@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import replace
 from typing import Any
 
 from . import io_control
 from .cgroupfs import mkdir_once, parse_kv, read_int, read_text, write_text
-from .isolator import CGROUP_ROOT, MIN_CPU_SHARES, NESTED, CgroupIsolator, Limits
+from .isolator import CGROUP_ROOT, MIN_CPU_SHARES, NESTED, CgroupIsolator, Limits, keeps_memory
 
 
 class CgroupsV1Isolator(CgroupIsolator):
@@ -23,36 +24,51 @@ class CgroupsV1Isolator(CgroupIsolator):
     # Joined in this order: cpuacct and memory first, cpu (the quota) last.
     CONTROLLERS = ("cpuacct", "memory", "cpu")
 
-    def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False) -> None:
+    def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False, nested: str = NESTED) -> None:
         super().__init__(root, io)
+        self.nested = nested  # --cgroups-root: the parent of every container's cgroup
         if io:  # cgroups/blkio: one more hierarchy, joined first
             self.CONTROLLERS = ("blkio", *self.CONTROLLERS)
             self.name = "cgroups/v1+blkio"
         self._parents_ready = False
 
     def _dir(self, ctrl: str, container_id: str) -> str:
-        return os.path.join(self.root, ctrl, NESTED, container_id)
+        return os.path.join(self.root, ctrl, self.nested, container_id)
 
     def prepare(self, container_id: str, limits: Limits) -> None:
         if not self._parents_ready:
             for ctrl in self.CONTROLLERS:
-                os.makedirs(os.path.join(self.root, ctrl, NESTED), exist_ok=True)
+                os.makedirs(os.path.join(self.root, ctrl, self.nested), exist_ok=True)
             self._parents_ready = True
         self._limits[container_id] = limits
         for ctrl in self.CONTROLLERS:
             mkdir_once(self._dir(ctrl, container_id))
+        if limits.mem_bytes > 0:
+            with contextlib.suppress(OSError):  # no swap accounting: fine
+                write_text(os.path.join(self._dir("memory", container_id), "memory.swappiness"), "0")
+        self._write_limits(container_id, limits, None)
+        if self.io and limits.io:
+            io_control.apply_v1(self._dir("blkio", container_id), limits.io)
+
+    def _write_limits(self, container_id: str, limits: Limits, old: Limits | None) -> Limits:
+        """CPU shares and quota, and the memory limit (lowered from ``old`` only as far as
+        the cgroup's usage allows); returns the limits now in force."""
         cpu = self._dir("cpu", container_id)
         if limits.cpus > 0:
             # A new cgroup's cpu.cfs_period_us is already CFS_PERIOD_US (the kernel default).
             write_text(os.path.join(cpu, "cpu.shares"), str(max(MIN_CPU_SHARES, int(1024 * limits.cpus))))
             write_text(os.path.join(cpu, "cpu.cfs_quota_us"), str(limits.cfs_quota_us()))
-        if limits.mem_bytes > 0:
-            mem = self._dir("memory", container_id)
-            with contextlib.suppress(OSError):  # no swap accounting: fine
-                write_text(os.path.join(mem, "memory.swappiness"), "0")
-            write_text(os.path.join(mem, "memory.limit_in_bytes"), str(limits.cgroup_memory()))
-        if self.io and limits.io:
-            io_control.apply_v1(self._dir("blkio", container_id), limits.io)
+        if limits.mem_bytes <= 0:
+            return limits
+        mem = self._dir("memory", container_id)
+        want = limits.cgroup_memory()
+        if old is not None:
+            with contextlib.suppress(OSError):
+                write_text(os.path.join(mem, "memory.soft_limit_in_bytes"), str(want))
+            if keeps_memory(want, old, lambda: read_int(os.path.join(mem, "memory.usage_in_bytes"))):
+                return replace(limits, mem_bytes=old.mem_bytes)  # in use: keep the hard limit
+        write_text(os.path.join(mem, "memory.limit_in_bytes"), str(want))
+        return limits
 
     def _procs_files(self, container_id: str) -> list[str]:
         return [os.path.join(self._dir(c, container_id), "cgroup.procs") for c in self.CONTROLLERS]

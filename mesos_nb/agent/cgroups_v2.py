@@ -7,29 +7,31 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import replace
 from typing import Any
 
 from . import io_control
 from .cgroupfs import mkdir_once, parse_kv, read_int, read_text, write_text
-from .isolator import CFS_PERIOD_US, CGROUP_ROOT, NESTED, CgroupIsolator, Limits
+from .isolator import CFS_PERIOD_US, CGROUP_ROOT, NESTED, CgroupIsolator, Limits, keeps_memory
 
 
 class CgroupsV2Isolator(CgroupIsolator):
     name = "cgroups/v2"
 
-    def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False) -> None:
+    def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False, nested: str = NESTED) -> None:
         super().__init__(root, io)
+        self.nested = nested  # --cgroups-root: the parent of every container's cgroup
         if io:
             self.name = "cgroups/v2+io"
         self._parent_ready = False
 
     def _dir(self, container_id: str) -> str:
-        return os.path.join(self.root, NESTED, container_id)
+        return os.path.join(self.root, self.nested, container_id)
 
     def _ensure_parent(self) -> None:
         if self._parent_ready:
             return
-        parent = os.path.join(self.root, NESTED)
+        parent = os.path.join(self.root, self.nested)
         os.makedirs(parent, exist_ok=True)
         for d in (self.root, parent):
             with contextlib.suppress(OSError):
@@ -41,11 +43,8 @@ class CgroupsV2Isolator(CgroupIsolator):
         self._limits[container_id] = limits
         d = self._dir(container_id)
         mkdir_once(d)
-        if limits.cpus > 0:
-            write_text(os.path.join(d, "cpu.weight"), str(max(1, min(10000, int(100 * limits.cpus)))))
-            write_text(os.path.join(d, "cpu.max"), f"{limits.cfs_quota_us()} {CFS_PERIOD_US}")
+        self._write_limits(container_id, limits, None)
         if limits.mem_bytes > 0:
-            write_text(os.path.join(d, "memory.max"), str(limits.cgroup_memory()))
             with contextlib.suppress(OSError):
                 write_text(os.path.join(d, "memory.swap.max"), "0")
         if self.io and limits.io:
@@ -53,6 +52,21 @@ class CgroupsV2Isolator(CgroupIsolator):
 
     def _procs_files(self, container_id: str) -> list[str]:
         return [os.path.join(self._dir(container_id), "cgroup.procs")]
+
+    def _write_limits(self, container_id: str, limits: Limits, old: Limits | None) -> Limits:
+        """cpu.weight, cpu.max and memory.max (lowered from ``old`` only as far as
+        ``memory.current`` allows: a lower memory.max would OOM-kill); the limits in force."""
+        d = self._dir(container_id)
+        if limits.cpus > 0:
+            write_text(os.path.join(d, "cpu.weight"), str(max(1, min(10000, int(100 * limits.cpus)))))
+            write_text(os.path.join(d, "cpu.max"), f"{limits.cfs_quota_us()} {CFS_PERIOD_US}")
+        if limits.mem_bytes <= 0:
+            return limits
+        want = limits.cgroup_memory()
+        if keeps_memory(want, old, lambda: read_int(os.path.join(d, "memory.current"))):
+            return replace(limits, mem_bytes=old.mem_bytes)  # in use: keep the limit
+        write_text(os.path.join(d, "memory.max"), str(want))
+        return limits
 
     def _oom_peak(self, container_id: str) -> int | None:
         d = self._dir(container_id)

@@ -18,6 +18,7 @@ class AgentConfig:
     # auto | posix | cgroups | cgroups/v1 | cgroups/v2, or a Mesos list such as
     # "cgroups/cpu,cgroups/mem,cgroups/blkio,disk/du,filesystem/linux,namespaces/pid"
     isolation: str = "auto"
+    cgroups_root: str = "mesos_nb"  # the cgroup holding the containers in each hierarchy (Mesos --cgroups_root)
     docker_registry: str | None = None  # a directory of `docker save` tarballs or a registry URL (Docker Hub)
     docker_store_dir: str | None = None  # image layer store; None = <work_dir>/store/docker
     image_store_max_bytes: int = 0  # LRU bound of the layer store (0 = unbounded)

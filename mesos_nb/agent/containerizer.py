@@ -45,7 +45,7 @@ from .isolation import (
     parse_isolation,
     tree_stats,
 )
-from .isolator import CgroupJoin
+from .isolator import NESTED, CgroupJoin
 from .launcher import Launcher, LauncherUnavailable, prefer_recorded, watch_exit
 from .namespaces import container_preexec, host_mounts
 from .users import User, chain, supervisor_user_arg, switch_to
@@ -114,6 +114,11 @@ class Containerizer:
 
     def usage(self, container: Container) -> dict[str, float] | None:
         return None
+
+    def update(self, container: Container, limits: Limits) -> None:
+        """New limits for a running container (Mesos' containerizer ``update``: an executor's
+        container grows and shrinks with its tasks). Raises OSError."""
+        container.limits = limits
 
     def close(self) -> None:
         """Release the containerizer's own resources (not the containers)."""
@@ -186,6 +191,13 @@ class PosixContainerizer(Containerizer):
             if not queued or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
+
+    def update(self, container: Container, limits: Limits) -> None:
+        if container.exited:
+            return
+        container.limits = self.isolator.update(container.container_id, limits)
+        if self._poller is None and limits.mem_bytes > 0:
+            self._poller = asyncio.get_running_loop().call_later(self.poll_interval, self._poll)
 
     # ------------------------------------------------------------------ limitation polling
     def _track(self, c: Container) -> None:
@@ -560,7 +572,8 @@ class PosixContainerizer(Containerizer):
 
 
 def make_containerizer(isolation: str, *, images: Any = None, work_dir: str | None = None,
-                       disk_watch_interval: float = 15.0, enforce_disk_quota: bool = False) -> Containerizer:
+                       disk_watch_interval: float = 15.0, enforce_disk_quota: bool = False,
+                       cgroups_root: str = NESTED) -> Containerizer:
     """A containerizer with the isolators ``isolation`` names (see :func:`parse_isolation`).
     Raises ValueError with a sentence when one cannot work on this machine."""
     spec = parse_isolation(isolation)
@@ -569,7 +582,7 @@ def make_containerizer(isolation: str, *, images: Any = None, work_dir: str | No
         if why is not None:
             names = ", ".join(n for n in ("filesystem/linux", "namespaces/pid") if n in spec.kinds)
             raise ValueError(f"{names} isolation is unavailable: {why}")
-    return PosixContainerizer(make_isolator(isolation), isolation=spec, images=images, work_dir=work_dir,
+    return PosixContainerizer(make_isolator(isolation, cgroups_root), isolation=spec, images=images, work_dir=work_dir,
                               disk_watch_interval=disk_watch_interval, enforce_disk_quota=enforce_disk_quota)
 
 

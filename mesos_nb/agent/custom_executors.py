@@ -31,7 +31,7 @@ from . import checkpoint as ckpt
 from . import sandbox
 from . import volumes as persistent_volumes
 from .containerizer import LaunchError, LaunchSpec, describe_status
-from .environment import command_argv
+from .environment import command_argv, limits_for
 from .records import ExecutorEntry, FrameworkEntry, TaskEntry
 from .users import UnknownUser
 
@@ -127,12 +127,34 @@ class CustomExecutors:
                 self._update(entry, "TASK_FAILED", reason="REASON_CONTAINER_LAUNCH_FAILED", source="SOURCE_AGENT",
                              message=f"Failed to checkpoint the task: {e}")
             return
+        if not new_executor:
+            self._resize_container(ex)  # grown before the executor hears of the task
         if ex.stream is not None:
             self._send_launch(ex, group, tasks)
         else:
             ex.queued.append((group, tasks))
         if new_executor:
             self._spawn(self._run_executor(fw, ex))
+
+    def _resize_container(self, ex: ExecutorEntry) -> None:
+        """A custom executor's container holds its own resources plus its live tasks' (Mesos'
+        containerizer ``update``): it grows when a task is launched into it and shrinks when
+        one ends."""
+        c = ex.container
+        if c is None or c.exited or ex.command_executor:
+            return
+        want = limits_for(ex.resources + sum((t.resources for t in ex.tasks.values()), Resources()), io=c.limits.io)
+        if (want.cpus, want.mem_bytes, want.disk_bytes) == (c.limits.cpus, c.limits.mem_bytes, c.limits.disk_bytes):
+            return
+        try:
+            self.containerizer.update(c, want)
+        except OSError as e:
+            logger.warning("executor container not resized agent=%s framework=%s executor=%s: %s",
+                           self.agent_id, ex.framework_id, ex.executor_id, e)
+            return
+        logger.info("executor container resized agent=%s framework=%s executor=%s cpus=%g mem=%dMB tasks=%d",
+                    self.agent_id, ex.framework_id, ex.executor_id, c.limits.cpus, c.limits.mem_bytes >> 20,
+                    len(ex.tasks))
 
     def _send_launch(self, ex: ExecutorEntry, group: bool, tasks: list[TaskInfo]) -> None:
         tasks = [t for t in tasks if t.task_id.value not in ex.launched and t.task_id.value in ex.tasks]
@@ -184,6 +206,7 @@ class CustomExecutors:
             self._executor_done(fw, ex, None)
             return
         ex.container = container
+        self._resize_container(ex)  # tasks launched or ended while it started
         self._checkpoint_container(ex, container, "executor")
         logger.info("executor started agent=%s framework=%s executor=%s pid=%d", self.agent_id, fw.framework_id,
                     ex.executor_id, container.pid)

@@ -37,16 +37,16 @@ from dataclasses import dataclass
 from .cgroupfs import read_text, write_text
 from .cgroups_v1 import CgroupsV1Isolator
 from .cgroups_v2 import CgroupsV2Isolator
-from .isolator import CGROUP_ROOT, NESTED, Isolator, Limits, memory_message
+from .isolator import CGROUP_ROOT, NESTED, Isolator, Limits, cgroups_root_name, memory_message
 from .posix_isolator import PosixIsolator, tree_stats
 
 logger = logging.getLogger("mesos_nb.agent")
 
 
 # ---------------------------------------------------------------------- detection
-def _try_cgroup(path: str, files: list[str]) -> str | None:
+def _try_cgroup(path: str, files: list[str], nested: str = NESTED) -> str | None:
     """None when a child cgroup can be made at ``path`` with ``files`` writable, else why not."""
-    probe = os.path.join(path, NESTED, f"probe-{os.getpid()}-{time.monotonic_ns()}")
+    probe = os.path.join(path, nested, f"probe-{os.getpid()}-{time.monotonic_ns()}")
     try:
         os.makedirs(probe)
     except OSError as e:
@@ -61,7 +61,7 @@ def _try_cgroup(path: str, files: list[str]) -> str | None:
             os.rmdir(probe)
 
 
-def cgroups_v2_unavailable(root: str = CGROUP_ROOT) -> str | None:
+def cgroups_v2_unavailable(root: str = CGROUP_ROOT, nested: str = NESTED) -> str | None:
     """None when cgroups v2 with cpu+memory can be used here, else a sentence saying why not."""
     controllers = read_text(os.path.join(root, "cgroup.controllers"))
     if controllers is None:
@@ -69,7 +69,7 @@ def cgroups_v2_unavailable(root: str = CGROUP_ROOT) -> str | None:
     missing = {"cpu", "memory"} - set(controllers.split())
     if missing:
         return f"cgroup2 at {root} lacks the {', '.join(sorted(missing))} controller(s)"
-    parent = os.path.join(root, NESTED)
+    parent = os.path.join(root, nested)
     try:
         os.makedirs(parent, exist_ok=True)
         for d in (root, parent):
@@ -77,33 +77,33 @@ def cgroups_v2_unavailable(root: str = CGROUP_ROOT) -> str | None:
                 write_text(os.path.join(d, "cgroup.subtree_control"), "+cpu +memory")
     except OSError as e:
         return f"cannot create {parent}: {e.strerror or e}"
-    return _try_cgroup(root, ["cpu.max", "memory.max"])
+    return _try_cgroup(root, ["cpu.max", "memory.max"], nested)
 
 
-def cgroups_v1_unavailable(root: str = CGROUP_ROOT) -> str | None:
+def cgroups_v1_unavailable(root: str = CGROUP_ROOT, nested: str = NESTED) -> str | None:
     """None when cgroups v1 cpu, cpuacct and memory hierarchies can be used, else why not."""
     for ctrl, files in (("cpu", ["cpu.shares", "cpu.cfs_quota_us"]), ("cpuacct", ["cgroup.procs"]),
                         ("memory", ["memory.limit_in_bytes"])):
         path = os.path.join(root, ctrl)
         if not os.path.isfile(os.path.join(path, "cgroup.procs")):
             return f"no cgroups v1 '{ctrl}' hierarchy at {path}"
-        why = _try_cgroup(path, files)
+        why = _try_cgroup(path, files, nested)
         if why:
             return why
     return None
 
 
-def detect_isolation(root: str = CGROUP_ROOT) -> tuple[str, dict[str, str]]:
+def detect_isolation(root: str = CGROUP_ROOT, nested: str = NESTED) -> tuple[str, dict[str, str]]:
     """('cgroups/v2' | 'cgroups/v1' | 'posix', {kind: why it is unavailable})."""
     why: dict[str, str] = {}
     if os.geteuid() != 0:
         why["cgroups"] = "the agent is not running as root"
         return "posix", why
-    w2 = cgroups_v2_unavailable(root)
+    w2 = cgroups_v2_unavailable(root, nested)
     if w2 is None:
         return "cgroups/v2", why
     why["cgroups/v2"] = w2
-    w1 = cgroups_v1_unavailable(root)
+    w1 = cgroups_v1_unavailable(root, nested)
     if w1 is None:
         return "cgroups/v1", why
     why["cgroups/v1"] = w1
@@ -167,18 +167,20 @@ def blkio_unavailable(kind: str, root: str = CGROUP_ROOT) -> str | None:
     return "I/O control needs cgroups (the isolation fell back to posix)"
 
 
-def make_isolator(isolation: str) -> Isolator:
+def make_isolator(isolation: str, cgroups_root: str = NESTED) -> Isolator:
     """The resource isolator: ``auto`` | ``posix`` (+ ``posix/*``) | ``cgroups`` (best version) |
     ``cgroups/v1`` | ``cgroups/v2`` (+ ``cgroups/cpu``, ``cgroups/mem``, ``cgroups/blkio``).
     The other Mesos names (``disk/du``, ``filesystem/linux``, ``namespaces/pid``) are the
-    containerizer's (see :func:`parse_isolation`)."""
+    containerizer's (see :func:`parse_isolation`). ``cgroups_root``: the cgroup under each
+    hierarchy that holds the containers (``--cgroups-root``)."""
     spec = parse_isolation(isolation)
+    nested = cgroups_root_name(cgroups_root)
     kinds = spec.kinds
     if kinds & (CGROUP_NAMES | IO_NAMES) or "auto" in kinds:
-        best, why = detect_isolation()
+        best, why = detect_isolation(nested=nested)
         wanted = "cgroups/v1" if "cgroups/v1" in kinds else "cgroups/v2" if "cgroups/v2" in kinds else None
         if wanted is not None and best != wanted:
-            if wanted == "cgroups/v1" and cgroups_v1_unavailable() is None:
+            if wanted == "cgroups/v1" and cgroups_v1_unavailable(nested=nested) is None:
                 best = wanted
             else:
                 reason = why.get(wanted) or why.get("cgroups") or f"{wanted} unavailable"
@@ -191,9 +193,9 @@ def make_isolator(isolation: str) -> Isolator:
             if why_io is not None:
                 raise ValueError(f"cgroups/blkio isolation is unavailable: {why_io}")
         if best == "cgroups/v2":
-            return CgroupsV2Isolator(io=spec.io)
+            return CgroupsV2Isolator(io=spec.io, nested=nested)
         if best == "cgroups/v1":
-            return CgroupsV1Isolator(io=spec.io)
+            return CgroupsV1Isolator(io=spec.io, nested=nested)
         return PosixIsolator()
     return PosixIsolator()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .cgroupfs import write_text
 
@@ -48,6 +48,15 @@ class Limits:
     def cfs_quota_us(self) -> int:
         """CPU time per ``CFS_PERIOD_US`` (at least 1 ms, the kernel's minimum)."""
         return max(1000, int(CFS_PERIOD_US * self.cpus))
+
+
+def cgroups_root_name(name: str) -> str:
+    """``--cgroups-root`` checked: the one cgroup under each hierarchy that holds the agent's
+    containers (Mesos' ``--cgroups_root``, default ``mesos``; ours ``mesos_nb``). Raises
+    ValueError with a sentence."""
+    if name in ("", ".", "..") or not all(c.isalnum() or c in "-_." for c in name):
+        raise ValueError(f"--cgroups-root {name!r} is not a cgroup name: use letters, digits, '-', '_' and '.'")
+    return name
 
 
 def _mb(n: int) -> str:
@@ -99,6 +108,13 @@ class Isolator:
     def isolate(self, container_id: str, pid: int, limits: Limits) -> None:
         pass
 
+    def update(self, container_id: str, limits: Limits) -> Limits:
+        """New limits for a running container (an executor's tasks come and go, as Mesos'
+        containerizer ``update``); returns the limits in force. Memory is lowered only as far
+        as it is not in use, so a shrink never kills what runs (Mesos then lowers only the
+        soft limit). Raises OSError."""
+        return limits
+
     def limitation(self, container_id: str) -> str | None:
         """A message when the container broke its memory limit, else None."""
         return None
@@ -133,7 +149,9 @@ class Isolator:
 class CgroupIsolator(Isolator):
     """What both cgroup versions do alike: remember each container's limits, join the child to
     its cgroups before it execs (or move a recovered pid in after), and forget a removed one.
-    A version says where its ``cgroup.procs`` files are (``_procs_files``, in join order)."""
+    A version says where its ``cgroup.procs`` files are (``_procs_files``, in join order) and
+    writes its own limit files (``_write_limits``, also when a task resizes its executor's
+    container through :meth:`update`)."""
 
     def __init__(self, root: str, io: bool) -> None:
         self.root = root
@@ -173,6 +191,23 @@ class CgroupIsolator(Isolator):
         self._limits.pop(container_id, None)
         self._joined.discard(container_id)
 
+    def _write_limits(self, container_id: str, limits: Limits, old: Limits | None) -> Limits:
+        raise NotImplementedError
 
-__all__ = ["Isolator", "CgroupIsolator", "Limits", "IoLimits", "memory_message", "cgroup_joiner", "CgroupJoin", "CGROUP_ROOT", "NESTED", "CFS_PERIOD_US", "MIN_CPU_SHARES",
+    def update(self, container_id: str, limits: Limits) -> Limits:
+        old = self._limits.get(container_id)
+        if old is None:
+            return limits
+        now = self._limits[container_id] = replace(self._write_limits(container_id, limits, old), io=old.io)
+        return now
+
+
+def keeps_memory(want: int, old: Limits | None, in_use: Callable[[], int]) -> bool:
+    """True when a new memory limit ``want`` must not be written: it would lower ``old``'s
+    under what the container uses now (``in_use``, read only then)."""
+    return old is not None and old.mem_bytes > 0 and want < old.mem_bytes and in_use() > want
+
+
+__all__ = ["Isolator", "CgroupIsolator", "keeps_memory", "cgroups_root_name", "Limits", "IoLimits", "memory_message",
+           "cgroup_joiner", "CgroupJoin", "CGROUP_ROOT", "NESTED", "CFS_PERIOD_US", "MIN_CPU_SHARES",
            "MIN_MEMORY_BYTES"]

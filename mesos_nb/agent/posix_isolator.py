@@ -105,6 +105,12 @@ class PosixIsolator(Isolator):
     def isolate(self, container_id: str, pid: int, limits: Limits) -> None:
         self._pids[container_id] = (pid, limits)
 
+    def update(self, container_id: str, limits: Limits) -> Limits:
+        entry = self._pids.get(container_id)
+        if entry is not None:  # the enforcement is this bookkeeping: the next poll uses it
+            self._pids[container_id] = (entry[0], limits)
+        return limits
+
     def usage(self, container_id: str) -> dict[str, float] | None:
         entry = self._pids.get(container_id)
         if entry is None:

@@ -73,6 +73,7 @@ class TaskStatusUpdates:
         ex = fw.executors.get(task.executor_id) if fw else None
         if ex is not None and ex.tasks.pop(task.task_id, None) is not None:
             ex.completed_tasks.append(task)
+            self._resize_container(ex)  # a custom executor's container shrinks by the task
 
     def _agent_update(self, fw_id: str, task_id: str, ex_id: str, state: str, *,
                       reason: str | None = None, message: str | None = None) -> None:

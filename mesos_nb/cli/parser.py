@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt(a, "--isolation", default="auto",
         help="auto (the best this machine allows), cgroups, cgroups/v1, cgroups/v2, posix, or Mesos names: "
              "cgroups/cpu,cgroups/mem,cgroups/blkio,disk/du,filesystem/linux,namespaces/pid")
+    opt(a, "--cgroups-root", default="mesos_nb",
+        help="the cgroup under each hierarchy that holds this agent's containers (Mesos --cgroups_root)")
     opt(a, "--docker-registry", help="container images: a directory of `docker save` tarballs or a registry URL "
                                      "(default: Docker Hub)")
     opt(a, "--docker-store-dir", help="image layer store (default: <work-dir>/store/docker)")
@@ -96,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt(lo, "--work-dir", help="work directory (default: a temporary one)")
     opt(lo, "--resources", help="resources of each agent (default: the machine divided among them)")
     opt(lo, "--isolation", help="isolation of each agent (as for 'mesos-nb agent'; default: auto)")
+    opt(lo, "--cgroups-root", help="the cgroup holding the agents' containers (as for 'mesos-nb agent'; "
+                                   "default: mesos_nb)")
     opt(lo, "--docker-registry", help="container images of each agent: a directory of `docker save` "
                                       "tarballs or a registry URL")
     opt(lo, "--log-level", type=log_level, default="warning", help="debug, info, warning, error")

@@ -149,7 +149,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
         cfg = AgentConfig(
             master=args.master, host=args.host, port=args.port, hostname=args.hostname,
             resources=args.resources, attributes=args.attributes, work_dir=args.work_dir,
-            isolation=args.isolation, agent_secret=legacy_secret, credential=args.credential,
+            isolation=args.isolation, cgroups_root=args.cgroups_root, agent_secret=legacy_secret,
+            credential=args.credential,
             switch_user=args.switch_user, executor_environment_variables=executor_env,
             http_credentials=args.http_credentials,
             authenticate_http_readonly=args.authenticate_http_readonly,
@@ -196,6 +197,7 @@ def cmd_local(args: argparse.Namespace) -> int:
     async def main() -> None:
         cluster = LocalCluster(agents=args.agents, port=args.port, work_dir=args.work_dir,
                                agent_resources=args.resources, isolation=args.isolation,
+                               agent_options={"cgroups_root": args.cgroups_root} if args.cgroups_root else None,
                                docker_registry=args.docker_registry, authenticate=not args.no_authenticate,
                                tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca)
         try:

@@ -67,6 +67,9 @@ class Framework:
     unreachable_tasks: dict[str, Task] = field(default_factory=dict)
     # agent_id -> {executor_id: ExecutorInfo}
     executors: dict[str, dict[str, m.ExecutorInfo]] = field(default_factory=dict)
+    # (agent_id, executor_id) -> (the executor's own resources, their role): allocated from the
+    # launch of its first task until it ends (Mesos), whatever its tasks do meanwhile
+    executor_resources: dict[tuple[str, str], tuple[Resources, str]] = field(default_factory=dict)
 
     @property
     def roles(self) -> list[str]:
@@ -75,6 +78,11 @@ class Framework:
     @property
     def partition_aware(self) -> bool:
         return self.info.has_capability("PARTITION_AWARE")
+
+    def executor_usage(self) -> list[tuple[str, Resources]]:
+        """(agent id, resources) held by each of its running executors (not by their tasks)."""
+        return [(agent_id, res) for (agent_id, ex_id), (res, _) in self.executor_resources.items()
+                if ex_id in self.executors.get(agent_id, ())]
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ from . import reservations, tasks, volumes
 from .effects import ToAgent
 from .model import Agent, Framework, Offer, Task
 from .state import MasterState
-from .validation import refuse_seconds, validate_task
+from .validation import executor_charge, refuse_seconds, validate_task
 
 log = logging.getLogger("mesos_nb.master")
 
@@ -253,13 +253,14 @@ def launch_steps(
         reason = "REASON_AGENT_DISCONNECTED" if agent else "REASON_AGENT_REMOVED"
         tasks.drop_tasks(st, fw, infos, reason, "Agent is not connected", now)
         return available
-    accepted: list[tuple[m.TaskInfo, Resources]] = []
+    accepted: list[tuple[m.TaskInfo, Resources]] = []  # each task with its own resources
     batch: set[str] = set()
+    starting: dict[str, Resources] = {}  # executors these tasks start -> their own resources
     group_error: str | None = None
     for task in infos:
         if executor is not None and task.executor is None:
             task.executor = executor
-        res, err = validate_task(fw, agent, task, available, batch)
+        res, err = validate_task(fw, agent, task, available, batch, starting)
         if err is None and st.authorize_task is not None:
             denied = st.authorize_task(fw, task)  # run_tasks ACL, injected by the shell
             if denied is not None:
@@ -275,15 +276,18 @@ def launch_steps(
         assert res is not None
         available = available - res
         batch.add(task.task_id.value)
-        accepted.append((task, res))
+        own = executor_charge(fw, agent.id, task, starting)
+        if own and task.executor is not None:
+            starting[task.executor.executor_id.value] = own
+        accepted.append((task, res - own))
     if group_error is not None:
         # A task group is delivered atomically: one bad task fails them all.
         for task in infos:
             tasks.task_error(st, fw, agent.id, task, "REASON_TASK_GROUP_INVALID", group_error, now)
-        return available + sum((r for _, r in accepted), Resources())
+        return available + sum((r for _, r in accepted), Resources()) + sum(starting.values(), Resources())
     for task, _ in accepted:
         if task.executor is not None:
-            fw.executors.setdefault(agent.id, {})[task.executor.executor_id.value] = task.executor
+            tasks.track_executor(fw, agent.id, task.executor, starting, role)
     for task, res in accepted:
         tid = task.task_id.value
         t = Task(

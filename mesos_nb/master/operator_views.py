@@ -143,10 +143,10 @@ class StateView:
         self._fw_allocated: dict[str, Resources] = {}
         for fw in core.frameworks.values():
             total = Resources()
-            for t in fw.tasks.values():
-                if t.state not in m.TERMINAL_STATES:
-                    total = total + t.resources
-                    self._allocated[t.agent_id] = self._allocated.get(t.agent_id, Resources()) + t.resources
+            held = [(t.agent_id, t.resources) for t in fw.tasks.values() if t.state not in m.TERMINAL_STATES]
+            for agent_id, res in held + fw.executor_usage():  # tasks and the executors' own
+                total = total + res
+                self._allocated[agent_id] = self._allocated.get(agent_id, Resources()) + res
             self._fw_allocated[fw.id] = total
         self._offered: dict[str, Resources] = {}
         self._fw_offered: dict[str, Resources] = {}

@@ -108,7 +108,7 @@ class ReadOnlyViews:
             "suppressed_roles": sorted(fw.suppressed_roles),
         }
         if used is None:
-            total = Resources()
+            total = sum((r for _, r in fw.executor_usage()), Resources())
             for t in fw.tasks.values():
                 if t.state not in m.TERMINAL_STATES:
                     total = total + t.resources
@@ -162,7 +162,8 @@ class ReadOnlyViews:
     def _agent(self, a: Agent, offered_by_agent: dict[str, Resources], used: _Used | None = None) -> dict[str, Any]:
         core = self.master.core
         if used is None:
-            total = Resources()
+            total = sum((r for fw in core.frameworks.values() for aid, r in fw.executor_usage() if aid == a.id),
+                        Resources())
             for fid, tid in a.tasks:
                 fw = core.frameworks.get(fid)
                 t = fw.tasks.get(tid) if fw else None

@@ -189,6 +189,10 @@ class StateRenderer:
                         acc.add(t.resources, millis)
             if chunk:
                 out.append(b",".join(chunk))
+        if by_agent is not None:  # a live framework: its executors hold their own resources too
+            for agent_id, res in fw.executor_usage():
+                used.add(res)
+                by_agent.setdefault(agent_id, _Used()).add(res)
         d = self.views._framework(fw, True, used=used)
         del d["tasks"], d["completed_tasks"]
         return b"".join([_enc.encode(d)[:-1], b',"tasks":[', b",".join(parts[0]),

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from ..protocol import channel as ch
 from ..protocol import messages as m
+from ..protocol.resources import Resources
 from . import partitions
 from .effects import ToAgent
 from .model import Framework, Task
@@ -31,6 +32,17 @@ def release_task(st: MasterState, task: Task) -> None:
     if task.agent_id in st.agents:
         st.allocator.recover(task.framework_id, task.agent_id, task.resources, role=task.role)
         st.wants_allocation = True
+
+
+def track_executor(fw: Framework, agent_id: str, info: m.ExecutorInfo, starting: dict[str, Resources],
+                   role: str) -> None:
+    """Record an executor a launch runs on ``agent_id``; one it starts (in ``starting``) holds
+    its own resources until it ends (:func:`executor_exited`), not until its first task does."""
+    ex_id = info.executor_id.value
+    fw.executors.setdefault(agent_id, {})[ex_id] = info
+    own = starting.get(ex_id)
+    if own:
+        fw.executor_resources[(agent_id, ex_id)] = (own, role)
 
 
 def complete_task(st: MasterState, fw: Framework, task: Task) -> None:
@@ -301,7 +313,13 @@ def executor_exited(st: MasterState, msg: ch.ExecutorExited) -> None:
     fw = st.frameworks.get(msg.framework_id)
     if fw is None:
         return
-    fw.executors.get(msg.agent_id, {}).pop(msg.executor_id, None)
+    known = fw.executors.get(msg.agent_id, {}).pop(msg.executor_id, None)
+    held = fw.executor_resources.pop((msg.agent_id, msg.executor_id), None)
+    if known is not None and held is not None and msg.agent_id in st.agents:
+        # the executor's own resources go back now (its tasks' went back at their ends)
+        st.allocator.recover(fw.id, msg.agent_id, held[0], role=held[1])
+        st.wants_allocation = True
+    st.version += 1
     st.emit(
         fw,
         m.Event(

@@ -6,6 +6,8 @@ nothing, so the transition modules validate first and mutate after.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import msgspec
 
 from ..protocol import messages as m
@@ -75,8 +77,22 @@ def refuse_seconds(filters: m.Filters | None) -> float:
     return min(s, MAX_REFUSE_SECONDS)
 
 
+def executor_charge(fw: Framework, agent_id: str, task: m.TaskInfo, starting: Mapping[str, Resources]) -> Resources:
+    """The executor's own resources when ``task`` starts it on this agent (it runs nowhere
+    there yet, and no earlier task of this launch starts it: ``starting``), else none.
+    Raises as ``Resources.from_proto`` does."""
+    ex = task.executor
+    if ex is None or not ex.resources:
+        return Resources()
+    ex_id = ex.executor_id.value
+    if ex_id in fw.executors.get(agent_id, ()) or ex_id in starting:
+        return Resources()
+    return Resources.from_proto(ex.resources)
+
+
 def validate_task(
-    fw: Framework, agent: Agent, task: m.TaskInfo, available: Resources, batch: set[str]
+    fw: Framework, agent: Agent, task: m.TaskInfo, available: Resources, batch: set[str],
+    starting: Mapping[str, Resources] | None = None,
 ) -> tuple[Resources | None, str | None]:
     """The resources a task takes (with its executor's, the first time), or why it is invalid."""
     tid = task.task_id.value
@@ -92,11 +108,7 @@ def validate_task(
     if task.command is not None and task.command.shell and not task.command.value:
         return None, "Task's CommandInfo has no 'value' to run"
     try:
-        res = task_resources(task.resources)
-        if task.executor is not None and task.executor.resources:
-            ex_id = task.executor.executor_id.value
-            if ex_id not in fw.executors.get(agent.id, {}):
-                res = res + Resources.from_proto(task.executor.resources)
+        res = task_resources(task.resources) + executor_charge(fw, agent.id, task, starting or {})
     except (ResourceParseError, ValueError) as e:
         return None, f"Task uses invalid resources: {e}"
     if not res:

@@ -25,6 +25,7 @@ import os
 import pickle
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -108,6 +109,48 @@ def _progress_text(task: Task) -> str:
     return f"task {task.id}: {task.state.replace('TASK_', '').lower()}{where} in {took:.1f} s"
 
 
+def _follow(framework: NotebookFramework, task: Task, *, timeout: float | None, poll: float,
+            step: Callable[[float], None], has_news: Callable[[], bool] = lambda: False) -> None:
+    """Wait for ``task`` to end, the same way for both paths: ask the framework why it waits
+    (once a second while no offer fits), call ``step(age)`` each round (progress line,
+    output; ``age``: seconds since the task was submitted), wake early when ``has_news``, and
+    kill the task past ``timeout`` or on an interrupt."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last_why = time.monotonic()
+    try:
+        while True:
+            if task.phase == "requested" and time.monotonic() - last_why >= 1.0:
+                last_why = time.monotonic()
+                framework.refresh_waiting()
+            step(time.time() - task.created)  # TaskHandle.created is wall-clock time
+            if task.done:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                task.kill(wait=10)
+                raise MesosNotebookError(f"the cell's task {task.id} did not finish within {timeout:g} s "
+                                         f"and was killed ({task.state})")
+            with task.cond:
+                if not task.done and not has_news():
+                    task.cond.wait(poll)
+    except KeyboardInterrupt:
+        task.kill(wait=5)
+        raise
+
+
+class _WaitNotice:
+    """Say why a task waits for an offer after 3 s, and again every 30 s (outside a kernel
+    the live line is not redrawn)."""
+
+    def __init__(self) -> None:
+        self.next_at = 3.0
+
+    def due(self, task: Task, age: float) -> bool:
+        if task.phase == "requested" and age > self.next_at:
+            self.next_at += 30
+            return True
+        return False
+
+
 def run_cell(framework: NotebookFramework, source: str, *, cpus: float, mem: float, gpus: float = 0.0,
              name: str | None = None, constraints: dict[str, str] | None = None,
              timeout: float | None = None, poll: float = 0.25, progress: bool = True) -> Any:
@@ -118,39 +161,22 @@ def run_cell(framework: NotebookFramework, source: str, *, cpus: float, mem: flo
     task.command = "%%mesos task (cell)"
     framework.last_cell_task = task  # type: ignore[attr-defined]
     line = LiveLine(progress)
-    deadline = None if timeout is None else time.monotonic() + timeout
     followers: list[Any] = []
-    shown_wait = 0.0
-    last_why = time.monotonic()
-    try:
-        while True:
-            if task.phase == "requested" and time.monotonic() - last_why >= 1.0:
-                last_why = time.monotonic()
-                framework.refresh_waiting()
-            line.show(_progress_text(task), important=False)
-            if task.phase == "requested" and time.monotonic() - task.created > 3 + shown_wait:
-                line.show(_progress_text(task), important=True)
-                shown_wait += 30  # outside a kernel, repeat the reason every 30 s
-            if not followers and task.agent_id and (task.phase == "running" or task.done):
-                with contextlib.suppress(MesosNotebookError):
-                    box = task.sandbox(timeout=5)
-                    followers = [box.follower("stdout", sys.stdout), box.follower("stderr", sys.stderr)]
-            for f in followers:
-                with contextlib.suppress(MesosClientError, ValueError):
-                    f.poll()
-            if task.done:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                task.kill(wait=10)
-                raise MesosNotebookError(f"the cell's task {task.id} did not finish within {timeout:g} s "
-                                         f"and was killed ({task.state})")
-            with task.cond:
-                if not task.done:
-                    task.cond.wait(poll)
-        drain(followers)
-    except KeyboardInterrupt:
-        task.kill(wait=5)
-        raise
+    notice = _WaitNotice()
+
+    def step(age: float) -> None:
+        nonlocal followers
+        line.show(_progress_text(task), important=notice.due(task, age))
+        if not followers and task.agent_id and (task.phase == "running" or task.done):
+            with contextlib.suppress(MesosNotebookError):
+                box = task.sandbox(timeout=5)
+                followers = [box.follower("stdout", sys.stdout), box.follower("stderr", sys.stderr)]
+        for f in followers:
+            with contextlib.suppress(MesosClientError, ValueError):
+                f.poll()
+
+    _follow(framework, task, timeout=timeout, poll=poll, step=step)
+    drain(followers)
     line.show(_progress_text(task))
     return _result(task)
 
@@ -245,40 +271,23 @@ def run_warm_cell(framework: NotebookFramework, source: str, *, cpus: float, mem
                                  executor_cpus=executor_cpus, executor_mem=executor_mem)
     framework.last_cell_task = task  # type: ignore[attr-defined]
     line = LiveLine(progress)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    shown_wait = 0.0
-    last_why = time.monotonic()
-    try:
-        while True:
-            if task.phase == "requested" and time.monotonic() - last_why >= 1.0:
-                last_why = time.monotonic()
-                framework.refresh_waiting()
-            age = time.time() - task.created  # TaskHandle.created is wall-clock time
-            if task.phase == "requested" and age > 3 + shown_wait:
-                line.show(_warm_progress(task), important=True)
-                shown_wait += 30
-            elif age > 0.2 or (task.fresh_executor and not task.done):  # a quick warm cell draws nothing
-                line.show(_warm_progress(task), important=task.fresh_executor and not task.done)
-            _write_output(task)
-            if task.done:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                task.kill(wait=10)
-                raise MesosNotebookError(f"the cell's task {task.id} did not finish within {timeout:g} s "
-                                         f"and was killed ({task.state})")
-            with task.cond:
-                if not task.done and not task._out:
-                    task.cond.wait(poll)
-        # the output messages and the terminal update travel separately: wait for the rest
-        want = task.expected_output()
-        end = time.monotonic() + 2.0
-        with task.cond:
-            while any(task.received[s] < want[s] for s in want) and time.monotonic() < end:
-                task.cond.wait(0.05)
+    notice = _WaitNotice()
+
+    def step(age: float) -> None:
+        if notice.due(task, age):
+            line.show(_warm_progress(task), important=True)
+        elif age > 0.2 or (task.fresh_executor and not task.done):  # a quick warm cell draws nothing
+            line.show(_warm_progress(task), important=task.fresh_executor and not task.done)
         _write_output(task)
-    except KeyboardInterrupt:
-        task.kill(wait=5)
-        raise
+
+    _follow(framework, task, timeout=timeout, poll=poll, step=step, has_news=lambda: bool(task._out))
+    # the output messages and the terminal update travel separately: wait for the rest
+    want = task.expected_output()
+    end = time.monotonic() + 2.0
+    with task.cond:
+        while any(task.received[s] < want[s] for s in want) and time.monotonic() < end:
+            task.cond.wait(0.05)
+    _write_output(task)
     if time.time() - task.created > 0.2 or task.fresh_executor:
         line.show(_warm_progress(task))
     res = warm_result(task)

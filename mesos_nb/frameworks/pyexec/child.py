@@ -36,8 +36,41 @@ def rss(pid: int) -> int:
         return 0
 
 
+def _children(pid: int) -> list[int] | None:
+    """Direct children of ``pid`` from ``/proc/<pid>/task/<tid>/children`` (None where the
+    kernel has no such files): a few small reads, where psutil scans every process."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    out: list[int] = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                out.extend(int(x) for x in f.read().split())
+        except FileNotFoundError:
+            if not os.path.exists(f"/proc/{pid}/task/{tid}"):
+                continue  # the thread ended meanwhile
+            return None
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def descendants(pid: int) -> list[int]:
-    """Processes started by the cell (psutil; an empty list when the child is gone)."""
+    """Processes started by the cell (an empty list when the child is gone)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = _children(todo.pop())
+        if kids is None:
+            return _descendants_psutil(pid)
+        out.extend(kids)
+        todo.extend(kids)
+    return out
+
+
+def _descendants_psutil(pid: int) -> list[int]:
     import psutil
 
     try:
@@ -135,6 +168,7 @@ def _child(directory: str, job_r: int, out_w: int, err_w: int, res_w: int) -> in
     if payload.get("kind") == "call":
         payload["pickle"] = base64.b64decode(payload["pickle"])
     os.environ["MESOS_TASK_ID"] = task_id
+    os.environ.pop("MESOS_EXECUTOR_AUTHENTICATION_TOKEN", None)  # the executor's, not the cell's
     res = run_payload(payload)
     sys.stdout.flush()
     sys.stderr.flush()

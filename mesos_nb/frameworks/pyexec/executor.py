@@ -1,4 +1,4 @@
-"""The warm executor's shell: the v1 executor HTTP API (aiohttp), one forked child per task.
+"""The warm executor's shell: the v1 executor HTTP API (``agent_http``), one forked child per task.
 
 Data flow::
 
@@ -31,13 +31,11 @@ import os
 import signal
 import sys
 import time
-import uuid
 from typing import Any
-
-import aiohttp
 
 from mesos_nb.protocol import recordio
 
+from .agent_http import AgentConnection, AgentHttpError
 from .child import MemoryWatch, Spare, descendants, fork_spare, kill_cell, rss
 from .wire import (
     INLINE_RESULT_MAX,
@@ -77,7 +75,7 @@ class Cell:
         self.ended_at: float | None = None
         self.finished = False
         self.started = time.monotonic()
-        self.last_tree = 0.0
+        self.last_tree = self.started  # a quick cell is never scanned for processes it started
         self.others: list[int] = []
 
     @property
@@ -98,11 +96,14 @@ class PyExecutor:
         self.directory = env.get("MESOS_SANDBOX") or env.get("MESOS_DIRECTORY") or os.getcwd()
         self.idle_timeout = float(env.get("MESOS_NB_IDLE_TIMEOUT") or 600)
         self.preload = [m.strip() for m in (env.get("MESOS_NB_PRELOAD") or "").split(",") if m.strip()]
-        self.url = f"http://{self.endpoint}/api/v1/executor"
+        host, _, port = self.endpoint.rpartition(":")
+        token = env.get("MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
+        self.auth = [("Authorization", f"Bearer {token}")] if token else []
+        self.agent = (host.strip("[]") or "127.0.0.1", int(port or 5051))
         self.cells: dict[str, Cell] = {}
         self.unacked: dict[str, dict[str, Any]] = {}  # uuid -> status
         self.outbox: asyncio.Queue[dict[str, Any]] | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self.calls: AgentConnection | None = None  # created in run(), on its loop
         self.last_busy = time.monotonic()
         self.preload_errors: list[str] = []
         self.spare: Spare | None = None
@@ -129,35 +130,39 @@ class PyExecutor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.shutdown, f"signal {sig.name}")
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            self.session = session
-            sender = asyncio.ensure_future(self._sender())
-            idle = asyncio.ensure_future(self._idle())
-            stream = asyncio.ensure_future(self._stream())
-            await self.done.wait()
-            stream.cancel()
-            idle.cancel()
-            await self._drain_outbox(5.0)
-            sender.cancel()
+        self.calls = self._connection()
+        sender = asyncio.ensure_future(self._sender())
+        idle = asyncio.ensure_future(self._idle())
+        stream = asyncio.ensure_future(self._stream())
+        await self.done.wait()
+        stream.cancel()
+        idle.cancel()
+        await self._drain_outbox(5.0)
+        sender.cancel()
+        self.calls.close()
         return 0
 
+    def _connection(self) -> AgentConnection:
+        return AgentConnection(*self.agent, "/api/v1/executor", self.auth)
+
     async def _stream(self) -> None:
-        assert self.session is not None
-        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        assert self.done is not None
+        conn = self._connection()
         try:
-            async with self.session.post(self.url, data=json.dumps(self._call("SUBSCRIBE", subscribe={})),
-                                         headers=headers) as resp:
-                if resp.status != 200:
-                    log.error("subscribe refused: %s %s", resp.status, await resp.text())
-                    self.shutdown("subscription refused")
-                    return
-                decoder = recordio.Decoder()
-                async for chunk in resp.content.iter_any():
-                    for rec in decoder.feed(chunk):
-                        self.handle(json.loads(rec))
-        except (aiohttp.ClientError, OSError, recordio.RecordIOError) as e:
+            status, body = await conn.stream(json.dumps(self._call("SUBSCRIBE", subscribe={})).encode())
+            if status != 200:
+                text = b"".join([chunk async for chunk in body]).decode("utf-8", "replace")
+                log.error("subscribe refused: %s %s", status, text)
+                self.shutdown("subscription refused")
+                return
+            decoder = recordio.Decoder()
+            async for chunk in body:
+                for rec in decoder.feed(chunk):
+                    self.handle(json.loads(rec))
+        except (AgentHttpError, recordio.RecordIOError) as e:
             log.error("executor stream failed: %s", e)
+        finally:
+            conn.close()
         if not self.done.is_set():
             # the notebook's framework does not checkpoint: a broken stream ends the executor
             self.shutdown("the agent's stream ended")
@@ -443,7 +448,7 @@ class PyExecutor:
                data: bytes | None = None) -> None:
         status: dict[str, Any] = {"task_id": {"value": task_id}, "state": state, "source": "SOURCE_EXECUTOR",
                                   "executor_id": {"value": self.executor_id}, "timestamp": time.time(),
-                                  "uuid": _b64(uuid.uuid4().bytes)}
+                                  "uuid": _b64(os.urandom(16))}  # random, as a uuid4
         if message:
             status["message"] = message
         if reason:
@@ -458,17 +463,16 @@ class PyExecutor:
         self.outbox.put_nowait(call)
 
     async def _sender(self) -> None:
-        assert self.outbox is not None and self.session is not None
+        assert self.outbox is not None and self.calls is not None
         while True:
             call = await self.outbox.get()
             for attempt in range(5):
                 try:
-                    async with self.session.post(self.url, data=json.dumps(call),
-                                                 headers={"Content-Type": "application/json"}) as resp:
-                        if resp.status >= 400:
-                            log.warning("%s refused: %s %s", call["type"], resp.status, await resp.text())
+                    status, text = await self.calls.post(json.dumps(call).encode())
+                    if status >= 400:
+                        log.warning("%s refused: %s %s", call["type"], status, text.decode("utf-8", "replace"))
                     break
-                except (aiohttp.ClientError, OSError) as e:
+                except AgentHttpError as e:
                     log.warning("%s failed (attempt %d): %s", call["type"], attempt + 1, e)
                     await asyncio.sleep(0.1 * (attempt + 1))
             self.outbox.task_done()
