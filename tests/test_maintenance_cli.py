@@ -65,14 +65,19 @@ def test_drain_deactivate_reactivate_show_in_the_agents_table(cluster):
     ok(cluster, "maintenance", "reactivate", ids[0])
     assert agent_table(cluster)[ids[0]]["DRAIN"] == "-"
 
+    t0 = time.time()
     out = ok(cluster, "maintenance", "drain", ids[1], "--grace", "5")
+    t1 = time.time()
     assert f"draining agent {ids[1]}, grace at most 5s" in out
     wait_for(lambda: agent_table(cluster)[ids[1]]["DRAIN"] == "DRAINED", timeout=20, message="DRAINED (no tasks)")
     drained = next(a for a in cluster.state()["slaves"] if a["id"] == ids[1])
     assert drained["drain_info"]["config"] == {"mark_gone": False, "max_grace_period": {"nanoseconds": 5_000_000_000}}
+    assert t0 <= drained["estimated_drain_start_time_seconds"] <= t1  # as Mesos's v0 /master/state
     assert "still DRAINING" not in refused(cluster, "maintenance", "reactivate", ids[0])  # not deactivated: 400
     ok(cluster, "maintenance", "reactivate", ids[1])
     assert agent_table(cluster)[ids[1]]["DRAIN"] == "-"
+    again = next(a for a in cluster.state()["slaves"] if a["id"] == ids[1])
+    assert "drain_info" not in again and "estimated_drain_start_time_seconds" not in again
 
     line = refused(cluster, "maintenance", "drain", "ghost")
     assert line == "mesos-nb: the master refused to drain agent ghost (400: No agent found with specified ID 'ghost')"

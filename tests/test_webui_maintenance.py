@@ -70,7 +70,14 @@ async def test_agents_table_shows_maintenance_mode_window_and_drain_state(two_ho
             await page.wait_for_function(f"{cell(a1, drain_col)} === 'deactivated'", timeout=15000)
             await call(url, {"type": "REACTIVATE_AGENT", "reactivate_agent": {"agent_id": {"value": a1}}})
             await page.wait_for_function(f"{cell(a1, drain_col)} === ''", timeout=15000)
+            t0 = time.time()
             await call(url, {"type": "DRAIN_AGENT", "drain_agent": {"agent_id": {"value": a1}}})
+            t1 = time.time()
+            # GET_AGENTS: Mesos's estimated_drain_start_time (when the master asked it to drain)
+            agents = (await call(url, {"type": "GET_AGENTS"}))["get_agents"]["agents"]
+            got = next(a for a in agents if a["agent_info"]["id"]["value"] == a1)
+            assert t0 * 1e9 <= got["estimated_drain_start_time"]["nanoseconds"] <= t1 * 1e9
+            assert "estimated_drain_start_time" not in next(a for a in agents if a is not got)
             await page.wait_for_function(f"{cell(a1, drain_col)} === 'DRAINED'", timeout=15000)
             shot = artifact_path(tmp_path, "webui-maintenance.png")
             await page.screenshot(path=str(shot), full_page=True)
