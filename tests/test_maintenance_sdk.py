@@ -42,7 +42,8 @@ async def one_agent(tmp_path):
 class Maintained(Scheduler):
     """Runs one long task; records the inverse offers and rescissions it is given."""
 
-    def __init__(self) -> None:
+    def __init__(self, *task_ids: str) -> None:
+        self.task_ids = task_ids or ("long",)
         self.launched = False
         self.states: dict[str, str] = {}
         self.inverse: list[InverseOffer] = []
@@ -52,7 +53,8 @@ class Maintained(Scheduler):
         for o in offers:
             if not self.launched:
                 self.launched = True
-                await driver.launch([o.id], [command_task(o, "sleep 600", cpus=0.1, mem=16, task_id="long")])
+                tasks = [command_task(o, "sleep 600", cpus=0.1, mem=16, task_id=t) for t in self.task_ids]
+                await driver.launch([o.id], tasks)
             else:
                 await driver.decline([o.id], refuse_seconds=1)
 
@@ -172,21 +174,10 @@ def one_agent_thread(tmp_path):
         thread.join(10)
 
 
-class PartitionAware(Maintained):
-    async def offers(self, driver, offers):
-        for o in offers:
-            if not self.launched:
-                self.launched = True
-                tasks = [command_task(o, "sleep 600", cpus=0.1, mem=16, task_id=t) for t in ("a", "b")]
-                await driver.launch([o.id], tasks)
-            else:
-                await driver.decline([o.id], refuse_seconds=1)
-
-
 async def test_drain_agent_mark_gone_over_http_ends_gone_with_task_gone_by_operator(one_agent):
     master, _ = one_agent
     url = master.url
-    fw = PartitionAware()
+    fw = Maintained("a", "b")
     info = FrameworkInfo(user="tester", name="aware", capabilities=[Capability(type="PARTITION_AWARE")])
     driver = SchedulerDriver(fw, info, f"127.0.0.1:{master.port}")
     await driver.start()

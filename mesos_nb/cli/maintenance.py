@@ -119,35 +119,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_down(args: argparse.Namespace) -> int:
-    _client(args).down(args.machines)
-    print(f"down: {', '.join(map(str, args.machines))} (its agents are shut down)")
-    return 0
+def _one_call(request: Callable[[MaintenanceClient, argparse.Namespace], None],
+              say: Callable[[argparse.Namespace], str]) -> Callable[[argparse.Namespace], int]:
+    """A command that makes one maintenance call and prints one line about it."""
+    def command(args: argparse.Namespace) -> int:
+        request(_client(args), args)
+        print(say(args))
+        return 0
+    return command
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    _client(args).up(args.machines)
-    print(f"up: {', '.join(map(str, args.machines))} (out of the schedule)")
-    return 0
+def _machines(args: argparse.Namespace) -> str:
+    return ", ".join(map(str, args.machines))
 
 
-def cmd_drain(args: argparse.Namespace) -> int:
-    _client(args).drain(args.agent_id, args.grace, args.mark_gone)
+def _draining(args: argparse.Namespace) -> str:
     grace = "" if args.grace is None else f", grace at most {duration_text(args.grace)}"
-    print(f"draining agent {args.agent_id}{grace}{', then marked gone' if args.mark_gone else ''}")
-    return 0
+    return f"draining agent {args.agent_id}{grace}{', then marked gone' if args.mark_gone else ''}"
 
 
-def cmd_deactivate(args: argparse.Namespace) -> int:
-    _client(args).deactivate(args.agent_id)
-    print(f"deactivated agent {args.agent_id} (no more offers from it)")
-    return 0
-
-
-def cmd_reactivate(args: argparse.Namespace) -> int:
-    _client(args).reactivate(args.agent_id)
-    print(f"reactivated agent {args.agent_id}")
-    return 0
+cmd_down = _one_call(lambda c, a: c.down(a.machines), lambda a: f"down: {_machines(a)} (its agents are shut down)")
+cmd_up = _one_call(lambda c, a: c.up(a.machines), lambda a: f"up: {_machines(a)} (out of the schedule)")
+cmd_drain = _one_call(lambda c, a: c.drain(a.agent_id, a.grace, a.mark_gone), _draining)
+cmd_deactivate = _one_call(lambda c, a: c.deactivate(a.agent_id),
+                           lambda a: f"deactivated agent {a.agent_id} (no more offers from it)")
+cmd_reactivate = _one_call(lambda c, a: c.reactivate(a.agent_id), lambda a: f"reactivated agent {a.agent_id}")
 
 
 # ------------------------------------------------------------------ parser
