@@ -170,3 +170,33 @@ def test_agent_mode_follows_the_masters_matching_rule():
     assert Maintenance(down=(Machine(ip="10.0.0.2"),)).mode("10.0.0.2") == "DOWN"
     rows = schedule_rows([w], {Machine("h2", "10.0.0.2")})
     assert [(r[0], r[1], r[3], r[4]) for r in rows] == [(1, "host-a", "1h", "DRAINING"), (1, "h2,10.0.0.2", "1h", "DOWN")]
+
+
+async def test_agents_rows_say_unknown_when_maintenance_may_not_be_read(tmp_path):
+    """A user whom the ACLs keep from the maintenance calls still gets the agents listing."""
+    import asyncio
+    import json
+
+    from test_maintenance_http import start_agents
+
+    from mesos_nb.client import MasterClient
+    from mesos_nb.client.maintenance import maintenance_or_none
+    from mesos_nb.client.tables import AGENT_HEADERS, agent_rows
+    from mesos_nb.master.security import SecurityConfig
+    from mesos_nb.master.server import MasterConfig, MasterServer
+
+    acls = {"permissive": True,
+            "get_maintenance_schedules": [{"principals": {"type": "ANY"}, "machines": {"type": "NONE"}}]}
+    master = MasterServer(MasterConfig(port=0, agent_secret="s3cret", security=SecurityConfig(acls=json.dumps(acls))))
+    await master.start()
+    agents = await start_agents(master, tmp_path, "127.0.0.1")
+    try:
+        client = MasterClient(master.url)
+        state = await asyncio.to_thread(client.state)
+        assert await asyncio.to_thread(maintenance_or_none, client) is None
+        (row,) = agent_rows(state, None)
+        cells = dict(zip(AGENT_HEADERS, row, strict=True))
+        assert cells["MAINTENANCE"] == "?" and cells["DRAIN"] == "-"
+    finally:
+        await agents.stop()
+        await master.stop()
