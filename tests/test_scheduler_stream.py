@@ -10,11 +10,12 @@ import pytest
 from mesos_nb.protocol import recordio
 from mesos_nb.protocol.messages import ProtocolError
 from mesos_nb.protocol.recordio import RecordIOError
-from mesos_nb.scheduler.driver import MesosError, _ids
+from mesos_nb.scheduler.driver import MesosError
 from mesos_nb.scheduler.stream import (
     Backoff,
     EventStream,
     Watchdog,
+    _ids,
     normalize_master,
     redirect_target,
 )

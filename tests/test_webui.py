@@ -4,12 +4,15 @@ plus the UI's JSON endpoints at a small emulated scale (no speed asserted)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO
@@ -47,23 +50,35 @@ def artifact_path(tmp_path: Path, name: str) -> Path:
     return d / name
 
 
-async def test_webui_live_agents_task_log_and_growing_plot(local_cluster, tmp_path):
+@contextlib.asynccontextmanager
+async def ui_page(url: str, errors: list[str], width: int, height: int, agents: int) -> AsyncIterator[Any]:
+    """The master's web UI in headless Chromium, once its agents table lists ``agents`` rows;
+    the page's script errors are appended to ``errors``."""
     _browser_or_skip()
     from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": width, "height": height})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await page.goto(url + "/")
+            await page.wait_for_function(
+                f"document.querySelectorAll('#agents-table tbody tr').length === {agents}", timeout=30000)
+            yield page
+        finally:
+            await browser.close()
+
+
+async def test_webui_live_agents_task_log_and_growing_plot(local_cluster, tmp_path):
     from test_dashboard import BUSY, launch, start_framework
 
     url = local_cluster.master_url
     errors: list[str] = []
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    async with ui_page(url, errors, 1400, 1800, agents=2) as page:
         driver = None
         try:
-            page = await browser.new_page(viewport={"width": 1400, "height": 1800})
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            await page.goto(url + "/")
             # the agents are listed
-            await page.wait_for_function("document.querySelectorAll('#agents-table tbody tr').length === 2",
-                                         timeout=30000)
             ids = await page.eval_on_selector_all("#agents-table tbody tr", "rs => rs.map(r => r.dataset.agent)")
             assert sorted(ids) == sorted(local_cluster.master.core.agents)
             await page.wait_for_function("window.mesosUI.doc !== null", timeout=60000)
@@ -123,7 +138,6 @@ async def test_webui_live_agents_task_log_and_growing_plot(local_cluster, tmp_pa
             assert shot.stat().st_size > 10000
             assert not errors, errors
         finally:
-            await browser.close()
             if driver is not None:
                 await driver.stop()
 

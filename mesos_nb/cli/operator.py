@@ -16,6 +16,7 @@ from mesos_nb.client import (
     cluster_totals,
     locate,
 )
+from mesos_nb.client.maintenance import maintenance_or_none
 from mesos_nb.client.tables import AGENT_HEADERS, SCALARS, agent_rows, num
 
 from .tables import print_table
@@ -44,7 +45,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    print_table(AGENT_HEADERS, agent_rows(MasterClient(args.master).state()))
+    client = MasterClient(args.master)
+    state = client.state()
+    print_table(AGENT_HEADERS, agent_rows(state, maintenance_or_none(client)))
     return 0
 
 

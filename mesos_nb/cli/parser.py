@@ -9,7 +9,7 @@ from collections.abc import Callable
 from mesos_nb.master.ha_flags import add_agent_flags, add_master_flags
 from mesos_nb.protocol.version import VERSION
 
-from . import apps, operator, run, services
+from . import apps, maintenance, operator, run, services
 from .options import DEFAULT_MASTER, ENV_PREFIX, Parser, flag, log_level, opt, port, positive
 
 
@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("task", metavar="TASK", help="task id (or a unique prefix)")
     services.notebook_commands(cmd)
     apps.add_commands(cmd)
+    maintenance.add_commands(cmd)
     return p
 
 

@@ -5,6 +5,9 @@ cluster totals). The CLI, the notebook and the framework launchers all read thro
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from mesos_nb.protocol.state import (
     AgentsView,
     AgentView,
@@ -70,14 +73,22 @@ class MasterClient:
     def find_task(self, ident: str) -> tuple[TaskView, FrameworkView]:
         return find_task(self.state(), ident)
 
-    def kill(self, task_id: str) -> None:
-        status, raw = self.http.request(
-            self.url + "/api/v1", method="POST",
-            body={"type": "KILL_TASK", "kill_task": {"task_id": {"value": task_id}}})
+    def call(self, body: dict[str, Any], doing: str) -> Any:
+        """One operator call (``POST /api/v1``); its JSON answer, or None for an empty one.
+        A refusal is one sentence: ``the master refused to <doing> (400: <its reason>)``."""
+        status, raw = self.http.request(self.url + "/api/v1", method="POST", body=body)
         if status // 100 != 2:
             msg = raw.decode(errors="replace").strip().splitlines()
-            raise MesosClientError(f"the master refused to kill {task_id} "
-                                   f"({status}: {msg[0] if msg else 'no message'})")
+            raise MesosClientError(f"the master refused to {doing} ({status}: {msg[0] if msg else 'no message'})")
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise MesosClientError(f"the master's answer to {body.get('type')} is not JSON") from None
+
+    def kill(self, task_id: str) -> None:
+        self.call({"type": "KILL_TASK", "kill_task": {"task_id": {"value": task_id}}}, f"kill {task_id}")
 
 
 # ============================================================================ snapshot questions

@@ -107,6 +107,7 @@ def start_maintenance(st: MasterState, payload: Any, now: float) -> None:
                 st.out.append(ToChannel(agent.channel, ch.ShutdownAgent(agent_id=agent.id, message=DOWN_MESSAGE)))
             mt.deactivated.discard(agent.id)
             mt.drains.pop(agent.id, None)
+            mt.drain_started.pop(agent.id, None)
             log.info("machine down: removing agent=%s machine=%s tasks=%d", agent.id, machine_text(key),
                      len(agent.tasks))
             agents.remove_agent(st, agent.id, now, "REASON_AGENT_REMOVED",
@@ -248,6 +249,7 @@ def reactivate_agent(st: MasterState, payload: Any, now: float) -> None:
         raise CallError(400, f"Agent '{aid}' is still DRAINING and cannot be reactivated until it is DRAINED")
     mt.deactivated.discard(aid)
     mt.drains.pop(aid, None)
+    mt.drain_started.pop(aid, None)
     agent.active = True
     if agent.connected:
         st.allocator.activate_agent(aid)
@@ -277,6 +279,7 @@ def drain_agent(st: MasterState, payload: Any, now: float) -> None:
     mt.drains[aid] = {"state": DRAINING, "config": config}
     mt.deactivated.add(aid)
     if agent is not None:
+        mt.drain_started[aid] = now
         _deactivate(st, agent, now)
         _kill_for_drain(st, agent)
     persist(st)
@@ -329,6 +332,7 @@ def check_drains(st: MasterState, now: float) -> None:
             log.info("agent drained agent=%s mark_gone=%s", aid, drain["config"].get("mark_gone"))
             if drain["config"].get("mark_gone"):
                 mt.drains.pop(aid)
+                mt.drain_started.pop(aid, None)
                 mt.deactivated.discard(aid)
                 reachability.mark_gone(st, aid, now)
             persist(st)

@@ -48,6 +48,9 @@ class MaintenanceState:
     refused: dict[tuple[str, str], float] = field(default_factory=dict)  # (framework, agent) -> until
     deactivated: set[str] = field(default_factory=set)  # agent ids (DEACTIVATE_AGENT or a drain)
     drains: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent id -> DrainInfo JSON
+    # agent id -> when DRAIN_AGENT asked it to drain (estimated_drain_start_time); as Mesos,
+    # set only for an agent known at the call, cleared by REACTIVATE_AGENT, not stored
+    drain_started: dict[str, float] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ queries (hot paths)
     def machine_of(self, hostname: str) -> MachineKey | None:

@@ -159,6 +159,9 @@ class StateView:
         drain = self.core.maintenance.drains.get(a.id)
         if drain is not None:
             d["drain_info"] = drain
+            started = self.core.maintenance.drain_started.get(a.id)
+            if started is not None:
+                d["estimated_drain_start_time"] = ns(started)
         return d
 
     def framework(self, fw: Framework) -> dict[str, Any]:

@@ -196,6 +196,9 @@ class ReadOnlyViews:
         drain = core.maintenance.drains.get(a.id)
         if drain is not None:  # DRAIN_AGENT's state, as GET_AGENTS shows it
             d["drain_info"] = drain
+            started = core.maintenance.drain_started.get(a.id)
+            if started is not None:
+                d["estimated_drain_start_time_seconds"] = started
         return d
 
     def render_state(self) -> dict[str, Any]:

@@ -177,7 +177,18 @@ class WebUI:
         rows = self.feed.snapshot(None)["agents"]
         if q:
             rows = [a for a in rows if q in a["id"].lower() or q in f"{a['hostname']}:{a['port']}".lower()]
-        return _json({"total": len(rows), "offset": offset, "rows": rows[offset:offset + limit]})
+        page = [{**a, **self._maintenance(a["id"], a["hostname"])} for a in rows[offset:offset + limit]]
+        return _json({"total": len(rows), "offset": offset, "rows": page})
+
+    def _maintenance(self, agent_id: str, hostname: str) -> dict[str, Any]:
+        """The agent's machine mode (UP / DRAINING with its window / DOWN) and its drain state
+        (DRAINING / DRAINED from DRAIN_AGENT, ``deactivated``, else None), for the table."""
+        mt = self.master.core.maintenance
+        key = mt.machine_of(hostname)
+        mode = mt.modes[key] if key is not None else "UP"
+        window = mt.unavailability.get(key) if key is not None and mode != "UP" else None
+        drain = mt.drains.get(agent_id, {}).get("state") or ("deactivated" if agent_id in mt.deactivated else None)
+        return {"maintenance": {"mode": mode, "window": window}, "drain": drain}
 
     async def frameworks(self, request: web.Request) -> web.Response:
         snap = self.feed.snapshot(0)

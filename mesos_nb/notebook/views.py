@@ -21,6 +21,7 @@ from mesos_nb.client import (
     locate,
 )
 from mesos_nb.client import master_url as resolve_master
+from mesos_nb.client.maintenance import maintenance_or_none
 from mesos_nb.client.tables import AGENT_HEADERS, SCALARS, agent_rows, used_total
 from mesos_nb.protocol.state import FrameworkView, MasterState, TaskView
 from mesos_nb.scheduler.pool import PENDING
@@ -64,7 +65,12 @@ def status(magics: Any, rest: str = "") -> Table:
 
 def agents(magics: Any, rest: str = "") -> Table:
     url = magics._master_url()
-    rows = agent_rows(master_state(url))
+    state = master_state(url)
+    try:
+        maintenance = maintenance_or_none(MasterClient(url))
+    except MesosClientError:  # a zk:// URL whose leader is gone since the read above
+        maintenance = None
+    rows = agent_rows(state, maintenance)
     return Table(f"{len(rows)} agent(s) of {url} (used/total)", AGENT_HEADERS, rows)
 
 

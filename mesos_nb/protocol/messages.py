@@ -247,6 +247,24 @@ class Offer(_Msg):
     unavailability: Any = None  # Unavailability JSON: the agent's machine is in a maintenance window
 
 
+class Unavailability(_Msg):
+    """A maintenance window: ``start`` (TimeInfo, ns since the epoch) and an optional length."""
+
+    start: DurationInfo
+    duration: DurationInfo | None = None
+
+
+class InverseOffer(_Msg):
+    """The master asks a framework to give back an agent's resources for a maintenance window."""
+
+    id: ID
+    framework_id: ID
+    unavailability: Unavailability
+    url: Any = None
+    agent_id: ID | None = None
+    resources: list[Resource] = []
+
+
 # --------------------------------------------------------------------------- operations
 class Launch(_Msg):
     task_infos: list[TaskInfo] = []
@@ -298,6 +316,13 @@ class Accept(_Msg):
 
 class Decline(_Msg):
     offer_ids: list[ID] = []
+    filters: Filters | None = None
+
+
+class InverseOfferAnswer(_Msg):
+    """The body of ACCEPT_INVERSE_OFFERS and DECLINE_INVERSE_OFFERS."""
+
+    inverse_offer_ids: list[ID] = []
     filters: Filters | None = None
 
 

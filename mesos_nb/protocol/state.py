@@ -82,6 +82,8 @@ class AgentView(_View):
     resources: dict[str, Any] = {}
     used_resources: dict[str, Any] = {}
     attributes: dict[str, Any] = {}
+    deactivated: bool = False  # DEACTIVATE_AGENT or a drain
+    drain_info: dict[str, Any] | None = None  # DRAIN_AGENT's {"state": DRAINING|DRAINED, "config"}
 
     def scalar(self, name: str, used: bool = False) -> float:
         return _scalar(self.used_resources if used else self.resources, name)

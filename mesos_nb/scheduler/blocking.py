@@ -156,6 +156,12 @@ class BlockingSchedulerDriver:
     def decline(self, offer_ids: Any, refuse_seconds: float | None = None) -> None:
         return self._submit(self.driver.decline(offer_ids, refuse_seconds))
 
+    def accept_inverse_offers(self, inverse_offer_ids: Any, filters: Filters | None = None) -> None:
+        return self._submit(self.driver.accept_inverse_offers(inverse_offer_ids, filters))
+
+    def decline_inverse_offers(self, inverse_offer_ids: Any, filters: Filters | None = None) -> None:
+        return self._submit(self.driver.decline_inverse_offers(inverse_offer_ids, filters))
+
     def revive(self, roles: Iterable[str] | None = None) -> None:
         return self._submit(self.driver.revive(roles))
 

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
@@ -27,38 +26,26 @@ import msgspec
 from mesos_nb.protocol.client_auth import access_for
 from mesos_nb.protocol.messages import (
     ID,
-    Accept,
-    Acknowledge,
     Call,
-    Decline,
     Event,
     FrameworkInfo,
-    Kill,
-    Launch,
-    Message,
+    InverseOffer,
     Offer,
-    Operation,
     ProtocolError,
-    Reconcile,
-    ReconcileTask,
-    Roles,
-    Shutdown,
     Subscribe,
-    TaskInfo,
     TaskStatus,
     encode,
 )
 from mesos_nb.protocol.messages import Filters as Filters
 from mesos_nb.protocol.recordio import RecordIOError
 
+from .calls import SchedulerCalls
 from .leader import LeaderFollower
 from .stream import (
     Backoff,
     EventStream,
     Watchdog,
     _first_line,
-    _id,
-    _ids,
     describe_net_error,
     normalize_master,
     redirect_target,
@@ -92,6 +79,12 @@ class Scheduler:
 
     def rescind(self, driver: Any, offer_id: str) -> Any: ...
 
+    def inverse_offers(self, driver: Any, inverse_offers: list[InverseOffer]) -> Any:
+        """The master asks for agents back: each names the agent and its maintenance window.
+        Answer with ``driver.accept_inverse_offers`` / ``decline_inverse_offers`` (advisory)."""
+
+    def rescind_inverse_offer(self, driver: Any, inverse_offer_id: str) -> Any: ...
+
     def update(self, driver: Any, status: TaskStatus) -> Any: ...
 
     def message(self, driver: Any, agent_id: str, executor_id: str, data: bytes) -> Any: ...
@@ -113,7 +106,7 @@ class _StreamLost(Exception):
     pass
 
 
-class SchedulerDriver:
+class SchedulerDriver(SchedulerCalls):
     """asyncio-native Mesos v1 scheduler driver.
 
     ``master`` is ``host:port``, ``http(s)://host:port`` or ``zk://``. ``principal``/``secret``
@@ -438,6 +431,16 @@ class SchedulerDriver:
             await self._callback("offers", list(event.offers.offers))
         elif t == "RESCIND" and event.rescind is not None:
             await self._callback("rescind", event.rescind.offer_id.value)
+        elif t == "INVERSE_OFFERS" and event.inverse_offers is not None:
+            raw = event.inverse_offers.get("inverse_offers") if isinstance(event.inverse_offers, dict) else None
+            try:
+                inverse = msgspec.convert(raw or [], list[InverseOffer])
+            except msgspec.ValidationError as e:
+                raise ProtocolError(f"bad INVERSE_OFFERS event: {e}") from None
+            await self._callback("inverse_offers", inverse)
+        elif t == "RESCIND_INVERSE_OFFER" and isinstance(event.rescind_inverse_offer, dict):
+            oid = (event.rescind_inverse_offer.get("inverse_offer_id") or {}).get("value")
+            await self._callback("rescind_inverse_offer", oid)
         elif t == "UPDATE" and event.update is not None:
             status = event.update.status
             await self._callback("update", status)
@@ -527,73 +530,6 @@ class SchedulerDriver:
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
             raise ConnectionError(describe_net_error(e, master)) from None
         raise MesosError(307, "too many redirects")
-
-    async def accept(
-        self,
-        offer_ids: Any,
-        operations: Iterable[Operation],
-        filters: Filters | None = None,
-    ) -> None:
-        await self._call(
-            Call(
-                type="ACCEPT",
-                accept=Accept(offer_ids=_ids(offer_ids), operations=list(operations), filters=filters),
-            )
-        )
-
-    async def launch(self, offer_ids: Any, tasks: Iterable[TaskInfo], filters: Filters | None = None) -> None:
-        op = Operation(type="LAUNCH", launch=Launch(task_infos=list(tasks)))
-        await self.accept(offer_ids, [op], filters)
-
-    async def decline(self, offer_ids: Any, refuse_seconds: float | None = None) -> None:
-        filters = Filters(refuse_seconds=refuse_seconds) if refuse_seconds is not None else None
-        await self._call(Call(type="DECLINE", decline=Decline(offer_ids=_ids(offer_ids), filters=filters)))
-
-    async def revive(self, roles: Iterable[str] | None = None) -> None:
-        await self._call(Call(type="REVIVE", revive=Roles(roles=list(roles or []))))
-
-    async def suppress(self, roles: Iterable[str] | None = None) -> None:
-        await self._call(Call(type="SUPPRESS", suppress=Roles(roles=list(roles or []))))
-
-    async def kill(self, task_id: Any, agent_id: Any = None) -> None:
-        kill = Kill(task_id=_id(task_id), agent_id=_id(agent_id) if agent_id is not None else None)
-        await self._call(Call(type="KILL", kill=kill))
-
-    async def shutdown(self, executor_id: Any, agent_id: Any) -> None:
-        await self._call(
-            Call(type="SHUTDOWN", shutdown=Shutdown(executor_id=_id(executor_id), agent_id=_id(agent_id)))
-        )
-
-    async def acknowledge(self, status: TaskStatus) -> None:
-        if status.uuid is None or status.agent_id is None:
-            raise ValueError("only updates carrying a uuid and an agent_id can be acknowledged")
-        ack = Acknowledge(agent_id=status.agent_id, task_id=status.task_id, uuid=status.uuid)
-        await self._call(Call(type="ACKNOWLEDGE", acknowledge=ack))
-
-    async def reconcile(self, tasks: Iterable[Any] | None = None) -> None:
-        """Explicit reconciliation of ``tasks`` (ids, ``(task_id, agent_id)`` pairs or
-        TaskStatus), or implicit (all tasks the master knows) when empty/None."""
-        items: list[ReconcileTask] = []
-        for t in tasks or []:
-            if isinstance(t, TaskStatus):
-                items.append(ReconcileTask(task_id=t.task_id, agent_id=t.agent_id))
-            elif isinstance(t, tuple):
-                tid, aid = t
-                items.append(ReconcileTask(task_id=_id(tid), agent_id=_id(aid) if aid else None))
-            else:
-                items.append(ReconcileTask(task_id=_id(t)))
-        await self._call(Call(type="RECONCILE", reconcile=Reconcile(tasks=items)))
-
-    async def message(self, agent_id: Any, executor_id: Any, data: bytes) -> None:
-        msg = Message(agent_id=_id(agent_id), executor_id=_id(executor_id), data=bytes(data))
-        await self._call(Call(type="MESSAGE", message=msg))
-
-    async def teardown(self) -> None:
-        """TEARDOWN the framework (the master kills its tasks) and stop the driver."""
-        try:
-            await self._call(Call(type="TEARDOWN"))
-        finally:
-            await self._shutdown_loop()
 
 
 __all__ = ["Filters", "MesosError", "Scheduler", "SchedulerDriver"]

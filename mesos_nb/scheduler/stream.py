@@ -12,7 +12,7 @@ from typing import Any
 
 from mesos_nb.protocol import recordio
 from mesos_nb.protocol.backoff import Backoff
-from mesos_nb.protocol.messages import ID, Event, Offer, decode
+from mesos_nb.protocol.messages import ID, Event, InverseOffer, Offer, decode
 
 DEFAULT_HEARTBEAT_INTERVAL = 15.0
 
@@ -133,7 +133,7 @@ def _id(x: Any) -> ID:
         return x
     if isinstance(x, str):
         return ID(value=x)
-    if isinstance(x, Offer):
+    if isinstance(x, Offer | InverseOffer):
         return x.id
     if isinstance(x, dict) and "value" in x:
         return ID(value=str(x["value"]))
@@ -141,7 +141,7 @@ def _id(x: Any) -> ID:
 
 
 def _ids(xs: Any) -> list[ID]:
-    if isinstance(xs, (str, ID, Offer, dict)):
+    if isinstance(xs, (str, ID, Offer, InverseOffer, dict)):
         xs = [xs]
     return [_id(x) for x in xs]
 

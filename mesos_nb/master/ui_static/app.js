@@ -25,6 +25,20 @@
     $(`#${name}-count`).textContent = `(${d.total})`;
   }
 
+  // "DRAINING from 01:00 for 1h" (local time; the date too when it is not today)
+  function span(ns) {
+    const s = Math.round(ns / 1e9);
+    const parts = [[Math.floor(s / 86400), "d"], [Math.floor(s % 86400 / 3600), "h"], [Math.floor(s % 3600 / 60), "m"], [s % 60, "s"]];
+    return parts.filter(([v]) => v).map(([v, u]) => `${v}${u}`).join("") || "0s";
+  }
+  function maintenanceText(m) {
+    if (m.mode !== "DRAINING" || !m.window) return m.mode;
+    const start = new Date(m.window.start.nanoseconds / 1e6);
+    const day = start.toDateString() === new Date().toDateString() ? "" : `${start.toLocaleDateString()} `;
+    const dur = m.window.duration ? ` for ${span(m.window.duration.nanoseconds)}` : "";
+    return `DRAINING from ${day}${start.toLocaleTimeString()}${dur}`;
+  }
+
   async function loadAgents() {
     const p = pages.agents;
     const q = encodeURIComponent($("#agents-filter").value);
@@ -33,7 +47,9 @@
       <td>${esc(a.hostname)}:${a.port}</td><td>${esc(a.id)}</td>
       <td class="num">${num(a.used.cpus)} / ${num(a.allocated.cpus)} / ${num(a.total.cpus)}</td>
       <td class="num">${num(a.used.mem, 0)} / ${num(a.allocated.mem, 0)} / ${num(a.total.mem, 0)}</td>
-      <td class="num">${a.tasks}</td><td>${a.active ? "active" : "inactive"}</td></tr>`).join("");
+      <td class="num">${a.tasks}</td><td>${a.active ? "active" : "inactive"}</td>
+      <td class="mode-${esc(a.maintenance.mode)}">${esc(maintenanceText(a.maintenance))}</td>
+      <td class="drain">${esc(a.drain || "")}</td></tr>`).join("");
     pager("agents", d);
   }
 
