@@ -66,6 +66,10 @@ class StatusUpdate(_Ch, tag="STATUS_UPDATE"):
     agent_id: str
     framework_id: str
     status: TaskStatus
+    # The task's newest state at the agent (Mesos' ``StatusUpdate.latest_state``), set when newer
+    # updates wait behind this one: a terminal one lets the master take the task's resources
+    # back now, before the framework has acknowledged the updates in between.
+    latest_state: str | None = None
 
 
 class ExecutorExited(_Ch, tag="EXECUTOR_EXITED"):
