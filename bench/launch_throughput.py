@@ -370,6 +370,9 @@ async def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", metavar="DIR",
                     help="cProfile each cluster process while the tasks run; one .prof file per process in DIR")
     ap.add_argument("--image", help="also run the tasks in this (built) busybox image, e.g. busybox")
+    ap.add_argument("--targets", action="store_true",
+                    help="issue 14's pair in one run: the default isolation on --work-dir (target >= 0.6 of "
+                         "raw) and posix on tmpfs (/dev/shm, target >= 0.8), against one raw baseline")
     ap.add_argument("--latency", type=int, metavar="K",
                     help="instead: K tasks one at a time on an idle cluster, ACCEPT → TASK_RUNNING p50/p90")
     a = ap.parse_args(argv)
@@ -397,6 +400,11 @@ async def main(argv: list[str] | None = None) -> None:
     say = (lambda *_: None) if a.json else print
     say(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}, n={a.n}, concurrency={a.concurrency}, work dir {a.work_dir}, isolation {a.isolation}, task cpus {a.task_cpus}")
     say(f"raw asyncio spawn            : {raw:7.3f} s = {raw_rate:8.1f} /s  (CPU {1e3 * raw_cpu / a.n:.2f} ms each)")
+    if a.targets:
+        await _targets(a, raw_rate, out, say)
+        if a.json:
+            print(json.dumps(out))
+        return
     for split, label in ((False, "master+agents in one process"), (True, "agents in their own process ")):
         clu, failed = await through_cluster(a.n, a.concurrency, split, a.work_dir, a.isolation, a.task_cpus,
                                             launcher=not a.no_launcher)
@@ -424,6 +432,21 @@ async def main(argv: list[str] | None = None) -> None:
                 f"1000 in 30.7 s = 32.6 /s; failed {failed})")
     if a.json:
         print(json.dumps(out))
+
+
+async def _targets(a: argparse.Namespace, raw_rate: float, out: dict, say) -> None:
+    tmpfs = "/dev/shm" if os.path.isdir("/dev/shm") else a.work_dir
+    for name, iso, wd, target in (("default", "auto", a.work_dir, 0.6), ("posix_tmpfs", "posix", tmpfs, 0.8)):
+        for split, label in ((False, "one process"), (True, "agents own process")):
+            clu, failed = await through_cluster(a.n, a.concurrency, split, wd, iso, a.task_cpus,
+                                                launcher=not a.no_launcher)
+            rate = a.n / clu
+            key = f"{name}_{'split' if split else 'one_process'}"
+            out[f"{key}_rate"], out[f"{key}_ratio"], out[f"{key}_failed"] = rate, rate / raw_rate, failed
+            out.update({f"{key}_{k}": v for k, v in LAST_CPU.items()})
+            say(f"{iso:5s} on {wd:9s} {label:18s}: {rate:7.1f} /s  ratio {rate / raw_rate:.2f} "
+                f"(target >= {target}, failed {failed}); CPU per task: "
+                + ", ".join(f"{k.replace('_cpu_ms_per_task', '')} {v:.2f} ms" for k, v in LAST_CPU.items()))
 
 
 if __name__ == "__main__":
