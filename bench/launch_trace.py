@@ -138,10 +138,8 @@ _HOOK = "    import bench.launch_trace as _T\n    _T.install({role!r})\n"
 
 async def run(n: int, work_dir: str, isolation: str) -> list[list[tuple[int, str]]]:
     from bench import launch_throughput as lt
-    from bench.launch_latency import _OneAtATime
-    from mesos_nb.scheduler import FrameworkInfo, SchedulerDriver
+    from bench.launch_latency import _OneAtATime, drive
 
-    os.makedirs(work_dir, exist_ok=True)
     tdir = tempfile.mkdtemp(prefix="launch-trace-")
     os.environ["LAUNCH_TRACE_DIR"] = tdir
     orig_serve = lt._SERVE
@@ -171,19 +169,7 @@ async def run(n: int, work_dir: str, isolation: str) -> list[list[tuple[int, str
             _mark(f"f.update:{status.state}")
             await super().update(driver, status)
 
-    with tempfile.TemporaryDirectory(prefix="mesos-nb-trace-", dir=work_dir) as wd:
-        procs, master = lt.start_cluster(wd, 4, True, isolation)
-        try:
-            sched = Traced(n + 3)
-            driver = SchedulerDriver(sched, FrameworkInfo(user="bench", name="launch-trace"), master)
-            await driver.start()
-            await asyncio.wait_for(sched.done.wait(), timeout=60 + n)
-            await driver.stop()
-        finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                p.wait(30)
+    await drive(Traced(n + 3), work_dir, isolation, "launch-trace")
     events = list(EVENTS)
     for name in os.listdir(tdir):
         with open(os.path.join(tdir, name)) as f:

@@ -5,11 +5,9 @@ after the framework has acknowledged every update in between."""
 
 from __future__ import annotations
 
-import pytest
-from test_agent_integration import FakeMaster, run_task, wait_for
+from test_agent_integration import cluster, master, run_task  # noqa: F401 - fixtures
 from test_agent_units import make, upd
 
-from mesos_nb.agent import AgentConfig, AgentProcess
 from mesos_nb.master.harness import Harness
 from mesos_nb.protocol import channel as ch
 from mesos_nb.protocol import messages as m
@@ -67,36 +65,19 @@ def test_master_frees_a_task_ended_at_the_agent_before_the_framework_acknowledge
     assert offered() == 0  # not given back a second time (the first offer still holds them)
 
 
-@pytest.fixture
-async def master():
-    m = FakeMaster(auto_ack=False)
-    await m.start()
-    yield m
-    await m.stop()
+async def test_task_starting_is_on_the_wire_before_the_container_starts(cluster):  # noqa: F811 - the fixture
+    fake_master, proc, agent = cluster
+    queued_at_launch: list[list] = []
+    launch = agent.containerizer.launch
 
+    async def observed(spec):
+        # The agent forks synchronously (Popen's vfork under posix): whatever is still queued
+        # for the channel now waits for the whole fork and exec.
+        queued_at_launch.append([m for m in proc._out if isinstance(m, ch.StatusUpdate)])
+        return await launch(spec)
 
-async def test_task_starting_is_on_the_wire_before_the_container_starts(master, tmp_path):
-    cfg = AgentConfig(master=master.address, port=0, work_dir=str(tmp_path / "agent"), resources="cpus:1;mem:256",
-                      isolation="posix", detect_gpus=False)
-    proc = AgentProcess([cfg], register_timeout=10)
-    await proc.start()
-    try:
-        agent = proc.agents[0]
-        queued_at_launch: list[list] = []
-        launch = agent.containerizer.launch
-
-        async def observed(spec):
-            # The agent forks synchronously (a vfork under posix): whatever is still queued for
-            # the channel now waits for the whole fork and exec.
-            queued_at_launch.append([m for m in proc._out if isinstance(m, ch.StatusUpdate)])
-            return await launch(spec)
-
-        agent.containerizer.launch = observed  # type: ignore[method-assign]
-        await master.send(run_task(agent.agent_id, "t1", "true"))
-        await master.wait_state("t1", "TASK_STARTING")
-        await wait_for(lambda: queued_at_launch, 10, "the launch")
-        assert queued_at_launch == [[]]  # TASK_STARTING had been written already
-        await master.ack(master.updates("t1")[0])
-        await master.wait_state("t1", "TASK_RUNNING")
-    finally:
-        await proc.stop()
+    agent.containerizer.launch = observed  # type: ignore[method-assign]
+    await fake_master.send(run_task(agent.agent_id, "t1", "true"))
+    await fake_master.wait_state("t1", "TASK_RUNNING")
+    assert queued_at_launch == [[]]  # TASK_STARTING had been written already
+    assert fake_master.states("t1")[:2] == ["TASK_STARTING", "TASK_RUNNING"]
