@@ -109,10 +109,10 @@ def _home_tasks(container_dir: str) -> str | None:
     parent = os.path.dirname(container_dir)
     if parent in _HOMES:
         return _HOMES[parent]
-    mnt = parent
+    mnt = os.path.realpath(parent)  # co-mounted hierarchies: cpu -> cpu,cpuacct
     while mnt != "/" and not os.path.ismount(mnt):
         mnt = os.path.dirname(mnt)
-    name = os.path.basename(os.path.realpath(mnt))
+    name = os.path.basename(mnt)
     home = None
     with open("/proc/self/cgroup") as f:
         for line in f:
