@@ -65,21 +65,26 @@ class _OneAtATime(Scheduler):
                 await driver.revive()
 
 
-async def run(n: int, work_dir: str, isolation: str) -> dict[str, Any]:
+async def drive(sched: _OneAtATime, work_dir: str, isolation: str, name: str = "launch-latency") -> None:
+    """Run ``sched`` against a fresh cluster (sandboxes under ``work_dir``) until it is done."""
     os.makedirs(work_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mesos-nb-latency-", dir=work_dir) as wd:
         procs, master = start_cluster(wd, 4, True, isolation)
         try:
-            sched = _OneAtATime(n + 3)  # the first 3 warm the path up and are not counted
-            driver = SchedulerDriver(sched, FrameworkInfo(user="bench", name="launch-latency"), master)
+            driver = SchedulerDriver(sched, FrameworkInfo(user="bench", name=name), master)
             await driver.start()
-            await asyncio.wait_for(sched.done.wait(), timeout=60 + n)
+            await asyncio.wait_for(sched.done.wait(), timeout=60 + sched.n)
             await driver.stop()
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait(30)
+
+
+async def run(n: int, work_dir: str, isolation: str) -> dict[str, Any]:
+    sched = _OneAtATime(n + 3)  # the first 3 warm the path up and are not counted
+    await drive(sched, work_dir, isolation)
     lat = sorted(sched.running[3:])
     return {"n": len(lat), "isolation": isolation, "work_dir": work_dir, "machine": machine(),
             "accept_running_p50_s": pct(lat, 0.5), "accept_running_p90_s": pct(lat, 0.9),

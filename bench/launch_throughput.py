@@ -68,13 +68,22 @@ def _spawn(code: str, env: dict) -> subprocess.Popen:
 
 
 _SERVE = (
-    "import asyncio,signal\n"
+    "import asyncio,os,signal\n"
     "async def main():\n"
     "{body}"
     "    stop = asyncio.Event()\n"
     "    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)\n"
+    "    prof = None\n"
+    "    if os.environ.get('BENCH_PROFILE_DIR'):\n"  # --profile: cProfile from ready to SIGTERM
+    "        import cProfile\n"
+    "        import time\n"
+    "        prof = cProfile.Profile(time.process_time)\n"  # CPU time, not a loaded box's waits
+    "        prof.enable()\n"
     "    print('ready', flush=True)\n"
     "    await stop.wait()\n"
+    "    if prof is not None:\n"
+    "        prof.disable()\n"
+    "        prof.dump_stats(os.path.join(os.environ['BENCH_PROFILE_DIR'], f'{{type(x).__name__}}-{{os.getpid()}}.prof'))\n"
     "    await x.stop()\n"
     "asyncio.run(main())\n"
 )
@@ -253,6 +262,25 @@ async def accept_to_running(n: int, base: str, isolation: str, task_cpus: float,
                 proc.wait(30)
 
 
+LAST_CPU: dict[str, float] = {}  # CPU per task of each process of the last through_cluster run
+
+
+def _cpu(proc: subprocess.Popen) -> float:
+    """CPU seconds of a cluster process and its children, reaped (the tasks) or not (the
+    agents' launcher helpers, with the tasks they reaped)."""
+    import psutil
+
+    me = psutil.Process(proc.pid)
+    total = 0.0
+    for p in (me, *me.children()):
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 def _task(offer, i: int, res: Resources, image: str | None = None):
     from mesos_nb.protocol import messages as m
 
@@ -291,6 +319,8 @@ async def through_cluster(n: int, concurrency: int, split: bool, base: str,
         registry = build_busybox_tarballs(os.path.join(wd, "images"), image) if image else None
         secure = Secure(wd, auth, tls) if auth or tls else None
         procs, master = start_cluster(wd, concurrency, split, isolation, task_cpus, registry, launcher, secure)
+        cpu0 = [_cpu(p) for p in procs]
+        own0 = time.process_time()
         try:
             sched = Launcher(n, task_cpus, image)
             kw = {}
@@ -303,8 +333,14 @@ async def through_cluster(n: int, concurrency: int, split: bool, base: str,
             await driver.start()
             await asyncio.wait_for(sched.done.wait(), timeout=max(120, n / 5))
             t1 = time.perf_counter()
+            own = time.process_time() - own0
+            cpu = [_cpu(p) - c for p, c in zip(procs, cpu0, strict=True)]
             await driver.stop()
             start = sched.first_launch or t0
+            names = ["master+agents"] if not split else ["master", "agents"]
+            LAST_CPU.clear()
+            LAST_CPU.update({f"{k}_cpu_ms_per_task": 1e3 * c / n for k, c in zip(names, cpu, strict=True)})
+            LAST_CPU["framework_cpu_ms_per_task"] = 1e3 * own / n
             return t1 - start, sched.failed
         finally:
             for proc in procs:
@@ -331,10 +367,18 @@ async def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON object instead")
     ap.add_argument("--no-launcher", action="store_true",
                     help="agents fork tasks themselves instead of through their launcher helper (for comparison)")
+    ap.add_argument("--profile", metavar="DIR",
+                    help="cProfile each cluster process while the tasks run; one .prof file per process in DIR")
     ap.add_argument("--image", help="also run the tasks in this (built) busybox image, e.g. busybox")
+    ap.add_argument("--targets", action="store_true",
+                    help="issue 14's pair in one run: the default isolation on --work-dir (target >= 0.6 of "
+                         "raw) and posix on tmpfs (/dev/shm, target >= 0.8), against one raw baseline")
     ap.add_argument("--latency", type=int, metavar="K",
                     help="instead: K tasks one at a time on an idle cluster, ACCEPT → TASK_RUNNING p50/p90")
     a = ap.parse_args(argv)
+    if a.profile:
+        os.makedirs(a.profile, exist_ok=True)
+        os.environ["BENCH_PROFILE_DIR"] = os.path.abspath(a.profile)
     if a.latency:
         lat = await accept_to_running(a.latency, a.work_dir, a.isolation, a.task_cpus, not a.no_launcher)
         res = {"n": len(lat), "isolation": a.isolation, "launcher": not a.no_launcher, "loadavg": os.getloadavg()[0],
@@ -346,20 +390,30 @@ async def main(argv: list[str] | None = None) -> None:
                   f"p90 {res['p90_ms']:.2f} ms, min {res['min_ms']:.2f} ms (target p50 <= 3 ms)")
         return
     await raw_spawn(min(50, a.n), a.concurrency)  # warm-up
+    t0 = os.times()
     raw = await raw_spawn(a.n, a.concurrency)
+    t1 = os.times()
     raw_rate = a.n / raw
+    raw_cpu = sum(t1[:4]) - sum(t0[:4])  # this process and its reaped children
     out = {"n": a.n, "isolation": a.isolation, "work_dir": a.work_dir, "launcher": not a.no_launcher,
-           "raw_rate": raw_rate, "loadavg": os.getloadavg()[0]}
+           "raw_rate": raw_rate, "raw_cpu_ms_per_spawn": 1e3 * raw_cpu / a.n, "loadavg": os.getloadavg()[0]}
     say = (lambda *_: None) if a.json else print
     say(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}, n={a.n}, concurrency={a.concurrency}, work dir {a.work_dir}, isolation {a.isolation}, task cpus {a.task_cpus}")
-    say(f"raw asyncio spawn            : {raw:7.3f} s = {raw_rate:8.1f} /s")
+    say(f"raw asyncio spawn            : {raw:7.3f} s = {raw_rate:8.1f} /s  (CPU {1e3 * raw_cpu / a.n:.2f} ms each)")
+    if a.targets:
+        await _targets(a, raw_rate, out, say)
+        if a.json:
+            print(json.dumps(out))
+        return
     for split, label in ((False, "master+agents in one process"), (True, "agents in their own process ")):
         clu, failed = await through_cluster(a.n, a.concurrency, split, a.work_dir, a.isolation, a.task_cpus,
                                             launcher=not a.no_launcher)
         rate = a.n / clu
         key = "split" if split else "one_process"
         out[f"{key}_rate"], out[f"{key}_ratio"], out[f"{key}_failed"] = rate, rate / raw_rate, failed
+        out.update({f"{key}_{k}": v for k, v in LAST_CPU.items()})
         say(f"{label} : {clu:7.3f} s = {rate:8.1f} /s  ratio {rate / raw_rate:.2f} (target >= 0.50, failed {failed})")
+        say("    CPU per task: " + ", ".join(f"{k.replace('_cpu_ms_per_task', '')} {v:.2f} ms" for k, v in LAST_CPU.items()))
         if a.auth or a.tls:
             what = "+".join(x for x, on in (("auth", a.auth), ("tls", a.tls)) if on)
             sec, failed = await through_cluster(a.n, a.concurrency, split, a.work_dir, a.isolation, a.task_cpus,
@@ -378,6 +432,21 @@ async def main(argv: list[str] | None = None) -> None:
                 f"1000 in 30.7 s = 32.6 /s; failed {failed})")
     if a.json:
         print(json.dumps(out))
+
+
+async def _targets(a: argparse.Namespace, raw_rate: float, out: dict, say) -> None:
+    tmpfs = "/dev/shm" if os.path.isdir("/dev/shm") else a.work_dir
+    for name, iso, wd, target in (("default", "auto", a.work_dir, 0.6), ("posix_tmpfs", "posix", tmpfs, 0.8)):
+        for split, label in ((False, "one process"), (True, "agents own process")):
+            clu, failed = await through_cluster(a.n, a.concurrency, split, wd, iso, a.task_cpus,
+                                                launcher=not a.no_launcher)
+            rate = a.n / clu
+            key = f"{name}_{'split' if split else 'one_process'}"
+            out[f"{key}_rate"], out[f"{key}_ratio"], out[f"{key}_failed"] = rate, rate / raw_rate, failed
+            out.update({f"{key}_{k}": v for k, v in LAST_CPU.items()})
+            say(f"{iso:5s} on {wd:9s} {label:18s}: {rate:7.1f} /s  ratio {rate / raw_rate:.2f} "
+                f"(target >= {target}, failed {failed}); CPU per task: "
+                + ", ".join(f"{k.replace('_cpu_ms_per_task', '')} {v:.2f} ms" for k, v in LAST_CPU.items()))
 
 
 if __name__ == "__main__":

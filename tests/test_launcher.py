@@ -110,3 +110,58 @@ async def test_posix_containers_stay_on_the_agents_own_vfork(tmp_path):
         await c.destroy(ct, 0)
     finally:
         c.close()
+
+
+def _helper_call(sock, req: dict) -> list[dict]:
+    """Send one request to a helper on ``sock``; the replies until the child's exit."""
+    import json
+    import struct
+
+    data = json.dumps(req).encode()
+    sock.sendall(struct.pack(">I", len(data)) + data)
+    buf, out = b"", []
+    while not any("exit" in r or "error" in r for r in out):
+        buf += sock.recv(65536)
+        while len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">I", buf[:4])[0]:
+            n = struct.unpack(">I", buf[:4])[0]
+            out.append(json.loads(buf[4:4 + n]))
+            buf = buf[4 + n:]
+    return out
+
+
+@pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
+def test_v1_child_is_vforked_by_a_thread_inside_its_cgroups_which_then_leaves(tmp_path):
+    import socket
+    import subprocess
+
+    from mesos_nb.agent.launcher import HELPER
+
+    iso = make_isolator("cgroups")
+    if iso.name != "cgroups/v1":
+        pytest.skip("cgroups v2 keeps a process's threads together: the child is forked there")
+    ours, theirs = socket.socketpair()
+    helper = subprocess.Popen([sys.executable, "-S", HELPER, str(theirs.fileno())], pass_fds=(theirs.fileno(),))
+    theirs.close()
+    try:
+        for i in range(5):
+            cid = f"vfork-{os.getpid()}-{i}"
+            iso.prepare(cid, Limits(cpus=0.5, mem_bytes=64 << 20))
+            out = tmp_path / f"out{i}"
+            replies = _helper_call(ours, {"id": i, "argv": ["sh", "-c", "cat /proc/self/cgroup; grep SigIgn /proc/self/status"],
+                                          "env": {"PATH": os.environ["PATH"]},
+                                          "cwd": str(tmp_path), "stdout": str(out), "stderr": os.devnull,
+                                          "join": iso.preexec(cid).files})
+            assert replies[0] == {"id": i, "pid": replies[0]["pid"], "how": "vfork"}
+            assert replies[1] == {"exit": replies[0]["pid"], "status": 0}
+            lines = out.read_text().splitlines()
+            assert {"memory", "cpu"} <= {line.split(":")[1] for line in lines
+                                        if line.endswith(f"/mesos_nb/{cid}")}  # born inside them
+            # It keeps no disposition of the helper's (its ^C handler is not an ignored SIGINT).
+            ignored = int(next(x for x in lines if x.startswith("SigIgn")).split()[1], 16)
+            assert not ignored & (1 << (signal.SIGINT - 1))
+            # Removed at once: the launching thread is no longer there to be killed with them.
+            assert iso.cleanup(cid)
+            assert helper.poll() is None
+    finally:
+        ours.close()
+        helper.wait(10)

@@ -12,13 +12,20 @@ Protocol on the inherited stream socket (``argv[1]`` = its fd): 4-byte big-endia
 JSON object, both ways.
 
     agent → helper  {"id", "argv", "exe"?, "env", "cwd", "stdout", "stderr", "join": [procs files]}
-    helper → agent  {"id", "pid"}            the child exec'd (already inside its cgroups)
+    helper → agent  {"id", "pid", "how"?}    the child exec'd (already inside its cgroups;
+                                             "how": "vfork" when a thread in them started it)
                     {"id", "error"}          it could not (the child exited 127, not reported)
                     {"exit": pid, "status"}  the raw wait status of a launched child
 
 The child: default signal dispositions, joins its cgroups, ``setsid`` (its process group is
 the container), stdin ``/dev/null``, stdout/stderr appended to the sandbox files, ``chdir``,
-``execve`` (a bare name searched in the task environment's ``PATH``, as Popen does). When a
+``execve`` (a bare name searched in the task environment's ``PATH``, as Popen does).
+
+Under cgroups v1 the child is not a fork of this Python process but a vfork from a short-lived
+thread that first moves itself (its thread id, into each hierarchy's ``tasks`` file) into the
+container's cgroups: a vfork'd child is born there, and costs no page-table copy and no
+copy-on-write faults (a Python fork + exec took 1.8 ms of CPU here, a vfork + exec 0.7 ms).
+cgroups v2 keeps a process's threads together, so there the child is forked and joins. When a
 child exits its process group is SIGKILLed before it is reaped (the zombie keeps the pgid
 from being reused), as the agent's own path does. EOF on the socket (the agent is gone): the
 helper exits; running children keep running (reparented), as with the agent's own path.
@@ -31,7 +38,9 @@ import os
 import selectors
 import signal
 import struct
+import subprocess
 import sys
+import threading
 
 _HDR = struct.Struct(">I")
 _RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGCHLD, signal.SIGTERM)
@@ -90,6 +99,92 @@ def _child(req: dict, w: int) -> None:
             os._exit(127)
 
 
+_HOMES: dict[str, str | None] = {}  # a container's parent cgroup dir -> this helper's own tasks file there
+
+
+def _home_tasks(container_dir: str) -> str | None:
+    """This helper's own ``tasks`` file in the v1 hierarchy holding ``container_dir``: where a
+    launching thread goes back to (a thread left in a container's cgroup would be killed with
+    it). The hierarchy is matched by its mount's name (``memory``, ``cpu,cpuacct``)."""
+    parent = os.path.dirname(container_dir)
+    if parent in _HOMES:
+        return _HOMES[parent]
+    mnt = os.path.realpath(parent)  # co-mounted hierarchies: cpu -> cpu,cpuacct
+    while mnt != "/" and not os.path.ismount(mnt):
+        mnt = os.path.dirname(mnt)
+    name = os.path.basename(mnt)
+    home = None
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            if ctrls == name:
+                home = os.path.join(mnt, path.lstrip("/"), "tasks")
+    _HOMES[parent] = home if home is not None and os.path.exists(home) else None
+    return _HOMES[parent]
+
+
+def _v1_tasks(join: list[str]) -> list[tuple[str, str]] | None:
+    """(container, home) ``tasks`` files for cgroup v1 ``cgroup.procs`` files; None when not
+    every one is v1 with a known home (or there are none): then the child is forked."""
+    if not join:
+        return None
+    out = []
+    for procs in join:
+        d = os.path.dirname(procs)
+        tasks = os.path.join(d, "tasks")
+        home = _home_tasks(d) if os.path.exists(tasks) else None
+        if home is None:
+            return None
+        out.append((tasks, home))
+    return out
+
+
+def _write_tid(paths: list[str], tid: bytes) -> None:
+    for path in paths:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, tid)
+        finally:
+            os.close(fd)
+
+
+def _vfork_in(req: dict, tasks: list[tuple[str, str]]) -> int:
+    """Start the child from a thread moved into the container's v1 cgroups (and back); its
+    pid, or ``OSError`` / ``SubprocessError`` (the child could not exec)."""
+    out: dict = {}
+
+    def body() -> None:
+        tid = str(threading.get_native_id()).encode()
+        try:
+            _write_tid([t for t, _ in tasks], tid)
+            fds = [os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)]
+            try:
+                for key in ("stdout", "stderr"):
+                    fds.append(os.open(req[key], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644))
+                proc = subprocess.Popen(req["argv"], executable=req.get("exe"), stdin=fds[0], stdout=fds[1],
+                                        stderr=fds[2], cwd=req["cwd"], env=req["env"], start_new_session=True,
+                                        close_fds=True, restore_signals=True)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            proc.returncode = 0  # reaped by Helper._reap, never by Popen's own bookkeeping
+            out["pid"] = proc.pid
+        except BaseException as e:  # noqa: BLE001 - everything goes back to the agent
+            out["error"] = e
+        finally:
+            try:
+                _write_tid([h for _, h in tasks], tid)
+            except OSError:
+                pass  # it ends in a moment anyway
+
+    th = threading.Thread(target=body)
+    th.start()
+    th.join()
+    if "error" in out:
+        raise out["error"]
+    return out["pid"]
+
+
 class Helper:
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -103,7 +198,9 @@ class Helper:
         os.set_blocking(sig_w, False)
         signal.set_wakeup_fd(sig_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is the agent's to handle
+        # A terminal's ^C is the agent's to handle. A handler, not SIG_IGN: an ignored signal
+        # would stay ignored in a vfork'd task (exec resets handlers, not ignored signals).
+        signal.signal(signal.SIGINT, lambda *_: None)
         self.sel.register(fd, selectors.EVENT_READ, "cmd")
         self.sel.register(self.sig_r, selectors.EVENT_READ, "chld")
 
@@ -138,6 +235,15 @@ class Helper:
         return True
 
     def _launch(self, req: dict) -> None:
+        tasks = _v1_tasks(req.get("join") or [])
+        if tasks is not None:
+            try:
+                pid = _vfork_in(req, tasks)
+            except (OSError, subprocess.SubprocessError, ValueError) as e:
+                _send(self.fd, {"id": req["id"], "error": str(e) or type(e).__name__})
+                return
+            _send(self.fd, {"id": req["id"], "pid": pid, "how": "vfork"})
+            return
         try:
             r, w = os.pipe()  # both close-on-exec (PEP 446): EOF on r = the child exec'd
             pid = os.fork()

@@ -9,6 +9,7 @@ is what ``/files`` attaches besides the real directory.
 from __future__ import annotations
 
 import os
+import re
 
 
 def executor_dir(work_dir: str, agent_id: str, framework_id: str, executor_id: str) -> str:
@@ -68,11 +69,14 @@ def create_sandbox(work_dir: str, agent_id: str, framework_id: str, executor_id:
     return path
 
 
+_BAD_ID_CHAR = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
 def valid_id(value: str) -> bool:
     """Mesos ``validateID``: non-empty, <= 255 chars, not . or .., no / \\ or control chars."""
     if not value or len(value) > 255 or value in (".", ".."):
         return False
-    return not any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in value)
+    return _BAD_ID_CHAR.search(value) is None  # one C scan (a per-character loop cost 5 % of a launch)
 
 
 __all__ = [

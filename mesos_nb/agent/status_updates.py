@@ -4,7 +4,9 @@ Each task has a FIFO *stream*. Only its head is in flight: it is sent, then rese
 ``retry_min`` seconds, doubling up to ``retry_max``, until the master forwards the
 framework's ACK with the head's uuid; then the next update goes out. After the channel
 reconnects every head is resent at once (``resend_all``). An update whose uuid the stream
-already holds (or already acknowledged) is a duplicate and dropped.
+already holds (or already acknowledged) is a duplicate and dropped. The head carries the
+stream's newest state (``latest_state``) when newer updates wait behind it, so the master
+frees a finished task's resources without waiting for the framework's acks.
 
 Pure logic: the clock and timers are injected (``call_later(delay, fn) -> handle`` with
 ``.cancel()``), sending is a callback. Checkpointing is the ``store`` seam: ``append`` is
@@ -166,7 +168,7 @@ class StatusUpdateManager:
             stream.interval = self.retry_min
         if self.paused:
             return
-        self._send(stream.pending[0])
+        self._send(self._head(stream))
         self._arm(stream)
 
     def _arm(self, stream: _Stream) -> None:
@@ -179,7 +181,7 @@ class StatusUpdateManager:
             return
         if self._streams.get((stream.framework_id, stream.task_id)) is not stream:
             return
-        head = stream.pending[0]
+        head = self._head(stream)
         logger.info(
             "resending status update framework=%s task=%s state=%s after %.1fs",
             stream.framework_id, stream.task_id, head.status.state, stream.interval,
@@ -187,6 +189,13 @@ class StatusUpdateManager:
         stream.interval = min(stream.interval * 2, self.retry_max)
         self._send(head)
         self._arm(stream)
+
+    @staticmethod
+    def _head(stream: _Stream) -> StatusUpdate:
+        """The head, carrying the stream's newest state when newer updates wait behind it."""
+        head = stream.pending[0]
+        head.latest_state = stream.pending[-1].status.state if len(stream.pending) > 1 else None
+        return head
 
     @staticmethod
     def _cancel(stream: _Stream) -> None:

@@ -270,6 +270,8 @@ def status_update(st: MasterState, upd: ch.StatusUpdate, now: float) -> None:
     st.metrics["master/valid_status_updates"] += 1
     st.version += 1
     task = fw.tasks.get(status.task_id.value)
+    if task is not None and upd.latest_state in m.TERMINAL_STATES:
+        release_task(st, task)  # ended at the agent (Mesos' latest_state): its resources are free now
     if task is None:
         done = next((t for t in reversed(fw.completed_tasks) if t.id == status.task_id.value), None)
         if done is not None and status.uuid:

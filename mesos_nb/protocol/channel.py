@@ -78,6 +78,10 @@ class StatusUpdate(_OfFramework, tag="STATUS_UPDATE"):
     """A reliable task status update (has ``status.uuid``); retried until ACK."""
 
     status: TaskStatus
+    # The task's newest state at the agent (Mesos' ``StatusUpdate.latest_state``), set when newer
+    # updates wait behind this one: a terminal one lets the master take the task's resources
+    # back now, before the framework has acknowledged the updates in between.
+    latest_state: str | None = None
 
 
 class ExecutorExited(_OfExecutor, tag="EXECUTOR_EXITED"):
