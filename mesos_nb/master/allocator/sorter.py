@@ -21,7 +21,18 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 
-__all__ = ["DRFSorter", "Totals", "dominant_share"]
+__all__ = ["DRFSorter", "Totals", "add_millis", "dominant_share"]
+
+
+def add_millis(into: dict[str, int], delta: dict[str, int], sign: int = 1) -> None:
+    """``into += sign * delta``, dropping names that reach zero (or below): an allocation,
+    a cluster total and a quota book all keep only what is there."""
+    for n, m in delta.items():
+        left = into.get(n, 0) + sign * m
+        if left > 0:
+            into[n] = left
+        else:
+            into.pop(n, None)
 
 
 class Totals:
@@ -34,13 +45,7 @@ class Totals:
         self.version = 0
 
     def add(self, delta: dict[str, int], sign: int = 1) -> None:
-        v = self.values
-        for n, m in delta.items():
-            left = v.get(n, 0) + sign * m
-            if left > 0:
-                v[n] = left
-            else:
-                v.pop(n, None)
+        add_millis(self.values, delta, sign)
         self.version += 1
 
 
@@ -135,22 +140,14 @@ class DRFSorter:
     # -------------------------------------------------------------- allocation
     def add_allocation(self, name: str, delta: dict[str, int]) -> None:
         c = self._clients[name]
-        a = c.alloc
-        for n, m in delta.items():
-            a[n] = a.get(n, 0) + m
+        add_millis(c.alloc, delta)
         self._rekey(name, c)
 
     def remove_allocation(self, name: str, delta: dict[str, int]) -> None:
         c = self._clients.get(name)
         if c is None:
             return
-        a = c.alloc
-        for n, m in delta.items():
-            left = a.get(n, 0) - m
-            if left > 0:
-                a[n] = left
-            else:
-                a.pop(n, None)
+        add_millis(c.alloc, delta, -1)
         self._rekey(name, c)
 
     def allocation(self, name: str) -> dict[str, int]:
