@@ -268,6 +268,10 @@ class HierarchicalDRFAllocator:
         """The allocation of ``role`` and every role below it: what a parent's quota bounds."""
         return self._roles.subtree_allocation(role)
 
+    def role_share(self, role: str) -> float:
+        """Unweighted dominant share of the role's subtree (0 for a role nobody uses)."""
+        return self._roles.share(role)
+
     def role_nodes(self) -> list[str]:
         """Every role the allocator knows, with the ancestors of nested ones (``eng`` for ``eng/ml``)."""
         return self._roles.nodes()

@@ -52,11 +52,14 @@ class RoleQuota:
 class QuotaBook:
     """Quotas by role, plus the cluster's total scalars (every name, GPUs included)."""
 
-    __slots__ = ("quotas", "total")
+    __slots__ = ("quotas", "total", "biggest")
 
     def __init__(self) -> None:
         self.quotas: dict[str, RoleQuota] = {}
         self.total: dict[str, int] = {}
+        # the most of each scalar any agent ever had: no single offer is bigger (never lowered,
+        # so it stays a safe bound after an agent leaves)
+        self.biggest: dict[str, int] = {}
 
     def __bool__(self) -> bool:
         return bool(self.quotas)
@@ -69,6 +72,11 @@ class QuotaBook:
 
     def add_total(self, m: dict[str, int], sign: int = 1) -> None:
         add_millis(self.total, m, sign)
+        if sign > 0:
+            big = self.biggest
+            for n, v in m.items():
+                if v > big.get(n, 0):
+                    big[n] = v
 
     def chain(self, role: str) -> list[str]:
         """The roles with quota among ``role`` and its ancestors, top-most first."""
@@ -109,7 +117,7 @@ def consumption(
 class QuotaCycle:
     """The quota bookkeeping of one allocation cycle, updated after every offer made."""
 
-    __slots__ = ("book", "quotas", "consumed", "headroom", "unmet", "required", "_chains")
+    __slots__ = ("book", "quotas", "consumed", "headroom", "unmet", "required", "_chains", "_safe")
 
     def __init__(self, book: QuotaBook, tree: RoleTree, agents: list[_Agent]) -> None:
         self.book = book
@@ -124,6 +132,7 @@ class QuotaCycle:
         self.unmet: dict[str, dict[str, int]] = {}
         self.required: dict[str, int] = {}
         self._chains: dict[str, list[str]] = {}
+        self._safe = 0  # offers that cannot be cut, whoever gets them (see _safe_offers)
         for q, quota in self.quotas.items():
             if "/" in q and any(a in self.quotas for a in ancestors(q)[:-1]):
                 continue
@@ -144,8 +153,35 @@ class QuotaCycle:
         c = self.chain(role)
         return bool(c) and c[0] in self.unmet
 
+    def _safe_offers(self) -> int:
+        """How many offers in a row no bound can cut. No offer is bigger than ``biggest``, and
+        one offer lowers each slack (a limit minus its consumption; the headroom beyond the
+        unmet guarantees) by at most its own size; so while every slack is ``k`` biggest offers
+        or more, the next ``k`` offers pass whole. Most of a cycle on a large cluster is far
+        from every bound: the per-name arithmetic of :meth:`cap` runs only near one."""
+        big = self.book.biggest
+        steps = 1 << 62
+        head = self.headroom
+        for n, req in self.required.items():
+            b = big.get(n)
+            if b:
+                steps = min(steps, (head.get(n, 0) - req) // b)
+        for q, quota in self.quotas.items():
+            cons = self.consumed[q]
+            for n, lim in quota.limits.items():
+                b = big.get(n)
+                if b:
+                    steps = min(steps, (lim - cons.get(n, 0)) // b)
+        return steps
+
     def cap(self, role: str, offer: Resources, m: dict[str, int], reserved_agent: bool) -> Resources:
         """``offer`` with its unreserved scalars cut to what ``role`` may take (``m``: its scalars)."""
+        if self._safe > 0:
+            return offer
+        safe = self._safe_offers()
+        if safe > 0:
+            self._safe = safe
+            return offer
         chain = self.chain(role)
         required = self.required
         if not chain and not required:
@@ -174,6 +210,7 @@ class QuotaCycle:
 
     def charge(self, role: str, offer: Resources, m: dict[str, int], reserved_agent: bool) -> None:
         """Account an offer made: headroom shrinks, the roles' consumption and unmet guarantee move."""
+        self._safe -= 1
         unres = offer.unreserved().scalar_millis() if reserved_agent else m
         head = self.headroom
         for n, v in unres.items():

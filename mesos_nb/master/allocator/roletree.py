@@ -19,7 +19,7 @@ then hands out the root sorter's live list and costs nothing extra.
 
 from __future__ import annotations
 
-from .sorter import DRFSorter, Totals, add_millis
+from .sorter import DRFSorter, Totals, dominant_share
 
 __all__ = ["RoleTree", "ancestors"]
 
@@ -38,14 +38,15 @@ def _parent(path: str) -> str:
 class RoleTree:
     """The role sorter: explicit roles (those frameworks use) are leaves of a path tree."""
 
-    __slots__ = ("_totals", "_sorters", "_roles", "_own", "_subtree", "_weights", "_chains", "_flat", "_version")
+    __slots__ = ("_totals", "_sorters", "_roles", "_nodes", "_weights", "_chains", "_flat", "_version")
 
     def __init__(self, totals: Totals) -> None:
         self._totals = totals
         self._sorters: dict[str, DRFSorter] = {"": DRFSorter(totals)}
         self._roles: dict[str, bool] = {}  # explicit role -> active (has an eligible framework)
-        self._own: dict[str, dict[str, int]] = {}  # explicit role -> its own allocation
-        self._subtree: dict[str, dict[str, int]] = {}  # every node -> its subtree's allocation
+        # every node (explicit roles and their ancestors); a node's client in its parent's sorter
+        # carries its subtree's allocation, a role's own leaf its own: nothing is counted twice
+        self._nodes: dict[str, None] = {}
         self._weights: dict[str, float] = {}
         # role -> [(sorter, client)] that its allocations move: its node in each ancestor's
         # sorter, and its own leaf when the role is an internal node too
@@ -65,18 +66,17 @@ class RoleTree:
 
     def nodes(self) -> list[str]:
         """Every node of the tree: explicit roles and their ancestors."""
-        return list(self._subtree)
+        return list(self._nodes)
 
     def add(self, role: str, weight: float = 1.0, active: bool = True) -> None:
         if role in self._roles:
             return
         self._weights.setdefault(role, weight)
         self._roles[role] = False
-        self._own[role] = {}
         for path in ancestors(role):
-            if path in self._subtree:
+            if path in self._nodes:
                 continue
-            self._subtree[path] = {}
+            self._nodes[path] = None
             parent = _parent(path)
             if parent not in self._sorters:
                 self._make_internal(parent)
@@ -93,7 +93,7 @@ class RoleTree:
         s = self._sorters[node] = DRFSorter(self._totals)
         if node in self._roles:
             s.add(node, self._weights.get(node, 1.0), active=self._roles[node])
-            own = self._own[node]
+            own = self._sorters[_parent(node)].allocation(node)  # a leaf until now: subtree = own
             if own:
                 s.add_allocation(node, own)
 
@@ -101,7 +101,7 @@ class RoleTree:
         if role not in self._roles:
             return
         self.deactivate(role)
-        own = self._own.pop(role)
+        own = self.allocation(role)
         if own:
             self._move(role, own, -1)
         del self._roles[role]
@@ -116,7 +116,7 @@ class RoleTree:
                 del self._sorters[path]
             parent = _parent(path)
             self._sorters[parent].remove(path)
-            del self._subtree[path]
+            del self._nodes[path]
         # an internal role left with only its own leaf becomes a plain leaf again
         for path in ancestors(role)[:-1]:
             s = self._sorters.get(path)
@@ -157,7 +157,7 @@ class RoleTree:
         if role in sorters and role in self._roles:
             (sorters[role].activate if own_active else sorters[role].deactivate)(role)
         for path in reversed(ancestors(role)):
-            if path not in self._subtree:
+            if path not in self._nodes:
                 continue
             s = sorters.get(path)
             on = s.active_count() > 0 if s is not None else self._roles.get(path, False)
@@ -169,7 +169,7 @@ class RoleTree:
     def set_weight(self, role: str, weight: float) -> None:
         """Weights apply per node: a parent's weight scales its whole subtree against its siblings."""
         self._weights[role] = weight
-        if role in self._subtree:
+        if role in self._nodes:
             self._sorters[_parent(role)].set_weight(role, weight)
         s = self._sorters.get(role)
         if s is not None and role in s:
@@ -185,30 +185,25 @@ class RoleTree:
             self._move(role, delta, -1)
 
     def _move(self, role: str, delta: dict[str, int], sign: int) -> None:
-        add_millis(self._own[role], delta, sign)
-        subtree = self._subtree
         for s, client in self._chains[role]:
             if sign > 0:
                 s.add_allocation(client, delta)
             else:
                 s.remove_allocation(client, delta)
-        for path in ancestors(role):
-            add_millis(subtree[path], delta, sign)
         self._flat = None
 
     def allocation(self, role: str) -> dict[str, int]:
-        """The role's own allocation (not its children's)."""
-        return dict(self._own[role])
+        """The role's own allocation (not its children's): its own leaf."""
+        s = self._sorters.get(role)
+        return (s if s is not None else self._sorters[_parent(role)]).allocation(role)
 
     def subtree_allocation(self, node: str) -> dict[str, int]:
         """The allocation of ``node`` and every role below it (what a parent's quota bounds)."""
-        return dict(self._subtree.get(node, {}))
+        return self._sorters[_parent(node)].allocation(node) if node in self._nodes else {}
 
     def share(self, role: str) -> float:
         """Unweighted dominant share of the role's subtree (its own share when it is a leaf)."""
-        from .sorter import dominant_share
-
-        return dominant_share(self._subtree.get(role, {}), self._totals.values)
+        return dominant_share(self.subtree_allocation(role), self._totals.values)
 
     # -------------------------------------------------------------- order
     def order(self) -> list[tuple[float, str]]:
