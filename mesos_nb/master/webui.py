@@ -110,7 +110,7 @@ class WebUI:
 
     async def stop(self) -> None:
         await self.feed.stop()
-        if self._warm is not None:
+        if self._warm is not None and not self._warm.cancelled():  # cancelled: awaiting it would raise
             with contextlib.suppress(Exception):
                 await self._warm
         if self._session is not None:
