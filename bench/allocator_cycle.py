@@ -121,11 +121,10 @@ def main_quota(sizes: list[tuple[int, int]], rounds: int, roles: int = 1, repeat
             for with_quota in (False, True):
                 runs[with_quota].append(run(agents, fws, rounds, quota=with_quota, roles=roles))
 
-        def med(with_quota: bool) -> dict:
-            rs = runs[with_quota]
-            return {k: statistics.median(r[k] for r in rs) for k in ("first_s", "steady_s", "first_offers")}
-
-        plain, quota = med(False), med(True)
+        plain, quota = (
+            {k: statistics.median(r[k] for r in runs[q]) for k in ("first_s", "steady_s", "first_offers")}
+            for q in (False, True)
+        )
         ratio = max(quota["first_s"] / plain["first_s"], quota["steady_s"] / plain["steady_s"])
         ok &= ratio <= 1.5
         print(f"{agents:>6} x {fws:<5} {plain['first_s']:>7.3f}s {quota['first_s']:>11.3f}s "
