@@ -88,3 +88,27 @@ async def test_webui_roles_table(local_cluster):
                 await browser.close()
     finally:
         await driver.stop()
+
+
+async def test_notebook_dashboard_plots_the_quota_headroom_of_its_role(local_cluster):
+    pytest.importorskip("jupyter_bokeh")
+    from mesos_nb.dashboards.widget import DashboardWidget
+
+    driver, _ = await _team_cluster(local_cluster)
+    w = DashboardWidget(local_cluster.master_url, role="eng/ml").start()
+    plain = DashboardWidget(local_cluster.master_url).start()
+    try:
+        quota = w.dashboard["quota"]
+        src = quota.source
+        # eng/ml has no quota of its own: the plot shows eng's, which bounds it
+        await async_wait_for(lambda: src.data["resource"] == ["cpus"] and src.data["consumed"][0] >= 1,
+                             timeout=20, message="eng's cpus quota with the ml task in it")
+        assert src.data["limit"] == [1.5] and src.data["guarantee"] == [0.5]
+        assert src.data["headroom"][0] == pytest.approx(1.5 - src.data["consumed"][0])
+        assert src.data["guarantee_frac"] == [pytest.approx(1 / 3)]
+        assert quota.root.title.text.startswith("Quota headroom of role 'eng': cpus ")
+        assert "quota" not in plain.dashboard.components  # without a role: no quota plot
+    finally:
+        w.close()
+        plain.close()
+        await driver.stop()

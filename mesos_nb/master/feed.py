@@ -35,6 +35,7 @@ import msgspec
 from aiohttp import web
 
 from ..protocol import messages as m
+from .roles_view import quota_snapshot
 
 if TYPE_CHECKING:
     from .view import MasterView
@@ -385,6 +386,7 @@ class UtilizationFeed:
             "agents": agents,
             "frameworks": frameworks,
             "roles": {k: float(v) for k, v in shares.get("roles", {}).items()},
+            "quota": quota_snapshot(core),
             "offers": {"count": len(core.offers), "resources": offered},
             "tasks": {"counts": counts, "active": sum(per_agent_tasks.values())},
             "recent": list(self.recent),

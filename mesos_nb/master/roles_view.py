@@ -15,7 +15,7 @@ from typing import Any
 from ..protocol import messages as m
 from ..protocol.resources import Resources
 
-__all__ = ["mesos_roles", "role_rows"]
+__all__ = ["mesos_roles", "quota_snapshot", "role_rows"]
 
 
 def _units(millis: dict[str, int]) -> dict[str, float]:
@@ -64,6 +64,16 @@ def role_rows(core: Any) -> list[dict[str, Any]]:
             "share": alloc.role_share(name),
         })
     return rows
+
+
+def quota_snapshot(core: Any) -> dict[str, dict[str, dict[str, float]]]:
+    """``{role: {guarantee, limit, consumed}}`` of every role with quota (the utilization feed's
+    ``quota``, plotted as headroom by the notebook dashboard)."""
+    alloc = core.allocator
+    consumed = alloc.consumed()
+    return {role: {"guarantee": _units(q.guarantees), "limit": _units(q.limits),
+                   "consumed": _units(consumed.get(role, {}))}
+            for role, q in sorted(alloc.quotas().items())}
 
 
 def mesos_roles(core: Any) -> dict[str, Any]:

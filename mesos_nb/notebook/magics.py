@@ -272,7 +272,8 @@ class MesosMagics(Magics):
         from ..dashboards import dashboard
 
         fw = self._fw()
-        return dashboard(views.leader_of(fw.master_url), alive=lambda: self.framework is fw and fw.driver is not None)
+        return dashboard(views.leader_of(fw.master_url), alive=lambda: self.framework is fw and fw.driver is not None,
+                         role=fw.role)
 
     def disconnect(self, rest: str = "") -> Message:
         if self.framework is None:
