@@ -16,7 +16,8 @@ from conftest import REPO, start_cluster_process, stop_cluster_process, wait_for
 pytest.importorskip("mesos_nb.agent.process")
 
 
-def _post(url: str, body: dict) -> int:
+def post(url: str, body: dict) -> int:
+    """An operator API call (POST /api/v1, JSON) to an unauthenticated master; its status."""
     req = urllib.request.Request(url + "/api/v1", data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
@@ -27,9 +28,9 @@ def _post(url: str, body: dict) -> int:
 def cp(tmp_path_factory: pytest.TempPathFactory):
     cp = start_cluster_process(tmp_path_factory.mktemp("roles-cli"))
     try:
-        assert _post(cp.url, {"type": "UPDATE_WEIGHTS", "update_weights": {
+        assert post(cp.url, {"type": "UPDATE_WEIGHTS", "update_weights": {
             "weight_infos": [{"role": "dev", "weight": 2.5}]}}) == 200
-        assert _post(cp.url, {"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [
+        assert post(cp.url, {"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [
             {"role": "dev", "guarantees": {"cpus": {"value": 0.5}},
              "limits": {"cpus": {"value": 1}, "mem": {"value": 512}}}]}}) == 200
         yield cp

@@ -19,7 +19,7 @@ then hands out the root sorter's live list and costs nothing extra.
 
 from __future__ import annotations
 
-from .sorter import DRFSorter, Totals, dominant_share
+from .sorter import DRFSorter, Members, Totals, dominant_share
 
 __all__ = ["RoleTree", "ancestors"]
 
@@ -35,15 +35,15 @@ def _parent(path: str) -> str:
     return "" if i < 0 else path[:i]
 
 
-class RoleTree:
+class RoleTree(Members):
     """The role sorter: explicit roles (those frameworks use) are leaves of a path tree."""
 
-    __slots__ = ("_totals", "_sorters", "_roles", "_nodes", "_weights", "_chains", "_flat", "_version")
+    __slots__ = ("_totals", "_sorters", "_members", "_nodes", "_weights", "_chains", "_flat", "_version")
 
     def __init__(self, totals: Totals) -> None:
         self._totals = totals
         self._sorters: dict[str, DRFSorter] = {"": DRFSorter(totals)}
-        self._roles: dict[str, bool] = {}  # explicit role -> active (has an eligible framework)
+        self._members: dict[str, bool] = {}  # explicit role -> active (has an eligible framework)
         # every node (explicit roles and their ancestors); a node's client in its parent's sorter
         # carries its subtree's allocation, a role's own leaf its own: nothing is counted twice
         self._nodes: dict[str, None] = {}
@@ -55,24 +55,15 @@ class RoleTree:
         self._version = -1
 
     # -------------------------------------------------------------- membership
-    def __contains__(self, role: str) -> bool:
-        return role in self._roles
-
-    def __len__(self) -> int:
-        return len(self._roles)
-
-    def clients(self) -> list[str]:
-        return list(self._roles)
-
     def nodes(self) -> list[str]:
         """Every node of the tree: explicit roles and their ancestors."""
         return list(self._nodes)
 
     def add(self, role: str, weight: float = 1.0, active: bool = True) -> None:
-        if role in self._roles:
+        if role in self._members:
             return
         self._weights.setdefault(role, weight)
-        self._roles[role] = False
+        self._members[role] = False
         for path in ancestors(role):
             if path in self._nodes:
                 continue
@@ -91,26 +82,26 @@ class RoleTree:
         """``node`` gets its first child: a sorter of its own; its own allocations (if it is a
         role) move into a leaf client there."""
         s = self._sorters[node] = DRFSorter(self._totals)
-        if node in self._roles:
-            s.add(node, self._weights.get(node, 1.0), active=self._roles[node])
+        if node in self._members:
+            s.add(node, self._weights.get(node, 1.0), active=self._members[node])
             own = self._sorters[_parent(node)].allocation(node)  # a leaf until now: subtree = own
             if own:
                 s.add_allocation(node, own)
 
     def remove(self, role: str) -> None:
-        if role not in self._roles:
+        if role not in self._members:
             return
         self.deactivate(role)
         own = self.allocation(role)
         if own:
             self._move(role, own, -1)
-        del self._roles[role]
+        del self._members[role]
         if role in self._sorters:
             self._sorters[role].remove(role)
         # prune nodes that no explicit role needs any more, bottom-up
         for path in reversed(ancestors(role)):
             s = self._sorters.get(path)
-            if path in self._roles or (s is not None and len(s)):
+            if path in self._members or (s is not None and len(s)):
                 break
             if s is not None:
                 del self._sorters[path]
@@ -120,7 +111,7 @@ class RoleTree:
         # an internal role left with only its own leaf becomes a plain leaf again
         for path in ancestors(role)[:-1]:
             s = self._sorters.get(path)
-            if s is not None and path in self._roles and len(s) == 1:
+            if s is not None and path in self._members and len(s) == 1:
                 del self._sorters[path]
         self._rechain()
         self._refresh_up(role)
@@ -128,7 +119,7 @@ class RoleTree:
     def _rechain(self) -> None:
         chains = {}
         sorters = self._sorters
-        for role in self._roles:
+        for role in self._members:
             chain = [(sorters[_parent(p)], p) for p in ancestors(role)]
             if role in sorters:
                 chain.append((sorters[role], role))
@@ -138,29 +129,29 @@ class RoleTree:
 
     # -------------------------------------------------------------- activity
     def is_active(self, role: str) -> bool:
-        return self._roles.get(role, False)
+        return self._members.get(role, False)
 
     def activate(self, role: str) -> None:
-        if self._roles.get(role) is False:
-            self._roles[role] = True
+        if self._members.get(role) is False:
+            self._members[role] = True
             self._refresh_up(role)
 
     def deactivate(self, role: str) -> None:
-        if self._roles.get(role):
-            self._roles[role] = False
+        if self._members.get(role):
+            self._members[role] = False
             self._refresh_up(role)
 
     def _refresh_up(self, role: str) -> None:
         """A leaf is active with its role; an internal node while any client below it is."""
         sorters = self._sorters
-        own_active = self._roles.get(role, False)
-        if role in sorters and role in self._roles:
+        own_active = self._members.get(role, False)
+        if role in sorters and role in self._members:
             (sorters[role].activate if own_active else sorters[role].deactivate)(role)
         for path in reversed(ancestors(role)):
             if path not in self._nodes:
                 continue
             s = sorters.get(path)
-            on = s.active_count() > 0 if s is not None else self._roles.get(path, False)
+            on = s.active_count() > 0 if s is not None else self._members.get(path, False)
             parent = sorters[_parent(path)]
             (parent.activate if on else parent.deactivate)(path)
         self._flat = None
@@ -181,7 +172,7 @@ class RoleTree:
         self._move(role, delta, 1)
 
     def remove_allocation(self, role: str, delta: dict[str, int]) -> None:
-        if role in self._roles:
+        if role in self._members:
             self._move(role, delta, -1)
 
     def _move(self, role: str, delta: dict[str, int], sign: int) -> None:
