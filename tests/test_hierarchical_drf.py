@@ -132,3 +132,37 @@ def test_role_tree_orders_depth_first_by_weighted_subtree_share():
     t.activate("sales")
     assert t.sorted()[0] == "eng"
     assert ancestors("a/b/c") == ["a", "a/b", "a/b/c"]
+
+
+def test_random_role_churn_keeps_every_subtree_equal_to_the_sum_of_its_roles():
+    import random
+
+    rng = random.Random(7)
+    roles = ["a", "a/b", "a/b/c", "a/d", "e", "e/f", "g/h/i"]
+    a = cluster(30)
+    now = 0.0
+    for step in range(300):
+        now += 1.0
+        fid = f"f{rng.randrange(8)}"
+        op = rng.random()
+        if op < 0.3:
+            a.add_framework(fid, rng.sample(roles, rng.randint(1, 2)))
+        elif op < 0.4:
+            a.remove_framework(fid)
+        elif op < 0.7:
+            a.allocate(now)
+        else:
+            held = a.allocated_by_role(fid)
+            for aid, per in held.items():
+                for role, res in per.items():
+                    if rng.random() < 0.5:
+                        a.recover(fid, aid, res, role=role)
+        own: dict[str, float] = {}
+        for f in a.framework_ids():
+            for per in a.allocated_by_role(f).values():
+                for role, res in per.items():
+                    own[role] = own.get(role, 0) + res.scalar("cpus")
+        for node in a.role_nodes():
+            expect = sum(v for r, v in own.items() if r == node or r.startswith(node + "/"))
+            assert a.subtree_allocation(node).get("cpus", 0) == round(expect * 1000), (step, node)
+        assert set(a.role_order()) <= set(a.role_nodes())

@@ -603,7 +603,7 @@ class HierarchicalDRFAllocator:
     # ================================================================== reporting
     def shares(self) -> dict:
         totals = self._totals.values
-        roles = {r: self._roles.share(r) for r in self._roles.clients()}
+        roles = {r: self._roles.share(r) for r in self._roles.nodes()}  # a parent: its subtree
         frameworks = {}
         for fid, fw in self._fws.items():
             m: dict[str, int] = {}
