@@ -95,3 +95,15 @@ def test_run_in_a_role_at_its_quota_limit_says_so_while_it_waits(cp):
         except subprocess.TimeoutExpired:
             holder.kill()
             holder.wait(5)
+
+
+def test_run_waits_saying_the_free_cpus_are_reserved_for_another_role(tmp_path):
+    cp = start_cluster_process(tmp_path, agents=1, resources="cpus:1;cpus(batch):2;mem:1024;disk:1024")
+    try:
+        roles = cp.cli("roles")
+        assert roles.returncode == 0 and "batch" in _rows(roles.stdout)
+        r = cp.cli("run", "--cpus", "2", "--mem", "32", "--timeout", "6", "--", "true", timeout=60)
+        assert r.returncode == 2, (r.stdout, r.stderr)
+        assert "mesos-nb run: waiting: the free cpus (3) are reserved for other roles ('batch')" in r.stderr
+    finally:
+        stop_cluster_process(cp)

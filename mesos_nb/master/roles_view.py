@@ -46,7 +46,8 @@ def role_rows(core: Any) -> list[dict[str, Any]]:
     for fw in core.frameworks.values():
         for role in fw.roles:
             members.setdefault(role, []).append(fw.id)
-    names = _with_ancestors(set(alloc.role_nodes()) | set(weights) | set(quotas) | set(members))
+    reserved = {r for agent in core.agents.values() for r in agent.total.reserved().roles()}
+    names = _with_ancestors(set(alloc.role_nodes()) | set(weights) | set(quotas) | set(members) | reserved)
     rows = []
     for name in sorted(names):
         q = quotas.get(name)
