@@ -165,7 +165,7 @@ COMPONENTS = (AgentsBars, ClusterTimeseries, Shares, TaskTimeline, OffersOutstan
 class Dashboard:
     """All components in one layout; ``update(snapshot)`` feeds each of them."""
 
-    def __init__(self, role: str | None = None) -> None:
+    def __init__(self, extra: tuple[Component, ...] = ()) -> None:
         self.components = {c.name: c() for c in COMPONENTS}
         c = self.components
         self.root = column(
@@ -174,11 +174,9 @@ class Dashboard:
             c["timeline"].root,
             sizing_mode="stretch_width", name="mesos-dashboard",
         )
-        if role is not None:  # the notebook's role: its quota headroom (dashboards/quota.py)
-            from .quota import QuotaHeadroom
-
-            c["quota"] = QuotaHeadroom(role)
-            self.root.children.append(c["quota"].root)
+        for comp in extra:  # e.g. the notebook's quota headroom plot (dashboards/quota.py), below the rest
+            c[comp.name] = comp
+            self.root.children.append(comp.root)
 
     def __getitem__(self, name: str) -> Component:
         return self.components[name]

@@ -21,6 +21,7 @@ import aiohttp
 from mesos_nb.protocol.backoff import Backoff
 
 from .components import Dashboard
+from .quota import QuotaHeadroom
 
 log = logging.getLogger("mesos_nb.dashboards")
 PLOTTED_AGENTS = 40
@@ -60,7 +61,7 @@ class DashboardWidget:
         self.url = _master_url(master)
         self.alive = alive
         self.check_every = check_every
-        self.dashboard = Dashboard(role=role)
+        self.dashboard = Dashboard(extra=() if role is None else (QuotaHeadroom(role),))
         self.widget = _model_class()(self.dashboard.root, combine_events=True)
         self.updates = 0
         self.last_snapshot: dict[str, Any] | None = None
