@@ -212,18 +212,24 @@ class QuotaCycle:
         """Account an offer made: headroom shrinks, the roles' consumption and unmet guarantee move."""
         self._safe -= 1
         unres = offer.unreserved().scalar_millis() if reserved_agent else m
-        head = self.headroom
-        for n, v in unres.items():
-            head[n] = head.get(n, 0) - v
-        chain = self.chain(role)
+        required = self.required
+        if required:  # headroom is read only against required headroom, which never grows in a cycle
+            head = self.headroom
+            for n, v in unres.items():
+                head[n] = head.get(n, 0) - v
+        chain = self._chains.get(role)
+        if chain is None:
+            chain = self.chain(role)
         if not chain:
             return
+        consumed = self.consumed
         for q in chain:
-            _add(self.consumed[q], unres)
+            cons = consumed[q]
+            for n, v in unres.items():
+                cons[n] = cons.get(n, 0) + v
         q = chain[0]
         need = self.unmet.get(q)
         if need:
-            required = self.required
             for n in list(need):
                 got = unres.get(n, 0)
                 if not got:
