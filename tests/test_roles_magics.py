@@ -62,3 +62,17 @@ def test_bad_role_is_one_sentence(connected):  # noqa: F811
     for sub in ("run --role a//b -- true", "dask --role=-x", "spark --role . --executors 1"):
         with pytest.raises(MesosNotebookError, match="bad --role"):
             connected.run_line_magic("mesos", sub)
+
+
+def test_dask_with_a_role_registers_its_framework_in_that_role(connected, cluster):  # noqa: F811
+    pytest.importorskip("distributed")
+    client = connected.run_line_magic("mesos", "dask --role team --workers 1 --cpus 0.5 --mem 256")
+    try:
+        fid = client.cluster.pool.framework_id
+        fws = {f["id"]: f for f in get_json(cluster.master_url + "/master/state")["frameworks"]}
+        assert fws[fid]["roles"] == ["team"]
+        assert all(t["role"] == "team" for t in fws[fid]["tasks"]) and fws[fid]["tasks"]
+        roles = {r["ROLE"]: r for r in connected.run_line_magic("mesos", "roles").records}
+        assert roles["team"]["FRAMEWORKS"] == "1" and "cpus" in roles["team"]["ALLOCATED"]  # (its offers count too)
+    finally:
+        connected.run_line_magic("mesos", "disconnect")
