@@ -112,3 +112,21 @@ async def test_notebook_dashboard_plots_the_quota_headroom_of_its_role(local_clu
         w.close()
         plain.close()
         await driver.stop()
+
+
+async def test_a_new_parent_limit_below_its_childrens_consumption_is_refused(local_cluster):
+    fw = Placer()
+    info = FrameworkInfo(user="tester", name="db", roles=["ops/db"], capabilities=[Capability(type="MULTI_ROLE")])
+    driver = SchedulerDriver(fw, info, local_cluster.master_address)
+    await driver.start()
+    try:
+        fw.pending.append(("db-1", "sleep 120", 1.0, 64.0, None))
+        await driver.revive()
+        await async_wait_for(lambda: fw.states.get("db-1") == "TASK_RUNNING", timeout=30, message="db-1 running")
+        body = {"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [
+            {"role": "ops", "limits": {"cpus": {"value": 0.5}}}]}}
+        async with aiohttp.ClientSession() as s, s.post(local_cluster.master_url + "/api/v1", json=body) as r:
+            assert r.status == 400
+            assert "role 'ops' already consumes" in await r.text()
+    finally:
+        await driver.stop()
