@@ -20,9 +20,6 @@ from mesos_nb.client.roles import (
 from .display import Table
 from .errors import MesosNotebookError
 
-USAGE = """  roles                       roles: weight, frameworks, allocated, DRF share
-  quota                       quota: guarantee, limit, allocated, headroom per role"""
-
 
 def _client(magics: Any) -> MasterClient:
     try:
@@ -58,4 +55,4 @@ def wait_reason(master_url: str, role: str, requested: dict[str, float]) -> str 
     return role_wait_reason(role, requested, found, free)
 
 
-__all__ = ["USAGE", "quota", "roles", "wait_reason"]
+__all__ = ["quota", "roles", "wait_reason"]
