@@ -76,3 +76,15 @@ def test_dask_with_a_role_registers_its_framework_in_that_role(connected, cluste
         assert roles["team"]["FRAMEWORKS"] == "1" and "cpus" in roles["team"]["ALLOCATED"]  # (its offers count too)
     finally:
         connected.run_line_magic("mesos", "disconnect")
+
+
+def test_ipyparallel_with_a_role_runs_its_controller_and_engines_in_that_role(connected, cluster):  # noqa: F811
+    pytest.importorskip("ipyparallel")
+    rc = connected.run_line_magic("mesos", "ipyparallel --role other --engines 1 --cpus 0.25 --mem 128")
+    try:
+        assert rc[:].apply_sync(pow, 6, 2) == [36]  # an engine answers
+        fws = get_json(cluster.master_url + "/master/state")["frameworks"]
+        ipp = [f for f in fws if f["roles"] == ["other"]]
+        assert ipp and all(t["role"] == "other" for f in ipp for t in f["tasks"])
+    finally:
+        connected.run_line_magic("mesos", "disconnect")
