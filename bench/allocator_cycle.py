@@ -15,6 +15,9 @@ and their ratio to the Mesos 1.8 figures (§5.4 of the reference: ≈1.1 s at 10
                                                 # (OFFERS events, DECLINE calls), via the harness
     python3 bench/allocator_cycle.py --quota    # each cluster without and with quota on every
                                                 # role (guarantee = half the cluster, limit = all)
+    python3 bench/allocator_cycle.py --quota --roles 10 --repeat 5
+                                                # frameworks spread over 10 roles, each with quota;
+                                                # plain and quota runs alternated, medians compared
 """
 
 from __future__ import annotations
@@ -39,30 +42,38 @@ FULL = [(1000, 100), (10000, 1000), (50000, 1000)]
 REFUSE = 86400.0
 
 
-def run(agents: int, frameworks: int, rounds: int, quota: bool = False) -> dict:
+def role_names(n: int) -> list[str]:
+    return ["bench"] if n == 1 else [f"bench{i}" for i in range(n)]
+
+
+def run(agents: int, frameworks: int, rounds: int, quota: bool = False, roles: int = 1) -> dict:
     alloc = HierarchicalDRFAllocator(seed=1)
     total = Resources.parse(AGENT)
-    if quota:  # every role (the one "bench" role) gets a guarantee and a limit that both bind
-        half = {n: v * agents // 2 for n, v in total.scalar_millis().items()}
-        alloc.update_quota("bench", RoleQuota(guarantees=half, limits={n: 2 * v for n, v in half.items()}))
+    names = role_names(roles)
+    if quota:  # every role gets a guarantee (half the cluster in all) and a limit (twice that) that bind
+        half = {n: v * agents // 2 // roles for n, v in total.scalar_millis().items()}
+        for role in names:
+            alloc.update_quota(role, RoleQuota(guarantees=half, limits={n: 2 * v for n, v in half.items()}))
     t0 = time.perf_counter()
     for i in range(agents):
         alloc.add_agent(f"agent-{i:05d}", total, hostname=f"h{i}")
     t_agents = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i in range(frameworks):
-        alloc.add_framework(f"fw-{i:04d}", ["bench"])
+        alloc.add_framework(f"fw-{i:04d}", [names[i % roles]])
     t_fws = time.perf_counter() - t0
 
     now = 0.0
     cycles: list[tuple[float, int]] = []
+    cpu: list[float] = []  # the same cycles in this process's CPU time: less moved by a busy box
     decline_s: list[float] = []
     gc.collect()
     for _ in range(rounds):
         now += 1.0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         made = alloc.allocate(now)
         cycles.append((time.perf_counter() - t0, len(made)))
+        cpu.append(time.process_time() - c0)
         t0 = time.perf_counter()
         for a in made:
             alloc.recover(a.framework_id, a.agent_id, a.resources, refuse_seconds=REFUSE, now=now)
@@ -76,6 +87,8 @@ def run(agents: int, frameworks: int, rounds: int, quota: bool = False) -> dict:
         "first_s": cycles[0][0],
         "first_offers": cycles[0][1],
         "steady_s": statistics.median(steady) if steady else float("nan"),
+        "first_cpu_s": cpu[0],
+        "steady_cpu_s": statistics.median(cpu[1:]) if len(cpu) > 1 else float("nan"),
         "steady_offers": cycles[1][1] if len(cycles) > 1 else 0,
         "decline_s": statistics.median(decline_s),
         "last_s": cycles[-1][0],
@@ -101,18 +114,30 @@ def run_core(agents: int, frameworks: int, rounds: int) -> dict:
     return {"setup_s": setup, "first_s": cycles[0], "steady_s": statistics.median(cycles[1:])}
 
 
-def main_quota(sizes: list[tuple[int, int]], rounds: int) -> int:
-    """Cycle times without and with quota; the quota path must stay within 1.5x."""
-    print(f"{'agents x fws':>14} {'first':>8} {'first+quota':>12} {'steady':>8} {'steady+quota':>13} {'ratio':>6}")
+def main_quota(sizes: list[tuple[int, int]], rounds: int, roles: int = 1, repeat: int = 1) -> int:
+    """Cycle times without and with quota (medians of ``repeat`` alternated runs); within 1.5x."""
+    print(f"roles {roles}, median of {repeat} alternated runs each; ratio = max(first, steady) quota/plain, "
+          "wall clock (cpu: the same in process CPU time)")
+    print(f"{'agents x fws':>14} {'first':>8} {'first+quota':>12} {'steady':>8} {'steady+quota':>13} {'ratio':>6}"
+          f" {'cpu ratio':>9}")
     ok = True
     for agents, fws in sizes:
-        plain = run(agents, fws, rounds)
-        quota = run(agents, fws, rounds, quota=True)
+        runs: dict[bool, list[dict]] = {False: [], True: []}
+        for _ in range(repeat):
+            for with_quota in (False, True):
+                runs[with_quota].append(run(agents, fws, rounds, quota=with_quota, roles=roles))
+
+        plain, quota = (
+            {k: statistics.median(r[k] for r in runs[q])
+             for k in ("first_s", "steady_s", "first_cpu_s", "steady_cpu_s", "first_offers")}
+            for q in (False, True)
+        )
         ratio = max(quota["first_s"] / plain["first_s"], quota["steady_s"] / plain["steady_s"])
+        cpu_ratio = max(quota["first_cpu_s"] / plain["first_cpu_s"], quota["steady_cpu_s"] / plain["steady_cpu_s"])
         ok &= ratio <= 1.5
         print(f"{agents:>6} x {fws:<5} {plain['first_s']:>7.3f}s {quota['first_s']:>11.3f}s "
-              f"{plain['steady_s']:>7.3f}s {quota['steady_s']:>12.3f}s {ratio:>6.2f}"
-              f"  (offers {plain['first_offers']}/{quota['first_offers']})")
+              f"{plain['steady_s']:>7.3f}s {quota['steady_s']:>12.3f}s {ratio:>6.2f} {cpu_ratio:>9.2f}"
+              f"  (offers {plain['first_offers']:.0f}/{quota['first_offers']:.0f})")
     return 0 if ok else 1
 
 
@@ -128,9 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--core", action="store_true", help="also time 1k x 100 through the master core")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--quota", action="store_true", help="time each cluster without and with quota on every role")
+    ap.add_argument("--roles", type=int, default=1, help="with --quota: spread the frameworks over this many roles")
+    ap.add_argument("--repeat", type=int, default=1, help="with --quota: alternated runs per cluster (medians)")
     args = ap.parse_args(argv)
     if args.quota:
-        return main_quota([(1000, 100)] if args.quick else [(1000, 100), (10000, 1000)], args.rounds)
+        sizes = [(1000, 100)] if args.quick else [(1000, 100), (10000, 1000)]
+        return main_quota(sizes, args.rounds, max(1, args.roles), max(1, args.repeat))
     if args.json:
         import json
 

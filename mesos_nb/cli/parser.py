@@ -9,7 +9,7 @@ from collections.abc import Callable
 from mesos_nb.master.ha_flags import add_agent_flags, add_master_flags
 from mesos_nb.protocol.version import VERSION
 
-from . import apps, maintenance, operator, run, services
+from . import apps, maintenance, operator, roles, run, services
 from .options import DEFAULT_MASTER, ENV_PREFIX, Parser, flag, log_level, opt, port, positive
 
 
@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--all", action="store_true", help="include completed frameworks")
     t = cmd("tasks", "list tasks", operator.cmd_tasks)
     t.add_argument("--all", action="store_true", help="include completed tasks")
+    cmd("roles", "list roles: weight, frameworks, allocated, DRF share", roles.cmd_roles)
+    cmd("quota", "list quota: guarantee, limit, allocated, headroom per role", roles.cmd_quota)
 
     r = cmd("run", "run one command as a task; stream its output; exit with its exit code", run.cmd_run)
     opt(r, "--cpus", type=positive, default=1.0, help="CPUs")

@@ -135,10 +135,29 @@ def _spec(args: argparse.Namespace) -> TaskSpec:
     return spec
 
 
-def _no_offer(spec: TaskSpec, timeout: float, seen: int) -> CLIError:
+def _no_offer(spec: TaskSpec, timeout: float, seen: int, why: str | None = None) -> CLIError:
     want = ", ".join(f"{k} {num(v)}" for k, v in spec.amounts.items())
     where = " and " + ", ".join(f"{k}={v}" for k, v in spec.constraints.items()) if spec.constraints else ""
-    return CLIError(f"no offer with {want}{where} arrived within {num(timeout)} s ({seen} offers did not fit)")
+    because = f": {why}" if why else ""
+    return CLIError(f"no offer with {want}{where} arrived within {num(timeout)} s "
+                    f"({seen} offers did not fit){because}")
+
+
+async def _say_why_it_waits(sched: Any, client: MasterClient, role: str, spec: TaskSpec,
+                            note: list[str]) -> None:
+    """While the task waits for an offer, say once (per reason) when its role is why: a quota
+    limit used up, or free resources reserved or held back for other roles."""
+    from mesos_nb.client.roles import role_wait_reason, roles_and_free
+
+    await asyncio.sleep(2.0)
+    while not sched.launched:
+        with contextlib.suppress(MesosClientError, ValueError, KeyError):
+            roles, free = await asyncio.to_thread(roles_and_free, client)
+            why = role_wait_reason(role, dict(spec.amounts), roles, free)
+            if why and (not note or note[-1] != why):
+                note.append(why)
+                print(f"mesos-nb run: waiting: {why}", file=sys.stderr, flush=True)
+        await asyncio.sleep(2.0)
 
 
 def never_fits(state: Any, spec: TaskSpec) -> str | None:
@@ -186,6 +205,8 @@ async def _run_async(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, interrupted.set)
     follower = asyncio.create_task(_follow_task(sched, client))
+    reasons: list[str] = []
+    explainer = asyncio.create_task(_say_why_it_waits(sched, client, args.role or "*", spec, reasons))
     deadline = time.monotonic() + args.timeout if args.timeout else None
     code = 1
     try:
@@ -200,7 +221,7 @@ async def _run_async(args: argparse.Namespace) -> int:
                 why = "interrupted" if interrupted.is_set() else f"timed out after {num(args.timeout)} s"
                 if not sched.launched:
                     if timed_out:
-                        raise _no_offer(spec, args.timeout, sched.offers_seen)
+                        raise _no_offer(spec, args.timeout, sched.offers_seen, reasons[-1] if reasons else None)
                     print(f"mesos-nb run: {why} before the task was launched", file=sys.stderr)
                     return 130
                 print(f"mesos-nb run: {why}; killing task {task.id}", file=sys.stderr, flush=True)
@@ -224,9 +245,10 @@ async def _run_async(args: argparse.Namespace) -> int:
                 print(f"task {task.id} {st.state}{reason}{msg}", file=sys.stderr)
         return code
     finally:
-        follower.cancel()
-        with contextlib.suppress(BaseException):
-            await follower
+        for t in (follower, explainer):
+            t.cancel()
+            with contextlib.suppress(BaseException):
+                await t
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)

@@ -157,7 +157,7 @@ COMPONENTS = (AgentsBars, ClusterTimeseries, Shares, TaskTimeline, OffersOutstan
 class Dashboard:
     """All components in one layout; ``update(snapshot)`` feeds each of them."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: tuple[Component, ...] = ()) -> None:
         self.components = {c.name: c() for c in COMPONENTS}
         c = self.components
         self.root = column(
@@ -166,6 +166,9 @@ class Dashboard:
             c["timeline"].root,
             sizing_mode="stretch_width", name="mesos-dashboard",
         )
+        for comp in extra:  # e.g. the notebook's quota headroom plot (dashboards/quota.py), below the rest
+            c[comp.name] = comp
+            self.root.children.append(comp.root)
 
     def __getitem__(self, name: str) -> Component:
         return self.components[name]

@@ -105,6 +105,42 @@ def shares_update(snap: dict[str, Any]) -> dict[str, Any]:
             "data": {"label": labels, "share": shares, "kind": kinds, "color": colors}}
 
 
+def quota_role(role: str, quotas: dict[str, Any]) -> str | None:
+    """The role whose quota bounds ``role``: itself, else its nearest ancestor with quota."""
+    parts = role.split("/")
+    for i in range(len(parts), 0, -1):
+        name = "/".join(parts[:i])
+        if name in quotas:
+            return name
+    return None
+
+
+def quota_update(snap: dict[str, Any], role: str) -> dict[str, Any]:
+    """Quota headroom of ``role`` (or the ancestor whose quota bounds it): per limited or
+    guaranteed resource, what is consumed, the guarantee, the limit and the headroom left
+    (limit − consumed), and the consumed and guarantee fractions of the limit."""
+    quotas = snap.get("quota") or {}
+    q = quota_role(role, quotas)
+    cols: dict[str, list[Any]] = {k: [] for k in (
+        "resource", "consumed", "guarantee", "limit", "headroom", "consumed_frac", "guarantee_frac")}
+    if q is not None:
+        info = quotas[q]
+        limit, guarantee, consumed = info.get("limit", {}), info.get("guarantee", {}), info.get("consumed", {})
+        for n in sorted(set(limit) | set(guarantee)):
+            lim = limit.get(n)
+            used = consumed.get(n, 0.0)
+            top = lim if lim else max(guarantee.get(n, 0.0), used) or 1.0
+            cols["resource"].append(n)
+            cols["consumed"].append(used)
+            cols["guarantee"].append(guarantee.get(n, 0.0))
+            cols["limit"].append(lim)
+            cols["headroom"].append(max(0.0, lim - used) if lim is not None else None)
+            cols["consumed_frac"].append(_frac(used, top))
+            cols["guarantee_frac"].append(_frac(guarantee.get(n, 0.0), top))
+    return {"name": "quota", "mode": "replace", "data": cols, "factors": list(cols["resource"]),
+            "role": q}
+
+
 def offers_update(snap: dict[str, Any]) -> dict[str, Any]:
     o = snap["offers"]
     return {"name": "offers", "mode": "stream", "rollover": OFFERS_ROLLOVER, "data": {

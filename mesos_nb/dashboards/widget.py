@@ -21,6 +21,7 @@ import aiohttp
 from mesos_nb.protocol.backoff import Backoff
 
 from .components import Dashboard
+from .quota import QuotaHeadroom
 
 log = logging.getLogger("mesos_nb.dashboards")
 PLOTTED_AGENTS = 40
@@ -56,11 +57,11 @@ def _model_class():
 
 class DashboardWidget:
     def __init__(self, master: Any, alive: Callable[[], bool] | None = None,
-                 check_every: float = 0.25) -> None:
+                 check_every: float = 0.25, role: str | None = None) -> None:
         self.url = _master_url(master)
         self.alive = alive
         self.check_every = check_every
-        self.dashboard = Dashboard()
+        self.dashboard = Dashboard(extra=() if role is None else (QuotaHeadroom(role),))
         self.widget = _model_class()(self.dashboard.root, combine_events=True)
         self.updates = 0
         self.last_snapshot: dict[str, Any] | None = None
@@ -181,11 +182,12 @@ def load_bokehjs() -> bool:
 
 
 def dashboard(master: Any, alive: Callable[[], bool] | None = None,
-              load_js: bool = True) -> DashboardWidget:
+              load_js: bool = True, role: str | None = None) -> DashboardWidget:
     """Build the live dashboard for ``master`` and start its update task on the running loop.
 
     In a kernel it first publishes BokehJS (``load_js``), so the widget's view can draw.
+    ``role`` adds the quota headroom plot of that role (the notebook passes its own).
     """
     if load_js:
         load_bokehjs()
-    return DashboardWidget(master, alive=alive).start()
+    return DashboardWidget(master, alive=alive, role=role).start()

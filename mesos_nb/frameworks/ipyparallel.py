@@ -250,7 +250,8 @@ async def _stop_pool(pool: TaskPool | None) -> None:
 
 
 def start_ipyparallel(engines: int = 4, master: str | None = None, cpus: float = 1.0,
-                      mem: float = 256.0, activate: bool = True, timeout: float = 120.0) -> Any:
+                      mem: float = 256.0, activate: bool = True, timeout: float = 120.0,
+                      role: str = "*") -> Any:
     """Controller + ``engines`` engines as cluster tasks; returns a connected
     ``ipyparallel.Client`` (``rc.cluster``) with ``%px`` activated: what ``%mesos ipyparallel`` runs."""
     import ipyparallel as ipp
@@ -262,6 +263,8 @@ def start_ipyparallel(engines: int = 4, master: str | None = None, cpus: float =
         cfg.MesosEngineSetLauncher.master = master
     cfg.MesosEngineSetLauncher.cpus = cpus
     cfg.MesosEngineSetLauncher.mem = mem
+    cfg.MesosControllerLauncher.role = role
+    cfg.MesosEngineSetLauncher.role = role
     cluster = ipp.Cluster(controller="mesos", engines="mesos", n=engines, config=cfg,
                           engine_timeout=timeout, delay=0)
     return cluster.start_and_connect_sync(activate=activate)

@@ -36,6 +36,7 @@ from aiohttp import web
 
 from ..protocol import messages as m
 from .agent_reads import AgentReader, AgentReadError
+from .roles_view import quota_snapshot
 
 if TYPE_CHECKING:
     from .view import MasterView
@@ -384,6 +385,7 @@ class UtilizationFeed:
             "agents": agents,
             "frameworks": frameworks,
             "roles": {k: float(v) for k, v in shares.get("roles", {}).items()},
+            "quota": quota_snapshot(core),
             "offers": {"count": len(core.offers), "resources": offered},
             "tasks": {"counts": counts, "active": sum(per_agent_tasks.values())},
             "recent": list(self.recent),

@@ -296,16 +296,9 @@ class OperatorApi:
         return _json({"flags": self.flag_map()})
 
     async def roles(self, request: web.Request) -> web.Response:
-        core = self.server.core
-        view = v.StateView(core).get_roles(self.weight_map(), raw=True)
-        out = []
-        for r in view["roles"]:
-            summary = r["resources"].summary()
-            out.append({"name": r["name"], "weight": r["weight"],
-                        "frameworks": [f["value"] for f in r.get("frameworks", [])],
-                        "resources": summary, "allocated": summary, "offered": {}, "reserved": {},
-                        "quota": {"role": r["name"], "guarantee": {}, "limit": {}, "consumed": summary}})
-        return _json({"roles": out})
+        from .roles_view import mesos_roles
+
+        return _json(mesos_roles(self.server.core))
 
     async def weights(self, request: web.Request) -> web.Response:
         return _json([{"weight": w, "role": r} for r, w in sorted(self.weight_map().items())])

@@ -134,7 +134,8 @@ def update_quota(st: MasterState, configs: list[dict[str, Any]], force: bool,
 
 
 def _role_usage(st: MasterState, role: str) -> dict[str, int]:
-    return dict(st.allocator.role_allocation(role))
+    """A role without quota yet: its subtree's allocation (its children count against it)."""
+    return st.allocator.subtree_allocation(role)
 
 
 def _capacity(st: MasterState) -> dict[str, int]:

@@ -92,6 +92,7 @@ class WebUI:
         r.add_get("/master/ui/agents", self.agents)
         r.add_get("/master/ui/frameworks", self.frameworks)
         r.add_get("/master/ui/tasks", self.tasks)
+        r.add_get("/master/ui/roles", self.roles)
         r.add_get("/master/files/read", self.files_read)
 
     def start(self) -> None:
@@ -109,7 +110,7 @@ class WebUI:
 
     async def stop(self) -> None:
         await self.feed.stop()
-        if self._warm is not None:
+        if self._warm is not None and not self._warm.cancelled():  # cancelled: awaiting it would raise
             with contextlib.suppress(Exception):
                 await self._warm
         await self.reader.close()
@@ -193,6 +194,13 @@ class WebUI:
     async def frameworks(self, request: web.Request) -> web.Response:
         snap = self.feed.snapshot(0)
         return _json({"total": len(snap["frameworks"]), "rows": snap["frameworks"]})
+
+    async def roles(self, request: web.Request) -> web.Response:
+        """The roles table: weight, guarantee, limit, allocated (subtree) and DRF share."""
+        from .roles_view import role_rows
+
+        rows = role_rows(self.master.core)
+        return _json({"total": len(rows), "rows": rows})
 
     def _task_rows(self) -> list[dict[str, Any]]:
         core = self.master.core

@@ -51,4 +51,14 @@ def constraints(items: list[str] | None) -> dict[str, str]:
         raise MesosNotebookError(str(e)) from None
 
 
-__all__ = ["MagicParser", "MesosNotebookError", "RemoteTaskError", "constraints"]
+def role_arg(role: str) -> str:
+    """``--role R``: a valid Mesos role name (``eng/ml`` nests), else one sentence."""
+    from mesos_nb.master.validation import validate_role
+
+    problem = validate_role(role)
+    if problem:
+        raise MesosNotebookError(f"bad --role {role!r}: {problem}")
+    return role
+
+
+__all__ = ["MagicParser", "MesosNotebookError", "RemoteTaskError", "constraints", "role_arg"]

@@ -66,6 +66,7 @@ class NotebookFramework(Scheduler):
         self._error: str | None = None
         self._pending_since: float | None = None
         self.warm = WarmExecutors()
+        self._role_reasons: dict[tuple, tuple[float, str | None]] = {}  # request -> (asked at, why)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -197,13 +198,18 @@ class NotebookFramework(Scheduler):
             if spec.offer_id not in self.held:
                 return f"offer {spec.offer_id} is no longer held (declined, used or rescinded)"
             return f"offer {spec.offer_id} does not hold {amounts_text(task.requested)}"
+        role_why = self._role_reason(task)
         if not self.held:
             waited = time.monotonic() - (self._pending_since or time.monotonic())
             if waited < 3:
                 return f"requested {amounts_text(task.requested)}; waiting for an offer"
+            if role_why:
+                return f"requested {amounts_text(task.requested)}; no offer for {waited:.0f} s: {role_why}"
             return (f"requested {amounts_text(task.requested)}; no offer for {waited:.0f} s: the "
                     "cluster's free resources are used by other tasks or frameworks (or the role's "
                     "quota/weight holds this framework back)")
+        if role_why:
+            return f"no offer fits: requested {amounts_text(task.requested)}; {role_why}"
         best = max(self.held.values(), key=lambda o: offer_amounts(o).get("cpus", 0))
         have = offer_amounts(best)
         have_text = amounts_text({k: have.get(k, 0) for k in task.requested})
@@ -383,8 +389,28 @@ class NotebookFramework(Scheduler):
 
         self._call_soon(go)
 
+    def _role_reason(self, task: Task) -> str | None:
+        """The role's part of why ``task`` waits (quota limit used up, free resources reserved
+        or held back for other roles), as last asked of the master (see refresh_waiting)."""
+        got = self._role_reasons.get(tuple(sorted(task.requested.items())))
+        return got[1] if got else None
+
+    def _ask_role_reasons(self) -> None:
+        """Ask the master (from the waiting thread, never the event loop) at most every 2 s."""
+        from .roles_magics import wait_reason
+
+        now = time.monotonic()
+        for task in list(self._pending):
+            key = tuple(sorted(task.requested.items()))
+            asked = self._role_reasons.get(key)
+            if asked is None or now - asked[0] >= 2.0:
+                self._role_reasons[key] = (now, wait_reason(self.master_url, self.role, dict(task.requested)))
+
     def refresh_waiting(self) -> None:
         """Recompute why each pending task waits (time passes even when no offer arrives)."""
+        if self._pending and self._pending_since is not None and time.monotonic() - self._pending_since >= 2:
+            with contextlib.suppress(Exception):  # a reason is a courtesy: never fail the wait for it
+                self._ask_role_reasons()
 
         async def go() -> None:
             for task in self._pending + self.warm.pending:

@@ -9,13 +9,13 @@ import contextlib
 import shlex
 from typing import Any
 
-from .errors import MagicParser, MesosNotebookError, constraints
+from .errors import MagicParser, MesosNotebookError, constraints, role_arg
 
-USAGE = """  dask [--workers N --cpus C --mem M --adapt MIN:MAX --name NAME --attr K=V]
+USAGE = """  dask [--workers N --cpus C --mem M --adapt MIN:MAX --name NAME --attr K=V --role R]
                               Dask workers as tasks; returns a distributed.Client
-  spark [--executors N --cpus C --mem M]
+  spark [--executors N --cpus C --mem M --role R]
                               Spark standalone master + workers as tasks; returns a SparkSession
-  ipyparallel [--engines N --cpus C --mem M]
+  ipyparallel [--engines N --cpus C --mem M --role R]
                               ipyparallel controller + engines as tasks; %px then works"""
 
 
@@ -31,6 +31,7 @@ def _sized(sub: str, count: str, n: int, mem: float, rest: str) -> Any:
     p.add_argument(count, type=int, default=n)
     p.add_argument("--cpus", type=float, default=1.0)
     p.add_argument("--mem", type=float, default=mem)
+    p.add_argument("--role", type=role_arg)
     return p.parse_args(shlex.split(rest))
 
 
@@ -44,6 +45,7 @@ def dask(magics: Any, rest: str) -> Any:
     p.add_argument("--attr", action="append", default=[])
     p.add_argument("--image")
     p.add_argument("--volume", action="append", default=[])
+    p.add_argument("--role", type=role_arg)
     a = p.parse_args(shlex.split(rest))
     if a.volume and not a.image:
         raise MesosNotebookError("--volume is for workers in an image: give --image too")
@@ -64,7 +66,8 @@ def dask(magics: Any, rest: str) -> Any:
     except ImportError:
         raise MesosNotebookError("%mesos dask needs the dask extra: pip install 'mesos-nb[dask]'") from None
     client = start_dask(magics._master_url(), workers=a.workers, cpus=a.cpus, mem=a.mem, adapt=adapt,
-                        name=a.name, constraints=constraints(a.attr), image=a.image, volumes=volumes or None)
+                        name=a.name, constraints=constraints(a.attr), image=a.image, volumes=volumes or None,
+                        role=a.role or magics.role)
     _started(magics).append(("dask", client))
     return client
 
@@ -74,7 +77,8 @@ def spark(magics: Any, rest: str) -> Any:
     from mesos_nb.frameworks.spark import SparkUnavailable, start_spark
 
     try:
-        session = start_spark(magics._master_url(), executors=a.executors, cpus=a.cpus, mem=a.mem)
+        session = start_spark(magics._master_url(), executors=a.executors, cpus=a.cpus, mem=a.mem,
+                              role=a.role or magics.role)
     except (SparkUnavailable, ValueError) as e:
         raise MesosNotebookError(str(e)) from None
     _started(magics).append(("spark", session))
@@ -87,7 +91,8 @@ def ipyparallel(magics: Any, rest: str) -> Any:
         from mesos_nb.frameworks.ipyparallel import start_ipyparallel
     except ImportError:
         raise MesosNotebookError("%mesos ipyparallel needs the ipyparallel extra: pip install 'mesos-nb[ipyparallel]'") from None
-    rc = start_ipyparallel(a.engines, master=magics._master_url(), cpus=a.cpus, mem=a.mem)
+    rc = start_ipyparallel(a.engines, master=magics._master_url(), cpus=a.cpus, mem=a.mem,
+                           role=a.role or magics.role)
     _started(magics).append(("ipyparallel", rc))
     return rc
 

@@ -18,7 +18,7 @@ from traitlets import Bool, Float, Int, Unicode, default
 
 from . import views
 from .display import Message, Table, num
-from .errors import MagicParser, MesosNotebookError, constraints
+from .errors import MagicParser, MesosNotebookError, constraints, role_arg
 from .framework import NotebookFramework
 from .saved import notebook_key
 from .task import Task
@@ -30,12 +30,15 @@ USAGE = """%mesos SUBCOMMAND ...   (%mesos help for this list)
   local [--agents N]          start the embedded cluster in this kernel and connect to it
   status | agents | frameworks | tasks [--all]
   offers [--wait S]           browse the offers held, Launch / Decline each
-  run [--cpus C --mem M --gpus G --name N --attr K=V --image NAME] -- CMD
+  run [--cpus C --mem M --gpus G --name N --attr K=V --image NAME --role R] -- CMD
+                              (--role: through a framework of this notebook in role R)
   logs TASK [--follow] [--stderr]
   kill TASK
-  dask [--workers N --cpus C --mem M --adapt MIN:MAX --name NAME --attr K=V]
-  spark [--executors N --cpus C --mem M]
-  ipyparallel [--engines N --cpus C --mem M]
+  roles                       roles: weight, frameworks, allocated, DRF share
+  quota                       quota: guarantee, limit, allocated, headroom per role
+  dask [--workers N --cpus C --mem M --adapt MIN:MAX --name NAME --attr K=V --role R]
+  spark [--executors N --cpus C --mem M --role R]
+  ipyparallel [--engines N --cpus C --mem M --role R]
   dashboard                   live Bokeh dashboard: allocated vs used, DRF shares, task timeline
   disconnect                  tear this notebook's framework down (its tasks are killed)
 %%mesos task [--cpus C --mem M --gpus G --name N --attr K=V --timeout S --preload M1,M2 --fresh]
@@ -92,6 +95,7 @@ class MesosMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.framework: NotebookFramework | None = None
+        self.role_frameworks: dict[str, NotebookFramework] = {}  # %mesos run --role R
         self.cluster: Cluster | None = None
         self.browsers: list[Any] = []
 
@@ -110,6 +114,7 @@ class MesosMagics(Magics):
             "agents": self.agents, "frameworks": self.frameworks, "tasks": self.tasks,
             "offers": self.offers, "run": self.run, "logs": self.logs, "kill": self.kill,
             "disconnect": self.disconnect, "dashboard": self.dashboard,
+            "roles": self.roles, "quota": self.quota,
         }.get(sub)
         if fn is None:
             if sub in ("dask", "spark", "ipyparallel"):
@@ -236,6 +241,20 @@ class MesosMagics(Magics):
         assert self.framework is not None
         return self.framework
 
+    def _fw_for(self, role: str | None) -> NotebookFramework:
+        """This notebook's framework, or for another role a second framework of this notebook
+        subscribed in that role (started once, torn down by %mesos disconnect)."""
+        base = self._fw()
+        if role is None or role == base.role:
+            return base
+        fw = self.role_frameworks.get(role)
+        if fw is None or fw.driver is None or fw.master_url != base.master_url:
+            fw = NotebookFramework(base.master_url, name=f"{self._framework_name()} ({role})", role=role,
+                                   failover_timeout=self.failover_timeout)
+            fw.start()
+            self.role_frameworks[role] = fw
+        return fw
+
     def _master_url(self) -> str:
         if self.framework is not None and self.framework.driver is not None:
             return self.framework.master_url
@@ -253,7 +272,8 @@ class MesosMagics(Magics):
         from ..dashboards import dashboard
 
         fw = self._fw()
-        return dashboard(views.leader_of(fw.master_url), alive=lambda: self.framework is fw and fw.driver is not None)
+        return dashboard(views.leader_of(fw.master_url), alive=lambda: self.framework is fw and fw.driver is not None,
+                         role=fw.role)
 
     def disconnect(self, rest: str = "") -> Message:
         if self.framework is None:
@@ -265,6 +285,10 @@ class MesosMagics(Magics):
         from .launchers import stop_all
 
         stop_all(self)  # what %mesos dask / spark / ipyparallel started
+        for other in self.role_frameworks.values():
+            with contextlib.suppress(Exception):
+                other.close(teardown=True)
+        self.role_frameworks.clear()
         fw, self.framework = self.framework, None
         running = sum(1 for t in fw.tasks.values() if not t.done)
         fw.close(teardown=True)
@@ -276,6 +300,16 @@ class MesosMagics(Magics):
     # Each is ``views.NAME(magics, rest)``: a function of the magics, bound here as a method.
     status, agents, frameworks = views.status, views.agents, views.frameworks
     tasks, logs, kill = views.tasks, views.logs, views.kill
+
+    def roles(self, rest: str = "") -> Table:
+        from . import roles_magics
+
+        return roles_magics.roles(self, rest)
+
+    def quota(self, rest: str = "") -> Table:
+        from . import roles_magics
+
+        return roles_magics.quota(self, rest)
 
     # ------------------------------------------------------------------ offers
     def offers(self, rest: str = "") -> Any:
@@ -313,10 +347,11 @@ class MesosMagics(Magics):
         p = MagicParser(prog="%mesos run", add_help=False)
         _resource_args(p)
         p.add_argument("--image")
+        p.add_argument("--role", type=role_arg)
         a = p.parse_args(opts)
         if not cmd:
             raise MesosNotebookError("no command given: use %mesos run [--cpus C --mem M] -- CMD")
-        fw = self._fw()
+        fw = self._fw_for(a.role)
         return fw.submit(cmd, cpus=self.default_cpus if a.cpus is None else a.cpus,
                          mem=self.default_mem if a.mem is None else a.mem, gpus=a.gpus, name=a.name,
                          constraints=constraints(a.attr), image=a.image)

@@ -16,9 +16,12 @@ One cycle, as in Mesos ``__generateOffers`` stage 2 (no quota):
   in the role, GPU-compatible and not holding a refusal filter covering the offer gets
   *all* of it; then the next role gets a look at whatever is left (reservations).
 
-Role names are treated flat for shares: ``eng/backend`` is its own client of the role
-sorter and is not nested under ``eng`` (Mesos nests them); hierarchy only matters for
-reservations, where a reservation for ``eng`` may be offered to ``eng/backend``.
+Roles are sorted as a tree (:mod:`.roletree`): ``eng/ml/alice`` competes inside ``eng/ml``,
+which competes inside ``eng``, which competes with the other top-level roles, each node by the
+weighted share of its whole subtree. A reservation for ``eng`` may be offered to ``eng/ml``.
+
+With quota (:mod:`.quota`) the same cycle runs in two stages (roles under an unmet guarantee
+first) and each offer's unreserved part is cut to the role's limits and headroom.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from mesos_nb.protocol.resources import Resources
 
 from .changes import ChangedAgents
 from .filters import FrameworkFilters, refuse_timeout
-from .quota import QuotaBook, RoleQuota, allocate_with_quota
+from .quota import QuotaBook, QuotaCycle, RoleQuota, consumption
 from .records import EMPTY, Allocation
+from .roletree import RoleTree
 from .sorter import DRFSorter, Totals, dominant_share
 
 __all__ = ["Allocation", "HierarchicalDRFAllocator"]
@@ -110,7 +114,7 @@ class HierarchicalDRFAllocator:
         self._agents: dict[str, _Agent] = {}
         self._fws: dict[str, _Framework] = {}
         self._totals = Totals()
-        self._roles = DRFSorter(self._totals)
+        self._roles = RoleTree(self._totals)
         self._fsorters: dict[str, DRFSorter] = {}
         self._weights: dict[str, float] = {}
         self._quota = QuotaBook()
@@ -237,8 +241,7 @@ class HierarchicalDRFAllocator:
             if not w > 0:
                 raise ValueError(f"weight for role '{role}' must be positive, got {w}")
             self._weights[role] = w
-            if role in self._roles:
-                self._roles.set_weight(role, w)
+            self._roles.set_weight(role, w)  # also for a parent no framework uses directly
         self._changed.touch_all()
 
     def weights(self) -> dict[str, float]:
@@ -254,13 +257,28 @@ class HierarchicalDRFAllocator:
 
     def consumed(self) -> dict[str, dict[str, int]]:
         """Quota consumption (thousandths) of every role with quota: allocations (offers
-        included) plus reservations not allocated yet."""
-        from .quota import consumption
-
-        return consumption(self)[0]
+        included) plus reservations not allocated yet, of the role's whole subtree."""
+        return consumption(self._quota, self._roles, list(self._agents.values()))[0]
 
     def role_allocation(self, role: str) -> dict[str, int]:
+        """The role's own allocation (thousandths), without its children's."""
         return self._roles.allocation(role) if role in self._roles else {}
+
+    def subtree_allocation(self, role: str) -> dict[str, int]:
+        """The allocation of ``role`` and every role below it: what a parent's quota bounds."""
+        return self._roles.subtree_allocation(role)
+
+    def role_share(self, role: str) -> float:
+        """Unweighted dominant share of the role's subtree (0 for a role nobody uses)."""
+        return self._roles.share(role)
+
+    def role_nodes(self) -> list[str]:
+        """Every role the allocator knows, with the ancestors of nested ones (``eng`` for ``eng/ml``)."""
+        return self._roles.nodes()
+
+    def total(self) -> dict[str, int]:
+        """The cluster's scalars (thousandths), every name included."""
+        return dict(self._quota.total)
 
     # ================================================================== frameworks
     def add_framework(
@@ -270,27 +288,24 @@ class HierarchicalDRFAllocator:
         *,
         suppressed_roles: Sequence[str] = (),
         gpu_aware: bool = False,
-        active: bool = True,
+        active: bool | None = True,
     ) -> None:
         """Add a framework (or refresh one that already exists, e.g. a placeholder made by
-        :meth:`add_allocation` for tasks reported before the framework re-subscribed)."""
+        :meth:`add_allocation` for tasks reported before the framework re-subscribed).
+        ``active=None`` keeps an existing framework's activity (UPDATE_FRAMEWORK)."""
         fw = self._fws.get(framework_id)
         if fw is None:
             fw = self._fws[framework_id] = _Framework(framework_id)
-        fw.active = active
+        if active is not None:
+            fw.active = active
         self._set_roles(fw, roles, suppressed_roles, gpu_aware)
         self._changed.touch_all()
 
-    def update_framework(
-        self,
-        framework_id: str,
-        roles: Sequence[str],
-        *,
-        suppressed_roles: Sequence[str] = (),
-        gpu_aware: bool = False,
-    ) -> None:
-        self._set_roles(self._fws[framework_id], roles, suppressed_roles, gpu_aware)
-        self._changed.touch_all()
+    def update_framework(self, framework_id: str, roles: Sequence[str], **options: object) -> None:
+        """New roles, suppressed roles or GPU capability for a known framework (KeyError if
+        unknown); its activity and allocations stay (as :meth:`add_framework` with ``active=None``)."""
+        self._fws[framework_id]  # noqa: B018 - only a known framework may be updated
+        self.add_framework(framework_id, roles, active=None, **options)  # type: ignore[arg-type]
 
     def _set_roles(self, fw: _Framework, roles, suppressed_roles, gpu_aware: bool) -> None:
         new = set(roles)
@@ -514,63 +529,81 @@ class HierarchicalDRFAllocator:
         if not cands or not self._fsorters:
             return []
         self._rng.shuffle(cands)
-        if self._quota:
-            out = allocate_with_quota(self, cands, now)
-            self._made += len(out)
-            return out
+        out = self._cycle(cands, now, QuotaCycle(self._quota, self._roles, list(agents.values())) if self._quota else None)
+        self._made += len(out)
+        return out
 
+    def _cycle(self, cands: list[_Agent], now: float, cyc: QuotaCycle | None) -> list[Allocation]:
+        """One pass over ``cands`` (see the module doc); ``cyc`` applies quota when some role has it."""
         out: list[Allocation] = []
-        role_sorter = self._roles
+        order = self._roles.order
         fsorters = self._fsorters
         fws = self._fws
         filter_gpu = self._filter_gpu
         enough = self._enough
         account = self._account
+        unmet = cyc.unmet if cyc is not None else None
+        both_stages = (True, False)
+        stage2_only = (False,)
 
         for agent in cands:
             avail = agent.available
             aid = agent.id
+            reserved = agent.reserved
             no_gpu_ok = agent.gpu and filter_gpu
             done: set[str] | None = None
             again = True
             while again and avail:
                 again = False
-                for _, role in role_sorter.order():
-                    if done is not None and role in done:
-                        continue
-                    offer = avail.allocatable_to(role) if agent.reserved else avail
-                    if not offer:
-                        continue
-                    m = offer.scalar_millis()
-                    if not enough(m):
-                        continue
-                    chosen = None
-                    for _, fid in fsorters[role].order():
-                        fw = fws[fid]  # active, subscribed, unsuppressed: see _refresh
-                        if no_gpu_ok and not fw.gpu_aware:
+                for stage1 in both_stages if unmet else stage2_only:
+                    for _, role in order():
+                        if done is not None and role in done:
                             continue
-                        if fw.filters and fw.filters.is_filtered(role, aid, offer, now):
+                        if stage1 and not cyc.in_stage1(role):  # type: ignore[union-attr]
                             continue
-                        chosen = fw
+                        offer = avail.allocatable_to(role) if reserved else avail
+                        if not offer:
+                            continue
+                        m = offer.scalar_millis()
+                        if cyc is not None:
+                            capped = cyc.cap(role, offer, m, reserved)
+                            if capped is not offer:
+                                if not capped:
+                                    continue
+                                offer = capped
+                                m = offer.scalar_millis()
+                        if not enough(m):
+                            continue
+                        chosen = None
+                        for _, fid in fsorters[role].order():
+                            fw = fws[fid]  # active, subscribed, unsuppressed: see _refresh
+                            if no_gpu_ok and not fw.gpu_aware:
+                                continue
+                            if fw.filters and fw.filters.is_filtered(role, aid, offer, now):
+                                continue
+                            chosen = fw
+                            break
+                        if chosen is None:
+                            continue
+                        account(chosen, role, agent, offer, m)
+                        if cyc is not None:
+                            cyc.charge(role, offer, m, reserved)
+                        avail = _EMPTY if offer is avail else avail - offer
+                        agent.available = avail
+                        out.append(Allocation(chosen.id, role, aid, offer))
+                        if done is None:
+                            done = set()
+                        done.add(role)
+                        again = True
+                        break  # orders changed: start the role walk again
+                    if again:
                         break
-                    if chosen is None:
-                        continue
-                    account(chosen, role, agent, offer, m)
-                    avail = _EMPTY if offer is avail else avail - offer
-                    agent.available = avail
-                    out.append(Allocation(chosen.id, role, aid, offer))
-                    if done is None:
-                        done = set()
-                    done.add(role)
-                    again = True
-                    break  # orders changed: start the role walk again
-        self._made += len(out)
         return out
 
     # ================================================================== reporting
     def shares(self) -> dict:
         totals = self._totals.values
-        roles = {r: self._roles.share(r) for r in self._roles.clients()}
+        roles = {r: self._roles.share(r) for r in self._roles.nodes()}  # a parent: its subtree
         frameworks = {}
         for fid, fw in self._fws.items():
             m: dict[str, int] = {}

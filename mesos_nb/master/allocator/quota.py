@@ -1,23 +1,24 @@
 """Quota (Mesos 1.9+ guarantees and limits) inside the allocation cycle.
 
 Why a separate module: quota changes *which* resources a role may be offered, not how roles
-and frameworks are ordered, so the DRF cycle in :mod:`.allocator` stays untouched and only
-hands its candidates here when some role has quota.
+and frameworks are ordered, so the DRF cycle in :mod:`.allocator` only asks a
+:class:`QuotaCycle` (when some role has quota) to cut each offer and to count what was offered.
 
 Semantics (``hierarchical.cpp``):
 
-* **consumed** (per top-level role, children included) = its allocations (offers count) +
-  its reservations not allocated yet;
-* **required headroom** = Σ over quota roles of ``max(0, guarantee − consumed)``;
+* **consumed** (per quota role, its whole subtree included: a parent's quota bounds its
+  children) = its allocations (offers count) + its reservations not allocated yet;
+* **required headroom** = Σ over the top-most quota roles of ``max(0, guarantee − consumed)``;
 * **available headroom** = unreserved, unallocated resources of the cluster
   (total − allocated − unallocated reservations);
-* stage 1 walks roles with an unmet guarantee first (in DRF order), stage 2 every role;
-* an offer's *unreserved* scalars are cut to ``limit − consumed`` of its role and to what
-  the role may take without eating the others' unmet guarantees
-  (``own unmet + available − required``); reservations are consumed already and always pass.
+* stage 1 walks roles under an unmet guarantee first (in DRF order), stage 2 every role;
+* an offer's *unreserved* scalars are cut to ``limit − consumed`` of the role and of every
+  ancestor with quota, and to what the role may take without eating the others' unmet
+  guarantees (``own unmet + available − required``); reservations are consumed already and
+  always pass.
 
-Quota on a nested role is refused by the master; a child role's usage counts against its
-top-level role's quota.
+The master refuses quota on a nested role today (as the reference says); the allocator
+already bounds a subtree by any ancestor's limits, so only the master check would change.
 """
 
 from __future__ import annotations
@@ -27,21 +28,17 @@ from typing import Any
 
 from mesos_nb.protocol.resources import Resources
 
-from .records import EMPTY, Allocation
+from .roletree import RoleTree, ancestors
+from .sorter import add_millis
 
-# The allocator hands itself in (``alloc``) and its agent records (``cands``): typed ``Any`` here
-# because this stage reads the allocator's own tables and must not import the allocator module.
-HierarchicalDRFAllocator = Any
+# The allocator's agent records: typed ``Any`` here because this stage must not import the
+# allocator module (which imports this one).
 _Agent = Any
 
-__all__ = ["QuotaBook", "RoleQuota", "allocate_with_quota", "top_role"]
+__all__ = ["QuotaBook", "QuotaCycle", "RoleQuota", "consumption"]
 
 _INF = float("inf")
 _NONE: dict[str, int] = {}
-
-
-def top_role(role: str) -> str:
-    return role.split("/", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +52,14 @@ class RoleQuota:
 class QuotaBook:
     """Quotas by role, plus the cluster's total scalars (every name, GPUs included)."""
 
-    __slots__ = ("quotas", "total")
+    __slots__ = ("quotas", "total", "biggest")
 
     def __init__(self) -> None:
         self.quotas: dict[str, RoleQuota] = {}
         self.total: dict[str, int] = {}
+        # the most of each scalar any agent ever had: no single offer is bigger (never lowered,
+        # so it stays a safe bound after an agent leaves)
+        self.biggest: dict[str, int] = {}
 
     def __bool__(self) -> bool:
         return bool(self.quotas)
@@ -71,13 +71,19 @@ class QuotaBook:
             self.quotas[role] = quota
 
     def add_total(self, m: dict[str, int], sign: int = 1) -> None:
-        t = self.total
-        for n, v in m.items():
-            left = t.get(n, 0) + sign * v
-            if left > 0:
-                t[n] = left
-            else:
-                t.pop(n, None)
+        add_millis(self.total, m, sign)
+        if sign > 0:
+            big = self.biggest
+            for n, v in m.items():
+                if v > big.get(n, 0):
+                    big[n] = v
+
+    def chain(self, role: str) -> list[str]:
+        """The roles with quota among ``role`` and its ancestors, top-most first."""
+        quotas = self.quotas
+        if "/" not in role:
+            return [role] if role in quotas else []
+        return [a for a in ancestors(role) if a in quotas]
 
 
 def _add(into: dict[str, int], m: dict[str, int], sign: int = 1) -> None:
@@ -85,20 +91,16 @@ def _add(into: dict[str, int], m: dict[str, int], sign: int = 1) -> None:
         into[n] = into.get(n, 0) + sign * v
 
 
-def consumption(alloc: HierarchicalDRFAllocator) -> tuple[dict[str, dict[str, int]], dict[str, int], dict[str, int]]:
+def consumption(
+    book: QuotaBook, tree: RoleTree, agents: list[_Agent]
+) -> tuple[dict[str, dict[str, int]], dict[str, int], dict[str, int]]:
     """(consumed per quota role, allocated everywhere, unallocated reservations everywhere)."""
-    quotas = alloc._quota.quotas
-    consumed: dict[str, dict[str, int]] = {q: {} for q in quotas}
+    consumed: dict[str, dict[str, int]] = {q: tree.subtree_allocation(q) for q in book.quotas}
     allocated: dict[str, int] = {}
-    sorter = alloc._roles
-    for role in sorter.clients():
-        m = sorter.allocation(role)
-        _add(allocated, m)
-        c = consumed.get(top_role(role))
-        if c is not None:
-            _add(c, m)
+    for role in tree.clients():
+        _add(allocated, tree.allocation(role))
     unalloc: dict[str, int] = {}
-    for agent in alloc._agents.values():
+    for agent in agents:
         if not agent.reserved:
             continue
         res = agent.available.reserved()
@@ -107,60 +109,95 @@ def consumption(alloc: HierarchicalDRFAllocator) -> tuple[dict[str, dict[str, in
         for role in res.roles():
             m = res.reserved(role).scalar_millis()
             _add(unalloc, m)
-            c = consumed.get(top_role(role))
-            if c is not None:
-                _add(c, m)
+            for q in book.chain(role):
+                _add(consumed[q], m)
     return consumed, allocated, unalloc
 
 
-class _Cycle:
+class QuotaCycle:
     """The quota bookkeeping of one allocation cycle, updated after every offer made."""
 
-    __slots__ = ("quotas", "consumed", "headroom", "unmet", "required")
+    __slots__ = ("book", "quotas", "consumed", "headroom", "unmet", "required", "_chains", "_safe")
 
-    def __init__(self, alloc: HierarchicalDRFAllocator) -> None:
-        self.quotas = alloc._quota.quotas
-        self.consumed, allocated, unalloc = consumption(alloc)
-        head = dict(alloc._quota.total)
+    def __init__(self, book: QuotaBook, tree: RoleTree, agents: list[_Agent]) -> None:
+        self.book = book
+        self.quotas = book.quotas
+        self.consumed, allocated, unalloc = consumption(book, tree, agents)
+        head = dict(book.total)
         _add(head, allocated, -1)
         _add(head, unalloc, -1)
         self.headroom = head
+        # unmet guarantees of the top-most quota roles (a child's guarantee lies inside its
+        # parent's, so only those add up to the required headroom)
         self.unmet: dict[str, dict[str, int]] = {}
         self.required: dict[str, int] = {}
+        self._chains: dict[str, list[str]] = {}
+        self._safe = 0  # offers that cannot be cut, whoever gets them (see _safe_offers)
         for q, quota in self.quotas.items():
-            self._set_unmet(q, quota)
+            if "/" in q and any(a in self.quotas for a in ancestors(q)[:-1]):
+                continue
+            cons = self.consumed[q]
+            need = {n: g - cons.get(n, 0) for n, g in quota.guarantees.items() if g > cons.get(n, 0)}
+            if need:
+                self.unmet[q] = need
+                _add(self.required, need)
 
-    def _set_unmet(self, q: str, quota: RoleQuota) -> None:
-        old = self.unmet.pop(q, None)
-        if old:
-            _add(self.required, old, -1)
-            for n in old:
-                if not self.required.get(n):
-                    self.required.pop(n, None)
-        cons = self.consumed[q]
-        need = {n: g - cons.get(n, 0) for n, g in quota.guarantees.items() if g > cons.get(n, 0)}
-        if need:
-            self.unmet[q] = need
-            _add(self.required, need)
+    def chain(self, role: str) -> list[str]:
+        c = self._chains.get(role)
+        if c is None:
+            c = self._chains[role] = self.book.chain(role)
+        return c
+
+    def in_stage1(self, role: str) -> bool:
+        """Whether ``role`` lies under a quota role whose guarantee is not met yet."""
+        c = self.chain(role)
+        return bool(c) and c[0] in self.unmet
+
+    def _safe_offers(self) -> int:
+        """How many offers in a row no bound can cut. No offer is bigger than ``biggest``, and
+        one offer lowers each slack (a limit minus its consumption; the headroom beyond the
+        unmet guarantees) by at most its own size; so while every slack is ``k`` biggest offers
+        or more, the next ``k`` offers pass whole. Most of a cycle on a large cluster is far
+        from every bound: the per-name arithmetic of :meth:`cap` runs only near one."""
+        big = self.book.biggest
+        steps = 1 << 62
+        head = self.headroom
+        for n, req in self.required.items():
+            b = big.get(n)
+            if b:
+                steps = min(steps, (head.get(n, 0) - req) // b)
+        for q, quota in self.quotas.items():
+            cons = self.consumed[q]
+            for n, lim in quota.limits.items():
+                b = big.get(n)
+                if b:
+                    steps = min(steps, (lim - cons.get(n, 0)) // b)
+        return steps
 
     def cap(self, role: str, offer: Resources, m: dict[str, int], reserved_agent: bool) -> Resources:
         """``offer`` with its unreserved scalars cut to what ``role`` may take (``m``: its scalars)."""
-        q = role if "/" not in role else top_role(role)
-        quota = self.quotas.get(q)
+        if self._safe > 0:
+            return offer
+        safe = self._safe_offers()
+        if safe > 0:
+            self._safe = safe
+            return offer
+        chain = self.chain(role)
         required = self.required
-        if quota is None and not required:
+        if not chain and not required:
             return offer
         unres = offer.unreserved().scalar_millis() if reserved_agent else m
-        own = self.unmet.get(q, _NONE)
-        cons = self.consumed.get(q, _NONE)
+        own = self.unmet.get(chain[0], _NONE) if chain else _NONE
         head = self.headroom
         cut: dict = {}
         for n, have in unres.items():
             allowed = _INF
-            if quota is not None:
-                lim = quota.limits.get(n)
+            for q in chain:  # the role's own limit and every ancestor's bound the offer
+                lim = self.quotas[q].limits.get(n)
                 if lim is not None:
-                    allowed = lim - cons.get(n, 0)
+                    left = lim - self.consumed[q].get(n, 0)
+                    if left < allowed:
+                        allowed = left
             req = required.get(n, 0)
             if req:
                 free = head.get(n, 0) - req
@@ -172,20 +209,27 @@ class _Cycle:
         return offer - Resources._make(cut, {}, {})
 
     def charge(self, role: str, offer: Resources, m: dict[str, int], reserved_agent: bool) -> None:
-        """Account an offer made: headroom shrinks, the role's consumption and unmet guarantee move."""
+        """Account an offer made: headroom shrinks, the roles' consumption and unmet guarantee move."""
+        self._safe -= 1
         unres = offer.unreserved().scalar_millis() if reserved_agent else m
-        head = self.headroom
-        for n, v in unres.items():
-            head[n] = head.get(n, 0) - v
-        q = role if "/" not in role else top_role(role)
-        if q not in self.quotas:
+        required = self.required
+        if required:  # headroom is read only against required headroom, which never grows in a cycle
+            head = self.headroom
+            for n, v in unres.items():
+                head[n] = head.get(n, 0) - v
+        chain = self._chains.get(role)
+        if chain is None:
+            chain = self.chain(role)
+        if not chain:
             return
-        cons = self.consumed[q]
-        for n, v in unres.items():
-            cons[n] = cons.get(n, 0) + v
+        consumed = self.consumed
+        for q in chain:
+            cons = consumed[q]
+            for n, v in unres.items():
+                cons[n] = cons.get(n, 0) + v
+        q = chain[0]
         need = self.unmet.get(q)
         if need:
-            required = self.required
             for n in list(need):
                 got = unres.get(n, 0)
                 if not got:
@@ -202,64 +246,3 @@ class _Cycle:
                     need[n] = left - used
             if not need:
                 del self.unmet[q]
-
-
-def allocate_with_quota(alloc: HierarchicalDRFAllocator, cands: list[_Agent], now: float) -> list[Allocation]:
-    """The cycle of :meth:`HierarchicalDRFAllocator.allocate` with quota applied (see module doc)."""
-    cyc = _Cycle(alloc)
-    out: list[Allocation] = []
-    role_sorter = alloc._roles
-    fsorters = alloc._fsorters
-    fws = alloc._fws
-    filter_gpu = alloc._filter_gpu
-    enough = alloc._enough
-    account = alloc._account
-    unmet = cyc.unmet
-
-    for agent in cands:
-        avail = agent.available
-        aid = agent.id
-        reserved = agent.reserved
-        no_gpu_ok = agent.gpu and filter_gpu
-        done: set[str] = set()
-        again = True
-        while again and avail:
-            again = False
-            for stage in (1, 2) if unmet else (2,):
-                for _, role in role_sorter.order():
-                    if role in done or (stage == 1 and (role if "/" not in role else top_role(role)) not in unmet):
-                        continue
-                    offer = avail.allocatable_to(role) if reserved else avail
-                    if not offer:
-                        continue
-                    m = offer.scalar_millis()
-                    capped = cyc.cap(role, offer, m, reserved)
-                    if capped is not offer:
-                        if not capped:
-                            continue
-                        offer = capped
-                        m = offer.scalar_millis()
-                    if not enough(m):
-                        continue
-                    chosen = None
-                    for _, fid in fsorters[role].order():
-                        fw = fws[fid]
-                        if no_gpu_ok and not fw.gpu_aware:
-                            continue
-                        if fw.filters and fw.filters.is_filtered(role, aid, offer, now):
-                            continue
-                        chosen = fw
-                        break
-                    if chosen is None:
-                        continue
-                    account(chosen, role, agent, offer, m)
-                    cyc.charge(role, offer, m, reserved)
-                    avail = EMPTY if offer is avail else avail - offer
-                    agent.available = avail
-                    out.append(Allocation(chosen.id, role, aid, offer))
-                    done.add(role)
-                    again = True
-                    break
-                if again:
-                    break
-    return out

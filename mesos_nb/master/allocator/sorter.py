@@ -21,7 +21,18 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 
-__all__ = ["DRFSorter", "Totals", "dominant_share"]
+__all__ = ["DRFSorter", "Members", "Totals", "add_millis", "dominant_share"]
+
+
+def add_millis(into: dict[str, int], delta: dict[str, int], sign: int = 1) -> None:
+    """``into += sign * delta``, dropping names that reach zero (or below): an allocation,
+    a cluster total and a quota book all keep only what is there."""
+    for n, m in delta.items():
+        left = into.get(n, 0) + sign * m
+        if left > 0:
+            into[n] = left
+        else:
+            into.pop(n, None)
 
 
 class Totals:
@@ -34,13 +45,7 @@ class Totals:
         self.version = 0
 
     def add(self, delta: dict[str, int], sign: int = 1) -> None:
-        v = self.values
-        for n, m in delta.items():
-            left = v.get(n, 0) + sign * m
-            if left > 0:
-                v[n] = left
-            else:
-                v.pop(n, None)
+        add_millis(self.values, delta, sign)
         self.version += 1
 
 
@@ -65,49 +70,57 @@ class _Client:
         self.active = active
 
 
-class DRFSorter:
-    __slots__ = ("_totals", "_clients", "_order", "_version", "_nactive")
+class Members:
+    """``in``, ``len`` and ``clients()`` over ``_members`` (a sorter's clients, a tree's roles)."""
+
+    __slots__ = ()
+    _members: dict
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._members
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def clients(self) -> list[str]:
+        return list(self._members)
+
+
+class DRFSorter(Members):
+    __slots__ = ("_totals", "_members", "_order", "_version", "_nactive")
 
     def __init__(self, totals: Totals) -> None:
         self._totals = totals
-        self._clients: dict[str, _Client] = {}
+        self._members: dict[str, _Client] = {}
         self._order: list[tuple[float, str]] = []
         self._version = totals.version
         self._nactive = 0
 
     # -------------------------------------------------------------- membership
-    def __contains__(self, name: str) -> bool:
-        return name in self._clients
-
-    def __len__(self) -> int:
-        return len(self._clients)
-
-    def clients(self) -> list[str]:
-        return list(self._clients)
 
     def active_count(self) -> int:
         return self._nactive
 
     def is_active(self, name: str) -> bool:
-        c = self._clients.get(name)
+        c = self._members.get(name)
         return c is not None and c.active
 
     def add(self, name: str, weight: float = 1.0, active: bool = True) -> None:
-        if name in self._clients:
+        if name in self._members:
             return
-        self._clients[name] = _Client(weight, False)
+        self._members[name] = _Client(weight, False)
         if active:
             self.activate(name)
 
     def remove(self, name: str) -> None:
-        c = self._clients.get(name)
+        c = self._members.get(name)
         if c is None:
             return
         self.deactivate(name)
-        del self._clients[name]
+        del self._members[name]
 
     def activate(self, name: str) -> None:
-        c = self._clients[name]
+        c = self._members[name]
         if c.active:
             return
         c.active = True
@@ -117,7 +130,7 @@ class DRFSorter:
             insort(self._order, (c.key, name))
 
     def deactivate(self, name: str) -> None:
-        c = self._clients.get(name)
+        c = self._members.get(name)
         if c is None or not c.active:
             return
         c.active = False
@@ -126,7 +139,7 @@ class DRFSorter:
             self._drop(c.key, name)
 
     def set_weight(self, name: str, weight: float) -> None:
-        c = self._clients.get(name)
+        c = self._members.get(name)
         if c is None or c.weight == weight:
             return
         c.weight = weight
@@ -134,31 +147,23 @@ class DRFSorter:
 
     # -------------------------------------------------------------- allocation
     def add_allocation(self, name: str, delta: dict[str, int]) -> None:
-        c = self._clients[name]
-        a = c.alloc
-        for n, m in delta.items():
-            a[n] = a.get(n, 0) + m
+        c = self._members[name]
+        add_millis(c.alloc, delta)
         self._rekey(name, c)
 
     def remove_allocation(self, name: str, delta: dict[str, int]) -> None:
-        c = self._clients.get(name)
+        c = self._members.get(name)
         if c is None:
             return
-        a = c.alloc
-        for n, m in delta.items():
-            left = a.get(n, 0) - m
-            if left > 0:
-                a[n] = left
-            else:
-                a.pop(n, None)
+        add_millis(c.alloc, delta, -1)
         self._rekey(name, c)
 
     def allocation(self, name: str) -> dict[str, int]:
-        return dict(self._clients[name].alloc)
+        return dict(self._members[name].alloc)
 
     def share(self, name: str) -> float:
         """Unweighted dominant share of ``name``."""
-        return dominant_share(self._clients[name].alloc, self._totals.values)
+        return dominant_share(self._members[name].alloc, self._totals.values)
 
     # -------------------------------------------------------------- order
     def order(self) -> list[tuple[float, str]]:
@@ -194,7 +199,7 @@ class DRFSorter:
             order[:] = [e for e in order if e[1] != name]
 
     def _resort(self) -> None:
-        for c in self._clients.values():
+        for c in self._members.values():
             c.key = self._key(c)
-        self._order = sorted((c.key, n) for n, c in self._clients.items() if c.active)
+        self._order = sorted((c.key, n) for n, c in self._members.items() if c.active)
         self._version = self._totals.version

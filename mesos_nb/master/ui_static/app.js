@@ -63,6 +63,18 @@
     $("#frameworks-count").textContent = `(${d.total})`;
   }
 
+  // {cpus: 4, mem: 2048} -> "cpus 4 · mem 2048"; nothing -> "–"
+  const quantities = (q) => Object.keys(q || {}).length
+    ? Object.entries(q).map(([n, v]) => `${esc(n)} ${+Number(v).toFixed(3)}`).join(" · ") : "–";
+  async function loadRoles() {
+    const d = await getJSON("/master/ui/roles");
+    $("#roles-table tbody").innerHTML = d.rows.map((r) => `<tr data-role="${esc(r.role)}">
+      <td>${esc(r.role)}</td><td class="num">${+Number(r.weight).toFixed(3)}</td>
+      <td>${quantities(r.guarantee)}</td><td>${quantities(r.limit)}</td><td>${quantities(r.allocated)}</td>
+      <td class="num">${num(r.share, 3)}</td></tr>`).join("");
+    $("#roles-count").textContent = `(${d.total})`;
+  }
+
   async function loadTasks() {
     const p = pages.tasks;
     const q = encodeURIComponent($("#tasks-filter").value);
@@ -81,7 +93,7 @@
   async function refreshTables() {
     if (refreshing) { again = true; return; }
     refreshing = true;
-    try { await Promise.all([loadAgents(), loadFrameworks(), loadTasks()]); }
+    try { await Promise.all([loadAgents(), loadRoles(), loadFrameworks(), loadTasks()]); }
     catch (e) { console.warn(e); }
     finally {
       refreshing = false;
