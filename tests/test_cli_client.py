@@ -70,6 +70,27 @@ def test_command_function_gets_host_and_ports_and_role_reservations_are_used():
     assert {r.allocation_info.role for r in info.resources if r.allocation_info} == {"analytics"}
 
 
+def test_reserved_cpus_and_unreserved_mem_make_one_task_and_volumes_are_left_alone():
+    """An offer to role 'batch' holding cpus reserved for batch and unreserved mem (and a
+    persistent volume): the task takes the unreserved part first, the reservation for the rest,
+    and never the volume for a plain disk request."""
+    o = offer(cpus=0.5, mem=1024, role="batch")
+    dyn = [{"type": "DYNAMIC", "role": "batch", "principal": "ops"}]
+    o.resources.extend(msgspec.convert([
+        {"name": "cpus", "type": "SCALAR", "scalar": {"value": 2}, "reservations": dyn,
+         "allocation_info": {"role": "batch"}},
+        {"name": "disk", "type": "SCALAR", "scalar": {"value": 100}, "reservations": dyn,
+         "allocation_info": {"role": "batch"},
+         "disk": {"persistence": {"id": "v1", "principal": "ops"}, "volume": {"container_path": "d", "mode": "RW"}}},
+    ], list[type(o.resources[0])]))
+    [(info, _)] = match_offer(o, [handle(TaskSpec("x", cpus=2, mem=512), "t")])
+    cpus = {("reserved" if r.reservations else "unreserved"): r.scalar.value for r in info.resources if r.name == "cpus"}
+    assert cpus == {"unreserved": 0.5, "reserved": 1.5}
+    assert [r.scalar.value for r in info.resources if r.name == "mem"] == [512]
+    assert match_offer(o, [handle(TaskSpec("x", cpus=1, mem=64, disk=50), "d")]) == []  # the volume is not free disk
+    assert match_offer(o, [handle(TaskSpec("x", cpus=3, mem=64), "big")]) == []  # 2.5 cpus in all
+
+
 def test_one_set_of_phases():
     t = handle(TaskSpec("x"), "t")
     seen = [t.phase]

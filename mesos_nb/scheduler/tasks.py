@@ -16,7 +16,7 @@ from mesos_nb.protocol.messages import (
     Offer,
     TaskInfo,
 )
-from mesos_nb.protocol.resources import Resources
+from mesos_nb.protocol.resources import Resources, tag_extra
 
 
 def attribute_value(attr: Attribute) -> str:
@@ -74,19 +74,29 @@ def request(cpus: float = 0, mem: float = 0, gpus: float = 0, disk: float = 0, *
 
 
 def take_from(have: Resources, role: str, amounts: Mapping[str, float], ports: int = 0) -> Resources | None:
-    """What to launch with out of ``have``: unreserved first, then ``role``'s reservation,
-    plus ``ports`` ports; None when ``have`` does not hold them."""
-    for res_role in ("*", role):
-        want = Resources.scalars_of(role=res_role, **dict(amounts))
-        if not have.contains(want):
-            continue
-        if ports:
-            try:
-                want = want + have.pick_ports(ports)
-            except ValueError:
-                return None
-        return want
-    return None
+    """What to launch with out of ``have``: each resource from the unreserved part first, then
+    from ``role``'s reservation (or an ancestor's), so reserved cpus and unreserved mem make one
+    task as Mesos allows; plus ``ports`` ports. Persistent volumes are never taken for a plain
+    disk request. None when ``have`` does not hold it all."""
+    usable = have.allocatable_to(role).filter_tags(lambda tag: "d" not in tag_extra(tag))
+    by_tag = {tag: usable.filter_tags(lambda t, tag=tag: t == tag).scalar_millis() for tag in usable.tags()}
+    order = sorted(by_tag, key=lambda t: (t != "*", t))
+    want = Resources()
+    for name, amount in amounts.items():
+        need = round(float(amount) * 1000)
+        for tag in order:
+            got = min(need, by_tag[tag].get(name, 0))
+            if got > 0:
+                want = want + Resources.scalars_of(role=tag, **{name: got / 1000})
+                need -= got
+        if need > 0:
+            return None
+    if ports:
+        try:
+            want = want + usable.pick_ports(ports)
+        except ValueError:
+            return None
+    return want
 
 
 def take(offer: Offer, amounts: Mapping[str, float], ports: int = 0) -> Resources | None:
