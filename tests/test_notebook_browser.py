@@ -9,8 +9,9 @@ points while a busy task runs (read from BokehJS's documents in the page, not fr
 the offer browser's Decline working. Screenshots go to ``tests/artifacts/notebook-browser``
 (or ``$MESOS_NB_TEST_ARTIFACTS``).
 
-Exercised by default: quickstart, dashboard (JupyterLab and Notebook 7), dask, ipyparallel and
-an offer-browser notebook made here. spark.ipynb (a JVM per task) is marked ``slow``.
+Every notebook runs: quickstart, dashboard (JupyterLab and Notebook 7), dask, ipyparallel, spark
+and an offer-browser notebook made here; the outputs a notebook declares in its cells'
+``metadata.mesos_nb.expect`` are read from the page.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import re
 import secrets
 import shutil
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, cli_env, free_port, wait_for
+from conftest import REPO, cli_env, free_port, wait_for, with_agent_ports
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -77,10 +77,9 @@ def cluster(tmp_path_factory) -> Iterator[Any]:
     _need_browser()
     from mesos_nb.notebook.embedded import ClusterThread
 
-    # one agent with a port range of its own: other test runs on this machine hold ports of the
+    # one agent with a port block of its own: other test runs on this machine hold ports of the
     # default 31000-32000 (a task's server then cannot bind the port it was offered)
-    low = random.randrange(20000, 29500, 500)
-    ct = ClusterThread(agents=1, port=0, agent_resources=f"cpus:4;mem:6144;disk:4096;ports:[{low}-{low + 499}]",
+    ct = ClusterThread(agents=1, port=0, agent_resources=with_agent_ports("cpus:4;mem:6144;disk:4096"),
                        work_dir=str(tmp_path_factory.mktemp("nb-cluster")))
     ct.start()
     try:
@@ -237,6 +236,22 @@ class Opened:
             assert any(x in e for e in errors), f"{self.name}: the expected error {x!r} is not shown"
         self.all_ran()
 
+    def check_declared(self, root: Path) -> int:
+        """The outputs the notebook declares (a code cell's ``metadata.mesos_nb.expect``) are on the
+        page under that cell; returns how many were checked."""
+        cells = [c for c in json.loads((root / f"{self.name}.ipynb").read_text())["cells"]
+                 if c["cell_type"] == "code"]
+        shown = self.page.eval_on_selector_all(
+            ".jp-Notebook .jp-CodeCell", "cs => cs.map(c => (c.querySelector('.jp-OutputArea') || {}).innerText || '')")
+        assert len(shown) == len(cells), f"{self.name}: {len(shown)} code cells on the page, {len(cells)} in the file"
+        checked = 0
+        for cell, text in zip(cells, shown, strict=True):
+            for want in cell.get("metadata", {}).get("mesos_nb", {}).get("expect", []):
+                checked += 1
+                src = "".join(cell["source"])[:40]
+                assert want in text, f"{self.name}: cell {src!r} shows {text[-300:]!r}, not {want!r}"
+        return checked
+
     def close(self) -> None:
         self.page.close()
 
@@ -343,7 +358,7 @@ def test_offer_browser_decline_removes_the_offer_for_the_refuse_period(opened):
     assert "declined" in nb.page.evaluate("document.body.innerText")
 
 
-def test_dask_in_jupyterlab_shows_the_cluster_widget(opened):
+def test_dask_in_jupyterlab_shows_the_cluster_widget(opened, server):
     pytest.importorskip("distributed")
     nb = opened("dask")
     nb.run_all()
@@ -352,24 +367,31 @@ def test_dask_in_jupyterlab_shows_the_cluster_widget(opened):
     text = nb.page.evaluate("document.body.innerText")
     assert "4 workers" in text and "3 workers" in text
     assert "Scaling" in text, "the Dask cluster widget is not shown"
+    assert nb.check_declared(server["root"])
 
 
-def test_ipyparallel_in_jupyterlab(opened):
+def test_ipyparallel_in_jupyterlab(opened, server):
     pytest.importorskip("ipyparallel")
     nb = opened("ipyparallel")
     nb.run_all()
     nb.wait_finished(240)
     nb.check_widgets_and_errors()
     assert "4 engines" in nb.page.evaluate("document.body.innerText")
+    assert nb.check_declared(server["root"])
 
 
-@pytest.mark.slow
-def test_spark_in_jupyterlab(opened):
+def test_spark_in_jupyterlab(opened, server):
+    """spark.ipynb as a user runs it (master, 2 workers, their executors and the driver: six JVMs,
+    about a minute on 2 loaded cores); its cells' declared outputs are read from the page."""
+    if IN_CI:
+        import pyspark  # noqa: F401  CI installs the spark extra and Java: their absence is a failure
+        assert shutil.which("java") or os.environ.get("JAVA_HOME"), "CI=true but java is not installed"
     pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("java is not installed")
     nb = opened("spark")
     nb.run_all()
     nb.wait_finished(420)
     nb.check_widgets_and_errors()
+    assert nb.check_declared(server["root"]) >= 6
     assert "1000000" in nb.page.evaluate("document.body.innerText")
