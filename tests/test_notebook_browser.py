@@ -337,6 +337,13 @@ def test_quickstart_in_jupyterlab(opened):
     assert "hello from mesos-nb" in text and "TASK_FINISHED on" in text
 
 
+OFFER_COLUMNS_JS = """() => {
+  const rows = Array.from(document.querySelectorAll('.mesos-offer-row'));
+  const lefts = (el) => Array.from(el.children).map(c => Math.round(c.getBoundingClientRect().left));
+  return {head: lefts(rows[0].parentElement.firstElementChild), rows: rows.map(lefts)};
+}"""
+
+
 def test_offer_browser_decline_removes_the_offer_for_the_refuse_period(opened):
     nb = opened("offers")
     nb.run_all()
@@ -344,6 +351,13 @@ def test_offer_browser_decline_removes_the_offer_for_the_refuse_period(opened):
     nb.check_widgets_and_errors()
     rows = nb.page.locator(".mesos-offer-row")
     wait_for(lambda: rows.count() >= 1, timeout=30, message="no offer rows shown")
+    # every row's cells start where the header's do (the columns line up), within less than one
+    # character (the buttons' margins shift the row by a few pixels; content-sized cells drift by tens)
+    lefts = nb.page.evaluate(OFFER_COLUMNS_JS)
+    assert lefts["rows"] and all(len(r) == len(lefts["head"]) for r in lefts["rows"]), lefts
+    for r in lefts["rows"]:
+        assert all(abs(a - b) <= 7 for a, b in zip(r, lefts["head"], strict=True)), \
+            f"offer rows do not line up under the header: {lefts} (screenshot {nb.shot('-failed')})"
     first = rows.first
     agent = next(c for c in (first.get_attribute("class") or "").split() if c.startswith("mesos-agent-"))
     first.get_by_role("button", name="Decline").click()

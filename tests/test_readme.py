@@ -141,3 +141,17 @@ def test_the_readme_install_gives_a_notebook_user_everything():
 def readme_block_at_top() -> str:
     text = (REPO / "README.md").read_text()
     return text.split("```bash\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_points_only_at_files_a_clone_has():
+    """Every repository path the README names (in backticks) exists in the checkout; no design
+    notes that only the developers have."""
+    text = (REPO / "README.md").read_text()
+    named = set(re.findall(r"`((?:[\w.-]+/)*[\w.-]+\.(?:md|py|ipynb|toml|yml|sh|json)|(?:[\w.-]+/)+)`", text))
+    named |= set(re.findall(r"\[[^]]*\]\(((?!https?:)[^)#]+)\)", text))  # markdown links
+    assert "notebooks/quickstart.ipynb" in named, named
+    written = {"tests/artifacts/"}  # where the browser tests put their screenshots
+    # the notebooks table names notebooks/'s files by their own names
+    missing = sorted(p for p in named - written if not (REPO / p).exists() and not (REPO / "notebooks" / p).exists())
+    assert not missing, f"the README names files a clone does not have: {missing}"
+    assert "DESIGN" not in text and "shared/" not in text
