@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli_env, free_port, wait_for
+from conftest import REPO, ClusterProcess, cli_env, free_port, stop_cluster_process, wait_for
 
 TOUR = [
     ".venv/bin/mesos-nb local --agents 2 &",
@@ -109,13 +108,7 @@ def test_the_readme_shell_tour_does_what_it_says(tour_env, tmp_path: Path):
         assert "Traceback" not in r.stderr and r.stdout == ""
         assert took < 30, f"`run --cpus 99` took {took:.1f} s"  # the default offer wait is minutes
     finally:
-        if local.poll() is None:
-            local.send_signal(signal.SIGTERM)
-            try:
-                local.wait(30)
-            except subprocess.TimeoutExpired:
-                local.kill()
-                local.wait()
+        stop_cluster_process(ClusterProcess(proc=local, port=int(port), work_dir=tmp_path, log_path=Path(log.name)))
         log.close()
 
 
