@@ -153,6 +153,15 @@ def browser(server) -> Iterator[Any]:
             b.close()
 
 
+NOTEBOOK_HEIGHT_JS = """() => {
+  const n = document.querySelector('.jp-NotebookPanel .jp-WindowedPanel-outer')
+         || document.querySelector('.jp-Notebook');
+  if (!n) return 0;
+  n.scrollTop = 0;  // from the first cell
+  return n.scrollHeight;
+}"""
+
+
 class Opened:
     """One notebook open in a page, with the console errors the page logged."""
 
@@ -205,9 +214,19 @@ class Opened:
                  message=f"{self.name}: Run All did not finish within {timeout} s")
 
     def shot(self, suffix: str = "") -> Path:
+        """The whole notebook: JupyterLab scrolls it inside the page (a full-page screenshot is
+        the viewport), so the viewport grows to the notebook's height for the shot."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{self.ui}-{self.name}{suffix}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        size = self.page.viewport_size
+        height = self.page.evaluate(NOTEBOOK_HEIGHT_JS)
+        if size and height > size["height"] - 200:
+            self.page.set_viewport_size({"width": size["width"], "height": min(int(height) + 300, 12000)})
+        try:
+            self.page.screenshot(path=str(path), full_page=True)
+        finally:
+            if size:
+                self.page.set_viewport_size(size)
         return path
 
     def check_widgets_and_errors(self) -> None:
