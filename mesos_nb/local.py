@@ -2,8 +2,9 @@
 
 The agents share one :class:`AgentProcess` (one channel to the master), each on its own
 port and work dir. Unless ``agent_resources`` says otherwise, the machine's CPUs, memory and
-disk are divided among the agents, each gets a disjoint slice of ``[31000-32000]`` ports, and
-only the first agent detects GPUs (so a GPU is never offered twice).
+disk are divided among the agents, each gets a disjoint slice of ``[31000-32000]`` ports (or of
+the ``ports:[A-B]`` range given), and only the first agent detects GPUs (so a GPU is never
+offered twice).
 
 ``authenticate=True`` (what ``mesos-nb local`` and the notebook's embedded cluster use) makes it
 secure by default: a fresh principal and secret go to ``<work dir>/credentials.json`` (Mesos
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -61,12 +63,25 @@ def port_slices(n: int, begin: int = PORTS_BEGIN, end: int = PORTS_END) -> list[
     return [(begin + i * size, begin + (i + 1) * size - 1) for i in range(n)]
 
 
+def _share_ports(part: str, i: int, n: int) -> str:
+    """Agent ``i``'s slice of a ``ports:[A-B]`` every agent was given: the agents share one host,
+    so two of them must never offer the same port."""
+    name, _, value = part.partition(":")
+    m = re.fullmatch(r"\s*\[\s*(\d+)\s*-\s*(\d+)\s*\]\s*", value)
+    if n < 2 or not m or int(m.group(2)) - int(m.group(1)) + 1 < n:
+        return part
+    b, e = port_slices(n, int(m.group(1)), int(m.group(2)))[i]
+    return f"{name}:[{b}-{e}]"
+
+
 def _with_ports(text: str, i: int, n: int, work_dir: str) -> str:
     """``text`` plus this agent's share of what it leaves to detection that agents would
-    otherwise each claim whole (ports, disk)."""
+    otherwise each claim whole (ports, disk); a ports range given to all is split among them."""
     if text.lstrip().startswith("["):
         return text
-    names = {p.split(":", 1)[0].split("(", 1)[0].strip() for p in text.split(";") if p.strip()}
+    parts = [p for p in text.split(";") if p.strip()]
+    names = [p.split(":", 1)[0].split("(", 1)[0].strip() for p in parts]
+    text = ";".join(_share_ports(p, i, n) if name == "ports" else p for p, name in zip(parts, names, strict=True))
     defaults = dict(part.split(":", 1) for part in default_agent_resources(n, work_dir)[i].split(";"))
     for name in ("disk", "ports"):
         if name not in names:

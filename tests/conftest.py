@@ -3,6 +3,8 @@
 Helpers (import them: ``from conftest import wait_for, free_port``):
 
 * ``free_port()``: a TCP port that was free a moment ago.
+* ``with_agent_ports(resources)``: ``resources`` plus ``;ports:[A-B]``, a block of its own off the
+  default 31000-32000 (unless it names ports already); for test clusters whose tasks bind ports.
 * ``wait_for(predicate, timeout, message=...)``: poll a (sync) predicate until it returns something
   truthy (returned) or the deadline passes (AssertionError saying ``message``, a string or a
   function asked then). Never use bare sleeps to synchronise.
@@ -31,6 +33,7 @@ import contextlib
 import inspect
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -53,6 +56,35 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Agent port blocks for test clusters: 20000-30999 lies below the kernel's ephemeral range and off
+# the default 31000-32000 that every cluster (of every checkout testing on this machine) hands out,
+# where a task of another run may hold the port a task here is offered.
+PORT_BLOCKS = range(20000, 31000, 200)
+_ports_taken: set[int] = set()
+
+
+def _block_free(begin: int, width: int) -> bool:
+    for port in range(begin, begin + width):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                return False
+    return True
+
+
+def with_agent_ports(resources: str) -> str:
+    """``resources`` with a port block not used before in this process, picked at random among the
+    blocks nothing listens in now (so concurrent runs rarely meet); an agent cluster splits it."""
+    if "ports" in resources:
+        return resources
+    blocks = [b for b in PORT_BLOCKS if b not in _ports_taken] or list(PORT_BLOCKS)
+    random.shuffle(blocks)
+    begin = next((b for b in blocks if _block_free(b, PORT_BLOCKS.step)), blocks[0])
+    _ports_taken.add(begin)
+    return f"{resources};ports:[{begin}-{begin + PORT_BLOCKS.step - 1}]"
 
 
 class _Deadline:
@@ -143,7 +175,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0
 async def local_cluster(tmp_path: Path):
     from mesos_nb.local import LocalCluster
 
-    cluster = LocalCluster(agents=2, port=0, work_dir=str(tmp_path / "cluster"), agent_resources=SMALL_AGENT)
+    cluster = LocalCluster(agents=2, port=0, work_dir=str(tmp_path / "cluster"),
+                           agent_resources=with_agent_ports(SMALL_AGENT))
     await cluster.start()
     try:
         yield cluster
@@ -231,7 +264,7 @@ def start_cluster_process(work_dir: Path, agents: int = 2, resources: str = SMAL
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mesos_nb", "local", "--agents", str(agents), "--port", str(port),
-             "--work-dir", str(work_dir / "cluster"), "--resources", resources,
+             "--work-dir", str(work_dir / "cluster"), "--resources", with_agent_ports(resources),
              *([] if authenticate else ["--no-authenticate"])],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
             start_new_session=True,

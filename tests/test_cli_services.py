@@ -109,6 +109,19 @@ def test_log_lines_are_one_line_per_event():
         logs.parse_level("loud")
 
 
+async def test_local_agents_given_one_ports_range_split_it(tmp_path):
+    """Agents of one host must never offer the same port (two tasks would then bind it)."""
+    from mesos_nb.local import LocalCluster
+
+    lc = LocalCluster(agents=2, port=0, work_dir=str(tmp_path), agent_resources="cpus:1;mem:64;ports:[20000-20199]")
+    await lc.start()
+    try:
+        ports = sorted(a.config.resources.split("ports:")[1].split(";")[0] for a in lc.agents)
+    finally:
+        await lc.stop()
+    assert ports == ["[20000-20099]", "[20100-20199]"]
+
+
 def test_local_default_resources_split_the_machine():
     assert port_slices(2) == [(31000, 31499), (31500, 31999)]
     parts = default_agent_resources(4, "/tmp")

@@ -226,7 +226,7 @@ def test_from_name_reconnects_after_the_kernel_exits(master, tmp_path: Path):
     assert second["total"] == 5050
     assert len(second["workers"]) == 2
     # close() in the second kernel ended it for good
-    wait_for(lambda: not framework_tasks(master.url, first["framework"]), 30, message="tasks gone")
+    wait_for(lambda: not framework_tasks(master.url, first["framework"]), 60, message="tasks gone")
     assert not record.exists()
     assert not os.path.exists(str(record) + ".tmp")
 

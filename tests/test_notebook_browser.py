@@ -9,8 +9,9 @@ points while a busy task runs (read from BokehJS's documents in the page, not fr
 the offer browser's Decline working. Screenshots go to ``tests/artifacts/notebook-browser``
 (or ``$MESOS_NB_TEST_ARTIFACTS``).
 
-Exercised by default: quickstart, dashboard (JupyterLab and Notebook 7), dask, ipyparallel and
-an offer-browser notebook made here. spark.ipynb (a JVM per task) is marked ``slow``.
+Every notebook runs: quickstart, dashboard (JupyterLab and Notebook 7), dask, ipyparallel, spark
+and an offer-browser notebook made here; the outputs a notebook declares in its cells'
+``metadata.mesos_nb.expect`` are read from the page.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import re
 import secrets
 import shutil
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, cli_env, cluster_thread, free_port, wait_for
+from conftest import REPO, cli_env, cluster_thread, free_port, wait_for, with_agent_ports
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -75,11 +75,10 @@ def _need_browser() -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[Any]:
     _need_browser()
-    # one agent with a port range of its own: other test runs on this machine hold ports of the
+    # one agent with a port block of its own: other test runs on this machine hold ports of the
     # default 31000-32000 (a task's server then cannot bind the port it was offered)
-    low = random.randrange(20000, 29500, 500)
     with cluster_thread(tmp_path_factory.mktemp("nb-cluster"), 1,
-                        f"cpus:4;mem:6144;disk:4096;ports:[{low}-{low + 499}]") as ct:
+                        with_agent_ports("cpus:4;mem:6144;disk:4096")) as ct:
         yield ct
 
 
@@ -148,6 +147,15 @@ def browser(server) -> Iterator[Any]:
             b.close()
 
 
+NOTEBOOK_HEIGHT_JS = """() => {
+  const n = document.querySelector('.jp-NotebookPanel .jp-WindowedPanel-outer')
+         || document.querySelector('.jp-Notebook');
+  if (!n) return 0;
+  n.scrollTop = 0;  // from the first cell
+  return n.scrollHeight;
+}"""
+
+
 class Opened:
     """One notebook open in a page, with the console errors the page logged."""
 
@@ -200,9 +208,19 @@ class Opened:
                  message=f"{self.name}: Run All did not finish within {timeout} s")
 
     def shot(self, suffix: str = "") -> Path:
+        """The whole notebook: JupyterLab scrolls it inside the page (a full-page screenshot is
+        the viewport), so the viewport grows to the notebook's height for the shot."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{self.ui}-{self.name}{suffix}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        size = self.page.viewport_size
+        height = self.page.evaluate(NOTEBOOK_HEIGHT_JS)
+        if size and height > size["height"] - 200:
+            self.page.set_viewport_size({"width": size["width"], "height": min(int(height) + 300, 12000)})
+        try:
+            self.page.screenshot(path=str(path), full_page=True)
+        finally:
+            if size:
+                self.page.set_viewport_size(size)
         return path
 
     def check_widgets_and_errors(self) -> None:
@@ -230,6 +248,22 @@ class Opened:
         for x in expected:
             assert any(x in e for e in errors), f"{self.name}: the expected error {x!r} is not shown"
         self.all_ran()
+
+    def check_declared(self, root: Path) -> int:
+        """The outputs the notebook declares (a code cell's ``metadata.mesos_nb.expect``) are on the
+        page under that cell; returns how many were checked."""
+        cells = [c for c in json.loads((root / f"{self.name}.ipynb").read_text())["cells"]
+                 if c["cell_type"] == "code"]
+        shown = self.page.eval_on_selector_all(
+            ".jp-Notebook .jp-CodeCell", "cs => cs.map(c => (c.querySelector('.jp-OutputArea') || {}).innerText || '')")
+        assert len(shown) == len(cells), f"{self.name}: {len(shown)} code cells on the page, {len(cells)} in the file"
+        checked = 0
+        for cell, text in zip(cells, shown, strict=True):
+            for want in cell.get("metadata", {}).get("mesos_nb", {}).get("expect", []):
+                checked += 1
+                src = "".join(cell["source"])[:40]
+                assert want in text, f"{self.name}: cell {src!r} shows {text[-300:]!r}, not {want!r}"
+        return checked
 
     def close(self) -> None:
         self.page.close()
@@ -316,6 +350,13 @@ def test_quickstart_in_jupyterlab(opened):
     assert "hello from mesos-nb" in text and "TASK_FINISHED on" in text
 
 
+OFFER_COLUMNS_JS = """() => {
+  const rows = Array.from(document.querySelectorAll('.mesos-offer-row'));
+  const lefts = (el) => Array.from(el.children).map(c => Math.round(c.getBoundingClientRect().left));
+  return {head: lefts(rows[0].parentElement.firstElementChild), rows: rows.map(lefts)};
+}"""
+
+
 def test_offer_browser_decline_removes_the_offer_for_the_refuse_period(opened):
     nb = opened("offers")
     nb.run_all()
@@ -323,6 +364,13 @@ def test_offer_browser_decline_removes_the_offer_for_the_refuse_period(opened):
     nb.check_widgets_and_errors()
     rows = nb.page.locator(".mesos-offer-row")
     wait_for(lambda: rows.count() >= 1, timeout=30, message="no offer rows shown")
+    # every row's cells start where the header's do (the columns line up), within less than one
+    # character (the buttons' margins shift the row by a few pixels; content-sized cells drift by tens)
+    lefts = nb.page.evaluate(OFFER_COLUMNS_JS)
+    assert lefts["rows"] and all(len(r) == len(lefts["head"]) for r in lefts["rows"]), lefts
+    for r in lefts["rows"]:
+        assert all(abs(a - b) <= 7 for a, b in zip(r, lefts["head"], strict=True)), \
+            f"offer rows do not line up under the header: {lefts} (screenshot {nb.shot('-failed')})"
     first = rows.first
     agent = next(c for c in (first.get_attribute("class") or "").split() if c.startswith("mesos-agent-"))
     first.get_by_role("button", name="Decline").click()
@@ -337,7 +385,7 @@ def test_offer_browser_decline_removes_the_offer_for_the_refuse_period(opened):
     assert "declined" in nb.page.evaluate("document.body.innerText")
 
 
-def test_dask_in_jupyterlab_shows_the_cluster_widget(opened):
+def test_dask_in_jupyterlab_shows_the_cluster_widget(opened, server):
     pytest.importorskip("distributed")
     nb = opened("dask")
     nb.run_all()
@@ -346,24 +394,31 @@ def test_dask_in_jupyterlab_shows_the_cluster_widget(opened):
     text = nb.page.evaluate("document.body.innerText")
     assert "4 workers" in text and "3 workers" in text
     assert "Scaling" in text, "the Dask cluster widget is not shown"
+    assert nb.check_declared(server["root"])
 
 
-def test_ipyparallel_in_jupyterlab(opened):
+def test_ipyparallel_in_jupyterlab(opened, server):
     pytest.importorskip("ipyparallel")
     nb = opened("ipyparallel")
     nb.run_all()
     nb.wait_finished(240)
     nb.check_widgets_and_errors()
     assert "4 engines" in nb.page.evaluate("document.body.innerText")
+    assert nb.check_declared(server["root"])
 
 
-@pytest.mark.slow
-def test_spark_in_jupyterlab(opened):
+def test_spark_in_jupyterlab(opened, server):
+    """spark.ipynb as a user runs it (master, 2 workers, their executors and the driver: six JVMs,
+    about a minute on 2 loaded cores); its cells' declared outputs are read from the page."""
+    if IN_CI:
+        import pyspark  # noqa: F401  CI installs the spark extra and Java: their absence is a failure
+        assert shutil.which("java") or os.environ.get("JAVA_HOME"), "CI=true but java is not installed"
     pytest.importorskip("pyspark")
-    if shutil.which("java") is None:
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("java is not installed")
     nb = opened("spark")
     nb.run_all()
     nb.wait_finished(420)
     nb.check_widgets_and_errors()
+    assert nb.check_declared(server["root"]) >= 6
     assert "1000000" in nb.page.evaluate("document.body.innerText")

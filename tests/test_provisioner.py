@@ -13,7 +13,14 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SMALL_AGENT, start_cluster_process, stop_cluster_process, wait_for
+from conftest import (
+    REPO,
+    SMALL_AGENT,
+    get_json,
+    start_cluster_process,
+    stop_cluster_process,
+    wait_for,
+)
 from provisioner_support import install_kernels, register_provisioner
 
 pytest.importorskip("jupyter_client")
@@ -101,6 +108,15 @@ async def test_kernel_runs_as_a_task_interrupt_restart_shutdown(kcluster, kernel
         listing = kcluster.cli("tasks")
         assert listing.returncode == 0 and tid in listing.stdout, listing.stdout + listing.stderr
         assert live_tasks(kcluster)[tid] == "TASK_RUNNING"
+        # `%mesos` inside the remote kernel talks to the same master: it lists this very task
+        content, out = await run_cell(kc, "%load_ext mesos_nb\n_c = %mesos connect\n_t = %mesos tasks\n"
+                                          "print(' '.join(_t.column('ID')))\n%mesos disconnect")
+        assert content["status"] == "ok" and tid in out.split(), (content, out)
+        # and its sandbox log is the one the web UI's log viewer reads (through the master)
+        row = next(r for r in get_json(f"{kcluster.url}/master/ui/tasks?q={tid}")["rows"] if r["id"] == tid)
+        log = get_json(f"{kcluster.url}/master/files/read?agent_id={row['agent_id']}"
+                       f"&path={row['sandbox']}/stdout&offset=0&length=65536")
+        assert "launch: kernel on" in log["data"], log
 
         # interrupting `while True` raises KeyboardInterrupt in the remote kernel
         msg_id = kc.execute("import time\nprint('looping', flush=True)\nwhile True:\n"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
+import psutil
 import pytest
 
 from mesos_nb.frameworks import spark as mspark
@@ -71,6 +73,14 @@ def test_mesos_spark_magic_range_count_on_two_executor_tasks(tmp_path_factory, t
         running = [t for t in fws[0]["tasks"] if t["state"] == "TASK_RUNNING"]
         assert sorted(t["name"] for t in running) == ["spark-master", "spark-worker", "spark-worker"]
         assert cluster.alive_workers() == 2
+        # the daemons start with the quick-start JVM options (executors keep the JVM's defaults)
+        cmdlines = []
+        for p in psutil.Process(cp.proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # a zombie or gone: not a daemon
+                cmdlines.append(p.cmdline())
+        daemons = [c for c in cmdlines if {"org.apache.spark.deploy.master.Master",
+                                           "org.apache.spark.deploy.worker.Worker"} & set(c)]
+        assert len(daemons) == 3 and all(mspark.DAEMON_JAVA_OPTS.split()[0] in c for c in daemons), daemons
         # worker logs come from the sandboxes
         logs = cluster.logs()
         worker_logs = [v for k, v in logs.items() if k.startswith("spark-worker")]
@@ -90,9 +100,12 @@ def test_mesos_spark_magic_range_count_on_two_executor_tasks(tmp_path_factory, t
         stop_cluster_process(cp)
 
 
+@pytest.mark.slow
 @needs_spark
 def test_spark_notebook(tmp_path_factory, tmp_path):
-    """notebooks/spark.ipynb in a real kernel (nbclient); its cells declare the outputs they expect."""
+    """notebooks/spark.ipynb in a real kernel (nbclient); its cells declare the outputs they expect.
+    Slow: CI runs the notebook in JupyterLab instead (test_notebook_browser.py::test_spark_in_jupyterlab,
+    which reads the same declared outputs from the page)."""
     pytest.importorskip("nbclient")
     from test_notebook_kernel import check_declared, kernel_env
 
