@@ -9,7 +9,7 @@ so that nothing a framework sends is lost on the way to its executor.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 from msgspec import Struct
@@ -175,35 +175,29 @@ class TaskInfo(_Msg):
     limits: dict[str, Any] | None = None
 
 
-TaskState = Literal[
+# A task's states, split into the ones it leaves and the terminal ones (Mesos never moves a task
+# out of those); the Literal accepts both, TERMINAL_STATES is read from the second.
+_LiveState = Literal[
     "TASK_STAGING",
     "TASK_STARTING",
     "TASK_RUNNING",
     "TASK_KILLING",
+    "TASK_UNREACHABLE",
+    "TASK_UNKNOWN",
+]
+_TerminalState = Literal[
     "TASK_FINISHED",
     "TASK_FAILED",
     "TASK_KILLED",
     "TASK_ERROR",
     "TASK_LOST",
     "TASK_DROPPED",
-    "TASK_UNREACHABLE",
     "TASK_GONE",
     "TASK_GONE_BY_OPERATOR",
-    "TASK_UNKNOWN",
 ]
+TaskState = Literal[_LiveState, _TerminalState]
 
-TERMINAL_STATES: frozenset[str] = frozenset(
-    {
-        "TASK_FINISHED",
-        "TASK_FAILED",
-        "TASK_KILLED",
-        "TASK_ERROR",
-        "TASK_LOST",
-        "TASK_DROPPED",
-        "TASK_GONE",
-        "TASK_GONE_BY_OPERATOR",
-    }
-)
+TERMINAL_STATES: frozenset[str] = frozenset(get_args(_TerminalState))
 
 
 def is_terminal(state: str) -> bool:
