@@ -214,8 +214,7 @@ class AppsFramework(Scheduler):
         why = rejection(app.constraints, place_of(offer), placed, app.instances)
         if why is not None:
             return None, have, why
-        got = take(have, offer_role(offer), {"cpus": app.cpus, "mem": app.mem, "disk": app.disk, "gpus": app.gpus},
-                   list(app.ports))
+        got = take(have, offer_role(offer), app.amounts(), list(app.ports))
         if isinstance(got, str):
             return None, have, f"{offer.hostname}: {got}"
         res, ports = got

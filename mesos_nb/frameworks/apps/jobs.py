@@ -188,8 +188,7 @@ class JobRunner:
                 continue
             if rejection(job.constraints, place_of(offer), [], 1) is not None:
                 continue
-            got = take(have, offer_role(offer), {"cpus": job.cpus, "mem": job.mem, "disk": job.disk,
-                                                 "gpus": job.gpus}, [])
+            got = take(have, offer_role(offer), job.amounts(), [])
             if isinstance(got, str):
                 continue
             res, _ = got
