@@ -159,6 +159,11 @@ class RunRecord(Struct, kw_only=True, rename="camel"):
         return self.status not in FINISHED
 
 
+def run_key(run: RunRecord) -> str:
+    """A run's key among all jobs' runs (in memory and in the store)."""
+    return f"{run.job_id}/{run.id}"
+
+
 def run_json(run: RunRecord) -> dict[str, Any]:
     out = msgspec.to_builtins(run)
     out["duration"] = run.duration
