@@ -29,3 +29,22 @@ def test_terminal_states_are_the_ones_a_task_never_leaves():
         "TASK_GONE", "TASK_GONE_BY_OPERATOR",
     }
     assert not m.is_terminal("TASK_UNREACHABLE") and not m.is_terminal("TASK_RUNNING")
+
+
+def test_executor_call_keeps_its_wire_form():
+    """The executor API's Call (agent side) encodes and decodes as Mesos's v1/executor.proto."""
+    wire = {
+        "type": "SUBSCRIBE",
+        "executor_id": {"value": "e1"},
+        "framework_id": {"value": "f1"},
+        "subscribe": {
+            "unacknowledged_tasks": [{"name": "t", "task_id": {"value": "t1"}, "agent_id": {"value": "a1"}}],
+            "unacknowledged_updates": [{"status": {"task_id": {"value": "t1"}, "state": "TASK_RUNNING",
+                                                   "uuid": "AAEC"}}],
+        },
+    }
+    call = m.convert(wire, m.ExecutorCall)
+    assert call.subscribe.unacknowledged_updates[0].status.uuid == b"\x00\x01\x02"
+    assert m.to_builtins(call) == wire
+    message = m.decode(b'{"type": "MESSAGE", "message": {"data": "aGk="}}', m.ExecutorCall)
+    assert message.message.data == b"hi" and m.to_builtins(message) == {"type": "MESSAGE", "message": {"data": "aGk="}}

@@ -440,6 +440,27 @@ class Event(_Msg):
     rescind_inverse_offer: Any = None  # {"inverse_offer_id": {"value": …}}
 
 
+# --------------------------------------------------------------------------- executor calls
+# The v1 executor API's Call (POST /api/v1/executor on the agent); its Update is the scheduler
+# Event.Update's shape ({"status": TaskStatus}), its Message carries only the bytes.
+class ExecutorSubscribe(_Msg):
+    unacknowledged_tasks: list[TaskInfo] = []
+    unacknowledged_updates: list[Update] = []
+
+
+class ExecutorMessage(_Msg):
+    data: bytes
+
+
+class ExecutorCall(_Msg):
+    type: str | None = None
+    executor_id: ID | None = None
+    framework_id: ID | None = None
+    subscribe: ExecutorSubscribe | None = None
+    update: Update | None = None
+    message: ExecutorMessage | None = None
+
+
 # --------------------------------------------------------------------------- codec
 _encoder = msgspec.json.Encoder()
 
