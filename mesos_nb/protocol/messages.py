@@ -355,9 +355,15 @@ CALL_TYPES: frozenset[str] = frozenset(
 )
 
 
-class Call(_Msg):
+class _Call(_Msg):
+    """A v1 API call (scheduler or executor): ``type`` names the one field below it that is set;
+    the framework it speaks for (every call but a scheduler's first SUBSCRIBE names it)."""
+
     type: str | None = None
     framework_id: ID | None = None
+
+
+class Call(_Call):
     subscribe: Subscribe | None = None
     accept: Accept | None = None
     decline: Decline | None = None
@@ -452,10 +458,8 @@ class ExecutorMessage(_Msg):
     data: bytes
 
 
-class ExecutorCall(_Msg):
-    type: str | None = None
+class ExecutorCall(_Call):
     executor_id: ID | None = None
-    framework_id: ID | None = None
     subscribe: ExecutorSubscribe | None = None
     update: Update | None = None
     message: ExecutorMessage | None = None
