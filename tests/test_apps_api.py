@@ -16,8 +16,8 @@ from mesos_nb.frameworks.apps import notebooks
 from mesos_nb.frameworks.apps.api import make_app
 from mesos_nb.frameworks.apps.dns import Resolver
 from mesos_nb.frameworks.apps.framework import AppsFramework
-from mesos_nb.frameworks.apps.model import parse_app
-from mesos_nb.frameworks.apps.reconcile import Instance
+from mesos_nb.frameworks.apps.model import RunRecord, parse_app, run_key
+from mesos_nb.frameworks.apps.reconcile import Backoff, Instance
 from mesos_nb.frameworks.apps.schedule import parse_job
 from mesos_nb.frameworks.apps.store import FileLock, SQLiteStore, State
 from mesos_nb.frameworks.apps.tasks import health_check, take
@@ -73,7 +73,7 @@ async def test_apps_crud_scale_restart(api, framework):
     r = await api.post("/v2/apps/team/web/restart")
     assert r.status == 200
     assert (await api.delete("/v2/apps/team/web")).status == 200
-    assert framework.state.apps() == {}
+    assert framework.state.apps.all() == {}
 
 
 async def test_jobs_and_runs(api):
@@ -100,13 +100,30 @@ async def test_openapi_describes_every_route(api):
 
 def test_store_survives_reopen(tmp_path):
     s = State(SQLiteStore(str(tmp_path / "s.sqlite")))
-    s.save_app(parse_app({"id": "a", "cmd": "x", "version": "v"}))
-    s.save_instance(Instance(task_id="t1", app_id="/a", version="v", state="TASK_RUNNING"))
+    s.apps.save(parse_app({"id": "a", "cmd": "x", "version": "v"}))
+    s.instances.save(Instance(task_id="t1", app_id="/a", version="v", state="TASK_RUNNING"))
     s.save_framework_id("fid")
     s.store.close()
     s2 = State(SQLiteStore(str(tmp_path / "s.sqlite")))
-    assert list(s2.apps()) == ["/a"] and s2.instances()["t1"].state == "TASK_RUNNING"
+    assert list(s2.apps.all()) == ["/a"] and s2.instances.all()["t1"].state == "TASK_RUNNING"
     assert s2.framework_id() == "fid"
+
+
+def test_store_keys_each_kind_of_record(tmp_path):
+    """Runs are kept per job, back-offs under their app's id; deleting an app drops its back-off."""
+    s = State(SQLiteStore(str(tmp_path / "s.sqlite")))
+    s.apps.save(parse_app({"id": "a", "cmd": "x"}))
+    s.backoffs.save(Backoff(delay=4.0), key="/a")
+    s.jobs.save(parse_job({"id": "nightly", "cmd": "true"}))
+    run = RunRecord(id="r1", job_id="nightly")
+    s.runs.save(run)
+    assert s.runs.all() == {"nightly/r1": run} and s.backoffs.all()["/a"].delay == 4.0
+    with pytest.raises(TypeError, match="given key"):
+        s.backoffs.save(Backoff())
+    s.delete_app("/a")
+    s.runs.delete(run_key(run))
+    assert s.apps.all() == {} and s.backoffs.all() == {} and s.runs.all() == {}
+    assert list(s.jobs.all()) == ["nightly"]
 
 
 def test_file_lock_admits_one_leader(tmp_path):

@@ -46,17 +46,17 @@ def test_zk_store_round_trip_like_sqlite(zk_server):
         store.claim("test")
         state = State(store)
         app = parse_app({"id": "/group/web", "cmd": "sleep 100", "instances": 2})
-        state.save_app(app)
-        state.save_app(parse_app({"id": "/group/web", "cmd": "sleep 100", "instances": 3}))
+        state.apps.save(app)
+        state.apps.save(parse_app({"id": "/group/web", "cmd": "sleep 100", "instances": 3}))
         state.save_framework_id("fw-1")
-        assert state.apps()["/group/web"].instances == 3
+        assert state.apps.all()["/group/web"].instances == 3
         assert state.framework_id() == "fw-1"
         store.put("runs", "job/b", b"2")
         store.put("runs", "job/a", b"1")
         assert list(store.items("runs")) == [("job/a", b"1"), ("job/b", b"2")]
         state.delete_app("/group/web")
         state.delete_app("/group/web")  # deleting what is gone is fine
-        assert state.apps() == {}
+        assert state.apps.all() == {}
         assert store.get("apps", "/nope") is None
         store.set_endpoint({"api": "http://x:1", "pid": 1})
         assert leader_endpoint(zk, parse_zk_url(url).path) == {"api": "http://x:1", "pid": 1}

@@ -20,7 +20,7 @@ import msgspec
 from aiohttp import web
 
 from mesos_nb.protocol import recordio
-from mesos_nb.protocol.messages import ID, TaskInfo, TaskStatus
+from mesos_nb.protocol.messages import ExecutorCall, ExecutorSubscribe
 
 from .app_key import agent_of
 from .auth import executor_token_container
@@ -31,32 +31,6 @@ if TYPE_CHECKING:
 MAX_BODY = 4 * 1024 * 1024
 CALL_TYPES = frozenset({"SUBSCRIBE", "UPDATE", "MESSAGE", "HEARTBEAT"})
 HEARTBEAT_INTERVAL = 30 * 60.0
-
-
-class _M(msgspec.Struct, omit_defaults=True, kw_only=True):
-    pass
-
-
-class ExecUpdate(_M):
-    status: TaskStatus
-
-
-class ExecSubscribe(_M):
-    unacknowledged_tasks: list[TaskInfo] = []
-    unacknowledged_updates: list[ExecUpdate] = []
-
-
-class ExecMessage(_M):
-    data: bytes
-
-
-class ExecutorCall(_M):
-    type: str | None = None
-    executor_id: ID | None = None
-    framework_id: ID | None = None
-    subscribe: ExecSubscribe | None = None
-    update: ExecUpdate | None = None
-    message: ExecMessage | None = None
 
 
 _decoder = msgspec.json.Decoder(ExecutorCall)
@@ -184,7 +158,7 @@ async def handle_executor(request: web.Request) -> web.StreamResponse:
     return web.Response(status=202)
 
 
-async def _subscribe(agent: Agent, ex: ExecutorEntry, sub: ExecSubscribe,
+async def _subscribe(agent: Agent, ex: ExecutorEntry, sub: ExecutorSubscribe,
                      request: web.Request) -> web.StreamResponse:
     if ex.state in ("TERMINATING", "TERMINATED"):
         return _text(400, "Executor is terminating")

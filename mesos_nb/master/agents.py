@@ -55,7 +55,7 @@ def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: fl
         agent.hostname, agent.port, agent.scheme = reg.hostname, reg.port, reg.scheme
         if agent.total != total:
             agent.total = total
-            agent.resources_proto = reg.resources
+            agent.resources = reg.resources
             st.allocator.update_agent(agent.id, total)
         st.allocator.activate_agent(agent.id)
         st.metrics["master/slave_reregistrations"] += 1
@@ -70,7 +70,7 @@ def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: fl
             hostname=reg.hostname,
             port=reg.port,
             total=total,
-            resources_proto=reg.resources,
+            resources=reg.resources,
             attributes=reg.attributes,
             registered_time=now,
             channel=channel,
@@ -104,7 +104,7 @@ def recover(st: MasterState, records: list[AgentRecord], now: float) -> None:
         except (ResourceParseError, ValueError):
             continue
         agent = Agent(
-            id=rec.id, hostname=rec.hostname, port=rec.port, total=total, resources_proto=rec.resources,
+            id=rec.id, hostname=rec.hostname, port=rec.port, total=total, resources=rec.resources,
             attributes=rec.attributes, registered_time=rec.registered_time, connected=False,
             disconnect_deadline=now + st.agent_reregister_timeout,
         )

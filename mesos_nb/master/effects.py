@@ -59,8 +59,10 @@ class FrameworkRecord:
     failover_deadline: float | None
 
 
-@dataclass
+@dataclass(slots=True)
 class AgentRecord:
+    """What the registry keeps of an agent; the master's live :class:`~.model.Agent` extends it."""
+
     id: str
     hostname: str
     port: int

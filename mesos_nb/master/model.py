@@ -13,6 +13,7 @@ from typing import Any
 
 from ..protocol import messages as m
 from ..protocol.resources import Resources
+from .effects import AgentRecord
 
 MAX_COMPLETED_TASKS_PER_FRAMEWORK = 1000
 MAX_COMPLETED_FRAMEWORKS = 50
@@ -86,14 +87,10 @@ class Framework:
 
 
 @dataclass(slots=True)
-class Agent:
-    id: str
-    hostname: str
-    port: int
+class Agent(AgentRecord):
+    """A registered agent: its registry record (``resources`` as it checkpointed them) and live state."""
+
     total: Resources
-    resources_proto: list[m.Resource]
-    attributes: list[m.Attribute]
-    registered_time: float
     channel: Any = None  # opaque handle owned by the shell
     key: str = ""
     version: str | None = None

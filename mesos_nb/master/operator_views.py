@@ -84,7 +84,7 @@ def agent(a: Agent, allocated: Resources, offered: Resources) -> dict[str, Any]:
     info: dict[str, Any] = {
         "hostname": a.hostname,
         "port": a.port,
-        "resources": m.to_builtins(a.resources_proto),
+        "resources": m.to_builtins(a.resources),
         "id": _id(a.id),
     }
     if a.attributes:

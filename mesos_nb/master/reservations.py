@@ -91,12 +91,12 @@ def convert(st: MasterState, agent: Agent, consumed: Resources, converted: Resou
     if not agent.total.contains(consumed):
         raise OperationError(f"Agent {agent.id} does not have {consumed}")
     agent.total = agent.total - consumed + converted
-    agent.resources_proto = agent.total.to_proto()
+    agent.resources = agent.total.to_proto()
     st.allocator.update_agent(agent.id, agent.total)
     st.version += 1
     st.wants_allocation = True
     st.out.append(SaveAgent(agent_record(agent)))
-    st.out.append(ToAgent(agent.id, ch.CheckpointResources(agent_id=agent.id, resources=agent.resources_proto)))
+    st.out.append(ToAgent(agent.id, ch.CheckpointResources(agent_id=agent.id, resources=agent.resources)))
 
 
 def _operations(st: MasterState) -> deque:

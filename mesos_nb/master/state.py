@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 from ..protocol import messages as m
@@ -152,7 +153,8 @@ def lost_state(fw: Framework, partition_state: str) -> str:
 
 
 def agent_record(agent: Agent) -> AgentRecord:
-    return AgentRecord(agent.id, agent.hostname, agent.port, agent.resources_proto, agent.attributes, agent.registered_time)
+    """A snapshot for the registry (the live agent changes after the save is queued)."""
+    return AgentRecord(*(getattr(agent, f.name) for f in fields(AgentRecord)))
 
 
 def make_status(

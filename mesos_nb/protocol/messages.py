@@ -9,7 +9,7 @@ so that nothing a framework sends is lost on the way to its executor.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 from msgspec import Struct
@@ -175,35 +175,29 @@ class TaskInfo(_Msg):
     limits: dict[str, Any] | None = None
 
 
-TaskState = Literal[
+# A task's states, split into the ones it leaves and the terminal ones (Mesos never moves a task
+# out of those); the Literal accepts both, TERMINAL_STATES is read from the second.
+_LiveState = Literal[
     "TASK_STAGING",
     "TASK_STARTING",
     "TASK_RUNNING",
     "TASK_KILLING",
+    "TASK_UNREACHABLE",
+    "TASK_UNKNOWN",
+]
+_TerminalState = Literal[
     "TASK_FINISHED",
     "TASK_FAILED",
     "TASK_KILLED",
     "TASK_ERROR",
     "TASK_LOST",
     "TASK_DROPPED",
-    "TASK_UNREACHABLE",
     "TASK_GONE",
     "TASK_GONE_BY_OPERATOR",
-    "TASK_UNKNOWN",
 ]
+TaskState = Literal[_LiveState, _TerminalState]
 
-TERMINAL_STATES: frozenset[str] = frozenset(
-    {
-        "TASK_FINISHED",
-        "TASK_FAILED",
-        "TASK_KILLED",
-        "TASK_ERROR",
-        "TASK_LOST",
-        "TASK_DROPPED",
-        "TASK_GONE",
-        "TASK_GONE_BY_OPERATOR",
-    }
-)
+TERMINAL_STATES: frozenset[str] = frozenset(get_args(_TerminalState))
 
 
 def is_terminal(state: str) -> bool:
@@ -386,9 +380,15 @@ CALL_TYPES: frozenset[str] = frozenset(
 )
 
 
-class Call(_Msg):
+class _Call(_Msg):
+    """A v1 API call (scheduler or executor): ``type`` names the one field below it that is set;
+    the framework it speaks for (every call but a scheduler's first SUBSCRIBE names it)."""
+
     type: str | None = None
     framework_id: ID | None = None
+
+
+class Call(_Call):
     subscribe: Subscribe | None = None
     accept: Accept | None = None
     decline: Decline | None = None
@@ -469,6 +469,25 @@ class Event(_Msg):
     update_operation_status: Any = None
     inverse_offers: Any = None  # {"inverse_offers": [InverseOffer JSON]}
     rescind_inverse_offer: Any = None  # {"inverse_offer_id": {"value": …}}
+
+
+# --------------------------------------------------------------------------- executor calls
+# The v1 executor API's Call (POST /api/v1/executor on the agent); its Update is the scheduler
+# Event.Update's shape ({"status": TaskStatus}), its Message carries only the bytes.
+class ExecutorSubscribe(_Msg):
+    unacknowledged_tasks: list[TaskInfo] = []
+    unacknowledged_updates: list[Update] = []
+
+
+class ExecutorMessage(_Msg):
+    data: bytes
+
+
+class ExecutorCall(_Call):
+    executor_id: ID | None = None
+    subscribe: ExecutorSubscribe | None = None
+    update: Update | None = None
+    message: ExecutorMessage | None = None
 
 
 # --------------------------------------------------------------------------- codec

@@ -77,9 +77,9 @@ class AppsFramework(Scheduler):
         self.python = python or sys.executable
         self.principal, self.secret = principal, secret
         self.clock = clock
-        self.apps: dict[str, AppDef] = state.apps()
-        self.instances: dict[str, Instance] = state.instances()
-        self.backoffs: dict[str, Backoff] = state.backoffs()
+        self.apps: dict[str, AppDef] = state.apps.all()
+        self.instances: dict[str, Instance] = state.instances.all()
+        self.backoffs: dict[str, Backoff] = state.backoffs.all()
         self.waiting: dict[str, dict[str, str]] = {}  # app id -> {hostname: why}
         self.jobs = JobRunner(self)
         self.driver: SchedulerDriver | None = None
@@ -144,9 +144,9 @@ class AppsFramework(Scheduler):
         app = msgspec.structs.replace(app, version=version)
         if old is None or old.version != version:
             self.backoffs.pop(app.id, None)
-            self.state.save_backoff(app.id, Backoff())
+            self.state.backoffs.save(Backoff(), key=app.id)
         self.apps[app.id] = app
-        self.state.save_app(app)
+        self.state.apps.save(app)
         log.info("app saved app=%s version=%s instances=%d", app.id, version, app.instances)
         self.wake()
         return app
@@ -214,8 +214,7 @@ class AppsFramework(Scheduler):
         why = rejection(app.constraints, place_of(offer), placed, app.instances)
         if why is not None:
             return None, have, why
-        got = take(have, offer_role(offer), {"cpus": app.cpus, "mem": app.mem, "disk": app.disk, "gpus": app.gpus},
-                   list(app.ports))
+        got = take(have, offer_role(offer), app.amounts(), list(app.ports))
         if isinstance(got, str):
             return None, have, f"{offer.hostname}: {got}"
         res, ports = got
@@ -225,7 +224,7 @@ class AppsFramework(Scheduler):
                         hostname=offer.hostname, host_ip=host_ip(offer), attributes=place_of(offer).attributes,
                         ports=ports, launched_at=now)
         self.instances[tid] = inst
-        self.state.save_instance(inst)  # write-ahead: known before the LAUNCH is sent
+        self.state.instances.save(inst)  # write-ahead: known before the LAUNCH is sent
         log.info("launching app=%s task=%s agent=%s ports=%s", app.id, tid, offer.agent_id.value, ports)
         return task, have - res, None
 
@@ -246,7 +245,7 @@ class AppsFramework(Scheduler):
         now = self.clock()
         if is_terminal(status.state):
             self.instances.pop(inst.task_id, None)
-            self.state.delete_instance(inst.task_id)
+            self.state.instances.delete(inst.task_id)
             app = self.apps.get(inst.app_id)
             failed = status.state in ("TASK_FAILED", "TASK_FINISHED", "TASK_ERROR", "TASK_LOST", "TASK_GONE",
                                       "TASK_DROPPED")
@@ -255,7 +254,7 @@ class AppsFramework(Scheduler):
             if app is not None and failed and not inst.killing and inst.version == app.version:
                 b = after_failure(app, self.backoffs.get(app.id, Backoff()), now)
                 self.backoffs[app.id] = b
-                self.state.save_backoff(app.id, b)
+                self.state.backoffs.save(b, key=app.id)
             self._want_revive = True
             return
         changes: dict[str, Any] = {"state": status.state, "message": status.message}
@@ -266,7 +265,7 @@ class AppsFramework(Scheduler):
         new = msgspec.structs.replace(inst, **changes)
         if new != inst:
             self.instances[inst.task_id] = new
-            self.state.save_instance(new)
+            self.state.instances.save(new)
 
     def error(self, driver: Any, message: str) -> None:
         log.error("framework error: %s", message)
@@ -315,7 +314,7 @@ class AppsFramework(Scheduler):
     async def _kill(self, inst: Instance, now: float) -> None:
         new = msgspec.structs.replace(inst, killing=True, kill_sent_at=now)
         self.instances[inst.task_id] = new
-        self.state.save_instance(new)
+        self.state.instances.save(new)
         log.info("killing app=%s task=%s", inst.app_id, inst.task_id)
         assert self.driver is not None
         with contextlib.suppress(MesosError, ConnectionError):

@@ -29,7 +29,7 @@ from mesos_nb.scheduler.tasks import offer_role
 
 from . import notebooks
 from .constraints import rejection
-from .model import Attempt, JobDef, RunRecord
+from .model import Attempt, JobDef, RunRecord, run_key
 from .schedule import Schedule, after_attempt, check_parents, decide, parse_schedule
 from .tasks import exit_code, job_task, place_of, take
 
@@ -61,8 +61,8 @@ class JobRunner:
     def __init__(self, fw: FrameworkShell) -> None:
         self.fw = fw
         self.state = fw.state
-        self.defs: dict[str, JobDef] = self.state.jobs()
-        self.runs: dict[str, RunRecord] = self.state.runs()
+        self.defs: dict[str, JobDef] = self.state.jobs.all()
+        self.runs: dict[str, RunRecord] = self.state.runs.all()
         self.next_fire: dict[str, float | None] = {}
         self.schedules: dict[str, Schedule] = {}
         self.by_task: dict[str, str] = {a.task_id: k for k, r in self.runs.items() for a in r.attempts}
@@ -75,7 +75,7 @@ class JobRunner:
         self.schedules.pop(job.id, None)
         if job.schedule:
             self.schedules[job.id] = parse_schedule(job.schedule, job.timezone, self.fw.clock())
-        self.state.save_job(job)
+        self.state.jobs.save(job)
         log.info("job saved job=%s schedule=%s", job.id, job.schedule)
         self.fw.wake()
         return job
@@ -92,7 +92,7 @@ class JobRunner:
         self.defs.pop(job_id, None)
         self.next_fire.pop(job_id, None)
         self.schedules.pop(job_id, None)
-        self.state.delete_job(job_id)
+        self.state.jobs.delete(job_id)
 
     def start_now(self, job_id: str) -> RunRecord:
         """A manual run (``POST /v2/jobs/{id}/runs``): no deadline, concurrency policy ignored."""
@@ -110,8 +110,8 @@ class JobRunner:
         return out
 
     def _save(self, run: RunRecord) -> None:
-        self.runs[f"{run.job_id}/{run.id}"] = run
-        self.state.save_run(run)
+        self.runs[run_key(run)] = run
+        self.state.runs.save(run)
 
     def _new_run(self, job_id: str, trigger: str, scheduled_at: float, status: str = "INITIAL",
                  message: str | None = None) -> RunRecord:
@@ -174,8 +174,8 @@ class JobRunner:
             limit = job.history_limit if job else 0
             done = sorted((r for r in runs if not r.active), key=lambda r: r.created_at)
             for r in done[: max(0, len(done) - limit)]:
-                self.runs.pop(f"{r.job_id}/{r.id}", None)
-                self.state.delete_run(r)
+                self.runs.pop(run_key(r), None)
+                self.state.runs.delete(run_key(r))
 
     # ------------------------------------------------------------------ offers
     def place(self, offer: Offer, have: Resources, now: float) -> tuple[list[Any], Resources]:
@@ -188,8 +188,7 @@ class JobRunner:
                 continue
             if rejection(job.constraints, place_of(offer), [], 1) is not None:
                 continue
-            got = take(have, offer_role(offer), {"cpus": job.cpus, "mem": job.mem, "disk": job.disk,
-                                                 "gpus": job.gpus}, [])
+            got = take(have, offer_role(offer), job.amounts(), [])
             if isinstance(got, str):
                 continue
             res, _ = got

@@ -54,19 +54,29 @@ class UpgradeStrategy(_Def):
     maximum_over_capacity: float = 1.0
 
 
-class AppDef(_Def):
+class _TaskDef(_Def):
+    """What apps and jobs both say of their tasks: command, resources, placement, environment
+    (validated by :func:`_check_task`)."""
+
     id: str
     cmd: str | None = None
-    image: str | None = None
-    instances: int = 1
     cpus: float = 1.0
     mem: float = 128.0
     disk: float = 0.0
     gpus: float = 0.0
     role: str = "*"
     constraints: list[list[str]] = []
-    ports: list[int] = []  # 0 = any port from the offer; PORT0.. in the task environment
     env: dict[str, str] = {}
+
+    def amounts(self) -> dict[str, float]:
+        """The scalar resources one task takes from an offer."""
+        return {"cpus": self.cpus, "mem": self.mem, "disk": self.disk, "gpus": self.gpus}
+
+
+class AppDef(_TaskDef):
+    image: str | None = None
+    instances: int = 1
+    ports: list[int] = []  # 0 = any port from the offer; PORT0.. in the task environment
     labels: dict[str, str] = {}
     health_checks: list[HealthCheck] = []
     task_kill_grace_period_seconds: float | None = None
@@ -86,19 +96,11 @@ class NotebookPayload(_Def):
     timeout_seconds: float | None = None
 
 
-class JobDef(_Def):
-    id: str
-    cmd: str | None = None
+class JobDef(_TaskDef):
+    cpus: float = 0.1  # a job's task is small unless it says otherwise
     notebook: NotebookPayload | None = None
     schedule: str | None = None  # cron ("*/5 * * * *") or ISO 8601 "R[n]/start/period"
     timezone: str = "UTC"
-    cpus: float = 0.1
-    mem: float = 128.0
-    disk: float = 0.0
-    gpus: float = 0.0
-    role: str = "*"
-    constraints: list[list[str]] = []
-    env: dict[str, str] = {}
     retries: int = 0
     retry_backoff_seconds: float = 1.0
     retry_backoff_factor: float = 2.0
@@ -157,6 +159,11 @@ class RunRecord(Struct, kw_only=True, rename="camel"):
         return self.status not in FINISHED
 
 
+def run_key(run: RunRecord) -> str:
+    """A run's key among all jobs' runs (in memory and in the store)."""
+    return f"{run.job_id}/{run.id}"
+
+
 def run_json(run: RunRecord) -> dict[str, Any]:
     out = msgspec.to_builtins(run)
     out["duration"] = run.duration
@@ -189,6 +196,15 @@ def _raise(field: str, message: str) -> Any:
 def _positive(field: str, value: float, minimum: float = 0.0, strict: bool = False) -> None:
     if not math.isfinite(value) or value < minimum or (strict and value <= minimum):
         _raise(field, f"must be {'>' if strict else '>='} {minimum:g} (got {value:g})")
+
+
+def _check_task(d: _TaskDef) -> None:
+    _positive("cpus", d.cpus, 0.001)
+    _positive("mem", d.mem, 0.0, strict=True)
+    _positive("disk", d.disk)
+    _positive("gpus", d.gpus)
+    check_constraints(d.constraints)
+    _check_env(d.env)
 
 
 def _check_env(env: dict[str, str], field: str = "env") -> None:
@@ -231,10 +247,7 @@ def parse_app(obj: Any) -> AppDef:
         _raise("cmd", "an app needs a cmd (or an image)")
     if app.instances < 0:
         _raise("instances", f"must be >= 0 (got {app.instances})")
-    _positive("cpus", app.cpus, 0.001)
-    _positive("mem", app.mem, 0.0, strict=True)
-    _positive("disk", app.disk)
-    _positive("gpus", app.gpus)
+    _check_task(app)
     if app.gpus != int(app.gpus):
         _raise("gpus", "must be a whole number")
     for i, p in enumerate(app.ports):
@@ -243,8 +256,6 @@ def parse_app(obj: Any) -> AppDef:
     fixed = [p for p in app.ports if p]
     if len(set(fixed)) != len(fixed):
         _raise("ports", "the same fixed port is listed twice")
-    check_constraints(app.constraints)
-    _check_env(app.env)
     for i, hc in enumerate(app.health_checks):
         f = f"healthChecks[{i}]"
         if hc.protocol == "COMMAND" and not hc.command:

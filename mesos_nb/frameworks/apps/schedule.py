@@ -23,11 +23,10 @@ from .model import (
     JOB_ID,
     JobDef,
     RunRecord,
-    _check_env,
+    _check_task,
     _convert,
     _positive,
     _raise,
-    check_constraints,
 )
 
 _DURATION = re.compile(
@@ -273,10 +272,7 @@ def parse_job(obj: Any) -> JobDef:
             _raise("timezone", str(e))
     if job.id in job.parents:
         _raise("parents", "a job cannot be its own parent")
-    _positive("cpus", job.cpus, 0.001)
-    _positive("mem", job.mem, 0.0, strict=True)
-    _positive("disk", job.disk)
-    _positive("gpus", job.gpus)
+    _check_task(job)
     if job.retries < 0:
         _raise("retries", f"must be >= 0 (got {job.retries})")
     _positive("retryBackoffSeconds", job.retry_backoff_seconds)
@@ -284,8 +280,6 @@ def parse_job(obj: Any) -> JobDef:
     if job.history_limit < 1:
         _raise("historyLimit", "must be >= 1")
     _positive("startingDeadlineSeconds", job.starting_deadline_seconds, 0.0, strict=True)
-    check_constraints(job.constraints)
-    _check_env(job.env)
     return job
 
 

@@ -18,15 +18,16 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
-from .model import AppDef, JobDef, RunRecord
+from .model import AppDef, JobDef, RunRecord, run_key
 from .reconcile import Backoff, Instance
 
 _enc = msgspec.json.Encoder()
+T = TypeVar("T")
 
 
 class Store(Protocol):
@@ -75,63 +76,42 @@ class SQLiteStore:
             self._db.close()
 
 
+class Records(Generic[T]):
+    """One kind of typed record in a :class:`Store` (``kind`` names its collection); a record's
+    key is ``key(record)``, or given to :meth:`save` where the record does not carry it."""
+
+    def __init__(self, store: Store, kind: str, typ: type[T], key: Callable[[T], str] | None = None) -> None:
+        self.store, self.kind, self.typ, self.key = store, kind, typ, key
+
+    def save(self, obj: T, key: str | None = None) -> None:
+        if key is None:
+            if self.key is None:
+                raise TypeError(f"{self.kind} records are saved under a given key")
+            key = self.key(obj)
+        self.store.put(self.kind, key, _enc.encode(obj))
+
+    def delete(self, key: str) -> None:
+        self.store.delete(self.kind, key)
+
+    def all(self) -> dict[str, T]:
+        return {k: msgspec.json.decode(v, type=self.typ) for k, v in self.store.items(self.kind)}
+
+
 class State:
-    """Typed access to a :class:`Store`: the framework's definitions, instances and runs."""
+    """Typed access to a :class:`Store`: the framework's definitions, instances (tasks of apps),
+    back-offs (per app id) and runs of jobs."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-
-    def _put(self, kind: str, key: str, obj: Any) -> None:
-        self.store.put(kind, key, _enc.encode(obj))
-
-    def _all(self, kind: str, typ: type) -> dict[str, Any]:
-        return {k: msgspec.json.decode(v, type=typ) for k, v in self.store.items(kind)}
-
-    # apps, jobs
-    def save_app(self, app: AppDef) -> None:
-        self._put("apps", app.id, app)
+        self.apps: Records[AppDef] = Records(store, "apps", AppDef, lambda a: a.id)
+        self.jobs: Records[JobDef] = Records(store, "jobs", JobDef, lambda j: j.id)
+        self.instances: Records[Instance] = Records(store, "instances", Instance, lambda i: i.task_id)
+        self.backoffs: Records[Backoff] = Records(store, "backoff", Backoff)
+        self.runs: Records[RunRecord] = Records(store, "runs", RunRecord, run_key)
 
     def delete_app(self, app_id: str) -> None:
-        self.store.delete("apps", app_id)
-        self.store.delete("backoff", app_id)
-
-    def apps(self) -> dict[str, AppDef]:
-        return self._all("apps", AppDef)
-
-    def save_job(self, job: JobDef) -> None:
-        self._put("jobs", job.id, job)
-
-    def delete_job(self, job_id: str) -> None:
-        self.store.delete("jobs", job_id)
-
-    def jobs(self) -> dict[str, JobDef]:
-        return self._all("jobs", JobDef)
-
-    # instances (tasks of apps), backoffs
-    def save_instance(self, inst: Instance) -> None:
-        self._put("instances", inst.task_id, inst)
-
-    def delete_instance(self, task_id: str) -> None:
-        self.store.delete("instances", task_id)
-
-    def instances(self) -> dict[str, Instance]:
-        return self._all("instances", Instance)
-
-    def save_backoff(self, app_id: str, b: Backoff) -> None:
-        self._put("backoff", app_id, b)
-
-    def backoffs(self) -> dict[str, Backoff]:
-        return self._all("backoff", Backoff)
-
-    # runs of jobs
-    def save_run(self, run: RunRecord) -> None:
-        self._put("runs", f"{run.job_id}/{run.id}", run)
-
-    def delete_run(self, run: RunRecord) -> None:
-        self.store.delete("runs", f"{run.job_id}/{run.id}")
-
-    def runs(self) -> dict[str, RunRecord]:
-        return self._all("runs", RunRecord)
+        self.apps.delete(app_id)
+        self.backoffs.delete(app_id)
 
     # framework id
     def framework_id(self) -> str | None:
@@ -182,4 +162,4 @@ class FileLock:
         return self._fd is not None
 
 
-__all__ = ["FileLock", "Leadership", "SQLiteStore", "State", "Store"]
+__all__ = ["FileLock", "Leadership", "Records", "SQLiteStore", "State", "Store"]
