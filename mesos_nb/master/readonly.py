@@ -18,10 +18,11 @@ from aiohttp import web
 from ..protocol import messages as m
 from ..protocol.resources import Resources
 from ..protocol.version import VERSION as __version__
-from .state_render import StateRenderer, _Used
+from .doc_render import respond, total
+from .state_render import StateRenderer
 
 if TYPE_CHECKING:
-    from .model import Agent, Framework, Task
+    from .model import Agent, Framework, Offer, Task
     from .view import MasterView
 
 _enc = msgspec.json.Encoder()
@@ -82,15 +83,18 @@ class ReadOnlyViews:
             d["labels"] = t.info.labels
         return d
 
-    def _framework(self, fw: Framework, full: bool, used: _Used | None = None) -> dict[str, Any]:
-        """``used``: the framework's resources in use, already summed (the state renderer
-        does, and then fills ``tasks`` and ``completed_tasks`` itself)."""
+    def _framework(self, fw: Framework, full: bool, used: Resources | None = None,
+                   offered: Resources | None = None) -> dict[str, Any]:
+        """``used``, ``offered``: the framework's resources in use and offered, already summed
+        (the state renderer does, and then fills ``tasks``, ``completed_tasks`` and ``offers``
+        itself)."""
         core = self.master.core
-        offered = Resources()
-        for oid in fw.offers:
-            o = core.offers.get(oid)
-            if o is not None:
-                offered = offered + o.resources
+        if offered is None:
+            offered = Resources()
+            for oid in fw.offers:
+                o = core.offers.get(oid)
+                if o is not None:
+                    offered = offered + o.resources
         info = fw.info
         d: dict[str, Any] = {
             "id": fw.id,
@@ -112,31 +116,24 @@ class ReadOnlyViews:
             "suppressed_roles": sorted(fw.suppressed_roles),
         }
         if used is None:
-            total = Resources()
+            used = Resources()
             for t in fw.tasks.values():
                 if t.state not in m.TERMINAL_STATES:
-                    total = total + t.resources
-            d["used_resources"], d["resources"] = total.summary(), (total + offered).summary()
+                    used = used + t.resources
+            rendered = False
         else:
-            d["used_resources"], d["resources"] = used.summary(), used.resources_summary(offered)
+            rendered = True
+        d["used_resources"], d["resources"] = used.summary(), (used + offered).summary()
         if fw.reregistered_time:
             d["reregistered_time"] = fw.reregistered_time
         if info.principal is not None:
             d["principal"] = info.principal
         if full:
-            d["tasks"] = [self._task(t) for t in fw.tasks.values()] if used is None else []
+            d["tasks"] = [] if rendered else [self._task(t) for t in fw.tasks.values()]
             d["unreachable_tasks"] = []
-            d["completed_tasks"] = [self._task(t) for t in fw.completed_tasks] if used is None else []
-            d["offers"] = [
-                {
-                    "id": o.id,
-                    "framework_id": o.framework_id,
-                    "slave_id": o.agent_id,
-                    "allocation_info": {"role": o.role},
-                    "resources": o.resources.summary(),
-                }
-                for o in (core.offers.get(x) for x in fw.offers)
-                if o is not None
+            d["completed_tasks"] = [] if rendered else [self._task(t) for t in fw.completed_tasks]
+            d["offers"] = [] if rendered else [
+                self._offer(o) for o in (core.offers.get(x) for x in fw.offers) if o is not None
             ]
             d["executors"] = [
                 {
@@ -152,18 +149,32 @@ class ReadOnlyViews:
             ]
         return d
 
+    @staticmethod
+    def _offer(o: Offer) -> dict[str, Any]:
+        return {
+            "id": o.id,
+            "framework_id": o.framework_id,
+            "slave_id": o.agent_id,
+            "allocation_info": {"role": o.role},
+            "resources": o.resources.summary(),
+        }
+
     def _offered_by_agent(self) -> dict[str, Resources]:
         """One pass over the offers for a whole render (not one pass per agent)."""
-        out: dict[str, Resources] = {}
+        groups: dict[str, list[Resources]] = {}
         for o in self.master.core.offers.values():
-            out[o.agent_id] = out.get(o.agent_id, Resources()) + o.resources
-        return out
+            rs = groups.get(o.agent_id)
+            if rs is None:
+                groups[o.agent_id] = [o.resources]
+            else:
+                rs.append(o.resources)
+        return {aid: rs[0] if len(rs) == 1 else total(rs) for aid, rs in groups.items()}
 
     def _agents(self) -> list[dict[str, Any]]:
         offered = self._offered_by_agent()
         return [self._agent(a, offered) for a in self.master.core.agents.values()]
 
-    def _agent(self, a: Agent, offered_by_agent: dict[str, Resources], used: _Used | None = None) -> dict[str, Any]:
+    def _agent(self, a: Agent, offered_by_agent: dict[str, Resources], used: Resources | None = None) -> dict[str, Any]:
         core = self.master.core
         if used is None:
             total = Resources()
@@ -239,8 +250,8 @@ class ReadOnlyViews:
         }
 
     # ------------------------------------------------------------------ handlers
-    async def state(self, request: web.Request) -> web.Response:
-        return web.Response(body=await self._state.body(), content_type="application/json")
+    async def state(self, request: web.Request) -> web.StreamResponse:
+        return await respond(request, await self._state.pieces())
 
     async def state_summary(self, request: web.Request) -> web.Response:
         def render() -> dict[str, Any]:
