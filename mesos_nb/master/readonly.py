@@ -19,6 +19,7 @@ from ..protocol import messages as m
 from ..protocol.resources import Resources
 from ..protocol.version import VERSION as __version__
 from .doc_render import respond, total
+from .security import SENT_AS_IS
 from .state_render import StateRenderer
 
 if TYPE_CHECKING:
@@ -251,7 +252,10 @@ class ReadOnlyViews:
 
     # ------------------------------------------------------------------ handlers
     async def state(self, request: web.Request) -> web.StreamResponse:
-        return await respond(request, await self._state.pieces())
+        pieces = await self._state.pieces()
+        if request.get(SENT_AS_IS):
+            return await respond(request, pieces)
+        return web.Response(body=b"".join(pieces), content_type="application/json")  # to be filtered
 
     async def state_summary(self, request: web.Request) -> web.Response:
         def render() -> dict[str, Any]:
