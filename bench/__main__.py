@@ -132,15 +132,21 @@ def _rows_nsdi(r: dict[str, Any]) -> list[Row]:
 
 def _rows_state(r: dict[str, Any]) -> list[Row]:
     size = f"{r['agents']:,} agents, {r['tasks']:,} tasks{_tuning(r)}"
-    ratio = r.get("allocation_delay_ratio")
-    return [
-        (f"`/master/state` render ({size})", "Mesos 1.7: 1.86 s", "≤ 0.5 s", r.get("render_p50_s"), "s",
-         _le(r.get("render_p50_s"), 0.5)),
-        (f"REVIVE→offers while `/master/state` is hammered / quiet ({size})", "Mesos 1.7: blocked the master",
-         "< 1.10×", ratio, "×", None if ratio is None else ratio < 1.1),
-        (f"master event-loop longest stall, `/master/state` hammered ({size})", "—", "≤ 0.05 s",
-         r.get("loop_max_gap_hammered_s"), "s", _le(r.get("loop_max_gap_hammered_s"), 0.05)),
-    ]
+    out: list[Row] = []
+    for doc, key, hammered in (("`/master/state`", "render", "hammered"), ("`GET_STATE`", "get_state",
+                                                                          "get_state_hammered")):
+        if f"{key}_p50_s" not in r:
+            continue
+        ratio = r.get("allocation_delay_ratio" + ("" if key == "render" else "_get_state"))
+        out += [
+            (f"{doc} request, render + transfer ({size})", "Mesos 1.7: 1.86 s", "≤ 0.5 s", r.get(f"{key}_p50_s"),
+             "s", _le(r.get(f"{key}_p50_s"), 0.5)),
+            (f"REVIVE→offers while {doc} is hammered / quiet ({size})", "Mesos 1.7: blocked the master",
+             "< 1.10×", ratio, "×", None if ratio is None else ratio < 1.1),
+            (f"master event-loop longest stall, {doc} hammered ({size})", "—", "≤ 0.05 s",
+             r.get(f"loop_max_gap_{hammered}_s"), "s", _le(r.get(f"loop_max_gap_{hammered}_s"), 0.05)),
+        ]
+    return out
 
 
 def _rows_accept(r: dict[str, Any]) -> list[Row]:

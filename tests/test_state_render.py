@@ -86,3 +86,48 @@ def test_block_sums_are_the_running_tasks_resources_per_agent():
     for t in tasks[100:]:
         expect[t.agent_id] = expect.get(t.agent_id, 0) + 1
     assert {a: r.scalar("cpus") for a, r in per_agent.items()} == expect
+
+
+async def test_operator_state_calls_equal_the_one_step_views_and_reuse_task_fragments():
+    """GET_STATE and the four calls it is made of, rendered incrementally, say what
+    ``operator_views.StateView`` says (running, unreachable and completed tasks, offers)."""
+    import json
+
+    from mesos_nb.master.harness import Harness
+    from mesos_nb.master.operator_views import StateView
+    from mesos_nb.master.server import MasterConfig, MasterServer
+    from mesos_nb.master.state_render_v1 import CALLS, OperatorStateRenderer
+
+    h = Harness.build(agents=6, frameworks=2, resources="cpus:4;mem:4096;ports:[31000-31010]")
+    n = 0
+    for fw in h.frameworks:
+        for offer in h.allocate().get(fw.id, []):
+            n += 1
+            h.launch(fw, offer, f"t{n}", resources="cpus:1;mem:64;ports:[31000-31001]")
+    h.update("t1", "TASK_RUNNING")
+    h.update("t2", "TASK_FINISHED", message="done")
+    h.acknowledge("t2")
+    h.allocate()
+    srv = MasterServer(MasterConfig(port=0))
+    srv.core = h.core
+    r = OperatorStateRenderer(srv)
+
+    async def check() -> None:
+        view = StateView(h.core)
+        for call in CALLS:
+            field = call.lower()
+            got = json.loads(await r.body(call))
+            assert got == {"type": call, field: getattr(view, field)()}, call
+
+    await check()
+    doc = json.loads(await r.body("GET_STATE"))["get_state"]
+    assert doc["get_tasks"]["tasks"] and doc["get_tasks"]["completed_tasks"]
+    assert any(a["allocated_resources"] for a in doc["get_agents"]["agents"])
+    assert any(a["offered_resources"] for a in doc["get_agents"]["agents"])
+    before = r.active.rendered + r.completed.rendered
+    h.core.version += 1
+    await check()
+    assert r.active.rendered + r.completed.rendered == before  # nothing changed in any task
+    h.update("t1", "TASK_FAILED")
+    await check()
+    assert r.active.rendered + r.completed.rendered == before + 1

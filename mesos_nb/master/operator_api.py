@@ -24,6 +24,7 @@ from ..protocol.version import VERSION
 from . import operator_views as v
 from .core import CallError, validate_role
 from .operator_stream import OperatorStreams
+from .state_render_v1 import CALLS as STATE_CALLS
 
 log = logging.getLogger("mesos_nb.master.operator")
 _enc = msgspec.json.Encoder()
@@ -146,6 +147,8 @@ class OperatorApi:
             return _text(501, f"{t} is not supported by mesos-nb yet ({NOT_BUILT[t]} are not built)")
         if t == "SUBSCRIBE":
             return await self.streams.subscribe(request)
+        if t in STATE_CALLS:  # rendered incrementally and streamed (state_render_v1.py)
+            return await self.server.views.operator_call(request, t)
         try:
             return self._answer(t, field, payload)
         except CallError as e:
@@ -174,9 +177,6 @@ class OperatorApi:
             if not isinstance(path, str):
                 return _text(400, f"Failed to validate master::Call: Expecting '{field}.path' to be present")
             return _text(404, f"No file or directory found at path '{path}' (the master serves no files)")
-        if t in ("GET_STATE", "GET_AGENTS", "GET_FRAMEWORKS", "GET_EXECUTORS", "GET_TASKS"):
-            view = v.StateView(core)
-            return _json({"type": t, field: getattr(view, field)()})
         if t == "GET_OPERATIONS":
             return _json({"type": t, field: {"operations": core.get_operations()}})
         if t in ("RESERVE_RESOURCES", "UNRESERVE_RESOURCES"):

@@ -21,6 +21,7 @@ from ..protocol.version import VERSION as __version__
 from .doc_render import respond, total
 from .security import SENT_AS_IS
 from .state_render import StateRenderer
+from .state_render_v1 import OperatorStateRenderer
 
 if TYPE_CHECKING:
     from .model import Agent, Framework, Offer, Task
@@ -42,6 +43,7 @@ class ReadOnlyViews:
         self.master = master
         self._cache: dict[str, tuple[int, bytes]] = {}
         self._state = StateRenderer(self)
+        self.operator_state = OperatorStateRenderer(master)
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
         for prefix in ("", "/master"):
@@ -252,10 +254,11 @@ class ReadOnlyViews:
 
     # ------------------------------------------------------------------ handlers
     async def state(self, request: web.Request) -> web.StreamResponse:
-        pieces = await self._state.pieces()
-        if request.get(SENT_AS_IS):
-            return await respond(request, pieces)
-        return web.Response(body=b"".join(pieces), content_type="application/json")  # to be filtered
+        return await _send(request, await self._state.pieces())
+
+    async def operator_call(self, request: web.Request, call: str) -> web.StreamResponse:
+        """``GET_STATE``, ``GET_TASKS``, ``GET_AGENTS``, ``GET_FRAMEWORKS``, ``GET_EXECUTORS``."""
+        return await _send(request, await self.operator_state.pieces(call))
 
     async def state_summary(self, request: web.Request) -> web.Response:
         def render() -> dict[str, Any]:
@@ -395,6 +398,13 @@ class ReadOnlyViews:
         snap["system/mem_total_bytes"] = vm.total
         snap["system/mem_free_bytes"] = vm.available
         return snap
+
+
+async def _send(request: web.Request, pieces: list[bytes]) -> web.StreamResponse:
+    """Streamed when the answer goes out as is; whole when the guard may filter it."""
+    if request.get(SENT_AS_IS):
+        return await respond(request, pieces)
+    return web.Response(body=b"".join(pieces), content_type="application/json")
 
 
 def _int_param(value: str | None, default: int) -> int:
