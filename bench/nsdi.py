@@ -272,7 +272,8 @@ async def run(agents: int, frameworks: int, duration: float, *, task_mean: float
             result["agents_cpu_share"] = acpu.result()["cpu_share"]
             result["frameworks_cpu_share"] = fcpu.result()["cpu_share"]
             result["load_1min_at_end"] = os.getloadavg()[0]
-            result.update({k: st[k] for k in ("gc_max_pause_s", "gc_total_s", "gc_full_collections")})
+            result.update({k: st.get(k) for k in ("gc_max_pause_s", "gc_total_s", "gc_full_collections", "gc_max_cpu_s",
+                                                  "gc_worst", "gc_collections_by_generation")})
             result["call_errors"] = sum(b.call_errors for b in busy)
             result["launch_rate_per_s"] = (sum(b.launched for b in busy) - launched0) / window
             result["finish_rate_per_s"] = (sum(b.finished for b in busy) - fin0) / window

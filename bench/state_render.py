@@ -56,12 +56,22 @@ class Loader(Scheduler):
         self.total = total
         self.per_agent = per_agent
         self.launched = 0
+        self.launched_sent = 0
         self.running = 0
         self.one = Resources.scalars_of(**TASK)
         self.gate = asyncio.Semaphore(32)  # a steady load, not 10k ACCEPTs at once
+        # launched but not RUNNING yet: bounded, so the updates waiting to be read stay far under
+        # the master's limit for an unread stream (16 MiB) when this process gets little CPU
+        self.in_flight_limit = 4000
+        self.progress = asyncio.Event()
+        self.pending: list[asyncio.Future] = []
 
     async def _launch(self, driver: Any, offer_id: Any, tasks: list[TaskInfo]) -> None:
         async with self.gate:
+            while self.launched_sent - self.running > self.in_flight_limit:
+                self.progress.clear()
+                await self.progress.wait()
+            self.launched_sent += len(tasks)
             await driver.launch([offer_id], tasks)
 
     async def offers(self, driver: Any, offers: list[Any]) -> None:
@@ -78,13 +88,16 @@ class Loader(Scheduler):
             calls.append(self._launch(driver, o.id, tasks))
         if spare:
             calls.append(driver.decline(spare, refuse_seconds=86400))
-        await asyncio.gather(*calls)
+        # not awaited here: the driver delivers no update while this callback runs, and the
+        # launches wait for updates (the in-flight bound)
+        self.pending.append(asyncio.ensure_future(asyncio.gather(*calls)))
         if self.launched >= self.total:
-            await driver.suppress()
+            self.pending.append(asyncio.ensure_future(driver.suppress()))
 
     def update(self, driver: Any, status: Any) -> None:
         if status.state == "TASK_RUNNING":
             self.running += 1
+            self.progress.set()
 
 
 class Reviver(Scheduler):
