@@ -270,10 +270,21 @@ def test_gc_policy_freezes_survivors_after_a_middle_collection():
         from mesos_nb.master import gcpolicy
         gcpolicy.install()
         assert gc.get_threshold() == gcpolicy.THRESHOLD
-        keep = [[i] for i in range(300_000)]
+        walked = []
+
+        def young(phase, info):  # the objects a collection is about to walk
+            if phase == "start":
+                walked.append(sum(len(gc.get_objects(g)) for g in range(info["generation"] + 1)))
+
+        gc.callbacks.insert(0, young)
+        keep = [[i] for i in range(300_000)]  # a burst of long-lived records
         gc.collect(1)
+        gc.callbacks.remove(young)
         s = gcpolicy.stats()
         assert s["freezes"] >= 1 and s["frozen"] >= 300_000, s
+        # no collection during the burst walked more than 10,000 objects (a step of ~10 ms of
+        # CPU; (10_000, 5, 100) walked ~60,000 in its middle collections)
+        assert max(walked[:-1]) <= 10_000, max(walked[:-1])
         gcpolicy.uninstall()
         assert gc.get_threshold() != gcpolicy.THRESHOLD
         print("ok")
