@@ -141,6 +141,8 @@ def _rows_state(r: dict[str, Any]) -> list[Row]:
         out += [
             (f"{doc} request, render + transfer ({size})", "Mesos 1.7: 1.86 s", "≤ 0.5 s", r.get(f"{key}_p50_s"),
              "s", _le(r.get(f"{key}_p50_s"), 0.5)),
+            (f"{doc} request, the master's CPU for it ({size})", "—", "—", r.get(f"{key}_master_cpu_p50_s"), "s",
+             None),
             (f"REVIVE→offers while {doc} is hammered / quiet ({size})", "Mesos 1.7: blocked the master",
              "< 1.10×", ratio, "×", None if ratio is None else ratio < 1.1),
             (f"master event-loop longest stall, {doc} hammered ({size})", "—", "≤ 0.05 s",

@@ -161,7 +161,11 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
         cpu = me.cpu_times()
         snap.update(pid=os.getpid(), rss_bytes=me.memory_info().rss, cpu_user_s=cpu.user,
                     cpu_system_s=cpu.system, agents=len(srv.core.agents),
-                    frameworks=len(srv.core.frameworks), offers=len(srv.core.offers), gc_policy=gcpolicy.stats())
+                    frameworks=len(srv.core.frameworks), offers=len(srv.core.offers), gc_policy=gcpolicy.stats(),
+                    # tasks the state renderers encoded so far (a render reusing its blocks adds none)
+                    state_tasks_encoded=srv.views._state.tasks.rendered,
+                    get_state_tasks_encoded=srv.views.operator_state.active.rendered
+                    + srv.views.operator_state.completed.rendered)
         if request.query.get("reset"):
             stats.reset()
         return web.json_response(snap)

@@ -11,8 +11,10 @@ ACCEPTs in flight, then declines the rest and suppresses.
 
 1. Render time: ``GET /master/state`` and ``POST /api/v1 GET_STATE``, ``--renders`` times each.
    The master caches a render until its state version changes, so before each request a probe
-   framework REVIVEs (which bumps the version): no figure is a cached answer. Each figure is
-   the whole request as a client sees it (render, transfer, read). Sizes in bytes too.
+   framework SUPPRESSes (which bumps the version and starts no other work): no figure is a
+   cached answer. Each figure is the whole request as a client sees it (render, transfer,
+   read); the master's CPU for the request (which the box's load does not inflate) and the
+   tasks its renderers encoded are reported too. Sizes in bytes too.
 2. Allocation delay: the probe framework repeatedly declines every offer (1 h filter),
    REVIVEs, and times REVIVE→OFFERS (a full allocation cycle over every agent, plus the
    10k offers' delivery): once quiet, then while another *process* fetches ``/master/state``
@@ -136,6 +138,12 @@ def _get(url: str, body: bytes | None = None) -> tuple[float, int]:
 GET_STATE = json.dumps({"type": "GET_STATE"}).encode()
 
 
+def _cpu(master: MasterProcess) -> tuple[float, int]:
+    """The master's CPU seconds so far, and the tasks its state renderers encoded so far."""
+    st = master.stats()
+    return st["cpu_user_s"] + st["cpu_system_s"], st.get("state_tasks_encoded", 0) + st.get("get_state_tasks_encoded", 0)
+
+
 class Hammer:
     """Fetches a URL back to back from another process (not a thread of this one: the probe
     framework measured here must not share its interpreter with the hammer) until stopped."""
@@ -202,15 +210,25 @@ async def run(agents: int = 10000, tasks: int = 100000, renders: int = 5, cycles
             await rv.cycle(rd)  # the first offers: every agent
             out["offers_per_cycle"] = rv.n_offers
             for name, path, body in (("render", "/master/state", None), ("get_state", "/api/v1", GET_STATE)):
-                times, sizes = [], []
+                times, sizes, cpu, encoded = [], [], [], []
                 for _ in range(renders):
-                    await rd.revive()  # bumps the state version: the next render is not cached
+                    await rd.suppress()  # bumps the state version (the next render is not cached), no other work
+                    await asyncio.sleep(0.3)
+                    c0, e0 = _cpu(master)
                     dt, n = await asyncio.to_thread(_get, master.url + path, body)
+                    c1, e1 = _cpu(master)
+                    cpu.append(c1 - c0)
+                    encoded.append(e1 - e0)
                     times.append(dt)
                     sizes.append(n)
+                # the master's CPU for one request (render + send), which the box's load does not
+                # inflate as it does the wall-clock time
                 out.update({f"{name}_p50_s": pct(times, 0.5), f"{name}_min_s": min(times),
-                            f"{name}_max_s": max(times), f"{name}_bytes": sizes[-1]})
-                say(f"{path} {name}: {out[name + '_p50_s']:.3f} s median, {sizes[-1] / 1e6:.1f} MB")
+                            f"{name}_max_s": max(times), f"{name}_bytes": sizes[-1],
+                            f"{name}_master_cpu_p50_s": pct(cpu, 0.5), f"{name}_master_cpu_max_s": max(cpu),
+                            f"{name}_tasks_encoded": encoded})
+                say(f"{path} {name}: {out[name + '_p50_s']:.3f} s median, {sizes[-1] / 1e6:.1f} MB, master CPU "
+                    f"{out[name + '_master_cpu_p50_s']:.3f} s, tasks encoded {encoded}")
             await asyncio.sleep(1.0)  # let the last offers be declined
             master.stats(reset=True)
             quiet = [await rv.cycle(rd) for _ in range(cycles)]
