@@ -106,6 +106,8 @@ def _tuning(r: dict[str, Any]) -> str:
     out = []
     if r.get("ui_feed") is False:
         out.append("UI feed off")
+    if r.get("task_starting") is False:
+        out.append("agents without TASK_STARTING")
     if r.get("master_gc_threshold", "default") != "default":
         out.append(f"gc.set_threshold({r['master_gc_threshold']})")
     return (", master: " + ", ".join(out)) if out else ""
@@ -252,7 +254,7 @@ def _commit() -> str:
         return "?"
 
 
-def render_table(rows: list[tuple[str, str, str, str, str, str]], mach: str, date: str, commit: str,
+def render_table(rows: list[tuple[str, ...]], mach: str, date: str, commit: str,
                  quick: bool, broken: dict[str, str], loaded: list[str] | None = None) -> str:
     lines = [
         BEGIN,
@@ -266,8 +268,10 @@ def render_table(rows: list[tuple[str, str, str, str, str, str]], mach: str, dat
         "| metric | anchor | target | measured (median [min–max]) | | machine | date | commit |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for metric, anchor, target, measured, met, where in rows:
-        lines.append(f"| {metric} | {anchor} | {target} | {measured} | {met} | {where} | {date} | {commit} |")
+    for metric, anchor, target, measured, met, where, *when in rows:
+        # a saved run names its own date and commit (``date``/``commit`` keys); else the table's
+        d, c = (when[0] or date, when[1] or commit) if when else (date, commit)
+        lines.append(f"| {metric} | {anchor} | {target} | {measured} | {met} | {where} | {d} | {c} |")
     for name, why in broken.items():
         lines.append(f"| {name}: **broke** ({why}) | | | | | {mach} | {date} | {commit} |")
     lines += ["", END]
@@ -327,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     mach = machine()
     date = dt.date.today().isoformat()
     commit = _commit()
-    rows: list[tuple[str, str, str, str, str, str]] = []
+    rows: list[tuple[str, ...]] = []
     broken: dict[str, str] = {}
     for name in names:
         b = BENCHES[name]
@@ -342,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                 broken[name] = why
                 print(f"[bench] {name} BROKE: {why}", file=sys.stderr, flush=True)
                 break
+            res.setdefault("date", date)
+            res.setdefault("commit", commit)
             results.append(res)
             if a.save_dir:
                 Path(a.save_dir).mkdir(parents=True, exist_ok=True)
@@ -360,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         for group in groups.values():
             seen = sorted({r["machine"] for r, _ in group if isinstance(r.get("machine"), str)})
             where = "; ".join(seen) if seen else mach
-            rows += [(*row, where) for row in combine([run for _, run in group])]
+            dates = "; ".join(sorted({r["date"] for r, _ in group if isinstance(r.get("date"), str)}))
+            commits = "; ".join(sorted({r["commit"] for r, _ in group if isinstance(r.get("commit"), str)}))
+            rows += [(*row, where, dates, commits) for row in combine([run for _, run in group])]
     table = render_table(rows, mach, date, commit, a.quick, broken, sorted(loaded))
     print(table)
     out = a.output or (None if a.quick else str(REPO / "BENCHMARKS.md"))
