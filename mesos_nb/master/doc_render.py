@@ -30,9 +30,9 @@ from aiohttp import web
 
 from ..protocol.resources import Resources
 
-STEP_BUDGET = 0.005  # seconds of rendering before the loop gets a turn
+STEP_BUDGET = 0.002  # seconds of rendering before the loop gets a turn
 MAX_DEFER = 0.05  # a render waits at most this long for the loop to have nothing else to do
-CHUNK = 1 << 20  # bytes written to the socket at a time
+CHUNK = 1 << 18  # bytes written to the socket at a time
 _enc = msgspec.json.Encoder()
 
 
