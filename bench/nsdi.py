@@ -284,6 +284,8 @@ async def run(agents: int, frameworks: int, duration: float, *, task_mean: float
             result["finish_rate_per_s"] = (sum(b.finished for b in busy) - fin0) / window
             result["running_at_end"] = sum(b.running for b in busy)
             result["busy_lost"] = sum(b.lost for b in busy)
+            # the figures before the teardown (200 drivers, 50,000 agents), which can take minutes
+            print("measured " + json.dumps(result), file=sys.stderr, flush=True)
         finally:
             for b in busy:
                 b.stopping = True
