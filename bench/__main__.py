@@ -106,11 +106,10 @@ def _tuning(r: dict[str, Any]) -> str:
     out = []
     if r.get("ui_feed") is False:
         out.append("UI feed off")
-    if r.get("task_starting") is False:
-        out.append("agents without TASK_STARTING")
     if r.get("master_gc_threshold", "default") != "default":
         out.append(f"gc.set_threshold({r['master_gc_threshold']})")
-    return (", master: " + ", ".join(out)) if out else ""
+    agents = ", agents without TASK_STARTING" if r.get("task_starting") is False else ""
+    return agents + ((", master: " + ", ".join(out)) if out else "")
 
 
 def _rows_nsdi(r: dict[str, Any]) -> list[Row]:
@@ -262,8 +261,9 @@ def render_table(rows: list[tuple[str, ...]], mach: str, date: str, commit: str,
         "",
     ]
     if loaded:
-        lines += [f"Taken from saved `--json` runs (`--load`; the date and commit are the table's): "
-                  f"{', '.join(loaded)}. The machine column gives each run's load average.", ""]
+        lines += [f"Taken from saved `--json` runs (`--load`; a run that names its date and commit shows "
+                  f"them, else the table's): {', '.join(loaded)}. The machine column gives each run's load "
+                  f"average.", ""]
     lines += [
         "| metric | anchor | target | measured (median [min–max]) | | machine | date | commit |",
         "|---|---|---|---|---|---|---|---|",
