@@ -109,6 +109,8 @@ def _tuning(r: dict[str, Any]) -> str:
     if r.get("master_gc_threshold", "default") != "default":
         out.append(f"gc.set_threshold({r['master_gc_threshold']})")
     agents = ", agents without TASK_STARTING" if r.get("task_starting") is False else ""
+    if r.get("framework_procs", 1) > 1:
+        agents += f", frameworks in {r['framework_procs']} processes"
     return agents + ((", master: " + ", ".join(out)) if out else "")
 
 
