@@ -5,8 +5,10 @@
 
 Processes: the master (:mod:`bench.master_proc`, instrumented), N emulated agents in one
 process over the real agent channel (:mod:`bench.emulated_agents`), this process running the
-busy frameworks on the SDK's asyncio driver, a probe framework in its own process (so the
-busy frameworks' event loop does not delay what it measures), and a ``/health`` poller.
+busy frameworks on the SDK's asyncio driver (``--framework-procs K``: spread over this process
+and K-1 children, as 200 frameworks in one process use most of a core at 50k), a probe framework
+in its own process (so the busy frameworks' event loop does not delay what it measures), and a
+``/health`` poller.
 
 Busy frameworks keep tasks of exponentially distributed duration (mean ``--task-mean`` 30 s,
 as the paper's normal(30, 10)) running: they take every offer while below their share of
