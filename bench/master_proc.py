@@ -151,6 +151,9 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
     if gc_threshold:
         gc.set_threshold(*gc_threshold)  # what the collector's pauses cost: compare with and without
     elif gc_threshold is None:
+        alt = os.environ.get("BENCH_GCPOLICY_THRESHOLD")  # the policy with other thresholds (A/B)
+        if alt:
+            gcpolicy.THRESHOLD = tuple(int(x) for x in alt.split(","))  # type: ignore[assignment]
         gcpolicy.install()  # as `mesos-nb master` does
     srv.core.allocate = stats.time_allocate(srv.core.allocate)  # type: ignore[method-assign]
     me = psutil.Process()
