@@ -131,3 +131,26 @@ async def test_operator_state_calls_equal_the_one_step_views_and_reuse_task_frag
     h.update("t1", "TASK_FAILED")
     await check()
     assert r.active.rendered + r.completed.rendered == before + 1
+
+
+async def test_a_request_that_goes_away_does_not_cancel_the_render_others_wait_for():
+    from mesos_nb.master.doc_render import SharedRender
+
+    gate = asyncio.Event()
+    renders = 0
+
+    async def render() -> list[bytes]:
+        nonlocal renders
+        renders += 1
+        await gate.wait()
+        return [b"{}"]
+
+    shared = SharedRender(lambda: 1, render)
+    first = asyncio.ensure_future(shared.pieces())  # starts the render
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(shared.pieces())  # waits for it
+    await asyncio.sleep(0)
+    first.cancel()  # its client disconnected
+    await asyncio.sleep(0)
+    gate.set()
+    assert await second == [b"{}"] and renders == 1 and first.cancelled()

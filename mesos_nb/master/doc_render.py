@@ -145,13 +145,15 @@ class ValueBytes:
 
 
 class SharedRender:
-    """One render per change of ``version()``, shared by the requests that wait for it."""
+    """One render per change of ``version()``, shared by the requests that wait for it. The
+    render runs as its own task: a client that goes away (its handler cancelled) does not
+    cancel the render the others wait for."""
 
     def __init__(self, version: Callable[[], int], render: Callable[[], Awaitable[list[bytes]]]) -> None:
         self.version = version
         self.render = render
         self._cached: tuple[int, list[bytes]] | None = None
-        self._running: asyncio.Future[list[bytes]] | None = None
+        self._running: asyncio.Task[list[bytes]] | None = None
         self._running_version = -1
 
     async def pieces(self) -> list[bytes]:
@@ -165,19 +167,18 @@ class SharedRender:
                 return body
             if self._cached is not None and self._cached[0] == self.version():
                 return self._cached[1]
-        fut: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
-        self._running, self._running_version = fut, v
+        task = asyncio.get_running_loop().create_task(self._run(v))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, whoever waits
+        self._running, self._running_version = task, v
+        return await asyncio.shield(task)
+
+    async def _run(self, v: int) -> list[bytes]:
         try:
             body = await chunks(await self.render())
             self._cached = (v, body)
-            fut.set_result(body)
-        except BaseException as e:
-            fut.set_exception(e)
-            fut.exception()  # retrieved: waiting requests see it, nobody else must
-            raise
+            return body
         finally:
             self._running = None
-        return body
 
     async def body(self) -> bytes:
         return b"".join(await self.pieces())
