@@ -117,7 +117,10 @@ def _tuning(r: dict[str, Any]) -> str:
         out.append("UI feed off")
     if r.get("master_gc_threshold", "default") != "default":
         out.append(f"gc.set_threshold({r['master_gc_threshold']})")
-    return (", master: " + ", ".join(out)) if out else ""
+    agents = ", agents without TASK_STARTING" if r.get("task_starting") is False else ""
+    if r.get("framework_procs", 1) > 1:
+        agents += f", frameworks in {r['framework_procs']} processes"
+    return agents + ((", master: " + ", ".join(out)) if out else "")
 
 
 def _rows_nsdi(r: dict[str, Any]) -> list[Row]:
@@ -141,15 +144,23 @@ def _rows_nsdi(r: dict[str, Any]) -> list[Row]:
 
 def _rows_state(r: dict[str, Any]) -> list[Row]:
     size = f"{r['agents']:,} agents, {r['tasks']:,} tasks{_tuning(r)}"
-    ratio = r.get("allocation_delay_ratio")
-    return [
-        (f"`/master/state` render ({size})", "Mesos 1.7: 1.86 s", "≤ 0.5 s", r.get("render_p50_s"), "s",
-         _le(r.get("render_p50_s"), 0.5)),
-        (f"REVIVE→offers while `/master/state` is hammered / quiet ({size})", "Mesos 1.7: blocked the master",
-         "< 1.10×", ratio, "×", None if ratio is None else ratio < 1.1),
-        (f"master event-loop longest stall, `/master/state` hammered ({size})", "—", "≤ 0.05 s",
-         r.get("loop_max_gap_hammered_s"), "s", _le(r.get("loop_max_gap_hammered_s"), 0.05)),
-    ]
+    out: list[Row] = []
+    for doc, key, hammered in (("`/master/state`", "render", "hammered"), ("`GET_STATE`", "get_state",
+                                                                          "get_state_hammered")):
+        if f"{key}_p50_s" not in r:
+            continue
+        ratio = r.get("allocation_delay_ratio" + ("" if key == "render" else "_get_state"))
+        out += [
+            (f"{doc} request, render + transfer ({size})", "Mesos 1.7: 1.86 s", "≤ 0.5 s", r.get(f"{key}_p50_s"),
+             "s", _le(r.get(f"{key}_p50_s"), 0.5)),
+            (f"{doc} request, the master's CPU for it ({size})", "—", "—", r.get(f"{key}_master_cpu_p50_s"), "s",
+             None),
+            (f"REVIVE→offers while {doc} is hammered / quiet ({size})", "Mesos 1.7: blocked the master",
+             "< 1.10×", ratio, "×", None if ratio is None else ratio < 1.1),
+            (f"master event-loop longest stall, {doc} hammered ({size})", "—", "≤ 0.05 s",
+             r.get(f"loop_max_gap_{hammered}_s"), "s", _le(r.get(f"loop_max_gap_{hammered}_s"), 0.05)),
+        ]
+    return out
 
 
 def _rows_accept(r: dict[str, Any]) -> list[Row]:
@@ -253,7 +264,7 @@ def _commit() -> str:
         return "?"
 
 
-def render_table(rows: list[tuple[str, str, str, str, str, str]], mach: str, date: str, commit: str,
+def render_table(rows: list[tuple[str, ...]], mach: str, date: str, commit: str,
                  quick: bool, broken: dict[str, str], loaded: list[str] | None = None) -> str:
     lines = [
         BEGIN,
@@ -261,14 +272,17 @@ def render_table(rows: list[tuple[str, str, str, str, str, str]], mach: str, dat
         "",
     ]
     if loaded:
-        lines += [f"Taken from saved `--json` runs (`--load`; the date and commit are the table's): "
-                  f"{', '.join(loaded)}. The machine column gives each run's load average.", ""]
+        lines += [f"Taken from saved `--json` runs (`--load`; a run that names its date and commit shows "
+                  f"them, else the table's): {', '.join(loaded)}. The machine column gives each run's load "
+                  f"average.", ""]
     lines += [
         "| metric | anchor | target | measured (median [min–max]) | | machine | date | commit |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for metric, anchor, target, measured, met, where in rows:
-        lines.append(f"| {metric} | {anchor} | {target} | {measured} | {met} | {where} | {date} | {commit} |")
+    for metric, anchor, target, measured, met, where, *when in rows:
+        # a saved run names its own date and commit (``date``/``commit`` keys); else the table's
+        d, c = (when[0] or date, when[1] or commit) if when else (date, commit)
+        lines.append(f"| {metric} | {anchor} | {target} | {measured} | {met} | {where} | {d} | {c} |")
     for name, why in broken.items():
         lines.append(f"| {name}: **broke** ({why}) | | | | | {mach} | {date} | {commit} |")
     lines += ["", END]
@@ -328,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     mach = machine()
     date = dt.date.today().isoformat()
     commit = _commit()
-    rows: list[tuple[str, str, str, str, str, str]] = []
+    rows: list[tuple[str, ...]] = []
     broken: dict[str, str] = {}
     for name in names:
         b = BENCHES[name]
@@ -343,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                 broken[name] = why
                 print(f"[bench] {name} BROKE: {why}", file=sys.stderr, flush=True)
                 break
+            res.setdefault("date", date)
+            res.setdefault("commit", commit)
             results.append(res)
             if a.save_dir:
                 Path(a.save_dir).mkdir(parents=True, exist_ok=True)
@@ -361,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
         for group in groups.values():
             seen = sorted({r["machine"] for r, _ in group if isinstance(r.get("machine"), str)})
             where = "; ".join(seen) if seen else mach
-            rows += [(*row, where) for row in combine([run for _, run in group])]
+            dates = "; ".join(sorted({r["date"] for r, _ in group if isinstance(r.get("date"), str)}))
+            commits = "; ".join(sorted({r["commit"] for r, _ in group if isinstance(r.get("commit"), str)}))
+            rows += [(*row, where, dates, commits) for row in combine([run for _, run in group])]
     table = render_table(rows, mach, date, commit, a.quick, broken, sorted(loaded))
     print(table)
     out = a.output or (None if a.quick else str(REPO / "BENCHMARKS.md"))

@@ -50,21 +50,38 @@ class LoopStats:
         self.gc_total = 0.0
         self.gc_full = 0
         self._gc_t0 = 0.0
+        self._gc_cpu0 = 0.0
+        self._gc_count0: tuple[int, ...] = (0, 0, 0)
+        self.gc_cpu_max = 0.0
+        self.gc_worst: dict[str, Any] = {}
+        self.gc_by_gen: dict[int, int] = {}
 
     def on_gc(self, phase: str, info: dict[str, Any]) -> None:
         """``gc.callbacks`` hook: a stall can be the collector, not the master's code."""
         if phase == "start":
             self._gc_t0 = time.perf_counter()
+            self._gc_cpu0 = time.thread_time()
+            self._gc_count0 = gc.get_count()
             return
         d = time.perf_counter() - self._gc_t0
         self.gc_total += d
+        gen = info.get("generation", 0)
+        if d > self.gc_max:
+            # the worst pause: which generation, how many objects were waiting in the young
+            # generations, how much of the pause was CPU (the rest: the process was off the CPU)
+            self.gc_worst = {"generation": gen, "counts_at_start": list(self._gc_count0),
+                             "collected": info.get("collected"), "cpu_s": time.thread_time() - self._gc_cpu0}
         self.gc_max = max(self.gc_max, d)
-        if info.get("generation") == 2:
+        self.gc_cpu_max = max(self.gc_cpu_max, time.thread_time() - self._gc_cpu0)
+        self.gc_by_gen[gen] = self.gc_by_gen.get(gen, 0) + 1
+        if gen == 2:
             self.gc_full += 1
 
     def reset(self) -> None:
-        self.gc_max = self.gc_total = 0.0
+        self.gc_max = self.gc_total = self.gc_cpu_max = 0.0
         self.gc_full = 0
+        self.gc_worst = {}
+        self.gc_by_gen = {}
         self.max_gap = 0.0
         self.gaps_over_50ms = self.gaps_over_100ms = 0
         self.alloc = []
@@ -112,6 +129,9 @@ class LoopStats:
             "gc_max_pause_s": self.gc_max,
             "gc_total_s": self.gc_total,
             "gc_full_collections": self.gc_full,
+            "gc_max_cpu_s": self.gc_cpu_max,
+            "gc_worst": self.gc_worst,
+            "gc_collections_by_generation": {str(k): v for k, v in sorted(self.gc_by_gen.items())},
         }
 
 
@@ -131,6 +151,9 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
     if gc_threshold:
         gc.set_threshold(*gc_threshold)  # what the collector's pauses cost: compare with and without
     elif gc_threshold is None:
+        alt = os.environ.get("BENCH_GCPOLICY_THRESHOLD")  # the policy with other thresholds (A/B)
+        if alt:
+            gcpolicy.THRESHOLD = tuple(int(x) for x in alt.split(","))  # type: ignore[assignment]
         gcpolicy.install()  # as `mesos-nb master` does
     srv.core.allocate = stats.time_allocate(srv.core.allocate)  # type: ignore[method-assign]
     me = psutil.Process()
@@ -141,7 +164,11 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
         cpu = me.cpu_times()
         snap.update(pid=os.getpid(), rss_bytes=me.memory_info().rss, cpu_user_s=cpu.user,
                     cpu_system_s=cpu.system, agents=len(srv.core.agents),
-                    frameworks=len(srv.core.frameworks), offers=len(srv.core.offers), gc_policy=gcpolicy.stats())
+                    frameworks=len(srv.core.frameworks), offers=len(srv.core.offers), gc_policy=gcpolicy.stats(),
+                    # tasks the state renderers encoded so far (a render reusing its blocks adds none)
+                    state_tasks_encoded=srv.views._state.tasks.rendered,
+                    get_state_tasks_encoded=srv.views.operator_state.active.rendered
+                    + srv.views.operator_state.completed.rendered)
         if request.query.get("reset"):
             stats.reset()
         return web.json_response(snap)

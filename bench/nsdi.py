@@ -5,15 +5,19 @@
 
 Processes: the master (:mod:`bench.master_proc`, instrumented), N emulated agents in one
 process over the real agent channel (:mod:`bench.emulated_agents`), this process running the
-busy frameworks on the SDK's asyncio driver, a probe framework in its own process (so the
-busy frameworks' event loop does not delay what it measures), and a ``/health`` poller.
+busy frameworks on the SDK's asyncio driver (``--framework-procs K``: spread over this process
+and K-1 children, as 200 frameworks in one process use most of a core at 50k), a probe framework
+in its own process (so the busy frameworks' event loop does not delay what it measures), and a
+``/health`` poller.
 
 Busy frameworks keep tasks of exponentially distributed duration (mean ``--task-mean`` 30 s,
 as the paper's normal(30, 10)) running: they take every offer while below their share of
 the cluster and together want ``--overcommit`` (1.1) times what the cluster holds, so the
 cluster stays full and offers are used, not declined (a cluster mostly idle would instead
 churn every agent through every framework's decline filter). Each agent holds ``--slots``
-task slots (one task = ``cpus:1;mem:128``).
+task slots (one task = ``cpus:1;mem:128``). The agents report TASK_RUNNING without
+TASK_STARTING (as executors before Mesos 1.1, and the paper's Mesos, did; ``--starting``
+adds it): half the updates and acknowledgements for the frameworks' process.
 
 The probe framework launches one short task at a time (REVIVE, wait for an offer, ACCEPT,
 wait for TASK_RUNNING and TASK_FINISHED, SUPPRESS) and measures REVIVE→offer, offer→
@@ -200,41 +204,87 @@ async def _probe_main(master: str, task_seconds: float) -> None:
     print(json.dumps(out), flush=True)
 
 
+def _counters(busy: list[Busy]) -> dict[str, int]:
+    return {"launched": sum(b.launched for b in busy), "finished": sum(b.finished for b in busy),
+            "running": sum(b.running for b in busy), "lost": sum(b.lost for b in busy),
+            "call_errors": sum(b.call_errors for b in busy)}
+
+
+async def _frameworks_main(master: str, first: int, count: int, target: int, mean: float, refuse: float,
+                           seed: int) -> None:
+    """Busy frameworks ``fw<first>`` … in their own process: ``ready`` once subscribed; SIGUSR1
+    marks the window's start; SIGTERM stops them and prints the counters at the mark and now."""
+    rng = random.Random(seed)
+    busy = [Busy(f"fw{i}", target, mean, rng, refuse) for i in range(first, first + count)]
+    drivers = [SchedulerDriver(b, FrameworkInfo(user="bench", name=b.name, roles=["busy"]), master,
+                               start_timeout=300, call_timeout=300) for b in busy]
+    await asyncio.gather(*(d.start() for d in drivers))
+    print("ready", flush=True)
+    stop = asyncio.Event()
+    mark: dict[str, int] = {}
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, lambda: mark.update(_counters(busy)))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    end = _counters(busy)
+    for b in busy:
+        b.stopping = True
+    print(json.dumps({"mark": mark, "end": end}), flush=True)
+    await asyncio.gather(*(asyncio.wait_for(d.stop(), 30) for d in drivers), return_exceptions=True)
+
+
 async def run(agents: int, frameworks: int, duration: float, *, task_mean: float = 30.0, slots: int = 1,
               overcommit: float = 1.1, warmup: float = 60.0, probe_task: float = 0.2, refuse: float = 5.0,
-              seed: int = 1, feed: bool = True, gc_threshold: str | None = None,
-              log: Any = None) -> dict[str, Any]:
+              seed: int = 1, feed: bool = True, gc_threshold: str | None = None, starting: bool = False,
+              framework_procs: int = 1, log: Any = None) -> dict[str, Any]:
     say = log or (lambda *_: None)
     res = f"cpus:{slots};mem:{128 * slots + 64};disk:1024"
     result: dict[str, Any] = {"agents": agents, "frameworks": frameworks, "task_mean_s": task_mean,
                               "slots_per_agent": slots, "machine": machine(), "ui_feed": feed,
-                              "master_gc_threshold": gc_threshold or "default"}
+                              "master_gc_threshold": gc_threshold or "default", "task_starting": starting,
+                              "framework_procs": framework_procs}
     secret = "bench-" + str(random.Random(seed).getrandbits(64))
     with MasterProcess(secret=secret, feed=feed, gc_threshold=gc_threshold) as master:
         mcpu = CpuMeter(master.pid)
         t0 = time.perf_counter()
-        agents_p = start_agents(master.address, agents, res, secret)
+        # TASK_RUNNING without TASK_STARTING, as executors did before Mesos 1.1 (and in the
+        # paper's Mesos): half the updates and acknowledgements, which the 200 frameworks of this
+        # one process could not keep up with at 50k (27,493 tasks waited in STARTING)
+        agents_p = start_agents(master.address, agents, res, secret, starting=starting)
         result["register_s"] = time.perf_counter() - t0
         result["master_rss_after_register"] = mcpu.p.memory_info().rss
         say(f"{agents} agents registered in {result['register_s']:.1f} s")
         rng = random.Random(seed)
         target = math.ceil(agents * slots * overcommit / frameworks)
-        busy = [Busy(f"fw{i}", target, task_mean, rng, refuse) for i in range(frameworks)]
+        # the frameworks split over ``framework_procs`` processes: this one keeps the first share
+        share = math.ceil(frameworks / framework_procs)
+        mine = min(frameworks, share)
+        busy = [Busy(f"fw{i}", target, task_mean, rng, refuse) for i in range(mine)]
         drivers = [SchedulerDriver(b, FrameworkInfo(user="bench", name=b.name, roles=["busy"]), master.address,
                                    start_timeout=300, call_timeout=300) for b in busy]
         probe: Child | None = None
         health: Child | None = None
+        others: list[Child] = []
         try:
             t0 = time.perf_counter()
+            for first in range(mine, frameworks, share):
+                others.append(Child("bench.nsdi", [
+                    "--frameworks-child", "--master", master.address, "--first", str(first),
+                    "--count", str(min(share, frameworks - first)), "--target", str(target),
+                    "--task-mean", str(task_mean), "--refuse", str(refuse), "--seed", str(seed + first)]))
             await asyncio.gather(*(d.start() for d in drivers))
             result["subscribe_s"] = time.perf_counter() - t0
             say(f"{frameworks} frameworks subscribed in {result['subscribe_s']:.1f} s")
             t0 = time.perf_counter()
             full = agents * slots * 0.9
-            while time.perf_counter() - t0 < warmup and sum(b.running for b in busy) < full:
-                await asyncio.sleep(0.5)
+            running = 0
+            while time.perf_counter() - t0 < warmup and running < full:
+                await asyncio.sleep(0.5 if not others else 2.0)
+                running = sum(b.running for b in busy) if not others else (await asyncio.to_thread(
+                    master.get_json, "/metrics/snapshot", 300)).get("master/tasks_running", 0)
             result["warmup_s"] = time.perf_counter() - t0
-            result["running_at_start"] = sum(b.running for b in busy)
+            result["running_at_start"] = running
             say(f"warm-up {result['warmup_s']:.1f} s, {result['running_at_start']} tasks running")
             try:
                 probe = Child("bench.nsdi", ["--probe-child", "--master", master.address,
@@ -249,6 +299,8 @@ async def run(agents: int, frameworks: int, duration: float, *, task_mean: float
             fcpu = CpuMeter(os.getpid())
             launched0 = sum(b.launched for b in busy)
             fin0 = sum(b.finished for b in busy)
+            for c in others:
+                c.proc.send_signal(signal.SIGUSR1)  # the window starts: the child notes its counters
             t0 = time.perf_counter()
             while time.perf_counter() - t0 < duration:
                 await asyncio.sleep(1.0)
@@ -272,16 +324,25 @@ async def run(agents: int, frameworks: int, duration: float, *, task_mean: float
             result["agents_cpu_share"] = acpu.result()["cpu_share"]
             result["frameworks_cpu_share"] = fcpu.result()["cpu_share"]
             result["load_1min_at_end"] = os.getloadavg()[0]
-            result.update({k: st[k] for k in ("gc_max_pause_s", "gc_total_s", "gc_full_collections")})
-            result["call_errors"] = sum(b.call_errors for b in busy)
-            result["launch_rate_per_s"] = (sum(b.launched for b in busy) - launched0) / window
-            result["finish_rate_per_s"] = (sum(b.finished for b in busy) - fin0) / window
-            result["running_at_end"] = sum(b.running for b in busy)
-            result["busy_lost"] = sum(b.lost for b in busy)
+            result.update({k: st.get(k) for k in ("gc_max_pause_s", "gc_total_s", "gc_full_collections", "gc_max_cpu_s",
+                                                  "gc_worst", "gc_collections_by_generation")})
+            own = _counters(busy)
+            reports = [c.finish() for c in others]
+            others = []
+            tot = {k: own[k] + sum(r.get("end", {}).get(k, 0) for r in reports) for k in own}
+            launched0 += sum(r.get("mark", {}).get("launched", 0) for r in reports)
+            fin0 += sum(r.get("mark", {}).get("finished", 0) for r in reports)
+            result["call_errors"] = tot["call_errors"]
+            result["launch_rate_per_s"] = (tot["launched"] - launched0) / window
+            result["finish_rate_per_s"] = (tot["finished"] - fin0) / window
+            result["running_at_end"] = tot["running"]
+            result["busy_lost"] = tot["lost"]
+            # the figures before the teardown (200 drivers, 50,000 agents), which can take minutes
+            print("measured " + json.dumps(result), file=sys.stderr, flush=True)
         finally:
             for b in busy:
                 b.stopping = True
-            for c in (probe, health):
+            for c in (probe, health, *others):
                 if c is not None:
                     c.kill()
             await asyncio.gather(*(asyncio.wait_for(d.stop(), 60) for d in drivers), return_exceptions=True)
@@ -309,6 +370,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-task", type=float, default=0.2, help="seconds each probe task runs")
     ap.add_argument("--no-feed", action="store_true", help="master without the web UI's utilization feed")
     ap.add_argument("--gc-threshold", help="the master's gc.set_threshold, e.g. 100000,50,1000")
+    ap.add_argument("--starting", action="store_true", help="agents report TASK_STARTING before TASK_RUNNING")
+    ap.add_argument("--framework-procs", type=int, default=1,
+                    help="processes the busy frameworks are spread over (this one and N-1 children)")
+    ap.add_argument("--frameworks-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--target", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--refuse", type=float, default=5.0, help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--probe-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--master", help=argparse.SUPPRESS)
@@ -316,13 +386,20 @@ def main(argv: list[str] | None = None) -> int:
     if a.probe_child:
         asyncio.run(_probe_main(a.master, a.probe_task))
         return 0
+    if a.frameworks_child:
+        asyncio.run(_frameworks_main(a.master, a.first, a.count, a.target, a.task_mean, a.refuse, a.seed))
+        return 0
+    if a.framework_procs < 1:
+        print("--framework-procs must be at least 1", file=sys.stderr)
+        return 2
     if a.agents < 1 or a.frameworks < 1 or a.duration <= 0:
         print("--agents, --frameworks and --duration must be positive", file=sys.stderr)
         return 2
     log = None if a.json else (lambda s: print(s, file=sys.stderr, flush=True))
     r = asyncio.run(run(a.agents, a.frameworks, a.duration, task_mean=a.task_mean, slots=a.slots,
                         overcommit=a.overcommit, warmup=a.warmup, probe_task=a.probe_task,
-                        feed=not a.no_feed, gc_threshold=a.gc_threshold, log=log))
+                        feed=not a.no_feed, gc_threshold=a.gc_threshold, starting=a.starting,
+                        framework_procs=a.framework_procs, log=log))
     r["verdict"] = verdict(r)
     print(json.dumps(r, indent=None if a.json else 2))
     return 0

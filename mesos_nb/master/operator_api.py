@@ -26,6 +26,7 @@ from . import operator_views as v
 from .core import CallError, validate_role
 from .operator_stream import OperatorStreams
 from .security import PRINCIPAL
+from .state_render_v1 import CALLS as STATE_CALLS
 
 log = logging.getLogger("mesos_nb.master.operator")
 _enc = msgspec.json.Encoder()
@@ -127,6 +128,8 @@ class OperatorApi:
             return _text(406, "Expecting 'Accept' to allow 'application/json'")
         if t == "SUBSCRIBE":
             return await self.streams.subscribe(request)
+        if t in STATE_CALLS:  # rendered incrementally and streamed (state_render_v1.py)
+            return await self.server.views.operator_call(request, t)
         if t == "DRAIN_AGENT" and payload.get("mark_gone") is True \
                 and not self.server.guard.acls.allowed("mark_agents_gone", request.get(PRINCIPAL)):
             return _text(403, "Not authorized: DRAIN_AGENT with 'mark_gone' also needs mark_agents_gone")
@@ -158,9 +161,6 @@ class OperatorApi:
             if not isinstance(path, str):
                 return _text(400, f"Failed to validate master::Call: Expecting '{field}.path' to be present")
             return _text(404, f"No file or directory found at path '{path}' (the master serves no files)")
-        if t in ("GET_STATE", "GET_AGENTS", "GET_FRAMEWORKS", "GET_EXECUTORS", "GET_TASKS"):
-            view = v.StateView(core)
-            return _json({"type": t, field: getattr(view, field)()})
         if t == "GET_OPERATIONS":
             return _json({"type": t, field: {"operations": core.get_operations()}})
         if t in ("RESERVE_RESOURCES", "UNRESERVE_RESOURCES"):

@@ -134,6 +134,16 @@ def executors(fw: Framework) -> list[dict[str, Any]]:
     return out
 
 
+def drain_fields(core: Any, agent_id: str) -> dict[str, Any]:
+    """An agent's ``drain_info`` and ``estimated_drain_start_time`` (kept by the core's
+    maintenance state, not the agent record); empty when it is not draining."""
+    drain = core.maintenance.drains.get(agent_id)
+    if drain is None:
+        return {}
+    started = core.maintenance.drain_started.get(agent_id)
+    return {"drain_info": drain} if started is None else {"drain_info": drain, "estimated_drain_start_time": ns(started)}
+
+
 class StateView:
     """One pass over the core's records, giving every GET_* answer."""
 
@@ -156,12 +166,7 @@ class StateView:
 
     def agent(self, a: Agent) -> dict[str, Any]:
         d = agent(a, self._allocated.get(a.id, Resources()), self._offered.get(a.id, Resources()))
-        drain = self.core.maintenance.drains.get(a.id)
-        if drain is not None:
-            d["drain_info"] = drain
-            started = self.core.maintenance.drain_started.get(a.id)
-            if started is not None:
-                d["estimated_drain_start_time"] = ns(started)
+        d.update(drain_fields(self.core, a.id))
         return d
 
     def framework(self, fw: Framework) -> dict[str, Any]:

@@ -21,10 +21,13 @@ from ..protocol.resources import Resources
 from ..protocol.routing import add_routes
 from ..protocol.state import TaskDoc
 from ..protocol.version import VERSION as __version__
-from .state_render import StateRenderer, _Used
+from .doc_render import respond, total
+from .security import SENT_AS_IS
+from .state_render import StateRenderer
+from .state_render_v1 import OperatorStateRenderer
 
 if TYPE_CHECKING:
-    from .model import Agent, Framework, Task
+    from .model import Agent, Framework, Offer, Task
     from .view import MasterView
 
 _enc = msgspec.json.Encoder()
@@ -43,6 +46,7 @@ class ReadOnlyViews:
         self.master = master
         self._cache: dict[str, tuple[int, bytes]] = {}
         self._state = StateRenderer(self)
+        self.operator_state = OperatorStateRenderer(master)
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
         add_routes(r, ("", "/master"), {
@@ -78,15 +82,18 @@ class ReadOnlyViews:
             labels=labels if labels is not None else UNSET,
         )
 
-    def _framework(self, fw: Framework, full: bool, used: _Used | None = None) -> dict[str, Any]:
-        """``used``: the framework's resources in use, already summed (the state renderer
-        does, and then fills ``tasks`` and ``completed_tasks`` itself)."""
+    def _framework(self, fw: Framework, full: bool, used: Resources | None = None,
+                   offered: Resources | None = None) -> dict[str, Any]:
+        """``used``, ``offered``: the framework's resources in use and offered, already summed
+        (the state renderer does, and then fills ``tasks``, ``completed_tasks`` and ``offers``
+        itself)."""
         core = self.master.core
-        offered = Resources()
-        for oid in fw.offers:
-            o = core.offers.get(oid)
-            if o is not None:
-                offered = offered + o.resources
+        if offered is None:
+            offered = Resources()
+            for oid in fw.offers:
+                o = core.offers.get(oid)
+                if o is not None:
+                    offered = offered + o.resources
         info = fw.info
         d: dict[str, Any] = {
             "id": fw.id,
@@ -108,31 +115,24 @@ class ReadOnlyViews:
             "suppressed_roles": sorted(fw.suppressed_roles),
         }
         if used is None:
-            total = sum((r for _, r in fw.executor_usage()), Resources())
+            used = sum((r for _, r in fw.executor_usage()), Resources())
             for t in fw.tasks.values():
                 if t.state not in m.TERMINAL_STATES:
-                    total = total + t.resources
-            d["used_resources"], d["resources"] = total.summary(), (total + offered).summary()
+                    used = used + t.resources
+            rendered = False
         else:
-            d["used_resources"], d["resources"] = used.summary(), used.resources_summary(offered)
+            rendered = True
+        d["used_resources"], d["resources"] = used.summary(), (used + offered).summary()
         if fw.reregistered_time:
             d["reregistered_time"] = fw.reregistered_time
         if info.principal is not None:
             d["principal"] = info.principal
         if full:
-            d["tasks"] = [self._task(t) for t in fw.tasks.values()] if used is None else []
+            d["tasks"] = [] if rendered else [self._task(t) for t in fw.tasks.values()]
             d["unreachable_tasks"] = []
-            d["completed_tasks"] = [self._task(t) for t in fw.completed_tasks] if used is None else []
-            d["offers"] = [
-                {
-                    "id": o.id,
-                    "framework_id": o.framework_id,
-                    "slave_id": o.agent_id,
-                    "allocation_info": {"role": o.role},
-                    "resources": o.resources.summary(),
-                }
-                for o in (core.offers.get(x) for x in fw.offers)
-                if o is not None
+            d["completed_tasks"] = [] if rendered else [self._task(t) for t in fw.completed_tasks]
+            d["offers"] = [] if rendered else [
+                self._offer(o) for o in (core.offers.get(x) for x in fw.offers) if o is not None
             ]
             d["executors"] = [
                 {
@@ -148,18 +148,32 @@ class ReadOnlyViews:
             ]
         return d
 
+    @staticmethod
+    def _offer(o: Offer) -> dict[str, Any]:
+        return {
+            "id": o.id,
+            "framework_id": o.framework_id,
+            "slave_id": o.agent_id,
+            "allocation_info": {"role": o.role},
+            "resources": o.resources.summary(),
+        }
+
     def _offered_by_agent(self) -> dict[str, Resources]:
         """One pass over the offers for a whole render (not one pass per agent)."""
-        out: dict[str, Resources] = {}
+        groups: dict[str, list[Resources]] = {}
         for o in self.master.core.offers.values():
-            out[o.agent_id] = out.get(o.agent_id, Resources()) + o.resources
-        return out
+            rs = groups.get(o.agent_id)
+            if rs is None:
+                groups[o.agent_id] = [o.resources]
+            else:
+                rs.append(o.resources)
+        return {aid: rs[0] if len(rs) == 1 else total(rs) for aid, rs in groups.items()}
 
     def _agents(self) -> list[dict[str, Any]]:
         offered = self._offered_by_agent()
         return [self._agent(a, offered) for a in self.master.core.agents.values()]
 
-    def _agent(self, a: Agent, offered_by_agent: dict[str, Resources], used: _Used | None = None) -> dict[str, Any]:
+    def _agent(self, a: Agent, offered_by_agent: dict[str, Resources], used: Resources | None = None) -> dict[str, Any]:
         core = self.master.core
         if used is None:
             total = sum((r for fw in core.frameworks.values() for aid, r in fw.executor_usage() if aid == a.id),
@@ -242,8 +256,12 @@ class ReadOnlyViews:
         }
 
     # ------------------------------------------------------------------ handlers
-    async def state(self, request: web.Request) -> web.Response:
-        return web.Response(body=await self._state.body(), content_type="application/json")
+    async def state(self, request: web.Request) -> web.StreamResponse:
+        return await _send(request, await self._state.pieces())
+
+    async def operator_call(self, request: web.Request, call: str) -> web.StreamResponse:
+        """``GET_STATE``, ``GET_TASKS``, ``GET_AGENTS``, ``GET_FRAMEWORKS``, ``GET_EXECUTORS``."""
+        return await _send(request, await self.operator_state.pieces(call))
 
     async def state_summary(self, request: web.Request) -> web.Response:
         def render() -> dict[str, Any]:
@@ -384,6 +402,13 @@ class ReadOnlyViews:
         snap["system/mem_total_bytes"] = vm.total
         snap["system/mem_free_bytes"] = vm.available
         return snap
+
+
+async def _send(request: web.Request, pieces: list[bytes]) -> web.StreamResponse:
+    """Streamed when the answer goes out as is; whole when the guard may filter it."""
+    if request.get(SENT_AS_IS):
+        return await respond(request, pieces)
+    return web.Response(body=b"".join(pieces), content_type="application/json")
 
 
 def _int_param(value: str | None, default: int) -> int:

@@ -45,6 +45,9 @@ log = logging.getLogger("mesos_nb.master")
 REALM = "mesos"
 # request key of the authenticated principal (None: no principal)
 PRINCIPAL: web.RequestKey[str | None] = web.RequestKey("mesos_principal", str)  # type: ignore[arg-type]
+# Set on a request whose answer goes out as the handler made it (no view ACL filters it): only
+# then may a handler stream its answer (a filtered one must be a whole ``web.Response``).
+SENT_AS_IS: web.RequestKey[bool] = web.RequestKey("mesos_sent_as_is", bool)
 
 SCHEDULER_PATHS = {"/api/v1/scheduler", "/master/api/v1/scheduler"}
 OPERATOR_PATHS = {"/api/v1", "/master/api/v1"}
@@ -284,6 +287,7 @@ class Guard:
                 if path in UNFILTERED_VIEWS:
                     return _forbidden(f"{path} is not available to a principal whose view ACLs hide "
                                       "something; use /master/state")
+        request[SENT_AS_IS] = True
         return await handler(request)
 
     def _sees_all(self, principal: str | None) -> bool:

@@ -1,37 +1,37 @@
-"""``/master/state`` at scale: rendered in slices, tasks from cached fragments.
+"""``/master/state`` at scale: incremental, paced, and sent in chunks.
 
-At 10,000 agents and 100,000 tasks the state document is ~50 MB of JSON. Rendered in one go
-it held the master's event loop for seconds (no offers, no heartbeats meanwhile). Here:
+At 10,000 agents and 100,000 tasks the state document is ~50 MB of JSON; rendered whole it
+held the master's event loop for seconds, and re-rendered from scratch each time it kept the
+master busy while a tool polled it. Here a render after a few changes costs about what
+changed plus a pass over the agents:
 
-* the render is a coroutine that yields to the loop every ``SLICE`` records, so no step of
-  the loop is long whatever the size; what it reads is listed at the start (the frameworks'
-  task lists, the agents) and each record is read whole, so a task changing meanwhile shows
-  either its old or its new state, never half of one;
-* each task's JSON is kept (bytes) with the state and status count it
-  was rendered at, and reused while they are unchanged: a render after a few changes
-  re-encodes those tasks only;
-* resources in use are summed as scalar thousandths per framework and per agent in one pass
-  over the tasks (ranges and sets, rare, as resources).
-
-The document is assembled from pieces of bytes (agents in slices, each framework with its
-tasks' JSON joined) in one final join: no single ``encode`` of 50 MB.
-
-Concurrent requests share one render: a request that arrives while one is under way waits
-for it and, if the state changed since that render began, starts the next one.
+* tasks come from :mod:`.task_blocks` (blocks of ~256 tasks reused while none of their tasks
+  changed; a changed block re-encodes its changed tasks only) together with the resources
+  their running tasks use, per framework and per agent;
+* each agent's JSON is a :class:`~.doc_render.Template` kept while the agent's record is
+  unchanged, filled with its used and offered resources (kept by value);
+* frameworks (few) are rendered whole;
+* the render runs as a paced coroutine (:class:`~.doc_render.Pacer`): no step over a few
+  milliseconds, and it gives way to the scheduling path; it reads a framework's task list
+  whole before rendering it, so a task changing meanwhile shows either its old or its new
+  state, never half of one;
+* the document stays a list of byte pieces, cached until the core's change counter moves,
+  and is streamed in chunks (:func:`~.doc_render.respond`).
 """
 
 from __future__ import annotations
 
-import asyncio
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from ..protocol import messages as m
 from ..protocol.resources import Resources
+from .doc_render import Pacer, SharedRender, Template, ValueBytes, total
+from .task_blocks import Block, TaskBlocks, add_by_agent, array, used_of
 
 if TYPE_CHECKING:
-    from .model import Task
+    from .model import Agent, Offer
 
 
 class ReadOnlyViews(Protocol):
@@ -45,155 +45,119 @@ class ReadOnlyViews(Protocol):
     def _framework(self, *args: Any, **kwargs: Any) -> Any: ...
     def _offered_by_agent(self, *args: Any, **kwargs: Any) -> Any: ...
     def _task(self, *args: Any, **kwargs: Any) -> Any: ...
+    def _offer(self, *args: Any, **kwargs: Any) -> Any: ...
 
-SLICE = 2000  # records rendered per event-loop step
+
 _enc = msgspec.json.Encoder()
-
-
-class _Used:
-    """Resources summed cheaply: scalars as thousandths, the rest (ports, sets) as resources."""
-
-    __slots__ = ("millis", "other")
-
-    def __init__(self) -> None:
-        self.millis: dict[str, int] = {}
-        self.other: Resources | None = None
-
-    def add(self, r: Resources, millis: dict[str, int] | None = None) -> None:
-        acc = self.millis
-        for n, v in (r.scalar_millis() if millis is None else millis).items():
-            acc[n] = acc.get(n, 0) + v
-        if r._r or r._t:
-            self.other = r if self.other is None else self.other + r
-
-    def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"cpus": 0.0, "gpus": 0.0, "mem": 0.0, "disk": 0.0}
-        for n, v in self.millis.items():
-            out[n] = v / 1000
-        o = self.other
-        if o is not None:
-            full = o.summary()
-            for n in {k[0] for k in o._r} | {k[0] for k in o._t}:
-                out[n] = full[n]
-        return out
-
-    def resources_summary(self, plus: Resources) -> dict[str, Any]:
-        u = _Used()
-        u.millis = dict(self.millis)
-        u.other = self.other
-        u.add(plus)
-        return u.summary()
+_EMPTY = Resources()
+# what an agent's JSON depends on besides its used and offered resources
+_agent_sig = attrgetter("hostname", "port", "registered_time", "total", "attributes", "version",
+                        "connected", "active", "reregistered_time")
 
 
 class StateRenderer:
     def __init__(self, views: ReadOnlyViews) -> None:
         self.views = views
-        # id(task) -> (task, state, status count, its JSON, its scalar resources)
-        self._frags: dict[int, tuple[Task, str, int, bytes, dict[str, int]]] = {}
-        self._cached: tuple[int, bytes] | None = None
-        self._running: asyncio.Future[bytes] | None = None
-        self._running_version = -1
+        self.tasks = TaskBlocks(lambda t: _enc.encode(views._task(t)))
+        self._agents: dict[int, tuple[Agent, tuple[Any, ...], Template]] = {}
+        self._offers: dict[int, tuple[Offer, bytes]] = {}
+        self._offers_seen: dict[int, tuple[Offer, bytes]] = {}
+        self._summary = ValueBytes(Resources.summary)
+        self._shared = SharedRender(lambda: views.master.core.version, self._render)
 
-    def task_json(self, t: Task) -> tuple[bytes, dict[str, int]]:
-        """The task's JSON and scalar resources, from the cache while it is unchanged."""
-        hit = self._frags.get(id(t))
-        n = len(t.statuses)
-        if hit is not None and hit[0] is t and hit[1] == t.state and hit[2] == n:
-            return hit[3], hit[4]
-        js = _enc.encode(self.views._task(t))
-        millis = hit[4] if hit is not None and hit[0] is t else t.resources.scalar_millis()
-        self._frags[id(t)] = (t, t.state, n, js, millis)
-        return js, millis
+    async def pieces(self) -> list[bytes]:
+        """The document as byte pieces (rendered once per change of the core)."""
+        return await self._shared.pieces()
 
     async def body(self) -> bytes:
-        core = self.views.master.core
-        v = core.version
-        if self._cached is not None and self._cached[0] == v:
-            return self._cached[1]
-        while self._running is not None:
-            started = self._running_version
-            body = await asyncio.shield(self._running)
-            if started == v:
-                return body
-            if self._cached is not None and self._cached[0] == core.version:
-                return self._cached[1]
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._running, self._running_version = fut, v
-        try:
-            body = await self._render()
-            self._cached = (v, body)
-            fut.set_result(body)
-        except BaseException as e:
-            fut.set_exception(e)
-            fut.exception()  # retrieved: waiting requests see it, nobody else must
-            raise
-        finally:
-            self._running = None
-        return body
+        return await self._shared.body()
 
-    async def _render(self) -> bytes:
-        """The document as pieces of bytes joined once at the end: no step encodes more than a
-        slice (one big ``encode`` of 50 MB was itself a long step)."""
+    async def _render(self) -> list[bytes]:
         views = self.views
         core = views.master.core
-        frameworks = [(fw, list(fw.tasks.values()), list(fw.completed_tasks)) for fw in core.frameworks.values()]
-        done = [(fw, list(fw.tasks.values()), list(fw.completed_tasks)) for fw in core.completed_frameworks]
+        pause = Pacer()
+        frameworks = list(core.frameworks.values())
+        done = list(core.completed_frameworks)
         agents = list(core.agents.values())
-        self._live: set[int] = set()
-        self._count = 0
-        by_agent: dict[str, _Used] = {}
-        fw_parts = [await self._framework(fw, active, completed, by_agent) for fw, active, completed in frameworks]
-        done_parts = [await self._framework(fw, active, completed, None) for fw, active, completed in done]
-        if len(self._frags) > len(self._live) + 1000:
-            self._frags = {k: v for k, v in self._frags.items() if k in self._live}
-        offered = views._offered_by_agent()
-        empty = _Used()
-        agent_parts = []
-        for i in range(0, len(agents), SLICE):
-            await asyncio.sleep(0)
-            chunk = [views._agent(a, offered, used=by_agent.get(a.id, empty)) for a in agents[i:i + SLICE]]
-            agent_parts.append(_enc.encode(chunk)[1:-1])
-        head = views.state_header()
-        for key in ("slaves", "frameworks", "completed_frameworks"):
-            del head[key]
-        await asyncio.sleep(0)
-        return b"".join([
-            _enc.encode(head)[:-1], b',"slaves":[', b",".join(agent_parts),
-            b'],"frameworks":[', b",".join(fw_parts), b'],"completed_frameworks":[', b",".join(done_parts), b"]}",
-        ])
+        doc = Template(views.state_header(), "slaves", "frameworks", "completed_frameworks")
+        self.tasks.begin()
+        self._offers_seen = {}
+        by_agent: dict[str, Resources] = {}
+        fw_parts, done_parts = [], []
+        for group, out in ((frameworks, fw_parts), (done, done_parts)):
+            for fw in group:
+                active = await self.tasks.blocks(fw.tasks.values(), True, pause)
+                completed = await self.tasks.blocks(fw.completed_tasks, False, pause)
+                executors: list[tuple[str, Resources]] = []
+                if group is frameworks:
+                    add_by_agent(by_agent, active)
+                    executors = list(fw.executor_usage())  # a live executor holds its own resources
+                    for agent_id, res in executors:
+                        by_agent[agent_id] = by_agent.get(agent_id, _EMPTY) + res
+                out.append(self._framework(fw, active, completed, executors))
+        self.tasks.end()
+        self._offers = self._offers_seen
+        await pause()
+        agent_parts = await self._agents_json(agents, by_agent, pause)
+        pieces: list[bytes] = [doc.pieces[0]]
+        for i, parts in enumerate((agent_parts, fw_parts, done_parts)):
+            pieces.append(b"[")
+            for j, p in enumerate(parts):
+                if j:
+                    pieces.append(b",")
+                pieces.extend(p)
+            pieces.append(b"]")
+            pieces.append(doc.pieces[i + 1])
+        return pieces
 
-    async def _framework(self, fw: Any, active: list[Task], completed: list[Task],
-                         by_agent: dict[str, _Used] | None) -> bytes:
-        used = _Used()
-        live = self._live
-        terminal = m.TERMINAL_STATES
-        parts: list[list[bytes]] = [[], []]
-        for group, out in ((active, parts[0]), (completed, parts[1])):
-            chunk: list[bytes] = []
-            for t in group:
-                self._count += 1
-                if not self._count % SLICE:
-                    if chunk:
-                        out.append(b",".join(chunk))
-                        chunk = []
-                    await asyncio.sleep(0)
-                js, millis = self.task_json(t)
-                chunk.append(js)
-                live.add(id(t))
-                if group is active and t.state not in terminal:
-                    used.add(t.resources, millis)
-                    if by_agent is not None:
-                        acc = by_agent.get(t.agent_id)
-                        if acc is None:
-                            acc = by_agent[t.agent_id] = _Used()
-                        acc.add(t.resources, millis)
-            if chunk:
-                out.append(b",".join(chunk))
-        if by_agent is not None:  # a live framework: its executors hold their own resources too
-            for agent_id, res in fw.executor_usage():
-                used.add(res)
-                by_agent.setdefault(agent_id, _Used()).add(res)
-        d = self.views._framework(fw, True, used=used)
-        del d["tasks"], d["completed_tasks"]
-        return b"".join([_enc.encode(d)[:-1], b',"tasks":[', b",".join(parts[0]),
-                         b'],"completed_tasks":[', b",".join(parts[1]), b"]}"])
+    def _framework(self, fw: Any, active: list[Block], completed: list[Block],
+                   executors: list[tuple[str, Resources]]) -> list[bytes]:
+        offers = self.views.master.core.offers
+        mine = [o for o in map(offers.get, fw.offers) if o is not None]
+        listed = [self._offer_json(o) for o in mine]
+        offered = total(o.resources for o in mine)
+        used = used_of(active)
+        for _, res in executors:
+            used = used + res
+        d = self.views._framework(fw, True, used=used, offered=offered)
+        out: list[bytes] = []
+        running: list[bytes] = [b"["]
+        array(running, active)
+        running.append(b"]")
+        done: list[bytes] = [b"["]
+        array(done, completed)
+        done.append(b"]")
+        Template(d, "tasks", "completed_tasks", "offers").fill(out, running, done, b"[" + b",".join(listed) + b"]")
+        return out
+
+    def _offer_json(self, o: Offer) -> bytes:
+        hit = self._offers.get(id(o))
+        if hit is None or hit[0] is not o:
+            hit = self._offers[id(o)] = (o, _enc.encode(self.views._offer(o)))
+        self._offers_seen[id(o)] = hit
+        return hit[1]
+
+    async def _agents_json(self, agents: list[Agent], by_agent: dict[str, Resources], pause: Any) -> list[list[bytes]]:
+        views = self.views
+        offered = views._offered_by_agent()
+        cache = self._agents
+        fresh: dict[int, tuple[Agent, tuple[Any, ...], Template]] = {}
+        summary = self._summary
+        maint = views.master.core.maintenance
+
+        def drain_sig(agent_id: str) -> tuple[Any, ...]:  # drain_info lives in the core, not the record
+            drain = maint.drains.get(agent_id)
+            return (None,) if drain is None else (repr(drain), maint.drain_started.get(agent_id))
+
+        out = []
+        for a in agents:
+            sig = (_agent_sig(a), drain_sig(a.id))
+            hit = cache.get(id(a))
+            if hit is None or hit[0] is not a or hit[1] != sig:
+                d = views._agent(a, {}, used=_EMPTY)
+                hit = (a, sig, Template(d, "used_resources", "offered_resources"))
+            fresh[id(a)] = hit
+            out.append([hit[2].join2(summary(by_agent.get(a.id, _EMPTY)), summary(offered.get(a.id, _EMPTY)))])
+            await pause()
+        self._agents = fresh
+        return out
