@@ -148,14 +148,26 @@ class DRFSorter(Members):
     # -------------------------------------------------------------- allocation
     def add_allocation(self, name: str, delta: dict[str, int]) -> None:
         c = self._members[name]
-        add_millis(c.alloc, delta)
+        a = c.alloc  # add_millis inlined: this runs twice per offer and per recovery
+        for n, m in delta.items():
+            left = a.get(n, 0) + m
+            if left > 0:
+                a[n] = left
+            else:
+                a.pop(n, None)
         self._rekey(name, c)
 
     def remove_allocation(self, name: str, delta: dict[str, int]) -> None:
         c = self._members.get(name)
         if c is None:
             return
-        add_millis(c.alloc, delta, -1)
+        a = c.alloc
+        for n, m in delta.items():
+            left = a.get(n, 0) - m
+            if left > 0:
+                a[n] = left
+            else:
+                a.pop(n, None)
         self._rekey(name, c)
 
     def allocation(self, name: str) -> dict[str, int]:
@@ -183,12 +195,23 @@ class DRFSorter(Members):
     def _rekey(self, name: str, c: _Client) -> None:
         if not c.active or self._version != self._totals.version:
             return  # keyed on activation / re-sorted on the next order()
-        new = self._key(c)
-        if new == c.key:
+        new = dominant_share(c.alloc, self._totals.values) / c.weight  # self._key(c), one call less
+        old = c.key
+        if new == old:
             return
-        self._drop(c.key, name)
         c.key = new
-        insort(self._order, (new, name))
+        order = self._order
+        entry = (new, name)
+        i = bisect_left(order, (old, name))
+        if i < len(order) and order[i][1] == name:
+            # the entry stays where it is (a lone role, a small change): overwrite, no memmove twice
+            if (i == 0 or order[i - 1] < entry) and (i + 1 == len(order) or entry < order[i + 1]):
+                order[i] = entry
+                return
+            del order[i]
+        else:  # pragma: no cover - defensive; keys are stored exactly
+            order[:] = [e for e in order if e[1] != name]
+        insort(order, entry)
 
     def _drop(self, key: float, name: str) -> None:
         order = self._order
