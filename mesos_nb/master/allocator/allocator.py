@@ -580,7 +580,7 @@ class HierarchicalDRFAllocator:
                             fw = fws[fid]  # active, subscribed, unsuppressed: see _refresh
                             if no_gpu_ok and not fw.gpu_aware:
                                 continue
-                            if fw.filters and fw.filters.is_filtered(role, aid, offer, now):
+                            if fw.filters.is_filtered(role, aid, offer, now):  # (no filters: one dict lookup)
                                 continue
                             chosen = fw
                             break

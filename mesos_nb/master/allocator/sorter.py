@@ -61,12 +61,13 @@ def dominant_share(alloc: dict[str, int], totals: dict[str, int]) -> float:
 
 
 class _Client:
-    __slots__ = ("alloc", "weight", "key", "active")
+    __slots__ = ("alloc", "weight", "key", "share", "active")
 
     def __init__(self, weight: float, active: bool) -> None:
         self.alloc: dict[str, int] = {}
         self.weight = weight
         self.key = 0.0
+        self.share = 0.0  # unweighted dominant share, current whenever the key is (key = share / weight)
         self.active = active
 
 
@@ -148,14 +149,28 @@ class DRFSorter(Members):
     # -------------------------------------------------------------- allocation
     def add_allocation(self, name: str, delta: dict[str, int]) -> None:
         c = self._members[name]
-        a = c.alloc  # add_millis inlined: this runs twice per offer and per recovery
+        a = c.alloc  # add_millis inlined: this runs twice per offer
+        if not c.active or self._version != self._totals.version:
+            add_millis(a, delta)
+            return  # keyed on activation / re-sorted on the next order()
+        # an addition only raises shares: the new dominant share is the old one or that of a
+        # name that grew, found in the same loop (the very floats dominant_share would compare)
+        totals = self._totals.values
+        best = c.share
+        grew = True
         for n, m in delta.items():
             left = a.get(n, 0) + m
             if left > 0:
                 a[n] = left
+                t = totals.get(n)
+                if t:
+                    s = left / t
+                    if s > best:
+                        best = s
             else:
                 a.pop(n, None)
-        self._rekey(name, c)
+                grew = False
+        self._place(name, c, best if grew else dominant_share(a, totals))
 
     def remove_allocation(self, name: str, delta: dict[str, int]) -> None:
         c = self._members.get(name)
@@ -190,12 +205,18 @@ class DRFSorter(Members):
 
     # -------------------------------------------------------------- internals
     def _key(self, c: _Client) -> float:
-        return dominant_share(c.alloc, self._totals.values) / c.weight
+        c.share = share = dominant_share(c.alloc, self._totals.values)
+        return share / c.weight
 
     def _rekey(self, name: str, c: _Client) -> None:
         if not c.active or self._version != self._totals.version:
             return  # keyed on activation / re-sorted on the next order()
-        new = dominant_share(c.alloc, self._totals.values) / c.weight  # self._key(c), one call less
+        self._place(name, c, dominant_share(c.alloc, self._totals.values))
+
+    def _place(self, name: str, c: _Client, share: float) -> None:
+        """Key an active client by its new dominant share and move its entry in the order."""
+        c.share = share
+        new = share / c.weight
         old = c.key
         if new == old:
             return
