@@ -153,7 +153,7 @@ def _ancestors(role: str) -> list[str]:
 class Resources:
     """Immutable bag of resources. See the module docstring for the representation."""
 
-    __slots__ = ("_s", "_r", "_t")
+    __slots__ = ("_s", "_r", "_t", "_m")
 
     _s: dict[Key, int]
     _r: dict[Key, tuple[tuple[int, int], ...]]
@@ -163,6 +163,7 @@ class Resources:
         self._s = {}
         self._r = {}
         self._t = {}
+        self._m: dict[str, int] | None = None
 
     @classmethod
     def _make(
@@ -175,6 +176,7 @@ class Resources:
         obj._s = s
         obj._r = r
         obj._t = t
+        obj._m = None
         return obj
 
     # ------------------------------------------------------------------ constructors
@@ -432,6 +434,14 @@ class Resources:
         for (n, _), v in self._s.items():
             out[n] = out.get(n, 0) + v
         return out
+
+    def millis(self) -> dict[str, int]:
+        """:meth:`scalar_millis`, computed once per bag and shared: the allocator asks the same
+        (immutable) bag for it on every offer, recovery and cycle. Read-only: never mutate it."""
+        m = self._m
+        if m is None:
+            m = self._m = self.scalar_millis()
+        return m
 
     def scalars(self) -> dict[str, float]:
         return {n: v / 1000 for n, v in self.scalar_millis().items()}

@@ -393,12 +393,12 @@ class HierarchicalDRFAllocator:
         cur = per.get(role)
         per[role] = res if cur is None else cur + res
         if m is None:
-            m = res.scalar_millis()
+            m = res.millis()
         self._roles.add_allocation(role, m)
         self._fsorters[role].add_allocation(fw.id, m)
 
     def _unaccount(self, fw: _Framework, role: str, res: Resources) -> None:
-        m = res.scalar_millis()
+        m = res.millis()
         self._roles.remove_allocation(role, m)
         fs = self._fsorters.get(role)
         if fs is not None:
@@ -446,10 +446,11 @@ class HierarchicalDRFAllocator:
             cur = per.get(r)
             if cur is None:
                 continue
-            part = cur if cur == remaining else cur.intersection(remaining)
+            whole = cur is remaining or cur == remaining  # the usual decline: all of it back
+            part = cur if whole else cur.intersection(remaining)
             if not part:
                 continue
-            left = cur - part
+            left = _EMPTY if whole else cur - part
             if left:
                 per[r] = left
             else:
@@ -461,7 +462,7 @@ class HierarchicalDRFAllocator:
                 fw.filters.add(r, agent_id, part, now + timeout)
             if not left:
                 self._maybe_drop_client(fw, r)
-            remaining = remaining - part
+            remaining = _EMPTY if whole else remaining - part
             if not remaining:
                 break
         if not per:
@@ -564,14 +565,14 @@ class HierarchicalDRFAllocator:
                         offer = avail.allocatable_to(role) if reserved else avail
                         if not offer:
                             continue
-                        m = offer.scalar_millis()
+                        m = offer.millis()
                         if cyc is not None:
                             capped = cyc.cap(role, offer, m, reserved)
                             if capped is not offer:
                                 if not capped:
                                     continue
                                 offer = capped
-                                m = offer.scalar_millis()
+                                m = offer.millis()
                         if not enough(m):
                             continue
                         chosen = None
@@ -579,7 +580,7 @@ class HierarchicalDRFAllocator:
                             fw = fws[fid]  # active, subscribed, unsuppressed: see _refresh
                             if no_gpu_ok and not fw.gpu_aware:
                                 continue
-                            if fw.filters and fw.filters.is_filtered(role, aid, offer, now):
+                            if fw.filters.is_filtered(role, aid, offer, now):  # (no filters: one dict lookup)
                                 continue
                             chosen = fw
                             break

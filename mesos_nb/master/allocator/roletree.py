@@ -169,11 +169,16 @@ class RoleTree(Members):
 
     # -------------------------------------------------------------- allocation
     def add_allocation(self, role: str, delta: dict[str, int]) -> None:
-        self._move(role, delta, 1)
+        for s, client in self._chains[role]:  # (not via _move: once per offer, kept short)
+            s.add_allocation(client, delta)
+        self._flat = None
 
     def remove_allocation(self, role: str, delta: dict[str, int]) -> None:
-        if role in self._members:
-            self._move(role, delta, -1)
+        chain = self._chains.get(role)
+        if chain is not None:
+            for s, client in chain:
+                s.remove_allocation(client, delta)
+            self._flat = None
 
     def _move(self, role: str, delta: dict[str, int], sign: int) -> None:
         for s, client in self._chains[role]:

@@ -61,12 +61,13 @@ def dominant_share(alloc: dict[str, int], totals: dict[str, int]) -> float:
 
 
 class _Client:
-    __slots__ = ("alloc", "weight", "key", "active")
+    __slots__ = ("alloc", "weight", "key", "share", "active")
 
     def __init__(self, weight: float, active: bool) -> None:
         self.alloc: dict[str, int] = {}
         self.weight = weight
         self.key = 0.0
+        self.share = 0.0  # unweighted dominant share, current whenever the key is (key = share / weight)
         self.active = active
 
 
@@ -148,14 +149,40 @@ class DRFSorter(Members):
     # -------------------------------------------------------------- allocation
     def add_allocation(self, name: str, delta: dict[str, int]) -> None:
         c = self._members[name]
-        add_millis(c.alloc, delta)
-        self._rekey(name, c)
+        a = c.alloc  # add_millis inlined: this runs twice per offer
+        if not c.active or self._version != self._totals.version:
+            add_millis(a, delta)
+            return  # keyed on activation / re-sorted on the next order()
+        # an addition only raises shares: the new dominant share is the old one or that of a
+        # name that grew, found in the same loop (the very floats dominant_share would compare)
+        totals = self._totals.values
+        best = c.share
+        grew = True
+        for n, m in delta.items():
+            left = a.get(n, 0) + m
+            if left > 0:
+                a[n] = left
+                t = totals.get(n)
+                if t:
+                    s = left / t
+                    if s > best:
+                        best = s
+            else:
+                a.pop(n, None)
+                grew = False
+        self._place(name, c, best if grew else dominant_share(a, totals))
 
     def remove_allocation(self, name: str, delta: dict[str, int]) -> None:
         c = self._members.get(name)
         if c is None:
             return
-        add_millis(c.alloc, delta, -1)
+        a = c.alloc
+        for n, m in delta.items():
+            left = a.get(n, 0) - m
+            if left > 0:
+                a[n] = left
+            else:
+                a.pop(n, None)
         self._rekey(name, c)
 
     def allocation(self, name: str) -> dict[str, int]:
@@ -178,17 +205,34 @@ class DRFSorter(Members):
 
     # -------------------------------------------------------------- internals
     def _key(self, c: _Client) -> float:
-        return dominant_share(c.alloc, self._totals.values) / c.weight
+        c.share = share = dominant_share(c.alloc, self._totals.values)
+        return share / c.weight
 
     def _rekey(self, name: str, c: _Client) -> None:
         if not c.active or self._version != self._totals.version:
             return  # keyed on activation / re-sorted on the next order()
-        new = self._key(c)
-        if new == c.key:
+        self._place(name, c, dominant_share(c.alloc, self._totals.values))
+
+    def _place(self, name: str, c: _Client, share: float) -> None:
+        """Key an active client by its new dominant share and move its entry in the order."""
+        c.share = share
+        new = share / c.weight
+        old = c.key
+        if new == old:
             return
-        self._drop(c.key, name)
         c.key = new
-        insort(self._order, (new, name))
+        order = self._order
+        entry = (new, name)
+        i = bisect_left(order, (old, name))
+        if i < len(order) and order[i][1] == name:
+            # the entry stays where it is (a lone role, a small change): overwrite, no memmove twice
+            if (i == 0 or order[i - 1] < entry) and (i + 1 == len(order) or entry < order[i + 1]):
+                order[i] = entry
+                return
+            del order[i]
+        else:  # pragma: no cover - defensive; keys are stored exactly
+            order[:] = [e for e in order if e[1] != name]
+        insort(order, entry)
 
     def _drop(self, key: float, name: str) -> None:
         order = self._order
