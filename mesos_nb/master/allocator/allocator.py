@@ -32,7 +32,9 @@ from collections.abc import Iterable, Sequence
 from mesos_nb.protocol.resources import Resources
 
 from .changes import ChangedAgents
-from .filters import FrameworkFilters, refuse_timeout
+from .entries import AgentEntry as _Agent
+from .entries import FrameworkEntry as _Framework
+from .filters import refuse_timeout
 from .quota import QuotaBook, QuotaCycle, RoleQuota, consumption
 from .records import EMPTY, Allocation
 from .roletree import RoleTree
@@ -42,57 +44,6 @@ __all__ = ["Allocation", "HierarchicalDRFAllocator"]
 
 _EMPTY = EMPTY
 _DEFAULT_MIN = ({"cpus": 10}, {"mem": 32_000})  # cpus:0.01 | mem:32, in thousandths
-
-
-class _Agent:
-    __slots__ = (
-        "id",
-        "total",
-        "available",
-        "active",
-        "gpu",
-        "reserved",
-        "hostname",
-        "attributes",
-        "frameworks",
-    )
-
-    def __init__(self, agent_id: str, total: Resources, hostname: str, attributes) -> None:
-        self.id = agent_id
-        self.hostname = hostname
-        self.attributes = dict(attributes or {})
-        self.active = True
-        self.frameworks: dict[str, None] = {}  # ids of frameworks holding something here
-        self.set_total(total)
-        self.available = total
-
-    def set_total(self, total: Resources) -> None:
-        self.total = total
-        self.gpu = total.scalar("gpus") > 0
-        self.reserved = not total.is_unreserved()
-
-
-class _Framework:
-    __slots__ = (
-        "id",
-        "roles",
-        "suppressed",
-        "gpu_aware",
-        "active",
-        "alloc",
-        "filters",
-        "sorter_roles",
-    )
-
-    def __init__(self, framework_id: str) -> None:
-        self.id = framework_id
-        self.roles: set[str] = set()
-        self.suppressed: set[str] = set()
-        self.gpu_aware = False
-        self.active = False
-        self.alloc: dict[str, dict[str, Resources]] = {}  # agent_id -> role -> resources
-        self.filters = FrameworkFilters()
-        self.sorter_roles: set[str] = set()  # roles whose framework sorter has this client
 
 
 class HierarchicalDRFAllocator:
