@@ -4,11 +4,13 @@ hostnames, and the framework as a process (``python -m mesos_nb.frameworks.apps`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,9 +164,31 @@ class Framework:
         return self.get(f"/v2/jobs/{job_id}/runs")["runs"]
 
 
+@contextlib.contextmanager
+def running_cluster(work: Path) -> Iterator[Cluster]:
+    """A module's cluster: started, and stopped however the module ends."""
+    c = start_cluster(work)
+    try:
+        yield c
+    finally:
+        stop_cluster(c)
+
+
+@contextlib.contextmanager
+def running_framework(f: Framework) -> Iterator[Framework]:
+    """The framework started; at the end stopped, with its log's tail in the test output."""
+    f.start()
+    try:
+        yield f
+    finally:
+        f.stop()
+        print("framework log tail:\n" + tail(f.log, 15))
+
+
 def running_ids(app: dict[str, Any]) -> set[str]:
     return {t["taskId"] for t in app["tasks"] if t.get("state") == "TASK_RUNNING" and not t.get("killing")}
 
 
-__all__ = ["AGENT_HOSTS", "Cluster", "Framework", "running_ids", "start_cluster", "stop_cluster", "tail"]
+__all__ = ["AGENT_HOSTS", "Cluster", "Framework", "running_cluster", "running_framework", "running_ids",
+           "start_cluster", "stop_cluster", "tail"]
 

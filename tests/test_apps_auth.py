@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from apps_cluster import Framework, start_cluster, stop_cluster, tail
+from apps_cluster import Framework, running_cluster, running_framework, tail
 from conftest import cli_env, wait_for
 
 from mesos_nb.frameworks.apps import client
@@ -26,11 +26,8 @@ OPERATOR = Credential("ops", "s3cret-ops")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = start_cluster(tmp_path_factory.mktemp("apps-auth-cluster"))
-    try:
+    with running_cluster(tmp_path_factory.mktemp("apps-auth-cluster")) as c:
         yield c
-    finally:
-        stop_cluster(c)
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +35,9 @@ def fw(cluster, tmp_path_factory):
     d = tmp_path_factory.mktemp("apps-auth-fw")
     creds = d / "http-credentials.json"
     write_credentials(str(creds), [OPERATOR])
-    f = Framework(d / "state", cluster.master, extra=["--http-credentials", str(creds)],
-                  headers={"Authorization": basic_header(OPERATOR.principal, OPERATOR.secret)}).start()
-    try:
+    with running_framework(Framework(d / "state", cluster.master, extra=["--http-credentials", str(creds)],
+                                     headers={"Authorization": basic_header(OPERATOR.principal, OPERATOR.secret)})) as f:
         yield f
-    finally:
-        f.stop()
-        print("framework log tail:\n" + tail(f.log, 15))
 
 
 @pytest.fixture

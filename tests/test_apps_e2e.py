@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from apps_cluster import Framework, running_ids, start_cluster, stop_cluster, tail
+from apps_cluster import Framework, running_cluster, running_framework, running_ids, tail
 from conftest import wait_for
 from dnslib import QTYPE, DNSRecord
 
@@ -22,21 +22,14 @@ pytest.importorskip("mesos_nb.agent.process", reason="the agent is not available
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = start_cluster(tmp_path_factory.mktemp("apps-cluster"))
-    try:
+    with running_cluster(tmp_path_factory.mktemp("apps-cluster")) as c:
         yield c
-    finally:
-        stop_cluster(c)
 
 
 @pytest.fixture(scope="module")
 def fw(cluster, tmp_path_factory):
-    f = Framework(tmp_path_factory.mktemp("apps-fw") / "state", cluster.master).start()
-    try:
+    with running_framework(Framework(tmp_path_factory.mktemp("apps-fw") / "state", cluster.master)) as f:
         yield f
-    finally:
-        f.stop()
-        print("framework log tail:\n" + tail(f.log, 15))
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from apps_cluster import Framework, running_ids, start_cluster, stop_cluster, tail
+from apps_cluster import Framework, running_cluster, running_framework, running_ids, tail
 from conftest import REPO, cli_env, wait_for
 
 pytest.importorskip("mesos_nb.agent.process", reason="the agent is not available")
@@ -25,21 +25,14 @@ pytest.importorskip("IPython")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = start_cluster(tmp_path_factory.mktemp("apps-ui-cluster"))
-    try:
+    with running_cluster(tmp_path_factory.mktemp("apps-ui-cluster")) as c:
         yield c
-    finally:
-        stop_cluster(c)
 
 
 @pytest.fixture(scope="module")
 def fw(cluster, tmp_path_factory):
-    f = Framework(tmp_path_factory.mktemp("apps-ui-fw") / "state", cluster.master).start()
-    try:
+    with running_framework(Framework(tmp_path_factory.mktemp("apps-ui-fw") / "state", cluster.master)) as f:
         yield f
-    finally:
-        f.stop()
-        print("framework log tail:\n" + tail(f.log, 15))
 
 
 def cli(*args: str, master: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -6,17 +6,13 @@ Usage: python3.10 maintenance_scheduler.py MASTER HOST. One JSON line per fact, 
 {"done": ...}.
 """
 
-import json
 import sys
 import threading
 
-from pymesos import MesosSchedulerDriver, Scheduler
+from pymesos import Scheduler
+from run_until_done import emit, run_until_done
 
 MASTER, HOST = sys.argv[1], sys.argv[2]
-
-
-def emit(**kw):
-    print(json.dumps(kw), flush=True)
 
 
 class Maintained(Scheduler):
@@ -57,13 +53,7 @@ class Maintained(Scheduler):
 def main():
     sched = Maintained()
     framework = {"user": "", "name": "pymesos-maintenance", "hostname": "localhost", "failover_timeout": 100.0}
-    driver = MesosSchedulerDriver(sched, framework, MASTER, use_addict=False)
-    driver.start()
-    ok = sched.done.wait(90.0)
-    emit(done=ok, result=sched.result)
-    driver.stop()
-    driver.join()
-    sys.exit(0 if ok else 1)
+    run_until_done(sched, framework, MASTER, 90.0)
 
 
 if __name__ == "__main__":

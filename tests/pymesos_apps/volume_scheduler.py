@@ -11,11 +11,11 @@ Usage: python3.10 volume_scheduler.py SCENARIO MASTER [args]
 Prints one JSON line per fact the test asserts, then a final {"done": ...} line.
 """
 
-import json
 import sys
 import threading
 
-from pymesos import MesosSchedulerDriver, Scheduler
+from pymesos import Scheduler
+from run_until_done import emit, run_until_done
 
 SCENARIO, MASTER = sys.argv[1], sys.argv[2]
 ARGS = sys.argv[3:]
@@ -23,10 +23,6 @@ ROLE, PRINCIPAL = "db", "alice"
 RESERVATION = [{"type": "DYNAMIC", "role": ROLE, "principal": PRINCIPAL}]
 VOLUME_DISK = {"persistence": {"id": "vol-1", "principal": PRINCIPAL},
                "volume": {"container_path": "data", "mode": "RW"}}
-
-
-def emit(**kw):
-    print(json.dumps(kw), flush=True)
 
 
 def scalar(name, value, reserved=False, disk=None):
@@ -175,13 +171,7 @@ def main():
         raise SystemExit("unknown scenario " + SCENARIO)
     framework = {"user": "", "name": "pymesos-volume-" + SCENARIO, "hostname": "localhost", "role": role,
                  "principal": PRINCIPAL, "failover_timeout": 0}
-    driver = MesosSchedulerDriver(sched, framework, MASTER, use_addict=False)
-    driver.start()
-    ok = sched.done.wait(60.0)
-    emit(done=ok, result=sched.result)
-    driver.stop()
-    driver.join()
-    sys.exit(0 if ok else 1)
+    run_until_done(sched, framework, MASTER, 60.0)
 
 
 if __name__ == "__main__":
