@@ -293,6 +293,22 @@ def start_cluster_process(work_dir: Path, agents: int = 2, resources: str = SMAL
     return cp
 
 
+def stop_process_groups(procs: list[subprocess.Popen], timeout: float = 20.0) -> None:
+    """SIGTERM every process group still running (each process leads its own session), wait up
+    to ``timeout`` for each, and SIGKILL the groups that outlive it."""
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
+
+
 def stop_cluster_process(cp: ClusterProcess, timeout: float = 20.0) -> int | None:
     if cp.proc.poll() is None:
         cp.proc.send_signal(signal.SIGTERM)

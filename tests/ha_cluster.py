@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO, cli_env, free_port, wait_for
+from conftest import REPO, cli_env, free_port, stop_process_groups, wait_for
 
 SESSION = 2.0  # ZooKeeper session timeout of every process in the test clusters
 
@@ -71,18 +71,7 @@ class HaCluster:
         return again
 
     def stop(self) -> None:
-        procs = [*self.agents, *self.masters.values()]
-        for p in procs:
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                p.wait(10)
+        stop_process_groups([*self.agents, *self.masters.values()], timeout=30)
 
     # ------------------------------------------------------------------ observation
     def leader(self) -> int | None:

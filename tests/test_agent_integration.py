@@ -7,8 +7,12 @@ double for the master only), so each test controls ACKs, kills and disconnection
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psutil
@@ -165,6 +169,31 @@ async def cluster(master, tmp_path):
     await proc.start()
     yield master, proc, proc.agents[0]
     await proc.stop()
+
+
+@contextlib.asynccontextmanager
+async def agents_on_fake_masters(work_dir: Path, resources: str) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """``make(isolation, **config)`` starts a FakeMaster and one agent process with that
+    isolation (each in a work dir of its own); all are stopped at the end."""
+    made: list[tuple[AgentProcess, FakeMaster]] = []
+
+    async def make(isolation: str, **kw: Any) -> tuple[FakeMaster, Any]:
+        master = FakeMaster()
+        await master.start()
+        cfg = AgentConfig(master=master.address, port=0, work_dir=str(work_dir / f"agent{len(made)}"),
+                          isolation=isolation, resources=resources, detect_gpus=False,
+                          executor_shutdown_grace_period=0.5, **kw)
+        proc = AgentProcess([cfg], register_timeout=10)
+        await proc.start()
+        made.append((proc, master))
+        return master, proc.agents[0]
+
+    try:
+        yield make
+    finally:
+        for proc, master in made:
+            await proc.stop()
+            await master.stop()
 
 
 def group_members(pgid: int) -> list[int]:

@@ -9,6 +9,7 @@ import time
 
 import aiohttp
 import pytest
+from conftest import async_wait_for
 
 from mesos_nb.agent import AgentConfig, AgentProcess
 from mesos_nb.protocol import recordio
@@ -46,13 +47,9 @@ class Framework:
                 self.events.append(json.loads(rec))
 
     async def wait(self, pred, timeout: float = 15.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            for e in self.events:
-                if pred(e):
-                    return e
-            assert time.monotonic() < deadline, f"timed out; events: {[e['type'] for e in self.events]}"
-            await asyncio.sleep(0.01)
+        """The first event ``pred`` accepts (AssertionError naming the events seen at the deadline)."""
+        return await async_wait_for(lambda: next((e for e in self.events if pred(e)), None), timeout, interval=0.01,
+                                    message=lambda: f"an event; events: {[e['type'] for e in self.events]}")
 
     async def call(self, body: dict) -> None:
         body = {"framework_id": {"value": self.fid}, **body}

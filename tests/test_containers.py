@@ -15,9 +15,8 @@ from images_support import (
     save_manifest_tar,
     start_registry,
 )
-from test_agent_integration import FakeMaster, run_task, wait_for
+from test_agent_integration import agents_on_fake_masters, run_task, wait_for
 
-from mesos_nb.agent import AgentConfig, AgentProcess
 from mesos_nb.agent.container_spec import parse_container
 from mesos_nb.agent.disk_usage import disk_message, format_bytes
 from mesos_nb.agent.isolation import namespaces_unavailable, parse_isolation
@@ -29,23 +28,8 @@ needs_busybox = pytest.mark.skipif(busybox_path() is None, reason="busybox-stati
 
 @pytest.fixture
 async def make(tmp_path):
-    made = []
-
-    async def _make(isolation: str, **kw):
-        master = FakeMaster()
-        await master.start()
-        cfg = AgentConfig(master=master.address, port=0, work_dir=str(tmp_path / f"agent{len(made)}"),
-                          isolation=isolation, resources="cpus:4;mem:4096;disk:4096", detect_gpus=False,
-                          executor_shutdown_grace_period=0.5, **kw)
-        proc = AgentProcess([cfg], register_timeout=10)
-        await proc.start()
-        made.append((proc, master))
-        return master, proc.agents[0]
-
-    yield _make
-    for proc, master in made:
-        await proc.stop()
-        await master.stop()
+    async with agents_on_fake_masters(tmp_path, "cpus:4;mem:4096;disk:4096") as make:
+        yield make
 
 
 def sandbox_of(agent, task_id: str) -> str:

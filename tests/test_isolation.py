@@ -6,9 +6,8 @@ import sys
 import time
 
 import pytest
-from test_agent_integration import FakeMaster, run_task, wait_for
+from test_agent_integration import agents_on_fake_masters, run_task, wait_for
 
-from mesos_nb.agent import AgentConfig, AgentProcess
 from mesos_nb.agent.isolation import (
     cgroups_v1_unavailable,
     cgroups_v2_unavailable,
@@ -26,23 +25,8 @@ NO_CGROUPS = None if CGROUPS.startswith("cgroups") else "; ".join(
 
 @pytest.fixture
 async def make(tmp_path):
-    made = []
-
-    async def _make(isolation: str):
-        master = FakeMaster()
-        await master.start()
-        cfg = AgentConfig(master=master.address, port=0, work_dir=str(tmp_path / isolation.replace("/", "_")),
-                          isolation=isolation, resources="cpus:2;mem:2048", detect_gpus=False,
-                          executor_shutdown_grace_period=0.5)
-        proc = AgentProcess([cfg], register_timeout=10)
-        await proc.start()
-        made.append((proc, master))
-        return master, proc.agents[0]
-
-    yield _make
-    for proc, master in made:
-        await proc.stop()
-        await master.stop()
+    async with agents_on_fake_masters(tmp_path, "cpus:2;mem:2048") as make:
+        yield make
 
 
 async def _memory_kill(make, isolation: str):

@@ -11,17 +11,14 @@ and the agent is refused when the link heals.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from conftest import REPO, cli_env, wait_for
+from conftest import REPO, cli_env, stop_process_groups, wait_for
 
 pytest_plugins = ["netns"]
 
@@ -145,13 +142,4 @@ def test_cut_agent_unreachable_then_back_running_then_marked_gone(netns_pair, tm
         assert fws.last("master_state")["slaves"] == []
     finally:
         release.touch()
-        for p in procs:
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
+        stop_process_groups(procs, timeout=20)

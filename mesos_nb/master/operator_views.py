@@ -144,6 +144,13 @@ def drain_fields(core: Any, agent_id: str) -> dict[str, Any]:
     return {"drain_info": drain} if started is None else {"drain_info": drain, "estimated_drain_start_time": ns(started)}
 
 
+def drain_key(core: Any, agent_id: str) -> tuple[Any, ...]:
+    """What an agent's rendered drain fields depend on (for the renderers' per-agent caches):
+    the drain record is changed in place, so its value, not its identity, is the key."""
+    drain = core.maintenance.drains.get(agent_id)
+    return () if drain is None else (repr(drain), core.maintenance.drain_started.get(agent_id))
+
+
 class StateView:
     """One pass over the core's records, giving every GET_* answer."""
 

@@ -28,6 +28,7 @@ import msgspec
 
 from ..protocol.resources import Resources
 from .doc_render import Pacer, SharedRender, Template, ValueBytes, total
+from .operator_views import drain_key
 from .task_blocks import Block, TaskBlocks, add_by_agent, array, used_of
 
 if TYPE_CHECKING:
@@ -143,15 +144,10 @@ class StateRenderer:
         cache = self._agents
         fresh: dict[int, tuple[Agent, tuple[Any, ...], Template]] = {}
         summary = self._summary
-        maint = views.master.core.maintenance
-
-        def drain_sig(agent_id: str) -> tuple[Any, ...]:  # drain_info lives in the core, not the record
-            drain = maint.drains.get(agent_id)
-            return (None,) if drain is None else (repr(drain), maint.drain_started.get(agent_id))
-
+        core = views.master.core
         out = []
         for a in agents:
-            sig = (_agent_sig(a), drain_sig(a.id))
+            sig = (_agent_sig(a), drain_key(core, a.id))  # drain state lives in the core, not the record
             hit = cache.get(id(a))
             if hit is None or hit[0] is not a or hit[1] != sig:
                 d = views._agent(a, {}, used=_EMPTY)

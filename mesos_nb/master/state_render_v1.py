@@ -120,11 +120,11 @@ class OperatorStateRenderer:
         res = self._resources
         out: list[bytes] = []
         for a in agents:
-            drain = v.drain_fields(self.core, a.id)
-            sig = (_agent_sig(a), repr(drain))
+            sig = (_agent_sig(a), v.drain_key(self.core, a.id))
             hit = cache.get(id(a))
             if hit is None or hit[0] is not a or hit[1] != sig:
-                hit = (a, sig, Template({**v.agent(a, _EMPTY, _EMPTY), **drain}, "allocated_resources", "offered_resources"))
+                hit = (a, sig, Template({**v.agent(a, _EMPTY, _EMPTY), **v.drain_fields(self.core, a.id)},
+                                        "allocated_resources", "offered_resources"))
             fresh[id(a)] = hit
             mine = offered.get(a.id)
             if out:
