@@ -82,17 +82,20 @@ class TaskBlocks:
         self.encode = encode
         self.groups = groups
         self.group = group
-        self._blocks: dict[int, Block] = {}
+        self._blocks: dict[int, Block] = {}  # by the id of the block's first task
         self._seen: dict[int, Block] = {}
+        self._by_last: dict[int, Block] = {}  # the same blocks, by the id of their last task
+        self._seen_last: dict[int, Block] = {}
         self.rendered = 0  # tasks encoded since the cache was made (tests read it)
 
     def begin(self) -> None:
         """A render starts: blocks not used by it are dropped at :meth:`end`."""
         self._seen = {}
+        self._seen_last = {}
 
     def end(self) -> None:
-        self._blocks = self._seen
-        self._seen = {}
+        self._blocks, self._by_last = self._seen, self._seen_last
+        self._seen, self._seen_last = {}, {}
 
     async def blocks(self, tasks: Iterable[Task], sums: bool, pause: Callable[[], Awaitable[None]]) -> list[Block]:
         """The blocks of ``tasks`` (in order), reused or rendered; ``sums``: add up the resources
@@ -105,7 +108,7 @@ class TaskBlocks:
         states = list(map(_state, tasks))
         counts = list(map(len, map(_statuses, tasks)))
         latest = list(map(_latest, tasks))
-        old, seen = self._blocks, self._seen
+        old, seen, old_last, seen_last = self._blocks, self._seen, self._by_last, self._seen_last
         out = []
         start = 0
         for end in cut(tasks):
@@ -114,20 +117,25 @@ class TaskBlocks:
             bt = tasks[start:end]
             if (prev is None or prev.tasks != bt or prev.states != states[start:end]
                     or prev.counts != counts[start:end] or prev.latest != latest[start:end]):
-                prev = self._render(Block(bt, states[start:end], counts[start:end], latest[start:end]), prev, sums)
+                # A block whose first task went, or whose edge went (it merged with the next),
+                # is found again by its last task: its fragments are reused from both.
+                olds = (prev, old_last.get(id(bt[-1])))
+                prev = self._render(Block(bt, states[start:end], counts[start:end], latest[start:end]), olds, sums)
             elif sums and not prev.summed:
                 self._sum(prev)
             seen[key] = prev
+            seen_last[id(bt[-1])] = prev
             out.append(prev)
             start = end
             await pause()
         return out
 
-    def _render(self, b: Block, prev: Block | None, sums: bool) -> Block:
+    def _render(self, b: Block, olds: tuple[Block | None, ...], sums: bool) -> Block:
         reuse: dict[int, tuple[Task, str, int, Any, bytes]] = {}
-        if prev is not None:
-            for t, s, c, lt, f in zip(prev.tasks, prev.states, prev.counts, prev.latest, prev.frags, strict=True):
-                reuse[id(t)] = (t, s, c, lt, f)
+        for prev in olds:
+            if prev is not None:
+                for t, s, c, lt, f in zip(prev.tasks, prev.states, prev.counts, prev.latest, prev.frags, strict=True):
+                    reuse[id(t)] = (t, s, c, lt, f)
         frags = []
         for t, s, c, lt in zip(b.tasks, b.states, b.counts, b.latest, strict=True):
             hit = reuse.get(id(t))
