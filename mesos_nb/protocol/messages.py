@@ -21,6 +21,16 @@ class _Msg(Struct, omit_defaults=True, kw_only=True, gc=False):
     a master of 50,000 agents holds millions of them."""
 
 
+def _one_of(name: str, head: type[_Msg], bodies: dict[str, Any]) -> Any:
+    """A message whose ``type`` names the one body that is set: each body's field is its type's
+    name in lower case (``LAUNCH_GROUP`` -> ``launch_group``, which is how Mesos names them and
+    how the master finds a body), after ``head``'s fields and in the table's order. The field
+    list is made from the table so that it cannot drift from the type names; a body typed
+    ``Any`` is passed through as it came."""
+    fields = [(t.lower(), body if body is Any else body | None, None) for t, body in bodies.items()]
+    return msgspec.defstruct(name, fields, bases=(head,), module=__name__)
+
+
 class ID(_Msg):
     value: str
 
@@ -58,12 +68,19 @@ class AllocationInfo(_Msg):
 ResourceType = Literal["SCALAR", "RANGES", "SET"]
 
 
-class Resource(_Msg):
+class _NamedValue(_Msg):
+    """What a resource and an attribute both are: a name and a Mesos ``Value``, whose ``type``
+    says which one of the value fields below it is set."""
+
     name: str
-    type: ResourceType
+    type: Literal["SCALAR", "RANGES", "SET", "TEXT"]
     scalar: Scalar | None = None
     ranges: Ranges | None = None
     set: ValueSet | None = None
+
+
+class Resource(_NamedValue):
+    type: ResourceType  # a resource is never TEXT (the field keeps its place on the wire)
     role: str | None = None
     allocation_info: AllocationInfo | None = None
     reservation: Any = None
@@ -74,12 +91,7 @@ class Resource(_Msg):
     provider_id: Any = None
 
 
-class Attribute(_Msg):
-    name: str
-    type: Literal["SCALAR", "RANGES", "SET", "TEXT"]
-    scalar: Scalar | None = None
-    ranges: Ranges | None = None
-    set: ValueSet | None = None
+class Attribute(_NamedValue):
     text: Text | None = None
 
 
@@ -175,6 +187,12 @@ class TaskInfo(_Msg):
     limits: dict[str, Any] | None = None
 
 
+class TaskGroupInfo(_Msg):
+    """Tasks an executor runs together (LAUNCH_GROUP), all or none."""
+
+    tasks: list[TaskInfo] = []
+
+
 # A task's states, split into the ones it leaves and the terminal ones (Mesos never moves a task
 # out of those); the Literal accepts both, TERMINAL_STATES is read from the second.
 _LiveState = Literal[
@@ -214,7 +232,7 @@ class TaskStatus(_Msg):
     agent_id: ID | None = None
     executor_id: ID | None = None
     timestamp: float | None = None
-    uuid: bytes | None = None
+    uuid: bytes | None = None  # set when the framework must ACKNOWLEDGE the update (echoing it)
     healthy: bool | None = None
     check_status: Any = None
     labels: Any = None
@@ -264,10 +282,6 @@ class Launch(_Msg):
     task_infos: list[TaskInfo] = []
 
 
-class TaskGroupInfo(_Msg):
-    tasks: list[TaskInfo] = []
-
-
 class LaunchGroup(_Msg):
     executor: ExecutorInfo
     task_group: TaskGroupInfo
@@ -282,17 +296,22 @@ class Unreserve(_Msg):
     resources: list[Resource] = []
 
 
-class Operation(_Msg):
+class _OperationHead(_Msg):
     type: str | None = None
     id: Any = None
-    launch: Launch | None = None
-    launch_group: LaunchGroup | None = None
-    reserve: Reserve | None = None
-    unreserve: Unreserve | None = None
-    create: Any = None
-    destroy: Any = None
-    grow_volume: Any = None
-    shrink_volume: Any = None
+
+
+# Offer.Operation: what ACCEPT does with the offered resources.
+Operation = _one_of("Operation", _OperationHead, {
+    "LAUNCH": Launch,
+    "LAUNCH_GROUP": LaunchGroup,
+    "RESERVE": Reserve,
+    "UNRESERVE": Unreserve,
+    "CREATE": Any,
+    "DESTROY": Any,
+    "GROW_VOLUME": Any,
+    "SHRINK_VOLUME": Any,
+})
 
 
 # --------------------------------------------------------------------------- scheduler calls
@@ -324,9 +343,14 @@ class Roles(_Msg):
     roles: list[str] = []
 
 
-class Kill(_Msg):
+class _TaskOnAgent(_Msg):
+    """How a call names a task: its id and, where the framework knows it, its agent."""
+
     task_id: ID
     agent_id: ID | None = None
+
+
+class Kill(_TaskOnAgent):
     kill_policy: KillPolicy | None = None
 
 
@@ -341,9 +365,8 @@ class Acknowledge(_Msg):
     uuid: bytes
 
 
-class ReconcileTask(_Msg):
-    task_id: ID
-    agent_id: ID | None = None
+class ReconcileTask(_TaskOnAgent):
+    """One task RECONCILE asks the state of."""
 
 
 class Reconcile(_Msg):
@@ -356,30 +379,6 @@ class Message(_Msg):
     data: bytes
 
 
-CALL_TYPES: frozenset[str] = frozenset(
-    {
-        "SUBSCRIBE",
-        "TEARDOWN",
-        "ACCEPT",
-        "DECLINE",
-        "ACCEPT_INVERSE_OFFERS",
-        "DECLINE_INVERSE_OFFERS",
-        "REVIVE",
-        "KILL",
-        "SHUTDOWN",
-        "ACKNOWLEDGE",
-        "ACKNOWLEDGE_OPERATION_STATUS",
-        "RECONCILE",
-        "RECONCILE_OPERATIONS",
-        "MESSAGE",
-        "REQUEST",
-        "SUPPRESS",
-        "UPDATE_FRAMEWORK",
-        "UNKNOWN",
-    }
-)
-
-
 class _Call(_Msg):
     """A v1 API call (scheduler or executor): ``type`` names the one field below it that is set;
     the framework it speaks for (every call but a scheduler's first SUBSCRIBE names it)."""
@@ -388,29 +387,33 @@ class _Call(_Msg):
     framework_id: ID | None = None
 
 
-class Call(_Call):
-    subscribe: Subscribe | None = None
-    accept: Accept | None = None
-    decline: Decline | None = None
-    revive: Roles | None = None
-    suppress: Roles | None = None
-    kill: Kill | None = None
-    shutdown: Shutdown | None = None
-    acknowledge: Acknowledge | None = None
-    reconcile: Reconcile | None = None
-    message: Message | None = None
-    request: Any = None
-    update_framework: Any = None
-    accept_inverse_offers: Any = None
-    decline_inverse_offers: Any = None
-    acknowledge_operation_status: Any = None
-    reconcile_operations: Any = None
+# The scheduler calls that carry a body (TEARDOWN and UNKNOWN carry none).
+_CALL_BODIES: dict[str, Any] = {
+    "SUBSCRIBE": Subscribe,
+    "ACCEPT": Accept,
+    "DECLINE": Decline,
+    "REVIVE": Roles,
+    "SUPPRESS": Roles,
+    "KILL": Kill,
+    "SHUTDOWN": Shutdown,
+    "ACKNOWLEDGE": Acknowledge,
+    "RECONCILE": Reconcile,
+    "MESSAGE": Message,
+    "REQUEST": Any,
+    "UPDATE_FRAMEWORK": Any,
+    "ACCEPT_INVERSE_OFFERS": Any,
+    "DECLINE_INVERSE_OFFERS": Any,
+    "ACKNOWLEDGE_OPERATION_STATUS": Any,
+    "RECONCILE_OPERATIONS": Any,
+}
+Call = _one_of("Call", _Call, _CALL_BODIES)
+CALL_TYPES: frozenset[str] = frozenset({*_CALL_BODIES, "TEARDOWN", "UNKNOWN"})
 
 
 # --------------------------------------------------------------------------- scheduler events
 class MasterAddress(_Msg):
     hostname: str | None = None
-    ip: str | None = None
+    ip: str | None = None  # dotted quad; MasterInfo.ip is the older uint32 form
     port: int | None = None
 
 
@@ -457,18 +460,23 @@ class Error(_Msg):
     message: str
 
 
-class Event(_Msg):
+class _EventHead(_Msg):
     type: str
-    subscribed: Subscribed | None = None
-    offers: Offers | None = None
-    rescind: Rescind | None = None
-    update: Update | None = None
-    message: EventMessage | None = None
-    failure: Failure | None = None
-    error: Error | None = None
-    update_operation_status: Any = None
-    inverse_offers: Any = None  # {"inverse_offers": [InverseOffer JSON]}
-    rescind_inverse_offer: Any = None  # {"inverse_offer_id": {"value": …}}
+
+
+# The scheduler events that carry a body (HEARTBEAT carries none).
+Event = _one_of("Event", _EventHead, {
+    "SUBSCRIBED": Subscribed,
+    "OFFERS": Offers,
+    "RESCIND": Rescind,
+    "UPDATE": Update,
+    "MESSAGE": EventMessage,
+    "FAILURE": Failure,
+    "ERROR": Error,
+    "UPDATE_OPERATION_STATUS": Any,
+    "INVERSE_OFFERS": Any,  # {"inverse_offers": [InverseOffer JSON]}
+    "RESCIND_INVERSE_OFFER": Any,  # {"inverse_offer_id": {"value": …}}
+})
 
 
 # --------------------------------------------------------------------------- executor calls
