@@ -34,7 +34,13 @@ from .effects import EndStream, ToAgent, ToChannel, ToFramework
 from .ha import Leadership, fail_stop
 from .operator_api import OperatorApi
 from .outbox import Outbox
-from .partitions import PartitionConfig
+from .partitions import (
+    AGENT_PING_TIMEOUT,
+    MAX_AGENT_PING_TIMEOUTS,
+    REGISTRY_MAX_AGENT_AGE,
+    REGISTRY_MAX_AGENT_COUNT,
+    PartitionConfig,
+)
 from .readonly import ReadOnlyViews
 from .registry import NullRegistry, Registry
 from .registry_sqlite import SqliteRegistry
@@ -48,13 +54,13 @@ MAX_BODY = 16 * 1024 * 1024
 @dataclass
 class MasterConfig:
     host: str = "127.0.0.1"
-    port: int = 5050
+    port: int = m.DEFAULT_MASTER_PORT
     hostname: str | None = None
     work_dir: str | None = None
     allocation_interval: float = 1.0
-    heartbeat_interval: float = 15.0
-    agent_ping_timeout: float = 15.0
-    max_agent_ping_timeouts: int = 5
+    heartbeat_interval: float = m.DEFAULT_HEARTBEAT_INTERVAL
+    agent_ping_timeout: float = AGENT_PING_TIMEOUT
+    max_agent_ping_timeouts: int = MAX_AGENT_PING_TIMEOUTS
     agent_secret: str | None = None
     security: SecurityConfig | None = None
     tls_cert: str | None = None  # else LIBPROCESS_SSL_* when LIBPROCESS_SSL_ENABLED
@@ -68,8 +74,8 @@ class MasterConfig:
     zk_session_timeout: float = 10.0
     # agents recovered after a failover have this long to re-register (Mesos default 10 min)
     agent_reregister_timeout: float = 600.0
-    registry_max_agent_age: float = 14 * 24 * 3600.0
-    registry_max_agent_count: int = 102400
+    registry_max_agent_age: float = REGISTRY_MAX_AGENT_AGE
+    registry_max_agent_count: int = REGISTRY_MAX_AGENT_COUNT
 
 
 class MasterServer:

@@ -14,6 +14,11 @@ from typing import Any, Literal, get_args
 import msgspec
 from msgspec import Struct
 
+# Mesos defaults that messages leave implicit: the master's port, and how often the master sends
+# HEARTBEAT (it says so in SUBSCRIBED; a scheduler assumes this until then).
+DEFAULT_MASTER_PORT = 5050
+DEFAULT_HEARTBEAT_INTERVAL = 15.0
+
 
 class _Msg(Struct, omit_defaults=True, kw_only=True, gc=False):
     """Base: omit unset optionals on the wire, keyword construction. ``gc=False``: a message
@@ -420,7 +425,7 @@ class MasterAddress(_Msg):
 class MasterInfo(_Msg):
     id: str
     ip: int
-    port: int = 5050
+    port: int = DEFAULT_MASTER_PORT
     pid: str | None = None
     hostname: str | None = None
     version: str | None = None

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import operator
 from typing import Any
 
 import aiohttp
@@ -55,6 +56,11 @@ log = logging.getLogger("mesos_nb.scheduler")
 
 API_PATH = "/api/v1/scheduler"
 MAX_REDIRECTS = 5
+
+
+def _read_only(attr: str, doc: str) -> Any:
+    """A public view of state that only the driver's own loop may change."""
+    return property(operator.attrgetter(attr), doc=doc)
 
 
 class MesosError(Exception):
@@ -169,25 +175,11 @@ class SchedulerDriver(SchedulerCalls):
         self._callback_driver: Any = self
 
     # ------------------------------------------------------------------ properties
-    @property
-    def framework_id(self) -> str | None:
-        return self._framework_id
-
-    @property
-    def framework(self) -> FrameworkInfo:
-        return self._framework
-
-    @property
-    def stream_id(self) -> str | None:
-        return self._stream_id
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    @property
-    def master(self) -> str:
-        return self._master
+    framework_id = _read_only("_framework_id", "str | None: the framework's id, the master's once SUBSCRIBED.")
+    framework = _read_only("_framework", "FrameworkInfo: as subscribed, with the id the master gave.")
+    stream_id = _read_only("_stream_id", "str | None: ``Mesos-Stream-Id`` of the live subscription.")
+    connected = _read_only("_connected", "bool: whether a subscription is live (SUBSCRIBED, stream up).")
+    master = _read_only("_master", "str: the master's URL now (the leader, after a redirect or election).")
 
     @property
     def running(self) -> bool:

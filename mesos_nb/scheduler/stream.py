@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from mesos_nb.protocol import recordio
 from mesos_nb.protocol.backoff import Backoff
-from mesos_nb.protocol.messages import ID, Event, InverseOffer, Offer, decode
-
-DEFAULT_HEARTBEAT_INTERVAL = 15.0
+from mesos_nb.protocol.messages import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_MASTER_PORT,
+    ID,
+    Event,
+    InverseOffer,
+    Offer,
+    decode,
+)
 
 
 class EventStream:
@@ -31,25 +38,23 @@ class EventStream:
         return [decode(rec, Event) for rec in self._decoder.feed(chunk)]
 
 
+@dataclass(eq=False)
 class Watchdog:
     """Declares the subscription dead after ``misses`` heartbeat intervals without an event.
 
     The master sends HEARTBEAT every ``heartbeat_interval_seconds`` (15 s); Mesos advises
-    treating about 5 missed heartbeats as a partition.
+    treating about 5 missed heartbeats as a partition. The watch starts when it is made.
     """
 
-    def __init__(
-        self,
-        misses: int = 5,
-        interval: float = DEFAULT_HEARTBEAT_INTERVAL,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if misses < 1:
+    misses: int = 5
+    interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    clock: Callable[[], float] = time.monotonic
+    _last: float = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.misses < 1:
             raise ValueError("heartbeat_misses must be at least 1")
-        self.misses = misses
-        self.interval = interval
-        self._clock = clock
-        self._last = clock()
+        self._last = self.clock()
 
     @property
     def window(self) -> float:
@@ -61,10 +66,10 @@ class Watchdog:
 
     def beat(self) -> None:
         """An event arrived (any event counts, not only HEARTBEAT)."""
-        self._last = self._clock()
+        self._last = self.clock()
 
     def remaining(self) -> float:
-        return self._last + self.window - self._clock()
+        return self._last + self.window - self.clock()
 
     def expired(self) -> bool:
         return self.remaining() <= 0
@@ -92,7 +97,7 @@ def normalize_master(master: str) -> str:
     if not hostport:
         raise ValueError(f"no host in master address {master!r}")
     if ":" not in hostport.rsplit("]", 1)[-1]:
-        hostport += ":5050"
+        hostport += f":{DEFAULT_MASTER_PORT}"
     return f"{scheme}://{hostport}"
 
 
