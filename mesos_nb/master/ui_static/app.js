@@ -8,6 +8,23 @@
     tasks: { offset: 0, limit: 25, total: 0 },
   };
   const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+
+  // Each table's header, in the order its loader below writes a row's cells.
+  const heads = {
+    agents: ["agent", "id", "CPUs used / allocated / total", "memory MB used / allocated / total", "tasks", "state", "maintenance", "drain"],
+    roles: ["role", "weight", "guarantee", "limit", "allocated", "DRF share"],
+    frameworks: ["name", "id", "roles", "dominant share", "CPUs", "memory MB", "tasks", "offers", "state"],
+    tasks: ["task", "name", "framework", "agent", "state", "CPUs", "mem MB", "updated", "sandbox"],
+  };
+  for (const [name, cols] of Object.entries(heads)) {
+    $(`#${name}-table`).innerHTML = `<thead><tr>${cols.map((c) => `<th>${esc(c)}</th>`).join("")}</tr></thead><tbody></tbody>`;
+  }
+  // the paged tables' position ("1–25 of 40") between a ‹ prev and a next › button
+  for (const name of Object.keys(pages)) {
+    const at = $(`#${name}-pager`);
+    at.insertAdjacentHTML("beforebegin", `<button data-page="${name}" data-dir="-1">‹ prev</button>`);
+    at.insertAdjacentHTML("afterend", `<button data-page="${name}" data-dir="1">next ›</button>`);
+  }
   const num = (v, d = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(d));
   const when = (t) => (t ? new Date(t * 1000).toLocaleTimeString() : "");
 
