@@ -81,6 +81,16 @@ async def test_webui_live_agents_task_log_and_growing_plot(local_cluster, tmp_pa
             # the agents are listed
             ids = await page.eval_on_selector_all("#agents-table tbody tr", "rs => rs.map(r => r.dataset.agent)")
             assert sorted(ids) == sorted(local_cluster.master.core.agents)
+            # the header and the ‹ prev / next › pager that app.js builds: next shows the last agent
+            # alone (the offset stops at the last row), prev goes back to both
+            heads = await page.eval_on_selector_all("#tasks-table thead th", "hs => hs.map(h => h.textContent)")
+            assert heads == ["task", "name", "framework", "agent", "state", "CPUs", "mem MB", "updated", "sandbox"]
+            pager = "document.querySelector('#agents-pager').textContent === '{}' && " \
+                    "document.querySelectorAll('#agents-table tbody tr').length === {}"
+            await page.click("button[data-page='agents'][data-dir='1']")
+            await page.wait_for_function(pager.format("2–2 of 2", 1), timeout=15000)
+            await page.click("button[data-page='agents'][data-dir='-1']")
+            await page.wait_for_function(pager.format("1–2 of 2", 2), timeout=15000)
             await page.wait_for_function("window.mesosUI.doc !== null", timeout=60000)
             # a freshly launched task appears without a reload, and its log shows its line
             driver, fw = await start_framework(local_cluster, "webui-test")
