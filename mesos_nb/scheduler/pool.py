@@ -89,6 +89,7 @@ class TaskPool(Scheduler):
         self._thread: threading.Thread | None = None
         self.driver: SchedulerDriver | None = None
         self._suppressed = False
+        self._flow = asyncio.Lock()  # one matching round or REVIVE at a time (callbacks interleave)
         self.offers_seen = 0
         self.last_offer: float | None = None
         self.pending_since: float | None = None
@@ -305,9 +306,10 @@ class TaskPool(Scheduler):
     async def _revive(self) -> None:
         if self.driver is None or not self.driver.connected:
             return
-        with contextlib.suppress(MesosError, ConnectionError):
-            await self.driver.revive()
-            self._suppressed = False
+        async with self._flow:
+            with contextlib.suppress(MesosError, ConnectionError):
+                await self.driver.revive()
+                self._suppressed = False
 
     def _explain(self, task: TaskHandle) -> str:
         assert task.spec is not None
@@ -321,9 +323,13 @@ class TaskPool(Scheduler):
 
     async def _match(self) -> None:
         """Place what waits on the held offers; give back (or keep) the rest."""
-        drv = self.driver
-        if drv is None:  # stopped while an event was on its way
-            return
+        async with self._flow:
+            drv = self.driver
+            if drv is not None:  # None: stopped while an event was on its way
+                await self._match_held(drv)
+        self._offers_changed()
+
+    async def _match_held(self, drv: SchedulerDriver) -> None:
         for offer in list(self.held.values()):
             launches = match_offer(offer, self._pending)
             have = Resources.from_proto(offer.resources)
@@ -357,8 +363,7 @@ class TaskPool(Scheduler):
                     if got:
                         placer.launch_failed(got)
         self._explain_all()
-        waiting = bool(self._waiting())
-        if not waiting:
+        if not self._waiting():
             self.pending_since = None
         if self.held and self._holders == 0:
             ids = [oid for oid, o in self.held.items() if not any(p.keeps(o) for p in self.placers)]
@@ -366,13 +371,14 @@ class TaskPool(Scheduler):
                 for oid in ids:
                     self.held.pop(oid, None)
                 with contextlib.suppress(MesosError, ConnectionError):
-                    await drv.decline(ids, refuse_seconds=1.0 if waiting else self.idle_refuse)
-        if (self.suppress_when_idle and not waiting and not self.held and self._holders == 0
+                    await drv.decline(ids, refuse_seconds=1.0 if self._waiting() else self.idle_refuse)
+        # decided after the awaits above: a task queued meanwhile waits for this round's end
+        # (the lock), then REVIVEs, so a SUPPRESS never lands after the REVIVE it needs
+        if (self.suppress_when_idle and not self._waiting() and not self.held and self._holders == 0
                 and not self._suppressed and drv.connected):
             with contextlib.suppress(MesosError, ConnectionError):
                 await drv.suppress()
                 self._suppressed = True
-        self._offers_changed()
 
     # ------------------------------------------------------------------ driver callbacks
     async def offers(self, driver: Any, offers: list[Offer]) -> None:
