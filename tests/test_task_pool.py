@@ -139,7 +139,6 @@ def test_the_notebook_framework_is_a_task_pool_and_suppresses_only_when_idle(clu
     fw = NotebookFramework(cluster.master_url, name="nb-pool-test")
     fw.start()
     try:
-        assert isinstance(fw, TaskPool)
         wait_for(lambda: suppressed(cluster, fw.framework_id) == ["*"], 30, message="idle notebook SUPPRESSed")
         browser = OfferBrowser(fw)
         try:
@@ -151,5 +150,6 @@ def test_the_notebook_framework_is_a_task_pool_and_suppresses_only_when_idle(clu
         finally:
             browser.close()
         assert fw.held == {} and suppressed(cluster, fw.framework_id) == ["*"]
+        assert isinstance(fw, TaskPool)
     finally:
         fw.close(teardown=True)
