@@ -331,6 +331,8 @@ class TaskPool(Scheduler):
 
     async def _match_held(self, drv: SchedulerDriver) -> None:
         for offer in list(self.held.values()):
+            if offer.id.value not in self.held:  # declined or rescinded while a LAUNCH was awaited
+                continue
             launches = match_offer(offer, self._pending)
             have = Resources.from_proto(offer.resources)
             for info, _ in launches:
