@@ -153,3 +153,25 @@ def test_the_notebook_framework_is_a_task_pool_and_suppresses_only_when_idle(clu
         assert isinstance(fw, TaskPool)
     finally:
         fw.close(teardown=True)
+
+
+def test_waiting_reasons_name_the_pinned_offer_the_attributes_the_role_and_the_time_waited():
+    """The sentences the notebook has always shown, now said by the pool for every framework."""
+    from test_cli_client import offer
+
+    from mesos_nb.notebook.display import amounts_text as nb_text
+    from mesos_nb.scheduler.matcher import waiting_reason
+
+    held = {"o1": offer("o1", cpus=0.5, mem=100, attrs={"rack": "a"}), "o2": offer("o2", cpus=1.25, mem=64)}
+    spec = TaskSpec("x", cpus=2, mem=64)
+    assert waiting_reason(spec, held, 0.5, text=nb_text) == \
+        "no offer fits: requested cpus 2, mem 64; the largest of 2 offers has cpus 1.25, mem 64 (on h1)"
+    assert waiting_reason(spec, {}, 1.0, text=nb_text) == "requested cpus 2, mem 64; waiting for an offer"
+    assert waiting_reason(spec, {}, 7.2, "role 'ml' is at its quota limit", nb_text) == \
+        "requested cpus 2, mem 64; no offer for 7 s: role 'ml' is at its quota limit"
+    assert waiting_reason(TaskSpec("x", cpus=0.1, constraints={"rack": "b"}), held, 9) == \
+        "no offer fits: none of the 2 offers is from an agent with rack=b"
+    assert waiting_reason(TaskSpec("x", offer_id="gone"), held, 9) == \
+        "offer gone is no longer held (declined, used or rescinded)"
+    assert waiting_reason(TaskSpec("x", cpus=4, offer_id="o1"), held, 9) == "offer o1 does not hold cpus 4, mem 256"
+    assert "requested cpus 1, mem 256, ports 3;" in waiting_reason(TaskSpec("x", ports=3), held, 9)
