@@ -92,6 +92,7 @@ class OnAgent:
         self.agent_id = agent_id
         self.pending: list[TaskHandle] = []
         self.failed = 0
+        self.keep = False  # keep the agent's unused offers (as a warm executor does for its next cell)
 
     def match(self, offer: Offer, have: Resources, framework_id: str | None) -> list[tuple[TaskInfo, TaskHandle]]:
         out = []
@@ -111,7 +112,7 @@ class OnAgent:
         self.pending.extend(t for _, t in launches)
 
     def keeps(self, offer: Offer) -> bool:
-        return False
+        return self.keep and offer.agent_id.value == self.agent_id
 
 
 def test_a_placer_places_its_tasks_on_the_same_offers(pool, cluster):
@@ -125,6 +126,31 @@ def test_a_placer_places_its_tasks_on_the_same_offers(pool, cluster):
         assert t.wait_for({"TASK_FINISHED"}, 60), t
     assert {t.agent_id for t in tasks} == {agents[1]} and placer.failed == 0
     assert all(pool.tasks[t.id] is t for t in tasks)
+
+
+def test_offers_a_placer_keeps_go_back_on_a_heartbeat_once_it_stops_keeping_them(cluster):
+    agents = [a["id"] for a in get_json(cluster.master_url + "/master/state")["slaves"]]
+    placer = OnAgent(agents[0])
+    placer.keep = True
+    # declined offers stay away for 120 s: no offer of the other agent comes back to start a round
+    pool = TaskPool(cluster.master_url, "keeper", idle_refuse=120)
+    pool.placers.append(placer)
+    pool.start()
+    try:
+        kept_offers_go_back_on_a_heartbeat(pool, placer, agents, cluster)
+    finally:
+        pool.stop(teardown=True)
+
+
+def kept_offers_go_back_on_a_heartbeat(pool: TaskPool, placer: OnAgent, agents: list[str], cluster: Any) -> None:
+    pool.hold_offers(True)
+    wait_for(lambda: len({o.agent_id.value for o in pool.held_offers()}) == 2, 30, message="offers from both agents")
+    pool.hold_offers(False)  # the other agent's offers go back; the kept agent's stay
+    assert {o.agent_id.value for o in pool.held_offers()} == {agents[0]}
+    assert suppressed(cluster, pool.framework_id) == []  # something is held: not idle
+    placer.keep = False  # no other offer comes to trigger a round: the master's heartbeat does
+    wait_for(lambda: not pool.held_offers() and suppressed(cluster, pool.framework_id) == ["*"], 40,
+             message="the kept offers given back and the pool SUPPRESSed")
 
 
 def test_the_notebook_framework_is_a_task_pool_and_suppresses_only_when_idle(cluster, tmp_path, monkeypatch):

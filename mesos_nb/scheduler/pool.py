@@ -415,6 +415,10 @@ class TaskPool(Scheduler):
         if self.last_offer is None or time.monotonic() - self.last_offer > 3:
             self._explain_all()
             self._offers_changed()
+        if self.held and self._holders == 0:
+            # offers a placer kept (e.g. for a warm executor's next cell) go back once it stops
+            # keeping them, even when no other offer comes (an idle pool is SUPPRESSed)
+            self._soon(self._match)
 
 
 def _log_failure(t: asyncio.Future) -> None:
