@@ -1,5 +1,6 @@
-"""The notebook's task handle: the SDK's :class:`~mesos_nb.scheduler.pool.TaskHandle` plus
-a live display (state, agent, why it still waits), blocking waits and sandbox files."""
+"""The notebook's task handle: the SDK's :class:`~mesos_nb.scheduler.pool.TaskHandle` (state,
+history, the pool's sentence saying why it still waits) plus a live display of it, blocking
+waits and sandbox files."""
 
 from __future__ import annotations
 
@@ -29,23 +30,12 @@ class Task(TaskHandle):
         self.command = command
         self.requested = dict(spec.amounts) if spec else {}
         self.constraints = dict(spec.constraints) if spec else {}
-        self.waiting: str | None = "waiting for an offer"
-        self.offers_seen = 0
         self._sandbox: Sandbox | None = None
         self._handles: list[Any] = []
 
     # ------------------------------------------------------------------ state
     def _changed(self) -> None:
-        if self.state != PENDING:
-            self.waiting = None
         self._refresh_displays()
-
-    def _note_waiting(self, why: str) -> None:
-        with self.cond:
-            changed = why != self.waiting
-            self.waiting = why
-        if changed:
-            self._refresh_displays()
 
     def wait(self, timeout: float | None = None) -> Task:
         """Block until the task is finished (any terminal state); returns the task.

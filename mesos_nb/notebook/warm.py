@@ -7,7 +7,7 @@ running executor (no new process on the agent, only a fork in the executor). A d
 (killed, idle too long, its agent gone) is forgotten and the next task starts a new one under
 a new executor id.
 
-All state here changes on the framework's loop thread (see ``framework.py``), except the
+All state here changes on the pool's loop thread (see ``framework.py``), except the
 output a :class:`WarmTask` buffers, which the kernel thread takes under the task's condition.
 """
 
@@ -103,7 +103,6 @@ class WarmTask(Task):
         self.executor_amounts = dict(executor_amounts)
         self.executor: WarmExecutor | None = None
         self.fresh_executor = False
-        self.data: bytes | None = None
         self.future = future
         self.on_done = on_done
         self.received = {"stdout": 0, "stderr": 0}
@@ -160,7 +159,8 @@ class WarmTask(Task):
 
 
 class WarmExecutors:
-    """The framework's warm executors and the warm tasks waiting for an offer (loop thread)."""
+    """The framework's warm executors and the warm tasks waiting for an offer (loop thread): a
+    :class:`~mesos_nb.scheduler.matcher.Placer` of the notebook's task pool."""
 
     def __init__(self) -> None:
         self.by_key: dict[tuple, WarmExecutor] = {}
@@ -178,9 +178,10 @@ class WarmExecutors:
             self.by_id[ex.executor_id] = ex
         return ex
 
-    def holds_agent(self, agent_id: str) -> bool:
+    def keeps(self, offer: Offer) -> bool:
         """Keep offers of this agent: a warm executor there will want them for its next cell."""
         now = time.monotonic()
+        agent_id = offer.agent_id.value
         return any(ex.state == "launched" and ex.agent_id == agent_id and ex.alive
                    and (ex.running or now - ex.last_used < self.hold_for) for ex in self.by_key.values())
 

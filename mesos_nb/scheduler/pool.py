@@ -1,254 +1,76 @@
-"""Requested tasks, their handles, the one offer matcher, and a framework that keeps a set
-of command tasks running (:class:`TaskPool`).
+"""A framework that runs the tasks it is given (:class:`TaskPool`): the one offer handling of
+mesos-nb. ``mesos-nb run`` places its task with the same matcher; the notebook's framework,
+the Dask/Spark/ipyparallel launchers and the kernel provisioner *are* task pools.
 
-Every framework in mesos-nb that runs command tasks — ``mesos-nb run``, the notebook's
-framework, the Dask/Spark/ipyparallel launchers — describes a task as a :class:`TaskSpec`,
-follows it through a :class:`TaskHandle` and places it with :func:`match_offer`:
+What a pool does with offers (all on its private event-loop thread):
 
-* a handle's ``state`` is ``PENDING`` (asked for, no offer yet), then the Mesos states
-  (``TASK_STAGING`` once LAUNCH is sent);
-* its ``phase`` is ``requested``, ``launching`` (STAGING/STARTING), ``running``
-  (RUNNING/KILLING) or the terminal state in lower case (``finished``, ``failed``, ...).
+* every offer is *held* (``held``) and matched at once against the pending command tasks
+  (:func:`~mesos_nb.scheduler.matcher.match_offer`), then against the pending tasks of each
+  :class:`~mesos_nb.scheduler.matcher.Placer` (tasks of another kind, e.g. the notebook's
+  warm-executor cells) on what is left; a new task is matched against the held offers first;
+* offers left over are declined (refused 1 s while something waits, else ``idle_refuse``) —
+  unless someone holds offers (:meth:`TaskPool.hold_offers`, e.g. an offer browser that
+  launches onto a chosen offer with ``TaskSpec.offer_id``), or a placer keeps that offer;
+* every pending task carries a sentence saying why it waits (``TaskHandle.waiting``,
+  :func:`~mesos_nb.scheduler.matcher.waiting_reason`), refreshed after each round, on
+  heartbeats while no offer comes, and by :meth:`TaskPool.refresh_waiting`;
+* with ``suppress_when_idle`` the framework SUPPRESSes offers once nothing waits, nothing is
+  held and nobody holds offers, and REVIVEs when a task is asked for or a hold begins;
+* a failed LAUNCH puts the tasks back in front of the queue with the failure as their reason.
 
-:func:`match_offer` is pure: given one offer and the pending handles, it returns the
-``TaskInfo``s to launch (several tasks may share one offer; first come, first served),
-honouring resources, the offer's role (unreserved first, then the role's reservation),
-``KEY=VALUE`` attribute constraints, ports, and a request pinned to one offer.
+The names of :mod:`.handle` and :mod:`.matcher` are re-exported here for older imports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
-from mesos_nb.protocol.messages import (
-    ID,
-    TERMINAL_STATES,
-    Capability,
-    Filters,
-    FrameworkInfo,
-    Offer,
-    TaskInfo,
-)
+from mesos_nb.protocol.messages import Filters, Offer
 from mesos_nb.protocol.resources import Resources
 
 from .driver import MesosError, Scheduler, SchedulerDriver
+from .handle import (
+    LAUNCHING,
+    PENDING,
+    RUNNING,
+    TaskHandle,
+    TaskSpec,
+    current_user,
+    framework_ended,
+    framework_info,
+    image_container,
+)
+from .matcher import Placer, amounts_text, match_offer, ports_of, unfit_reason, waiting_reason
 from .stream import normalize_master
-from .tasks import command_info, matches_attributes, new_task_id, offer_role, request, take_from
+from .tasks import new_task_id
 
 log = logging.getLogger("mesos_nb.scheduler.pool")
 
-PENDING = "PENDING"
-LAUNCHING = frozenset({"TASK_STAGING", "TASK_STARTING"})
-RUNNING = frozenset({"TASK_RUNNING", "TASK_KILLING"})
 
-
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "nobody"
-
-
-@dataclass
-class TaskSpec:
-    """What to run. ``cmd`` is a shell command (a string, or an argv list that is quoted), or a
-    function ``(hostname, ports) -> str`` called when the offer is chosen (for commands that
-    must know their host and ports). ``offer_id`` pins the task to that one offer."""
-
-    cmd: str | Sequence[str] | Callable[[str, list[int]], str]
-    cpus: float = 1.0
-    mem: float = 256.0
-    gpus: float = 0.0
-    disk: float = 0.0
-    ports: int = 0
-    name: str = "task"
-    task_id: str | None = None
-    constraints: Mapping[str, str] = field(default_factory=dict)
-    env: Mapping[str, str] = field(default_factory=dict)
-    offer_id: str | None = None
-    container: Mapping[str, Any] | None = None  # a ContainerInfo (see image_container)
-
-    @property
-    def amounts(self) -> dict[str, float]:
-        return request(cpus=self.cpus, mem=self.mem, gpus=self.gpus, disk=self.disk)
-
-    def describe(self) -> str:
-        parts = [f"{k}:{v:g}" for k, v in self.amounts.items()]
-        if self.ports:
-            parts.append(f"ports:{self.ports}")
-        return " ".join(parts)
-
-
-def image_container(image: str, volumes: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
-    """A Mesos-containerizer ``ContainerInfo`` running in the Docker ``image`` (no daemon:
-    the agent provisions the rootfs), with ``(host_path, container_path)`` read-only volumes."""
-    info: dict[str, Any] = {"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": image}}}}
-    if volumes:
-        info["volumes"] = [{"container_path": c, "host_path": h, "mode": "RO"} for h, c in volumes]
-    return info
-
-
-class TaskHandle:
-    """One requested task: id, state and its history, agent, ports, last message.
-
-    Thread-safe: the driver's loop thread sets states, other threads wait on ``cond``.
-    Subclasses react to changes in :meth:`_changed` (the notebook refreshes its displays).
-    """
-
-    def __init__(self, task_id: str, spec: TaskSpec | None) -> None:
-        self.id = task_id
-        self.spec = spec
-        self.created = time.time()
-        self.history: list[tuple[float, str]] = [(self.created, PENDING)]
-        self.agent_id: str | None = None
-        self.hostname: str | None = None
-        self.ports: list[int] = []
-        self.message: str | None = None
-        self.reason: str | None = None
-        self.cond = threading.Condition()
-
-    @property
-    def state(self) -> str:
-        return self.history[-1][1]
-
-    @property
-    def done(self) -> bool:
-        return self.state in TERMINAL_STATES
-
-    @property
-    def phase(self) -> str:
-        s = self.state
-        if s == PENDING:
-            return "requested"
-        if s in LAUNCHING:
-            return "launching"
-        if s in RUNNING or s not in TERMINAL_STATES:
-            return "running"
-        return s.removeprefix("TASK_").lower()
-
-    def _set(self, state: str, message: str | None = None, reason: str | None = None) -> None:
-        with self.cond:
-            if state != self.state:
-                self.history.append((time.time(), state))
-                self.message, self.reason = message, reason
-            elif message:
-                self.message, self.reason = message, reason or self.reason
-            self.cond.notify_all()
-        self._changed()
-
-    def _changed(self) -> None:
-        """Called after every state change (on whatever thread made it)."""
-
-    def launching(self, offer: Offer, ports: list[int]) -> None:
-        self.agent_id = offer.agent_id.value
-        self.hostname = offer.hostname
-        self.ports = ports
-        self._set("TASK_STAGING")
-
-    def requeue(self, why: str | None) -> None:
-        """The LAUNCH call failed: back to waiting for an offer."""
-        self.agent_id = self.hostname = None
-        self.ports = []
-        self._set(PENDING, why)
-
-    def wait_for(self, states: set[str] | frozenset[str], timeout: float) -> bool:
-        """Block until the state is one of ``states`` or terminal; True when it is in ``states``."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while self.state not in states and not self.done:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self.cond.wait(min(left, 0.5))
-            return self.state in states
-
-    def __repr__(self) -> str:
-        where = f" on {self.hostname}" if self.hostname else ""
-        return f"<TaskHandle {self.id} {self.phase}{where}>"
-
-
-def framework_ended(tasks: Iterable[TaskHandle], message: str) -> None:
-    """The master sent ERROR (the framework is gone): every live task is lost to us."""
-    for t in tasks:
-        if not t.done:
-            t._set("TASK_LOST", f"the master ended the framework: {message}")
-
-
-# ============================================================================ the matcher
-def unfit_reason(offer: Offer, spec: TaskSpec) -> str | None:
-    """Why ``offer`` cannot hold ``spec`` (None when it can)."""
-    if spec.offer_id is not None and spec.offer_id != offer.id.value:
-        return f"the task waits for offer {spec.offer_id}"
-    if spec.constraints and not matches_attributes(offer, spec.constraints):
-        return "no offered agent has " + ", ".join(f"{k}={v}" for k, v in spec.constraints.items())
-    have = Resources.from_proto(offer.resources)
-    if take_from(have, offer_role(offer), spec.amounts, spec.ports) is None:
-        left = have.scalars()
-        return (f"each task needs {spec.describe()}; the offer from {offer.hostname} has "
-                + " ".join(f"{k}:{left.get(k, 0):g}" for k in spec.amounts))
-    return None
-
-
-def match_offer(offer: Offer, pending: Sequence[TaskHandle]) -> list[tuple[TaskInfo, TaskHandle]]:
-    """The tasks of ``pending`` (in order) that ``offer`` holds, as ``TaskInfo``s ready to
-    LAUNCH on it. Pure: the handles are not changed."""
-    have = Resources.from_proto(offer.resources)
-    role = offer_role(offer)
-    out: list[tuple[TaskInfo, TaskHandle]] = []
-    for task in pending:
-        spec = task.spec
-        if spec is None or (spec.offer_id is not None and spec.offer_id != offer.id.value):
-            continue
-        if spec.constraints and not matches_attributes(offer, spec.constraints):
-            continue
-        res = take_from(have, role, spec.amounts, spec.ports)
-        if res is None:
-            continue
-        have = have - res
-        ports = [p for b, e in res.ranges("ports") for p in range(b, e + 1)]
-        cmd = spec.cmd(offer.hostname, ports) if callable(spec.cmd) else spec.cmd
-        out.append((TaskInfo(name=spec.name, task_id=ID(value=task.id), agent_id=offer.agent_id,
-                             resources=res.to_proto(role),
-                             command=command_info(cmd, dict(spec.env) or None),
-                             container=dict(spec.container) if spec.container else None), task))
-    return out
-
-
-def ports_of(info: TaskInfo) -> list[int]:
-    return [p for b, e in Resources.from_proto(info.resources).ranges("ports") for p in range(b, e + 1)]
-
-
-def framework_info(name: str, role: str, failover_timeout: float, framework_id: str | None,
-                   gpus: bool = False) -> FrameworkInfo:
-    caps = [Capability(type="MULTI_ROLE")] + ([Capability(type="GPU_RESOURCES")] if gpus else [])
-    return FrameworkInfo(user=current_user(), name=name, roles=[role or "*"], capabilities=caps,
-                         failover_timeout=failover_timeout,
-                         id=ID(value=framework_id) if framework_id else None)
-
-
-# ============================================================================ the pool
 class TaskPool(Scheduler):
     """One framework on ``master`` running the tasks it is given.
 
     It subscribes through the asyncio :class:`SchedulerDriver` on a private event-loop
-    thread; ``submit(TaskSpec)`` queues a request and returns its :class:`TaskHandle` at once;
-    leftover offers are declined, and the framework SUPPRESSes offers while nothing waits and
-    REVIVEs when something new is asked for. Every public method is thread-safe.
-    ``failover_timeout`` > 0 keeps the framework and its tasks on the master after this
-    process is gone, so that ``TaskPool(..., framework_id=...)`` can take them over.
+    thread; ``submit(TaskSpec)`` queues a request and returns its :class:`TaskHandle` at once.
+    Every public method is thread-safe; those that answer (``hold_offers``, ``decline``,
+    ``held_offers``) wait for the loop thread. ``failover_timeout`` > 0 keeps the framework
+    and its tasks on the master after this process is gone, so that
+    ``TaskPool(..., framework_id=...)`` can take them over.
     """
+
+    not_started: ClassVar[str] = "the task pool is not started"
+    amounts_text: ClassVar[Callable[[Mapping[str, float]], str]] = staticmethod(amounts_text)
 
     def __init__(self, master: str, name: str = "mesos-nb", *, role: str = "*",
                  failover_timeout: float = 0.0, framework_id: str | None = None,
-                 start_timeout: float = 15.0, gpus: bool = False) -> None:
+                 start_timeout: float = 15.0, gpus: bool = False, suppress_when_idle: bool = True,
+                 idle_refuse: float = 30.0) -> None:
         self.master = normalize_master(master)
         self.gpus = gpus  # GPU_RESOURCES capability: offers from GPU agents
         self.name = name
@@ -256,18 +78,24 @@ class TaskPool(Scheduler):
         self.failover_timeout = float(failover_timeout)
         self.framework_id = framework_id
         self.start_timeout = start_timeout
+        self.suppress_when_idle = suppress_when_idle
+        self.idle_refuse = idle_refuse
         self.tasks: dict[str, TaskHandle] = {}
+        self.held: dict[str, Offer] = {}
+        self.placers: list[Placer] = []
         self._pending: list[TaskHandle] = []
+        self._holders = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.driver: SchedulerDriver | None = None
         self._suppressed = False
+        self._flow = asyncio.Lock()  # one matching round or REVIVE at a time (callbacks interleave)
         self.offers_seen = 0
         self.last_offer: float | None = None
         self.pending_since: float | None = None
-        self.why_waiting = ""
-        self.error: str | None = None
-        self.listeners: list[Callable[[TaskHandle], None]] = []
+        # ``error`` stays the callback until the master sends ERROR; then it is that message
+        self.listeners: list[Callable[[TaskHandle], None]] = []  # a task changed state
+        self.offer_listeners: list[Callable[[], None]] = []  # held offers or reasons changed
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> str:
@@ -299,13 +127,16 @@ class TaskPool(Scheduler):
             self.framework_id = self._run(go(), timeout=self.start_timeout + 5)
         except BaseException:
             self._stop_loop()
+            self.driver = None
             raise
         return self.framework_id
 
     def _run(self, coro: Any, timeout: float | None = 30.0) -> Any:
         if self._loop is None:
-            raise RuntimeError("the task pool is not started")
+            coro.close()
+            raise RuntimeError(self.not_started)
         if threading.current_thread() is self._thread:
+            coro.close()
             raise RuntimeError("TaskPool._run called from its own loop thread")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
@@ -323,9 +154,10 @@ class TaskPool(Scheduler):
     def stop(self, teardown: bool = True) -> None:
         """Stop; ``teardown`` ends the framework (its tasks are killed), otherwise the master
         keeps it for ``failover_timeout`` seconds."""
-        if self.driver is not None and self._loop is not None and not self._loop.is_closed():
+        driver, self.driver = self.driver, None
+        if driver is not None and self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(Exception):
-                self._run(self.driver.stop(failover=not teardown), timeout=15)
+                self._run(driver.stop(failover=not teardown), timeout=15)
         self._stop_loop()
 
     def _stop_loop(self) -> None:
@@ -341,35 +173,19 @@ class TaskPool(Scheduler):
 
     # ------------------------------------------------------------------ API (any thread)
     def submit(self, spec: TaskSpec) -> TaskHandle:
+        """Queue a command task; returns its handle at once (placed on the loop thread)."""
         tid = spec.task_id or new_task_id(spec.name)
         if tid in self.tasks and not self.tasks[tid].done:
             raise ValueError(f"task {tid} already exists in this pool")
         task = TaskHandle(tid, spec)
         self.tasks[tid] = task
-
-        async def go() -> None:
-            self._pending.append(task)
-            if self.pending_since is None:
-                self.pending_since = time.monotonic()
-            await self._revive()
-
-        self._soon(go)
+        self._soon(lambda: self._enqueue(task))
         return task
 
     def kill(self, task_id: str) -> None:
-        task = self.tasks.get(task_id)
-
         async def go() -> None:
-            if task is not None and task in self._pending:
-                self._pending.remove(task)
-                task._set("TASK_KILLED", "killed before it was launched")
-                self._notify(task)
-                return
-            if task is not None and task.done:
-                return
-            if self.driver is not None:
-                with contextlib.suppress(MesosError, ConnectionError):
-                    await self.driver.kill(task_id, task.agent_id if task else None)
+            with contextlib.suppress(MesosError, ConnectionError):
+                await self._kill(task_id)
 
         self._soon(go)
 
@@ -379,6 +195,50 @@ class TaskPool(Scheduler):
                 await self.driver.reconcile()
 
         self._soon(go)
+
+    def hold_offers(self, on: bool) -> None:
+        """Begin (``on``) or end one hold: while any hold is on, offers left over are kept in
+        ``held`` (not declined) and the framework is never SUPPRESSed; a new hold REVIVEs."""
+
+        async def go() -> None:
+            self._holders += 1 if on else -1
+            if on:
+                await self._revive()
+            await self._match()
+
+        self._run(go())
+
+    def decline(self, offer_id: str, refuse_seconds: float = 1.0) -> None:
+        """Give one held offer back; its resources are refused for ``refuse_seconds``."""
+
+        async def go() -> None:
+            if self.held.pop(offer_id, None) is not None and self.driver is not None:
+                with contextlib.suppress(MesosError, ConnectionError):
+                    await self.driver.decline([offer_id], refuse_seconds=refuse_seconds)
+            self._offers_changed()
+
+        self._run(go())
+
+    def held_offers(self) -> list[Offer]:
+        async def go() -> list[Offer]:
+            return list(self.held.values())
+
+        return self._run(go())
+
+    def refresh_waiting(self) -> None:
+        """Say again why each pending task waits (time passes even when no offer arrives)."""
+
+        async def go() -> None:
+            self._explain_all()
+
+        with contextlib.suppress(RuntimeError, TimeoutError):
+            self._run(go(), timeout=5)
+
+    @property
+    def why_waiting(self) -> str:
+        """The reason of the first task still waiting ("" when none waits)."""
+        first = next(iter(self._waiting()), None)
+        return (first.waiting or "") if first is not None else ""
 
     def status(self) -> dict[str, Any]:
         """Counts per phase plus the reason the requested tasks still wait."""
@@ -390,7 +250,45 @@ class TaskPool(Scheduler):
         counts["waiting"] = self.why_waiting if counts["requested"] else ""
         return counts
 
-    # ------------------------------------------------------------------ callbacks (loop thread)
+    # ------------------------------------------------------------------ hooks for subclasses
+    def role_reason(self, task: TaskHandle) -> str | None:
+        """The role's part of why ``task`` waits (quota, others' reservations), if known."""
+        return None
+
+    def adopt(self, task_id: str) -> TaskHandle:
+        """A handle for a task this process did not submit (learnt by reconciliation)."""
+        return TaskHandle(task_id, None)
+
+    # ------------------------------------------------------------------ loop thread
+    def _waiting(self) -> list[TaskHandle]:
+        return self._pending + [t for p in self.placers for t in p.pending]
+
+    async def _enqueue(self, task: TaskHandle, placer: Placer | None = None) -> None:
+        """Queue ``task`` (for ``placer``, else as a command task), try the held offers, and
+        REVIVE when it still waits for offers in general."""
+        self.tasks[task.id] = task
+        (placer.pending if placer is not None else self._pending).append(task)
+        if self.pending_since is None:
+            self.pending_since = time.monotonic()
+        await self._match()
+        if task.state == PENDING and (task.spec is None or task.spec.offer_id is None):
+            await self._revive()
+
+    async def _kill(self, task_id: str) -> None:
+        """Drop a task still waiting; ask the master to kill a launched one (may raise)."""
+        task = self.tasks.get(task_id)
+        if task is not None:
+            for queue in (self._pending, *(p.pending for p in self.placers)):
+                if task in queue:
+                    queue.remove(task)
+                    task._set("TASK_KILLED", "killed before it was launched")
+                    self._notify(task)
+                    return
+            if task.done:
+                return
+        if self.driver is not None:
+            await self.driver.kill(task_id, task.agent_id if task else None)
+
     def _notify(self, task: TaskHandle) -> None:
         for fn in list(self.listeners):
             try:
@@ -398,72 +296,129 @@ class TaskPool(Scheduler):
             except Exception:  # a listener must not break the driver
                 log.exception("task listener failed")
 
+    def _offers_changed(self) -> None:
+        for fn in list(self.offer_listeners):
+            try:
+                fn()
+            except Exception:
+                log.exception("offer listener failed")
+
     async def _revive(self) -> None:
         if self.driver is None or not self.driver.connected:
             return
-        with contextlib.suppress(MesosError, ConnectionError):
-            await self.driver.revive()
-            self._suppressed = False
+        async with self._flow:
+            with contextlib.suppress(MesosError, ConnectionError):
+                await self.driver.revive()
+                self._suppressed = False
 
+    def _explain(self, task: TaskHandle) -> str:
+        assert task.spec is not None
+        waited = time.monotonic() - (self.pending_since or time.monotonic())
+        return waiting_reason(task.spec, self.held, waited, self.role_reason(task), type(self).amounts_text)
+
+    def _explain_all(self) -> None:
+        for task in self._waiting():
+            if task.spec is not None:
+                task.note_waiting(self._explain(task), self.offers_seen)
+
+    async def _match(self) -> None:
+        """Place what waits on the held offers; give back (or keep) the rest."""
+        async with self._flow:
+            drv = self.driver
+            if drv is not None:  # None: stopped while an event was on its way
+                await self._match_held(drv)
+        self._offers_changed()
+
+    async def _match_held(self, drv: SchedulerDriver) -> None:
+        for offer in list(self.held.values()):
+            if offer.id.value not in self.held:  # declined or rescinded while a LAUNCH was awaited
+                continue
+            launches = match_offer(offer, self._pending)
+            have = Resources.from_proto(offer.resources)
+            for info, _ in launches:
+                have = have - Resources.from_proto(info.resources)
+            placed: list[tuple[Placer, list]] = []
+            for placer in self.placers:
+                got = placer.match(offer, have, self.framework_id) if placer.pending else []
+                for info, _ in got:
+                    have = have - Resources.from_proto(info.resources)
+                placed.append((placer, got))
+            others = [x for _, got in placed for x in got]
+            if not launches and not others:
+                continue
+            self.held.pop(offer.id.value, None)
+            for info, task in launches:
+                self._pending.remove(task)
+                task.launching(offer, ports_of(info))
+                self._notify(task)
+            for _, task in others:
+                task.launching(offer, [])
+                self._notify(task)
+            try:
+                await drv.launch([offer.id], [i for i, _ in launches + others], Filters(refuse_seconds=0.0))
+            except (MesosError, ConnectionError) as e:
+                why = f"the launch on {offer.hostname} failed ({e}); trying again"
+                for _, task in launches + others:
+                    task.requeue(why)
+                self._pending[:0] = [t for _, t in launches]
+                for placer, got in placed:
+                    if got:
+                        placer.launch_failed(got)
+        self._explain_all()
+        if not self._waiting():
+            self.pending_since = None
+        if self.held and self._holders == 0:
+            ids = [oid for oid, o in self.held.items() if not any(p.keeps(o) for p in self.placers)]
+            if ids:
+                for oid in ids:
+                    self.held.pop(oid, None)
+                with contextlib.suppress(MesosError, ConnectionError):
+                    await drv.decline(ids, refuse_seconds=1.0 if self._waiting() else self.idle_refuse)
+        # decided after the awaits above: a task queued meanwhile waits for this round's end
+        # (the lock), then REVIVEs, so a SUPPRESS never lands after the REVIVE it needs
+        if (self.suppress_when_idle and not self._waiting() and not self.held and self._holders == 0
+                and not self._suppressed and drv.connected):
+            with contextlib.suppress(MesosError, ConnectionError):
+                await drv.suppress()
+                self._suppressed = True
+
+    # ------------------------------------------------------------------ driver callbacks
     async def offers(self, driver: Any, offers: list[Offer]) -> None:
         self.offers_seen += len(offers)
         self.last_offer = time.monotonic()
-        decline: list[Any] = []
-        for offer in offers:
-            launches = match_offer(offer, self._pending)
-            for t in self._pending:
-                if t.spec is not None and all(t is not x for _, x in launches):
-                    why = unfit_reason(offer, t.spec)
-                    if why:
-                        self.why_waiting = f"no offer fits: {why}"
-            if not launches:
-                decline.append(offer.id)
-                continue
-            for info, t in launches:
-                self._pending.remove(t)
-                t.launching(offer, ports_of(info))
-                self._notify(t)
-            try:
-                await driver.launch([offer.id], [i for i, _ in launches], Filters(refuse_seconds=0.0))
-            except (MesosError, ConnectionError) as e:
-                self.why_waiting = f"the launch on {offer.hostname} failed ({e}); trying again"
-                for _, t in reversed(launches):
-                    t.requeue(self.why_waiting)
-                    self._pending.insert(0, t)
-        if not self._pending:
-            self.pending_since = None
-            self.why_waiting = ""
-        if decline:
-            with contextlib.suppress(MesosError, ConnectionError):
-                await driver.decline(decline, refuse_seconds=1.0 if self._pending else 30.0)
-        if not self._pending and not self._suppressed:
-            with contextlib.suppress(MesosError, ConnectionError):
-                await driver.suppress()
-                self._suppressed = True
+        for o in offers:
+            self.held[o.id.value] = o
+        await self._match()
+
+    def rescind(self, driver: Any, offer_id: Any) -> None:
+        self.held.pop(str(getattr(offer_id, "value", offer_id)), None)
+        self._offers_changed()
 
     async def update(self, driver: Any, status: Any) -> None:
         tid = status.task_id.value
         task = self.tasks.get(tid)
         if task is None:  # known from before this process (reconciliation)
-            task = TaskHandle(tid, None)
-            self.tasks[tid] = task
+            task = self.tasks[tid] = self.adopt(tid)
         if status.agent_id is not None and not task.agent_id:
             task.agent_id = status.agent_id.value
+        if status.data is not None:
+            task.data = status.data
         task._set(status.state, status.message, status.reason)
         self._notify(task)
 
     def error(self, driver: Any, message: str) -> None:
-        self.error = message
+        self.error = message  # type: ignore[assignment,method-assign]
         framework_ended(self.tasks.values(), message)
 
     def heartbeat(self, driver: Any) -> None:
-        # say why we wait when offers stop coming at all
-        if self._pending and self.pending_since is not None:
-            if self.last_offer is None or time.monotonic() - self.last_offer > 3:
-                waited = time.monotonic() - self.pending_since
-                self.why_waiting = (
-                    f"no offer for {waited:.0f} s: the cluster's free resources are used by other "
-                    "tasks or frameworks (or the role's quota/weight holds this framework back)")
+        # time passes while no offer comes: say so (offers, when they come, say more)
+        if self.last_offer is None or time.monotonic() - self.last_offer > 3:
+            self._explain_all()
+            self._offers_changed()
+        if self.held and self._holders == 0:
+            # offers a placer kept (e.g. for a warm executor's next cell) go back once it stops
+            # keeping them, even when no other offer comes (an idle pool is SUPPRESSed)
+            self._soon(self._match)
 
 
 def _log_failure(t: asyncio.Future) -> None:
@@ -471,5 +426,6 @@ def _log_failure(t: asyncio.Future) -> None:
         log.warning("task pool operation failed: %s", t.exception())
 
 
-__all__ = ["LAUNCHING", "PENDING", "RUNNING", "TaskHandle", "TaskPool", "TaskSpec", "current_user", "image_container",
-           "framework_ended", "framework_info", "match_offer", "ports_of", "unfit_reason"]
+__all__ = ["LAUNCHING", "PENDING", "RUNNING", "Placer", "TaskHandle", "TaskPool", "TaskSpec", "current_user",
+           "framework_ended", "framework_info", "image_container", "match_offer", "ports_of", "unfit_reason",
+           "waiting_reason"]
