@@ -202,7 +202,10 @@ class LocalCluster:
         from mesos_nb.protocol.tls import client_context
 
         os.makedirs(self.work_dir, exist_ok=True)
-        mopts = dict(host=self.host, port=self.port, work_dir=os.path.join(self.work_dir, "master"))
+        # One user's machine: a notebook's CPU tasks may use a GPU agent (on a workstation the
+        # only agent is one), which a shared cluster's master refuses by default.
+        mopts = dict(host=self.host, port=self.port, work_dir=os.path.join(self.work_dir, "master"),
+                     filter_gpu_resources=False)
         mopts.update(self._security())
         mopts.update(self.master_options)
         self.master = MasterServer(MasterConfig(**mopts))

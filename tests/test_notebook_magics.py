@@ -348,3 +348,41 @@ def test_dashboard_without_bokeh_is_one_sentence(connected, monkeypatch):
     monkeypatch.setitem(sys.modules, "bokeh", None)  # as if bokeh were not installed
     with pytest.raises(MesosNotebookError, match=r"needs bokeh and jupyter_bokeh .*pip install 'mesos-nb\[notebook\]'"):
         connected.run_line_magic("mesos", "dashboard")
+
+
+
+@pytest.fixture
+def gpu_cluster(tmp_path):
+    """One agent with a GPU, on a master that filters GPU agents as a shared cluster's does."""
+    from mesos_nb.notebook.embedded import ClusterThread
+
+    ct = ClusterThread(agents=1, port=0, agent_resources="cpus:2;mem:1024;disk:1024;gpus:1",
+                       work_dir=str(tmp_path / "gpu-cluster"), master_options={"filter_gpu_resources": True})
+    ct.start()
+    try:
+        yield ct
+    finally:
+        ct.stop()
+
+
+def test_gpu_task_runs_on_a_gpu_agent_through_a_gpu_aware_framework(ip, gpu_cluster):
+    """Only frameworks that declare GPU_RESOURCES are offered GPU agents (as in Mesos); the
+    notebook's own framework does not, so ``--gpus`` goes through a second one. Before, the
+    task waited forever for an offer that could never come."""
+    ip.run_line_magic("mesos", f"connect {gpu_cluster.master_address}")
+    t = ip.run_line_magic("mesos", "run --cpus 0.1 --mem 32 --gpus 1 -- echo gpus=$CUDA_VISIBLE_DEVICES")
+    assert t.wait(60).state == "TASK_FINISHED" and t.logs().stdout.startswith("gpus=")
+    names = {f["name"]: f for f in get_json(gpu_cluster.master_url + "/master/state")["frameworks"]}
+    gpu_fw = next(f for n, f in names.items() if n.endswith("(gpus)"))
+    assert "GPU_RESOURCES" in gpu_fw["capabilities"] and len(gpu_fw["completed_tasks"]) == 1
+    ip.run_line_magic("mesos", "disconnect")
+
+
+def test_embedded_cluster_offers_its_gpu_agent_to_the_notebooks_cpu_tasks(ip, tmp_path):
+    """A workstation's local cluster has one agent, with the GPU: the notebook's plain tasks
+    must run there too (the embedded master does not filter GPU agents)."""
+    with cluster_thread(tmp_path / "gpu-local", 1, "cpus:2;mem:1024;disk:1024;gpus:1") as ct:
+        ip.run_line_magic("mesos", f"connect {ct.master_address}")
+        plain = ip.run_line_magic("mesos", "run --cpus 0.1 --mem 32 -- true")
+        assert plain.wait(60).state == "TASK_FINISHED"
+        ip.run_line_magic("mesos", "disconnect")

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt(m, "--agent-ping-timeout", type=positive, default=15.0, help="seconds between agent pings")
     opt(m, "--max-agent-ping-timeouts", type=int, default=5, help="missed pings before an agent is lost")
     opt(m, "--agent-secret", help="shared secret agents must present")
+    flag(m, "--no-filter-gpu-resources",
+         "offer GPU agents to every framework, not only to those that declare GPU_RESOURCES")
     services.security_options(m)
     opt(m, "--log-level", type=log_level, default="info", help="debug, info, warning, error")
     add_master_flags(m)

@@ -100,6 +100,7 @@ def cmd_master(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, hostname=args.hostname, work_dir=args.work_dir,
             allocation_interval=args.allocation_interval, agent_ping_timeout=args.agent_ping_timeout,
             max_agent_ping_timeouts=args.max_agent_ping_timeouts, agent_secret=args.agent_secret,
+            filter_gpu_resources=not args.no_filter_gpu_resources,
             **_master_security(args),
             **master_config_kwargs(args),
         )

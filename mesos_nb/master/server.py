@@ -28,6 +28,7 @@ from ..protocol.routing import add_routes
 from ..protocol.tls import server_context, server_settings
 from ..protocol.version import VERSION as __version__
 from . import big_calls
+from .allocator import HierarchicalDRFAllocator
 from .connections import Channel, Stream, basic_principal, ip_as_uint32
 from .core import CallError, MasterCore
 from .effects import EndStream, ToAgent, ToChannel, ToFramework
@@ -58,6 +59,8 @@ class MasterConfig:
     hostname: str | None = None
     work_dir: str | None = None
     allocation_interval: float = 1.0
+    # Mesos --[no-]filter_gpu_resources: GPU agents offered only to GPU_RESOURCES frameworks
+    filter_gpu_resources: bool = True
     heartbeat_interval: float = m.DEFAULT_HEARTBEAT_INTERVAL
     agent_ping_timeout: float = AGENT_PING_TIMEOUT
     max_agent_ping_timeouts: int = MAX_AGENT_PING_TIMEOUTS
@@ -115,7 +118,8 @@ class MasterServer:
     def _new_core(self) -> MasterCore:
         c = self.config
         core = MasterCore(
-            self.master_id, agent_reregister_timeout=c.agent_reregister_timeout,
+            self.master_id, allocator=HierarchicalDRFAllocator(filter_gpu_resources=c.filter_gpu_resources),
+            agent_reregister_timeout=c.agent_reregister_timeout,
             unreachable_timeout=c.agent_ping_timeout * c.max_agent_ping_timeouts,
             partition=PartitionConfig(c.agent_ping_timeout, c.max_agent_ping_timeouts,
                                       c.registry_max_agent_age, c.registry_max_agent_count))

@@ -39,9 +39,9 @@ class NotebookFramework(TaskPool):
 
     def __init__(self, master_url: str, *, name: str = "notebook", role: str = "*",
                  failover_timeout: float = 3600.0, key: str | None = None,
-                 idle_refuse: float = 30.0) -> None:
+                 idle_refuse: float = 30.0, gpus: bool = False) -> None:
         super().__init__(master_url, name, role=role, failover_timeout=failover_timeout,
-                         start_timeout=10.0, idle_refuse=idle_refuse)
+                         start_timeout=10.0, idle_refuse=idle_refuse, gpus=gpus)
         self.key = key
         self.reconnected = False
         self.warm = WarmExecutors()

@@ -95,7 +95,8 @@ class MesosMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.framework: NotebookFramework | None = None
-        self.role_frameworks: dict[str, NotebookFramework] = {}  # %mesos run --role R
+        # %mesos run --role R / --gpus G: more frameworks of this notebook, by (role, GPU-aware)
+        self.role_frameworks: dict[tuple[str, bool], NotebookFramework] = {}
         self.cluster: Cluster | None = None
         self.browsers: list[Any] = []
 
@@ -241,18 +242,24 @@ class MesosMagics(Magics):
         assert self.framework is not None
         return self.framework
 
-    def _fw_for(self, role: str | None) -> NotebookFramework:
-        """This notebook's framework, or for another role a second framework of this notebook
-        subscribed in that role (started once, torn down by %mesos disconnect)."""
+    def _fw_for(self, role: str | None, gpus: float = 0.0) -> NotebookFramework:
+        """This notebook's framework, or for another role (or a task that needs GPUs) a second
+        framework of this notebook subscribed in that role (started once, torn down by
+        %mesos disconnect). GPUs need their own: as in Mesos, only a framework that declares
+        GPU_RESOURCES is offered GPU agents, and the notebook's own framework does not, so that
+        its CPU tasks never take a GPU machine's cpus from the GPU users."""
         base = self._fw()
-        if role is None or role == base.role:
+        role = base.role if role is None else role
+        gpu = gpus > 0
+        if role == base.role and not gpu:
             return base
-        fw = self.role_frameworks.get(role)
+        fw = self.role_frameworks.get((role, gpu))
         if fw is None or fw.driver is None or fw.master_url != base.master_url:
-            fw = NotebookFramework(base.master_url, name=f"{self._framework_name()} ({role})", role=role,
-                                   failover_timeout=self.failover_timeout)
+            label = ", ".join(x for x in ((role if role != base.role else ""), ("gpus" if gpu else "")) if x)
+            fw = NotebookFramework(base.master_url, name=f"{self._framework_name()} ({label})", role=role,
+                                   failover_timeout=self.failover_timeout, gpus=gpu)
             fw.start()
-            self.role_frameworks[role] = fw
+            self.role_frameworks[(role, gpu)] = fw
         return fw
 
     def _master_url(self) -> str:
@@ -351,7 +358,7 @@ class MesosMagics(Magics):
         a = p.parse_args(opts)
         if not cmd:
             raise MesosNotebookError("no command given: use %mesos run [--cpus C --mem M] -- CMD")
-        fw = self._fw_for(a.role)
+        fw = self._fw_for(a.role, a.gpus)
         return fw.submit(cmd, cpus=self.default_cpus if a.cpus is None else a.cpus,
                          mem=self.default_mem if a.mem is None else a.mem, gpus=a.gpus, name=a.name,
                          constraints=constraints(a.attr), image=a.image)
@@ -365,7 +372,7 @@ class MesosMagics(Magics):
         p.add_argument("--preload")
         p.add_argument("--fresh", action="store_true")
         a = p.parse_args(shlex.split(rest))
-        fw = self._fw()
+        fw = self._fw_for(None, a.gpus)
         cpus = self.default_cpus if a.cpus is None else a.cpus
         mem = self.default_mem if a.mem is None else a.mem
         if a.fresh or not self.warm:
