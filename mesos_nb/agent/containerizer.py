@@ -392,14 +392,14 @@ class PosixContainerizer(Containerizer):
             executable = None
         elif prepared is None:
             user_step = switch_to(spec.user)
-        # cgroups: the helper forks (Popen here would fork with a preexec_fn); posix: Popen's vfork,
-        # which costs half the CPU of the helper's fork of a Python process (agent process and
-        # children: 1.6 vs 3.3 ms a task in bench/launch_throughput.py), though it holds the loop
-        # until the child execs.
+        # Plain containers are started by the helper (a vfork there: cgroups v1 from a thread in
+        # the container's cgroups, posix directly), so the agent's loop never waits for an exec
+        # (a vfork'd child waiting for a CPU held it 1-5 ms on a busy box).
         helper = self._launcher is not None and prepared is None and setup is None and not waiter and \
-            user_step is None and not isinstance(self.isolator, PosixIsolator)
+            user_step is None
         try:  # with the helper, the cgroups are made off the event loop too
-            (await asyncio.to_thread(self.isolator.prepare, spec.container_id, spec.limits)) if helper \
+            (await asyncio.to_thread(self.isolator.prepare, spec.container_id, spec.limits)) \
+                if helper and not isinstance(self.isolator, PosixIsolator) \
                 else self.isolator.prepare(spec.container_id, spec.limits)
         except OSError as e:
             self._cleanup(spec.container_id)
@@ -407,8 +407,9 @@ class PosixContainerizer(Containerizer):
                 self.images.release(prepared)
             raise LaunchError(f"Failed to prepare isolation ({self.isolator.name}): {e}") from None
         join = self.isolator.preexec(spec.container_id)
-        if helper and isinstance(join, CgroupJoin):
-            if (c := await self._launch_helper(spec, argv, executable, env, join, None)) is not None:
+        if helper and (join is None or isinstance(join, CgroupJoin)):
+            files = join.files if join is not None else []
+            if (c := await self._launch_helper(spec, argv, executable, env, files, None)) is not None:
                 return c
         preexec = chain(container_preexec(join=join, setup=setup,
                                           pid_namespace=iso.pid_namespace,
@@ -470,13 +471,14 @@ class PosixContainerizer(Containerizer):
         return c
 
     async def _launch_helper(self, spec: LaunchSpec, argv: list[str], executable: str | None, env: dict[str, str],
-                             join: CgroupJoin, prepared: Any) -> Container | None:
-        """The helper forks the child (it joins its cgroups, execs); None: helper unavailable."""
+                             join: list[str], prepared: Any) -> Container | None:
+        """The helper starts the child (inside the cgroups whose ``cgroup.procs`` files
+        ``join`` names, if any); None: helper unavailable."""
         assert self._launcher is not None
         try:
             pid, fut = await self._launcher.launch(
                 argv=argv, executable=executable, env=env, cwd=spec.cwd, stdout=spec.stdout_path,
-                stderr=spec.stderr_path, join=join.files)
+                stderr=spec.stderr_path, join=join)
         except LauncherUnavailable:
             return None
         except OSError as e:
@@ -484,6 +486,7 @@ class PosixContainerizer(Containerizer):
             raise LaunchError(f"Failed to launch container: {e}") from None
         if spec.status_path is not None:  # supervisor.py recorded the task's own status
             fut = prefer_recorded(fut, functools.partial(read_status_file, spec.status_path))
+        self.isolator.isolate(spec.container_id, pid, spec.limits)  # (a joined cgroup: nothing to do)
         c = Container(container_id=spec.container_id, pid=pid, directory=spec.cwd, exit_future=fut,
                       limits=spec.limits, status_path=spec.status_path, disk_paths=self._disk_paths(spec, prepared))
         self._track(c)

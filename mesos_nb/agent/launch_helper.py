@@ -148,6 +148,23 @@ def _write_tid(paths: list[str], tid: bytes) -> None:
             os.close(fd)
 
 
+def _popen(req: dict) -> int:
+    """Start the child with ``subprocess.Popen``'s vfork (no pre-exec step, so CPython vforks):
+    it returns once the child has exec'd; its pid, or ``OSError`` / ``SubprocessError``."""
+    fds = [os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)]
+    try:
+        for key in ("stdout", "stderr"):
+            fds.append(os.open(req[key], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644))
+        proc = subprocess.Popen(req["argv"], executable=req.get("exe"), stdin=fds[0], stdout=fds[1],
+                                stderr=fds[2], cwd=req["cwd"], env=req["env"], start_new_session=True,
+                                close_fds=True, restore_signals=True)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    proc.returncode = 0  # reaped by Helper._reap, never by Popen's own bookkeeping
+    return proc.pid
+
+
 def _vfork_in(req: dict, tasks: list[tuple[str, str]]) -> int:
     """Start the child from a thread moved into the container's v1 cgroups (and back); its
     pid, or ``OSError`` / ``SubprocessError`` (the child could not exec)."""
@@ -157,18 +174,7 @@ def _vfork_in(req: dict, tasks: list[tuple[str, str]]) -> int:
         tid = str(threading.get_native_id()).encode()
         try:
             _write_tid([t for t, _ in tasks], tid)
-            fds = [os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)]
-            try:
-                for key in ("stdout", "stderr"):
-                    fds.append(os.open(req[key], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644))
-                proc = subprocess.Popen(req["argv"], executable=req.get("exe"), stdin=fds[0], stdout=fds[1],
-                                        stderr=fds[2], cwd=req["cwd"], env=req["env"], start_new_session=True,
-                                        close_fds=True, restore_signals=True)
-            finally:
-                for fd in fds:
-                    os.close(fd)
-            proc.returncode = 0  # reaped by Helper._reap, never by Popen's own bookkeeping
-            out["pid"] = proc.pid
+            out["pid"] = _popen(req)
         except BaseException as e:  # noqa: BLE001 - everything goes back to the agent
             out["error"] = e
         finally:
@@ -235,10 +241,11 @@ class Helper:
         return True
 
     def _launch(self, req: dict) -> None:
-        tasks = _v1_tasks(req.get("join") or [])
-        if tasks is not None:
+        join = req.get("join") or []
+        tasks = _v1_tasks(join)
+        if tasks is not None or not join:
             try:
-                pid = _vfork_in(req, tasks)
+                pid = _vfork_in(req, tasks) if tasks is not None else _popen(req)
             except (OSError, subprocess.SubprocessError, ValueError) as e:
                 _send(self.fd, {"id": req["id"], "error": str(e) or type(e).__name__})
                 return
