@@ -224,7 +224,7 @@ class OneAtATime(Scheduler):
     async def offers(self, driver, offers):
         for offer in offers:
             if self.busy or self.launched >= self.n:
-                await driver.decline([offer.id], refuse_seconds=0)
+                await driver.decline([offer.id], refuse_seconds=60)  # REVIVEd after each task: no churn
                 continue
             self.busy = True
             task = _task(offer, self.launched, self.task_res)
