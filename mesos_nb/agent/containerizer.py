@@ -3,8 +3,9 @@
 ``Containerizer`` is the small interface the agent uses; ``PosixContainerizer`` is the
 ``--isolation posix`` implementation: each container is one process in its own session
 (so its process group is the container), with cwd = sandbox and stdout/stderr redirected to
-the sandbox files. Plain containers with cgroups are forked by the launcher helper (launcher.py),
-the others here, awaited with a pidfd on the event loop (no pidfds: asyncio's subprocesses).
+the sandbox files. Plain containers (no image, no namespaces, no user switch; posix or cgroups)
+are started by the launcher helper (launcher.py), the others here, awaited with a pidfd on the
+event loop (no pidfds: asyncio's subprocesses).
 
 Destroy = SIGTERM to the process group, wait the grace period, SIGKILL the group. When the
 leader exits on its own, leftover group members are SIGKILLed too (as Mesos' posix

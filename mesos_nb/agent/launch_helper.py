@@ -1,5 +1,6 @@
 """The agent's launcher helper: a small process (``python -S``, stdlib only) started once per
-containerizer, that forks every plain container so the agent itself never forks.
+containerizer, that starts every plain container so the agent itself never forks nor waits
+for an exec (posix containers too: a vfork'd child waiting for a CPU held the agent's loop).
 
 Why: a fork of the agent copies its page tables (a large Python heap), and with cgroups the
 child's join (a write to each ``cgroup.procs``) waits in the kernel for milliseconds; done by
@@ -21,7 +22,8 @@ The child: default signal dispositions, joins its cgroups, ``setsid`` (its proce
 the container), stdin ``/dev/null``, stdout/stderr appended to the sandbox files, ``chdir``,
 ``execve`` (a bare name searched in the task environment's ``PATH``, as Popen does).
 
-Under cgroups v1 the child is not a fork of this Python process but a vfork from a short-lived
+With nothing to join (posix) the child is vforked here directly (``subprocess.Popen`` without a
+pre-exec step). Under cgroups v1 the child is not a fork of this Python process but a vfork from a short-lived
 thread that first moves itself (its thread id, into each hierarchy's ``tasks`` file) into the
 container's cgroups: a vfork'd child is born there, and costs no page-table copy and no
 copy-on-write faults (a Python fork + exec took 1.8 ms of CPU here, a vfork + exec 0.7 ms).
