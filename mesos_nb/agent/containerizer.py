@@ -428,8 +428,14 @@ class PosixContainerizer(Containerizer):
                     cwd=spec.cwd, env=env, start_new_session=True, close_fds=True, preexec_fn=preexec,
                 )
                 # Namespaces and mounts take the child milliseconds to set up before it execs,
-                # and Popen waits for the exec: off the event loop then (the plain path stays inline).
-                proc = await asyncio.to_thread(popen) if setup is not None or waiter else popen()
+                # and Popen waits for the exec: off the event loop then (the plain path stays
+                # inline, after one loop turn, so that what the agent queued for the channel, a
+                # task's TASK_STARTING, is written before the loop blocks in the vfork).
+                if setup is not None or waiter:
+                    proc = await asyncio.to_thread(popen)
+                else:
+                    await asyncio.sleep(0)
+                    proc = popen()
             else:
                 aproc = await asyncio.create_subprocess_exec(
                     *argv, executable=executable, stdin=subprocess.DEVNULL,
