@@ -27,7 +27,6 @@ from mesos_nb.scheduler import FrameworkInfo, Scheduler, SchedulerDriver
 from .harness import machine, pct
 from .launch_throughput import _cpu, start_cluster
 
-
 REFUSE_S = 60.0
 
 
