@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from collections import defaultdict
 
-from test_recovery import start_agent, until
+from test_recovery import start_agent, stop_agent, until
 
 from mesos_nb.master.harness import Harness
 from mesos_nb.master.server import MasterConfig, MasterServer
@@ -89,12 +88,7 @@ async def test_unacknowledged_update_survives_an_agent_sigkill_and_ends_once(tmp
             assert {u for u in sched.terminal(t)} == set(first[t])  # one terminal state, one uuid
     finally:
         await driver.stop()
-        if agent.poll() is None:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(20)
-            except subprocess.TimeoutExpired:
-                agent.kill()
+        stop_agent(agent)
         await master.stop()
 
 

@@ -393,15 +393,13 @@ class PosixContainerizer(Containerizer):
             executable = None
         elif prepared is None:
             user_step = switch_to(spec.user)
-        # Plain containers are started by the helper (a vfork there: cgroups v1 from a thread in
-        # the container's cgroups, posix directly), so the agent's loop never waits for an exec
-        # (a vfork'd child waiting for a CPU held it 1-5 ms on a busy box).
-        helper = self._launcher is not None and prepared is None and setup is None and not waiter and \
-            user_step is None
+        # Plain containers are started by the helper (its vfork), so the agent's loop never waits
+        # for an exec (a vfork'd child waiting for a CPU held it 1-5 ms on a busy box).
+        helper = self._launcher is not None and prepared is None and setup is None and not waiter and not user_step
         try:  # with the helper, the cgroups are made off the event loop too
             (await asyncio.to_thread(self.isolator.prepare, spec.container_id, spec.limits)) \
-                if helper and not isinstance(self.isolator, PosixIsolator) \
-                else self.isolator.prepare(spec.container_id, spec.limits)
+                if helper and not isinstance(self.isolator, PosixIsolator) else self.isolator.prepare(
+                    spec.container_id, spec.limits)
         except OSError as e:
             self._cleanup(spec.container_id)
             if prepared is not None and self.images is not None:
@@ -427,10 +425,9 @@ class PosixContainerizer(Containerizer):
                     subprocess.Popen, argv, executable=executable, stdin=self._stdin(), stdout=out, stderr=err,
                     cwd=spec.cwd, env=env, start_new_session=True, close_fds=True, preexec_fn=preexec,
                 )
-                # Namespaces and mounts take the child milliseconds to set up before it execs,
-                # and Popen waits for the exec: off the event loop then (the plain path stays
-                # inline, after one loop turn, so that what the agent queued for the channel, a
-                # task's TASK_STARTING, is written before the loop blocks in the vfork).
+                # Namespaces and mounts take the child milliseconds before it execs, and Popen
+                # waits for the exec: off the loop then. The plain path stays inline, after one
+                # loop turn (a task's queued TASK_STARTING is written before the vfork blocks).
                 if setup is not None or waiter:
                     proc = await asyncio.to_thread(popen)
                 else:
@@ -580,8 +577,6 @@ class PosixContainerizer(Containerizer):
             if not container.exited:
                 _killpg(container.pid, signal.SIGKILL)
         return await container.wait()
-
-
 
 
 def make_containerizer(isolation: str, *, images: Any = None, work_dir: str | None = None,
