@@ -114,3 +114,33 @@ def test_master_completes_a_task_only_when_its_terminal_update_is_acknowledged()
     assert update("TASK_FINISHED", b"f" * 16) == ["TASK_FINISHED"]  # forwarded, not answered
     h.acknowledge("t1")
     assert "t1" not in fw.tasks and fw.completed_tasks[-1].state == "TASK_FINISHED"
+
+
+def test_update_records_are_appended_and_a_torn_last_line_is_dropped_then_rewritten(tmp_path):
+    """``task.updates`` grows by one fdatasync'd line per record (the file is not replaced); a
+    crash mid-write tears only the last line: recovery skips it, and the first write after
+    recovery rewrites the stream whole, so the torn bytes never glue onto a new record."""
+    from test_agent_units import upd
+
+    from mesos_nb.agent import checkpoint as ckpt
+
+    d = tmp_path / "tasks" / "t1"
+    d.mkdir(parents=True)
+    (d / "task.info").write_bytes(m.encode(m.TaskInfo(name="t1", task_id=m.ID(value="t1"), agent_id=m.ID(value="A"))))
+    store = ckpt.DiskUpdateStore(lambda fw, task: str(d))
+    a, b = upd(state="TASK_STARTING"), upd(state="TASK_RUNNING")
+    store.append(a)
+    inode = (d / "task.updates").stat().st_ino
+    store.acknowledge("fw1", "t1", a.status.uuid)
+    store.append(b)
+    assert (d / "task.updates").stat().st_ino == inode  # appended, not rewritten
+    assert len((d / "task.updates").read_bytes().splitlines()) == 3
+    with open(d / "task.updates", "ab") as f:
+        f.write(b'{"update":{"task_id":{"val')  # the crash
+    back = ckpt._read_task(str(d))
+    assert [u.state for u in back.unacked()] == ["TASK_RUNNING"] and len(back.records) == 3
+    store = ckpt.DiskUpdateStore(lambda fw, task: str(d))  # the restarted agent
+    store.load("fw1", "t1", back.records)
+    store.acknowledge("fw1", "t1", b.status.uuid)
+    again = ckpt._read_task(str(d))
+    assert len(again.records) == 4 and again.unacked() == []  # clean: nothing torn left in it
