@@ -224,7 +224,7 @@ class OneAtATime(Scheduler):
     async def offers(self, driver, offers):
         for offer in offers:
             if self.busy or self.launched >= self.n:
-                await driver.decline([offer.id], refuse_seconds=0)
+                await driver.decline([offer.id], refuse_seconds=60)  # REVIVEd after each task: no churn
                 continue
             self.busy = True
             task = _task(offer, self.launched, self.task_res)
@@ -262,6 +262,8 @@ async def accept_to_running(n: int, base: str, isolation: str, task_cpus: float,
                 proc.wait(30)
 
 
+CHECKPOINT = False  # --checkpoint: the framework checkpoints (each task runs under its supervisor,
+# each status update and acknowledgement is made durable before the update is sent on)
 LAST_CPU: dict[str, float] = {}  # CPU per task of each process of the last through_cluster run
 
 
@@ -328,7 +330,8 @@ async def through_cluster(n: int, concurrency: int, split: bool, base: str,
                 kw = dict(ca_file=secure.ca)
                 if auth:
                     kw.update(principal=secure.principal, secret=secure.secret)
-            driver = SchedulerDriver(sched, FrameworkInfo(user="bench", name="launch-throughput"), master, **kw)
+            fw = FrameworkInfo(user="bench", name="launch-throughput", checkpoint=CHECKPOINT or None)
+            driver = SchedulerDriver(sched, fw, master, **kw)
             t0 = time.perf_counter()
             await driver.start()
             await asyncio.wait_for(sched.done.wait(), timeout=max(120, n / 5))
@@ -375,7 +378,11 @@ async def main(argv: list[str] | None = None) -> None:
                          "raw) and posix on tmpfs (/dev/shm, target >= 0.8), against one raw baseline")
     ap.add_argument("--latency", type=int, metavar="K",
                     help="instead: K tasks one at a time on an idle cluster, ACCEPT → TASK_RUNNING p50/p90")
+    ap.add_argument("--checkpoint", action="store_true",
+                    help="the framework checkpoints (FrameworkInfo.checkpoint): durable status updates")
     a = ap.parse_args(argv)
+    global CHECKPOINT
+    CHECKPOINT = a.checkpoint
     if a.profile:
         os.makedirs(a.profile, exist_ok=True)
         os.environ["BENCH_PROFILE_DIR"] = os.path.abspath(a.profile)

@@ -185,7 +185,7 @@ async def run(n: int, work_dir: str, isolation: str) -> list[list[tuple[int, str
 
 
 def summarize(tasks: list[list[tuple[int, str]]]) -> list[tuple[str, float, float]]:
-    """Per label (first occurrence in a task, up to TASK_RUNNING at the framework): median
+    """Per label (its k-th occurrence in a task labelled ``#k``, up to TASK_RUNNING at the framework): median
     time since ACCEPT was sent and median time since the previous label, in ms."""
     since: dict[str, list[float]] = {}
     step: dict[str, list[float]] = {}
@@ -193,11 +193,11 @@ def summarize(tasks: list[list[tuple[int, str]]]) -> list[tuple[str, float, floa
     for ev in tasks:
         t0 = ev[0][0]
         prev = t0
-        seen: set[str] = set()
+        seen: dict[str, int] = {}
         for t, label in ev:
-            if label in seen:
-                continue
-            seen.add(label)
+            k = seen[label] = seen.get(label, 0) + 1
+            if k > 1:  # a repeated hop (the second status update's frames): numbered
+                label = f"{label}#{k}"
             since.setdefault(label, []).append((t - t0) / 1e6)
             step.setdefault(label, []).append((t - prev) / 1e6)
             prev = t

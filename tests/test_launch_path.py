@@ -66,18 +66,42 @@ def test_master_frees_a_task_ended_at_the_agent_before_the_framework_acknowledge
 
 
 async def test_task_starting_is_on_the_wire_before_the_container_starts(cluster):  # noqa: F811 - the fixture
+    """Through the launcher helper (the default for a plain container): TASK_STARTING has been
+    written to the channel by the time the helper reports the started child; the agent's loop
+    wrote it while the helper forked."""
     fake_master, proc, agent = cluster
-    queued_at_launch: list[list] = []
-    launch = agent.containerizer.launch
+    launcher = agent.containerizer._launcher
+    queued_at_start: list[list] = []
+    dispatch = launcher._dispatch
 
-    async def observed(spec):
-        # The agent forks synchronously (Popen's vfork under posix): whatever is still queued
-        # for the channel now waits for the whole fork and exec.
-        queued_at_launch.append([m for m in proc._out if isinstance(m, ch.StatusUpdate)])
-        return await launch(spec)
+    def observed(msg):
+        if "pid" in msg:
+            queued_at_start.append([m for m in proc._out if isinstance(m, ch.StatusUpdate)])
+        return dispatch(msg)
 
-    agent.containerizer.launch = observed  # type: ignore[method-assign]
+    launcher._dispatch = observed  # type: ignore[method-assign]
     await fake_master.send(run_task(agent.agent_id, "t1", "true"))
     await fake_master.wait_state("t1", "TASK_RUNNING")
-    assert queued_at_launch == [[]]  # TASK_STARTING had been written already
+    assert queued_at_start == [[]]  # TASK_STARTING had been written already
     assert fake_master.states("t1")[:2] == ["TASK_STARTING", "TASK_RUNNING"]
+
+
+async def test_task_starting_is_written_before_the_agents_own_popen_blocks(cluster, monkeypatch):  # noqa: F811
+    """Without the helper the agent vforks itself (Popen holds its loop until the child execs):
+    it lets the channel writer send TASK_STARTING first."""
+    import subprocess
+
+    fake_master, proc, agent = cluster
+    agent.containerizer._launcher = None
+    queued_at_popen: list[list] = []
+    popen = subprocess.Popen
+
+    def observed(*a, **kw):
+        queued_at_popen.append([m for m in proc._out if isinstance(m, ch.StatusUpdate)])
+        return popen(*a, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", observed)
+    await fake_master.send(run_task(agent.agent_id, "t2", "true"))
+    await fake_master.wait_state("t2", "TASK_RUNNING")
+    assert queued_at_popen == [[]]
+    assert fake_master.states("t2")[:2] == ["TASK_STARTING", "TASK_RUNNING"]

