@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from mesos_nb.protocol.resources import Resources
 
 from .changes import ChangedAgents
+from .cycle import one_role, shuffle, sum_offers, walk_roles
 from .entries import AgentEntry as _Agent
 from .entries import FrameworkEntry as _Framework
 from .filters import refuse_timeout
@@ -336,15 +337,19 @@ class HierarchicalDRFAllocator:
         return bool(fw and fw.filters.has(role, agent_id, now))
 
     # ================================================================== allocations
-    def _account(self, fw: _Framework, role: str, agent: _Agent, res: Resources, m=None) -> None:
+    @staticmethod
+    def _hold(fw: _Framework, role: str, agent: _Agent, res: Resources) -> None:
+        """What ``fw`` holds on ``agent`` in ``role`` grows by ``res`` (no sorter moves)."""
         per = fw.alloc.get(agent.id)
         if per is None:
             per = fw.alloc[agent.id] = {}
             agent.frameworks[fw.id] = None
         cur = per.get(role)
         per[role] = res if cur is None else cur + res
-        if m is None:
-            m = res.millis()
+
+    def _account(self, fw: _Framework, role: str, agent: _Agent, res: Resources) -> None:
+        self._hold(fw, role, agent, res)
+        m = res.millis()
         self._roles.add_allocation(role, m)
         self._fsorters[role].add_allocation(fw.id, m)
 
@@ -480,76 +485,20 @@ class HierarchicalDRFAllocator:
                     cands.append(a)
         if not cands or not self._fsorters:
             return []
-        self._rng.shuffle(cands)
-        out = self._cycle(cands, now, QuotaCycle(self._quota, self._roles, list(agents.values())) if self._quota else None)
-        self._made += len(out)
-        return out
-
-    def _cycle(self, cands: list[_Agent], now: float, cyc: QuotaCycle | None) -> list[Allocation]:
-        """One pass over ``cands`` (see the module doc); ``cyc`` applies quota when some role has it."""
+        shuffle(self._rng, cands)
         out: list[Allocation] = []
-        order = self._roles.order
-        fsorters = self._fsorters
-        fws = self._fws
-        filter_gpu = self._filter_gpu
-        enough = self._enough
-        account = self._account
-        unmet = cyc.unmet if cyc is not None else None
-        both_stages = (True, False)
-        stage2_only = (False,)
-
-        for agent in cands:
-            avail = agent.available
-            aid = agent.id
-            reserved = agent.reserved
-            no_gpu_ok = agent.gpu and filter_gpu
-            done: set[str] | None = None
-            again = True
-            while again and avail:
-                again = False
-                for stage1 in both_stages if unmet else stage2_only:
-                    for _, role in order():
-                        if done is not None and role in done:
-                            continue
-                        if stage1 and not cyc.in_stage1(role):  # type: ignore[union-attr]
-                            continue
-                        offer = avail.allocatable_to(role) if reserved else avail
-                        if not offer:
-                            continue
-                        m = offer.millis()
-                        if cyc is not None:
-                            capped = cyc.cap(role, offer, m, reserved)
-                            if capped is not offer:
-                                if not capped:
-                                    continue
-                                offer = capped
-                                m = offer.millis()
-                        if not enough(m):
-                            continue
-                        chosen = None
-                        for _, fid in fsorters[role].order():
-                            fw = fws[fid]  # active, subscribed, unsuppressed: see _refresh
-                            if no_gpu_ok and not fw.gpu_aware:
-                                continue
-                            if fw.filters.is_filtered(role, aid, offer, now):  # (no filters: one dict lookup)
-                                continue
-                            chosen = fw
-                            break
-                        if chosen is None:
-                            continue
-                        account(chosen, role, agent, offer, m)
-                        if cyc is not None:
-                            cyc.charge(role, offer, m, reserved)
-                        avail = _EMPTY if offer is avail else avail - offer
-                        agent.available = avail
-                        out.append(Allocation(chosen.id, role, aid, offer))
-                        if done is None:
-                            done = set()
-                        done.add(role)
-                        again = True
-                        break  # orders changed: start the role walk again
-                    if again:
-                        break
+        order = self._roles.order()
+        if not self._quota and len(order) == 1:
+            role = order[0][1]
+            taken = one_role(cands, now, role, self._fsorters[role], self._fws, self._hold, self._enough,
+                             self._filter_gpu, out)
+            if taken:
+                self._roles.add_allocation(role, sum_offers(taken))
+        elif order:
+            cyc = QuotaCycle(self._quota, self._roles, list(agents.values())) if self._quota else None
+            walk_roles(cands, now, self._roles, self._fsorters, self._fws, self._hold, self._enough,
+                       self._filter_gpu, cyc, out)
+        self._made += len(out)
         return out
 
     # ================================================================== reporting

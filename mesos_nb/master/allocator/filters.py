@@ -58,21 +58,21 @@ class OfferFilter:
 class FrameworkFilters:
     """One framework's filters: role -> agent_id -> [OfferFilter]."""
 
-    __slots__ = ("_by_role",)
+    __slots__ = ("by_role",)
 
     def __init__(self) -> None:
-        self._by_role: dict[str, dict[str, list[OfferFilter]]] = {}
+        self.by_role: dict[str, dict[str, list[OfferFilter]]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self._by_role)
+        return bool(self.by_role)
 
     def add(self, role: str, agent_id: str, resources: Resources, expires: float) -> None:
-        self._by_role.setdefault(role, {}).setdefault(agent_id, []).append(
+        self.by_role.setdefault(role, {}).setdefault(agent_id, []).append(
             OfferFilter(resources, expires)
         )
 
     def is_filtered(self, role: str, agent_id: str, offer: Resources, now: float) -> bool:
-        per_agent = self._by_role.get(role)
+        per_agent = self.by_role.get(role)
         if not per_agent:
             return False
         fl = per_agent.get(agent_id)
@@ -96,26 +96,26 @@ class FrameworkFilters:
         else:
             del per_agent[agent_id]
             if not per_agent:
-                del self._by_role[role]
+                del self.by_role[role]
         return any(f.resources is offer or f.resources.contains(offer) for f in live)
 
     def clear(self, roles: Iterable[str] | None = None) -> None:
         if roles is None:
-            self._by_role.clear()
+            self.by_role.clear()
         else:
             for r in roles:
-                self._by_role.pop(r, None)
+                self.by_role.pop(r, None)
 
     def drop_agent(self, agent_id: str) -> None:
-        for role in list(self._by_role):
-            per_agent = self._by_role[role]
+        for role in list(self.by_role):
+            per_agent = self.by_role[role]
             per_agent.pop(agent_id, None)
             if not per_agent:
-                del self._by_role[role]
+                del self.by_role[role]
 
     def has(self, role: str | None = None, agent_id: str | None = None, now: float | None = None) -> bool:
         """Any (live, when ``now`` is given) filter for the role/agent given."""
-        for r, per_agent in self._by_role.items():
+        for r, per_agent in self.by_role.items():
             if role is not None and r != role:
                 continue
             for a, fl in per_agent.items():
@@ -126,4 +126,4 @@ class FrameworkFilters:
         return False
 
     def count(self) -> int:
-        return sum(len(fl) for per_agent in self._by_role.values() for fl in per_agent.values())
+        return sum(len(fl) for per_agent in self.by_role.values() for fl in per_agent.values())
