@@ -102,8 +102,7 @@ class HierarchicalDRFAllocator:
             fw = self._fws.get(fid)
             if fw is None:
                 continue
-            per = fw.alloc.pop(agent_id, None) or {}
-            for role, res in per.items():
+            for role, res in fw.drop(agent_id).items():
                 self._unaccount(fw, role, res)
         for fw in self._fws.values():
             if fw.filters:
@@ -120,7 +119,7 @@ class HierarchicalDRFAllocator:
         agent.set_total(total)
         used = _EMPTY
         for fid in agent.frameworks:
-            for res in self._fws[fid].alloc.get(agent_id, {}).values():
+            for res in self._fws[fid].held(agent_id).values():
                 used = used + res
         agent.available = total - used
         self._changed.touch(agent_id)
@@ -174,7 +173,7 @@ class HierarchicalDRFAllocator:
         """Leave role's framework sorter when neither subscribed nor holding anything."""
         if role in fw.roles:
             return
-        if any(role in per for per in fw.alloc.values()):
+        if any(r == role for _, r, _ in fw.holdings()):
             return
         fs = self._fsorters.get(role)
         if fs is None:
@@ -278,16 +277,15 @@ class HierarchicalDRFAllocator:
         fw = self._fws.pop(framework_id, None)
         if fw is None:
             return
-        for agent_id, per in fw.alloc.items():
+        for agent_id in list(fw.alloc):
             agent = self._agents.get(agent_id)
-            for role, res in per.items():
+            for role, res in fw.drop(agent_id).items():
                 self._unaccount(fw, role, res)
                 if agent is not None:
                     agent.available = agent.available + res
             if agent is not None:
                 agent.frameworks.pop(framework_id, None)
                 self._changed.touch(agent_id)
-        fw.alloc = {}
         fw.roles = set()
         for role in list(fw.sorter_roles):
             self._maybe_drop_client(fw, role)
@@ -340,12 +338,8 @@ class HierarchicalDRFAllocator:
     @staticmethod
     def _hold(fw: _Framework, role: str, agent: _Agent, res: Resources) -> None:
         """What ``fw`` holds on ``agent`` in ``role`` grows by ``res`` (no sorter moves)."""
-        per = fw.alloc.get(agent.id)
-        if per is None:
-            per = fw.alloc[agent.id] = {}
+        if fw.hold(agent.id, role, res):
             agent.frameworks[fw.id] = None
-        cur = per.get(role)
-        per[role] = res if cur is None else cur + res
 
     def _account(self, fw: _Framework, role: str, agent: _Agent, res: Resources) -> None:
         self._hold(fw, role, agent, res)
@@ -393,11 +387,12 @@ class HierarchicalDRFAllocator:
         agent = self._agents.get(agent_id)
         if fw is None or agent is None:
             return
-        per = fw.alloc.get(agent_id)
-        if not per or not resources:
+        if agent_id not in fw.alloc or not resources:
             return
+        per = fw.held(agent_id)
         timeout = refuse_timeout(refuse_seconds)
         remaining = resources
+        gone = False
         for r in [role] if role is not None else list(per):
             cur = per.get(r)
             if cur is None:
@@ -407,10 +402,7 @@ class HierarchicalDRFAllocator:
             if not part:
                 continue
             left = _EMPTY if whole else cur - part
-            if left:
-                per[r] = left
-            else:
-                del per[r]
+            gone = fw.set_held(agent_id, r, left)
             self._unaccount(fw, r, part)
             agent.available = agent.available + part
             self._changed.touch(agent_id)
@@ -421,8 +413,7 @@ class HierarchicalDRFAllocator:
             remaining = _EMPTY if whole else remaining - part
             if not remaining:
                 break
-        if not per:
-            del fw.alloc[agent_id]
+        if gone:
             agent.frameworks.pop(framework_id, None)
 
     def allocated(self, framework_id: str) -> dict[str, Resources]:
@@ -430,17 +421,14 @@ class HierarchicalDRFAllocator:
         if fw is None:
             return {}
         out: dict[str, Resources] = {}
-        for agent_id, per in fw.alloc.items():
-            total = _EMPTY
-            for res in per.values():
-                total = total + res
-            out[agent_id] = total
+        for agent_id, _, res in fw.holdings():
+            out[agent_id] = out.get(agent_id, _EMPTY) + res
         return out
 
     def allocated_by_role(self, framework_id: str) -> dict[str, dict[str, Resources]]:
         """agent_id -> role -> resources."""
         fw = self._fws.get(framework_id)
-        return {} if fw is None else {a: dict(per) for a, per in fw.alloc.items()}
+        return {} if fw is None else {a: fw.held(a) for a in fw.alloc}
 
     # ================================================================== the cycle
     def _enough(self, m: dict[str, int]) -> bool:
@@ -508,10 +496,9 @@ class HierarchicalDRFAllocator:
         frameworks = {}
         for fid, fw in self._fws.items():
             m: dict[str, int] = {}
-            for per in fw.alloc.values():
-                for res in per.values():
-                    for n, v in res.scalar_millis().items():
-                        m[n] = m.get(n, 0) + v
+            for _, _, res in fw.holdings():
+                for n, v in res.millis().items():
+                    m[n] = m.get(n, 0) + v
             frameworks[fid] = dominant_share(m, totals)
         return {"roles": roles, "frameworks": frameworks}
 

@@ -100,8 +100,8 @@ def one_role(
             fw = fws[fid]  # active, subscribed, unsuppressed: see the allocator's _refresh
             if gpu_only and not fw.gpu_aware:
                 continue
-            filters = fw.filters
-            if filters.by_role and filters.is_filtered(role, aid, offer, now):
+            refused = fw.filters.by_role.get(role)  # (agent -> filters: one lookup, usually empty)
+            if refused and aid in refused and fw.filters.is_filtered(role, aid, offer, now):
                 continue
             break
         else:
@@ -167,8 +167,8 @@ def walk_roles(
                         fw = fws[fid]  # active, subscribed, unsuppressed: see the allocator's _refresh
                         if gpu_only and not fw.gpu_aware:
                             continue
-                        filters = fw.filters
-                        if filters.by_role and filters.is_filtered(role, aid, offer, now):
+                        refused = fw.filters.by_role.get(role)
+                        if refused and aid in refused and fw.filters.is_filtered(role, aid, offer, now):
                             continue
                         chosen = fw
                         break
