@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from mesos_nb.protocol.resources import Resources
 
 from .changes import ChangedAgents
-from .cycle import one_role, shuffle, sum_offers, walk_roles
+from .cycle import CycleRun, one_role, sum_offers, walk_roles
 from .entries import AgentEntry as _Agent
 from .entries import FrameworkEntry as _Framework
 from .filters import refuse_timeout
@@ -41,7 +41,7 @@ from .records import EMPTY, Allocation
 from .roletree import RoleTree
 from .sorter import DRFSorter, Totals, dominant_share
 
-__all__ = ["Allocation", "HierarchicalDRFAllocator"]
+__all__ = ["Allocation", "CycleRun", "HierarchicalDRFAllocator"]
 
 _EMPTY = EMPTY
 _DEFAULT_MIN = ({"cpus": 10}, {"mem": 32_000})  # cpus:0.01 | mem:32, in thousandths
@@ -73,6 +73,7 @@ class HierarchicalDRFAllocator:
         self._runs = 0
         self._made = 0
         self._changed = ChangedAgents()  # what an event cycle looks at (changes.py)
+        self._epoch = 0  # moves when an agent is removed or deactivated (a begun cycle re-checks)
 
     # ================================================================== agents
     def _fair(self, r: Resources) -> dict[str, int]:
@@ -98,6 +99,7 @@ class HierarchicalDRFAllocator:
         agent = self._agents.pop(agent_id, None)
         if agent is None:
             return
+        self._epoch += 1
         for fid in list(agent.frameworks):
             fw = self._fws.get(fid)
             if fw is None:
@@ -126,6 +128,7 @@ class HierarchicalDRFAllocator:
 
     def deactivate_agent(self, agent_id: str) -> None:
         self._agents[agent_id].active = False
+        self._epoch += 1
 
     def activate_agent(self, agent_id: str) -> None:
         self._agents[agent_id].active = True
@@ -460,6 +463,13 @@ class HierarchicalDRFAllocator:
         return self.allocate(now, ids) if ids else []
 
     def allocate(self, now: float, agent_ids: Iterable[str] | None = None) -> list[Allocation]:
+        """One cycle over every active agent with something free (or over ``agent_ids``)."""
+        return self.step(self.begin(now, agent_ids))
+
+    def begin(self, now: float, agent_ids: Iterable[str] | None = None) -> CycleRun:
+        """Start a cycle to run in steps (:meth:`step`): the master's event loop must not hold
+        a 50,000-agent cycle in one step. Between steps anything may happen: an agent removed
+        or deactivated meanwhile is skipped, frameworks and shares are read as they are."""
         self._runs += 1
         agents = self._agents
         if agent_ids is None:
@@ -471,20 +481,30 @@ class HierarchicalDRFAllocator:
                 a = agents.get(aid)
                 if a is not None and a.active and a.available:
                     cands.append(a)
-        if not cands or not self._fsorters:
+        return CycleRun(now, cands if self._fsorters else [], self._rng, self._epoch)
+
+    def step(self, run: CycleRun, limit: int | None = None) -> list[Allocation]:
+        """The next ``limit`` candidates of ``run`` (None: all the rest); a step may only
+        shuffle (a few ``limit`` s of swaps) and answer nothing while ``run.done`` is False."""
+        if not run.shuffle(None if limit is None else 8 * limit):
             return []
-        shuffle(self._rng, cands)
+        cands = run.take(limit)
+        if run.epoch != self._epoch:  # agents removed or deactivated since the cycle began
+            agents = self._agents
+            cands = [a for a in cands if agents.get(a.id) is a and a.active]
         out: list[Allocation] = []
         order = self._roles.order()
-        if not self._quota and len(order) == 1:
+        if not cands or not self._fsorters:
+            pass
+        elif not self._quota and len(order) == 1:
             role = order[0][1]
-            taken = one_role(cands, now, role, self._fsorters[role], self._fws, self._hold, self._enough,
+            taken = one_role(cands, run.now, role, self._fsorters[role], self._fws, self._hold, self._enough,
                              self._filter_gpu, out)
             if taken:
                 self._roles.add_allocation(role, sum_offers(taken))
         elif order:
-            cyc = QuotaCycle(self._quota, self._roles, list(agents.values())) if self._quota else None
-            walk_roles(cands, now, self._roles, self._fsorters, self._fws, self._hold, self._enough,
+            cyc = QuotaCycle(self._quota, self._roles, list(self._agents.values())) if self._quota else None
+            walk_roles(cands, run.now, self._roles, self._fsorters, self._fws, self._hold, self._enough,
                        self._filter_gpu, cyc, out)
         self._made += len(out)
         return out
