@@ -53,7 +53,7 @@ def test_an_agent_removed_or_deactivated_between_steps_gets_no_offer() -> None:
     first: list = []
     while not first:  # (the first steps only shuffle)
         first = a.step(run, 100)
-    gone, idle = run.cands[-1].id, run.cands[-2].id  # not looked at yet
+    gone, idle = sorted(set(a.agent_ids()) - {x.agent_id for x in first})[:2]  # not looked at yet
     a.remove_agent(gone)
     a.deactivate_agent(idle)
     rest: list = []
@@ -81,3 +81,34 @@ def test_a_cycle_keeps_no_collector_tracked_object_per_offer_but_its_record() ->
         gc.enable()
     assert len(made) == 2000
     assert after - before <= len(made) + 100  # the records, and a few dozen per cycle (was 2 per offer)
+
+
+def test_agents_removed_in_bulk_leave_the_cycle_as_if_never_added() -> None:
+    """Removed agents' places are compacted away, keeping the order agents came in (so the
+    cycle decides as if they never came), but never under a cycle begun in steps: its
+    remaining candidates must still find their agents."""
+    res = Resources.parse("cpus:2;mem:512")
+    big, small, busy = (HierarchicalDRFAllocator(seed=3) for _ in range(3))
+    for i in range(3000):
+        for a in (big, busy) if i % 3 else (big, small, busy):
+            a.add_agent(f"a{i:04d}", res)
+    for a in (big, small, busy):
+        for j in range(5):
+            a.add_framework(f"f{j}", ["*"])
+    for i in range(3000):
+        if i % 3:
+            big.remove_agent(f"a{i:04d}")  # compacted on the way (no cycle under way)
+    assert _decisions(big.allocate(1.0)) == _decisions(small.allocate(1.0))
+
+    run = busy.begin(0.0)
+    made: list = []
+    while not made:
+        made = busy.step(run, 500)
+    for i in range(3000):
+        if i % 3:
+            busy.remove_agent(f"a{i:04d}")  # while the run is under way: holes only
+    while not run.done:
+        made += busy.step(run, 500)
+    later = {x.agent_id for x in made[500:]}
+    assert later and all(int(a[1:]) % 3 == 0 for a in later)
+    assert {x.agent_id for x in made} >= {f"a{i:04d}" for i in range(0, 3000, 3)}

@@ -27,6 +27,7 @@ first) and each offer's unreserved part is cut to the role's limits and headroom
 from __future__ import annotations
 
 import random
+from array import array
 from collections.abc import Iterable, Sequence
 
 from mesos_nb.protocol.resources import Resources
@@ -34,6 +35,7 @@ from mesos_nb.protocol.resources import Resources
 from .changes import ChangedAgents
 from .cycle import CycleRun, one_role, sum_offers, walk_roles
 from .entries import AgentEntry as _Agent
+from .entries import AgentSlots
 from .entries import FrameworkEntry as _Framework
 from .filters import refuse_timeout
 from .quota import QuotaBook, QuotaCycle, RoleQuota, consumption
@@ -64,6 +66,7 @@ class HierarchicalDRFAllocator:
         self._filter_gpu = filter_gpu_resources
         self._rng = random.Random(seed)
         self._agents: dict[str, _Agent] = {}
+        self._slots = AgentSlots()  # the same agents, as ints for a cycle's candidates
         self._fws: dict[str, _Framework] = {}
         self._totals = Totals()
         self._roles = RoleTree(self._totals)
@@ -90,7 +93,8 @@ class HierarchicalDRFAllocator:
         if agent_id in self._agents:
             self.update_agent(agent_id, total)
             return
-        self._agents[agent_id] = _Agent(agent_id, total, hostname, attributes)
+        self._agents[agent_id] = agent = _Agent(agent_id, total, hostname, attributes)
+        self._slots.add(agent)
         self._totals.add(self._fair(total))
         self._changed.touch(agent_id)
         self._quota.add_total(total.scalar_millis())
@@ -100,6 +104,7 @@ class HierarchicalDRFAllocator:
         if agent is None:
             return
         self._epoch += 1
+        self._slots.remove(agent)
         for fid in list(agent.frameworks):
             fw = self._fws.get(fid)
             if fw is None:
@@ -472,26 +477,30 @@ class HierarchicalDRFAllocator:
         or deactivated meanwhile is skipped, frameworks and shares are read as they are."""
         self._runs += 1
         agents = self._agents
-        if agent_ids is None:
+        if not self._fsorters:
+            cands = array("l")
+        elif agent_ids is None:
             self._changed.take()  # every agent is looked at
-            cands = [a for a in agents.values() if a.active and a.available]
+            cands = array("l", [a.slot for a in agents.values() if a.active and a.available])
         else:
-            cands = []
-            for aid in dict.fromkeys(agent_ids):
-                a = agents.get(aid)
-                if a is not None and a.active and a.available:
-                    cands.append(a)
-        return CycleRun(now, cands if self._fsorters else [], self._rng, self._epoch)
+            got = [agents.get(aid) for aid in dict.fromkeys(agent_ids)]
+            cands = array("l", [a.slot for a in got if a is not None and a.active and a.available])
+        if cands:
+            self._slots.open_runs += 1
+        return CycleRun(now, cands, self._rng, self._epoch)
 
     def step(self, run: CycleRun, limit: int | None = None) -> list[Allocation]:
         """The next ``limit`` candidates of ``run`` (None: all the rest); a step may only
         shuffle (a few ``limit`` s of swaps) and answer nothing while ``run.done`` is False."""
         if not run.shuffle(None if limit is None else 8 * limit):
             return []
-        cands = run.take(limit)
+        entries = self._slots.entries
+        cands = [entries[i] for i in run.take(limit)]
+        if run.done and not run.closed:
+            run.closed = True
+            self._slots.open_runs -= 1
         if run.epoch != self._epoch:  # agents removed or deactivated since the cycle began
-            agents = self._agents
-            cands = [a for a in cands if agents.get(a.id) is a and a.active]
+            cands = [a for a in cands if a is not None and a.active]
         out: list[Allocation] = []
         order = self._roles.order()
         if not cands or not self._fsorters:

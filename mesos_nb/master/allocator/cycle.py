@@ -19,6 +19,7 @@ and what the frameworks hold); temporaries die by reference counting.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from collections.abc import Callable
 from random import Random
@@ -185,11 +186,12 @@ class CycleRun:
     itself in pieces: 50,000 swaps are ~15 ms), then handed out in order. Run to the end
     with nothing happening in between, it makes the very offers of a one-step cycle."""
 
-    __slots__ = ("now", "cands", "epoch", "_i", "_pos", "_rng")
+    __slots__ = ("now", "cands", "epoch", "closed", "_i", "_pos", "_rng")
 
-    def __init__(self, now: float, cands: list, rng: Random, epoch: int) -> None:
+    def __init__(self, now: float, cands: array, rng: Random, epoch: int) -> None:
         self.now = now
-        self.cands = cands
+        self.cands = cands  # the agents' slots (entries.AgentSlots)
+        self.closed = not cands  # (the allocator counts the runs under way)
         self.epoch = epoch  # the allocator's agent epoch when the candidates were chosen
         self._rng = rng
         self._i = len(cands) - 1  # the next position the shuffle settles
@@ -217,8 +219,8 @@ class CycleRun:
         self._i = i
         return i <= 0
 
-    def take(self, limit: int | None) -> list:
-        """The next ``limit`` candidates (None: all the rest), once shuffled."""
+    def take(self, limit: int | None) -> array:
+        """The slots of the next ``limit`` candidates (None: all the rest), once shuffled."""
         start = self._pos
         end = len(self.cands) if limit is None else min(len(self.cands), start + limit)
         self._pos = end

@@ -23,6 +23,7 @@ class AgentEntry:
         "hostname",
         "attributes",
         "frameworks",
+        "slot",
     )
 
     def __init__(self, agent_id: str, total: Resources, hostname: str, attributes) -> None:
@@ -31,6 +32,7 @@ class AgentEntry:
         self.attributes = dict(attributes or {})
         self.active = True
         self.frameworks: dict[str, None] = {}  # ids of frameworks holding something here
+        self.slot = -1  # its place in AgentSlots
         self.set_total(total)
         self.available = total
 
@@ -38,6 +40,36 @@ class AgentEntry:
         self.total = total
         self.gpu = total.scalar("gpus") > 0
         self.reserved = not total.is_unreserved()
+
+
+class AgentSlots:
+    """The agents in the order they were added, each at an int ``slot``: a cycle's candidates
+    are an ``array`` of slots. Why not a list of the agents: a list of 50,000 references made
+    per cycle is a young container that each young collection of the master's collector walks,
+    touching 50,000 scattered objects (15-20 ms of CPU, the longest step of the 50k master's
+    loop); an array of ints is not the collector's business. A removed agent leaves a hole
+    (None); the table is compacted only while no cycle begun in steps is under way (their
+    arrays hold slots)."""
+
+    __slots__ = ("entries", "holes", "open_runs")
+
+    def __init__(self) -> None:
+        self.entries: list[AgentEntry | None] = []
+        self.holes = 0
+        self.open_runs = 0
+
+    def add(self, agent: AgentEntry) -> None:
+        agent.slot = len(self.entries)
+        self.entries.append(agent)
+
+    def remove(self, agent: AgentEntry) -> None:
+        self.entries[agent.slot] = None
+        self.holes += 1
+        if not self.open_runs and self.holes > 1024 and 2 * self.holes > len(self.entries):
+            self.entries = [a for a in self.entries if a is not None]
+            for i, a in enumerate(self.entries):
+                a.slot = i  # type: ignore[union-attr]
+            self.holes = 0
 
 
 class FrameworkEntry:
@@ -140,4 +172,4 @@ class FrameworkEntry:
         return per
 
 
-__all__ = ["AgentEntry", "FrameworkEntry"]
+__all__ = ["AgentEntry", "AgentSlots", "FrameworkEntry"]
