@@ -94,7 +94,13 @@ def one_role(
             break
         else:
             continue
-        hold(fw, role, agent, offer)
+        held = fw.alloc
+        if aid in held:
+            hold(fw, role, agent, offer)
+        else:  # (FrameworkEntry.hold inlined: nothing held there yet, the usual case)
+            held[aid] = offer
+            fw.alloc_role[aid] = role
+            agent.frameworks[fid] = None
         add(fid, m)
         taken.append(m)
         agent.available = EMPTY if offer is avail else avail - offer
