@@ -325,7 +325,7 @@ async def run(agents: int, frameworks: int, duration: float, *, task_mean: float
             result["frameworks_cpu_share"] = fcpu.result()["cpu_share"]
             result["load_1min_at_end"] = os.getloadavg()[0]
             result.update({k: st.get(k) for k in ("gc_max_pause_s", "gc_total_s", "gc_full_collections", "gc_max_cpu_s",
-                                                  "gc_worst", "gc_collections_by_generation")})
+                                                  "gc_worst", "gc_collections_by_generation", "loop_slow_steps")})
             own = _counters(busy)
             reports = [c.finish() for c in others]
             others = []
