@@ -494,11 +494,13 @@ async def test_a_sliced_cycle_runs_many_allocator_steps_per_loop_step_within_its
     srv = MasterServer(MasterConfig(port=0))
     srv.core = h.core
     flushes = 0
+    events: list[int] = []  # OFFERS events per loop step
     real = srv.flush
 
     def flush() -> None:
         nonlocal flushes
         flushes += 1
+        events.append(sum(1 for e in h.core.out if getattr(getattr(e, "event", None), "type", "") == "OFFERS"))
         real()
 
     srv.flush = flush  # type: ignore[method-assign]
@@ -511,6 +513,7 @@ async def test_a_sliced_cycle_runs_many_allocator_steps_per_loop_step_within_its
     await big_calls.allocate_in_slices(srv, clock=clock, budget=0.02)
     steps = -(-len(h.core.agents) // big_calls.ALLOC_CHUNK) + 3  # (+ the steps that shuffle)
     assert steps // 5 <= flushes <= steps // 4 + 2  # ~five 4-ms steps per 20-ms loop step
+    assert max(events) <= 3  # their offers in one OFFERS event per framework per loop step
     assert len(h.core.offers) == len(h.core.agents)
 
 
