@@ -112,3 +112,45 @@ def test_agents_removed_in_bulk_leave_the_cycle_as_if_never_added() -> None:
     later = {x.agent_id for x in made[500:]}
     assert later and all(int(a[1:]) % 3 == 0 for a in later)
     assert {x.agent_id for x in made} >= {f"a{i:04d}" for i in range(0, 3000, 3)}
+
+
+def test_a_stepped_cycle_with_quota_decides_as_one_step_and_reads_quota_once_while_nothing_moves(monkeypatch) -> None:
+    from mesos_nb.master.allocator import RoleQuota
+    from mesos_nb.master.allocator import allocator as allocator_mod
+
+    built = []
+
+    class Counting(allocator_mod.QuotaCycle):
+        def __init__(self, *a, **kw) -> None:
+            built.append(1)
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(allocator_mod, "QuotaCycle", Counting)
+    roles = ("eng", "sales")
+    whole, stepped = _cluster(roles=roles), _cluster(roles=roles)
+    for a in (whole, stepped):  # binding: eng may take 150 cpus at most, sales is guaranteed 100
+        a.update_quota("eng", RoleQuota(limits={"cpus": 150_000}))
+        a.update_quota("sales", RoleQuota(guarantees={"cpus": 100_000}))
+    one = whole.allocate(0.0)
+    built.clear()
+    run = stepped.begin(0.0)
+    steps = []
+    while not run.done:
+        steps.append(stepped.step(run, 10))
+    assert _decisions(one) == _decisions([x for s in steps for x in s])
+    assert len(built) == 1  # one QuotaCycle for the whole run: nothing moved between its steps
+    assert sum(x.resources.scalar("cpus") for x in one if x.role == "eng") <= 150
+
+    for x in [x for st in steps for x in st][:60]:  # something free again for a second cycle
+        stepped.recover(x.framework_id, x.agent_id, x.resources, role=x.role)
+    built.clear()
+    run = stepped.begin(1.0)
+    stepped.step(run, 10)
+    got = stepped.step(run, 10)
+    while not got and not run.done:
+        got = stepped.step(run, 10)
+    before = len(built)
+    x = got[0]
+    stepped.recover(x.framework_id, x.agent_id, x.resources, role=x.role)  # something moved
+    stepped.step(run, 10)
+    assert len(built) == before + 1

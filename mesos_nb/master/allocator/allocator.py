@@ -67,6 +67,7 @@ class HierarchicalDRFAllocator:
         self._rng = random.Random(seed)
         self._agents: dict[str, _Agent] = {}
         self._slots = AgentSlots()  # the same agents, as ints for a cycle's candidates
+        self._reserved: dict[str, _Agent] = {}  # the agents with reservations (what quota reads)
         self._fws: dict[str, _Framework] = {}
         self._totals = Totals()
         self._roles = RoleTree(self._totals)
@@ -95,6 +96,8 @@ class HierarchicalDRFAllocator:
             return
         self._agents[agent_id] = agent = _Agent(agent_id, total, hostname, attributes)
         self._slots.add(agent)
+        if agent.reserved:
+            self._reserved[agent_id] = agent
         self._totals.add(self._fair(total))
         self._changed.touch(agent_id)
         self._quota.add_total(total.scalar_millis())
@@ -105,6 +108,7 @@ class HierarchicalDRFAllocator:
             return
         self._epoch += 1
         self._slots.remove(agent)
+        self._reserved.pop(agent_id, None)
         for fid in list(agent.frameworks):
             fw = self._fws.get(fid)
             if fw is None:
@@ -124,6 +128,10 @@ class HierarchicalDRFAllocator:
         self._quota.add_total(agent.total.scalar_millis(), -1)
         self._quota.add_total(total.scalar_millis())
         agent.set_total(total)
+        if agent.reserved:
+            self._reserved[agent_id] = agent
+        else:
+            self._reserved.pop(agent_id, None)
         used = _EMPTY
         for fid in agent.frameworks:
             for res in self._fws[fid].held(agent_id).values():
@@ -217,7 +225,7 @@ class HierarchicalDRFAllocator:
     def consumed(self) -> dict[str, dict[str, int]]:
         """Quota consumption (thousandths) of every role with quota: allocations (offers
         included) plus reservations not allocated yet, of the role's whole subtree."""
-        return consumption(self._quota, self._roles, list(self._agents.values()))[0]
+        return consumption(self._quota, self._roles, list(self._reserved.values()))[0]
 
     def role_allocation(self, role: str) -> dict[str, int]:
         """The role's own allocation (thousandths), without its children's."""
@@ -350,12 +358,14 @@ class HierarchicalDRFAllocator:
             agent.frameworks[fw.id] = None
 
     def _account(self, fw: _Framework, role: str, agent: _Agent, res: Resources) -> None:
+        self._quota.version += 1
         self._hold(fw, role, agent, res)
         m = res.millis()
         self._roles.add_allocation(role, m)
         self._fsorters[role].add_allocation(fw.id, m)
 
     def _unaccount(self, fw: _Framework, role: str, res: Resources) -> None:
+        self._quota.version += 1
         m = res.millis()
         self._roles.remove_allocation(role, m)
         fs = self._fsorters.get(role)
@@ -512,9 +522,16 @@ class HierarchicalDRFAllocator:
             if taken:
                 self._roles.add_allocation(role, sum_offers(taken))
         elif order:
-            cyc = QuotaCycle(self._quota, self._roles, list(self._agents.values())) if self._quota else None
+            cyc = None
+            if self._quota:  # one QuotaCycle for a run's steps unless something moved in between
+                cyc = run.quota if run.quota_version == self._quota.version else None
+                if cyc is None:
+                    cyc = QuotaCycle(self._quota, self._roles, list(self._reserved.values()))
             walk_roles(cands, run.now, self._roles, self._fsorters, self._fws, self._hold, self._enough,
                        self._filter_gpu, cyc, out)
+            if out:
+                self._quota.version += 1  # (another run's QuotaCycle did not see these offers)
+            run.quota, run.quota_version = cyc, self._quota.version
         self._made += len(out)
         return out
 

@@ -192,12 +192,14 @@ class CycleRun:
     itself in pieces: 50,000 swaps are ~15 ms), then handed out in order. Run to the end
     with nothing happening in between, it makes the very offers of a one-step cycle."""
 
-    __slots__ = ("now", "cands", "epoch", "closed", "_i", "_pos", "_rng")
+    __slots__ = ("now", "cands", "epoch", "closed", "quota", "quota_version", "_i", "_pos", "_rng")
 
     def __init__(self, now: float, cands: array, rng: Random, epoch: int) -> None:
         self.now = now
         self.cands = cands  # the agents' slots (entries.AgentSlots)
         self.closed = not cands  # (the allocator counts the runs under way)
+        self.quota: QuotaCycle | None = None  # kept between steps while nothing it read moved
+        self.quota_version = -1
         self.epoch = epoch  # the allocator's agent epoch when the candidates were chosen
         self._rng = rng
         self._i = len(cands) - 1  # the next position the shuffle settles
