@@ -65,15 +65,21 @@ class LoopStats:
         stats = self
 
         def _run(handle: asyncio.events.Handle) -> None:
+            cb = getattr(handle, "_callback", None)
+            task = getattr(cb, "__self__", None)
+            where = ""
+            if isinstance(task, asyncio.Task):  # a task's step: name its coroutine
+                cb = task.get_coro()
+                if getattr(cb, "__qualname__", "") == "RequestHandler._handle_request":
+                    frame = getattr(cb, "cr_frame", None)  # (read before the step: it may end it)
+                    req = frame.f_locals.get("request") if frame is not None else None
+                    if req is not None:  # an HTTP handler: which call
+                        where = f" {getattr(req, 'method', '')} {getattr(req, 'path', '')}"
             c0, w0 = time.thread_time(), time.perf_counter()
             real(handle)
             cpu = time.thread_time() - c0
             if cpu > 0.02 and (len(stats.slow_steps) < 10 or cpu > stats.slow_steps[-1][0]):
-                cb = getattr(handle, "_callback", None)
-                task = getattr(cb, "__self__", None)
-                if isinstance(task, asyncio.Task):  # a task's step: name its coroutine
-                    cb = task.get_coro()
-                name = getattr(cb, "__qualname__", None) or repr(cb)[:100]
+                name = (getattr(cb, "__qualname__", None) or repr(cb)[:100]) + where
                 stats.slow_steps = sorted(stats.slow_steps + [(cpu, time.perf_counter() - w0, name)], reverse=True)[:10]
 
         asyncio.events.Handle._run = _run  # type: ignore[method-assign]
