@@ -513,23 +513,22 @@ class HierarchicalDRFAllocator:
             cands = [a for a in cands if a is not None and a.active]
         out: list[Allocation] = []
         order = self._roles.order()
-        if not cands or not self._fsorters:
-            pass
-        elif not self._quota and len(order) == 1:
-            role = order[0][1]
-            taken = one_role(cands, run.now, role, self._fsorters[role], self._fws, self._hold, self._enough,
-                             self._filter_gpu, out)
-            if taken:
-                self._roles.add_allocation(role, sum_offers(taken))
-        elif order:
+        if cands and self._fsorters and order:
             cyc = None
             if self._quota:  # one QuotaCycle for a run's steps unless something moved in between
                 cyc = run.quota if run.quota_version == self._quota.version else None
                 if cyc is None:
                     cyc = QuotaCycle(self._quota, self._roles, list(self._reserved.values()))
-            walk_roles(cands, run.now, self._roles, self._fsorters, self._fws, self._hold, self._enough,
-                       self._filter_gpu, cyc, out)
-            if out:
+            if len(order) == 1:
+                role = order[0][1]
+                taken = one_role(cands, run.now, role, self._fsorters[role], self._fws, self._hold,
+                                 self._enough, self._filter_gpu, out, cyc)
+                if taken:
+                    self._roles.add_allocation(role, sum_offers(taken))
+            else:
+                walk_roles(cands, run.now, self._roles, self._fsorters, self._fws, self._hold, self._enough,
+                           self._filter_gpu, cyc, out)
+            if out and cyc is not None:
                 self._quota.version += 1  # (another run's QuotaCycle did not see these offers)
             run.quota, run.quota_version = cyc, self._quota.version
         self._made += len(out)

@@ -6,8 +6,8 @@ offers in one call), so it comes in two shapes that decide alike:
 * :func:`walk_roles`, the general one: per agent, roles in hierarchical DRF order, inside
   the first role that can use the agent's leftover its frameworks in DRF order; with quota
   (a :class:`~.quota.QuotaCycle`) in two stages, each offer cut to the role's limits;
-* :func:`one_role`, when exactly one role is active and no role has quota (every framework
-  in ``*``, or in one role): the role order cannot change during the cycle, so the role
+* :func:`one_role`, when exactly one role is active (every framework in ``*``, or in one
+  role; with or without quota): the role order cannot change during the cycle, so the role
   tree is not re-keyed after every offer; the role's allocation grows once, at the end, by
   the sum of the offers (the same integers, so the same shares afterwards). Each agent gets
   at most one offer, as in the general walk (a role that got an offer is not looked at again
@@ -59,9 +59,12 @@ def one_role(
     enough: Callable[[dict[str, int]], bool],
     filter_gpu: bool,
     out: list[Allocation],
+    cyc: QuotaCycle | None = None,
 ) -> list[dict[str, int]]:
-    """The cycle when ``role`` is the only active role and no role has quota: appends the
-    offers to ``out`` and answers their thousandths, which the caller adds to the role tree."""
+    """The cycle when ``role`` is the only active role: appends the offers to ``out`` and
+    answers their thousandths, which the caller adds to the role tree. With quota (``cyc``)
+    each offer is cut and charged as in the general walk; its two stages collapse into one
+    here, as the second would look at the same role with the same cut."""
     order = fs.order()  # live: re-keyed in place by add_allocation (we stop walking before)
     add = fs.add_allocation
     taken: list[dict[str, int]] = []
@@ -76,6 +79,13 @@ def one_role(
         else:
             offer = avail
         m = offer.millis()
+        if cyc is not None:
+            capped = cyc.cap(role, offer, m, agent.reserved)
+            if capped is not offer:
+                if not capped:
+                    continue
+                offer = capped
+                m = offer.millis()
         big = ok.get(id(m))
         if big is None:
             big = ok[id(m)] = enough(m)
@@ -102,6 +112,8 @@ def one_role(
             fw.alloc_role[aid] = role
             agent.frameworks[fid] = None
         add(fid, m)
+        if cyc is not None:
+            cyc.charge(role, offer, m, agent.reserved)
         taken.append(m)
         agent.available = EMPTY if offer is avail else avail - offer
         out.append(Allocation(fid, role, aid, offer))
