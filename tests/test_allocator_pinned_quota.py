@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import random
 
+from test_allocator_pinned import random_agent
+
 from mesos_nb.master.allocator import HierarchicalDRFAllocator, RoleQuota
 from mesos_nb.protocol.resources import Resources
 
@@ -21,11 +23,7 @@ def scenario_hash(seeds: int) -> str:
         a = HierarchicalDRFAllocator(seed=seed)
         roles = [f"r{i}" for i in range(rng.choice([1, 1, 2, 3]))]
         for i in range(rng.randint(3, 25)):
-            role = rng.choice(roles + ["*"] * 3)
-            text = f"cpus:{rng.randint(1, 16)};mem:{rng.randint(1, 64) * 128}"
-            if role != "*" and rng.random() < 0.5:
-                text += f";cpus({role}):{rng.randint(1, 4)}"
-            a.add_agent(f"a{i}", Resources.parse(text))
+            a.add_agent(f"a{i}", Resources.parse(random_agent(rng, roles, i, disks_ports_gpus=False)))
         for r in roles:
             if rng.random() < 0.8:
                 g = {"cpus": rng.randint(0, 30) * 1000} if rng.random() < 0.6 else {}
@@ -45,14 +43,12 @@ def scenario_hash(seeds: int) -> str:
                               now=now, role=x.role)
                 elif p < 0.6:
                     a.recover(x.framework_id, x.agent_id, Resources.parse("cpus:1;mem:128"), refuse_seconds=5, now=now)
-            e = rng.random()
-            f = rng.choice(fws)
-            if e < 0.1:
-                a.suppress(f)
-            elif e < 0.2:
-                a.revive(f)
-            elif e < 0.25:
-                a.remove_agent(f"a{rng.randint(0, 25)}")
+            e, f = rng.random(), rng.choice(fws)
+            events = ((0.1, a.suppress), (0.2, a.revive), (0.25, lambda _, a=a, rng=rng: a.remove_agent(f"a{rng.randint(0, 25)}")))
+            for bound, event in events:  # (the first whose bound e is under)
+                if e < bound:
+                    event(f)
+                    break
             h.update(repr(sorted(a.shares()["frameworks"].items())).encode())
             h.update(repr(sorted(a.consumed().items())).encode())
     return h.hexdigest()
