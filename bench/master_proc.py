@@ -55,6 +55,34 @@ class LoopStats:
         self.gc_cpu_max = 0.0
         self.gc_worst: dict[str, Any] = {}
         self.gc_by_gen: dict[int, int] = {}
+        self.slow_steps: list[tuple[float, float, str]] = []  # (CPU s, wall s, callback) of the longest steps
+
+    def watch_steps(self) -> None:
+        """Time every event-loop step (an ``asyncio.Handle`` run) in this thread's CPU time:
+        the ticker's gap says a step was long, this says which callback and whether it was the
+        master's work or the box taking the CPU away (wall >> CPU)."""
+        real = asyncio.events.Handle._run
+        stats = self
+
+        def _run(handle: asyncio.events.Handle) -> None:
+            cb = getattr(handle, "_callback", None)
+            task = getattr(cb, "__self__", None)
+            where = ""
+            if isinstance(task, asyncio.Task):  # a task's step: name its coroutine
+                cb = task.get_coro()
+                if getattr(cb, "__qualname__", "") == "RequestHandler._handle_request":
+                    frame = getattr(cb, "cr_frame", None)  # (read before the step: it may end it)
+                    req = frame.f_locals.get("request") if frame is not None else None
+                    if req is not None:  # an HTTP handler: which call
+                        where = f" {getattr(req, 'method', '')} {getattr(req, 'path', '')}"
+            c0, w0 = time.thread_time(), time.perf_counter()
+            real(handle)
+            cpu = time.thread_time() - c0
+            if cpu > 0.02 and (len(stats.slow_steps) < 10 or cpu > stats.slow_steps[-1][0]):
+                name = (getattr(cb, "__qualname__", None) or repr(cb)[:100]) + where
+                stats.slow_steps = sorted(stats.slow_steps + [(cpu, time.perf_counter() - w0, name)], reverse=True)[:10]
+
+        asyncio.events.Handle._run = _run  # type: ignore[method-assign]
 
     def on_gc(self, phase: str, info: dict[str, Any]) -> None:
         """``gc.callbacks`` hook: a stall can be the collector, not the master's code."""
@@ -82,6 +110,7 @@ class LoopStats:
         self.gc_full = 0
         self.gc_worst = {}
         self.gc_by_gen = {}
+        self.slow_steps = []
         self.max_gap = 0.0
         self.gaps_over_50ms = self.gaps_over_100ms = 0
         self.alloc = []
@@ -132,6 +161,7 @@ class LoopStats:
             "gc_max_cpu_s": self.gc_cpu_max,
             "gc_worst": self.gc_worst,
             "gc_collections_by_generation": {str(k): v for k, v in sorted(self.gc_by_gen.items())},
+            "loop_slow_steps": [{"cpu_s": round(c, 4), "wall_s": round(w, 4), "callback": n} for c, w, n in self.slow_steps],
         }
 
 
@@ -145,6 +175,7 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
     cfg = MasterConfig(host=host, port=port, agent_secret=secret, allocation_interval=allocation_interval)
     srv = MasterServer(cfg)
     stats = LoopStats()
+    stats.watch_steps()
     gc.callbacks.append(stats.on_gc)
     from mesos_nb.master import gcpolicy
 

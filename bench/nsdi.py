@@ -312,9 +312,9 @@ async def run(agents: int, frameworks: int, duration: float, *, task_mean: float
                 probe = None
             result.update(health.finish())
             health = None
+            st = master.stats()  # first: the window's loop, not this bench's own reads below
             result["master_metrics"] = {k: v for k, v in master.get_json("/metrics/snapshot", 300).items()
                                         if k.startswith(("master/slaves", "master/frameworks", "master/tasks_"))}
-            st = master.stats()
             result.update({k: st[k] for k in ("loop_max_gap_s", "loop_gaps_over_50ms", "loop_gaps_over_100ms",
                                               "alloc_cycles", "alloc_p50_s", "alloc_max_s", "alloc_mean_s")})
             mc = mcpu.result()
@@ -325,7 +325,7 @@ async def run(agents: int, frameworks: int, duration: float, *, task_mean: float
             result["frameworks_cpu_share"] = fcpu.result()["cpu_share"]
             result["load_1min_at_end"] = os.getloadavg()[0]
             result.update({k: st.get(k) for k in ("gc_max_pause_s", "gc_total_s", "gc_full_collections", "gc_max_cpu_s",
-                                                  "gc_worst", "gc_collections_by_generation")})
+                                                  "gc_worst", "gc_collections_by_generation", "loop_slow_steps")})
             own = _counters(busy)
             reports = [c.finish() for c in others]
             others = []

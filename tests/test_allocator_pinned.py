@@ -15,6 +15,19 @@ from mesos_nb.protocol.resources import Resources
 PINNED = "3d645b9b696e2cd005c3fac95c7fb26727acf63ef676da42daef830825efffb6"
 
 
+def random_agent(rng: random.Random, roles: list[str], i: int, *, disks_ports_gpus: bool = True) -> str:
+    """One agent's resources (the random draws in a fixed order: the pinned hashes depend on it)."""
+    role = rng.choice(roles + ["*"] * 3)
+    text = f"cpus:{rng.randint(1, 16)};mem:{rng.randint(1, 64) * 128}"
+    if disks_ports_gpus:
+        text += f";disk:{rng.randint(1, 8) * 512};ports:[{31000 + i}-{31100 + i}]"
+    if role != "*" and rng.random() < 0.5:
+        text += f";cpus({role}):{rng.randint(1, 4)}"
+    if disks_ports_gpus and rng.random() < 0.2:
+        text += ";gpus:1"
+    return text
+
+
 def scenario_hash(seeds: int) -> str:
     h = hashlib.sha256()
     for seed in range(seeds):
@@ -23,13 +36,7 @@ def scenario_hash(seeds: int) -> str:
         roles = [f"r{i}" for i in range(rng.randint(1, 4))]
         a.update_weights({r: rng.choice([1, 2, 3]) for r in roles})
         for i in range(rng.randint(3, 30)):
-            role = rng.choice(roles + ["*"] * 3)
-            text = f"cpus:{rng.randint(1, 16)};mem:{rng.randint(1, 64) * 128};disk:{rng.randint(1, 8) * 512};ports:[{31000 + i}-{31100 + i}]"
-            if role != "*" and rng.random() < 0.5:
-                text += f";cpus({role}):{rng.randint(1, 4)}"
-            if rng.random() < 0.2:
-                text += ";gpus:1"
-            a.add_agent(f"a{i}", Resources.parse(text))
+            a.add_agent(f"a{i}", Resources.parse(random_agent(rng, roles, i)))
         fws = [f"f{i}" for i in range(rng.randint(1, 12))]
         for f in fws:
             a.add_framework(

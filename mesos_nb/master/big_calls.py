@@ -1,7 +1,7 @@
 """Work too big for one step of the master's event loop: big scheduler calls, and the
-periodic full allocation cycle of a big cluster (:func:`allocate_in_slices`: agents in
-random slices of ``ALLOC_SLICE``, each slice one cycle over its agents, offers flushed
-after each; 10,000 agents in one cycle took 0.1-1 s).
+allocation cycle of a big cluster (:func:`allocate_in_slices`: the allocator's cycle run in
+steps of ``ALLOC_CHUNK`` agents, the loop let run every ``ALLOC_STEP_S`` or
+``ALLOC_STEP_OFFERS`` offers; 10,000 agents in one cycle took 0.1-1 s).
 
 An ACCEPT may carry 10,000 tasks (3 MB of JSON). Decoding it in one go (~50 ms on a quiet
 box, several times that on a busy one) and launching it in one go (~0.2 s) would hold the
@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import msgspec
 
 from ..protocol import messages as m
+from . import offers
 
 
 class MasterServer(Protocol):
@@ -41,7 +41,10 @@ class MasterServer(Protocol):
 
 BIG_BODY = 1024 * 1024  # smaller bodies are decoded in one go, as before
 SLICE = 250
-ALLOC_SLICE = 2000
+ALLOC_SLICE = 512  # a cycle over more agents than this runs over several loop steps (2,000: 40 ms)
+ALLOC_CHUNK = 128  # agents per allocator step of such a cycle
+ALLOC_STEP_S = 0.01  # allocator steps run in one loop step until this much time has passed ...
+ALLOC_STEP_OFFERS = 512  # ... or they made this many offers (then turned into OFFERS events)
 log = logging.getLogger("mesos_nb.master")
 
 
@@ -159,19 +162,39 @@ def sliced_allocation(server: MasterServer, full: bool) -> bool:
     return True
 
 
-async def allocate_in_slices(server: MasterServer, ids: list[str] | None = None) -> None:
-    """A cycle over ``ids`` (None: every agent), one random slice of agents per loop step."""
+async def allocate_in_slices(
+    server: MasterServer, ids: list[str] | None = None, clock: Callable[[], float] = time.perf_counter,
+    budget: float | None = None,
+) -> None:
+    """A cycle over ``ids`` (None: every agent) run by the allocator in steps of
+    ``ALLOC_CHUNK`` agents (:meth:`~.allocator.HierarchicalDRFAllocator.step`, the same offers
+    as one step) until ``budget`` seconds of ``clock`` have passed in this loop step (default
+    ``ALLOC_STEP_S``) or ``ALLOC_STEP_OFFERS`` offers were made; those become OFFERS events
+    (one per framework: each is a call back from it), flushed; then the loop runs other work
+    and the cycle goes on. A slice's cost follows what its agents get (a slice of a full
+    cluster is nearly free, one of a fresh cluster makes an offer per agent), so the clock and
+    the offers bound it, not a count of agents."""
     core = server.core
-    if ids is None:
-        core.allocator.take_changed()  # every agent is looked at below
-        ids = list(core.agents)
-    random.shuffle(ids)  # no agent is always in the first slice
-    for i in range(0, len(ids), ALLOC_SLICE):
+    budget = ALLOC_STEP_S if budget is None else budget
+    core.metrics["allocator/mesos/allocation_runs"] += 1
+    run = core.allocator.begin(time.time(), ids)
+    while True:
+        start = clock()
+        made: list = []
         try:
-            core.allocate(time.time(), True, ids[i:i + ALLOC_SLICE])
+            while not run.done and len(made) < ALLOC_STEP_OFFERS:
+                made += core.allocator.step(run, ALLOC_CHUNK)
+                if clock() - start >= budget:
+                    break
+            core.wants_allocation = False  # (what changes meanwhile: the check at the end)
+            offers.make_offers(core, made)
         except Exception:  # pragma: no cover - a bug must not kill the master
             log.exception("allocation failed")
-        server.flush()
+            break
+        finally:
+            server.flush()
+        if run.done:
+            break
         await asyncio.sleep(0)
     if core.allocator.changed_count() != 0:
         core.wants_allocation = True  # what changed while the slices ran: an event cycle

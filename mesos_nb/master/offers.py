@@ -34,6 +34,11 @@ def allocate(st: MasterState, now: float, full: bool = True, agent_ids: list[str
         allocations = st.allocator.allocate(now, agent_ids)
     else:
         allocations = st.allocator.allocate(now) if full else st.allocator.allocate_changed(now)
+    make_offers(st, allocations)
+
+
+def make_offers(st: MasterState, allocations: list) -> None:
+    """OFFERS events (one per framework) for what a cycle, or a step of one, allocated."""
     if not allocations:
         return
     st.version += 1

@@ -27,12 +27,15 @@ first) and each offer's unreserved part is cut to the role's limits and headroom
 from __future__ import annotations
 
 import random
+from array import array
 from collections.abc import Iterable, Sequence
 
 from mesos_nb.protocol.resources import Resources
 
 from .changes import ChangedAgents
+from .cycle import CycleRun, one_role, sum_offers, walk_roles
 from .entries import AgentEntry as _Agent
+from .entries import AgentSlots
 from .entries import FrameworkEntry as _Framework
 from .filters import refuse_timeout
 from .quota import QuotaBook, QuotaCycle, RoleQuota, consumption
@@ -40,7 +43,7 @@ from .records import EMPTY, Allocation
 from .roletree import RoleTree
 from .sorter import DRFSorter, Totals, dominant_share
 
-__all__ = ["Allocation", "HierarchicalDRFAllocator"]
+__all__ = ["Allocation", "CycleRun", "HierarchicalDRFAllocator"]
 
 _EMPTY = EMPTY
 _DEFAULT_MIN = ({"cpus": 10}, {"mem": 32_000})  # cpus:0.01 | mem:32, in thousandths
@@ -63,6 +66,8 @@ class HierarchicalDRFAllocator:
         self._filter_gpu = filter_gpu_resources
         self._rng = random.Random(seed)
         self._agents: dict[str, _Agent] = {}
+        self._slots = AgentSlots()  # the same agents, as ints for a cycle's candidates
+        self._reserved: dict[str, _Agent] = {}  # the agents with reservations (what quota reads)
         self._fws: dict[str, _Framework] = {}
         self._totals = Totals()
         self._roles = RoleTree(self._totals)
@@ -72,6 +77,7 @@ class HierarchicalDRFAllocator:
         self._runs = 0
         self._made = 0
         self._changed = ChangedAgents()  # what an event cycle looks at (changes.py)
+        self._epoch = 0  # moves when an agent is removed or deactivated (a begun cycle re-checks)
 
     # ================================================================== agents
     def _fair(self, r: Resources) -> dict[str, int]:
@@ -88,7 +94,10 @@ class HierarchicalDRFAllocator:
         if agent_id in self._agents:
             self.update_agent(agent_id, total)
             return
-        self._agents[agent_id] = _Agent(agent_id, total, hostname, attributes)
+        self._agents[agent_id] = agent = _Agent(agent_id, total, hostname, attributes)
+        self._slots.add(agent)
+        if agent.reserved:
+            self._reserved[agent_id] = agent
         self._totals.add(self._fair(total))
         self._changed.touch(agent_id)
         self._quota.add_total(total.scalar_millis())
@@ -97,12 +106,14 @@ class HierarchicalDRFAllocator:
         agent = self._agents.pop(agent_id, None)
         if agent is None:
             return
+        self._epoch += 1
+        self._slots.remove(agent)
+        self._reserved.pop(agent_id, None)
         for fid in list(agent.frameworks):
             fw = self._fws.get(fid)
             if fw is None:
                 continue
-            per = fw.alloc.pop(agent_id, None) or {}
-            for role, res in per.items():
+            for role, res in fw.drop(agent_id).items():
                 self._unaccount(fw, role, res)
         for fw in self._fws.values():
             if fw.filters:
@@ -117,15 +128,20 @@ class HierarchicalDRFAllocator:
         self._quota.add_total(agent.total.scalar_millis(), -1)
         self._quota.add_total(total.scalar_millis())
         agent.set_total(total)
+        if agent.reserved:
+            self._reserved[agent_id] = agent
+        else:
+            self._reserved.pop(agent_id, None)
         used = _EMPTY
         for fid in agent.frameworks:
-            for res in self._fws[fid].alloc.get(agent_id, {}).values():
+            for res in self._fws[fid].held(agent_id).values():
                 used = used + res
         agent.available = total - used
         self._changed.touch(agent_id)
 
     def deactivate_agent(self, agent_id: str) -> None:
         self._agents[agent_id].active = False
+        self._epoch += 1
 
     def activate_agent(self, agent_id: str) -> None:
         self._agents[agent_id].active = True
@@ -173,7 +189,7 @@ class HierarchicalDRFAllocator:
         """Leave role's framework sorter when neither subscribed nor holding anything."""
         if role in fw.roles:
             return
-        if any(role in per for per in fw.alloc.values()):
+        if any(r == role for _, r, _ in fw.holdings()):
             return
         fs = self._fsorters.get(role)
         if fs is None:
@@ -209,7 +225,7 @@ class HierarchicalDRFAllocator:
     def consumed(self) -> dict[str, dict[str, int]]:
         """Quota consumption (thousandths) of every role with quota: allocations (offers
         included) plus reservations not allocated yet, of the role's whole subtree."""
-        return consumption(self._quota, self._roles, list(self._agents.values()))[0]
+        return consumption(self._quota, self._roles, list(self._reserved.values()))[0]
 
     def role_allocation(self, role: str) -> dict[str, int]:
         """The role's own allocation (thousandths), without its children's."""
@@ -277,16 +293,15 @@ class HierarchicalDRFAllocator:
         fw = self._fws.pop(framework_id, None)
         if fw is None:
             return
-        for agent_id, per in fw.alloc.items():
+        for agent_id in list(fw.alloc):
             agent = self._agents.get(agent_id)
-            for role, res in per.items():
+            for role, res in fw.drop(agent_id).items():
                 self._unaccount(fw, role, res)
                 if agent is not None:
                     agent.available = agent.available + res
             if agent is not None:
                 agent.frameworks.pop(framework_id, None)
                 self._changed.touch(agent_id)
-        fw.alloc = {}
         fw.roles = set()
         for role in list(fw.sorter_roles):
             self._maybe_drop_client(fw, role)
@@ -336,19 +351,21 @@ class HierarchicalDRFAllocator:
         return bool(fw and fw.filters.has(role, agent_id, now))
 
     # ================================================================== allocations
-    def _account(self, fw: _Framework, role: str, agent: _Agent, res: Resources, m=None) -> None:
-        per = fw.alloc.get(agent.id)
-        if per is None:
-            per = fw.alloc[agent.id] = {}
+    @staticmethod
+    def _hold(fw: _Framework, role: str, agent: _Agent, res: Resources) -> None:
+        """What ``fw`` holds on ``agent`` in ``role`` grows by ``res`` (no sorter moves)."""
+        if fw.hold(agent.id, role, res):
             agent.frameworks[fw.id] = None
-        cur = per.get(role)
-        per[role] = res if cur is None else cur + res
-        if m is None:
-            m = res.millis()
+
+    def _account(self, fw: _Framework, role: str, agent: _Agent, res: Resources) -> None:
+        self._quota.version += 1
+        self._hold(fw, role, agent, res)
+        m = res.millis()
         self._roles.add_allocation(role, m)
         self._fsorters[role].add_allocation(fw.id, m)
 
     def _unaccount(self, fw: _Framework, role: str, res: Resources) -> None:
+        self._quota.version += 1
         m = res.millis()
         self._roles.remove_allocation(role, m)
         fs = self._fsorters.get(role)
@@ -388,11 +405,12 @@ class HierarchicalDRFAllocator:
         agent = self._agents.get(agent_id)
         if fw is None or agent is None:
             return
-        per = fw.alloc.get(agent_id)
-        if not per or not resources:
+        if agent_id not in fw.alloc or not resources:
             return
+        per = fw.held(agent_id)
         timeout = refuse_timeout(refuse_seconds)
         remaining = resources
+        gone = False
         for r in [role] if role is not None else list(per):
             cur = per.get(r)
             if cur is None:
@@ -402,10 +420,7 @@ class HierarchicalDRFAllocator:
             if not part:
                 continue
             left = _EMPTY if whole else cur - part
-            if left:
-                per[r] = left
-            else:
-                del per[r]
+            gone = fw.set_held(agent_id, r, left)
             self._unaccount(fw, r, part)
             agent.available = agent.available + part
             self._changed.touch(agent_id)
@@ -416,8 +431,7 @@ class HierarchicalDRFAllocator:
             remaining = _EMPTY if whole else remaining - part
             if not remaining:
                 break
-        if not per:
-            del fw.alloc[agent_id]
+        if gone:
             agent.frameworks.pop(framework_id, None)
 
     def allocated(self, framework_id: str) -> dict[str, Resources]:
@@ -425,17 +439,14 @@ class HierarchicalDRFAllocator:
         if fw is None:
             return {}
         out: dict[str, Resources] = {}
-        for agent_id, per in fw.alloc.items():
-            total = _EMPTY
-            for res in per.values():
-                total = total + res
-            out[agent_id] = total
+        for agent_id, _, res in fw.holdings():
+            out[agent_id] = out.get(agent_id, _EMPTY) + res
         return out
 
     def allocated_by_role(self, framework_id: str) -> dict[str, dict[str, Resources]]:
         """agent_id -> role -> resources."""
         fw = self._fws.get(framework_id)
-        return {} if fw is None else {a: dict(per) for a, per in fw.alloc.items()}
+        return {} if fw is None else {a: fw.held(a) for a in fw.alloc}
 
     # ================================================================== the cycle
     def _enough(self, m: dict[str, int]) -> bool:
@@ -467,89 +478,60 @@ class HierarchicalDRFAllocator:
         return self.allocate(now, ids) if ids else []
 
     def allocate(self, now: float, agent_ids: Iterable[str] | None = None) -> list[Allocation]:
+        """One cycle over every active agent with something free (or over ``agent_ids``)."""
+        return self.step(self.begin(now, agent_ids))
+
+    def begin(self, now: float, agent_ids: Iterable[str] | None = None) -> CycleRun:
+        """Start a cycle to run in steps (:meth:`step`): the master's event loop must not hold
+        a 50,000-agent cycle in one step. Between steps anything may happen: an agent removed
+        or deactivated meanwhile is skipped, frameworks and shares are read as they are."""
         self._runs += 1
         agents = self._agents
-        if agent_ids is None:
+        if not self._fsorters:
+            cands = array("l")
+        elif agent_ids is None:
             self._changed.take()  # every agent is looked at
-            cands = [a for a in agents.values() if a.active and a.available]
+            cands = array("l", [a.slot for a in agents.values() if a.active and a.available])
         else:
-            cands = []
-            for aid in dict.fromkeys(agent_ids):
-                a = agents.get(aid)
-                if a is not None and a.active and a.available:
-                    cands.append(a)
-        if not cands or not self._fsorters:
+            got = [agents.get(aid) for aid in dict.fromkeys(agent_ids)]
+            cands = array("l", [a.slot for a in got if a is not None and a.active and a.available])
+        if cands:
+            self._slots.open_runs += 1
+        return CycleRun(now, cands, self._rng, self._epoch)
+
+    def step(self, run: CycleRun, limit: int | None = None) -> list[Allocation]:
+        """The next ``limit`` candidates of ``run`` (None: all the rest); a step may only
+        shuffle (a few ``limit`` s of swaps) and answer nothing while ``run.done`` is False."""
+        if not run.shuffle(None if limit is None else 8 * limit):
             return []
-        self._rng.shuffle(cands)
-        out = self._cycle(cands, now, QuotaCycle(self._quota, self._roles, list(agents.values())) if self._quota else None)
-        self._made += len(out)
-        return out
-
-    def _cycle(self, cands: list[_Agent], now: float, cyc: QuotaCycle | None) -> list[Allocation]:
-        """One pass over ``cands`` (see the module doc); ``cyc`` applies quota when some role has it."""
+        entries = self._slots.entries
+        cands = [entries[i] for i in run.take(limit)]
+        if run.done and not run.closed:
+            run.closed = True
+            self._slots.open_runs -= 1
+        if run.epoch != self._epoch:  # agents removed or deactivated since the cycle began
+            cands = [a for a in cands if a is not None and a.active]
         out: list[Allocation] = []
-        order = self._roles.order
-        fsorters = self._fsorters
-        fws = self._fws
-        filter_gpu = self._filter_gpu
-        enough = self._enough
-        account = self._account
-        unmet = cyc.unmet if cyc is not None else None
-        both_stages = (True, False)
-        stage2_only = (False,)
-
-        for agent in cands:
-            avail = agent.available
-            aid = agent.id
-            reserved = agent.reserved
-            no_gpu_ok = agent.gpu and filter_gpu
-            done: set[str] | None = None
-            again = True
-            while again and avail:
-                again = False
-                for stage1 in both_stages if unmet else stage2_only:
-                    for _, role in order():
-                        if done is not None and role in done:
-                            continue
-                        if stage1 and not cyc.in_stage1(role):  # type: ignore[union-attr]
-                            continue
-                        offer = avail.allocatable_to(role) if reserved else avail
-                        if not offer:
-                            continue
-                        m = offer.millis()
-                        if cyc is not None:
-                            capped = cyc.cap(role, offer, m, reserved)
-                            if capped is not offer:
-                                if not capped:
-                                    continue
-                                offer = capped
-                                m = offer.millis()
-                        if not enough(m):
-                            continue
-                        chosen = None
-                        for _, fid in fsorters[role].order():
-                            fw = fws[fid]  # active, subscribed, unsuppressed: see _refresh
-                            if no_gpu_ok and not fw.gpu_aware:
-                                continue
-                            if fw.filters.is_filtered(role, aid, offer, now):  # (no filters: one dict lookup)
-                                continue
-                            chosen = fw
-                            break
-                        if chosen is None:
-                            continue
-                        account(chosen, role, agent, offer, m)
-                        if cyc is not None:
-                            cyc.charge(role, offer, m, reserved)
-                        avail = _EMPTY if offer is avail else avail - offer
-                        agent.available = avail
-                        out.append(Allocation(chosen.id, role, aid, offer))
-                        if done is None:
-                            done = set()
-                        done.add(role)
-                        again = True
-                        break  # orders changed: start the role walk again
-                    if again:
-                        break
+        order = self._roles.order()
+        if cands and self._fsorters and order:
+            cyc = None
+            if self._quota:  # one QuotaCycle for a run's steps unless something moved in between
+                cyc = run.quota if run.quota_version == self._quota.version else None
+                if cyc is None:
+                    cyc = QuotaCycle(self._quota, self._roles, list(self._reserved.values()))
+            if len(order) == 1:
+                role = order[0][1]
+                taken = one_role(cands, run.now, role, self._fsorters[role], self._fws, self._hold,
+                                 self._enough, self._filter_gpu, out, cyc)
+                if taken:
+                    self._roles.add_allocation(role, sum_offers(taken))
+            else:
+                walk_roles(cands, run.now, self._roles, self._fsorters, self._fws, self._hold, self._enough,
+                           self._filter_gpu, cyc, out)
+            if out and cyc is not None:
+                self._quota.version += 1  # (another run's QuotaCycle did not see these offers)
+            run.quota, run.quota_version = cyc, self._quota.version
+        self._made += len(out)
         return out
 
     # ================================================================== reporting
@@ -559,10 +541,9 @@ class HierarchicalDRFAllocator:
         frameworks = {}
         for fid, fw in self._fws.items():
             m: dict[str, int] = {}
-            for per in fw.alloc.values():
-                for res in per.values():
-                    for n, v in res.scalar_millis().items():
-                        m[n] = m.get(n, 0) + v
+            for _, _, res in fw.holdings():
+                for n, v in res.millis().items():
+                    m[n] = m.get(n, 0) + v
             frameworks[fid] = dominant_share(m, totals)
         return {"roles": roles, "frameworks": frameworks}
 

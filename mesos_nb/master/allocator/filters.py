@@ -55,75 +55,95 @@ class OfferFilter:
         return f"OfferFilter({self.resources}, expires={self.expires})"
 
 
-class FrameworkFilters:
-    """One framework's filters: role -> agent_id -> [OfferFilter]."""
+def _each(v: OfferFilter | list[OfferFilter]) -> list[OfferFilter]:
+    return v if type(v) is list else [v]  # type: ignore[list-item]
 
-    __slots__ = ("_by_role",)
+
+class FrameworkFilters:
+    """One framework's filters: role -> agent_id -> an OfferFilter, or a list of them when
+    there are several (one object less per refusal: a cluster of 50,000 agents declined by
+    1,000 frameworks holds tens of thousands, and the collector walks every one)."""
+
+    __slots__ = ("by_role",)
 
     def __init__(self) -> None:
-        self._by_role: dict[str, dict[str, list[OfferFilter]]] = {}
+        self.by_role: dict[str, dict[str, OfferFilter | list[OfferFilter]]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self._by_role)
+        return bool(self.by_role)
 
     def add(self, role: str, agent_id: str, resources: Resources, expires: float) -> None:
-        self._by_role.setdefault(role, {}).setdefault(agent_id, []).append(
-            OfferFilter(resources, expires)
-        )
+        per_agent = self.by_role.get(role)
+        if per_agent is None:
+            per_agent = self.by_role[role] = {}
+        f = OfferFilter(resources, expires)
+        cur = per_agent.get(agent_id)
+        if cur is None:
+            per_agent[agent_id] = f
+        elif type(cur) is list:
+            cur.append(f)
+        else:
+            per_agent[agent_id] = [cur, f]  # type: ignore[list-item]
 
     def is_filtered(self, role: str, agent_id: str, offer: Resources, now: float) -> bool:
-        per_agent = self._by_role.get(role)
+        per_agent = self.by_role.get(role)
         if not per_agent:
             return False
-        fl = per_agent.get(agent_id)
-        if not fl:
+        cur = per_agent.get(agent_id)
+        if cur is None:
             return False
-        expired = False
-        for f in fl:
-            if now >= f.expires:
-                expired = True
-            elif f.resources is offer or f.resources.contains(offer):
-                # (identity: an agent's untouched leftover is the very object refused)
-                if not expired:
-                    return True
-                break
+        if type(cur) is not list:
+            if now < cur.expires:  # type: ignore[union-attr]
+                res = cur.resources  # type: ignore[union-attr]
+                return res is offer or res.contains(offer)
+            live: list[OfferFilter] = []
         else:
-            if not expired:
-                return False
-        live = [f for f in fl if now < f.expires]
+            expired = False
+            for f in cur:
+                if now >= f.expires:
+                    expired = True
+                elif f.resources is offer or f.resources.contains(offer):
+                    # (identity: an agent's untouched leftover is the very object refused)
+                    if not expired:
+                        return True
+                    break
+            else:
+                if not expired:
+                    return False
+            live = [f for f in cur if now < f.expires]
         if live:
-            per_agent[agent_id] = live
+            per_agent[agent_id] = live if len(live) > 1 else live[0]
         else:
             del per_agent[agent_id]
             if not per_agent:
-                del self._by_role[role]
+                del self.by_role[role]
         return any(f.resources is offer or f.resources.contains(offer) for f in live)
 
     def clear(self, roles: Iterable[str] | None = None) -> None:
         if roles is None:
-            self._by_role.clear()
+            self.by_role.clear()
         else:
             for r in roles:
-                self._by_role.pop(r, None)
+                self.by_role.pop(r, None)
 
     def drop_agent(self, agent_id: str) -> None:
-        for role in list(self._by_role):
-            per_agent = self._by_role[role]
+        for role in list(self.by_role):
+            per_agent = self.by_role[role]
             per_agent.pop(agent_id, None)
             if not per_agent:
-                del self._by_role[role]
+                del self.by_role[role]
 
     def has(self, role: str | None = None, agent_id: str | None = None, now: float | None = None) -> bool:
         """Any (live, when ``now`` is given) filter for the role/agent given."""
-        for r, per_agent in self._by_role.items():
+        for r, per_agent in self.by_role.items():
             if role is not None and r != role:
                 continue
             for a, fl in per_agent.items():
                 if agent_id is not None and a != agent_id:
                     continue
-                if any(now is None or now < f.expires for f in fl):
+                if any(now is None or now < f.expires for f in _each(fl)):
                     return True
         return False
 
     def count(self) -> int:
-        return sum(len(fl) for per_agent in self._by_role.values() for fl in per_agent.values())
+        return sum(len(_each(fl)) for per_agent in self.by_role.values() for fl in per_agent.values())

@@ -52,9 +52,10 @@ class RoleQuota:
 class QuotaBook:
     """Quotas by role, plus the cluster's total scalars (every name, GPUs included)."""
 
-    __slots__ = ("quotas", "total", "biggest")
+    __slots__ = ("quotas", "total", "biggest", "version")
 
     def __init__(self) -> None:
+        self.version = 0  # moves with anything a QuotaCycle reads (a stepped cycle keeps its own)
         self.quotas: dict[str, RoleQuota] = {}
         self.total: dict[str, int] = {}
         # the most of each scalar any agent ever had: no single offer is bigger (never lowered,
@@ -65,12 +66,14 @@ class QuotaBook:
         return bool(self.quotas)
 
     def set(self, role: str, quota: RoleQuota | None) -> None:
+        self.version += 1
         if quota is None or not (quota.guarantees or quota.limits):
             self.quotas.pop(role, None)
         else:
             self.quotas[role] = quota
 
     def add_total(self, m: dict[str, int], sign: int = 1) -> None:
+        self.version += 1
         add_millis(self.total, m, sign)
         if sign > 0:
             big = self.biggest
