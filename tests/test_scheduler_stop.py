@@ -1,0 +1,82 @@
+"""``SchedulerDriver.stop()`` always returns: a cancellation swallowed on the way (by a user
+callback, or by ``asyncio.wait_for`` before Python 3.12 when an event arrives in the same loop
+step as the cancel) must not leave ``stop()`` waiting for ever on a stream that stays open."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from conftest import async_wait_for
+from test_scheduler_driver import FW, fake, subscribed  # noqa: F401 - the fixture
+
+from mesos_nb.scheduler import Scheduler, SchedulerDriver
+
+
+class EatsOneCancel(Scheduler):
+    """Swallows the cancellation that stop() sends while it is in its callback, then returns."""
+
+    def __init__(self) -> None:
+        self.inside = asyncio.Event()
+        self.cancelled = False
+
+    async def subscribed(self, driver, framework_id, master_info):
+        self.inside.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True  # user code that swallows it, as wait_for can before 3.12
+
+
+class IgnoresCancel(Scheduler):
+    """Never ends while the test holds it: every cancellation is ignored."""
+
+    def __init__(self) -> None:
+        self.inside = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def subscribed(self, driver, framework_id, master_info):
+        self.inside.set()
+        while not self.release.is_set():
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                continue
+
+
+async def stops_within(d: SchedulerDriver, timeout: float) -> None:
+    # not asyncio.wait_for: cancelling a stop() that hangs need not make it raise
+    stop = asyncio.ensure_future(d.stop(failover=True))
+    done, _ = await asyncio.wait({stop}, timeout=timeout)
+    assert done, f"stop() still waits after {timeout:g} s"
+    stop.result()
+
+
+async def test_stop_returns_when_a_callback_swallows_the_cancel(fake):  # noqa: F811
+    # the fake master holds the stream open and silent (heartbeats every 15 s): main's read loop
+    # went back to reading after the swallowed cancel and stop() waited for the stream's end
+    m = await fake(script=lambda n: [subscribed(hb=15.0)])
+    s = EatsOneCancel()
+    d = SchedulerDriver(s, FW, m.url)
+    await d.start()
+    await asyncio.wait_for(s.inside.wait(), 10)
+    await stops_within(d, 10)
+    assert s.cancelled and not d.running and not d.connected
+
+
+async def test_stop_is_bounded_when_a_callback_ignores_cancellation(fake, caplog):  # noqa: F811
+    m = await fake(script=lambda n: [subscribed(hb=15.0)])
+    s = IgnoresCancel()
+    d = SchedulerDriver(s, FW, m.url)
+    d.stop_timeout = 0.5
+    await d.start()
+    await asyncio.wait_for(s.inside.wait(), 10)
+    try:
+        with caplog.at_level(logging.ERROR, logger="mesos_nb.scheduler"):
+            await stops_within(d, 10)
+    finally:
+        s.release.set()  # let the abandoned loop end before the test's event loop closes
+    assert not d.connected
+    assert "did not end within 0.5 s of stop()" in caplog.text
+    assert "framework_id=fw-1" in caplog.text
+    await async_wait_for(lambda: d._task is not None and d._task.done(), 10, message="loop ended")
