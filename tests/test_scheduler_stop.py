@@ -1,14 +1,16 @@
-"""``SchedulerDriver.stop()`` always returns: a cancellation swallowed on the way (by a user
-callback, or by ``asyncio.wait_for`` before Python 3.12 when an event arrives in the same loop
-step as the cancel) must not leave ``stop()`` waiting for ever on a stream that stays open."""
+"""``SchedulerDriver.stop()`` always returns, and quietly: a cancellation swallowed on the way
+(by a user callback, or by ``asyncio.wait_for`` before Python 3.12 when an event arrives in the
+same loop step as the cancel) must not leave it waiting for ever on a stream that stays open,
+and a callback's call refused because of our own TEARDOWN is one log line, not a traceback."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from aiohttp import web
 from conftest import async_wait_for
-from test_scheduler_driver import FW, fake, subscribed  # noqa: F401 - the fixture
+from test_scheduler_driver import FW, OFFER, FakeMaster, fake, subscribed  # noqa: F401 - the fixture
 
 from mesos_nb.scheduler import Scheduler, SchedulerDriver
 
@@ -80,3 +82,57 @@ async def test_stop_is_bounded_when_a_callback_ignores_cancellation(fake, caplog
     assert "did not end within 0.5 s of stop()" in caplog.text
     assert "framework_id=fw-1" in caplog.text
     await async_wait_for(lambda: d._task is not None and d._task.done(), 10, message="loop ended")
+
+
+class TearsDownSlowly(FakeMaster):
+    """Holds its answer to TEARDOWN until ``release``; meanwhile a DECLINE is answered as the
+    master answers it once the framework is gone."""
+
+    def __init__(self) -> None:
+        super().__init__(script=lambda n: [subscribed(), OFFER])
+        self.release = asyncio.Event()
+        self.torn_down = False
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        kind = (await request.json()).get("type")
+        if kind == "TEARDOWN":
+            self.torn_down = True
+            await self.release.wait()
+        elif kind == "DECLINE" and self.torn_down:
+            return web.Response(status=400, text="Framework cannot be found")
+        return await super().handle(request)
+
+
+class DeclinesLate(Scheduler):
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.declined = asyncio.Event()
+
+    async def offers(self, driver, offers):
+        await self.go.wait()
+        try:
+            await driver.decline([o.id for o in offers])
+        finally:
+            self.declined.set()
+
+
+async def test_a_call_refused_after_our_own_teardown_logs_one_line_and_no_traceback(caplog):
+    # bench/launch_throughput.py printed a "Framework cannot be found" traceback this way
+    m = await TearsDownSlowly().start()
+    try:
+        s = DeclinesLate()
+        d = SchedulerDriver(s, FW, m.url)
+        await d.start()
+        with caplog.at_level(logging.INFO, logger="mesos_nb.scheduler"):
+            stop = asyncio.ensure_future(d.stop())
+            await async_wait_for(lambda: m.torn_down, 10, message="TEARDOWN sent")
+            s.go.set()  # the offers callback declines while the teardown is under way
+            await asyncio.wait_for(s.declined.wait(), 10)
+            m.release.set()
+            await asyncio.wait_for(stop, 10)
+        refused = [r for r in caplog.records if "Framework cannot be found" in r.getMessage()]
+        assert len(refused) == 1 and refused[0].levelno == logging.INFO, caplog.text
+        assert "refused after stop()" in refused[0].getMessage()
+        assert not [r for r in caplog.records if r.exc_info], caplog.text  # no traceback
+    finally:
+        await m.stop()

@@ -507,6 +507,12 @@ class SchedulerDriver(SchedulerCalls):
                 await res
         except asyncio.CancelledError:
             raise
+        except (MesosError, ConnectionError) as e:
+            if not self._stopping:
+                log.exception("scheduler callback %s raised", name)
+            else:  # e.g. a DECLINE answered "Framework cannot be found" after our own TEARDOWN
+                log.info("framework_id=%s: a call of the %s callback was refused after stop(): %s",
+                         self._framework_id, name, e)
         except Exception:
             log.exception("scheduler callback %s raised", name)
 
