@@ -19,7 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import aiohttp
-from conftest import REPO, cli_env
+from conftest import REPO, cli_env, stop_process_groups
 from test_agent_integration import FW, FakeMaster, run_task, wait_for
 from test_executor_api import EX, subscribe
 
@@ -100,12 +100,7 @@ async def test_a_resized_executor_container_keeps_its_limits_across_an_agent_res
         if sub is not None:
             await sub.close()
         await session.close()
-        if agent.poll() is None:
-            os.killpg(agent.pid, signal.SIGTERM)
-            try:
-                agent.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(agent.pid, signal.SIGKILL)
+        stop_process_groups([agent])
         await master.stop()
         for pid in pids:  # the executor (its own session) outlives its agent by design
             with contextlib.suppress(ProcessLookupError):

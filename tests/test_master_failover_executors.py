@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 import aiohttp
-from conftest import REPO, async_wait_for, cli_env, free_port, get_json
+from conftest import REPO, async_wait_for, cli_env, free_port, get_json, stop_process_groups
 from test_executor_api import EX, Subscription, call, update
+from test_health_checks import OneTask
 
 from mesos_nb.protocol.messages import ID, CommandInfo, ExecutorInfo, FrameworkInfo, TaskInfo
 from mesos_nb.protocol.resources import Resources
@@ -31,32 +32,15 @@ def spawn(args: list[str], log: Path) -> subprocess.Popen:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+    stop_process_groups([proc])
 
 
-class OneTask(Scheduler):
-    """Launches one task into a custom executor on the first offer, declines the rest."""
-
-    def __init__(self) -> None:
-        self.launched = False
-
-    async def offers(self, driver, offers):
-        for offer in offers:
-            if self.launched:
-                await driver.decline([offer.id], refuse_seconds=1)
-                continue
-            self.launched = True
-            ex = ExecutorInfo(executor_id=ID(value=EX), command=CommandInfo(value="exec sleep 600"),
-                              resources=Resources.parse("cpus:0.5;mem:64").to_proto())
-            task = TaskInfo(name="cell-1", task_id=ID(value="cell-1"), agent_id=offer.agent_id, executor=ex,
-                            resources=Resources.parse("cpus:0.25;mem:32").to_proto())
-            await driver.launch([offer.id], [task])
+def cell_in_executor(offer) -> TaskInfo:
+    """One task in a custom executor holding cpus 0.5 / mem 64 itself (a warm executor's shape)."""
+    ex = ExecutorInfo(executor_id=ID(value=EX), command=CommandInfo(value="exec sleep 600"),
+                      resources=Resources.parse("cpus:0.5;mem:64").to_proto())
+    return TaskInfo(name="cell-1", task_id=ID(value="cell-1"), agent_id=offer.agent_id, executor=ex,
+                    resources=Resources.parse("cpus:0.25;mem:32").to_proto())
 
 
 class Offered(Scheduler):
@@ -76,7 +60,7 @@ async def test_an_idle_executors_own_resources_survive_a_master_restart(tmp_path
     master = spawn(master_args, tmp_path / "master.log")
     agent = spawn(["agent", "--master", f"127.0.0.1:{port}", "--port", "0", "--work-dir", str(tmp_path / "agent"),
                    "--resources", "cpus:2;mem:512", "--isolation", "posix"], tmp_path / "agent.log")
-    sched = OneTask()
+    sched = OneTask(cell_in_executor)
     driver = SchedulerDriver(sched, FrameworkInfo(user="", name="warm", checkpoint=True, failover_timeout=300),
                              f"127.0.0.1:{port}")
     session = aiohttp.ClientSession()
