@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import sys
 
+import aiohttp
+import pytest
 from aiohttp import web
 from conftest import async_wait_for
 from test_scheduler_driver import FW, OFFER, FakeMaster, fake, subscribed  # noqa: F401 - the fixture
@@ -136,3 +140,36 @@ async def test_a_call_refused_after_our_own_teardown_logs_one_line_and_no_traceb
         assert not [r for r in caplog.records if r.exc_info], caplog.text  # no traceback
     finally:
         await m.stop()
+
+
+@pytest.mark.parametrize("wait_for_swallows", [sys.version_info < (3, 12)])
+async def test_the_stream_read_is_cancelled_even_when_data_comes_with_the_cancel(wait_for_swallows):
+    """The race behind the rare hang: data and the cancel in one loop step. ``asyncio.wait_for``
+    before 3.12 returns the data and loses the cancel; the driver's read does not."""
+    from aiohttp.base_protocol import BaseProtocol
+
+    from mesos_nb.scheduler.driver import _read_chunk
+
+    loop = asyncio.get_running_loop()
+
+    async def race(read) -> str:
+        ours, theirs = socket.socketpair()  # a connected transport under the stream, silent
+        transport, protocol = await loop.connect_accepted_socket(lambda: BaseProtocol(loop), ours)
+        try:
+            content = aiohttp.StreamReader(protocol, 2**16, loop=loop)
+            reader = asyncio.ensure_future(read(content))
+            await async_wait_for(lambda: content._waiter is not None or reader.done(), 10, 0,
+                                 message="the read waiting for data")
+            content.feed_data(b"event")
+            reader.cancel()  # in the same loop step as the data
+            try:
+                await reader
+            except asyncio.CancelledError:
+                return "cancelled"
+            return "swallowed"
+        finally:
+            transport.close()
+            theirs.close()
+
+    assert await race(lambda c: _read_chunk(c, 30)) == "cancelled"
+    assert await race(lambda c: asyncio.wait_for(c.readany(), 30)) == ("swallowed" if wait_for_swallows else "cancelled")
