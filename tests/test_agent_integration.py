@@ -514,12 +514,15 @@ async def test_monitor_statistics(cluster):
     master, proc, agent = cluster
     await master.send(run_task(agent.agent_id, "t-mon", "sleep 60", resources="cpus:0.5;mem:64"))
     await master.wait_state("t-mon", "TASK_RUNNING")
-    async with aiohttp.ClientSession() as s:
-        async with s.get(agent.url + "/monitor/statistics") as r:
-            stats = await r.json()
-    entry = next(e for e in stats if e["executor_id"] == "t-mon")
-    assert entry["framework_id"] == FW
-    st = entry["statistics"]
+
+    async def sample() -> dict | None:
+        async with aiohttp.ClientSession() as s, s.get(agent.url + "/monitor/statistics") as r:
+            entry = next(e for e in await r.json() if e["executor_id"] == "t-mon")
+        assert entry["framework_id"] == FW
+        # TASK_RUNNING can come before the command's process has a resident page (a busy box)
+        return entry["statistics"] if entry["statistics"]["mem_rss_bytes"] > 0 else None
+
+    st = await wait_for(sample, 15, what="a resident set in the statistics")
     assert st["cpus_limit"] == 0.5 and st["mem_limit_bytes"] == 64 * 1024 * 1024
     assert st["mem_rss_bytes"] > 0 and st["timestamp"] > 0
     await master.send(KillTask(agent_id=agent.agent_id, framework_id=FW, task_id="t-mon"))

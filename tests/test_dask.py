@@ -203,6 +203,18 @@ cluster.close()
 """
 
 
+SCRIPT_STRANGER = """
+import sys
+from mesos_nb import MesosCluster
+MesosCluster.adopt_timeout = 2
+try:
+    MesosCluster.from_name("nb-restart")
+except RuntimeError as e:
+    print(e)
+    sys.exit(3)
+"""
+
+
 def test_from_name_reconnects_after_the_kernel_exits(master, tmp_path: Path):
     env = cli_env(HOME=str(tmp_path))
 
@@ -216,8 +228,27 @@ def test_from_name_reconnects_after_the_kernel_exits(master, tmp_path: Path):
     record = tmp_path / ".mesos-nb" / "dask-clusters" / "nb-restart.json"
     assert json.loads(record.read_text())["framework_id"] == first["framework"]
     # the first process is gone; its workers kept running as tasks of the framework
-    tasks = framework_tasks(master.url, first["framework"])
-    assert len([t for t in tasks.values() if t["state"] == "TASK_RUNNING"]) == 3  # scheduler + 2
+    wait_for(lambda: len([t for t in framework_tasks(master.url, first["framework"]).values()
+                          if t["state"] == "TASK_RUNNING"]) == 3, 60, message="scheduler + 2 workers running")
+
+    # a worker that is no task of the framework is never adopted: a clear error once the master
+    # has not reported its task within adopt_timeout (main adopted it after a silent fixed wait)
+    stranger = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", first["scheduler"], "--name", "stranger",
+         "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+        env=env, cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with Client(first["scheduler"], timeout=60) as c:
+            c.wait_for_workers(3, timeout=120)
+        r = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT_STRANGER), master.master],
+                           capture_output=True, text=True, env=env, cwd=str(REPO), timeout=180)
+        assert r.returncode == 3, r.stderr[-3000:]
+        assert "did not report the tasks of its workers stranger within 2 s" in r.stdout
+    finally:
+        stranger.kill()
+        stranger.wait(30)
+    with Client(first["scheduler"], timeout=60) as c:
+        wait_for(lambda: len(c.scheduler_info()["workers"]) == 2, 120, message="stranger gone")
 
     second = run(SCRIPT_RECONNECT)
     assert second["framework"] == first["framework"]

@@ -31,6 +31,7 @@ from mesos_nb.protocol.channel import (
     AckUpdate,
     AgentRegistered,
     CheckpointResources,
+    ExecutorReport,
     FrameworkToExecutor,
     KillTask,
     RegisterAgent,
@@ -214,7 +215,15 @@ class Agent(CommandExecutor, CustomExecutors, TaskStatusUpdates, TaskHealth, Lif
             key=self.key, hostname=self.hostname, port=self.port,
             resources=self.total.to_proto(), attributes=self.attributes,
             agent_id=self.agent_id, version=VERSION, tasks=reports, scheme="https" if self.tls else "http",
+            executors=self._executor_reports() if self.agent_id is not None else [],
         )
+
+    def _executor_reports(self) -> list[ExecutorReport]:
+        """The live custom executors (with or without tasks): what they hold themselves is
+        charged by the master only when it saw them start, so one that failed over relearns it here."""
+        return [ExecutorReport(framework_id=fw.framework_id, executor=ex.info, framework=fw.info)
+                for fw in self.frameworks.values() for ex in fw.executors.values()
+                if not ex.command_executor and ex.state not in ("TERMINATING", "TERMINATED")]
 
     def on_registered(self, msg: AgentRegistered) -> None:
         changed = self.agent_id is not None and self.agent_id != msg.agent_id

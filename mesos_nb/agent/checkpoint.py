@@ -148,6 +148,15 @@ def checkpoint_run(run_dir: str, info: dict[str, Any], *, sync: bool = True) -> 
         atomic_write(os.path.join(run_dir, "pids", "forked.pid"), str(info["pid"]).encode())
 
 
+def checkpoint_run_limits(run_dir: str, limits: dict[str, Any], *, sync: bool = True) -> None:
+    """New limits in an existing ``run.info`` (an executor's container resized with its
+    tasks), so that a restarted agent adopts the container with the limits it really has."""
+    info = _load(os.path.join(run_dir, "run.info"))
+    if not isinstance(info, dict):
+        return  # not written yet: the container's first checkpoint carries its limits
+    checkpoint_run(run_dir, {**info, **limits}, sync=sync)
+
+
 def checkpoint_task(task_dir: str, info: TaskInfo) -> None:
     atomic_write(os.path.join(task_dir, "task.info"), _enc(info))
 

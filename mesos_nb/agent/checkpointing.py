@@ -82,6 +82,19 @@ class Checkpointing:
         except OSError:
             logger.exception("cannot checkpoint container agent=%s executor=%s", self.agent_id, ex.executor_id)
 
+    def _checkpoint_limits(self, ex: ExecutorEntry, container: Container) -> None:
+        """After a resize: run.info keeps the limits the container has now (not those it
+        started with), else a restarted agent would adopt it with its launch-time limits."""
+        if ex.run_meta is None:
+            return
+        try:
+            ckpt.checkpoint_run_limits(ex.run_meta, {
+                "cpus": container.limits.cpus, "mem_bytes": container.limits.mem_bytes,
+                "disk_bytes": container.limits.disk_bytes}, sync=ex.checkpoint)
+        except OSError:
+            logger.exception("cannot checkpoint resized limits agent=%s framework=%s executor=%s",
+                             self.agent_id, ex.framework_id, ex.executor_id)
+
     def _maybe_gc(self, fw_id: str, ex_id: str) -> None:
         """Drop an ended executor's checkpoint once none of its tasks awaits an ack."""
         fw = self.frameworks.get(fw_id) or self.completed_frameworks.get(fw_id)

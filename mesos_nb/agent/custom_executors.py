@@ -152,6 +152,7 @@ class CustomExecutors:
             logger.warning("executor container not resized agent=%s framework=%s executor=%s: %s",
                            self.agent_id, ex.framework_id, ex.executor_id, e)
             return
+        self._checkpoint_limits(ex, c)
         logger.info("executor container resized agent=%s framework=%s executor=%s cpus=%g mem=%dMB tasks=%d",
                     self.agent_id, ex.framework_id, ex.executor_id, c.limits.cpus, c.limits.mem_bytes >> 20,
                     len(ex.tasks))

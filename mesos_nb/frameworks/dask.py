@@ -238,6 +238,8 @@ class MesosCluster(SpecCluster):
     lacks).
     """
 
+    adopt_timeout = 120.0  # from_name: how long the master may take to report the workers' tasks
+
     def __init__(self, master: str | None = None, n_workers: int = 0, *, cpus: float = 1.0,
                  mem: float = 1024.0, gpus: float = 0.0, nthreads: int | None = None,
                  memory_limit: int | str | None = None, constraints: dict[str, str] | None = None,
@@ -319,7 +321,12 @@ class MesosCluster(SpecCluster):
             await self._check_scheduler_alive()
         await super()._start()
         if self._reconnect:
-            await self._adopt_workers()
+            try:
+                await self._adopt_workers()
+            except RuntimeError:
+                self.status = Status.failed
+                await asyncio.to_thread(self.pool.stop, False)  # the cluster stays as it was
+                raise
         elif self.cluster_name:
             self._save()
 
@@ -331,14 +338,32 @@ class MesosCluster(SpecCluster):
                                f"{addr} does not answer")
 
     async def _adopt_workers(self) -> None:
-        # the pool learns the framework's live tasks from the reconciliation after SUBSCRIBED
-        deadline = time.monotonic() + 10
-        names = [str(w["name"]) for w in self.scheduler_info["workers"].values()]
-        while time.monotonic() < deadline and not all(
-                any(tid == n or tid.startswith(n + ".r") for tid in self.pool.tasks) for n in names):
+        """Attach to the workers the scheduler knows, each through its task. The pool learns
+        those tasks from the master's answer to the reconciliation it sends after SUBSCRIBED,
+        which comes late on a busy machine: wait for that answer (asking again now and then,
+        since Mesos reconciliation is answered at most once per request) instead of for a fixed
+        time, so that no worker is adopted before its task is known (it could not be killed)."""
+        deadline = time.monotonic() + self.adopt_timeout
+        ask_again = time.monotonic() + 2.0
+        while missing := [n for n in self._scheduler_worker_names() if not self._worker_task_known(n)]:
+            now = time.monotonic()
+            if now > deadline:
+                raise RuntimeError(
+                    f"the Dask cluster '{self.cluster_name}': the master did not report the tasks of "
+                    f"its workers {', '.join(sorted(missing))} within {self.adopt_timeout:g} s")
+            if now >= ask_again:
+                self.pool.reconcile()
+                ask_again = now + 2.0
             await asyncio.sleep(0.05)
-        for n in names:
+        for n in self._scheduler_worker_names():
             self.worker_spec[n] = {"cls": MesosWorker, "options": {**self.worker_options, "attach": True}}
+
+    def _scheduler_worker_names(self) -> list[str]:
+        # kept current by the cluster's worker-status subscription: a worker that leaves drops out
+        return [str(w["name"]) for w in self.scheduler_info["workers"].values()]
+
+    def _worker_task_known(self, name: str) -> bool:
+        return any(tid == name or tid.startswith(name + ".r") for tid in list(self.pool.tasks))
 
     def _save(self) -> None:
         assert self.cluster_name
@@ -358,7 +383,9 @@ class MesosCluster(SpecCluster):
 
     @classmethod
     def from_name(cls, name: str, **kwargs: Any) -> MesosCluster:  # type: ignore[override]
-        """Reconnect to the named cluster started by an earlier kernel (its workers keep running)."""
+        """Reconnect to the named cluster started by an earlier kernel (its workers keep running).
+        Each worker is adopted through its task, once the master reports it (``RuntimeError``
+        naming the workers whose tasks it did not report within ``adopt_timeout`` seconds)."""
         path = _record_path(name)
         try:
             record = json.loads(path.read_text())

@@ -62,6 +62,7 @@ def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: fl
         log.info("agent re-registered agent=%s hostname=%s port=%d", agent.id, agent.hostname, agent.port)
         st.out.append(SaveAgent(agent_record(agent)))
         reconcile_agent_tasks(st, agent, reg.tasks, now, same_channel=same_channel)
+        readopt_executors(st, agent, reg.executors, now)
     else:
         if aid is None or validate_id(aid, "agent id") is not None:
             aid = st.ids.agent()
@@ -85,6 +86,7 @@ def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: fl
         st.out.append(SaveAgent(agent_record(agent)))
         log.info("agent registered agent=%s hostname=%s port=%d resources=%s", aid, reg.hostname, reg.port, total)
         reconcile_agent_tasks(st, agent, reg.tasks, now)
+        readopt_executors(st, agent, reg.executors, now)
         if readmitted:
             reachability.forget_unreported(st, aid, now)
     if agent.id not in st.agent_principals:  # its owner from now on, across failovers (security.py checks)
@@ -181,6 +183,31 @@ def reconcile_agent_tasks(
             continue
         tasks.master_terminal(st, fw, task, lost_state(fw, "TASK_GONE"), "REASON_AGENT_RESTARTED",
                               "Task was not found on the agent after it re-registered", now)
+
+
+def readopt_executors(st: MasterState, agent: Agent, reports: list[ch.ExecutorReport], now: float) -> None:
+    """Custom executors this master does not know on the agent (it failed over): each holds
+    its own resources until it ends, charged when it started, so they are allocated again
+    here, also for an executor that has no task right now."""
+    for rep in reports:
+        if rep.framework_id in st.removed_framework_ids:
+            continue  # its tasks' reports shut the framework down on the agent
+        fw = st.frameworks.get(rep.framework_id)
+        if fw is None and rep.framework is not None:
+            fw = frameworks.adopt(st, rep.framework_id, rep.framework, now)
+        ex_id = rep.executor.executor_id.value
+        if fw is None or ex_id in fw.executors.get(agent.id, {}):
+            continue
+        try:
+            own = Resources.from_proto(rep.executor.resources) if rep.executor.resources else Resources()
+        except (ResourceParseError, ValueError):
+            own = Resources()
+        role = fw.roles[0]
+        tasks.track_executor(fw, agent.id, rep.executor, {ex_id: own}, role)
+        if own:
+            st.allocator.add_allocation(fw.id, role, agent.id, own)
+        log.info("executor re-adopted agent=%s framework=%s executor=%s resources=%s", agent.id, fw.id, ex_id, own)
+        st.version += 1
 
 
 def channel_lost(st: MasterState, channel: Any, now: float) -> None:

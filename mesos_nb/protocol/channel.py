@@ -62,6 +62,16 @@ class TaskReport(msgspec.Struct, omit_defaults=True, kw_only=True):
     framework: FrameworkInfo | None = None
 
 
+class ExecutorReport(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A custom executor the agent runs, reported when it re-registers (Mesos' executor_infos):
+    a master that failed over learns the resources the executor holds itself, also while it
+    has no task."""
+
+    framework_id: str
+    executor: ExecutorInfo
+    framework: FrameworkInfo | None = None
+
+
 class RegisterAgent(_Ch, tag="REGISTER"):
     key: str  # unique within the channel; echoed back in REGISTERED
     hostname: str
@@ -72,6 +82,7 @@ class RegisterAgent(_Ch, tag="REGISTER"):
     version: str | None = None
     tasks: list[TaskReport] = []
     scheme: str = "http"  # "https" when the agent's listener serves TLS (older agents: http)
+    executors: list[ExecutorReport] = []  # live custom executors (older agents: none)
 
 
 class StatusUpdate(_OfFramework, tag="STATUS_UPDATE"):

@@ -35,6 +35,8 @@ from .stream import _id, _ids
 class SchedulerCalls:
     """Every scheduler call; ids may be strings, ``ID`` structs, offers or inverse offers."""
 
+    _stopping: bool  # the driver's: set once stop()/teardown() began
+
     async def _call(self, call: Call) -> None:  # pragma: no cover - the driver's
         raise NotImplementedError
 
@@ -115,6 +117,7 @@ class SchedulerCalls:
 
     async def teardown(self) -> None:
         """TEARDOWN the framework (the master kills its tasks) and stop the driver."""
+        self._stopping = True  # calls refused from now on are expected (see the driver's _callback)
         try:
             await self._call(Call(type="TEARDOWN"))
         finally:

@@ -63,6 +63,20 @@ def _read_only(attr: str, doc: str) -> Any:
     return property(operator.attrgetter(attr), doc=doc)
 
 
+async def _read_chunk(content: aiohttp.StreamReader, timeout: float) -> bytes | None:
+    """The stream's next chunk (``b""`` at its end), or None after ``timeout`` seconds.
+
+    Not ``asyncio.wait_for``: before Python 3.12 it swallows a cancellation that comes in the
+    same loop step as the data (it returns the chunk instead), and ``stop()``, which cancels
+    the read loop, then waited for ever on a stream that keeps sending events."""
+    read = asyncio.ensure_future(content.readany())
+    try:
+        done, _ = await asyncio.wait({read}, timeout=timeout)
+    finally:
+        read.cancel()  # a no-op once it is done
+    return read.result() if done else None
+
+
 class MesosError(Exception):
     """The master answered a call with a non-2xx status."""
 
@@ -119,6 +133,8 @@ class SchedulerDriver(SchedulerCalls):
     (HTTP Basic on every request; else those of the environment or of a local cluster, see
     :mod:`mesos_nb.protocol.client_auth`) and ``ca_file`` (the CA of an https master) are optional.
     """
+
+    stop_timeout = 10.0  # stop(): how long the event loop may take to end before it is cut off
 
     def __init__(
         self,
@@ -227,7 +243,9 @@ class SchedulerDriver(SchedulerCalls):
     async def stop(self, failover: bool = False) -> None:
         """Stop the driver. Unless ``failover``, TEARDOWN the framework (its tasks are killed);
         with ``failover`` just close the stream: the master keeps the framework and its tasks for
-        ``failover_timeout`` seconds so that another driver can re-subscribe with its id."""
+        ``failover_timeout`` seconds so that another driver can re-subscribe with its id.
+        Bounded: the TEARDOWN by ``call_timeout``, the event loop's end by ``stop_timeout``
+        (past it an ERROR line says so and the connection is closed under the loop)."""
         if not failover and self._connected and self._framework_id:
             self._stopping = True  # the stream ending now is expected, not an error
             try:
@@ -270,8 +288,13 @@ class SchedulerDriver(SchedulerCalls):
         task = self._task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            done, _ = await asyncio.wait({task}, timeout=self.stop_timeout)
+            if not done:  # a callback that ignores cancellation: close the connection under it
+                log.error("framework_id=%s: the driver's event loop did not end within %g s of stop() "
+                          "(a scheduler callback ignores cancellation); closing its connection anyway",
+                          self._framework_id, self.stop_timeout)
+            elif not task.cancelled():
+                task.exception()  # retrieved: how the loop ended is not the stopper's concern
         for t in list(self._background):
             t.cancel()
         self._connected = False
@@ -388,9 +411,8 @@ class SchedulerDriver(SchedulerCalls):
                     f"no event from the master for {self.watchdog.window:g} s "
                     f"({self.heartbeat_misses} missed heartbeats)"
                 )
-            try:
-                chunk = await asyncio.wait_for(resp.content.readany(), remaining)
-            except asyncio.TimeoutError:
+            chunk = await _read_chunk(resp.content, remaining)
+            if chunk is None:
                 continue  # the loop head reports the expired watchdog
             if not chunk:
                 return subscribed
@@ -400,6 +422,8 @@ class SchedulerDriver(SchedulerCalls):
                     subscribed = True
                     self._stream_id = stream_id
                 await self._dispatch(event)
+                if self._stopping:  # stop() even when its cancel was swallowed (by a callback)
+                    return subscribed
 
     # ------------------------------------------------------------------ events
     async def _dispatch(self, event: Event) -> None:
@@ -475,6 +499,12 @@ class SchedulerDriver(SchedulerCalls):
                 await res
         except asyncio.CancelledError:
             raise
+        except (MesosError, ConnectionError) as e:
+            if not self._stopping:
+                log.exception("scheduler callback %s raised", name)
+            else:  # e.g. a DECLINE answered "Framework cannot be found" after our own TEARDOWN
+                log.info("framework_id=%s: a call of the %s callback was refused after stop(): %s",
+                         self._framework_id, name, e)
         except Exception:
             log.exception("scheduler callback %s raised", name)
 
