@@ -1,11 +1,21 @@
 """Typed views of the read-only JSON endpoints (``/master/state``, ``/master/frameworks``,
-``/master/slaves``, ``/master/tasks``, the agent's ``/state``, ``/files/read``).
+``/master/slaves``, ``/master/tasks``, the agent's ``/state``, ``/files/read``), and the
+documents the master renders them as.
 
 They live in the protocol layer so that the clients that decode these bodies and the server
-code that renders them can agree on one shape. Every field has a default and unknown fields
-are ignored: a newer server (or real Apache Mesos) adding fields must not break a reader.
-Resource summaries stay ``dict[str, Any]`` because Mesos renders scalars as numbers and
-ranges (``ports``) as text in the same object.
+code that renders them share one definition:
+
+* a ``*View`` is what a reader decodes: every field has a default and unknown fields are
+  ignored, so a newer server (or real Apache Mesos) adding fields must not break a reader;
+* a ``*Doc`` subclasses its view as the master renders it: every field written (as Mesos
+  writes them, even when empty), the fields Mesos omits when unset ``UNSET``, and unknown
+  fields refused when decoded, so a test decoding a rendered body into it shows that every
+  key the master emits is declared here.
+
+The views declare their fields in the order the master writes them (the docs keep that order
+and add their own after), so the JSON keeps Mesos's key order. Resource summaries stay
+``dict[str, Any]`` because Mesos renders scalars as numbers and ranges (``ports``) as text in
+the same object.
 """
 
 from __future__ import annotations
@@ -17,9 +27,15 @@ from msgspec import UNSET, UnsetType
 
 from .messages import TERMINAL_STATES
 
+AGENT_CAPABILITIES = ["MULTI_ROLE", "HIERARCHICAL_ROLE"]
+
 
 class _View(msgspec.Struct, kw_only=True, omit_defaults=True):
     pass
+
+
+class _Doc(msgspec.Struct, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+    """A rendered-only record (no reader needs a looser view of it)."""
 
 
 def _scalar(summary: dict[str, Any], name: str) -> float:
@@ -29,6 +45,7 @@ def _scalar(summary: dict[str, Any], name: str) -> float:
         return 0.0
 
 
+# ---------------------------------------------------------------------------------- tasks
 class TaskView(_View):
     id: str = ""
     name: str = ""
@@ -44,7 +61,7 @@ class TaskView(_View):
         return self.state in TERMINAL_STATES
 
 
-class TaskDoc(TaskView, omit_defaults=False):
+class TaskDoc(TaskView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
     """A task as the master renders it (``/master/state``, ``/master/tasks``): every field a
     :class:`TaskView` reads, always present as Mesos renders them, plus the master's extras;
     ``message`` and ``labels`` only when the task has them."""
@@ -55,15 +72,29 @@ class TaskDoc(TaskView, omit_defaults=False):
     labels: Any = UNSET
 
 
+# ----------------------------------------------------------------------------- frameworks
 class FrameworkView(_View):
     id: str = ""
     name: str = ""
     user: str = ""
-    active: bool = True
-    connected: bool | None = None
+    hostname: str = ""
+    webui_url: str = ""
     roles: list[str] = []
     role: str | None = None
+    capabilities: list[str] = []
+    failover_timeout: float = 0.0
+    checkpoint: bool = False
+    active: bool = True
+    connected: bool | None = None
+    recovered: bool = False
+    registered_time: float = 0.0
+    unregistered_time: float = 0.0
+    offered_resources: dict[str, Any] = {}
+    suppressed_roles: list[str] = []
     used_resources: dict[str, Any] = {}
+    resources: dict[str, Any] = {}  # used + offered
+    reregistered_time: float | None = None
+    principal: str | None = None
     tasks: list[TaskView] = []
     unreachable_tasks: list[TaskView] = []
     completed_tasks: list[TaskView] = []
@@ -73,17 +104,61 @@ class FrameworkView(_View):
         return self.roles or ([self.role] if self.role else [])
 
 
+class OfferDoc(_Doc):
+    """An outstanding offer in a framework's ``offers``."""
+
+    id: str
+    framework_id: str
+    slave_id: str
+    allocation_info: dict[str, str]  # {"role": ...}
+    resources: dict[str, Any]
+
+
+class FrameworkExecutorDoc(_Doc):
+    """An executor in a framework's ``executors`` (the master's, not the agent's, shape)."""
+
+    executor_id: str
+    name: str
+    framework_id: str
+    slave_id: str
+    resources: dict[str, Any]
+    command: dict[str, Any]
+
+
+class FrameworkDoc(FrameworkView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+    """A framework as the master renders it. The task, offer and executor lists are written in
+    ``/master/state`` and ``/master/frameworks``, not in ``/master/state-summary``."""
+
+    reregistered_time: float | UnsetType = UNSET
+    principal: str | UnsetType = UNSET
+    tasks: list[TaskDoc] | UnsetType = UNSET
+    unreachable_tasks: list[TaskDoc] | UnsetType = UNSET
+    completed_tasks: list[TaskDoc] | UnsetType = UNSET
+    offers: list[OfferDoc] | UnsetType = UNSET
+    executors: list[FrameworkExecutorDoc] | UnsetType = UNSET
+
+
+# --------------------------------------------------------------------------------- agents
 class AgentView(_View):
     id: str = ""
     pid: str | None = None
     hostname: str = ""
     port: int | None = None
-    active: bool = True
+    registered_time: float = 0.0
     resources: dict[str, Any] = {}
     used_resources: dict[str, Any] = {}
+    offered_resources: dict[str, Any] = {}
+    reserved_resources: dict[str, dict[str, Any]] = {}  # role -> summary
+    unreserved_resources: dict[str, Any] = {}
     attributes: dict[str, Any] = {}
+    active: bool = True
     deactivated: bool = False  # DEACTIVATE_AGENT or a drain
+    connected: bool | None = None
+    version: str = ""
+    capabilities: list[str] = []
+    reregistered_time: float | None = None
     drain_info: dict[str, Any] | None = None  # DRAIN_AGENT's {"state": DRAINING|DRAINED, "config"}
+    estimated_drain_start_time_seconds: float | None = None
 
     def scalar(self, name: str, used: bool = False) -> float:
         return _scalar(self.used_resources if used else self.resources, name)
@@ -96,25 +171,64 @@ class AgentView(_View):
         return f"http://{self.hostname}:{self.port}"
 
 
+class AgentDoc(AgentView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+    """An agent as the master renders it; the re-registration and drain fields only when set."""
+
+    reregistered_time: float | UnsetType = UNSET
+    drain_info: dict[str, Any] | UnsetType = UNSET
+    estimated_drain_start_time_seconds: float | UnsetType = UNSET
+
+
+# ------------------------------------------------------------------------- master documents
 class LeaderInfo(_View):
     id: str = ""
     pid: str | None = None
-    hostname: str = ""
     port: int | None = None
+    hostname: str = ""
+
+
+class LeaderInfoDoc(LeaderInfo, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+    pass
 
 
 class MasterState(_View):
     """``/master/state`` (also the shape of ``/state.json``)."""
 
     version: str = "?"
-    id: str = "?"
+    build_date: str = ""
+    build_time: float = 0.0
+    build_user: str = ""
     start_time: float | None = None
+    elected_time: float | None = None
+    id: str = "?"
+    pid: str | None = None
+    hostname: str = ""
+    capabilities: list[str] = []
+    activated_slaves: int = 0
+    deactivated_slaves: int = 0
+    unreachable_slaves: int = 0
     leader: str | None = "?"
     leader_info: LeaderInfo | None = None
+    flags: dict[str, str] = {}
     slaves: list[AgentView] = []
     recovered_slaves: list[AgentView] = []
     frameworks: list[FrameworkView] = []
     completed_frameworks: list[FrameworkView] = []
+    orphan_tasks: list[TaskView] = []
+    unregistered_frameworks: list[str] = []
+
+
+# A field a doc redeclares goes after its view's others (msgspec's rule): so a doc redeclares
+# every field from its first change on, to keep the view's (Mesos's) key order.
+class MasterStateDoc(MasterState, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+    leader_info: LeaderInfoDoc | None = None
+    flags: dict[str, str] = {}
+    slaves: list[AgentDoc] = []
+    recovered_slaves: list[AgentDoc] = []
+    frameworks: list[FrameworkDoc] = []
+    completed_frameworks: list[FrameworkDoc] = []
+    orphan_tasks: list[TaskDoc] = []
+    unregistered_frameworks: list[str] = []
 
 
 class FrameworksView(_View):
@@ -122,6 +236,13 @@ class FrameworksView(_View):
 
     frameworks: list[FrameworkView] = []
     completed_frameworks: list[FrameworkView] = []
+    unregistered_frameworks: list[str] = []
+
+
+class FrameworksDoc(FrameworksView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+    frameworks: list[FrameworkDoc] = []
+    completed_frameworks: list[FrameworkDoc] = []
+    unregistered_frameworks: list[str] = []
 
 
 class AgentsView(_View):
@@ -131,12 +252,22 @@ class AgentsView(_View):
     recovered_slaves: list[AgentView] = []
 
 
+class AgentsDoc(AgentsView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+    slaves: list[AgentDoc] = []
+    recovered_slaves: list[AgentDoc] = []
+
+
 class TasksView(_View):
     """``/master/tasks``."""
 
     tasks: list[TaskView] = []
 
 
+class TasksDoc(TasksView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+    tasks: list[TaskDoc] = []
+
+
+# -------------------------------------------------------------------- the agent's /state
 class ExecutorView(_View):
     id: str = ""
     directory: str = ""
@@ -176,18 +307,28 @@ def decode(raw: bytes, view: type[Any]) -> Any:
 
 
 __all__ = [
+    "AGENT_CAPABILITIES",
+    "AgentDoc",
     "AgentFrameworkView",
     "AgentState",
     "AgentView",
+    "AgentsDoc",
     "AgentsView",
     "ExecutorView",
     "FileChunk",
+    "FrameworkDoc",
+    "FrameworkExecutorDoc",
     "FrameworkView",
+    "FrameworksDoc",
     "FrameworksView",
     "LeaderInfo",
+    "LeaderInfoDoc",
     "MasterState",
+    "MasterStateDoc",
+    "OfferDoc",
     "TaskDoc",
     "TaskView",
+    "TasksDoc",
     "TasksView",
     "decode",
 ]
