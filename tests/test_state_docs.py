@@ -11,6 +11,7 @@ import json
 
 import msgspec
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from test_reservations import _accept
 
@@ -137,3 +138,61 @@ def test_a_doc_writes_its_views_fields_in_the_views_order(doc):
     """The view declares Mesos's key order; a field its doc redeclares must not move to the end."""
     view = doc.__mro__[1]
     assert doc.__struct_fields__[:len(view.__struct_fields__)] == view.__struct_fields__
+
+
+def _agent_with_records():
+    """An agent's records as the agent keeps them: a framework with a running and a finished
+    task under a custom executor (one labelled), a MULTI_ROLE one, a completed one."""
+    from types import SimpleNamespace
+
+    from mesos_nb.agent.config import AgentConfig
+    from mesos_nb.agent.records import ExecutorEntry, FrameworkEntry, TaskEntry
+    from mesos_nb.master.harness import attributes
+    from mesos_nb.protocol import messages as m
+    from mesos_nb.protocol.resources import Resources
+
+    def framework(fid: str, **info: object) -> FrameworkEntry:
+        return FrameworkEntry(m.FrameworkInfo(user="u", name=fid, id=m.ID(value=fid), **info))
+
+    ex_info = m.ExecutorInfo(executor_id=m.ID(value="ex"), name="ex", source="src",
+                             resources=Resources.parse("cpus:0.1;mem:32").to_proto())
+    fw = framework("fw-1", principal="alice", checkpoint=True)
+    ex = ExecutorEntry(ex_info, "fw-1", "c-1", "/w/run", command_executor=False)
+    for tid, state, labels in (("run", "TASK_RUNNING", {"labels": [{"key": "k", "value": "v"}]}),
+                               ("done", "TASK_FINISHED", None)):
+        info = m.TaskInfo(name=tid, task_id=m.ID(value=tid), agent_id=m.ID(value="AG"), executor=ex_info,
+                          labels=labels)
+        t = TaskEntry(info, "fw-1", "ex", Resources.parse("cpus:1;mem:64;ports:[31000-31001]"))
+        t.state, t.statuses = state, [("TASK_RUNNING", 1.5)]
+        if state == "TASK_RUNNING":
+            ex.tasks[tid] = t
+        else:
+            t.statuses.append((state, 2.5))
+            ex.completed_tasks.append(t)
+    fw.executors["ex"] = ex
+    multi = framework("fw-2", roles=["a", "b"])
+    multi.completed_executors.append(ExecutorEntry(ex_info, "fw-2", "c-2", "/w/run2", command_executor=True))
+    return SimpleNamespace(
+        config=AgentConfig(resources="cpus:4;mem:1024", attributes="rack:a"), port=5051, start_time=10.0,
+        agent_id="AG", pid="slave(1)@h:5051", hostname="h", total=Resources.parse("cpus:4;mem:1024"),
+        attributes=attributes({"rack": "a", "zone": 1}), frameworks={"fw-1": fw, "fw-2": multi},
+        completed_frameworks={"fw-3": framework("fw-3", role="r")})
+
+
+async def test_every_key_of_the_agents_state_is_declared_in_the_typed_doc():
+    from mesos_nb.agent import http as agent_http
+    from mesos_nb.agent.app_key import AGENT_KEY
+
+    app = web.Application()
+    app[AGENT_KEY] = _agent_with_records()
+    resp = await agent_http.state(make_mocked_request("GET", "/state", app=app))
+    state = _strict(resp.body, sv.AgentStateDoc)
+    fw1, fw2 = state.frameworks
+    [ex] = fw1.executors
+    assert (fw1.principal, fw2.roles, state.completed_frameworks[0].role) == ("alice", ["a", "b"], "r")
+    assert [t.labels for t in ex.tasks] == [{"labels": [{"key": "k", "value": "v"}]}]
+    assert [t.statuses[-1]["state"] for t in ex.completed_tasks] == ["TASK_FINISHED"]
+    assert fw2.completed_executors[0].type == "DEFAULT" and ex.type == "CUSTOM"
+    assert state.flags["attributes"] == "rack:a" and state.attributes == {"rack": "a", "zone": 1}
+    # what the readers (the sandbox client) decode is the same document
+    assert sv.decode(resp.body, sv.AgentState).frameworks[0].executors[0].task_ids() == {"run", "done"}

@@ -204,9 +204,9 @@ class MasterState(_View):
     pid: str | None = None
     hostname: str = ""
     capabilities: list[str] = []
-    activated_slaves: int = 0
-    deactivated_slaves: int = 0
-    unreachable_slaves: int = 0
+    activated_slaves: float = 0  # counts, but Apache Mesos writes them as doubles (metrics gauges)
+    deactivated_slaves: float = 0
+    unreachable_slaves: float = 0
     leader: str | None = "?"
     leader_info: LeaderInfo | None = None
     flags: dict[str, str] = {}
@@ -268,9 +268,24 @@ class TasksDoc(TasksView, kw_only=True, omit_defaults=False, forbid_unknown_fiel
 
 
 # -------------------------------------------------------------------- the agent's /state
+class AgentTaskDoc(TaskView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+    """A task as the agent renders it: no ``role`` (the agent does not write one), its updates
+    as ``{state, timestamp}``, ``labels`` only when it has them."""
+
+    role: str | UnsetType = UNSET
+    resources: dict[str, Any] = {}
+    statuses: list[dict[str, Any]] = []
+    labels: Any = UNSET
+
+
 class ExecutorView(_View):
     id: str = ""
+    name: str = ""
+    source: str = ""
+    container: str = ""
     directory: str = ""
+    resources: dict[str, Any] = {}
+    type: str = ""  # DEFAULT (the command executor) or CUSTOM
     tasks: list[TaskView] = []
     queued_tasks: list[TaskView] = []
     completed_tasks: list[TaskView] = []
@@ -279,18 +294,61 @@ class ExecutorView(_View):
         return {t.id for t in (*self.tasks, *self.queued_tasks, *self.completed_tasks)}
 
 
+class ExecutorDoc(ExecutorView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+    tasks: list[AgentTaskDoc] = []
+    queued_tasks: list[AgentTaskDoc] = []
+    completed_tasks: list[AgentTaskDoc] = []
+
+
 class AgentFrameworkView(_View):
     id: str = ""
+    name: str = ""
+    user: str = ""
+    failover_timeout: float = 0.0
+    checkpoint: bool = False
+    hostname: str = ""
     executors: list[ExecutorView] = []
     completed_executors: list[ExecutorView] = []
+    principal: str | None = None
+    roles: list[str] = []  # a MULTI_ROLE framework's …
+    role: str | None = None  # … or another's one role
+
+
+class AgentFrameworkDoc(AgentFrameworkView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+    executors: list[ExecutorDoc] = []
+    completed_executors: list[ExecutorDoc] = []
+    principal: str | UnsetType = UNSET
+    roles: list[str] | UnsetType = UNSET
+    role: str | UnsetType = UNSET
 
 
 class AgentState(_View):
     """The agent's ``/state``."""
 
+    version: str = ""
+    build_date: str = ""
+    build_time: float = 0.0
+    build_user: str = ""
+    start_time: float = 0.0
     id: str = ""
+    pid: str = ""
+    hostname: str = ""
+    capabilities: list[str] = []
+    resources: dict[str, Any] = {}
+    reserved_resources: dict[str, dict[str, Any]] = {}  # role -> summary
+    unreserved_resources: dict[str, Any] = {}
+    reserved_resources_full: dict[str, list[Any]] = {}  # role -> Resource protos
+    unreserved_resources_full: list[Any] = []
+    attributes: dict[str, Any] = {}
+    master_hostname: str | None = None
+    flags: dict[str, str] = {}
     frameworks: list[AgentFrameworkView] = []
     completed_frameworks: list[AgentFrameworkView] = []
+
+
+class AgentStateDoc(AgentState, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+    frameworks: list[AgentFrameworkDoc] = []
+    completed_frameworks: list[AgentFrameworkDoc] = []
 
 
 class FileChunk(_View):
@@ -309,11 +367,15 @@ def decode(raw: bytes, view: type[Any]) -> Any:
 __all__ = [
     "AGENT_CAPABILITIES",
     "AgentDoc",
+    "AgentFrameworkDoc",
     "AgentFrameworkView",
     "AgentState",
+    "AgentStateDoc",
+    "AgentTaskDoc",
     "AgentView",
     "AgentsDoc",
     "AgentsView",
+    "ExecutorDoc",
     "ExecutorView",
     "FileChunk",
     "FrameworkDoc",
