@@ -20,7 +20,7 @@ the same object.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -34,8 +34,43 @@ class _View(msgspec.Struct, kw_only=True, omit_defaults=True):
     pass
 
 
-class _Doc(msgspec.Struct, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+_DOC_CONFIG: dict[str, Any] = {"kw_only": True, "omit_defaults": False, "forbid_unknown_fields": True}
+_LIST = msgspec.field(default_factory=list)
+
+
+class _Doc(msgspec.Struct, **_DOC_CONFIG):
     """A rendered-only record (no reader needs a looser view of it)."""
+
+
+def _doc(view: type[Any], name: str, doc: str, **changed: Any) -> type[Any]:
+    """``view`` as the server renders it: a subclass writing every field and refusing unknown
+    ones when decoded, with the fields in ``changed`` retyped or added (``name=type``, or
+    ``name=(type, default)``). A type that admits ``UnsetType`` defaults to ``UNSET`` (Mesos
+    omits the field when unset); a retyped field otherwise keeps the view's default.
+
+    msgspec puts a redeclared field after the base's others, so every field from the first
+    retyped one on is redeclared here, in the view's order: the JSON keeps the view's key order
+    (Mesos's), and a field added to the view later cannot move."""
+    spec: list[tuple[str, Any, Any]] = []
+    for f in msgspec.structs.fields(view):
+        if spec or f.name in changed:
+            kept = f.default if f.default_factory is msgspec.NODEFAULT else msgspec.field(
+                default_factory=f.default_factory)
+            spec.append(_field(f.name, changed.pop(f.name, f.type), kept))
+    spec.extend(_field(n, t, msgspec.NODEFAULT) for n, t in changed.items())
+    cls = msgspec.defstruct(name, spec, bases=(view,), module=__name__, **_DOC_CONFIG)
+    cls.__doc__ = doc
+    return cls
+
+
+def _field(name: str, t: Any, kept: Any) -> tuple[str, Any, Any]:
+    if isinstance(t, tuple):
+        return (name, *t)
+    if UnsetType in get_args(t):
+        return (name, t, UNSET)
+    if kept is msgspec.NODEFAULT:
+        raise TypeError(f"a field the view lacks needs a default: {name}")
+    return (name, t, kept)
 
 
 def _scalar(summary: dict[str, Any], name: str) -> float:
@@ -61,15 +96,13 @@ class TaskView(_View):
         return self.state in TERMINAL_STATES
 
 
-class TaskDoc(TaskView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+TaskDoc = _doc(
+    TaskView, "TaskDoc",
     """A task as the master renders it (``/master/state``, ``/master/tasks``): every field a
-    :class:`TaskView` reads, always present as Mesos renders them, plus the master's extras;
-    ``message`` and ``labels`` only when the task has them."""
-
-    agent_id: str = ""
-    statuses: list[dict[str, Any]] = []
-    message: str | UnsetType = UNSET
-    labels: Any = UNSET
+    :class:`TaskView` reads, plus the master's extras; ``message`` and ``labels`` only when the
+    task has them.""",
+    agent_id=(str, ""), statuses=(list[dict[str, Any]], _LIST), message=str | UnsetType, labels=(Any, UNSET),
+)
 
 
 # ----------------------------------------------------------------------------- frameworks
@@ -125,17 +158,15 @@ class FrameworkExecutorDoc(_Doc):
     command: dict[str, Any]
 
 
-class FrameworkDoc(FrameworkView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
+FrameworkDoc = _doc(
+    FrameworkView, "FrameworkDoc",
     """A framework as the master renders it. The task, offer and executor lists are written in
-    ``/master/state`` and ``/master/frameworks``, not in ``/master/state-summary``."""
-
-    reregistered_time: float | UnsetType = UNSET
-    principal: str | UnsetType = UNSET
-    tasks: list[TaskDoc] | UnsetType = UNSET
-    unreachable_tasks: list[TaskDoc] | UnsetType = UNSET
-    completed_tasks: list[TaskDoc] | UnsetType = UNSET
-    offers: list[OfferDoc] | UnsetType = UNSET
-    executors: list[FrameworkExecutorDoc] | UnsetType = UNSET
+    ``/master/state`` and ``/master/frameworks``, not in ``/master/state-summary``.""",
+    reregistered_time=float | UnsetType, principal=str | UnsetType,
+    tasks=list[TaskDoc] | UnsetType, unreachable_tasks=list[TaskDoc] | UnsetType,
+    completed_tasks=list[TaskDoc] | UnsetType,
+    offers=list[OfferDoc] | UnsetType, executors=list[FrameworkExecutorDoc] | UnsetType,
+)
 
 
 # --------------------------------------------------------------------------------- agents
@@ -171,12 +202,12 @@ class AgentView(_View):
         return f"http://{self.hostname}:{self.port}"
 
 
-class AgentDoc(AgentView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
-    """An agent as the master renders it; the re-registration and drain fields only when set."""
-
-    reregistered_time: float | UnsetType = UNSET
-    drain_info: dict[str, Any] | UnsetType = UNSET
-    estimated_drain_start_time_seconds: float | UnsetType = UNSET
+AgentDoc = _doc(
+    AgentView, "AgentDoc",
+    """An agent as the master renders it; the re-registration and drain fields only when set.""",
+    reregistered_time=float | UnsetType, drain_info=dict[str, Any] | UnsetType,
+    estimated_drain_start_time_seconds=float | UnsetType,
+)
 
 
 # ------------------------------------------------------------------------- master documents
@@ -187,8 +218,7 @@ class LeaderInfo(_View):
     hostname: str = ""
 
 
-class LeaderInfoDoc(LeaderInfo, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
-    pass
+LeaderInfoDoc = _doc(LeaderInfo, "LeaderInfoDoc", "The master's ``leader_info``.")
 
 
 class MasterState(_View):
@@ -218,17 +248,11 @@ class MasterState(_View):
     unregistered_frameworks: list[str] = []
 
 
-# A field a doc redeclares goes after its view's others (msgspec's rule): so a doc redeclares
-# every field from its first change on, to keep the view's (Mesos's) key order.
-class MasterStateDoc(MasterState, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
-    leader_info: LeaderInfoDoc | None = None
-    flags: dict[str, str] = {}
-    slaves: list[AgentDoc] = []
-    recovered_slaves: list[AgentDoc] = []
-    frameworks: list[FrameworkDoc] = []
-    completed_frameworks: list[FrameworkDoc] = []
-    orphan_tasks: list[TaskDoc] = []
-    unregistered_frameworks: list[str] = []
+MasterStateDoc = _doc(
+    MasterState, "MasterStateDoc", "``/master/state`` as the master renders it.",
+    leader_info=LeaderInfoDoc | None, slaves=list[AgentDoc], recovered_slaves=list[AgentDoc],
+    frameworks=list[FrameworkDoc], completed_frameworks=list[FrameworkDoc], orphan_tasks=list[TaskDoc],
+)
 
 
 class FrameworksView(_View):
@@ -239,10 +263,10 @@ class FrameworksView(_View):
     unregistered_frameworks: list[str] = []
 
 
-class FrameworksDoc(FrameworksView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
-    frameworks: list[FrameworkDoc] = []
-    completed_frameworks: list[FrameworkDoc] = []
-    unregistered_frameworks: list[str] = []
+FrameworksDoc = _doc(
+    FrameworksView, "FrameworksDoc", "``/master/frameworks`` as the master renders it.",
+    frameworks=list[FrameworkDoc], completed_frameworks=list[FrameworkDoc],
+)
 
 
 class AgentsView(_View):
@@ -252,9 +276,10 @@ class AgentsView(_View):
     recovered_slaves: list[AgentView] = []
 
 
-class AgentsDoc(AgentsView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
-    slaves: list[AgentDoc] = []
-    recovered_slaves: list[AgentDoc] = []
+AgentsDoc = _doc(
+    AgentsView, "AgentsDoc", "``/master/slaves`` as the master renders it.",
+    slaves=list[AgentDoc], recovered_slaves=list[AgentDoc],
+)
 
 
 class TasksView(_View):
@@ -263,19 +288,16 @@ class TasksView(_View):
     tasks: list[TaskView] = []
 
 
-class TasksDoc(TasksView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
-    tasks: list[TaskDoc] = []
+TasksDoc = _doc(TasksView, "TasksDoc", "``/master/tasks`` as the master renders it.", tasks=list[TaskDoc])
 
 
 # -------------------------------------------------------------------- the agent's /state
-class AgentTaskDoc(TaskView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
-    """A task as the agent renders it: no ``role`` (the agent does not write one), its updates
-    as ``{state, timestamp}``, ``labels`` only when it has them."""
-
-    role: str | UnsetType = UNSET
-    resources: dict[str, Any] = {}
-    statuses: list[dict[str, Any]] = []
-    labels: Any = UNSET
+AgentTaskDoc = _doc(
+    TaskView, "AgentTaskDoc",
+    """A task as the agent renders it: no ``role`` (the agent writes none), its updates as
+    ``{state, timestamp}``, ``labels`` only when it has them.""",
+    role=str | UnsetType, statuses=(list[dict[str, Any]], _LIST), labels=(Any, UNSET),
+)
 
 
 class ExecutorView(_View):
@@ -294,10 +316,10 @@ class ExecutorView(_View):
         return {t.id for t in (*self.tasks, *self.queued_tasks, *self.completed_tasks)}
 
 
-class ExecutorDoc(ExecutorView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
-    tasks: list[AgentTaskDoc] = []
-    queued_tasks: list[AgentTaskDoc] = []
-    completed_tasks: list[AgentTaskDoc] = []
+ExecutorDoc = _doc(
+    ExecutorView, "ExecutorDoc", "An executor in the agent's ``/state``.",
+    tasks=list[AgentTaskDoc], queued_tasks=list[AgentTaskDoc], completed_tasks=list[AgentTaskDoc],
+)
 
 
 class AgentFrameworkView(_View):
@@ -314,12 +336,12 @@ class AgentFrameworkView(_View):
     role: str | None = None  # … or another's one role
 
 
-class AgentFrameworkDoc(AgentFrameworkView, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
-    executors: list[ExecutorDoc] = []
-    completed_executors: list[ExecutorDoc] = []
-    principal: str | UnsetType = UNSET
-    roles: list[str] | UnsetType = UNSET
-    role: str | UnsetType = UNSET
+AgentFrameworkDoc = _doc(
+    AgentFrameworkView, "AgentFrameworkDoc",
+    "A framework in the agent's ``/state``: ``roles`` for a MULTI_ROLE one, else ``role``.",
+    executors=list[ExecutorDoc], completed_executors=list[ExecutorDoc],
+    principal=str | UnsetType, roles=list[str] | UnsetType, role=str | UnsetType,
+)
 
 
 class AgentState(_View):
@@ -346,9 +368,10 @@ class AgentState(_View):
     completed_frameworks: list[AgentFrameworkView] = []
 
 
-class AgentStateDoc(AgentState, kw_only=True, omit_defaults=False, forbid_unknown_fields=True):
-    frameworks: list[AgentFrameworkDoc] = []
-    completed_frameworks: list[AgentFrameworkDoc] = []
+AgentStateDoc = _doc(
+    AgentState, "AgentStateDoc", "The agent's ``/state`` as the agent renders it.",
+    frameworks=list[AgentFrameworkDoc], completed_frameworks=list[AgentFrameworkDoc],
+)
 
 
 class FileChunk(_View):
