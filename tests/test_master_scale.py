@@ -229,6 +229,35 @@ async def test_state_render_yields_to_the_loop_on_a_big_state(monkeypatch):
     assert a is b and ticks >= 6  # the loop ran at least once per agent
 
 
+async def test_a_framework_holding_an_offer_from_every_agent_is_rendered_in_steps(monkeypatch):
+    """Its offers (10,000 at scale: tens of ms to encode) are not one step of the loop."""
+    from mesos_nb.master import doc_render
+
+    monkeypatch.setattr(doc_render, "STEP_BUDGET", 0.0)
+    monkeypatch.setattr(doc_render, "MAX_DEFER", 0.001)
+    h = Harness.build(agents=300, frameworks=1, resources="cpus:1;mem:128")
+    assert len(h.allocate()[h.frameworks[0].id]) == 300
+    srv = MasterServer(MasterConfig(port=0))
+    srv.core = h.core
+    views = ReadOnlyViews(srv)
+    ticks = 0
+    seen: list[int] = []  # the loop's turn at each offer encoded
+    real = views._offer
+    monkeypatch.setattr(views, "_offer", lambda o: seen.append(ticks) or real(o))
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while len(seen) < 300:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    t = asyncio.get_running_loop().create_task(ticker())
+    doc = json.loads(await views._state.body())
+    await t
+    assert len(doc["frameworks"][0]["offers"]) == 300
+    assert len(set(seen)) >= 4  # the loop ran between every few dozen offers
+
+
 async def test_state_render_gives_way_to_ready_work_and_is_sent_in_chunks(monkeypatch):
     """A render step waits while other callbacks are ready (the scheduling path goes first);
     the document reaches the client whole although it is written a chunk at a time."""
