@@ -114,12 +114,25 @@ async def test_every_key_of_master_state_is_declared_in_the_typed_doc():
 
 
 @pytest.mark.parametrize("path, doc", [("frameworks", sv.FrameworksDoc), ("slaves", sv.AgentsDoc),
-                                       ("tasks", sv.TasksDoc)])
+                                       ("tasks", sv.TasksDoc), ("state_summary", sv.StateSummaryDoc)])
 async def test_every_key_of_the_other_read_endpoints_is_declared_in_the_typed_doc(path, doc):
     views = ReadOnlyViews(_cluster())
     resp = await getattr(views, path)(make_mocked_request("GET", f"/master/{path}"))
     decoded = _strict(resp.body, doc)
     assert all(getattr(decoded, f) for f in ("frameworks", "slaves", "tasks") if hasattr(decoded, f))
+
+
+async def test_state_summary_counts_tasks_by_state_without_listing_them():
+    srv = _cluster()
+    summary = msgspec.json.decode((await ReadOnlyViews(srv).state_summary(
+        make_mocked_request("GET", "/master/state-summary"))).body, type=sv.StateSummaryDoc)
+    fws = {f.name: f for f in summary.frameworks}
+    assert fws["db"].TASK_RUNNING == 1 and fws["db"].tasks is msgspec.UNSET
+    for f in srv.core.frameworks.values():
+        counted = sum(getattr(fws[f.info.name], s) for s in sv.COUNTED_STATES)
+        assert counted == len(f.tasks) + len(f.completed_tasks) > 0
+    on_agent = {a.id: (a.TASK_RUNNING, a.framework_ids) for a in summary.slaves if a.TASK_RUNNING}
+    assert on_agent[summary.slaves[0].id] == (1, [fws["db"].id]) and fws["db"].slave_ids == [summary.slaves[0].id]
 
 
 async def test_a_key_the_docs_do_not_declare_is_refused():

@@ -21,6 +21,7 @@ from ..protocol.resources import Resources
 from ..protocol.routing import add_routes
 from ..protocol.state import (
     AGENT_CAPABILITIES,
+    COUNTED_STATES,
     AgentDoc,
     AgentsDoc,
     FrameworkDoc,
@@ -29,6 +30,9 @@ from ..protocol.state import (
     LeaderInfoDoc,
     MasterStateDoc,
     OfferDoc,
+    StateSummaryDoc,
+    SummaryAgentDoc,
+    SummaryFrameworkDoc,
     TaskDoc,
     TasksDoc,
 )
@@ -43,10 +47,6 @@ if TYPE_CHECKING:
     from .view import MasterView
 
 _enc = msgspec.json.Encoder()
-COUNTED_STATES = (
-    "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED",
-    "TASK_KILLED", "TASK_FAILED", "TASK_LOST", "TASK_ERROR", "TASK_UNREACHABLE",
-)
 
 
 _NONE = Resources()
@@ -94,7 +94,7 @@ class ReadOnlyViews:
         )
 
     def _framework(self, fw: Framework, full: bool, used: Resources | None = None,
-                   offered: Resources | None = None) -> FrameworkDoc:
+                   offered: Resources | None = None, doc: type[FrameworkDoc] = FrameworkDoc) -> FrameworkDoc:
         """``used``, ``offered``: the framework's resources in use and offered, already summed
         (the state renderer does, and then fills ``tasks``, ``completed_tasks`` and ``offers``
         itself); ``full``: with its task, offer and executor lists."""
@@ -106,7 +106,7 @@ class ReadOnlyViews:
             used = total([*(r for _, r in fw.executor_usage()),
                           *(t.resources for t in fw.tasks.values() if t.state not in m.TERMINAL_STATES)])
         info = fw.info
-        d = FrameworkDoc(
+        d = doc(
             id=fw.id, name=info.name, user=info.user, hostname=info.hostname or "",
             webui_url=info.webui_url or "", roles=fw.roles, role=fw.roles[0],
             capabilities=[c.type for c in info.capabilities if c.type],
@@ -156,7 +156,8 @@ class ReadOnlyViews:
         offered = self._offered_by_agent()
         return [self._agent(a, offered) for a in self.master.core.agents.values()]
 
-    def _agent(self, a: Agent, offered_by_agent: dict[str, Resources], used: Resources | None = None) -> AgentDoc:
+    def _agent(self, a: Agent, offered_by_agent: dict[str, Resources], used: Resources | None = None,
+               doc: type[AgentDoc] = AgentDoc) -> AgentDoc:
         core = self.master.core
         if used is None:
             held = [r for fw in core.frameworks.values() for aid, r in fw.executor_usage() if aid == a.id]
@@ -168,7 +169,7 @@ class ReadOnlyViews:
             used = total(held)
         drain = core.maintenance.drains.get(a.id)  # DRAIN_AGENT's state, as GET_AGENTS shows it
         started = core.maintenance.drain_started.get(a.id) if drain is not None else None
-        return AgentDoc(
+        return doc(
             id=a.id, pid=a.pid, hostname=a.hostname, port=a.port, registered_time=a.registered_time,
             resources=a.total.summary(), used_resources=used.summary(),
             offered_resources=offered_by_agent.get(a.id, _NONE).summary(),
@@ -216,34 +217,29 @@ class ReadOnlyViews:
         return await _send(request, await self.operator_state.pieces(call))
 
     async def state_summary(self, request: web.Request) -> web.Response:
-        def render() -> dict[str, Any]:
+        def render() -> StateSummaryDoc:
             core = self.master.core
             slaves = []
             offered = self._offered_by_agent()
             for a in core.agents.values():
-                d = msgspec.to_builtins(self._agent(a, offered))
-                counts = dict.fromkeys(COUNTED_STATES, 0)
+                d = self._agent(a, offered, doc=SummaryAgentDoc)
                 fids = set()
                 for fid, tid in a.tasks:
                     fw = core.frameworks.get(fid)
                     t = fw.tasks.get(tid) if fw else None
-                    if t is not None and t.state in counts:
-                        counts[t.state] += 1
+                    if t is not None:
+                        _count(d, t.state)
                     fids.add(fid)
-                d.update(counts)
-                d["framework_ids"] = sorted(fids)
+                d.framework_ids = sorted(fids)
                 slaves.append(d)
             frameworks = []
             for fw in core.frameworks.values():
-                d = msgspec.to_builtins(self._framework(fw, False))
-                counts = dict.fromkeys(COUNTED_STATES, 0)
-                for t in list(fw.tasks.values()) + list(fw.completed_tasks):
-                    if t.state in counts:
-                        counts[t.state] += 1
-                d.update(counts)
-                d["slave_ids"] = sorted({t.agent_id for t in fw.tasks.values()})
-                frameworks.append(d)
-            return {"hostname": self.master.hostname, "slaves": slaves, "frameworks": frameworks}
+                f = self._framework(fw, False, doc=SummaryFrameworkDoc)
+                for t in (*fw.tasks.values(), *fw.completed_tasks):
+                    _count(f, t.state)
+                f.slave_ids = sorted({t.agent_id for t in fw.tasks.values()})
+                frameworks.append(f)
+            return StateSummaryDoc(hostname=self.master.hostname, slaves=slaves, frameworks=frameworks)
 
         return self._cached("summary", render)
 
@@ -360,6 +356,12 @@ async def _send(request: web.Request, pieces: list[bytes]) -> web.StreamResponse
     if request.get(SENT_AS_IS):
         return await respond(request, pieces)
     return web.Response(body=b"".join(pieces), content_type="application/json")
+
+
+def _count(d: Any, state: str) -> None:
+    """One more task in ``state`` on a state-summary record (its counted states only)."""
+    if state in COUNTED_STATES:
+        setattr(d, state, getattr(d, state) + 1)
 
 
 def _int_param(value: str | None, default: int) -> int:
