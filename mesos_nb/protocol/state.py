@@ -255,34 +255,6 @@ MasterStateDoc = _doc(
 )
 
 
-# ---------------------------------------------------------------------- /master/state-summary
-COUNTED_STATES = (
-    "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED",
-    "TASK_KILLED", "TASK_FAILED", "TASK_LOST", "TASK_ERROR", "TASK_UNREACHABLE",
-)
-_COUNTS = {state: (int, 0) for state in COUNTED_STATES}
-
-SummaryAgentDoc = _doc(
-    AgentDoc, "SummaryAgentDoc",
-    "An agent in ``/master/state-summary``: its tasks counted by state, its frameworks' ids.",
-    **_COUNTS, framework_ids=(list[str], _LIST),
-)
-SummaryFrameworkDoc = _doc(
-    FrameworkDoc, "SummaryFrameworkDoc",
-    """A framework in ``/master/state-summary`` (no task, offer or executor lists): its tasks
-    counted by state, the ids of the agents its live tasks are on.""",
-    **_COUNTS, slave_ids=(list[str], _LIST),
-)
-
-
-class StateSummaryDoc(_Doc):
-    """``/master/state-summary``, the light ``/master/state`` tools poll instead."""
-
-    hostname: str
-    slaves: list[SummaryAgentDoc]
-    frameworks: list[SummaryFrameworkDoc]
-
-
 class FrameworksView(_View):
     """``/master/frameworks``."""
 
@@ -317,6 +289,34 @@ class TasksView(_View):
 
 
 TasksDoc = _doc(TasksView, "TasksDoc", "``/master/tasks`` as the master renders it.", tasks=list[TaskDoc])
+
+
+# ---------------------------------------------------------------------- /master/state-summary
+COUNTED_STATES = (
+    "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED",
+    "TASK_KILLED", "TASK_FAILED", "TASK_LOST", "TASK_ERROR", "TASK_UNREACHABLE",
+)
+_COUNTS = {state: (int, 0) for state in COUNTED_STATES}
+
+SummaryAgentDoc = _doc(
+    AgentDoc, "SummaryAgentDoc",
+    "An agent in ``/master/state-summary``: its tasks counted by state, its frameworks' ids.",
+    **_COUNTS, framework_ids=(list[str], _LIST),
+)
+SummaryFrameworkDoc = _doc(
+    FrameworkDoc, "SummaryFrameworkDoc",
+    """A framework in ``/master/state-summary`` (no task, offer or executor lists): its tasks
+    counted by state, the ids of the agents its live tasks are on.""",
+    **_COUNTS, slave_ids=(list[str], _LIST),
+)
+
+
+class StateSummaryDoc(_Doc):
+    """``/master/state-summary``, the light ``/master/state`` tools poll instead."""
+
+    hostname: str
+    slaves: list[SummaryAgentDoc]
+    frameworks: list[SummaryFrameworkDoc]
 
 
 # -------------------------------------------------------------------- the agent's /state
