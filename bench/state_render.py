@@ -144,6 +144,14 @@ def _cpu(master: MasterProcess) -> tuple[float, int]:
     return st["cpu_user_s"] + st["cpu_system_s"], st.get("state_tasks_encoded", 0) + st.get("get_state_tasks_encoded", 0)
 
 
+def _loop(st: dict[str, Any], phase: str) -> dict[str, Any]:
+    """The master loop's longest step in a phase, how many steps ran over 50 ms, and the
+    collector's longest pause (a long step can be the collector, not the code)."""
+    return {f"loop_max_gap_{phase}_s": st["loop_max_gap_s"],
+            f"loop_gaps_over_50ms_{phase}": st["loop_gaps_over_50ms"],
+            f"gc_max_pause_{phase}_s": st["gc_max_pause_s"]}
+
+
 class Hammer:
     """Fetches a URL back to back from another process (not a thread of this one: the probe
     framework measured here must not share its interpreter with the hammer) until stopped."""
@@ -235,7 +243,7 @@ async def run(agents: int = 10000, tasks: int = 100000, renders: int = 5, cycles
             st = master.stats(reset=True)
             out.update(revive_offer_quiet_p50_s=pct(quiet, 0.5), revive_offer_quiet_max_s=max(quiet),
                        alloc_quiet_p50_s=st["alloc_p50_s"], alloc_quiet_max_s=st["alloc_max_s"],
-                       loop_max_gap_quiet_s=st["loop_max_gap_s"])
+                       **_loop(st, "quiet"))
             for phase, path, body in (("hammered", "/master/state", None),
                                       ("get_state_hammered", "/api/v1", GET_STATE)):
                 rv.starved = 0
@@ -246,7 +254,7 @@ async def run(agents: int = 10000, tasks: int = 100000, renders: int = 5, cycles
                 out.update({f"{phase}_cycles_without_offers_in_120s": rv.starved,
                             f"revive_offer_{phase}_p50_s": pct(busy, 0.5), f"revive_offer_{phase}_max_s": max(busy),
                             f"alloc_{phase}_p50_s": st["alloc_p50_s"], f"alloc_{phase}_max_s": st["alloc_max_s"],
-                            f"loop_max_gap_{phase}_s": st["loop_max_gap_s"],
+                            **_loop(st, phase),
                             f"{phase}_requests": h.result.get("requests"), f"{phase}_request_p50_s": h.result.get("p50_s")})
                 out[f"allocation_delay_ratio{'' if phase == 'hammered' else '_get_state'}"] = (
                     out[f"revive_offer_{phase}_p50_s"] / out["revive_offer_quiet_p50_s"])

@@ -22,6 +22,7 @@ from mesos_nb.master.readonly import ReadOnlyViews
 from mesos_nb.master.server import MasterConfig, MasterServer
 from mesos_nb.protocol import channel as ch
 from mesos_nb.protocol import messages as m
+from mesos_nb.protocol import state as sv
 from mesos_nb.protocol.resources import Resources
 
 
@@ -226,6 +227,35 @@ async def test_state_render_yields_to_the_loop_on_a_big_state(monkeypatch):
     stop = True
     await t
     assert a is b and ticks >= 6  # the loop ran at least once per agent
+
+
+async def test_a_framework_holding_an_offer_from_every_agent_is_rendered_in_steps(monkeypatch):
+    """Its offers (10,000 at scale: tens of ms to encode) are not one step of the loop."""
+    from mesos_nb.master import doc_render
+
+    monkeypatch.setattr(doc_render, "STEP_BUDGET", 0.0)
+    monkeypatch.setattr(doc_render, "MAX_DEFER", 0.001)
+    h = Harness.build(agents=300, frameworks=1, resources="cpus:1;mem:128")
+    assert len(h.allocate()[h.frameworks[0].id]) == 300
+    srv = MasterServer(MasterConfig(port=0))
+    srv.core = h.core
+    views = ReadOnlyViews(srv)
+    ticks = 0
+    seen: list[int] = []  # the loop's turn at each offer encoded
+    real = views._offer
+    monkeypatch.setattr(views, "_offer", lambda o: seen.append(ticks) or real(o))
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while len(seen) < 300:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    t = asyncio.get_running_loop().create_task(ticker())
+    doc = json.loads(await views._state.body())
+    await t
+    assert len(doc["frameworks"][0]["offers"]) == 300
+    assert len(set(seen)) >= 4  # the loop ran between every few dozen offers
 
 
 async def test_state_render_gives_way_to_ready_work_and_is_sent_in_chunks(monkeypatch):
@@ -579,7 +609,8 @@ def test_task_resources_are_parsed_once_per_shape_and_bad_ones_still_refused():
 
 
 # Fields the master renders only when set (as Mesos omits unset ones): absent, the view keeps None.
-OMITTED_WHEN_UNSET = {"drain_info"}
+OMITTED_WHEN_UNSET = {f.name for doc in (sv.AgentDoc, sv.FrameworkDoc, sv.TaskDoc)
+                      for f in msgspec.structs.fields(doc) if f.default is msgspec.UNSET}
 
 
 def _same(view: msgspec.Struct, rendered: dict, where: str = "") -> None:
@@ -603,8 +634,6 @@ async def test_the_client_views_read_every_field_from_what_the_master_renders():
     """protocol/state.py's views (the client library's typed reads) and the master's renderers
     agree on one shape: a field renamed or dropped on either side fails here."""
     from aiohttp.test_utils import make_mocked_request
-
-    from mesos_nb.protocol import state as sv
 
     srv, h = _state_master()
     views = ReadOnlyViews(srv)

@@ -12,9 +12,12 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import psutil
 from aiohttp import web
+from msgspec import UNSET
 
+from ..protocol.state import AgentFrameworkDoc, AgentStateDoc, AgentTaskDoc, ExecutorDoc
 from ..protocol.version import VERSION
 from .app_key import AGENT_KEY, agent_of
 from .attributes import attributes_dict
@@ -34,75 +37,65 @@ def _json(obj: Any, status: int = 200) -> web.Response:
 
 
 # ---------------------------------------------------------------------- /state
-def _task_json(agent: Agent, t: TaskEntry) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "id": t.task_id, "name": t.info.name, "framework_id": t.framework_id,
-        "executor_id": "" if not t.info.executor else t.executor_id,
-        "slave_id": agent.agent_id, "state": t.state, "resources": t.resources.summary(),
-        "statuses": [{"state": s, "timestamp": ts} for s, ts in t.statuses],
-    }
-    if t.info.labels is not None:
-        d["labels"] = t.info.labels
-    return d
+def _task_doc(agent: Agent, t: TaskEntry) -> AgentTaskDoc:
+    return AgentTaskDoc(
+        id=t.task_id, name=t.info.name, framework_id=t.framework_id,
+        executor_id="" if not t.info.executor else t.executor_id,
+        slave_id=agent.agent_id or "", state=t.state, resources=t.resources.summary(),
+        statuses=[{"state": s, "timestamp": ts} for s, ts in t.statuses],
+        labels=t.info.labels if t.info.labels is not None else UNSET,
+    )
 
 
-def _executor_json(agent: Agent, ex: ExecutorEntry) -> dict[str, Any]:
-    return {
-        "id": ex.executor_id, "name": ex.info.name or "", "source": ex.info.source or "",
-        "container": ex.container_id, "directory": ex.directory,
-        "resources": ex.resources.summary(),
-        "type": "DEFAULT" if ex.command_executor else (ex.info.type or "CUSTOM"),
-        "tasks": [_task_json(agent, t) for t in ex.tasks.values()],
-        "queued_tasks": [],
-        "completed_tasks": [_task_json(agent, t) for t in ex.completed_tasks],
-    }
+def _executor_doc(agent: Agent, ex: ExecutorEntry) -> ExecutorDoc:
+    return ExecutorDoc(
+        id=ex.executor_id, name=ex.info.name or "", source=ex.info.source or "",
+        container=ex.container_id, directory=ex.directory, resources=ex.resources.summary(),
+        type="DEFAULT" if ex.command_executor else (ex.info.type or "CUSTOM"),
+        tasks=[_task_doc(agent, t) for t in ex.tasks.values()],
+        queued_tasks=[],
+        completed_tasks=[_task_doc(agent, t) for t in ex.completed_tasks],
+    )
 
 
-def _framework_json(agent: Agent, fw: FrameworkEntry) -> dict[str, Any]:
+def _framework_doc(agent: Agent, fw: FrameworkEntry) -> AgentFrameworkDoc:
     info = fw.info
-    d: dict[str, Any] = {
-        "id": fw.framework_id, "name": info.name, "user": info.user,
-        "failover_timeout": info.failover_timeout, "checkpoint": info.checkpoint,
-        "hostname": info.hostname or "",
-        "executors": [_executor_json(agent, e) for e in fw.executors.values()],
-        "completed_executors": [_executor_json(agent, e) for e in fw.completed_executors],
-    }
-    if info.principal:
-        d["principal"] = info.principal
-    if info.roles:
-        d["roles"] = list(info.roles)
-    else:
-        d["role"] = info.role or "*"
-    return d
+    return AgentFrameworkDoc(
+        id=fw.framework_id, name=info.name, user=info.user,
+        failover_timeout=info.failover_timeout, checkpoint=info.checkpoint, hostname=info.hostname or "",
+        executors=[_executor_doc(agent, e) for e in fw.executors.values()],
+        completed_executors=[_executor_doc(agent, e) for e in fw.completed_executors],
+        principal=info.principal or UNSET,
+        roles=list(info.roles) if info.roles else UNSET,
+        role=UNSET if info.roles else (info.role or "*"),
+    )
 
 
-def state_json(agent: Agent) -> dict[str, Any]:
+def state_doc(agent: Agent) -> AgentStateDoc:
+    """The agent's ``/state`` as :mod:`mesos_nb.protocol.state`'s typed document."""
     cfg = agent.config
-    return {
-        "version": VERSION,
-        "build_date": "", "build_time": 0, "build_user": "",
-        "start_time": agent.start_time,
-        "id": agent.agent_id or "",
-        "pid": agent.pid,
-        "hostname": agent.hostname,
-        "capabilities": ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"],
-        "resources": agent.total.summary(),
-        "reserved_resources": {},
-        "unreserved_resources": agent.total.summary(),
-        "reserved_resources_full": {},
-        "unreserved_resources_full": [],
-        "attributes": attributes_dict(agent.attributes),
-        "master_hostname": None,
-        "flags": {
+    return AgentStateDoc(
+        version=VERSION, build_date="", build_time=0, build_user="",
+        start_time=agent.start_time, id=agent.agent_id or "", pid=agent.pid, hostname=agent.hostname,
+        capabilities=["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"],
+        resources=agent.total.summary(), reserved_resources={}, unreserved_resources=agent.total.summary(),
+        reserved_resources_full={}, unreserved_resources_full=[],
+        attributes=attributes_dict(agent.attributes), master_hostname=None,
+        flags={
             "master": cfg.master, "port": str(agent.port), "work_dir": cfg.work_dir,
             "isolation": cfg.isolation, "hostname": agent.hostname,
             "executor_shutdown_grace_period": f"{cfg.executor_shutdown_grace_period:g}secs",
             **({"resources": cfg.resources} if cfg.resources else {}),
             **({"attributes": cfg.attributes} if cfg.attributes else {}),
         },
-        "frameworks": [_framework_json(agent, f) for f in agent.frameworks.values()],
-        "completed_frameworks": [_framework_json(agent, f) for f in agent.completed_frameworks.values()],
-    }
+        frameworks=[_framework_doc(agent, f) for f in agent.frameworks.values()],
+        completed_frameworks=[_framework_doc(agent, f) for f in agent.completed_frameworks.values()],
+    )
+
+
+def state_json(agent: Agent) -> dict[str, Any]:
+    """:func:`state_doc` as plain JSON values (for the JSONP writer and ``GET_FLAGS``)."""
+    return msgspec.to_builtins(state_doc(agent))
 
 
 # ---------------------------------------------------------------------- other endpoints

@@ -62,14 +62,19 @@ class Pacer:
 
 
 class Template:
-    """A JSON object with holes: ``Template(d, "a", "b")`` encodes ``d`` with markers in place
-    of ``d["a"]`` and ``d["b"]``; :meth:`fill` gives the pieces with the holes' bytes."""
+    """A JSON object with holes: ``Template(d, "a", "b")`` encodes ``d`` (a dict or a
+    :class:`msgspec.Struct`, changed in place) with markers in place of its fields ``a`` and
+    ``b``; :meth:`fill` gives the pieces with the holes' bytes."""
 
     __slots__ = ("pieces",)
 
-    def __init__(self, d: dict[str, Any], *holes: str) -> None:
+    def __init__(self, d: dict[str, Any] | msgspec.Struct, *holes: str) -> None:
         for i, k in enumerate(holes):
-            d[k] = msgspec.Raw(b"\x00%d\x00" % i)  # NUL never appears in encoded JSON
+            mark = msgspec.Raw(b"\x00%d\x00" % i)  # NUL never appears in encoded JSON
+            if isinstance(d, dict):
+                d[k] = mark
+            else:
+                setattr(d, k, mark)  # a Struct encodes whatever its field holds
         data = _enc.encode(d)
         pieces = []
         for i in range(len(holes)):

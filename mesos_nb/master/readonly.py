@@ -19,7 +19,23 @@ from msgspec import UNSET
 from ..protocol import messages as m
 from ..protocol.resources import Resources
 from ..protocol.routing import add_routes
-from ..protocol.state import TaskDoc
+from ..protocol.state import (
+    AGENT_CAPABILITIES,
+    COUNTED_STATES,
+    AgentDoc,
+    AgentsDoc,
+    FrameworkDoc,
+    FrameworkExecutorDoc,
+    FrameworksDoc,
+    LeaderInfoDoc,
+    MasterStateDoc,
+    OfferDoc,
+    StateSummaryDoc,
+    SummaryAgentDoc,
+    SummaryFrameworkDoc,
+    TaskDoc,
+    TasksDoc,
+)
 from ..protocol.version import VERSION as __version__
 from .doc_render import respond, total
 from .security import SENT_AS_IS
@@ -31,14 +47,9 @@ if TYPE_CHECKING:
     from .view import MasterView
 
 _enc = msgspec.json.Encoder()
-COUNTED_STATES = (
-    "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED",
-    "TASK_KILLED", "TASK_FAILED", "TASK_LOST", "TASK_ERROR", "TASK_UNREACHABLE",
-)
 
 
-def _summary(r: Resources) -> dict[str, Any]:
-    return r.summary()
+_NONE = Resources()
 
 
 class ReadOnlyViews:
@@ -83,80 +94,52 @@ class ReadOnlyViews:
         )
 
     def _framework(self, fw: Framework, full: bool, used: Resources | None = None,
-                   offered: Resources | None = None) -> dict[str, Any]:
+                   offered: Resources | None = None, doc: type[FrameworkDoc] = FrameworkDoc) -> FrameworkDoc:
         """``used``, ``offered``: the framework's resources in use and offered, already summed
         (the state renderer does, and then fills ``tasks``, ``completed_tasks`` and ``offers``
-        itself)."""
+        itself); ``full``: with its task, offer and executor lists."""
         core = self.master.core
         if offered is None:
-            offered = Resources()
-            for oid in fw.offers:
-                o = core.offers.get(oid)
-                if o is not None:
-                    offered = offered + o.resources
-        info = fw.info
-        d: dict[str, Any] = {
-            "id": fw.id,
-            "name": info.name,
-            "user": info.user,
-            "hostname": info.hostname or "",
-            "webui_url": info.webui_url or "",
-            "roles": fw.roles,
-            "role": fw.roles[0],
-            "capabilities": [c.type for c in info.capabilities if c.type],
-            "failover_timeout": info.failover_timeout,
-            "checkpoint": info.checkpoint,
-            "active": fw.active,
-            "connected": fw.connected,
-            "recovered": False,
-            "registered_time": fw.registered_time,
-            "unregistered_time": fw.unregistered_time or 0,
-            "offered_resources": offered.summary(),
-            "suppressed_roles": sorted(fw.suppressed_roles),
-        }
+            offered = total(o.resources for o in map(core.offers.get, fw.offers) if o is not None)
+        rendered = used is not None
         if used is None:
-            used = sum((r for _, r in fw.executor_usage()), Resources())
-            for t in fw.tasks.values():
-                if t.state not in m.TERMINAL_STATES:
-                    used = used + t.resources
-            rendered = False
-        else:
-            rendered = True
-        d["used_resources"], d["resources"] = used.summary(), (used + offered).summary()
-        if fw.reregistered_time:
-            d["reregistered_time"] = fw.reregistered_time
-        if info.principal is not None:
-            d["principal"] = info.principal
+            used = total([*(r for _, r in fw.executor_usage()),
+                          *(t.resources for t in fw.tasks.values() if t.state not in m.TERMINAL_STATES)])
+        info = fw.info
+        d = doc(
+            id=fw.id, name=info.name, user=info.user, hostname=info.hostname or "",
+            webui_url=info.webui_url or "", roles=fw.roles, role=fw.roles[0],
+            capabilities=[c.type for c in info.capabilities if c.type],
+            failover_timeout=info.failover_timeout, checkpoint=info.checkpoint, active=fw.active,
+            connected=fw.connected, recovered=False, registered_time=fw.registered_time,
+            unregistered_time=fw.unregistered_time or 0, offered_resources=offered.summary(),
+            suppressed_roles=sorted(fw.suppressed_roles), used_resources=used.summary(),
+            resources=(used + offered).summary(),
+            reregistered_time=fw.reregistered_time if fw.reregistered_time else UNSET,
+            principal=info.principal if info.principal is not None else UNSET,
+        )
         if full:
-            d["tasks"] = [] if rendered else [self._task(t) for t in fw.tasks.values()]
-            d["unreachable_tasks"] = []
-            d["completed_tasks"] = [] if rendered else [self._task(t) for t in fw.completed_tasks]
-            d["offers"] = [] if rendered else [
+            d.tasks = [] if rendered else [self._task(t) for t in fw.tasks.values()]
+            d.unreachable_tasks = []
+            d.completed_tasks = [] if rendered else [self._task(t) for t in fw.completed_tasks]
+            d.offers = [] if rendered else [
                 self._offer(o) for o in (core.offers.get(x) for x in fw.offers) if o is not None
             ]
-            d["executors"] = [
-                {
-                    "executor_id": ex_id,
-                    "name": ex.name or "",
-                    "framework_id": fw.id,
-                    "slave_id": agent_id,
-                    "resources": Resources.from_proto(ex.resources).summary() if ex.resources else Resources().summary(),
-                    "command": m.to_builtins(ex.command) if ex.command else {},
-                }
+            d.executors = [
+                FrameworkExecutorDoc(
+                    executor_id=ex_id, name=ex.name or "", framework_id=fw.id, slave_id=agent_id,
+                    resources=(Resources.from_proto(ex.resources) if ex.resources else Resources()).summary(),
+                    command=m.to_builtins(ex.command) if ex.command else {},
+                )
                 for agent_id, exs in fw.executors.items()
                 for ex_id, ex in exs.items()
             ]
         return d
 
     @staticmethod
-    def _offer(o: Offer) -> dict[str, Any]:
-        return {
-            "id": o.id,
-            "framework_id": o.framework_id,
-            "slave_id": o.agent_id,
-            "allocation_info": {"role": o.role},
-            "resources": o.resources.summary(),
-        }
+    def _offer(o: Offer) -> OfferDoc:
+        return OfferDoc(id=o.id, framework_id=o.framework_id, slave_id=o.agent_id,
+                        allocation_info={"role": o.role}, resources=o.resources.summary())
 
     def _offered_by_agent(self) -> dict[str, Resources]:
         """One pass over the offers for a whole render (not one pass per agent)."""
@@ -169,91 +152,61 @@ class ReadOnlyViews:
                 rs.append(o.resources)
         return {aid: rs[0] if len(rs) == 1 else total(rs) for aid, rs in groups.items()}
 
-    def _agents(self) -> list[dict[str, Any]]:
+    def _agents(self) -> list[AgentDoc]:
         offered = self._offered_by_agent()
         return [self._agent(a, offered) for a in self.master.core.agents.values()]
 
-    def _agent(self, a: Agent, offered_by_agent: dict[str, Resources], used: Resources | None = None) -> dict[str, Any]:
+    def _agent(self, a: Agent, offered_by_agent: dict[str, Resources], used: Resources | None = None,
+               doc: type[AgentDoc] = AgentDoc) -> AgentDoc:
         core = self.master.core
         if used is None:
-            total = sum((r for fw in core.frameworks.values() for aid, r in fw.executor_usage() if aid == a.id),
-                        Resources())
+            held = [r for fw in core.frameworks.values() for aid, r in fw.executor_usage() if aid == a.id]
             for fid, tid in a.tasks:
                 fw = core.frameworks.get(fid)
                 t = fw.tasks.get(tid) if fw else None
                 if t is not None and t.state not in m.TERMINAL_STATES:
-                    total = total + t.resources
-            used_summary = total.summary()
-        else:
-            used_summary = used.summary()
-        offered = offered_by_agent.get(a.id, Resources())
-        d = {
-            "id": a.id,
-            "pid": a.pid,
-            "hostname": a.hostname,
-            "port": a.port,
-            "registered_time": a.registered_time,
-            "resources": a.total.summary(),
-            "used_resources": used_summary,
-            "offered_resources": offered.summary(),
-            "reserved_resources": {role: a.total.reserved(role).summary() for role in sorted(a.total.roles())},
-            "unreserved_resources": a.total.unreserved().summary(),
-            "attributes": a.attribute_map(),
-            "active": a.connected and a.active,
-            "deactivated": not a.active,
-            "connected": a.connected,
-            "version": a.version or __version__,
-            "capabilities": ["MULTI_ROLE", "HIERARCHICAL_ROLE"],
-        }
-        if a.reregistered_time is not None:
-            d["reregistered_time"] = a.reregistered_time
-        drain = core.maintenance.drains.get(a.id)
-        if drain is not None:  # DRAIN_AGENT's state, as GET_AGENTS shows it
-            d["drain_info"] = drain
-            started = core.maintenance.drain_started.get(a.id)
-            if started is not None:
-                d["estimated_drain_start_time_seconds"] = started
-        return d
+                    held.append(t.resources)
+            used = total(held)
+        drain = core.maintenance.drains.get(a.id)  # DRAIN_AGENT's state, as GET_AGENTS shows it
+        started = core.maintenance.drain_started.get(a.id) if drain is not None else None
+        return doc(
+            id=a.id, pid=a.pid, hostname=a.hostname, port=a.port, registered_time=a.registered_time,
+            resources=a.total.summary(), used_resources=used.summary(),
+            offered_resources=offered_by_agent.get(a.id, _NONE).summary(),
+            reserved_resources={role: a.total.reserved(role).summary() for role in sorted(a.total.roles())},
+            unreserved_resources=a.total.unreserved().summary(), attributes=a.attribute_map(),
+            active=a.connected and a.active, deactivated=not a.active, connected=a.connected,
+            version=a.version or __version__, capabilities=AGENT_CAPABILITIES,
+            reregistered_time=a.reregistered_time if a.reregistered_time is not None else UNSET,
+            drain_info=drain if drain is not None else UNSET,
+            estimated_drain_start_time_seconds=started if started is not None else UNSET,
+        )
 
-    def render_state(self) -> dict[str, Any]:
+    def render_state(self) -> MasterStateDoc:
         """The whole state in one synchronous step (the handler renders in slices instead)."""
         core = self.master.core
         doc = self.state_header()
-        doc["slaves"] = self._agents()
-        doc["frameworks"] = [self._framework(fw, True) for fw in core.frameworks.values()]
-        doc["completed_frameworks"] = [self._framework(fw, True) for fw in core.completed_frameworks]
+        doc.slaves = self._agents()
+        doc.frameworks = [self._framework(fw, True) for fw in core.frameworks.values()]
+        doc.completed_frameworks = [self._framework(fw, True) for fw in core.completed_frameworks]
         return doc
 
-    def state_header(self) -> dict[str, Any]:
-        """``/master/state`` without its agents and frameworks, in Mesos's key order."""
+    def state_header(self) -> MasterStateDoc:
+        """``/master/state`` without its agents and frameworks."""
         srv = self.master
         core = srv.core
         agents = list(core.agents.values())
         info = srv.master_info()
-        return {
-            "version": __version__,
-            "build_date": "",
-            "build_time": srv.start_time,
-            "build_user": "mesos-nb",
-            "start_time": srv.start_time,
-            "elected_time": srv.start_time,
-            "id": srv.master_id,
-            "pid": info.pid,
-            "hostname": srv.hostname,
-            "capabilities": [],
-            "activated_slaves": sum(1 for a in agents if a.connected and a.active),
-            "deactivated_slaves": sum(1 for a in agents if not a.active),
-            "unreachable_slaves": len(core.unreachable),
-            "leader": info.pid,
-            "leader_info": {"id": srv.master_id, "pid": info.pid, "port": srv.port, "hostname": srv.hostname},
-            "flags": srv.flags(),
-            "slaves": [],
-            "recovered_slaves": [],
-            "frameworks": [],
-            "completed_frameworks": [],
-            "orphan_tasks": [],
-            "unregistered_frameworks": [],
-        }
+        return MasterStateDoc(
+            version=__version__, build_date="", build_time=srv.start_time, build_user="mesos-nb",
+            start_time=srv.start_time, elected_time=srv.start_time, id=srv.master_id, pid=info.pid,
+            hostname=srv.hostname, capabilities=[],
+            activated_slaves=sum(1 for a in agents if a.connected and a.active),
+            deactivated_slaves=sum(1 for a in agents if not a.active),
+            unreachable_slaves=len(core.unreachable), leader=info.pid,
+            leader_info=LeaderInfoDoc(id=srv.master_id, pid=info.pid, port=srv.port, hostname=srv.hostname),
+            flags=srv.flags(),
+        )
 
     # ------------------------------------------------------------------ handlers
     async def state(self, request: web.Request) -> web.StreamResponse:
@@ -264,52 +217,46 @@ class ReadOnlyViews:
         return await _send(request, await self.operator_state.pieces(call))
 
     async def state_summary(self, request: web.Request) -> web.Response:
-        def render() -> dict[str, Any]:
+        def render() -> StateSummaryDoc:
             core = self.master.core
             slaves = []
             offered = self._offered_by_agent()
             for a in core.agents.values():
-                d = self._agent(a, offered)
-                counts = dict.fromkeys(COUNTED_STATES, 0)
+                d = self._agent(a, offered, doc=SummaryAgentDoc)
                 fids = set()
                 for fid, tid in a.tasks:
                     fw = core.frameworks.get(fid)
                     t = fw.tasks.get(tid) if fw else None
-                    if t is not None and t.state in counts:
-                        counts[t.state] += 1
+                    if t is not None:
+                        _count(d, t.state)
                     fids.add(fid)
-                d.update(counts)
-                d["framework_ids"] = sorted(fids)
+                d.framework_ids = sorted(fids)
                 slaves.append(d)
             frameworks = []
             for fw in core.frameworks.values():
-                d = self._framework(fw, False)
-                counts = dict.fromkeys(COUNTED_STATES, 0)
-                for t in list(fw.tasks.values()) + list(fw.completed_tasks):
-                    if t.state in counts:
-                        counts[t.state] += 1
-                d.update(counts)
-                d["slave_ids"] = sorted({t.agent_id for t in fw.tasks.values()})
-                frameworks.append(d)
-            return {"hostname": self.master.hostname, "slaves": slaves, "frameworks": frameworks}
+                f = self._framework(fw, False, doc=SummaryFrameworkDoc)
+                for t in (*fw.tasks.values(), *fw.completed_tasks):
+                    _count(f, t.state)
+                f.slave_ids = sorted({t.agent_id for t in fw.tasks.values()})
+                frameworks.append(f)
+            return StateSummaryDoc(hostname=self.master.hostname, slaves=slaves, frameworks=frameworks)
 
         return self._cached("summary", render)
 
     async def frameworks(self, request: web.Request) -> web.Response:
-        def render() -> dict[str, Any]:
+        def render() -> FrameworksDoc:
             core = self.master.core
-            return {
-                "frameworks": [self._framework(fw, True) for fw in core.frameworks.values()],
-                "completed_frameworks": [self._framework(fw, True) for fw in core.completed_frameworks],
-                "unregistered_frameworks": [],
-            }
+            return FrameworksDoc(
+                frameworks=[self._framework(fw, True) for fw in core.frameworks.values()],
+                completed_frameworks=[self._framework(fw, True) for fw in core.completed_frameworks],
+            )
 
         return self._cached("frameworks", render)
 
     async def slaves(self, request: web.Request) -> web.Response:
         return self._cached(
             "slaves",
-            lambda: {"slaves": self._agents(), "recovered_slaves": []},
+            lambda: AgentsDoc(slaves=self._agents()),
         )
 
     async def tasks(self, request: web.Request) -> web.Response:
@@ -335,7 +282,7 @@ class ReadOnlyViews:
             page: list[Task] = []
         else:
             page = tasks[offset:] if limit < 0 else tasks[offset : offset + limit]
-        return web.Response(body=_enc.encode({"tasks": [self._task(t) for t in page]}),
+        return web.Response(body=_enc.encode(TasksDoc(tasks=[self._task(t) for t in page])),
                             content_type="application/json")
 
     async def health(self, request: web.Request) -> web.Response:
@@ -409,6 +356,12 @@ async def _send(request: web.Request, pieces: list[bytes]) -> web.StreamResponse
     if request.get(SENT_AS_IS):
         return await respond(request, pieces)
     return web.Response(body=b"".join(pieces), content_type="application/json")
+
+
+def _count(d: Any, state: str) -> None:
+    """One more task in ``state`` on a state-summary record (its counted states only)."""
+    if state in COUNTED_STATES:
+        setattr(d, state, getattr(d, state) + 1)
 
 
 def _int_param(value: str | None, default: int) -> int:

@@ -10,7 +10,8 @@ changed plus a pass over the agents:
   their running tasks use, per framework and per agent;
 * each agent's JSON is a :class:`~.doc_render.Template` kept while the agent's record is
   unchanged, filled with its used and offered resources (kept by value);
-* frameworks (few) are rendered whole;
+* frameworks (few) are rendered whole, their offers (one from each agent, at most) a few
+  dozen per step;
 * the render runs as a paced coroutine (:class:`~.doc_render.Pacer`): no step over a few
   milliseconds, and it gives way to the scheduling path; it reads a framework's task list
   whole before rendering it, so a task changing meanwhile shows either its old or its new
@@ -95,7 +96,7 @@ class StateRenderer:
                     executors = list(fw.executor_usage())  # a live executor holds its own resources
                     for agent_id, res in executors:
                         by_agent[agent_id] = by_agent.get(agent_id, _EMPTY) + res
-                out.append(self._framework(fw, active, completed, executors))
+                out.append(await self._framework(fw, active, completed, executors, pause))
         self.tasks.end()
         self._offers = self._offers_seen
         await pause()
@@ -111,11 +112,15 @@ class StateRenderer:
             pieces.append(doc.pieces[i + 1])
         return pieces
 
-    def _framework(self, fw: Any, active: list[Block], completed: list[Block],
-                   executors: list[tuple[str, Resources]]) -> list[bytes]:
+    async def _framework(self, fw: Any, active: list[Block], completed: list[Block],
+                         executors: list[tuple[str, Resources]], pause: Any) -> list[bytes]:
         offers = self.views.master.core.offers
         mine = [o for o in map(offers.get, fw.offers) if o is not None]
-        listed = [self._offer_json(o) for o in mine]
+        listed = []
+        for i, o in enumerate(mine):  # a framework may hold an offer from each of 10,000 agents
+            listed.append(self._offer_json(o))
+            if i & 63 == 63:
+                await pause()
         offered = total(o.resources for o in mine)
         used = used_of(active)
         for _, res in executors:
