@@ -82,7 +82,15 @@ async def test_an_idle_executors_own_resources_survive_a_master_restart(tmp_path
         fid = await driver.start()
         agent_url = f"http://127.0.0.1:{slaves()[0]['port']}"
         await async_wait_for(lambda: used() == {"cpus": 0.75, "mem": 96.0}, 60, message="executor + its task")
-        containers = json.loads(await (await session.get(agent_url + "/containers")).text())
+        containers: list[dict] = []
+
+        async def container_started() -> bool:
+            # the master counts the executor as soon as it sends the launch; the agent's
+            # launcher starts the container a moment later
+            containers[:] = json.loads(await (await session.get(agent_url + "/containers")).text())
+            return bool(containers)
+
+        await async_wait_for(container_started, 30, message="the executor's container started")
         executor_pgid = containers[0]["status"]["executor_pid"]
         resp = await session.post(agent_url + "/api/v1/executor", json=call(
             "SUBSCRIBE", fw=fid, subscribe={"unacknowledged_tasks": [], "unacknowledged_updates": []}))
