@@ -20,6 +20,7 @@ import aiohttp
 
 from mesos_nb.protocol.backoff import Backoff
 
+from .bokehjs import load_bokehjs
 from .components import Dashboard
 from .quota import QuotaHeadroom
 
@@ -157,28 +158,6 @@ class DashboardWidget:
                 except Exception as e:
                     log.debug("dashboard stream from %s broke: %r", self.url, e)
                 await asyncio.sleep(backoff.next())
-
-
-def load_bokehjs() -> bool:
-    """Publish the installed BokehJS (inline: no CDN, versions always match) into the page.
-
-    jupyter_bokeh's view does not bundle BokehJS: without this output rendered *before* the
-    widget, JupyterLab shows "Failed to create view for 'BokehView'" (``window.Bokeh`` is
-    undefined). Only published inside a kernel (a display publisher with a comm/session).
-    Returns whether it was published.
-    """
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    ip = get_ipython()
-    if ip is None or getattr(ip, "kernel", None) is None:
-        return False
-    from bokeh.io.notebook import load_notebook
-    from bokeh.resources import INLINE
-
-    load_notebook(resources=INLINE, hide_banner=True)
-    return True
 
 
 def dashboard(master: Any, alive: Callable[[], bool] | None = None,
