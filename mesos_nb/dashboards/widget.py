@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -58,11 +59,14 @@ def _model_class():
 
 class DashboardWidget:
     def __init__(self, master: Any, alive: Callable[[], bool] | None = None,
-                 check_every: float = 0.25, role: str | None = None) -> None:
+                 check_every: float = 0.25, role: str | None = None,
+                 initial: dict[str, Any] | None = None) -> None:
         self.url = _master_url(master)
         self.alive = alive
         self.check_every = check_every
         self.dashboard = Dashboard(extra=() if role is None else (QuotaHeadroom(role),))
+        if initial is not None:  # drawn with data at once, not empty until the stream's first event
+            self.dashboard.update(initial)
         self.widget = _model_class()(self.dashboard.root, combine_events=True)
         self.updates = 0
         self.last_snapshot: dict[str, Any] | None = None
@@ -169,4 +173,16 @@ def dashboard(master: Any, alive: Callable[[], bool] | None = None,
     """
     if load_js:
         load_bokehjs()
-    return DashboardWidget(master, alive=alive, role=role).start()
+    url = _master_url(master)
+    return DashboardWidget(url, alive=alive, role=role, initial=first_snapshot(url)).start()
+
+
+def first_snapshot(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The master's current snapshot (``GET /master/utilization``), or None if it does not answer
+    in ``timeout``: the stream then fills the plots."""
+    try:
+        with urllib.request.urlopen(f"{url}/master/utilization?agents={PLOTTED_AGENTS}", timeout=timeout) as r:
+            return json.load(r)
+    except (OSError, ValueError) as e:
+        log.debug("no first snapshot from %s: %r", url, e)
+        return None
