@@ -26,17 +26,18 @@ def dashboard(master: Any, alive: Any = None, load_js: bool = True, role: str | 
 
 
 def prewarm() -> threading.Thread | None:
-    """Import Bokeh, jupyter_bokeh and the dashboard's modules on a daemon thread, so that a
-    later ``%mesos dashboard`` publishes BokehJS and draws at once instead of first spending
-    a second or more in imports (the extension calls this when it loads in a kernel). Returns
+    """Import Bokeh, jupyter_bokeh and the dashboard's modules and build one dashboard's figures
+    on a daemon thread, so that a later ``%mesos dashboard`` publishes BokehJS and draws at once
+    instead of first spending a second or more in imports (the extension calls this when it loads in a kernel). Returns
     the thread, or None where Bokeh or jupyter_bokeh is not installed."""
     if importlib.util.find_spec("bokeh") is None or importlib.util.find_spec("jupyter_bokeh") is None:
         return None
 
     def load() -> None:
         with contextlib.suppress(Exception):
-            for name in (f"{__name__}.bokehjs", "bokeh.io.notebook", "bokeh.resources", "jupyter_bokeh", f"{__name__}.widget"):
+            for name in (f"{__name__}.bokehjs", "bokeh.io.notebook", "bokeh.resources", "jupyter_bokeh"):
                 importlib.import_module(name)
+            importlib.import_module(f"{__name__}.widget").prebuild()
 
     t = threading.Thread(target=load, name="mesos-nb-dashboard-prewarm", daemon=True)
     t.start()

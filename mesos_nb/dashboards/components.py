@@ -185,9 +185,13 @@ class Dashboard:
             row(c["shares"].root, c["timeline"].root, sizing_mode="stretch_width"),
             sizing_mode="stretch_width", name="mesos-dashboard",
         )
-        for comp in extra:  # e.g. the notebook's quota headroom plot (dashboards/quota.py), below the rest
-            c[comp.name] = comp
-            self.root.children.append(comp.root)
+        for comp in extra:
+            self.add(comp)
+
+    def add(self, comp: Component) -> None:
+        """One more plot below the rest (e.g. the notebook's quota headroom, dashboards/quota.py)."""
+        self.components[comp.name] = comp
+        self.root.children.append(comp.root)
 
     def __getitem__(self, name: str) -> Component:
         return self.components[name]

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +45,24 @@ def _master_url(master: Any) -> str:
     return (master if "://" in master else f"http://{master}").rstrip("/")
 
 
+_prebuilt: list[Dashboard] = []
+_prebuilt_lock = threading.Lock()
+
+
+def prebuild() -> None:
+    """Build one Dashboard ahead (on the extension's warm-up thread): building its figures is
+    most of the kernel's share of showing it. The next widget takes it."""
+    dash = Dashboard()
+    with _prebuilt_lock:
+        if not _prebuilt:
+            _prebuilt.append(dash)
+
+
+def take_prebuilt() -> Dashboard | None:
+    with _prebuilt_lock:
+        return _prebuilt.pop() if _prebuilt else None
+
+
 def _model_class():
     from jupyter_bokeh import BokehModel
 
@@ -64,7 +83,9 @@ class DashboardWidget:
         self.url = _master_url(master)
         self.alive = alive
         self.check_every = check_every
-        self.dashboard = Dashboard(extra=() if role is None else (QuotaHeadroom(role),))
+        self.dashboard = take_prebuilt() or Dashboard()
+        if role is not None:
+            self.dashboard.add(QuotaHeadroom(role))
         if initial is not None:  # drawn with data at once, not empty until the stream's first event
             self.dashboard.update(initial)
         self.widget = _model_class()(self.dashboard.root, combine_events=True)
