@@ -10,7 +10,6 @@ small patch messages on the widget's comm. The task stops when the widget is clo
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import json
 import logging
@@ -80,18 +79,15 @@ def _model_class():
 class DashboardWidget:
     def __init__(self, master: Any, alive: Callable[[], bool] | None = None,
                  check_every: float = 0.25, role: str | None = None,
-                 first: concurrent.futures.Future | None = None) -> None:
+                 initial: dict[str, Any] | None = None) -> None:
         self.url = _master_url(master)
         self.alive = alive
         self.check_every = check_every
         self.dashboard = take_prebuilt() or Dashboard()
         if role is not None:
             self.dashboard.add(QuotaHeadroom(role))
-        # The master's snapshot, asked for while the figures were built: with data at once when it
-        # is already here, else applied by run() as soon as it comes (before the stream's first).
-        self.first = first
-        if first is not None and first.done():
-            self._apply_first()
+        if initial is not None:  # drawn with data at once, not empty until the stream's first event
+            self.dashboard.update(initial)
         self.widget = _model_class()(self.dashboard.root, combine_events=True)
         self.updates = 0
         self.last_snapshot: dict[str, Any] | None = None
@@ -137,21 +133,11 @@ class DashboardWidget:
         if getattr(self.widget, "comm", None) is not None:
             self.widget.close()
 
-    def _apply_first(self) -> None:
-        first, self.first = self.first, None
-        snap = first.result() if first is not None else None
-        if snap is not None:
-            self.dashboard.update(snap)
-            self.last_snapshot = snap
-
     async def run(self) -> None:
         """Read snapshots until told to stop; reconnect (with backoff) if the stream breaks."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=8)
         reader = asyncio.get_running_loop().create_task(self._read(queue))
         try:
-            if self.first is not None:
-                await asyncio.wrap_future(self.first)
-                self._apply_first()
             while not self.should_stop():
                 try:
                     snap = await asyncio.wait_for(queue.get(), self.check_every)
@@ -209,16 +195,7 @@ def dashboard(master: Any, alive: Callable[[], bool] | None = None,
     if load_js:
         load_bokehjs()
     url = _master_url(master)
-    first: concurrent.futures.Future = concurrent.futures.Future()
-
-    def fetch() -> None:
-        try:
-            first.set_result(first_snapshot(url))
-        except Exception:  # never leave run() waiting
-            first.set_result(None)
-
-    threading.Thread(target=fetch, daemon=True, name="mesos-nb-dashboard-first").start()
-    return DashboardWidget(url, alive=alive, role=role, first=first).start()
+    return DashboardWidget(url, alive=alive, role=role, initial=first_snapshot(url)).start()
 
 
 def first_snapshot(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
