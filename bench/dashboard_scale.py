@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import machine  # noqa: E402
 from bench.jupyter_lab import CHROMIUM, CHROMIUM_ARGS, jupyter_lab, shutdown_kernels  # noqa: E402
-from bench.webui_scale import populate  # noqa: E402
+from bench.webui_scale import populate, scale_parser  # noqa: E402
 from mesos_nb.master.server import MasterConfig, MasterServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -259,13 +259,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--agents", type=int, default=10000)
-    p.add_argument("--tasks", type=int, default=100000)
-    p.add_argument("--frameworks", type=int, default=10)
-    p.add_argument("--repeat", type=int, default=3)
+    p = scale_parser(__doc__, agents=10000, tasks=100000, repeat=3)
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the plots in one run")
-    p.add_argument("--no-browser", action="store_true")
     args = p.parse_args(argv)
     print(json.dumps(asyncio.run(run(args)), indent=2))
     return 0
