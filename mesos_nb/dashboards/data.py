@@ -23,7 +23,7 @@ MAX_TIMELINE_TASKS = 40
 # More agents than this: the agents plot shows groups of agents (per rack, else per bucket of
 # hostnames) with their counts, and the busiest plot names the top agents.
 GROUP_ABOVE = MAX_PLOTTED_AGENTS
-MAX_GROUPS = 30
+MAX_GROUPS = 20
 GROUP_ATTRIBUTES = ("rack", "rack_id", "zone")
 TOP_AGENTS = 10
 
@@ -69,6 +69,23 @@ def _sum(members: list[dict[str, Any]], kind: str) -> dict[str, float]:
     return {r: sum(a[kind].get(r) or 0.0 for a in members) for r in ("cpus", "mem")}
 
 
+def _range_label(first: str, last: str) -> str:
+    """A short label for the hostnames first..last: ``10.0.0.1``, ``10.0.49.1`` → ``10.0.0…49.1``;
+    ``n01.dc``, ``n50.dc`` → ``n01…n50.dc`` (the dotted parts both share are written once)."""
+    if first == last:
+        return first
+    a, b = first.split("."), last.split(".")
+    n = min(len(a), len(b))
+    pre = 0
+    while pre < n - 1 and a[pre] == b[pre]:
+        pre += 1
+    post = 0
+    while post < n - pre - 1 and a[-1 - post] == b[-1 - post]:
+        post += 1
+    suffix = "".join("." + p for p in a[len(a) - post:]) if post else ""
+    return f"{'.'.join(a[:len(a) - post])}…{'.'.join(b[pre:len(b) - post])}{suffix}"
+
+
 def agent_groups(agents: list[dict[str, Any]], keys: list[str | None]) -> list[dict[str, Any]]:
     """Agents summed per group, so that thousands of agents plot as a few dozen bars: per rack
     (``keys[i]``, from :func:`group_key`), and agents without one in buckets of consecutive
@@ -86,8 +103,7 @@ def agent_groups(agents: list[dict[str, Any]], keys: list[str | None]) -> list[d
         size = -(-len(loose) // max(1, MAX_GROUPS - len(groups)))
         for i in range(0, len(loose), size):
             chunk = loose[i:i + size]
-            first, last = chunk[0]["hostname"], chunk[-1]["hostname"]
-            groups.append((first if first == last else f"{first}…{last}", chunk))
+            groups.append((_range_label(chunk[0]["hostname"], chunk[-1]["hostname"]), chunk))
     return [{"group": label, "agents": len(members), "total": _sum(members, "total"),
              "allocated": _sum(members, "allocated"), "used": _sum(members, "used"),
              "busiest": agent_label(max(members, key=lambda a: _frac(a["allocated"].get("cpus"),
