@@ -110,6 +110,18 @@ def _rows_webui(r: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _rows_dashboard(r: dict[str, Any]) -> list[Row]:
+    c = r.get("counts", {})
+    size = f"{c.get('agents', '?')} agents, {c.get('tasks', '?')} tasks" if isinstance(c, dict) else ""
+    k = r["kernel_update"]["median_s"]
+    out: list[Row] = [(f"`%mesos dashboard` one update in the kernel ({size})", "—", "—", k, "s", None)]
+    if "plots_drawn_s_median" in r:
+        v = r["plots_drawn_s_median"]
+        out.append((f"`%mesos dashboard` cell → plots drawn, JupyterLab in Chromium ({size})", "—", "≤ 1 s", v, "s",
+                    _le(v, 1.0)))
+    return out
+
+
 def _tuning(r: dict[str, Any]) -> str:
     """How the benchmark's master differed from the default one, if it did."""
     out = []
@@ -181,6 +193,7 @@ BENCHES: dict[str, Bench] = {b.name: b for b in (
     Bench("state_render", ["--agents", "1000", "--tasks", "10000", "--renders", "3", "--cycles", "4"],
           ["--agents", "10000", "--tasks", "100000"], _rows_state),
     Bench("webui_scale", ["--agents", "200", "--tasks", "2000", "--repeat", "2", "--no-browser"], [], _rows_webui),
+    Bench("dashboard_scale", ["--agents", "300", "--tasks", "3000", "--repeat", "1"], [], _rows_dashboard),
     Bench("launch_throughput", ["-n", "200", "--isolation", "posix"], ["-n", "1000", "--targets"], _rows_launch),
     Bench("launch_latency", ["-n", "10"], ["-n", "40"], _rows_latency),
     Bench("dask_startup", ["--repeat", "1"], ["--repeat", "3"], _rows_dask),

@@ -176,14 +176,19 @@ async def run(args) -> dict[str, object]:
         await server.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--agents", type=int, default=1000)
-    p.add_argument("--tasks", type=int, default=10000)
+def scale_parser(doc: str, agents: int, tasks: int, repeat: int) -> argparse.ArgumentParser:
+    """The options of the benchmarks that ``populate()`` a master: its size, repeats, browser."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--agents", type=int, default=agents)
+    p.add_argument("--tasks", type=int, default=tasks)
     p.add_argument("--frameworks", type=int, default=10)
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--repeat", type=int, default=repeat)
     p.add_argument("--no-browser", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = scale_parser(__doc__, agents=1000, tasks=10000, repeat=5).parse_args(argv)
     res = asyncio.run(run(args))
     print(json.dumps(res, indent=2))
     return 0

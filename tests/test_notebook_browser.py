@@ -20,22 +20,17 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, cli_env, cluster_thread, free_port, wait_for, with_agent_ports
+from conftest import REPO, cli_env, cluster_thread, wait_for, with_agent_ports
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+from bench.jupyter_lab import CHROMIUM, CHROMIUM_ARGS, jupyter_lab, shutdown_kernels
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ARTIFACTS = Path(os.environ.get("MESOS_NB_TEST_ARTIFACTS") or REPO / "tests" / "artifacts") / "notebook-browser"
 
@@ -86,53 +81,11 @@ def cluster(tmp_path_factory) -> Iterator[Any]:
 def server(cluster, tmp_path_factory) -> Iterator[dict[str, Any]]:
     """A JupyterLab server (it also serves Notebook 7 at /notebooks/) on a loopback port."""
     base = tmp_path_factory.mktemp("jupyter")
-    root, home, settings = base / "root", base / "home", base / "settings"
+    root = base / "root"
     shutil.copytree(REPO / "notebooks", root)
     (root / "offers.ipynb").write_text(json.dumps(OFFERS_NB))
-    home.mkdir()
-    tracker = settings / "@jupyterlab" / "notebook-extension"
-    tracker.mkdir(parents=True)
-    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
-    news = settings / "@jupyterlab" / "apputils-extension"
-    news.mkdir(parents=True)
-    (news / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    token = secrets.token_hex(16)
-    port = free_port()
-    env = cli_env(HOME=str(home), MESOS_NB_MASTER=cluster.master_address,
-                  JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(base / "ws"),
-                  JUPYTER_CONFIG_DIR=str(base / "config"), JUPYTER_RUNTIME_DIR=str(base / "runtime"))
-    env.pop("JPY_SESSION_NAME", None)
-    log = open(base / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--ServerApp.port_retries=0", "--ServerApp.open_browser=False",
-         *(["--allow-root"] if os.geteuid() == 0 else [])],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            return True
-        try:
-            with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, timeout=90, interval=0.3, message="the Jupyter server did not start")
-        assert proc.poll() is None, (base / "server.log").read_text()[-3000:]
-        yield {"url": url, "token": token, "root": root, "log": base / "server.log"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with jupyter_lab(base, root, cli_env(MESOS_NB_MASTER=cluster.master_address)) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -269,16 +222,6 @@ class Opened:
         self.page.close()
 
 
-def _shutdown_kernels(server: dict[str, Any]) -> None:
-    """Between notebooks: stop every kernel (their frameworks tear down), so one cluster serves all."""
-    url, tok = server["url"], server["token"]
-    with urllib.request.urlopen(f"{url}/api/kernels?token={tok}", timeout=10) as r:
-        kernels = json.load(r)
-    for k in kernels:
-        req = urllib.request.Request(f"{url}/api/kernels/{k['id']}?token={tok}", method="DELETE")
-        urllib.request.urlopen(req, timeout=30).close()
-
-
 @pytest.fixture
 def opened(browser, server) -> Iterator[Any]:
     pages: list[Opened] = []
@@ -292,7 +235,7 @@ def opened(browser, server) -> Iterator[Any]:
     for o in pages:
         o.shot()
         o.close()
-    _shutdown_kernels(server)
+    shutdown_kernels(server)
 
 
 TIMESERIES_JS = """() => {

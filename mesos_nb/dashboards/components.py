@@ -65,7 +65,8 @@ class AgentsBars(Component):
 
 
     def _figure(self):
-        p = _plot("Agents: allocated vs used (fraction of total)", 260, x_range=FactorRange(name="agents-range"),
+        p = _plot(f"Agents (in groups above {d.GROUP_ABOVE}): allocated vs used (fraction of total)", 260,
+                  x_range=FactorRange(name="agents-range"),
                   y_range=Range1d(0, 1.05))
         _legend_below(p)
         for i, (col, color, label) in enumerate((
@@ -76,9 +77,27 @@ class AgentsBars(Component):
         )):
             p.vbar(x=dodge("agent", -0.3 + 0.2 * i, range=p.x_range), top=col, width=0.18,
                    source=self.source, color=color, legend_label=label)
-        p.add_tools(HoverTool(tooltips=[("agent", "@agent"), ("cpus", "@cpus_used{0.00} used / @cpus_allocated allocated / @cpus_total"),
+        p.add_tools(HoverTool(tooltips=[("agent", "@agent"), ("agents", "@agents"), ("busiest", "@busiest"), ("cpus", "@cpus_used{0.00} used / @cpus_allocated allocated / @cpus_total"),
                                         ("mem MB", "@mem_used{0} used / @mem_allocated allocated / @mem_total")]))
         p.xaxis.major_label_orientation = 0.8
+        return p
+
+
+class BusiestAgents(Component):
+    """The agents with the most CPU allocated: CPU allocated and used, fractions of their total."""
+
+    name = "busiest"
+
+    def _figure(self):
+        p = _plot(f"Busiest agents (top {d.TOP_AGENTS}, CPU)", 260, y_range=FactorRange(name="busiest-range"),
+                  x_range=Range1d(0, 1.05))
+        _legend_below(p)
+        p.hbar(y=dodge("agent", 0.17, range=p.y_range), right="cpus_allocated_frac", height=0.3,
+               source=self.source, color="#9ecae1", legend_label="CPU allocated")
+        p.hbar(y=dodge("agent", -0.17, range=p.y_range), right="cpus_used_frac", height=0.3,
+               source=self.source, color="#08519c", legend_label="CPU used")
+        p.add_tools(HoverTool(tooltips=[("agent", "@agent"),
+                                        ("cpus", "@cpus_used{0.00} used / @cpus_allocated allocated / @cpus_total")]))
         return p
 
 
@@ -151,7 +170,7 @@ _EMPTY: dict[str, Any] = {
     "agents": [],
 }
 
-COMPONENTS = (AgentsBars, ClusterTimeseries, Shares, TaskTimeline, OffersOutstanding)
+COMPONENTS = (AgentsBars, BusiestAgents, ClusterTimeseries, Shares, TaskTimeline, OffersOutstanding)
 
 
 class Dashboard:
@@ -161,14 +180,18 @@ class Dashboard:
         self.components = {c.name: c() for c in COMPONENTS}
         c = self.components
         self.root = column(
-            row(c["timeseries"].root, c["agents"].root, sizing_mode="stretch_width"),
-            row(c["shares"].root, c["offers"].root, sizing_mode="stretch_width"),
-            c["timeline"].root,
+            row(c["timeseries"].root, c["offers"].root, sizing_mode="stretch_width"),
+            row(c["agents"].root, c["busiest"].root, sizing_mode="stretch_width"),
+            row(c["shares"].root, c["timeline"].root, sizing_mode="stretch_width"),
             sizing_mode="stretch_width", name="mesos-dashboard",
         )
-        for comp in extra:  # e.g. the notebook's quota headroom plot (dashboards/quota.py), below the rest
-            c[comp.name] = comp
-            self.root.children.append(comp.root)
+        for comp in extra:
+            self.add(comp)
+
+    def add(self, comp: Component) -> None:
+        """One more plot below the rest (e.g. the notebook's quota headroom, dashboards/quota.py)."""
+        self.components[comp.name] = comp
+        self.root.children.append(comp.root)
 
     def __getitem__(self, name: str) -> Component:
         return self.components[name]

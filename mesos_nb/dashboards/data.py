@@ -10,6 +10,7 @@ categorical axis of the plot).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mesos_nb.protocol.messages import TERMINAL_STATES
@@ -19,6 +20,12 @@ TIMESERIES_ROLLOVER = 600
 OFFERS_ROLLOVER = 600
 MAX_PLOTTED_AGENTS = 40
 MAX_TIMELINE_TASKS = 40
+# More agents than this: the agents plot shows groups of agents (per rack, else per bucket of
+# hostnames) with their counts, and the busiest plot names the top agents.
+GROUP_ABOVE = MAX_PLOTTED_AGENTS
+MAX_GROUPS = 20
+GROUP_ATTRIBUTES = ("rack", "rack_id", "zone")
+TOP_AGENTS = 10
 
 STATE_COLORS = {
     "TASK_STAGING": "#bdbdbd",
@@ -45,33 +52,114 @@ def agent_label(a: dict[str, Any]) -> str:
     return f"{a['hostname']}:{a['port']}"
 
 
-def agents_update(snap: dict[str, Any]) -> dict[str, Any]:
-    """Allocated vs used CPU and memory per agent, as fractions of the agent's total."""
-    agents = snap.get("agents", [])[:MAX_PLOTTED_AGENTS]
-    cols: dict[str, list[Any]] = {k: [] for k in (
-        "agent", "id", "cpus_total", "cpus_allocated", "cpus_used", "mem_total", "mem_allocated",
-        "mem_used", "cpus_allocated_frac", "cpus_used_frac", "mem_allocated_frac", "mem_used_frac")}
-    for a in agents:
-        cols["agent"].append(agent_label(a))
-        cols["id"].append(a["id"])
+def group_key(attributes: dict[str, Any]) -> str | None:
+    """The group an agent is plotted in: its first rack-like attribute (``rack:r1`` → ``rack r1``)."""
+    for k in GROUP_ATTRIBUTES:
+        if k in attributes:
+            return f"{k} {attributes[k]}"
+    return None
+
+
+def _natural(text: str) -> list[Any]:
+    """Sort key putting ``10.0.2.1`` before ``10.0.10.1`` (digit runs compare as numbers)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def _sum(members: list[dict[str, Any]], kind: str) -> dict[str, float]:
+    return {r: sum(a[kind].get(r) or 0.0 for a in members) for r in ("cpus", "mem")}
+
+
+def _range_label(first: str, last: str) -> str:
+    """A short label for the hostnames first..last: ``10.0.0.1``, ``10.0.49.1`` → ``10.0.0…49.1``;
+    ``n01.dc``, ``n50.dc`` → ``n01…n50.dc`` (the dotted parts both share are written once)."""
+    if first == last:
+        return first
+    a, b = first.split("."), last.split(".")
+    n = min(len(a), len(b))
+    pre = 0
+    while pre < n - 1 and a[pre] == b[pre]:
+        pre += 1
+    post = 0
+    while post < n - pre - 1 and a[-1 - post] == b[-1 - post]:
+        post += 1
+    suffix = "".join("." + p for p in a[len(a) - post:]) if post else ""
+    return f"{'.'.join(a[:len(a) - post])}…{'.'.join(b[pre:len(b) - post])}{suffix}"
+
+
+def agent_groups(agents: list[dict[str, Any]], keys: list[str | None]) -> list[dict[str, Any]]:
+    """Agents summed per group, so that thousands of agents plot as a few dozen bars: per rack
+    (``keys[i]``, from :func:`group_key`), and agents without one in buckets of consecutive
+    hostnames (at most :data:`MAX_GROUPS` groups in all). Each group names its busiest agent."""
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    loose: list[dict[str, Any]] = []
+    for a, k in zip(agents, keys, strict=True):
+        if k is None:
+            loose.append(a)
+        else:
+            by_key.setdefault(k, []).append(a)
+    groups = sorted(by_key.items(), key=lambda kv: _natural(kv[0]))
+    if loose:
+        loose.sort(key=lambda a: (_natural(a["hostname"]), a["port"]))
+        size = -(-len(loose) // max(1, MAX_GROUPS - len(groups)))
+        for i in range(0, len(loose), size):
+            chunk = loose[i:i + size]
+            groups.append((_range_label(chunk[0]["hostname"], chunk[-1]["hostname"]), chunk))
+    return [{"group": label, "agents": len(members), "total": _sum(members, "total"),
+             "allocated": _sum(members, "allocated"), "used": _sum(members, "used"),
+             "busiest": agent_label(max(members, key=lambda a: _frac(a["allocated"].get("cpus"),
+                                                                     a["total"].get("cpus", 0.0))))}
+            for label, members in groups]
+
+
+AGENT_COLUMNS = ("agent", "id", "agents", "busiest", "cpus_total", "cpus_allocated", "cpus_used", "mem_total",
+                 "mem_allocated", "mem_used", "cpus_allocated_frac", "cpus_used_frac", "mem_allocated_frac",
+                 "mem_used_frac")
+
+
+def _agent_columns(rows: list[tuple[str, str, int, str, dict[str, Any]]]) -> dict[str, list[Any]]:
+    """Columns of (label, id, agent count, busiest agent, record with total/allocated/used) rows;
+    equal labels are disambiguated (Bokeh refuses duplicate factors)."""
+    cols: dict[str, list[Any]] = {k: [] for k in AGENT_COLUMNS}
+    seen: dict[str, int] = {}
+    for label, ident, n, busiest, rec in rows:
+        if label in seen:
+            seen[label] += 1
+            label = f"{label} #{seen[label]}"
+        else:
+            seen[label] = 0
+        cols["agent"].append(label)
+        cols["id"].append(ident)
+        cols["agents"].append(n)
+        cols["busiest"].append(busiest)
         for r in ("cpus", "mem"):
-            total = a["total"].get(r, 0.0)
-            alloc = a["allocated"].get(r, 0.0)
-            used = a["used"].get(r) or 0.0
+            total = rec["total"].get(r, 0.0)
+            alloc = rec["allocated"].get(r, 0.0)
+            used = rec["used"].get(r) or 0.0
             cols[f"{r}_total"].append(total)
             cols[f"{r}_allocated"].append(alloc)
             cols[f"{r}_used"].append(used)
             cols[f"{r}_allocated_frac"].append(_frac(alloc, total))
             cols[f"{r}_used_frac"].append(_frac(used, total))
-    # Bokeh refuses duplicate factors: disambiguate equal host:port labels.
-    seen: dict[str, int] = {}
-    for i, lab in enumerate(cols["agent"]):
-        if lab in seen:
-            seen[lab] += 1
-            cols["agent"][i] = f"{lab} #{seen[lab]}"
-        else:
-            seen[lab] = 0
+    return cols
+
+
+def agents_update(snap: dict[str, Any]) -> dict[str, Any]:
+    """Allocated vs used CPU and memory as fractions of the total: per agent, or per group of
+    agents (label ``"<group> (<agents>)"``) when there are more than :data:`GROUP_ABOVE`."""
+    groups = snap.get("groups")
+    if groups and snap.get("agents_total", 0) > GROUP_ABOVE:
+        rows = [(f"{g['group']} ({g['agents']})", "", g["agents"], g["busiest"], g) for g in groups]
+    else:
+        rows = [(agent_label(a), a["id"], 1, agent_label(a), a) for a in snap.get("agents", [])[:MAX_PLOTTED_AGENTS]]
+    cols = _agent_columns(rows)
     return {"name": "agents", "mode": "replace", "data": cols, "factors": list(cols["agent"])}
+
+
+def busiest_update(snap: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`TOP_AGENTS` agents with the most CPU allocated (the snapshot lists them first)."""
+    top = snap.get("agents", [])[:TOP_AGENTS]
+    cols = _agent_columns([(agent_label(a), a["id"], 1, agent_label(a), a) for a in top])
+    return {"name": "busiest", "mode": "replace", "data": cols, "factors": list(reversed(cols["agent"]))}
 
 
 def timeseries_update(snap: dict[str, Any]) -> dict[str, Any]:
@@ -182,6 +270,7 @@ UPDATERS = {
     "shares": shares_update,
     "timeline": timeline_update,
     "offers": offers_update,
+    "busiest": busiest_update,
 }
 
 

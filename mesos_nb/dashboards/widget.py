@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +22,7 @@ import aiohttp
 
 from mesos_nb.protocol.backoff import Backoff
 
+from .bokehjs import load_bokehjs
 from .components import Dashboard
 from .quota import QuotaHeadroom
 
@@ -42,6 +45,24 @@ def _master_url(master: Any) -> str:
     return (master if "://" in master else f"http://{master}").rstrip("/")
 
 
+_prebuilt: list[Dashboard] = []
+_prebuilt_lock = threading.Lock()
+
+
+def prebuild() -> None:
+    """Build one Dashboard ahead (on the extension's warm-up thread): building its figures is
+    most of the kernel's share of showing it. The next widget takes it."""
+    dash = Dashboard()
+    with _prebuilt_lock:
+        if not _prebuilt:
+            _prebuilt.append(dash)
+
+
+def take_prebuilt() -> Dashboard | None:
+    with _prebuilt_lock:
+        return _prebuilt.pop() if _prebuilt else None
+
+
 def _model_class():
     from jupyter_bokeh import BokehModel
 
@@ -57,11 +78,16 @@ def _model_class():
 
 class DashboardWidget:
     def __init__(self, master: Any, alive: Callable[[], bool] | None = None,
-                 check_every: float = 0.25, role: str | None = None) -> None:
+                 check_every: float = 0.25, role: str | None = None,
+                 initial: dict[str, Any] | None = None) -> None:
         self.url = _master_url(master)
         self.alive = alive
         self.check_every = check_every
-        self.dashboard = Dashboard(extra=() if role is None else (QuotaHeadroom(role),))
+        self.dashboard = take_prebuilt() or Dashboard()
+        if role is not None:
+            self.dashboard.add(QuotaHeadroom(role))
+        if initial is not None:  # drawn with data at once, not empty until the stream's first event
+            self.dashboard.update(initial)
         self.widget = _model_class()(self.dashboard.root, combine_events=True)
         self.updates = 0
         self.last_snapshot: dict[str, Any] | None = None
@@ -159,28 +185,6 @@ class DashboardWidget:
                 await asyncio.sleep(backoff.next())
 
 
-def load_bokehjs() -> bool:
-    """Publish the installed BokehJS (inline: no CDN, versions always match) into the page.
-
-    jupyter_bokeh's view does not bundle BokehJS: without this output rendered *before* the
-    widget, JupyterLab shows "Failed to create view for 'BokehView'" (``window.Bokeh`` is
-    undefined). Only published inside a kernel (a display publisher with a comm/session).
-    Returns whether it was published.
-    """
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    ip = get_ipython()
-    if ip is None or getattr(ip, "kernel", None) is None:
-        return False
-    from bokeh.io.notebook import load_notebook
-    from bokeh.resources import INLINE
-
-    load_notebook(resources=INLINE, hide_banner=True)
-    return True
-
-
 def dashboard(master: Any, alive: Callable[[], bool] | None = None,
               load_js: bool = True, role: str | None = None) -> DashboardWidget:
     """Build the live dashboard for ``master`` and start its update task on the running loop.
@@ -190,4 +194,16 @@ def dashboard(master: Any, alive: Callable[[], bool] | None = None,
     """
     if load_js:
         load_bokehjs()
-    return DashboardWidget(master, alive=alive, role=role).start()
+    url = _master_url(master)
+    return DashboardWidget(url, alive=alive, role=role, initial=first_snapshot(url)).start()
+
+
+def first_snapshot(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The master's current snapshot (``GET /master/utilization``), or None if it does not answer
+    in ``timeout``: the stream then fills the plots."""
+    try:
+        with urllib.request.urlopen(f"{url}/master/utilization?agents={PLOTTED_AGENTS}", timeout=timeout) as r:
+            return json.load(r)
+    except (OSError, ValueError) as e:
+        log.debug("no first snapshot from %s: %r", url, e)
+        return None

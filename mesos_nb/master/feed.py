@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 
+from ..dashboards import data as plot_data
 from ..protocol import messages as m
 from .agent_reads import AgentReader, AgentReadError
 from .roles_view import quota_snapshot
@@ -353,7 +354,9 @@ class UtilizationFeed:
         allocated = _zero()
         used: dict[str, float | None] = {"cpus": 0.0, "mem": 0.0, "disk": None, "gpus": None}
         agents = []
+        group_keys = []
         for a in core.agents.values():
+            group_keys.append(plot_data.group_key(a.attribute_map()) if a.attributes else None)
             tot = _zero()
             _add_millis(tot, a.total.scalar_millis())
             alloc = per_agent.get(a.id) or _zero()
@@ -373,6 +376,8 @@ class UtilizationFeed:
                 "total": tot, "allocated": alloc, "offered": offered_per_agent.get(a.id) or _zero(),
                 "used": au, "tasks": per_agent_tasks.get(a.id, 0),
             })
+        # Many agents plot as groups (per rack, else per bucket of hostnames), summed over all of them.
+        groups = plot_data.agent_groups(agents, group_keys) if len(agents) > plot_data.GROUP_ABOVE else []
         # The busiest agents first: those are the ones worth plotting when there are many.
         agents.sort(key=lambda x: (-x["allocated"]["cpus"], x["hostname"], x["port"], x["id"]))
         return {
@@ -383,6 +388,7 @@ class UtilizationFeed:
             "cluster": {"total": total, "allocated": allocated, "used": used, "offered": offered},
             "agents_total": len(agents),
             "agents": agents,
+            "groups": groups,
             "frameworks": frameworks,
             "roles": {k: float(v) for k, v in shares.get("roles", {}).items()},
             "quota": quota_snapshot(core),

@@ -18,6 +18,10 @@ def load_ipython_extension(ipython: Any) -> None:
     magics = MesosMagics(shell=ipython)
     ipython.register_magics(magics)
     ipython._mesos_nb_magics = magics
+    if getattr(ipython, "kernel", None) is not None:  # a notebook: have %mesos dashboard draw at once
+        from ..dashboards import prewarm
+
+        prewarm()
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -1,0 +1,72 @@
+"""``%mesos dashboard`` on a big cluster, as a user sees it in JupyterLab (headless Chromium).
+
+A master with 300 emulated agents (``bench.webui_scale.populate``, registered into MasterCore,
+3,000 tasks RUNNING) and a JupyterLab server whose notebook runs ``%load_ext mesos_nb``,
+``%mesos connect`` and ``%mesos dashboard``. What BokehJS holds in the page is read back: the
+agents plot shows groups of agents with their counts (not 40 of 300 agents), and the busiest
+plot names the top agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+
+import pytest
+
+from bench.dashboard_scale import CHROMIUM, chromium, figure_count, lab_server, open_dashboard
+from bench.webui_scale import populate
+from mesos_nb.dashboards import data as d
+from mesos_nb.master.server import MasterConfig, MasterServer
+
+AGENTS = 300
+
+SOURCE_JS = """(name) => {
+  for (const doc of (window.Bokeh && window.Bokeh.documents) || []) {
+    const s = doc.get_model_by_name(name);
+    if (s) {
+      const col = (k) => Array.from((s.data instanceof Map ? s.data.get(k) : s.data[k]) || []);
+      return {agent: col('agent'), agents: col('agents'), cpus_allocated_frac: col('cpus_allocated_frac')};
+    }
+  }
+  return null;
+}"""
+
+
+def _need_browser() -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed")
+    for mod in ("playwright.async_api", "jupyterlab", "jupyter_bokeh"):
+        pytest.importorskip(mod)
+
+
+async def _scenario(base) -> tuple[dict, dict]:
+    server = MasterServer(MasterConfig(port=0, allocation_interval=1.0))
+    await server.start()
+    try:
+        populate(server.core, agents=AGENTS, tasks=10 * AGENTS, frameworks=3)
+        async with lab_server(base) as lab, chromium() as browser:
+            page, _marks = await open_dashboard(browser, lab, server.url.split("://", 1)[1], "groups",
+                                                figure_count(), timeout=180)
+            return await page.evaluate(SOURCE_JS, "agents-source"), await page.evaluate(SOURCE_JS, "busiest-source")
+    finally:
+        await server.stop()
+
+
+@pytest.mark.timeout(600)
+def test_dashboard_of_300_agents_plots_groups_with_counts_and_the_busiest_agents(tmp_path):
+    _need_browser()
+    agents, busiest = asyncio.run(_scenario(tmp_path))
+    assert agents is not None and busiest is not None, "BokehJS never held the dashboard's sources"
+    # one bar per group of agents, labelled with its count; together they cover every agent
+    assert 1 < len(agents["agent"]) <= d.MAX_GROUPS, agents["agent"]
+    assert sum(agents["agents"]) == AGENTS
+    for label, n in zip(agents["agent"], agents["agents"], strict=True):
+        assert re.search(rf"\({n}\)$", label), label
+    # populate() launches 10 tasks of 0.1 CPU on each 16-CPU agent and finishes every 5th one:
+    # 0.8 of 16 CPUs allocated in every group
+    assert agents["cpus_allocated_frac"] == pytest.approx([0.8 / 16] * len(agents["agent"]))
+    # and the busiest agents by name (host:port)
+    assert len(busiest["agent"]) == d.TOP_AGENTS
+    assert all(re.fullmatch(r"10\.\d+\.\d+\.1:9", a) for a in busiest["agent"]), busiest["agent"]
