@@ -81,9 +81,14 @@ def _scalar(summary: dict[str, Any], name: str) -> float:
 
 
 # ---------------------------------------------------------------------------------- tasks
-class TaskView(_View):
+class _Named(_View):
+    """What Mesos writes first for tasks and frameworks alike."""
+
     id: str = ""
     name: str = ""
+
+
+class TaskView(_Named):
     framework_id: str = ""
     executor_id: str = ""
     slave_id: str = ""
@@ -106,9 +111,7 @@ TaskDoc = _doc(
 
 
 # ----------------------------------------------------------------------------- frameworks
-class FrameworkView(_View):
-    id: str = ""
-    name: str = ""
+class FrameworkView(_Named):
     user: str = ""
     hostname: str = ""
     webui_url: str = ""
@@ -255,40 +258,23 @@ MasterStateDoc = _doc(
 )
 
 
-class FrameworksView(_View):
-    """``/master/frameworks``."""
-
-    frameworks: list[FrameworkView] = []
-    completed_frameworks: list[FrameworkView] = []
-    unregistered_frameworks: list[str] = []
-
-
-FrameworksDoc = _doc(
-    FrameworksView, "FrameworksDoc", "``/master/frameworks`` as the master renders it.",
-    frameworks=list[FrameworkDoc], completed_frameworks=list[FrameworkDoc],
-)
+def _lists(path: str, name: str, **lists: tuple[Any, Any]) -> tuple[type[Any], type[Any]]:
+    """The reader view and the rendered document of an endpoint that is only lists
+    (``name=(view item, doc item)``): the same keys, read leniently and written whole."""
+    view = msgspec.defstruct(f"{name}View", [(k, list[v], []) for k, (v, _) in lists.items()],
+                             bases=(_View,), module=__name__)
+    view.__doc__ = f"``{path}``."
+    doc = _doc(view, f"{name}Doc", f"``{path}`` as the master renders it.",
+               **{k: list[d] for k, (v, d) in lists.items() if d is not v})
+    return view, doc
 
 
-class AgentsView(_View):
-    """``/master/slaves``."""
-
-    slaves: list[AgentView] = []
-    recovered_slaves: list[AgentView] = []
-
-
-AgentsDoc = _doc(
-    AgentsView, "AgentsDoc", "``/master/slaves`` as the master renders it.",
-    slaves=list[AgentDoc], recovered_slaves=list[AgentDoc],
-)
-
-
-class TasksView(_View):
-    """``/master/tasks``."""
-
-    tasks: list[TaskView] = []
-
-
-TasksDoc = _doc(TasksView, "TasksDoc", "``/master/tasks`` as the master renders it.", tasks=list[TaskDoc])
+FrameworksView, FrameworksDoc = _lists(
+    "/master/frameworks", "Frameworks", frameworks=(FrameworkView, FrameworkDoc),
+    completed_frameworks=(FrameworkView, FrameworkDoc), unregistered_frameworks=(str, str))
+AgentsView, AgentsDoc = _lists("/master/slaves", "Agents", slaves=(AgentView, AgentDoc),
+                               recovered_slaves=(AgentView, AgentDoc))
+TasksView, TasksDoc = _lists("/master/tasks", "Tasks", tasks=(TaskView, TaskDoc))
 
 
 # ---------------------------------------------------------------------- /master/state-summary
