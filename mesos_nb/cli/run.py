@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from mesos_nb.client import FileFollower, MasterClient, MesosClientError, drain, locate
+from mesos_nb.client.fits import never_fits as no_fit
 from mesos_nb.client.tables import num
 from mesos_nb.protocol.messages import Offer
 from mesos_nb.scheduler.pool import (
@@ -28,7 +29,7 @@ from mesos_nb.scheduler.pool import (
     match_offer,
     ports_of,
 )
-from mesos_nb.scheduler.tasks import attributes_match, new_task_id, parse_constraints
+from mesos_nb.scheduler.tasks import new_task_id, parse_constraints
 
 from .errors import CLIError
 
@@ -163,18 +164,18 @@ async def _say_why_it_waits(sched: Any, client: MasterClient, role: str, spec: T
 def never_fits(state: Any, spec: TaskSpec) -> str | None:
     """Why no agent of the cluster could ever hold the task (its totals are too small or no
     agent has the attributes), or None. Waiting for an offer would then wait forever."""
-    agents = [s for s in state.slaves if s.active]
-    want = ", ".join(f"{k} {num(v)}" for k, v in spec.amounts.items())
-    if not agents:
-        return "the master has no agents: start one (mesos-nb agent --master ...)"
-    candidates = [s for s in agents if attributes_match(s.attributes, spec.constraints)]
-    if not candidates:
-        return "no agent has the attributes " + ", ".join(f"{k}={v}" for k, v in spec.constraints.items())
-    if any(all(s.scalar(k) >= v for k, v in spec.amounts.items()) for s in candidates):
+    gap = no_fit(state.slaves, spec.amounts, spec.constraints)
+    if gap is None:
         return None
-    big = max(candidates, key=lambda s: s.scalar("cpus"))
+    if gap.reason == "no_agents":
+        return "the master has no agents: start one (mesos-nb agent --master ...)"
+    if gap.reason == "attributes":
+        return "no agent has the attributes " + ", ".join(f"{k}={v}" for k, v in spec.constraints.items())
+    big = gap.biggest
+    assert big is not None
+    want = ", ".join(f"{k} {num(v)}" for k, v in spec.amounts.items())
     has = ", ".join(f"{k} {num(big.scalar(k))}" for k in spec.amounts)
-    return (f"no agent can ever fit {want}: the largest of {len(candidates)} agent(s) "
+    return (f"no agent can ever fit {want}: the largest of {gap.candidates} agent(s) "
             f"({big.hostname}) has {has} in total")
 
 
