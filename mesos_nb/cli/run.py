@@ -1,8 +1,11 @@
 """``mesos-nb run -- CMD``: one command as a task of a short-lived framework; its stdout and
 stderr stream to ours; the exit code is the task's.
 
-The task is a :class:`~mesos_nb.scheduler.pool.TaskSpec` placed by the SDK's one offer
-matcher; its output is followed through :mod:`mesos_nb.client` (the sandbox lookup chain).
+The task is a :class:`~mesos_nb.scheduler.pool.TaskSpec` run by the SDK's
+:class:`~mesos_nb.scheduler.pool.TaskPool` (the one offer handling of mesos-nb, on its own
+thread); this module is the shell around it: the never-fits check, why the task waits, its
+output followed through :mod:`mesos_nb.client` (the sandbox lookup chain), the timeout and
+Ctrl-C (both kill the task), and the exit code.
 """
 
 from __future__ import annotations
@@ -18,17 +21,10 @@ import time
 from typing import Any
 
 from mesos_nb.client import FileFollower, MasterClient, MesosClientError, drain, locate
+from mesos_nb.client.fits import never_fits as no_fit
 from mesos_nb.client.tables import num
-from mesos_nb.protocol.messages import Offer
-from mesos_nb.scheduler.pool import (
-    TaskHandle,
-    TaskSpec,
-    framework_info,
-    image_container,
-    match_offer,
-    ports_of,
-)
-from mesos_nb.scheduler.tasks import attributes_match, new_task_id, parse_constraints
+from mesos_nb.scheduler.pool import PENDING, TaskHandle, TaskPool, TaskSpec, image_container
+from mesos_nb.scheduler.tasks import new_task_id, parse_constraints
 
 from .errors import CLIError
 
@@ -45,74 +41,70 @@ def exit_code_for(state: str, message: str | None) -> int:
     return 1
 
 
-class _RunScheduler:
-    """The one-task framework: launch on the first fitting offer, decline the rest."""
+class _RunTask(TaskHandle):
+    """The one task of ``mesos-nb run``. The pool changes it on its own thread; every change
+    wakes the CLI's event loop (``started``: the agent knows the task, ``ended``: terminal)
+    and, with ``--verbose``, is said on stderr."""
 
-    def __init__(self, spec: TaskSpec, verbose: bool) -> None:
-        self.spec = spec
+    def __init__(self, spec: TaskSpec, loop: asyncio.AbstractEventLoop, verbose: bool) -> None:
+        super().__init__(spec.task_id or new_task_id(spec.name), spec)
+        self.loop = loop
         self.verbose = verbose
-        self.task = TaskHandle(spec.task_id or new_task_id(spec.name), spec)
         self.started = asyncio.Event()
-        self.done = asyncio.Event()
-        self.final: Any = None
-        self.offers_seen = 0
-        self.error: str | None = None
+        self.ended = asyncio.Event()
+        self._said: tuple[str, str | None] = (PENDING, None)
 
     @property
     def launched(self) -> bool:
-        return self.task.agent_id is not None
+        return self.agent_id is not None
 
-    def _say(self, text: str) -> None:
-        if self.verbose:
+    def _changed(self) -> None:
+        state, message = self.state, self.message
+        if self.verbose and (state, message) != self._said and state != PENDING:
+            if self._said[0] == PENDING and state == "TASK_STAGING":
+                text = f"launching {self.id} on {self.hostname} ({self.agent_id})"
+            else:
+                text = f"{state}{': ' + message if message else ''}"
             print(f"mesos-nb run: {text}", file=sys.stderr, flush=True)
-
-    async def offers(self, driver: Any, offers: list[Offer]) -> None:
-        rest = []
-        for offer in offers:
-            self.offers_seen += 1
-            launches = [] if self.launched else match_offer(offer, [self.task])
-            if not launches:
-                rest.append(offer.id)
-                continue
-            self.task.launching(offer, ports_of(launches[0][0]))
-            self._say(f"launching {self.task.id} on {offer.hostname} ({offer.agent_id.value})")
-            await driver.launch([offer.id], [launches[0][0]])
-        if rest:
-            await driver.decline(rest, refuse_seconds=3600 if self.launched else 1)
-
-    async def update(self, driver: Any, status: Any) -> None:
-        if status.task_id.value != self.task.id:
-            return
-        self._say(f"{status.state}{': ' + status.message if status.message else ''}")
-        self.task._set(status.state, status.message, status.reason)
-        if self.task.phase != "launching" or status.state == "TASK_STARTING":
-            self.started.set()
-        if self.task.done:
-            self.final = status
-            self.done.set()
-
-    async def error(self, driver: Any, message: str) -> None:
-        self.error = message
-        self.done.set()
+        self._said = (state, message)
+        wake = [self.ended] if self.done else []
+        if state != PENDING and (self.phase != "launching" or state == "TASK_STARTING"):
+            wake.append(self.started)
+        for ev in wake:
+            with contextlib.suppress(RuntimeError):  # the CLI's loop is gone (exiting)
+                self.loop.call_soon_threadsafe(ev.set)
 
 
-async def _follow_task(sched: _RunScheduler, client: MasterClient) -> None:
+class _RunPool(TaskPool):
+    """The one-task framework of ``mesos-nb run``: a pool given its own handle."""
+
+    def run(self, task: _RunTask) -> None:
+        self.tasks[task.id] = task
+        self._soon(lambda: self._enqueue(task))
+
+    def ended_by_master(self, task: TaskHandle) -> str | None:
+        """The master's ERROR when it, not the agent, ended ``task`` (the framework is gone)."""
+        why = self.error if isinstance(self.error, str) else None
+        return why if why and task.message == f"the master ended the framework: {why}" else None
+
+
+async def _follow_task(task: _RunTask, client: MasterClient) -> None:
     """Stream the task's stdout/stderr until it is terminal (then drain what is left)."""
-    await sched.started.wait()
+    await task.started.wait()
     box = None
     while box is None:
         try:
-            box = await asyncio.to_thread(locate, client, sched.task.id, agent_id=sched.task.agent_id or "")
+            box = await asyncio.to_thread(locate, client, task.id, agent_id=task.agent_id or "")
         except MesosClientError:
-            if sched.done.is_set():
+            if task.ended.is_set():
                 return
             await asyncio.sleep(0.1)
     followers: list[FileFollower] = [box.follower("stdout", sys.stdout), box.follower("stderr", sys.stderr)]
-    while not sched.done.is_set():
+    while not task.ended.is_set():
         for f in followers:
             await asyncio.to_thread(f.poll)
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(sched.done.wait(), 0.2)
+            await asyncio.wait_for(task.ended.wait(), 0.2)
     await asyncio.to_thread(drain, followers)
 
 
@@ -143,14 +135,14 @@ def _no_offer(spec: TaskSpec, timeout: float, seen: int, why: str | None = None)
                     f"({seen} offers did not fit){because}")
 
 
-async def _say_why_it_waits(sched: Any, client: MasterClient, role: str, spec: TaskSpec,
+async def _say_why_it_waits(task: _RunTask, client: MasterClient, role: str, spec: TaskSpec,
                             note: list[str]) -> None:
     """While the task waits for an offer, say once (per reason) when its role is why: a quota
     limit used up, or free resources reserved or held back for other roles."""
     from mesos_nb.client.roles import role_wait_reason, roles_and_free
 
     await asyncio.sleep(2.0)
-    while not sched.launched:
+    while not task.launched:
         with contextlib.suppress(MesosClientError, ValueError, KeyError):
             roles, free = await asyncio.to_thread(roles_and_free, client)
             why = role_wait_reason(role, dict(spec.amounts), roles, free)
@@ -163,23 +155,23 @@ async def _say_why_it_waits(sched: Any, client: MasterClient, role: str, spec: T
 def never_fits(state: Any, spec: TaskSpec) -> str | None:
     """Why no agent of the cluster could ever hold the task (its totals are too small or no
     agent has the attributes), or None. Waiting for an offer would then wait forever."""
-    agents = [s for s in state.slaves if s.active]
-    want = ", ".join(f"{k} {num(v)}" for k, v in spec.amounts.items())
-    if not agents:
-        return "the master has no agents: start one (mesos-nb agent --master ...)"
-    candidates = [s for s in agents if attributes_match(s.attributes, spec.constraints)]
-    if not candidates:
-        return "no agent has the attributes " + ", ".join(f"{k}={v}" for k, v in spec.constraints.items())
-    if any(all(s.scalar(k) >= v for k, v in spec.amounts.items()) for s in candidates):
+    gap = no_fit(state.slaves, spec.amounts, spec.constraints)
+    if gap is None:
         return None
-    big = max(candidates, key=lambda s: s.scalar("cpus"))
+    if gap.reason == "no_agents":
+        return "the master has no agents: start one (mesos-nb agent --master ...)"
+    if gap.reason == "attributes":
+        return "no agent has the attributes " + ", ".join(f"{k}={v}" for k, v in spec.constraints.items())
+    big = gap.biggest
+    assert big is not None
+    want = ", ".join(f"{k} {num(v)}" for k, v in spec.amounts.items())
     has = ", ".join(f"{k} {num(big.scalar(k))}" for k in spec.amounts)
-    return (f"no agent can ever fit {want}: the largest of {len(candidates)} agent(s) "
+    return (f"no agent can ever fit {want}: the largest of {gap.candidates} agent(s) "
             f"({big.hostname}) has {has} in total")
 
 
 async def _run_async(args: argparse.Namespace) -> int:
-    from mesos_nb.scheduler import MesosError, SchedulerDriver
+    from mesos_nb.scheduler import MesosError
 
     spec = _spec(args)
     client = MasterClient(args.master)
@@ -188,61 +180,60 @@ async def _run_async(args: argparse.Namespace) -> int:
     if why:
         raise CLIError(why)
 
-    sched = _RunScheduler(spec, args.verbose)
-    task = sched.task
-    fw = framework_info(f"mesos-nb run {spec.name}", args.role or "*", 0.0, None, gpus=bool(args.gpus))
-    driver = SchedulerDriver(sched, fw, client.url, start_timeout=10.0)
+    loop = asyncio.get_running_loop()
+    task = _RunTask(spec, loop, args.verbose)
+    pool = _RunPool(client.url, f"mesos-nb run {spec.name}", role=args.role or "*", start_timeout=10.0,
+                    gpus=bool(args.gpus))
     try:
-        await driver.start()
-    except ConnectionError as e:
-        raise CLIError(str(e)) from None
+        await asyncio.to_thread(pool.start)
+    except (ConnectionError, TimeoutError) as e:
+        raise CLIError(str(e) or f"could not subscribe to the Mesos master at {client.url}") from None
     except MesosError as e:
         raise CLIError(f"the master refused the framework ({e})") from None
 
-    loop = asyncio.get_running_loop()
     interrupted = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, interrupted.set)
-    follower = asyncio.create_task(_follow_task(sched, client))
+    pool.run(task)
+    follower = asyncio.create_task(_follow_task(task, client))
     reasons: list[str] = []
-    explainer = asyncio.create_task(_say_why_it_waits(sched, client, args.role or "*", spec, reasons))
+    explainer = asyncio.create_task(_say_why_it_waits(task, client, args.role or "*", spec, reasons))
     deadline = time.monotonic() + args.timeout if args.timeout else None
     code = 1
     try:
-        while not sched.done.is_set():
-            waits = [asyncio.ensure_future(sched.done.wait()), asyncio.ensure_future(interrupted.wait())]
+        while not task.ended.is_set():
+            waits = [asyncio.ensure_future(task.ended.wait()), asyncio.ensure_future(interrupted.wait())]
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
             for w in waits:
                 w.cancel()
-            timed_out = deadline is not None and time.monotonic() >= deadline and not sched.done.is_set()
+            timed_out = deadline is not None and time.monotonic() >= deadline and not task.ended.is_set()
             if interrupted.is_set() or timed_out:
                 why = "interrupted" if interrupted.is_set() else f"timed out after {num(args.timeout)} s"
-                if not sched.launched:
+                if not task.launched:  # the pool's TEARDOWN (below) kills one launched meanwhile
                     if timed_out:
-                        raise _no_offer(spec, args.timeout, sched.offers_seen, reasons[-1] if reasons else None)
+                        raise _no_offer(spec, args.timeout, pool.offers_seen, reasons[-1] if reasons else None)
                     print(f"mesos-nb run: {why} before the task was launched", file=sys.stderr)
                     return 130
                 print(f"mesos-nb run: {why}; killing task {task.id}", file=sys.stderr, flush=True)
-                with contextlib.suppress(MesosError, ConnectionError):
-                    await driver.kill(task.id, task.agent_id)
+                pool.kill(task.id)
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(sched.done.wait(), 15)
+                    await asyncio.wait_for(task.ended.wait(), 15)
                 code = 130 if interrupted.is_set() else 124
                 break
         with contextlib.suppress(asyncio.TimeoutError, MesosClientError):
             await asyncio.wait_for(follower, 10)
-        if sched.error and sched.final is None:
-            raise CLIError(f"the master ended the framework: {sched.error}")
-        st = sched.final
-        if st is not None:
+        ended = pool.ended_by_master(task)
+        if ended:
+            raise CLIError(f"the master ended the framework: {ended}")
+        if task.done:
             if code not in (124, 130):
-                code = exit_code_for(st.state, st.message)
-            if st.state != "TASK_FINISHED":
-                msg = f": {st.message}" if st.message else ""
-                reason = f" ({st.reason})" if st.reason else ""
-                print(f"task {task.id} {st.state}{reason}{msg}", file=sys.stderr)
+                code = exit_code_for(task.state, task.message)
+            if task.state != "TASK_FINISHED":
+                msg = f": {task.message}" if task.message else ""
+                reason = f" ({task.reason})" if task.reason else ""
+                print(f"task {task.id} {task.state}{reason}{msg}", file=sys.stderr)
         return code
     finally:
         for t in (follower, explainer):
@@ -252,7 +243,7 @@ async def _run_async(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
-        await driver.stop()
+        await asyncio.to_thread(pool.stop)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

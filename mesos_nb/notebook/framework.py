@@ -20,9 +20,10 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, ClassVar
 
 from mesos_nb.client import MasterClient, MesosClientError
+from mesos_nb.client.fits import never_fits
 from mesos_nb.scheduler import MesosError
 from mesos_nb.scheduler.pool import TaskHandle, TaskPool, TaskSpec, image_container
-from mesos_nb.scheduler.tasks import attributes_match, new_task_id, request
+from mesos_nb.scheduler.tasks import new_task_id, request
 
 from .display import amounts_text
 from .errors import MesosNotebookError
@@ -142,18 +143,17 @@ class NotebookFramework(TaskPool):
             state = MasterClient(self.master_url).state()
         except MesosClientError as e:
             raise MesosNotebookError(str(e)) from None
-        agents = [s for s in state.slaves if s.active]
-        if not agents:
+        gap = never_fits(state.slaves, amounts, constraints)
+        if gap is None:
+            return
+        if gap.reason == "no_agents":
             raise MesosNotebookError(f"the master at {self.master_url} has no agents: start one "
                                      "(mesos-nb agent --master ...) or use %mesos local")
-        candidates = [s for s in agents if attributes_match(s.attributes, constraints)]
-        if not candidates:
+        if gap.reason == "attributes":
             raise MesosNotebookError("no agent has the attributes " + ", ".join(
                 f"{k}={v}" for k, v in constraints.items()))
-        for s in candidates:
-            if all(s.scalar(k) >= v for k, v in amounts.items()):
-                return
-        biggest = max(candidates, key=lambda s: s.scalar("cpus"))
+        biggest = gap.biggest
+        assert biggest is not None
         raise MesosNotebookError(
             f"no agent could ever fit {amounts_text(dict(amounts))}: the largest agent "
             f"({biggest.hostname}) has {amounts_text({k: biggest.scalar(k) for k in amounts})}")

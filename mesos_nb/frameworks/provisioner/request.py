@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mesos_nb.scheduler.tasks import attributes_match, parse_constraints
+from mesos_nb.client.fits import never_fits as no_fit
+from mesos_nb.protocol.state import AgentView
+from mesos_nb.scheduler.tasks import parse_constraints
 
 #: ``KERNEL_*`` environment variables of the Jupyter server (or of a start request) that
 #: override the kernelspec's ``metadata.kernel_provisioner.config``.
@@ -81,37 +83,21 @@ def kernel_request(config: Mapping[str, Any], env: Mapping[str, str]) -> KernelR
     )
 
 
-def _port_count(value: Any) -> int:
-    """Ports in an agent's ``resources.ports`` (``"[31000-32000, 33000-33010]"``)."""
-    n = 0
-    for part in str(value or "").strip("[] ").split(","):
-        b, _, e = part.strip().partition("-")
-        if b.strip().isdigit():
-            n += int(e or b) - int(b) + 1
-    return n
-
-
-def never_fits(agents: Sequence[Any], req: KernelRequest) -> str | None:
+def never_fits(agents: Sequence[AgentView], req: KernelRequest) -> str | None:
     """A sentence when agents are registered and none of them, even idle, could hold ``req``
-    (``agents``: ``/master/slaves`` views with ``resources``/``attributes``); else None."""
-    live = [a for a in agents if getattr(a, "active", True)]
-    if not live:
+    (``agents``: the ``/master/slaves`` views); else None: with no agent yet, one may still join."""
+    need = {k: v for k, v in (("cpus", req.cpus), ("mem", req.mem), ("gpus", req.gpus)) if v}
+    gap = no_fit(agents, need, req.attributes, PORTS)
+    if gap is None or gap.reason == "no_agents":
         return None
-    need = {"cpus": req.cpus, "mem": req.mem, "gpus": req.gpus}
-    for a in live:
-        res = a.resources
-        if all(float(res.get(k, 0) or 0) >= v for k, v in need.items() if v) \
-                and _port_count(res.get("ports")) >= PORTS \
-                and attributes_match(a.attributes, req.attributes):
-            return None
-    best = max(live, key=lambda a: (float(a.resources.get("cpus", 0) or 0),
-                                    float(a.resources.get("mem", 0) or 0)))
-    have = " ".join(f"{k}:{float(best.resources.get(k, 0) or 0):g}" for k, v in need.items() if v)
-    why = f"the largest has {have}"
-    if req.attributes and not any(attributes_match(a.attributes, req.attributes) for a in live):
+    if gap.reason == "attributes":
         why = "none has " + ",".join(f"{k}={v}" for k, v in req.attributes.items())
+    else:
+        best = gap.biggest
+        assert best is not None
+        why = "the largest has " + " ".join(f"{k}:{best.scalar(k):g}" for k in need)
     return (f"no agent of the cluster can ever run this kernel: it needs {req.describe()}, "
-            f"and of the {len(live)} agent(s) {why}")
+            f"and of the {gap.agents} agent(s) {why}")
 
 
 def discover_master(env: Mapping[str, str], configured: str = "") -> str:
