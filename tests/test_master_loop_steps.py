@@ -5,6 +5,7 @@ Each is checked by counting the work done per loop step, not by timing it."""
 from __future__ import annotations
 
 import asyncio
+from itertools import pairwise
 
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -55,7 +56,7 @@ def test_a_big_decline_is_done_in_steps_of_at_most_a_slice_of_offers_and_ends_as
     left = [len(h.core.offers)]
     for _ in big_calls.decline_steps(h.core, fw.id, _decline(ids), h.now):
         left.append(len(h.core.offers))
-    steps = [a - b for a, b in zip(left, left[1:])]
+    steps = [a - b for a, b in pairwise(left)]
     assert len(steps) == 3 and max(steps) <= big_calls.DECLINE_SLICE and sum(steps) == n
     assert h.core.metrics["master/offers_declined"] == n
     assert h.allocate() == {}  # every offer declined with the call's filter: nothing offered again
@@ -102,7 +103,7 @@ async def test_a_silent_channel_of_thousands_of_agents_is_marked_unreachable_a_s
     await srv._lose_channel(h.channel, "no answer to pings for 75s")  # type: ignore[arg-type]
     seen = await watch.done()
     assert len(h.core.unreachable) == n and set(h.core.agents) == {other.id}
-    steps = [b - a for a, b in zip(seen, seen[1:]) if b != a]
+    steps = [b - a for a, b in pairwise(seen) if b != a]
     assert len(steps) >= n // big_calls.AGENT_SLICE and max(steps) <= big_calls.AGENT_SLICE
     assert h.core.metrics["master/slaves_unreachable"] == n
 
@@ -127,5 +128,35 @@ async def test_a_broken_channel_disconnects_its_agents_in_slices_and_spares_one_
     assert sorted(a.id for a in h.core.agents.values() if a.connected) == [back.id]
     assert all(a.disconnect_deadline is not None for a in h.core.agents.values() if not a.connected)
     assert {o.agent_id for o in h.core.offers.values()} == {back.id}  # the others' offers rescinded
-    steps = [b - a for a, b in zip(seen, seen[1:]) if b != a]
+    steps = [b - a for a, b in pairwise(seen) if b != a]
     assert len(steps) >= 2 and max(steps) <= big_calls.AGENT_SLICE
+
+
+async def test_a_big_task_list_is_listed_a_window_per_loop_step_and_cut_as_in_one_pass(monkeypatch):
+    from mesos_nb.master import task_blocks
+    from mesos_nb.master.model import Task
+    from mesos_nb.protocol.resources import Resources
+
+    res = Resources.parse("cpus:1;mem:8")
+    tasks = [Task(id=f"t{i}", framework_id="f", agent_id=f"a{i % 7}", name="t", role="*", resources=res,
+                  info=m.TaskInfo(name="t", task_id=m.ID(value=f"t{i}"), agent_id=m.ID(value="a"), resources=[]))
+             for i in range(3500)]
+    encoded = 0
+
+    def encode(t: Task) -> bytes:
+        nonlocal encoded
+        encoded += 1
+        return t.id.encode()
+
+    at_pause: list[int] = []
+
+    async def pause() -> None:
+        at_pause.append(encoded)
+
+    monkeypatch.setattr(task_blocks, "WINDOW", 1000)
+    tb = task_blocks.TaskBlocks(encode)
+    tb.begin()
+    blocks = await tb.blocks(tasks, True, pause)
+    assert at_pause[:4] == [0, 0, 0, 0]  # 4 windows listed, a loop step each, before any block
+    assert [len(b.tasks) for b in blocks] == [b - a for a, b in pairwise([0, *task_blocks.cut(tasks)])]
+    assert [t for b in blocks for t in b.tasks] == tasks and encoded == len(tasks)
