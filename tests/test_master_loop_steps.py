@@ -160,3 +160,35 @@ async def test_a_big_task_list_is_listed_a_window_per_loop_step_and_cut_as_in_on
     assert at_pause[:4] == [0, 0, 0, 0]  # 4 windows listed, a loop step each, before any block
     assert [len(b.tasks) for b in blocks] == [b - a for a, b in pairwise([0, *task_blocks.cut(tasks)])]
     assert [t for b in blocks for t in b.tasks] == tasks and encoded == len(tasks)
+
+
+async def test_thousands_of_agents_coming_due_at_one_tick_expire_a_slice_per_loop_step():
+    n = 3 * big_calls.AGENT_SLICE + 5
+    h = Harness.build(agents=n, frameworks=1, resources="cpus:1;mem:128")
+    h.lose_channel()  # all disconnected at once: all due at the same tick
+    back = h.agents[-1]
+    srv = _server(h)
+    now = h.now + h.agent_reregister_timeout + 1
+
+    def probe() -> int:
+        if h.core.unreachable and not back.connected:
+            back.connected = True  # re-registered between two slices
+        return len(h.core.unreachable)
+
+    watch = _Watch(probe)
+    await big_calls.run_steps(srv, big_calls.expire_steps(h.core, now))
+    seen = await watch.done()
+    assert len(h.core.unreachable) == n - 1 and list(h.core.agents) == [back.id]
+    steps = [b - a for a, b in pairwise(seen) if b != a]
+    assert len(steps) >= n // big_calls.AGENT_SLICE and max(steps) <= big_calls.AGENT_SLICE
+    h.core.tick(now)  # nothing left for the tick
+    assert len(h.core.unreachable) == n - 1
+
+
+def test_a_few_agents_due_are_left_to_the_tick():
+    h = Harness.build(agents=3, frameworks=1)
+    h.lose_channel()
+    now = h.now + h.agent_reregister_timeout + 1
+    assert list(big_calls.expire_steps(h.core, now)) == [] and len(h.core.agents) == 3
+    h.core.tick(now)
+    assert len(h.core.unreachable) == 3

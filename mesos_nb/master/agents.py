@@ -250,8 +250,17 @@ def remove_agent(st: MasterState, agent_id: str, now: float, reason: str, messag
     reachability.release_agent(st, agent, now, gone)
 
 
+EXPIRED = "did not re-register in time"
+
+
+def due(st: MasterState, now: float) -> list[Agent]:
+    """Disconnected agents whose re-registration deadline has passed."""
+    return [a for a in st.agents.values()
+            if not a.connected and a.disconnect_deadline is not None and now >= a.disconnect_deadline]
+
+
 def expire(st: MasterState, now: float) -> None:
-    """Disconnected agents whose re-registration deadline has passed become unreachable."""
-    for agent in list(st.agents.values()):
-        if not agent.connected and agent.disconnect_deadline is not None and now >= agent.disconnect_deadline:
-            reachability.mark_unreachable(st, agent.id, now, "did not re-register in time")
+    """Disconnected agents whose re-registration deadline has passed become unreachable (the
+    shell does many of them in slices first: a broken channel's agents all come due at once)."""
+    for agent in due(st, now):
+        reachability.mark_unreachable(st, agent.id, now, EXPIRED)

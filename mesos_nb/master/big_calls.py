@@ -17,7 +17,8 @@ loop running between them:
 RECONCILE is treated the same way: 100,000 tasks decoded and answered in slices; so is a
 DECLINE of many offers (:func:`decline_steps`: 10,000 offers declined in one step took
 ~80 ms), and the agents of an agent channel that went silent or broke
-(:func:`lost_channel_steps`: one process may carry 10,000 emulated agents).
+(:func:`lost_channel_steps`: one process may carry 10,000 emulated agents) and, when their
+re-registration deadline passes, their expiry (:func:`expire_steps`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ..protocol import messages as m
-from . import offers
+from . import agents, offers
 from .model import Agent
 
 
@@ -148,12 +149,27 @@ def decline_steps(core: Any, framework_id: str, decline: m.Decline, now: float) 
 def lost_channel_steps(core: Any, channel: Any, lose: Callable[[Agent], None]) -> Iterator[None]:
     """``lose`` (mark unreachable, or disconnect) each agent of ``channel``, ``AGENT_SLICE``
     per step (10,000 in one step took 0.1-0.2 s); an agent that re-registered meanwhile (on
-    another channel) or is gone already is left alone."""
-    agents = [a for a in core.agents.values() if a.channel is channel]
-    for i in range(0, len(agents), AGENT_SLICE):
-        for agent in agents[i:i + AGENT_SLICE]:
-            # (channel None: the channel broke meanwhile and this agent was disconnected)
-            if (agent.channel is channel or agent.channel is None) and core.agents.get(agent.id) is agent:
+    another channel) or is gone already is left alone. (Channel None: the channel broke
+    meanwhile and the agent was disconnected; it is still this channel's to lose.)"""
+    mine = [a for a in core.agents.values() if a.channel is channel]
+    return _agent_steps(core, mine, lambda a: a.channel is channel or a.channel is None, lose)
+
+
+def expire_steps(core: Any, now: float) -> Iterator[None]:
+    """The agents whose re-registration deadline passed marked unreachable, ``AGENT_SLICE``
+    per step, before :meth:`MasterCore.tick` would do them all in one (the agents of a broken
+    channel all come due at the same tick); one that re-registered meanwhile is left alone.
+    A few (up to ``AGENT_SLICE``) are left to the tick, in its order (frameworks first)."""
+    todo = agents.due(core, now)
+    return _agent_steps(core, todo if len(todo) > AGENT_SLICE else [], lambda a: not a.connected,
+                        lambda a: core.mark_unreachable(a.id, now, agents.EXPIRED))
+
+
+def _agent_steps(core: Any, todo: list[Agent], still: Callable[[Agent], bool],
+                 lose: Callable[[Agent], None]) -> Iterator[None]:
+    for i in range(0, len(todo), AGENT_SLICE):
+        for agent in todo[i:i + AGENT_SLICE]:
+            if core.agents.get(agent.id) is agent and still(agent):
                 lose(agent)
         yield
 

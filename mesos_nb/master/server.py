@@ -315,7 +315,9 @@ class MasterServer:
         next_ping = time.monotonic() + c.agent_ping_timeout
         while True:
             await asyncio.sleep(period)
-            self.core.tick(time.time())
+            now = time.time()
+            await big_calls.run_steps(self, big_calls.expire_steps(self.core, now))
+            self.core.tick(now)
             mono = time.monotonic()
             limit = c.agent_ping_timeout * c.max_agent_ping_timeouts
             for chan in list(self.channels):
