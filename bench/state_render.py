@@ -149,7 +149,8 @@ def _loop(st: dict[str, Any], phase: str) -> dict[str, Any]:
     collector's longest pause (a long step can be the collector, not the code)."""
     return {f"loop_max_gap_{phase}_s": st["loop_max_gap_s"],
             f"loop_gaps_over_50ms_{phase}": st["loop_gaps_over_50ms"],
-            f"gc_max_pause_{phase}_s": st["gc_max_pause_s"]}
+            f"gc_max_pause_{phase}_s": st["gc_max_pause_s"],
+            f"loop_slow_steps_{phase}": st.get("loop_slow_steps", [])[:5]}
 
 
 class Hammer:

@@ -213,14 +213,21 @@ def readopt_executors(st: MasterState, agent: Agent, reports: list[ch.ExecutorRe
 def channel_lost(st: MasterState, channel: Any, now: float) -> None:
     """The channel of an agent process broke: its agents are disconnected, not gone yet."""
     for agent in st.agents.values():
-        if agent.channel is channel and agent.connected:
-            st.version += 1
-            agent.connected = False
-            agent.channel = None
-            agent.disconnect_deadline = now + st.unreachable_timeout
-            st.allocator.deactivate_agent(agent.id)
-            offers.rescind_agent(st, agent.id, now)
-            log.info("agent disconnected agent=%s unreachable_in=%.0fs", agent.id, st.unreachable_timeout)
+        if agent.channel is channel:
+            disconnect(st, agent, now)
+
+
+def disconnect(st: MasterState, agent: Agent, now: float) -> None:
+    """One agent of a broken channel (the shell does a big channel's agents in slices)."""
+    if not agent.connected:
+        return
+    st.version += 1
+    agent.connected = False
+    agent.channel = None
+    agent.disconnect_deadline = now + st.unreachable_timeout
+    st.allocator.deactivate_agent(agent.id)
+    offers.rescind_agent(st, agent.id, now)
+    log.info("agent disconnected agent=%s unreachable_in=%.0fs", agent.id, st.unreachable_timeout)
 
 
 def remove_agent(st: MasterState, agent_id: str, now: float, reason: str, message: str,
@@ -243,8 +250,17 @@ def remove_agent(st: MasterState, agent_id: str, now: float, reason: str, messag
     reachability.release_agent(st, agent, now, gone)
 
 
+EXPIRED = "did not re-register in time"
+
+
+def due(st: MasterState, now: float) -> list[Agent]:
+    """Disconnected agents whose re-registration deadline has passed."""
+    return [a for a in st.agents.values()
+            if not a.connected and a.disconnect_deadline is not None and now >= a.disconnect_deadline]
+
+
 def expire(st: MasterState, now: float) -> None:
-    """Disconnected agents whose re-registration deadline has passed become unreachable."""
-    for agent in list(st.agents.values()):
-        if not agent.connected and agent.disconnect_deadline is not None and now >= agent.disconnect_deadline:
-            reachability.mark_unreachable(st, agent.id, now, "did not re-register in time")
+    """Disconnected agents whose re-registration deadline has passed become unreachable (the
+    shell does many of them in slices first: a broken channel's agents all come due at once)."""
+    for agent in due(st, now):
+        reachability.mark_unreachable(st, agent.id, now, EXPIRED)

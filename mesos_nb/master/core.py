@@ -176,6 +176,10 @@ class MasterCore(MasterState):
     def channel_lost(self, channel: Any, now: float) -> None:
         _agents.channel_lost(self, channel, now)
 
+    def disconnect_agent(self, agent: Agent, now: float) -> None:
+        """One agent of a broken channel (the shell does a big channel's agents in slices)."""
+        _agents.disconnect(self, agent, now)
+
     def remove_agent(self, agent_id: str, now: float, reason: str, message: str) -> None:
         _agents.remove_agent(self, agent_id, now, reason, message)
 

@@ -315,22 +315,36 @@ class MasterServer:
         next_ping = time.monotonic() + c.agent_ping_timeout
         while True:
             await asyncio.sleep(period)
-            self.core.tick(time.time())
+            now = time.time()
+            await big_calls.run_steps(self, big_calls.expire_steps(self.core, now))
+            self.core.tick(now)
             mono = time.monotonic()
             limit = c.agent_ping_timeout * c.max_agent_ping_timeouts
             for chan in list(self.channels):
                 if mono - chan.last_heard > limit:
                     log.info("agent channel timed out peer=%s silent=%.1fs", chan.peer, mono - chan.last_heard)
-                    now = time.time()
-                    for agent in [a for a in self.core.agents.values() if a.channel is chan]:
-                        self.core.mark_unreachable(agent.id, now, f"no answer to pings for {limit:g}s")
                     self.channels.discard(chan)
+                    await self._lose_channel(chan, f"no answer to pings for {limit:g}s")
                     asyncio.get_running_loop().create_task(chan.ws.close())  # may wait on a dead link
             if mono >= next_ping:
                 next_ping = mono + c.agent_ping_timeout
                 for chan in self.channels:
                     chan.send(ch.Ping())
             self.flush()
+
+    async def _lose_channel(self, chan: Channel, unreachable: str | None) -> None:
+        """The agents of a silent channel marked unreachable (``unreachable``: why), or those
+        of a broken one disconnected, in slices (one process may carry 10,000 agents)."""
+        core = self.core
+        now = time.time()
+        if unreachable is None:
+            steps = big_calls.lost_channel_steps(core, chan, lambda a: core.disconnect_agent(a, now))
+        else:
+            steps = big_calls.lost_channel_steps(core, chan, lambda a: core.mark_unreachable(a.id, now, unreachable))
+        try:
+            await big_calls.run_steps(self, steps)
+        finally:
+            self.flush()  # (cancelled: run_steps finished the steps at once)
 
     async def _heartbeat_loop(self) -> None:
         hb = m.encode(m.Event(type="HEARTBEAT"))
@@ -404,7 +418,10 @@ class MasterServer:
             if t == "ACCEPT":
                 await big_calls.run_steps(self, core.accept_steps(fid, call.accept, now))
             elif t == "DECLINE":
-                core.decline(fid, call.decline, now)
+                if len(call.decline.offer_ids) > big_calls.DECLINE_SLICE:
+                    await big_calls.run_steps(self, big_calls.decline_steps(core, fid, call.decline, now))
+                else:
+                    core.decline(fid, call.decline, now)
             elif t == "ACKNOWLEDGE":
                 core.acknowledge(fid, call.acknowledge, now)
             elif t == "KILL":
@@ -546,8 +563,7 @@ class MasterServer:
             chan.wake.set()
             self.channels.discard(chan)
             writer.cancel()
-            core.channel_lost(chan, time.time())
-            self.flush()
+            await self._lose_channel(chan, None)
             log.info("agent channel closed peer=%s", chan.peer)
         return ws
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 BLOCK = 256  # mean tasks per block (a power of two)
 _MASK = BLOCK - 1
+WINDOW = 8192  # tasks whose state is listed per loop step before the blocks are compared
 _id = attrgetter("id")
 _state = attrgetter("state")
 _statuses = attrgetter("statuses")
@@ -43,11 +44,13 @@ _latest = attrgetter("latest")
 _EMPTY = Resources()
 
 
-def cut(tasks: list[Task]) -> list[int]:
-    """Where the blocks of ``tasks`` end: after each task whose id hashes to 0 mod BLOCK, and at the end."""
-    n = len(tasks)
-    ends = list(compress(range(1, n + 1), map(not_, map(_MASK.__and__, map(hash, map(_id, tasks))))))
-    if not ends or ends[-1] != n:
+def cut(tasks: list[Task], start: int = 0, last: bool = True) -> list[int]:
+    """Where the blocks of ``tasks`` end: after each task whose id hashes to 0 mod BLOCK, and
+    at the end (``last``); ``start``: the index of ``tasks[0]`` in the whole list (a window
+    of it is cut the same as the whole list is there, the rule being per task)."""
+    n = start + len(tasks)
+    ends = list(compress(range(start + 1, n + 1), map(not_, map(_MASK.__and__, map(hash, map(_id, tasks))))))
+    if last and (not ends or ends[-1] != n):
         ends.append(n)
     return ends
 
@@ -100,18 +103,29 @@ class TaskBlocks:
     async def blocks(self, tasks: Iterable[Task], sums: bool, pause: Callable[[], Awaitable[None]]) -> list[Block]:
         """The blocks of ``tasks`` (in order), reused or rendered; ``sums``: add up the resources
         of the tasks that are not terminal (a framework's running tasks, not its completed ones).
-        ``pause`` is awaited after each block (it lets the loop run when the step got long); the
-        tasks are listed before the first, so a change meanwhile shows in the next render."""
+        ``pause`` is awaited after each block and each :data:`WINDOW` of tasks listed (it lets
+        the loop run when the step got long); the tasks are listed before the first block, so a
+        task added meanwhile shows in the next render."""
         tasks = list(tasks)
         if not tasks:
             return []
-        states = list(map(_state, tasks))
-        counts = list(map(len, map(_statuses, tasks)))
-        latest = list(map(_latest, tasks))
+        # the per-task passes (C-level, yet ~60 ms at 100,000 tasks) a window at a time
+        states: list[str] = []
+        counts: list[int] = []
+        latest: list[Any] = []
+        ends: list[int] = []
+        n = len(tasks)
+        for a in range(0, n, WINDOW):
+            w = tasks[a:a + WINDOW]
+            states += map(_state, w)
+            counts += map(len, map(_statuses, w))
+            latest += map(_latest, w)
+            ends += cut(w, a, a + WINDOW >= n)
+            await pause()
         old, seen, old_last, seen_last = self._blocks, self._seen, self._by_last, self._seen_last
         out = []
         start = 0
-        for end in cut(tasks):
+        for end in ends:
             key = id(tasks[start])
             prev = old.get(key)
             bt = tasks[start:end]
