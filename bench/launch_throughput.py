@@ -330,7 +330,7 @@ async def through_cluster(n: int, concurrency: int, split: bool, base: str,
                 kw = dict(ca_file=secure.ca)
                 if auth:
                     kw.update(principal=secure.principal, secret=secure.secret)
-            fw = FrameworkInfo(user="bench", name="launch-throughput", checkpoint=CHECKPOINT or None)
+            fw = FrameworkInfo(user="bench", name="launch-throughput", checkpoint=CHECKPOINT)
             driver = SchedulerDriver(sched, fw, master, **kw)
             t0 = time.perf_counter()
             await driver.start()
