@@ -189,23 +189,16 @@ CALLS = {"GET_STATE": (GetStateView, GetStateDoc), "GET_TASKS": (GetTasksView, G
          "GET_ROLES": (GetRolesView, GetRolesDoc)}
 
 
-class ResponseView(_View):
-    """A ``Response`` to one of :data:`CALLS`: its ``type`` and the answer in the field named
-    after it (``get_state`` for ``GET_STATE``)."""
-
-    type: str = ""
-    get_state: GetStateView | None = None
-    get_tasks: GetTasksView | None = None
-    get_executors: GetExecutorsView | None = None
-    get_frameworks: GetFrameworksView | None = None
-    get_agents: GetAgentsView | None = None
-    get_roles: GetRolesView | None = None
-
-    def answer(self) -> Any:
-        """The answer its ``type`` names (``None`` for a call not in :data:`CALLS`)."""
-        return getattr(self, self.type.lower(), None) if self.type in CALLS else None
+def _answer(self: Any) -> Any:
+    """The answer its ``type`` names (``None`` for a call not in :data:`CALLS`)."""
+    return getattr(self, self.type.lower(), None) if self.type in CALLS else None
 
 
+ResponseView = msgspec.defstruct(
+    "ResponseView", [("type", str, ""), *((call.lower(), view | None, None) for call, (view, _) in CALLS.items())],
+    bases=(_View,), module=__name__, namespace={"answer": _answer})
+ResponseView.__doc__ = """A ``Response`` to one of :data:`CALLS`: its ``type`` and the answer in
+the field named after it (``get_state`` for ``GET_STATE``); ``answer()`` gives that answer."""
 ResponseDoc = _doc(ResponseView, "ResponseDoc", "A ``Response`` to one of :data:`CALLS` as the master writes it.",
                    **{call.lower(): doc | UnsetType for call, (_, doc) in CALLS.items()})
 
