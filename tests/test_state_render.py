@@ -114,6 +114,8 @@ async def test_operator_state_calls_equal_the_one_step_views_and_reuse_task_frag
     ``operator_views.StateView`` says (running, unreachable and completed tasks, offers)."""
     import json
 
+    import msgspec
+
     from mesos_nb.master.harness import Harness
     from mesos_nb.master.operator_views import StateView
     from mesos_nb.master.server import MasterConfig, MasterServer
@@ -138,7 +140,7 @@ async def test_operator_state_calls_equal_the_one_step_views_and_reuse_task_frag
         for call in CALLS:
             field = call.lower()
             got = json.loads(await r.body(call))
-            assert got == {"type": call, field: getattr(view, field)()}, call
+            assert got == {"type": call, field: msgspec.to_builtins(getattr(view, field)())}, call
 
     await check()
     doc = json.loads(await r.body("GET_STATE"))["get_state"]

@@ -120,10 +120,7 @@ class OperatorStreams:
         statuses = v.reported_statuses(t)
         known = self._tasks.get(key)
         if known is None:
-            added = v.task(t)
-            added["state"] = "TASK_STAGING"
-            added["statuses"] = []
-            events.append({"type": "TASK_ADDED", "task_added": {"task": added}})
+            events.append({"type": "TASK_ADDED", "task_added": {"task": v.task_added(t)}})
             known = 0
         for state, ts in statuses[known:]:
             events.append({"type": "TASK_UPDATED", "task_updated": {

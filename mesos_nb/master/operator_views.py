@@ -1,33 +1,46 @@
-"""The v1 operator API's JSON shapes (``master.proto`` ``Response.Get*``), built from the records.
+"""The v1 operator API's answers (``master.proto`` ``Response.Get*``), built from the records
+as the typed documents of :mod:`mesos_nb.protocol.operator_state`.
 
 Pure functions of the core's records (:mod:`mesos_nb.master.model`), shared by the
-request/response calls (:mod:`.operator_api`) and the SUBSCRIBE stream
-(:mod:`.operator_stream`), so a task looks the same in GET_TASKS, SUBSCRIBED and TASK_ADDED.
-Unset fields are omitted, as Mesos' protobuf-to-JSON writer omits them.
+request/response calls (:mod:`.operator_api`), the SUBSCRIBE stream (:mod:`.operator_stream`)
+and the incremental ``GET_STATE`` (:mod:`.state_render_v1`), so a task looks the same in
+GET_TASKS, SUBSCRIBED and TASK_ADDED. Unset fields are ``UNSET`` (omitted), as Mesos'
+protobuf-to-JSON writer omits them. A nested message may be held as its builtins (the dict
+``m.to_builtins`` gives): it encodes the same, and the docs declare its type for readers.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+from msgspec import UNSET
+
 from ..protocol import messages as m
+from ..protocol import operator_state as ops
 from ..protocol.resources import Resources
 from ..protocol.version import VERSION
 from .model import Agent, Framework, Task
 
 AGENT_CAPABILITIES = ("MULTI_ROLE", "HIERARCHICAL_ROLE")
+_CAPABILITIES = [m.Capability(type=c) for c in AGENT_CAPABILITIES]
 
 
-def ns(seconds: float) -> dict[str, int]:
-    return {"nanoseconds": int(seconds * 1e9)}
+def ns(seconds: float) -> m.DurationInfo:
+    return m.DurationInfo(nanoseconds=int(seconds * 1e9))
 
 
-def _id(value: str) -> dict[str, str]:
-    return {"value": value}
+def _id(value: str) -> m.ID:
+    return m.ID(value=value)
 
 
 def _resources(r: Resources) -> list[Any]:
     return m.to_builtins(r.to_proto())
+
+
+def _set(value: Any) -> Any:
+    """A message field as protobuf-JSON writes it: omitted when unset."""
+    return UNSET if value is None else m.to_builtins(value)
 
 
 def reported_statuses(task: Task) -> list[tuple[str, float]]:
@@ -49,88 +62,69 @@ def task_status(task: Task, state: str, timestamp: float) -> dict[str, Any]:
         if "data" in d:
             d.pop("data")
         return d
-    d = {"task_id": _id(task.id), "state": state, "timestamp": timestamp, "agent_id": _id(task.agent_id)}
+    d = {"task_id": {"value": task.id}, "state": state, "timestamp": timestamp, "agent_id": {"value": task.agent_id}}
     cs = container_status(task)
     if cs is not None:
         d["container_status"] = cs
     if task.executor_id:
-        d["executor_id"] = _id(task.executor_id)
+        d["executor_id"] = {"value": task.executor_id}
     return d
 
 
-def task(t: Task) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "name": t.name,
-        "task_id": _id(t.id),
-        "framework_id": _id(t.framework_id),
-        "agent_id": _id(t.agent_id),
-        "state": t.state,
-        "resources": _resources(t.resources),
-        "statuses": [task_status(t, s, ts) for s, ts in reported_statuses(t)],
-    }
-    if t.executor_id:
-        d["executor_id"] = _id(t.executor_id)
-    info = t.info
-    for key in ("labels", "discovery", "container", "health_check"):
-        value = getattr(info, key, None)
-        if value is not None:
-            d[key] = m.to_builtins(value)
-    if t.latest is not None and t.latest.uuid:
-        d["status_update_state"] = t.latest.state
-    return d
+def task(t: Task) -> Any:
+    """The task as a :class:`~mesos_nb.protocol.operator_state.TaskDoc`."""
+    info, latest = t.info, t.latest
+    return ops.TaskDoc(
+        name=t.name, task_id=_id(t.id), framework_id=_id(t.framework_id), agent_id=_id(t.agent_id),
+        state=t.state, resources=_resources(t.resources),
+        statuses=[task_status(t, s, ts) for s, ts in reported_statuses(t)],
+        executor_id=_id(t.executor_id) if t.executor_id else UNSET,
+        labels=_set(getattr(info, "labels", None)), discovery=_set(getattr(info, "discovery", None)),
+        container=_set(getattr(info, "container", None)), health_check=_set(getattr(info, "health_check", None)),
+        status_update_state=latest.state if latest is not None and latest.uuid else UNSET,
+    )
 
 
-def agent(a: Agent, allocated: Resources, offered: Resources) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "hostname": a.hostname,
-        "port": a.port,
-        "resources": m.to_builtins(a.resources),
-        "id": _id(a.id),
-    }
-    if a.attributes:
-        info["attributes"] = m.to_builtins(a.attributes)
-    d: dict[str, Any] = {
-        "agent_info": info,
-        "active": a.connected and a.active,
-        "deactivated": not a.active,
-        "version": a.version or VERSION,
-        "pid": a.pid,
-        "registered_time": ns(a.registered_time),
-        "total_resources": _resources(a.total),
-        "allocated_resources": _resources(allocated),
-        "offered_resources": _resources(offered),
-        "capabilities": [{"type": c} for c in AGENT_CAPABILITIES],
-    }
-    if a.reregistered_time:
-        d["reregistered_time"] = ns(a.reregistered_time)
-    return d
+def task_added(t: Task) -> Any:
+    """The task as SUBSCRIBE's ``TASK_ADDED`` announces it: as launched, its updates to follow."""
+    return msgspec.structs.replace(task(t), state="TASK_STAGING", statuses=[])
 
 
-def framework(fw: Framework, allocated: Resources, offered: Resources) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "framework_info": m.to_builtins(fw.info),
-        "active": fw.active,
-        "connected": fw.connected,
-        "recovered": False,
-        "registered_time": ns(fw.registered_time),
-        "allocated_resources": _resources(allocated),
-        "offered_resources": _resources(offered),
-    }
-    d["framework_info"].setdefault("id", _id(fw.id))
-    if fw.reregistered_time:
-        d["reregistered_time"] = ns(fw.reregistered_time)
-    if fw.unregistered_time:
-        d["unregistered_time"] = ns(fw.unregistered_time)
-    return d
+def agent(a: Agent, allocated: Resources, offered: Resources, **drain: Any) -> Any:
+    """The agent as a :class:`~mesos_nb.protocol.operator_state.AgentDoc`; ``drain``: its
+    :func:`drain_fields`."""
+    info = ops.AgentInfoDoc(hostname=a.hostname, port=a.port, resources=m.to_builtins(a.resources), id=_id(a.id),
+                           attributes=m.to_builtins(a.attributes) if a.attributes else UNSET)
+    return ops.AgentDoc(
+        agent_info=info, active=a.connected and a.active, deactivated=not a.active, version=a.version or VERSION,
+        pid=a.pid, registered_time=ns(a.registered_time), total_resources=_resources(a.total),
+        allocated_resources=_resources(allocated), offered_resources=_resources(offered),
+        capabilities=_CAPABILITIES, reregistered_time=ns(a.reregistered_time) if a.reregistered_time else UNSET,
+        **drain,
+    )
 
 
-def executors(fw: Framework) -> list[dict[str, Any]]:
+def framework(fw: Framework, allocated: Resources, offered: Resources) -> Any:
+    """The framework as a :class:`~mesos_nb.protocol.operator_state.FrameworkDoc`."""
+    info = m.to_builtins(fw.info)
+    info.setdefault("id", {"value": fw.id})
+    return ops.FrameworkDoc(
+        framework_info=info, active=fw.active, connected=fw.connected, recovered=False,
+        registered_time=ns(fw.registered_time), allocated_resources=_resources(allocated),
+        offered_resources=_resources(offered),
+        reregistered_time=ns(fw.reregistered_time) if fw.reregistered_time else UNSET,
+        unregistered_time=ns(fw.unregistered_time) if fw.unregistered_time else UNSET,
+    )
+
+
+def executors(fw: Framework) -> list[Any]:
+    """The framework's executors as :class:`~mesos_nb.protocol.operator_state.ExecutorDoc`."""
     out = []
     for agent_id, exs in fw.executors.items():
         for ex in exs.values():
             info = m.to_builtins(ex)
-            info.setdefault("framework_id", _id(fw.id))
-            out.append({"executor_info": info, "agent_id": _id(agent_id)})
+            info.setdefault("framework_id", {"value": fw.id})
+            out.append(ops.ExecutorDoc(executor_info=info, agent_id=_id(agent_id)))
     return out
 
 
@@ -171,30 +165,27 @@ class StateView:
             self._offered[o.agent_id] = self._offered.get(o.agent_id, Resources()) + o.resources
             self._fw_offered[o.framework_id] = self._fw_offered.get(o.framework_id, Resources()) + o.resources
 
-    def agent(self, a: Agent) -> dict[str, Any]:
-        d = agent(a, self._allocated.get(a.id, Resources()), self._offered.get(a.id, Resources()))
-        d.update(drain_fields(self.core, a.id))
-        return d
+    def agent(self, a: Agent) -> Any:
+        return agent(a, self._allocated.get(a.id, Resources()), self._offered.get(a.id, Resources()),
+                     **drain_fields(self.core, a.id))
 
-    def framework(self, fw: Framework) -> dict[str, Any]:
+    def framework(self, fw: Framework) -> Any:
         return framework(fw, self._fw_allocated.get(fw.id, Resources()), self._fw_offered.get(fw.id, Resources()))
 
-    def get_agents(self) -> dict[str, Any]:
-        return {"agents": [self.agent(a) for a in self.core.agents.values()], "recovered_agents": []}
+    def get_agents(self) -> Any:
+        return ops.GetAgentsDoc(agents=[self.agent(a) for a in self.core.agents.values()], recovered_agents=[])
 
-    def get_frameworks(self) -> dict[str, Any]:
+    def get_frameworks(self) -> Any:
         core = self.core
-        return {
-            "frameworks": [self.framework(fw) for fw in core.frameworks.values()],
-            "completed_frameworks": [
-                framework(fw, Resources(), Resources()) for fw in core.completed_frameworks
-            ],
-        }
+        return ops.GetFrameworksDoc(
+            frameworks=[self.framework(fw) for fw in core.frameworks.values()],
+            completed_frameworks=[framework(fw, Resources(), Resources()) for fw in core.completed_frameworks],
+        )
 
-    def get_executors(self) -> dict[str, Any]:
-        return {"executors": [e for fw in self.core.frameworks.values() for e in executors(fw)]}
+    def get_executors(self) -> Any:
+        return ops.GetExecutorsDoc(executors=[e for fw in self.core.frameworks.values() for e in executors(fw)])
 
-    def get_tasks(self) -> dict[str, Any]:
+    def get_tasks(self) -> Any:
         core = self.core
         tasks, unreachable, completed = [], [], []
         for fw in core.frameworks.values():
@@ -203,35 +194,24 @@ class StateView:
             completed.extend(task(t) for t in fw.completed_tasks)
         for fw in core.completed_frameworks:
             completed.extend(task(t) for t in list(fw.tasks.values()) + list(fw.completed_tasks))
-        return {"tasks": tasks, "unreachable_tasks": unreachable, "completed_tasks": completed}
+        return ops.GetTasksDoc(tasks=tasks, unreachable_tasks=unreachable, completed_tasks=completed)
 
-    def get_state(self) -> dict[str, Any]:
-        return {
-            "get_tasks": self.get_tasks(),
-            "get_executors": self.get_executors(),
-            "get_frameworks": self.get_frameworks(),
-            "get_agents": self.get_agents(),
-        }
+    def get_state(self) -> Any:
+        return ops.GetStateDoc(get_tasks=self.get_tasks(), get_executors=self.get_executors(),
+                              get_frameworks=self.get_frameworks(), get_agents=self.get_agents())
 
-    def get_roles(self, weights: dict[str, float], raw: bool = False) -> dict[str, Any]:
-        """GET_ROLES; with ``raw`` each role keeps its allocation as ``Resources`` (for v0 /roles)."""
-        roles: dict[str, dict[str, Any]] = {}
+    def get_roles(self, weights: dict[str, float]) -> Any:
+        """GET_ROLES: every role a framework is subscribed to or a weight is set for, by name."""
+        frameworks: dict[str, list[m.ID]] = {}
+        used: dict[str, Resources] = {}
         for fw in self.core.frameworks.values():
             for role in fw.roles:
-                r = roles.setdefault(role, {"name": role, "weight": weights.get(role, 1.0), "frameworks": [],
-                                            "_res": Resources()})
-                r["frameworks"].append(_id(fw.id))
+                frameworks.setdefault(role, []).append(_id(fw.id))
+                used.setdefault(role, Resources())
             for t in fw.tasks.values():
-                if t.state not in m.TERMINAL_STATES and t.role in roles:
-                    roles[t.role]["_res"] = roles[t.role]["_res"] + t.resources
-        for role, w in weights.items():
-            roles.setdefault(role, {"name": role, "weight": w, "frameworks": [], "_res": Resources()})
-        out = []
-        for name in sorted(roles):
-            r = roles[name]
-            res = r.pop("_res")
-            r["resources"] = res if raw else _resources(res)
-            if not r["frameworks"]:
-                del r["frameworks"]
-            out.append(r)
-        return {"roles": out}
+                if t.state not in m.TERMINAL_STATES and t.role in used:
+                    used[t.role] = used[t.role] + t.resources
+        return ops.GetRolesDoc(roles=[
+            ops.RoleDoc(name=name, weight=weights.get(name, 1.0), frameworks=frameworks.get(name) or UNSET,
+                       resources=_resources(used.get(name, Resources())))
+            for name in sorted({*frameworks, *weights})])

@@ -1,8 +1,10 @@
 """The operator API's ``GET_STATE`` (and ``GET_TASKS``, ``GET_AGENTS``, ``GET_FRAMEWORKS``,
 ``GET_EXECUTORS``) rendered as ``/master/state`` is: incrementally, paced, streamed.
 
-The shapes are :mod:`.operator_views`' (``master.proto``'s ``Response.Get*``); this module only
-decides what is rendered again. One render per change of the core's counter gives the four
+The shapes are :mod:`.operator_views`' (the typed documents of
+:mod:`mesos_nb.protocol.operator_state`: each task, framework, executor and agent is encoded
+from its ``*Doc``); this module only decides what is rendered again, and joins the kept
+fragments in the order of ``GetStateDoc``'s fields. One render per change of the core's counter gives the four
 sections; each call answers with the ones it names, so a tool asking for ``GET_TASKS`` and
 another for ``GET_STATE`` at the same time cost one render. Tasks come from
 :mod:`.task_blocks` (unreachable tasks of a running framework are a list apart, as Mesos has
@@ -123,7 +125,7 @@ class OperatorStateRenderer:
             sig = (_agent_sig(a), v.drain_key(self.core, a.id))
             hit = cache.get(id(a))
             if hit is None or hit[0] is not a or hit[1] != sig:
-                hit = (a, sig, Template({**v.agent(a, _EMPTY, _EMPTY), **v.drain_fields(self.core, a.id)},
+                hit = (a, sig, Template(v.agent(a, _EMPTY, _EMPTY, **v.drain_fields(self.core, a.id)),
                                         "allocated_resources", "offered_resources"))
             fresh[id(a)] = hit
             mine = offered.get(a.id)
