@@ -195,7 +195,9 @@ def test_an_idle_executor_ends_and_gives_its_resources_back(ip, cluster):
     ex = fw(ip).last_cell_task.executor
     fid = fw(ip).framework_id
     # the cell ended; the executor runs on and holds its own resources (0.5 cpus, 128 MB)
-    assert used_on_master(cluster, fid) == ((0.5, 128.0), (0.5, 128.0))
+    # the cell's TASK_FINISHED may still be on its way to the master when the result is shown
+    wait_for(lambda: used_on_master(cluster, fid) == ((0.5, 128.0), (0.5, 128.0)), 30,
+             message="the master counts only the executor's own resources")
     wait_for(lambda: not alive(ppid), 30, message="the idle executor exits")
     wait_for(lambda: ex.state == "dead", 30, message="the framework learns it ended")
     wait_for(lambda: ex.executor_id not in executors_on_master(cluster, fid), 30,
