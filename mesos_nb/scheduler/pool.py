@@ -156,8 +156,11 @@ class TaskPool(Scheduler):
         keeps it for ``failover_timeout`` seconds."""
         driver, self.driver = self.driver, None
         if driver is not None and self._loop is not None and not self._loop.is_closed():
-            with contextlib.suppress(Exception):
+            try:
                 self._run(driver.stop(failover=not teardown), timeout=15)
+            except Exception as e:  # noqa: BLE001 - stopping must go on; the operator is told
+                log.warning("framework stop failed framework_id=%s teardown=%s: %s",
+                            driver.framework_id, teardown, e or type(e).__name__)
         self._stop_loop()
 
     def _stop_loop(self) -> None:
