@@ -3,6 +3,7 @@ agent), already inside their cgroups, and their exits reach the agent through th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -226,3 +227,47 @@ def test_helper_resolves_bare_names_in_the_task_path_and_reports_unopenable_file
     finally:
         ours.close()
         helper.wait(10)
+
+
+@pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
+async def test_cgroups_are_set_up_by_the_helper_in_the_launch_round(tmp_path, monkeypatch):
+    """cgroups v1: the agent does not make the container's cgroups itself (no worker thread,
+    no second round): the helper carries out the isolator's plan (mkdir, limits) and spawns.
+    A setup that fails is a launch failure naming the isolator, and the helper keeps serving."""
+    root = f"launch-setup-{os.getpid()}"
+    iso = make_isolator("cgroups", root)
+    if iso.name != "cgroups/v1":
+        pytest.skip("cgroups v2 prepares in the agent")
+    c = PosixContainerizer(iso)
+
+    def not_here(*_a, **_k):
+        raise AssertionError("prepared in the agent")
+
+    monkeypatch.setattr(iso, "prepare", not_here)
+    try:
+        ct = await c.launch(_spec(tmp_path, "s1", ["sh", "-c", "cat /proc/self/cgroup; sleep 30"],
+                                  limits=Limits(cpus=0.5, mem_bytes=64 << 20)))
+        await async_wait_for(lambda: "memory" in (tmp_path / "s1" / "stdout").read_text(), 10, message="output")
+        lines = (tmp_path / "s1" / "stdout").read_text().splitlines()
+        assert {"memory", "cpu"} <= {ln.split(":")[1] for ln in lines if ln.endswith(f"/{root}/s1")}
+        def read(ctrl: str, name: str) -> int:
+            with open(os.path.join(iso._dir(ctrl, "s1"), name)) as f:
+                return int(f.read())
+
+        assert read("cpu", "cpu.cfs_quota_us") == 50_000 and read("cpu", "cpu.shares") == 512
+        assert read("memory", "memory.limit_in_bytes") == 64 << 20
+        await c.destroy(ct, 0)
+        await async_wait_for(lambda: iso.cleanup("s1"), 10, message="s1 removed")
+        for ctrl in iso.CONTROLLERS:  # the parents vanish behind the agent's back: mkdir fails
+            os.rmdir(os.path.join(iso.root, ctrl, root))
+        with pytest.raises(LaunchError, match=r"Failed to prepare isolation \(cgroups/v1\): .*No such file"):
+            await c.launch(_spec(tmp_path, "s2", ["true"], limits=Limits(cpus=0.5)))
+        iso._parents_ready = False
+        ok = await c.launch(_spec(tmp_path, "s3", ["true"], limits=Limits(cpus=0.5)))
+        assert describe_status(await ok.wait()) == (True, "Command exited with status 0")
+        assert c._launcher is not None and not c._launcher._broken  # the same helper served all three
+    finally:
+        c.close()
+        for ctrl in iso.CONTROLLERS:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(iso.root, ctrl, root))

@@ -1,5 +1,6 @@
 """The small file helpers of the cgroup isolators (``cgroups_v1.py``, ``cgroups_v2.py``,
-``io_control.py``): a cgroup's settings and statistics are one-line or ``key value`` files."""
+``io_control.py``): a cgroup's settings and statistics are one-line or ``key value`` files.
+Stdlib only: the launcher helper (``launch_helper.py``, run as a script) imports it too."""
 
 from __future__ import annotations
 
@@ -39,4 +40,23 @@ def mkdir_once(path: str) -> None:
         pass
 
 
-__all__ = ["mkdir_once", "parse_kv", "read_int", "read_text", "write_text"]
+def apply_plan(ops: list) -> None:
+    """Carry out an isolator's setup plan: ``["mkdir", dir]`` (an existing one is fine),
+    ``["write", file, text]``, ``["write?", file, text]`` (a failure is ignored). One list of
+    plain values, so the launcher helper (stdlib only; it imports this file) can carry it out
+    in the same round as the spawn. Raises OSError."""
+    for op in ops:
+        if op[0] == "mkdir":
+            mkdir_once(op[1])
+        elif op[0] == "write":
+            write_text(op[1], op[2])
+        elif op[0] == "write?":
+            try:
+                write_text(op[1], op[2])
+            except OSError:
+                pass
+        else:
+            raise ValueError(f"unknown setup step {op[0]!r}")
+
+
+__all__ = ["apply_plan", "mkdir_once", "parse_kv", "read_int", "read_text", "write_text"]

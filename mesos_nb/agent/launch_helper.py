@@ -12,10 +12,14 @@ at once.
 Protocol on the inherited stream socket (``argv[1]`` = its fd): 4-byte big-endian length +
 JSON object, both ways.
 
-    agent → helper  {"id", "argv", "exe"?, "env", "cwd", "stdout", "stderr", "join": [procs files]}
+    agent → helper  {"id", "argv", "exe"?, "env", "cwd", "stdout", "stderr", "join": [procs files],
+                     "setup"?: [steps]}       the isolator's setup (``cgroupfs.apply_plan``:
+                                             mkdir the cgroups, write their limits) done first,
+                                             in the same round (no thread hop in the agent)
     helper → agent  {"id", "pid", "how"?}    the child exec'd (already inside its cgroups;
-                                             "how": "vfork" when a thread in them started it)
-                    {"id", "error"}          it could not (the child exited 127, not reported)
+                                             "how": "vfork" when it was spawned from inside them)
+                    {"id", "error", "stage"?} it could not ("stage": "setup": the setup failed,
+                                             nothing was started; else the exec's reason)
                     {"exit": pid, "status"}  the raw wait status of a launched child
 
 The child: default signal dispositions, joins its cgroups, ``setsid`` (its process group is
@@ -44,6 +48,11 @@ import selectors
 import signal
 import struct
 import sys
+
+try:
+    from .cgroupfs import apply_plan
+except ImportError:  # run as a script (always, but for tests): its directory is sys.path[0]
+    from cgroupfs import apply_plan  # type: ignore[no-redef]
 
 _HDR = struct.Struct(">I")
 _RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGCHLD, signal.SIGTERM)
@@ -273,6 +282,11 @@ class Helper:
         return True
 
     def _launch(self, req: dict) -> None:
+        try:
+            apply_plan(req.get("setup") or ())
+        except (OSError, ValueError, IndexError) as e:
+            _send(self.fd, {"id": req["id"], "error": str(e) or type(e).__name__, "stage": "setup"})
+            return
         join = req.get("join") or []
         tasks = _v1_tasks(join)
         if tasks is not None or not join:
