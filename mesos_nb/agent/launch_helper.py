@@ -117,10 +117,15 @@ _HOMES: dict[str, str | None] = {}  # a container's parent cgroup dir -> this he
 def _home_tasks(container_dir: str) -> str | None:
     """This helper's own ``tasks`` file in the v1 hierarchy holding ``container_dir``: where a
     launching thread goes back to (a thread left in a container's cgroup would be killed with
-    it). The hierarchy is matched by its mount's name (``memory``, ``cpu,cpuacct``)."""
+    it); None under cgroup v2 (no ``tasks`` file). The hierarchy is matched by its mount's
+    name (``memory``, ``cpu,cpuacct``); the answer is kept per parent directory."""
     parent = os.path.dirname(container_dir)
     if parent in _HOMES:
         return _HOMES[parent]
+    if not os.path.exists(os.path.join(container_dir, "tasks")):  # v2: no per-thread moves
+        if os.path.isdir(container_dir):
+            _HOMES[parent] = None
+        return None
     mnt = os.path.realpath(parent)  # co-mounted hierarchies: cpu -> cpu,cpuacct
     while mnt != "/" and not os.path.ismount(mnt):
         mnt = os.path.dirname(mnt)
@@ -143,11 +148,10 @@ def _v1_tasks(join: list[str]) -> list[tuple[str, str]] | None:
     out = []
     for procs in join:
         d = os.path.dirname(procs)
-        tasks = os.path.join(d, "tasks")
-        home = _home_tasks(d) if os.path.exists(tasks) else None
+        home = _home_tasks(d)
         if home is None:
             return None
-        out.append((tasks, home))
+        out.append((os.path.join(d, "tasks"), home))
     return out
 
 
