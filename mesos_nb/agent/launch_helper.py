@@ -58,9 +58,17 @@ _HDR = struct.Struct(">I")
 _RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGCHLD, signal.SIGTERM)
 
 
-def _send(fd: int, obj: dict) -> None:
-    data = json.dumps(obj, separators=(",", ":")).encode()
-    view = memoryview(_HDR.pack(len(data)) + data)
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder (json.dumps makes one a call)
+_decode = json.JSONDecoder().decode
+
+
+def _frame(obj: dict) -> bytes:
+    data = _encode(obj).encode()
+    return _HDR.pack(len(data)) + data
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
     while view:
         n = os.write(fd, view)
         view = view[n:]
@@ -240,6 +248,7 @@ class Helper:
         self.fd = fd
         self.sel = selectors.DefaultSelector()
         self.inbuf = bytearray()
+        self.out = bytearray()  # replies of this round
         self.starting: dict[int, tuple[int, int]] = {}  # exec pipe -> (request id, pid)
         self.pipe_of: dict[int, int] = {}  # pid -> exec pipe, until the exec is confirmed
         self.failed: set[int] = set()  # children that never exec'd: reaped silently
@@ -255,8 +264,19 @@ class Helper:
         self.sel.register(fd, selectors.EVENT_READ, "cmd")
         self.sel.register(self.sig_r, selectors.EVENT_READ, "chld")
 
+    def _send(self, obj: dict) -> None:
+        """Queued: a launch's reply leaves at once (``_flush`` after each), the exits reaped in
+        one round of the loop leave together in one write at its end."""
+        self.out += _frame(obj)
+
+    def _flush(self) -> None:
+        if self.out:
+            out, self.out = self.out, bytearray()
+            _write_all(self.fd, out)
+
     def run(self) -> None:
         while True:
+            self._flush()
             for key, _ in self.sel.select():
                 if key.data == "cmd":
                     if not self._read_commands():
@@ -280,16 +300,17 @@ class Helper:
             (n,) = _HDR.unpack_from(self.inbuf)
             if len(self.inbuf) < 4 + n:
                 break
-            req = json.loads(bytes(self.inbuf[4:4 + n]))
+            req = _decode(self.inbuf[4:4 + n].decode())
             del self.inbuf[:4 + n]
             self._launch(req)
+            self._flush()
         return True
 
     def _launch(self, req: dict) -> None:
         try:
             apply_plan(req.get("setup") or ())
         except (OSError, ValueError, IndexError) as e:
-            _send(self.fd, {"id": req["id"], "error": str(e) or type(e).__name__, "stage": "setup"})
+            self._send({"id": req["id"], "error": str(e) or type(e).__name__, "stage": "setup"})
             return
         join = req.get("join") or []
         tasks = _v1_tasks(join)
@@ -297,15 +318,15 @@ class Helper:
             try:
                 pid = self.spawner.spawn_in(req, tasks) if tasks is not None else self.spawner.spawn(req)
             except (OSError, ValueError, TypeError) as e:
-                _send(self.fd, {"id": req["id"], "error": str(e) or type(e).__name__})
+                self._send({"id": req["id"], "error": str(e) or type(e).__name__})
                 return
-            _send(self.fd, {"id": req["id"], "pid": pid, "how": "vfork"})
+            self._send({"id": req["id"], "pid": pid, "how": "vfork"})
             return
         try:
             r, w = os.pipe()  # both close-on-exec (PEP 446): EOF on r = the child exec'd
             pid = os.fork()
         except OSError as e:
-            _send(self.fd, {"id": req["id"], "error": str(e)})
+            self._send({"id": req["id"], "error": str(e)})
             return
         if pid == 0:
             os.close(r)
@@ -328,9 +349,9 @@ class Helper:
         os.close(r)
         if err:
             self.failed.add(pid)
-            _send(self.fd, {"id": rid, "error": err.decode(errors="replace")})
+            self._send({"id": rid, "error": err.decode(errors="replace")})
         else:
-            _send(self.fd, {"id": rid, "pid": pid})
+            self._send({"id": rid, "pid": pid})
 
     def _reap(self) -> None:
         while True:
@@ -352,7 +373,7 @@ class Helper:
             if pid in self.failed:
                 self.failed.discard(pid)
             else:
-                _send(self.fd, {"exit": pid, "status": status})
+                self._send({"exit": pid, "status": status})
 
 
 def main() -> None:
