@@ -269,6 +269,7 @@ async def test_cgroups_are_set_up_by_the_helper_in_the_launch_round(tmp_path, mo
         ok = await c.launch(_spec(tmp_path, "s3", ["true"], limits=Limits(cpus=0.5)))
         assert describe_status(await ok.wait()) == (True, "Command exited with status 0")
         assert c._launcher is not None and not c._launcher._broken  # the same helper served all three
+        await async_wait_for(lambda: iso.cleanup("s3"), 10, message="s3 removed")
     finally:
         c.close()
         for ctrl in iso.CONTROLLERS:
