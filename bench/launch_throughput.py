@@ -267,20 +267,31 @@ CHECKPOINT = False  # --checkpoint: the framework checkpoints (each task runs un
 LAST_CPU: dict[str, float] = {}  # CPU per task of each process of the last through_cluster run
 
 
-def _cpu(proc: subprocess.Popen) -> float:
-    """CPU seconds of a cluster process and its children, reaped (the tasks) or not (the
-    agents' launcher helpers, with the tasks they reaped)."""
+def _cpu_parts(proc: subprocess.Popen) -> tuple[float, float, float]:
+    """CPU seconds of a cluster process: its own, its live children's own (the agents'
+    launcher helpers), and what they reaped (the tasks; a helper's reaped children, or the
+    process's own)."""
     import psutil
 
     me = psutil.Process(proc.pid)
-    total = 0.0
+    own = kids = reaped = 0.0
     for p in (me, *me.children()):
         try:
             t = p.cpu_times()
         except psutil.Error:
             continue
-        total += t.user + t.system + t.children_user + t.children_system
-    return total
+        if p is me:
+            own += t.user + t.system
+        else:
+            kids += t.user + t.system
+        reaped += t.children_user + t.children_system
+    return own, kids, reaped
+
+
+def _cpu(proc: subprocess.Popen) -> float:
+    """CPU seconds of a cluster process and its children, reaped (the tasks) or not (the
+    agents' launcher helpers, with the tasks they reaped)."""
+    return sum(_cpu_parts(proc))
 
 
 def _task(offer, i: int, res: Resources, image: str | None = None):
@@ -321,7 +332,7 @@ async def through_cluster(n: int, concurrency: int, split: bool, base: str,
         registry = build_busybox_tarballs(os.path.join(wd, "images"), image) if image else None
         secure = Secure(wd, auth, tls) if auth or tls else None
         procs, master = start_cluster(wd, concurrency, split, isolation, task_cpus, registry, launcher, secure)
-        cpu0 = [_cpu(p) for p in procs]
+        cpu0 = [_cpu_parts(p) for p in procs]
         own0 = time.process_time()
         try:
             sched = Launcher(n, task_cpus, image)
@@ -337,13 +348,17 @@ async def through_cluster(n: int, concurrency: int, split: bool, base: str,
             await asyncio.wait_for(sched.done.wait(), timeout=max(120, n / 5))
             t1 = time.perf_counter()
             own = time.process_time() - own0
-            cpu = [_cpu(p) - c for p, c in zip(procs, cpu0, strict=True)]
+            parts = [[a - b for a, b in zip(_cpu_parts(p), c, strict=True)] for p, c in zip(procs, cpu0, strict=True)]
+            cpu = [sum(x) for x in parts]
             await driver.stop()
             start = sched.first_launch or t0
             names = ["master+agents"] if not split else ["master", "agents"]
             LAST_CPU.clear()
             LAST_CPU.update({f"{k}_cpu_ms_per_task": 1e3 * c / n for k, c in zip(names, cpu, strict=True)})
             LAST_CPU["framework_cpu_ms_per_task"] = 1e3 * own / n
+            if split:  # the agents' process tree split: the agent (Python), its helpers, the tasks
+                for k, c in zip(("agent", "helpers", "tasks"), parts[1], strict=True):
+                    LAST_CPU[f"agents_{k}_cpu_ms_per_task"] = 1e3 * c / n
             return t1 - start, sched.failed
         finally:
             for proc in procs:

@@ -3,6 +3,7 @@ agent), already inside their cgroups, and their exits reach the agent through th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -137,8 +138,14 @@ def _helper_call(sock, req: dict) -> list[dict]:
     return out
 
 
+def _cgroups_of(pid: int) -> dict[str, str]:
+    """controller list -> cgroup path, from /proc/<pid>/cgroup (the main thread's: v1 is per thread)."""
+    with open(f"/proc/{pid}/task/{pid}/cgroup") as f:
+        return {line.split(":")[1]: line.rstrip("\n").split(":", 2)[2] for line in f}
+
+
 @pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
-def test_v1_child_is_vforked_by_a_thread_inside_its_cgroups_which_then_leaves(tmp_path):
+def test_v1_child_is_spawned_by_the_helper_inside_its_cgroups_which_it_then_leaves(tmp_path):
     import socket
     import subprocess
 
@@ -151,14 +158,25 @@ def test_v1_child_is_vforked_by_a_thread_inside_its_cgroups_which_then_leaves(tm
     helper = subprocess.Popen([sys.executable, "-S", HELPER, str(theirs.fileno())], pass_fds=(theirs.fileno(),))
     theirs.close()
     try:
+        home = _cgroups_of(helper.pid)
         for i in range(5):
             cid = f"vfork-{os.getpid()}-{i}"
             iso.prepare(cid, Limits(cpus=0.5, mem_bytes=64 << 20))
             out = tmp_path / f"out{i}"
-            replies = _helper_call(ours, {"id": i, "argv": ["sh", "-c", "cat /proc/self/cgroup; grep SigIgn /proc/self/status"],
-                                          "env": {"PATH": os.environ["PATH"]},
+            argv = ["sh", "-c", "cat /proc/self/cgroup; grep SigIgn /proc/self/status"] if i != 2 else ["/nonexistent/x"]
+            if i == 3:  # a cgroup gone behind its back: the move fails halfway (after cpuacct)
+                os.rmdir(os.path.dirname(iso.preexec(cid).files[1]))
+            replies = _helper_call(ours, {"id": i, "argv": argv, "env": {"PATH": os.environ["PATH"]},
                                           "cwd": str(tmp_path), "stdout": str(out), "stderr": os.devnull,
                                           "join": iso.preexec(cid).files})
+            # The helper is back in its own cgroups after every launch, a failed one too.
+            assert _cgroups_of(helper.pid) == home
+            if i in (2, 3):
+                assert replies == [{"id": i, "error": replies[0]["error"]}]
+                assert "No such file or directory" in replies[0]["error"]
+                assert ("/nonexistent/x" if i == 2 else f"/{cid}/tasks") in replies[0]["error"]
+                assert iso.cleanup(cid)
+                continue
             assert replies[0] == {"id": i, "pid": replies[0]["pid"], "how": "vfork"}
             assert replies[1] == {"exit": replies[0]["pid"], "status": 0}
             lines = out.read_text().splitlines()
@@ -167,9 +185,93 @@ def test_v1_child_is_vforked_by_a_thread_inside_its_cgroups_which_then_leaves(tm
             # It keeps no disposition of the helper's (its ^C handler is not an ignored SIGINT).
             ignored = int(next(x for x in lines if x.startswith("SigIgn")).split()[1], 16)
             assert not ignored & (1 << (signal.SIGINT - 1))
-            # Removed at once: the launching thread is no longer there to be killed with them.
+            # Removed at once: the helper is no longer there to be killed with them.
             assert iso.cleanup(cid)
             assert helper.poll() is None
     finally:
         ours.close()
         helper.wait(10)
+
+
+def test_helper_resolves_bare_names_in_the_task_path_and_reports_unopenable_files(tmp_path):
+    """``posix_spawn`` has no PATH of the task's own: the helper searches the task
+    environment's ``PATH`` (not its own), and a stdout it cannot open is named in the error."""
+    import socket
+    import subprocess
+
+    from mesos_nb.agent.launcher import HELPER
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    tool = bindir / "only-here"
+    tool.write_text("#!/bin/sh\necho \"ran in $(pwd)\"\n")
+    tool.chmod(0o755)
+    box = tmp_path / "box"
+    box.mkdir()
+    ours, theirs = socket.socketpair()
+    helper = subprocess.Popen([sys.executable, "-S", HELPER, str(theirs.fileno())], pass_fds=(theirs.fileno(),))
+    theirs.close()
+    try:
+        env = {"PATH": f"/nonexistent:{bindir}:/usr/bin:/bin"}
+        replies = _helper_call(ours, {"id": 1, "argv": ["only-here"], "env": env, "cwd": str(box),
+                                      "stdout": str(box / "out"), "stderr": str(box / "err"), "join": []})
+        assert replies[1]["status"] == 0
+        assert (box / "out").read_text() == f"ran in {box}\n"  # in its cwd, its stdout redirected
+        replies = _helper_call(ours, {"id": 2, "argv": ["only-here"], "env": {"PATH": "/usr/bin:/bin"}, "cwd": str(box),
+                                      "stdout": str(box / "out"), "stderr": str(box / "err"), "join": []})
+        assert "No such file or directory" in replies[0]["error"] and "only-here" in replies[0]["error"]
+        replies = _helper_call(ours, {"id": 3, "argv": ["/bin/true"], "env": env, "cwd": str(box),
+                                      "stdout": str(tmp_path / "gone" / "out"), "stderr": os.devnull, "join": []})
+        assert str(tmp_path / "gone" / "out") in replies[0]["error"]
+        replies = _helper_call(ours, {"id": 4, "argv": ["/bin/true"], "env": env, "cwd": str(tmp_path / "gone"),
+                                      "stdout": os.devnull, "stderr": os.devnull, "join": []})
+        assert str(tmp_path / "gone") in replies[0]["error"]
+        assert helper.poll() is None  # still serving
+    finally:
+        ours.close()
+        helper.wait(10)
+
+
+@pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
+async def test_cgroups_are_set_up_by_the_helper_in_the_launch_round(tmp_path, monkeypatch):
+    """cgroups v1: the agent does not make the container's cgroups itself (no worker thread,
+    no second round): the helper carries out the isolator's plan (mkdir, limits) and spawns.
+    A setup that fails is a launch failure naming the isolator, and the helper keeps serving."""
+    root = f"launch-setup-{os.getpid()}"
+    iso = make_isolator("cgroups", root)
+    if iso.name != "cgroups/v1":
+        pytest.skip("cgroups v2 prepares in the agent")
+    c = PosixContainerizer(iso)
+
+    def not_here(*_a, **_k):
+        raise AssertionError("prepared in the agent")
+
+    monkeypatch.setattr(iso, "prepare", not_here)
+    try:
+        ct = await c.launch(_spec(tmp_path, "s1", ["sh", "-c", "cat /proc/self/cgroup; sleep 30"],
+                                  limits=Limits(cpus=0.5, mem_bytes=64 << 20)))
+        await async_wait_for(lambda: "memory" in (tmp_path / "s1" / "stdout").read_text(), 10, message="output")
+        lines = (tmp_path / "s1" / "stdout").read_text().splitlines()
+        assert {"memory", "cpu"} <= {ln.split(":")[1] for ln in lines if ln.endswith(f"/{root}/s1")}
+        def read(ctrl: str, name: str) -> int:
+            with open(os.path.join(iso._dir(ctrl, "s1"), name)) as f:
+                return int(f.read())
+
+        assert read("cpu", "cpu.cfs_quota_us") == 50_000 and read("cpu", "cpu.shares") == 512
+        assert read("memory", "memory.limit_in_bytes") == 64 << 20
+        await c.destroy(ct, 0)
+        await async_wait_for(lambda: iso.cleanup("s1"), 10, message="s1 removed")
+        for ctrl in iso.CONTROLLERS:  # the parents vanish behind the agent's back: mkdir fails
+            os.rmdir(os.path.join(iso.root, ctrl, root))
+        with pytest.raises(LaunchError, match=r"Failed to prepare isolation \(cgroups/v1\): .*No such file"):
+            await c.launch(_spec(tmp_path, "s2", ["true"], limits=Limits(cpus=0.5)))
+        iso._parents_ready = False
+        ok = await c.launch(_spec(tmp_path, "s3", ["true"], limits=Limits(cpus=0.5)))
+        assert describe_status(await ok.wait()) == (True, "Command exited with status 0")
+        assert c._launcher is not None and not c._launcher._broken  # the same helper served all three
+        await async_wait_for(lambda: iso.cleanup("s3"), 10, message="s3 removed")
+    finally:
+        c.close()
+        for ctrl in iso.CONTROLLERS:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(iso.root, ctrl, root))

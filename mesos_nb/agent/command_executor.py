@@ -69,7 +69,7 @@ class CommandExecutor:
             executor_id=ID(value=ex_id), framework_id=ID(value=fw_id), name=f"Command Executor (Task: {task_id})",
             source=task_id, command=task.command, resources=task.resources,
         )
-        ex = ExecutorEntry(ex_info, fw_id, container_id, directory, command_executor=True)
+        ex = ExecutorEntry(ex_info, fw_id, container_id, directory, command_executor=True, resources=resources)
         fw.executors[ex_id] = ex
         entry = TaskEntry(task, fw_id, ex_id, resources)
         ex.tasks[task_id] = entry

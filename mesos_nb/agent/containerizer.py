@@ -47,7 +47,7 @@ from .isolation import (
     tree_stats,
 )
 from .isolator import NESTED, CgroupJoin
-from .launcher import Launcher, LauncherUnavailable, prefer_recorded, watch_exit
+from .launcher import Launcher, LauncherUnavailable, SetupFailed, prefer_recorded, watch_exit
 from .namespaces import container_preexec, host_mounts
 from .users import User, chain, supervisor_user_arg, switch_to
 
@@ -393,23 +393,20 @@ class PosixContainerizer(Containerizer):
             executable = None
         elif prepared is None:
             user_step = switch_to(spec.user)
-        # Plain containers are started by the helper (its vfork), so the agent's loop never waits
-        # for an exec (a vfork'd child waiting for a CPU held it 1-5 ms on a busy box).
+        # Plain containers are started by the helper: the agent's loop never waits for an exec.
         helper = self._launcher is not None and prepared is None and setup is None and not waiter and not user_step
-        try:  # with the helper, the cgroups are made off the event loop too
-            (await asyncio.to_thread(self.isolator.prepare, spec.container_id, spec.limits)) \
-                if helper and not isinstance(self.isolator, PosixIsolator) else self.isolator.prepare(
-                    spec.container_id, spec.limits)
-        except OSError as e:
-            self._cleanup(spec.container_id)
-            if prepared is not None and self.images is not None:
-                self.images.release(prepared)
-            raise LaunchError(f"Failed to prepare isolation ({self.isolator.name}): {e}") from None
+        # With the helper, the isolator's setup (cgroups: mkdir, limits) is a plan of file steps
+        # the helper carries out in the same round as the spawn: no thread hop here.
+        plan = self.isolator.prepare_plan(spec.container_id, spec.limits) if helper else None
+        if plan is None:
+            await self._prepare(spec, prepared, off_loop=helper)
         join = self.isolator.preexec(spec.container_id)
         if helper and (join is None or isinstance(join, CgroupJoin)):
             files = join.files if join is not None else []
-            if (c := await self._launch_helper(spec, argv, executable, env, files, None)) is not None:
+            if (c := await self._launch_helper(spec, argv, executable, env, files, plan)) is not None:
                 return c
+        if plan:  # the helper is gone: the setup is ours again (its steps are idempotent)
+            await self._prepare(spec, prepared, off_loop=True)
         preexec = chain(container_preexec(join=join, setup=setup,
                                           pid_namespace=iso.pid_namespace,
                                           status_path=spec.status_path if waiter else None),
@@ -474,17 +471,32 @@ class PosixContainerizer(Containerizer):
         self._track(c)
         return c
 
+    async def _prepare(self, spec: LaunchSpec, prepared: Any, *, off_loop: bool) -> None:
+        """The isolator's ``prepare`` here (cgroups off the event loop when ``off_loop``)."""
+        try:
+            (await asyncio.to_thread(self.isolator.prepare, spec.container_id, spec.limits)) \
+                if off_loop and not isinstance(self.isolator, PosixIsolator) else self.isolator.prepare(
+                    spec.container_id, spec.limits)
+        except OSError as e:
+            self._cleanup(spec.container_id)
+            if prepared is not None and self.images is not None:
+                self.images.release(prepared)
+            raise LaunchError(f"Failed to prepare isolation ({self.isolator.name}): {e}") from None
+
     async def _launch_helper(self, spec: LaunchSpec, argv: list[str], executable: str | None, env: dict[str, str],
-                             join: list[str], prepared: Any) -> Container | None:
-        """The helper starts the child (inside the cgroups whose ``cgroup.procs`` files
-        ``join`` names, if any); None: helper unavailable."""
+                             join: list[str], plan: list | None) -> Container | None:
+        """The helper carries out the isolator's ``plan`` and starts the child (inside the
+        cgroups whose ``cgroup.procs`` files ``join`` names, if any); None: helper unavailable."""
         assert self._launcher is not None
         try:
             pid, fut = await self._launcher.launch(
                 argv=argv, executable=executable, env=env, cwd=spec.cwd, stdout=spec.stdout_path,
-                stderr=spec.stderr_path, join=join)
+                stderr=spec.stderr_path, join=join, setup=plan)
         except LauncherUnavailable:
             return None
+        except SetupFailed as e:
+            self._cleanup(spec.container_id)
+            raise LaunchError(f"Failed to prepare isolation ({self.isolator.name}): {e}") from None
         except OSError as e:
             self._cleanup(spec.container_id)
             raise LaunchError(f"Failed to launch container: {e}") from None
@@ -492,7 +504,7 @@ class PosixContainerizer(Containerizer):
             fut = prefer_recorded(fut, functools.partial(read_status_file, spec.status_path))
         self.isolator.isolate(spec.container_id, pid, spec.limits)  # (a joined cgroup: nothing to do)
         c = Container(container_id=spec.container_id, pid=pid, directory=spec.cwd, exit_future=fut,
-                      limits=spec.limits, status_path=spec.status_path, disk_paths=self._disk_paths(spec, prepared))
+                      limits=spec.limits, status_path=spec.status_path, disk_paths=self._disk_paths(spec, None))
         self._track(c)
         return c
 
@@ -510,24 +522,12 @@ class PosixContainerizer(Containerizer):
 
     def recover(self, container_id: str, pid: int, directory: str, *, limits: Limits | None = None,
                 status_path: str | None = None) -> Container | None:
-        loop = asyncio.get_running_loop()
         limits = limits or Limits()
-        try:
-            pidfd = os.pidfd_open(pid)
-        except (OSError, AttributeError):
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        if not _HAS_PIDFD or not watch_exit(
+                pid, fut, lambda: s if (s := read_status_file(status_path)) is not None else UNKNOWN_STATUS):
             return None
-        fut: asyncio.Future = loop.create_future()
         self.isolator.isolate(container_id, pid, limits)
-
-        def _on_exit() -> None:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-            _killpg(pid, signal.SIGKILL)
-            status = read_status_file(status_path)
-            if not fut.done():
-                fut.set_result(status if status is not None else UNKNOWN_STATUS)
-
-        loop.add_reader(pidfd, _on_exit)
         c = Container(container_id=container_id, pid=pid, directory=directory, exit_future=fut,
                       limits=limits, status_path=status_path, recovered=True,
                       disk_paths=(directory,) if self.isolation.disk_du else ())

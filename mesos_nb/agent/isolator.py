@@ -102,6 +102,12 @@ class Isolator:
     def prepare(self, container_id: str, limits: Limits) -> None:
         pass
 
+    def prepare_plan(self, container_id: str, limits: Limits) -> list | None:
+        """``prepare`` as a plan of plain file steps (``cgroupfs.apply_plan``) that the launcher
+        helper carries out in the same round as the spawn (the agent records the container as
+        prepared now); None: not expressible, call ``prepare``."""
+        return []
+
     def preexec(self, container_id: str) -> Callable[[], None] | None:
         return None
 
@@ -161,6 +167,9 @@ class CgroupIsolator(Isolator):
 
     def _procs_files(self, container_id: str) -> list[str]:
         raise NotImplementedError
+
+    def prepare_plan(self, container_id: str, limits: Limits) -> list | None:
+        return None  # a version that can say its setup as file steps overrides this
 
     def _oom_peak(self, container_id: str) -> int | None:
         """The memory used at the peak if the container hit its memory limit, else None."""

@@ -12,22 +12,29 @@ at once.
 Protocol on the inherited stream socket (``argv[1]`` = its fd): 4-byte big-endian length +
 JSON object, both ways.
 
-    agent → helper  {"id", "argv", "exe"?, "env", "cwd", "stdout", "stderr", "join": [procs files]}
+    agent → helper  {"id", "argv", "exe"?, "env", "cwd", "stdout", "stderr", "join": [procs files],
+                     "setup"?: [steps]}       the isolator's setup (``cgroupfs.apply_plan``:
+                                             mkdir the cgroups, write their limits) done first,
+                                             in the same round (no thread hop in the agent)
     helper → agent  {"id", "pid", "how"?}    the child exec'd (already inside its cgroups;
-                                             "how": "vfork" when a thread in them started it)
-                    {"id", "error"}          it could not (the child exited 127, not reported)
+                                             "how": "vfork" when it was spawned from inside them)
+                    {"id", "error", "stage"?} it could not ("stage": "setup": the setup failed,
+                                             nothing was started; else the exec's reason)
                     {"exit": pid, "status"}  the raw wait status of a launched child
 
 The child: default signal dispositions, joins its cgroups, ``setsid`` (its process group is
 the container), stdin ``/dev/null``, stdout/stderr appended to the sandbox files, ``chdir``,
 ``execve`` (a bare name searched in the task environment's ``PATH``, as Popen does).
 
-With nothing to join (posix) the child is vforked here directly (``subprocess.Popen`` without a
-pre-exec step). Under cgroups v1 the child is not a fork of this Python process but a vfork from a short-lived
-thread that first moves itself (its thread id, into each hierarchy's ``tasks`` file) into the
-container's cgroups: a vfork'd child is born there, and costs no page-table copy and no
-copy-on-write faults (a Python fork + exec took 1.8 ms of CPU here, a vfork + exec 0.7 ms).
-cgroups v2 keeps a process's threads together, so there the child is forked and joins. When a
+With nothing to join (posix) the child is started here with ``os.posix_spawn`` (libc's
+``clone(CLONE_VM|CLONE_VFORK)``: no page-table copy, and the call returns the exec's error
+itself; cheaper than ``subprocess.Popen``, whose Python bookkeeping and error pipe cost about
+as much as the spawn). Under cgroups v1 this single-threaded helper first moves itself (``0``
+into each hierarchy's ``tasks`` file: the writing thread, no thread-group lock) into the
+container's cgroups, spawns, and moves back whatever happens (a thread per launch used to do
+this: its start and join cost more than the moves), so the child is born inside them before
+its first instruction. cgroups v2 keeps a process's threads together, so there the child is
+forked and joins. When a
 child exits its process group is SIGKILLed before it is reaped (the zombie keeps the pgid
 from being reused), as the agent's own path does. EOF on the socket (the agent is gone): the
 helper exits; running children keep running (reparented), as with the agent's own path.
@@ -40,17 +47,28 @@ import os
 import selectors
 import signal
 import struct
-import subprocess
 import sys
-import threading
+
+try:
+    from .cgroupfs import apply_plan
+except ImportError:  # run as a script (always, but for tests): its directory is sys.path[0]
+    from cgroupfs import apply_plan  # type: ignore[no-redef]
 
 _HDR = struct.Struct(">I")
 _RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGCHLD, signal.SIGTERM)
 
 
-def _send(fd: int, obj: dict) -> None:
-    data = json.dumps(obj, separators=(",", ":")).encode()
-    view = memoryview(_HDR.pack(len(data)) + data)
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder (json.dumps makes one a call)
+_decode = json.JSONDecoder().decode
+
+
+def _frame(obj: dict) -> bytes:
+    data = _encode(obj).encode()
+    return _HDR.pack(len(data)) + data
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
     while view:
         n = os.write(fd, view)
         view = view[n:]
@@ -107,10 +125,15 @@ _HOMES: dict[str, str | None] = {}  # a container's parent cgroup dir -> this he
 def _home_tasks(container_dir: str) -> str | None:
     """This helper's own ``tasks`` file in the v1 hierarchy holding ``container_dir``: where a
     launching thread goes back to (a thread left in a container's cgroup would be killed with
-    it). The hierarchy is matched by its mount's name (``memory``, ``cpu,cpuacct``)."""
+    it); None under cgroup v2 (no ``tasks`` file). The hierarchy is matched by its mount's
+    name (``memory``, ``cpu,cpuacct``); the answer is kept per parent directory."""
     parent = os.path.dirname(container_dir)
     if parent in _HOMES:
         return _HOMES[parent]
+    if not os.path.exists(os.path.join(container_dir, "tasks")):  # v2: no per-thread moves
+        if os.path.isdir(container_dir):
+            _HOMES[parent] = None
+        return None
     mnt = os.path.realpath(parent)  # co-mounted hierarchies: cpu -> cpu,cpuacct
     while mnt != "/" and not os.path.ismount(mnt):
         mnt = os.path.dirname(mnt)
@@ -133,64 +156,91 @@ def _v1_tasks(join: list[str]) -> list[tuple[str, str]] | None:
     out = []
     for procs in join:
         d = os.path.dirname(procs)
-        tasks = os.path.join(d, "tasks")
-        home = _home_tasks(d) if os.path.exists(tasks) else None
+        home = _home_tasks(d)
         if home is None:
             return None
-        out.append((tasks, home))
+        out.append((os.path.join(d, "tasks"), home))
     return out
 
 
-def _write_tid(paths: list[str], tid: bytes) -> None:
+def _write_self(paths: list[str]) -> None:
+    """Move this thread into each cgroup whose v1 ``tasks`` file ``paths`` names: ``0`` is
+    the writer itself (for a single thread the kernel then takes no thread-group lock)."""
     for path in paths:
         fd = os.open(path, os.O_WRONLY)
         try:
-            os.write(fd, tid)
+            os.write(fd, b"0")
         finally:
             os.close(fd)
 
 
-def _popen(req: dict) -> int:
-    """Start the child with ``subprocess.Popen``'s vfork (no pre-exec step, so CPython vforks):
-    it returns once the child has exec'd; its pid, or ``OSError`` / ``SubprocessError``."""
-    fds = [os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)]
-    try:
-        for key in ("stdout", "stderr"):
-            fds.append(os.open(req[key], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644))
-        proc = subprocess.Popen(req["argv"], executable=req.get("exe"), stdin=fds[0], stdout=fds[1],
-                                stderr=fds[2], cwd=req["cwd"], env=req["env"], start_new_session=True,
-                                close_fds=True, restore_signals=True)
-    finally:
-        for fd in fds:
-            os.close(fd)
-    proc.returncode = 0  # reaped by Helper._reap, never by Popen's own bookkeeping
-    return proc.pid
-
-
-def _vfork_in(req: dict, tasks: list[tuple[str, str]]) -> int:
-    """Start the child from a thread moved into the container's v1 cgroups (and back); its
-    pid, or ``OSError`` / ``SubprocessError`` (the child could not exec)."""
-    out: dict = {}
-
-    def body() -> None:
-        tid = str(threading.get_native_id()).encode()
+def _go_home(tasks: list[tuple[str, str]]) -> None:
+    """Back to this helper's own cgroups (a helper left in a container's cgroup would be
+    killed with it); if a home is gone, the hierarchy's root."""
+    for _, home in reversed(tasks):  # cpu (the quota) first
         try:
-            _write_tid([t for t, _ in tasks], tid)
-            out["pid"] = _popen(req)
-        except BaseException as e:  # noqa: BLE001 - everything goes back to the agent
-            out["error"] = e
-        finally:
+            _write_self([home])
+        except OSError:
+            root = home
+            while not os.path.ismount(os.path.dirname(root)) and os.path.dirname(root) != "/":
+                root = os.path.dirname(root)
             try:
-                _write_tid([h for _, h in tasks], tid)
+                _write_self([os.path.join(os.path.dirname(root), "tasks")])
             except OSError:
-                pass  # it ends in a moment anyway
+                pass  # then a destroy of that container kills the helper: the agent adopts its children
 
-    th = threading.Thread(target=body)
-    th.start()
-    th.join()
-    if "error" in out:
-        raise out["error"]
-    return out["pid"]
+
+class Spawner:
+    """Starts children with ``os.posix_spawn`` (a ``clone(CLONE_VM|CLONE_VFORK)`` in libc,
+    returning once the child has exec'd, with the exec's error if it could not): no Python
+    ``Popen`` object, no error pipe of its own. Its stdout/stderr are opened here (an
+    unopenable file is named in the error), ``/dev/null`` once for all; the cwd is entered
+    here just for the spawn (``posix_spawn`` has no chdir) and left again."""
+
+    def __init__(self) -> None:
+        self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self.home = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def spawn(self, req: dict) -> int:
+        """The child's pid, or ``OSError`` (why it could not exec)."""
+        argv = req["argv"]
+        env = req["env"]
+        exe = _resolve(req.get("exe") or argv[0], env)
+        fds: list[int] = []
+        try:
+            for key in ("stdout", "stderr"):
+                fds.append(os.open(req[key], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644))
+            os.chdir(req["cwd"])
+            try:
+                return os.posix_spawn(exe, argv, env, setsid=True, setsigdef=_RESET, file_actions=(
+                    (os.POSIX_SPAWN_DUP2, self.devnull, 0), (os.POSIX_SPAWN_DUP2, fds[0], 1),
+                    (os.POSIX_SPAWN_DUP2, fds[1], 2)))
+            finally:
+                os.fchdir(self.home)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def spawn_in(self, req: dict, tasks: list[tuple[str, str]]) -> int:
+        """Spawn from inside the container's v1 cgroups: this (single-threaded) helper moves
+        itself into each (``tasks``: container file, home file), so the child is born there
+        before its first instruction, and moves back whatever happens."""
+        try:
+            _write_self([t for t, _ in tasks])
+            return self.spawn(req)
+        finally:
+            _go_home(tasks)
+
+
+def _resolve(exe: str, env: dict) -> str:
+    """A bare name searched in the task environment's ``PATH`` (as ``Popen`` does)."""
+    if os.path.dirname(exe):
+        return exe
+    for d in os.get_exec_path(env):
+        path = os.path.join(d, exe)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return path
+    raise FileNotFoundError(2, "No such file or directory", exe)
 
 
 class Helper:
@@ -198,6 +248,7 @@ class Helper:
         self.fd = fd
         self.sel = selectors.DefaultSelector()
         self.inbuf = bytearray()
+        self.out = bytearray()  # replies of this round
         self.starting: dict[int, tuple[int, int]] = {}  # exec pipe -> (request id, pid)
         self.pipe_of: dict[int, int] = {}  # pid -> exec pipe, until the exec is confirmed
         self.failed: set[int] = set()  # children that never exec'd: reaped silently
@@ -209,11 +260,23 @@ class Helper:
         # A terminal's ^C is the agent's to handle. A handler, not SIG_IGN: an ignored signal
         # would stay ignored in a vfork'd task (exec resets handlers, not ignored signals).
         signal.signal(signal.SIGINT, lambda *_: None)
+        self.spawner = Spawner()
         self.sel.register(fd, selectors.EVENT_READ, "cmd")
         self.sel.register(self.sig_r, selectors.EVENT_READ, "chld")
 
+    def _send(self, obj: dict) -> None:
+        """Queued: a launch's reply leaves at once (``_flush`` after each), the exits reaped in
+        one round of the loop leave together in one write at its end."""
+        self.out += _frame(obj)
+
+    def _flush(self) -> None:
+        if self.out:
+            out, self.out = self.out, bytearray()
+            _write_all(self.fd, out)
+
     def run(self) -> None:
         while True:
+            self._flush()
             for key, _ in self.sel.select():
                 if key.data == "cmd":
                     if not self._read_commands():
@@ -237,27 +300,33 @@ class Helper:
             (n,) = _HDR.unpack_from(self.inbuf)
             if len(self.inbuf) < 4 + n:
                 break
-            req = json.loads(bytes(self.inbuf[4:4 + n]))
+            req = _decode(self.inbuf[4:4 + n].decode())
             del self.inbuf[:4 + n]
             self._launch(req)
+            self._flush()
         return True
 
     def _launch(self, req: dict) -> None:
+        try:
+            apply_plan(req.get("setup") or ())
+        except (OSError, ValueError, IndexError) as e:
+            self._send({"id": req["id"], "error": str(e) or type(e).__name__, "stage": "setup"})
+            return
         join = req.get("join") or []
         tasks = _v1_tasks(join)
         if tasks is not None or not join:
             try:
-                pid = _vfork_in(req, tasks) if tasks is not None else _popen(req)
-            except (OSError, subprocess.SubprocessError, ValueError) as e:
-                _send(self.fd, {"id": req["id"], "error": str(e) or type(e).__name__})
+                pid = self.spawner.spawn_in(req, tasks) if tasks is not None else self.spawner.spawn(req)
+            except (OSError, ValueError, TypeError) as e:
+                self._send({"id": req["id"], "error": str(e) or type(e).__name__})
                 return
-            _send(self.fd, {"id": req["id"], "pid": pid, "how": "vfork"})
+            self._send({"id": req["id"], "pid": pid, "how": "vfork"})
             return
         try:
             r, w = os.pipe()  # both close-on-exec (PEP 446): EOF on r = the child exec'd
             pid = os.fork()
         except OSError as e:
-            _send(self.fd, {"id": req["id"], "error": str(e)})
+            self._send({"id": req["id"], "error": str(e)})
             return
         if pid == 0:
             os.close(r)
@@ -280,9 +349,9 @@ class Helper:
         os.close(r)
         if err:
             self.failed.add(pid)
-            _send(self.fd, {"id": rid, "error": err.decode(errors="replace")})
+            self._send({"id": rid, "error": err.decode(errors="replace")})
         else:
-            _send(self.fd, {"id": rid, "pid": pid})
+            self._send({"id": rid, "pid": pid})
 
     def _reap(self) -> None:
         while True:
@@ -304,7 +373,7 @@ class Helper:
             if pid in self.failed:
                 self.failed.discard(pid)
             else:
-                _send(self.fd, {"exit": pid, "status": status})
+                self._send({"exit": pid, "status": status})
 
 
 def main() -> None:

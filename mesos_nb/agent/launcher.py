@@ -36,6 +36,10 @@ class LauncherUnavailable(Exception):
     """The helper is not running: launch the container another way."""
 
 
+class SetupFailed(OSError):
+    """The isolator's setup steps failed in the helper (nothing was started)."""
+
+
 class Launcher:
     def __init__(self, on_lost: Callable[[int, asyncio.Future], None] | None = None) -> None:
         self._proc: subprocess.Popen | None = None
@@ -71,8 +75,9 @@ class Launcher:
         loop.add_reader(ours.fileno(), self._on_readable)
 
     async def launch(self, *, argv: list[str], executable: str | None, env: dict[str, str], cwd: str,
-                     stdout: str, stderr: str, join: list[str]) -> tuple[int, asyncio.Future]:
-        """Start one container; raises ``OSError`` (the child's reason) or ``LauncherUnavailable``."""
+                     stdout: str, stderr: str, join: list[str], setup: list | None = None) -> tuple[int, asyncio.Future]:
+        """Start one container, after the isolator's ``setup`` steps (``cgroupfs.apply_plan``);
+        raises ``SetupFailed``, ``OSError`` (the child's reason) or ``LauncherUnavailable``."""
         if self._broken:
             raise LauncherUnavailable("the launcher helper is gone")
         if self._sock is None:
@@ -80,8 +85,11 @@ class Launcher:
         assert self._sock is not None and self._loop is not None
         self._next += 1
         rid = self._next
-        data = _encode({"id": rid, "argv": argv, "exe": executable, "env": env, "cwd": cwd,
-                        "stdout": stdout, "stderr": stderr, "join": join})
+        req = {"id": rid, "argv": argv, "exe": executable, "env": env, "cwd": cwd,
+               "stdout": stdout, "stderr": stderr, "join": join}
+        if setup:
+            req["setup"] = setup
+        data = _encode(req)
         fut = self._loop.create_future()
         self._pending[rid] = fut
         try:
@@ -123,7 +131,7 @@ class Launcher:
         if fut is None or fut.done():
             return
         if "error" in msg:
-            fut.set_exception(OSError(msg["error"]))
+            fut.set_exception((SetupFailed if msg.get("stage") == "setup" else OSError)(msg["error"]))
             return
         assert self._loop is not None
         exit_fut = self._loop.create_future()
@@ -172,16 +180,17 @@ class Launcher:
             self._proc = None
 
 
-def watch_exit(pid: int, fut: asyncio.Future, final_status: Callable[[], int]) -> None:
+def watch_exit(pid: int, fut: asyncio.Future, final_status: Callable[[], int]) -> bool:
     """Resolve ``fut`` with ``final_status()`` when ``pid`` (not our child) exits; its process
-    group is SIGKILLed first, as for the containers the agent reaps itself."""
+    group is SIGKILLed first, as for the containers the agent reaps itself. False: ``pid`` was
+    already gone (``fut`` is resolved now)."""
     loop = asyncio.get_running_loop()
     try:
         pidfd = os.pidfd_open(pid)
     except OSError:
         if not fut.done():
             fut.set_result(final_status())
-        return
+        return False
 
     def _on_exit() -> None:
         loop.remove_reader(pidfd)
@@ -192,6 +201,7 @@ def watch_exit(pid: int, fut: asyncio.Future, final_status: Callable[[], int]) -
             fut.set_result(final_status())
 
     loop.add_reader(pidfd, _on_exit)
+    return True
 
 
 def prefer_recorded(fut: asyncio.Future, read: Callable[[], int | None]) -> asyncio.Future:
@@ -208,4 +218,4 @@ def prefer_recorded(fut: asyncio.Future, read: Callable[[], int | None]) -> asyn
     return out
 
 
-__all__ = ["Launcher", "LauncherUnavailable", "HELPER", "prefer_recorded", "watch_exit"]
+__all__ = ["Launcher", "LauncherUnavailable", "SetupFailed", "HELPER", "prefer_recorded", "watch_exit"]

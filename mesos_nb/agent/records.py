@@ -52,7 +52,7 @@ class ExecutorEntry:
     )
 
     def __init__(self, info: ExecutorInfo, framework_id: str, container_id: str, directory: str,
-                 *, command_executor: bool) -> None:
+                 *, command_executor: bool, resources: Resources | None = None) -> None:
         self.info = info
         self.framework_id = framework_id
         self.container_id = container_id
@@ -61,7 +61,9 @@ class ExecutorEntry:
         self.completed_tasks: deque[TaskEntry] = deque(maxlen=MAX_COMPLETED_TASKS_PER_EXECUTOR)
         self.container: Container | None = None
         self.command_executor = command_executor
-        self.resources = Resources.from_proto(info.resources) if info.resources else Resources()
+        # ``resources``: already parsed from ``info.resources`` by the caller (not parsed twice)
+        self.resources = resources if resources is not None else \
+            Resources.from_proto(info.resources) if info.resources else Resources()
         # LAUNCHING -> REGISTERING -> RUNNING -> TERMINATING -> TERMINATED (custom executors)
         self.state = "LAUNCHING"
         self.stream: Any = None  # executor_api.ExecutorStream while subscribed

@@ -38,9 +38,9 @@ def create_sandbox(work_dir: str, agent_id: str, framework_id: str, executor_id:
     keeps the set; it is updated here). With a known parent a new executor costs three
     ``mkdir`` and one ``symlink``, no walk up the tree and no rename."""
     executors = os.path.join(work_dir, "slaves", agent_id, "frameworks", framework_id, "executors")
-    runs = os.path.join(executors, executor_id, "runs")
-    path = os.path.join(runs, container_id)
-    link = os.path.join(runs, "latest")
+    runs = f"{executors}/{executor_id}/runs"  # ids are valid_id()s: no "/" to normalise
+    path = f"{runs}/{container_id}"
+    link = f"{runs}/latest"
     if known is not None and executors in known:
         try:
             os.mkdir(os.path.dirname(runs))
