@@ -12,7 +12,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from mesos_nb.master import big_calls
 from mesos_nb.master.harness import Harness
 from mesos_nb.master.server import MasterConfig, MasterServer
+from mesos_nb.protocol import channel as ch
 from mesos_nb.protocol import messages as m
+from mesos_nb.protocol.resources import Resources
 
 
 class _Watch:
@@ -176,19 +178,203 @@ async def test_thousands_of_agents_coming_due_at_one_tick_expire_a_slice_per_loo
         return len(h.core.unreachable)
 
     watch = _Watch(probe)
-    await big_calls.run_steps(srv, big_calls.expire_steps(h.core, now))
+    await big_calls.run_steps(srv, h.core.tick_steps(now))
     seen = await watch.done()
     assert len(h.core.unreachable) == n - 1 and list(h.core.agents) == [back.id]
     steps = [b - a for a, b in pairwise(seen) if b != a]
     assert len(steps) >= n // big_calls.AGENT_SLICE and max(steps) <= big_calls.AGENT_SLICE
-    h.core.tick(now)  # nothing left for the tick
+    h.core.tick(now)  # nothing left for the next tick
     assert len(h.core.unreachable) == n - 1
 
 
-def test_a_few_agents_due_are_left_to_the_tick():
-    h = Harness.build(agents=3, frameworks=1)
-    h.lose_channel()
-    now = h.now + h.agent_reregister_timeout + 1
-    assert list(big_calls.expire_steps(h.core, now)) == [] and len(h.core.agents) == 3
-    h.core.tick(now)
-    assert len(h.core.unreachable) == 3
+# ---------------------------------------------------------------- removing a big framework
+def _big_framework(agents: int = 30, with_tasks: int = 20, per_agent: int = 3, failover: float = 10.0):
+    """A framework holding tasks on ``with_tasks`` agents (``per_agent`` each) and an offer of
+    each other agent; a second framework, subscribed after, holding nothing."""
+    h = Harness.build(agents=agents, frameworks=1, resources="cpus:4;mem:1024", failover_timeout=failover)
+    fw = h.frameworks[0]
+    res = [m.Resource(name="cpus", type="SCALAR", scalar=m.Scalar(value=0.5))]
+    for k, offer in enumerate(h.allocate()[fw.id][:with_tasks]):
+        infos = [m.TaskInfo(name="t", task_id=m.ID(value=f"t{k}-{i}"), agent_id=offer.agent_id, resources=res,
+                            command=m.CommandInfo(value="true")) for i in range(per_agent)]
+        h.core.accept(fw.id, m.Accept(offer_ids=[offer.id], operations=[
+            m.Operation(type="LAUNCH", launch=m.Launch(task_infos=infos))], filters=m.Filters(refuse_seconds=0)), h.now)
+    h.drain()
+    other = h.subscribe("other")
+    h.drain()
+    return h, fw, other
+
+
+def _small_slices(monkeypatch) -> tuple[int, int, int]:
+    from mesos_nb.master import frameworks, offers
+    monkeypatch.setattr(offers, "RESCIND_SLICE", 3)
+    monkeypatch.setattr(frameworks, "TASK_SLICE", 7)
+    monkeypatch.setattr(frameworks, "HOLDING_SLICE", 4)
+    return 3, 7, 4
+
+
+def _work(h: Harness, fw) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
+    """(offers, live tasks, agents it holds resources on) of ``fw``: what removing it undoes."""
+    held = h.core.allocator._fws.get(fw.id)
+    return len(fw.offers), len(fw.tasks), len(held.alloc) if held is not None else 0
+
+
+def test_a_torn_down_framework_is_gone_at_once_and_undone_a_bounded_slice_per_step(monkeypatch):
+    rescind, tasks, holdings = _small_slices(monkeypatch)
+    h, fw, other = _big_framework()
+    one_go, fw1, _ = _big_framework()
+    one_go.core.teardown(fw1.id, one_go.now)
+    assert _work(h, fw) == (10, 60, 30)
+    steps = h.core.teardown_steps(fw.id, h.now)
+    seen = [_work(h, fw)]
+    next(steps)
+    seen.append(_work(h, fw))
+    # after its first step the framework is gone for every call and the registry, and no
+    # allocation cycle between the steps offers it anything (the others get what is free)
+    assert fw.id not in h.core.frameworks and fw.id in h.core.removed_framework_ids
+    h.drain()
+    assert fw.id not in [r.id for r in h.registry.recover().frameworks]
+    offered = h.allocate()
+    assert fw.id not in offered and other.id in offered
+    for _ in steps:
+        seen.append(_work(h, fw))
+        if len(seen) % 3 == 0:
+            h.allocate()
+    seen.append(_work(h, fw))
+    assert seen[-1] == (0, 0, 0) and fw.id not in h.core.allocator.framework_ids()
+    done = [tuple(a - b for a, b in zip(x, y, strict=True)) for x, y in pairwise(seen)]
+    assert max(d[0] for d in done) <= rescind and max(d[1] for d in done) <= tasks
+    assert max(d[2] for d in done) <= max(holdings, rescind)  # a rescinded offer's agent is let go too
+    assert len(done) >= 10 // rescind + 60 // tasks + 20 // holdings  # never one step for all of it
+    # it ends as the one-step removal: every task killed, each agent told once, all resources back
+    assert sorted((t.id, t.state) for t in h.core.completed_frameworks[-1].completed_tasks) == \
+        sorted((t.id, t.state) for t in one_go.core.completed_frameworks[-1].completed_tasks)
+    assert all(t.state == "TASK_KILLED" for t in h.core.completed_frameworks[-1].completed_tasks)
+    h.drain()
+    one_go.drain()
+    shut = [x.agent_id for x in Harness.agent_msgs(h.log, ch.ShutdownFramework)]
+    assert sorted(shut) == sorted(x.agent_id for x in Harness.agent_msgs(one_go.log, ch.ShutdownFramework))
+    assert len(shut) == len(set(shut)) == 20
+    full = Resources.parse("cpus:4;mem:1024")
+    for a in h.agents:  # every agent's resources free, or offered to the other framework
+        total = h.core.allocator.available(a.id)
+        for o in h.core.offers.values():
+            if o.agent_id == a.id:
+                assert o.framework_id == other.id
+                total = total + o.resources
+        assert total == full, a.id
+
+
+def test_an_agent_removed_while_its_framework_is_removed_in_steps_keeps_the_books_balanced(monkeypatch):
+    _small_slices(monkeypatch)
+    h, fw, other = _big_framework()
+    steps = h.core.teardown_steps(fw.id, h.now)
+    for _ in range(6):
+        next(steps)  # offers rescinded, some tasks killed
+    gone = h.agents[5]
+    h.core.remove_agent(gone.id, h.now, "REASON_AGENT_REMOVED", "Agent shut down")
+    list(steps)
+    assert fw.id not in h.core.allocator.framework_ids()
+    offered = h.allocate()[other.id]
+    assert len(offered) == 29 and all(
+        Resources.from_proto(o.resources) == Resources.parse("cpus:4;mem:1024") for o in offered)
+
+
+async def test_a_teardown_over_the_scheduler_api_runs_a_slice_per_loop_step(monkeypatch):
+    _small_slices(monkeypatch)
+    h, fw, _ = _big_framework()
+    srv = _server(h)
+    body = m.encode(m.Call(type="TEARDOWN", framework_id=m.ID(value=fw.id)))
+    async with TestClient(TestServer(srv.app)) as client:
+        watch = _Watch(lambda: sum(_work(h, fw)))
+        resp = await client.post("/api/v1/scheduler", data=body, headers={
+            "Content-Type": "application/json", "Mesos-Stream-Id": fw.stream_id})
+        seen = await watch.done()
+    assert resp.status == 202
+    assert fw.id not in h.core.frameworks and sum(_work(h, fw)) == 0
+    between = {s for s in seen if 0 < s < 100}
+    assert len(between) >= 10  # the loop ran between the steps, not once before and after
+
+
+async def test_the_operator_teardown_runs_in_steps_too(monkeypatch):
+    _small_slices(monkeypatch)
+    h, fw, _ = _big_framework()
+    srv = _server(h)
+    body = {"type": "TEARDOWN", "teardown": {"framework_id": {"value": fw.id}}}
+    async with TestClient(TestServer(srv.app)) as client:
+        watch = _Watch(lambda: sum(_work(h, fw)))
+        resp = await client.post("/api/v1", json=body)
+        seen = await watch.done()
+    assert resp.status == 200 and fw.id not in h.core.frameworks
+    assert len({s for s in seen if 0 < s < 100}) >= 10
+
+
+async def test_a_framework_whose_failover_timeout_passes_is_removed_a_slice_per_loop_step(monkeypatch):
+    _small_slices(monkeypatch)
+    h, fw, _ = _big_framework(failover=10.0)
+    h.disconnect(fw)
+    assert fw.id in h.core.frameworks and not fw.offers  # (offers go with the stream)
+    srv = _server(h)
+    watch = _Watch(lambda: sum(_work(h, fw)))
+    await big_calls.run_steps(srv, h.core.tick_steps(h.now + 5))
+    assert fw.id in h.core.frameworks  # not yet
+    await big_calls.run_steps(srv, h.core.tick_steps(h.now + 11))
+    seen = await watch.done()
+    assert fw.id not in h.core.frameworks and sum(_work(h, fw)) == 0
+    assert len({s for s in seen if 0 < s < 80}) >= 10
+
+
+def test_a_stream_broken_with_failover_timeout_0_rescinds_and_removes_in_steps(monkeypatch):
+    rescind, _, _ = _small_slices(monkeypatch)
+    h, fw, _ = _big_framework(failover=0.0)
+    steps = h.core.disconnect_steps(fw.id, fw.stream_id, h.now)
+    seen = [_work(h, fw)]
+    for _ in steps:
+        seen.append(_work(h, fw))
+    seen.append(_work(h, fw))
+    assert fw.id not in h.core.frameworks and seen[-1] == (0, 0, 0)
+    assert len(seen) >= 10 and all(a[0] - b[0] <= rescind for a, b in pairwise(seen))
+
+
+def test_a_framework_back_between_the_steps_of_its_disconnect_is_not_removed(monkeypatch):
+    _small_slices(monkeypatch)
+    h, fw, _ = _big_framework(failover=0.0)
+    steps = h.core.disconnect_steps(fw.id, fw.stream_id, h.now)
+    next(steps)
+    h.subscribe("fw0", framework_id=fw.id, failover_timeout=0.0)  # failed over to a new stream
+    list(steps)
+    assert h.core.frameworks.get(fw.id) is fw and fw.connected and len(fw.tasks) == 60
+    assert fw.id in h.allocate()  # offered again: active in the allocator
+
+
+def test_the_longest_step_of_removing_a_big_framework_is_a_small_part_of_the_whole():
+    """In the CPU time of this thread, with the real slice sizes: 2,000 agents each holding
+    an offer or 10 tasks of one framework (10,000 tasks)."""
+    import gc
+    import time
+
+    def build():  # type: ignore[no-untyped-def]
+        h, fw, _ = _big_framework(agents=2000, with_tasks=1000, per_agent=10)
+        return h, fw
+
+    h, fw = build()
+    gc.disable()
+    t0 = time.thread_time()
+    h.core.teardown(fw.id, h.now)
+    whole = time.thread_time() - t0
+    gc.enable()
+    h, fw = build()
+    longest = 0.0
+    steps = h.core.teardown_steps(fw.id, h.now)
+    gc.disable()  # the master's own work, not whichever step a collection happens to fall in
+    try:
+        while True:
+            t0 = time.thread_time()
+            end = next(steps, StopIteration) is StopIteration
+            longest = max(longest, time.thread_time() - t0)
+            if end:
+                break
+    finally:
+        gc.enable()
+    assert fw.id not in h.core.allocator.framework_ids() and not fw.tasks
+    assert longest < whole / 3, (longest, whole)

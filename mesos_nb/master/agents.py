@@ -10,6 +10,7 @@ master failover has ``agent_reregister_timeout``) before it is marked unreachabl
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from ..protocol import channel as ch
@@ -18,6 +19,7 @@ from ..protocol.resources import ResourceParseError, Resources
 from . import frameworks, offers, reachability, tasks
 from .effects import AgentRecord, RemoveAgent, SaveAgent, SaveAgentPrincipal, ToAgent, ToChannel
 from .model import Agent, Framework, Task
+from .slices import AGENT_SLICE, slices
 from .state import MasterState, agent_record, lost_state
 from .validation import validate_id
 
@@ -259,8 +261,12 @@ def due(st: MasterState, now: float) -> list[Agent]:
             if not a.connected and a.disconnect_deadline is not None and now >= a.disconnect_deadline]
 
 
-def expire(st: MasterState, now: float) -> None:
-    """Disconnected agents whose re-registration deadline has passed become unreachable (the
-    shell does many of them in slices first: a broken channel's agents all come due at once)."""
-    for agent in due(st, now):
-        reachability.mark_unreachable(st, agent.id, now, EXPIRED)
+def expire_steps(st: MasterState, now: float) -> Iterator[None]:
+    """Disconnected agents whose re-registration deadline has passed become unreachable,
+    ``AGENT_SLICE`` per step (a broken channel's agents all come due at the same tick); one
+    that re-registered meanwhile is left alone."""
+    for part in slices(due(st, now), AGENT_SLICE):
+        for agent in part:
+            if st.agents.get(agent.id) is agent and not agent.connected:
+                reachability.mark_unreachable(st, agent.id, now, EXPIRED)
+        yield

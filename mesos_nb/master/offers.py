@@ -18,6 +18,7 @@ from ..protocol.resources import Resources
 from . import reservations, tasks, volumes
 from .effects import ToAgent
 from .model import Agent, Framework, Offer, Task
+from .slices import RESCIND_SLICE, slices
 from .state import MasterState
 from .validation import executor_charge, refuse_seconds, validate_task
 
@@ -114,11 +115,21 @@ def rescind(st: MasterState, offer: Offer, now: float, notify: bool = True) -> N
 
 
 def rescind_all(st: MasterState, fw: Framework, now: float, notify: bool) -> None:
-    for oid in list(fw.offers):
-        offer = st.offers.get(oid)
-        if offer is not None:
-            rescind(st, offer, now, notify=notify)
-    fw.offers.clear()
+    for _ in rescind_steps(st, fw, now, notify):
+        pass
+
+
+def rescind_steps(st: MasterState, fw: Framework, now: float, notify: bool) -> Iterator[None]:
+    """Every offer ``fw`` holds rescinded, ``RESCIND_SLICE`` per step (a framework holding an
+    offer of each of 50,000 agents: 0.85 s in one step). The caller has deactivated or removed
+    it first, so no offer is made to it meanwhile; one rescinded otherwise meanwhile is skipped."""
+    for part in slices(list(fw.offers), RESCIND_SLICE):
+        for oid in part:
+            offer = st.offers.get(oid)
+            if offer is not None:
+                rescind(st, offer, now, notify=notify)
+            fw.offers.discard(oid)  # (a removed framework's offers are not in st.frameworks' any more)
+        yield
 
 
 def rescind_agent(st: MasterState, agent_id: str, now: float) -> None:

@@ -23,6 +23,7 @@ from ..protocol.http_calls import CallRefused, accepts_json, check_json_content_
 from ..protocol.routing import add_routes, trailing_slash
 from ..protocol.version import VERSION
 from . import operator_views as v
+from .big_calls import run_steps
 from .core import CallError, validate_role
 from .operator_stream import OperatorStreams
 from .security import PRINCIPAL
@@ -134,11 +135,23 @@ class OperatorApi:
                 and not self.server.guard.acls.allowed("mark_agents_gone", request.get(PRINCIPAL)):
             return _text(403, "Not authorized: DRAIN_AGENT with 'mark_gone' also needs mark_agents_gone")
         try:
+            if t == "TEARDOWN":
+                return await self._teardown(payload)
             return self._answer(t, field, payload)
         except CallError as e:
             return _text(e.status, e.message)
         finally:
             self.server.flush()
+
+    async def _teardown(self, payload: Any) -> web.Response:
+        fid = _id_value(payload, "framework_id")
+        if fid is None:
+            return _text(400, "Failed to validate master::Call: Expecting 'teardown.framework_id' to be present")
+        if fid not in self.server.core.frameworks:
+            return _text(400, f"No framework found with specified ID '{fid}'")
+        # in steps: a framework's 100,000 tasks (big_calls.run_steps)
+        await run_steps(self.server, self.server.core.teardown_steps(fid, time.time()))
+        return web.Response(status=200)
 
     def _answer(self, t: str, field: str, payload: Any) -> web.StreamResponse:
         srv = self.server
@@ -190,14 +203,6 @@ class OperatorApi:
             return _json({"type": t, field: {"status": core.quota_status()}})
         if t in ("UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA"):
             return self._update_quota(t, payload)
-        if t == "TEARDOWN":
-            fid = _id_value(payload, "framework_id")
-            if fid is None:
-                return _text(400, "Failed to validate master::Call: Expecting 'teardown.framework_id' to be present")
-            if fid not in core.frameworks:
-                return _text(400, f"No framework found with specified ID '{fid}'")
-            core.teardown(fid, time.time())
-            return web.Response(status=200)
         if t == "MARK_AGENT_GONE":
             aid = _id_value(payload, "agent_id")
             if aid is None:
