@@ -16,7 +16,7 @@ from ..protocol import messages as m
 from . import offers
 from .effects import EndStream, FrameworkRecord, RemoveFramework, SaveFramework, ToAgent
 from .model import Framework
-from .slices import HOLDING_SLICE, TASK_SLICE, slices
+from .slices import HOLDING_SLICE, TASK_SLICE, taking_slices
 from .state import HEARTBEAT_INTERVAL, CallError, MasterState
 from .validation import check_framework_id, check_framework_info
 
@@ -157,7 +157,7 @@ def remove_framework_steps(st: MasterState, framework_id: str, now: float, reaso
     st.completed_frameworks.append(fw)
     yield from offers.rescind_steps(st, fw, now, notify=False)
     told: set[str] = set()
-    for part in slices(list(fw.tasks.values()), TASK_SLICE):
+    for part in taking_slices(list(fw.tasks.values()), TASK_SLICE):
         for task in part:
             _shutdown(st, fw, task.agent_id, told)
             if task.state not in m.TERMINAL_STATES:

@@ -28,3 +28,15 @@ def slices(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """``items`` ``size`` at a time (nothing for no items)."""
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def taking_slices(items: list[T], size: int) -> Iterator[list[T]]:
+    """``items`` ``size`` at a time, in order, each slice taken out of the list: what the
+    caller lets go of is freed a slice per step, not all at once when the list goes (the
+    100,000 tasks of a removed framework: 40 ms to free in one step)."""
+    items.reverse()
+    while items:
+        part = items[-size:]
+        del items[-size:]
+        part.reverse()
+        yield part
