@@ -9,7 +9,7 @@ from itertools import pairwise
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from mesos_nb.master import big_calls
+from mesos_nb.master import big_calls, slices
 from mesos_nb.master.harness import Harness
 from mesos_nb.master.server import MasterConfig, MasterServer
 from mesos_nb.protocol import channel as ch
@@ -97,7 +97,7 @@ async def test_the_scheduler_api_declines_thousands_of_offers_with_the_loop_runn
 
 
 async def test_a_silent_channel_of_thousands_of_agents_is_marked_unreachable_a_slice_per_loop_step():
-    n = 3 * big_calls.AGENT_SLICE + 5
+    n = 3 * slices.AGENT_SLICE + 5
     h = Harness.build(agents=n, frameworks=1, resources="cpus:1;mem:128")
     other = h.add_agent("cpus:1;mem:128", channel=object())  # on another agent process
     srv = _server(h)
@@ -106,12 +106,12 @@ async def test_a_silent_channel_of_thousands_of_agents_is_marked_unreachable_a_s
     seen = await watch.done()
     assert len(h.core.unreachable) == n and set(h.core.agents) == {other.id}
     steps = [b - a for a, b in pairwise(seen) if b != a]
-    assert len(steps) >= n // big_calls.AGENT_SLICE and max(steps) <= big_calls.AGENT_SLICE
+    assert len(steps) >= n // slices.AGENT_SLICE and max(steps) <= slices.AGENT_SLICE
     assert h.core.metrics["master/slaves_unreachable"] == n
 
 
 async def test_a_broken_channel_disconnects_its_agents_in_slices_and_spares_one_that_came_back():
-    n = 2 * big_calls.AGENT_SLICE + 5
+    n = 2 * slices.AGENT_SLICE + 5
     h = Harness.build(agents=n, frameworks=1, resources="cpus:1;mem:128")
     h.allocate()
     srv = _server(h)
@@ -131,7 +131,7 @@ async def test_a_broken_channel_disconnects_its_agents_in_slices_and_spares_one_
     assert all(a.disconnect_deadline is not None for a in h.core.agents.values() if not a.connected)
     assert {o.agent_id for o in h.core.offers.values()} == {back.id}  # the others' offers rescinded
     steps = [b - a for a, b in pairwise(seen) if b != a]
-    assert len(steps) >= 2 and max(steps) <= big_calls.AGENT_SLICE
+    assert len(steps) >= 2 and max(steps) <= slices.AGENT_SLICE
 
 
 async def test_a_big_task_list_is_listed_a_window_per_loop_step_and_cut_as_in_one_pass(monkeypatch):
@@ -165,7 +165,7 @@ async def test_a_big_task_list_is_listed_a_window_per_loop_step_and_cut_as_in_on
 
 
 async def test_thousands_of_agents_coming_due_at_one_tick_expire_a_slice_per_loop_step():
-    n = 3 * big_calls.AGENT_SLICE + 5
+    n = 3 * slices.AGENT_SLICE + 5
     h = Harness.build(agents=n, frameworks=1, resources="cpus:1;mem:128")
     h.lose_channel()  # all disconnected at once: all due at the same tick
     back = h.agents[-1]
@@ -182,16 +182,17 @@ async def test_thousands_of_agents_coming_due_at_one_tick_expire_a_slice_per_loo
     seen = await watch.done()
     assert len(h.core.unreachable) == n - 1 and list(h.core.agents) == [back.id]
     steps = [b - a for a, b in pairwise(seen) if b != a]
-    assert len(steps) >= n // big_calls.AGENT_SLICE and max(steps) <= big_calls.AGENT_SLICE
+    assert len(steps) >= n // slices.AGENT_SLICE and max(steps) <= slices.AGENT_SLICE
     h.core.tick(now)  # nothing left for the next tick
     assert len(h.core.unreachable) == n - 1
 
 
 # ---------------------------------------------------------------- removing a big framework
-def _big_framework(agents: int = 30, with_tasks: int = 20, per_agent: int = 3, failover: float = 10.0):
+def _big_framework(agents: int = 30, with_tasks: int = 20, per_agent: int = 3, failover: float = 10.0,
+                   resources: str = "cpus:4;mem:1024"):
     """A framework holding tasks on ``with_tasks`` agents (``per_agent`` each) and an offer of
     each other agent; a second framework, subscribed after, holding nothing."""
-    h = Harness.build(agents=agents, frameworks=1, resources="cpus:4;mem:1024", failover_timeout=failover)
+    h = Harness.build(agents=agents, frameworks=1, resources=resources, failover_timeout=failover)
     fw = h.frameworks[0]
     res = [m.Resource(name="cpus", type="SCALAR", scalar=m.Scalar(value=0.5))]
     for k, offer in enumerate(h.allocate()[fw.id][:with_tasks]):
@@ -378,3 +379,42 @@ def test_the_longest_step_of_removing_a_big_framework_is_a_small_part_of_the_who
         gc.enable()
     assert fw.id not in h.core.allocator.framework_ids() and not fw.tasks
     assert longest < whole / 3, (longest, whole)
+
+
+def test_an_agent_running_many_tasks_is_marked_unreachable_a_slice_of_tasks_per_step(monkeypatch):
+    from mesos_nb.master import reachability
+    monkeypatch.setattr(reachability, "TASK_SLICE", 7)
+    h, fw, _ = _big_framework(agents=2, with_tasks=1, per_agent=50, resources="cpus:40;mem:1024")
+    agent = next(a for a in h.agents if a.tasks)
+    steps = h.core.mark_unreachable_steps(agent.id, h.now, "health check timed out")
+    next(steps)
+    assert agent.id not in h.core.agents and agent.id in h.core.unreachable  # at once
+    assert agent.id not in h.core.allocator._agents  # offered nothing meanwhile
+    seen = [len(fw.unreachable_tasks)]
+    for _ in steps:
+        seen.append(len(fw.unreachable_tasks))
+    seen.append(len(fw.unreachable_tasks))
+    assert seen[-1] == 50 and not fw.tasks
+    assert len(seen) >= 50 // 7 and max(b - a for a, b in pairwise(seen)) <= 7
+
+
+def _many_tasks_on_a_silent_channel(monkeypatch):  # type: ignore[no-untyped-def]
+    from mesos_nb.master import agents, reachability
+    monkeypatch.setattr(reachability, "TASK_SLICE", 7)
+    monkeypatch.setattr(agents, "TASK_SLICE", 7)
+    h, fw, _ = _big_framework(agents=3, with_tasks=2, per_agent=25, resources="cpus:40;mem:1024")
+    big, other_big, idle = h.agents
+    srv = _server(h)
+    watch = _Watch(lambda: len(fw.unreachable_tasks))
+    return watch, srv, h, fw, big, other_big, idle
+
+
+async def test_a_silent_channel_whose_agents_run_many_tasks_lets_them_go_a_slice_of_tasks_per_step(monkeypatch):
+    watch, srv, h, fw, big, other_big, idle = _many_tasks_on_a_silent_channel(monkeypatch)
+    await srv._lose_channel(h.channel, "no answer to pings for 75s")  # type: ignore[arg-type]
+    seen = await watch.done()
+    assert not h.core.agents and len(fw.unreachable_tasks) == 50 and not fw.tasks
+    steps = [b - a for a, b in pairwise(seen) if b != a]
+    assert len(steps) >= 50 // 7 and max(steps) <= 7
+    assert h.core.metrics["master/tasks_unreachable"] == 50
+    assert not h.core.allocator._agents and set(h.core.unreachable) == {big.id, other_big.id, idle.id}

@@ -35,9 +35,9 @@ from typing import Any, Protocol
 import msgspec
 
 from ..protocol import messages as m
-from . import offers
+from . import agents, offers
 from .model import Agent
-from .slices import AGENT_SLICE, DECLINE_SLICE, slices
+from .slices import DECLINE_SLICE
 
 
 class MasterServer(Protocol):
@@ -148,18 +148,13 @@ def decline_steps(core: Any, framework_id: str, decline: m.Decline, now: float) 
         yield
 
 
-def lost_channel_steps(core: Any, channel: Any, lose: Callable[[Agent], None]) -> Iterator[None]:
-    """``lose`` (mark unreachable, or disconnect) each agent of ``channel``, ``AGENT_SLICE``
-    per step (10,000 in one step took 0.1-0.2 s); an agent that re-registered meanwhile (on
-    another channel) or is gone already is left alone. (Channel None: the channel broke
-    meanwhile and the agent was disconnected; it is still this channel's to lose.)"""
-    for part in slices([a for a in core.agents.values() if a.channel is channel], AGENT_SLICE):
-        for agent in part:
-            if core.agents.get(agent.id) is agent and (agent.channel is channel or agent.channel is None):
-                lose(agent)
-        yield
-
-
+def lost_channel_steps(core: Any, channel: Any, lose: Callable[[Agent], Iterator[None] | None]) -> Iterator[None]:
+    """``lose`` (mark unreachable, or disconnect) each agent of ``channel`` in steps
+    (:func:`.agents.lose_steps`); an agent that re-registered meanwhile (on another channel)
+    or is gone already is left alone. (Channel None: the channel broke meanwhile and the agent
+    was disconnected; it is still this channel's to lose.)"""
+    return agents.lose_steps(core, [a for a in core.agents.values() if a.channel is channel],
+                             lambda a: a.channel is channel or a.channel is None, lose)
 
 
 async def _reconcile(lazy: _LazyCall, rec: _LazyReconcile) -> m.Call:

@@ -196,6 +196,10 @@ class MasterCore(MasterState):
         """The agent missed ``max_agent_ping_timeouts`` pings (or its window passed)."""
         _reachability.mark_unreachable(self, agent_id, now, why)
 
+    def mark_unreachable_steps(self, agent_id: str, now: float, why: str) -> Iterator[None]:
+        """:meth:`mark_unreachable` as resumable steps (an agent running 10,000 tasks)."""
+        return _reachability.mark_unreachable_steps(self, agent_id, now, why)
+
     def reserve_operation(self, kind: str, payload: object, now: float) -> None:
         """Operator RESERVE_RESOURCES / UNRESERVE_RESOURCES (reservations.py)."""
         _reservations.operator_operation(self, kind, payload, now, _offers.rescind)

@@ -20,13 +20,14 @@ each means for its tasks:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from . import offers, partitions, tasks
 from .effects import MarkAgentGone, MarkAgentUnreachable, PruneAgents, ToAgent
 from .model import Agent, Framework, Task
+from .slices import TASK_SLICE, taking_slices
 from .state import CallError, MasterState, make_status
 
 log = logging.getLogger("mesos_nb.master")
@@ -50,28 +51,39 @@ def agent_failed(st: MasterState, agent_id: str) -> None:
             st.emit(fw, m.Event(type="FAILURE", failure=m.Failure(agent_id=m.ID(value=agent_id))))
 
 
-def release_agent(st: MasterState, agent: Agent, now: float,
-                  end_live_task: Callable[[Framework, Task], None]) -> int:
+def release_agent_steps(st: MasterState, agent: Agent, now: float,
+                        end_live_task: Callable[[Framework, Task], None]) -> Generator[None, None, int]:
     """What each way an admitted agent leaves (removed, unreachable) shares: its offers are
-    rescinded, its ended tasks completed, each live one handed to ``end_live_task``, the
-    frameworks told FAILURE and the allocator rid of it. Returns how many tasks were live."""
+    rescinded and the allocator rid of it, then its ended tasks completed and each live one
+    handed to ``end_live_task``, ``TASK_SLICE`` per step (an agent may run 10,000 tasks:
+    one step under it takes none), then the frameworks told FAILURE. Returns how many tasks
+    were live. (The agent is out of ``st.agents``: no task gives resources back meanwhile.)"""
     offers.rescind_agent(st, agent.id, now)
-    n = 0
-    for fid, tid in list(agent.tasks):
-        fw = st.frameworks.get(fid)
-        task = fw.tasks.get(tid) if fw else None
-        if fw is None or task is None or finished(st, fw, task):
-            continue
-        n += 1
-        end_live_task(fw, task)
-    agent_failed(st, agent.id)
     st.allocator.remove_agent(agent.id)
     st.wants_allocation = True
+    n = 0
+    for i, part in enumerate(taking_slices(list(agent.tasks), TASK_SLICE)):
+        if i:
+            yield
+        for fid, tid in part:
+            fw = st.frameworks.get(fid)
+            task = fw.tasks.get(tid) if fw else None
+            if fw is None or task is None or finished(st, fw, task):
+                continue
+            n += 1
+            end_live_task(fw, task)
+    agent_failed(st, agent.id)
     return n
 
 
 def mark_unreachable(st: MasterState, agent_id: str, now: float, why: str) -> None:
-    """Move an admitted agent to the unreachable list; tell every framework about its tasks."""
+    for _ in mark_unreachable_steps(st, agent_id, now, why):
+        pass
+
+
+def mark_unreachable_steps(st: MasterState, agent_id: str, now: float, why: str) -> Iterator[None]:
+    """Move an admitted agent to the unreachable list (at once); tell every framework about
+    its tasks (in steps, see :func:`release_agent_steps`)."""
     agent = st.agents.pop(agent_id, None)
     if agent is None:
         return
@@ -80,7 +92,7 @@ def mark_unreachable(st: MasterState, agent_id: str, now: float, why: str) -> No
     st.out.append(MarkAgentUnreachable(agent_id, now))
     st.metrics["master/slave_unreachable_completed"] += 1
     st.metrics["master/slaves_unreachable"] = len(st.unreachable)
-    n = release_agent(st, agent, now, lambda fw, task: _to_unreachable(st, fw, agent, task, now))
+    n = yield from release_agent_steps(st, agent, now, lambda fw, task: _to_unreachable(st, fw, agent, task, now))
     log.warning("agent unreachable agent=%s hostname=%s tasks=%d why=%s", agent_id, agent.hostname, n, why)
 
 

@@ -339,7 +339,7 @@ class MasterServer:
         if unreachable is None:
             steps = big_calls.lost_channel_steps(core, chan, lambda a: core.disconnect_agent(a, now))
         else:
-            steps = big_calls.lost_channel_steps(core, chan, lambda a: core.mark_unreachable(a.id, now, unreachable))
+            steps = big_calls.lost_channel_steps(core, chan, lambda a: core.mark_unreachable_steps(a.id, now, unreachable))
         try:
             await big_calls.run_steps(self, steps)
         finally:
