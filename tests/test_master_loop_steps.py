@@ -217,7 +217,8 @@ def _small_slices(monkeypatch) -> tuple[int, int, int]:
 def _work(h: Harness, fw) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
     """(offers, live tasks, agents it holds resources on) of ``fw``: what removing it undoes."""
     held = h.core.allocator._fws.get(fw.id)
-    return len(fw.offers), len(fw.tasks), len(held.alloc) if held is not None else 0
+    offers = sum(1 for o in h.core.offers.values() if o.framework_id == fw.id)
+    return offers, len(fw.tasks), len(held.alloc) if held is not None else 0
 
 
 def test_a_torn_down_framework_is_gone_at_once_and_undone_a_bounded_slice_per_step(monkeypatch):
@@ -418,3 +419,18 @@ async def test_a_silent_channel_whose_agents_run_many_tasks_lets_them_go_a_slice
     assert len(steps) >= 50 // 7 and max(steps) <= 7
     assert h.core.metrics["master/tasks_unreachable"] == 50
     assert not h.core.allocator._agents and set(h.core.unreachable) == {big.id, other_big.id, idle.id}
+
+
+def test_new_weights_apply_at_once_and_rescind_every_offer_a_slice_per_step(monkeypatch):
+    rescind, _, _ = _small_slices(monkeypatch)
+    h = Harness.build(agents=20, frameworks=2, resources="cpus:1;mem:128")
+    h.allocate()
+    steps = h.core.update_weights_steps({"web": 2.0})
+    seen = [len(h.core.offers)]
+    next(steps)
+    assert h.core.allocator.weights()["web"] == 2.0
+    seen.append(len(h.core.offers))
+    for _ in steps:
+        seen.append(len(h.core.offers))
+    assert seen[0] == 20 and seen[-1] == 0
+    assert len(seen) >= 20 // rescind and max(a - b for a, b in pairwise(seen)) <= rescind

@@ -67,13 +67,17 @@ class MasterCore(MasterState):
         return _quota.get_quota_status(self)
 
     def update_weights(self, weights: dict[str, float]) -> None:
-        """Validated weights: applied, stored, and every offer rescinded (as Mesos)."""
+        for _ in self.update_weights_steps(weights):
+            pass
+
+    def update_weights_steps(self, weights: dict[str, float]) -> Iterator[None]:
+        """Validated weights: applied and stored at once, then every offer rescinded (as
+        Mesos), in steps; one made meanwhile follows the new weights."""
         self.allocator.update_weights(weights)
         self.out.append(SaveWeights(dict(weights)))
-        for offer in list(self.offers.values()):
-            _offers.rescind(self, offer, 0.0)
         self.version += 1
         self.wants_allocation = True
+        yield from _offers.rescind_steps(self, list(self.offers), 0.0)
 
     # ------------------------------------------------------------------ frameworks
     def subscribe(self, sub: m.Subscribe, stream_id: str, now: float, principal: str | None = None) -> Framework:

@@ -117,7 +117,7 @@ def disconnect_steps(st: MasterState, framework_id: str, stream_id: str, now: fl
     fw.failover_deadline = now + fw.info.failover_timeout
     st.out.append(SaveFramework(fw.id, fw.info, fw.registered_time, fw.failover_deadline))
     log.info("framework disconnected framework=%s failover_timeout=%.1fs", fw.id, fw.info.failover_timeout)
-    yield from offers.rescind_steps(st, fw, now, notify=False)
+    yield from offers.rescind_steps(st, list(fw.offers), now, notify=False)
     if fw.info.failover_timeout <= 0 and not fw.connected and st.frameworks.get(fw.id) is fw:
         yield from remove_framework_steps(st, fw.id, now, reason="failover timeout 0")
 
@@ -155,7 +155,8 @@ def remove_framework_steps(st: MasterState, framework_id: str, now: float, reaso
     st.removed_framework_ids.add(fw.id)
     st.out.append(RemoveFramework(fw.id))
     st.completed_frameworks.append(fw)
-    yield from offers.rescind_steps(st, fw, now, notify=False)
+    yield from offers.rescind_steps(st, list(fw.offers), now, notify=False)
+    fw.offers.clear()  # (gone from st.offers; not from here, the framework being gone too)
     told: set[str] = set()
     for part in taking_slices(list(fw.tasks.values()), TASK_SLICE):
         for task in part:

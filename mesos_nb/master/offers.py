@@ -115,20 +115,19 @@ def rescind(st: MasterState, offer: Offer, now: float, notify: bool = True) -> N
 
 
 def rescind_all(st: MasterState, fw: Framework, now: float, notify: bool) -> None:
-    for _ in rescind_steps(st, fw, now, notify):
+    for _ in rescind_steps(st, list(fw.offers), now, notify):
         pass
 
 
-def rescind_steps(st: MasterState, fw: Framework, now: float, notify: bool) -> Iterator[None]:
-    """Every offer ``fw`` holds rescinded, ``RESCIND_SLICE`` per step (a framework holding an
-    offer of each of 50,000 agents: 0.85 s in one step). The caller has deactivated or removed
-    it first, so no offer is made to it meanwhile; one rescinded otherwise meanwhile is skipped."""
-    for part in slices(list(fw.offers), RESCIND_SLICE):
+def rescind_steps(st: MasterState, offer_ids: list[str], now: float, notify: bool = True) -> Iterator[None]:
+    """These offers rescinded, ``RESCIND_SLICE`` per step (a framework holding an offer of each
+    of 50,000 agents: 0.85 s in one step); one gone meanwhile is skipped. The caller has
+    deactivated or removed their framework first, or takes the offers made meanwhile as they come."""
+    for part in slices(offer_ids, RESCIND_SLICE):
         for oid in part:
             offer = st.offers.get(oid)
             if offer is not None:
                 rescind(st, offer, now, notify=notify)
-            fw.offers.discard(oid)  # (a removed framework's offers are not in st.frameworks' any more)
         yield
 
 
