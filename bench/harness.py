@@ -39,9 +39,9 @@ class Child:
                  ready_timeout: float = 900.0, nice: int = 0) -> None:
         # nice > 0: a load generator standing in for another machine (it gets the CPU only
         # when the measured processes leave it)
-        self.proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE,
-                                     env=_env(env), cwd=str(REPO),
-                                     preexec_fn=(lambda: os.nice(nice)) if nice > 0 else None)
+        prefix = ["nice", "-n", str(nice)] if nice > 0 else []  # (nice execs: the pid is python's)
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", module, *args], stdout=subprocess.PIPE,
+                                     env=_env(env), cwd=str(REPO))
         assert self.proc.stdout is not None
         # readline blocks; the children always print ready or exit, so EOF ends the wait
         line = self.proc.stdout.readline().decode().split()
