@@ -434,3 +434,22 @@ def test_new_weights_apply_at_once_and_rescind_every_offer_a_slice_per_step(monk
         seen.append(len(h.core.offers))
     assert seen[0] == 20 and seen[-1] == 0
     assert len(seen) >= 20 // rescind and max(a - b for a, b in pairwise(seen)) <= rescind
+
+
+async def test_marking_an_agent_of_many_tasks_gone_ends_them_a_slice_per_loop_step(monkeypatch):
+    from mesos_nb.master import reachability
+    monkeypatch.setattr(reachability, "TASK_SLICE", 7)
+    h, fw, _ = _big_framework(agents=2, with_tasks=1, per_agent=50, resources="cpus:40;mem:1024")
+    agent = next(a for a in h.agents if a.tasks)
+    srv = _server(h)
+    body = {"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": {"value": agent.id}}}
+    async with TestClient(TestServer(srv.app)) as client:
+        watch = _Watch(lambda: len(fw.tasks))
+        resp = await client.post("/api/v1", json=body)
+        seen = await watch.done()
+        unknown = await client.post("/api/v1", json={"type": "MARK_AGENT_GONE",
+                                                     "mark_agent_gone": {"agent_id": {"value": "nope"}}})
+    assert resp.status == 200 and unknown.status == 404
+    assert agent.id in h.core.gone and agent.id not in h.core.agents and not fw.tasks
+    assert h.core.metrics["master/tasks_gone_by_operator"] == 50
+    assert len({s for s in seen if 0 < s < 50}) >= 50 // 7 - 1  # the loop ran between the slices

@@ -219,6 +219,10 @@ class MasterCore(MasterState):
         """MARK_AGENT_GONE; raises CallError(404) for an agent neither admitted nor unreachable."""
         _reachability.mark_gone(self, agent_id, now)
 
+    def mark_agent_gone_steps(self, agent_id: str, now: float) -> Iterator[None]:
+        """:meth:`mark_agent_gone` as resumable steps (CallError(404) at the first)."""
+        return _reachability.mark_gone_steps(self, agent_id, now)
+
     # ------------------------------------------------------------------ maintenance, draining
     def maintenance_call(self, call: str, payload: Any, now: float) -> None:
         """UPDATE_MAINTENANCE_SCHEDULE, START/STOP_MAINTENANCE, DRAIN/DEACTIVATE/REACTIVATE_AGENT

@@ -139,6 +139,8 @@ class OperatorApi:
                 return await self._teardown(payload)
             if t == "UPDATE_WEIGHTS":
                 return await self._update_weights(payload.get("weight_infos"))
+            if t == "MARK_AGENT_GONE":
+                return await self._mark_gone(payload)
             return self._answer(t, field, payload)
         except CallError as e:
             return _text(e.status, e.message)
@@ -153,6 +155,15 @@ class OperatorApi:
             return _text(400, f"No framework found with specified ID '{fid}'")
         # in steps: a framework's 100,000 tasks (big_calls.run_steps)
         await run_steps(self.server, self.server.core.teardown_steps(fid, time.time()))
+        return web.Response(status=200)
+
+    async def _mark_gone(self, payload: Any) -> web.Response:
+        aid = _id_value(payload, "agent_id")
+        if aid is None:
+            return _text(400, "Failed to validate master::Call: Expecting 'mark_agent_gone.agent_id' to be present")
+        # CallError(404) for an unknown agent; its tasks ended in steps (an agent may run 20,000)
+        await run_steps(self.server, self.server.core.mark_agent_gone_steps(aid, time.time()))
+        log.info("agent marked gone by operator agent=%s", aid)
         return web.Response(status=200)
 
     def _answer(self, t: str, field: str, payload: Any) -> web.StreamResponse:
@@ -203,13 +214,6 @@ class OperatorApi:
             return _json({"type": t, field: {"status": core.quota_status()}})
         if t in ("UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA"):
             return self._update_quota(t, payload)
-        if t == "MARK_AGENT_GONE":
-            aid = _id_value(payload, "agent_id")
-            if aid is None:
-                return _text(400, "Failed to validate master::Call: Expecting 'mark_agent_gone.agent_id' to be present")
-            core.mark_agent_gone(aid, time.time())  # CallError(404) for an unknown agent
-            log.info("agent marked gone by operator agent=%s", aid)
-            return web.Response(status=200)
         # KILL_TASK
         task_id = _id_value(payload, "task_id")
         if task_id is None:

@@ -148,7 +148,15 @@ def forget_unreported(st: MasterState, agent_id: str, now: float) -> None:
 
 
 def mark_gone(st: MasterState, agent_id: str, now: float) -> None:
-    """MARK_AGENT_GONE: end the agent's tasks as TASK_GONE_BY_OPERATOR, refuse it for good."""
+    for _ in mark_gone_steps(st, agent_id, now):
+        pass
+
+
+def mark_gone_steps(st: MasterState, agent_id: str, now: float) -> Iterator[None]:
+    """MARK_AGENT_GONE: end the agent's tasks as TASK_GONE_BY_OPERATOR, refuse it for good.
+    Gone at once (refused, out of the allocator and its offers rescinded); its tasks, live
+    and unreachable, are ended ``TASK_SLICE`` per step. CallError(404) for an agent neither
+    admitted nor unreachable (at the first step)."""
     if agent_id in st.gone:
         return  # already gone: nothing more to do (idempotent, as Mesos)
     agent = st.agents.get(agent_id)
@@ -158,29 +166,33 @@ def mark_gone(st: MasterState, agent_id: str, now: float) -> None:
     st.gone[agent_id] = now
     st.out.append(MarkAgentGone(agent_id, now))
     st.metrics["master/slave_removals"] += 1
-    on_agent = {fid for fid, _ in agent.tasks} if agent is not None else set()
-    for fw in st.frameworks.values():
-        ended: list[Task] = []
-        for task in list(fw.unreachable_tasks.values()):
-            if task.agent_id == agent_id:
-                del fw.unreachable_tasks[task.id]
-                fw.tasks[task.id] = task
-                ended.append(task)
-        if agent is not None:
-            ended += [t for (fid, tid) in list(agent.tasks) if fid == fw.id
-                      for t in [fw.tasks.get(tid)] if t is not None]
-        for task in ended:
-            if finished(st, fw, task):
-                continue
-            d = partitions.on_agent_gone(fw.partition_aware)
-            tasks.master_terminal(st, fw, task, d.state, d.reason, d.message, now)
-            st.metrics["master/tasks_gone_by_operator"] += 1
-        if agent is not None and (fw.id in on_agent or agent_id in fw.executors):
-            st.out.append(ToAgent(agent_id, ch.ShutdownFramework(agent_id=agent_id, framework_id=fw.id)))
+    on_agent: dict[str, list[str]] = {}  # framework id -> its task ids on the agent
     if agent is not None:
+        for fid, tid in agent.tasks:
+            on_agent.setdefault(fid, []).append(tid)
         st.agents.pop(agent_id)
         offers.rescind_agent(st, agent_id, now)
         st.allocator.remove_agent(agent_id)
+    for fw in list(st.frameworks.values()):
+        if st.frameworks.get(fw.id) is not fw:
+            continue  # removed meanwhile
+        ended: list[Task] = []
+        for task in [t for t in fw.unreachable_tasks.values() if t.agent_id == agent_id]:
+            del fw.unreachable_tasks[task.id]
+            fw.tasks[task.id] = task
+            ended.append(task)
+        ended += [t for tid in on_agent.get(fw.id, ()) for t in [fw.tasks.get(tid)] if t is not None]
+        for i, part in enumerate(taking_slices(ended, TASK_SLICE)):
+            if i:
+                yield
+            for task in part:
+                if finished(st, fw, task) or fw.tasks.get(task.id) is not task:
+                    continue
+                d = partitions.on_agent_gone(fw.partition_aware)
+                tasks.master_terminal(st, fw, task, d.state, d.reason, d.message, now)
+                st.metrics["master/tasks_gone_by_operator"] += 1
+        if agent is not None and (fw.id in on_agent or agent_id in fw.executors):
+            st.out.append(ToAgent(agent_id, ch.ShutdownFramework(agent_id=agent_id, framework_id=fw.id)))
     st.unreachable.pop(agent_id, None)
     st.metrics["master/slaves_unreachable"] = len(st.unreachable)
     agent_failed(st, agent_id)
