@@ -382,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gc-threshold", help="the master's gc.set_threshold, e.g. 100000,50,1000")
     ap.add_argument("--starting", action="store_true", help="agents report TASK_STARTING before TASK_RUNNING")
     ap.add_argument("--framework-procs", type=int, default=1,
-                    help="processes the busy frameworks are spread over (this one and N-1 children)")
+                    help="processes the busy frameworks are spread over (this one and N-1 children; "
+                         "with --load-nice, N children)")
     ap.add_argument("--load-nice", type=int, default=10,
                     help="nice of the emulated agents' and busy frameworks' processes (0: same as the master)")
     ap.add_argument("--frameworks-child", action="store_true", help=argparse.SUPPRESS)
