@@ -91,6 +91,8 @@ async def run(n: int = 10000, timeout: float = 300.0) -> dict[str, Any]:
                 out["loop_gaps_over_50ms"] = st["loop_gaps_over_50ms"]
                 out["gc_max_pause_s"] = st["gc_max_pause_s"]
                 out["gc_total_s"] = st["gc_total_s"]
+                out["gc_max_cpu_s"] = st.get("gc_max_cpu_s")
+                out["loop_slow_steps"] = st.get("loop_slow_steps")  # steps over 20 ms of the master's CPU
                 out["launched_on_agent"] = agents.stats["launched"]
                 out["other_updates"] = sched.other
             finally:

@@ -36,8 +36,11 @@ class Child:
     """A ``python -m bench.X`` child that says ``ready …`` and ends with a JSON line."""
 
     def __init__(self, module: str, args: list[str], *, env: dict[str, str] | None = None,
-                 ready_timeout: float = 900.0) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE,
+                 ready_timeout: float = 900.0, nice: int = 0) -> None:
+        # nice > 0: a load generator standing in for another machine (it gets the CPU only
+        # when the measured processes leave it)
+        prefix = ["nice", "-n", str(nice)] if nice > 0 else []  # (nice execs: the pid is python's)
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", module, *args], stdout=subprocess.PIPE,
                                      env=_env(env), cwd=str(REPO))
         assert self.proc.stdout is not None
         # readline blocks; the children always print ready or exit, so EOF ends the wait
@@ -98,11 +101,11 @@ def start_local(work: str, resources: str, agents: int = 2, timeout: float = 60.
 
 
 def start_agents(master: str, n: int, resources: str, secret: str | None = None,
-                 per_connection: int = 5000, starting: bool = True) -> Child:
+                 per_connection: int = 5000, starting: bool = True, nice: int = 0) -> Child:
     env = {"BENCH_AGENT_SECRET": secret} if secret else None
     args = ["--master", master, "--agents", str(n), "--resources", resources,
             "--per-connection", str(per_connection), "--no-unregister"]
-    return Child("bench.emulated_agents", args + ([] if starting else ["--no-starting"]), env=env)
+    return Child("bench.emulated_agents", args + ([] if starting else ["--no-starting"]), env=env, nice=nice)
 
 
 def start_health_probe(url: str, interval: float = 0.01) -> Child:

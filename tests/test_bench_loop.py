@@ -81,3 +81,19 @@ async def test_emulated_agents_register_run_and_finish_tasks_through_a_real_mast
                 assert agents.stats["resent"] == 0
             finally:
                 await driver.stop()
+
+
+def test_the_loop_steps_bench_runs_every_input_in_steps_and_in_one_go():
+    from bench.loop_steps import run as steps_run
+
+    stepped = steps_run(300, 2400)  # 16 tasks on each of 150 agents: several task slices
+    whole = steps_run(300, 2400, one_go=True)
+    for name in ("reconcile", "teardown", "disconnect_failover_0", "agent_of_20000_tasks_unreachable"):
+        assert whole[name]["steps"] == 2  # one step and the end
+        assert stepped[name]["steps"] > 2, (name, stepped[name])
+
+
+def test_nsdi_refuses_a_nice_out_of_range():
+    from bench.nsdi import main as nsdi_main
+
+    assert nsdi_main(["--load-nice", "20"]) == 2

@@ -9,10 +9,12 @@ from itertools import pairwise
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from mesos_nb.master import big_calls
+from mesos_nb.master import big_calls, slices
 from mesos_nb.master.harness import Harness
 from mesos_nb.master.server import MasterConfig, MasterServer
+from mesos_nb.protocol import channel as ch
 from mesos_nb.protocol import messages as m
+from mesos_nb.protocol.resources import Resources
 
 
 class _Watch:
@@ -95,7 +97,7 @@ async def test_the_scheduler_api_declines_thousands_of_offers_with_the_loop_runn
 
 
 async def test_a_silent_channel_of_thousands_of_agents_is_marked_unreachable_a_slice_per_loop_step():
-    n = 3 * big_calls.AGENT_SLICE + 5
+    n = 3 * slices.AGENT_SLICE + 5
     h = Harness.build(agents=n, frameworks=1, resources="cpus:1;mem:128")
     other = h.add_agent("cpus:1;mem:128", channel=object())  # on another agent process
     srv = _server(h)
@@ -104,12 +106,12 @@ async def test_a_silent_channel_of_thousands_of_agents_is_marked_unreachable_a_s
     seen = await watch.done()
     assert len(h.core.unreachable) == n and set(h.core.agents) == {other.id}
     steps = [b - a for a, b in pairwise(seen) if b != a]
-    assert len(steps) >= n // big_calls.AGENT_SLICE and max(steps) <= big_calls.AGENT_SLICE
+    assert len(steps) >= n // slices.AGENT_SLICE and max(steps) <= slices.AGENT_SLICE
     assert h.core.metrics["master/slaves_unreachable"] == n
 
 
 async def test_a_broken_channel_disconnects_its_agents_in_slices_and_spares_one_that_came_back():
-    n = 2 * big_calls.AGENT_SLICE + 5
+    n = 2 * slices.AGENT_SLICE + 5
     h = Harness.build(agents=n, frameworks=1, resources="cpus:1;mem:128")
     h.allocate()
     srv = _server(h)
@@ -129,7 +131,7 @@ async def test_a_broken_channel_disconnects_its_agents_in_slices_and_spares_one_
     assert all(a.disconnect_deadline is not None for a in h.core.agents.values() if not a.connected)
     assert {o.agent_id for o in h.core.offers.values()} == {back.id}  # the others' offers rescinded
     steps = [b - a for a, b in pairwise(seen) if b != a]
-    assert len(steps) >= 2 and max(steps) <= big_calls.AGENT_SLICE
+    assert len(steps) >= 2 and max(steps) <= slices.AGENT_SLICE
 
 
 async def test_a_big_task_list_is_listed_a_window_per_loop_step_and_cut_as_in_one_pass(monkeypatch):
@@ -163,7 +165,7 @@ async def test_a_big_task_list_is_listed_a_window_per_loop_step_and_cut_as_in_on
 
 
 async def test_thousands_of_agents_coming_due_at_one_tick_expire_a_slice_per_loop_step():
-    n = 3 * big_calls.AGENT_SLICE + 5
+    n = 3 * slices.AGENT_SLICE + 5
     h = Harness.build(agents=n, frameworks=1, resources="cpus:1;mem:128")
     h.lose_channel()  # all disconnected at once: all due at the same tick
     back = h.agents[-1]
@@ -176,19 +178,278 @@ async def test_thousands_of_agents_coming_due_at_one_tick_expire_a_slice_per_loo
         return len(h.core.unreachable)
 
     watch = _Watch(probe)
-    await big_calls.run_steps(srv, big_calls.expire_steps(h.core, now))
+    await big_calls.run_steps(srv, h.core.tick_steps(now))
     seen = await watch.done()
     assert len(h.core.unreachable) == n - 1 and list(h.core.agents) == [back.id]
     steps = [b - a for a, b in pairwise(seen) if b != a]
-    assert len(steps) >= n // big_calls.AGENT_SLICE and max(steps) <= big_calls.AGENT_SLICE
-    h.core.tick(now)  # nothing left for the tick
+    assert len(steps) >= n // slices.AGENT_SLICE and max(steps) <= slices.AGENT_SLICE
+    h.core.tick(now)  # nothing left for the next tick
     assert len(h.core.unreachable) == n - 1
 
 
-def test_a_few_agents_due_are_left_to_the_tick():
-    h = Harness.build(agents=3, frameworks=1)
-    h.lose_channel()
-    now = h.now + h.agent_reregister_timeout + 1
-    assert list(big_calls.expire_steps(h.core, now)) == [] and len(h.core.agents) == 3
-    h.core.tick(now)
-    assert len(h.core.unreachable) == 3
+# ---------------------------------------------------------------- removing a big framework
+def _big_framework(agents: int = 30, with_tasks: int = 20, per_agent: int = 3, failover: float = 10.0,
+                   resources: str = "cpus:4;mem:1024"):
+    """A framework holding tasks on ``with_tasks`` agents (``per_agent`` each) and an offer of
+    each other agent; a second framework, subscribed after, holding nothing."""
+    h = Harness.build(agents=agents, frameworks=1, resources=resources, failover_timeout=failover)
+    fw = h.frameworks[0]
+    res = [m.Resource(name="cpus", type="SCALAR", scalar=m.Scalar(value=0.5))]
+    for k, offer in enumerate(h.allocate()[fw.id][:with_tasks]):
+        infos = [m.TaskInfo(name="t", task_id=m.ID(value=f"t{k}-{i}"), agent_id=offer.agent_id, resources=res,
+                            command=m.CommandInfo(value="true")) for i in range(per_agent)]
+        h.core.accept(fw.id, m.Accept(offer_ids=[offer.id], operations=[
+            m.Operation(type="LAUNCH", launch=m.Launch(task_infos=infos))], filters=m.Filters(refuse_seconds=0)), h.now)
+    h.drain()
+    other = h.subscribe("other")
+    h.drain()
+    return h, fw, other
+
+
+def _small_slices(monkeypatch) -> tuple[int, int, int]:
+    from mesos_nb.master import frameworks, offers
+    monkeypatch.setattr(offers, "RESCIND_SLICE", 3)
+    monkeypatch.setattr(frameworks, "TASK_SLICE", 7)
+    monkeypatch.setattr(frameworks, "HOLDING_SLICE", 4)
+    return 3, 7, 4
+
+
+def _work(h: Harness, fw) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
+    """(offers, live tasks, agents it holds resources on) of ``fw``: what removing it undoes."""
+    held = h.core.allocator._fws.get(fw.id)
+    offers = sum(1 for o in h.core.offers.values() if o.framework_id == fw.id)
+    return offers, len(fw.tasks), len(held.alloc) if held is not None else 0
+
+
+def test_a_torn_down_framework_is_gone_at_once_and_undone_a_bounded_slice_per_step(monkeypatch):
+    rescind, tasks, holdings = _small_slices(monkeypatch)
+    h, fw, other = _big_framework()
+    one_go, fw1, _ = _big_framework()
+    one_go.core.teardown(fw1.id, one_go.now)
+    assert _work(h, fw) == (10, 60, 30)
+    steps = h.core.teardown_steps(fw.id, h.now)
+    seen = [_work(h, fw)]
+    next(steps)
+    seen.append(_work(h, fw))
+    # after its first step the framework is gone for every call and the registry, and no
+    # allocation cycle between the steps offers it anything (the others get what is free)
+    assert fw.id not in h.core.frameworks and fw.id in h.core.removed_framework_ids
+    h.drain()
+    assert fw.id not in [r.id for r in h.registry.recover().frameworks]
+    offered = h.allocate()
+    assert fw.id not in offered and other.id in offered
+    for _ in steps:
+        seen.append(_work(h, fw))
+        if len(seen) % 3 == 0:
+            h.allocate()
+    seen.append(_work(h, fw))
+    assert seen[-1] == (0, 0, 0) and fw.id not in h.core.allocator.framework_ids()
+    done = [tuple(a - b for a, b in zip(x, y, strict=True)) for x, y in pairwise(seen)]
+    assert max(d[0] for d in done) <= rescind and max(d[1] for d in done) <= tasks
+    assert max(d[2] for d in done) <= max(holdings, rescind)  # a rescinded offer's agent is let go too
+    assert len(done) >= 10 // rescind + 60 // tasks + 20 // holdings  # never one step for all of it
+    # it ends as the one-step removal: every task killed, each agent told once, all resources back
+    assert sorted((t.id, t.state) for t in h.core.completed_frameworks[-1].completed_tasks) == \
+        sorted((t.id, t.state) for t in one_go.core.completed_frameworks[-1].completed_tasks)
+    assert all(t.state == "TASK_KILLED" for t in h.core.completed_frameworks[-1].completed_tasks)
+    h.drain()
+    one_go.drain()
+    shut = [x.agent_id for x in Harness.agent_msgs(h.log, ch.ShutdownFramework)]
+    assert sorted(shut) == sorted(x.agent_id for x in Harness.agent_msgs(one_go.log, ch.ShutdownFramework))
+    assert len(shut) == len(set(shut)) == 20
+    full = Resources.parse("cpus:4;mem:1024")
+    for a in h.agents:  # every agent's resources free, or offered to the other framework
+        total = h.core.allocator.available(a.id)
+        for o in h.core.offers.values():
+            if o.agent_id == a.id:
+                assert o.framework_id == other.id
+                total = total + o.resources
+        assert total == full, a.id
+
+
+def test_an_agent_removed_while_its_framework_is_removed_in_steps_keeps_the_books_balanced(monkeypatch):
+    _small_slices(monkeypatch)
+    h, fw, other = _big_framework()
+    steps = h.core.teardown_steps(fw.id, h.now)
+    for _ in range(6):
+        next(steps)  # offers rescinded, some tasks killed
+    gone = h.agents[5]
+    h.core.remove_agent(gone.id, h.now, "REASON_AGENT_REMOVED", "Agent shut down")
+    list(steps)
+    assert fw.id not in h.core.allocator.framework_ids()
+    offered = h.allocate()[other.id]
+    assert len(offered) == 29 and all(
+        Resources.from_proto(o.resources) == Resources.parse("cpus:4;mem:1024") for o in offered)
+
+
+async def test_a_teardown_over_the_scheduler_api_runs_a_slice_per_loop_step(monkeypatch):
+    _small_slices(monkeypatch)
+    h, fw, _ = _big_framework()
+    srv = _server(h)
+    body = m.encode(m.Call(type="TEARDOWN", framework_id=m.ID(value=fw.id)))
+    async with TestClient(TestServer(srv.app)) as client:
+        watch = _Watch(lambda: sum(_work(h, fw)))
+        resp = await client.post("/api/v1/scheduler", data=body, headers={
+            "Content-Type": "application/json", "Mesos-Stream-Id": fw.stream_id})
+        seen = await watch.done()
+    assert resp.status == 202
+    assert fw.id not in h.core.frameworks and sum(_work(h, fw)) == 0
+    between = {s for s in seen if 0 < s < 100}
+    assert len(between) >= 10  # the loop ran between the steps, not once before and after
+
+
+async def test_the_operator_teardown_runs_in_steps_too(monkeypatch):
+    _small_slices(monkeypatch)
+    h, fw, _ = _big_framework()
+    srv = _server(h)
+    body = {"type": "TEARDOWN", "teardown": {"framework_id": {"value": fw.id}}}
+    async with TestClient(TestServer(srv.app)) as client:
+        watch = _Watch(lambda: sum(_work(h, fw)))
+        resp = await client.post("/api/v1", json=body)
+        seen = await watch.done()
+    assert resp.status == 200 and fw.id not in h.core.frameworks
+    assert len({s for s in seen if 0 < s < 100}) >= 10
+
+
+async def test_a_framework_whose_failover_timeout_passes_is_removed_a_slice_per_loop_step(monkeypatch):
+    _small_slices(monkeypatch)
+    h, fw, _ = _big_framework(failover=10.0)
+    h.disconnect(fw)
+    assert fw.id in h.core.frameworks and not fw.offers  # (offers go with the stream)
+    srv = _server(h)
+    watch = _Watch(lambda: sum(_work(h, fw)))
+    await big_calls.run_steps(srv, h.core.tick_steps(h.now + 5))
+    assert fw.id in h.core.frameworks  # not yet
+    await big_calls.run_steps(srv, h.core.tick_steps(h.now + 11))
+    seen = await watch.done()
+    assert fw.id not in h.core.frameworks and sum(_work(h, fw)) == 0
+    assert len({s for s in seen if 0 < s < 80}) >= 10
+
+
+def test_a_stream_broken_with_failover_timeout_0_rescinds_and_removes_in_steps(monkeypatch):
+    rescind, _, _ = _small_slices(monkeypatch)
+    h, fw, _ = _big_framework(failover=0.0)
+    steps = h.core.disconnect_steps(fw.id, fw.stream_id, h.now)
+    seen = [_work(h, fw)]
+    for _ in steps:
+        seen.append(_work(h, fw))
+    seen.append(_work(h, fw))
+    assert fw.id not in h.core.frameworks and seen[-1] == (0, 0, 0)
+    assert len(seen) >= 10 and all(a[0] - b[0] <= rescind for a, b in pairwise(seen))
+
+
+def test_a_framework_back_between_the_steps_of_its_disconnect_is_not_removed(monkeypatch):
+    _small_slices(monkeypatch)
+    h, fw, _ = _big_framework(failover=0.0)
+    steps = h.core.disconnect_steps(fw.id, fw.stream_id, h.now)
+    next(steps)
+    h.subscribe("fw0", framework_id=fw.id, failover_timeout=0.0)  # failed over to a new stream
+    list(steps)
+    assert h.core.frameworks.get(fw.id) is fw and fw.connected and len(fw.tasks) == 60
+    assert fw.id in h.allocate()  # offered again: active in the allocator
+
+
+def test_the_longest_step_of_removing_a_big_framework_is_a_small_part_of_the_whole():
+    """In the CPU time of this thread, with the real slice sizes: 2,000 agents each holding
+    an offer or 10 tasks of one framework (10,000 tasks)."""
+    import gc
+    import time
+
+    def build():  # type: ignore[no-untyped-def]
+        h, fw, _ = _big_framework(agents=2000, with_tasks=1000, per_agent=10)
+        return h, fw
+
+    h, fw = build()
+    gc.disable()
+    t0 = time.thread_time()
+    h.core.teardown(fw.id, h.now)
+    whole = time.thread_time() - t0
+    gc.enable()
+    h, fw = build()
+    longest = 0.0
+    steps = h.core.teardown_steps(fw.id, h.now)
+    gc.disable()  # the master's own work, not whichever step a collection happens to fall in
+    try:
+        while True:
+            t0 = time.thread_time()
+            end = next(steps, StopIteration) is StopIteration
+            longest = max(longest, time.thread_time() - t0)
+            if end:
+                break
+    finally:
+        gc.enable()
+    assert fw.id not in h.core.allocator.framework_ids() and not fw.tasks
+    assert longest < whole / 3, (longest, whole)
+
+
+def test_an_agent_running_many_tasks_is_marked_unreachable_a_slice_of_tasks_per_step(monkeypatch):
+    from mesos_nb.master import reachability
+    monkeypatch.setattr(reachability, "TASK_SLICE", 7)
+    h, fw, _ = _big_framework(agents=2, with_tasks=1, per_agent=50, resources="cpus:40;mem:1024")
+    agent = next(a for a in h.agents if a.tasks)
+    steps = h.core.mark_unreachable_steps(agent.id, h.now, "health check timed out")
+    next(steps)
+    assert agent.id not in h.core.agents and agent.id in h.core.unreachable  # at once
+    assert agent.id not in h.core.allocator._agents  # offered nothing meanwhile
+    seen = [len(fw.unreachable_tasks)]
+    for _ in steps:
+        seen.append(len(fw.unreachable_tasks))
+    seen.append(len(fw.unreachable_tasks))
+    assert seen[-1] == 50 and not fw.tasks
+    assert len(seen) >= 50 // 7 and max(b - a for a, b in pairwise(seen)) <= 7
+
+
+def _many_tasks_on_a_silent_channel(monkeypatch):  # type: ignore[no-untyped-def]
+    from mesos_nb.master import agents, reachability
+    monkeypatch.setattr(reachability, "TASK_SLICE", 7)
+    monkeypatch.setattr(agents, "TASK_SLICE", 7)
+    h, fw, _ = _big_framework(agents=3, with_tasks=2, per_agent=25, resources="cpus:40;mem:1024")
+    big, other_big, idle = h.agents
+    srv = _server(h)
+    watch = _Watch(lambda: len(fw.unreachable_tasks))
+    return watch, srv, h, fw, big, other_big, idle
+
+
+async def test_a_silent_channel_whose_agents_run_many_tasks_lets_them_go_a_slice_of_tasks_per_step(monkeypatch):
+    watch, srv, h, fw, big, other_big, idle = _many_tasks_on_a_silent_channel(monkeypatch)
+    await srv._lose_channel(h.channel, "no answer to pings for 75s")  # type: ignore[arg-type]
+    seen = await watch.done()
+    assert not h.core.agents and len(fw.unreachable_tasks) == 50 and not fw.tasks
+    steps = [b - a for a, b in pairwise(seen) if b != a]
+    assert len(steps) >= 50 // 7 and max(steps) <= 7
+    assert h.core.metrics["master/tasks_unreachable"] == 50
+    assert not h.core.allocator._agents and set(h.core.unreachable) == {big.id, other_big.id, idle.id}
+
+
+def test_new_weights_apply_at_once_and_rescind_every_offer_a_slice_per_step(monkeypatch):
+    rescind, _, _ = _small_slices(monkeypatch)
+    h = Harness.build(agents=20, frameworks=2, resources="cpus:1;mem:128")
+    h.allocate()
+    steps = h.core.update_weights_steps({"web": 2.0})
+    seen = [len(h.core.offers)]
+    next(steps)
+    assert h.core.allocator.weights()["web"] == 2.0
+    seen.append(len(h.core.offers))
+    for _ in steps:
+        seen.append(len(h.core.offers))
+    assert seen[0] == 20 and seen[-1] == 0
+    assert len(seen) >= 20 // rescind and max(a - b for a, b in pairwise(seen)) <= rescind
+
+
+async def test_marking_an_agent_of_many_tasks_gone_ends_them_a_slice_per_loop_step(monkeypatch):
+    from mesos_nb.master import reachability
+    monkeypatch.setattr(reachability, "TASK_SLICE", 7)
+    h, fw, _ = _big_framework(agents=2, with_tasks=1, per_agent=50, resources="cpus:40;mem:1024")
+    agent = next(a for a in h.agents if a.tasks)
+    srv = _server(h)
+    body = {"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": {"value": agent.id}}}
+    async with TestClient(TestServer(srv.app)) as client:
+        watch = _Watch(lambda: len(fw.tasks))
+        resp = await client.post("/api/v1", json=body)
+        seen = await watch.done()
+        unknown = await client.post("/api/v1", json={"type": "MARK_AGENT_GONE",
+                                                     "mark_agent_gone": {"agent_id": {"value": "nope"}}})
+    assert resp.status == 200 and unknown.status == 404
+    assert agent.id in h.core.gone and agent.id not in h.core.agents and not fw.tasks
+    assert h.core.metrics["master/tasks_gone_by_operator"] == 50
+    assert len({s for s in seen if 0 < s < 50}) >= 50 // 7 - 1  # the loop ran between the slices

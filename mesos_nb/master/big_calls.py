@@ -18,7 +18,10 @@ RECONCILE is treated the same way: 100,000 tasks decoded and answered in slices;
 DECLINE of many offers (:func:`decline_steps`: 10,000 offers declined in one step took
 ~80 ms), and the agents of an agent channel that went silent or broke
 (:func:`lost_channel_steps`: one process may carry 10,000 emulated agents) and, when their
-re-registration deadline passes, their expiry (:func:`expire_steps`).
+re-registration deadline passes, their expiry (:meth:`MasterCore.tick_steps`); so is the
+removal of a framework (TEARDOWN, failover timeout, a stream broken with failover timeout 0:
+:meth:`MasterCore.teardown_steps`, :meth:`MasterCore.disconnect_steps`). Slice sizes:
+:mod:`.slices`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import msgspec
 from ..protocol import messages as m
 from . import agents, offers
 from .model import Agent
+from .slices import DECLINE_SLICE
 
 
 class MasterServer(Protocol):
@@ -50,8 +54,6 @@ ALLOC_SLICE = 512  # a cycle over more agents than this runs over several loop s
 ALLOC_CHUNK = 128  # agents per allocator step of such a cycle
 ALLOC_STEP_S = 0.01  # allocator steps run in one loop step until this much time has passed ...
 ALLOC_STEP_OFFERS = 512  # ... or they made this many offers (then turned into OFFERS events)
-DECLINE_SLICE = 500  # offers declined per loop step (~4 ms)
-AGENT_SLICE = 200  # agents of a lost channel marked unreachable / disconnected per loop step
 log = logging.getLogger("mesos_nb.master")
 
 
@@ -146,32 +148,13 @@ def decline_steps(core: Any, framework_id: str, decline: m.Decline, now: float) 
         yield
 
 
-def lost_channel_steps(core: Any, channel: Any, lose: Callable[[Agent], None]) -> Iterator[None]:
-    """``lose`` (mark unreachable, or disconnect) each agent of ``channel``, ``AGENT_SLICE``
-    per step (10,000 in one step took 0.1-0.2 s); an agent that re-registered meanwhile (on
-    another channel) or is gone already is left alone. (Channel None: the channel broke
-    meanwhile and the agent was disconnected; it is still this channel's to lose.)"""
-    mine = [a for a in core.agents.values() if a.channel is channel]
-    return _agent_steps(core, mine, lambda a: a.channel is channel or a.channel is None, lose)
-
-
-def expire_steps(core: Any, now: float) -> Iterator[None]:
-    """The agents whose re-registration deadline passed marked unreachable, ``AGENT_SLICE``
-    per step, before :meth:`MasterCore.tick` would do them all in one (the agents of a broken
-    channel all come due at the same tick); one that re-registered meanwhile is left alone.
-    A few (up to ``AGENT_SLICE``) are left to the tick, in its order (frameworks first)."""
-    todo = agents.due(core, now)
-    return _agent_steps(core, todo if len(todo) > AGENT_SLICE else [], lambda a: not a.connected,
-                        lambda a: core.mark_unreachable(a.id, now, agents.EXPIRED))
-
-
-def _agent_steps(core: Any, todo: list[Agent], still: Callable[[Agent], bool],
-                 lose: Callable[[Agent], None]) -> Iterator[None]:
-    for i in range(0, len(todo), AGENT_SLICE):
-        for agent in todo[i:i + AGENT_SLICE]:
-            if core.agents.get(agent.id) is agent and still(agent):
-                lose(agent)
-        yield
+def lost_channel_steps(core: Any, channel: Any, lose: Callable[[Agent], Iterator[None] | None]) -> Iterator[None]:
+    """``lose`` (mark unreachable, or disconnect) each agent of ``channel`` in steps
+    (:func:`.agents.lose_steps`); an agent that re-registered meanwhile (on another channel)
+    or is gone already is left alone. (Channel None: the channel broke meanwhile and the agent
+    was disconnected; it is still this channel's to lose.)"""
+    return agents.lose_steps(core, [a for a in core.agents.values() if a.channel is channel],
+                             lambda a: a.channel is channel or a.channel is None, lose)
 
 
 async def _reconcile(lazy: _LazyCall, rec: _LazyReconcile) -> m.Call:

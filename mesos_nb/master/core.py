@@ -67,13 +67,17 @@ class MasterCore(MasterState):
         return _quota.get_quota_status(self)
 
     def update_weights(self, weights: dict[str, float]) -> None:
-        """Validated weights: applied, stored, and every offer rescinded (as Mesos)."""
+        for _ in self.update_weights_steps(weights):
+            pass
+
+    def update_weights_steps(self, weights: dict[str, float]) -> Iterator[None]:
+        """Validated weights: applied and stored at once, then every offer rescinded (as
+        Mesos), in steps; one made meanwhile follows the new weights."""
         self.allocator.update_weights(weights)
         self.out.append(SaveWeights(dict(weights)))
-        for offer in list(self.offers.values()):
-            _offers.rescind(self, offer, 0.0)
         self.version += 1
         self.wants_allocation = True
+        yield from _offers.rescind_steps(self, list(self.offers), 0.0)
 
     # ------------------------------------------------------------------ frameworks
     def subscribe(self, sub: m.Subscribe, stream_id: str, now: float, principal: str | None = None) -> Framework:
@@ -82,8 +86,17 @@ class MasterCore(MasterState):
     def disconnect(self, framework_id: str, stream_id: str, now: float) -> None:
         _frameworks.disconnect(self, framework_id, stream_id, now)
 
+    def disconnect_steps(self, framework_id: str, stream_id: str, now: float) -> Iterator[None]:
+        """The stream broke, as resumable steps (its offers; with failover timeout 0 its removal)."""
+        return _frameworks.disconnect_steps(self, framework_id, stream_id, now)
+
     def teardown(self, framework_id: str, now: float) -> None:
         _frameworks.teardown(self, self.framework(framework_id), now)
+
+    def teardown_steps(self, framework_id: str, now: float) -> Iterator[None]:
+        """TEARDOWN as resumable steps (see :func:`.frameworks.remove_framework_steps`);
+        raises at once for an unknown framework."""
+        return _frameworks.teardown_steps(self, self.framework(framework_id), now)
 
     def update_framework(self, framework_id: str, payload: Any, now: float) -> bool:
         """UPDATE_FRAMEWORK (``payload``: the call's JSON object); True when something changed."""
@@ -187,6 +200,10 @@ class MasterCore(MasterState):
         """The agent missed ``max_agent_ping_timeouts`` pings (or its window passed)."""
         _reachability.mark_unreachable(self, agent_id, now, why)
 
+    def mark_unreachable_steps(self, agent_id: str, now: float, why: str) -> Iterator[None]:
+        """:meth:`mark_unreachable` as resumable steps (an agent running 10,000 tasks)."""
+        return _reachability.mark_unreachable_steps(self, agent_id, now, why)
+
     def reserve_operation(self, kind: str, payload: object, now: float) -> None:
         """Operator RESERVE_RESOURCES / UNRESERVE_RESOURCES (reservations.py)."""
         _reservations.operator_operation(self, kind, payload, now, _offers.rescind)
@@ -201,6 +218,10 @@ class MasterCore(MasterState):
     def mark_agent_gone(self, agent_id: str, now: float) -> None:
         """MARK_AGENT_GONE; raises CallError(404) for an agent neither admitted nor unreachable."""
         _reachability.mark_gone(self, agent_id, now)
+
+    def mark_agent_gone_steps(self, agent_id: str, now: float) -> Iterator[None]:
+        """:meth:`mark_agent_gone` as resumable steps (CallError(404) at the first)."""
+        return _reachability.mark_gone_steps(self, agent_id, now)
 
     # ------------------------------------------------------------------ maintenance, draining
     def maintenance_call(self, call: str, payload: Any, now: float) -> None:
@@ -219,9 +240,16 @@ class MasterCore(MasterState):
 
     # ------------------------------------------------------------------ timers
     def tick(self, now: float) -> None:
-        """Expire framework failover deadlines and agents that did not come back; finish drains."""
-        _frameworks.expire(self, now)
-        _agents.expire(self, now)
+        """Every step of :meth:`tick_steps` at once (tests, the harness)."""
+        for _ in self.tick_steps(now):
+            pass
+
+    def tick_steps(self, now: float) -> Iterator[None]:
+        """Expire framework failover deadlines and agents that did not come back (each in
+        steps: a framework's 100,000 tasks, a broken channel's 10,000 agents all due at once);
+        then prune the registry's lists and finish drains."""
+        yield from _frameworks.expire_steps(self, now)
+        yield from _agents.expire_steps(self, now)
         _reachability.prune(self, now)
         if self.maintenance.drains:
             _downtime.check_drains(self, now)

@@ -9,12 +9,14 @@ disconnected, so a restarted master still expires a framework that never returns
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from . import offers
 from .effects import EndStream, FrameworkRecord, RemoveFramework, SaveFramework, ToAgent
 from .model import Framework
+from .slices import HOLDING_SLICE, TASK_SLICE, taking_slices
 from .state import HEARTBEAT_INTERVAL, CallError, MasterState
 from .validation import check_framework_id, check_framework_info
 
@@ -97,7 +99,13 @@ def _subscribed(st: MasterState, fw: Framework) -> None:
 
 
 def disconnect(st: MasterState, framework_id: str, stream_id: str, now: float) -> None:
-    """The subscription stream broke: keep tasks until ``failover_timeout`` passes."""
+    for _ in disconnect_steps(st, framework_id, stream_id, now):
+        pass
+
+
+def disconnect_steps(st: MasterState, framework_id: str, stream_id: str, now: float) -> Iterator[None]:
+    """The subscription stream broke: keep tasks until ``failover_timeout`` passes (0: the
+    framework is removed now, in steps). Its offers are rescinded in steps."""
     fw = st.frameworks.get(framework_id)
     if fw is None or fw.stream_id != stream_id or not fw.connected:
         return
@@ -105,57 +113,90 @@ def disconnect(st: MasterState, framework_id: str, stream_id: str, now: float) -
     fw.connected = False
     fw.active = False
     fw.unregistered_time = now
-    offers.rescind_all(st, fw, now, notify=False)
     st.allocator.deactivate_framework(fw.id)
     fw.failover_deadline = now + fw.info.failover_timeout
     st.out.append(SaveFramework(fw.id, fw.info, fw.registered_time, fw.failover_deadline))
     log.info("framework disconnected framework=%s failover_timeout=%.1fs", fw.id, fw.info.failover_timeout)
-    if fw.info.failover_timeout <= 0:
-        remove_framework(st, fw.id, now, reason="failover timeout 0")
+    yield from offers.rescind_steps(st, list(fw.offers), now, notify=False)
+    if fw.info.failover_timeout <= 0 and not fw.connected and st.frameworks.get(fw.id) is fw:
+        yield from remove_framework_steps(st, fw.id, now, reason="failover timeout 0")
 
 
 def teardown(st: MasterState, fw: Framework, now: float) -> None:
+    for _ in teardown_steps(st, fw, now):
+        pass
+
+
+def teardown_steps(st: MasterState, fw: Framework, now: float) -> Iterator[None]:
     if fw.connected and fw.stream_id:
         st.out.append(EndStream(fw.id, fw.stream_id, None))
-    remove_framework(st, fw.id, now, reason="teardown")
+    return remove_framework_steps(st, fw.id, now, reason="teardown")
 
 
 def remove_framework(st: MasterState, framework_id: str, now: float, reason: str) -> None:
+    for _ in remove_framework_steps(st, framework_id, now, reason):
+        pass
+
+
+def remove_framework_steps(st: MasterState, framework_id: str, now: float, reason: str) -> Iterator[None]:
+    """Remove a framework: gone at once for every call, the registry and the allocator's
+    cycles (it is deactivated there first); then its offers rescinded, its tasks killed and
+    its agents told, and what it held handed back to the allocator, in steps (100,000 tasks
+    in one step: 0.2-1 s). A task's update meanwhile finds no framework, as after the end."""
     fw = st.frameworks.pop(framework_id, None)
     if fw is None:
         return
     st.version += 1
     log.info("framework removed framework=%s reason=%s tasks=%d", fw.id, reason, len(fw.tasks))
-    offers.rescind_all(st, fw, now, notify=False)
     fw.connected = False
     fw.active = False
     fw.unregistered_time = fw.unregistered_time or now
-    agents = {t.agent_id for t in fw.tasks.values()} | set(fw.executors)
-    for agent_id in agents:
-        if agent_id in st.agents:
-            st.out.append(ToAgent(agent_id, ch.ShutdownFramework(agent_id=agent_id, framework_id=fw.id)))
-    for task in list(fw.tasks.values()):
-        if task.state not in m.TERMINAL_STATES:
-            task.state = "TASK_KILLED"
-            task.statuses.append(("TASK_KILLED", now))
-            st.metrics["master/tasks_killed"] += 1
-        # no allocator.recover per task: remove_framework below hands back all it held at
-        # once (10,000 recovers were a 0.4 s step for one TEARDOWN)
-        task.resources_released = True
-        fw.completed_tasks.append(task)
-    fw.tasks.clear()
-    st.allocator.remove_framework(fw.id)
+    st.allocator.deactivate_framework(fw.id)
     st.removed_framework_ids.add(fw.id)
     st.out.append(RemoveFramework(fw.id))
     st.completed_frameworks.append(fw)
+    yield from offers.rescind_steps(st, list(fw.offers), now, notify=False)
+    fw.offers.clear()  # (gone from st.offers; not from here, the framework being gone too)
+    told: set[str] = set()
+    for part in taking_slices(list(fw.tasks.values()), TASK_SLICE):
+        for task in part:
+            _shutdown(st, fw, task.agent_id, told)
+            if task.state not in m.TERMINAL_STATES:
+                task.state = "TASK_KILLED"
+                task.statuses.append(("TASK_KILLED", now))
+                st.metrics["master/tasks_killed"] += 1
+            # no allocator.recover per task: its steps below hand back all it held at once
+            # (10,000 recovers were a 0.4 s step for one TEARDOWN)
+            task.resources_released = True
+            fw.tasks.pop(task.id, None)
+            fw.completed_tasks.append(task)
+        st.version += 1
+        yield
+    for agent_id in fw.executors:
+        _shutdown(st, fw, agent_id, told)
+    yield from st.allocator.remove_framework_steps(fw.id, HOLDING_SLICE)
     st.wants_allocation = True
 
 
-def expire(st: MasterState, now: float) -> None:
-    """Remove disconnected frameworks whose failover deadline has passed."""
-    for fw in list(st.frameworks.values()):
-        if not fw.connected and fw.failover_deadline is not None and now >= fw.failover_deadline:
-            remove_framework(st, fw.id, now, reason="failover timeout expired")
+def _shutdown(st: MasterState, fw: Framework, agent_id: str, told: set[str]) -> None:
+    """Tell the agent, once, to shut the removed framework's executors down."""
+    if agent_id not in told:
+        told.add(agent_id)
+        if agent_id in st.agents:
+            st.out.append(ToAgent(agent_id, ch.ShutdownFramework(agent_id=agent_id, framework_id=fw.id)))
+
+
+def due(st: MasterState, now: float) -> list[Framework]:
+    """Disconnected frameworks whose failover deadline has passed."""
+    return [fw for fw in st.frameworks.values()
+            if not fw.connected and fw.failover_deadline is not None and now >= fw.failover_deadline]
+
+
+def expire_steps(st: MasterState, now: float) -> Iterator[None]:
+    """Remove (in steps) the disconnected frameworks whose failover deadline has passed."""
+    for fw in due(st, now):
+        if st.frameworks.get(fw.id) is fw and not fw.connected:  # (not back meanwhile)
+            yield from remove_framework_steps(st, fw.id, now, reason="failover timeout expired")
 
 
 def recover(st: MasterState, records: list[FrameworkRecord], removed: set[str], now: float) -> None:

@@ -18,6 +18,7 @@ from ..protocol.resources import Resources
 from . import reservations, tasks, volumes
 from .effects import ToAgent
 from .model import Agent, Framework, Offer, Task
+from .slices import RESCIND_SLICE, slices
 from .state import MasterState
 from .validation import executor_charge, refuse_seconds, validate_task
 
@@ -114,11 +115,20 @@ def rescind(st: MasterState, offer: Offer, now: float, notify: bool = True) -> N
 
 
 def rescind_all(st: MasterState, fw: Framework, now: float, notify: bool) -> None:
-    for oid in list(fw.offers):
-        offer = st.offers.get(oid)
-        if offer is not None:
-            rescind(st, offer, now, notify=notify)
-    fw.offers.clear()
+    for _ in rescind_steps(st, list(fw.offers), now, notify):
+        pass
+
+
+def rescind_steps(st: MasterState, offer_ids: list[str], now: float, notify: bool = True) -> Iterator[None]:
+    """These offers rescinded, ``RESCIND_SLICE`` per step (a framework holding an offer of each
+    of 50,000 agents: 0.85 s in one step); one gone meanwhile is skipped. The caller has
+    deactivated or removed their framework first, or takes the offers made meanwhile as they come."""
+    for part in slices(offer_ids, RESCIND_SLICE):
+        for oid in part:
+            offer = st.offers.get(oid)
+            if offer is not None:
+                rescind(st, offer, now, notify=notify)
+        yield
 
 
 def rescind_agent(st: MasterState, agent_id: str, now: float) -> None:

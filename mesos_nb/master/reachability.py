@@ -20,13 +20,14 @@ each means for its tasks:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from . import offers, partitions, tasks
 from .effects import MarkAgentGone, MarkAgentUnreachable, PruneAgents, ToAgent
 from .model import Agent, Framework, Task
+from .slices import TASK_SLICE, taking_slices
 from .state import CallError, MasterState, make_status
 
 log = logging.getLogger("mesos_nb.master")
@@ -50,28 +51,39 @@ def agent_failed(st: MasterState, agent_id: str) -> None:
             st.emit(fw, m.Event(type="FAILURE", failure=m.Failure(agent_id=m.ID(value=agent_id))))
 
 
-def release_agent(st: MasterState, agent: Agent, now: float,
-                  end_live_task: Callable[[Framework, Task], None]) -> int:
+def release_agent_steps(st: MasterState, agent: Agent, now: float,
+                        end_live_task: Callable[[Framework, Task], None]) -> Generator[None, None, int]:
     """What each way an admitted agent leaves (removed, unreachable) shares: its offers are
-    rescinded, its ended tasks completed, each live one handed to ``end_live_task``, the
-    frameworks told FAILURE and the allocator rid of it. Returns how many tasks were live."""
+    rescinded and the allocator rid of it, then its ended tasks completed and each live one
+    handed to ``end_live_task``, ``TASK_SLICE`` per step (an agent may run 10,000 tasks:
+    one step under it takes none), then the frameworks told FAILURE. Returns how many tasks
+    were live. (The agent is out of ``st.agents``: no task gives resources back meanwhile.)"""
     offers.rescind_agent(st, agent.id, now)
-    n = 0
-    for fid, tid in list(agent.tasks):
-        fw = st.frameworks.get(fid)
-        task = fw.tasks.get(tid) if fw else None
-        if fw is None or task is None or finished(st, fw, task):
-            continue
-        n += 1
-        end_live_task(fw, task)
-    agent_failed(st, agent.id)
     st.allocator.remove_agent(agent.id)
     st.wants_allocation = True
+    n = 0
+    for i, part in enumerate(taking_slices(list(agent.tasks), TASK_SLICE)):
+        if i:
+            yield
+        for fid, tid in part:
+            fw = st.frameworks.get(fid)
+            task = fw.tasks.get(tid) if fw else None
+            if fw is None or task is None or finished(st, fw, task):
+                continue
+            n += 1
+            end_live_task(fw, task)
+    agent_failed(st, agent.id)
     return n
 
 
 def mark_unreachable(st: MasterState, agent_id: str, now: float, why: str) -> None:
-    """Move an admitted agent to the unreachable list; tell every framework about its tasks."""
+    for _ in mark_unreachable_steps(st, agent_id, now, why):
+        pass
+
+
+def mark_unreachable_steps(st: MasterState, agent_id: str, now: float, why: str) -> Iterator[None]:
+    """Move an admitted agent to the unreachable list (at once); tell every framework about
+    its tasks (in steps, see :func:`release_agent_steps`)."""
     agent = st.agents.pop(agent_id, None)
     if agent is None:
         return
@@ -80,7 +92,7 @@ def mark_unreachable(st: MasterState, agent_id: str, now: float, why: str) -> No
     st.out.append(MarkAgentUnreachable(agent_id, now))
     st.metrics["master/slave_unreachable_completed"] += 1
     st.metrics["master/slaves_unreachable"] = len(st.unreachable)
-    n = release_agent(st, agent, now, lambda fw, task: _to_unreachable(st, fw, agent, task, now))
+    n = yield from release_agent_steps(st, agent, now, lambda fw, task: _to_unreachable(st, fw, agent, task, now))
     log.warning("agent unreachable agent=%s hostname=%s tasks=%d why=%s", agent_id, agent.hostname, n, why)
 
 
@@ -136,7 +148,15 @@ def forget_unreported(st: MasterState, agent_id: str, now: float) -> None:
 
 
 def mark_gone(st: MasterState, agent_id: str, now: float) -> None:
-    """MARK_AGENT_GONE: end the agent's tasks as TASK_GONE_BY_OPERATOR, refuse it for good."""
+    for _ in mark_gone_steps(st, agent_id, now):
+        pass
+
+
+def mark_gone_steps(st: MasterState, agent_id: str, now: float) -> Iterator[None]:
+    """MARK_AGENT_GONE: end the agent's tasks as TASK_GONE_BY_OPERATOR, refuse it for good.
+    Gone at once (refused, out of the allocator and its offers rescinded); its tasks, live
+    and unreachable, are ended ``TASK_SLICE`` per step. CallError(404) for an agent neither
+    admitted nor unreachable (at the first step)."""
     if agent_id in st.gone:
         return  # already gone: nothing more to do (idempotent, as Mesos)
     agent = st.agents.get(agent_id)
@@ -146,29 +166,33 @@ def mark_gone(st: MasterState, agent_id: str, now: float) -> None:
     st.gone[agent_id] = now
     st.out.append(MarkAgentGone(agent_id, now))
     st.metrics["master/slave_removals"] += 1
-    on_agent = {fid for fid, _ in agent.tasks} if agent is not None else set()
-    for fw in st.frameworks.values():
-        ended: list[Task] = []
-        for task in list(fw.unreachable_tasks.values()):
-            if task.agent_id == agent_id:
-                del fw.unreachable_tasks[task.id]
-                fw.tasks[task.id] = task
-                ended.append(task)
-        if agent is not None:
-            ended += [t for (fid, tid) in list(agent.tasks) if fid == fw.id
-                      for t in [fw.tasks.get(tid)] if t is not None]
-        for task in ended:
-            if finished(st, fw, task):
-                continue
-            d = partitions.on_agent_gone(fw.partition_aware)
-            tasks.master_terminal(st, fw, task, d.state, d.reason, d.message, now)
-            st.metrics["master/tasks_gone_by_operator"] += 1
-        if agent is not None and (fw.id in on_agent or agent_id in fw.executors):
-            st.out.append(ToAgent(agent_id, ch.ShutdownFramework(agent_id=agent_id, framework_id=fw.id)))
+    on_agent: dict[str, list[str]] = {}  # framework id -> its task ids on the agent
     if agent is not None:
+        for fid, tid in agent.tasks:
+            on_agent.setdefault(fid, []).append(tid)
         st.agents.pop(agent_id)
         offers.rescind_agent(st, agent_id, now)
         st.allocator.remove_agent(agent_id)
+    for fw in list(st.frameworks.values()):
+        if st.frameworks.get(fw.id) is not fw:
+            continue  # removed meanwhile
+        ended: list[Task] = []
+        for task in [t for t in fw.unreachable_tasks.values() if t.agent_id == agent_id]:
+            del fw.unreachable_tasks[task.id]
+            fw.tasks[task.id] = task
+            ended.append(task)
+        ended += [t for tid in on_agent.get(fw.id, ()) for t in [fw.tasks.get(tid)] if t is not None]
+        for i, part in enumerate(taking_slices(ended, TASK_SLICE)):
+            if i:
+                yield
+            for task in part:
+                if finished(st, fw, task) or fw.tasks.get(task.id) is not task:
+                    continue
+                d = partitions.on_agent_gone(fw.partition_aware)
+                tasks.master_terminal(st, fw, task, d.state, d.reason, d.message, now)
+                st.metrics["master/tasks_gone_by_operator"] += 1
+        if agent is not None and (fw.id in on_agent or agent_id in fw.executors):
+            st.out.append(ToAgent(agent_id, ch.ShutdownFramework(agent_id=agent_id, framework_id=fw.id)))
     st.unreachable.pop(agent_id, None)
     st.metrics["master/slaves_unreachable"] = len(st.unreachable)
     agent_failed(st, agent_id)

@@ -316,8 +316,7 @@ class MasterServer:
         while True:
             await asyncio.sleep(period)
             now = time.time()
-            await big_calls.run_steps(self, big_calls.expire_steps(self.core, now))
-            self.core.tick(now)
+            await big_calls.run_steps(self, self.core.tick_steps(now))
             mono = time.monotonic()
             limit = c.agent_ping_timeout * c.max_agent_ping_timeouts
             for chan in list(self.channels):
@@ -340,7 +339,7 @@ class MasterServer:
         if unreachable is None:
             steps = big_calls.lost_channel_steps(core, chan, lambda a: core.disconnect_agent(a, now))
         else:
-            steps = big_calls.lost_channel_steps(core, chan, lambda a: core.mark_unreachable(a.id, now, unreachable))
+            steps = big_calls.lost_channel_steps(core, chan, lambda a: core.mark_unreachable_steps(a.id, now, unreachable))
         try:
             await big_calls.run_steps(self, steps)
         finally:
@@ -418,10 +417,7 @@ class MasterServer:
             if t == "ACCEPT":
                 await big_calls.run_steps(self, core.accept_steps(fid, call.accept, now))
             elif t == "DECLINE":
-                if len(call.decline.offer_ids) > big_calls.DECLINE_SLICE:
-                    await big_calls.run_steps(self, big_calls.decline_steps(core, fid, call.decline, now))
-                else:
-                    core.decline(fid, call.decline, now)
+                await big_calls.run_steps(self, big_calls.decline_steps(core, fid, call.decline, now))
             elif t == "ACKNOWLEDGE":
                 core.acknowledge(fid, call.acknowledge, now)
             elif t == "KILL":
@@ -437,7 +433,7 @@ class MasterServer:
             elif t == "SHUTDOWN":
                 core.shutdown_executor(fid, call.shutdown)
             elif t == "TEARDOWN":
-                core.teardown(fid, now)
+                await big_calls.run_steps(self, core.teardown_steps(fid, now))
             elif t == "UPDATE_FRAMEWORK":
                 core.update_framework(fid, m.to_builtins(call.update_framework), now)
                 return web.Response(status=200)
@@ -499,7 +495,7 @@ class MasterServer:
             if self.streams.get(fw.id) is stream:
                 del self.streams[fw.id]
             self.streams_by_id.pop(stream_id, None)
-            self.core.disconnect(fw.id, stream_id, time.time())
+            await big_calls.run_steps(self, self.core.disconnect_steps(fw.id, stream_id, time.time()))
             self.flush()
         return resp
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import random
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from mesos_nb.protocol.resources import Resources
 
@@ -290,18 +290,37 @@ class HierarchicalDRFAllocator:
         self._refresh_all(fw)
 
     def remove_framework(self, framework_id: str) -> None:
-        fw = self._fws.pop(framework_id, None)
+        for _ in self.remove_framework_steps(framework_id, 1 << 62):
+            pass
+
+    def remove_framework_steps(self, framework_id: str, per_step: int) -> Iterator[None]:
+        """Forget a framework, handing back what it holds on ``per_step`` agents per step (an
+        allocation on each of 50,000 agents: 1 s in one step). Meanwhile it stays known,
+        inactive (offered nothing), holding the rest: every step leaves the books balanced,
+        and an agent removed meanwhile takes its part with it."""
+        fw = self._fws.get(framework_id)
         if fw is None:
             return
-        for agent_id in list(fw.alloc):
-            agent = self._agents.get(agent_id)
-            for role, res in fw.drop(agent_id).items():
-                self._unaccount(fw, role, res)
+        if fw.active:
+            self.deactivate_framework(framework_id)
+        held = list(fw.alloc)
+        for i in range(0, len(held), per_step):
+            if i:
+                yield
+                if self._fws.get(framework_id) is not fw:
+                    return
+            for agent_id in held[i:i + per_step]:
+                if agent_id not in fw.alloc:
+                    continue  # its agent was removed meanwhile
+                agent = self._agents.get(agent_id)
+                for role, res in fw.drop(agent_id).items():
+                    self._unaccount(fw, role, res)
+                    if agent is not None:
+                        agent.available = agent.available + res
                 if agent is not None:
-                    agent.available = agent.available + res
-            if agent is not None:
-                agent.frameworks.pop(framework_id, None)
-                self._changed.touch(agent_id)
+                    agent.frameworks.pop(framework_id, None)
+                    self._changed.touch(agent_id)
+        del self._fws[framework_id]
         fw.roles = set()
         for role in list(fw.sorter_roles):
             self._maybe_drop_client(fw, role)
