@@ -9,7 +9,8 @@ from itertools import pairwise
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from mesos_nb.master import big_calls, slices
+from mesos_nb.master import big_calls, frameworks, slices
+from mesos_nb.master.effects import ToFramework
 from mesos_nb.master.harness import Harness
 from mesos_nb.master.server import MasterConfig, MasterServer
 from mesos_nb.protocol import channel as ch
@@ -453,3 +454,82 @@ async def test_marking_an_agent_of_many_tasks_gone_ends_them_a_slice_per_loop_st
     assert agent.id in h.core.gone and agent.id not in h.core.agents and not fw.tasks
     assert h.core.metrics["master/tasks_gone_by_operator"] == 50
     assert len({s for s in seen if 0 < s < 50}) >= 50 // 7 - 1  # the loop ran between the slices
+
+
+# ---------------------------------------------------------------- a failover SUBSCRIBE
+def _failed_over(h: Harness, fw) -> m.Subscribe:  # type: ignore[no-untyped-def]
+    info = m.FrameworkInfo(user="u", name=fw.info.name, failover_timeout=10.0, id=m.ID(value=fw.id))
+    return m.Subscribe(framework_info=info)
+
+
+def _unacked_everywhere(h: Harness, fw) -> None:  # type: ignore[no-untyped-def]
+    for tid in list(fw.tasks):
+        h.update(tid, "TASK_RUNNING")  # sent, never acknowledged
+
+
+def test_a_failover_subscribe_is_told_subscribed_at_once_and_catches_up_a_slice_per_step(monkeypatch):
+    rescind, tasks, _ = _small_slices(monkeypatch)
+    h, fw, _ = _big_framework()
+    _unacked_everywhere(h, fw)
+    assert _work(h, fw)[:2] == (10, 60)
+    got, rest = h.core.subscribe_steps(_failed_over(h, fw), "stream-new", h.now)
+    first = h.drain()
+    assert got is fw and fw.stream_id == "stream-new"
+    assert [e.event.type for e in first if type(e) is ToFramework] == ["SUBSCRIBED"]
+    assert _work(h, fw)[0] == 10  # the old instance's offers: not yet rescinded
+    offers_left, resent = [_work(h, fw)[0]], [0]
+    for _ in rest:
+        out = h.drain()
+        offers_left.append(_work(h, fw)[0])
+        resent.append(sum(1 for e in out if type(e) is ToFramework and e.event.type == "UPDATE"))
+    assert offers_left[-1] == 0 and sum(resent) == 60
+    assert max(a - b for a, b in pairwise(offers_left)) <= rescind and max(resent) <= tasks
+    assert len(resent) - 1 >= 10 // rescind + 60 // tasks  # never one step for all of it
+    assert not any(e.event.type == "RESCIND" for e in h.log if type(e) is ToFramework)  # the new stream never had them
+
+
+def test_a_framework_failing_over_again_between_the_steps_stops_the_first_catch_up(monkeypatch):
+    _small_slices(monkeypatch)
+    h, fw, _ = _big_framework()
+    _unacked_everywhere(h, fw)
+    _, rest = h.core.subscribe_steps(_failed_over(h, fw), "stream-a", h.now)
+    h.drain()
+    for _ in range(6):
+        next(rest)  # offers gone, some updates re-sent on stream-a
+    _, again = h.core.subscribe_steps(_failed_over(h, fw), "stream-b", h.now)
+    h.drain()
+    assert list(rest) == [] or all(
+        type(e) is not ToFramework or e.event.type != "UPDATE" for e in h.drain())
+    sent = 0
+    for _ in again:
+        sent += sum(1 for e in h.drain() if type(e) is ToFramework and e.event.type == "UPDATE")
+    assert sent == 60  # the newest stream gets every unacknowledged update
+
+
+async def test_a_failed_over_scheduler_gets_more_unacknowledged_updates_than_its_stream_may_buffer(monkeypatch):
+    """Re-sent all at once, 600 updates overflowed a stream bounded to 64 KiB and the scheduler
+    was disconnected right after SUBSCRIBED; paced, they arrive in order and it stays subscribed."""
+    from mesos_nb.master import connections
+    from mesos_nb.protocol import recordio
+
+    monkeypatch.setattr(connections, "STREAM_LIMIT", 64 * 1024)
+    monkeypatch.setattr(frameworks, "TASK_SLICE", 20)
+    h, fw, _ = _big_framework(agents=40, with_tasks=40, per_agent=15, resources="cpus:8;mem:4096")
+    _unacked_everywhere(h, fw)
+    h.drain()
+    srv = _server(h)
+    body = m.encode(m.Call(type="SUBSCRIBE", framework_id=m.ID(value=fw.id), subscribe=_failed_over(h, fw)))
+    async with TestClient(TestServer(srv.app)) as client:
+        resp = await client.post("/api/v1/scheduler", data=body, headers={
+            "Content-Type": "application/json", "Accept": "application/json"})
+        assert resp.status == 200
+        dec, events = recordio.Decoder(), []
+        async with asyncio.timeout(30):
+            while sum(1 for e in events if e.type == "UPDATE") < 600:
+                chunk = await resp.content.readany()
+                assert chunk, f"stream ended after {[e.type for e in events][:3]}… ({len(events)} events)"
+                events += [m.decode(r, m.Event) for r in dec.feed(chunk)]
+        resp.close()
+    assert events[0].type == "SUBSCRIBED"
+    updates = [e.update.status.task_id.value for e in events if e.type == "UPDATE"]
+    assert sorted(updates) == sorted(fw.tasks) and len(set(updates)) == 600

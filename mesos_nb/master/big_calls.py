@@ -137,6 +137,22 @@ async def run_steps(server: MasterServer, steps: Iterator[None]) -> None:
         raise
 
 
+async def paced_steps(server: MasterServer, stream: Any, steps: Iterator[None]) -> None:
+    """Steps that push a burst onto one framework's ``stream`` (a failover's re-sent updates),
+    each waiting until the stream's writer has taken what the last one queued: the burst goes
+    at the reader's pace instead of past the stream's bound. Cancelled (the stream ended), the
+    rest is dropped: the stream's end does what is left (offers rescinded, updates kept for
+    the next subscription)."""
+    try:
+        for _ in steps:
+            server.flush()
+            await stream.taken()
+    finally:
+        close = getattr(steps, "close", None)
+        if close is not None:
+            close()
+
+
 def decline_steps(core: Any, framework_id: str, decline: m.Decline, now: float) -> Iterator[None]:
     """DECLINE as steps of ``DECLINE_SLICE`` offers, each as the whole call would decline them
     (same filter); a framework removed between steps has no offers left to decline."""

@@ -83,6 +83,12 @@ class MasterCore(MasterState):
     def subscribe(self, sub: m.Subscribe, stream_id: str, now: float, principal: str | None = None) -> Framework:
         return _frameworks.subscribe(self, sub, stream_id, now, principal)
 
+    def subscribe_steps(self, sub: m.Subscribe, stream_id: str, now: float,
+                        principal: str | None = None) -> tuple[Framework, Iterator[None]]:
+        """SUBSCRIBE now, and what a failover leaves to do as steps (see
+        :func:`.frameworks.subscribe_steps`)."""
+        return _frameworks.subscribe_steps(self, sub, stream_id, now, principal)
+
     def disconnect(self, framework_id: str, stream_id: str, now: float) -> None:
         _frameworks.disconnect(self, framework_id, stream_id, now)
 

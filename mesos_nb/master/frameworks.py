@@ -24,6 +24,20 @@ log = logging.getLogger("mesos_nb.master")
 
 
 def subscribe(st: MasterState, sub: m.Subscribe, stream_id: str, now: float, principal: str | None = None) -> Framework:
+    """SUBSCRIBE in one go (tests, the harness): every step of :func:`subscribe_steps`."""
+    fw, rest = subscribe_steps(st, sub, stream_id, now, principal)
+    for _ in rest:
+        pass
+    return fw
+
+
+def subscribe_steps(st: MasterState, sub: m.Subscribe, stream_id: str, now: float,
+                    principal: str | None = None) -> tuple[Framework, Iterator[None]]:
+    """SUBSCRIBE: the framework admitted (or failed over) and told SUBSCRIBED now; what a
+    failover leaves to do is returned as steps: the offers the old instance still held,
+    rescinded a slice per step (a framework holding an offer of each of 50,000 agents), and
+    every update it has not acknowledged, sent again a slice per step (100,000 tasks).
+    Raises :class:`CallError` before changing anything when the call is refused."""
     info = sub.framework_info
     check_framework_info(info)
     if principal and not info.principal:
@@ -51,7 +65,9 @@ def subscribe(st: MasterState, sub: m.Subscribe, stream_id: str, now: float, pri
         fw.failover_deadline = None
         fw.suppressed_roles = set(sub.suppressed_roles)
         st.out.append(SaveFramework(fw.id, info, fw.registered_time, None))
-        offers.rescind_all(st, fw, now, notify=False)
+        if old_roles != set(fw.roles):  # offers of a role it left go before the allocator forgets it
+            offers.rescind_all(st, fw, now, notify=False)
+        stale = list(fw.offers)  # the old instance's (never sent on the new stream)
         st.allocator.update_framework(
             fw.id, fw.roles, suppressed_roles=sorted(fw.suppressed_roles),
             gpu_aware=info.has_capability("GPU_RESOURCES"),
@@ -61,10 +77,8 @@ def subscribe(st: MasterState, sub: m.Subscribe, stream_id: str, now: float, pri
             log.info("framework roles changed framework=%s roles=%s", fw.id, fw.roles)
         log.info("framework re-subscribed framework=%s name=%s", fw.id, info.name)
         _subscribed(st, fw)
-        # Deliver every reliable update the framework has not acknowledged yet.
-        for task in fw.tasks.values():
-            if task.unacked is not None:
-                st.send_update(fw, task.unacked)
+        st.wants_allocation = True
+        return fw, _failover_steps(st, fw, stream_id, stale, now)
     else:
         if fid is None:
             fid = st.ids.framework()
@@ -81,7 +95,22 @@ def subscribe(st: MasterState, sub: m.Subscribe, stream_id: str, now: float, pri
         log.info("framework subscribed framework=%s name=%s roles=%s", fid, info.name, fw.roles)
         _subscribed(st, fw)
     st.wants_allocation = True
-    return fw
+    return fw, iter(())
+
+
+def _failover_steps(st: MasterState, fw: Framework, stream_id: str, stale: list[str], now: float) -> Iterator[None]:
+    """After a failover's SUBSCRIBED: the old instance's offers rescinded (silently: the new
+    stream never saw them), then every reliable update not yet acknowledged delivered again;
+    a slice per step. Stops if the framework fails over again or goes meanwhile."""
+    yield from offers.rescind_steps(st, stale, now, notify=False)
+    unacked = [task for task in fw.tasks.values() if task.unacked is not None]
+    for part in taking_slices(unacked, TASK_SLICE):
+        if fw.stream_id != stream_id or st.frameworks.get(fw.id) is not fw:
+            return
+        for task in part:
+            if task.unacked is not None:
+                st.send_update(fw, task.unacked)
+        yield
 
 
 def _subscribed(st: MasterState, fw: Framework) -> None:

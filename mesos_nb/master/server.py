@@ -473,7 +473,7 @@ class MasterServer:
                         info_id.value if info_id else None, refused[1])
             return _text(*refused)
         try:
-            fw = self.core.subscribe(call.subscribe, stream_id, time.time(), principal)
+            fw, rest = self.core.subscribe_steps(call.subscribe, stream_id, time.time(), principal)
         except CallError as e:
             self.flush()
             if e.message == "Framework has been removed":
@@ -488,10 +488,12 @@ class MasterServer:
         self.streams[fw.id] = stream
         self.streams_by_id[stream_id] = stream
         self.flush()
+        failover = asyncio.get_running_loop().create_task(big_calls.paced_steps(self, stream, rest))
         try:
             await resp.prepare(request)
             await stream.pump(request, resp)
         finally:
+            failover.cancel()
             if self.streams.get(fw.id) is stream:
                 del self.streams[fw.id]
             self.streams_by_id.pop(stream_id, None)

@@ -20,7 +20,7 @@ DEFAULT_LIMIT = 8 * 1024 * 1024
 
 
 class BoundedStream:
-    __slots__ = ("queue", "queued", "limit", "wake", "closed", "overflowed", "resp", "_request")
+    __slots__ = ("queue", "queued", "limit", "wake", "closed", "overflowed", "resp", "_request", "_taken")
 
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
         self.queue: deque[bytes] = deque()
@@ -31,6 +31,15 @@ class BoundedStream:
         self.overflowed = False
         self.resp: web.StreamResponse | None = None
         self._request: web.Request | None = None
+        self._taken = asyncio.Event()  # set when the writer has taken the queue (or the stream ended)
+
+    async def taken(self) -> None:
+        """Return once what is queued now has been handed to the connection (its previous
+        write done) or the stream has ended: a producer of a long burst waits here between
+        parts, so the burst follows the reader's pace instead of overflowing the bound."""
+        while self.queue and not self.closed:
+            self._taken.clear()
+            await self._taken.wait()
 
     def push(self, data: bytes) -> bool:
         """Queue ``data``; False (and the stream closes) when the reader is too far behind."""
@@ -49,6 +58,7 @@ class BoundedStream:
         """End the stream once what is already queued is written (a graceful close)."""
         self.closed = True
         self.wake.set()
+        self._taken.set()
 
     def close(self) -> None:
         """End the stream now, dropping what is queued."""
@@ -58,6 +68,7 @@ class BoundedStream:
         self.queue.clear()
         self.queued = 0
         self.wake.set()
+        self._taken.set()
         if self.overflowed and self._request is not None:
             transport: Any = self._request.transport
             if transport is not None:
@@ -78,6 +89,7 @@ class BoundedStream:
                 data = b"".join(self.queue)
                 self.queue.clear()
                 self.queued = 0
+                self._taken.set()
                 await resp.write(data)
         except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
             pass
@@ -85,6 +97,7 @@ class BoundedStream:
             self.closed = True
             self.queue.clear()
             self.queued = 0
+            self._taken.set()
         if not self.overflowed:
             with contextlib.suppress(Exception):
                 await resp.write_eof()
