@@ -400,6 +400,22 @@ def test_an_agent_running_many_tasks_is_marked_unreachable_a_slice_of_tasks_per_
     assert len(seen) >= 50 // 7 and max(b - a for a, b in pairwise(seen)) <= 7
 
 
+
+def test_an_agent_shutting_down_with_many_tasks_is_removed_at_once_and_its_tasks_end_a_slice_per_step(monkeypatch):
+    from mesos_nb.master import reachability
+    monkeypatch.setattr(reachability, "TASK_SLICE", 7)
+    h, fw, _ = _big_framework(agents=2, with_tasks=1, per_agent=50, resources="cpus:40;mem:1024")
+    agent = next(a for a in h.agents if a.tasks)
+    steps = h.core.remove_agent_steps(agent.id, h.now, "REASON_AGENT_REMOVED", "Agent shut down")
+    next(steps)
+    assert agent.id not in h.core.agents and agent.id not in h.core.allocator._agents  # at once
+    seen = [len(fw.tasks)]
+    for _ in steps:
+        seen.append(len(fw.tasks))
+    seen.append(len(fw.tasks))
+    assert seen[-1] == 0 and h.core.metrics["master/slave_removals"] == 1
+    assert len(seen) >= 50 // 7 and max(a - b for a, b in pairwise(seen)) <= 7
+
 def _many_tasks_on_a_silent_channel(monkeypatch):  # type: ignore[no-untyped-def]
     from mesos_nb.master import agents, reachability
     monkeypatch.setattr(reachability, "TASK_SLICE", 7)

@@ -236,6 +236,14 @@ def remove_agent(st: MasterState, agent_id: str, now: float, reason: str, messag
                  state: str | None = None) -> None:
     """Forget the agent; its live tasks end ``state`` (default: TASK_GONE, or TASK_LOST for a
     framework that is not partition aware)."""
+    for _ in remove_agent_steps(st, agent_id, now, reason, message, state):
+        pass
+
+
+def remove_agent_steps(st: MasterState, agent_id: str, now: float, reason: str, message: str,
+                       state: str | None = None) -> Iterator[None]:
+    """:func:`remove_agent` as steps: forgotten at the first, its tasks ended a slice per
+    step (an agent that shuts down running 10,000 tasks)."""
     agent = st.agents.pop(agent_id, None)
     if agent is None:
         return
@@ -249,8 +257,7 @@ def remove_agent(st: MasterState, agent_id: str, now: float, reason: str, messag
         task.resources_released = True
         tasks.master_terminal(st, fw, task, state or lost_state(fw, "TASK_GONE"), reason, message, now)
 
-    for _ in reachability.release_agent_steps(st, agent, now, gone):
-        pass
+    yield from reachability.release_agent_steps(st, agent, now, gone)
 
 
 EXPIRED = "did not re-register in time"

@@ -202,6 +202,10 @@ class MasterCore(MasterState):
     def remove_agent(self, agent_id: str, now: float, reason: str, message: str) -> None:
         _agents.remove_agent(self, agent_id, now, reason, message)
 
+    def remove_agent_steps(self, agent_id: str, now: float, reason: str, message: str) -> Iterator[None]:
+        """:meth:`remove_agent` as resumable steps (an agent running 10,000 tasks)."""
+        return _agents.remove_agent_steps(self, agent_id, now, reason, message)
+
     def mark_unreachable(self, agent_id: str, now: float, why: str = "health check timed out") -> None:
         """The agent missed ``max_agent_ping_timeouts`` pings (or its window passed)."""
         _reachability.mark_unreachable(self, agent_id, now, why)

@@ -552,7 +552,8 @@ class MasterServer:
                         elif tx is ch.UnregisterAgent:
                             agent = core.agents.get(x.agent_id)
                             if agent is not None and agent.channel is chan:
-                                core.remove_agent(x.agent_id, now, "REASON_AGENT_REMOVED", "Agent shut down")
+                                await big_calls.run_steps(self, core.remove_agent_steps(
+                                    x.agent_id, now, "REASON_AGENT_REMOVED", "Agent shut down"))
                     except Exception:
                         log.exception("agent channel message failed peer=%s type=%s", chan.peer, tx.__name__)
                 self.flush()
