@@ -1,0 +1,157 @@
+"""The SDK's call connections (``mesos_nb.scheduler.callpipe``): calls written on kept-alive
+connections, pipelined past ``MAX_CONNECTIONS``, each answer to its own call; and the
+driver's implicit acknowledgements of a burst of updates riding on them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+from conftest import async_wait_for
+from test_scheduler_driver import FW, FakeMaster, Recorder, subscribed, update
+
+from mesos_nb.scheduler import SchedulerDriver
+from mesos_nb.scheduler.callpipe import MAX_CONNECTIONS, CallPipe
+
+
+class Echo:
+    """An aiohttp server answering each POST with its body after ``delay(body)`` seconds,
+    counting the connections it was sent on."""
+
+    def __init__(self, delay=lambda body: 0.0) -> None:
+        self.delay = delay
+        self.peers: set = set()
+        self.runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.peers.add(request.transport.get_extra_info("peername"))
+        body = await request.read()
+        await asyncio.sleep(self.delay(body))
+        return web.Response(status=202, body=body, headers={"X-Stream": request.headers.get("Mesos-Stream-Id", "")})
+
+    async def __aenter__(self) -> str:
+        app = web.Application()
+        app.router.add_post("/api/v1/scheduler", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+async def test_calls_beyond_the_bound_are_pipelined_and_each_gets_its_own_answer():
+    # the first calls are held longest, so a later call's answer is ready first: if answers
+    # were matched to calls by arrival rather than per connection in order, bodies would mix
+    server = Echo(delay=lambda body: 0.05 if int(body) < MAX_CONNECTIONS else 0.0)
+    async with server as url:
+        pipe = CallPipe(url)
+        futs = [pipe.send("/api/v1/scheduler", str(i).encode(), {"Mesos-Stream-Id": f"s{i}"}) for i in range(40)]
+        answers = await asyncio.wait_for(asyncio.gather(*futs), 10)
+        assert [a.body for a in answers] == [str(i).encode() for i in range(40)]
+        assert [a.headers["x-stream"] for a in answers] == [f"s{i}" for i in range(40)]
+        assert {a.status for a in answers} == {202}
+        assert len(server.peers) == pipe.connections == MAX_CONNECTIONS
+        # idle connections are reused: no new connection for the next calls
+        await asyncio.wait_for(asyncio.gather(*(pipe.send("/api/v1/scheduler", b"7") for _ in range(3))), 10)
+        assert pipe.connections == MAX_CONNECTIONS
+        pipe.close()
+
+
+async def _raw_server(answer) -> tuple[asyncio.Server, str]:
+    """A bare TCP server: ``answer(reader, writer)`` writes whatever bytes the test needs."""
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    return await reader.readexactly(length)
+
+
+async def test_chunked_answers_and_a_connection_close_after_an_answer():
+    async def answer(reader, writer):
+        first = await _read_request(reader)
+        await _read_request(reader)  # the second call, pipelined behind the first
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                     b"5\r\nhello\r\n" + f"{len(first):x}\r\n".encode() + first + b"\r\n0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server, url = await _raw_server(answer)
+    try:
+        pipe = CallPipe(url)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("mesos_nb.scheduler.callpipe.MAX_CONNECTIONS", 1)
+            one = pipe.send("/api/v1/scheduler", b"first")
+            two = pipe.send("/api/v1/scheduler", b"second")
+        a = await asyncio.wait_for(one, 10)
+        assert (a.status, a.body) == (400, b"hellofirst")
+        with pytest.raises(ConnectionError):  # not handled by the master: failed, not lost
+            await asyncio.wait_for(two, 10)
+        pipe.close()
+    finally:
+        server.close()
+
+
+async def test_an_answer_that_never_comes_fails_the_call_after_the_timeout():
+    seen = asyncio.Event()
+
+    async def answer(reader, writer):
+        await _read_request(reader)
+        seen.set()
+        await asyncio.sleep(30)  # silent
+
+    server, url = await _raw_server(answer)
+    try:
+        pipe = CallPipe(url, timeout=0.2)
+        fut = pipe.send("/api/v1/scheduler", b"{}")
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(fut, 10)
+        assert seen.is_set()
+        assert pipe._conns == []  # the stuck connection was dropped; the next call opens another
+        pipe.close()
+    finally:
+        server.close()
+
+
+class CountingMaster(FakeMaster):
+    """The fake master, noting the connection each call came on."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.call_peers: set = set()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        resp = await super().handle(request)
+        if self.calls and self.calls[-1][1] is not None and resp.status == 202:
+            self.call_peers.add(request.transport.get_extra_info("peername"))
+        return resp
+
+
+async def test_a_burst_of_updates_is_acknowledged_on_a_few_kept_alive_connections():
+    """200 updates in one chunk: 200 implicit ACKNOWLEDGE calls, each its own POST as the v1
+    API wants, carried by at most MAX_CONNECTIONS connections (aiohttp's pool opened a
+    connection for each call in flight at once)."""
+    n = 200
+    m = await CountingMaster(script=lambda k: [subscribed()] + [
+        update(f"t{i}", "TASK_RUNNING", i.to_bytes(16, "big")) for i in range(n)]).start()
+    d = SchedulerDriver(Recorder(), FW, m.url)
+    try:
+        await d.start()
+
+        def acked() -> list[str]:
+            return [c["acknowledge"]["task_id"]["value"] for c, _ in m.calls if c["type"] == "ACKNOWLEDGE"]
+
+        await async_wait_for(lambda: len(acked()) >= n, timeout=20)
+        assert sorted(acked()) == sorted(f"t{i}" for i in range(n))
+        assert all(h["Mesos-Stream-Id"] == "stream-1" and c["framework_id"] == {"value": "fw-1"} for c, h in m.calls)
+        assert 1 <= len(m.call_peers) <= MAX_CONNECTIONS
+    finally:
+        await d.stop()
+        await m.stop()
