@@ -45,18 +45,19 @@ class BadAnswer(ConnectionError):
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise BadAnswer(f"not an HTTP/1.1 status line: {lines[0][:80]!r}")
+    status_line, _, rest = head.partition(b"\r\n")
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise BadAnswer(f"not an HTTP/1.1 status line: {status_line[:80]!r}")
     headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise BadAnswer(f"bad header line: {line[:80]!r}")
-        key = name.strip().lower()
-        value = value.strip()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    if rest:
+        for line in rest.decode("latin-1").split("\r\n"):
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise BadAnswer(f"bad header line: {line[:80]!r}")
+            key = name.strip().lower()
+            value = value.strip()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
     return int(parts[1]), headers
 
 
