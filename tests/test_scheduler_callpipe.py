@@ -155,3 +155,31 @@ async def test_a_burst_of_updates_is_acknowledged_on_a_few_kept_alive_connection
     finally:
         await d.stop()
         await m.stop()
+
+
+class RedirectsCalls(FakeMaster):
+    """Streams events, but answers every other call with a 307 to ``leader`` (it stopped leading)."""
+
+    leader = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if (await request.json()).get("type") == "SUBSCRIBE":
+            return await super().handle(request)
+        return web.Response(status=307, headers={"Location": f"//{self.leader}/api/v1/scheduler"})
+
+
+async def test_a_call_answered_307_is_sent_to_the_leader_named():
+    leader = await FakeMaster().start()
+    old = RedirectsCalls(script=lambda k: [subscribed(), update("t1", "TASK_RUNNING", b"u" * 16)])
+    old.leader = f"127.0.0.1:{leader.port}"
+    await old.start()
+    d = SchedulerDriver(Recorder(), FW, old.url)
+    try:
+        await d.start()
+        await d.revive()  # awaited: followed before it returns
+        await async_wait_for(lambda: {c["type"] for c, _ in leader.calls} >= {"REVIVE", "ACKNOWLEDGE"}, timeout=10)
+        assert all(h["Mesos-Stream-Id"] == "stream-1" for _, h in leader.calls)
+    finally:
+        await d.stop(failover=True)
+        await old.stop()
+        await leader.stop()
