@@ -3,33 +3,16 @@ launch is on the ACCEPT → TASK_RUNNING path, the framework's 202 is not."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from aiohttp import web
+from conftest import async_wait_for
+from test_health_checks import OneTask
 
 from mesos_nb.local import LocalCluster
 from mesos_nb.master.server import MasterServer
 from mesos_nb.protocol import channel as ch
-from mesos_nb.scheduler import FrameworkInfo, Scheduler, SchedulerDriver, command_task
-
-
-class LaunchOne(Scheduler):
-    def __init__(self) -> None:
-        self.launched = False
-        self.running = asyncio.Event()
-
-    async def offers(self, driver, offers):
-        for offer in offers:
-            if self.launched:
-                await driver.decline([offer.id], refuse_seconds=60)
-                continue
-            self.launched = True
-            await driver.launch([offer.id], [command_task(offer, "/bin/true", cpus=0.1, mem=16, task_id="t1")])
-
-    def update(self, driver, status):
-        if status.state in ("TASK_RUNNING", "TASK_FINISHED"):
-            self.running.set()
+from mesos_nb.scheduler import FrameworkInfo, SchedulerDriver, command_task
 
 
 async def test_run_task_leaves_for_the_agent_before_the_accept_is_answered(tmp_path, monkeypatch):
@@ -54,10 +37,10 @@ async def test_run_task_leaves_for_the_agent_before_the_accept_is_answered(tmp_p
                            isolation="posix")
     await cluster.start()
     try:
-        s = LaunchOne()
+        s = OneTask(lambda offer: command_task(offer, "/bin/true", cpus=0.1, mem=16, task_id="t1"))
         d = SchedulerDriver(s, FrameworkInfo(user="tester", name="order"), cluster.master_address)
         await d.start()
-        await asyncio.wait_for(s.running.wait(), 20)
+        await async_wait_for(lambda: any(u.state in ("TASK_RUNNING", "TASK_FINISHED") for u in s.updates), 20)
         await d.stop()
     finally:
         await cluster.stop()
