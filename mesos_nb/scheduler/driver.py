@@ -65,8 +65,8 @@ def _read_only(attr: str, doc: str) -> Any:
 async def _read_chunk(content: aiohttp.StreamReader) -> bytes:
     """The stream's next chunk (``b""`` at its end): a plain await, no task or timer per chunk.
 
-    The heartbeat watchdog is a timer of its own (``_watch``) that ends a silent stream by
-    setting an exception on it. Not ``asyncio.wait_for``: before Python 3.12 it swallows a
+    The heartbeat watchdog is a timer of its own (:class:`~.stream.StreamWatch`) that ends a
+    silent stream by setting an exception on it. Not ``asyncio.wait_for``: before Python 3.12 it swallows a
     cancellation that comes in the same loop step as the data (it returns the chunk instead),
     and ``stop()``, which cancels the read loop, then waited for ever on a stream that keeps
     sending events; a plain await of the reader keeps the cancellation."""
@@ -166,7 +166,7 @@ class SchedulerDriver(SchedulerCalls):
         self._connected = False
         self._stopping = False
         self._session: aiohttp.ClientSession | None = None  # SUBSCRIBE and redirected calls
-        self._pipe: CallPipe | None = None  # every other call, pipelined on one connection
+        self._pipe: CallPipe | None = None  # every other call, on kept-alive (pipelined) connections
         self._task: asyncio.Task | None = None
         self._subscribed_evt: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
