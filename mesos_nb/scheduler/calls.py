@@ -2,20 +2,18 @@
 they travel.
 
 Kept apart from :mod:`driver` (the subscription, the event loop): each method here builds one
-v1 ``Call`` and hands it to ``_call``: written at once on the driver's pipelined connection
-(:class:`~.callpipe.CallPipe`, ``Mesos-Stream-Id`` on each), 307 followed, non-2xx raised as
-:class:`MesosError`, network failures as ``ConnectionError``. Implicit acknowledgements are
-written the same way without a task (``_implicit_ack``).
+v1 ``Call`` and hands it to ``_call``: POSTed at once through the driver's
+:class:`~.sender.CallSender` (aiohttp, a few kept-alive connections, ``Mesos-Stream-Id`` on
+each), 307 followed, non-2xx raised as :class:`MesosError`, network failures as
+``ConnectionError``. Implicit acknowledgements go the same way, queued on the sender's ack
+workers rather than a task each (``_implicit_ack``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
-
-import aiohttp
 
 from mesos_nb.protocol.messages import (
     ID,
@@ -38,12 +36,11 @@ from mesos_nb.protocol.messages import (
     encode,
 )
 
-from .callpipe import Answer, CallPipe
-from .stream import _first_line, _id, _ids, describe_net_error, redirect_target
+from .sender import API_PATH, CallSender
+from .stream import _first_line, _id, _ids, redirect_target
 
 log = logging.getLogger("mesos_nb.scheduler")
 
-API_PATH = "/api/v1/scheduler"
 MAX_REDIRECTS = 5
 
 
@@ -64,17 +61,8 @@ class SchedulerCalls:
     _framework_id: str | None
     _stream_id: str | None
     _master: str
-    _session: aiohttp.ClientSession | None
-    _pipe: CallPipe | None
-    _auth: dict[str, str] | None
-    _ssl: Any
+    _sender: CallSender | None
     call_timeout: float
-
-    def _headers(self, *, stream: bool = False) -> dict[str, str]:  # pragma: no cover - the driver's
-        raise NotImplementedError
-
-    def _spawn(self, coro: Any) -> None:  # pragma: no cover - the driver's
-        raise NotImplementedError
 
     async def _shutdown_loop(self) -> None:  # pragma: no cover - the driver's
         raise NotImplementedError
@@ -160,86 +148,48 @@ class SchedulerCalls:
             await self._shutdown_loop()
 
     # ------------------------------------------------------------------ calls
-    def _send(self, call: Call) -> tuple[asyncio.Future, bytes]:
-        """Write ``call`` now on the pipelined connection: the future of its answer, its body."""
-        if not self._framework_id or not self._stream_id or self._session is None:
+    def _encode(self, call: Call) -> bytes:
+        """``call`` as the POST body, with the framework id; refused when not subscribed."""
+        if not self._framework_id or not self._stream_id or self._sender is None:
             raise MesosError(403, "Framework is not subscribed (the driver is not connected)")
         call.framework_id = ID(value=self._framework_id)
-        pipe = self._pipe
-        if pipe is None or pipe.base != self._master:
-            if pipe is not None:
-                pipe.close()  # calls in flight to a master that is no longer the one we use
-            pipe = self._pipe = CallPipe(self._master, self._auth, self._ssl, self.call_timeout)
-        body = encode(call)
-        return pipe.send(API_PATH, body, {"Mesos-Stream-Id": self._stream_id}), body
+        return encode(call)
 
     async def _call(self, call: Call) -> None:
-        master = self._master
-        fut, body = self._send(call)
-        try:
-            answer = await fut
-        except OSError as e:  # ConnectionError, the pipe's own included; TimeoutError
-            raise ConnectionError(describe_net_error(e, master)) from None
-        await self._answered(answer, body, master)
+        await self._post(self._encode(call))
 
-    async def _answered(self, answer: Answer, body: bytes, master: str) -> None:
-        """2xx: done; a 307 is followed (rare: a call to a master that stopped leading);
-        otherwise :class:`MesosError` with the answer's first line."""
-        if 200 <= answer.status < 300:
-            return
-        location = answer.headers.get("location")
-        if answer.status == 307 and location:
-            await self._call_redirected(redirect_target(master, location), body)
-            return
-        raise MesosError(answer.status, _first_line(answer.body.decode("utf-8", "replace")))
-
-    async def _call_redirected(self, master: str, body: bytes) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.call_timeout)
-        assert self._session is not None
-        try:
-            for _ in range(MAX_REDIRECTS):
-                async with self._session.post(
-                    master + API_PATH,
-                    data=body,
-                    headers=self._headers(),
-                    allow_redirects=False,
-                    timeout=timeout,
-                ) as resp:
-                    if resp.status == 307 and resp.headers.get("Location"):
-                        master = redirect_target(master, resp.headers["Location"])
-                        continue
-                    if 200 <= resp.status < 300:
-                        return
-                    raise MesosError(resp.status, _first_line(await resp.text()))
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-            raise ConnectionError(describe_net_error(e, master)) from None
+    async def _post(self, body: bytes) -> None:
+        """POST ``body``: 2xx done; a 307 followed to the leader it names (rare: a call to a
+        master that stopped leading); otherwise :class:`MesosError` with the answer's first
+        line; network failures and timeouts as ``ConnectionError``."""
+        master, stream_id, sender = self._master, self._stream_id or "", self._sender
+        assert sender is not None
+        for _ in range(MAX_REDIRECTS + 1):
+            answer = await sender.post(master, body, stream_id)
+            if 200 <= answer.status < 300:
+                return
+            if answer.status == 307 and answer.location:
+                master = redirect_target(master, answer.location)
+                continue
+            raise MesosError(answer.status, _first_line(answer.body.decode("utf-8", "replace")))
         raise MesosError(307, "too many redirects")
 
     def _implicit_ack(self, status: TaskStatus) -> None:
-        """ACKNOWLEDGE ``status`` without a task or an await: the call is written now and its
-        answer only checked (a 307 or a failure is then handled off the event path)."""
+        """ACKNOWLEDGE ``status`` without a task: queued on the sender's ack workers, so the
+        next event need not wait for this round trip (the agent sends a task's next update
+        only after this one is acknowledged, so per-task order holds)."""
         ack = Acknowledge(agent_id=status.agent_id, task_id=status.task_id, uuid=status.uuid)
-        master = self._master
         try:
-            fut, body = self._send(Call(type="ACKNOWLEDGE", acknowledge=ack))
+            body = self._encode(Call(type="ACKNOWLEDGE", acknowledge=ack))
         except MesosError as e:
             self._ack_failed(status, e)
             return
+        assert self._sender is not None
+        self._sender.submit(self._ack(status, body))
 
-        def answered(f: asyncio.Future) -> None:
-            if f.cancelled():
-                return
-            exc = f.exception()
-            if exc is not None:
-                self._ack_failed(status, ConnectionError(describe_net_error(exc, master)))
-            elif not 200 <= f.result().status < 300:
-                self._spawn(self._ack_answered(status, f.result(), body, master))
-
-        fut.add_done_callback(answered)
-
-    async def _ack_answered(self, status: TaskStatus, answer: Answer, body: bytes, master: str) -> None:
+    async def _ack(self, status: TaskStatus, body: bytes) -> None:
         try:
-            await self._answered(answer, body, master)
+            await self._post(body)
         except (MesosError, ConnectionError) as e:
             self._ack_failed(status, e)
 

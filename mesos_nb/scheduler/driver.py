@@ -40,9 +40,9 @@ from mesos_nb.protocol.messages import (
 from mesos_nb.protocol.messages import Filters as Filters
 from mesos_nb.protocol.recordio import RecordIOError
 
-from .callpipe import CallPipe
 from .calls import API_PATH, MAX_REDIRECTS, MesosError, SchedulerCalls
 from .leader import LeaderFollower
+from .sender import CallSender
 from .stream import (
     Backoff,
     EventStream,
@@ -165,8 +165,8 @@ class SchedulerDriver(SchedulerCalls):
         self._stream_id: str | None = None
         self._connected = False
         self._stopping = False
-        self._session: aiohttp.ClientSession | None = None  # SUBSCRIBE and redirected calls
-        self._pipe: CallPipe | None = None  # every other call, on kept-alive (pipelined) connections
+        self._session: aiohttp.ClientSession | None = None  # the SUBSCRIBE stream
+        self._sender: CallSender | None = None  # every other call, on a few kept-alive connections
         self._task: asyncio.Task | None = None
         self._subscribed_evt: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
@@ -202,6 +202,7 @@ class SchedulerDriver(SchedulerCalls):
         self._subscribed_evt = asyncio.Event()
         self._wake = asyncio.Event()
         self._session = aiohttp.ClientSession(headers=self._auth, connector=aiohttp.TCPConnector(ssl=self._ssl))
+        self._sender = CallSender(self._auth, self._ssl, self.call_timeout)
         if self.zk_url is not None and self._detector is None:
             try:
                 await self._start_detector()
@@ -287,9 +288,9 @@ class SchedulerDriver(SchedulerCalls):
             t.cancel()
         self._connected = False
         self._stream_id = None
-        if self._pipe is not None:
-            self._pipe.close()
-            self._pipe = None
+        if self._sender is not None:
+            await self._sender.close()
+            self._sender = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -346,12 +347,6 @@ class SchedulerDriver(SchedulerCalls):
                 self._wake.clear()
         self._connected = False
 
-    def _headers(self, *, stream: bool = False) -> dict[str, str]:
-        h = {"Content-Type": "application/json", "Accept": "application/json"}
-        if not stream and self._stream_id:
-            h["Mesos-Stream-Id"] = self._stream_id
-        return h
-
     async def _subscribe_once(self) -> bool:
         """One SUBSCRIBE stream, read until it ends. Returns whether SUBSCRIBED arrived."""
         assert self._session is not None
@@ -366,7 +361,7 @@ class SchedulerDriver(SchedulerCalls):
             resp = await self._session.post(
                 self._master + API_PATH,
                 data=body,
-                headers=self._headers(stream=True),
+                headers={"Content-Type": "application/json", "Accept": "application/json"},
                 allow_redirects=False,
                 timeout=timeout,
             )

@@ -159,10 +159,6 @@ def describe_net_error(e: BaseException, master: str) -> str:
         return f"cannot connect to the master at {master} ({why})"
     if isinstance(e, aiohttp.ServerDisconnectedError):
         return f"the master at {master} closed the connection"
-    if isinstance(e, OSError) and e.strerror:
-        return f"cannot connect to the master at {master} ({e.strerror})"
-    if isinstance(e, ConnectionError):
-        return f"the connection to the master at {master} broke ({e})"
     return f"connection to the master at {master} failed ({e.__class__.__name__}: {e})"
 
 

@@ -1,6 +1,7 @@
-"""The SDK's call connections (``mesos_nb.scheduler.callpipe``): calls written on kept-alive
-connections, pipelined past ``MAX_CONNECTIONS``, each answer to its own call; and the
-driver's implicit acknowledgements of a burst of updates riding on them."""
+"""The SDK's call sender (``mesos_nb.scheduler.sender``): aiohttp on a few kept-alive
+connections, each answer to its own call, a timeout failing the call, answers chunked or with
+``Connection: close``; and the driver's implicit acknowledgements of a burst of updates riding
+on at most ``MAX_CONNECTIONS`` connections."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from conftest import async_wait_for
 from test_scheduler_driver import FW, FakeMaster, Recorder, subscribed, update
 
 from mesos_nb.scheduler import SchedulerDriver
-from mesos_nb.scheduler.callpipe import MAX_CONNECTIONS, CallPipe
+from mesos_nb.scheduler.sender import ACK_WORKERS, MAX_CONNECTIONS, CallSender
 
 
 class Echo:
@@ -28,7 +29,7 @@ class Echo:
         self.peers.add(request.transport.get_extra_info("peername"))
         body = await request.read()
         await asyncio.sleep(self.delay(body))
-        return web.Response(status=202, body=body, headers={"X-Stream": request.headers.get("Mesos-Stream-Id", "")})
+        return web.Response(status=202, body=body + b"/" + request.headers.get("Mesos-Stream-Id", "").encode())
 
     async def __aenter__(self) -> str:
         app = web.Application()
@@ -44,22 +45,43 @@ class Echo:
         await self.runner.cleanup()
 
 
-async def test_calls_beyond_the_bound_are_pipelined_and_each_gets_its_own_answer():
-    # the first calls are held longest, so a later call's answer is ready first: if answers
-    # were matched to calls by arrival rather than per connection in order, bodies would mix
+async def test_calls_in_flight_at_once_share_a_few_connections_and_each_gets_its_own_answer():
+    # the first calls are held longest, so later answers are ready first
     server = Echo(delay=lambda body: 0.05 if int(body) < MAX_CONNECTIONS else 0.0)
     async with server as url:
-        pipe = CallPipe(url)
-        futs = [pipe.send("/api/v1/scheduler", str(i).encode(), {"Mesos-Stream-Id": f"s{i}"}) for i in range(40)]
-        answers = await asyncio.wait_for(asyncio.gather(*futs), 10)
-        assert [a.body for a in answers] == [str(i).encode() for i in range(40)]
-        assert [a.headers["x-stream"] for a in answers] == [f"s{i}" for i in range(40)]
-        assert {a.status for a in answers} == {202}
-        assert len(server.peers) == pipe.connections == MAX_CONNECTIONS
-        # idle connections are reused: no new connection for the next calls
-        await asyncio.wait_for(asyncio.gather(*(pipe.send("/api/v1/scheduler", b"7") for _ in range(3))), 10)
-        assert pipe.connections == MAX_CONNECTIONS
-        pipe.close()
+        sender = CallSender()
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(
+                *(sender.post(url, str(i).encode(), f"s{i}") for i in range(40))), 10)
+            assert [a.body for a in answers] == [f"{i}/s{i}".encode() for i in range(40)]
+            assert {a.status for a in answers} == {202}
+            assert len(server.peers) == MAX_CONNECTIONS
+            # idle connections are reused: no new connection for the next calls
+            await asyncio.wait_for(asyncio.gather(*(sender.post(url, b"7", "s") for _ in range(3))), 10)
+            assert len(server.peers) == MAX_CONNECTIONS
+        finally:
+            await sender.close()
+
+
+async def test_queued_calls_run_on_a_few_workers_in_order():
+    server = Echo()
+    done: list[int] = []
+    async with server as url:
+        sender = CallSender()
+
+        async def call(i: int) -> None:
+            await sender.post(url, str(i).encode(), "s")
+            done.append(i)
+
+        try:
+            for i in range(100):
+                sender.submit(call(i))
+            await async_wait_for(lambda: len(done) == 100, timeout=10)
+            assert len(sender._workers) <= ACK_WORKERS < MAX_CONNECTIONS  # one connection left for awaited calls
+            assert len(server.peers) <= ACK_WORKERS
+            assert sorted(done) == list(range(100))
+        finally:
+            await sender.close()
 
 
 async def _raw_server(answer) -> tuple[asyncio.Server, str]:
@@ -74,28 +96,27 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
     return await reader.readexactly(length)
 
 
-async def test_chunked_answers_and_a_connection_close_after_an_answer():
+async def test_a_chunked_answer_with_connection_close_then_a_new_connection():
+    peers: list = []
+
     async def answer(reader, writer):
+        peers.append(writer.get_extra_info("peername"))
         first = await _read_request(reader)
-        await _read_request(reader)  # the second call, pipelined behind the first
         writer.write(b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                      b"5\r\nhello\r\n" + f"{len(first):x}\r\n".encode() + first + b"\r\n0\r\n\r\n")
         await writer.drain()
         writer.close()
 
     server, url = await _raw_server(answer)
+    sender = CallSender()
     try:
-        pipe = CallPipe(url)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("mesos_nb.scheduler.callpipe.MAX_CONNECTIONS", 1)
-            one = pipe.send("/api/v1/scheduler", b"first")
-            two = pipe.send("/api/v1/scheduler", b"second")
-        a = await asyncio.wait_for(one, 10)
+        a = await asyncio.wait_for(sender.post(url, b"first", "s"), 10)
         assert (a.status, a.body) == (400, b"hellofirst")
-        with pytest.raises(ConnectionError):  # not handled by the master: failed, not lost
-            await asyncio.wait_for(two, 10)
-        pipe.close()
+        b = await asyncio.wait_for(sender.post(url, b"second", "s"), 10)
+        assert (b.status, b.body) == (400, b"hellosecond")
+        assert len(peers) == 2  # the closed connection was not reused
     finally:
+        await sender.close()
         server.close()
 
 
@@ -108,15 +129,13 @@ async def test_an_answer_that_never_comes_fails_the_call_after_the_timeout():
         await asyncio.sleep(30)  # silent
 
     server, url = await _raw_server(answer)
+    sender = CallSender(timeout=0.2)
     try:
-        pipe = CallPipe(url, timeout=0.2)
-        fut = pipe.send("/api/v1/scheduler", b"{}")
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(fut, 10)
+        with pytest.raises(ConnectionError, match=url.removeprefix("http://")):
+            await asyncio.wait_for(sender.post(url, b"{}", "s"), 10)
         assert seen.is_set()
-        assert pipe._conns == []  # the stuck connection was dropped; the next call opens another
-        pipe.close()
     finally:
+        await sender.close()
         server.close()
 
 
