@@ -202,3 +202,12 @@ async def test_a_call_answered_307_is_sent_to_the_leader_named():
         await d.stop(failover=True)
         await old.stop()
         await leader.stop()
+
+
+async def test_a_call_after_close_fails_as_a_connection_error():
+    async with Echo() as url:
+        sender = CallSender()
+        await sender.post(url, b"1", "s")
+        await sender.close()
+        with pytest.raises(ConnectionError, match="driver stopped"):
+            await sender.post(url, b"2", "s")

@@ -77,6 +77,8 @@ class CallSender:
         stream = self._stream
         if stream is None or stream[0] != stream_id:
             stream = self._stream = (stream_id, CIMultiDict({"Mesos-Stream-Id": stream_id}))
+        if self._session.closed:  # the driver is stopping: a call made meanwhile fails like a lost one
+            raise ConnectionError(f"the connection to the master at {master} was closed (the driver stopped)")
         try:
             async with self._session.post(url, data=body, headers=stream[1], allow_redirects=False) as resp:
                 status = resp.status
