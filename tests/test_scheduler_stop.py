@@ -171,5 +171,5 @@ async def test_the_stream_read_is_cancelled_even_when_data_comes_with_the_cancel
             transport.close()
             theirs.close()
 
-    assert await race(lambda c: _read_chunk(c, 30)) == "cancelled"
+    assert await race(_read_chunk) == "cancelled"
     assert await race(lambda c: asyncio.wait_for(c.readany(), 30)) == ("swallowed" if wait_for_swallows else "cancelled")

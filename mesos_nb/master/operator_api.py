@@ -20,7 +20,7 @@ import msgspec
 from aiohttp import web
 
 from ..protocol.http_calls import CallRefused, accepts_json, check_json_content_type, decode_call
-from ..protocol.routing import add_routes, trailing_slash
+from ..protocol.routing import add_routes
 from ..protocol.version import VERSION
 from . import operator_views as v
 from .big_calls import run_steps
@@ -74,7 +74,9 @@ class OperatorApi:
         self._level_reset: asyncio.TimerHandle | None = None
 
     def install(self, app: web.Application) -> None:
-        app.middlewares.append(trailing_slash)
+        # no trailing_slash middleware here: the master's guard middleware (always installed,
+        # first) applies libprocess's trailing-slash rule itself; a second layer cost every
+        # request (every ACKNOWLEDGE) a middleware hop for nothing
         add_routes(app.router, ("", "/master"), {
             "POST /api/v1": self.handle,
             "GET /flags": self.flags,

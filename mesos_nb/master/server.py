@@ -445,6 +445,8 @@ class MasterServer:
             return _text(e.status, e.message)
         finally:
             self.flush()
+        if t == "ACCEPT":
+            await asyncio.sleep(0)  # the channel writer sends RUN_TASK first: it, not the 202, is on the launch path
         return web.Response(status=202)
 
     async def _subscribe(self, request: web.Request, call: m.Call) -> web.StreamResponse:

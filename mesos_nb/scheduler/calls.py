@@ -1,16 +1,22 @@
-"""The scheduler calls a framework makes (ACCEPT, DECLINE, KILL, …) as typed methods.
+"""The scheduler calls a framework makes (ACCEPT, DECLINE, KILL, …) as typed methods, and how
+they travel.
 
-Kept apart from :mod:`driver` (the subscription, the event loop, the connection): each method
-here only builds one v1 ``Call`` and hands it to ``_call``, which the driver provides (POST
-with ``Mesos-Stream-Id``, 307 following, ``MesosError`` / ``ConnectionError``).
+Kept apart from :mod:`driver` (the subscription, the event loop): each method here builds one
+v1 ``Call`` and hands it to ``_call``: POSTed at once through the driver's
+:class:`~.sender.CallSender` (aiohttp, a few kept-alive connections, ``Mesos-Stream-Id`` on
+each), 307 followed, non-2xx raised as :class:`MesosError`, network failures as
+``ConnectionError``. Implicit acknowledgements go the same way, queued on the sender's ack
+workers rather than a task each (``_implicit_ack``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from mesos_nb.protocol.messages import (
+    ID,
     Accept,
     Acknowledge,
     Call,
@@ -27,18 +33,36 @@ from mesos_nb.protocol.messages import (
     Shutdown,
     TaskInfo,
     TaskStatus,
+    encode,
 )
 
-from .stream import _id, _ids
+from .sender import API_PATH, CallSender
+from .stream import _first_line, _id, _ids, redirect_target
+
+log = logging.getLogger("mesos_nb.scheduler")
+
+MAX_REDIRECTS = 5
+
+
+class MesosError(Exception):
+    """The master answered a call with a non-2xx status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = (message or "").strip()
+        super().__init__(f"{status}: {self.message}" if self.message else str(status))
 
 
 class SchedulerCalls:
     """Every scheduler call; ids may be strings, ``ID`` structs, offers or inverse offers."""
 
-    _stopping: bool  # the driver's: set once stop()/teardown() began
-
-    async def _call(self, call: Call) -> None:  # pragma: no cover - the driver's
-        raise NotImplementedError
+    # the driver's state these read
+    _stopping: bool  # set once stop()/teardown() began
+    _framework_id: str | None
+    _stream_id: str | None
+    _master: str
+    _sender: CallSender | None
+    call_timeout: float
 
     async def _shutdown_loop(self) -> None:  # pragma: no cover - the driver's
         raise NotImplementedError
@@ -123,5 +147,55 @@ class SchedulerCalls:
         finally:
             await self._shutdown_loop()
 
+    # ------------------------------------------------------------------ calls
+    def _encode(self, call: Call) -> bytes:
+        """``call`` as the POST body, with the framework id; refused when not subscribed."""
+        if not self._framework_id or not self._stream_id or self._sender is None:
+            raise MesosError(403, "Framework is not subscribed (the driver is not connected)")
+        call.framework_id = ID(value=self._framework_id)
+        return encode(call)
 
-__all__ = ["SchedulerCalls"]
+    async def _call(self, call: Call) -> None:
+        await self._post(self._encode(call))
+
+    async def _post(self, body: bytes) -> None:
+        """POST ``body``: 2xx done; a 307 followed to the leader it names (rare: a call to a
+        master that stopped leading); otherwise :class:`MesosError` with the answer's first
+        line; network failures and timeouts as ``ConnectionError``."""
+        master, stream_id, sender = self._master, self._stream_id or "", self._sender
+        assert sender is not None
+        for _ in range(MAX_REDIRECTS + 1):
+            answer = await sender.post(master, body, stream_id)
+            if 200 <= answer.status < 300:
+                return
+            if answer.status == 307 and answer.location:
+                master = redirect_target(master, answer.location)
+                continue
+            raise MesosError(answer.status, _first_line(answer.body.decode("utf-8", "replace")))
+        raise MesosError(307, "too many redirects")
+
+    def _implicit_ack(self, status: TaskStatus) -> None:
+        """ACKNOWLEDGE ``status`` without a task: queued on the sender's ack workers, so the
+        next event need not wait for this round trip (the agent sends a task's next update
+        only after this one is acknowledged, so per-task order holds)."""
+        ack = Acknowledge(agent_id=status.agent_id, task_id=status.task_id, uuid=status.uuid)
+        try:
+            body = self._encode(Call(type="ACKNOWLEDGE", acknowledge=ack))
+        except MesosError as e:
+            self._ack_failed(status, e)
+            return
+        assert self._sender is not None
+        self._sender.submit(self._ack(status, body))
+
+    async def _ack(self, status: TaskStatus, body: bytes) -> None:
+        try:
+            await self._post(body)
+        except (MesosError, ConnectionError) as e:
+            self._ack_failed(status, e)
+
+    def _ack_failed(self, status: TaskStatus, e: Exception) -> None:
+        if not self._stopping:
+            log.warning("acknowledging %s %s failed: %s", status.task_id.value, status.state, e)
+
+
+__all__ = ["API_PATH", "MesosError", "SchedulerCalls"]

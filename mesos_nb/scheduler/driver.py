@@ -40,11 +40,13 @@ from mesos_nb.protocol.messages import (
 from mesos_nb.protocol.messages import Filters as Filters
 from mesos_nb.protocol.recordio import RecordIOError
 
-from .calls import SchedulerCalls
+from .calls import API_PATH, MAX_REDIRECTS, MesosError, SchedulerCalls
 from .leader import LeaderFollower
+from .sender import CallSender
 from .stream import (
     Backoff,
     EventStream,
+    StreamWatch,
     Watchdog,
     _first_line,
     describe_net_error,
@@ -54,36 +56,21 @@ from .stream import (
 
 log = logging.getLogger("mesos_nb.scheduler")
 
-API_PATH = "/api/v1/scheduler"
-MAX_REDIRECTS = 5
-
 
 def _read_only(attr: str, doc: str) -> Any:
     """A public view of state that only the driver's own loop may change."""
     return property(operator.attrgetter(attr), doc=doc)
 
 
-async def _read_chunk(content: aiohttp.StreamReader, timeout: float) -> bytes | None:
-    """The stream's next chunk (``b""`` at its end), or None after ``timeout`` seconds.
+async def _read_chunk(content: aiohttp.StreamReader) -> bytes:
+    """The stream's next chunk (``b""`` at its end): a plain await, no task or timer per chunk.
 
-    Not ``asyncio.wait_for``: before Python 3.12 it swallows a cancellation that comes in the
-    same loop step as the data (it returns the chunk instead), and ``stop()``, which cancels
-    the read loop, then waited for ever on a stream that keeps sending events."""
-    read = asyncio.ensure_future(content.readany())
-    try:
-        done, _ = await asyncio.wait({read}, timeout=timeout)
-    finally:
-        read.cancel()  # a no-op once it is done
-    return read.result() if done else None
-
-
-class MesosError(Exception):
-    """The master answered a call with a non-2xx status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = (message or "").strip()
-        super().__init__(f"{status}: {self.message}" if self.message else str(status))
+    The heartbeat watchdog is a timer of its own (:class:`~.stream.StreamWatch`) that ends a
+    silent stream by setting an exception on it. Not ``asyncio.wait_for``: before Python 3.12 it swallows a
+    cancellation that comes in the same loop step as the data (it returns the chunk instead),
+    and ``stop()``, which cancels the read loop, then waited for ever on a stream that keeps
+    sending events; a plain await of the reader keeps the cancellation."""
+    return await content.readany()
 
 
 class Scheduler:
@@ -178,7 +165,8 @@ class SchedulerDriver(SchedulerCalls):
         self._stream_id: str | None = None
         self._connected = False
         self._stopping = False
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # the SUBSCRIBE stream
+        self._sender: CallSender | None = None  # every other call, on a few kept-alive connections
         self._task: asyncio.Task | None = None
         self._subscribed_evt: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
@@ -214,6 +202,7 @@ class SchedulerDriver(SchedulerCalls):
         self._subscribed_evt = asyncio.Event()
         self._wake = asyncio.Event()
         self._session = aiohttp.ClientSession(headers=self._auth, connector=aiohttp.TCPConnector(ssl=self._ssl))
+        self._sender = CallSender(self._auth, self._ssl, self.call_timeout)
         if self.zk_url is not None and self._detector is None:
             try:
                 await self._start_detector()
@@ -299,6 +288,9 @@ class SchedulerDriver(SchedulerCalls):
             t.cancel()
         self._connected = False
         self._stream_id = None
+        if self._sender is not None:
+            await self._sender.close()
+            self._sender = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -355,12 +347,6 @@ class SchedulerDriver(SchedulerCalls):
                 self._wake.clear()
         self._connected = False
 
-    def _headers(self, *, stream: bool = False) -> dict[str, str]:
-        h = {"Content-Type": "application/json", "Accept": "application/json"}
-        if not stream and self._stream_id:
-            h["Mesos-Stream-Id"] = self._stream_id
-        return h
-
     async def _subscribe_once(self) -> bool:
         """One SUBSCRIBE stream, read until it ends. Returns whether SUBSCRIBED arrived."""
         assert self._session is not None
@@ -375,7 +361,7 @@ class SchedulerDriver(SchedulerCalls):
             resp = await self._session.post(
                 self._master + API_PATH,
                 data=body,
-                headers=self._headers(stream=True),
+                headers={"Content-Type": "application/json", "Accept": "application/json"},
                 allow_redirects=False,
                 timeout=timeout,
             )
@@ -403,27 +389,25 @@ class SchedulerDriver(SchedulerCalls):
         events = EventStream()
         self.watchdog = Watchdog(misses=self.heartbeat_misses, interval=self.watchdog.interval)
         self.watchdog.beat()
+        watch = StreamWatch(self.watchdog, resp.content, self.heartbeat_misses, _StreamLost)
         subscribed = False
-        while True:
-            remaining = self.watchdog.remaining()
-            if remaining <= 0:
-                raise _StreamLost(
-                    f"no event from the master for {self.watchdog.window:g} s "
-                    f"({self.heartbeat_misses} missed heartbeats)"
-                )
-            chunk = await _read_chunk(resp.content, remaining)
-            if chunk is None:
-                continue  # the loop head reports the expired watchdog
-            if not chunk:
-                return subscribed
-            for event in events.feed(chunk):
-                self.watchdog.beat()
-                if event.type == "SUBSCRIBED":
-                    subscribed = True
-                    self._stream_id = stream_id
-                await self._dispatch(event)
-                if self._stopping:  # stop() even when its cancel was swallowed (by a callback)
+        try:
+            while True:
+                chunk = await _read_chunk(resp.content)
+                if not chunk:
                     return subscribed
+                for event in events.feed(chunk):
+                    self.watchdog.beat()
+                    if event.type == "SUBSCRIBED":
+                        subscribed = True
+                        self._stream_id = stream_id
+                    await self._dispatch(event)
+                    if subscribed and event.type == "SUBSCRIBED":
+                        watch.rearm()  # the master's heartbeat interval is known now
+                    if self._stopping:  # stop() even when its cancel was swallowed (by a callback)
+                        return subscribed
+        finally:
+            watch.cancel()
 
     # ------------------------------------------------------------------ events
     async def _dispatch(self, event: Event) -> None:
@@ -463,7 +447,7 @@ class SchedulerDriver(SchedulerCalls):
             if self.implicit_acknowledgements and status.uuid and status.agent_id is not None:
                 # Not awaited: the next event need not wait for this round trip. The agent sends
                 # a task's next update only after this one is acknowledged, so per-task order holds.
-                self._spawn(self._implicit_ack(status))
+                self._implicit_ack(status)
         elif t == "MESSAGE" and event.message is not None:
             m = event.message
             await self._callback("message", m.agent_id.value, m.executor_id.value, m.data)
@@ -508,13 +492,6 @@ class SchedulerDriver(SchedulerCalls):
         except Exception:
             log.exception("scheduler callback %s raised", name)
 
-    async def _implicit_ack(self, status: TaskStatus) -> None:
-        try:
-            await self.acknowledge(status)
-        except (MesosError, ConnectionError) as e:
-            if not self._stopping:
-                log.warning("acknowledging %s %s failed: %s", status.task_id.value, status.state, e)
-
     def _spawn(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)
         self._background.add(t)
@@ -525,33 +502,6 @@ class SchedulerDriver(SchedulerCalls):
                 log.warning("background call failed: %s", task.exception())
 
         t.add_done_callback(_done)
-
-    # ------------------------------------------------------------------ calls
-    async def _call(self, call: Call) -> None:
-        if not self._framework_id or not self._stream_id or self._session is None:
-            raise MesosError(403, "Framework is not subscribed (the driver is not connected)")
-        call.framework_id = ID(value=self._framework_id)
-        body = encode(call)
-        timeout = aiohttp.ClientTimeout(total=self.call_timeout)
-        master = self._master
-        try:
-            for _ in range(MAX_REDIRECTS + 1):
-                async with self._session.post(
-                    master + API_PATH,
-                    data=body,
-                    headers=self._headers(),
-                    allow_redirects=False,
-                    timeout=timeout,
-                ) as resp:
-                    if resp.status == 307 and resp.headers.get("Location"):
-                        master = redirect_target(master, resp.headers["Location"])
-                        continue
-                    if 200 <= resp.status < 300:
-                        return
-                    raise MesosError(resp.status, _first_line(await resp.text()))
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-            raise ConnectionError(describe_net_error(e, master)) from None
-        raise MesosError(307, "too many redirects")
 
 
 __all__ = ["Filters", "MesosError", "Scheduler", "SchedulerDriver"]

@@ -75,6 +75,35 @@ class Watchdog:
         return self.remaining() <= 0
 
 
+class StreamWatch:
+    """Ends a silent event stream: a timer that sets ``lost(...)`` on ``content`` (anything with
+    ``set_exception``, the aiohttp stream reader) once ``watchdog`` expires, re-armed for what
+    is left while events come. One timer per heartbeat window instead of a timeout per read."""
+
+    def __init__(self, watchdog: Watchdog, content: Any, misses: int, lost: type[Exception]) -> None:
+        import asyncio
+
+        self.watchdog, self.content, self.misses, self.lost = watchdog, content, misses, lost
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(max(0.0, watchdog.remaining()), self._check)
+
+    def _check(self) -> None:
+        remaining = self.watchdog.remaining()
+        if remaining <= 0:
+            self.content.set_exception(self.lost(
+                f"no event from the master for {self.watchdog.window:g} s ({self.misses} missed heartbeats)"))
+            return
+        self._handle = self._loop.call_later(remaining, self._check)
+
+    def rearm(self) -> None:
+        """Check again at the watchdog's deadline now (its interval changed)."""
+        self._handle.cancel()
+        self._handle = self._loop.call_later(max(0.0, self.watchdog.remaining()), self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 def normalize_master(master: str) -> str:
     """``host:port`` / ``http://host:port[/]`` / ``//host:port`` -> ``http://host:port``.
 
@@ -161,6 +190,7 @@ __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
     "Backoff",
     "EventStream",
+    "StreamWatch",
     "Watchdog",
     "describe_net_error",
     "normalize_master",

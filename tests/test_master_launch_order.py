@@ -1,0 +1,48 @@
+"""The master sends RUN_TASK to the agent before it answers the ACCEPT that caused it: the
+launch is on the ACCEPT → TASK_RUNNING path, the framework's 202 is not."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+from conftest import async_wait_for
+from test_health_checks import OneTask
+
+from mesos_nb.local import LocalCluster
+from mesos_nb.master.server import MasterServer
+from mesos_nb.protocol import channel as ch
+from mesos_nb.scheduler import FrameworkInfo, SchedulerDriver, command_task
+
+
+async def test_run_task_leaves_for_the_agent_before_the_accept_is_answered(tmp_path, monkeypatch):
+    order: list[str] = []
+    handle = MasterServer.handle_scheduler
+
+    async def spied_handle(self, request: web.Request) -> web.StreamResponse:
+        resp = await handle(self, request)  # aiohttp writes the answer right after this returns
+        order.append(f"answered {json.loads(await request.read()).get('type')}")
+        return resp
+
+    encode_frames = ch.encode_frames
+
+    def spied_encode(batch, *a, **kw):  # the channel writer encodes a batch just before sending it
+        if any(isinstance(x, ch.RunTask) for x in batch):
+            order.append("run_task sent")
+        return encode_frames(batch, *a, **kw)
+
+    monkeypatch.setattr(MasterServer, "handle_scheduler", spied_handle)  # before the routes are made
+    monkeypatch.setattr(ch, "encode_frames", spied_encode)
+    cluster = LocalCluster(agents=1, port=0, work_dir=str(tmp_path / "c"), agent_resources="cpus:1;mem:256",
+                           isolation="posix")
+    await cluster.start()
+    try:
+        s = OneTask(lambda offer: command_task(offer, "/bin/true", cpus=0.1, mem=16, task_id="t1"))
+        d = SchedulerDriver(s, FrameworkInfo(user="tester", name="order"), cluster.master_address)
+        await d.start()
+        await async_wait_for(lambda: any(u.state in ("TASK_RUNNING", "TASK_FINISHED") for u in s.updates), 20)
+        await d.stop()
+    finally:
+        await cluster.stop()
+    assert "run_task sent" in order and "answered ACCEPT" in order, order
+    assert order.index("run_task sent") < order.index("answered ACCEPT"), order
