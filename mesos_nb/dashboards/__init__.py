@@ -16,7 +16,7 @@ from typing import Any
 def dashboard(master: Any, alive: Any = None, load_js: bool = True, role: str | None = None) -> Any:
     """The started widget (``role``: also plot that role's quota headroom). Bokeh is imported
     only when a dashboard is asked for."""
-    if load_js:  # BokehJS first: the page evaluates it while the kernel builds the figures
+    if load_js:  # BokehJS first (guarded: skipped where the page has it from %load_ext)
         from .bokehjs import load_bokehjs
 
         load_bokehjs()
@@ -26,17 +26,20 @@ def dashboard(master: Any, alive: Any = None, load_js: bool = True, role: str | 
 
 
 def prewarm() -> threading.Thread | None:
-    """Import Bokeh, jupyter_bokeh and the dashboard's modules and build one dashboard's figures
-    on a daemon thread, so that a later ``%mesos dashboard`` publishes BokehJS and draws at once
-    instead of first spending a second or more in imports (the extension calls this when it loads in a kernel). Returns
-    the thread, or None where Bokeh or jupyter_bokeh is not installed."""
+    """Have a later ``%mesos dashboard`` draw at once (the extension calls this when it loads in
+    a kernel): publish BokehJS into the page now, deferred (the page evaluates it when idle,
+    long before the dashboard cell runs), and import Bokeh and jupyter_bokeh and build and
+    serialize one dashboard on a daemon thread. Returns the thread, or None where Bokeh or
+    jupyter_bokeh is not installed."""
     if importlib.util.find_spec("bokeh") is None or importlib.util.find_spec("jupyter_bokeh") is None:
         return None
+    from .bokehjs import load_bokehjs
+
+    load_bokehjs(deferred=True)  # outside a kernel (terminal IPython) it publishes nothing
 
     def load() -> None:
         with contextlib.suppress(Exception):
-            for name in (f"{__name__}.bokehjs", "bokeh.io.notebook", "bokeh.resources", "jupyter_bokeh"):
-                importlib.import_module(name)
+            importlib.import_module("jupyter_bokeh")
             importlib.import_module(f"{__name__}.widget").prebuild()
 
     t = threading.Thread(target=load, name="mesos-nb-dashboard-prewarm", daemon=True)
