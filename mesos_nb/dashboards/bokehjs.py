@@ -3,11 +3,11 @@
 jupyter_bokeh's view does not bundle BokehJS: without this output rendered *before* the widget,
 JupyterLab shows "Failed to create view for 'BokehView'" (``window.Bokeh`` is undefined).
 
-The script is the installed ``bokeh.min.js`` (BokehJS's core: the dashboard uses no widgets,
+The script carries the installed ``bokeh.min.js`` (BokehJS's core: the dashboard uses no widgets,
 tables, WebGL or MathJax), read from the package's files without importing Bokeh (an import
 of ``bokeh.io`` costs half a second), and guarded: a page that already has BokehJS skips it.
-``%load_ext mesos_nb`` publishes it *deferred* (the page evaluates it when idle, so the
-extension's cell is not held up by half a second of script), and the dashboard cell publishes
+``%load_ext mesos_nb`` publishes it *deferred* (the page evaluates it once that cell shows
+done, when idle, so the extension's cell is not held up by half a second of script), and the dashboard cell publishes
 it again, guarded: after a page reload (the kernel kept, the extension's output gone) the page
 still gets BokehJS, and otherwise it costs the page one skipped parse.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
@@ -35,22 +36,36 @@ def bokehjs_path() -> Path | None:
     return path if path.is_file() else None
 
 
+@functools.lru_cache(maxsize=1)
+def _bokehjs_literal() -> str | None:
+    path = bokehjs_path()
+    return None if path is None else json.dumps(path.read_text(encoding="utf-8"))
+
+
+# Where the page runs the deferred copy: once the cell that published it shows done (JupyterLab
+# and Notebook 7 mark a running cell's prompt with "*"), when the page is next idle; so that the
+# half second of evaluation does not hold up that cell's reply. Elsewhere: when idle.
+_AFTER_CELL = """const script = document.currentScript;
+  const cell = script && script.closest ? script.closest('.jp-CodeCell') : null;
+  const idle = () => window.requestIdleCallback ? window.requestIdleCallback(load, {timeout: 1000}) : window.setTimeout(load, 0);
+  let waited = 0;
+  const poll = () => { const p = cell && cell.querySelector('.jp-InputPrompt');
+    if (p && p.textContent.includes('*') && (waited += 50) < 10000) window.setTimeout(poll, 50); else idle(); };
+  poll();"""
+
+
 @functools.lru_cache(maxsize=2)
 def bokehjs_script(deferred: bool = False) -> str | None:
-    """The guarded loader script (``deferred``: evaluated when the page is idle), or None."""
-    path = bokehjs_path()
-    if path is None:
+    """The guarded loader script (``deferred``: evaluated after its cell, when the page is
+    idle), or None where Bokeh is not installed."""
+    code = _bokehjs_literal()
+    if code is None:
         return None
-    # The file starts with 'use strict' and registers itself on `this`: its text becomes the
-    # body of a function called with `this` = window (the classic notebook evals in a cell).
-    load = ("function () { if (window.Bokeh === undefined) { (function () {\n"
-            + path.read_text(encoding="utf-8")
-            + "\n}).call(window); window.Bokeh.set_log_level('info'); } }")
-    if deferred:
-        return (f"(function () {{ const load = {load};\n"
-                "if (window.requestIdleCallback) window.requestIdleCallback(load, {timeout: 2000});"
-                " else window.setTimeout(load, 0); })();")
-    return f"({load})();"
+    # The code is a string until it runs: where the page has BokehJS it only scans a string,
+    # not 1.3 MB of script. The file starts with 'use strict' and registers itself on `this`.
+    load = ("const load = () => { if (window.Bokeh === undefined) {\n"
+            f"    new Function({code}).call(window); window.Bokeh.set_log_level('info'); }} }};")
+    return "(function () {\n  " + load + "\n  " + (_AFTER_CELL if deferred else "load();") + "\n})();"
 
 
 def _kernel_shell() -> Any:
