@@ -129,7 +129,9 @@ async def run_setup_cells(page: Any) -> dict[str, float]:
 async def time_dashboard_cell(page: Any, figures: int, timeout: float) -> dict[str, float]:
     """Seconds from Shift+Enter on the dashboard cell to: the cell shown running (``busy``), its
     first output (``output``), BokehJS defined (``bokehjs``), the widget's output (``widget``), the first canvas (``canvas``) and
-    every plot drawn (``drawn``)."""
+    every plot drawn (``drawn``); and whether the page had drawn the prebuilt dashboard offscreen
+    before (``page_warm_up``: 'done', 'not yet' or why it failed)."""
+    warm_up = await page.evaluate("window.mesos_nb_warm_up === undefined ? 'not yet' : window.mesos_nb_warm_up")
     t0 = await page.evaluate("performance.now()")
     drawn = asyncio.ensure_future(page.evaluate(DRAWN_JS, figures))
     await page.keyboard.press("Shift+Enter")
@@ -140,7 +142,7 @@ async def time_dashboard_cell(page: Any, figures: int, timeout: float) -> dict[s
         await page.screenshot(path=str(shot))
         text = await page.evaluate("document.querySelector('.jp-Notebook').innerText")
         raise TimeoutError(f"the dashboard was not drawn in {timeout:g} s (screenshot {shot}): {text[-800:]}") from None
-    return {k: round((v - t0) / 1000.0, 3) for k, v in t1.items()}
+    return {**{k: round((v - t0) / 1000.0, 3) for k, v in t1.items()}, "page_warm_up": warm_up}
 
 
 async def open_dashboard(browser: Any, server: dict[str, Any], master: str, name: str, figures: int,

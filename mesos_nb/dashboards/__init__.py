@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import sys
 import threading
 from typing import Any
 
@@ -47,4 +48,17 @@ def prewarm() -> threading.Thread | None:
     return t
 
 
-__all__ = ["dashboard", "prewarm"]
+def warm_page() -> bool:
+    """Publish the page-side warm-up (the prebuilt dashboard drawn once offscreen, after this
+    cell) if the warm-up thread has built it; ``%mesos connect`` calls this, as the cell a
+    dashboard cell usually follows. Returns whether it was published (inside a kernel only)."""
+    widget = sys.modules.get(f"{__name__}.widget")  # not imported: nothing is prebuilt yet
+    doc = widget.prebuilt_warm_up() if widget is not None else None
+    if doc is None:
+        return False
+    from .bokehjs import publish, warm_up_script
+
+    return publish(warm_up_script(doc))
+
+
+__all__ = ["dashboard", "prewarm", "warm_page"]

@@ -13,6 +13,8 @@ id afterwards; an attribute whose old value holds such a definition is therefore
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from typing import Any
 
@@ -62,6 +64,12 @@ class Prerendered:
         self.whole = False  # something happened that re-encoding attributes cannot express
         self._lock = threading.Lock()
         self.doc.on_change(self._on_change)
+
+    def warm_up_json(self) -> str:
+        """The document as it was built, as JSON, its model ids renamed (``p123`` → ``w123``):
+        for the page to draw once offscreen, beside (never instead of) the widget's own."""
+        (doc,) = self.bundle["docs_json"].values()
+        return re.sub(r'"p(\d+)"', r'"w\1"', json.dumps(doc))
 
     def _on_change(self, event: Any) -> None:
         model, attr = getattr(event, "model", None), getattr(event, "attr", None)

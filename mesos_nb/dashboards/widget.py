@@ -58,9 +58,17 @@ def prebuild() -> None:
 
     dash = Dashboard(extra=(QuotaHeadroom(PREBUILT_ROLE),))  # the magic always plots its role's quota
     dash.prerendered = Prerendered(dash.root)
+    dash.warm_up = dash.prerendered.warm_up_json()
     with _prebuilt_lock:
         if not _prebuilt:
             _prebuilt.append(dash)
+
+
+def prebuilt_warm_up() -> str | None:
+    """The prebuilt dashboard's document for the page's warm-up (``bokehjs.warm_up_script``),
+    once the warm-up thread has built it; None before."""
+    with _prebuilt_lock:
+        return getattr(_prebuilt[0], "warm_up", None) if _prebuilt else None
 
 
 def take_prebuilt() -> Dashboard | None:
