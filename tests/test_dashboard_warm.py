@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import types
+import zlib
 
 import IPython
 import IPython.display
@@ -121,6 +122,8 @@ def test_load_ext_publishes_bokehjs_deferred_in_a_kernel_and_nothing_in_a_termin
         script = data[bokehjs.LOAD_MIME_TYPE]
         assert "requestIdleCallback(load" in script and "if (window.Bokeh === undefined)" in script
         assert "closest('.jp-CodeCell')" in script  # after its cell shows done
+        assert base64.b64encode(zlib.compress(bokehjs.bokehjs_path().read_bytes(), 1)).decode() in script
+        assert len(script) < 700_000  # compressed: the cell's reply waits behind this message
     finally:
         shell.run_line_magic("unload_ext", "mesos_nb")
         InteractiveShell.clear_instance()
