@@ -86,8 +86,8 @@ def test_a_change_the_prebuilt_bundle_cannot_express_falls_back_to_bokehs_serial
 
 def _published(monkeypatch) -> list[dict]:
     out: list[dict] = []
-    monkeypatch.setattr(IPython.display, "publish_display_data",
-                        lambda data, metadata=None, **kw: out.append(data))
+    monkeypatch.setattr(IPython.display, "publish_display_data",  # updates (emptied outputs) left out
+                        lambda data, metadata=None, **kw: None if kw.get("update") else out.append(data))
     return out
 
 

@@ -58,7 +58,7 @@ def warm_page() -> bool:
         return False
     from .bokehjs import publish, warm_up_script
 
-    return publish(warm_up_script(doc))
+    return publish(warm_up_script(doc), keep=False)  # not carried into the saved notebook
 
 
 __all__ = ["dashboard", "prewarm", "warm_page"]
