@@ -1,14 +1,27 @@
-"""What makes ``%mesos dashboard`` draw sooner: the warm-up thread's prebuilt dashboard, and
-BokehJS published as its core only (no widgets, tables, WebGL or MathJax bundles)."""
+"""What makes ``%mesos dashboard`` draw sooner: the warm-up thread's prebuilt and pre-serialized
+dashboard, BokehJS published (its core only, guarded) already by ``%load_ext mesos_nb``, and the
+sample the widget was drawn with not applied again."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import types
+import zlib
 
-import bokeh.io.notebook as bokeh_notebook
 import IPython
+import IPython.display
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from test_dashboard import _snap
 
 from mesos_nb.dashboards import bokehjs, prewarm, widget
+
+
+def _bundle_json(bundle: dict) -> str:
+    (doc,) = bundle["docs_json"].values()
+    return json.dumps(doc, sort_keys=True)
 
 
 def test_the_warm_up_thread_builds_one_dashboard_that_the_next_widget_takes():
@@ -21,19 +34,122 @@ def test_the_warm_up_thread_builds_one_dashboard_that_the_next_widget_takes():
     first = widget.DashboardWidget("http://127.0.0.1:9", role="eng")
     second = widget.DashboardWidget("http://127.0.0.1:9")
     try:
-        assert first.dashboard is prebuilt and "quota" in first.dashboard.components  # the role's plot added
+        assert first.dashboard is prebuilt and "quota" in first.dashboard.components  # the role's plot
+        assert first.dashboard["quota"].role == "eng"
         assert second.dashboard is not prebuilt and "quota" not in second.dashboard.components
     finally:
         first.close()
         second.close()
 
 
-def test_bokehjs_is_published_as_its_core_only(monkeypatch):
-    published: list[dict] = []
+def test_the_prebuilt_bundle_is_what_bokeh_serializes_after_the_first_snapshot():
+    """The widget's document, taken from the warm-up thread's serialization with the changed
+    attributes re-encoded, is exactly Bokeh's full serialization of the drawn document."""
+    from jupyter_bokeh import BokehModel
+
+    widget.take_prebuilt()
+    widget.prebuild()
+    w = widget.DashboardWidget("http://127.0.0.1:9", role="eng", initial=_snap())
+    try:
+        sent = json.loads(w.widget.get_state()["render_bundle"])
+        full = BokehModel._model_to_traits(w.dashboard.root)
+        assert _bundle_json(sent) == _bundle_json(full)
+        text = _bundle_json(sent)
+        assert "h:5051 #1" in text and "t2" in text  # the snapshot's agents and tasks are in it
+        assert "Quota headroom of role 'eng'" in text and "role '*'" not in text
+    finally:
+        w.close()
+
+
+def test_a_change_the_prebuilt_bundle_cannot_express_falls_back_to_bokehs_serialization():
+    from bokeh.models import Div
+    from jupyter_bokeh import BokehModel
+
+    widget.take_prebuilt()
+    widget.prebuild()
+    dash = widget.take_prebuilt()
+    dash.root.children.insert(0, Div(text="first"))  # not an append: the rows' definitions would move
+    assert dash.prerendered.take() is None
+    w = widget.DashboardWidget("http://127.0.0.1:9")  # what the widget then does: Bokeh's own way
+    try:
+        assert "render_bundle" in w.widget.get_state()
+    finally:
+        w.close()
+    widget.prebuild()
+    dash = widget.take_prebuilt()
+    dash.root.children.append(Div(text="below"))  # an append: the plots keep their definitions
+    dash.update(_snap())
+    bundle = dash.prerendered.take()
+    assert bundle is not None and '"below"' in _bundle_json(bundle)
+    assert _bundle_json(bundle) == _bundle_json(BokehModel._model_to_traits(dash.root))
+
+
+def _published(monkeypatch) -> list[dict]:
+    out: list[dict] = []
+    monkeypatch.setattr(IPython.display, "publish_display_data",  # updates (emptied outputs) left out
+                        lambda data, metadata=None, **kw: None if kw.get("update") else out.append(data))
+    return out
+
+
+def test_bokehjs_is_published_as_its_core_only_and_guarded(monkeypatch):
+    published = _published(monkeypatch)
     monkeypatch.setattr(IPython, "get_ipython", lambda: types.SimpleNamespace(kernel=object()))
-    monkeypatch.setattr(bokeh_notebook, "publish_display_data", lambda data, *a, **kw: published.append(data))
     assert bokehjs.load_bokehjs()
-    scripts = {k: v for d in published for k, v in d.items() if k != "text/html"}
-    assert bokeh_notebook.LOAD_MIME_TYPE in scripts  # what JupyterLab's jupyter_bokeh evaluates
-    for mime, script in scripts.items():
-        assert 1_000_000 < len(script) < 2_000_000, (mime, len(script))  # the full INLINE set: ≈ 3.9 MB
+    (data,) = published
+    assert set(data) == {bokehjs.LOAD_MIME_TYPE, bokehjs.JS_MIME_TYPE}  # lab extension; classic notebook
+    core = base64.b64encode(bokehjs.bokehjs_path().read_bytes()).decode()
+    for script in data.values():
+        assert core in script and len(script) < 2_000_000  # the full INLINE set: ≈ 3.9 MB (5.2 in base64)
+        assert "if (window.Bokeh === undefined)" in script  # skipped where the page has it
+        assert "closest('.jp-CodeCell')" not in script and script.endswith("load();\n})();")  # at once
+
+
+def test_load_ext_publishes_bokehjs_deferred_in_a_kernel_and_nothing_in_a_terminal(monkeypatch):
+    """``%load_ext mesos_nb``: in a kernel the page gets BokehJS to evaluate when idle; in a
+    plain terminal IPython (no frontend) nothing is published and the magics work."""
+    published = _published(monkeypatch)
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance()
+    try:
+        monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+        shell.run_line_magic("load_ext", "mesos_nb")
+        assert published == [] and "mesos" in shell.magics_manager.magics["line"]
+        shell.run_line_magic("unload_ext", "mesos_nb")
+        shell.kernel = object()  # what an ipykernel shell has
+        shell.run_line_magic("load_ext", "mesos_nb")
+        (data,) = published
+        assert set(data) == {bokehjs.LOAD_MIME_TYPE}  # jupyter_bokeh's renderer only: half the message
+        script = data[bokehjs.LOAD_MIME_TYPE]
+        assert "requestIdleCallback(load" in script and "if (window.Bokeh === undefined)" in script
+        assert "closest('.jp-CodeCell')" in script  # after its cell shows done
+        assert base64.b64encode(zlib.compress(bokehjs.bokehjs_path().read_bytes(), 1)).decode() in script
+        assert len(script) < 700_000  # compressed: the cell's reply waits behind this message
+    finally:
+        shell.run_line_magic("unload_ext", "mesos_nb")
+        InteractiveShell.clear_instance()
+
+
+def test_the_sample_the_widget_was_drawn_with_is_not_applied_again():
+    """The stream's first event is usually the snapshot the widget was built with: the time
+    series must not get that point twice (nor the page a patch for it while it draws)."""
+    widget.take_prebuilt()
+    w = widget.DashboardWidget("http://127.0.0.1:9", initial=_snap(), check_every=0.05)
+    w.should_stop = lambda: w.updates >= 1  # type: ignore[method-assign]
+
+    async def read(queue: asyncio.Queue) -> None:
+        queue.put_nowait(_snap())  # the same sample again
+        queue.put_nowait(_snap(time=1001.0))  # a new one
+        await asyncio.Event().wait()
+
+    w._read = read  # type: ignore[method-assign]
+    try:
+        asyncio.run(asyncio.wait_for(w.run(), 20))
+        assert list(w.dashboard["timeseries"].source.data["time"]) == [1e6, 1.001e6]
+    finally:
+        w.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_prebuilt():
+    yield
+    widget.take_prebuilt()

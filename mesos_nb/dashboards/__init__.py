@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import sys
 import threading
 from typing import Any
 
@@ -16,7 +17,7 @@ from typing import Any
 def dashboard(master: Any, alive: Any = None, load_js: bool = True, role: str | None = None) -> Any:
     """The started widget (``role``: also plot that role's quota headroom). Bokeh is imported
     only when a dashboard is asked for."""
-    if load_js:  # BokehJS first: the page evaluates it while the kernel builds the figures
+    if load_js:  # BokehJS first (guarded: skipped where the page has it from %load_ext)
         from .bokehjs import load_bokehjs
 
         load_bokehjs()
@@ -26,17 +27,20 @@ def dashboard(master: Any, alive: Any = None, load_js: bool = True, role: str | 
 
 
 def prewarm() -> threading.Thread | None:
-    """Import Bokeh, jupyter_bokeh and the dashboard's modules and build one dashboard's figures
-    on a daemon thread, so that a later ``%mesos dashboard`` publishes BokehJS and draws at once
-    instead of first spending a second or more in imports (the extension calls this when it loads in a kernel). Returns
-    the thread, or None where Bokeh or jupyter_bokeh is not installed."""
+    """Have a later ``%mesos dashboard`` draw at once (the extension calls this when it loads in
+    a kernel): publish BokehJS into the page now, deferred (the page evaluates it when idle,
+    long before the dashboard cell runs), and import Bokeh and jupyter_bokeh and build and
+    serialize one dashboard on a daemon thread. Returns the thread, or None where Bokeh or
+    jupyter_bokeh is not installed."""
     if importlib.util.find_spec("bokeh") is None or importlib.util.find_spec("jupyter_bokeh") is None:
         return None
+    from .bokehjs import load_bokehjs
+
+    load_bokehjs(deferred=True)  # outside a kernel (terminal IPython) it publishes nothing
 
     def load() -> None:
         with contextlib.suppress(Exception):
-            for name in (f"{__name__}.bokehjs", "bokeh.io.notebook", "bokeh.resources", "jupyter_bokeh"):
-                importlib.import_module(name)
+            importlib.import_module("jupyter_bokeh")
             importlib.import_module(f"{__name__}.widget").prebuild()
 
     t = threading.Thread(target=load, name="mesos-nb-dashboard-prewarm", daemon=True)
@@ -44,4 +48,17 @@ def prewarm() -> threading.Thread | None:
     return t
 
 
-__all__ = ["dashboard", "prewarm"]
+def warm_page() -> bool:
+    """Publish the page-side warm-up (the prebuilt dashboard drawn once offscreen, after this
+    cell) if the warm-up thread has built it; ``%mesos connect`` calls this, as the cell a
+    dashboard cell usually follows. Returns whether it was published (inside a kernel only)."""
+    widget = sys.modules.get(f"{__name__}.widget")  # not imported: nothing is prebuilt yet
+    doc = widget.prebuilt_warm_up() if widget is not None else None
+    if doc is None:
+        return False
+    from .bokehjs import publish, warm_up_script
+
+    return publish(warm_up_script(doc), keep=False)  # not carried into the saved notebook
+
+
+__all__ = ["dashboard", "prewarm", "warm_page"]

@@ -24,9 +24,17 @@ class QuotaHeadroom(Component):
     def _empty(self) -> dict[str, list[Any]]:
         return {k: [] for k in d.quota_update({}, self.role)["data"]}
 
+    def retarget(self, role: str) -> None:
+        """Plot ``role`` instead (the warm-up thread builds the plot before the role is known)."""
+        self.role = role
+        self.root.title.text = self._no_quota()
+
+    def _no_quota(self) -> str:
+        return f"Quota headroom of role '{self.role}': no quota"
+
     def _figure(self):
         p = figure(y_range=FactorRange(name="quota-range"), x_range=Range1d(0, 1.05), height=200,
-                   title=f"Quota headroom of role '{self.role}': no quota", sizing_mode="stretch_width",
+                   title=self._no_quota(), sizing_mode="stretch_width",
                    toolbar_location=None)
         p.hbar(y="resource", right="consumed_frac", height=0.6, source=self.source, color="#e6550d",
                legend_label="consumed / limit")
@@ -43,7 +51,7 @@ class QuotaHeadroom(Component):
         self.apply(upd)
         cols = upd["data"]
         if upd["role"] is None:
-            title = f"Quota headroom of role '{self.role}': no quota"
+            title = self._no_quota()
         else:
             left = ", ".join(f"{n} {h:g}" for n, h in zip(cols["resource"], cols["headroom"], strict=True)
                              if h is not None) or "no limit"

@@ -28,6 +28,7 @@ from .quota import QuotaHeadroom
 
 log = logging.getLogger("mesos_nb.dashboards")
 PLOTTED_AGENTS = 40
+PREBUILT_ROLE = "*"
 
 
 def _master_url(master: Any) -> str:
@@ -50,12 +51,24 @@ _prebuilt_lock = threading.Lock()
 
 
 def prebuild() -> None:
-    """Build one Dashboard ahead (on the extension's warm-up thread): building its figures is
-    most of the kernel's share of showing it. The next widget takes it."""
-    dash = Dashboard()
+    """Build one Dashboard ahead and serialize it (on the extension's warm-up thread): building
+    its figures and serializing them are most of the kernel's share of showing it. The next
+    widget takes it (and the bundle, re-encoding only what changed since: ``prerender``)."""
+    from .prerender import Prerendered
+
+    dash = Dashboard(extra=(QuotaHeadroom(PREBUILT_ROLE),))  # the magic always plots its role's quota
+    dash.prerendered = Prerendered(dash.root)
+    dash.warm_up = dash.prerendered.warm_up_json()
     with _prebuilt_lock:
         if not _prebuilt:
             _prebuilt.append(dash)
+
+
+def prebuilt_warm_up() -> str | None:
+    """The prebuilt dashboard's document for the page's warm-up (``bokehjs.warm_up_script``),
+    once the warm-up thread has built it; None before."""
+    with _prebuilt_lock:
+        return getattr(_prebuilt[0], "warm_up", None) if _prebuilt else None
 
 
 def take_prebuilt() -> Dashboard | None:
@@ -67,7 +80,22 @@ def _model_class():
     from jupyter_bokeh import BokehModel
 
     class DashboardModel(BokehModel):
-        """BokehModel whose close() may run twice (again from ``__del__``) without a KeyError."""
+        """BokehModel whose close() may run twice (again from ``__del__``) without a KeyError,
+        and which takes its render bundle from a :class:`~.prerender.Prerendered` if given."""
+
+        def __init__(self, model: Any, prerendered: Any = None, **kw: Any) -> None:
+            self._prerendered = prerendered
+            super().__init__(model, **kw)
+
+        def update_from_model(self, model: Any) -> None:
+            pre, self._prerendered = self._prerendered, None
+            bundle = pre.take() if pre is not None and pre.root is model else None
+            if bundle is None:
+                super().update_from_model(model)
+                return
+            self._model = model
+            self.render_bundle = bundle
+            self._document.on_change_dispatch_to(self)
 
         def close(self) -> None:
             with contextlib.suppress(KeyError):
@@ -83,14 +111,20 @@ class DashboardWidget:
         self.url = _master_url(master)
         self.alive = alive
         self.check_every = check_every
-        self.dashboard = take_prebuilt() or Dashboard()
-        if role is not None:
-            self.dashboard.add(QuotaHeadroom(role))
+        prebuilt = take_prebuilt() if role is not None else None
+        if prebuilt is not None:
+            prebuilt["quota"].retarget(role)
+            self.dashboard = prebuilt
+        else:
+            self.dashboard = Dashboard()
+            if role is not None:
+                self.dashboard.add(QuotaHeadroom(role))
         if initial is not None:  # drawn with data at once, not empty until the stream's first event
             self.dashboard.update(initial)
-        self.widget = _model_class()(self.dashboard.root, combine_events=True)
+        self.widget = _model_class()(self.dashboard.root, combine_events=True,
+                                     prerendered=getattr(self.dashboard, "prerendered", None))
         self.updates = 0
-        self.last_snapshot: dict[str, Any] | None = None
+        self.last_snapshot: dict[str, Any] | None = initial
         self.task: asyncio.Task | None = None
         self._closed = False
 
@@ -143,6 +177,8 @@ class DashboardWidget:
                     snap = await asyncio.wait_for(queue.get(), self.check_every)
                 except asyncio.TimeoutError:
                     continue
+                if self.last_snapshot is not None and snap.get("time") == self.last_snapshot.get("time"):
+                    continue  # the sample the widget was drawn with: nothing new to send the page
                 while not queue.empty():  # late? show the newest, keep the series' rows
                     self.dashboard.update(snap)
                     snap = queue.get_nowait()

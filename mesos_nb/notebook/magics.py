@@ -177,6 +177,9 @@ class MesosMagics(Magics):
         if fw.reconnected:
             notes.append(f"reconnected to framework {fw.framework_id} started before the kernel restarted")
         self.cluster = Cluster(self, url, embedded, started, notes)
+        from ..dashboards import warm_page
+
+        warm_page()  # a dashboard cell usually follows: the page draws it once offscreen first
         return self.cluster
 
     def connect(self, rest: str = "") -> Cluster:
