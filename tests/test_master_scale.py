@@ -143,8 +143,8 @@ async def test_the_feed_does_nothing_while_nobody_looks_and_polls_a_bounded_numb
 
     feed._collect_agent = fake_collect  # type: ignore[method-assign]
     built = []
-    real_build = feed._build
-    feed._build = lambda: built.append(1) or real_build()  # type: ignore[method-assign]
+    real_build = feed._build_steps
+    feed._build_steps = lambda: built.append(1) or real_build()  # type: ignore[method-assign]
     feed.start()
     try:
         await asyncio.sleep(0.3)
@@ -645,3 +645,39 @@ async def test_the_client_views_read_every_field_from_what_the_master_renders():
         decoded = sv.decode(resp.body, view)
         _same(decoded, json.loads(resp.body))
         assert any(getattr(decoded, f) for f in view.__struct_fields__)  # not an empty document
+
+
+async def test_a_snapshot_is_built_a_slice_per_loop_step_once_for_concurrent_readers(monkeypatch):
+    """GET /master/utilization at 100,000 tasks built its snapshot in one 0.3 s step; it is now
+    built a slice per loop step, the loop turning between, and readers arriving meanwhile share it."""
+    from mesos_nb.master import feed as feed_mod
+
+    monkeypatch.setattr(feed_mod, "STEP_ITEMS", 10)
+    monkeypatch.setattr(feed_mod, "STEP_AGENTS", 5)
+    h = Harness.build(agents=30, frameworks=1, resources="cpus:4;mem:4096")
+    fw = h.frameworks[0]
+    for i, offer in enumerate(h.allocate()[fw.id]):
+        h.launch(fw, offer, f"t{i}")
+    feed = UtilizationFeed(_View(h.core), collect=False)  # type: ignore[arg-type]
+    built: list[int] = []
+    real = feed._build_steps
+    feed._build_steps = lambda: built.append(1) or real()  # type: ignore[method-assign]
+    turns = 0
+    stop = False
+
+    async def spin() -> None:
+        nonlocal turns
+        while not stop:
+            turns += 1
+            await asyncio.sleep(0)
+
+    spinner = asyncio.get_running_loop().create_task(spin())
+    a, b = await asyncio.gather(feed.fresh(None), feed.fresh(3))
+    stop = True
+    await spinner
+    assert built == [1]  # one build for both readers
+    assert turns >= 30 // 5 + 30 // 10  # the loop ran between the slices
+    assert a["agents_total"] == 30 and len(a["agents"]) == 30 and len(b["agents"]) == 3
+    assert a["tasks"]["active"] == 30
+    one_go = UtilizationFeed(_View(h.core), collect=False)._snapshot(None)  # type: ignore[arg-type]
+    assert {k: v for k, v in a.items() if k != "time"} == {k: v for k, v in one_go.items() if k != "time"}

@@ -142,7 +142,7 @@ class WebUI:
                 await self._warm
         if self._item is None:  # pure Python on a private document: off the event loop, once
             self._item = await asyncio.to_thread(_plots_item)
-        snap = self.feed.snapshot(PLOTTED_AGENTS)
+        snap = await self.feed.fresh(PLOTTED_AGENTS)
         updates = d.history_updates(list(self.feed.history))
         updates += [u for u in d.plot_updates(snap) if u["mode"] == "replace"]
         return _json({"item": self._item, "updates": updates, "time": snap["time"]})
@@ -150,7 +150,7 @@ class WebUI:
     def _ui_event(self) -> bytes:
         from ..dashboards import data as d
 
-        snap = self.feed.snapshot(PLOTTED_AGENTS)
+        snap = self.feed.cached(PLOTTED_AGENTS)  # the stream refreshed it, paced
         return _enc.encode({
             "version": snap["version"], "time": snap["time"], "samples": snap["samples"],
             "summary": self._summary(snap), "plots": d.plot_updates(snap),
@@ -168,14 +168,14 @@ class WebUI:
         }
 
     async def summary(self, request: web.Request) -> web.Response:
-        return _json(self._summary(self.feed.snapshot(0)))
+        return _json(self._summary(await self.feed.fresh(0)))
 
     # ------------------------------------------------------------------ tables
     async def agents(self, request: web.Request) -> web.Response:
         offset = _int(request, "offset", 0)
         limit = _int(request, "limit", 50, 1, MAX_PAGE)
         q = request.query.get("q", "").lower()
-        rows = self.feed.snapshot(None)["agents"]
+        rows = (await self.feed.fresh(None))["agents"]
         if q:
             rows = [a for a in rows if q in a["id"].lower() or q in f"{a['hostname']}:{a['port']}".lower()]
         page = [{**a, **self._maintenance(a["id"], a["hostname"])} for a in rows[offset:offset + limit]]
@@ -192,7 +192,7 @@ class WebUI:
         return {"maintenance": {"mode": mode, "window": window}, "drain": drain}
 
     async def frameworks(self, request: web.Request) -> web.Response:
-        snap = self.feed.snapshot(0)
+        snap = await self.feed.fresh(0)
         return _json({"total": len(snap["frameworks"]), "rows": snap["frameworks"]})
 
     async def roles(self, request: web.Request) -> web.Response:
