@@ -159,6 +159,25 @@ async def test_the_feed_does_nothing_while_nobody_looks_and_polls_a_bounded_numb
         await feed.stop()
 
 
+async def _loop_turns_during(aw):  # type: ignore[no-untyped-def]
+    """Await ``aw`` while a coroutine counts the loop's turns: (its result, the turns)."""
+    turns = 0
+    stop = False
+
+    async def spin() -> None:
+        nonlocal turns
+        while not stop:
+            turns += 1
+            await asyncio.sleep(0)
+
+    spinner = asyncio.get_running_loop().create_task(spin())
+    try:
+        return await aw, turns
+    finally:
+        stop = True
+        await spinner
+
+
 async def _until(pred, timeout: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
@@ -213,19 +232,8 @@ async def test_state_render_yields_to_the_loop_on_a_big_state(monkeypatch):
     monkeypatch.setattr(doc_render, "MAX_DEFER", 0.001)
     srv, h = _state_master()
     views = ReadOnlyViews(srv)
-    ticks = 0
-    stop = False
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while not stop:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    t = asyncio.get_running_loop().create_task(ticker())
-    a, b = await asyncio.gather(views._state.pieces(), views._state.pieces())  # two requests: one render
-    stop = True
-    await t
+    (a, b), ticks = await _loop_turns_during(
+        asyncio.gather(views._state.pieces(), views._state.pieces()))  # two requests: one render
     assert a is b and ticks >= 6  # the loop ran at least once per agent
 
 
@@ -662,19 +670,7 @@ async def test_a_snapshot_is_built_a_slice_per_loop_step_once_for_concurrent_rea
     built: list[int] = []
     real = feed._build_steps
     feed._build_steps = lambda: built.append(1) or real()  # type: ignore[method-assign]
-    turns = 0
-    stop = False
-
-    async def spin() -> None:
-        nonlocal turns
-        while not stop:
-            turns += 1
-            await asyncio.sleep(0)
-
-    spinner = asyncio.get_running_loop().create_task(spin())
-    a, b = await asyncio.gather(feed.fresh(None), feed.fresh(3))
-    stop = True
-    await spinner
+    (a, b), turns = await _loop_turns_during(asyncio.gather(feed.fresh(None), feed.fresh(3)))
     assert built == [1]  # one build for both readers
     assert turns >= 30 // 5 + 30 // 10  # the loop ran between the slices
     assert a["agents_total"] == 30 and len(a["agents"]) == 30 and len(b["agents"]) == 3
