@@ -405,19 +405,7 @@ async def test_a_big_accept_body_decodes_in_slices_to_the_same_call_and_a_bad_ta
     call = m.Call(type="ACCEPT", framework_id=m.ID(value="f"), accept=acc)
     body = m.encode(call)
     assert len(body) > big_calls.BIG_BODY
-    ticks = 0
-    stop = False
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while not stop:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    t = asyncio.get_running_loop().create_task(ticker())
-    got = await big_calls.decode_call(body)
-    stop = True
-    await t
+    got, ticks = await _loop_turns_during(big_calls.decode_call(body))
     assert ticks >= 6000 // big_calls.SLICE  # the loop ran while the tasks were decoded
     assert m.encode(got) == m.encode(m.decode(body, m.Call))
     bad = body.replace(b'"name":"t"', b'"name":7', 1)
