@@ -487,24 +487,13 @@ async def test_the_periodic_full_cycle_of_a_big_cluster_runs_in_slices_and_offer
         srv.core = h.core
         return h, srv
 
-    ticks = 0
-    stop = False
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while not stop:
-            ticks += 1
-            await asyncio.sleep(0)
-
     one, _ = build()
     one.core.allocate(one.now)  # the same cycle in one step
     h, srv = build()
-    t = asyncio.get_running_loop().create_task(ticker())
     runs = h.core.metrics["allocator/mesos/allocation_runs"]
     clock = iter(range(10**6))  # an injected clock: every loop step "takes" one second
-    await big_calls.allocate_in_slices(srv, clock=lambda: float(next(clock)), budget=0.5)
-    stop = True
-    await t
+    _, ticks = await _loop_turns_during(
+        big_calls.allocate_in_slices(srv, clock=lambda: float(next(clock)), budget=0.5))
     assert h.core.metrics["allocator/mesos/allocation_runs"] - runs == 1  # one cycle ...
     chunks = len(h.core.agents) // big_calls.ALLOC_CHUNK
     assert ticks >= chunks  # ... in a loop step per allocator step: the loop ran between them
