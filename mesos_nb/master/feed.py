@@ -371,7 +371,7 @@ class UtilizationFeed:
         """The snapshot, built in one go if needed (off the loop's hot paths: tests, tools)."""
         if self._stale():
             key, t0 = self._key(), time.perf_counter()
-            self._store(_run_all(self._build_steps()), key, time.perf_counter() - t0)
+            self._store(self._build(), key, time.perf_counter() - t0)
         return self._capped(agent_cap)
 
     def _capped(self, agent_cap: int | None) -> dict[str, Any]:
@@ -384,6 +384,10 @@ class UtilizationFeed:
     def _throttled(self) -> bool:
         cost = self._build_cost
         return cost > THROTTLE_ABOVE and time.monotonic() - self._built_at < 10 * cost
+
+    def _build(self) -> dict[str, Any]:
+        """A snapshot built in one go (every step of :meth:`_build_steps`)."""
+        return _run_all(self._build_steps())
 
     def _build_steps(self) -> Generator[None, None, dict[str, Any]]:
         core = self.master.core
