@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, Protocol
 
 import msgspec
@@ -37,7 +37,7 @@ import msgspec
 from ..protocol import messages as m
 from . import agents, offers
 from .model import Agent
-from .slices import DECLINE_SLICE
+from .slices import DECLINE_SLICE, slices
 
 
 class MasterServer(Protocol):
@@ -137,7 +137,7 @@ async def run_steps(server: MasterServer, steps: Iterator[None]) -> None:
         raise
 
 
-async def paced_steps(server: MasterServer, stream: Any, steps: Iterator[None]) -> None:
+async def paced_steps(server: MasterServer, stream: Any, steps: Generator[None, None, None]) -> None:
     """Steps that push a burst onto one framework's ``stream`` (a failover's re-sent updates),
     each waiting until the stream's writer has taken what the last one queued: the burst goes
     at the reader's pace instead of past the stream's bound. Cancelled (the stream ended), the
@@ -148,19 +148,16 @@ async def paced_steps(server: MasterServer, stream: Any, steps: Iterator[None]) 
             server.flush()
             await stream.taken()
     finally:
-        close = getattr(steps, "close", None)
-        if close is not None:
-            close()
+        steps.close()
 
 
 def decline_steps(core: Any, framework_id: str, decline: m.Decline, now: float) -> Iterator[None]:
     """DECLINE as steps of ``DECLINE_SLICE`` offers, each as the whole call would decline them
     (same filter); a framework removed between steps has no offers left to decline."""
-    ids = decline.offer_ids
-    for i in range(0, len(ids), DECLINE_SLICE):
+    for i, part in enumerate(slices(decline.offer_ids, DECLINE_SLICE)):
         if i and framework_id not in core.frameworks:
             return
-        core.decline(framework_id, m.Decline(offer_ids=ids[i:i + DECLINE_SLICE], filters=decline.filters), now)
+        core.decline(framework_id, m.Decline(offer_ids=list(part), filters=decline.filters), now)
         yield
 
 

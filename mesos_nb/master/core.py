@@ -14,7 +14,7 @@ The transitions live in one module per concern, as functions over the one state 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from ..protocol import channel as ch
@@ -84,7 +84,7 @@ class MasterCore(MasterState):
         return _frameworks.subscribe(self, sub, stream_id, now, principal)
 
     def subscribe_steps(self, sub: m.Subscribe, stream_id: str, now: float,
-                        principal: str | None = None) -> tuple[Framework, Iterator[None]]:
+                        principal: str | None = None) -> tuple[Framework, Generator[None, None, None]]:
         """SUBSCRIBE now, and what a failover leaves to do as steps (see
         :func:`.frameworks.subscribe_steps`)."""
         return _frameworks.subscribe_steps(self, sub, stream_id, now, principal)

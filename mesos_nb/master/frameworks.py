@@ -9,7 +9,7 @@ disconnected, so a restarted master still expires a framework that never returns
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from ..protocol import channel as ch
 from ..protocol import messages as m
@@ -32,7 +32,7 @@ def subscribe(st: MasterState, sub: m.Subscribe, stream_id: str, now: float, pri
 
 
 def subscribe_steps(st: MasterState, sub: m.Subscribe, stream_id: str, now: float,
-                    principal: str | None = None) -> tuple[Framework, Iterator[None]]:
+                    principal: str | None = None) -> tuple[Framework, Generator[None, None, None]]:
     """SUBSCRIBE: the framework admitted (or failed over) and told SUBSCRIBED now; what a
     failover leaves to do is returned as steps: the offers the old instance still held,
     rescinded a slice per step (a framework holding an offer of each of 50,000 agents), and
@@ -95,10 +95,15 @@ def subscribe_steps(st: MasterState, sub: m.Subscribe, stream_id: str, now: floa
         log.info("framework subscribed framework=%s name=%s roles=%s", fid, info.name, fw.roles)
         _subscribed(st, fw)
     st.wants_allocation = True
-    return fw, iter(())
+    return fw, _no_steps()
 
 
-def _failover_steps(st: MasterState, fw: Framework, stream_id: str, stale: list[str], now: float) -> Iterator[None]:
+def _no_steps() -> Generator[None, None, None]:
+    yield from ()
+
+
+def _failover_steps(st: MasterState, fw: Framework, stream_id: str, stale: list[str],
+                    now: float) -> Generator[None, None, None]:
     """After a failover's SUBSCRIBED: the old instance's offers rescinded (silently: the new
     stream never saw them), then every reliable update not yet acknowledged delivered again;
     a slice per step. Stops if the framework fails over again or goes meanwhile."""

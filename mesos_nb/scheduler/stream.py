@@ -6,6 +6,7 @@ clock and random source, byte chunks split anywhere) without a master or a socke
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,11 +82,12 @@ class StreamWatch:
     is left while events come. One timer per heartbeat window instead of a timeout per read."""
 
     def __init__(self, watchdog: Watchdog, content: Any, misses: int, lost: type[Exception]) -> None:
-        import asyncio
-
         self.watchdog, self.content, self.misses, self.lost = watchdog, content, misses, lost
         self._loop = asyncio.get_running_loop()
-        self._handle = self._loop.call_later(max(0.0, watchdog.remaining()), self._check)
+        self._handle = self._arm()
+
+    def _arm(self) -> asyncio.TimerHandle:
+        return self._loop.call_later(max(0.0, self.watchdog.remaining()), self._check)
 
     def _check(self) -> None:
         remaining = self.watchdog.remaining()
@@ -93,12 +95,12 @@ class StreamWatch:
             self.content.set_exception(self.lost(
                 f"no event from the master for {self.watchdog.window:g} s ({self.misses} missed heartbeats)"))
             return
-        self._handle = self._loop.call_later(remaining, self._check)
+        self._handle = self._arm()
 
     def rearm(self) -> None:
         """Check again at the watchdog's deadline now (its interval changed)."""
         self._handle.cancel()
-        self._handle = self._loop.call_later(max(0.0, self.watchdog.remaining()), self._check)
+        self._handle = self._arm()
 
     def cancel(self) -> None:
         self._handle.cancel()
