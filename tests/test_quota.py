@@ -87,7 +87,13 @@ def test_sqlite_registry_keeps_quota_and_weights(tmp_path):
 
 @pytest.mark.parametrize("configs, why", [
     ([cfg("dev", {"cpus": 4}, {"cpus": 2})], "more than limit"),
-    ([cfg("a/b", {"cpus": 1})], "nested"),
+    ([cfg("eng", {"cpus": 1}), cfg("eng/ml", {"cpus": 2})], "children's guarantees (cpus:2: 'eng/ml')"),
+    ([cfg("eng", {"cpus": 2}), cfg("eng/ml", {"cpus": 1}), cfg("eng/web", {"cpus": 1.5})],
+     "guarantees of role 'eng' (cpus:2) do not contain the sum of its children's guarantees (cpus:2.5: 'eng/ml', 'eng/web')"),
+    ([cfg("eng", {"cpus": 1}), cfg("eng/ml/x", {"mem": 1})], "'eng/ml/x'"),  # a name the parent does not guarantee
+    ([cfg("eng", limits={"cpus": 2}), cfg("eng/ml", limits={"cpus": 3})],
+     "limit 'cpus:3' of role 'eng/ml' is more than the limit 'cpus:2' of its parent role 'eng'"),
+    ([cfg("eng", limits={"cpus": 2}), cfg("eng/ml", {"cpus": 3})], "guarantee 'cpus:3' of role 'eng/ml'"),
     ([cfg("*", {"cpus": 1})], "default role"),
     ([cfg("dev", {"cpus": -1})], "negative"),
     ([cfg("dev", {"cpus": 100})], "cluster"),
@@ -100,6 +106,27 @@ def test_invalid_quota_is_refused_whole(configs, why):
         h.core.update_quota(configs)
     assert e.value.status == 400 and "Invalid QuotaConfig" in e.value.message and why in e.value.message
     assert h.core.quota_status() == {"infos": [], "configs": []}  # all or nothing
+
+
+def test_nested_quota_is_checked_against_the_tree_already_stored():
+    h = Harness.build(agents=1, frameworks=0, resources="cpus:4;mem:4096")
+    h.core.update_quota([cfg("eng", {"cpus": 2}, {"cpus": 3})])
+    with pytest.raises(CallError) as e:  # the parent is stored already; 'force' does not skip the tree
+        h.core.update_quota([cfg("eng/ml", {"cpus": 2.5})], force=True)
+    assert e.value.status == 400 and "'eng'" in e.value.message and "'eng/ml'" in e.value.message
+    h.core.update_quota([cfg("eng/ml", {"cpus": 2})])
+    with pytest.raises(CallError):  # lowering the parent under its child's guarantee
+        h.core.update_quota([cfg("eng", {"cpus": 1})])
+    h.core.update_quota([{"role": "eng"}])  # removing the parent: the child is top-most now
+    assert [c["role"] for c in h.core.quota_status()["configs"]] == ["eng/ml"]
+
+
+def test_a_childs_guarantee_is_not_counted_twice_against_the_cluster():
+    h = Harness.build(agents=1, frameworks=0, resources="cpus:4;mem:4096")
+    h.core.update_quota([cfg("eng", {"cpus": 4}), cfg("eng/ml", {"cpus": 3}), cfg("eng/ml/a", {"cpus": 2})])
+    with pytest.raises(CallError) as e:
+        h.core.update_quota([cfg("ops", {"cpus": 1})])
+    assert "total guarantees of 5.0 cpus" in e.value.message
 
 
 def test_limit_below_consumption_needs_force():

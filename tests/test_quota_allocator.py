@@ -73,3 +73,43 @@ def test_limit_counts_children_and_guarantee_never_exceeds_limit_offer():
     a.allocate(1.0)
     assert held(a, "f")["cpus"] <= 3
     assert a.consumed()["eng"]["cpus"] == int(held(a, "f")["cpus"] * 1000)
+
+
+def test_a_nested_framework_gets_no_more_than_its_parents_limit():
+    a = cluster(4)
+    a.update_quota("eng", q(limits={"cpus": 3}))
+    a.add_framework("ml", ["eng/ml"])  # eng/ml itself has no quota
+    a.add_framework("web", ["eng/web"])
+    a.allocate(1.0)
+    a.allocate(2.0)
+    assert held(a, "ml").get("cpus", 0) + held(a, "web").get("cpus", 0) <= 3
+    assert a.consumed()["eng"]["cpus"] == 3000
+
+
+def test_a_childs_guarantee_is_held_inside_its_parents_bottom_up():
+    a = cluster(4)  # 16 cpus
+    a.update_weights({"hog": 100.0})
+    a.update_quota("eng", q({"cpus": 8}))
+    a.update_quota("eng/ml", q({"cpus": 6}))
+    a.add_framework("hog", ["hog"])
+    a.add_framework("web", ["eng/web"])  # a sibling without quota of its own
+    a.allocate(1.0)
+    # eng/web may take eng's guarantee beyond eng/ml's (2) plus what no guarantee holds (8);
+    # eng/ml's 6 stay held though eng's own consumption grows
+    assert held(a, "web").get("cpus", 0) + held(a, "hog").get("cpus", 0) <= 10
+    a.add_framework("ml", ["eng/ml"])
+    a.allocate(2.0)
+    assert held(a, "ml")["cpus"] >= 6
+
+
+def test_a_childs_guarantee_counts_in_its_parents_and_the_parent_rest_is_for_any_child():
+    a = cluster(4)  # 16 cpus
+    a.update_weights({"hog": 100.0})
+    a.update_quota("eng", q({"cpus": 8}))
+    a.update_quota("eng/ml", q({"cpus": 2}))
+    a.add_framework("hog", ["hog"])
+    a.allocate(1.0)
+    assert held(a, "hog")["cpus"] <= 8  # all of eng's 8 are held: eng/ml's 2 inside them
+    a.add_framework("web", ["eng/web"])
+    a.allocate(2.0)
+    assert held(a, "web")["cpus"] >= 6  # eng's 8 less eng/ml's 2

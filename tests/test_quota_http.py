@@ -114,3 +114,52 @@ async def test_guarantees_limits_and_removal_over_http(tmp_path):
         for d in drivers:
             await d.stop()
         await cluster.stop()
+
+
+async def post(url: str, body: dict) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(url + "/api/v1", json=body, headers={"Content-Type": "application/json"}) as r:
+            return r.status, await r.text()
+
+
+async def test_nested_quota_over_http_and_a_nested_framework_held_to_its_parents_limit(tmp_path):
+    cluster = LocalCluster(agents=4, port=0, work_dir=str(tmp_path), agent_resources="cpus:2;mem:1024",
+                           master_options={"allocation_interval": INTERVAL})
+    await cluster.start()
+    drivers: list[SchedulerDriver] = []
+    try:
+        url = cluster.master_url
+        await update_quota(url, [quota("eng", {"cpus": 1}, {"cpus": 3})])
+        # SET_QUOTA (deprecated) of a child guaranteeing more than its parent: 400 naming both
+        status, text = await post(url, {"type": "SET_QUOTA", "set_quota": {"quota_request": {
+            "role": "eng/ml", "guarantee": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 2}}]}}})
+        assert status == 400 and "'eng'" in text and "'eng/ml'" in text, text
+        status, text = await post(url, {"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [
+            quota("eng/ml", lim={"cpus": 4})]}})
+        assert status == 400 and "'eng'" in text and "'eng/ml'" in text and "limit" in text, text
+        # a child inside its parent: accepted, and GET_QUOTA lists both
+        status, text = await post(url, {"type": "SET_QUOTA", "set_quota": {"quota_request": {
+            "role": "eng/web", "guarantee": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1}}]}}})
+        assert status == 200, text
+        async with aiohttp.ClientSession() as s:
+            async with s.post(url + "/api/v1", json={"type": "GET_QUOTA"},
+                              headers={"Content-Type": "application/json", "Accept": "application/json"}) as r:
+                got = (await r.json())["get_quota"]["status"]
+        assert [c["role"] for c in got["configs"]] == ["eng", "eng/web"]
+        assert got["configs"][1] == quota("eng/web", {"cpus": 1.0}, {"cpus": 1.0})
+        # a greedy framework in eng/ml (no quota of its own) gets no more than eng's limit of 3
+        ml, d, ml_id, _ = await start(cluster, "ml", "eng/ml")
+        drivers.append(d)
+        await async_wait_for(lambda: allocated_cpus(cluster, ml_id) >= 3 - 1e-9, timeout=20, message="ml at 3 cpus")
+        at_limit = time.monotonic()
+        await d.revive()
+        await async_wait_for(lambda: time.monotonic() - at_limit > 3 * INTERVAL, timeout=10)
+        assert allocated_cpus(cluster, ml_id) <= 3 + 1e-9 and ml.cpus() <= 3 + 1e-9
+        # a framework outside eng takes the rest of the cluster
+        other, d, other_id, _ = await start(cluster, "other", "other")
+        drivers.append(d)
+        await async_wait_for(lambda: allocated_cpus(cluster, other_id) >= 5 - 1e-9, timeout=20, message="other at 5")
+    finally:
+        for d in drivers:
+            await d.stop()
+        await cluster.stop()

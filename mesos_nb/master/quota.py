@@ -16,11 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 from .allocator import RoleQuota
+from .allocator.quota import guarantee_parent
+from .allocator.roletree import ancestors
 from .offers import rescind
 from .state import CallError, MasterState
 from .validation import validate_role
 
-__all__ = ["get_quota_status", "parse_configs", "recover_quotas", "to_role_quota", "update_quota"]
+__all__ = ["check_hierarchy", "get_quota_status", "parse_configs", "recover_quotas", "to_role_quota",
+           "total_guarantees", "update_quota"]
 
 _MB_NAMES = ("mem", "disk")
 _MAX_MB = 1024 ** 4  # 1 EB in MB
@@ -65,8 +68,6 @@ def parse_configs(raw: Any) -> list[dict[str, Any]]:
             raise _bad(problem)
         if role == "*":
             raise _bad("quota cannot be set for the default role '*'")
-        if "/" in role:
-            raise _bad(f"quota on the nested role '{role}' is not supported")
         if role in seen:
             raise _bad(f"role '{role}' appears more than once")
         seen.add(role)
@@ -96,6 +97,14 @@ def update_quota(st: MasterState, configs: list[dict[str, Any]], force: bool,
             if not authorize("update_quota", c["role"]):
                 raise CallError(403, f"Not authorized to update quota of role '{c['role']}'")
     alloc = st.allocator
+    merged = alloc.quotas()
+    for c in configs:
+        rq = to_role_quota(c)
+        if rq.guarantees or rq.limits:
+            merged[c["role"]] = rq
+        else:
+            merged.pop(c["role"], None)
+    check_hierarchy(merged)  # (as Mesos: the tree is checked with or without 'force')
     if not force:
         consumed = alloc.consumed()
         for c in configs:
@@ -104,15 +113,8 @@ def update_quota(st: MasterState, configs: list[dict[str, Any]], force: bool,
                 if used.get(name, 0) > round(q["value"] * 1000):
                     raise _bad(f"role '{c['role']}' already consumes {used[name] / 1000} {name}, more than "
                                f"its limit {q['value']} (use 'force' to set it anyway)")
-        guaranteed: dict[str, int] = {}
-        current = {r: dict(q.guarantees) for r, q in alloc.quotas().items()}
-        for c in configs:
-            current[c["role"]] = to_role_quota(c).guarantees
-        for g in current.values():
-            for n, v in g.items():
-                guaranteed[n] = guaranteed.get(n, 0) + v
         capacity = _capacity(st)
-        for n, v in guaranteed.items():
+        for n, v in total_guarantees(merged).items():
             if v > capacity.get(n, 0):
                 raise _bad(f"total guarantees of {v / 1000} {n} are more than the cluster's "
                            f"{capacity.get(n, 0) / 1000} (use 'force' to set them anyway)")
@@ -131,6 +133,57 @@ def update_quota(st: MasterState, configs: list[dict[str, Any]], force: bool,
         rescind(st, offer, 0.0)
     st.version += 1
     st.wants_allocation = True
+
+
+def _text(m: dict[str, int]) -> str:
+    return ";".join(f"{n}:{v / 1000:g}" for n, v in sorted(m.items())) or "nothing"
+
+
+def check_hierarchy(quotas: dict[str, RoleQuota]) -> None:
+    """Quota on nested roles, as Mesos's ``QuotaTree``: a child's guarantee lies inside its
+    parent's, so the guarantees of a role's guarantee children (the nearest roles with
+    guarantees below it) add up to no more than its own; a child's limit, and its guarantee,
+    are no more than the limit of any ancestor (the ancestor's limit bounds the whole subtree,
+    so more could never be offered)."""
+    kids: dict[str, list[str]] = {}
+    for role, q in sorted(quotas.items()):
+        if "/" not in role:
+            continue
+        for a in ancestors(role)[:-1]:
+            pa = quotas.get(a)
+            if pa is None:
+                continue
+            for what, mine in (("limit", q.limits), ("guarantee", q.guarantees)):
+                for n, v in mine.items():
+                    lim = pa.limits.get(n)
+                    if lim is not None and v > lim:
+                        raise _bad(f"{what} '{n}:{v / 1000:g}' of role '{role}' is more than the limit "
+                                   f"'{n}:{lim / 1000:g}' of its parent role '{a}'")
+        if q.guarantees:
+            p = guarantee_parent(role, quotas)
+            if p is not None:
+                kids.setdefault(p, []).append(role)
+    for parent, children in sorted(kids.items()):
+        total: dict[str, int] = {}
+        for c in children:
+            for n, v in quotas[c].guarantees.items():
+                total[n] = total.get(n, 0) + v
+        own = quotas[parent].guarantees
+        if any(v > own.get(n, 0) for n, v in total.items()):
+            names = ", ".join(f"'{c}'" for c in children)
+            raise _bad(f"the guarantees of role '{parent}' ({_text(own)}) do not contain the sum of its "
+                       f"children's guarantees ({_text(total)}: {names})")
+
+
+def total_guarantees(quotas: dict[str, RoleQuota]) -> dict[str, int]:
+    """The guarantees of the top-most guaranteed roles: a child's lies inside its parent's,
+    so it is not counted twice against the cluster's capacity."""
+    out: dict[str, int] = {}
+    for role, q in quotas.items():
+        if q.guarantees and guarantee_parent(role, quotas) is None:
+            for n, v in q.guarantees.items():
+                out[n] = out.get(n, 0) + v
+    return out
 
 
 def _role_usage(st: MasterState, role: str) -> dict[str, int]:

@@ -4,21 +4,27 @@ Why a separate module: quota changes *which* resources a role may be offered, no
 and frameworks are ordered, so the DRF cycle in :mod:`.allocator` only asks a
 :class:`QuotaCycle` (when some role has quota) to cut each offer and to count what was offered.
 
-Semantics (``hierarchical.cpp``):
+Semantics (``hierarchical.cpp``, with quota on nested roles as its ``QuotaTree`` lays out):
 
 * **consumed** (per quota role, its whole subtree included: a parent's quota bounds its
   children) = its allocations (offers count) + its reservations not allocated yet;
-* **required headroom** = Σ over the top-most quota roles of ``max(0, guarantee − consumed)``;
+* **held** (per role with guarantees) = ``max(own shortfall, Σ held of its guarantee
+  children)``, where the shortfall is ``max(0, guarantee − consumed)`` and a role's guarantee
+  children are the nearest roles with guarantees below it. Guarantees are met bottom-up: a
+  child's unmet guarantee stays held inside its parent's even once the parent's own
+  consumption (its other children's) has reached the parent's guarantee;
+* **required headroom** = Σ held over the top-most roles with guarantees (a child's
+  guarantee lies inside its parent's, so it is not counted twice);
 * **available headroom** = unreserved, unallocated resources of the cluster
   (total − allocated − unallocated reservations);
-* stage 1 walks roles under an unmet guarantee first (in DRF order), stage 2 every role;
+* what a role may take of the held headroom (its *own*): at every guarantee role above it,
+  that role's held minus what its other guarantee children hold;
+* stage 1 walks the roles that own some held headroom first (in DRF order), stage 2 every
+  role;
 * an offer's *unreserved* scalars are cut to ``limit − consumed`` of the role and of every
-  ancestor with quota, and to what the role may take without eating the others' unmet
-  guarantees (``own unmet + available − required``); reservations are consumed already and
-  always pass.
-
-The master refuses quota on a nested role today (as the reference says); the allocator
-already bounds a subtree by any ancestor's limits, so only the master check would change.
+  ancestor with quota (allocation to ``eng/ml`` counts against ``eng``'s limit), and to what
+  the role may take without eating the others' held guarantees (``own + available −
+  required``); reservations are consumed already and always pass.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from .sorter import add_millis
 # allocator module (which imports this one).
 _Agent = Any
 
-__all__ = ["QuotaBook", "QuotaCycle", "RoleQuota", "consumption"]
+__all__ = ["QuotaBook", "QuotaCycle", "RoleQuota", "consumption", "guarantee_parent"]
 
 _INF = float("inf")
 _NONE: dict[str, int] = {}
@@ -89,6 +95,22 @@ class QuotaBook:
         return [a for a in ancestors(role) if a in quotas]
 
 
+def guarantee_parent(role: str, quotas: dict[str, RoleQuota]) -> str | None:
+    """The nearest strict ancestor of ``role`` with guarantees: the one whose guarantee
+    ``role``'s lies inside (``None`` for a top-most guaranteed role)."""
+    if "/" not in role:
+        return None
+    for a in reversed(ancestors(role)[:-1]):
+        q = quotas.get(a)
+        if q is not None and q.guarantees:
+            return a
+    return None
+
+
+def _depth(role: str) -> int:
+    return role.count("/")
+
+
 def _add(into: dict[str, int], m: dict[str, int], sign: int = 1) -> None:
     for n, v in m.items():
         into[n] = into.get(n, 0) + sign * v
@@ -120,30 +142,76 @@ def consumption(
 class QuotaCycle:
     """The quota bookkeeping of one allocation cycle, updated after every offer made."""
 
-    __slots__ = ("book", "quotas", "consumed", "headroom", "unmet", "required", "_chains", "_safe")
+    __slots__ = ("book", "quotas", "consumed", "headroom", "unmet", "required", "_chains", "_gchains",
+                 "_short", "_kids", "_gparent", "_under", "_safe")
 
     def __init__(self, book: QuotaBook, tree: RoleTree, agents: list[_Agent]) -> None:
         self.book = book
-        self.quotas = book.quotas
+        self.quotas = quotas = book.quotas
         self.consumed, allocated, unalloc = consumption(book, tree, agents)
         head = dict(book.total)
         _add(head, allocated, -1)
         _add(head, unalloc, -1)
         self.headroom = head
-        # unmet guarantees of the top-most quota roles (a child's guarantee lies inside its
-        # parent's, so only those add up to the required headroom)
+        # per role with guarantees: ``unmet`` its held headroom (nonzero only), ``_short`` its
+        # own shortfall, ``_kids`` the sum of its guarantee children's held
         self.unmet: dict[str, dict[str, int]] = {}
         self.required: dict[str, int] = {}
+        self._short: dict[str, dict[str, int]] = {}
+        self._kids: dict[str, dict[str, int]] = {}
+        self._gparent: dict[str, str | None] = {}
         self._chains: dict[str, list[str]] = {}
+        self._gchains: dict[str, list[str]] = {}
         self._safe = 0  # offers that cannot be cut, whoever gets them (see _safe_offers)
-        for q, quota in self.quotas.items():
-            if "/" in q and any(a in self.quotas for a in ancestors(q)[:-1]):
-                continue
+        guaranteed = [q for q, quota in quotas.items() if quota.guarantees]
+        guaranteed.sort(key=_depth, reverse=True)  # children before parents
+        # a role with limits -> the guaranteed roles in its subtree, whose holds its slack caps
+        self._under: dict[str, list[str]] = {}
+        for q in guaranteed:
             cons = self.consumed[q]
-            need = {n: g - cons.get(n, 0) for n, g in quota.guarantees.items() if g > cons.get(n, 0)}
-            if need:
-                self.unmet[q] = need
-                _add(self.required, need)
+            self._short[q] = {n: g - cons.get(n, 0) for n, g in quotas[q].guarantees.items() if g > cons.get(n, 0)}
+            self._gparent[q] = guarantee_parent(q, quotas)
+            for a in self.chain(q)[:-1]:
+                if quotas[a].limits:
+                    self._under.setdefault(a, []).append(q)
+            self._settle(q)
+
+    def _settle(self, q: str) -> None:
+        """Recompute ``q``'s held headroom from its shortfall and its children's; pass the
+        change up to its guarantee parent (or to the required headroom for a top-most one)."""
+        held = dict(self._short[q])
+        for n, v in self._kids.get(q, _NONE).items():
+            if v > held.get(n, 0):
+                held[n] = v
+        # never more than may still be offered under its ancestors' limits (its own bounds its
+        # guarantee already: the master refuses a guarantee over a limit)
+        for a in self.chain(q)[:-1]:
+            lims = self.quotas[a].limits
+            if not lims:
+                continue
+            cons = self.consumed[a]
+            for n in [n for n in held if n in lims]:
+                slack = lims[n] - cons.get(n, 0)
+                if slack < held[n]:
+                    if slack > 0:
+                        held[n] = slack
+                    else:
+                        del held[n]
+        old = self.unmet.get(q, _NONE)
+        if held == old:
+            return
+        if held:
+            self.unmet[q] = held
+        else:
+            self.unmet.pop(q, None)
+        p = self._gparent[q]
+        into = self.required if p is None else self._kids.setdefault(p, {})
+        for n in set(held) | set(old):
+            v = into.get(n, 0) + held.get(n, 0) - old.get(n, 0)
+            if v:
+                into[n] = v
+            else:
+                into.pop(n, None)
 
     def chain(self, role: str) -> list[str]:
         c = self._chains.get(role)
@@ -151,15 +219,45 @@ class QuotaCycle:
             c = self._chains[role] = self.book.chain(role)
         return c
 
+    def _gchain(self, role: str) -> list[str]:
+        """The roles with guarantees among ``role`` and its ancestors, top-most first."""
+        c = self._gchains.get(role)
+        if c is None:
+            c = self._gchains[role] = [q for q in self.chain(role) if q in self._gparent]
+        return c
+
+    def own(self, role: str) -> dict[str, int]:
+        """What ``role`` may take of the held headroom: at every guarantee role above it, what
+        that role holds beyond its other guarantee children's holds."""
+        chain = self._gchain(role)
+        if not chain:
+            return _NONE
+        unmet, kids = self.unmet, self._kids
+        if len(chain) == 1 and chain[0] not in kids:  # (flat quota: the role's own held)
+            return unmet.get(chain[0], _NONE)
+        out: dict[str, int] | None = None
+        for i, q in enumerate(chain):
+            mine = unmet.get(chain[i + 1], _NONE) if i + 1 < len(chain) else _NONE
+            k = kids.get(q, _NONE)
+            level = {}
+            for n, v in unmet.get(q, _NONE).items():
+                left = v - k.get(n, 0) + mine.get(n, 0)
+                if left > 0:
+                    level[n] = left
+            out = level if out is None else {n: min(v, level[n]) for n, v in out.items() if n in level}
+            if not out:
+                return _NONE
+        return out or _NONE
+
     def in_stage1(self, role: str) -> bool:
-        """Whether ``role`` lies under a quota role whose guarantee is not met yet."""
-        c = self.chain(role)
-        return bool(c) and c[0] in self.unmet
+        """Whether ``role`` owns some held headroom (it lies under an unmet guarantee that its
+        siblings' guarantees do not hold all of)."""
+        return bool(self.own(role))
 
     def _safe_offers(self) -> int:
         """How many offers in a row no bound can cut. No offer is bigger than ``biggest``, and
         one offer lowers each slack (a limit minus its consumption; the headroom beyond the
-        unmet guarantees) by at most its own size; so while every slack is ``k`` biggest offers
+        required headroom) by at most its own size; so while every slack is ``k`` biggest offers
         or more, the next ``k`` offers pass whole. Most of a cycle on a large cluster is far
         from every bound: the per-name arithmetic of :meth:`cap` runs only near one."""
         big = self.book.biggest
@@ -190,7 +288,7 @@ class QuotaCycle:
         if not chain and not required:
             return offer
         unres = offer.unreserved().scalar_millis() if reserved_agent else m
-        own = self.unmet.get(chain[0], _NONE) if chain else _NONE
+        own = self.own(role) if required else _NONE
         head = self.headroom
         cut: dict = {}
         for n, have in unres.items():
@@ -212,11 +310,11 @@ class QuotaCycle:
         return offer - Resources._make(cut, {}, {})
 
     def charge(self, role: str, offer: Resources, m: dict[str, int], reserved_agent: bool) -> None:
-        """Account an offer made: headroom shrinks, the roles' consumption and unmet guarantee move."""
+        """Account an offer made: headroom shrinks, the consumption of the role and of its
+        ancestors with quota grows, their shortfalls and held headroom move (bottom-up)."""
         self._safe -= 1
         unres = offer.unreserved().scalar_millis() if reserved_agent else m
-        required = self.required
-        if required:  # headroom is read only against required headroom, which never grows in a cycle
+        if self.required:  # headroom is read only against required headroom, which never grows in a cycle
             head = self.headroom
             for n, v in unres.items():
                 head[n] = head.get(n, 0) - v
@@ -230,22 +328,23 @@ class QuotaCycle:
             cons = consumed[q]
             for n, v in unres.items():
                 cons[n] = cons.get(n, 0) + v
-        q = chain[0]
-        need = self.unmet.get(q)
-        if need:
-            for n in list(need):
-                got = unres.get(n, 0)
-                if not got:
-                    continue
-                left = need[n]
-                used = got if got < left else left
-                if required[n] == used:
-                    del required[n]
+        if not self.unmet:
+            return
+        short = self._short
+        gchain = self._gchain(role)
+        for q in gchain:
+            need = short[q]
+            for n in [n for n in need if unres.get(n)]:
+                left = need[n] - unres[n]
+                if left > 0:
+                    need[n] = left
                 else:
-                    required[n] -= used
-                if used == left:
                     del need[n]
-                else:
-                    need[n] = left - used
-            if not need:
-                del self.unmet[q]
+        todo = gchain
+        under = self._under
+        if under and (len(chain) > 1 or "/" in role):  # (nested: a limit's slack caps its subtree's holds)
+            more = {q for a in chain for q in under.get(a, ())}
+            if more:
+                todo = sorted(more.union(gchain), key=_depth)
+        for q in reversed(todo):  # (the deepest first: a parent settles on its children)
+            self._settle(q)
