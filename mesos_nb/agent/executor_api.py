@@ -14,6 +14,7 @@ non-SUBSCRIBE call from an executor that is not subscribed, or a token of anothe
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -54,6 +55,38 @@ class ExecutorStream:
     def close(self) -> None:
         self.closed = True
         self.wake.set()
+
+
+async def pump(stream: ExecutorStream, write: Callable[[bytes], Awaitable[None]],
+               heartbeat: float = HEARTBEAT_INTERVAL) -> None:
+    """Write the stream's records as they come, a HEARTBEAT after ``heartbeat`` idle seconds,
+    until it is closed.
+
+    Why not ``asyncio.wait_for(stream.wake.wait(), heartbeat)``: on Python < 3.12 wait_for
+    runs the wait in a task of its own, and when that task finishes in the same loop turn in
+    which this one is cancelled, wait_for returns its result and drops the cancellation: the
+    handler would go on serving a stream that the agent meant to stop. ``asyncio.wait`` never
+    swallows a cancellation and never cancels what it waits on; the one waiter is kept until
+    it fires and cancelled on the way out."""
+    waiter: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            if stream.queue:
+                data = b"".join(stream.queue)
+                stream.queue.clear()
+                await write(data)
+                continue
+            if stream.closed:
+                return
+            if waiter is None or waiter.done():
+                stream.wake.clear()
+                waiter = asyncio.ensure_future(stream.wake.wait())
+            done, _ = await asyncio.wait((waiter,), timeout=heartbeat)
+            if not done:
+                stream.send({"type": "HEARTBEAT"})
+    finally:
+        if waiter is not None:
+            waiter.cancel()
 
 
 def _text(status: int, message: str) -> web.Response:
@@ -170,19 +203,7 @@ async def _subscribe(agent: Agent, ex: ExecutorEntry, sub: ExecutorSubscribe,
     resp.enable_chunked_encoding()
     try:
         await resp.prepare(request)
-        while True:
-            if not stream.queue:
-                if stream.closed:
-                    break
-                stream.wake.clear()
-                try:
-                    await asyncio.wait_for(stream.wake.wait(), HEARTBEAT_INTERVAL)
-                except asyncio.TimeoutError:
-                    stream.send({"type": "HEARTBEAT"})
-                continue
-            data = b"".join(stream.queue)
-            stream.queue.clear()
-            await resp.write(data)
+        await pump(stream, resp.write)
     except (ConnectionResetError, asyncio.CancelledError, RuntimeError, OSError):
         pass
     finally:
@@ -195,4 +216,4 @@ async def _subscribe(agent: Agent, ex: ExecutorEntry, sub: ExecutorSubscribe,
     return resp
 
 
-__all__ = ["handle_executor", "parse_call", "ExecutorCall", "ExecutorStream", "MAX_BODY"]
+__all__ = ["handle_executor", "parse_call", "pump", "ExecutorCall", "ExecutorStream", "MAX_BODY"]
