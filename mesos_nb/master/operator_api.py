@@ -19,13 +19,16 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from ..protocol import operator_answers as oa
 from ..protocol.http_calls import CallRefused, accepts_json, check_json_content_type, decode_call
+from ..protocol.operator_state import ResponseDoc
 from ..protocol.routing import add_routes
 from ..protocol.version import VERSION
 from . import operator_views as v
 from .big_calls import run_steps
 from .core import CallError, validate_role
 from .operator_stream import OperatorStreams
+from .quota import quota_status
 from .security import PRINCIPAL
 from .state_render_v1 import CALLS as STATE_CALLS
 
@@ -58,6 +61,11 @@ def _text(status: int, message: str) -> web.Response:
 
 def _json(body: Any) -> web.Response:
     return web.Response(body=_enc.encode(body), content_type="application/json")
+
+
+def _answered(answer: Any) -> web.Response:
+    """A call's typed answer in its ``Response`` (``{"type": …, "<call>": answer}``)."""
+    return _json(oa.response(answer))
 
 
 def _id_value(payload: Any, key: str) -> str | None:
@@ -172,16 +180,16 @@ class OperatorApi:
         srv = self.server
         core = srv.core
         if t == "GET_HEALTH":
-            return _json({"type": t, field: {"healthy": srv.health()[0]}})
+            return _answered(oa.GetHealth(healthy=srv.health()[0]))
         if t == "GET_VERSION":
-            return _json({"type": t, field: {"version_info": {
-                "version": VERSION, "build_user": "mesos-nb", "build_time": srv.start_time, "build_date": ""}}})
+            return _answered(oa.GetVersion(version_info=oa.VersionInfo(
+                version=VERSION, build_user="mesos-nb", build_time=srv.start_time, build_date="")))
         if t == "GET_FLAGS":
-            return _json({"type": t, field: {"flags": [{"name": k, "value": x} for k, x in self.flag_map().items()]}})
+            return _answered(oa.GetFlags(flags=[oa.Flag(name=k, value=x) for k, x in self.flag_map().items()]))
         if t == "GET_METRICS":
-            return _json({"type": t, field: {"metrics": [{"name": k, "value": x} for k, x in self.metrics().items()]}})
+            return _answered(oa.GetMetrics(metrics=[oa.Metric(name=k, value=x) for k, x in self.metrics().items()]))
         if t == "GET_LOGGING_LEVEL":
-            return _json({"type": t, field: {"level": self.logging_level}})
+            return _answered(oa.GetLoggingLevel(level=self.logging_level))
         if t == "SET_LOGGING_LEVEL":
             return self._set_logging_level(payload)
         if t in ("LIST_FILES", "READ_FILE"):
@@ -190,7 +198,7 @@ class OperatorApi:
                 return _text(400, f"Failed to validate master::Call: Expecting '{field}.path' to be present")
             return _text(404, f"No file or directory found at path '{path}' (the master serves no files)")
         if t == "GET_OPERATIONS":
-            return _json({"type": t, field: {"operations": core.get_operations()}})
+            return _answered(oa.GetOperations(operations=core.get_operations()))
         if t in ("RESERVE_RESOURCES", "UNRESERVE_RESOURCES"):
             core.reserve_operation(t, payload, time.time())  # CallError 400 / 404 / 409
             return web.Response(status=202)
@@ -198,22 +206,21 @@ class OperatorApi:
             core.volume_operation(t, payload, time.time())  # CallError 400 / 404 / 409
             return web.Response(status=202)
         if t == "GET_ROLES":
-            return _json({"type": t, field: v.StateView(core).get_roles(self.weight_map())})
+            return _json(ResponseDoc(type=t, get_roles=v.StateView(core).get_roles(self.weight_map())))
         if t == "GET_WEIGHTS":
-            return _json({"type": t, field: {"weight_infos": [
-                {"role": r, "weight": w} for r, w in sorted(self.weight_map().items())]}})
+            return _answered(oa.GetWeights(weight_infos=[
+                oa.WeightInfo(role=r, weight=w) for r, w in sorted(self.weight_map().items())]))
         if t == "GET_MASTER":
-            info = v.m.to_builtins(core.master_info or srv.master_info())
-            return _json({"type": t, field: {"master_info": info, "start_time": srv.start_time,
-                                             "elected_time": srv.start_time}})
+            return _answered(oa.GetMaster(master_info=core.master_info or srv.master_info(),
+                                          start_time=srv.start_time, elected_time=srv.start_time))
         if t == "GET_MAINTENANCE_STATUS":
-            return _json({"type": t, field: {"status": core.maintenance_status()}})
+            return _answered(oa.GetMaintenanceStatus(status=self._maintenance_status()))
         if t == "GET_MAINTENANCE_SCHEDULE":
-            return _json({"type": t, field: {"schedule": core.maintenance_schedule()}})
+            return _answered(oa.GetMaintenanceSchedule(schedule=self._maintenance_schedule()))
         if t in MAINTENANCE_CALLS:
             return self._maintenance(t, payload)
         if t == "GET_QUOTA":
-            return _json({"type": t, field: {"status": core.quota_status()}})
+            return _answered(oa.GetQuota(status=quota_status(core)))
         if t in ("UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA"):
             return self._update_quota(t, payload)
         # KILL_TASK
@@ -326,13 +333,20 @@ class OperatorApi:
             self.server.flush()
 
     async def quota(self, request: web.Request) -> web.Response:
-        return _json(self.server.core.quota_status())
+        return _json(quota_status(self.server.core))
 
     async def maintenance_status(self, request: web.Request) -> web.Response:
-        return _json(self.server.core.maintenance_status())
+        return _json(self._maintenance_status())
 
     async def maintenance_schedule(self, request: web.Request) -> web.Response:
-        return _json(self.server.core.maintenance_schedule())
+        return _json(self._maintenance_schedule())
+
+    def _maintenance_status(self) -> oa.ClusterStatus:
+        """The maintenance records' ClusterStatus, checked against its type."""
+        return msgspec.convert(self.server.core.maintenance_status(), oa.ClusterStatus)
+
+    def _maintenance_schedule(self) -> oa.Schedule:
+        return msgspec.convert(self.server.core.maintenance_schedule(), oa.Schedule)
 
     async def post_maintenance(self, request: web.Request) -> web.Response:
         """v0 ``POST /maintenance/schedule`` (a Schedule), ``/machine/down`` and ``/machine/up``

@@ -15,6 +15,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
+from ..protocol.operator_answers import QuotaConfig, QuotaInfo, QuotaResource, QuotaStatus, Scalar
 from .allocator import RoleQuota
 from .allocator.quota import guarantee_parent
 from .allocator.roletree import ancestors
@@ -22,8 +25,8 @@ from .offers import rescind
 from .state import CallError, MasterState
 from .validation import validate_role
 
-__all__ = ["check_hierarchy", "get_quota_status", "parse_configs", "recover_quotas", "to_role_quota",
-           "total_guarantees", "update_quota"]
+__all__ = ["check_hierarchy", "get_quota_status", "parse_configs", "quota_status", "recover_quotas",
+           "to_role_quota", "total_guarantees", "update_quota"]
 
 _MB_NAMES = ("mem", "disk")
 _MAX_MB = 1024 ** 4  # 1 EB in MB
@@ -202,14 +205,20 @@ def recover_quotas(st: MasterState, quotas: dict[str, Any]) -> None:
         st.quota_configs[role] = config
 
 
-def get_quota_status(st: MasterState) -> dict[str, Any]:
+def quota_status(st: MasterState) -> QuotaStatus:
     """QuotaStatus: ``infos`` (legacy, guarantees only) and ``configs``, as GET_QUOTA and ``/quota``."""
     configs = st.quota_configs
     infos = []
     cfgs = []
     for role in sorted(configs):
         c = configs[role]
-        infos.append({"role": role, "guarantee": [
-            {"name": n, "type": "SCALAR", "scalar": {"value": q["value"]}} for n, q in c["guarantees"].items()]})
-        cfgs.append(c)
-    return {"infos": infos, "configs": cfgs}
+        infos.append(QuotaInfo(role=role, guarantee=[
+            QuotaResource(name=n, type="SCALAR", scalar=Scalar(value=q["value"])) for n, q in c["guarantees"].items()]))
+        cfgs.append(QuotaConfig(role=role, guarantees={n: Scalar(value=q["value"]) for n, q in c["guarantees"].items()},
+                                limits={n: Scalar(value=q["value"]) for n, q in c["limits"].items()}))
+    return QuotaStatus(infos=infos, configs=cfgs)
+
+
+def get_quota_status(st: MasterState) -> dict[str, Any]:
+    """:func:`quota_status` as plain JSON values."""
+    return msgspec.to_builtins(quota_status(st))
