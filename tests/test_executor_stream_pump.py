@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 
 from mesos_nb.agent.executor_api import ExecutorStream, pump
 from mesos_nb.protocol import recordio
@@ -17,6 +18,19 @@ def events(written: list[bytes]) -> list[str]:
     return [json.loads(r)["type"] for chunk in written for r in dec.feed(chunk)]
 
 
+def reader(then: Callable[[list[bytes]], Awaitable[None]] | None = None):
+    """The executor's end: what was written, and the ``write`` the pump calls (``then`` runs
+    after each write, with everything written so far)."""
+    written: list[bytes] = []
+
+    async def write(data: bytes) -> None:
+        written.append(data)
+        if then is not None:
+            await then(written)
+
+    return written, write
+
+
 async def turns(n: int = 10) -> None:
     """Let the loop run ``n`` turns (nothing here waits on time or I/O)."""
     for _ in range(n):
@@ -25,11 +39,7 @@ async def turns(n: int = 10) -> None:
 
 async def test_a_cancel_in_the_same_turn_as_a_wakeup_stops_the_pump():
     stream = ExecutorStream()
-    written: list[bytes] = []
-
-    async def write(data: bytes) -> None:
-        written.append(data)
-
+    written, write = reader()
     task = asyncio.create_task(pump(stream, write))
     await turns()  # blocked, waiting for the stream to wake
     assert not task.done()
@@ -42,13 +52,12 @@ async def test_a_cancel_in_the_same_turn_as_a_wakeup_stops_the_pump():
 
 async def test_every_record_is_written_once_and_in_order():
     stream = ExecutorStream()
-    written: list[bytes] = []
     gate = asyncio.Event()
 
-    async def write(data: bytes) -> None:
-        written.append(data)
+    async def slowly(_: list[bytes]) -> None:
         await gate.wait()  # the executor reads slowly: records pile up meanwhile
 
+    written, write = reader(slowly)
     task = asyncio.create_task(pump(stream, write))
     stream.send({"type": "SUBSCRIBED"})
     await turns()
@@ -64,14 +73,13 @@ async def test_every_record_is_written_once_and_in_order():
 
 async def test_an_idle_stream_gets_heartbeats_and_close_ends_it():
     stream = ExecutorStream()
-    written: list[bytes] = []
     beat = asyncio.Event()
 
-    async def write(data: bytes) -> None:
-        written.append(data)
+    async def count(written: list[bytes]) -> None:
         if len(events(written)) >= 2:
             beat.set()
 
+    written, write = reader(count)
     task = asyncio.create_task(pump(stream, write, heartbeat=0.01))
     await asyncio.wait_for(beat.wait(), 10)
     stream.close()

@@ -86,12 +86,18 @@ def test_a_nested_framework_gets_no_more_than_its_parents_limit():
     assert a.consumed()["eng"]["cpus"] == 3000
 
 
-def test_a_childs_guarantee_is_held_inside_its_parents_bottom_up():
-    a = cluster(4)  # 16 cpus
+def eng_with_ml(ml_guarantee: float) -> HierarchicalDRFAllocator:
+    """16 cpus; eng guarantees 8, eng/ml (inside them) ``ml_guarantee``; a heavy hog outside."""
+    a = cluster(4)
     a.update_weights({"hog": 100.0})
     a.update_quota("eng", q({"cpus": 8}))
-    a.update_quota("eng/ml", q({"cpus": 6}))
+    a.update_quota("eng/ml", q({"cpus": ml_guarantee}))
     a.add_framework("hog", ["hog"])
+    return a
+
+
+def test_a_childs_guarantee_is_held_inside_its_parents_bottom_up():
+    a = eng_with_ml(6)
     a.add_framework("web", ["eng/web"])  # a sibling without quota of its own
     a.allocate(1.0)
     # eng/web may take eng's guarantee beyond eng/ml's (2) plus what no guarantee holds (8);
@@ -103,11 +109,7 @@ def test_a_childs_guarantee_is_held_inside_its_parents_bottom_up():
 
 
 def test_a_childs_guarantee_counts_in_its_parents_and_the_parent_rest_is_for_any_child():
-    a = cluster(4)  # 16 cpus
-    a.update_weights({"hog": 100.0})
-    a.update_quota("eng", q({"cpus": 8}))
-    a.update_quota("eng/ml", q({"cpus": 2}))
-    a.add_framework("hog", ["hog"])
+    a = eng_with_ml(2)
     a.allocate(1.0)
     assert held(a, "hog")["cpus"] <= 8  # all of eng's 8 are held: eng/ml's 2 inside them
     a.add_framework("web", ["eng/web"])

@@ -66,10 +66,16 @@ async def start(cluster: LocalCluster, name: str, role: str) -> tuple[Greedy, Sc
     return sched, driver, fid, asked
 
 
-async def test_guarantees_limits_and_removal_over_http(tmp_path):
+async def started(tmp_path) -> LocalCluster:
+    """4 agents x 2 cpus, allocating every INTERVAL."""
     cluster = LocalCluster(agents=4, port=0, work_dir=str(tmp_path), agent_resources="cpus:2;mem:1024",
                            master_options={"allocation_interval": INTERVAL})
     await cluster.start()
+    return cluster
+
+
+async def test_guarantees_limits_and_removal_over_http(tmp_path):
+    cluster = await started(tmp_path)
     drivers: list[SchedulerDriver] = []
     try:
         url = cluster.master_url
@@ -123,9 +129,7 @@ async def post(url: str, body: dict) -> tuple[int, str]:
 
 
 async def test_nested_quota_over_http_and_a_nested_framework_held_to_its_parents_limit(tmp_path):
-    cluster = LocalCluster(agents=4, port=0, work_dir=str(tmp_path), agent_resources="cpus:2;mem:1024",
-                           master_options={"allocation_interval": INTERVAL})
-    await cluster.start()
+    cluster = await started(tmp_path)
     drivers: list[SchedulerDriver] = []
     try:
         url = cluster.master_url
