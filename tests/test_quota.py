@@ -94,6 +94,8 @@ def test_sqlite_registry_keeps_quota_and_weights(tmp_path):
     ([cfg("eng", limits={"cpus": 2}), cfg("eng/ml", limits={"cpus": 3})],
      "limit 'cpus:3' of role 'eng/ml' is more than the limit 'cpus:2' of its parent role 'eng'"),
     ([cfg("eng", limits={"cpus": 2}), cfg("eng/ml", {"cpus": 3})], "guarantee 'cpus:3' of role 'eng/ml'"),
+    ([cfg("eng", limits={"cpus": 5}), cfg("eng/ml", {"cpus": 3}), cfg("eng/web/x", {"cpus": 3})],
+     "the guarantees below role 'eng' (cpus:6: 'eng/ml', 'eng/web/x') are more than its limit (cpus:5)"),
     ([cfg("*", {"cpus": 1})], "default role"),
     ([cfg("dev", {"cpus": -1})], "negative"),
     ([cfg("dev", {"cpus": 100})], "cluster"),

@@ -151,14 +151,20 @@ async def test_nested_quota_over_http_and_a_nested_framework_held_to_its_parents
                 got = (await r.json())["get_quota"]["status"]
         assert [c["role"] for c in got["configs"]] == ["eng", "eng/web"]
         assert got["configs"][1] == quota("eng/web", {"cpus": 1.0}, {"cpus": 1.0})
-        # a greedy framework in eng/ml (no quota of its own) gets no more than eng's limit of 3
+        # a greedy framework in eng/ml (no quota of its own) gets no more than eng's limit of 3,
+        # less the 1 cpu that limit keeps for eng/web's guarantee
         ml, d, ml_id, _ = await start(cluster, "ml", "eng/ml")
         drivers.append(d)
-        await async_wait_for(lambda: allocated_cpus(cluster, ml_id) >= 3 - 1e-9, timeout=20, message="ml at 3 cpus")
+        await async_wait_for(lambda: allocated_cpus(cluster, ml_id) >= 2 - 1e-9, timeout=20, message="ml at 2 cpus")
         at_limit = time.monotonic()
         await d.revive()
         await async_wait_for(lambda: time.monotonic() - at_limit > 3 * INTERVAL, timeout=10)
-        assert allocated_cpus(cluster, ml_id) <= 3 + 1e-9 and ml.cpus() <= 3 + 1e-9
+        assert allocated_cpus(cluster, ml_id) <= 2 + 1e-9 and ml.cpus() <= 2 + 1e-9
+        # eng/web comes: its guarantee was kept, and eng as a whole stays at its limit
+        web, d, web_id, _ = await start(cluster, "web", "eng/web")
+        drivers.append(d)
+        await async_wait_for(lambda: allocated_cpus(cluster, web_id) >= 1 - 1e-9, timeout=20, message="web at 1")
+        assert allocated_cpus(cluster, ml_id) + allocated_cpus(cluster, web_id) <= 3 + 1e-9
         # a framework outside eng takes the rest of the cluster
         other, d, other_id, _ = await start(cluster, "other", "other")
         drivers.append(d)

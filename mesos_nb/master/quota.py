@@ -147,7 +147,8 @@ def check_hierarchy(quotas: dict[str, RoleQuota]) -> None:
     parent's, so the guarantees of a role's guarantee children (the nearest roles with
     guarantees below it) add up to no more than its own; a child's limit, and its guarantee,
     are no more than the limit of any ancestor (the ancestor's limit bounds the whole subtree,
-    so more could never be offered)."""
+    so more could never be offered), and so are the guarantees below a role with a limit and
+    no guarantee, together."""
     kids: dict[str, list[str]] = {}
     for role, q in sorted(quotas.items()):
         if "/" not in role:
@@ -166,27 +167,50 @@ def check_hierarchy(quotas: dict[str, RoleQuota]) -> None:
             p = guarantee_parent(role, quotas)
             if p is not None:
                 kids.setdefault(p, []).append(role)
+    for role, q in sorted(quotas.items()):  # a limit-only role: the guarantees below must fit it
+        if q.limits and not q.guarantees:
+            tops = _top_guaranteed(quotas, role)
+            total = _sum_guarantees(quotas, tops)
+            if any(n in q.limits and v > q.limits[n] for n, v in total.items()):
+                raise _bad(f"the guarantees below role '{role}' ({_text(total)}: {_names(tops)}) are more "
+                           f"than its limit ({_text(q.limits)})")
     for parent, children in sorted(kids.items()):
-        total: dict[str, int] = {}
-        for c in children:
-            for n, v in quotas[c].guarantees.items():
-                total[n] = total.get(n, 0) + v
+        total = _sum_guarantees(quotas, children)
         own = quotas[parent].guarantees
         if any(v > own.get(n, 0) for n, v in total.items()):
-            names = ", ".join(f"'{c}'" for c in children)
             raise _bad(f"the guarantees of role '{parent}' ({_text(own)}) do not contain the sum of its "
-                       f"children's guarantees ({_text(total)}: {names})")
+                       f"children's guarantees ({_text(total)}: {_names(children)})")
 
 
 def total_guarantees(quotas: dict[str, RoleQuota]) -> dict[str, int]:
     """The guarantees of the top-most guaranteed roles: a child's lies inside its parent's,
     so it is not counted twice against the cluster's capacity."""
-    out: dict[str, int] = {}
-    for role, q in quotas.items():
-        if q.guarantees and guarantee_parent(role, quotas) is None:
-            for n, v in q.guarantees.items():
-                out[n] = out.get(n, 0) + v
+    return _sum_guarantees(quotas, _top_guaranteed(quotas, None))
+
+
+def _top_guaranteed(quotas: dict[str, RoleQuota], under: str | None) -> list[str]:
+    """The roles with guarantees strictly below ``under`` (``None``: anywhere) that have no
+    guaranteed ancestor there."""
+    inside = "" if under is None else under + "/"
+    out = []
+    for r in sorted(quotas):
+        if r.startswith(inside) and quotas[r].guarantees:
+            p = guarantee_parent(r, quotas)
+            if p is None or (inside and not p.startswith(inside)):
+                out.append(r)
     return out
+
+
+def _sum_guarantees(quotas: dict[str, RoleQuota], roles: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in roles:
+        for n, v in quotas[r].guarantees.items():
+            out[n] = out.get(n, 0) + v
+    return out
+
+
+def _names(roles: list[str]) -> str:
+    return ", ".join(f"'{r}'" for r in roles)
 
 
 def _role_usage(st: MasterState, role: str) -> dict[str, int]:

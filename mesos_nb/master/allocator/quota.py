@@ -22,9 +22,10 @@ Semantics (``hierarchical.cpp``, with quota on nested roles as its ``QuotaTree``
 * stage 1 walks the roles that own some held headroom first (in DRF order), stage 2 every
   role;
 * an offer's *unreserved* scalars are cut to ``limit − consumed`` of the role and of every
-  ancestor with quota (allocation to ``eng/ml`` counts against ``eng``'s limit), and to what
-  the role may take without eating the others' held guarantees (``own + available −
-  required``); reservations are consumed already and always pass.
+  ancestor with quota (allocation to ``eng/ml`` counts against ``eng``'s limit; an ancestor's
+  limit also keeps back what the guarantees below it that the role does not own still hold),
+  and to what the role may take without eating the others' held guarantees (``own +
+  available − required``); reservations are consumed already and always pass.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class QuotaCycle:
     """The quota bookkeeping of one allocation cycle, updated after every offer made."""
 
     __slots__ = ("book", "quotas", "consumed", "headroom", "unmet", "required", "_chains", "_gchains",
-                 "_short", "_kids", "_gparent", "_under", "_safe")
+                 "_short", "_kids", "_gparent", "_under", "_roots", "_safe")
 
     def __init__(self, book: QuotaBook, tree: RoleTree, agents: list[_Agent]) -> None:
         self.book = book
@@ -175,6 +176,16 @@ class QuotaCycle:
                 if quotas[a].limits:
                     self._under.setdefault(a, []).append(q)
             self._settle(q)
+        # a role with limits and guaranteed roles below it -> the top-most guaranteed roles in
+        # its subtree: its limit holds their unmet guarantees back from the rest of the subtree
+        self._roots: dict[str, list[str]] = {}
+        for a in self._under:
+            if a in self._gparent:
+                self._roots[a] = [a]
+            else:
+                inside = a + "/"
+                self._roots[a] = [g for g in self._under[a]
+                                  if not (self._gparent[g] or "").startswith(inside)]
 
     def _settle(self, q: str) -> None:
         """Recompute ``q``'s held headroom from its shortfall and its children's; pass the
@@ -226,10 +237,14 @@ class QuotaCycle:
             c = self._gchains[role] = [q for q in self.chain(role) if q in self._gparent]
         return c
 
-    def own(self, role: str) -> dict[str, int]:
+    def own(self, role: str, within: str | None = None) -> dict[str, int]:
         """What ``role`` may take of the held headroom: at every guarantee role above it, what
-        that role holds beyond its other guarantee children's holds."""
+        that role holds beyond its other guarantee children's holds (with ``within``: of the
+        holds inside that role's subtree only)."""
         chain = self._gchain(role)
+        if within is not None:
+            inside = within + "/"
+            chain = [g for g in chain if g == within or g.startswith(inside)]
         if not chain:
             return _NONE
         unmet, kids = self.unmet, self._kids
@@ -249,6 +264,18 @@ class QuotaCycle:
                 return _NONE
         return out or _NONE
 
+    def _held_in(self, a: str) -> dict[str, int]:
+        """The headroom held for guarantees inside ``a``'s subtree (``a`` in :attr:`_roots`)."""
+        out: dict[str, int] = {}
+        for g in self._roots[a]:
+            _add(out, self.unmet.get(g, _NONE))
+        return out
+
+    def _held_for_others(self, role: str, a: str) -> dict[str, int]:
+        """What ``a``'s limit must keep for guarantees below it that ``role`` does not own."""
+        mine = self.own(role, a)
+        return {n: v - mine.get(n, 0) for n, v in self._held_in(a).items() if v > mine.get(n, 0)}
+
     def in_stage1(self, role: str) -> bool:
         """Whether ``role`` owns some held headroom (it lies under an unmet guarantee that its
         siblings' guarantees do not hold all of)."""
@@ -267,12 +294,14 @@ class QuotaCycle:
             b = big.get(n)
             if b:
                 steps = min(steps, (head.get(n, 0) - req) // b)
+        roots = self._roots
         for q, quota in self.quotas.items():
             cons = self.consumed[q]
+            held = self._held_in(q) if q in roots else _NONE
             for n, lim in quota.limits.items():
                 b = big.get(n)
                 if b:
-                    steps = min(steps, (lim - cons.get(n, 0)) // b)
+                    steps = min(steps, (lim - cons.get(n, 0) - held.get(n, 0)) // b)
         return steps
 
     def cap(self, role: str, offer: Resources, m: dict[str, int], reserved_agent: bool) -> Resources:
@@ -290,13 +319,17 @@ class QuotaCycle:
         unres = offer.unreserved().scalar_millis() if reserved_agent else m
         own = self.own(role) if required else _NONE
         head = self.headroom
+        roots = self._roots
+        # a limit above the role keeps back what it must for the guarantees below it that the
+        # role does not own (eng's limit for eng/ml's unmet guarantee, against eng/web)
+        kept = {q: self._held_for_others(role, q) for q in chain if q in roots} if roots else _NONE
         cut: dict = {}
         for n, have in unres.items():
             allowed = _INF
             for q in chain:  # the role's own limit and every ancestor's bound the offer
                 lim = self.quotas[q].limits.get(n)
                 if lim is not None:
-                    left = lim - self.consumed[q].get(n, 0)
+                    left = lim - self.consumed[q].get(n, 0) - kept.get(q, _NONE).get(n, 0)
                     if left < allowed:
                         allowed = left
             req = required.get(n, 0)
