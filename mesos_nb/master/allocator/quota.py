@@ -361,10 +361,16 @@ class QuotaCycle:
             cons = consumed[q]
             for n, v in unres.items():
                 cons[n] = cons.get(n, 0) + v
-        if not self.unmet:
+        unmet = self.unmet
+        if not unmet:
+            return
+        gchain = self._gchain(role)
+        if not gchain:
+            return
+        if not self._kids and not self._under:  # no guarantee inside another or under a limit
+            self._charge_flat(gchain[0], unres)
             return
         short = self._short
-        gchain = self._gchain(role)
         for q in gchain:
             need = short[q]
             for n in [n for n in need if unres.get(n)]:
@@ -381,3 +387,27 @@ class QuotaCycle:
                 todo = sorted(more.union(gchain), key=_depth)
         for q in reversed(todo):  # (the deepest first: a parent settles on its children)
             self._settle(q)
+
+    def _charge_flat(self, q: str, unres: dict[str, int]) -> None:
+        """:meth:`charge` when no guarantee lies inside another or under a limit (the usual
+        case): the hold of ``q`` is its shortfall, and the required headroom moves with it."""
+        need = self.unmet.get(q)
+        if not need:
+            return
+        required = self.required
+        for n in list(need):
+            got = unres.get(n, 0)
+            if not got:
+                continue
+            left = need[n]
+            used = got if got < left else left
+            if required[n] == used:
+                del required[n]
+            else:
+                required[n] -= used
+            if used == left:
+                del need[n]
+            else:
+                need[n] = left - used
+        if not need:
+            del self.unmet[q]
