@@ -173,3 +173,25 @@ async def test_nested_quota_over_http_and_a_nested_framework_held_to_its_parents
         for d in drivers:
             await d.stop()
         await cluster.stop()
+
+
+async def test_overcommitting_guarantees_is_409_from_set_quota_and_400_from_update_quota(tmp_path):
+    """Mesos answers the same overcommit differently: the deprecated SET_QUOTA says 409 Conflict,
+    UPDATE_QUOTA 400; with ``force`` both are stored."""
+    cluster = await started(tmp_path)
+    try:
+        url = cluster.master_url
+        huge = [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 10_000}}]
+        status, text = await post(url, {"type": "SET_QUOTA", "set_quota": {"quota_request": {
+            "role": "dev", "guarantee": huge}}})
+        assert status == 409 and "more than the cluster's" in text, (status, text)
+        status, text = await post(url, {"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [
+            quota("dev", {"cpus": 10_000})]}})
+        assert status == 400 and "more than the cluster's" in text, (status, text)
+        assert "dev" not in cluster.master.core.quota_configs  # nothing stored by either
+        status, text = await post(url, {"type": "SET_QUOTA", "set_quota": {"quota_request": {
+            "role": "dev", "guarantee": huge, "force": True}}})
+        assert status == 200, text
+        assert "dev" in cluster.master.core.quota_configs
+    finally:
+        await cluster.stop()

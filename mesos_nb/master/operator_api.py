@@ -28,7 +28,7 @@ from . import operator_views as v
 from .big_calls import run_steps
 from .core import CallError, validate_role
 from .operator_stream import OperatorStreams
-from .quota import quota_status
+from .quota import QuotaOvercommit, quota_status
 from .security import PRINCIPAL
 from .state_render_v1 import CALLS as STATE_CALLS
 
@@ -304,6 +304,10 @@ class OperatorApi:
             force = bool(req.get("force", False))
         try:
             core.update_quota(configs, force, authorize)
+        except QuotaOvercommit as e:
+            if t == "SET_QUOTA":
+                raise CallError(409, e.message) from None
+            raise
         finally:
             self.server.flush()
         log.info("quota updated call=%s roles=%s", t,

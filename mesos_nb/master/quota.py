@@ -37,6 +37,14 @@ def _bad(msg: str) -> CallError:
     return CallError(400, f"Invalid QuotaConfig: {msg}")
 
 
+class QuotaOvercommit(CallError):
+    """Guarantees beyond the cluster's capacity without ``force``: 400 from UPDATE_QUOTA, but
+    409 Conflict from the deprecated SET_QUOTA (Mesos answers the two differently)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, f"Invalid QuotaConfig: {message}")
+
+
 def _quantities(role: str, what: str, raw: Any) -> dict[str, float]:
     if raw is None:
         return {}
@@ -119,7 +127,7 @@ def update_quota(st: MasterState, configs: list[dict[str, Any]], force: bool,
         capacity = _capacity(st)
         for n, v in total_guarantees(merged).items():
             if v > capacity.get(n, 0):
-                raise _bad(f"total guarantees of {v / 1000} {n} are more than the cluster's "
+                raise QuotaOvercommit(f"total guarantees of {v / 1000} {n} are more than the cluster's "
                            f"{capacity.get(n, 0) / 1000} (use 'force' to set them anyway)")
     for c in configs:
         rq = to_role_quota(c)
