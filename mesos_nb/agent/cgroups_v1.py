@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import io_control
-from .cgroupfs import apply_plan, parse_kv, read_int, read_text, write_text
+from .cgroupfs import apply_plan, parse_kv, read_int, read_text, remove_cgroups, write_text
 from .isolator import CGROUP_ROOT, MIN_CPU_SHARES, NESTED, CgroupIsolator, Limits, keeps_memory
 
 
@@ -31,6 +31,7 @@ class CgroupsV1Isolator(CgroupIsolator):
             self.CONTROLLERS = ("blkio", *self.CONTROLLERS)
             self.name = "cgroups/v1+blkio"
         self._parents_ready = False
+        self._swappiness_inherited = False
 
     def _dir(self, ctrl: str, container_id: str) -> str:
         # A string join, not os.path.join: ≈ 10 of these per task (a container id is a plain name).
@@ -51,17 +52,28 @@ class CgroupsV1Isolator(CgroupIsolator):
     def _new_cgroup_plan(self, container_id: str, limits: Limits) -> list:
         """One ``mkdir`` per hierarchy, then the limits (the parents are made once, here)."""
         if not self._parents_ready:
-            for ctrl in self.CONTROLLERS:
-                os.makedirs(os.path.join(self.root, ctrl, self.nested), exist_ok=True)
-            self._parents_ready = True
+            self._make_parents()
         self._limits[container_id] = limits
         plan: list = [["mkdir", self._dir(ctrl, container_id)] for ctrl in self.CONTROLLERS]
         plan += self._cpu_plan(container_id, limits)
         if limits.mem_bytes > 0:
             mem = self._dir("memory", container_id)
-            plan.append(["write?", f"{mem}/memory.swappiness", "0"])  # no swap accounting: fine
+            if not self._swappiness_inherited:  # no swap accounting: fine
+                plan.append(["write?", f"{mem}/memory.swappiness", "0"])
             plan.append(["write", f"{mem}/memory.limit_in_bytes", str(limits.cgroup_memory())])
         return plan
+
+    def _make_parents(self) -> None:
+        """The parent cgroups, made once. The memory parent gets ``memory.swappiness`` 0: a
+        new v1 memory cgroup starts with its parent's swappiness, so each container's is 0
+        without a write of its own (one file step less per launch) when the parent's reads 0."""
+        for ctrl in self.CONTROLLERS:
+            os.makedirs(os.path.join(self.root, ctrl, self.nested), exist_ok=True)
+        swappiness = os.path.join(self.root, "memory", self.nested, "memory.swappiness")
+        with contextlib.suppress(OSError):
+            write_text(swappiness, "0")
+        self._swappiness_inherited = (read_text(swappiness) or "").strip() == "0"
+        self._parents_ready = True
 
     def _cpu_plan(self, container_id: str, limits: Limits) -> list:
         if limits.cpus <= 0:
@@ -93,9 +105,9 @@ class CgroupsV1Isolator(CgroupIsolator):
     def _oom_peak(self, container_id: str) -> int | None:
         mem = self._dir("memory", container_id)
         oom = parse_kv(read_text(f"{mem}/memory.oom_control"))
-        failcnt = read_int(f"{mem}/memory.failcnt")
+        # failcnt only where the kernel has no oom_kill count (before 4.13): read once per exit.
         if oom.get("oom_kill", 0) > 0 or (oom.get("under_oom", 0) > 0) or \
-                ("oom_kill" not in oom and failcnt > 0):
+                ("oom_kill" not in oom and read_int(f"{mem}/memory.failcnt") > 0):
             return read_int(f"{mem}/memory.max_usage_in_bytes")
         return None
 
@@ -134,21 +146,11 @@ class CgroupsV1Isolator(CgroupIsolator):
             out.update(io_control.totals(blkio))
         return out
 
+    def removal_dirs(self, container_id: str) -> list[str] | None:
+        return [self._dir(ctrl, container_id) for ctrl in self.CONTROLLERS]
+
     def cleanup(self, container_id: str) -> bool:
-        done = True
-        for ctrl in self.CONTROLLERS:
-            d = self._dir(ctrl, container_id)
-            if not os.path.isdir(d):
-                continue
-            for pid in (read_text(f"{d}/cgroup.procs") or "").split():
-                with contextlib.suppress(OSError):
-                    os.kill(int(pid), 9)
-            try:
-                os.rmdir(d)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                done = False
+        done = remove_cgroups(self.removal_dirs(container_id) or [])
         if done:
             self._forget(container_id)
         return done

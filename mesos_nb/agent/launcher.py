@@ -82,13 +82,17 @@ class Launcher:
             raise LauncherUnavailable("the launcher helper is gone")
         if self._sock is None:
             self._start()
-        assert self._sock is not None and self._loop is not None
-        self._next += 1
-        rid = self._next
-        req = {"id": rid, "argv": argv, "exe": executable, "env": env, "cwd": cwd,
-               "stdout": stdout, "stderr": stderr, "join": join}
+        req = {"argv": argv, "exe": executable, "env": env, "cwd": cwd, "stdout": stdout, "stderr": stderr,
+               "join": join}
         if setup:
             req["setup"] = setup
+        return await self._call(req)
+
+    async def _call(self, req: dict):  # noqa: ANN202 - the reply's value (launch: a pair, remove: a list)
+        """Send one request (numbered here) and wait for its reply."""
+        assert self._sock is not None and self._loop is not None
+        self._next += 1
+        rid = req["id"] = self._next
         data = _encode(req)
         fut = self._loop.create_future()
         self._pending[rid] = fut
@@ -99,6 +103,15 @@ class Launcher:
             self._lost()
             raise LauncherUnavailable("the launcher helper is gone") from None
         return await fut
+
+    async def remove(self, groups: list[tuple[str, list[str]]]) -> list[str]:
+        """Remove ended containers' cgroup directories (``(container id, dirs)``) in the helper,
+        a batch in one message: neither the agent's loop nor a worker thread of its own (and
+        the GIL) does the ``rmdir``s. Returns the container ids still busy (retry later);
+        raises ``LauncherUnavailable`` when no helper runs (then the agent removes them)."""
+        if self._broken or self._sock is None:
+            raise LauncherUnavailable("the launcher helper is not running")
+        return await self._call({"remove": groups})
 
     def _on_readable(self) -> None:
         assert self._sock is not None
@@ -129,6 +142,9 @@ class Launcher:
             return
         fut = self._pending.pop(msg["id"], None)
         if fut is None or fut.done():
+            return
+        if "left" in msg:
+            fut.set_result(msg["left"])
             return
         if "error" in msg:
             fut.set_exception((SetupFailed if msg.get("stage") == "setup" else OSError)(msg["error"]))
