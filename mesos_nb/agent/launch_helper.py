@@ -251,6 +251,9 @@ class Helper:
         self.fd = fd
         self.sel = selectors.DefaultSelector()
         self.inbuf = bytearray()
+        # One reused read buffer: a fresh 1 MiB bytes per read was an mmap, mremap and munmap.
+        self.rbuf = bytearray(1 << 16)
+        self.rview = memoryview(self.rbuf)
         self.out = bytearray()  # replies of this round
         self.starting: dict[int, tuple[int, int]] = {}  # exec pipe -> (request id, pid)
         self.pipe_of: dict[int, int] = {}  # pid -> exec pipe, until the exec is confirmed
@@ -295,10 +298,10 @@ class Helper:
                     self._confirm(key.fd)  # (not already confirmed by _reap in this same round)
 
     def _read_commands(self) -> bool:
-        data = os.read(self.fd, 1 << 20)
-        if not data:
+        n = os.readv(self.fd, [self.rbuf])
+        if not n:
             return False
-        self.inbuf += data
+        self.inbuf += self.rview[:n]
         while len(self.inbuf) >= 4:
             (n,) = _HDR.unpack_from(self.inbuf)
             if len(self.inbuf) < 4 + n:
