@@ -104,9 +104,11 @@ class CgroupsV1Isolator(CgroupIsolator):
 
     def _oom_peak(self, container_id: str) -> int | None:
         mem = self._dir("memory", container_id)
-        oom = parse_kv(read_text(f"{mem}/memory.oom_control"))
-        # failcnt only where the kernel has no oom_kill count (before 4.13): read once per exit.
-        if oom.get("oom_kill", 0) > 0 or (oom.get("under_oom", 0) > 0) or \
+        # Asked at every exit: three "key value" lines split once (not parse_kv's per-line checks);
+        # failcnt only where the kernel has no oom_kill count (before 4.13).
+        words = (read_text(f"{mem}/memory.oom_control") or "").split()
+        oom = dict(zip(words[::2], words[1::2], strict=False))
+        if oom.get("oom_kill", "0") != "0" or oom.get("under_oom", "0") != "0" or \
                 ("oom_kill" not in oom and read_int(f"{mem}/memory.failcnt") > 0):
             return read_int(f"{mem}/memory.max_usage_in_bytes")
         return None
