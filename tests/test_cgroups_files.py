@@ -52,3 +52,17 @@ def test_no_memory_limit_is_never_a_limitation(tmp_path: Path):
     d = tmp_path / "mesos_nb" / "c1"
     (d / "memory.events").write_text("oom_kill 1\n")
     assert iso.limitation("c1") is None and not (d / "memory.max").exists()
+
+
+def test_v1_container_swappiness_comes_from_the_parent_when_it_can(tmp_path: Path):
+    """A new v1 memory cgroup starts with its parent's swappiness: the parent gets 0 once and a
+    container's plan has no swappiness write; a parent whose swappiness cannot be set keeps it."""
+    iso = CgroupsV1Isolator(str(tmp_path))
+    plan = iso.prepare_plan("c1", Limits(cpus=1.0, mem_bytes=64 * MB))
+    assert (tmp_path / "memory" / "mesos_nb" / "memory.swappiness").read_text() == "0"
+    assert not [op for op in plan if op[1].endswith("memory.swappiness")]
+    other = tmp_path / "other"
+    (other / "memory" / "mesos_nb" / "memory.swappiness").mkdir(parents=True)  # unwritable
+    iso = CgroupsV1Isolator(str(other))
+    plan = iso.prepare_plan("c1", Limits(cpus=1.0, mem_bytes=64 * MB))
+    assert ["write?", f"{other}/memory/mesos_nb/c1/memory.swappiness", "0"] in plan

@@ -21,6 +21,11 @@ JSON object, both ways.
                     {"id", "error", "stage"?} it could not ("stage": "setup": the setup failed,
                                              nothing was started; else the exec's reason)
                     {"exit": pid, "status"}  the raw wait status of a launched child
+    agent → helper  {"id", "remove": [[container id, [cgroup dirs]], ...]}   ended containers'
+                                             cgroups (cgroups v1), a batch; carried out when no
+                                             launch waits (``cgroupfs.remove_cgroups``)
+    helper → agent  {"id", "left": [container ids]}  the ones still busy (their processes were
+                                             SIGKILLed; the agent retries)
 
 The child: default signal dispositions, joins its cgroups, ``setsid`` (its process group is
 the container), stdin ``/dev/null``, stdout/stderr appended to the sandbox files, ``chdir``,
