@@ -3,6 +3,7 @@ agent), already inside their cgroups, and their exits reach the agent through th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -349,6 +350,27 @@ async def test_the_helper_goes_home_through_fds_kept_open(tmp_path):
         with open(os.path.join(iso._dir("memory", "h9"), "memory.swappiness")) as f:
             assert f.read().strip() == "0"
         await c.destroy(live, 0)
+    finally:
+        c.close()
+        _rmdir_parents(iso)
+
+
+@pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
+async def test_a_removal_batch_in_flight_at_close_is_still_removed(tmp_path):
+    """The agent stops while a batch of ended containers is on its way to the helper (no reply
+    will come): closing removes that batch too, and nobody is left waiting for the reply."""
+    iso = _v1_isolator(f"launch-close-{os.getpid()}")
+    c = PosixContainerizer(iso)
+    try:
+        ct = await c.launch(_spec(tmp_path, "q1", ["true"], limits=Limits(cpus=0.5, mem_bytes=64 << 20)))
+        await ct.wait()
+        await async_wait_for(lambda: "q1" in c._removal.pending, 5, message="queued")
+        c._removal._start()  # the batch leaves now (its timer would fire later)
+        task = c._removal._task
+        c.close()
+        assert not any(os.path.exists(d) for d in iso.removal_dirs("q1"))
+        assert task is not None
+        await asyncio.wait_for(task, 10)  # the in-flight removal ended (no reply pending forever)
     finally:
         c.close()
         _rmdir_parents(iso)

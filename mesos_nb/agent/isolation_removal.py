@@ -27,6 +27,7 @@ class RemovalQueue:
         self._queue: dict[str, int] = {}  # container id -> attempts so far
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
+        self._inflight: dict[str, int] = {}  # the batch being removed now
 
     def add(self, container_id: str, attempt: int = 0) -> None:
         self.pending.add(container_id)
@@ -42,6 +43,7 @@ class RemovalQueue:
         self._timer = None
         batch, self._queue = self._queue, {}
         if batch:
+            self._inflight = batch
             self._task = asyncio.get_running_loop().create_task(self._run(batch))
 
     def _here(self, ids: list[str]) -> list[bool]:
@@ -71,12 +73,14 @@ class RemovalQueue:
 
     async def _run(self, batch: dict[str, int]) -> None:
         ids = list(batch)
-        done = await self._in_helper(ids)
         try:
+            done = await self._in_helper(ids)
             if done is None:
                 done = await asyncio.to_thread(self._here, ids)
         except RuntimeError:  # no more threads: the loop is closing
             done = self._here(ids)
+        finally:
+            self._inflight = {}
         for cid, ok in zip(ids, done, strict=True):
             if ok:
                 self.pending.discard(cid)
@@ -94,7 +98,7 @@ class RemovalQueue:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        queued, self._queue = self._queue, {}
+        queued, self._queue = {**self._inflight, **self._queue}, {}  # a batch the helper had: here too
         deadline = time.monotonic() + timeout
         while queued:
             for cid in list(queued):

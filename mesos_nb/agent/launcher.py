@@ -184,6 +184,11 @@ class Launcher:
         """Stop the helper (the containers it started keep running, as the agent's own)."""
         self._broken = True
         self._detach()
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():  # a launch or removal waiting for its reply: no reply will come
+            if not fut.done():
+                with contextlib.suppress(RuntimeError):  # its loop is closed
+                    fut.set_exception(LauncherUnavailable("the launcher helper is stopped"))
         exits, self._exits = self._exits, {}
         for pid, fut in exits.items():
             if self._on_lost is not None and not fut.done():
