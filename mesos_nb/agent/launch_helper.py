@@ -308,10 +308,10 @@ class Helper:
                     self._confirm(key.fd)  # (not already confirmed by _reap in this same round)
 
     def _read_commands(self) -> bool:
-        n = os.readv(self.fd, [self.rbuf])
-        if not n:
+        got = os.readv(self.fd, [self.rbuf])
+        if not got:
             return False
-        self.inbuf += self.rview[:n]
+        self.inbuf += self.rview[:got]
         while len(self.inbuf) >= 4:
             (n,) = _HDR.unpack_from(self.inbuf)
             if len(self.inbuf) < 4 + n:
