@@ -5,6 +5,7 @@ machine has); this covers both versions' files on any machine."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from mesos_nb.agent.cgroups_v1 import CgroupsV1Isolator
@@ -52,3 +53,35 @@ def test_no_memory_limit_is_never_a_limitation(tmp_path: Path):
     d = tmp_path / "mesos_nb" / "c1"
     (d / "memory.events").write_text("oom_kill 1\n")
     assert iso.limitation("c1") is None and not (d / "memory.max").exists()
+
+
+def test_v1_container_swappiness_comes_from_the_parent_when_it_can(tmp_path: Path):
+    """A new v1 memory cgroup starts with its parent's swappiness: the parent gets 0 once and a
+    container's plan has no swappiness write; a parent whose swappiness cannot be set keeps it."""
+    iso = CgroupsV1Isolator(str(tmp_path))
+    plan = iso.prepare_plan("c1", Limits(cpus=1.0, mem_bytes=64 * MB))
+    assert (tmp_path / "memory" / "mesos_nb" / "memory.swappiness").read_text() == "0"
+    assert not [op for op in plan if op[1].endswith("memory.swappiness")]
+    other = tmp_path / "other"
+    (other / "memory" / "mesos_nb" / "memory.swappiness").mkdir(parents=True)  # unwritable
+    iso = CgroupsV1Isolator(str(other))
+    plan = iso.prepare_plan("c1", Limits(cpus=1.0, mem_bytes=64 * MB))
+    assert ["write?", f"{other}/memory/mesos_nb/c1/memory.swappiness", "0"] in plan
+
+
+def test_v1_co_mounted_cpu_and_cpuacct_are_one_cgroup(tmp_path: Path):
+    """``cpu`` and ``cpuacct`` mounted together (``cpu,cpuacct``, the two names links to it): a
+    container gets one cgroup there, not the same one made, joined and removed twice; its CPU
+    usage is still read from ``cpuacct.stat``."""
+    (tmp_path / "cpu,cpuacct").mkdir()
+    (tmp_path / "cpu").symlink_to("cpu,cpuacct")
+    (tmp_path / "cpuacct").symlink_to("cpu,cpuacct")
+    iso = CgroupsV1Isolator(str(tmp_path))
+    plan = iso.prepare_plan("c1", Limits(cpus=0.5, mem_bytes=64 * MB))
+    assert [op[1] for op in plan if op[0] == "mkdir"] == [f"{tmp_path}/memory/mesos_nb/c1", f"{tmp_path}/cpu/mesos_nb/c1"]
+    assert [Path(f).parent.parent.parent.name for f in iso.preexec("c1").files] == ["memory", "cpu"]  # cpu last
+    assert iso.removal_dirs("c1") == [f"{tmp_path}/memory/mesos_nb/c1", f"{tmp_path}/cpu/mesos_nb/c1"]
+    iso.prepare("c1", Limits(cpus=0.5, mem_bytes=64 * MB))
+    (tmp_path / "cpu,cpuacct" / "mesos_nb" / "c1" / "cpuacct.stat").write_text("user 250\nsystem 50\n")
+    assert iso.usage("c1")["cpus_user_time_secs"] == round(250 / os.sysconf("SC_CLK_TCK"), 3)
+    assert CgroupsV1Isolator(str(tmp_path / "apart")).CONTROLLERS == ("cpuacct", "memory", "cpu")

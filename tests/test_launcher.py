@@ -3,6 +3,7 @@ agent), already inside their cgroups, and their exits reach the agent through th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -275,3 +276,101 @@ async def test_cgroups_are_set_up_by_the_helper_in_the_launch_round(tmp_path, mo
         for ctrl in iso.CONTROLLERS:
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.join(iso.root, ctrl, root))
+
+
+def _v1_isolator(name: str):
+    iso = make_isolator("cgroups", name)
+    if iso.name != "cgroups/v1":
+        pytest.skip("the helper removes cgroups v1 only (v2 removes in a worker thread)")
+    return iso
+
+
+def _rmdir_parents(iso) -> None:
+    for ctrl in iso.CONTROLLERS:
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(iso.root, ctrl, iso.nested))
+
+
+@pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
+async def test_ended_containers_cgroups_are_removed_by_the_helper(tmp_path, monkeypatch):
+    """cgroups v1: an ended container's cgroups are removed by the launcher helper (a batch in
+    one message), not by the agent; a process the task left behind in its cgroup (its own
+    session, so the group kill missed it) is killed and the removal retried."""
+    iso = _v1_isolator(f"launch-rm-{os.getpid()}")
+    c = PosixContainerizer(iso)
+
+    def not_here(*_a, **_k):
+        raise AssertionError("removed in the agent")
+
+    monkeypatch.setattr(iso, "cleanup", not_here)
+    try:
+        plain = await c.launch(_spec(tmp_path, "r1", ["true"], limits=Limits(cpus=0.5, mem_bytes=64 << 20)))
+        left = await c.launch(_spec(tmp_path, "r2", ["sh", "-c", "setsid sh -c 'echo $$ > s.tmp; mv s.tmp straggler; exec sleep 60' & "
+                                                  "while [ ! -s straggler ]; do :; done"],
+                                    limits=Limits(cpus=0.5, mem_bytes=64 << 20)))
+        await plain.wait()
+        await left.wait()
+        straggler = int((tmp_path / "r2" / "straggler").read_text())
+        assert os.getpgid(straggler) != left.pid  # out of the container's process group
+        dirs = iso.removal_dirs("r1") + iso.removal_dirs("r2")
+        await async_wait_for(lambda: not any(os.path.exists(d) for d in dirs), 15, message="cgroups removed")
+        assert not c._removal.pending and "r1" not in iso._limits and "r2" not in iso._limits
+        with pytest.raises(ProcessLookupError):
+            for _ in range(500):  # killed by the helper's removal; a zombie until init reaps it
+                os.kill(straggler, 0)
+                with open(f"/proc/{straggler}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        raise ProcessLookupError
+        assert c._launcher is not None and not c._launcher._broken
+    finally:
+        c.close()
+        _rmdir_parents(iso)
+
+
+@pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
+async def test_the_helper_goes_home_through_fds_kept_open(tmp_path):
+    """The helper's way back out of a container's v1 cgroups is one ``write`` per hierarchy to
+    a ``tasks`` file it opened once (not an open/write/close each launch), and a container's
+    memory.swappiness 0 comes from its parent (no write of its own in the setup plan)."""
+    iso = _v1_isolator(f"launch-home-{os.getpid()}")
+    c = PosixContainerizer(iso)
+    try:
+        for i in range(3):
+            ct = await c.launch(_spec(tmp_path, f"h{i}", ["true"], limits=Limits(cpus=0.5, mem_bytes=64 << 20)))
+            assert describe_status(await ct.wait()) == (True, "Command exited with status 0")
+        assert c._launcher is not None
+        fd_dir = f"/proc/{c._launcher.pid}/fd"
+        tasks = sorted(os.readlink(f"{fd_dir}/{fd}") for fd in os.listdir(fd_dir)
+                       if os.readlink(f"{fd_dir}/{fd}").endswith("/tasks"))
+        assert len(tasks) == len(iso.CONTROLLERS)  # one per hierarchy, kept open
+        assert not any(f"/{iso.nested}/" in t for t in tasks)  # its own cgroups, not a container's
+        plan = iso.prepare_plan("h9", Limits(cpus=0.5, mem_bytes=64 << 20))
+        assert not any(step[1].endswith("memory.swappiness") for step in plan)
+        live = await c.launch(_spec(tmp_path, "h9", ["sleep", "30"], limits=Limits(cpus=0.5, mem_bytes=64 << 20)))
+        with open(os.path.join(iso._dir("memory", "h9"), "memory.swappiness")) as f:
+            assert f.read().strip() == "0"
+        await c.destroy(live, 0)
+    finally:
+        c.close()
+        _rmdir_parents(iso)
+
+
+@pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
+async def test_a_removal_batch_in_flight_at_close_is_still_removed(tmp_path):
+    """The agent stops while a batch of ended containers is on its way to the helper (no reply
+    will come): closing removes that batch too, and nobody is left waiting for the reply."""
+    iso = _v1_isolator(f"launch-close-{os.getpid()}")
+    c = PosixContainerizer(iso)
+    try:
+        ct = await c.launch(_spec(tmp_path, "q1", ["true"], limits=Limits(cpus=0.5, mem_bytes=64 << 20)))
+        await ct.wait()
+        await async_wait_for(lambda: "q1" in c._removal.pending, 5, message="queued")
+        c._removal._start()  # the batch leaves now (its timer would fire later)
+        task = c._removal._task
+        c.close()
+        assert not any(os.path.exists(d) for d in iso.removal_dirs("q1"))
+        assert task is not None
+        await asyncio.wait_for(task, 10)  # the in-flight removal ended (no reply pending forever)
+    finally:
+        c.close()
+        _rmdir_parents(iso)

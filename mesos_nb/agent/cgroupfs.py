@@ -53,6 +53,27 @@ def mkdir_once(path: str) -> None:
         pass
 
 
+def remove_cgroups(dirs: list[str]) -> bool:
+    """Remove a container's cgroup directories (one per hierarchy); True when none is left.
+    ``rmdir`` first: an ended container's cgroup is empty, so reading its ``cgroup.procs``
+    beforehand is wasted (≈ 20 µs a hierarchy). A busy one (``EBUSY``: a process the exit
+    left behind, or one still dying) gets its processes SIGKILLed and is left for a retry."""
+    done = True
+    for d in dirs:
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            done = False
+            for pid in (read_text(f"{d}/cgroup.procs") or "").split():
+                try:
+                    os.kill(int(pid), 9)
+                except OSError:
+                    pass
+    return done
+
+
 def apply_plan(ops: list) -> None:
     """Carry out an isolator's setup plan: ``["mkdir", dir]`` (an existing one is fine),
     ``["write", file, text]``, ``["write?", file, text]`` (a failure is ignored). One list of
@@ -72,4 +93,4 @@ def apply_plan(ops: list) -> None:
             raise ValueError(f"unknown setup step {op[0]!r}")
 
 
-__all__ = ["apply_plan", "mkdir_once", "parse_kv", "read_int", "read_text", "write_text"]
+__all__ = ["apply_plan", "mkdir_once", "parse_kv", "read_int", "read_text", "remove_cgroups", "write_text"]

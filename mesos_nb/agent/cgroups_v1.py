@@ -1,6 +1,7 @@
 """``cgroups/v1`` isolation: one cgroup per container in each of the ``cpu``, ``cpuacct`` and
 ``memory`` hierarchies (``cpu.shares``, ``cpu.cfs_quota_us``, ``memory.limit_in_bytes``);
 usage from ``cpuacct.stat`` / ``memory.usage_in_bytes``; OOM from ``memory.oom_control``.
+``cpu`` and ``cpuacct`` co-mounted (``cpu,cpuacct``) are one hierarchy: one cgroup there.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import io_control
-from .cgroupfs import apply_plan, parse_kv, read_int, read_text, write_text
+from .cgroupfs import apply_plan, parse_kv, read_int, read_text, remove_cgroups, write_text
 from .isolator import CGROUP_ROOT, MIN_CPU_SHARES, NESTED, CgroupIsolator, Limits, keeps_memory
 
 
@@ -27,10 +28,16 @@ class CgroupsV1Isolator(CgroupIsolator):
     def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False, nested: str = NESTED) -> None:
         super().__init__(root, io)
         self.nested = nested  # --cgroups-root: the parent of every container's cgroup
+        if _same_hierarchy(root, "cpu", "cpuacct"):
+            # cpu and cpuacct co-mounted (``cpu,cpuacct``, as systemd does): one cgroup serves both,
+            # so one mkdir, one move each way and one rmdir less per container; usage still
+            # reads cpuacct.* through the ``cpuacct`` path.
+            self.CONTROLLERS = ("memory", "cpu")
         if io:  # cgroups/blkio: one more hierarchy, joined first
             self.CONTROLLERS = ("blkio", *self.CONTROLLERS)
             self.name = "cgroups/v1+blkio"
         self._parents_ready = False
+        self._swappiness_inherited = False
 
     def _dir(self, ctrl: str, container_id: str) -> str:
         # A string join, not os.path.join: ≈ 10 of these per task (a container id is a plain name).
@@ -51,17 +58,28 @@ class CgroupsV1Isolator(CgroupIsolator):
     def _new_cgroup_plan(self, container_id: str, limits: Limits) -> list:
         """One ``mkdir`` per hierarchy, then the limits (the parents are made once, here)."""
         if not self._parents_ready:
-            for ctrl in self.CONTROLLERS:
-                os.makedirs(os.path.join(self.root, ctrl, self.nested), exist_ok=True)
-            self._parents_ready = True
+            self._make_parents()
         self._limits[container_id] = limits
         plan: list = [["mkdir", self._dir(ctrl, container_id)] for ctrl in self.CONTROLLERS]
         plan += self._cpu_plan(container_id, limits)
         if limits.mem_bytes > 0:
             mem = self._dir("memory", container_id)
-            plan.append(["write?", f"{mem}/memory.swappiness", "0"])  # no swap accounting: fine
+            if not self._swappiness_inherited:  # no swap accounting: fine
+                plan.append(["write?", f"{mem}/memory.swappiness", "0"])
             plan.append(["write", f"{mem}/memory.limit_in_bytes", str(limits.cgroup_memory())])
         return plan
+
+    def _make_parents(self) -> None:
+        """The parent cgroups, made once. The memory parent gets ``memory.swappiness`` 0: a
+        new v1 memory cgroup starts with its parent's swappiness, so each container's is 0
+        without a write of its own (one file step less per launch) when the parent's reads 0."""
+        for ctrl in self.CONTROLLERS:
+            os.makedirs(os.path.join(self.root, ctrl, self.nested), exist_ok=True)
+        swappiness = os.path.join(self.root, "memory", self.nested, "memory.swappiness")
+        with contextlib.suppress(OSError):
+            write_text(swappiness, "0")
+        self._swappiness_inherited = (read_text(swappiness) or "").strip() == "0"
+        self._parents_ready = True
 
     def _cpu_plan(self, container_id: str, limits: Limits) -> list:
         if limits.cpus <= 0:
@@ -92,10 +110,12 @@ class CgroupsV1Isolator(CgroupIsolator):
 
     def _oom_peak(self, container_id: str) -> int | None:
         mem = self._dir("memory", container_id)
-        oom = parse_kv(read_text(f"{mem}/memory.oom_control"))
-        failcnt = read_int(f"{mem}/memory.failcnt")
-        if oom.get("oom_kill", 0) > 0 or (oom.get("under_oom", 0) > 0) or \
-                ("oom_kill" not in oom and failcnt > 0):
+        # Asked at every exit: three "key value" lines split once (not parse_kv's per-line checks);
+        # failcnt only where the kernel has no oom_kill count (before 4.13).
+        words = (read_text(f"{mem}/memory.oom_control") or "").split()
+        oom = dict(zip(words[::2], words[1::2], strict=False))
+        if oom.get("oom_kill", "0") != "0" or oom.get("under_oom", "0") != "0" or \
+                ("oom_kill" not in oom and read_int(f"{mem}/memory.failcnt") > 0):
             return read_int(f"{mem}/memory.max_usage_in_bytes")
         return None
 
@@ -134,24 +154,21 @@ class CgroupsV1Isolator(CgroupIsolator):
             out.update(io_control.totals(blkio))
         return out
 
+    def removal_dirs(self, container_id: str) -> list[str] | None:
+        return [self._dir(ctrl, container_id) for ctrl in self.CONTROLLERS]
+
     def cleanup(self, container_id: str) -> bool:
-        done = True
-        for ctrl in self.CONTROLLERS:
-            d = self._dir(ctrl, container_id)
-            if not os.path.isdir(d):
-                continue
-            for pid in (read_text(f"{d}/cgroup.procs") or "").split():
-                with contextlib.suppress(OSError):
-                    os.kill(int(pid), 9)
-            try:
-                os.rmdir(d)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                done = False
+        done = remove_cgroups(self.removal_dirs(container_id) or [])
         if done:
             self._forget(container_id)
         return done
+
+
+def _same_hierarchy(root: str, a: str, b: str) -> bool:
+    """``root/a`` and ``root/b`` are one mounted hierarchy (a link to the other, or to a shared
+    ``a,b`` mount)."""
+    pa, pb = os.path.join(root, a), os.path.join(root, b)
+    return os.path.isdir(pa) and os.path.realpath(pa) == os.path.realpath(pb)
 
 
 __all__ = ["CgroupsV1Isolator"]

@@ -22,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +45,7 @@ from .isolation import (
     parse_isolation,
     tree_stats,
 )
+from .isolation_removal import RemovalQueue
 from .isolator import NESTED, CgroupJoin
 from .launcher import Launcher, LauncherUnavailable, SetupFailed, prefer_recorded, watch_exit
 from .namespaces import container_preexec, host_mounts
@@ -126,8 +126,6 @@ class Containerizer:
 
 
 _HAS_PIDFD = hasattr(os, "pidfd_open")
-CLEANUP_DELAY = 0.2  # kernel isolation state (cgroups) is removed in batches, this long after exits
-CLEANUP_ATTEMPTS = 50
 
 
 class PosixContainerizer(Containerizer):
@@ -155,10 +153,7 @@ class PosixContainerizer(Containerizer):
         self._disk_task: asyncio.Task | None = None
         self._live: dict[str, Container] = {}
         self._poller: asyncio.TimerHandle | None = None
-        self._cleanup_pending: set[str] = set()
-        self._cleanup_queue: dict[str, int] = {}  # container id -> attempts so far
-        self._cleanup_timer: asyncio.TimerHandle | None = None
-        self._cleanup_task: asyncio.Task | None = None
+        self._removal = RemovalQueue(self.isolator, self._launcher)  # ended containers' cgroups
 
     def _stdin(self) -> int:
         if self._devnull < 0:
@@ -177,21 +172,7 @@ class PosixContainerizer(Containerizer):
         if self._disk_timer is not None:
             self._disk_timer.cancel()
             self._disk_timer = None
-        if self._cleanup_timer is not None:
-            self._cleanup_timer.cancel()
-            self._cleanup_timer = None
-        queued, self._cleanup_queue = self._cleanup_queue, {}
-        deadline = time.monotonic() + 2.0
-        while queued:  # the agent stops: remove what is left now (killed processes take a moment to go)
-            for cid in list(queued):
-                try:
-                    if self.isolator.cleanup(cid):
-                        del queued[cid]
-                except OSError:
-                    pass
-            if not queued or time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
+        self._removal.drain()
 
     def update(self, container: Container, limits: Limits) -> None:
         if container.exited:
@@ -268,53 +249,7 @@ class PosixContainerizer(Containerizer):
         if isinstance(self.isolator, PosixIsolator):
             self._cleanup(c.container_id)  # bookkeeping only
         else:
-            self._queue_cleanup(c.container_id, 0)
-
-    # Removing cgroups is off the task's exit path: the final status update does not wait for
-    # it. Exited containers are queued and removed in batches in a worker thread.
-    def _queue_cleanup(self, container_id: str, attempt: int) -> None:
-        self._cleanup_pending.add(container_id)
-        self._cleanup_queue[container_id] = attempt
-        if self._cleanup_timer is None and (self._cleanup_task is None or self._cleanup_task.done()):
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return
-            self._cleanup_timer = loop.call_later(CLEANUP_DELAY * (1 + min(attempt, 10)), self._start_cleanup)
-
-    def _start_cleanup(self) -> None:
-        self._cleanup_timer = None
-        batch, self._cleanup_queue = self._cleanup_queue, {}
-        if batch:
-            self._cleanup_task = asyncio.get_running_loop().create_task(self._run_cleanup(batch))
-
-    def _cleanup_batch(self, ids: list[str]) -> list[bool]:
-        out = []
-        for cid in ids:
-            try:
-                out.append(self.isolator.cleanup(cid))
-            except OSError:
-                out.append(False)
-        return out
-
-    async def _run_cleanup(self, batch: dict[str, int]) -> None:
-        ids = list(batch)
-        try:
-            done = await asyncio.to_thread(self._cleanup_batch, ids)
-        except RuntimeError:  # no more threads: the loop is closing
-            done = self._cleanup_batch(ids)
-        for cid, ok in zip(ids, done, strict=True):
-            if ok:
-                self._cleanup_pending.discard(cid)
-            elif batch[cid] + 1 < CLEANUP_ATTEMPTS:
-                self._cleanup_queue[cid] = batch[cid] + 1
-            else:
-                logging.getLogger("mesos_nb.agent").warning("cannot remove the isolation of container=%s", cid)
-        self._cleanup_task = None
-        if self._cleanup_queue:
-            attempt = min(self._cleanup_queue.values())
-            self._cleanup_timer = asyncio.get_running_loop().call_later(
-                CLEANUP_DELAY * (1 + min(attempt, 10)), self._start_cleanup)
+            self._removal.add(c.container_id)
 
     def _cleanup(self, container_id: str, attempt: int = 0) -> None:
         try:
@@ -322,9 +257,9 @@ class PosixContainerizer(Containerizer):
         except OSError:
             done = False
         if done:
-            self._cleanup_pending.discard(container_id)
+            self._removal.pending.discard(container_id)
             return
-        self._cleanup_pending.add(container_id)
+        self._removal.pending.add(container_id)
         if attempt < 50:
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().call_later(0.1 * (attempt + 1), self._cleanup, container_id, attempt + 1)

@@ -151,6 +151,15 @@ class Isolator:
         """Remove the container's isolation state; False = try again later (still busy)."""
         return True
 
+    def removal_dirs(self, container_id: str) -> list[str] | None:
+        """``cleanup`` as the cgroup directories to remove (``cgroupfs.remove_cgroups``), so the
+        launcher helper can remove them off the agent's process; None: call ``cleanup``.
+        After a removal that left nothing, :meth:`removed`."""
+        return None
+
+    def removed(self, container_id: str) -> None:
+        """The directories of :meth:`removal_dirs` are gone: forget the container."""
+
 
 class CgroupIsolator(Isolator):
     """What both cgroup versions do alike: remember each container's limits, join the child to
@@ -199,6 +208,9 @@ class CgroupIsolator(Isolator):
     def _forget(self, container_id: str) -> None:
         self._limits.pop(container_id, None)
         self._joined.discard(container_id)
+
+    def removed(self, container_id: str) -> None:
+        self._forget(container_id)
 
     def _write_limits(self, container_id: str, limits: Limits, old: Limits | None) -> Limits:
         raise NotImplementedError
