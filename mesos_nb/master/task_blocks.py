@@ -91,6 +91,10 @@ class TaskBlocks:
         self._seen_last: dict[int, Block] = {}
         self.rendered = 0  # tasks encoded since the cache was made (tests read it)
 
+    def held(self) -> int:
+        """Bytes of task JSON the cache keeps (each task's fragment and the blocks' joined parts)."""
+        return sum(sum(map(len, b.frags)) + sum(map(len, b.parts)) for b in self._blocks.values())
+
     def begin(self) -> None:
         """A render starts: blocks not used by it are dropped at :meth:`end`."""
         self._seen = {}
