@@ -62,6 +62,7 @@ async def _get(srv: MasterServer) -> tuple[dict, dict]:
 async def test_the_first_state_requests_after_a_start_encode_no_task(monkeypatch):
     monkeypatch.setattr(warmer_mod, "QUIET", 0.05)
     monkeypatch.setattr(warmer_mod, "POLL", 0.01)
+    monkeypatch.setattr(warmer_mod, "MIN_CHANGES", 1)
     srv, h = _cluster()
     tasks = sum(len(fw.tasks) for fw in h.core.frameworks.values())
     assert tasks >= 200

@@ -12,7 +12,9 @@ tasks' status lists, no core hook needed).
 Routes: ``GET /master/utilization`` (snapshot JSON, ``?agents=N`` caps the agent list) and
 ``GET /master/utilization/stream`` (server-sent events: an ``utilization`` event per sample
 and soon after every change of the core). Nothing here runs inside the allocation path:
-collection is plain async I/O on the event loop and a snapshot is one pass over the records.
+collection is plain async I/O on the event loop, and a snapshot after a change recomputes
+what changed (:mod:`.feed_account`: the blocks of tasks that changed, the rows of the agents
+whose figures changed), not the whole cluster.
 
 The feed costs nothing while nobody looks: sampling, polling and snapshot building run only
 while a stream is open or a snapshot was read in the last ``IDLE_AFTER`` seconds (the history

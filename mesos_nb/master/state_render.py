@@ -66,7 +66,7 @@ class StateRenderer(Warmed):
         self._offers: dict[int, tuple[Offer, bytes]] = {}
         self._offers_seen: dict[int, tuple[Offer, bytes]] = {}
         self._summary = ValueBytes(Resources.summary)
-        self._shared = WarmRender(lambda: views.master.core.version, self._render)
+        self._shared = WarmRender(lambda: views.master.core.version, self._render, self._warm_blocks)
 
     async def pieces(self) -> list[bytes]:
         """The document as byte pieces (rendered once per change of the core)."""
@@ -78,6 +78,17 @@ class StateRenderer(Warmed):
 
     async def body(self) -> bytes:
         return await self._shared.body()
+
+    async def _warm_blocks(self) -> None:
+        """The task blocks a render would make, and nothing else (``warmer.py``)."""
+        core = self.views.master.core
+        pause = BackgroundPacer(self.pace)
+        self.tasks.begin()
+        for fw in [*core.frameworks.values(), *core.completed_frameworks]:
+            await self.tasks.blocks(fw.tasks.values(), True, pause)
+            await self.tasks.blocks(fw.completed_tasks, False, pause)
+        self.tasks.end()
+        pause.close()
 
     async def _render(self) -> list[bytes]:
         views = self.views

@@ -50,7 +50,7 @@ class OperatorStateRenderer(Warmed):
         self.completed = TaskBlocks(_task_json)
         self._agents: dict[int, tuple[Agent, tuple[Any, ...], Template]] = {}
         self._resources = ValueBytes(_proto_list)
-        self._shared = WarmRender(lambda: master.core.version, self._render)
+        self._shared = WarmRender(lambda: master.core.version, self._render, self._warm_blocks)
         self._sections: dict[str, list[bytes]] = {}
 
     async def pieces(self, call: str) -> list[bytes]:
@@ -67,6 +67,21 @@ class OperatorStateRenderer(Warmed):
 
     async def body(self, call: str) -> bytes:
         return b"".join(await self.pieces(call))
+
+    async def _warm_blocks(self) -> None:
+        """The task blocks a render would make, and nothing else (``warmer.py``)."""
+        core = self.master.core
+        pause = BackgroundPacer(self.pace)
+        self.active.begin()
+        self.completed.begin()
+        for fw in list(core.frameworks.values()):
+            await self.active.blocks(fw.tasks.values(), True, pause)
+            await self.completed.blocks(fw.completed_tasks, False, pause)
+        for fw in list(core.completed_frameworks):
+            await self.completed.blocks([*fw.tasks.values(), *fw.completed_tasks], False, pause)
+        self.active.end()
+        self.completed.end()
+        pause.close()
 
     async def _render(self) -> list[bytes]:
         core = self.core = self.master.core

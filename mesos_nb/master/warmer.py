@@ -1,27 +1,31 @@
-"""The big read documents kept warm by the master itself, so no reader pays a cold render.
+"""The big read documents' task blocks kept warm by the master itself, so no reader pays a
+cold render.
 
 ``/master/state`` and ``GET_STATE`` are rendered incrementally (:mod:`.task_blocks` keeps each
 block of task JSON while its tasks are unchanged), but the first render after a start found
 no block and encoded every task: 0.8 s and 1.2 s at 10,000 agents / 100,000 tasks, against
-0.2 s warm. :class:`Warmer` renders them in the background whenever the core changed and the
-cluster is otherwise quiet, so the first request finds the blocks (and, when nothing changed
-since, the whole document) ready.
+0.2 s warm. :class:`Warmer` brings both renderers' task blocks up to date in the background
+after the core changed, so the first request finds them ready and renders as a warm one does.
+It makes no document (a render's agents and frameworks part is cheap; the tasks are not).
 
 It never competes with the scheduling path:
 
-* a warm starts only after the core's change counter stood still :data:`QUIET` seconds (a
-  cluster that changes without pause is warmed at most every :data:`STALE_MAX` seconds);
-* it runs in steps of ``doc_render.STEP_BUDGET`` (2 ms), and a step runs only when no other
-  callback is ready (:class:`BackgroundPacer`, no deadline, unlike a request's render, which
-  waits at most ``doc_render.MAX_DEFER``);
-* after a warm whose steps took ``c`` seconds, the next starts no sooner than ``c / SHARE``
-  seconds after it began: the warmer's share of the loop is at most :data:`SHARE`;
-* a request that arrives meanwhile shares the render (``SharedRender``) and turns it back into
-  a request's render (:class:`PaceControl`), so it is not slowed by the background pacing.
+* a warm starts only when :data:`MIN_CHANGES` changes of the core's counter piled up since
+  the blocks were last brought up to date (by a render or a warm), and only once the counter
+  stood still :data:`QUIET` seconds -- a cluster that changes without pause is warmed at most
+  every :data:`STALE_MAX` seconds;
+* it runs in steps of ``doc_render.STEP_BUDGET`` (2 ms; a window of 8,192 tasks listed is the
+  longest, ~5 ms), and a step runs only when no other callback is ready
+  (:class:`BackgroundPacer`: no deadline, unlike a request's render, which waits at most
+  ``doc_render.MAX_DEFER``);
+* after a warm whose steps took ``c`` seconds the next starts no sooner than ``c / SHARE``
+  seconds after it began while the cluster changes (``c / QUIET_SHARE`` once it is quiet):
+  the warmer's share of the loop is bounded;
+* a render and a warm take turns on the blocks; a request that arrives during a warm turns
+  it into a request's pace (:class:`PaceControl`), so the background pacing never slows it.
 
-Memory: what the renderers keep after any request anyway -- the task blocks (each task's JSON
-fragment and the blocks' joined parts) and the last document's chunks; :meth:`Warmer.held`
-gives the bytes.
+Memory: the task blocks (each task's JSON fragment and the blocks' joined parts) -- what a
+render keeps after any request anyway; :meth:`Warmer.held` gives the bytes.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ log = logging.getLogger("mesos_nb.master.warmer")
 
 QUIET = 0.25  # seconds without a change before a warm starts
 STALE_MAX = 10.0  # a cluster that never stops changing is warmed at most this often
-SHARE = 0.1  # the warmer's steps take at most this share of the loop's time
+SHARE = 0.1  # while the cluster changes, the warmer's steps take at most this share of the time
+QUIET_SHARE = 0.5  # once it is quiet (nothing else to do but answer reads), this share
+MIN_CHANGES = 64  # changes of the core since the blocks were last brought up to date worth a warm
 POLL = 0.1  # how often the change counter is looked at
 _SPIN = 4  # turns with other work ready before the warmer backs off to 1 ms waits
 
@@ -91,12 +97,24 @@ async def _idle(control: PaceControl) -> None:
 
 
 class WarmRender:
-    """A renderer's :class:`~.doc_render.SharedRender` as the warmer drives it: a request's
-    :meth:`pieces` turns a background render it joins into a request's."""
+    """A renderer's :class:`~.doc_render.SharedRender` and its task blocks as the warmer drives
+    them: a render and a warm take turns on the blocks (a lock); a request's :meth:`pieces`
+    turns a warm it waits for into a request's pace."""
 
-    def __init__(self, version: Callable[[], int], render: Callable[[], Awaitable[list[bytes]]]) -> None:
+    def __init__(self, version: Callable[[], int], render: Callable[[], Awaitable[list[bytes]]],
+                 warm_blocks: Callable[[], Awaitable[None]]) -> None:
         self.pace = PaceControl()
-        self.shared = doc_render.SharedRender(version, render)
+        self.version = version
+        self.rendered = -1  # the version the task blocks were last brought to (render or warm)
+        self._render = render
+        self._warm_blocks = warm_blocks
+        self._lock = asyncio.Lock()
+        self.shared = doc_render.SharedRender(version, self._locked_render)
+
+    async def _locked_render(self) -> list[bytes]:
+        async with self._lock:
+            self.rendered = self.version()
+            return await self._render()
 
     async def pieces(self) -> list[bytes]:
         self.pace.background = False
@@ -106,14 +124,20 @@ class WarmRender:
         return b"".join(await self.pieces())
 
     async def warm(self) -> None:
+        """Bring the task blocks up to date in the background (no document is made or kept)."""
+        if self.shared._running is not None:
+            return  # a request's render is doing it
         self.pace.background = True
         try:
-            await self.shared.pieces()
+            async with self._lock:
+                v = self.version()
+                await self._warm_blocks()
+                self.rendered = v
         finally:
             self.pace.background = False
 
     def held(self) -> int:
-        """Bytes of the last document kept."""
+        """Bytes of the last document a request had rendered (kept for the next request)."""
         cached = self.shared._cached
         return sum(map(len, cached[1])) if cached is not None else 0
 
@@ -127,8 +151,11 @@ class Warmed:
     def pace(self) -> PaceControl:
         return self._shared.pace
 
+    def rendered(self) -> int:
+        return self._shared.rendered
+
     async def warm(self) -> None:
-        """Render in the background (the :class:`Warmer`'s call)."""
+        """Bring the task blocks up to date in the background (the :class:`Warmer`'s call)."""
         await self._shared.warm()
 
 
@@ -140,8 +167,9 @@ def templates_held(cache: dict[int, tuple[object, object, doc_render.Template]])
 class Warmable(Protocol):
     """A renderer the warmer keeps warm (``state_render``, ``state_render_v1``)."""
 
-    pace: PaceControl
-
+    @property
+    def pace(self) -> PaceControl: ...
+    def rendered(self) -> int: ...
     async def warm(self) -> None: ...
     def held(self) -> int: ...
 
@@ -169,38 +197,42 @@ class Warmer:
                 await t
 
     def held(self) -> int:
-        """Bytes of rendered JSON the renderers keep (blocks, templates, the last documents)."""
+        """Bytes of rendered JSON the renderers keep (task blocks, agent templates, and the last
+        documents requests had rendered)."""
         return sum(t.held() for t in self.targets)
 
     async def _run(self) -> None:
         seen = self.version()
         changed_at = stale_since = time.monotonic()
-        not_before = 0.0
+        not_before = not_before_quiet = 0.0
         while True:
             await asyncio.sleep(POLL)
             v, now = self.version(), time.monotonic()
             if v != seen:
                 seen, changed_at = v, now
-            if v == self.warmed:
+            due = [t for t in self.targets if _behind(v, t.rendered())]
+            if not due:
                 stale_since = now  # nothing to warm: staleness counts from the next change
                 continue
-            if now < not_before:
+            quiet = now - changed_at >= QUIET
+            if not quiet and now - stale_since < STALE_MAX:
                 continue
-            if now - changed_at < QUIET and now - stale_since < STALE_MAX:
+            if now < (not_before_quiet if quiet else not_before):
                 continue
             try:
-                busy = await self.warm_once()
+                busy = await self.warm_once(due)
             except Exception:  # pragma: no cover - a bad render must not end the warmer
                 log.exception("background render failed")
                 busy = 1.0
             not_before = now + busy / SHARE
+            not_before_quiet = now + busy / QUIET_SHARE
             stale_since = time.monotonic()
 
-    async def warm_once(self) -> float:
-        """Render every target once in the background; the seconds its steps took."""
+    async def warm_once(self, targets: Sequence[Warmable] | None = None) -> float:
+        """Bring the targets' task blocks up to date in the background; the seconds its steps took."""
         v = self.version()
         busy = 0.0
-        for t in self.targets:
+        for t in self.targets if targets is None else targets:
             t.pace.busy = 0.0
             await t.warm()
             busy += t.pace.busy
@@ -208,3 +240,9 @@ class Warmer:
         self.warms += 1
         self.busy += busy
         return busy
+
+
+def _behind(version: int, rendered: int) -> bool:
+    """Worth a warm: enough changes since the blocks were last brought up to date (a new core
+    counts from zero again)."""
+    return version < rendered or version - rendered >= MIN_CHANGES
