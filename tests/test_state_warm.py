@@ -146,3 +146,16 @@ async def test_a_request_joining_a_background_render_turns_it_into_a_request_ren
         stop = True
     assert json.loads(b"".join(pieces)) == json.loads(msgspec.json.encode(views.render_state()))
     assert not views._state.pace.background
+
+
+def test_a_warm_is_worth_it_only_after_enough_task_events():
+    """Offers and declines (a REVIVE cycle: hundreds of changes of the counter) change no task:
+    no warm for them; enough task events, or any change long after the last warm, are one;
+    a new core (a new leader, its counters from zero) is always behind."""
+    n = warmer_mod.MIN_CHANGES
+    then = (100, 50, 0.0)
+    assert not warmer_mod._behind(100, 50 + n, 1.0, then)  # nothing changed at all
+    assert not warmer_mod._behind(700, 50 + n - 1, 1.0, then)
+    assert warmer_mod._behind(101, 50 + n, 1.0, then)
+    assert warmer_mod._behind(101, 50, warmer_mod.REFRESH, then)
+    assert warmer_mod._behind(5, 3, 1.0, then)

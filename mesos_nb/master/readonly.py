@@ -41,7 +41,7 @@ from .doc_render import respond, total
 from .security import SENT_AS_IS
 from .state_render import StateRenderer
 from .state_render_v1 import OperatorStateRenderer
-from .warmer import Warmer
+from .warmer import Warmer, task_events
 
 if TYPE_CHECKING:
     from .model import Agent, Framework, Offer, Task
@@ -60,7 +60,8 @@ class ReadOnlyViews:
         self._state = StateRenderer(self)
         self.operator_state = OperatorStateRenderer(master)
         # both documents rendered in the background after changes: no reader pays a cold render
-        self.warmer = Warmer(lambda: master.core.version, (self._state, self.operator_state))
+        self.warmer = Warmer(lambda: master.core.version, lambda: task_events(master.core),
+                             (self._state, self.operator_state))
 
     def start(self) -> None:
         self.warmer.start()

@@ -10,10 +10,11 @@ It makes no document (a render's agents and frameworks part is cheap; the tasks 
 
 It never competes with the scheduling path:
 
-* a warm starts only when :data:`MIN_CHANGES` changes of the core's counter piled up since
-  the blocks were last brought up to date (by a render or a warm), and only once the counter
-  stood still :data:`QUIET` seconds -- a cluster that changes without pause is warmed at most
-  every :data:`STALE_MAX` seconds;
+* a warm starts only when :data:`MIN_CHANGES` task events (launches, status updates, tasks
+  killed or lost: the core's metrics) piled up since the blocks were last brought up to date
+  (by a render or a warm) -- offers and declines change no task -- and only once the core's
+  change counter stood still :data:`QUIET` seconds; a cluster that changes without pause is
+  warmed at most every :data:`STALE_MAX` seconds;
 * it runs in steps of ``doc_render.STEP_BUDGET`` (2 ms; a window of 8,192 tasks listed is the
   longest, ~5 ms), and a step runs only when no other callback is ready
   (:class:`BackgroundPacer`: no deadline, unlike a request's render, which waits at most
@@ -35,18 +36,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import doc_render
 
 log = logging.getLogger("mesos_nb.master.warmer")
 
-QUIET = 0.25  # seconds without a change before a warm starts
-STALE_MAX = 10.0  # a cluster that never stops changing is warmed at most this often
+QUIET = 0.2  # seconds without a change before a warm starts
+STALE_MAX = 3.0  # a cluster that never stops changing is warmed at most this often
 SHARE = 0.1  # while the cluster changes, the warmer's steps take at most this share of the time
 QUIET_SHARE = 0.5  # once it is quiet (nothing else to do but answer reads), this share
-MIN_CHANGES = 64  # changes of the core since the blocks were last brought up to date worth a warm
-POLL = 0.1  # how often the change counter is looked at
+MIN_CHANGES = 64  # task events since the blocks were last brought up to date worth a warm
+REFRESH = 60.0  # any change at all is warmed after this long
+POLL = 0.05  # how often the change counter is looked at
 _SPIN = 4  # turns with other work ready before the warmer backs off to 1 ms waits
 
 
@@ -105,7 +107,10 @@ class WarmRender:
                  warm_blocks: Callable[[], Awaitable[None]]) -> None:
         self.pace = PaceControl()
         self.version = version
-        self.rendered = -1  # the version the task blocks were last brought to (render or warm)
+        self.changes: Callable[[], int] = lambda: 0  # the warmer's count of task events
+        # when the task blocks were last brought up to date (render or warm): version, task
+        # events, time.monotonic()
+        self.rendered: tuple[int, int, float] = (-1, 0, -1e18)
         self._render = render
         self._warm_blocks = warm_blocks
         self._lock = asyncio.Lock()
@@ -113,8 +118,11 @@ class WarmRender:
 
     async def _locked_render(self) -> list[bytes]:
         async with self._lock:
-            self.rendered = self.version()
+            self._mark()
             return await self._render()
+
+    def _mark(self) -> None:
+        self.rendered = (self.version(), self.changes(), time.monotonic())
 
     async def pieces(self) -> list[bytes]:
         self.pace.background = False
@@ -130,9 +138,8 @@ class WarmRender:
         self.pace.background = True
         try:
             async with self._lock:
-                v = self.version()
+                self._mark()
                 await self._warm_blocks()
-                self.rendered = v
         finally:
             self.pace.background = False
 
@@ -151,8 +158,11 @@ class Warmed:
     def pace(self) -> PaceControl:
         return self._shared.pace
 
-    def rendered(self) -> int:
+    def rendered(self) -> tuple[int, int, float]:
         return self._shared.rendered
+
+    def count_changes(self, changes: Callable[[], int]) -> None:
+        self._shared.changes = changes
 
     async def warm(self) -> None:
         """Bring the task blocks up to date in the background (the :class:`Warmer`'s call)."""
@@ -169,7 +179,8 @@ class Warmable(Protocol):
 
     @property
     def pace(self) -> PaceControl: ...
-    def rendered(self) -> int: ...
+    def rendered(self) -> tuple[int, int, float]: ...
+    def count_changes(self, changes: Callable[[], int]) -> None: ...
     async def warm(self) -> None: ...
     def held(self) -> int: ...
 
@@ -177,9 +188,12 @@ class Warmable(Protocol):
 class Warmer:
     """Renders ``targets`` in the background after each change of ``version()`` (see the module)."""
 
-    def __init__(self, version: Callable[[], int], targets: Sequence[Warmable]) -> None:
+    def __init__(self, version: Callable[[], int], changes: Callable[[], int], targets: Sequence[Warmable]) -> None:
         self.version = version
+        self.changes = changes  # events that change tasks (launches, status updates, …) so far
         self.targets = targets
+        for t in targets:
+            t.count_changes(changes)
         self.warmed = -1  # the version the last warm rendered
         self.warms = 0
         self.busy = 0.0  # seconds of warm steps in all
@@ -210,7 +224,8 @@ class Warmer:
             v, now = self.version(), time.monotonic()
             if v != seen:
                 seen, changed_at = v, now
-            due = [t for t in self.targets if _behind(v, t.rendered())]
+            c = self.changes()
+            due = [t for t in self.targets if _behind(v, c, now, t.rendered())]
             if not due:
                 stale_since = now  # nothing to warm: staleness counts from the next change
                 continue
@@ -242,7 +257,23 @@ class Warmer:
         return busy
 
 
-def _behind(version: int, rendered: int) -> bool:
-    """Worth a warm: enough changes since the blocks were last brought up to date (a new core
-    counts from zero again)."""
-    return version < rendered or version - rendered >= MIN_CHANGES
+# the core's counters of events that change a task's record
+TASK_EVENTS = ("master/messages_launch_tasks", "master/messages_status_update", "master/tasks_killed",
+               "master/tasks_lost", "master/tasks_dropped", "master/tasks_unreachable",
+               "master/tasks_gone_by_operator")
+
+
+def task_events(core: Any) -> int:
+    """How many task-changing events the core has counted."""
+    metrics = core.metrics
+    return sum(metrics.get(k, 0) for k in TASK_EVENTS)
+
+
+def _behind(version: int, changes: int, now: float, rendered: tuple[int, int, float]) -> bool:
+    """Worth a warm: enough task events since the blocks were last brought up to date (a new
+    core counts from zero again), or any change at all :data:`REFRESH` seconds after it (what
+    changes tasks without a counted event: a teardown, an agent marked unreachable)."""
+    version_then, changes_then, at = rendered
+    if version == version_then:
+        return False
+    return changes < changes_then or changes - changes_then >= MIN_CHANGES or now - at >= REFRESH
