@@ -73,8 +73,9 @@ class StateRenderer(Warmed):
         return await self._shared.pieces()
 
     def held(self) -> int:
-        """Bytes of rendered JSON kept: task blocks, agent templates, the last document."""
-        return self.tasks.held() + templates_held(self._agents) + self._shared.held()
+        """Bytes of rendered JSON kept between renders: task blocks, agent templates (the last
+        document a request had rendered is kept besides, until the next change)."""
+        return self.tasks.held() + templates_held(self._agents)
 
     async def body(self) -> bytes:
         return await self._shared.body()

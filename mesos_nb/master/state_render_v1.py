@@ -62,8 +62,9 @@ class OperatorStateRenderer(Warmed):
         return [b'{"type":"%s","%s":' % (call.encode(), field.encode()), *self._sections[field], b"}"]
 
     def held(self) -> int:
-        """Bytes of rendered JSON kept: task blocks, agent templates, the last document."""
-        return self.active.held() + self.completed.held() + templates_held(self._agents) + self._shared.held()
+        """Bytes of rendered JSON kept between renders: task blocks, agent templates (the last
+        document a request had rendered is kept besides, until the next change)."""
+        return self.active.held() + self.completed.held() + templates_held(self._agents)
 
     async def body(self, call: str) -> bytes:
         return b"".join(await self.pieces(call))

@@ -43,7 +43,7 @@ from . import doc_render
 log = logging.getLogger("mesos_nb.master.warmer")
 
 QUIET = 0.2  # seconds without a change before a warm starts
-STALE_MAX = 3.0  # a cluster that never stops changing is warmed at most this often
+STALE_MAX = 1.0  # a cluster that never stops changing is warmed at most this often
 SHARE = 0.1  # while the cluster changes, the warmer's steps take at most this share of the time
 QUIET_SHARE = 0.5  # once it is quiet (nothing else to do but answer reads), this share
 MIN_CHANGES = 64  # task events since the blocks were last brought up to date worth a warm
@@ -143,12 +143,6 @@ class WarmRender:
         finally:
             self.pace.background = False
 
-    def held(self) -> int:
-        """Bytes of the last document a request had rendered (kept for the next request)."""
-        cached = self.shared._cached
-        return sum(map(len, cached[1])) if cached is not None else 0
-
-
 class Warmed:
     """What a renderer built on a :class:`WarmRender` (``self._shared``) gives the warmer."""
 
@@ -211,8 +205,8 @@ class Warmer:
                 await t
 
     def held(self) -> int:
-        """Bytes of rendered JSON the renderers keep (task blocks, agent templates, and the last
-        documents requests had rendered)."""
+        """Bytes of rendered JSON the renderers keep between renders (task blocks, agent
+        templates; not the last documents requests had rendered, kept until the next change)."""
         return sum(t.held() for t in self.targets)
 
     async def _run(self) -> None:
