@@ -12,9 +12,9 @@ It never competes with the scheduling path:
 
 * a warm starts only when :data:`MIN_CHANGES` task events (launches, status updates, tasks
   killed or lost: the core's metrics) piled up since the blocks were last brought up to date
-  (by a render or a warm) -- offers and declines change no task -- and only once the core's
-  change counter stood still :data:`QUIET` seconds; a cluster that changes without pause is
-  warmed at most every :data:`STALE_MAX` seconds;
+  (by a render or a warm) -- offers and declines change no task -- and only once no task
+  event came for :data:`QUIET` seconds; tasks that change without pause are warmed at most
+  every :data:`STALE_MAX` seconds;
 * it runs in steps of ``doc_render.STEP_BUDGET`` (2 ms; a window of 8,192 tasks listed is the
   longest, ~5 ms), and a step runs only when no other callback is ready
   (:class:`BackgroundPacer`: no deadline, unlike a request's render, which waits at most
@@ -42,7 +42,7 @@ from . import doc_render
 
 log = logging.getLogger("mesos_nb.master.warmer")
 
-QUIET = 0.2  # seconds without a change before a warm starts
+QUIET = 0.2  # seconds without a task event before a warm starts
 STALE_MAX = 1.0  # a cluster that never stops changing is warmed at most this often
 SHARE = 0.1  # while the cluster changes, the warmer's steps take at most this share of the time
 QUIET_SHARE = 0.5  # once it is quiet (nothing else to do but answer reads), this share
@@ -210,15 +210,14 @@ class Warmer:
         return sum(t.held() for t in self.targets)
 
     async def _run(self) -> None:
-        seen = self.version()
+        seen = self.changes()
         changed_at = stale_since = time.monotonic()
         not_before = not_before_quiet = 0.0
         while True:
             await asyncio.sleep(POLL)
-            v, now = self.version(), time.monotonic()
-            if v != seen:
-                seen, changed_at = v, now
-            c = self.changes()
+            v, c, now = self.version(), self.changes(), time.monotonic()
+            if c != seen:
+                seen, changed_at = c, now
             due = [t for t in self.targets if _behind(v, c, now, t.rendered())]
             if not due:
                 stale_since = now  # nothing to warm: staleness counts from the next change
