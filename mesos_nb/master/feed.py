@@ -38,9 +38,8 @@ import msgspec
 from aiohttp import web
 
 from ..dashboards import data as plot_data
-from ..protocol import messages as m
 from .agent_reads import AgentReader, AgentReadError
-from .feed_account import Account, floats, millis4
+from .feed_account import Account, add_into, floats, millis4, sum_running
 from .feed_timeline import Timeline
 from .roles_view import quota_snapshot
 
@@ -343,28 +342,23 @@ class UtilizationFeed:
     def _full_steps(self) -> Generator[None, None, dict[str, Any]]:
         core = self.master.core
         yield from self.timeline.scan_steps(core, STEP_ITEMS)
-        terminal = m.TERMINAL_STATES
         per_agent: dict[str, list[int]] = {}  # [cpus, mem, disk, gpus] thousandths, running tasks
         counts: dict[str, int] = {}
         shares = core.allocator.shares()
         frameworks = []
-        walked = 0
         for fw in list(core.frameworks.values()):
-            fw_alloc = [0, 0, 0, 0]
-            n = 0
-            for t in list(fw.tasks.values()):
-                walked += 1
-                if not walked % STEP_ITEMS:
-                    yield
-                counts[t.state] = counts.get(t.state, 0) + 1
-                if t.state in terminal:
-                    continue
-                n += 1
-                acc = per_agent.setdefault(t.agent_id, [0, 0, 0, 0, 0])
-                acc[4] += 1
-                for i, v in enumerate(millis4(t.resources.scalar_millis())):
-                    acc[i] += v
-                    fw_alloc[i] += v
+            tasks = list(fw.tasks.values())
+            fw_alloc, n = [0, 0, 0, 0], 0
+            for a in range(0, len(tasks), STEP_ITEMS):  # a slice of tasks per step
+                chunk = tasks[a:a + STEP_ITEMS]
+                states = [t.state for t in chunk]
+                for st in states:
+                    counts[st] = counts.get(st, 0) + 1
+                by_agent, alloc, k = sum_running(chunk, states)
+                add_into(per_agent, by_agent)
+                fw_alloc = [x + y for x, y in zip(fw_alloc, alloc, strict=True)]
+                n += k
+                yield
             for t in fw.completed_tasks:
                 counts[t.state] = counts.get(t.state, 0) + 1
             frameworks.append(_framework_row(fw, fw_alloc, n, shares))

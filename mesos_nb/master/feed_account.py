@@ -63,27 +63,46 @@ class _Block:
         self.per_state: Counter[str] = Counter()
 
     def sum_running(self) -> None:
-        terminal = m.TERMINAL_STATES
-        by_agent = self.by_agent
-        alloc = self.alloc
-        for t, s in zip(self.tasks, self.states, strict=True):
-            if s in terminal:
-                continue
-            c, me, d, g = millis4(t.resources.scalar_millis())
-            acc = by_agent.get(t.agent_id)
-            if acc is None:
-                by_agent[t.agent_id] = [c, me, d, g, 1]
-            else:
-                acc[0] += c
-                acc[1] += me
-                acc[2] += d
-                acc[3] += g
-                acc[4] += 1
-            alloc[0] += c
-            alloc[1] += me
-            alloc[2] += d
-            alloc[3] += g
-            self.n += 1
+        self.by_agent, self.alloc, self.n = sum_running(self.tasks, self.states)
+
+
+def sum_running(tasks: list[Task], states: list[str]) -> tuple[dict[str, list[int]], list[int], int]:
+    """What the tasks that are not terminal hold: per agent ``[cpus, mem, disk, gpus, tasks]``
+    and in all ``[cpus, mem, disk, gpus]`` (thousandths), and how many they are."""
+    terminal = m.TERMINAL_STATES
+    by_agent: dict[str, list[int]] = {}
+    alloc = [0, 0, 0, 0]
+    n = 0
+    for t, s in zip(tasks, states, strict=True):
+        if s in terminal:
+            continue
+        c, me, d, g = millis4(t.resources.scalar_millis())
+        acc = by_agent.get(t.agent_id)
+        if acc is None:
+            by_agent[t.agent_id] = [c, me, d, g, 1]
+        else:
+            acc[0] += c
+            acc[1] += me
+            acc[2] += d
+            acc[3] += g
+            acc[4] += 1
+        alloc[0] += c
+        alloc[1] += me
+        alloc[2] += d
+        alloc[3] += g
+        n += 1
+    return by_agent, alloc, n
+
+
+def add_into(acc: dict[str, list[int]], by_agent: dict[str, list[int]]) -> None:
+    """Add per-agent sums into ``acc`` (the lists of ``acc`` are its own)."""
+    for aid, v in by_agent.items():
+        cur = acc.get(aid)
+        if cur is None:
+            acc[aid] = list(v)
+        else:
+            for i in range(5):
+                cur[i] += v[i]
 
 
 class Account:
@@ -155,15 +174,8 @@ class Account:
                 if not acc[4]:  # no running task left there: nothing held (integers: exact)
                     del alloc[aid]
         for b in fresh.values():
-            if id(b) not in self._new:
-                continue
-            for aid, v in b.by_agent.items():
-                acc = alloc.get(aid)
-                if acc is None:
-                    alloc[aid] = list(v)
-                else:
-                    for i in range(5):
-                        acc[i] += v[i]
+            if id(b) in self._new:
+                add_into(alloc, b.by_agent)
 
     def live(self) -> set[tuple[str, str]]:
         """(framework id, task id) of every task listed."""
