@@ -418,7 +418,7 @@ class UtilizationFeed:
                 yield
             hit = cache.get(id(o))
             if hit is None or hit[0] is not o:
-                hit = (o, millis4(o.resources.scalar_millis()))
+                hit = (o, millis4(o.resources.millis()))
             seen[id(o)] = hit
             acc = per.setdefault(o.agent_id, [0, 0, 0, 0])
             for j, v in enumerate(hit[1]):
@@ -433,7 +433,7 @@ class UtilizationFeed:
         u = self.usage.get(a.id)
         return {
             "id": a.id, "hostname": a.hostname, "port": a.port, "active": a.connected and a.active,
-            "total": floats(millis4(a.total.scalar_millis())),
+            "total": floats(millis4(a.total.millis())),
             "allocated": floats(alloc) if alloc else _zero(), "offered": floats(offered) if offered else _zero(),
             "used": {"cpus": u.cpus if u else None, "mem": u.mem if u else None,
                      "disk": u.disk if u else None, "gpus": None},

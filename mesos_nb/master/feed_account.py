@@ -76,7 +76,7 @@ def sum_running(tasks: list[Task], states: list[str]) -> tuple[dict[str, list[in
     for t, s in zip(tasks, states, strict=True):
         if s in terminal:
             continue
-        c, me, d, g = millis4(t.resources.scalar_millis())
+        c, me, d, g = millis4(t.resources.millis())
         acc = by_agent.get(t.agent_id)
         if acc is None:
             by_agent[t.agent_id] = [c, me, d, g, 1]
@@ -114,7 +114,7 @@ class Account:
         self.alloc: dict[str, list[int]] = {}  # agent -> [cpus, mem, disk, gpus, running tasks]
         self.by_framework: dict[str, tuple[list[int], int]] = {}  # running: thousandths, tasks
         self.counts: dict[str, int] = {}  # tasks per state (running frameworks' lists)
-        self.changed: list[tuple[str, Task]] = []  # tasks of the blocks made anew (timeline)
+        self.changed: list[tuple[str, list[Task]]] = []  # the tasks of the blocks made anew (timeline)
         self.listed = 0  # tasks in all the lists
         self.blocks_made = 0  # (tests read it)
         self._new: set[int] = set()  # ids of the blocks made by the update running
@@ -153,7 +153,7 @@ class Account:
                 if kind != TIMELINE:
                     counts.update(b.per_state)
                 if id(b) in self._new:
-                    self.changed.extend((fid, t) for t in b.tasks)
+                    self.changed.append((fid, b.tasks))
         self._settle(self._blocks[RUNNING], fresh[RUNNING])
         self._blocks = fresh
         self._new = set()

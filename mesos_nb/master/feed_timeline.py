@@ -8,8 +8,10 @@ Two ways in: :meth:`Timeline.scan_steps` reads every task (the one-go snapshot b
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Generator
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,7 +33,7 @@ class Timeline:
         if core.version == self._scanned_version:
             return
         self._scanned_version = core.version
-        fresh: list[tuple[Any, ...]] = []
+        newest: list[tuple[Any, ...]] = []
         live: set[tuple[str, str]] = set()
         # completed frameworks too: a teardown ends its tasks (TASK_KILLED) and removes the
         # framework in one step, and those last states must reach the timeline
@@ -43,29 +45,41 @@ class Timeline:
                     if not walked % step:
                         yield
                     live.add((fw.id, t.id))
-                    self._new_states(fw.id, t, fresh)
+                    self._new_states(fw.id, t, newest)
         if len(self._seen) > len(live) + 10000:
             self._forget(live)
-        self._record(fresh)
+        self._record(newest)
 
     def add(self, account: Account) -> None:
         """The new task states of the tasks in the blocks the account made anew."""
-        fresh: list[tuple[Any, ...]] = []
-        for fid, t in account.changed:
-            self._new_states(fid, t, fresh)
+        newest: list[tuple[Any, ...]] = []
+        for fid, tasks in account.changed:
+            for t in tasks:
+                self._new_states(fid, t, newest)
         if len(self._seen) > account.listed + 10000:
             self._forget(account.live())
-        self._record(fresh)
+        self._record(newest)
 
-    def _new_states(self, fid: str, t: Any, fresh: list[tuple[Any, ...]]) -> None:
+    def _new_states(self, fid: str, t: Any, newest: list[tuple[Any, ...]]) -> None:
+        """The task's updates not seen yet into ``newest``, a heap of the :data:`MAX_RECENT`
+        newest in (time, framework, task, update) order -- the same whichever way the tasks
+        are walked; an update older than all of them makes no record (a first look at 100,000
+        tasks finds 300,000 updates)."""
         key = (fid, t.id)
-        n = len(t.statuses)
+        statuses = t.statuses
+        n = len(statuses)
         k = self._seen.get(key, 0)
-        if n > k:
-            self._seen[key] = n
-            for i, (state, ts) in enumerate(t.statuses[k:], k):
-                fresh.append((ts, fid, t.id, i, {"time": ts, "framework_id": fid, "task_id": t.id,
-                                                  "name": t.name, "agent_id": t.agent_id, "state": state}))
+        if n <= k:
+            return
+        self._seen[key] = n
+        for i in range(k, n):
+            state, ts = statuses[i]
+            if len(newest) < MAX_RECENT:
+                heapq.heappush(newest, (ts, fid, t.id, i, t, state))
+            elif ts >= newest[0][0]:
+                item = (ts, fid, t.id, i, t, state)
+                if item[:4] > newest[0][:4]:
+                    heapq.heapreplace(newest, item)
 
     def _forget(self, live: set[tuple[str, str]]) -> None:
         """Tasks no longer listed anywhere (a completed list is bounded) are forgotten."""
@@ -73,11 +87,11 @@ class Timeline:
         for key in [k for k in seen if k not in live]:
             del seen[key]
 
-    def _record(self, fresh: list[tuple[Any, ...]]) -> None:
-        """In time order, ties in (framework, task, update) order: the same whichever way the
-        tasks were walked."""
-        fresh.sort(key=lambda c: c[:4])
-        for *_, c in fresh[-MAX_RECENT:]:
+    def _record(self, newest: list[tuple[Any, ...]]) -> None:
+        for ts, fid, tid, _i, t, state in sorted(newest, key=_order):
             self._seq += 1
-            c["seq"] = self._seq
-            self.recent.append(c)
+            self.recent.append({"time": ts, "framework_id": fid, "task_id": tid, "name": t.name,
+                                "agent_id": t.agent_id, "state": state, "seq": self._seq})
+
+
+_order = itemgetter(0, 1, 2, 3)
