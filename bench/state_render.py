@@ -147,9 +147,10 @@ def _cpu(master: MasterProcess) -> tuple[float, int]:
 
 
 def _loop(st: dict[str, Any], phase: str) -> dict[str, Any]:
-    """The master loop's longest step in a phase, how many steps ran over 50 ms, and the
-    collector's longest pause (a long step can be the collector, not the code)."""
-    return {f"loop_max_gap_{phase}_s": st["loop_max_gap_s"],
+    """The master loop's longest step in a phase, how many steps ran over 50 ms, the
+    collector's longest pause (a long step can be the collector, not the code), and the
+    background renders (warms) done so far."""
+    return {f"loop_max_gap_{phase}_s": st["loop_max_gap_s"], f"state_warms_after_{phase}": st.get("state_warms"),
             f"loop_gaps_over_50ms_{phase}": st["loop_gaps_over_50ms"],
             f"gc_max_pause_{phase}_s": st["gc_max_pause_s"],
             f"loop_slow_steps_{phase}": st.get("loop_slow_steps", [])[:5]}
