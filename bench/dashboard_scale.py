@@ -239,6 +239,35 @@ def kernel_update_cost(feed: Any, core: Any, repeat: int = 5) -> dict[str, float
             "first_s": round(times[0], 4), "snapshot_bytes": sizes[-1], "patch_bytes": patch[-1]}
 
 
+def snapshot_after_change(feed: Any, core: Any, repeat: int = 5) -> dict[str, Any]:
+    """The snapshot a reader waits for after the cluster changed: one running task ends (a real
+    status update through the core), then the feed's snapshot is taken as ``/master/utilization``
+    takes it (rebuilt as the feed rebuilds after a change). Thread CPU, so the box's load does
+    not inflate it; the first snapshot (the feed's first, nothing kept yet) is reported apart."""
+    from mesos_nb.master import feed as feed_mod
+    from mesos_nb.protocol import channel as ch
+    from mesos_nb.protocol import messages as m
+
+    throttle, feed_mod.THROTTLE_ABOVE = feed_mod.THROTTLE_ABOVE, 1e9  # every change rebuilds here
+    try:
+        t0 = time.thread_time()
+        feed.snapshot(None)
+        first = time.thread_time() - t0
+        running = [t for fw in core.frameworks.values() for t in fw.tasks.values() if t.state == "TASK_RUNNING"]
+        times = []
+        for t in running[:repeat]:
+            core.status_update(ch.StatusUpdate(agent_id=t.agent_id, framework_id=t.framework_id, status=m.TaskStatus(
+                task_id=m.ID(value=t.id), state="TASK_FINISHED", timestamp=time.time())), time.time())
+            core.out = []
+            t0 = time.thread_time()
+            feed.snapshot(None)
+            times.append(time.thread_time() - t0)
+    finally:
+        feed_mod.THROTTLE_ABOVE = throttle
+    return {"first_cpu_s": round(first, 4), "cpu_s_median": round(statistics.median(times), 4),
+            "cpu_s_max": round(max(times), 4)}
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     server = MasterServer(MasterConfig(port=0, allocation_interval=1.0))
     await server.start()
@@ -254,6 +283,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             feed._build()
             builds.append(time.perf_counter() - t0)
         res["snapshot_build_s_median"] = round(statistics.median(builds), 4)
+        res["snapshot_after_change"] = snapshot_after_change(feed, server.core, args.repeat)
         res["kernel_update"] = kernel_update_cost(feed, server.core)
         if not args.no_browser:
             if not os.path.exists(CHROMIUM):

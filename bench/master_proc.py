@@ -190,6 +190,13 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
     me = psutil.Process()
     me.cpu_percent(None)
 
+    def _warmer_stats(srv: Any) -> dict[str, Any]:
+        """The background renders so far (masters without a warmer: none)."""
+        w = getattr(srv.views, "warmer", None)
+        if w is None:
+            return {}
+        return {"state_warms": w.warms, "state_warm_busy_s": w.busy, "state_held_bytes": w.held()}
+
     async def bench_stats(request: web.Request) -> web.Response:
         snap = stats.snapshot()
         cpu = me.cpu_times()
@@ -202,7 +209,8 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
                     # tasks the state renderers encoded so far (a render reusing its blocks adds none)
                     state_tasks_encoded=srv.views._state.tasks.rendered,
                     get_state_tasks_encoded=srv.views.operator_state.active.rendered
-                    + srv.views.operator_state.completed.rendered)
+                    + srv.views.operator_state.completed.rendered,
+                    **_warmer_stats(srv))
         if request.query.get("reset"):
             stats.reset()
         return web.json_response(snap)

@@ -9,7 +9,9 @@ updates), and a loader framework in this process that launches ``--tasks`` never
 (each ``cpus:1;mem:16``; every agent keeps 2 CPUs free so it is still offered), at most 32
 ACCEPTs in flight, then declines the rest and suppresses.
 
-1. Render time: ``GET /master/state`` and ``POST /api/v1 GET_STATE``, ``--renders`` times each.
+1. Render time: ``GET /master/state`` and ``POST /api/v1 GET_STATE``, ``--renders`` times each;
+   the first of each (the first after the start: cold unless the master warmed its blocks in
+   the background) is also reported apart (``*_first_s``, ``*_first_tasks_encoded``).
    The master caches a render until its state version changes, so before each request a probe
    framework SUPPRESSes (which bumps the version and starts no other work): no figure is a
    cached answer. Each figure is the whole request as a client sees it (render, transfer,
@@ -145,9 +147,10 @@ def _cpu(master: MasterProcess) -> tuple[float, int]:
 
 
 def _loop(st: dict[str, Any], phase: str) -> dict[str, Any]:
-    """The master loop's longest step in a phase, how many steps ran over 50 ms, and the
-    collector's longest pause (a long step can be the collector, not the code)."""
-    return {f"loop_max_gap_{phase}_s": st["loop_max_gap_s"],
+    """The master loop's longest step in a phase, how many steps ran over 50 ms, the
+    collector's longest pause (a long step can be the collector, not the code), and the
+    background renders (warms) done so far."""
+    return {f"loop_max_gap_{phase}_s": st["loop_max_gap_s"], f"state_warms_after_{phase}": st.get("state_warms"),
             f"loop_gaps_over_50ms_{phase}": st["loop_gaps_over_50ms"],
             f"gc_max_pause_{phase}_s": st["gc_max_pause_s"],
             f"loop_slow_steps_{phase}": st.get("loop_slow_steps", [])[:5]}
@@ -232,11 +235,16 @@ async def run(agents: int = 10000, tasks: int = 100000, renders: int = 5, cycles
                     sizes.append(n)
                 # the master's CPU for one request (render + send), which the box's load does not
                 # inflate as it does the wall-clock time
+                # the first request after the start: with the background renders its task blocks
+                # are warm (it encodes few or no tasks); without them it encoded every task
+                out.update({f"{name}_first_s": times[0], f"{name}_first_master_cpu_s": cpu[0],
+                            f"{name}_first_tasks_encoded": encoded[0]})
                 out.update({f"{name}_p50_s": pct(times, 0.5), f"{name}_min_s": min(times),
                             f"{name}_max_s": max(times), f"{name}_bytes": sizes[-1],
                             f"{name}_master_cpu_p50_s": pct(cpu, 0.5), f"{name}_master_cpu_max_s": max(cpu),
                             f"{name}_tasks_encoded": encoded})
-                say(f"{path} {name}: {out[name + '_p50_s']:.3f} s median, {sizes[-1] / 1e6:.1f} MB, master CPU "
+                say(f"{path} {name}: first {times[0]:.3f} s ({encoded[0]} tasks encoded); "
+                    f"{out[name + '_p50_s']:.3f} s median, {sizes[-1] / 1e6:.1f} MB, master CPU "
                     f"{out[name + '_master_cpu_p50_s']:.3f} s, tasks encoded {encoded}")
             await asyncio.sleep(1.0)  # let the last offers be declined
             master.stats(reset=True)
@@ -261,12 +269,16 @@ async def run(agents: int = 10000, tasks: int = 100000, renders: int = 5, cycles
                     out[f"revive_offer_{phase}_p50_s"] / out["revive_offer_quiet_p50_s"])
                 say(f"{phase}: REVIVE→offers {out[f'revive_offer_{phase}_p50_s']:.3f} s vs quiet "
                     f"{out['revive_offer_quiet_p50_s']:.3f} s; {h.result.get('requests')} renders meanwhile")
-            out["master_rss_bytes"] = master.stats()["rss_bytes"]
+            st = master.stats()
+            out["master_rss_bytes"] = st["rss_bytes"]
+            for k in ("state_warms", "state_warm_busy_s", "state_held_bytes"):  # the background renders
+                out[k] = st.get(k)
         finally:
             for d in (rd, ld):
                 await asyncio.gather(asyncio.wait_for(d.stop(), 120), return_exceptions=True)
             out["agents_process"] = agents_p.finish()
-    met = all((out.get(k) or 9) <= 0.5 for k in ("render_p50_s", "get_state_p50_s")) and all(
+    met = all((out.get(k) or 9) <= 0.5 for k in ("render_p50_s", "get_state_p50_s", "render_first_s",
+                                                  "get_state_first_s")) and all(
         (out.get(k) or 9) < 1.1 for k in ("allocation_delay_ratio", "allocation_delay_ratio_get_state"))
     out["verdict"] = "met" if met else "MISSED"
     return out

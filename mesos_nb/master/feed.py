@@ -12,7 +12,9 @@ tasks' status lists, no core hook needed).
 Routes: ``GET /master/utilization`` (snapshot JSON, ``?agents=N`` caps the agent list) and
 ``GET /master/utilization/stream`` (server-sent events: an ``utilization`` event per sample
 and soon after every change of the core). Nothing here runs inside the allocation path:
-collection is plain async I/O on the event loop and a snapshot is one pass over the records.
+collection is plain async I/O on the event loop, and a snapshot after a change recomputes
+what changed (:mod:`.feed_account`: the blocks of tasks that changed, the rows of the agents
+whose figures changed), not the whole cluster.
 
 The feed costs nothing while nobody looks: sampling, polling and snapshot building run only
 while a stream is open or a snapshot was read in the last ``IDLE_AFTER`` seconds (the history
@@ -36,8 +38,9 @@ import msgspec
 from aiohttp import web
 
 from ..dashboards import data as plot_data
-from ..protocol import messages as m
 from .agent_reads import AgentReader, AgentReadError
+from .feed_account import Account, add_into, floats, millis4, sum_running
+from .feed_timeline import Timeline
 from .roles_view import quota_snapshot
 
 if TYPE_CHECKING:
@@ -47,7 +50,6 @@ log = logging.getLogger("mesos_nb.master.feed")
 _enc = msgspec.json.Encoder()
 
 SCALARS = ("cpus", "mem", "disk", "gpus")
-MAX_RECENT = 200
 HISTORY = 600
 DEFAULT_AGENT_CAP = 100
 IDLE_AFTER = 30.0  # seconds after the last read that the feed keeps sampling
@@ -68,22 +70,6 @@ def _run_all(steps: Generator[None, None, Any]) -> Any:
 
 def _zero() -> dict[str, float]:
     return {"cpus": 0.0, "mem": 0.0, "disk": 0.0, "gpus": 0.0}
-
-
-def _add_millis(acc: dict[str, float], millis: dict[str, int]) -> None:
-    for n, v in millis.items():
-        if n in acc:
-            acc[n] += v / 1000.0
-
-
-def _charge(per_agent: dict[str, dict[str, float]], agent_id: str, millis: dict[str, int],
-            total: dict[str, float]) -> None:
-    """Add resources (in thousandths) to their agent's sum and to ``total``."""
-    acc = per_agent.get(agent_id)
-    if acc is None:
-        acc = per_agent[agent_id] = _zero()
-    _add_millis(acc, millis)
-    _add_millis(total, millis)
 
 
 class _AgentUsage:
@@ -116,11 +102,12 @@ class UtilizationFeed:
         self._build_cost = 0.0
         self.usage: dict[str, _AgentUsage] = {}
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
-        self.recent: deque[dict[str, Any]] = deque(maxlen=MAX_RECENT)
-        self._seen_statuses: dict[tuple[str, str], int] = {}
-        self._change_seq = 0
+        self.timeline = Timeline()  # recent task state changes
+        self._account = Account()  # allocated resources per agent, kept between snapshots
+        self._rows: dict[str, tuple[Any, tuple[Any, ...], dict[str, Any], str | None]] = {}  # id -> row, group
+        self._offer_millis: dict[int, tuple[Any, tuple[int, int, int, int]]] = {}
+        self.rows_built = 0  # agent rows built (tests read it)
         self.samples = 0
-        self._scanned_version = -1
         self._snap_key: tuple[int, int] | None = None
         self._snap: dict[str, Any] | None = None
         self._building: asyncio.Task | None = None  # the paced build in progress, shared by its readers
@@ -278,44 +265,6 @@ class UtilizationFeed:
         u.cpus, u.mem, u.disk = cpus, mem, disk
         u.sampled = time.time()
 
-    # ------------------------------------------------------------------ recent changes
-    def _scan_steps(self) -> Generator[None, None, None]:
-        """The timeline's new task states, ``STEP_ITEMS`` tasks a step (the task lists are
-        copied first: the core changes between steps)."""
-        core = self.master.core
-        if core.version == self._scanned_version:
-            return
-        self._scanned_version = core.version
-        seen = self._seen_statuses
-        fresh: list[dict[str, Any]] = []
-        live: set[tuple[str, str]] = set()
-        # completed frameworks too: a teardown ends its tasks (TASK_KILLED) and removes the
-        # framework in one step, and those last states must reach the timeline
-        walked = 0
-        for fw in (*core.frameworks.values(), *core.completed_frameworks):
-            for group in (list(fw.tasks.values()), list(fw.completed_tasks)):
-                for t in group:
-                    walked += 1
-                    if not walked % STEP_ITEMS:
-                        yield
-                    key = (fw.id, t.id)
-                    live.add(key)
-                    n = len(t.statuses)
-                    k = seen.get(key, 0)
-                    if n > k:
-                        seen[key] = n
-                        for state, ts in t.statuses[k:]:
-                            fresh.append({"time": ts, "framework_id": fw.id, "task_id": t.id,
-                                          "name": t.name, "agent_id": t.agent_id, "state": state})
-        if len(seen) > len(live) + 10000:
-            for key in [k for k in seen if k not in live]:
-                del seen[key]
-        fresh.sort(key=lambda c: c["time"])
-        for c in fresh[-MAX_RECENT:]:
-            self._change_seq += 1
-            c["seq"] = self._change_seq
-            self.recent.append(c)
-
     # ------------------------------------------------------------------ snapshot
     def snapshot(self, agent_cap: int | None = DEFAULT_AGENT_CAP) -> dict[str, Any]:
         """The newest snapshot (a read: it keeps the feed sampling for ``IDLE_AFTER`` s)."""
@@ -371,7 +320,7 @@ class UtilizationFeed:
         """The snapshot, built in one go if needed (off the loop's hot paths: tests, tools)."""
         if self._stale():
             key, t0 = self._key(), time.perf_counter()
-            self._store(self._build(), key, time.perf_counter() - t0)
+            self._store(_run_all(self._build_steps()), key, time.perf_counter() - t0)
         return self._capped(agent_cap)
 
     def _capped(self, agent_cap: int | None) -> dict[str, Any]:
@@ -386,61 +335,120 @@ class UtilizationFeed:
         return cost > THROTTLE_ABOVE and time.monotonic() - self._built_at < 10 * cost
 
     def _build(self) -> dict[str, Any]:
-        """A snapshot built in one go (every step of :meth:`_build_steps`)."""
-        return _run_all(self._build_steps())
+        """A snapshot built in one go from every task (the reference :meth:`_build_steps`'s
+        account must agree with; tools and tests)."""
+        return _run_all(self._full_steps())
 
-    def _build_steps(self) -> Generator[None, None, dict[str, Any]]:
+    def _full_steps(self) -> Generator[None, None, dict[str, Any]]:
         core = self.master.core
-        yield from self._scan_steps()
-        terminal = m.TERMINAL_STATES
-        per_agent: dict[str, dict[str, float]] = {}
-        per_agent_tasks: dict[str, int] = {}
+        yield from self.timeline.scan_steps(core, STEP_ITEMS)
+        per_agent: dict[str, list[int]] = {}  # [cpus, mem, disk, gpus] thousandths, running tasks
         counts: dict[str, int] = {}
-        frameworks = []
         shares = core.allocator.shares()
-        fw_shares = shares.get("frameworks", {})
-        walked = 0
+        frameworks = []
         for fw in list(core.frameworks.values()):
-            fw_alloc = _zero()
-            n = 0
-            for t in list(fw.tasks.values()):
-                walked += 1
-                if not walked % STEP_ITEMS:
-                    yield
-                counts[t.state] = counts.get(t.state, 0) + 1
-                if t.state in terminal:
-                    continue
-                n += 1
-                _charge(per_agent, t.agent_id, t.resources.scalar_millis(), fw_alloc)
-                per_agent_tasks[t.agent_id] = per_agent_tasks.get(t.agent_id, 0) + 1
+            tasks = list(fw.tasks.values())
+            fw_alloc, n = [0, 0, 0, 0], 0
+            for a in range(0, len(tasks), STEP_ITEMS):  # a slice of tasks per step
+                chunk = tasks[a:a + STEP_ITEMS]
+                states = [t.state for t in chunk]
+                for st in states:
+                    counts[st] = counts.get(st, 0) + 1
+                by_agent, alloc, k = sum_running(chunk, states)
+                add_into(per_agent, by_agent)
+                fw_alloc = [x + y for x, y in zip(fw_alloc, alloc, strict=True)]
+                n += k
+                yield
             for t in fw.completed_tasks:
                 counts[t.state] = counts.get(t.state, 0) + 1
-            frameworks.append({
-                "id": fw.id, "name": fw.info.name, "roles": fw.roles, "active": fw.active,
-                "connected": fw.connected, "share": float(fw_shares.get(fw.id, 0.0)),
-                "allocated": fw_alloc, "tasks": n, "offers": len(fw.offers),
-            })
-        offered_per_agent: dict[str, dict[str, float]] = {}
-        offered = _zero()
-        for i, o in enumerate(list(core.offers.values())):
-            if i and not i % STEP_ITEMS:
-                yield
-            _charge(offered_per_agent, o.agent_id, o.resources.scalar_millis(), offered)
-        total = _zero()
-        allocated = _zero()
-        used: dict[str, float | None] = {"cpus": 0.0, "mem": 0.0, "disk": None, "gpus": None}
-        agents = []
-        group_keys = []
+            frameworks.append(_framework_row(fw, fw_alloc, n, shares))
+        offered_per_agent, offered = yield from self._offers_steps({})
+        rows, keys = [], []
         for i, a in enumerate(list(core.agents.values())):
             if i and not i % STEP_AGENTS:
                 yield
-            group_keys.append(plot_data.group_key(a.attribute_map()) if a.attributes else None)
-            tot = _zero()
-            _add_millis(tot, a.total.scalar_millis())
-            alloc = per_agent.get(a.id) or _zero()
-            u = self.usage.get(a.id)
-            au = {"cpus": u.cpus if u else None, "mem": u.mem if u else None,
-                  "disk": u.disk if u else None, "gpus": None}
+            rows.append(self._agent_row(a, per_agent.get(a.id), offered_per_agent.get(a.id)))
+            keys.append(_group_key(a))
+        active = sum(v[4] for v in per_agent.values())
+        return self._finish(rows, keys, frameworks, counts, active, offered, shares)
+
+    def _build_steps(self) -> Generator[None, None, dict[str, Any]]:
+        """The snapshot from the account (:mod:`.feed_account`): after a change, the blocks of
+        tasks that changed are summed again and the rows of the agents they touch rebuilt."""
+        core = self.master.core
+        acct = self._account
+        if acct.core is not core or acct.version != core.version:
+            yield from acct.update_steps(core)
+            self.timeline.add(acct)
+        shares = core.allocator.shares()
+        offered_per_agent, offered = yield from self._offers_steps(self._offer_millis)
+        cache, fresh = self._rows, {}
+        alloc = acct.alloc
+        usage = self.usage
+        rows, keys = [], []
+        for i, a in enumerate(list(core.agents.values())):
+            if i and not i % STEP_AGENTS:
+                yield
+            al = alloc.get(a.id)
+            off = offered_per_agent.get(a.id)
+            u = usage.get(a.id)
+            sig = (a.hostname, a.port, a.connected, a.active, a.total, a.attributes,
+                   None if al is None else tuple(al), off, None if u is None else (u.cpus, u.mem, u.disk))
+            hit = cache.get(a.id)
+            if hit is None or hit[0] is not a or hit[1] != sig:  # what it shows changed: rebuilt
+                hit = (a, sig, self._agent_row(a, al, off), _group_key(a))
+                self.rows_built += 1
+            fresh[a.id] = hit
+            rows.append(hit[2])
+            keys.append(hit[3])
+        self._rows = fresh
+        frameworks = [_framework_row(fw, *acct.by_framework.get(fw.id, ([0, 0, 0, 0], 0)), shares)
+                      for fw in core.frameworks.values()]
+        active = sum(v[4] for v in alloc.values())
+        return self._finish(rows, keys, frameworks, acct.counts, active, offered, shares)
+
+    def _offers_steps(self, cache: dict[int, tuple[Any, tuple[int, int, int, int]]]
+                      ) -> Generator[None, None, tuple[dict[str, tuple[int, ...]], list[int]]]:
+        """Offered thousandths per agent and in all (each offer's kept in ``cache`` by identity)."""
+        per: dict[str, list[int]] = {}
+        total = [0, 0, 0, 0]
+        seen = {}
+        for i, o in enumerate(list(self.master.core.offers.values())):
+            if i and not i % STEP_ITEMS:
+                yield
+            hit = cache.get(id(o))
+            if hit is None or hit[0] is not o:
+                hit = (o, millis4(o.resources.millis()))
+            seen[id(o)] = hit
+            acc = per.setdefault(o.agent_id, [0, 0, 0, 0])
+            for j, v in enumerate(hit[1]):
+                acc[j] += v
+                total[j] += v
+        cache.clear()
+        cache.update(seen)
+        return {aid: tuple(v) for aid, v in per.items()}, total
+
+    def _agent_row(self, a: Any, alloc: list[int] | None, offered: tuple[int, ...] | None) -> dict[str, Any]:
+        """An agent as a snapshot lists it."""
+        u = self.usage.get(a.id)
+        return {
+            "id": a.id, "hostname": a.hostname, "port": a.port, "active": a.connected and a.active,
+            "total": floats(millis4(a.total.millis())),
+            "allocated": floats(alloc) if alloc else _zero(), "offered": floats(offered) if offered else _zero(),
+            "used": {"cpus": u.cpus if u else None, "mem": u.mem if u else None,
+                     "disk": u.disk if u else None, "gpus": None},
+            "tasks": alloc[4] if alloc else 0,
+        }
+
+    def _finish(self, rows: list[dict[str, Any]], keys: list[str | None], frameworks: list[dict[str, Any]], counts: dict[str, int],
+                active: int, offered: list[int], shares: dict[str, Any]) -> dict[str, Any]:
+        """The snapshot from its agents' rows (in the core's order) and the rest."""
+        core = self.master.core
+        total = _zero()
+        allocated = _zero()
+        used: dict[str, float | None] = {"cpus": 0.0, "mem": 0.0, "disk": None, "gpus": None}
+        for row in rows:
+            tot, alloc, au = row["total"], row["allocated"], row["used"]
             for r in SCALARS:
                 total[r] += tot[r]
                 allocated[r] += alloc[r]
@@ -449,30 +457,26 @@ class UtilizationFeed:
                     used[r] += au[r]
             if au["disk"] is not None:
                 used["disk"] = (used["disk"] or 0.0) + au["disk"]
-            agents.append({
-                "id": a.id, "hostname": a.hostname, "port": a.port, "active": a.connected and a.active,
-                "total": tot, "allocated": alloc, "offered": offered_per_agent.get(a.id) or _zero(),
-                "used": au, "tasks": per_agent_tasks.get(a.id, 0),
-            })
         # Many agents plot as groups (per rack, else per bucket of hostnames), summed over all of them.
-        groups = plot_data.agent_groups(agents, group_keys) if len(agents) > plot_data.GROUP_ABOVE else []
+        groups = plot_data.agent_groups(rows, keys) if len(rows) > plot_data.GROUP_ABOVE else []
         # The busiest agents first: those are the ones worth plotting when there are many.
-        agents.sort(key=lambda x: (-x["allocated"]["cpus"], x["hostname"], x["port"], x["id"]))
+        listed = sorted(rows, key=lambda x: (-x["allocated"]["cpus"], x["hostname"], x["port"], x["id"]))
+        off = floats(offered)
         return {
             "time": time.time(),
             "version": core.version,
             "samples": self.samples,
             "interval": self.interval,
-            "cluster": {"total": total, "allocated": allocated, "used": used, "offered": offered},
-            "agents_total": len(agents),
-            "agents": agents,
+            "cluster": {"total": total, "allocated": allocated, "used": used, "offered": off},
+            "agents_total": len(rows),
+            "agents": listed,
             "groups": groups,
             "frameworks": frameworks,
             "roles": {k: float(v) for k, v in shares.get("roles", {}).items()},
             "quota": quota_snapshot(core),
-            "offers": {"count": len(core.offers), "resources": offered},
-            "tasks": {"counts": counts, "active": sum(per_agent_tasks.values())},
-            "recent": list(self.recent),
+            "offers": {"count": len(core.offers), "resources": off},
+            "tasks": {"counts": counts, "active": active},
+            "recent": list(self.timeline.recent),
         }
 
     # ------------------------------------------------------------------ HTTP
@@ -518,6 +522,16 @@ class UtilizationFeed:
         finally:
             self._subscribers.discard(q)
         return resp
+
+
+def _framework_row(fw: Any, alloc: list[int], n: int, shares: dict[str, Any]) -> dict[str, Any]:
+    return {"id": fw.id, "name": fw.info.name, "roles": fw.roles, "active": fw.active,
+            "connected": fw.connected, "share": float(shares.get("frameworks", {}).get(fw.id, 0.0)),
+            "allocated": floats(alloc), "tasks": n, "offers": len(fw.offers)}
+
+
+def _group_key(a: Any) -> str | None:
+    return plot_data.group_key(a.attribute_map()) if a.attributes else None
 
 
 def _cap(value: str | None) -> int | None | bool:

@@ -41,6 +41,7 @@ from .doc_render import respond, total
 from .security import SENT_AS_IS
 from .state_render import StateRenderer
 from .state_render_v1 import OperatorStateRenderer
+from .warmer import Warmer, task_events
 
 if TYPE_CHECKING:
     from .model import Agent, Framework, Offer, Task
@@ -58,6 +59,15 @@ class ReadOnlyViews:
         self._cache: dict[str, tuple[int, bytes]] = {}
         self._state = StateRenderer(self)
         self.operator_state = OperatorStateRenderer(master)
+        # both documents rendered in the background after changes: no reader pays a cold render
+        self.warmer = Warmer(lambda: master.core.version, lambda: task_events(master.core),
+                             (self._state, self.operator_state))
+
+    def start(self) -> None:
+        self.warmer.start()
+
+    async def stop(self) -> None:
+        await self.warmer.stop()
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
         add_routes(r, ("", "/master"), {

@@ -204,6 +204,7 @@ class MasterServer:
             loop.create_task(self._heartbeat_loop()),
         ]
         self.webui.start()
+        self.views.start()
         log.info("master started id=%s url=%s", self.master_id, self.url)
         if self.leadership is not None:
             await self.leadership.start()
@@ -227,6 +228,7 @@ class MasterServer:
         if self.leadership is not None:
             await self.leadership.stop()
         await self.webui.stop()
+        await self.views.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:

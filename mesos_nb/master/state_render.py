@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from ..protocol.resources import Resources
-from .doc_render import Pacer, SharedRender, Template, ValueBytes, total
+from .doc_render import Template, ValueBytes, total
 from .operator_views import drain_key
 from .task_blocks import Block, TaskBlocks, add_by_agent, array, used_of
+from .warmer import BackgroundPacer, Warmed, WarmRender, templates_held
 
 if TYPE_CHECKING:
     from .model import Agent, Offer
@@ -57,7 +58,7 @@ _agent_sig = attrgetter("hostname", "port", "registered_time", "total", "attribu
                         "connected", "active", "reregistered_time")
 
 
-class StateRenderer:
+class StateRenderer(Warmed):
     def __init__(self, views: ReadOnlyViews) -> None:
         self.views = views
         self.tasks = TaskBlocks(lambda t: _enc.encode(views._task(t)))
@@ -65,19 +66,35 @@ class StateRenderer:
         self._offers: dict[int, tuple[Offer, bytes]] = {}
         self._offers_seen: dict[int, tuple[Offer, bytes]] = {}
         self._summary = ValueBytes(Resources.summary)
-        self._shared = SharedRender(lambda: views.master.core.version, self._render)
+        self._shared = WarmRender(lambda: views.master.core.version, self._render, self._warm_blocks)
 
     async def pieces(self) -> list[bytes]:
         """The document as byte pieces (rendered once per change of the core)."""
         return await self._shared.pieces()
 
+    def held(self) -> int:
+        """Bytes of rendered JSON kept between renders: task blocks, agent templates (the last
+        document a request had rendered is kept besides, until the next change)."""
+        return self.tasks.held() + templates_held(self._agents)
+
     async def body(self) -> bytes:
         return await self._shared.body()
+
+    async def _warm_blocks(self) -> None:
+        """The task blocks a render would make, and nothing else (``warmer.py``)."""
+        core = self.views.master.core
+        pause = BackgroundPacer(self.pace)
+        self.tasks.begin()
+        for fw in [*core.frameworks.values(), *core.completed_frameworks]:
+            await self.tasks.blocks(fw.tasks.values(), True, pause)
+            await self.tasks.blocks(fw.completed_tasks, False, pause)
+        self.tasks.end()
+        pause.close()
 
     async def _render(self) -> list[bytes]:
         views = self.views
         core = views.master.core
-        pause = Pacer()
+        pause = BackgroundPacer(self.pace)
         frameworks = list(core.frameworks.values())
         done = list(core.completed_frameworks)
         agents = list(core.agents.values())
@@ -110,6 +127,7 @@ class StateRenderer:
                 pieces.extend(p)
             pieces.append(b"]")
             pieces.append(doc.pieces[i + 1])
+        pause.close()
         return pieces
 
     async def _framework(self, fw: Any, active: list[Block], completed: list[Block],

@@ -21,8 +21,9 @@ import msgspec
 from ..protocol import messages as m
 from ..protocol.resources import Resources
 from . import operator_views as v
-from .doc_render import Pacer, SharedRender, Template, ValueBytes, total
+from .doc_render import Template, ValueBytes, total
 from .task_blocks import TaskBlocks, add_by_agent, array, used_of
+from .warmer import BackgroundPacer, Warmed, WarmRender, templates_held
 
 if TYPE_CHECKING:
     from .model import Agent
@@ -42,14 +43,14 @@ def _proto_list(r: Resources) -> Any:
     return m.to_builtins(r.to_proto())
 
 
-class OperatorStateRenderer:
+class OperatorStateRenderer(Warmed):
     def __init__(self, master: Any) -> None:
         self.master = master  # its ``core`` is read at each render (tests swap it)
         self.active = TaskBlocks(_task_json, groups=2, group=lambda t: t.state == "TASK_UNREACHABLE")
         self.completed = TaskBlocks(_task_json)
         self._agents: dict[int, tuple[Agent, tuple[Any, ...], Template]] = {}
         self._resources = ValueBytes(_proto_list)
-        self._shared = SharedRender(lambda: master.core.version, self._render)
+        self._shared = WarmRender(lambda: master.core.version, self._render, self._warm_blocks)
         self._sections: dict[str, list[bytes]] = {}
 
     async def pieces(self, call: str) -> list[bytes]:
@@ -60,12 +61,32 @@ class OperatorStateRenderer:
             return whole
         return [b'{"type":"%s","%s":' % (call.encode(), field.encode()), *self._sections[field], b"}"]
 
+    def held(self) -> int:
+        """Bytes of rendered JSON kept between renders: task blocks, agent templates (the last
+        document a request had rendered is kept besides, until the next change)."""
+        return self.active.held() + self.completed.held() + templates_held(self._agents)
+
     async def body(self, call: str) -> bytes:
         return b"".join(await self.pieces(call))
 
+    async def _warm_blocks(self) -> None:
+        """The task blocks a render would make, and nothing else (``warmer.py``)."""
+        core = self.master.core
+        pause = BackgroundPacer(self.pace)
+        self.active.begin()
+        self.completed.begin()
+        for fw in list(core.frameworks.values()):
+            await self.active.blocks(fw.tasks.values(), True, pause)
+            await self.completed.blocks(fw.completed_tasks, False, pause)
+        for fw in list(core.completed_frameworks):
+            await self.completed.blocks([*fw.tasks.values(), *fw.completed_tasks], False, pause)
+        self.active.end()
+        self.completed.end()
+        pause.close()
+
     async def _render(self) -> list[bytes]:
         core = self.core = self.master.core
-        pause = Pacer()
+        pause = BackgroundPacer(self.pace)
         frameworks = list(core.frameworks.values())
         done = list(core.completed_frameworks)
         agents = list(core.agents.values())
@@ -108,6 +129,7 @@ class OperatorStateRenderer:
         s["get_frameworks"] = [b'{"frameworks":[', b",".join(fw_json), b'],"completed_frameworks":[',
                                b",".join(done_json), b"]}"]
         s["get_agents"] = [b'{"agents":[', *agent_json, b'],"recovered_agents":[]}']
+        pause.close()
         return [b'{"type":"GET_STATE","get_state":{"get_tasks":', *s["get_tasks"], b',"get_executors":',
                 *s["get_executors"], b',"get_frameworks":', *s["get_frameworks"], b',"get_agents":',
                 *s["get_agents"], b"}}"]
