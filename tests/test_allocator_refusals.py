@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import random
 
-from mesos_nb.master.allocator import HierarchicalDRFAllocator, RoleQuota
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mesos_nb.master.allocator import HierarchicalDRFAllocator, RoleQuota, cycle
 from mesos_nb.protocol.resources import Resources
 
 # sha256 of the scenarios below, computed with the allocator of dafe117 (filters kept per framework)
@@ -107,3 +110,100 @@ def scenario_hash(seeds: int) -> str:
 
 def test_random_clusters_full_of_refusals_allocate_as_before() -> None:
     assert scenario_hash(80) == PINNED, "the allocator decided differently from dafe117"
+
+
+# ---------------------------------------------------------------- the look-up against the plain walk
+
+def per_framework_walk(order, fws, role, agent, offer, now, gpu_only):
+    """The walk before the agents kept their refusals: every framework asked in turn."""
+    for _, fid in order:
+        fw = fws[fid]
+        if gpu_only and not fw.gpu_aware:
+            continue
+        if fw.filters.is_filtered(role, agent, offer, now):
+            continue
+        return fw
+    return None
+
+
+_OPS = st.lists(st.tuples(st.sampled_from(
+    ["cycle", "cycle", "stepped", "changed", "decline", "decline", "launch", "end", "suppress", "revive",
+     "deactivate", "activate", "roles", "remove_agent", "add_agent", "later"]), st.integers(0, 2**20)),
+    min_size=4, max_size=50)
+
+
+def _transcript(setup: tuple[int, int, int, int], ops: list[tuple[str, int]]) -> list:
+    """Run ``ops`` on a fresh cluster; every offer made, the shares and the live filters, in order."""
+    n_agents, n_fws, roleset, seed = setup
+    roles = [["busy"], ["busy", "probe"], ["eng", "eng/ml", "web"]][roleset]
+    rng = random.Random(seed)
+    a = HierarchicalDRFAllocator(seed=seed)
+    for i in range(n_agents):
+        a.add_agent(f"a{i}", _agent(rng, roles, i))
+    fws = [f"f{i:02d}" for i in range(n_fws)]
+    for f in fws:
+        a.add_framework(f, rng.sample(roles, rng.randint(1, len(roles))), gpu_aware=rng.random() < 0.3)
+    out: list = []
+    offered: list = []
+    tasks: list = []
+    now = 1.0
+    for op, k in ops:
+        f = fws[k % len(fws)]
+        made: list = []
+        if op == "cycle":
+            made = a.allocate(now)
+        elif op == "changed":
+            made = a.allocate_changed(now)
+        elif op == "stepped":
+            run = a.begin(now)
+            while not run.done:
+                made += a.step(run, 1 + k % 5)
+        elif op in ("decline", "launch") and offered:
+            x = offered.pop(k % len(offered))
+            if op == "launch" and x.resources.contains(TASK):
+                tasks.append((x.framework_id, x.agent_id, x.role))
+                a.recover(x.framework_id, x.agent_id, x.resources - TASK, refuse_seconds=5, now=now, role=x.role)
+            else:
+                a.recover(x.framework_id, x.agent_id, x.resources, refuse_seconds=[None, 0, 1, 5, 30, -1][k % 6],
+                          now=now, role=x.role)
+        elif op == "end" and tasks:
+            g, aid, role = tasks.pop(k % len(tasks))
+            a.recover(g, aid, TASK, now=now, role=role)
+        elif op == "suppress":
+            a.suppress(f, None if k % 2 else roles[:1])
+        elif op == "revive":
+            a.revive(f, None if k % 2 else roles[-1:])
+        elif op == "deactivate":
+            a.deactivate_framework(f)
+        elif op == "activate":
+            a.activate_framework(f)
+        elif op == "roles":
+            a.update_framework(f, [r for i, r in enumerate(roles) if (k >> i) & 1] or roles[:1], gpu_aware=bool(k & 8))
+        elif op == "remove_agent":
+            a.remove_agent(f"a{k % (n_agents + 1)}")
+        elif op == "add_agent":
+            a.add_agent(f"a{n_agents}", _agent(rng, roles, n_agents))
+            n_agents += 1
+        elif op == "later":
+            now += [0.5, 1, 3, 6][k % 4]
+        offered += made
+        out.append((op, [(x.framework_id, x.role, x.agent_id, str(x.resources)) for x in made]))
+        out.append(sorted(a.shares()["frameworks"].items()))
+        out.append([(g, r) for g in fws for r in roles if a.has_filters(g, r, now=now)])
+    return out
+
+
+@settings(max_examples=120, deadline=None)
+@given(setup=st.tuples(st.integers(1, 30), st.integers(1, 25), st.integers(0, 2), st.integers(0, 2**16)), ops=_OPS)
+def test_the_agents_own_refusal_table_decides_as_asking_every_framework(setup, ops) -> None:
+    """``cycle.first_fit`` (the agent's table, one live filter decided inline, a cluster never
+    refused skipped) picks the very framework that asking each framework's ``is_filtered`` in
+    DRF order picks, on random clusters and histories; the filters left live are the same."""
+    fast = _transcript(setup, ops)
+    real = cycle.first_fit
+    cycle.first_fit = per_framework_walk
+    try:
+        plain = _transcript(setup, ops)
+    finally:
+        cycle.first_fit = real
+    assert fast == plain

@@ -37,6 +37,7 @@ from .cycle import CycleRun, one_role, sum_offers, walk_roles
 from .entries import AgentEntry as _Agent
 from .entries import AgentSlots
 from .entries import FrameworkEntry as _Framework
+from .filters import drop_agent as drop_filters
 from .filters import refuse_timeout
 from .quota import QuotaBook, QuotaCycle, RoleQuota, consumption
 from .records import EMPTY, Allocation
@@ -115,9 +116,7 @@ class HierarchicalDRFAllocator:
                 continue
             for role, res in fw.drop(agent_id).items():
                 self._unaccount(fw, role, res)
-        for fw in self._fws.values():
-            if fw.filters:
-                fw.filters.drop_agent(agent_id)
+        drop_filters(agent, self._fws)
         self._totals.add(self._fair(agent.total), -1)
         self._quota.add_total(agent.total.scalar_millis(), -1)
 
@@ -321,6 +320,7 @@ class HierarchicalDRFAllocator:
                     agent.frameworks.pop(framework_id, None)
                     self._changed.touch(agent_id)
         del self._fws[framework_id]
+        fw.filters.clear()  # (an inactive framework may have refused since its deactivation)
         fw.roles = set()
         for role in list(fw.sorter_roles):
             self._maybe_drop_client(fw, role)
@@ -444,7 +444,7 @@ class HierarchicalDRFAllocator:
             agent.available = agent.available + part
             self._changed.touch(agent_id)
             if timeout > 0:
-                fw.filters.add(r, agent_id, part, now + timeout)
+                fw.filters.add(r, agent, part, now + timeout)
             if not left:
                 self._maybe_drop_client(fw, r)
             remaining = _EMPTY if whole else remaining - part

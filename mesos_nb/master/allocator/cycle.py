@@ -27,12 +27,13 @@ from typing import Any
 
 from mesos_nb.protocol.resources import Resources
 
+from .filters import OfferFilter
 from .quota import QuotaCycle
 from .records import EMPTY, Allocation
 from .roletree import RoleTree
 from .sorter import DRFSorter
 
-__all__ = ["CycleRun", "one_role", "sum_offers", "walk_roles"]
+__all__ = ["CycleRun", "first_fit", "one_role", "sum_offers", "walk_roles"]
 
 # hold(framework, role, agent, offer): the framework's record of what it holds where
 Hold = Callable[[Any, str, Any, Resources], None]
@@ -47,6 +48,36 @@ def sum_offers(taken: list[dict[str, int]]) -> dict[str, int]:
         for n, v in by_id[key].items():
             total[n] = total.get(n, 0) + v * times
     return total
+
+
+def first_fit(order: list, fws: dict, role: str, agent: Any, offer: Resources, now: float,
+              gpu_only: bool) -> Any | None:
+    """The first framework of ``order`` (a role's framework sorter: active, subscribed and
+    unsuppressed ones, in DRF order) that may be offered ``offer`` on ``agent``: GPU-capable
+    if ``gpu_only``, and no live filter of its covering the offer. The agent's own table of
+    who refused it (``agent.refused``, :mod:`.filters`) answers per framework with one
+    look-up, and the usual case, one live filter holding the very leftover offered again, is
+    decided here; the rest (several filters, expired ones to drop) by ``is_filtered``. An
+    agent that 200 frameworks refused cost 200 method calls through each framework's table."""
+    on_agent = agent.refused.get(role)
+    if on_agent is None:  # nobody refuses the agent in this role
+        for _, fid in order:
+            fw = fws[fid]
+            if not gpu_only or fw.gpu_aware:
+                return fw
+        return None
+    for _, fid in order:
+        if gpu_only and not fws[fid].gpu_aware:
+            continue
+        f = on_agent.get(fid)
+        if f is not None:
+            if type(f) is OfferFilter and now < f.expires:
+                if f.resources is offer or f.resources.contains(offer):
+                    continue
+            elif fws[fid].filters.is_filtered(role, agent, offer, now):
+                continue
+        return fws[fid]
+    return None
 
 
 def one_role(
@@ -92,18 +123,11 @@ def one_role(
             seen.append(m)
         if not big:
             continue
-        aid = agent.id
-        gpu_only = agent.gpu and filter_gpu
-        for _, fid in order:
-            fw = fws[fid]  # active, subscribed, unsuppressed: see the allocator's _refresh
-            if gpu_only and not fw.gpu_aware:
-                continue
-            refused = fw.filters.by_role.get(role)  # (agent -> filters: one lookup, usually empty)
-            if refused and aid in refused and fw.filters.is_filtered(role, aid, offer, now):
-                continue
-            break
-        else:
+        fw = first_fit(order, fws, role, agent, offer, now, agent.gpu and filter_gpu)
+        if fw is None:
             continue
+        aid = agent.id
+        fid = fw.id
         held = fw.alloc
         if aid in held:
             hold(fw, role, agent, offer)
@@ -168,16 +192,7 @@ def walk_roles(
                             m = offer.millis()
                     if not enough(m):
                         continue
-                    chosen = None
-                    for _, fid in fsorters[role].order():
-                        fw = fws[fid]  # active, subscribed, unsuppressed: see the allocator's _refresh
-                        if gpu_only and not fw.gpu_aware:
-                            continue
-                        refused = fw.filters.by_role.get(role)
-                        if refused and aid in refused and fw.filters.is_filtered(role, aid, offer, now):
-                            continue
-                        chosen = fw
-                        break
+                    chosen = first_fit(fsorters[role].order(), fws, role, agent, offer, now, gpu_only)
                     if chosen is None:
                         continue
                     hold(chosen, role, agent, offer)
