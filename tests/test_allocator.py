@@ -515,4 +515,4 @@ def test_framework_filters_prune_expired_and_keep_live():
     assert ff.is_filtered("r", a0, small, now=10.0)  # small expired, big still covers
     assert ff.count() == 1
     assert not ff.is_filtered("r", a0, small, now=50.0)
-    assert ff.count() == 0 and not ff and a0.refused == {}  # (kept on the agent: gone there too)
+    assert ff.count() == 0 and not ff and a0.refused is None  # (kept on the agent: gone there too)

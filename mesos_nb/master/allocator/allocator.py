@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import random
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from mesos_nb.protocol.resources import Resources
 
@@ -50,6 +50,27 @@ _EMPTY = EMPTY
 _DEFAULT_MIN = ({"cpus": 10}, {"mem": 32_000})  # cpus:0.01 | mem:32, in thousandths
 
 
+def enough_test(mins: tuple[dict[str, int], ...]) -> Callable[[dict[str, int]], bool]:
+    """Whether an offer's thousandths pass ``min_allocatable`` (any one of ``mins`` fully
+    met), made once per allocator: asked for every agent a cycle looks at, and the usual
+    minimums (``cpus:0.01 | mem:32``) are one name each, a loop over two pairs."""
+    if not mins:
+        return lambda m: True
+    if all(len(req) == 1 for req in mins):
+        pairs = tuple(next(iter(req.items())) for req in mins)
+
+        def enough(m: dict[str, int]) -> bool:
+            for n, v in pairs:
+                if m.get(n, 0) >= v:
+                    return True
+            return False
+        return enough
+
+    def enough_all(m: dict[str, int]) -> bool:
+        return any(all(m.get(n, 0) >= v for n, v in req.items()) for req in mins)
+    return enough_all
+
+
 class HierarchicalDRFAllocator:
     def __init__(
         self,
@@ -63,6 +84,7 @@ class HierarchicalDRFAllocator:
             self._min: tuple[dict[str, int], ...] = _DEFAULT_MIN
         else:
             self._min = tuple(r.scalar_millis() for r in min_allocatable)
+        self._enough = enough_test(self._min)
         self._excluded = frozenset(fairness_excluded)
         self._filter_gpu = filter_gpu_resources
         self._rng = random.Random(seed)
@@ -468,17 +490,6 @@ class HierarchicalDRFAllocator:
         return {} if fw is None else {a: fw.held(a) for a in fw.alloc}
 
     # ================================================================== the cycle
-    def _enough(self, m: dict[str, int]) -> bool:
-        mins = self._min
-        if not mins:
-            return True
-        for req in mins:
-            for n, v in req.items():
-                if m.get(n, 0) < v:
-                    break
-            else:
-                return True
-        return False
 
     def take_changed(self) -> list[str] | None:
         """What an event cycle would look at (None: all), forgotten: for a caller that runs

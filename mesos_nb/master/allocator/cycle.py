@@ -59,7 +59,8 @@ def first_fit(order: list, fws: dict, role: str, agent: Any, offer: Resources, n
     look-up, and the usual case, one live filter holding the very leftover offered again, is
     decided here; the rest (several filters, expired ones to drop) by ``is_filtered``. An
     agent that 200 frameworks refused cost 200 method calls through each framework's table."""
-    on_agent = agent.refused.get(role)
+    refused = agent.refused
+    on_agent = refused.get(role) if refused is not None else None
     if on_agent is None:  # nobody refuses the agent in this role
         for _, fid in order:
             fw = fws[fid]
@@ -123,9 +124,12 @@ def one_role(
             seen.append(m)
         if not big:
             continue
-        fw = first_fit(order, fws, role, agent, offer, now, agent.gpu and filter_gpu)
-        if fw is None:
-            continue
+        if agent.refused is not None or agent.gpu or not order:
+            fw = first_fit(order, fws, role, agent, offer, now, agent.gpu and filter_gpu)
+            if fw is None:
+                continue
+        else:  # never refused, no GPU: the first framework in DRF order (first_fit's first case)
+            fw = fws[order[0][1]]
         aid = agent.id
         fid = fw.id
         held = fw.alloc

@@ -35,8 +35,9 @@ class AgentEntry:
         self.active = True
         self.frameworks: dict[str, None] = {}  # ids of frameworks holding something here
         self.slot = -1  # its place in AgentSlots
-        # role -> framework id -> the filter(s) by which it refused this agent (filters.py)
-        self.refused: dict[str, dict[str, Any]] = {}
+        # role -> framework id -> the filter(s) by which it refused this agent (filters.py); None
+        # while there are none (no dict per agent for the cycle to read: 50,000 more objects)
+        self.refused: dict[str, dict[str, Any]] | None = None
         self.set_total(total)
         self.available = total
 

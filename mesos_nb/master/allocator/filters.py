@@ -82,9 +82,12 @@ class FrameworkFilters:
 
     def add(self, role: str, agent: Any, resources: Resources, expires: float) -> None:
         fid = self.framework_id
-        on_agent = agent.refused.get(role)
+        refused = agent.refused
+        if refused is None:
+            refused = agent.refused = {}
+        on_agent = refused.get(role)
         if on_agent is None:
-            on_agent = agent.refused[role] = {}
+            on_agent = refused[role] = {}
         f = OfferFilter(resources, expires)
         cur = on_agent.get(fid)
         if cur is None:
@@ -100,7 +103,7 @@ class FrameworkFilters:
 
     def is_filtered(self, role: str, agent: Any, offer: Resources, now: float) -> bool:
         """Whether a live filter covers ``offer``; the expired ones looked at are dropped."""
-        on_agent = agent.refused.get(role)
+        on_agent = agent.refused.get(role) if agent.refused else None
         if not on_agent:
             return False
         fid = self.framework_id
@@ -134,9 +137,12 @@ class FrameworkFilters:
 
     def _unlink(self, role: str, agent: Any) -> None:
         """Forget every filter of this framework on ``agent`` in ``role``."""
-        on_agent = agent.refused.get(role)
+        refused = agent.refused
+        on_agent = refused.get(role) if refused else None
         if on_agent is not None and on_agent.pop(self.framework_id, None) is not None and not on_agent:
-            del agent.refused[role]
+            del refused[role]  # type: ignore[index]
+            if not refused:
+                agent.refused = None
         agents = self.by_role.get(role)
         if agents is not None:
             agents.pop(agent.id, None)
@@ -169,9 +175,9 @@ class FrameworkFilters:
 def drop_agent(agent: Any, frameworks: dict[str, Any]) -> None:
     """An agent leaves: every framework forgets its filters there (``frameworks``: id ->
     an entry with ``filters``)."""
-    for role, on_agent in list(agent.refused.items()):
+    for role, on_agent in list((agent.refused or {}).items()):
         for fid in list(on_agent):
             fw = frameworks.get(fid)
             if fw is not None:
                 fw.filters._unlink(role, agent)
-    agent.refused.clear()
+    agent.refused = None
