@@ -54,8 +54,10 @@ REFUSE = 5.0  # the default filter of a DECLINE, and of an ACCEPT's unused part
 class Cluster:
     """The allocator and the frameworks' side of the NSDI run (seeded, fake clock)."""
 
-    def __init__(self, agents: int, frameworks: int, seed: int = 1, task_mean: float = 30.0) -> None:
+    def __init__(self, agents: int, frameworks: int, seed: int = 1, task_mean: float = 30.0,
+                 refuse: float = REFUSE) -> None:
         self.alloc = HierarchicalDRFAllocator(seed=seed)
+        self.refuse = refuse
         self.rng = random.Random(seed)
         self.task = Resources.parse(TASK)
         self.mean = task_mean
@@ -86,7 +88,7 @@ class Cluster:
                 heapq.heappush(self.tasks, (end, self.n, fid, a.agent_id, a.role))
                 alloc.recover(fid, a.agent_id, a.resources - task, refuse_seconds=REFUSE, now=now, role=a.role)
             else:
-                alloc.recover(fid, a.agent_id, a.resources, refuse_seconds=REFUSE, now=now, role=a.role)
+                alloc.recover(fid, a.agent_id, a.resources, refuse_seconds=self.refuse, now=now, role=a.role)
         self.pending = []
 
     def end_tasks(self) -> None:
@@ -126,9 +128,9 @@ class Cluster:
 
 
 def run(agents: int, frameworks: int, warmup: float, measure: float, tick: float = 0.05,
-        interval: float = 1.0, seed: int = 1, profile: bool = False) -> dict[str, Any]:
+        interval: float = 1.0, seed: int = 1, profile: bool = False, refuse: float = REFUSE) -> dict[str, Any]:
     t0 = time.perf_counter()
-    c = Cluster(agents, frameworks, seed)
+    c = Cluster(agents, frameworks, seed, refuse=refuse)
     every = max(1, round(interval / tick))
     turns = 0
     gc.collect()
@@ -157,7 +159,7 @@ def run(agents: int, frameworks: int, warmup: float, measure: float, tick: float
     full_steps = [s for s, n, _ in c.steps if n == ALLOC_CHUNK]
     per_agent = [s / n for s, n, _ in c.steps if n]
     out: dict[str, Any] = {
-        "agents": agents, "frameworks": frameworks, "chunk": ALLOC_CHUNK, "warmup_sim_s": warmup,
+        "agents": agents, "frameworks": frameworks, "chunk": ALLOC_CHUNK, "refuse_s": refuse, "warmup_sim_s": warmup,
         "measure_sim_s": measure, "setup_wall_s": setup, "machine": machine(),
         "filters_at_start": filters, "running_tasks": len(c.tasks), "steps": len(cpu),
         "offers": sum(o for _, _, o in c.steps), "agents_looked_at": sum(n for _, n, _ in c.steps),
@@ -183,14 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--measure", type=float, default=4.0, help="simulated seconds measured")
     ap.add_argument("--tick", type=float, default=0.05, help="simulated seconds a turn (the frameworks' answer time)")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between full cycles")
+    ap.add_argument("--refuse", type=float, default=REFUSE,
+                    help="the filter of a declined offer (3600 with --warmup 10 --tick 0.05: every framework "
+                         "refuses every leftover, the longest walk)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    if a.agents < 1 or a.frameworks < 1 or a.tick <= 0 or a.measure <= 0 or a.warmup < 0:
-        print("--agents, --frameworks, --tick and --measure must be positive")
+    if a.agents < 1 or a.frameworks < 1 or a.tick <= 0 or a.measure <= 0 or a.warmup < 0 or a.refuse < 0:
+        print("--agents, --frameworks, --tick and --measure must be positive, --warmup and --refuse not negative")
         return 2
-    r = run(a.agents, a.frameworks, a.warmup, a.measure, a.tick, a.interval, a.seed, a.profile)
+    r = run(a.agents, a.frameworks, a.warmup, a.measure, a.tick, a.interval, a.seed, a.profile, a.refuse)
     if a.json:
         print(json.dumps(r))
         return 0

@@ -88,6 +88,14 @@ class FrameworkFilters:
         on_agent = refused.get(role)
         if on_agent is None:
             on_agent = refused[role] = {}
+        elif on_agent:
+            # the bag the last refusal here holds, if equal, is shared: an agent's leftover
+            # refused by framework after framework is then one object, which the cycle's walk
+            # decides by identity (cycle.first_fit) instead of a Resources.contains per framework
+            last = next(reversed(on_agent.values()))
+            same = (last[-1] if type(last) is list else last).resources
+            if same is not resources and same == resources:
+                resources = same
         f = OfferFilter(resources, expires)
         cur = on_agent.get(fid)
         if cur is None:
