@@ -207,3 +207,66 @@ def test_the_agents_own_refusal_table_decides_as_asking_every_framework(setup, o
     finally:
         cycle.first_fit = real
     assert fast == plain
+
+
+# ---------------------------------------------------------------- what one agent's walk costs
+
+def _refused_by_all(n: int, churn: bool) -> tuple[HierarchicalDRFAllocator, str]:
+    """One agent (a task's room taken by a framework outside the role) whose leftover ``n``
+    frameworks refused in turn; with ``churn`` the task ends and starts between refusals, so
+    each refusal holds a leftover bag of its own (equal, not the same object)."""
+    a = HierarchicalDRFAllocator(seed=1)
+    a.add_agent("a0", Resources.parse("cpus:1;mem:192;disk:1024"))
+    a.add_framework("holder", ["other"], active=False)
+    a.add_allocation("holder", "other", "a0", TASK)
+    for i in range(n):
+        a.add_framework(f"f{i:03d}", ["busy"])
+    for i in range(n):
+        (x,) = a.allocate(float(i))
+        a.recover(x.framework_id, x.agent_id, x.resources, refuse_seconds=3600, now=float(i), role=x.role)
+        if churn:
+            a.recover("holder", "a0", TASK, role="other")
+            a.add_allocation("holder", "other", "a0", TASK)
+    return a, "a0"
+
+
+def test_an_agent_every_framework_refused_is_decided_without_a_containment_test_per_framework(monkeypatch) -> None:
+    """200 frameworks refused an agent's leftover, each a bag of its own (a task ended and
+    started between the refusals): the cycle decides that nobody gets it with at most a couple
+    of ``Resources.contains`` (equal refused bags are one object, decided by identity), where
+    asking each framework tested each of the 200 bags."""
+    calls: list[int] = []
+    real = Resources.contains
+
+    def counted(self: Resources, other: Resources) -> bool:
+        calls.append(1)
+        return real(self, other)
+
+    for churn in (False, True):
+        a, aid = _refused_by_all(200, churn)
+        calls.clear()
+        monkeypatch.setattr(Resources, "contains", counted)
+        assert a.allocate(500.0) == []
+        monkeypatch.setattr(Resources, "contains", real)
+        assert len(calls) <= 2, (churn, len(calls))
+        assert a.metrics()["allocator/offer_filters"] == 200
+
+
+def test_filters_leave_with_their_agent_or_framework() -> None:
+    """Filters live on the agents they refuse: an agent removed takes every framework's filters
+    for it along (each framework's count drops); a framework removed, even one that refused
+    while inactive (its filters were cleared when it was deactivated), leaves nothing behind."""
+    a, aid = _refused_by_all(5, churn=False)
+    a.add_agent("a1", Resources.parse("cpus:1;mem:192"))
+    (x,) = a.allocate(10.0)
+    assert x.agent_id == "a1"
+    a.deactivate_framework(x.framework_id)
+    a.recover(x.framework_id, "a1", x.resources, refuse_seconds=3600, now=10.0, role=x.role)
+    assert a.metrics()["allocator/offer_filters"] == 5  # (deactivated: its filter on a0 went)
+    a.remove_agent(aid)
+    assert a.metrics()["allocator/offer_filters"] == 1
+    assert not any(a.has_filters(f"f{i:03d}", agent_id=aid) for i in range(5))
+    a.remove_framework(x.framework_id)
+    assert a.metrics()["allocator/offer_filters"] == 0
+    assert a._agents["a1"].refused is None  # (no table left behind on the agent)
+    assert [y.agent_id for y in a.allocate(11.0)] == ["a1"]
