@@ -114,9 +114,9 @@ def test_random_clusters_full_of_refusals_allocate_as_before() -> None:
 
 # ---------------------------------------------------------------- the look-up against the plain walk
 
-def per_framework_walk(order, fws, role, agent, offer, now, gpu_only):
+def per_framework_walk(fs, fws, role, agent, offer, now, gpu_only):
     """The walk before the agents kept their refusals: every framework asked in turn."""
-    for _, fid in order:
+    for _, fid in fs.order():
         fw = fws[fid]
         if gpu_only and not fw.gpu_aware:
             continue
@@ -127,7 +127,8 @@ def per_framework_walk(order, fws, role, agent, offer, now, gpu_only):
 
 
 _OPS = st.lists(st.tuples(st.sampled_from(
-    ["cycle", "cycle", "stepped", "changed", "decline", "decline", "launch", "end", "suppress", "revive",
+    ["cycle", "cycle", "stepped", "changed", "decline", "decline", "decline_all", "decline_all", "launch", "end",
+     "suppress", "revive",
      "deactivate", "activate", "roles", "remove_agent", "add_agent", "later"]), st.integers(0, 2**20)),
     min_size=4, max_size=50)
 
@@ -166,6 +167,11 @@ def _transcript(setup: tuple[int, int, int, int], ops: list[tuple[str, int]]) ->
             else:
                 a.recover(x.framework_id, x.agent_id, x.resources, refuse_seconds=[None, 0, 1, 5, 30, -1][k % 6],
                           now=now, role=x.role)
+        elif op == "decline_all":  # every outstanding offer refused alike: agents refused by all
+            for x in offered:
+                a.recover(x.framework_id, x.agent_id, x.resources, refuse_seconds=[5, 30, 0.5][k % 3], now=now,
+                          role=x.role)
+            offered = []
         elif op == "end" and tasks:
             g, aid, role = tasks.pop(k % len(tasks))
             a.recover(g, aid, TASK, now=now, role=role)
@@ -193,8 +199,8 @@ def _transcript(setup: tuple[int, int, int, int], ops: list[tuple[str, int]]) ->
     return out
 
 
-@settings(max_examples=120, deadline=None)
-@given(setup=st.tuples(st.integers(1, 30), st.integers(1, 25), st.integers(0, 2), st.integers(0, 2**16)), ops=_OPS)
+@settings(max_examples=300, deadline=None)
+@given(setup=st.tuples(st.integers(1, 30), st.integers(1, 6), st.integers(0, 2), st.integers(0, 2**16)), ops=_OPS)
 def test_the_agents_own_refusal_table_decides_as_asking_every_framework(setup, ops) -> None:
     """``cycle.first_fit`` (the agent's table, one live filter decided inline, a cluster never
     refused skipped) picks the very framework that asking each framework's ``is_filtered`` in
@@ -270,3 +276,44 @@ def test_filters_leave_with_their_agent_or_framework() -> None:
     assert a.metrics()["allocator/offer_filters"] == 0
     assert a._agents["a1"].refused is None  # (no table left behind on the agent)
     assert [y.agent_id for y in a.allocate(11.0)] == ["a1"]
+
+
+def test_an_agent_refused_by_all_is_looked_at_again_once_a_framework_may_take_it() -> None:
+    """The cycle remembers that every framework refused an agent's bag (a full cycle then costs
+    a look-up per such agent) only while that holds: a framework revived, added, re-activated
+    or given GPUs, a filter expired, or the bag changed, and the agent is offered again: to
+    the very framework that asking every framework picks."""
+    def refused(gpu: bool = False) -> HierarchicalDRFAllocator:
+        a = HierarchicalDRFAllocator(seed=1)
+        a.add_agent("a0", Resources.parse("cpus:1;mem:192" + (";gpus:1" if gpu else "")))
+        for i in range(3):
+            a.add_framework(f"f{i}", ["busy"], gpu_aware=not gpu or i < 2)
+        for i in range(3 if not gpu else 2):
+            (x,) = a.allocate(float(i))
+            a.recover(x.framework_id, "a0", x.resources, refuse_seconds=100 + i, now=float(i))
+        assert a.allocate(10.0) == [] and a.allocate(11.0) == []  # (the second: remembered)
+        return a
+
+    changes = {
+        "revive": lambda a: a.revive("f1"),
+        "revive_role": lambda a: a.revive("f2", ["busy"]),
+        "new_framework": lambda a: a.add_framework("g", ["busy"]),
+        "reactivated": lambda a: (a.deactivate_framework("f0"), a.activate_framework("f0")),
+        "expired": lambda a: None,
+        "bag_grew": lambda a: a.update_agent("a0", Resources.parse("cpus:2;mem:256")),
+    }
+    for name, change in changes.items():
+        got = []
+        for walk in (cycle.first_fit, per_framework_walk):
+            real = cycle.first_fit
+            cycle.first_fit = walk
+            try:
+                a = refused()
+                change(a)
+                got.append([x.framework_id for x in a.allocate(100.5 if name == "expired" else 12.0)])
+            finally:
+                cycle.first_fit = real
+        assert got[0] == got[1] and len(got[0]) == 1, (name, got)
+    a = refused(gpu=True)  # f2 cannot take GPU agents; f0, f1 refused
+    a.update_framework("f2", ["busy"], gpu_aware=True)
+    assert [x.framework_id for x in a.allocate(12.0)] == ["f2"]

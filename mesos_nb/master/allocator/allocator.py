@@ -202,6 +202,14 @@ class HierarchicalDRFAllocator:
         else:
             self._roles.deactivate(role)
 
+    def _reopen(self, roles: Iterable[str]) -> None:
+        """Refusals in ``roles`` were withdrawn (or a framework gained GPUs): an agent every
+        framework there refused may not be refused any more (``cycle.first_fit``'s memo)."""
+        for role in roles:
+            fs = self._fsorters.get(role)
+            if fs is not None:
+                fs.reopen()
+
     def _refresh_all(self, fw: _Framework) -> None:
         for role in list(fw.sorter_roles):
             self._refresh(fw, role)
@@ -300,6 +308,8 @@ class HierarchicalDRFAllocator:
         old = fw.roles
         fw.roles = new
         fw.suppressed = set(suppressed_roles) & new
+        if gpu_aware and not fw.gpu_aware:  # it may now take GPU agents it was passed over for
+            self._reopen(fw.sorter_roles)
         fw.gpu_aware = gpu_aware
         for role in new:
             self._join(fw, role)
@@ -375,6 +385,7 @@ class HierarchicalDRFAllocator:
         else:
             fw.filters.clear(roles)
             fw.suppressed -= set(roles)
+        self._reopen(fw.sorter_roles if roles is None else roles)  # its refusals withdrawn
         self._refresh_all(fw)
         self._changed.touch_all()
 

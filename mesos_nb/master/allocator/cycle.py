@@ -35,6 +35,8 @@ from .sorter import DRFSorter
 
 __all__ = ["CycleRun", "first_fit", "one_role", "sum_offers", "walk_roles"]
 
+_FOREVER = float("inf")
+
 # hold(framework, role, agent, offer): the framework's record of what it holds where
 Hold = Callable[[Any, str, Any, Resources], None]
 
@@ -50,15 +52,22 @@ def sum_offers(taken: list[dict[str, int]]) -> dict[str, int]:
     return total
 
 
-def first_fit(order: list, fws: dict, role: str, agent: Any, offer: Resources, now: float,
+def first_fit(fs: DRFSorter, fws: dict, role: str, agent: Any, offer: Resources, now: float,
               gpu_only: bool) -> Any | None:
-    """The first framework of ``order`` (a role's framework sorter: active, subscribed and
+    """The first framework in ``fs``'s order (a role's framework sorter: active, subscribed and
     unsuppressed ones, in DRF order) that may be offered ``offer`` on ``agent``: GPU-capable
-    if ``gpu_only``, and no live filter of its covering the offer. The agent's own table of
-    who refused it (``agent.refused``, :mod:`.filters`) answers per framework with one
-    look-up, and the usual case, one live filter, is decided here; the rest (several filters,
-    expired ones to drop) by ``is_filtered``. An agent that 200 frameworks refused cost 200
-    method calls through each framework's table and 200 ``contains``."""
+    if ``gpu_only``, and no live filter of its covering the offer.
+
+    Why not ask each framework: an agent that 200 frameworks refused cost 200 method calls
+    through each framework's table and 200 ``Resources.contains``. The agent's own table of
+    who refused it (``agent.refused``, :mod:`.filters`) answers with one look-up per framework;
+    one live filter is decided here, most by identity (frameworks that declined the same
+    leftover hold the same bag); several filters, or expired ones to drop, by ``is_filtered``.
+    And when every framework refused the agent, that is remembered (``agent.memo``) for as long
+    as it must hold: the same bag offered, no framework activated or reopened in the role
+    (``fs.epoch``), none of those filters expired. A full cycle over agents refused by all
+    then costs a look-up each."""
+    order = fs.order()
     refused = agent.refused
     on_agent = refused.get(role) if refused is not None else None
     if on_agent is None:  # nobody refuses the agent in this role
@@ -67,27 +76,32 @@ def first_fit(order: list, fws: dict, role: str, agent: Any, offer: Resources, n
             if not gpu_only or fw.gpu_aware:
                 return fw
         return None
-    covers = offer  # the last refused bag found to cover the offer (the offer covers itself) ...
-    short = None  # ... and the last found not to: frameworks that declined the same leftover
-    # hold the very same bag, so most of an agent's filters are decided by identity, not by
-    # Resources.contains (~1 us each: 200 of them per agent were most of the walk)
+    memo = agent.memo
+    if memo is not None and memo[0] is offer and memo[1] is fs and memo[2] == fs.epoch and now < memo[3]:
+        return None
+    covers = offer  # the last refused bag found to cover the offer (the offer covers itself)
+    until = _FOREVER  # when the first of the refusals met expires
+    plain = True  # every refusal met was one live filter (a memo can say until when)
     for _, fid in order:
         if gpu_only and not fws[fid].gpu_aware:
             continue
         f = on_agent.get(fid)
-        if f is not None:
-            if type(f) is OfferFilter and now < f.expires:
-                r = f.resources
-                if r is covers:
-                    continue
-                if r is not short:
-                    if r.contains(offer):
-                        covers = r
-                        continue
-                    short = r
-            elif fws[fid].filters.is_filtered(role, agent, offer, now):
-                continue
-        return fws[fid]
+        if f is None:
+            return fws[fid]
+        if type(f) is OfferFilter and now < f.expires:
+            r = f.resources
+            if r is not covers:
+                if not r.contains(offer):
+                    return fws[fid]
+                covers = r
+            if f.expires < until:
+                until = f.expires
+            continue
+        if not fws[fid].filters.is_filtered(role, agent, offer, now):
+            return fws[fid]
+        plain = False
+    if plain:
+        agent.memo = (offer, fs, fs.epoch, until)
     return None
 
 
@@ -135,7 +149,7 @@ def one_role(
         if not big:
             continue
         if agent.refused is not None or agent.gpu or not order:
-            fw = first_fit(order, fws, role, agent, offer, now, agent.gpu and filter_gpu)
+            fw = first_fit(fs, fws, role, agent, offer, now, agent.gpu and filter_gpu)
             if fw is None:
                 continue
         else:  # never refused, no GPU: the first framework in DRF order (first_fit's first case)
@@ -206,7 +220,7 @@ def walk_roles(
                             m = offer.millis()
                     if not enough(m):
                         continue
-                    chosen = first_fit(fsorters[role].order(), fws, role, agent, offer, now, gpu_only)
+                    chosen = first_fit(fsorters[role], fws, role, agent, offer, now, gpu_only)
                     if chosen is None:
                         continue
                     hold(chosen, role, agent, offer)

@@ -26,6 +26,7 @@ class AgentEntry:
         "frameworks",
         "slot",
         "refused",
+        "memo",
     )
 
     def __init__(self, agent_id: str, total: Resources, hostname: str, attributes) -> None:
@@ -38,6 +39,7 @@ class AgentEntry:
         # role -> framework id -> the filter(s) by which it refused this agent (filters.py); None
         # while there are none (no dict per agent for the cycle to read: 50,000 more objects)
         self.refused: dict[str, dict[str, Any]] | None = None
+        self.memo: tuple | None = None  # (bag, sorter, its epoch, until): every framework refused it (cycle.first_fit)
         self.set_total(total)
         self.available = total
 
