@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import random
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from mesos_nb.protocol.resources import Resources
 
 from .changes import ChangedAgents
-from .cycle import CycleRun, one_role, sum_offers, walk_roles
+from .cycle import CycleRun, enough_test, one_role, sum_offers, walk_roles
 from .entries import AgentEntry as _Agent
 from .entries import AgentSlots
 from .entries import FrameworkEntry as _Framework
@@ -48,27 +48,6 @@ __all__ = ["Allocation", "CycleRun", "HierarchicalDRFAllocator"]
 
 _EMPTY = EMPTY
 _DEFAULT_MIN = ({"cpus": 10}, {"mem": 32_000})  # cpus:0.01 | mem:32, in thousandths
-
-
-def enough_test(mins: tuple[dict[str, int], ...]) -> Callable[[dict[str, int]], bool]:
-    """Whether an offer's thousandths pass ``min_allocatable`` (any one of ``mins`` fully
-    met), made once per allocator: asked for every agent a cycle looks at, and the usual
-    minimums (``cpus:0.01 | mem:32``) are one name each, a loop over two pairs."""
-    if not mins:
-        return lambda m: True
-    if all(len(req) == 1 for req in mins):
-        pairs = tuple(next(iter(req.items())) for req in mins)
-
-        def enough(m: dict[str, int]) -> bool:
-            for n, v in pairs:
-                if m.get(n, 0) >= v:
-                    return True
-            return False
-        return enough
-
-    def enough_all(m: dict[str, int]) -> bool:
-        return any(all(m.get(n, 0) >= v for n, v in req.items()) for req in mins)
-    return enough_all
 
 
 class HierarchicalDRFAllocator:

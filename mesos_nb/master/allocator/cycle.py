@@ -33,7 +33,7 @@ from .records import EMPTY, Allocation
 from .roletree import RoleTree
 from .sorter import DRFSorter
 
-__all__ = ["CycleRun", "first_fit", "one_role", "sum_offers", "walk_roles"]
+__all__ = ["CycleRun", "enough_test", "first_fit", "one_role", "sum_offers", "walk_roles"]
 
 _FOREVER = float("inf")
 
@@ -50,6 +50,27 @@ def sum_offers(taken: list[dict[str, int]]) -> dict[str, int]:
         for n, v in by_id[key].items():
             total[n] = total.get(n, 0) + v * times
     return total
+
+
+def enough_test(mins: tuple[dict[str, int], ...]) -> Callable[[dict[str, int]], bool]:
+    """Whether an offer's thousandths pass ``min_allocatable`` (any one of ``mins`` fully
+    met), made once per allocator: asked for every agent a cycle looks at, and the usual
+    minimums (``cpus:0.01 | mem:32``) are one name each, a loop over two pairs."""
+    if not mins:
+        return lambda m: True
+    if all(len(req) == 1 for req in mins):
+        pairs = tuple(next(iter(req.items())) for req in mins)
+
+        def enough(m: dict[str, int]) -> bool:
+            for n, v in pairs:
+                if m.get(n, 0) >= v:
+                    return True
+            return False
+        return enough
+
+    def enough_all(m: dict[str, int]) -> bool:
+        return any(all(m.get(n, 0) >= v for n, v in req.items()) for req in mins)
+    return enough_all
 
 
 def first_fit(fs: DRFSorter, fws: dict, role: str, agent: Any, offer: Resources, now: float,
