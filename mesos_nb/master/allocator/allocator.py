@@ -480,7 +480,6 @@ class HierarchicalDRFAllocator:
         return {} if fw is None else {a: fw.held(a) for a in fw.alloc}
 
     # ================================================================== the cycle
-
     def take_changed(self) -> list[str] | None:
         """What an event cycle would look at (None: all), forgotten: for a caller that runs
         the cycle itself in slices (:meth:`allocate` with ``agent_ids``)."""
