@@ -35,6 +35,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _name(cb: Any, where: str) -> str:
+    return (getattr(cb, "__qualname__", None) or repr(cb)[:100]) + where
+
+
 class LoopStats:
     """Max gap of a fixed-period asyncio ticker, and allocation cycle durations."""
 
@@ -56,6 +60,15 @@ class LoopStats:
         self.gc_worst: dict[str, Any] = {}
         self.gc_by_gen: dict[int, int] = {}
         self.slow_steps: list[tuple[float, float, str]] = []  # (CPU s, wall s, callback) of the longest steps
+        # one turn of the loop (``_run_once``: the callbacks ready at one pass) is what the ticker's
+        # gap measures; its steps are gathered here and the longest turns kept with what ran in them
+        self._turn: list[tuple[float, float, Any, str]] = []  # (CPU s, wall s, callback, where)
+        self._turn_gc = 0.0
+        self.slow_turns: list[tuple[float, dict[str, Any]]] = []  # (wall s of its steps, summary)
+        self.turns_over_50ms = 0
+        self.alloc_steps: list[float] = []  # thread CPU of each allocator step (``allocator.step``)
+        self.alloc_step_agents = 0
+        self.make_offers_max: tuple[float, int] = (0.0, 0)  # (CPU s, offers) of the longest make_offers
 
     def watch_steps(self) -> None:
         """Time every event-loop step (an ``asyncio.Handle`` run) in this thread's CPU time:
@@ -78,11 +91,72 @@ class LoopStats:
             c0, w0 = time.thread_time(), time.perf_counter()
             real(handle)
             cpu = time.thread_time() - c0
+            wall = time.perf_counter() - w0
+            stats._turn.append((cpu, wall, cb, where))
             if cpu > 0.02 and (len(stats.slow_steps) < 10 or cpu > stats.slow_steps[-1][0]):
-                name = (getattr(cb, "__qualname__", None) or repr(cb)[:100]) + where
-                stats.slow_steps = sorted(stats.slow_steps + [(cpu, time.perf_counter() - w0, name)], reverse=True)[:10]
+                stats.slow_steps = sorted(stats.slow_steps + [(cpu, wall, _name(cb, where))], reverse=True)[:10]
 
         asyncio.events.Handle._run = _run  # type: ignore[method-assign]
+
+    def watch_turns(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Sum each turn of the loop (the steps one ``_run_once`` ran, not its wait in ``select``):
+        a gap over 50 ms is one long step or many short ones, and the ten longest turns are kept
+        with their number of steps, the collector's share and the callbacks that took the most."""
+        real = getattr(loop, "_run_once", None)
+        if real is None:  # (a loop of another make, e.g. uvloop: no turns to sum)
+            return
+        stats = self
+
+        def _run_once() -> None:
+            stats._turn = []
+            stats._turn_gc = 0.0
+            real()
+            steps = stats._turn
+            wall = sum(w for _, w, _, _ in steps)
+            if wall > 0.05:
+                stats.turns_over_50ms += 1
+            if wall > 0.03 and (len(stats.slow_turns) < 10 or wall > stats.slow_turns[-1][0]):
+                by: dict[str, list[float]] = {}
+                for c, w, cb, where in steps:
+                    agg = by.setdefault(_name(cb, where), [0, 0.0, 0.0])
+                    agg[0] += 1
+                    agg[1] += c
+                    agg[2] += w
+                top = sorted(by.items(), key=lambda kv: -kv[1][2])[:6]
+                summary = {"wall_s": round(wall, 4), "cpu_s": round(sum(c for c, _, _, _ in steps), 4),
+                           "steps": len(steps), "gc_s": round(stats._turn_gc, 4),
+                           "longest_step_cpu_s": round(max((c for c, _, _, _ in steps), default=0.0), 4),
+                           "top": [{"callback": n, "n": int(a[0]), "cpu_s": round(a[1], 4), "wall_s": round(a[2], 4)}
+                                   for n, a in top]}
+                stats.slow_turns = sorted(stats.slow_turns + [(wall, summary)], key=lambda t: -t[0])[:10]
+
+        loop._run_once = _run_once  # type: ignore[attr-defined]
+
+    def watch_allocator(self, allocator: Any) -> None:
+        """Time each allocator step (thread CPU) and each batch of offers made from a cycle."""
+        from mesos_nb.master import offers
+
+        real_step = allocator.step
+        real_make = offers.make_offers
+        stats = self
+
+        def step(run: Any, limit: int | None = None) -> Any:
+            c0 = time.thread_time()
+            out = real_step(run, limit)
+            stats.alloc_steps.append(time.thread_time() - c0)
+            stats.alloc_step_agents += limit or 0
+            return out
+
+        def make_offers(st: Any, allocations: list) -> None:
+            c0 = time.thread_time()
+            real_make(st, allocations)
+            cpu = time.thread_time() - c0
+            if cpu > stats.make_offers_max[0]:
+                stats.make_offers_max = (cpu, len(allocations))
+
+        allocator.step = step
+        offers.make_offers = make_offers
+
 
     def on_gc(self, phase: str, info: dict[str, Any]) -> None:
         """``gc.callbacks`` hook: a stall can be the collector, not the master's code."""
@@ -93,6 +167,7 @@ class LoopStats:
             return
         d = time.perf_counter() - self._gc_t0
         self.gc_total += d
+        self._turn_gc += d
         gen = info.get("generation", 0)
         if d > self.gc_max:
             # the worst pause: which generation, how many objects were waiting in the young
@@ -111,6 +186,11 @@ class LoopStats:
         self.gc_worst = {}
         self.gc_by_gen = {}
         self.slow_steps = []
+        self.slow_turns = []
+        self.turns_over_50ms = 0
+        self.alloc_steps = []
+        self.alloc_step_agents = 0
+        self.make_offers_max = (0.0, 0)
         self.max_gap = 0.0
         self.gaps_over_50ms = self.gaps_over_100ms = 0
         self.alloc = []
@@ -146,6 +226,7 @@ class LoopStats:
 
     def snapshot(self) -> dict[str, Any]:
         a = sorted(self.alloc)
+        steps = sorted(self.alloc_steps)
         return {
             "window_s": time.monotonic() - self.started,
             "loop_max_gap_s": self.max_gap,
@@ -162,6 +243,16 @@ class LoopStats:
             "gc_worst": self.gc_worst,
             "gc_collections_by_generation": {str(k): v for k, v in sorted(self.gc_by_gen.items())},
             "loop_slow_steps": [{"cpu_s": round(c, 4), "wall_s": round(w, 4), "callback": n} for c, w, n in self.slow_steps],
+            "loop_turns_over_50ms": self.turns_over_50ms,
+            "loop_slow_turns": [t for _, t in self.slow_turns],
+            "alloc_steps": len(steps),
+            "alloc_step_agents": self.alloc_step_agents,
+            "alloc_step_p50_cpu_s": steps[len(steps) // 2] if steps else None,
+            "alloc_step_p99_cpu_s": steps[int(len(steps) * 0.99)] if steps else None,
+            "alloc_step_max_cpu_s": steps[-1] if steps else None,
+            "alloc_steps_over_5ms": sum(1 for x in steps if x > 0.005),
+            "make_offers_max_cpu_s": self.make_offers_max[0],
+            "make_offers_max_offers": self.make_offers_max[1],
         }
 
 
@@ -187,6 +278,8 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
             gcpolicy.THRESHOLD = tuple(int(x) for x in alt.split(","))  # type: ignore[assignment]
         gcpolicy.install()  # as `mesos-nb master` does
     srv.core.allocate = stats.time_allocate(srv.core.allocate)  # type: ignore[method-assign]
+    stats.watch_allocator(srv.core.allocator)
+    stats.watch_turns(asyncio.get_running_loop())
     me = psutil.Process()
     me.cpu_percent(None)
 

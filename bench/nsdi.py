@@ -335,7 +335,11 @@ async def run(agents: int, frameworks: int, duration: float, *, task_mean: float
             result["frameworks_cpu_share"] = fcpu.result()["cpu_share"] + sum(c.result()["cpu_share"] for c in ocpu)
             result["load_1min_at_end"] = os.getloadavg()[0]
             result.update({k: st.get(k) for k in ("gc_max_pause_s", "gc_total_s", "gc_full_collections", "gc_max_cpu_s",
-                                                  "gc_worst", "gc_collections_by_generation", "loop_slow_steps")})
+                                                  "gc_worst", "gc_collections_by_generation", "loop_slow_steps",
+                                                  "loop_turns_over_50ms", "loop_slow_turns", "alloc_steps",
+                                                  "alloc_step_agents", "alloc_step_p50_cpu_s", "alloc_step_p99_cpu_s",
+                                                  "alloc_step_max_cpu_s", "alloc_steps_over_5ms",
+                                                  "make_offers_max_cpu_s", "make_offers_max_offers")})
             own = _counters(busy)
             reports = [c.finish() for c in others]
             others = []

@@ -501,16 +501,18 @@ def test_suppressed_and_inactive_frameworks_leave_the_sorters():
 
 
 def test_framework_filters_prune_expired_and_keep_live():
+    from mesos_nb.master.allocator.entries import AgentEntry
     from mesos_nb.master.allocator.filters import FrameworkFilters
 
-    ff = FrameworkFilters()
+    ff = FrameworkFilters("f")
+    a0, a1 = (AgentEntry(f"a{i}", R("cpus:8;mem:64"), "h", None) for i in range(2))
     small, big = R("cpus:1"), R("cpus:4;mem:64")
-    ff.add("r", "a0", small, expires=5.0)
-    ff.add("r", "a0", big, expires=50.0)
-    assert ff.is_filtered("r", "a0", R("cpus:2"), now=1.0)  # covered by big
-    assert not ff.is_filtered("r", "a0", R("cpus:8"), now=1.0)
-    assert not ff.is_filtered("r", "a1", small, now=1.0)
-    assert ff.is_filtered("r", "a0", small, now=10.0)  # small expired, big still covers
+    ff.add("r", a0, small, expires=5.0)
+    ff.add("r", a0, big, expires=50.0)
+    assert ff.is_filtered("r", a0, R("cpus:2"), now=1.0)  # covered by big
+    assert not ff.is_filtered("r", a0, R("cpus:8"), now=1.0)
+    assert not ff.is_filtered("r", a1, small, now=1.0)
+    assert ff.is_filtered("r", a0, small, now=10.0)  # small expired, big still covers
     assert ff.count() == 1
-    assert not ff.is_filtered("r", "a0", small, now=50.0)
-    assert ff.count() == 0 and not ff
+    assert not ff.is_filtered("r", a0, small, now=50.0)
+    assert ff.count() == 0 and not ff and a0.refused is None  # (kept on the agent: gone there too)

@@ -532,6 +532,47 @@ async def test_a_sliced_cycle_runs_many_allocator_steps_per_loop_step_within_its
     assert len(h.core.offers) == len(h.core.agents)
 
 
+async def test_a_sliced_cycles_budget_covers_the_offers_events_it_makes():
+    """A loop step of a sliced cycle is its allocator steps *and* the OFFERS events of their
+    offers: once a loop step has measured what an event costs, the steps stop early enough that
+    both fit the budget (before: 20 ms of steps, then 512 offers' events on top)."""
+    from mesos_nb.master import big_calls, offers
+
+    h = Harness.build(agents=1000, frameworks=3, resources="cpus:1;mem:128")
+    srv = MasterServer(MasterConfig(port=0))
+    srv.core = h.core
+    now = [0.0]
+    step, make = h.core.allocator.step, offers.make_offers
+
+    def timed_step(run, limit=None):  # an allocator step "takes" 1 ms ...
+        now[0] += 0.001
+        return step(run, limit)
+
+    def timed_make(st, allocations) -> None:  # ... and each offer's event 0.2 ms
+        now[0] += 0.0002 * len(allocations)
+        make(st, allocations)
+
+    spans: list[float] = []
+    mark = [0.0]
+    real = srv.flush
+
+    def flush() -> None:  # one per loop step: what it took
+        spans.append(now[0] - mark[0])
+        mark[0] = now[0]
+        real()
+
+    h.core.allocator.step = timed_step  # type: ignore[method-assign]
+    srv.flush = flush  # type: ignore[method-assign]
+    try:
+        offers.make_offers = timed_make  # type: ignore[assignment]
+        await big_calls.allocate_in_slices(srv, clock=lambda: now[0], budget=0.02)
+    finally:
+        offers.make_offers = make  # type: ignore[assignment]
+    assert len(h.core.offers) == len(h.core.agents)  # every agent offered
+    one_step = 0.001 + 0.0002 * big_calls.ALLOC_CHUNK  # a step and its offers: the most it overruns
+    assert max(spans[1:]) <= 0.02 + one_step, spans  # (was 16 steps, then 512 events: 0.118 s)
+
+
 def test_an_agent_removed_while_its_cycle_runs_in_slices_gets_no_offer():
     from mesos_nb.master import big_calls
 

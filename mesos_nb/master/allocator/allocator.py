@@ -33,10 +33,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from mesos_nb.protocol.resources import Resources
 
 from .changes import ChangedAgents
-from .cycle import CycleRun, one_role, sum_offers, walk_roles
+from .cycle import CycleRun, enough_test, one_role, sum_offers, walk_roles
 from .entries import AgentEntry as _Agent
 from .entries import AgentSlots
 from .entries import FrameworkEntry as _Framework
+from .filters import drop_agent as drop_filters
 from .filters import refuse_timeout
 from .quota import QuotaBook, QuotaCycle, RoleQuota, consumption
 from .records import EMPTY, Allocation
@@ -62,6 +63,7 @@ class HierarchicalDRFAllocator:
             self._min: tuple[dict[str, int], ...] = _DEFAULT_MIN
         else:
             self._min = tuple(r.scalar_millis() for r in min_allocatable)
+        self._enough = enough_test(self._min)
         self._excluded = frozenset(fairness_excluded)
         self._filter_gpu = filter_gpu_resources
         self._rng = random.Random(seed)
@@ -115,9 +117,7 @@ class HierarchicalDRFAllocator:
                 continue
             for role, res in fw.drop(agent_id).items():
                 self._unaccount(fw, role, res)
-        for fw in self._fws.values():
-            if fw.filters:
-                fw.filters.drop_agent(agent_id)
+        drop_filters(agent, self._fws)
         self._totals.add(self._fair(agent.total), -1)
         self._quota.add_total(agent.total.scalar_millis(), -1)
 
@@ -180,6 +180,14 @@ class HierarchicalDRFAllocator:
             self._roles.activate(role)
         else:
             self._roles.deactivate(role)
+
+    def _reopen(self, roles: Iterable[str]) -> None:
+        """Refusals in ``roles`` were withdrawn (or a framework gained GPUs): an agent every
+        framework there refused may not be refused any more (``cycle.first_fit``'s memo)."""
+        for role in roles:
+            fs = self._fsorters.get(role)
+            if fs is not None:
+                fs.reopen()
 
     def _refresh_all(self, fw: _Framework) -> None:
         for role in list(fw.sorter_roles):
@@ -279,6 +287,8 @@ class HierarchicalDRFAllocator:
         old = fw.roles
         fw.roles = new
         fw.suppressed = set(suppressed_roles) & new
+        if gpu_aware and not fw.gpu_aware:  # it may now take GPU agents it was passed over for
+            self._reopen(fw.sorter_roles)
         fw.gpu_aware = gpu_aware
         for role in new:
             self._join(fw, role)
@@ -321,6 +331,7 @@ class HierarchicalDRFAllocator:
                     agent.frameworks.pop(framework_id, None)
                     self._changed.touch(agent_id)
         del self._fws[framework_id]
+        fw.filters.clear()  # (an inactive framework may have refused since its deactivation)
         fw.roles = set()
         for role in list(fw.sorter_roles):
             self._maybe_drop_client(fw, role)
@@ -353,6 +364,7 @@ class HierarchicalDRFAllocator:
         else:
             fw.filters.clear(roles)
             fw.suppressed -= set(roles)
+        self._reopen(fw.sorter_roles if roles is None else roles)  # its refusals withdrawn
         self._refresh_all(fw)
         self._changed.touch_all()
 
@@ -444,7 +456,7 @@ class HierarchicalDRFAllocator:
             agent.available = agent.available + part
             self._changed.touch(agent_id)
             if timeout > 0:
-                fw.filters.add(r, agent_id, part, now + timeout)
+                fw.filters.add(r, agent, part, now + timeout)
             if not left:
                 self._maybe_drop_client(fw, r)
             remaining = _EMPTY if whole else remaining - part
@@ -468,18 +480,6 @@ class HierarchicalDRFAllocator:
         return {} if fw is None else {a: fw.held(a) for a in fw.alloc}
 
     # ================================================================== the cycle
-    def _enough(self, m: dict[str, int]) -> bool:
-        mins = self._min
-        if not mins:
-            return True
-        for req in mins:
-            for n, v in req.items():
-                if m.get(n, 0) < v:
-                    break
-            else:
-                return True
-        return False
-
     def take_changed(self) -> list[str] | None:
         """What an event cycle would look at (None: all), forgotten: for a caller that runs
         the cycle itself in slices (:meth:`allocate` with ``agent_ids``)."""

@@ -27,12 +27,15 @@ from typing import Any
 
 from mesos_nb.protocol.resources import Resources
 
+from .filters import OfferFilter
 from .quota import QuotaCycle
 from .records import EMPTY, Allocation
 from .roletree import RoleTree
 from .sorter import DRFSorter
 
-__all__ = ["CycleRun", "one_role", "sum_offers", "walk_roles"]
+__all__ = ["CycleRun", "enough_test", "first_fit", "one_role", "sum_offers", "walk_roles"]
+
+_FOREVER = float("inf")
 
 # hold(framework, role, agent, offer): the framework's record of what it holds where
 Hold = Callable[[Any, str, Any, Resources], None]
@@ -47,6 +50,80 @@ def sum_offers(taken: list[dict[str, int]]) -> dict[str, int]:
         for n, v in by_id[key].items():
             total[n] = total.get(n, 0) + v * times
     return total
+
+
+def enough_test(mins: tuple[dict[str, int], ...]) -> Callable[[dict[str, int]], bool]:
+    """Whether an offer's thousandths pass ``min_allocatable`` (any one of ``mins`` fully
+    met), made once per allocator: asked for every agent a cycle looks at, and the usual
+    minimums (``cpus:0.01 | mem:32``) are one name each, a loop over two pairs."""
+    if not mins:
+        return lambda m: True
+    if all(len(req) == 1 for req in mins):
+        pairs = tuple(next(iter(req.items())) for req in mins)
+
+        def enough(m: dict[str, int]) -> bool:
+            for n, v in pairs:
+                if m.get(n, 0) >= v:
+                    return True
+            return False
+        return enough
+
+    def enough_all(m: dict[str, int]) -> bool:
+        return any(all(m.get(n, 0) >= v for n, v in req.items()) for req in mins)
+    return enough_all
+
+
+def first_fit(fs: DRFSorter, fws: dict, role: str, agent: Any, offer: Resources, now: float,
+              gpu_only: bool) -> Any | None:
+    """The first framework in ``fs``'s order (a role's framework sorter: active, subscribed and
+    unsuppressed ones, in DRF order) that may be offered ``offer`` on ``agent``: GPU-capable
+    if ``gpu_only``, and no live filter of its covering the offer.
+
+    Why not ask each framework: an agent that 200 frameworks refused cost 200 method calls
+    through each framework's table and 200 ``Resources.contains``. The agent's own table of
+    who refused it (``agent.refused``, :mod:`.filters`) answers with one look-up per framework;
+    one live filter is decided here, most by identity (frameworks that declined the same
+    leftover hold the same bag); several filters, or expired ones to drop, by ``is_filtered``.
+    And when every framework refused the agent, that is remembered (``agent.memo``) for as long
+    as it must hold: the same bag offered, no framework activated or reopened in the role
+    (``fs.epoch``), none of those filters expired. A full cycle over agents refused by all
+    then costs a look-up each."""
+    order = fs.order()
+    refused = agent.refused
+    on_agent = refused.get(role) if refused is not None else None
+    if on_agent is None:  # nobody refuses the agent in this role
+        for _, fid in order:
+            fw = fws[fid]
+            if not gpu_only or fw.gpu_aware:
+                return fw
+        return None
+    memo = agent.memo
+    if memo is not None and memo[0] is offer and memo[1] is fs and memo[2] == fs.epoch and now < memo[3]:
+        return None
+    covers = offer  # the last refused bag found to cover the offer (the offer covers itself)
+    until = _FOREVER  # when the first of the refusals met expires
+    plain = True  # every refusal met was one live filter (a memo can say until when)
+    for _, fid in order:
+        if gpu_only and not fws[fid].gpu_aware:
+            continue
+        f = on_agent.get(fid)
+        if f is None:
+            return fws[fid]
+        if type(f) is OfferFilter and now < f.expires:
+            r = f.resources
+            if r is not covers:
+                if not r.contains(offer):
+                    return fws[fid]
+                covers = r
+            if f.expires < until:
+                until = f.expires
+            continue
+        if not fws[fid].filters.is_filtered(role, agent, offer, now):
+            return fws[fid]
+        plain = False
+    if plain:
+        agent.memo = (offer, fs, fs.epoch, until)
+    return None
 
 
 def one_role(
@@ -92,18 +169,14 @@ def one_role(
             seen.append(m)
         if not big:
             continue
+        if agent.refused is not None or agent.gpu or not order:
+            fw = first_fit(fs, fws, role, agent, offer, now, agent.gpu and filter_gpu)
+            if fw is None:
+                continue
+        else:  # never refused, no GPU: the first framework in DRF order (first_fit's first case)
+            fw = fws[order[0][1]]
         aid = agent.id
-        gpu_only = agent.gpu and filter_gpu
-        for _, fid in order:
-            fw = fws[fid]  # active, subscribed, unsuppressed: see the allocator's _refresh
-            if gpu_only and not fw.gpu_aware:
-                continue
-            refused = fw.filters.by_role.get(role)  # (agent -> filters: one lookup, usually empty)
-            if refused and aid in refused and fw.filters.is_filtered(role, aid, offer, now):
-                continue
-            break
-        else:
-            continue
+        fid = fw.id
         held = fw.alloc
         if aid in held:
             hold(fw, role, agent, offer)
@@ -168,16 +241,7 @@ def walk_roles(
                             m = offer.millis()
                     if not enough(m):
                         continue
-                    chosen = None
-                    for _, fid in fsorters[role].order():
-                        fw = fws[fid]  # active, subscribed, unsuppressed: see the allocator's _refresh
-                        if gpu_only and not fw.gpu_aware:
-                            continue
-                        refused = fw.filters.by_role.get(role)
-                        if refused and aid in refused and fw.filters.is_filtered(role, aid, offer, now):
-                            continue
-                        chosen = fw
-                        break
+                    chosen = first_fit(fsorters[role], fws, role, agent, offer, now, gpu_only)
                     if chosen is None:
                         continue
                     hold(chosen, role, agent, offer)

@@ -4,6 +4,7 @@ cycle reads them tens of thousands of times)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from mesos_nb.protocol.resources import Resources
 
@@ -24,6 +25,8 @@ class AgentEntry:
         "attributes",
         "frameworks",
         "slot",
+        "refused",
+        "memo",
     )
 
     def __init__(self, agent_id: str, total: Resources, hostname: str, attributes) -> None:
@@ -33,6 +36,10 @@ class AgentEntry:
         self.active = True
         self.frameworks: dict[str, None] = {}  # ids of frameworks holding something here
         self.slot = -1  # its place in AgentSlots
+        # role -> framework id -> the filter(s) by which it refused this agent (filters.py); None
+        # while there are none (no dict per agent for the cycle to read: 50,000 more objects)
+        self.refused: dict[str, dict[str, Any]] | None = None
+        self.memo: tuple | None = None  # (bag, sorter, its epoch, until): every framework refused it (cycle.first_fit)
         self.set_total(total)
         self.available = total
 
@@ -102,7 +109,7 @@ class FrameworkEntry:
         self.active = False
         self.alloc: dict[str, Resources | dict[str, Resources]] = {}
         self.alloc_role: dict[str, str] = {}  # agent_id -> role, where held in one role
-        self.filters = FrameworkFilters()
+        self.filters = FrameworkFilters(framework_id)
         self.sorter_roles: set[str] = set()  # roles whose framework sorter has this client
 
     def held(self, agent_id: str) -> dict[str, Resources]:

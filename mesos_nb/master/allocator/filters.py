@@ -10,11 +10,13 @@ are dropped lazily when they are next looked at, so no timers are needed.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from mesos_nb.protocol.resources import Resources
 
 __all__ = [
     "DEFAULT_REFUSE_SECONDS",
+    "drop_agent",
     "MAX_REFUSE_SECONDS",
     "FrameworkFilters",
     "OfferFilter",
@@ -60,41 +62,65 @@ def _each(v: OfferFilter | list[OfferFilter]) -> list[OfferFilter]:
 
 
 class FrameworkFilters:
-    """One framework's filters: role -> agent_id -> an OfferFilter, or a list of them when
-    there are several (one object less per refusal: a cluster of 50,000 agents declined by
-    1,000 frameworks holds tens of thousands, and the collector walks every one)."""
+    """One framework's filters. They are kept on the agents they refuse: ``agent.refused[role]
+    [framework_id]`` is one OfferFilter, or a list of them when there are several (one object
+    less per refusal: a cluster of 50,000 agents declined by 200 frameworks holds hundreds of
+    thousands, and the collector walks every one). Why there: the cycle asks, per agent, which
+    of the role's frameworks refuse it; an agent refused by 200 frameworks cost it 200 method
+    calls and 400 look-ups through each framework's own table (``cycle.first_fit``). Here the
+    framework keeps ``role -> agent_id -> agent`` only, for what is asked per framework: clear
+    (REVIVE, deactivation, a role left), ``has`` and ``count``."""
 
-    __slots__ = ("by_role",)
+    __slots__ = ("framework_id", "by_role")
 
-    def __init__(self) -> None:
-        self.by_role: dict[str, dict[str, OfferFilter | list[OfferFilter]]] = {}
+    def __init__(self, framework_id: str) -> None:
+        self.framework_id = framework_id
+        self.by_role: dict[str, dict[str, Any]] = {}  # role -> agent_id -> AgentEntry
 
     def __bool__(self) -> bool:
         return bool(self.by_role)
 
-    def add(self, role: str, agent_id: str, resources: Resources, expires: float) -> None:
-        per_agent = self.by_role.get(role)
-        if per_agent is None:
-            per_agent = self.by_role[role] = {}
+    def add(self, role: str, agent: Any, resources: Resources, expires: float) -> None:
+        fid = self.framework_id
+        refused = agent.refused
+        if refused is None:
+            refused = agent.refused = {}
+        on_agent = refused.get(role)
+        if on_agent is None:
+            on_agent = refused[role] = {}
+        elif on_agent:
+            # the bag the last refusal here holds, if equal, is shared: an agent's leftover
+            # refused by framework after framework is then one object, which the cycle's walk
+            # decides by identity (cycle.first_fit) instead of a Resources.contains per framework
+            last = next(reversed(on_agent.values()))
+            same = (last[-1] if type(last) is list else last).resources
+            if same is not resources and same == resources:
+                resources = same
         f = OfferFilter(resources, expires)
-        cur = per_agent.get(agent_id)
+        cur = on_agent.get(fid)
         if cur is None:
-            per_agent[agent_id] = f
+            on_agent[fid] = f
+            agents = self.by_role.get(role)
+            if agents is None:
+                agents = self.by_role[role] = {}
+            agents[agent.id] = agent
         elif type(cur) is list:
             cur.append(f)
         else:
-            per_agent[agent_id] = [cur, f]  # type: ignore[list-item]
+            on_agent[fid] = [cur, f]
 
-    def is_filtered(self, role: str, agent_id: str, offer: Resources, now: float) -> bool:
-        per_agent = self.by_role.get(role)
-        if not per_agent:
+    def is_filtered(self, role: str, agent: Any, offer: Resources, now: float) -> bool:
+        """Whether a live filter covers ``offer``; the expired ones looked at are dropped."""
+        on_agent = agent.refused.get(role) if agent.refused else None
+        if not on_agent:
             return False
-        cur = per_agent.get(agent_id)
+        fid = self.framework_id
+        cur = on_agent.get(fid)
         if cur is None:
             return False
         if type(cur) is not list:
-            if now < cur.expires:  # type: ignore[union-attr]
-                res = cur.resources  # type: ignore[union-attr]
+            if now < cur.expires:
+                res = cur.resources
                 return res is offer or res.contains(offer)
             live: list[OfferFilter] = []
         else:
@@ -112,38 +138,54 @@ class FrameworkFilters:
                     return False
             live = [f for f in cur if now < f.expires]
         if live:
-            per_agent[agent_id] = live if len(live) > 1 else live[0]
+            on_agent[fid] = live if len(live) > 1 else live[0]
         else:
-            del per_agent[agent_id]
-            if not per_agent:
-                del self.by_role[role]
+            self._unlink(role, agent)
         return any(f.resources is offer or f.resources.contains(offer) for f in live)
 
-    def clear(self, roles: Iterable[str] | None = None) -> None:
-        if roles is None:
-            self.by_role.clear()
-        else:
-            for r in roles:
-                self.by_role.pop(r, None)
-
-    def drop_agent(self, agent_id: str) -> None:
-        for role in list(self.by_role):
-            per_agent = self.by_role[role]
-            per_agent.pop(agent_id, None)
-            if not per_agent:
+    def _unlink(self, role: str, agent: Any) -> None:
+        """Forget every filter of this framework on ``agent`` in ``role``."""
+        refused = agent.refused
+        on_agent = refused.get(role) if refused else None
+        if on_agent is not None and on_agent.pop(self.framework_id, None) is not None and not on_agent:
+            del refused[role]  # type: ignore[index]
+            if not refused:
+                agent.refused = None
+        agents = self.by_role.get(role)
+        if agents is not None:
+            agents.pop(agent.id, None)
+            if not agents:
                 del self.by_role[role]
+
+    def clear(self, roles: Iterable[str] | None = None) -> None:
+        for r in list(self.by_role) if roles is None else roles:
+            for agent in list(self.by_role.get(r, {}).values()):
+                self._unlink(r, agent)
 
     def has(self, role: str | None = None, agent_id: str | None = None, now: float | None = None) -> bool:
         """Any (live, when ``now`` is given) filter for the role/agent given."""
-        for r, per_agent in self.by_role.items():
+        fid = self.framework_id
+        for r, agents in self.by_role.items():
             if role is not None and r != role:
                 continue
-            for a, fl in per_agent.items():
+            for a, agent in agents.items():
                 if agent_id is not None and a != agent_id:
                     continue
-                if any(now is None or now < f.expires for f in _each(fl)):
+                if any(now is None or now < f.expires for f in _each(agent.refused[r][fid])):
                     return True
         return False
 
     def count(self) -> int:
-        return sum(len(_each(fl)) for per_agent in self.by_role.values() for fl in per_agent.values())
+        fid = self.framework_id
+        return sum(len(_each(agent.refused[r][fid])) for r, agents in self.by_role.items() for agent in agents.values())
+
+
+def drop_agent(agent: Any, frameworks: dict[str, Any]) -> None:
+    """An agent leaves: every framework forgets its filters there (``frameworks``: id ->
+    an entry with ``filters``)."""
+    for role, on_agent in list((agent.refused or {}).items()):
+        for fid in list(on_agent):
+            fw = frameworks.get(fid)
+            if fw is not None:
+                fw.filters._unlink(role, agent)
+    agent.refused = None

@@ -88,7 +88,7 @@ class Members:
 
 
 class DRFSorter(Members):
-    __slots__ = ("_totals", "_members", "_order", "_version", "_nactive")
+    __slots__ = ("_totals", "_members", "_order", "_version", "_nactive", "epoch")
 
     def __init__(self, totals: Totals) -> None:
         self._totals = totals
@@ -96,6 +96,9 @@ class DRFSorter(Members):
         self._order: list[tuple[float, str]] = []
         self._version = totals.version
         self._nactive = 0
+        # moves when a client becomes active or is reopened (:meth:`reopen`): what was decided
+        # about "no client may have this" before is stale then (the cycle's refusal memo)
+        self.epoch = 0
 
     # -------------------------------------------------------------- membership
 
@@ -126,9 +129,14 @@ class DRFSorter(Members):
             return
         c.active = True
         self._nactive += 1
+        self.epoch += 1
         if self._version == self._totals.version:
             c.key = self._key(c)
             insort(self._order, (c.key, name))
+
+    def reopen(self) -> None:
+        """A client may now take what it could not (a refusal withdrawn, a capability gained)."""
+        self.epoch += 1
 
     def deactivate(self, name: str) -> None:
         c = self._members.get(name)
