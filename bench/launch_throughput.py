@@ -1,6 +1,6 @@
 """Command tasks through a real local cluster vs. raw asyncio subprocess spawns.
 
-    python bench/launch_throughput.py [-n 1000] [--concurrency 64] [--isolation auto|posix|cgroups]
+    python -m bench.launch_throughput [-n 1000] [--concurrency 64] [--isolation auto|posix|cgroups]
                                       [--image busybox] [--auth] [--tls]
 
 Both halves run in this one invocation on the same machine: first N ``/bin/true`` processes
@@ -38,6 +38,8 @@ import urllib.request
 
 from mesos_nb.protocol.resources import Resources
 from mesos_nb.scheduler import FrameworkInfo, Scheduler, SchedulerDriver
+
+from .harness import RUN_LOOP, run_loop
 
 
 async def raw_spawn(n: int, concurrency: int) -> float:
@@ -85,7 +87,8 @@ _SERVE = (
     "        prof.disable()\n"
     "        prof.dump_stats(os.path.join(os.environ['BENCH_PROFILE_DIR'], f'{{type(x).__name__}}-{{os.getpid()}}.prof'))\n"
     "    await x.stop()\n"
-    "asyncio.run(main())\n"
+    + RUN_LOOP.replace("{", "{{").replace("}", "}}") +
+    "run_loop(main(), counted={counted})\n"
 )
 
 
@@ -152,7 +155,7 @@ def start_cluster(work_dir: str, concurrency: int, split: bool,
             f" tls_ca={secure.ca if secure else None!r})\n"
             "    await x.start()\n"
         )
-        procs = [_spawn(_SERVE.format(body=body), env)]
+        procs = [_spawn(_SERVE.format(body=body, counted=True), env)]
     else:
         master = (
             "    from mesos_nb.master.server import MasterConfig, MasterServer\n" + imports +
@@ -167,7 +170,7 @@ def start_cluster(work_dir: str, concurrency: int, split: bool,
             f"    x = AgentProcess(cfgs, master='{scheme}://127.0.0.1:{port}'{akw})\n"
             "    await x.start()\n"
         )
-        procs = [_spawn(_SERVE.format(body=master), env), _spawn(_SERVE.format(body=agents), env)]
+        procs = [_spawn(_SERVE.format(body=master, counted=True), env), _spawn(_SERVE.format(body=agents, counted=False), env)]
     ctx = ssl.create_default_context(cafile=secure.ca) if secure is not None and secure.tls else None
     urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/health", timeout=5, context=ctx).read()
     return procs, f"{scheme}://127.0.0.1:{port}"
@@ -472,4 +475,4 @@ async def _targets(a: argparse.Namespace, raw_rate: float, out: dict, say) -> No
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_loop(main())

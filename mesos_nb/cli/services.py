@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from .errors import CLIError
 from .options import flag, opt, positive
+
+log = logging.getLogger("mesos_nb.cli")
 
 
 async def _serve_until_signal(lines: Iterable[str], stop: Callable[[], Awaitable[Any]]) -> None:
@@ -28,6 +31,18 @@ async def _serve_until_signal(lines: Iterable[str], stop: Callable[[], Awaitable
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await stop()
+
+
+def _run(main: Coroutine[Any, Any, None], choice: str, master: bool = False) -> None:
+    """Run a service's ``main`` on the ``--event-loop`` it was given, saying which in the log
+    (a master's uvloop counts what it schedules: its renders give way to ready work)."""
+    from mesos_nb.protocol import event_loop
+
+    async def logged() -> None:
+        log.info("event loop: %s (--event-loop %s)", event_loop.running(), choice)
+        await main
+
+    event_loop.run(logged(), choice, counted=master)
 
 
 def _listen_error(what: str, host: str, port: int, e: OSError) -> CLIError:
@@ -117,7 +132,7 @@ def cmd_master(args: argparse.Namespace) -> int:
             raise CLIError(str(e)) from None
         await _serve_until_signal([f"master: {server.url}", f"web UI: {server.url}/"], server.stop)
 
-    asyncio.run(main())
+    _run(main(), args.event_loop, master=True)
     return 0
 
 
@@ -182,7 +197,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         await _serve_until_signal([f"agent: {ag.url} id={ag.agent_id} master={args.master}" for ag in proc.agents],
                                   proc.stop)
 
-    asyncio.run(main())
+    _run(main(), args.event_loop)
     return 0
 
 
@@ -211,7 +226,7 @@ def cmd_local(args: argparse.Namespace) -> int:
             raise _listen_error("master", "127.0.0.1", args.port, e) from None
         await _serve_until_signal(cluster.describe(), lambda: cluster.stop(kill_tasks=True))
 
-    asyncio.run(main())
+    _run(main(), args.event_loop, master=True)
     return 0
 
 

@@ -21,8 +21,8 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from ..protocol import channel as ch
+from ..protocol import event_loop, recordio
 from ..protocol import messages as m
-from ..protocol import recordio
 from ..protocol.http_calls import CallRefused, accepts_json, check_json_content_type
 from ..protocol.routing import add_routes
 from ..protocol.tls import server_context, server_settings
@@ -170,6 +170,7 @@ class MasterServer:
             "agent_reregister_timeout": f"{c.agent_reregister_timeout}secs",
             "registry_max_agent_age": f"{c.registry_max_agent_age}secs",
             "registry_max_agent_count": str(c.registry_max_agent_count),
+            "event_loop": event_loop.running(),
             **({"agent_http_credential": c.agent_http_credential} if c.agent_http_credential else {}),
             **(self.leadership.flags() if self.leadership is not None else {}),
         }
