@@ -110,7 +110,8 @@ def policy(choice: str = "auto", counted: bool = False) -> asyncio.AbstractEvent
 
 def name_of(loop: asyncio.AbstractEventLoop) -> str:
     """``"uvloop"`` or ``"asyncio"``: what ``loop`` is (for ``/flags`` and the start log line)."""
-    return "uvloop" if type(loop).__module__.split(".")[0] == "uvloop" else "asyncio"
+    uvloop = sys.modules.get("uvloop")  # a uvloop loop exists only once uvloop is imported
+    return "uvloop" if uvloop is not None and isinstance(loop, uvloop.Loop) else "asyncio"
 
 
 def running() -> str:
