@@ -4,8 +4,12 @@ the SDK's own background loops are uvloop too."""
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -52,7 +56,7 @@ def test_master_and_agent_started_by_the_cli_run_on_uvloop_and_say_so(tmp_path):
     finally:
         stop_process_groups(procs)
     for log in (mlog, alog):
-        assert "event loop: uvloop (--event-loop auto)" in log.read_text()
+        assert "INFO mesos_nb.cli event loop: uvloop" in log.read_text()
 
 
 def test_event_loop_asyncio_is_the_fallback(tmp_path):
@@ -63,7 +67,7 @@ def test_event_loop_asyncio_is_the_fallback(tmp_path):
         assert _flags(f"http://127.0.0.1:{port}", proc, log)["event_loop"] == "asyncio"
     finally:
         stop_process_groups([proc])
-    assert "event loop: asyncio (--event-loop asyncio)" in log.read_text()
+    assert "INFO mesos_nb.cli event loop: asyncio" in log.read_text()
 
 
 def test_local_takes_the_event_loop_from_the_environment(tmp_path):
@@ -113,3 +117,26 @@ def test_resolve_and_run():
     assert event_loop.run(which(), counted=True) == "uvloop"
     assert event_loop.run(which(), "asyncio") == "asyncio"
     assert event_loop.running() == "none"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_subprocesses_on_our_uvloop_keep_popen_semantics():
+    """uvloop's own spawn ignores ``user=`` (a health check would run as root) and runs
+    ``preexec_fn`` before the child's stdio is in place; ours is ``subprocess.Popen``'s."""
+
+    async def main() -> tuple[bytes, int, int]:
+        p = await asyncio.create_subprocess_exec("id", "-u", stdout=asyncio.subprocess.PIPE, user=65534)
+        out, _ = await p.communicate()
+        master, slave = os.openpty()
+        try:
+            q = await asyncio.create_subprocess_exec(
+                "true", stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))  # fd 0 is the pty by then
+            os.close(slave)
+            tty_rc = await q.wait()
+        finally:
+            os.close(master)
+        r = await asyncio.create_subprocess_shell("exit 7")
+        return out, tty_rc, await r.wait()
+
+    assert event_loop.run(main()) == (b"65534\n", 0, 7)

@@ -18,9 +18,13 @@ log = logging.getLogger("mesos_nb.cli")
 
 
 async def _serve_until_signal(lines: Iterable[str], stop: Callable[[], Awaitable[Any]]) -> None:
-    """Print where the started service is, run until SIGINT/SIGTERM, then ``stop`` it."""
+    """Print where the started service is (and log its event loop), run until SIGINT/SIGTERM,
+    then ``stop`` it."""
+    from mesos_nb.protocol.event_loop import running
+
     for line in lines:
         print(line, flush=True)
+    log.info("event loop: %s", running())
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -34,15 +38,11 @@ async def _serve_until_signal(lines: Iterable[str], stop: Callable[[], Awaitable
 
 
 def _run(main: Coroutine[Any, Any, None], choice: str, master: bool = False) -> None:
-    """Run a service's ``main`` on the ``--event-loop`` it was given, saying which in the log
-    (a master's uvloop counts what it schedules: its renders give way to ready work)."""
+    """Run a service's ``main`` on the ``--event-loop`` it was given (a master's uvloop counts
+    what it schedules: its renders give way to ready work)."""
     from mesos_nb.protocol import event_loop
 
-    async def logged() -> None:
-        log.info("event loop: %s (--event-loop %s)", event_loop.running(), choice)
-        await main
-
-    event_loop.run(logged(), choice, counted=master)
+    event_loop.run(main, choice, counted=master)
 
 
 def _listen_error(what: str, host: str, port: int, e: OSError) -> CLIError:

@@ -17,7 +17,10 @@ import asyncio
 import functools
 import importlib.util
 import itertools
+import os
+import subprocess
 import sys
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -50,24 +53,34 @@ def parse(text: str) -> str:
 
 def factory(choice: str = "auto", counted: bool = False) -> Callable[[], asyncio.AbstractEventLoop]:
     """A function making a new loop of ``choice``'s kind (for ``asyncio.Runner``). ``counted``:
-    a uvloop that counts what it schedules (:class:`CountedLoop`: the master's, whose renders
-    give way to ready work and need to see it)."""
+    a uvloop that also counts what it schedules (the master's, whose renders give way to
+    ready work and need to see it)."""
     if resolve(choice) == "uvloop":
-        if counted:
-            return _counted_loop_class()
-        import uvloop
-
-        return uvloop.new_event_loop
+        return _loop_classes()[1 if counted else 0]
     return asyncio.new_event_loop
 
 
 @functools.cache
-def _counted_loop_class() -> type[asyncio.AbstractEventLoop]:
+def _loop_classes() -> tuple[type[asyncio.AbstractEventLoop], type[asyncio.AbstractEventLoop]]:
     import uvloop
 
     base_call_soon = uvloop.Loop.call_soon
 
-    class CountedLoop(uvloop.Loop):  # type: ignore[misc,valid-type]
+    class Loop(uvloop.Loop):  # type: ignore[misc,valid-type]
+        """uvloop, with the standard library's subprocesses: uvloop's own spawn forks (libuv)
+        where ``subprocess.Popen`` vforks (4x the CPU per process), runs ``preexec_fn``
+        before the child's stdio is in place (a pty's ``TIOCSCTTY`` fails) and ignores
+        ``user``/``group``/``extra_groups`` (a health check would run as the agent's user)."""
+
+        async def subprocess_exec(self, protocol_factory: Callable[[], Any], program: Any, *args: Any,
+                                  **kwargs: Any) -> tuple[Any, Any]:
+            return await _popen_transport(self, protocol_factory, (program, *args), False, **kwargs)
+
+        async def subprocess_shell(self, protocol_factory: Callable[[], Any], cmd: Any,
+                                   **kwargs: Any) -> tuple[Any, Any]:
+            return await _popen_transport(self, protocol_factory, cmd, True, **kwargs)
+
+    class CountedLoop(Loop):
         """uvloop keeps its ready queue in C, out of sight; this one counts every
         ``call_soon`` (a task's step, a future's callbacks: all that asyncio puts in the ready
         queue), so that a coroutine can tell whether anything else was scheduled while it
@@ -81,7 +94,55 @@ def _counted_loop_class() -> type[asyncio.AbstractEventLoop]:
             next(self.callbacks_scheduled)
             return base_call_soon(self, callback, *args, context=context)
 
-    return CountedLoop
+    return Loop, CountedLoop
+
+
+async def _popen_transport(loop: asyncio.AbstractEventLoop, protocol_factory: Callable[[], Any], args: Any,
+                           shell: bool, *, stdin: Any = subprocess.PIPE, stdout: Any = subprocess.PIPE,
+                           stderr: Any = subprocess.PIPE, bufsize: int = 0, **kwargs: Any) -> tuple[Any, Any]:
+    """The standard library's subprocess transport (``subprocess.Popen``, pipes through the
+    loop's public pipe API) on any loop; the child is reaped through a pidfd the loop
+    watches (a thread waiting for it where pidfds are missing)."""
+    # the standard library's own transport, as its loop uses it
+    from asyncio.unix_events import _UnixSubprocessTransport
+
+    for k in ("universal_newlines", "text", "encoding", "errors"):
+        if kwargs.pop(k, None):
+            raise ValueError(f"{k} is not supported by asyncio subprocesses")
+    protocol = protocol_factory()
+    waiter = loop.create_future()
+    transport = _UnixSubprocessTransport(loop, protocol, args, shell, stdin, stdout, stderr, bufsize,
+                                         waiter=waiter, **kwargs)
+    _reap(loop, transport.get_pid(), transport._process_exited)
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        await transport._wait()
+        raise
+    return transport, protocol
+
+
+def _reap(loop: asyncio.AbstractEventLoop, pid: int, exited: Callable[[int], None]) -> None:
+    def status() -> int:
+        try:
+            return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        except ChildProcessError:  # reaped by someone else: its status is lost
+            return 255
+
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        threading.Thread(target=lambda: loop.call_soon_threadsafe(exited, status()), daemon=True,
+                         name=f"reap-{pid}").start()
+        return
+
+    def readable() -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+        exited(status())
+
+    loop.add_reader(fd, readable)
 
 
 def new_loop(choice: str = "auto", counted: bool = False) -> asyncio.AbstractEventLoop:
