@@ -53,10 +53,11 @@ def test_master_and_agent_started_by_the_cli_run_on_uvloop_and_say_so(tmp_path):
                              "--work-dir", str(tmp_path / "a"), "--resources", "cpus:1;mem:64",
                              "--isolation", "posix"], alog))
         assert _flags(f"http://127.0.0.1:{aport}", procs[1], alog)["event_loop"] == "uvloop"
+        for log in (mlog, alog):  # once the service is up (registered, for the agent)
+            wait_for(lambda log=log: "INFO mesos_nb.cli event loop: uvloop" in log.read_text(), 30,
+                     message=lambda log=log: log.read_text())
     finally:
         stop_process_groups(procs)
-    for log in (mlog, alog):
-        assert "INFO mesos_nb.cli event loop: uvloop" in log.read_text()
 
 
 def test_event_loop_asyncio_is_the_fallback(tmp_path):
@@ -65,9 +66,9 @@ def test_event_loop_asyncio_is_the_fallback(tmp_path):
     proc = _start(["master", "--port", str(port), "--event-loop", "asyncio"], log)
     try:
         assert _flags(f"http://127.0.0.1:{port}", proc, log)["event_loop"] == "asyncio"
+        wait_for(lambda: "INFO mesos_nb.cli event loop: asyncio" in log.read_text(), 30, message=log.read_text)
     finally:
         stop_process_groups([proc])
-    assert "INFO mesos_nb.cli event loop: asyncio" in log.read_text()
 
 
 def test_local_takes_the_event_loop_from_the_environment(tmp_path):

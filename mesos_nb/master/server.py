@@ -48,6 +48,8 @@ from .registry_sqlite import SqliteRegistry
 from .security import PRINCIPAL, Guard, SecurityConfig
 
 log = logging.getLogger("mesos_nb.master")
+_PAYLOAD_REQUIRED = frozenset(("ACCEPT", "DECLINE", "KILL", "SHUTDOWN", "ACKNOWLEDGE", "RECONCILE", "MESSAGE",
+                               "UPDATE_FRAMEWORK"))  # calls whose body field must be present
 
 MAX_BODY = 16 * 1024 * 1024
 
@@ -394,8 +396,7 @@ class MasterServer:
         if call.framework_id is None:
             return _text(400, "Expecting 'framework_id' to be present")
         payload_field = call.type.lower()
-        required = {"ACCEPT", "DECLINE", "KILL", "SHUTDOWN", "ACKNOWLEDGE", "RECONCILE", "MESSAGE", "UPDATE_FRAMEWORK"}
-        if call.type in required and getattr(call, payload_field, None) is None:
+        if call.type in _PAYLOAD_REQUIRED and getattr(call, payload_field, None) is None:
             return _text(400, f"Expecting '{payload_field}' to be present")
         fid = call.framework_id.value
         fw = self.core.frameworks.get(fid)
