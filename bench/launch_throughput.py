@@ -88,7 +88,7 @@ _SERVE = (
     "        prof.dump_stats(os.path.join(os.environ['BENCH_PROFILE_DIR'], f'{{type(x).__name__}}-{{os.getpid()}}.prof'))\n"
     "    await x.stop()\n"
     + RUN_LOOP.replace("{", "{{").replace("}", "}}") +
-    "run_loop(main(), counted={counted})\n"
+    "run_loop(main())\n"
 )
 
 
@@ -155,7 +155,7 @@ def start_cluster(work_dir: str, concurrency: int, split: bool,
             f" tls_ca={secure.ca if secure else None!r})\n"
             "    await x.start()\n"
         )
-        procs = [_spawn(_SERVE.format(body=body, counted=True), env)]
+        procs = [_spawn(_SERVE.format(body=body), env)]
     else:
         master = (
             "    from mesos_nb.master.server import MasterConfig, MasterServer\n" + imports +
@@ -170,7 +170,7 @@ def start_cluster(work_dir: str, concurrency: int, split: bool,
             f"    x = AgentProcess(cfgs, master='{scheme}://127.0.0.1:{port}'{akw})\n"
             "    await x.start()\n"
         )
-        procs = [_spawn(_SERVE.format(body=master, counted=True), env), _spawn(_SERVE.format(body=agents, counted=False), env)]
+        procs = [_spawn(_SERVE.format(body=master), env), _spawn(_SERVE.format(body=agents), env)]
     ctx = ssl.create_default_context(cafile=secure.ca) if secure is not None and secure.tls else None
     urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/health", timeout=5, context=ctx).read()
     return procs, f"{scheme}://127.0.0.1:{port}"

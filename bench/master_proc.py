@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     elif a.gc_threshold:
         gct = tuple(int(x) for x in a.gc_threshold.split(","))
     run_loop(serve(a.port, os.environ.get("BENCH_AGENT_SECRET") or None, a.allocation_interval,
-                      feed=not a.no_feed, gc_threshold=gct), counted=True)
+                      feed=not a.no_feed, gc_threshold=gct))
     return 0
 
 

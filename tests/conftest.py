@@ -55,12 +55,12 @@ SMALL_AGENT = "cpus:2;mem:1024;disk:1024"
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
-    """In-process async tests run on the loop mesos-nb's master runs on (uvloop when installed,
-    counting what it schedules); ``$MESOS_NB_TEST_EVENT_LOOP=asyncio`` runs them on the stdlib's."""
+    """In-process async tests run on the loop mesos-nb's daemons run on (uvloop when installed);
+    ``$MESOS_NB_TEST_EVENT_LOOP=asyncio`` runs them on the stdlib's."""
     from mesos_nb.protocol import event_loop
 
     choice = os.environ.get("MESOS_NB_TEST_EVENT_LOOP") or "auto"
-    return {event_loop.resolve(choice): event_loop.factory(choice, counted=True)}
+    return {event_loop.resolve(choice): event_loop.factory(choice)}
 
 
 def free_port() -> int:

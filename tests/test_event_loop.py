@@ -115,8 +115,20 @@ def test_resolve_and_run():
         return event_loop.running()
 
     assert event_loop.run(which()) == "uvloop"
-    assert event_loop.run(which(), counted=True) == "uvloop"
     assert event_loop.run(which(), "asyncio") == "asyncio"
+
+    async def counting() -> tuple[int, bool, bool]:
+        loop = asyncio.get_running_loop()
+        counter = loop.count_scheduled()  # type: ignore[attr-defined]
+        before = next(counter)
+        loop.call_soon(lambda: None)
+        await asyncio.sleep(0)  # this task's wake-up: one more
+        n = next(counter) - before
+        on = "call_soon" in vars(loop)
+        loop.stop_counting()  # type: ignore[attr-defined]
+        return n, on, "call_soon" in vars(loop)
+
+    assert event_loop.run(counting()) == (3, True, False)  # counted only while asked: no cost otherwise
     assert event_loop.running() == "none"
 
 

@@ -37,12 +37,11 @@ async def _serve_until_signal(lines: Iterable[str], stop: Callable[[], Awaitable
         await stop()
 
 
-def _run(main: Coroutine[Any, Any, None], choice: str, master: bool = False) -> None:
-    """Run a service's ``main`` on the ``--event-loop`` it was given (a master's uvloop counts
-    what it schedules: its renders give way to ready work)."""
+def _run(main: Coroutine[Any, Any, None], choice: str) -> None:
+    """Run a service's ``main`` on the ``--event-loop`` it was given."""
     from mesos_nb.protocol import event_loop
 
-    event_loop.run(main, choice, counted=master)
+    event_loop.run(main, choice)
 
 
 def _listen_error(what: str, host: str, port: int, e: OSError) -> CLIError:
@@ -132,7 +131,7 @@ def cmd_master(args: argparse.Namespace) -> int:
             raise CLIError(str(e)) from None
         await _serve_until_signal([f"master: {server.url}", f"web UI: {server.url}/"], server.stop)
 
-    _run(main(), args.event_loop, master=True)
+    _run(main(), args.event_loop)
     return 0
 
 
@@ -226,7 +225,7 @@ def cmd_local(args: argparse.Namespace) -> int:
             raise _listen_error("master", "127.0.0.1", args.port, e) from None
         await _serve_until_signal(cluster.describe(), lambda: cluster.stop(kill_tasks=True))
 
-    _run(main(), args.event_loop, master=True)
+    _run(main(), args.event_loop)
     return 0
 
 

@@ -78,7 +78,7 @@ class ClusterThread:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def start(self, timeout: float = 30.0) -> ClusterThread:
-        loop = event_loop.new_loop(counted=True)  # the master's: see event_loop.factory
+        loop = event_loop.new_loop()
         ready = threading.Event()
 
         def run() -> None:

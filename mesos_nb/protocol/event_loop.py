@@ -51,26 +51,35 @@ def parse(text: str) -> str:
     return text
 
 
-def factory(choice: str = "auto", counted: bool = False) -> Callable[[], asyncio.AbstractEventLoop]:
-    """A function making a new loop of ``choice``'s kind (for ``asyncio.Runner``). ``counted``:
-    a uvloop that also counts what it schedules (the master's, whose renders give way to
-    ready work and need to see it)."""
+def factory(choice: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
+    """A function making a new loop of ``choice``'s kind (for ``asyncio.Runner``)."""
     if resolve(choice) == "uvloop":
-        return _loop_classes()[1 if counted else 0]
+        return _loop_class()
     return asyncio.new_event_loop
 
 
 @functools.cache
-def _loop_classes() -> tuple[type[asyncio.AbstractEventLoop], type[asyncio.AbstractEventLoop]]:
+def _loop_class() -> type[asyncio.AbstractEventLoop]:
     import uvloop
 
     base_call_soon = uvloop.Loop.call_soon
 
     class Loop(uvloop.Loop):  # type: ignore[misc,valid-type]
-        """uvloop, with the standard library's subprocesses: uvloop's own spawn forks (libuv)
-        where ``subprocess.Popen`` vforks (4x the CPU per process), runs ``preexec_fn``
-        before the child's stdio is in place (a pty's ``TIOCSCTTY`` fails) and ignores
-        ``user``/``group``/``extra_groups`` (a health check would run as the agent's user)."""
+        """uvloop, with two additions.
+
+        * The standard library's subprocesses: uvloop's own spawn forks (libuv) where
+          ``subprocess.Popen`` vforks (4x the CPU per process), runs ``preexec_fn`` before
+          the child's stdio is in place (a pty's ``TIOCSCTTY`` fails) and refuses
+          ``user``/``group``/``extra_groups``.
+        * :meth:`count_scheduled`: uvloop keeps its ready queue in C, out of sight; while
+          counting, every ``call_soon`` (a task's step, a future's callbacks: all that
+          asyncio puts in the ready queue) is counted, so that a coroutine can tell whether
+          anything else was scheduled while it waited one turn
+          (:func:`mesos_nb.master.doc_render._give_way`). Only then: a counted call costs
+          about 0.5 us more.
+        """
+
+        _counting = 0
 
         async def subprocess_exec(self, protocol_factory: Callable[[], Any], program: Any, *args: Any,
                                   **kwargs: Any) -> tuple[Any, Any]:
@@ -80,21 +89,27 @@ def _loop_classes() -> tuple[type[asyncio.AbstractEventLoop], type[asyncio.Abstr
                                    **kwargs: Any) -> tuple[Any, Any]:
             return await _popen_transport(self, protocol_factory, cmd, True, **kwargs)
 
-    class CountedLoop(Loop):
-        """uvloop keeps its ready queue in C, out of sight; this one counts every
-        ``call_soon`` (a task's step, a future's callbacks: all that asyncio puts in the ready
-        queue), so that a coroutine can tell whether anything else was scheduled while it
-        waited one turn (:func:`mesos_nb.master.doc_render._give_way`). About 0.5 us a call."""
+        def count_scheduled(self) -> itertools.count:
+            """Start counting ``call_soon`` (until as many :meth:`stop_counting`); ``next()``
+            of the counter returned reads it (and counts itself)."""
+            if self._counting == 0:
+                self._scheduled = itertools.count()
+                counter = self._scheduled
 
-        def __init__(self) -> None:
-            super().__init__()
-            self.callbacks_scheduled = itertools.count()  # next() reads it (and counts itself)
+                def counted_call_soon(callback: Callable[..., Any], *args: Any, context: Any = None) -> Any:
+                    next(counter)
+                    return base_call_soon(self, callback, *args, context=context)
 
-        def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> Any:
-            next(self.callbacks_scheduled)
-            return base_call_soon(self, callback, *args, context=context)
+                self.call_soon = counted_call_soon  # the instance's, found before the class's method
+            self._counting += 1
+            return self._scheduled
 
-    return Loop, CountedLoop
+        def stop_counting(self) -> None:
+            self._counting -= 1
+            if self._counting == 0:
+                del self.call_soon
+
+    return Loop
 
 
 async def _popen_transport(loop: asyncio.AbstractEventLoop, protocol_factory: Callable[[], Any], args: Any,
@@ -145,27 +160,25 @@ def _reap(loop: asyncio.AbstractEventLoop, pid: int, exited: Callable[[int], Non
     loop.add_reader(fd, readable)
 
 
-def new_loop(choice: str = "auto", counted: bool = False) -> asyncio.AbstractEventLoop:
+def new_loop(choice: str = "auto") -> asyncio.AbstractEventLoop:
     """A new loop for a thread mesos-nb starts itself (the SDK's background loop)."""
-    return factory(choice, counted)()
+    return factory(choice)()
 
 
-def run(main: Coroutine[Any, Any, T], choice: str = "auto", counted: bool = False) -> T:
+def run(main: Coroutine[Any, Any, T], choice: str = "auto") -> T:
     """``asyncio.run(main)`` on a loop of ``choice``'s kind."""
-    make = factory(choice, counted)
+    make = factory(choice)
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=make) as runner:
             return runner.run(main)
-    policy = asyncio.DefaultEventLoopPolicy()  # Python 3.10: no Runner; this process's policy
-    policy.new_event_loop = make  # type: ignore[method-assign]
-    asyncio.set_event_loop_policy(policy)
+    asyncio.set_event_loop_policy(policy(choice))  # Python 3.10: no Runner; this process's policy
     return asyncio.run(main)
 
 
-def policy(choice: str = "auto", counted: bool = False) -> asyncio.AbstractEventLoopPolicy:
-    """An event loop policy making ``choice``'s loops (for a test runner's loops)."""
+def policy(choice: str = "auto") -> asyncio.AbstractEventLoopPolicy:
+    """An event loop policy making ``choice``'s loops."""
     p = asyncio.DefaultEventLoopPolicy()
-    p.new_event_loop = factory(choice, counted)  # type: ignore[method-assign]
+    p.new_event_loop = factory(choice)  # type: ignore[method-assign]
     return p
 
 
