@@ -29,7 +29,7 @@ from mesos_nb.scheduler import Scheduler, SchedulerDriver
 from mesos_nb.scheduler.tasks import offer_role
 
 from .emulated_agents import EmulatedAgents
-from .harness import machine, start_health_probe
+from .harness import machine, run_loop, start_health_probe
 from .master_proc import MasterProcess
 
 TASK = {"cpus": 0.01, "mem": 1.0}
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.tasks < 1:
         print("--tasks must be at least 1", file=sys.stderr)
         return 2
-    r = asyncio.run(run(a.tasks))
+    r = run_loop(run(a.tasks))
     r["verdict"] = "met" if (r.get("health_max_s") or 0) <= 0.1 else "MISSED"
     print(json.dumps(r, indent=None if a.json else 2))
     return 0

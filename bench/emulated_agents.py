@@ -49,6 +49,8 @@ from mesos_nb.protocol import channel as ch
 from mesos_nb.protocol.messages import ID, TaskInfo, TaskStatus
 from mesos_nb.protocol.resources import Resources
 
+from .harness import run_loop
+
 log = logging.getLogger("bench.emulated_agents")
 
 CHANNEL_PATH = "/api/v1/agent-channel"
@@ -397,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        asyncio.run(_amain(a))
+        run_loop(_amain(a))
     except (ConnectionError, OSError, asyncio.TimeoutError) as e:
         print(f"emulated agents: {e or type(e).__name__}", file=sys.stderr)
         return 1

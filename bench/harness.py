@@ -8,6 +8,7 @@ and, on SIGTERM, one JSON line with its figures.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -23,6 +24,25 @@ from typing import Any
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+
+def run_loop(main: Any) -> Any:
+    """``asyncio.run(main)`` on the loop mesos-nb's daemons pick (``event_loop``: uvloop when
+    installed; ``$MESOS_NB_EVENT_LOOP=asyncio`` for the stdlib's), or the stdlib's on a
+    checkout without that module (an A/B against an older main). Self-contained: its source
+    is :data:`RUN_LOOP`, put into the ``python -c`` cluster programs of launch_throughput."""
+    import asyncio
+    import os
+
+    try:
+        from mesos_nb.protocol import event_loop
+    except ImportError:
+        return asyncio.run(main)
+    return event_loop.run(main, os.environ.get("MESOS_NB_EVENT_LOOP") or "auto")
+
+
+RUN_LOOP = inspect.getsource(run_loop).replace("main: Any) -> Any:", "main):")
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:

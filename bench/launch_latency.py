@@ -24,7 +24,7 @@ from mesos_nb.protocol import messages as m
 from mesos_nb.protocol.resources import Resources
 from mesos_nb.scheduler import FrameworkInfo, Scheduler, SchedulerDriver
 
-from .harness import machine, pct
+from .harness import machine, pct, run_loop
 from .launch_throughput import _cpu, start_cluster
 
 REFUSE_S = 60.0
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--isolation", default="posix")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    r = asyncio.run(run(a.n, a.work_dir, a.isolation))
+    r = run_loop(run(a.n, a.work_dir, a.isolation))
     print(json.dumps(r, indent=None if a.json else 2))
     return 0
 

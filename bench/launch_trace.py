@@ -15,7 +15,6 @@ the previous hop, over all tasks but the first three.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import atexit
 import functools
 import importlib
@@ -27,6 +26,8 @@ import sys
 import tempfile
 import time
 from typing import Any
+
+from .harness import run_loop
 
 EVENTS: list[tuple[int, str]] = []
 
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", default="/dev/shm" if os.path.isdir("/dev/shm") else "/var/tmp")
     ap.add_argument("--isolation", default="posix")
     a = ap.parse_args(argv)
-    tasks = asyncio.run(run(a.n, a.work_dir, a.isolation))
+    tasks = run_loop(run(a.n, a.work_dir, a.isolation))
     print(f"{len(tasks)} tasks, isolation {a.isolation}, work dir {a.work_dir}, load {os.getloadavg()[0]:.1f}")
     print(f"{'hop':42s} {'since ACCEPT':>12s} {'step':>8s}  (median ms)")
     for label, t, s in summarize(tasks):

@@ -32,6 +32,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from .harness import run_loop
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -410,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         gct = ()
     elif a.gc_threshold:
         gct = tuple(int(x) for x in a.gc_threshold.split(","))
-    asyncio.run(serve(a.port, os.environ.get("BENCH_AGENT_SECRET") or None, a.allocation_interval,
+    run_loop(serve(a.port, os.environ.get("BENCH_AGENT_SECRET") or None, a.allocation_interval,
                       feed=not a.no_feed, gc_threshold=gct))
     return 0
 

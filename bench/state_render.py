@@ -49,7 +49,7 @@ from mesos_nb.protocol.resources import Resources
 from mesos_nb.scheduler import Scheduler, SchedulerDriver
 from mesos_nb.scheduler.tasks import offer_role
 
-from .harness import REPO, machine, pct, start_agents
+from .harness import REPO, machine, pct, run_loop, start_agents
 from .master_proc import MasterProcess
 
 TASK = {"cpus": 1.0, "mem": 16.0}
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         print("--agents, --tasks, --renders and --cycles must be positive", file=sys.stderr)
         return 2
     log = None if a.json else (lambda s: print(s, file=sys.stderr, flush=True))
-    r = asyncio.run(run(a.agents, a.tasks, a.renders, a.cycles, feed=not a.no_feed,
+    r = run_loop(run(a.agents, a.tasks, a.renders, a.cycles, feed=not a.no_feed,
                         gc_threshold=a.gc_threshold, log=log))
     print(json.dumps(r, indent=None if a.json else 2))
     return 0

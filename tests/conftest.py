@@ -22,6 +22,8 @@ Fixtures:
 
 * ``local_cluster``: a started in-process :class:`mesos_nb.local.LocalCluster`, 2 agents of
   ``cpus:2;mem:1024;disk:1024``, master on a free port; stopped afterwards.
+* in-process async tests run on uvloop when it is installed (``$MESOS_NB_TEST_EVENT_LOOP=asyncio``:
+  the stdlib loop), as the daemons do.
 * ``cluster_process`` (session): ``mesos-nb local --agents 2`` as a real subprocess on a free
   port; ``.master`` (HOST:PORT), ``.url``, ``.env`` (with ``MESOS_NB_MASTER``), ``.cli(*args)``.
 """
@@ -50,6 +52,15 @@ import pytest_asyncio
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL_AGENT = "cpus:2;mem:1024;disk:1024"
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """In-process async tests run on the loop mesos-nb's daemons run on (uvloop when installed);
+    ``$MESOS_NB_TEST_EVENT_LOOP=asyncio`` runs them on the stdlib's."""
+    from mesos_nb.protocol import event_loop
+
+    choice = os.environ.get("MESOS_NB_TEST_EVENT_LOOP") or "auto"
+    return {event_loop.resolve(choice): event_loop.factory(choice)}
 
 
 def free_port() -> int:

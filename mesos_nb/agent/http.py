@@ -17,6 +17,7 @@ import psutil
 from aiohttp import web
 from msgspec import UNSET
 
+from ..protocol import event_loop
 from ..protocol.state import AgentFrameworkDoc, AgentStateDoc, AgentTaskDoc, ExecutorDoc
 from ..protocol.version import VERSION
 from .app_key import AGENT_KEY, agent_of
@@ -83,7 +84,7 @@ def state_doc(agent: Agent) -> AgentStateDoc:
         attributes=attributes_dict(agent.attributes), master_hostname=None,
         flags={
             "master": cfg.master, "port": str(agent.port), "work_dir": cfg.work_dir,
-            "isolation": cfg.isolation, "hostname": agent.hostname,
+            "isolation": cfg.isolation, "hostname": agent.hostname, "event_loop": event_loop.running(),
             "executor_shutdown_grace_period": f"{cfg.executor_shutdown_grace_period:g}secs",
             **({"resources": cfg.resources} if cfg.resources else {}),
             **({"attributes": cfg.attributes} if cfg.attributes else {}),

@@ -20,6 +20,7 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 import struct
 import termios
 from collections import OrderedDict
@@ -182,7 +183,14 @@ class SwitchboardSession:
         delay = 0.01
         while True:
             try:
-                reader, writer = await asyncio.open_unix_connection(socket_name(self.key))
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                try:  # connected here: uvloop cuts an abstract name (leading NUL) given as a path
+                    await loop.sock_connect(sock, socket_name(self.key))
+                except BaseException:
+                    sock.close()
+                    raise
+                reader, writer = await asyncio.open_unix_connection(sock=sock)
                 break
             except OSError as e:
                 if loop.time() >= deadline:

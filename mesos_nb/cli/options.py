@@ -77,3 +77,18 @@ def log_level(text: str) -> str:
 
     parse_level(text)
     return text
+
+
+def event_loop(text: str) -> str:
+    """An ``--event-loop`` value: auto, uvloop (installed) or asyncio."""
+    from mesos_nb.protocol.event_loop import parse
+
+    try:
+        return parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def event_loop_option(p: argparse.ArgumentParser) -> None:
+    opt(p, "--event-loop", type=event_loop, default="auto",
+        help="the process's event loop: auto (uvloop when installed, else asyncio), uvloop, asyncio")

@@ -10,7 +10,17 @@ from mesos_nb.master.ha_flags import add_agent_flags, add_master_flags
 from mesos_nb.protocol.version import VERSION
 
 from . import apps, maintenance, operator, roles, run, services
-from .options import DEFAULT_MASTER, ENV_PREFIX, Parser, flag, log_level, opt, port, positive
+from .options import (
+    DEFAULT_MASTER,
+    ENV_PREFIX,
+    Parser,
+    event_loop_option,
+    flag,
+    log_level,
+    opt,
+    port,
+    positive,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
          "offer GPU agents to every framework, not only to those that declare GPU_RESOURCES")
     services.security_options(m)
     opt(m, "--log-level", type=log_level, default="info", help="debug, info, warning, error")
+    event_loop_option(m)
     add_master_flags(m)
 
     a = cmd("agent", "run an agent", services.cmd_agent)
@@ -92,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt(a, "--tls-key", help="PEM private key of --tls-cert")
     opt(a, "--tls-ca", help="PEM CA bundle to verify the master")
     opt(a, "--log-level", type=log_level, default="info", help="debug, info, warning, error")
+    event_loop_option(a)
     add_agent_flags(a)
 
     lo = cmd("local", "run a master and N agents in one process", services.cmd_local, master=False)
@@ -106,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "tarballs or a registry URL")
     opt(lo, "--log-level", type=log_level, default="warning", help="debug, info, warning, error")
     flag(lo, "--no-authenticate", "turn authentication off (default: generate credentials and require them)")
+    event_loop_option(lo)
     services.tls_options(lo)
 
     cmd("status", "summary of the cluster", operator.cmd_status)

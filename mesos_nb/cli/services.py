@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from .errors import CLIError
 from .options import flag, opt, positive
 
+log = logging.getLogger("mesos_nb.cli")
+
 
 async def _serve_until_signal(lines: Iterable[str], stop: Callable[[], Awaitable[Any]]) -> None:
-    """Print where the started service is, run until SIGINT/SIGTERM, then ``stop`` it."""
+    """Print where the started service is (and log its event loop), run until SIGINT/SIGTERM,
+    then ``stop`` it."""
+    from mesos_nb.protocol.event_loop import running
+
     for line in lines:
         print(line, flush=True)
+    log.info("event loop: %s", running())
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -28,6 +35,13 @@ async def _serve_until_signal(lines: Iterable[str], stop: Callable[[], Awaitable
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await stop()
+
+
+def _run(main: Coroutine[Any, Any, None], choice: str) -> None:
+    """Run a service's ``main`` on the ``--event-loop`` it was given."""
+    from mesos_nb.protocol import event_loop
+
+    event_loop.run(main, choice)
 
 
 def _listen_error(what: str, host: str, port: int, e: OSError) -> CLIError:
@@ -117,7 +131,7 @@ def cmd_master(args: argparse.Namespace) -> int:
             raise CLIError(str(e)) from None
         await _serve_until_signal([f"master: {server.url}", f"web UI: {server.url}/"], server.stop)
 
-    asyncio.run(main())
+    _run(main(), args.event_loop)
     return 0
 
 
@@ -182,7 +196,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         await _serve_until_signal([f"agent: {ag.url} id={ag.agent_id} master={args.master}" for ag in proc.agents],
                                   proc.stop)
 
-    asyncio.run(main())
+    _run(main(), args.event_loop)
     return 0
 
 
@@ -211,7 +225,7 @@ def cmd_local(args: argparse.Namespace) -> int:
             raise _listen_error("master", "127.0.0.1", args.port, e) from None
         await _serve_until_signal(cluster.describe(), lambda: cluster.stop(kill_tasks=True))
 
-    asyncio.run(main())
+    _run(main(), args.event_loop)
     return 0
 
 

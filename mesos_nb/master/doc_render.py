@@ -37,11 +37,25 @@ _enc = msgspec.json.Encoder()
 
 
 async def _give_way() -> None:
-    """Let every other ready callback run first (the loop's ready queue is asyncio's own
-    ``_ready``; a loop without one, e.g. uvloop, gets a plain turn)."""
+    """Let every other ready callback run first, until a turn of the loop finds nothing else
+    ready (or :data:`MAX_DEFER` has passed). The stdlib loop's ready queue is visible
+    (``_ready``); mesos-nb's uvloop counts what is scheduled when asked
+    (:mod:`mesos_nb.protocol.event_loop`): a turn in which nothing but this coroutine's own
+    wake-up was scheduled leaves nothing else ready. Any other loop gets a plain turn."""
     loop = asyncio.get_running_loop()
-    ready = getattr(loop, "_ready", None)
     deadline = time.perf_counter() + MAX_DEFER
+    count = getattr(loop, "count_scheduled", None)
+    if count is not None:
+        counter = count()
+        try:
+            while True:
+                before = next(counter)
+                await asyncio.sleep(0)
+                if next(counter) - before <= 2 or time.perf_counter() >= deadline:  # 2: the wake-up, the read
+                    return
+        finally:
+            loop.stop_counting()  # type: ignore[attr-defined]
+    ready = getattr(loop, "_ready", None)
     await asyncio.sleep(0)
     while ready and time.perf_counter() < deadline:
         await asyncio.sleep(0)

@@ -21,8 +21,8 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from ..protocol import channel as ch
+from ..protocol import event_loop, recordio
 from ..protocol import messages as m
-from ..protocol import recordio
 from ..protocol.http_calls import CallRefused, accepts_json, check_json_content_type
 from ..protocol.routing import add_routes
 from ..protocol.tls import server_context, server_settings
@@ -48,6 +48,8 @@ from .registry_sqlite import SqliteRegistry
 from .security import PRINCIPAL, Guard, SecurityConfig
 
 log = logging.getLogger("mesos_nb.master")
+_PAYLOAD_REQUIRED = frozenset(("ACCEPT", "DECLINE", "KILL", "SHUTDOWN", "ACKNOWLEDGE", "RECONCILE", "MESSAGE",
+                               "UPDATE_FRAMEWORK"))  # calls whose body field must be present
 
 MAX_BODY = 16 * 1024 * 1024
 
@@ -170,6 +172,7 @@ class MasterServer:
             "agent_reregister_timeout": f"{c.agent_reregister_timeout}secs",
             "registry_max_agent_age": f"{c.registry_max_agent_age}secs",
             "registry_max_agent_count": str(c.registry_max_agent_count),
+            "event_loop": event_loop.running(),
             **({"agent_http_credential": c.agent_http_credential} if c.agent_http_credential else {}),
             **(self.leadership.flags() if self.leadership is not None else {}),
         }
@@ -395,8 +398,7 @@ class MasterServer:
         if call.framework_id is None:
             return _text(400, "Expecting 'framework_id' to be present")
         payload_field = call.type.lower()
-        required = {"ACCEPT", "DECLINE", "KILL", "SHUTDOWN", "ACKNOWLEDGE", "RECONCILE", "MESSAGE", "UPDATE_FRAMEWORK"}
-        if call.type in required and getattr(call, payload_field, None) is None:
+        if call.type in _PAYLOAD_REQUIRED and getattr(call, payload_field, None) is None:
             return _text(400, f"Expecting '{payload_field}' to be present")
         fid = call.framework_id.value
         fw = self.core.frameworks.get(fid)

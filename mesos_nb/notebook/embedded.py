@@ -27,6 +27,7 @@ import psutil
 from mesos_nb.client import HttpClient, MesosClientError
 from mesos_nb.client import master_url as resolve_master
 from mesos_nb.local import LocalCluster
+from mesos_nb.protocol import event_loop
 
 
 def state_dir() -> Path:
@@ -77,7 +78,7 @@ class ClusterThread:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def start(self, timeout: float = 30.0) -> ClusterThread:
-        loop = asyncio.new_event_loop()
+        loop = event_loop.new_loop()
         ready = threading.Event()
 
         def run() -> None:

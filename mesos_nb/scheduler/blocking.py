@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from mesos_nb.protocol import event_loop
 from mesos_nb.protocol.messages import Filters, FrameworkInfo, Operation, TaskInfo, TaskStatus
 
 from .driver import Scheduler, SchedulerDriver
@@ -43,7 +44,7 @@ class BlockingSchedulerDriver:
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is not None:
             return self._loop
-        loop = asyncio.new_event_loop()
+        loop = event_loop.new_loop()
 
         def run() -> None:
             asyncio.set_event_loop(loop)

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+from mesos_nb.protocol import event_loop
 from mesos_nb.protocol.messages import Filters, Offer
 from mesos_nb.protocol.resources import Resources
 
@@ -103,7 +104,7 @@ class TaskPool(Scheduler):
         ready = threading.Event()
 
         def run() -> None:
-            loop = asyncio.new_event_loop()
+            loop = event_loop.new_loop()
             asyncio.set_event_loop(loop)
             self._loop = loop
             ready.set()

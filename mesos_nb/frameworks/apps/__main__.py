@@ -23,6 +23,7 @@ import socket
 import sys
 from typing import Any
 
+from mesos_nb.protocol import event_loop
 from mesos_nb.protocol.credentials import CredentialsError, load_credentials
 from mesos_nb.protocol.zk_url import ZkUrlError, parse_zk_url
 
@@ -189,7 +190,7 @@ def serve(args: argparse.Namespace) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):
         try:
-            return asyncio.run(run(args))
+            return event_loop.run(run(args))
         except StoreError as e:  # ZooKeeper unreachable at start, or fenced while claiming
             print(f"--zk {parse_zk_url(args.zk)}: {e}", file=sys.stderr)
             return 2
