@@ -37,28 +37,41 @@ _enc = msgspec.json.Encoder()
 
 
 async def _give_way() -> None:
+    """A request's render lets the loop's other ready work run first, for at most
+    :data:`MAX_DEFER`."""
+    await wait_for_idle(deadline=time.perf_counter() + MAX_DEFER)
+
+
+def _always() -> bool:
+    return True
+
+
+async def wait_for_idle(deadline: float = float("inf"), waiting: Callable[[], bool] = _always,
+                        spin: int = 1 << 30) -> None:
     """Let every other ready callback run first, until a turn of the loop finds nothing else
-    ready (or :data:`MAX_DEFER` has passed). The stdlib loop's ready queue is visible
-    (``_ready``); mesos-nb's uvloop counts what is scheduled when asked
-    (:mod:`mesos_nb.protocol.event_loop`): a turn in which nothing but this coroutine's own
-    wake-up was scheduled leaves nothing else ready. Any other loop gets a plain turn."""
+    ready, ``waiting()`` is false or ``deadline`` (``perf_counter``) has passed; after ``spin``
+    busy turns each turn is a 1 ms wait (a background job must not spin the CPU).
+
+    The stdlib loop's ready queue is visible (``_ready``); mesos-nb's uvloop counts what is
+    scheduled when asked (:mod:`mesos_nb.protocol.event_loop`): a turn in which nothing but this
+    coroutine's own wake-up was scheduled leaves nothing else ready. Any other loop gets a
+    plain turn."""
     loop = asyncio.get_running_loop()
-    deadline = time.perf_counter() + MAX_DEFER
     count = getattr(loop, "count_scheduled", None)
-    if count is not None:
-        counter = count()
-        try:
-            while True:
-                before = next(counter)
-                await asyncio.sleep(0)
-                if next(counter) - before <= 2 or time.perf_counter() >= deadline:  # 2: the wake-up, the read
-                    return
-        finally:
-            loop.stop_counting()  # type: ignore[attr-defined]
     ready = getattr(loop, "_ready", None)
-    await asyncio.sleep(0)
-    while ready and time.perf_counter() < deadline:
-        await asyncio.sleep(0)
+    counter = count() if count is not None else None
+    turns = 0
+    try:
+        while True:
+            before = next(counter) if counter is not None else 0
+            await asyncio.sleep(0 if turns < spin else 0.001)
+            turns += 1
+            idle = next(counter) - before <= 2 if counter is not None else not ready  # 2: the wake-up, the read
+            if idle or not waiting() or time.perf_counter() >= deadline:
+                return
+    finally:
+        if counter is not None:
+            loop.stop_counting()  # type: ignore[attr-defined]
 
 
 class Pacer:

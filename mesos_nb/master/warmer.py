@@ -90,12 +90,7 @@ class BackgroundPacer:
 
 async def _idle(control: PaceControl) -> None:
     """Wait until the loop has nothing else ready (or the render became a request's)."""
-    ready = getattr(asyncio.get_running_loop(), "_ready", None)  # None (uvloop): a plain turn
-    await asyncio.sleep(0)
-    spins = 0
-    while ready and control.background:
-        spins += 1
-        await asyncio.sleep(0 if spins < _SPIN else 0.001)
+    await doc_render.wait_for_idle(waiting=lambda: control.background, spin=_SPIN)
 
 
 class WarmRender:
