@@ -247,6 +247,13 @@ class Guard:
     @web.middleware
     async def middleware(self, request: web.Request,
                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if request.path in SCHEDULER_PATHS and not self.config.authenticate_frameworks \
+                and "Origin" not in request.headers:
+            # The common scheduler call (ACKNOWLEDGE, ACCEPT) on a master without framework
+            # authentication: no credentials, Origin, trailing slash or view ACL to look at,
+            # which is what the full guard below would find -- at a tenth of the request's CPU.
+            request[PRINCIPAL] = None
+            return _protobuf_refused(request) or await handler(_as_is(request))
         request, handler = await trim_slash(request, handler)
         realm, required = self._realm(request)
         origin = request.headers.get("Origin")
@@ -266,10 +273,8 @@ class Guard:
             objects = await self._v0_objects(request, v0)
             if not self.acls.allowed(action, principal, objects):
                 return _forbidden(f"Not authorized: {request.method} {request.path}")
-        if realm == "scheduler" and request.headers.get("Content-Type", "").split(";")[0].strip().lower() \
-                == "application/x-protobuf":
-            return web.Response(status=415, text="Content-Type 'application/x-protobuf' is not supported; "
-                                                 "mesos-nb speaks 'application/json'")
+        if realm == "scheduler" and (refused := _protobuf_refused(request)) is not None:
+            return refused
         if realm == "operator" and request.method == "POST":
             refused = await self._check_operator(request, principal)
             if refused is not None:
@@ -287,8 +292,7 @@ class Guard:
                 if path in UNFILTERED_VIEWS:
                     return _forbidden(f"{path} is not available to a principal whose view ACLs hide "
                                       "something; use /master/state")
-        request[SENT_AS_IS] = True
-        return await handler(request)
+        return await handler(_as_is(request))
 
     def _sees_all(self, principal: str | None) -> bool:
         """Allowed the ANY object for every view action, hence every framework, task and executor
@@ -487,6 +491,20 @@ class Guard:
                         "not its agent or task", chan.peer, chan.principal, type(x).__name__,
                         getattr(x, "agent_id", None))
         return ok
+
+
+def _as_is(request: web.Request) -> web.Request:
+    """``request`` marked as answered as its handler makes it (no view ACL filters it)."""
+    request[SENT_AS_IS] = True
+    return request
+
+
+def _protobuf_refused(request: web.Request) -> web.Response | None:
+    """A scheduler call in protobuf is refused with 415 before its handler reads it."""
+    if request.headers.get("Content-Type", "").split(";")[0].strip().lower() == "application/x-protobuf":
+        return web.Response(status=415, text="Content-Type 'application/x-protobuf' is not supported; "
+                                             "mesos-nb speaks 'application/json'")
+    return None
 
 
 __all__ = ["PRINCIPAL", "Guard", "SecurityConfig", "SecurityError", "validate_agent_address"]
