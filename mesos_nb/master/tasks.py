@@ -22,6 +22,12 @@ from .state import MasterState, lost_state, make_status
 
 log = logging.getLogger("mesos_nb.master")
 
+# a terminal state's counter: TASK_FINISHED -> master/tasks_finished (TASK_GONE_BY_OPERATOR -> tasks_gone)
+_TERMINAL_METRICS = {
+    s: "master/tasks_" + s.removeprefix("TASK_").lower().replace("gone_by_operator", "gone")
+    for s in m.TERMINAL_STATES
+}
+
 
 # ------------------------------------------------------------------ bookkeeping
 def release_task(st: MasterState, task: Task) -> None:
@@ -304,8 +310,7 @@ def status_update(st: MasterState, upd: ch.StatusUpdate, now: float) -> None:
         task.statuses.append((status.state, status.timestamp or now))
         task.latest = status
         if status.state in m.TERMINAL_STATES and not was_terminal:
-            key = "master/" + status.state.removeprefix("TASK_").lower().replace("gone_by_operator", "gone")
-            key = key.replace("master/", "master/tasks_")
+            key = _TERMINAL_METRICS[status.state]
             st.metrics[key] = st.metrics.get(key, 0) + 1
             release_task(st, task)
             log.info("task %s framework=%s agent=%s task=%s message=%s", status.state, fw.id,
