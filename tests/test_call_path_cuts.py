@@ -8,10 +8,10 @@ import aiohttp
 import pytest
 from conftest import async_wait_for
 
-from mesos_nb.agent import command_executor
 from mesos_nb.local import LocalCluster
 from mesos_nb.master.security import Guard
 from mesos_nb.protocol import messages as m
+from mesos_nb.protocol import parsed_resources
 from mesos_nb.protocol.resources import Resources
 from mesos_nb.scheduler import Scheduler, SchedulerDriver, command_task
 
@@ -89,14 +89,14 @@ def test_a_resource_list_is_validated_once(monkeypatch):
         return full(cls, items)
 
     monkeypatch.setattr(Resources, "from_proto", classmethod(counting))
-    monkeypatch.setattr(command_executor, "_RESOURCES_SEEN", {})
+    monkeypatch.setattr(parsed_resources, "_PARSED", {})
     items = Resources.parse("cpus:0.25;mem:16").to_proto()
-    a = command_executor.task_resources(items)
-    b = command_executor.task_resources(Resources.parse("cpus:0.25;mem:16").to_proto())
+    a = parsed_resources.task_resources(items)
+    b = parsed_resources.task_resources(Resources.parse("cpus:0.25;mem:16").to_proto())
     assert a is b and len(calls) == 1 and a == Resources.parse("cpus:0.25;mem:16")
-    assert command_executor.task_resources(Resources.parse("cpus:0.5;mem:16").to_proto()) != a
+    assert parsed_resources.task_resources(Resources.parse("cpus:0.5;mem:16").to_proto()) != a
     bad = [m.Resource(name="cpus", type="SCALAR", scalar=m.Scalar(value=1), role="bad role")]
     for _ in range(2):  # refused each time, never remembered
         with pytest.raises(ValueError):
-            command_executor.task_resources(bad)
-    assert len(command_executor._RESOURCES_SEEN) == 2
+            parsed_resources.task_resources(bad)
+    assert len(parsed_resources._PARSED) == 2

@@ -16,10 +16,8 @@ import os
 import sys
 import uuid
 
-import msgspec
-
-from mesos_nb.protocol.messages import ID, ExecutorInfo, FrameworkInfo, Resource, TaskInfo
-from mesos_nb.protocol.resources import Resources
+from mesos_nb.protocol.messages import ID, ExecutorInfo, FrameworkInfo, TaskInfo
+from mesos_nb.protocol.parsed_resources import task_resources
 
 from . import sandbox
 from .containerizer import LaunchError, LaunchSpec, describe_status
@@ -31,24 +29,6 @@ logger = logging.getLogger("mesos_nb.agent")
 
 SWITCHBOARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "switchboard.py")
 COMMAND_EXECUTOR_MEM = 32 * 1024 * 1024  # Mesos' command executor overhead, added to supervised limits
-
-_RESOURCES_SEEN: dict[bytes, Resources] = {}  # a task's resource list (JSON) -> its validated Resources
-_RESOURCES_SEEN_MAX = 256
-_encode_resources = msgspec.json.Encoder().encode
-
-
-def task_resources(items: list[Resource]) -> Resources:
-    """``Resources.from_proto(items)``, built once per distinct list: a framework launches
-    thousands of tasks alike, and a Resources is an immutable value (a sixth of the cost to
-    look up). A list that does not validate raises each time and is never remembered."""
-    key = _encode_resources(items)
-    res = _RESOURCES_SEEN.get(key)
-    if res is None:
-        res = Resources.from_proto(items)
-        if len(_RESOURCES_SEEN) >= _RESOURCES_SEEN_MAX:
-            _RESOURCES_SEEN.clear()
-        _RESOURCES_SEEN[key] = res
-    return res
 
 
 def _wants_tty(info: TaskInfo) -> bool:

@@ -11,28 +11,13 @@ from collections.abc import Mapping
 import msgspec
 
 from ..protocol import messages as m
+from ..protocol.parsed_resources import task_resources
 from ..protocol.resource_text import valid_role as validate_role  # one rule for every role name
 from ..protocol.resources import ResourceParseError, Resources
 from .model import Agent, Framework
 from .state import DEFAULT_REFUSE_SECONDS, MAX_REFUSE_SECONDS, CallError
 
 _enc = msgspec.json.Encoder()
-_PARSED: dict[bytes, Resources] = {}
-_PARSED_MAX = 4096
-
-
-def task_resources(protos: list[m.Resource]) -> Resources:
-    """``Resources.from_proto``, remembered by the protos' JSON: the tasks of one big ACCEPT
-    mostly ask for the same few shapes, and parsing each was a third of the launch step.
-    Raises as ``from_proto`` does (failures are not remembered)."""
-    key = _enc.encode(protos)
-    res = _PARSED.get(key)
-    if res is None:
-        res = Resources.from_proto(protos)
-        if len(_PARSED) >= _PARSED_MAX:
-            _PARSED.clear()
-        _PARSED[key] = res
-    return res
 
 
 def validate_id(value: str, what: str) -> str | None:
