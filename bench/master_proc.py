@@ -362,6 +362,9 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
                     state_tasks_encoded=srv.views._state.tasks.rendered,
                     get_state_tasks_encoded=srv.views.operator_state.active.rendered
                     + srv.views.operator_state.completed.rendered,
+                    # requests the per-turn budget held for a later turn (masters without one: None)
+                    turn_budget_deferred=next((mw.__self__.deferred for mw in srv.app.middlewares
+                                               if hasattr(getattr(mw, "__self__", None), "deferred")), None),
                     **_warmer_stats(srv))
         if request.query.get("reset"):
             stats.reset()
