@@ -71,6 +71,7 @@ class LoopStats:
         self.alloc_steps: list[float] = []  # thread CPU of each allocator step (``allocator.step``)
         self.alloc_step_agents = 0
         self.make_offers_max: tuple[float, int] = (0.0, 0)  # (CPU s, offers) of the longest make_offers
+        self.make_offers_max_gc = 0.0  # collector pauses inside that make_offers
         # what fills a gap, on any loop (uvloop has no ``_run_once`` or ``Handle._run`` to hook):
         # counters the ticker reads at each tick, so a gap over 50 ms gets the master thread's CPU
         # in it (CPU << wall: the box took the CPU; CPU ~ wall: our own work) and what ran
@@ -200,11 +201,12 @@ class LoopStats:
             return out
 
         def make_offers(st: Any, allocations: list) -> None:
-            c0 = time.thread_time()
+            c0, g0 = time.thread_time(), stats.gc_total
             real_make(st, allocations)
             cpu = time.thread_time() - c0
-            if cpu > stats.make_offers_max[0]:
+            if cpu > stats.make_offers_max[0]:  # (with the collector's pauses inside it, if any)
                 stats.make_offers_max = (cpu, len(allocations))
+                stats.make_offers_max_gc = stats.gc_total - g0
 
         allocator.step = step
         offers.make_offers = make_offers
@@ -243,6 +245,7 @@ class LoopStats:
         self.alloc_steps = []
         self.alloc_step_agents = 0
         self.make_offers_max = (0.0, 0)
+        self.make_offers_max_gc = 0.0
         self.max_gap = 0.0
         self.gaps_over_50ms = self.gaps_over_100ms = 0
         self.alloc = []
@@ -307,6 +310,7 @@ class LoopStats:
             "alloc_steps_over_5ms": sum(1 for x in steps if x > 0.005),
             "make_offers_max_cpu_s": self.make_offers_max[0],
             "make_offers_max_offers": self.make_offers_max[1],
+            "make_offers_max_gc_s": self.make_offers_max_gc,
             "loop_gap_totals": {k: round(v, 4) for k, v in self.gap_totals.items()},
             "loop_gaps": self.gap_log,
             "requests": self.requests,
