@@ -42,16 +42,20 @@ def _handler_log(clock: FakeClock, turns: Turns, started: list[tuple[int, int]],
     return handler
 
 
+def _setup(cost: float):
+    """A budget of 5 ms on a fake clock, the loop's turns counted, a handler costing ``cost``."""
+    clock = FakeClock()
+    turns = Turns()
+    started: list[tuple[int, int]] = []
+    return TurnBudget(budget=0.005, clock=clock), turns, started, _handler_log(clock, turns, started, cost)
+
+
 def _request(i: int):
     return make_mocked_request("POST", f"/call/{i}")
 
 
 async def test_600_requests_in_one_turn_are_spread_over_turns_within_the_budget_in_order():
-    clock = FakeClock()
-    tb = TurnBudget(budget=0.005, clock=clock)
-    turns = Turns()
-    started: list[tuple[int, int]] = []
-    handler = _handler_log(clock, turns, started, cost=0.0001)
+    tb, turns, started, handler = _setup(0.0001)
     # all 600 become ready in the same turn, as when one select returns 600 requests
     tasks = [asyncio.ensure_future(tb.middleware(_request(i), handler)) for i in range(600)]
     results = await asyncio.gather(*tasks)
@@ -68,11 +72,7 @@ async def test_600_requests_in_one_turn_are_spread_over_turns_within_the_budget_
 
 
 async def test_requests_arriving_while_others_wait_queue_behind_them():
-    clock = FakeClock()
-    tb = TurnBudget(budget=0.005, clock=clock)
-    turns = Turns()
-    started: list[tuple[int, int]] = []
-    handler = _handler_log(clock, turns, started, cost=0.001)
+    tb, turns, started, handler = _setup(0.001)
     first = [asyncio.ensure_future(tb.middleware(_request(i), handler)) for i in range(30)]
     while len(started) < 8:  # some have run, most wait
         await asyncio.sleep(0)
@@ -83,11 +83,7 @@ async def test_requests_arriving_while_others_wait_queue_behind_them():
 
 
 async def test_a_cancelled_waiter_does_not_hold_up_the_others():
-    clock = FakeClock()
-    tb = TurnBudget(budget=0.005, clock=clock)
-    turns = Turns()
-    started: list[tuple[int, int]] = []
-    handler = _handler_log(clock, turns, started, cost=0.003)
+    tb, turns, started, handler = _setup(0.003)
     tasks = [asyncio.ensure_future(tb.middleware(_request(i), handler)) for i in range(6)]
     await asyncio.sleep(0)  # two start (the second finds 3 ms < 5 ms), four wait
     tasks[3].cancel()
@@ -98,11 +94,7 @@ async def test_a_cancelled_waiter_does_not_hold_up_the_others():
 
 
 async def test_an_idle_master_runs_a_request_at_once():
-    clock = FakeClock()
-    tb = TurnBudget(budget=0.005, clock=clock)
-    turns = Turns()
-    started: list[tuple[int, int]] = []
-    handler = _handler_log(clock, turns, started, cost=0.0001)
+    tb, turns, started, handler = _setup(0.0001)
     for i in range(3):  # one at a time, each in a later turn: never deferred
         await tb.middleware(_request(i), handler)
         await asyncio.sleep(0)
