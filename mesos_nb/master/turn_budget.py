@@ -8,7 +8,8 @@ passed since the first one started in this turn; the rest wait for a later turn,
 
 How a turn is seen without hooking the loop (uvloop has no hook): when the window opens, a
 marker is scheduled with ``call_soon``; it runs at the start of the next turn (callbacks queued
-during a turn run in the next), closes the window and wakes every waiter in ticket order. A
+during a turn run in the next), closes the window and wakes, in ticket order, as many waiters as
+the last spent window admitted (plus one; waking hundreds each turn would itself fill it). A
 woken waiter that finds the new window spent again goes back with its old ticket, so no later
 request passes it (FIFO), and a request arriving while any wait is queued queues behind it.
 
@@ -40,10 +41,15 @@ class TurnBudget:
         self._armed = False  # a marker is queued for the next turn
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []  # heap by ticket
         self._woken = 0  # waiters woken by the marker and not yet resumed
+        self._admitted = 0  # handlers started in this window
+        self._fit = 64  # how many the last spent window admitted: the marker wakes that many
         self._tickets = itertools.count()
 
     def _spent(self) -> bool:
-        return self._opened is not None and self.clock() - self._opened >= self.budget
+        if self._opened is None or self.clock() - self._opened < self.budget:
+            return False
+        self._fit = max(1, self._admitted)
+        return True
 
     def _arm(self) -> None:
         if not self._armed:
@@ -53,12 +59,18 @@ class TurnBudget:
     def _next_turn(self) -> None:
         self._armed = False
         self._opened = None
-        waiting, self._waiting = self._waiting, []
-        waiting.sort()  # ticket order: the wake-ups run in the order they are queued
-        for _, fut in waiting:
+        self._admitted = 0
+        # wake, in ticket order, about as many as the last window held (waking all hundreds
+        # each turn would itself cost a turn); the rest keep their place in the heap
+        n = self._fit + 1
+        while n and self._waiting:
+            _, fut = heapq.heappop(self._waiting)
             if not fut.done():  # (a cancelled waiter)
                 fut.set_result(None)
                 self._woken += 1
+                n -= 1
+        if self._waiting:
+            self._arm()
 
     async def _wait(self, ticket: int) -> None:
         loop = asyncio.get_running_loop()
@@ -85,4 +97,5 @@ class TurnBudget:
         if self._opened is None:
             self._opened = self.clock()
             self._arm()
+        self._admitted += 1
         return await handler(request)
