@@ -375,6 +375,11 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
         return web.json_response(snap)
 
     srv.app.router.add_get("/bench/stats", bench_stats)
+    if os.environ.get("BENCH_TURN_BUDGET") == "0":  # A/B: the master without its per-turn budget
+        from mesos_nb.master.turn_budget import TurnBudget
+
+        keep = [mw for mw in srv.app.middlewares if not isinstance(getattr(mw, "__self__", None), TurnBudget)]
+        srv.app._middlewares = type(srv.app.middlewares)(keep)  # (not frozen before start)
     if not feed:
         # the web UI's utilization feed rebuilds a whole-cluster snapshot every 0.25 s while
         # anything changes and polls every busy agent's /monitor each second; --no-feed shows
