@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp.test_utils import make_mocked_request
+from conftest import async_wait_for
 
 from mesos_nb.master.turn_budget import TurnBudget
 
@@ -108,3 +109,57 @@ def test_the_master_app_bounds_its_handlers_per_turn():
 
     srv = MasterServer(MasterConfig(port=0))
     assert any(isinstance(getattr(mw, "__self__", None), TurnBudget) for mw in srv.app.middlewares)
+
+
+
+async def test_a_real_server_under_a_burst_starts_at_most_a_budget_of_handlers_a_turn():
+    """Real sockets, real clock: 100 requests wait in their sockets while the loop is held, so
+    one select returns them all. Each handler holds the loop at least 0.5 ms, so no turn may
+    start more than 5 ms / 0.5 ms + 1 of them, however fast the machine."""
+    import socket
+    import threading
+    import time
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    tb = TurnBudget(budget=0.005)
+    turns = Turns()
+    per_turn: dict[int, int] = {}
+
+    async def handler(request):
+        per_turn[turns.n] = per_turn.get(turns.n, 0) + 1
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.0005:
+            pass
+        return web.Response(text="ok")
+
+    app = web.Application(middlewares=[tb.middleware])
+    app.router.add_get("/", handler)
+    async with TestServer(app) as server:
+        socks = [socket.create_connection((server.host, server.port)) for _ in range(100)]
+        await async_wait_for(lambda: len(server.runner.server.connections) == 100, timeout=10)
+        held, sent = threading.Event(), threading.Event()
+
+        def client() -> None:
+            held.wait(10)
+            for c in socks:
+                c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            sent.set()
+
+        def hold_the_loop() -> None:  # the loop is busy while every request arrives
+            held.set()
+            sent.wait(10)
+
+        th = threading.Thread(target=client)
+        th.start()
+        asyncio.get_running_loop().call_soon(hold_the_loop)
+        answers = []
+        for c in socks:
+            answers.append(await asyncio.to_thread(c.recv, 4096))
+            c.close()
+        th.join()
+    turns.stopped = True
+    assert all(a.startswith(b"HTTP/1.1 200") for a in answers)
+    assert sum(per_turn.values()) == 100
+    assert max(per_turn.values()) <= 11
