@@ -71,6 +71,15 @@ class LoopStats:
         self.alloc_steps: list[float] = []  # thread CPU of each allocator step (``allocator.step``)
         self.alloc_step_agents = 0
         self.make_offers_max: tuple[float, int] = (0.0, 0)  # (CPU s, offers) of the longest make_offers
+        self.make_offers_max_gc = 0.0  # collector pauses inside that make_offers
+        # what fills a gap, on any loop (uvloop has no ``_run_once`` or ``Handle._run`` to hook):
+        # counters the ticker reads at each tick, so a gap over 50 ms gets the master thread's CPU
+        # in it (CPU << wall: the box took the CPU; CPU ~ wall: our own work) and what ran
+        self.requests = 0  # HTTP handlers started (a middleware)
+        self.frames = 0  # agent channel frames decoded
+        self.frame_msgs = 0  # messages in them
+        self.gap_log: list[dict[str, Any]] = []  # the longest gaps, with their counters
+        self.gap_totals = {"wall_s": 0.0, "cpu_s": 0.0, "gc_s": 0.0, "box": 0, "ours": 0}
 
     def watch_steps(self) -> None:
         """Time every event-loop step (an ``asyncio.Handle`` run) in this thread's CPU time:
@@ -134,6 +143,48 @@ class LoopStats:
 
         loop._run_once = _run_once  # type: ignore[attr-defined]
 
+    def watch_work(self, app: Any) -> None:
+        """Count HTTP handlers (a middleware, innermost) and agent channel frames (the decoder the
+        channel handler calls through its module): what a gap held, on any event loop."""
+        from aiohttp import web
+
+        from mesos_nb.protocol import channel as ch
+
+        stats = self
+        real_decode = ch.decode_to_master
+
+        @web.middleware
+        async def count(request: Any, handler: Any) -> Any:
+            stats.requests += 1
+            return await handler(request)
+
+        def decode_to_master(data: Any) -> Any:
+            msgs = real_decode(data)
+            stats.frames += 1
+            stats.frame_msgs += len(msgs)
+            return msgs
+
+        app.middlewares.append(count)
+        ch.decode_to_master = decode_to_master  # type: ignore[assignment]
+
+    def _marks(self) -> tuple[float, float, float, int, int, int, int]:
+        return (time.monotonic(), time.thread_time(), self.gc_total, self.requests, self.frames,
+                self.frame_msgs, len(self.alloc_steps))
+
+    def note_gap(self, before: tuple, after: tuple) -> None:
+        """One gap over 50 ms: its wall, the master thread's CPU in it and the work counted."""
+        wall, cpu, gcs = after[0] - before[0], after[1] - before[1], after[2] - before[2]
+        t = self.gap_totals
+        t["wall_s"] += wall
+        t["cpu_s"] += cpu
+        t["gc_s"] += gcs
+        t["box" if cpu < 0.5 * wall else "ours"] += 1
+        if len(self.gap_log) < 10 or wall > self.gap_log[-1]["wall_s"]:
+            entry = {"wall_s": round(wall, 4), "cpu_s": round(cpu, 4), "gc_s": round(gcs, 4),
+                     "requests": after[3] - before[3], "frames": after[4] - before[4],
+                     "frame_msgs": after[5] - before[5], "alloc_steps": after[6] - before[6]}
+            self.gap_log = sorted(self.gap_log + [entry], key=lambda e: -e["wall_s"])[:10]
+
     def watch_allocator(self, allocator: Any) -> None:
         """Time each allocator step (thread CPU) and each batch of offers made from a cycle."""
         from mesos_nb.master import offers
@@ -150,11 +201,12 @@ class LoopStats:
             return out
 
         def make_offers(st: Any, allocations: list) -> None:
-            c0 = time.thread_time()
+            c0, g0 = time.thread_time(), stats.gc_total
             real_make(st, allocations)
             cpu = time.thread_time() - c0
-            if cpu > stats.make_offers_max[0]:
+            if cpu > stats.make_offers_max[0]:  # (with the collector's pauses inside it, if any)
                 stats.make_offers_max = (cpu, len(allocations))
+                stats.make_offers_max_gc = stats.gc_total - g0
 
         allocator.step = step
         offers.make_offers = make_offers
@@ -193,22 +245,25 @@ class LoopStats:
         self.alloc_steps = []
         self.alloc_step_agents = 0
         self.make_offers_max = (0.0, 0)
+        self.make_offers_max_gc = 0.0
         self.max_gap = 0.0
         self.gaps_over_50ms = self.gaps_over_100ms = 0
         self.alloc = []
         self.alloc_max = 0.0
+        self.gap_log = []
+        self.gap_totals = {"wall_s": 0.0, "cpu_s": 0.0, "gc_s": 0.0, "box": 0, "ours": 0}
         self.started = time.monotonic()
 
     async def tick(self) -> None:
-        last = time.monotonic()
+        marks = self._marks()
         while True:
             await asyncio.sleep(self.period)
-            now = time.monotonic()
-            gap = now - last - self.period
-            last = now
+            before, marks = marks, self._marks()
+            gap = marks[0] - before[0] - self.period
             if gap > self.max_gap:
                 self.max_gap = gap
             if gap > 0.05:
+                self.note_gap(before, marks)
                 self.gaps_over_50ms += 1
                 if gap > 0.1:
                     self.gaps_over_100ms += 1
@@ -255,6 +310,11 @@ class LoopStats:
             "alloc_steps_over_5ms": sum(1 for x in steps if x > 0.005),
             "make_offers_max_cpu_s": self.make_offers_max[0],
             "make_offers_max_offers": self.make_offers_max[1],
+            "make_offers_max_gc_s": self.make_offers_max_gc,
+            "loop_gap_totals": {k: round(v, 4) for k, v in self.gap_totals.items()},
+            "loop_gaps": self.gap_log,
+            "requests": self.requests,
+            "channel_frames": self.frames,
         }
 
 
@@ -282,6 +342,7 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
     srv.core.allocate = stats.time_allocate(srv.core.allocate)  # type: ignore[method-assign]
     stats.watch_allocator(srv.core.allocator)
     stats.watch_turns(asyncio.get_running_loop())
+    stats.watch_work(srv.app)
     me = psutil.Process()
     me.cpu_percent(None)
 
@@ -305,12 +366,20 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
                     state_tasks_encoded=srv.views._state.tasks.rendered,
                     get_state_tasks_encoded=srv.views.operator_state.active.rendered
                     + srv.views.operator_state.completed.rendered,
+                    # requests the per-turn budget held for a later turn (masters without one: None)
+                    turn_budget_deferred=next((mw.__self__.deferred for mw in srv.app.middlewares
+                                               if hasattr(getattr(mw, "__self__", None), "deferred")), None),
                     **_warmer_stats(srv))
         if request.query.get("reset"):
             stats.reset()
         return web.json_response(snap)
 
     srv.app.router.add_get("/bench/stats", bench_stats)
+    if os.environ.get("BENCH_TURN_BUDGET") == "0":  # A/B: the master without its per-turn budget
+        from mesos_nb.master.turn_budget import TurnBudget
+
+        keep = [mw for mw in srv.app.middlewares if not isinstance(getattr(mw, "__self__", None), TurnBudget)]
+        srv.app._middlewares = type(srv.app.middlewares)(keep)  # (not frozen before start)
     if not feed:
         # the web UI's utilization feed rebuilds a whole-cluster snapshot every 0.25 s while
         # anything changes and polls every busy agent's /monitor each second; --no-feed shows

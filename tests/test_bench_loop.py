@@ -7,6 +7,9 @@ of its own.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from conftest import async_wait_for
 
@@ -97,3 +100,27 @@ def test_nsdi_refuses_a_nice_out_of_range():
     from bench.nsdi import main as nsdi_main
 
     assert nsdi_main(["--load-nice", "20"]) == 2
+
+
+async def test_a_loop_gap_says_whether_the_master_worked_or_was_off_the_cpu():
+    """The ticker's gaps need no loop hooks (uvloop has none): a gap filled by our own work
+    shows CPU ~ wall and what ran; a gap where the thread was off the CPU shows CPU << wall."""
+    from bench.master_proc import LoopStats
+
+    stats = LoopStats()
+    ticker = asyncio.get_running_loop().create_task(stats.tick())
+    try:
+        await asyncio.sleep(0)  # the ticker takes its first marks
+        t0 = time.thread_time()
+        stats.requests += 7  # as the counting middleware would
+        while time.thread_time() - t0 < 0.08:  # our work: 80 ms of CPU in one step
+            pass
+        await async_wait_for(lambda: stats.gap_totals["ours"] == 1, timeout=5)
+        time.sleep(0.08)  # the thread off the CPU for 80 ms, as when the box is busy
+        await async_wait_for(lambda: stats.gap_totals["box"] == 1, timeout=5)
+    finally:
+        ticker.cancel()
+    ours = max(stats.gap_log, key=lambda e: e["cpu_s"])
+    assert ours["cpu_s"] >= 0.07 and ours["requests"] == 7
+    assert min(e["cpu_s"] for e in stats.gap_log) < 0.04
+    assert stats.snapshot()["loop_gap_totals"]["ours"] == 1

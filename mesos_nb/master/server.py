@@ -27,7 +27,7 @@ from ..protocol.http_calls import CallRefused, accepts_json, check_json_content_
 from ..protocol.routing import add_routes
 from ..protocol.tls import server_context, server_settings
 from ..protocol.version import VERSION as __version__
-from . import big_calls
+from . import big_calls, turn_budget
 from .allocator import HierarchicalDRFAllocator
 from .connections import Channel, Stream, basic_principal, ip_as_uint32
 from .core import CallError, MasterCore
@@ -361,7 +361,7 @@ class MasterServer:
     # ------------------------------------------------------------------ app
     def _make_app(self) -> web.Application:
         mws = [self.leadership.middleware] if self.leadership is not None else []
-        mws.append(self.guard.middleware)  # after leadership: a follower redirects before authenticating
+        mws += [self.guard.middleware, turn_budget.TurnBudget().middleware]  # a follower redirects first
         app = web.Application(client_max_size=MAX_BODY, middlewares=mws)
         r = app.router
         add_routes(r, ("", "/master"), {"POST /api/v1/scheduler": self.handle_scheduler})

@@ -1,0 +1,165 @@
+"""The per-turn budget on HTTP handlers (``mesos_nb.master.turn_budget``): counted in loop turns
+and handler starts on a fake clock, never timed."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp.test_utils import make_mocked_request
+from conftest import async_wait_for
+
+from mesos_nb.master.turn_budget import TurnBudget
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Turns:
+    """Counts the loop's turns: a callback that queues itself runs once a turn."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.loop = asyncio.get_running_loop()
+        self.loop.call_soon(self._tick)
+        self.stopped = False
+
+    def _tick(self) -> None:
+        self.n += 1
+        if not self.stopped:
+            self.loop.call_soon(self._tick)
+
+
+def _handler_log(clock: FakeClock, turns: Turns, started: list[tuple[int, int]], cost: float):
+    async def handler(request):
+        i = int(request.path.rsplit("/", 1)[1])
+        started.append((i, turns.n))
+        clock.now += cost  # each handler's step costs `cost` seconds of the turn
+        return i
+    return handler
+
+
+def _setup(cost: float):
+    """A budget of 5 ms on a fake clock, the loop's turns counted, a handler costing ``cost``."""
+    clock = FakeClock()
+    turns = Turns()
+    started: list[tuple[int, int]] = []
+    return TurnBudget(budget=0.005, clock=clock), turns, started, _handler_log(clock, turns, started, cost)
+
+
+def _request(i: int):
+    return make_mocked_request("POST", f"/call/{i}")
+
+
+async def test_600_requests_in_one_turn_are_spread_over_turns_within_the_budget_in_order():
+    tb, turns, started, handler = _setup(0.0001)
+    # all 600 become ready in the same turn, as when one select returns 600 requests
+    tasks = [asyncio.ensure_future(tb.middleware(_request(i), handler)) for i in range(600)]
+    results = await asyncio.gather(*tasks)
+    turns.stopped = True
+    assert results == list(range(600))
+    assert [i for i, _ in started] == list(range(600))  # FIFO: no request passes another
+    per_turn: dict[int, int] = {}
+    for _, t in started:
+        per_turn[t] = per_turn.get(t, 0) + 1
+    # 0.005 s of budget at 0.0001 s a handler: 50 start in a window (the 51st finds it spent)
+    assert max(per_turn.values()) <= 51
+    assert len(per_turn) >= 12
+    assert tb.deferred >= 540
+
+
+async def test_requests_arriving_while_others_wait_queue_behind_them():
+    tb, turns, started, handler = _setup(0.001)
+    first = [asyncio.ensure_future(tb.middleware(_request(i), handler)) for i in range(30)]
+    while len(started) < 8:  # some have run, most wait
+        await asyncio.sleep(0)
+    late = [asyncio.ensure_future(tb.middleware(_request(100 + i), handler)) for i in range(10)]
+    await asyncio.gather(*first, *late)
+    turns.stopped = True
+    assert [i for i, _ in started] == list(range(30)) + [100 + i for i in range(10)]
+
+
+async def test_a_cancelled_waiter_does_not_hold_up_the_others():
+    tb, turns, started, handler = _setup(0.003)
+    tasks = [asyncio.ensure_future(tb.middleware(_request(i), handler)) for i in range(6)]
+    await asyncio.sleep(0)  # two start (the second finds 3 ms < 5 ms), four wait
+    tasks[3].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    turns.stopped = True
+    assert isinstance(done[3], asyncio.CancelledError)
+    assert [i for i, _ in started] == [0, 1, 2, 4, 5]
+
+
+async def test_an_idle_master_runs_a_request_at_once():
+    tb, turns, started, handler = _setup(0.0001)
+    for i in range(3):  # one at a time, each in a later turn: never deferred
+        await tb.middleware(_request(i), handler)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    turns.stopped = True
+    assert tb.deferred == 0
+
+
+def test_the_master_app_bounds_its_handlers_per_turn():
+    from mesos_nb.master.server import MasterConfig, MasterServer
+
+    srv = MasterServer(MasterConfig(port=0))
+    assert any(isinstance(getattr(mw, "__self__", None), TurnBudget) for mw in srv.app.middlewares)
+
+
+
+async def test_a_real_server_under_a_burst_starts_at_most_a_budget_of_handlers_a_turn():
+    """Real sockets, real clock: 100 requests wait in their sockets while the loop is held, so
+    one select returns them all. Each handler holds the loop at least 0.5 ms, so no turn may
+    start more than 5 ms / 0.5 ms + 1 of them, however fast the machine."""
+    import socket
+    import threading
+    import time
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    tb = TurnBudget(budget=0.005)
+    turns = Turns()
+    per_turn: dict[int, int] = {}
+
+    async def handler(request):
+        per_turn[turns.n] = per_turn.get(turns.n, 0) + 1
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.0005:
+            pass
+        return web.Response(text="ok")
+
+    app = web.Application(middlewares=[tb.middleware])
+    app.router.add_get("/", handler)
+    async with TestServer(app) as server:
+        socks = [socket.create_connection((server.host, server.port)) for _ in range(100)]
+        await async_wait_for(lambda: len(server.runner.server.connections) == 100, timeout=10)
+        held, sent = threading.Event(), threading.Event()
+
+        def client() -> None:
+            held.wait(10)
+            for c in socks:
+                c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            sent.set()
+
+        def hold_the_loop() -> None:  # the loop is busy while every request arrives
+            held.set()
+            sent.wait(10)
+
+        th = threading.Thread(target=client)
+        th.start()
+        asyncio.get_running_loop().call_soon(hold_the_loop)
+        answers = []
+        for c in socks:
+            answers.append(await asyncio.to_thread(c.recv, 4096))
+            c.close()
+        th.join()
+    turns.stopped = True
+    assert all(a.startswith(b"HTTP/1.1 200") for a in answers)
+    assert sum(per_turn.values()) == 100
+    assert max(per_turn.values()) <= 11
