@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
 import types
 import zlib
 
@@ -128,16 +127,6 @@ def test_load_ext_publishes_bokehjs_deferred_in_a_kernel_and_nothing_in_a_termin
     finally:
         shell.run_line_magic("unload_ext", "mesos_nb")
         InteractiveShell.clear_instance()
-
-
-def test_the_deferred_bokehjs_and_the_warm_up_run_soon_after_their_cell_not_in_the_dashboard_cell():
-    """The page runs the deferred BokehJS (and the offscreen warm-up) when idle after their cell,
-    but no later than a few frames: with a 1 s allowance a quick ``%mesos connect`` let the
-    dashboard cell come first, and BokehJS was evaluated between that cell's first output and the
-    widget (0.5-1.5 s more until the plots were drawn, ``bench/dashboard_scale.py``)."""
-    for script in (bokehjs.bokehjs_script(deferred=True), bokehjs.warm_up_script("{}")):
-        (timeout,) = re.findall(r"requestIdleCallback\(load, \{timeout: (\d+)\}\)", script)
-        assert int(timeout) <= 100
 
 
 def test_the_sample_the_widget_was_drawn_with_is_not_applied_again():

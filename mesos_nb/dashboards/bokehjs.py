@@ -61,18 +61,12 @@ _INFLATE_AND_LOAD = """const load = () => {
   };"""
 
 
-# How long the page may put off the deferred copy (and the warm-up) once its cell is done. The
-# next cells (``%mesos connect``, then the dashboard) are often run at once: with 1 s, a connect
-# that answers in a few hundred ms let the dashboard cell come first, and the page evaluated
-# BokehJS in that cell, between its first output and the widget (0.5-1.5 s more to the plots).
-IDLE_TIMEOUT_MS = 50
-
 # Where the page runs the deferred copy: once the cell that published it shows done (JupyterLab
 # and Notebook 7 mark a running cell's prompt with "*"), when the page is next idle; so that the
 # half second of evaluation does not hold up that cell's reply. Elsewhere: when idle.
 _AFTER_CELL = """const script = document.currentScript;
   const cell = script && script.closest ? script.closest('.jp-CodeCell') : null;
-  const idle = () => window.requestIdleCallback ? window.requestIdleCallback(load, {timeout: """ + str(IDLE_TIMEOUT_MS) + """}) : window.setTimeout(load, 0);
+  const idle = () => window.requestIdleCallback ? window.requestIdleCallback(load, {timeout: 1000}) : window.setTimeout(load, 0);
   let waited = 0;
   const poll = () => { const p = cell && cell.querySelector('.jp-InputPrompt');
     if (p && p.textContent.includes('*') && (waited += 50) < 10000) window.setTimeout(poll, 50); else idle(); };
