@@ -13,6 +13,8 @@ import sys
 import threading
 from typing import Any
 
+PREWARM_THREAD = "mesos-nb-dashboard-prewarm"  # the thread that builds the prebuilt dashboard
+
 
 def dashboard(master: Any, alive: Any = None, load_js: bool = True, role: str | None = None) -> Any:
     """The started widget (``role``: also plot that role's quota headroom). Bokeh is imported
@@ -43,7 +45,7 @@ def prewarm() -> threading.Thread | None:
             importlib.import_module("jupyter_bokeh")
             importlib.import_module(f"{__name__}.widget").prebuild()
 
-    t = threading.Thread(target=load, name="mesos-nb-dashboard-prewarm", daemon=True)
+    t = threading.Thread(target=load, name=PREWARM_THREAD, daemon=True)
     t.start()
     return t
 
