@@ -104,6 +104,24 @@ async def test_an_idle_master_runs_a_request_at_once():
     assert tb.deferred == 0
 
 
+async def test_a_health_check_is_answered_at_once_while_a_burst_waits():
+    tb, turns, started, handler = _setup(0.001)
+    burst = [asyncio.ensure_future(tb.middleware(_request(i), handler)) for i in range(40)]
+    while len(started) < 5:  # the window is spent, the rest of the burst waits its turns
+        await asyncio.sleep(0)
+    assert tb._waiting
+
+    async def health(request):
+        return "ok"
+
+    for path in ("/health", "/master/health"):
+        waited = tb.deferred
+        assert await tb.middleware(make_mocked_request("GET", path), health) == "ok"
+        assert tb.deferred == waited  # not queued behind the burst
+    await asyncio.gather(*burst)
+    turns.stopped = True
+
+
 def test_the_master_app_bounds_its_handlers_per_turn():
     from mesos_nb.master.server import MasterConfig, MasterServer
 
