@@ -42,6 +42,7 @@ from .agent_reads import AgentReader, AgentReadError
 from .feed_account import Account, add_into, floats, millis4, sum_running
 from .feed_timeline import Timeline
 from .roles_view import quota_snapshot
+from .slices import run_all
 
 if TYPE_CHECKING:
     from .view import MasterView
@@ -57,15 +58,6 @@ MAX_POLLS = 256  # agents asked for /monitor/statistics per tick
 THROTTLE_ABOVE = 0.02  # a snapshot build slower than this is reused for 10x its cost
 STEP_ITEMS = 4000  # tasks (or offers) a snapshot build walks per loop step (~2.5 µs each)
 STEP_AGENTS = 1000  # agents a snapshot build lists per loop step
-
-
-def _run_all(steps: Generator[None, None, Any]) -> Any:
-    """Every step of ``steps`` at once; its result."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
 
 
 def _zero() -> dict[str, float]:
@@ -320,7 +312,7 @@ class UtilizationFeed:
         """The snapshot, built in one go if needed (off the loop's hot paths: tests, tools)."""
         if self._stale():
             key, t0 = self._key(), time.perf_counter()
-            self._store(_run_all(self._build_steps()), key, time.perf_counter() - t0)
+            self._store(run_all(self._build_steps()), key, time.perf_counter() - t0)
         return self._capped(agent_cap)
 
     def _capped(self, agent_cap: int | None) -> dict[str, Any]:
@@ -337,7 +329,7 @@ class UtilizationFeed:
     def _build(self) -> dict[str, Any]:
         """A snapshot built in one go from every task (the reference :meth:`_build_steps`'s
         account must agree with; tools and tests)."""
-        return _run_all(self._full_steps())
+        return run_all(self._full_steps())
 
     def _full_steps(self) -> Generator[None, None, dict[str, Any]]:
         core = self.master.core

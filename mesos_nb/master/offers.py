@@ -18,7 +18,7 @@ from ..protocol.resources import Resources
 from . import reservations, tasks, volumes
 from .effects import ToAgent
 from .model import Agent, Framework, Offer, Task
-from .slices import RESCIND_SLICE, slices
+from .slices import RESCIND_SLICE, run_all, slices
 from .state import MasterState
 from .validation import executor_charge, refuse_seconds, validate_task
 
@@ -230,12 +230,7 @@ def launch(
     st: MasterState, fw: Framework, agent: Agent | None, role: str, op: m.Operation, available: Resources, now: float
 ) -> Resources:
     """Validate and start the tasks of one LAUNCH / LAUNCH_GROUP; return what is left unused."""
-    steps = launch_steps(st, fw, agent, role, op, available, now, 0)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return run_all(launch_steps(st, fw, agent, role, op, available, now, 0))
 
 
 def launch_steps(

@@ -12,7 +12,7 @@ asserted exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -22,6 +22,16 @@ DECLINE_SLICE = 500  # offers declined per step (~4 ms)
 RESCIND_SLICE = 500  # offers rescinded per step (17 µs each at 50k agents: ~9 ms)
 TASK_SLICE = 2000  # tasks of a removed framework ended per step (~3 µs each)
 HOLDING_SLICE = 500  # agents a removed framework's allocation is taken back from per step (~20 µs each)
+
+
+def run_all(steps: Generator[None, None, T]) -> T:
+    """Every step of ``steps`` at once (tests, tools, a caller off the loop's hot paths); its
+    result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
 
 
 def slices(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
