@@ -17,6 +17,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from test_dashboard import _snap
 
+from mesos_nb import dashboards
 from mesos_nb.dashboards import PREWARM_THREAD, bokehjs, prewarm, widget
 
 
@@ -145,6 +146,7 @@ def test_a_dashboard_made_while_the_warm_up_thread_builds_takes_its_dashboard_no
     monkeypatch.setattr(widget, "Dashboard", counted)
     go = threading.Event()
     t = threading.Thread(target=lambda: go.wait(30) and widget.prebuild(), name=PREWARM_THREAD, daemon=True)
+    monkeypatch.setattr(dashboards, "_warm_thread", t)  # what prewarm() records of the thread it starts
     t.start()
     try:
         go.set()  # the thread builds now; the widget below is made while it does
@@ -154,6 +156,46 @@ def test_a_dashboard_made_while_the_warm_up_thread_builds_takes_its_dashboard_no
     finally:
         t.join(30)
         widget.take_prebuilt()
+
+
+HALF_IMPORTED = r"""
+import importlib.abc, sys, threading
+from mesos_nb import dashboards
+
+entered, release = threading.Event(), threading.Event()
+
+class HoldComponents(importlib.abc.MetaPathFinder):
+    # holds the warm-up thread inside the widget module's import (as a slow Bokeh import does)
+    def find_spec(self, name, path=None, target=None):
+        if name == "mesos_nb.dashboards.components" and threading.current_thread().name == dashboards.PREWARM_THREAD:
+            entered.set()
+            release.wait(60)
+        return None
+
+sys.meta_path.insert(0, HoldComponents())
+t = dashboards.prewarm()
+assert entered.wait(60)
+assert "mesos_nb.dashboards.widget" in sys.modules  # half-imported, as the connect cell finds it
+print("warm_page while importing:", dashboards.warm_page())
+release.set()
+t.join(120)
+from mesos_nb.dashboards import widget
+print("prebuilt after:", widget.prebuilt_warm_up() is not None)
+"""
+
+
+def test_connect_while_the_warm_up_thread_is_still_importing_the_widget_does_not_fail():
+    """``%mesos connect`` publishes the page warm-up if the warm-up thread has prebuilt it. Run
+    while that thread was still inside the widget module's import (Bokeh's, seconds on a busy
+    machine), it read the half-imported module and the cell failed with "partially initialized
+    module ... has no attribute 'prebuilt_warm_up'". Now it publishes nothing yet and goes on."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", HALF_IMPORTED], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "warm_page while importing: False" in done.stdout, done.stdout + done.stderr
+    assert "prebuilt after: True" in done.stdout, done.stdout + done.stderr
 
 
 def test_the_sample_the_widget_was_drawn_with_is_not_applied_again():

@@ -15,6 +15,12 @@ from typing import Any
 
 PREWARM_THREAD = "mesos-nb-dashboard-prewarm"  # the thread that builds the prebuilt dashboard
 
+# Set once the warm-up thread has ended (imported, prebuilt, or failed). Until then the widget
+# module may sit in sys.modules half-imported (Bokeh's import is seconds on a busy machine), and
+# a cell's `%mesos connect` reading it would fail with "partially initialized module".
+_warm_ended = threading.Event()
+_warm_thread: threading.Thread | None = None
+
 
 def dashboard(master: Any, alive: Any = None, load_js: bool = True, role: str | None = None) -> Any:
     """The started widget (``role``: also plot that role's quota headroom). Bokeh is imported
@@ -40,21 +46,37 @@ def prewarm() -> threading.Thread | None:
 
     load_bokehjs(deferred=True)  # outside a kernel (terminal IPython) it publishes nothing
 
-    def load() -> None:
-        with contextlib.suppress(Exception):
-            importlib.import_module("jupyter_bokeh")
-            importlib.import_module(f"{__name__}.widget").prebuild()
+    global _warm_thread
 
-    t = threading.Thread(target=load, name=PREWARM_THREAD, daemon=True)
+    def load() -> None:
+        try:
+            with contextlib.suppress(Exception):
+                importlib.import_module("jupyter_bokeh")
+                importlib.import_module(f"{__name__}.widget").prebuild()
+        finally:
+            _warm_ended.set()
+
+    _warm_ended.clear()
+    t = _warm_thread = threading.Thread(target=load, name=PREWARM_THREAD, daemon=True)
     t.start()
     return t
+
+
+def wait_for_prewarm(timeout: float) -> None:
+    """Wait (at most ``timeout`` s) for the warm-up thread, if one was started and is not the
+    caller."""
+    t = _warm_thread
+    if t is not None and t is not threading.current_thread():
+        t.join(timeout)
 
 
 def warm_page() -> bool:
     """Publish the page-side warm-up (the prebuilt dashboard drawn once offscreen, after this
     cell) if the warm-up thread has built it; ``%mesos connect`` calls this, as the cell a
     dashboard cell usually follows. Returns whether it was published (inside a kernel only)."""
-    widget = sys.modules.get(f"{__name__}.widget")  # not imported: nothing is prebuilt yet
+    if not _warm_ended.is_set():  # the widget module may be half-imported: nothing to publish yet
+        return False
+    widget = sys.modules.get(f"{__name__}.widget")  # not imported: nothing is prebuilt
     doc = widget.prebuilt_warm_up() if widget is not None else None
     if doc is None:
         return False
@@ -63,4 +85,4 @@ def warm_page() -> bool:
     return publish(warm_up_script(doc), keep=False)  # not carried into the saved notebook
 
 
-__all__ = ["dashboard", "prewarm", "warm_page"]
+__all__ = ["dashboard", "prewarm", "wait_for_prewarm", "warm_page"]

@@ -80,11 +80,9 @@ def take_prebuilt(wait: float = 0.0) -> Dashboard | None:
     slower by the thread's own (one GIL): 0.7-2.1 s against 0.01-0.06 s for the prebuilt one,
     when a dashboard cell ran right after ``%mesos connect`` (``bench/dashboard_scale.py``)."""
     if wait > 0:
-        from . import PREWARM_THREAD
+        from . import wait_for_prewarm
 
-        for t in threading.enumerate():
-            if t.name == PREWARM_THREAD and t is not threading.current_thread():
-                t.join(wait)
+        wait_for_prewarm(wait)
     with _prebuilt_lock:
         return _prebuilt.pop() if _prebuilt else None
 
