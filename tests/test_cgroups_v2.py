@@ -278,3 +278,35 @@ async def test_a_restarted_agent_kills_what_a_dead_container_left_and_removes_it
                              message="cgroup removed")
     finally:
         second.close()
+
+
+@pytest.mark.skipif("memory" not in OFFERED, reason="the unified hierarchy here has no memory controller (bound to v1)")
+async def test_a_task_over_its_memory_max_is_oom_killed_and_reported(tmp_path, root):
+    c = _containerizer(root)
+    hog = "b = []\nwhile True: b.append(bytearray(8 << 20))"
+    try:
+        ct = await c.launch(_spec(tmp_path, "oom", [sys.executable, "-c", hog], limits=Limits(mem_bytes=64 << 20)))
+        d = os.path.join(MOUNT, root, "oom")
+        assert Path(d, "memory.max").read_text().strip() == str(64 << 20)
+        assert Path(d, "memory.swap.max").read_text().strip() in ("0", "")
+        status = await ct.wait()
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9
+        await async_wait_for(lambda: ct.limitation, 10, message="the limitation")
+        assert ct.limitation.startswith("Memory limit exceeded: Requested: 64MB Maximum Used: ")
+    finally:
+        c.close()
+
+
+@pytest.mark.skipif("cpu" not in OFFERED, reason="the unified hierarchy here has no cpu controller (bound to v1)")
+async def test_a_task_over_its_cpu_max_is_throttled(tmp_path, root):
+    c = _containerizer(root)
+    try:
+        ct = await c.launch(_spec(tmp_path, "spin", [sys.executable, "-c", "while True: pass"],
+                                  limits=Limits(cpus=0.2)))
+        d = os.path.join(MOUNT, root, "spin")
+        assert Path(d, "cpu.max").read_text().split() == ["20000", "100000"]
+        assert Path(d, "cpu.weight").read_text().strip() == "20"
+        await async_wait_for(lambda: c.usage(ct).get("cpus_nr_throttled", 0) > 3, 20, message="throttled")
+        await c.destroy(ct, 0)
+    finally:
+        c.close()

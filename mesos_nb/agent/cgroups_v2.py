@@ -226,17 +226,21 @@ class CgroupsV2Isolator(CgroupIsolator):
             self.name = "cgroups/v2+io"
         self.wanted = ("cpu", "memory", "io") if io else ("cpu", "memory")
         self.controllers: frozenset[str] | None = None if controllers is None else frozenset(controllers)
+        self._parent_ready = False
 
     def _dir(self, container_id: str) -> str:
         return os.path.join(self.root, self.nested, container_id)
 
     def _ensure_parent(self) -> frozenset[str]:
-        if self.controllers is None:
-            if not os.path.exists(os.path.join(self.root, "cgroup.controllers")):  # a stand-in tree
-                os.makedirs(os.path.join(self.root, self.nested), exist_ok=True)
-                self.controllers = frozenset(self.wanted)
-            else:
+        if not self._parent_ready:
+            if self.controllers is None and os.path.exists(os.path.join(self.root, "cgroup.controllers")):
                 self.controllers = open_parent(self.root, self.nested, self.wanted)
+            else:  # given, or a stand-in tree
+                os.makedirs(os.path.join(self.root, self.nested), exist_ok=True)
+                if self.controllers is None:
+                    self.controllers = frozenset(self.wanted)
+            self._parent_ready = True
+        assert self.controllers is not None
         return self.controllers
 
     def _check(self, limits: Limits) -> None:
