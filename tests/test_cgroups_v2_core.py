@@ -106,3 +106,20 @@ def test_usage_without_the_memory_controller_is_the_rss_of_the_cgroups_processes
     assert stats["cpus_user_time_secs"] == 2.0 and stats["cpus_system_time_secs"] == 1.0
     assert "cpus_nr_throttled" not in stats  # no cpu controller: no throttling counts, not zeros
     assert stats["mem_rss_bytes"] > 10 * MB and stats["processes"] == 1
+
+
+def test_a_controller_not_asked_for_by_name_is_skipped_and_said_so(tmp_path: Path, caplog):
+    """``--isolation cgroups/cpu`` (no cgroups/mem) where the hierarchy has no memory
+    controller: as in Mesos, memory is not limited; the log says so once, at setup."""
+    iso = CgroupsV2Isolator(str(tmp_path), controllers={"cpu"}, required={"cpu"})
+    with caplog.at_level("WARNING", logger="mesos_nb.agent"):
+        iso.prepare("c1", Limits(cpus=1.0, mem_bytes=64 * MB))
+        iso.prepare("c2", Limits(cpus=1.0, mem_bytes=64 * MB))
+    d = tmp_path / "mesos_nb" / "c1"
+    assert (d / "cpu.max").read_text() == "100000 100000"
+    assert not (d / "memory.max").exists() and not (d / "memory.swap.max").exists()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cgroups/v2: no memory limits: cgroup2 at {tmp_path} lacks the memory controller(s) and --isolation "
+        "does not ask for them"]
+    with pytest.raises(OSError, match="cpus:2 needs the cpu controller"):
+        CgroupsV2Isolator(str(tmp_path), controllers=set(), required={"cpu"}).prepare("c3", Limits(cpus=2.0))

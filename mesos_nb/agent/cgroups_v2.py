@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import signal
 import time
@@ -33,8 +34,10 @@ from . import io_control
 from .cgroupfs import mkdir_once, parse_kv, read_int, read_text, write_text
 from .isolator import CFS_PERIOD_US, CGROUP_ROOT, NESTED, CgroupIsolator, Limits, keeps_memory
 
-# The controllers each resource limit needs, by Mesos isolator name.
-NEEDS = {"cgroups/cpu": "cpu", "cgroups/mem": "memory", "cgroups/blkio": "io"}
+logger = logging.getLogger("mesos_nb.agent")
+
+# The controller a Mesos isolator name needs (cgroups/blkio: ``io``, asked for by ``io=True``).
+NEEDS = {"cgroups/cpu": "cpu", "cgroups/mem": "memory"}
 KILL_WAIT = 1.0  # seconds a removal waits for a killed container's processes to be gone
 FREEZE_WAIT = 0.1  # (no cgroup.kill) seconds to wait for a cgroup to be frozen before its SIGKILLs
 
@@ -214,18 +217,22 @@ def _wait(done: Callable[[], bool], timeout: float) -> bool:
 class CgroupsV2Isolator(CgroupIsolator):
     """``root``: the unified hierarchy's mount; ``controllers``: the ones the containers get
     (None: found when the parent is first set up; a plain directory standing in for a cgroup
-    tree, as in unit tests, offers every one)."""
+    tree, as in unit tests, offers every one); ``required``: the controllers whose limits a
+    task must get (default: all; ``--isolation cgroups/cpu`` alone asks for cpu only, and
+    then, as in Mesos, memory is not limited where the hierarchy has no memory controller:
+    said once in the log when the parent is set up)."""
 
     name = "cgroups/v2"
 
     def __init__(self, root: str = CGROUP_ROOT, *, io: bool = False, nested: str = NESTED,
-                 controllers: Iterable[str] | None = None) -> None:
+                 controllers: Iterable[str] | None = None, required: Iterable[str] | None = None) -> None:
         super().__init__(root, io)
         self.nested = nested  # --cgroups-root: the parent of every container's cgroup
         if io:
             self.name = "cgroups/v2+io"
         self.wanted = ("cpu", "memory", "io") if io else ("cpu", "memory")
         self.controllers: frozenset[str] | None = None if controllers is None else frozenset(controllers)
+        self.required = frozenset(self.wanted if required is None else required)
         self._parent_ready = False
 
     def _dir(self, container_id: str) -> str:
@@ -240,25 +247,30 @@ class CgroupsV2Isolator(CgroupIsolator):
                 if self.controllers is None:
                     self.controllers = frozenset(self.wanted)
             self._parent_ready = True
+            if skipped := sorted(set(self.wanted) - self.controllers - self.required):
+                logger.warning("cgroups/v2: no %s limits: cgroup2 at %s lacks the %s controller(s) and --isolation "
+                               "does not ask for them", ", ".join(skipped), self.root, ", ".join(skipped))
         assert self.controllers is not None
         return self.controllers
 
     def _check(self, limits: Limits) -> None:
         """Raises OSError (ENOTSUP, a sentence) for a limit no controller here can enforce."""
-        why = unenforceable(limits, self._ensure_parent(), os.path.join(self.root, self.nested))
+        why = unenforceable(limits, self._ensure_parent() | (set(self.wanted) - self.required),
+                            os.path.join(self.root, self.nested))
         if why is not None:
             raise OSError(errno.ENOTSUP, why)
 
     def prepare(self, container_id: str, limits: Limits) -> None:
         self._check(limits)
+        have = self._ensure_parent()
         self._limits[container_id] = limits
         d = self._dir(container_id)
         mkdir_once(d)
         self._write_limits(container_id, limits, None)
-        if limits.mem_bytes > 0:  # the limit is memory, not memory + swap (as Mesos without --cgroups_limit_swap)
+        if limits.mem_bytes > 0 and "memory" in have:  # the limit is memory, not memory + swap (as Mesos without --cgroups_limit_swap)
             with contextlib.suppress(OSError):  # no swap accounting (swapaccount=0): nothing to stop
                 write_text(os.path.join(d, "memory.swap.max"), "0")
-        if self.io and limits.io:
+        if self.io and limits.io and "io" in have:
             io_control.apply_v2(d, limits.io)
 
     def _procs_files(self, container_id: str) -> list[str]:
@@ -269,7 +281,8 @@ class CgroupsV2Isolator(CgroupIsolator):
         ``memory.current`` allows: a lower memory.max would OOM-kill); the limits in force."""
         self._check(limits)
         d = self._dir(container_id)
-        steps = limit_steps(d, limits)
+        have = self._ensure_parent()
+        steps = [s for s in limit_steps(d, limits) if os.path.basename(s[0]).split(".")[0] in have]
         if limits.mem_bytes > 0 and keeps_memory(limits.cgroup_memory(), old,
                                                  lambda: read_int(os.path.join(d, "memory.current"))):
             assert old is not None

@@ -174,7 +174,7 @@ def make_isolator(isolation: str, cgroups_root: str = NESTED) -> Isolator:
         best, why = detect_isolation(nested=nested, needs=needs)
         if "cgroups/v2" in kinds and best != "cgroups/v2":  # asked for by name: no other version instead
             raise ValueError(f"cgroups/v2 isolation is unavailable: {why.get('cgroups/v2') or why.get('cgroups')}")
-        wanted = "cgroups/v1" if "cgroups/v1" in kinds else "cgroups/v2" if "cgroups/v2" in kinds else None
+        wanted = "cgroups/v1" if "cgroups/v1" in kinds else None
         if wanted is not None and best != wanted:
             if wanted == "cgroups/v1" and cgroups_v1_unavailable(nested=nested) is None:
                 best = wanted
@@ -189,7 +189,8 @@ def make_isolator(isolation: str, cgroups_root: str = NESTED) -> Isolator:
             if why_io is not None:
                 raise ValueError(f"cgroups/blkio isolation is unavailable: {why_io}")
         if best == "cgroups/v2":
-            return CgroupsV2Isolator(cgroup2_mount() or CGROUP_ROOT, io=spec.io, nested=nested)
+            return CgroupsV2Isolator(cgroup2_mount() or CGROUP_ROOT, io=spec.io, nested=nested,
+                                     required=needs | ({"io"} if spec.io else set()))
         if best == "cgroups/v1":
             return CgroupsV1Isolator(io=spec.io, nested=nested)
         return PosixIsolator()
