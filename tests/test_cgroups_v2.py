@@ -310,3 +310,36 @@ async def test_a_task_over_its_cpu_max_is_throttled(tmp_path, root):
         await c.destroy(ct, 0)
     finally:
         c.close()
+
+
+async def test_through_the_agent_a_killed_task_takes_its_whole_cgroup(tmp_path, root, monkeypatch):
+    """A real agent (in this process, on a fake master) whose containerizer is the v2 isolator
+    on this machine's unified hierarchy: the task's processes are in ``<root>/<container id>``;
+    KILL takes the double-forked daemon too; the cgroup is removed. (The task's cpus/mem are not
+    limited here: the hierarchy has no cpu/memory controller and this isolator was not asked
+    for them, as ``--isolation cgroups/cpu`` would not ask for memory; the log says so.)"""
+    from test_agent_integration import FW, KillTask, agents_on_fake_masters, run_task
+
+    from mesos_nb.agent import agent as agent_module
+    from mesos_nb.agent.isolation import parse_isolation
+
+    monkeypatch.setattr(agent_module, "make_containerizer", lambda *a, **kw: PosixContainerizer(
+        CgroupsV2Isolator(MOUNT, nested=root, required=()), isolation=parse_isolation("cgroups/v2")))
+    async with agents_on_fake_masters(tmp_path, "cpus:2;mem:1024") as make:
+        master, agent = await make("cgroups/v2")
+        assert agent.isolation == "cgroups/v2"
+        await master.send(run_task(agent.agent_id, "fam", FAMILY[2].replace("exec sleep 302", "sleep 302; wait"),
+                                   caps=["TASK_KILLING_STATE"]))
+        await master.wait_state("fam", "TASK_RUNNING")
+        ct = agent.frameworks[FW].executors["fam"].container
+
+        def family() -> list[int] | None:  # the shell, its sleep, the daemon and its child, the last sleep
+            pids = agent.containerizer.isolator.pids(ct.container_id)
+            return pids if len(pids) == 5 else None
+        pids = await async_wait_for(family, 10, message="the family in its cgroup")
+        assert {_cgroup_of(p) for p in pids} == {f"/{root}/{ct.container_id}"}
+        await master.send(KillTask(agent_id=agent.agent_id, framework_id=FW, task_id="fam"))
+        await master.wait_state("fam", "TASK_KILLED")
+        await async_wait_for(lambda: not _alive(pids), 10, message=lambda: f"alive: {_alive(pids)}")
+        await async_wait_for(lambda: not os.path.exists(os.path.join(MOUNT, root, ct.container_id)), 10,
+                             message="cgroup removed")
