@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -289,6 +290,7 @@ async def test_a_task_over_its_memory_max_is_oom_killed_and_reported(tmp_path, r
         d = os.path.join(MOUNT, root, "oom")
         assert Path(d, "memory.max").read_text().strip() == str(64 << 20)
         assert Path(d, "memory.swap.max").read_text().strip() in ("0", "")
+        assert Path(d, "memory.oom.group").read_text().strip() == "1"
         status = await ct.wait()
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9
         await async_wait_for(lambda: ct.limitation, 10, message="the limitation")
@@ -343,3 +345,13 @@ async def test_through_the_agent_a_killed_task_takes_its_whole_cgroup(tmp_path, 
         await async_wait_for(lambda: not _alive(pids), 10, message=lambda: f"alive: {_alive(pids)}")
         await async_wait_for(lambda: not os.path.exists(os.path.join(MOUNT, root, ct.container_id)), 10,
                              message="cgroup removed")
+
+
+@pytest.mark.skipif({"cpu", "memory"} <= OFFERED, reason="this machine's cgroup2 has cpu and memory")
+def test_the_agent_cli_refuses_cgroups_v2_by_name_with_one_sentence(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "mesos_nb", "agent", "--master", "127.0.0.1:1", "--port", "0",
+                          "--work-dir", str(tmp_path), "--isolation", "cgroups/v2", "--resources", "cpus:1;mem:100"],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert out.returncode == 2, out
+    assert out.stderr.startswith("mesos-nb: cgroups/v2 isolation is unavailable: cgroup2 at ") and \
+        "Traceback" not in out.stderr, out.stderr

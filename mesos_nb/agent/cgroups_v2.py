@@ -38,7 +38,7 @@ logger = logging.getLogger("mesos_nb.agent")
 
 # The controller a Mesos isolator name needs (cgroups/blkio: ``io``, asked for by ``io=True``).
 NEEDS = {"cgroups/cpu": "cpu", "cgroups/mem": "memory"}
-KILL_WAIT = 1.0  # seconds a removal waits for a killed container's processes to be gone
+KILL_WAIT = 0.2  # seconds a removal waits for a killed container's processes to be gone
 FREEZE_WAIT = 0.1  # (no cgroup.kill) seconds to wait for a cgroup to be frozen before its SIGKILLs
 
 
@@ -267,9 +267,12 @@ class CgroupsV2Isolator(CgroupIsolator):
         d = self._dir(container_id)
         mkdir_once(d)
         self._write_limits(container_id, limits, None)
-        if limits.mem_bytes > 0 and "memory" in have:  # the limit is memory, not memory + swap (as Mesos without --cgroups_limit_swap)
-            with contextlib.suppress(OSError):  # no swap accounting (swapaccount=0): nothing to stop
-                write_text(os.path.join(d, "memory.swap.max"), "0")
+        if limits.mem_bytes > 0 and "memory" in have:
+            # The limit is memory, not memory + swap (as Mesos without --cgroups_limit_swap); an OOM
+            # kill takes the whole container at once (it is destroyed for it anyway).
+            for name in ("memory.swap.max", "memory.oom.group"):
+                with contextlib.suppress(OSError):  # no swap accounting (swapaccount=0) / before Linux 4.19
+                    write_text(os.path.join(d, name), "0" if name == "memory.swap.max" else "1")
         if self.io and limits.io and "io" in have:
             io_control.apply_v2(d, limits.io)
 
