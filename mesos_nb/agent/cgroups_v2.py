@@ -31,7 +31,7 @@ from typing import Any
 import psutil
 
 from . import io_control
-from .cgroupfs import mkdir_once, parse_kv, read_int, read_text, write_text
+from .cgroupfs import apply_plan, parse_kv, read_int, read_text, write_text
 from .isolator import CFS_PERIOD_US, CGROUP_ROOT, NESTED, CgroupIsolator, Limits, keeps_memory
 
 logger = logging.getLogger("mesos_nb.agent")
@@ -91,15 +91,17 @@ def unenforceable(limits: Limits, controllers: Iterable[str], where: str) -> str
             "in the unified one)")
 
 
-def limit_steps(d: str, limits: Limits) -> list[tuple[str, str]]:
-    """The (file, value) writes that set ``limits`` on the container cgroup ``d`` (I/O aside)."""
+def limit_steps(d: str, limits: Limits, controllers: Iterable[str] = ("cpu", "memory")) -> list[tuple[str, str]]:
+    """The (file, value) writes that set ``limits`` on the container cgroup ``d`` (I/O aside),
+    those of ``controllers`` only."""
     out: list[tuple[str, str]] = []
     if limits.cpus > 0:
         out += [(f"{d}/cpu.weight", str(cpu_weight(limits.cpus))),
                 (f"{d}/cpu.max", f"{limits.cfs_quota_us()} {CFS_PERIOD_US}")]
     if limits.mem_bytes > 0:
         out.append((f"{d}/memory.max", str(limits.cgroup_memory())))
-    return out
+    have = set(controllers)
+    return [(path, value) for path, value in out if os.path.basename(path).split(".")[0] in have]
 
 
 def subtree_error(d: str, ctrl: str, err: OSError, procs: str | None) -> str:
@@ -262,19 +264,34 @@ class CgroupsV2Isolator(CgroupIsolator):
 
     def prepare(self, container_id: str, limits: Limits) -> None:
         self._check(limits)
+        apply_plan(self._plan(container_id, limits))
+        if self.io and limits.io and "io" in self._ensure_parent():
+            io_control.apply_v2(self._dir(container_id), limits.io)
+
+    def prepare_plan(self, container_id: str, limits: Limits) -> list | None:
+        """The mkdir and limit writes, carried out by the launcher helper in the spawn's round;
+        None (``prepare`` then, here) for I/O limits (they name devices) and for a limit that
+        is refused (``prepare`` raises the sentence)."""
+        if self.io and limits.io:
+            return None
+        try:
+            self._check(limits)
+        except OSError:
+            return None
+        return self._plan(container_id, limits)
+
+    def _plan(self, container_id: str, limits: Limits) -> list:
         have = self._ensure_parent()
         self._limits[container_id] = limits
         d = self._dir(container_id)
-        mkdir_once(d)
-        self._write_limits(container_id, limits, None)
+        plan: list = [["mkdir", d]]
+        plan += [["write", path, value] for path, value in limit_steps(d, limits, have)]
         if limits.mem_bytes > 0 and "memory" in have:
             # The limit is memory, not memory + swap (as Mesos without --cgroups_limit_swap); an OOM
-            # kill takes the whole container at once (it is destroyed for it anyway).
-            for name in ("memory.swap.max", "memory.oom.group"):
-                with contextlib.suppress(OSError):  # no swap accounting (swapaccount=0) / before Linux 4.19
-                    write_text(os.path.join(d, name), "0" if name == "memory.swap.max" else "1")
-        if self.io and limits.io and "io" in have:
-            io_control.apply_v2(d, limits.io)
+            # kill takes the whole container at once (it is destroyed for it anyway). "write?": no swap
+            # accounting (swapaccount=0) / before Linux 4.19.
+            plan += [["write?", f"{d}/memory.swap.max", "0"], ["write?", f"{d}/memory.oom.group", "1"]]
+        return plan
 
     def _procs_files(self, container_id: str) -> list[str]:
         return [os.path.join(self._dir(container_id), "cgroup.procs")]
@@ -285,7 +302,7 @@ class CgroupsV2Isolator(CgroupIsolator):
         self._check(limits)
         d = self._dir(container_id)
         have = self._ensure_parent()
-        steps = [s for s in limit_steps(d, limits) if os.path.basename(s[0]).split(".")[0] in have]
+        steps = limit_steps(d, limits, have)
         if limits.mem_bytes > 0 and keeps_memory(limits.cgroup_memory(), old,
                                                  lambda: read_int(os.path.join(d, "memory.current"))):
             assert old is not None
