@@ -123,3 +123,16 @@ def test_a_controller_not_asked_for_by_name_is_skipped_and_said_so(tmp_path: Pat
         "does not ask for them"]
     with pytest.raises(OSError, match="cpus:2 needs the cpu controller"):
         CgroupsV2Isolator(str(tmp_path), controllers=set(), required={"cpu"}).prepare("c3", Limits(cpus=2.0))
+
+
+def test_why_v2_is_unavailable_names_the_place(tmp_path: Path):
+    from mesos_nb.agent.cgroups_v2 import unavailable
+
+    assert unavailable(None, "r", ["cpu"]) == "this machine has no cgroup2 (unified) hierarchy mounted"
+    assert unavailable(str(tmp_path), "r", ["cpu"]) == f"{tmp_path} is not a cgroup2 mount (no cgroup.controllers)"
+    (tmp_path / "cgroup.controllers").write_text("cpu io\n")
+    assert unavailable(str(tmp_path), "r", ["cpu", "memory"]).startswith(
+        f"cgroup2 at {tmp_path} lacks the memory controller(s)")
+    (tmp_path / "r").write_text("")  # not a directory: the agent's cgroup cannot be made
+    assert unavailable(str(tmp_path), "r", ["cpu"]) == \
+        f"cannot create the agent's cgroup {tmp_path / 'r'}: File exists"

@@ -123,7 +123,10 @@ def open_parent(root: str, nested: str, wanted: Iterable[str]) -> frozenset[str]
     if offered is None:
         raise OSError(errno.ENOENT, f"{root} is not a cgroup2 mount (no cgroup.controllers)")
     parent = os.path.join(root, nested)
-    os.makedirs(parent, exist_ok=True)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot create the agent's cgroup {parent}: {e.strerror or e}") from None
     want = [c for c in wanted if c in offered.split()]
     for d in (root, parent):
         enabled = set((read_text(os.path.join(d, "cgroup.subtree_control")) or "").split())
