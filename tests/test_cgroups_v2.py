@@ -21,7 +21,7 @@ import pytest
 from conftest import async_wait_for, wait_for
 
 from mesos_nb.agent import cgroups_v2
-from mesos_nb.agent.cgroups_v2 import CgroupsV2Isolator, cgroup2_mount, kill_cgroup
+from mesos_nb.agent.cgroups_v2 import CgroupsV2Isolator, cgroup2_mount, kill_cgroup, remove_tree
 from mesos_nb.agent.containerizer import (
     LaunchError,
     LaunchSpec,
@@ -49,11 +49,8 @@ def root():
     yield nested
     top = os.path.join(MOUNT, nested)
     if os.path.isdir(top):
-        for e in os.scandir(top):
-            if e.is_dir():
-                kill_cgroup(e.path)
-                os.rmdir(e.path)
-        os.rmdir(top)
+        kill_cgroup(top)
+        remove_tree(top)
 
 
 def _spec(tmp_path: Path, cid: str, argv: list[str], **kw) -> LaunchSpec:
@@ -355,3 +352,24 @@ def test_the_agent_cli_refuses_cgroups_v2_by_name_with_one_sentence(tmp_path):
     assert out.returncode == 2, out
     assert out.stderr.startswith("mesos-nb: cgroups/v2 isolation is unavailable: cgroup2 at ") and \
         "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("kill_file", [True, False], ids=["cgroup.kill", "freeze"])
+async def test_cgroups_a_root_task_made_inside_its_own_go_with_it(tmp_path, root, monkeypatch, kill_file):
+    """A task running as root may make cgroups inside its own and move into them (a container
+    engine in a task does): its kill reaches them and its removal removes them, deepest first."""
+    if not kill_file:  # a kernel before 5.14: no cgroup.kill
+        real = cgroups_v2.kill_cgroup
+        monkeypatch.setattr(cgroups_v2, "kill_cgroup", lambda d, **kw: real(d, **{**kw, "use_kill_file": False}))
+    c = _containerizer(root)
+    own = os.path.join(MOUNT, root, "nest")
+    try:
+        ct = await c.launch(_spec(tmp_path, "nest", ["sh", "-c", f"mkdir -p {own}/a/b && setsid sh -c "
+                                                     f"'echo $$ > {own}/a/b/cgroup.procs && exec sleep 300' & "
+                                                     "exec sleep 300"]))
+        inner = await async_wait_for(lambda: cgroups_v2._pids(f"{own}/a/b"), 10, message="a process in a/b")
+        await c.destroy(ct, 0)
+        await async_wait_for(lambda: not _alive(inner), 10, message="the nested cgroup's process killed")
+        await async_wait_for(lambda: not os.path.exists(own), 10, message="the container's cgroups removed")
+    finally:
+        c.close()

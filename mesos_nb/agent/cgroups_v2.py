@@ -10,7 +10,9 @@ other than the root may do that only while it holds no process ("no internal pro
 the agent enables each controller it wants that the hierarchy offers, one at a time, in the
 hierarchy's root and in its ``--cgroups-root`` cgroup (which never holds a process), and
 keeps the set that reached the containers. A limit whose controller is not among them is
-refused with a sentence naming the controller (:func:`unenforceable`), never left unwritten;
+refused with a sentence naming the controller (:func:`unenforceable`), never left unwritten
+(one the operator did not ask for by name, as memory under ``--isolation cgroups/cpu`` alone,
+is not limited, as in Mesos, and the log says so once);
 a hierarchy that cannot give the controllers an isolation needs refuses the agent at start
 (``isolation.py``, :func:`unavailable`). Controllers still bound to a v1 hierarchy (a hybrid
 machine) are not in the unified one's ``cgroup.controllers``.
@@ -187,7 +189,7 @@ def kill_cgroup(d: str, *, use_kill_file: bool = True, wait: float = KILL_WAIT) 
                 _wait(lambda: "frozen 1" in (read_text(os.path.join(d, "cgroup.events")) or ""), FREEZE_WAIT)
         try:
             for _ in range(100):  # without a freezer a forking process may race: again until none is left
-                pids = _pids(d)
+                pids = [pid for sub, _, _ in os.walk(d) for pid in _pids(sub)]  # (cgroups a root task made too)
                 for pid in pids:
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
@@ -361,27 +363,37 @@ class CgroupsV2Isolator(CgroupIsolator):
 
     def kill(self, container_id: str) -> None:
         """Every process of the container, whatever its session or process group."""
-        kill_cgroup(self._dir(container_id), wait=0)
+        with contextlib.suppress(OSError):  # (gone already)
+            kill_cgroup(self._dir(container_id), wait=0)
 
     def cleanup(self, container_id: str) -> bool:
         """rmdir; a cgroup that still holds processes (a double fork, a daemon) is killed
-        whole first, and removed once they are gone (False: still busy, asked again later)."""
+        whole first, and removed once they are gone, with any cgroups a task running as root
+        made inside it (False: still busy, asked again later)."""
         d = self._dir(container_id)
         try:
             os.rmdir(d)
         except FileNotFoundError:
             pass
         except OSError:
-            if not kill_cgroup(d):
-                return False
             try:
-                os.rmdir(d)
+                if not kill_cgroup(d):
+                    return False
+                remove_tree(d)
             except FileNotFoundError:
                 pass
             except OSError:
                 return False
         self._forget(container_id)
         return True
+
+
+def remove_tree(d: str) -> None:
+    """rmdir cgroup ``d`` and the cgroups under it, deepest first (they hold no process)."""
+    for sub, dirs, _ in os.walk(d, topdown=False):
+        for name in dirs:
+            os.rmdir(os.path.join(sub, name))
+    os.rmdir(d)
 
 
 def _rss(pids: list[int]) -> int:
@@ -393,4 +405,4 @@ def _rss(pids: list[int]) -> int:
 
 
 __all__ = ["CgroupsV2Isolator", "NEEDS", "cgroup2_mount", "cpu_weight", "kill_cgroup", "limit_steps", "open_parent",
-           "subtree_error", "unavailable", "unenforceable", "unified_mount", "v1_bound"]
+           "remove_tree", "subtree_error", "unavailable", "unenforceable", "unified_mount", "v1_bound"]
