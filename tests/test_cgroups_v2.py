@@ -76,12 +76,12 @@ def _alive(pids: list[int]) -> list[int]:
     return out
 
 
-async def _family(c: PosixContainerizer, cid: str) -> list[int]:
-    """The pids of a FAMILY container once all four are in its cgroup."""
-    def four() -> list[int] | None:
+async def _family(c: PosixContainerizer, cid: str, n: int = 4) -> list[int]:
+    """The pids of a container once ``n`` (a FAMILY: four) are in its cgroup."""
+    def all_there() -> list[int] | None:
         pids = c.isolator.pids(cid)
-        return pids if len(pids) == 4 else None
-    return await async_wait_for(four, 10, message=lambda: f"4 processes: {c.isolator.pids(cid)}")
+        return pids if len(pids) == n else None
+    return await async_wait_for(all_there, 10, message=lambda: f"{n} processes: {c.isolator.pids(cid)}")
 
 
 def _containerizer(nested: str, launcher: bool = True) -> PosixContainerizer:
@@ -371,5 +371,26 @@ async def test_cgroups_a_root_task_made_inside_its_own_go_with_it(tmp_path, root
         await c.destroy(ct, 0)
         await async_wait_for(lambda: not _alive(inner), 10, message="the nested cgroup's process killed")
         await async_wait_for(lambda: not os.path.exists(own), 10, message="the container's cgroups removed")
+    finally:
+        c.close()
+
+
+async def test_a_pid_namespace_container_is_in_its_cgroup_and_goes_whole(tmp_path, root):
+    """``namespaces/pid`` with v2: the namespace's init, the task and its daemon are in the
+    container's cgroup (the host-side waiter, which records the exit status, stays out by
+    design); a kill takes them all, then the cgroup."""
+    from mesos_nb.agent.isolation import namespaces_unavailable, parse_isolation
+
+    if (why := namespaces_unavailable()) is not None:
+        pytest.skip(why)
+    c = PosixContainerizer(CgroupsV2Isolator(MOUNT, nested=root), isolation=parse_isolation("cgroups/v2,namespaces/pid"))
+    try:
+        ct = await c.launch(_spec(tmp_path, "pidns", ["sh", "-c", "setsid sleep 300 & exec sleep 301"]))
+        pids = await _family(c, "pidns", 3)  # the namespace's init, the task, its daemon
+        assert ct.pid not in pids and {_cgroup_of(p) for p in pids} == {f"/{root}/pidns"}
+        await c.destroy(ct, 0.2)
+        await async_wait_for(lambda: not _alive(pids), 10, message=lambda: f"alive: {_alive(pids)}")
+        await async_wait_for(lambda: not os.path.exists(os.path.join(MOUNT, root, "pidns")), 10,
+                             message="cgroup removed")
     finally:
         c.close()
