@@ -76,6 +76,12 @@ def _alive(pids: list[int]) -> list[int]:
     return out
 
 
+async def _gone(pids: list[int], root: str, cid: str) -> None:
+    """Every one of ``pids`` is dead, then the container's cgroup is removed."""
+    await async_wait_for(lambda: not _alive(pids), 10, message=lambda: f"alive: {_alive(pids)}")
+    await async_wait_for(lambda: not os.path.exists(os.path.join(MOUNT, root, cid)), 10, message="cgroup removed")
+
+
 async def _family(c: PosixContainerizer, cid: str, n: int = 4) -> list[int]:
     """The pids of a container once ``n`` (a FAMILY: four) are in its cgroup."""
     def all_there() -> list[int] | None:
@@ -116,9 +122,7 @@ async def test_a_kill_takes_every_process_of_the_container_and_then_its_cgroup(t
         assert len({os.getsid(p) for p in pids}) == 2
         status = await c.destroy(ct, 0.2)
         assert not describe_status(status)[0]
-        await async_wait_for(lambda: not _alive(pids), 10, message=lambda: f"alive: {_alive(pids)}")
-        await async_wait_for(lambda: not os.path.exists(os.path.join(MOUNT, root, "fam")), 10,
-                             message="cgroup removed")
+        await _gone(pids, root, "fam")
     finally:
         c.close()
 
@@ -234,9 +238,7 @@ async def test_a_restarted_agent_adopts_its_container_and_kills_it_whole(tmp_pat
         adopted = second.recover("old", ct.pid, str(tmp_path / "old"))
         assert adopted is not None and _alive(pids) == pids
         await second.destroy(adopted, 0.2)
-        await async_wait_for(lambda: not _alive(pids), 10, message=lambda: f"alive: {_alive(pids)}")
-        await async_wait_for(lambda: not os.path.exists(os.path.join(MOUNT, root, "old")), 10,
-                             message="cgroup removed")
+        await _gone(pids, root, "old")
     finally:
         second.close()
 
@@ -339,9 +341,7 @@ async def test_through_the_agent_a_killed_task_takes_its_whole_cgroup(tmp_path, 
         assert {_cgroup_of(p) for p in pids} == {f"/{root}/{ct.container_id}"}
         await master.send(KillTask(agent_id=agent.agent_id, framework_id=FW, task_id="fam"))
         await master.wait_state("fam", "TASK_KILLED")
-        await async_wait_for(lambda: not _alive(pids), 10, message=lambda: f"alive: {_alive(pids)}")
-        await async_wait_for(lambda: not os.path.exists(os.path.join(MOUNT, root, ct.container_id)), 10,
-                             message="cgroup removed")
+        await _gone(pids, root, ct.container_id)
 
 
 @pytest.mark.skipif({"cpu", "memory"} <= OFFERED, reason="this machine's cgroup2 has cpu and memory")
@@ -389,8 +389,6 @@ async def test_a_pid_namespace_container_is_in_its_cgroup_and_goes_whole(tmp_pat
         pids = await _family(c, "pidns", 3)  # the namespace's init, the task, its daemon
         assert ct.pid not in pids and {_cgroup_of(p) for p in pids} == {f"/{root}/pidns"}
         await c.destroy(ct, 0.2)
-        await async_wait_for(lambda: not _alive(pids), 10, message=lambda: f"alive: {_alive(pids)}")
-        await async_wait_for(lambda: not os.path.exists(os.path.join(MOUNT, root, "pidns")), 10,
-                             message="cgroup removed")
+        await _gone(pids, root, "pidns")
     finally:
         c.close()
