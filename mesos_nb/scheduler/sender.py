@@ -90,9 +90,9 @@ class CallSender:
             stream = self._stream = (stream_id, CIMultiDict({"Mesos-Stream-Id": stream_id}))
         if self._session.closed:  # the driver is stopping: a call made meanwhile fails like a lost one
             raise ConnectionError(f"the connection to the master at {master} was closed (the driver stopped)")
-        task = asyncio.current_task()
-        assert task is not None
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        assert task is not None
         self._inflight[task] = loop.time() + self._timeout
         if self._watch is None:
             self._watch = loop.call_later(self._timeout, self._expire)
