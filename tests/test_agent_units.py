@@ -56,7 +56,8 @@ def upd(task="t1", state="TASK_RUNNING", fw="fw1", u=None):
 def make(min_=10.0, max_=600.0, store=None):
     sent: list[StatusUpdate] = []
     timers = FakeTimers()
-    m = StatusUpdateManager(sent.append, retry_min=min_, retry_max=max_, call_later=timers.call_later, store=store)
+    m = StatusUpdateManager(sent.append, retry_min=min_, retry_max=max_, call_later=timers.call_later,
+                            clock=lambda: timers.now, store=store)
     return m, sent, timers
 
 
@@ -99,6 +100,26 @@ def test_ack_cancels_retry_and_next_starts_at_min():
     timers.advance(1)
     assert len(sent) == n + 1 and sent[-1] is b
     assert a not in sent[n:]
+
+
+def test_updates_share_retry_timers_and_unacked_ones_are_resent():
+    """A busy agent arms no timer per update: the updates sent within one slot of the retry
+    grid share one timer, and at its due time exactly the ones still unacknowledged go again."""
+    m, sent, timers = make(10, 600)
+    ups = [upd(f"t{i}") for i in range(100)]
+    for u in ups:
+        m.update(u)
+    assert len(timers.timers) == 1
+    for u in ups[:60]:  # acked: off the grid, not resent
+        assert m.acknowledge("fw1", u.status.task_id.value, u.status.uuid)
+    timers.advance(9.9)
+    assert sent == ups
+    timers.advance(0.1)
+    assert sent[100:] == ups[60:]  # each unacked head once, in the order they were sent
+    timers.advance(19.9)
+    assert len(sent) == 140
+    timers.advance(0.1)
+    assert sent[140:] == ups[60:]  # then after 20 s (doubled)
 
 
 def test_duplicates_ignored():
@@ -285,3 +306,14 @@ def test_build_environment_is_pure_and_mesos_shaped():
     assert (env["MESOS_TASK_ID"], env["MESOS_CHECKPOINT"], env["CUDA_VISIBLE_DEVICES"]) == ("T", "1", "1")
     assert command_argv(CommandInfo(value="echo hi")) == (None, ["/bin/sh", "-c", "echo hi"])
     assert limits_for(res, 1).mem_bytes == 64 * 1024 * 1024 + 1
+
+
+def test_update_uuids_are_random_version_4_uuids():
+    """The agent's update uuids (made without a UUID object) read back as RFC 4122 v4 UUIDs."""
+    from mesos_nb.agent.task_status import update_uuid
+
+    got = [update_uuid() for _ in range(1000)]
+    assert len(set(got)) == 1000
+    for b in got:
+        u = uuid.UUID(bytes=b)
+        assert len(b) == 16 and u.version == 4 and u.variant == uuid.RFC_4122

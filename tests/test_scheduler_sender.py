@@ -139,6 +139,75 @@ async def test_an_answer_that_never_comes_fails_the_call_after_the_timeout():
         server.close()
 
 
+async def test_calls_arm_one_timer_not_one_each_and_a_late_one_still_fails_in_time(monkeypatch):
+    """100 calls answered at once cost the sender at most a timer or two (aiohttp's own call
+    timeout armed one per call); a call whose answer never comes still fails after the timeout
+    while the others are answered, and the sender then serves calls as before."""
+    silent = asyncio.Event()
+
+    async def answer(reader, writer):  # keep-alive 202s; the body b"mute" is never answered
+        while True:
+            try:
+                body = await _read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            if body == b"mute":
+                silent.set()
+                await asyncio.sleep(30)
+                return
+            writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+
+    server, url = await _raw_server(answer)
+    loop = asyncio.get_running_loop()
+    timers = []
+    real = loop.call_at  # every timer of the loop goes through call_at
+
+    def counting(*a, **kw):
+        timers.append(a)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(loop, "call_at", counting)
+    sender = CallSender(timeout=0.5)
+
+    async def hundred():
+        for _ in range(100):
+            assert (await sender.post(url, b"{}", "s")).status == 202
+
+    try:
+        await asyncio.wait_for(hundred(), 10)
+        assert len(timers) <= 3, timers  # wait_for's, the sender's watch, the pool's cleanup
+        mute = asyncio.ensure_future(sender.post(url, b"mute", "s"))
+        await asyncio.wait_for(silent.wait(), 10)
+        for _ in range(20):  # answered meanwhile, on other connections
+            assert (await asyncio.wait_for(sender.post(url, b"{}", "s"), 10)).status == 202
+        with pytest.raises(ConnectionError, match="did not answer in time"):
+            await asyncio.wait_for(mute, 10)
+        assert (await asyncio.wait_for(sender.post(url, b"{}", "s"), 10)).status == 202
+    finally:
+        await sender.close()
+        server.close()
+
+
+async def test_a_call_cancelled_from_outside_stays_cancelled():
+    async def answer(reader, writer):
+        await _read_request(reader)
+        await asyncio.sleep(30)
+
+    server, url = await _raw_server(answer)
+    sender = CallSender(timeout=30)
+    try:
+        call = asyncio.ensure_future(sender.post(url, b"{}", "s"))
+        await asyncio.sleep(0.05)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert not sender._inflight
+    finally:
+        await sender.close()
+        server.close()
+
+
 class CountingMaster(FakeMaster):
     """The fake master, noting the connection each call came on."""
 

@@ -8,16 +8,24 @@ already holds (or already acknowledged) is a duplicate and dropped. The head car
 stream's newest state (``latest_state``) when newer updates wait behind it, so the master
 frees a finished task's resources without waiting for the framework's acks.
 
-Pure logic: the clock and timers are injected (``call_later(delay, fn) -> handle`` with
-``.cancel()``), sending is a callback. Checkpointing is the ``store`` seam: ``append`` is
-called before an update is forwarded and ``acknowledge`` when it is popped; the default
-store does nothing.
+Retries fall due on a grid of ``RETRY_GRAIN`` seconds (a tenth of ``retry_min`` when that
+is finer): the streams whose retry falls in one slot of the grid share one timer, so an
+update acknowledged before its retry (nearly all of them) costs a dict insert and delete, not
+a timer armed and cancelled (a timer per update was 3 % of the agent's CPU in
+``bench.launch_throughput``). A retry is late by at most one grain.
+
+Pure logic: the clock and timers are injected (``clock() -> seconds`` and
+``call_later(delay, fn) -> handle`` with ``.cancel()``), sending is a callback.
+Checkpointing is the ``store`` seam: ``append`` is called before an update is forwarded and
+``acknowledge`` when it is popped; the default store does nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +34,9 @@ from mesos_nb.protocol.channel import StatusUpdate
 from mesos_nb.protocol.messages import TERMINAL_STATES
 
 logger = logging.getLogger("mesos_nb.agent")
+
+RETRY_GRAIN = 0.5  # seconds: the grid retries fall due on (one timer per slot in use), at most
+# a tenth of retry_min
 
 
 class UpdateStore:
@@ -42,7 +53,7 @@ class UpdateStore:
 
 
 class _Stream:
-    __slots__ = ("framework_id", "task_id", "pending", "seen", "interval", "timer", "terminated")
+    __slots__ = ("framework_id", "task_id", "pending", "seen", "interval", "slot", "terminated")
 
     def __init__(self, framework_id: str, task_id: str) -> None:
         self.framework_id = framework_id
@@ -50,7 +61,7 @@ class _Stream:
         self.pending: deque[StatusUpdate] = deque()
         self.seen: set[bytes] = set()
         self.interval = 0.0
-        self.timer: Any = None
+        self.slot: int | None = None  # the retry grid slot it waits in (None: no retry armed)
         self.terminated = False  # a terminal update was acknowledged
 
 
@@ -62,12 +73,17 @@ class StatusUpdateManager:
         retry_min: float = 10.0,
         retry_max: float = 600.0,
         call_later: Callable[[float, Callable[[], None]], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
         store: UpdateStore | None = None,
     ) -> None:
         self._send = send
         self.retry_min = retry_min
         self.retry_max = max(retry_max, retry_min)
         self._call_later = call_later
+        self._clock = clock
+        self._grain = max(min(RETRY_GRAIN, self.retry_min / 10), 1e-3)
+        self._slots: dict[int, dict[_Stream, None]] = {}  # grid slot -> streams due then, in arm order
+        self._slot_timers: dict[int, Any] = {}
         self.store = store or UpdateStore()
         self._streams: dict[tuple[str, str], _Stream] = {}
         self.paused = False  # while disconnected: queue, do not send or retry
@@ -130,8 +146,7 @@ class StatusUpdateManager:
     def pause(self) -> None:
         """The channel is down: stop retrying until :meth:`resend_all`."""
         self.paused = True
-        for stream in self._streams.values():
-            self._cancel(stream)
+        self.close()
 
     def cleanup_framework(self, framework_id: str) -> None:
         """Forget every stream of a framework (it was shut down: no one will ack)."""
@@ -156,8 +171,13 @@ class StatusUpdateManager:
         return None
 
     def close(self) -> None:
+        """Cancel every retry."""
+        for handle in self._slot_timers.values():
+            handle.cancel()
+        self._slot_timers.clear()
+        self._slots.clear()
         for stream in self._streams.values():
-            self._cancel(stream)
+            stream.slot = None
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -172,11 +192,25 @@ class StatusUpdateManager:
         self._arm(stream)
 
     def _arm(self, stream: _Stream) -> None:
-        call_later = self._call_later or asyncio.get_running_loop().call_later
-        stream.timer = call_later(stream.interval, lambda: self._retry(stream))
+        """Put ``stream`` in the grid slot its retry falls due in; a slot's first stream arms
+        the slot's one timer."""
+        now = self._clock()
+        slot = math.ceil((now + stream.interval) / self._grain)
+        waiting = self._slots.get(slot)
+        if waiting is None:
+            waiting = self._slots[slot] = {}
+            call_later = self._call_later or asyncio.get_running_loop().call_later
+            self._slot_timers[slot] = call_later(slot * self._grain - now, lambda: self._due(slot))
+        waiting[stream] = None
+        stream.slot = slot
+
+    def _due(self, slot: int) -> None:
+        self._slot_timers.pop(slot, None)
+        for stream in self._slots.pop(slot, {}):
+            stream.slot = None
+            self._retry(stream)
 
     def _retry(self, stream: _Stream) -> None:
-        stream.timer = None
         if self.paused or not stream.pending:
             return
         if self._streams.get((stream.framework_id, stream.task_id)) is not stream:
@@ -197,11 +231,13 @@ class StatusUpdateManager:
         head.latest_state = stream.pending[-1].status.state if len(stream.pending) > 1 else None
         return head
 
-    @staticmethod
-    def _cancel(stream: _Stream) -> None:
-        if stream.timer is not None:
-            stream.timer.cancel()
-            stream.timer = None
+    def _cancel(self, stream: _Stream) -> None:
+        """Take ``stream`` off the grid (an empty slot's timer is left to fire on nothing)."""
+        if stream.slot is not None:
+            waiting = self._slots.get(stream.slot)
+            if waiting is not None:
+                waiting.pop(stream, None)
+            stream.slot = None
 
 
 __all__ = ["StatusUpdateManager", "UpdateStore"]

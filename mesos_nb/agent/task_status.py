@@ -8,8 +8,8 @@ A mixin of :class:`~mesos_nb.agent.agent.Agent`: its methods work on the Agent's
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from typing import Any
 
 from mesos_nb.protocol.channel import AckUpdate, StatusUpdate
@@ -23,13 +23,22 @@ _TERMINAL_COUNTERS = {"TASK_FINISHED": "tasks_finished", "TASK_FAILED": "tasks_f
                       "TASK_KILLED": "tasks_killed", "TASK_LOST": "tasks_lost"}
 
 
+def update_uuid() -> bytes:
+    """A random (version 4) UUID's 16 bytes, as ``uuid.uuid4().bytes`` but without the UUID
+    object (a third of its cost; three of these per task)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    return bytes(b)
+
+
 class TaskStatusUpdates:
     def _make_status(self, task_id: str, ex_id: str, state: str, source: str,
                      reason: str | None, message: str | None, container_status: Any = None) -> TaskStatus:
         return TaskStatus(
             task_id=ID(value=task_id), state=state, message=message, source=source,  # type: ignore[arg-type]
             reason=reason, agent_id=ID(value=self.agent_id or ""), executor_id=ID(value=ex_id),
-            timestamp=time.time(), uuid=uuid.uuid4().bytes, container_status=container_status,
+            timestamp=time.time(), uuid=update_uuid(), container_status=container_status,
         )
 
     def _update(self, task: TaskEntry, state: str, *, reason: str | None = None, message: str | None = None,

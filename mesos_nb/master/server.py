@@ -382,7 +382,7 @@ class MasterServer:
             check_json_content_type(request.headers.get("Content-Type"))
         except CallRefused as e:
             return _text(e.status, e.message)
-        body = await request.read()
+        body = await big_calls.read_body(request, MAX_BODY)
         try:
             call = await big_calls.decode_call(body)
         except m.ProtocolError as e:

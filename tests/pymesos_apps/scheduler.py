@@ -17,8 +17,15 @@ SCENARIO, MASTER = sys.argv[1], sys.argv[2]
 ARGS = sys.argv[3:]
 
 
+_EMIT = threading.Lock()
+
+
 def emit(**kw):
-    print(json.dumps(kw), flush=True)
+    # One line at a time: pymesos' thread (a second error() after its reconnect) and the main
+    # thread's final line may emit at once, and print() writes text and newline apart.
+    with _EMIT:
+        sys.stdout.write(json.dumps(kw) + "\n")
+        sys.stdout.flush()
 
 
 def scalar(name, value):
