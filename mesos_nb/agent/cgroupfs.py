@@ -74,14 +74,71 @@ def remove_cgroups(dirs: list[str]) -> bool:
     return done
 
 
+def recycle_cgroups(dirs: list[str], spec: dict) -> dict[str, int] | None:
+    """Keep an ended container's cgroups (``dirs``) for a later one (``cgroup_pool``): when each
+    is empty, its memory cgroup never hit its limit and charges at most ``spec["max"]`` bytes,
+    zero its resettable counters, read the rest as the baseline, rename each dir to
+    ``spec["to"]`` (same order) and return the baseline; else None (nothing changed but what
+    a half-done rename pooled, removed again): remove them as usual."""
+    mem, cpu, acct = spec.get("mem"), spec.get("cpu"), spec.get("acct")
+    for d in dirs:
+        if (read_text(f"{d}/cgroup.procs") or "x").strip():  # busy or gone
+            return None
+    base: dict[str, int] = {}
+    if mem:
+        words = (read_text(f"{mem}/memory.oom_control") or "oom_kill 1").split()
+        oom = dict(zip(words[::2], words[1::2], strict=False))
+        if oom.get("oom_kill", "0") != "0" or oom.get("under_oom", "0") != "0":
+            return None
+        base["usage_in_bytes"] = read_int(f"{mem}/memory.usage_in_bytes")
+        if base["usage_in_bytes"] > spec["max"]:
+            return None
+        stat = parse_kv(read_text(f"{mem}/memory.stat"))
+        for key in ("total_cache", "total_rss", "total_mapped_file", "cache", "rss"):
+            base[key] = stat.get(key, 0)
+        for name in ("memory.max_usage_in_bytes", "memory.failcnt", "memory.memsw.max_usage_in_bytes",
+                     "memory.memsw.failcnt"):
+            try:
+                write_text(f"{mem}/{name}", "0")
+            except OSError:
+                pass  # no swap accounting: no memsw files
+    if acct:
+        base.update(parse_kv(read_text(f"{acct}/cpuacct.stat")))  # user, system: not resettable
+        try:
+            write_text(f"{acct}/cpuacct.usage", "0")
+        except OSError:
+            return None
+    if cpu:
+        base.update(parse_kv(read_text(f"{cpu}/cpu.stat")))
+    done: list[str] = []
+    for old, new in zip(dirs, spec["to"], strict=True):
+        try:
+            os.rename(old, new)
+        except OSError:
+            for d in done:
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+            return None
+        done.append(new)
+    return base
+
+
 def apply_plan(ops: list) -> None:
     """Carry out an isolator's setup plan: ``["mkdir", dir]`` (an existing one is fine),
+    ``["rename", pooled dir, dir]`` (a recycled cgroup; made afresh if it is gone),
     ``["write", file, text]``, ``["write?", file, text]`` (a failure is ignored). One list of
     plain values, so the launcher helper (stdlib only; it imports this file) can carry it out
     in the same round as the spawn. Raises OSError."""
     for op in ops:
         if op[0] == "mkdir":
             mkdir_once(op[1])
+        elif op[0] == "rename":
+            try:
+                os.rename(op[1], op[2])
+            except FileNotFoundError:
+                mkdir_once(op[2])
         elif op[0] == "write":
             write_text(op[1], op[2])
         elif op[0] == "write?":
@@ -93,4 +150,5 @@ def apply_plan(ops: list) -> None:
             raise ValueError(f"unknown setup step {op[0]!r}")
 
 
-__all__ = ["apply_plan", "mkdir_once", "parse_kv", "read_int", "read_text", "remove_cgroups", "write_text"]
+__all__ = ["apply_plan", "mkdir_once", "parse_kv", "read_int", "read_text", "recycle_cgroups", "remove_cgroups",
+           "write_text"]

@@ -2,6 +2,8 @@
 ``memory`` hierarchies (``cpu.shares``, ``cpu.cfs_quota_us``, ``memory.limit_in_bytes``);
 usage from ``cpuacct.stat`` / ``memory.usage_in_bytes``; OOM from ``memory.oom_control``.
 ``cpu`` and ``cpuacct`` co-mounted (``cpu,cpuacct``) are one hierarchy: one cgroup there.
+An ended container's empty cgroups are recycled for a later one (``cgroup_pool``): renamed, not
+removed and made again; its statistics are read less the pooled cgroup's baseline.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import io_control
+from .cgroup_pool import MAX_LEFTOVER, PREFIX, Baseline, CgroupPool, is_stale, subtract
 from .cgroupfs import apply_plan, parse_kv, read_int, read_text, remove_cgroups, write_text
 from .isolator import CGROUP_ROOT, MIN_CPU_SHARES, NESTED, CgroupIsolator, Limits, keeps_memory
 
@@ -38,6 +41,12 @@ class CgroupsV1Isolator(CgroupIsolator):
             self.name = "cgroups/v1+blkio"
         self._parents_ready = False
         self._swappiness_inherited = False
+        # Recycled cgroups: not with blkio (its statistics cannot be zeroed), and only when a
+        # container's swappiness comes from the parent (a recycled one keeps its own).
+        self._pool = CgroupPool(os.getpid())
+        self._base: dict[str, Baseline] = {}  # container id -> its recycled cgroup's baseline
+        self._no_pool: set[str] = set()  # soft limit changed (``update``): removed, not recycled
+        self._sweep_stale()
 
     def _dir(self, ctrl: str, container_id: str) -> str:
         # A string join, not os.path.join: ≈ 10 of these per task (a container id is a plain name).
@@ -60,14 +69,26 @@ class CgroupsV1Isolator(CgroupIsolator):
         if not self._parents_ready:
             self._make_parents()
         self._limits[container_id] = limits
-        plan: list = [["mkdir", self._dir(ctrl, container_id)] for ctrl in self.CONTROLLERS]
-        plan += self._cpu_plan(container_id, limits)
+        taken = self._pool.take()
+        if taken is None:
+            plan: list = [["mkdir", self._dir(ctrl, container_id)] for ctrl in self.CONTROLLERS]
+        else:  # a recycled cgroup: renamed to this container, every limit written (or reset)
+            name, self._base[container_id] = taken
+            plan = [["rename", self._dir(ctrl, name), self._dir(ctrl, container_id)] for ctrl in self.CONTROLLERS]
+        plan += self._cpu_plan(container_id, limits, reused=taken is not None)
+        mem = self._dir("memory", container_id)
         if limits.mem_bytes > 0:
-            mem = self._dir("memory", container_id)
             if not self._swappiness_inherited:  # no swap accounting: fine
                 plan.append(["write?", f"{mem}/memory.swappiness", "0"])
-            plan.append(["write", f"{mem}/memory.limit_in_bytes", str(limits.cgroup_memory())])
+            plan.append(["write", f"{mem}/memory.limit_in_bytes", str(self._hard_limit(container_id, limits))])
+        elif taken is not None:
+            plan.append(["write", f"{mem}/memory.limit_in_bytes", "-1"])
         return plan
+
+    def _hard_limit(self, container_id: str, limits: Limits) -> int:
+        """The limit written: the task's, plus what a recycled memory cgroup still charges
+        from before (so the task has its whole limit)."""
+        return limits.cgroup_memory() + self._base.get(container_id, {}).get("usage_in_bytes", 0)
 
     def _make_parents(self) -> None:
         """The parent cgroups, made once. The memory parent gets ``memory.swappiness`` 0: a
@@ -79,11 +100,29 @@ class CgroupsV1Isolator(CgroupIsolator):
         with contextlib.suppress(OSError):
             write_text(swappiness, "0")
         self._swappiness_inherited = (read_text(swappiness) or "").strip() == "0"
+        if not self._swappiness_inherited or self.io:
+            self._pool.capacity = 0
         self._parents_ready = True
 
-    def _cpu_plan(self, container_id: str, limits: Limits) -> list:
+    def _sweep_stale(self) -> None:
+        """Pooled cgroups an agent process left when it ended without draining (a crash):
+        removed when an agent starts (they are empty; a busy one is not ours, left alone)."""
+        for ctrl in self.CONTROLLERS:
+            try:
+                entries = list(os.scandir(os.path.join(self.root, ctrl, self.nested)))
+            except OSError:
+                continue
+            for e in entries:
+                if e.name.startswith(PREFIX) and is_stale(e.name, _alive):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(e.path)
+
+    def _cpu_plan(self, container_id: str, limits: Limits, reused: bool = False) -> list:
         if limits.cpus <= 0:
-            return []
+            if not reused:
+                return []
+            cpu = self._dir("cpu", container_id)  # a fresh cgroup's values
+            return [["write", f"{cpu}/cpu.shares", "1024"], ["write", f"{cpu}/cpu.cfs_quota_us", "-1"]]
         # A new cgroup's cpu.cfs_period_us is already CFS_PERIOD_US (the kernel default).
         cpu = self._dir("cpu", container_id)
         return [["write", f"{cpu}/cpu.shares", str(max(MIN_CPU_SHARES, int(1024 * limits.cpus)))],
@@ -98,12 +137,21 @@ class CgroupsV1Isolator(CgroupIsolator):
         mem = self._dir("memory", container_id)
         want = limits.cgroup_memory()
         if old is not None:
+            self._no_pool.add(container_id)
             with contextlib.suppress(OSError):
                 write_text(os.path.join(mem, "memory.soft_limit_in_bytes"), str(want))
-            if keeps_memory(want, old, lambda: read_int(os.path.join(mem, "memory.usage_in_bytes"))):
+            if keeps_memory(want, old, lambda: self._mem_stats(container_id)["usage_in_bytes"]):
                 return replace(limits, mem_bytes=old.mem_bytes)  # in use: keep the hard limit
-        write_text(os.path.join(mem, "memory.limit_in_bytes"), str(want))
+        write_text(os.path.join(mem, "memory.limit_in_bytes"), str(self._hard_limit(container_id, limits)))
         return limits
+
+    def _mem_stats(self, container_id: str) -> dict[str, int]:
+        """``memory.usage_in_bytes`` and ``memory.stat``, less a recycled cgroup's baseline."""
+        mem = self._dir("memory", container_id)
+        stats = parse_kv(read_text(f"{mem}/memory.stat"))
+        stats["usage_in_bytes"] = read_int(f"{mem}/memory.usage_in_bytes")
+        base = self._base.get(container_id)
+        return stats if base is None else subtract(stats, base)
 
     def _procs_files(self, container_id: str) -> list[str]:
         return [f"{self._dir(c, container_id)}/cgroup.procs" for c in self.CONTROLLERS]
@@ -116,7 +164,8 @@ class CgroupsV1Isolator(CgroupIsolator):
         oom = dict(zip(words[::2], words[1::2], strict=False))
         if oom.get("oom_kill", "0") != "0" or oom.get("under_oom", "0") != "0" or \
                 ("oom_kill" not in oom and read_int(f"{mem}/memory.failcnt") > 0):
-            return read_int(f"{mem}/memory.max_usage_in_bytes")
+            peak = read_int(f"{mem}/memory.max_usage_in_bytes")
+            return max(0, peak - self._base.get(container_id, {}).get("usage_in_bytes", 0))
         return None
 
     def pids(self, container_id: str) -> list[int]:
@@ -128,9 +177,10 @@ class CgroupsV1Isolator(CgroupIsolator):
         if not acct and not os.path.isdir(self._dir("cpuacct", container_id)):
             return None
         tick = os.sysconf("SC_CLK_TCK")
-        mem = self._dir("memory", container_id)
-        mstat = parse_kv(read_text(os.path.join(mem, "memory.stat")))
+        mstat = self._mem_stats(container_id)
         cstat = parse_kv(read_text(os.path.join(self._dir("cpu", container_id), "cpu.stat")))
+        if (base := self._base.get(container_id)) is not None:
+            acct, cstat = subtract(acct, base), subtract(cstat, base)
         pids = self.pids(container_id)
         out: dict[str, Any] = {
             "cpus_user_time_secs": round(acct.get("user", 0) / tick, 3),
@@ -138,7 +188,7 @@ class CgroupsV1Isolator(CgroupIsolator):
             "cpus_nr_periods": cstat.get("nr_periods", 0),
             "cpus_nr_throttled": cstat.get("nr_throttled", 0),
             "cpus_throttled_time_secs": cstat.get("throttled_time", 0) / 1e9,
-            "mem_total_bytes": read_int(os.path.join(mem, "memory.usage_in_bytes")),
+            "mem_total_bytes": mstat["usage_in_bytes"],
             "mem_rss_bytes": mstat.get("total_rss", mstat.get("rss", 0)),
             "mem_cache_bytes": mstat.get("total_cache", mstat.get("cache", 0)),
             "mem_anon_bytes": mstat.get("total_rss", 0),
@@ -162,6 +212,45 @@ class CgroupsV1Isolator(CgroupIsolator):
         if done:
             self._forget(container_id)
         return done
+
+    def recycle_spec(self, container_id: str) -> dict | None:
+        if container_id in self._no_pool or (name := self._pool.offer(container_id)) is None:
+            return None
+        cpu = "cpu" if "cpu" in self.CONTROLLERS else None
+        return {"to": [self._dir(ctrl, name) for ctrl in self.CONTROLLERS], "max": MAX_LEFTOVER,
+                "mem": self._dir("memory", container_id), "cpu": cpu and self._dir(cpu, container_id),
+                "acct": self._dir("cpuacct", container_id)}
+
+    def recycled(self, container_id: str, baseline: dict | None) -> None:
+        self._pool.answered(container_id, baseline)
+        if baseline is not None:
+            self._forget(container_id)
+
+    def _forget(self, container_id: str) -> None:
+        super()._forget(container_id)
+        self._base.pop(container_id, None)
+        self._no_pool.discard(container_id)
+
+    def drain_pool(self) -> None:
+        """Every pooled cgroup of this agent, also one whose recycle answer never came (the
+        helper stopped first), is removed."""
+        self._pool.drain()
+        for ctrl in self.CONTROLLERS:
+            with contextlib.suppress(OSError):
+                for e in list(os.scandir(os.path.join(self.root, ctrl, self.nested))):
+                    if self._pool.owns(e.name):
+                        with contextlib.suppress(OSError):
+                            os.rmdir(e.path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _same_hierarchy(root: str, a: str, b: str) -> bool:

@@ -3,7 +3,8 @@ status update does not wait for it. Exited containers are queued and removed in 
 ``CLEANUP_DELAY`` after an exit: by the launcher helper (``launcher.Launcher.remove``: one
 message per batch, the ``rmdir``s in that process, not on the agent's loop nor in a worker
 thread of the agent contending for its GIL) when the isolator can say its removal as
-directories (cgroups v1), else by the isolator's ``cleanup`` in a worker thread. A busy one
+directories (cgroups v1; the helper may instead keep them for a later container,
+``cgroup_pool``, and the pool is removed when the agent stops), else by the isolator's ``cleanup`` in a worker thread. A busy one
 (processes still dying) is retried, later each time, up to ``CLEANUP_ATTEMPTS``."""
 
 from __future__ import annotations
@@ -59,15 +60,21 @@ class RemovalQueue:
         """None when there is no helper or the isolator removes otherwise."""
         if self.launcher is None:
             return None
-        groups = [(cid, self.isolator.removal_dirs(cid)) for cid in ids]
-        if any(dirs is None for _, dirs in groups):
+        dirs = [self.isolator.removal_dirs(cid) for cid in ids]
+        if any(d is None for d in dirs):
             return None
+        groups = [(cid, d, self.isolator.recycle_spec(cid)) for cid, d in zip(ids, dirs, strict=True)]
         try:
-            left = set(await self.launcher.remove(groups))  # type: ignore[arg-type]
+            left_ids, pooled = await self.launcher.remove(groups)
         except LauncherUnavailable:
+            pooled, left_ids = {}, None
+        for cid in ids:  # every recycle offer is answered: kept (pooled) or not
+            self.isolator.recycled(cid, pooled.get(cid))
+        if left_ids is None:
             return None
+        left = set(left_ids)
         for cid in ids:
-            if cid not in left:
+            if cid not in left and cid not in pooled:
                 self.isolator.removed(cid)
         return [cid not in left for cid in ids]
 
@@ -110,6 +117,7 @@ class RemovalQueue:
             if not queued or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
+        self.isolator.drain_pool()
 
 
 __all__ = ["CLEANUP_ATTEMPTS", "CLEANUP_DELAY", "RemovalQueue"]

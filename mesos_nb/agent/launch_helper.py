@@ -21,11 +21,14 @@ JSON object, both ways.
                     {"id", "error", "stage"?} it could not ("stage": "setup": the setup failed,
                                              nothing was started; else the exec's reason)
                     {"exit": pid, "status"}  the raw wait status of a launched child
-    agent → helper  {"id", "remove": [[container id, [cgroup dirs]], ...]}   ended containers'
-                                             cgroups (cgroups v1), a batch; carried out when no
-                                             launch waits (``cgroupfs.remove_cgroups``)
-    helper → agent  {"id", "left": [container ids]}  the ones still busy (their processes were
-                                             SIGKILLed; the agent retries)
+    agent → helper  {"id", "remove": [[container id, [cgroup dirs], recycle?], ...]}   ended
+                                             containers' cgroups (cgroups v1), a batch; carried
+                                             out when no launch waits (``cgroupfs.remove_cgroups``;
+                                             with a recycle spec first ``recycle_cgroups``: kept
+                                             under a pool name, see ``cgroup_pool``)
+    helper → agent  {"id", "left": [container ids], "pooled"?: {container id: baseline}}
+                                             the ones still busy (their processes were SIGKILLed;
+                                             the agent retries), the ones kept in the pool
 
 The child: default signal dispositions, joins its cgroups, ``setsid`` (its process group is
 the container), stdin ``/dev/null``, stdout/stderr appended to the sandbox files, ``chdir``,
@@ -56,9 +59,9 @@ import struct
 import sys
 
 try:
-    from .cgroupfs import apply_plan, remove_cgroups
+    from .cgroupfs import apply_plan, recycle_cgroups, remove_cgroups
 except ImportError:  # run as a script (always, but for tests): its directory is sys.path[0]
-    from cgroupfs import apply_plan, remove_cgroups  # type: ignore[no-redef]
+    from cgroupfs import apply_plan, recycle_cgroups, remove_cgroups  # type: ignore[no-redef]
 
 _HDR = struct.Struct(">I")
 _RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGCHLD, signal.SIGTERM)
@@ -264,7 +267,8 @@ class Helper:
         self.starting: dict[int, tuple[int, int]] = {}  # exec pipe -> (request id, pid)
         self.pipe_of: dict[int, int] = {}  # pid -> exec pipe, until the exec is confirmed
         self.failed: set[int] = set()  # children that never exec'd: reaped silently
-        self.removing: collections.deque = collections.deque()  # (request id, [container, dirs] to do, left)
+        # (request id, [container, dirs, recycle?] to do, left, pooled)
+        self.removing: collections.deque = collections.deque()
         self.sig_r, sig_w = os.pipe()
         os.set_blocking(self.sig_r, False)
         os.set_blocking(sig_w, False)
@@ -330,19 +334,21 @@ class Helper:
         its reply names the ones left (busy: their processes were SIGKILLed, the agent retries).
         Carried out by ``_remove_some`` when no launch waits: a batch of removals (≈ 0.1 ms a
         container) never delays a launch by more than a few containers' worth."""
-        self.removing.append((req["id"], list(reversed(req["remove"])), []))
+        self.removing.append((req["id"], list(reversed(req["remove"])), [], {}))
 
     def _remove_some(self, n: int) -> None:
         while n > 0 and self.removing:
-            rid, todo, left = self.removing[0]
+            rid, todo, left, pooled = self.removing[0]
             while n > 0 and todo:
-                cid, dirs = todo.pop()
+                cid, dirs, *recycle = todo.pop()
                 n -= 1
-                if not remove_cgroups(dirs):
+                if recycle and recycle[0] and (base := recycle_cgroups(dirs, recycle[0])) is not None:
+                    pooled[cid] = base
+                elif not remove_cgroups(dirs):
                     left.append(cid)
             if not todo:
                 self.removing.popleft()
-                self._send({"id": rid, "left": left})
+                self._send({"id": rid, "left": left, "pooled": pooled} if pooled else {"id": rid, "left": left})
 
     def _launch(self, req: dict) -> None:
         try:

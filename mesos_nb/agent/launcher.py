@@ -106,14 +106,16 @@ class Launcher:
             raise LauncherUnavailable("the launcher helper is gone") from None
         return await fut
 
-    async def remove(self, groups: list[tuple[str, list[str]]]) -> list[str]:
-        """Remove ended containers' cgroup directories (``(container id, dirs)``) in the helper,
-        a batch in one message: neither the agent's loop nor a worker thread of its own (and
-        the GIL) does the ``rmdir``s. Returns the container ids still busy (retry later);
-        raises ``LauncherUnavailable`` when no helper runs (then the agent removes them)."""
+    async def remove(self, groups: list[tuple]) -> tuple[list[str], dict[str, dict]]:
+        """Remove ended containers' cgroup directories (``(container id, dirs, recycle spec?)``)
+        in the helper, a batch in one message: neither the agent's loop nor a worker thread of
+        its own (and the GIL) does the ``rmdir``s. Returns the container ids still busy (retry
+        later) and the recycled ones' baselines (``cgroup_pool``); raises
+        ``LauncherUnavailable`` when no helper runs (then the agent removes them)."""
         if self._broken or self._sock is None:
             raise LauncherUnavailable("the launcher helper is not running")
-        return await self._call({"remove": groups})
+        reply = await self._call({"remove": groups})
+        return reply["left"], reply.get("pooled", {})
 
     def _on_readable(self) -> None:
         assert self._sock is not None
@@ -146,7 +148,7 @@ class Launcher:
         if fut is None or fut.done():
             return
         if "left" in msg:
-            fut.set_result(msg["left"])
+            fut.set_result(msg)
             return
         if "error" in msg:
             fut.set_exception((SetupFailed if msg.get("stage") == "setup" else OSError)(msg["error"]))
