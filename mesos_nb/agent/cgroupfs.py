@@ -82,7 +82,8 @@ def recycle_cgroups(dirs: list[str], spec: dict) -> dict[str, int] | None:
     a half-done rename pooled, removed again): remove them as usual."""
     mem, cpu, acct = spec.get("mem"), spec.get("cpu"), spec.get("acct")
     for d in dirs:
-        if (read_text(f"{d}/cgroup.procs") or "x").strip():  # busy or gone
+        procs = read_text(f"{d}/cgroup.procs")
+        if procs is None or procs.strip():  # gone, or busy
             return None
     base: dict[str, int] = {}
     if mem:
