@@ -73,7 +73,7 @@ async def _pooled(c, iso, ct, n: int = 1) -> None:
 
 @NEEDS_V1
 async def test_a_task_in_a_recycled_cgroup_sees_its_own_limits_and_ids_and_statistics_from_zero(tmp_path):
-    iso = _v1(f"pool-reuse-{os.getpid()}")
+    iso = _v1(f"cgpool-reuse-{os.getpid()}")
     c = PosixContainerizer(iso)
     try:
         first = await c.launch(_spec(tmp_path, "t1", BURN, limits=Limits(cpus=2, mem_bytes=128 << 20)))
@@ -99,6 +99,7 @@ async def test_a_task_in_a_recycled_cgroup_sees_its_own_limits_and_ids_and_stati
         assert _read(iso, "cpu", "t3", "cpu.cfs_quota_us") == -1 and _read(iso, "cpu", "t3", "cpu.shares") == 1024
         assert _read(iso, "memory", "t3", "memory.limit_in_bytes") > 1 << 40
         await third.wait()
+        await async_wait_for(lambda: not c._live, 10, message="its exit handled (then the stop removes it)")
     finally:
         c.close()
         _cleanup(iso)
@@ -106,7 +107,7 @@ async def test_a_task_in_a_recycled_cgroup_sees_its_own_limits_and_ids_and_stati
 
 @NEEDS_V1
 async def test_an_oom_in_a_recycled_memory_cgroup_is_reported_and_that_cgroup_not_recycled(tmp_path):
-    iso = _v1(f"pool-oom-{os.getpid()}")
+    iso = _v1(f"cgpool-oom-{os.getpid()}")
     c = PosixContainerizer(iso, poll_interval=0.05)
     try:
         await _pooled(c, iso, await c.launch(_spec(tmp_path, "ok", ["true"], limits=Limits(cpus=1, mem_bytes=256 << 20))))
@@ -121,6 +122,7 @@ async def test_an_oom_in_a_recycled_memory_cgroup_is_reported_and_that_cgroup_no
         ok = await c.launch(_spec(tmp_path, "after", ["true"], limits=Limits(cpus=1, mem_bytes=48 << 20)))
         await ok.wait()
         assert ok.limitation is None
+        await async_wait_for(lambda: not c._live, 10, message="its exit handled (then the stop removes it)")
     finally:
         c.close()
         _cleanup(iso)
@@ -128,7 +130,7 @@ async def test_an_oom_in_a_recycled_memory_cgroup_is_reported_and_that_cgroup_no
 
 @NEEDS_V1
 async def test_a_kill_of_a_recycled_container_kills_only_its_processes(tmp_path):
-    iso = _v1(f"pool-kill-{os.getpid()}")
+    iso = _v1(f"cgpool-kill-{os.getpid()}")
     c = PosixContainerizer(iso)
     try:
         # One that leaves a process behind (its own session: the group kill misses it) is not
@@ -171,7 +173,7 @@ def _pooled_names(iso) -> list[str]:
 
 @NEEDS_V1
 async def test_no_pooled_cgroup_outlives_its_agent_a_stop_or_a_crash(tmp_path):
-    name = f"pool-life-{os.getpid()}"
+    name = f"cgpool-life-{os.getpid()}"
     iso = _v1(name)
     c = PosixContainerizer(iso)
     try:
