@@ -27,7 +27,7 @@ import itertools
 import re
 from collections.abc import Callable
 
-CAPACITY = 64  # pooled cgroups per agent (each is an empty cgroup in every hierarchy)
+CAPACITY = 128  # pooled cgroups per agent (each is an empty cgroup in every hierarchy)
 MAX_LEFTOVER = 512 * 1024  # bytes a pooled memory cgroup may still charge
 PREFIX = "pool-"
 _NAME = re.compile(r"pool-(\d+)-[0-9a-f]+-\d+")

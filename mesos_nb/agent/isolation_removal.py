@@ -29,6 +29,7 @@ class RemovalQueue:
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
         self._inflight: dict[str, int] = {}  # the batch being removed now
+        self._kept: set[str] = set()  # of that batch, the ones the helper kept (cgroup_pool)
 
     def add(self, container_id: str, attempt: int = 0) -> None:
         self.pending.add(container_id)
@@ -64,19 +65,24 @@ class RemovalQueue:
         if any(d is None for d in dirs):
             return None
         groups = [(cid, d, self.isolator.recycle_spec(cid)) for cid, d in zip(ids, dirs, strict=True)]
+        self.launcher.on_pooled = self._pooled
         try:
-            left_ids, pooled = await self.launcher.remove(groups)
+            left: set[str] | None = set(await self.launcher.remove(groups))
         except LauncherUnavailable:
-            pooled, left_ids = {}, None
-        for cid in ids:  # every recycle offer is answered: kept (pooled) or not
-            self.isolator.recycled(cid, pooled.get(cid))
-        if left_ids is None:
-            return None
-        left = set(left_ids)
+            left = None
         for cid in ids:
-            if cid not in left and cid not in pooled:
+            if cid in self._kept:
+                self._kept.discard(cid)
+                continue
+            self.isolator.recycled(cid, None)  # every recycle offer is answered: not kept
+            if left is not None and cid not in left:
                 self.isolator.removed(cid)
-        return [cid not in left for cid in ids]
+        return None if left is None else [cid not in left for cid in ids]
+
+    def _pooled(self, container_id: str, baseline: dict) -> None:
+        """The helper kept a container's cgroups for a later one: the pool has them at once."""
+        self._kept.add(container_id)
+        self.isolator.recycled(container_id, baseline)
 
     async def _run(self, batch: dict[str, int]) -> None:
         ids = list(batch)

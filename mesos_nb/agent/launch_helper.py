@@ -26,9 +26,9 @@ JSON object, both ways.
                                              out when no launch waits (``cgroupfs.remove_cgroups``;
                                              with a recycle spec first ``recycle_cgroups``: kept
                                              under a pool name, see ``cgroup_pool``)
-    helper → agent  {"id", "left": [container ids], "pooled"?: {container id: baseline}}
-                                             the ones still busy (their processes were SIGKILLed;
-                                             the agent retries), the ones kept in the pool
+    helper → agent  {"pooled": [container id, baseline]}   one kept in the pool, said at once
+                    {"id", "left": [container ids]}  the batch is done; the ones still busy
+                                             (their processes were SIGKILLed; the agent retries)
 
 The child: default signal dispositions, joins its cgroups, ``setsid`` (its process group is
 the container), stdin ``/dev/null``, stdout/stderr appended to the sandbox files, ``chdir``,
@@ -267,7 +267,7 @@ class Helper:
         self.starting: dict[int, tuple[int, int]] = {}  # exec pipe -> (request id, pid)
         self.pipe_of: dict[int, int] = {}  # pid -> exec pipe, until the exec is confirmed
         self.failed: set[int] = set()  # children that never exec'd: reaped silently
-        # (request id, [container, dirs, recycle?] to do, left, pooled)
+        # (request id, [container, dirs, recycle?] to do, left)
         self.removing: collections.deque = collections.deque()
         self.sig_r, sig_w = os.pipe()
         os.set_blocking(self.sig_r, False)
@@ -334,21 +334,21 @@ class Helper:
         its reply names the ones left (busy: their processes were SIGKILLed, the agent retries).
         Carried out by ``_remove_some`` when no launch waits: a batch of removals (≈ 0.1 ms a
         container) never delays a launch by more than a few containers' worth."""
-        self.removing.append((req["id"], list(reversed(req["remove"])), [], {}))
+        self.removing.append((req["id"], list(reversed(req["remove"])), []))
 
     def _remove_some(self, n: int) -> None:
         while n > 0 and self.removing:
-            rid, todo, left, pooled = self.removing[0]
+            rid, todo, left = self.removing[0]
             while n > 0 and todo:
                 cid, dirs, *recycle = todo.pop()
                 n -= 1
                 if recycle and recycle[0] and (base := recycle_cgroups(dirs, recycle[0])) is not None:
-                    pooled[cid] = base
+                    self._send({"pooled": [cid, base]})
                 elif not remove_cgroups(dirs):
                     left.append(cid)
             if not todo:
                 self.removing.popleft()
-                self._send({"id": rid, "left": left, "pooled": pooled} if pooled else {"id": rid, "left": left})
+                self._send({"id": rid, "left": left})
 
     def _launch(self, req: dict) -> None:
         try:

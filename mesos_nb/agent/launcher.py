@@ -53,6 +53,9 @@ class Launcher:
         self._exits: dict[int, asyncio.Future] = {}
         self._broken = False
         self._on_lost = on_lost  # (pid, exit future) of a child whose helper died
+        # (container id, baseline): a removal kept the container's cgroups (``cgroup_pool``); said
+        # as soon as done, not with the batch's reply, so the next launch can take them
+        self.on_pooled: Callable[[str, dict], None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -106,16 +109,14 @@ class Launcher:
             raise LauncherUnavailable("the launcher helper is gone") from None
         return await fut
 
-    async def remove(self, groups: list[tuple]) -> tuple[list[str], dict[str, dict]]:
+    async def remove(self, groups: list[tuple]) -> list[str]:
         """Remove ended containers' cgroup directories (``(container id, dirs, recycle spec?)``)
         in the helper, a batch in one message: neither the agent's loop nor a worker thread of
-        its own (and the GIL) does the ``rmdir``s. Returns the container ids still busy (retry
-        later) and the recycled ones' baselines (``cgroup_pool``); raises
-        ``LauncherUnavailable`` when no helper runs (then the agent removes them)."""
+        its own (and the GIL) does the ``rmdir``s (the ones kept instead go to ``on_pooled``).
+        Returns the container ids still busy (retry later); raises ``LauncherUnavailable`` when no helper runs (then the agent removes them)."""
         if self._broken or self._sock is None:
             raise LauncherUnavailable("the launcher helper is not running")
-        reply = await self._call({"remove": groups})
-        return reply["left"], reply.get("pooled", {})
+        return await self._call({"remove": groups})
 
     def _on_readable(self) -> None:
         assert self._sock is not None
@@ -139,6 +140,10 @@ class Launcher:
             self._dispatch(msg)
 
     def _dispatch(self, msg: dict) -> None:
+        if "pooled" in msg:  # an ended container's cgroups kept for a later one (cgroup_pool)
+            if self.on_pooled is not None:
+                self.on_pooled(*msg["pooled"])
+            return
         if "exit" in msg:
             fut = self._exits.pop(msg["exit"], None)
             if fut is not None and not fut.done():
@@ -148,7 +153,7 @@ class Launcher:
         if fut is None or fut.done():
             return
         if "left" in msg:
-            fut.set_result(msg)
+            fut.set_result(msg["left"])
             return
         if "error" in msg:
             fut.set_exception((SetupFailed if msg.get("stage") == "setup" else OSError)(msg["error"]))
