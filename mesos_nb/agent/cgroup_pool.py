@@ -1,24 +1,31 @@
 """Recycled cgroups (cgroups v1): an ended container's empty cgroups are kept, renamed to a
-pool name, and renamed again to the next container's id, instead of an ``rmdir`` now and a
-``mkdir`` at the next launch.
+pool name, and renamed again to a later container's id, instead of three ``rmdir`` now and
+three ``mkdir`` at the next launch; a limit file whose value is already the new container's
+is not written again (a ``cpu.cfs_quota_us`` write walks every cpu cgroup of the machine).
 
-Why: a memory cgroup's creation and removal are the dearest cgroup steps of a launch (an
-removed memcg lingers offline while pages it charged live, and each new one costs more the
-more there are); a ``rename(2)`` within the parent is ≈ 10 µs (``bench/results/*-cgreuse17-*``).
+Why: creating and removing cgroups was about a third of the launch helper's CPU per launch
+(``perf``; a removed memory cgroup also lingers offline while pages it charged live); a
+``rename(2)`` within the parent is ≈ 10 µs (``bench/results/*-cgreuse17-*``).
 
-What a user sees stays a fresh cgroup's: the helper takes a cgroup into the pool only when it
-is empty, never hit its memory limit (``oom_kill`` and ``under_oom`` 0) and still charges at
-most ``MAX_LEFTOVER`` bytes (the kernel keeps a few slab pages of the ended task charged; a
-/bin/true leaves ≈ 160 KiB, ``memory.force_empty`` to drop them takes up to 0.15 s); it then
-zeroes what can be zeroed (``cpuacct.usage``, ``memory.max_usage_in_bytes``, ``memory.failcnt``,
-the memsw ones) and reads the rest as a *baseline* (``cpuacct.stat`` ticks, ``cpu.stat``
-counters, the leftover charge): the isolator subtracts it from the next container's
-statistics and adds the leftover to its memory limit, so statistics start from zero and the
-task has its whole limit.
+Flow: the isolator's setup plan of a launch ends with a ``pool`` step (a pool name offered,
+while the pool has room); when the child has exited the launcher helper, in a quiet turn,
+keeps the cgroups (``cgroupfs.recycle_cgroups``) and tells the agent (``{"pooled": [id,
+baseline]}`` → ``isolator.recycled``); the next launch's plan renames them (``rename`` step).
+The agent drains the pool when it stops; a crashed agent's pool names carry its pid, so the
+next agent removes them (:func:`is_stale`).
+
+What a user sees stays a fresh cgroup's: the helper keeps cgroups only when they are empty,
+their memory cgroup never hit its limit (``oom_kill``, ``under_oom`` 0) and still charges at
+most :func:`max_leftover` bytes (the kernel keeps some slab and per-cpu charge of the ended
+task, all reclaimable: a /bin/true leaves 160-570 KiB here; ``memory.force_empty`` took
+0.15 s to drop it); it zeroes what can be zeroed (``cpuacct.usage``, ``memory.max_usage_in_bytes``,
+``memory.failcnt``, the memsw ones) and reads the rest as a *baseline* (``cpuacct.stat`` ticks,
+``cpu.stat`` counters, the charge left and ``memory.stat``) that the isolator subtracts from
+the next container's statistics. Every limit file holds the new container's value (a fresh
+cgroup's where it sets none); the cgroup paths are named by its container id.
 
 This module is the pure core: names, bounds, which pooled cgroup a launch takes, which
-pooled names a restarted agent may remove. The file steps run in the launch helper
-(``cgroupfs.recycle_cgroups`` at removal, a ``rename`` setup step at launch).
+pooled names a restarted agent may remove.
 """
 
 from __future__ import annotations
@@ -26,9 +33,17 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable
+from typing import Any
 
 CAPACITY = 128  # pooled cgroups per agent (each is an empty cgroup in every hierarchy)
-MAX_LEFTOVER = 512 * 1024  # bytes a pooled memory cgroup may still charge
+
+
+def max_leftover(ncpus: int) -> int:
+    """The most a kept memory cgroup may still charge: each CPU's charge stock (pages charged
+    ahead, up to 64 of them, given back when another cgroup charges on that CPU) and 1 MiB of
+    slab (dentries and inodes the ended tasks left, ≈ 45 KiB a /bin/true; a cgroup reused
+    ≈ 20 times is then removed and a fresh one made)."""
+    return ncpus * (256 << 10) + (1 << 20)
 PREFIX = "pool-"
 _NAME = re.compile(r"pool-(\d+)-[0-9a-f]+-\d+")
 _tokens = itertools.count(1)
@@ -45,7 +60,7 @@ class CgroupPool:
         self.capacity = capacity
         self._prefix = f"{PREFIX}{pid}-{next(_tokens):x}-"
         self._seq = itertools.count(1)
-        self._free: list[tuple[str, Baseline]] = []
+        self._free: list[tuple[str, Any]] = []  # (name, the isolator's record: baseline, settings)
         self.pending: dict[str, str] = {}  # container id -> pool name it is being recycled to
 
     def __len__(self) -> int:
@@ -58,17 +73,18 @@ class CgroupPool:
         name = self.pending[container_id] = f"{self._prefix}{next(self._seq)}"
         return name
 
-    def answered(self, container_id: str, baseline: Baseline | None) -> None:
-        """The helper's answer to :meth:`offer`: pooled (with its baseline) or not (removed)."""
+    def answered(self, container_id: str, kept: Any) -> None:
+        """The helper's answer to :meth:`offer`: pooled (``kept``: what the isolator keeps with
+        it) or not (None: removed as usual). An unknown or answered container: nothing."""
         name = self.pending.pop(container_id, None)
-        if name is not None and baseline is not None:
-            self._free.append((name, baseline))
+        if name is not None and kept is not None:
+            self._free.append((name, kept))
 
     def owns(self, name: str) -> bool:
         """``name`` is one of this pool's (pooled, or handed out for a recycle)."""
         return name.startswith(self._prefix)
 
-    def take(self) -> tuple[str, Baseline] | None:
+    def take(self) -> tuple[str, Any] | None:
         return self._free.pop() if self._free else None
 
     def drain(self) -> list[str]:
@@ -91,4 +107,4 @@ def subtract(stats: dict[str, int], baseline: Baseline) -> dict[str, int]:
     return {k: max(0, v - baseline.get(k, 0)) for k, v in stats.items()}
 
 
-__all__ = ["CAPACITY", "MAX_LEFTOVER", "Baseline", "CgroupPool", "is_stale", "subtract"]
+__all__ = ["CAPACITY", "max_leftover", "Baseline", "CgroupPool", "is_stale", "subtract"]

@@ -128,7 +128,8 @@ def recycle_cgroups(dirs: list[str], spec: dict) -> dict[str, int] | None:
 
 def apply_plan(ops: list) -> None:
     """Carry out an isolator's setup plan: ``["mkdir", dir]`` (an existing one is fine),
-    ``["rename", pooled dir, dir]`` (a recycled cgroup; made afresh if it is gone),
+    ``["rename", pooled dir, dir]`` (a recycled cgroup; made afresh if it is gone), ``["pool",
+    container id, spec]`` (for the launcher helper: recycle the cgroups after the exit; nothing here),
     ``["write", file, text]``, ``["write?", file, text]`` (a failure is ignored). One list of
     plain values, so the launcher helper (stdlib only; it imports this file) can carry it out
     in the same round as the spawn. Raises OSError."""
@@ -142,6 +143,8 @@ def apply_plan(ops: list) -> None:
                 mkdir_once(op[2])
         elif op[0] == "write":
             write_text(op[1], op[2])
+        elif op[0] == "pool":
+            pass  # the launcher helper's, at the child's exit (``recycle_cgroups``); none here
         elif op[0] == "write?":
             try:
                 write_text(op[1], op[2])

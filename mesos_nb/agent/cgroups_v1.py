@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import io_control
-from .cgroup_pool import MAX_LEFTOVER, PREFIX, Baseline, CgroupPool, is_stale, subtract
+from .cgroup_pool import PREFIX, Baseline, CgroupPool, is_stale, max_leftover, subtract
 from .cgroupfs import apply_plan, parse_kv, read_int, read_text, remove_cgroups, write_text
 from .isolator import CGROUP_ROOT, MIN_CPU_SHARES, NESTED, CgroupIsolator, Limits, keeps_memory
 
@@ -44,8 +44,10 @@ class CgroupsV1Isolator(CgroupIsolator):
         # Recycled cgroups: not with blkio (its statistics cannot be zeroed), and only when a
         # container's swappiness comes from the parent (a recycled one keeps its own).
         self._pool = CgroupPool(os.getpid())
+        self._max_leftover = max_leftover(os.cpu_count() or 1)
         self._base: dict[str, Baseline] = {}  # container id -> its recycled cgroup's baseline
-        self._no_pool: set[str] = set()  # soft limit changed (``update``): removed, not recycled
+        self._set: dict[str, dict[str, str]] = {}  # container id -> the settings its cgroups hold
+        self._pooled: set[str] = set()  # ended containers whose cgroups went into the pool
         self._sweep_stale()
 
     def _dir(self, ctrl: str, container_id: str) -> str:
@@ -69,26 +71,33 @@ class CgroupsV1Isolator(CgroupIsolator):
         if not self._parents_ready:
             self._make_parents()
         self._limits[container_id] = limits
+        want = _settings(limits)
         taken = self._pool.take()
         if taken is None:
             plan: list = [["mkdir", self._dir(ctrl, container_id)] for ctrl in self.CONTROLLERS]
-        else:  # a recycled cgroup: renamed to this container, every limit written (or reset)
-            name, self._base[container_id] = taken
+            writes = want
+        else:  # a recycled cgroup: renamed to this container; what differs from its last settings written
+            name, (self._base[container_id], had) = taken
             plan = [["rename", self._dir(ctrl, name), self._dir(ctrl, container_id)] for ctrl in self.CONTROLLERS]
-        plan += self._cpu_plan(container_id, limits, reused=taken is not None)
-        mem = self._dir("memory", container_id)
-        if limits.mem_bytes > 0:
-            if not self._swappiness_inherited:  # no swap accounting: fine
-                plan.append(["write?", f"{mem}/memory.swappiness", "0"])
-            plan.append(["write", f"{mem}/memory.limit_in_bytes", str(self._hard_limit(container_id, limits))])
-        elif taken is not None:
-            plan.append(["write", f"{mem}/memory.limit_in_bytes", "-1"])
+            want = {**FRESH, **want}
+            writes = {key: value for key, value in want.items() if had.get(key) != value}
+        self._set[container_id] = {**FRESH, **want}
+        if limits.mem_bytes > 0 and not self._swappiness_inherited:  # no swap accounting: fine
+            plan.append(["write?", f"{self._dir('memory', container_id)}/memory.swappiness", "0"])
+        plan += [["write", f"{self._dir(key.split('.', 1)[0], container_id)}/{key}", value]
+                 for key, value in writes.items()]
+        if (name := self._pool.offer(container_id)) is not None:
+            plan.append(["pool", container_id, self._recycle_spec(container_id, name)])
         return plan
 
-    def _hard_limit(self, container_id: str, limits: Limits) -> int:
-        """The limit written: the task's, plus what a recycled memory cgroup still charges
-        from before (so the task has its whole limit)."""
-        return limits.cgroup_memory() + self._base.get(container_id, {}).get("usage_in_bytes", 0)
+    def _recycle_spec(self, container_id: str, name: str) -> dict:
+        """How the helper keeps this container's cgroups for a later one when it has exited
+        (``cgroupfs.recycle_cgroups``): renamed to the pool's ``name``."""
+        cpu = "cpu" if "cpu" in self.CONTROLLERS else None
+        return {"from": [self._dir(ctrl, container_id) for ctrl in self.CONTROLLERS],
+                "to": [self._dir(ctrl, name) for ctrl in self.CONTROLLERS], "max": self._max_leftover,
+                "mem": self._dir("memory", container_id), "cpu": cpu and self._dir(cpu, container_id),
+                "acct": self._dir("cpuacct", container_id)}
 
     def _make_parents(self) -> None:
         """The parent cgroups, made once. The memory parent gets ``memory.swappiness`` 0: a
@@ -117,16 +126,11 @@ class CgroupsV1Isolator(CgroupIsolator):
                     with contextlib.suppress(OSError):
                         os.rmdir(e.path)
 
-    def _cpu_plan(self, container_id: str, limits: Limits, reused: bool = False) -> list:
-        if limits.cpus <= 0:
-            if not reused:
-                return []
-            cpu = self._dir("cpu", container_id)  # a fresh cgroup's values
-            return [["write", f"{cpu}/cpu.shares", "1024"], ["write", f"{cpu}/cpu.cfs_quota_us", "-1"]]
-        # A new cgroup's cpu.cfs_period_us is already CFS_PERIOD_US (the kernel default).
+    def _cpu_plan(self, container_id: str, limits: Limits) -> list:
         cpu = self._dir("cpu", container_id)
-        return [["write", f"{cpu}/cpu.shares", str(max(MIN_CPU_SHARES, int(1024 * limits.cpus)))],
-                ["write", f"{cpu}/cpu.cfs_quota_us", str(limits.cfs_quota_us())]]
+        settings = {key: value for key, value in _settings(limits).items() if key.startswith("cpu.")}
+        self._set.get(container_id, {}).update(settings)
+        return [["write", f"{cpu}/{key}", value] for key, value in settings.items()]
 
     def _write_limits(self, container_id: str, limits: Limits, old: Limits | None) -> Limits:
         """CPU shares and quota, and the memory limit (lowered from ``old`` only as far as
@@ -137,12 +141,13 @@ class CgroupsV1Isolator(CgroupIsolator):
         mem = self._dir("memory", container_id)
         want = limits.cgroup_memory()
         if old is not None:
-            self._no_pool.add(container_id)
             with contextlib.suppress(OSError):
                 write_text(os.path.join(mem, "memory.soft_limit_in_bytes"), str(want))
+                self._set.get(container_id, {})["memory.soft_limit_in_bytes"] = str(want)
             if keeps_memory(want, old, lambda: self._mem_stats(container_id)["usage_in_bytes"]):
                 return replace(limits, mem_bytes=old.mem_bytes)  # in use: keep the hard limit
-        write_text(os.path.join(mem, "memory.limit_in_bytes"), str(self._hard_limit(container_id, limits)))
+        write_text(os.path.join(mem, "memory.limit_in_bytes"), str(want))
+        self._set.get(container_id, {})["memory.limit_in_bytes"] = str(want)
         return limits
 
     def _mem_stats(self, container_id: str) -> dict[str, int]:
@@ -205,31 +210,34 @@ class CgroupsV1Isolator(CgroupIsolator):
         return out
 
     def removal_dirs(self, container_id: str) -> list[str] | None:
+        if container_id in self._pooled:
+            return []  # renamed into the pool already
         return [self._dir(ctrl, container_id) for ctrl in self.CONTROLLERS]
+
+    def removed(self, container_id: str) -> None:
+        self._pooled.discard(container_id)
+        super().removed(container_id)
 
     def cleanup(self, container_id: str) -> bool:
         done = remove_cgroups(self.removal_dirs(container_id) or [])
         if done:
+            self._pooled.discard(container_id)
             self._forget(container_id)
         return done
 
-    def recycle_spec(self, container_id: str) -> dict | None:
-        if container_id in self._no_pool or (name := self._pool.offer(container_id)) is None:
-            return None
-        cpu = "cpu" if "cpu" in self.CONTROLLERS else None
-        return {"to": [self._dir(ctrl, name) for ctrl in self.CONTROLLERS], "max": MAX_LEFTOVER,
-                "mem": self._dir("memory", container_id), "cpu": cpu and self._dir(cpu, container_id),
-                "acct": self._dir("cpuacct", container_id)}
-
     def recycled(self, container_id: str, baseline: dict | None) -> None:
-        self._pool.answered(container_id, baseline)
-        if baseline is not None:
-            self._forget(container_id)
+        if baseline is None:
+            self._pool.answered(container_id, None)
+            return
+        self._pool.answered(container_id, (baseline, self._set.get(container_id, FRESH)))
+        self._pooled.add(container_id)
+        self._forget(container_id)
 
     def _forget(self, container_id: str) -> None:
         super()._forget(container_id)
+        self._pool.answered(container_id, None)  # an offer never answered (no exit in the helper)
         self._base.pop(container_id, None)
-        self._no_pool.discard(container_id)
+        self._set.pop(container_id, None)
 
     def drain_pool(self) -> None:
         """Every pooled cgroup of this agent, also one whose recycle answer never came (the
@@ -241,6 +249,22 @@ class CgroupsV1Isolator(CgroupIsolator):
                     if self._pool.owns(e.name):
                         with contextlib.suppress(OSError):
                             os.rmdir(e.path)
+
+
+# A new cgroup's settings (cpu.cfs_period_us stays the kernel's default, CFS_PERIOD_US).
+FRESH = {"cpu.shares": "1024", "cpu.cfs_quota_us": "-1", "memory.limit_in_bytes": "-1",
+         "memory.soft_limit_in_bytes": "-1"}
+
+
+def _settings(limits: Limits) -> dict[str, str]:
+    """The cgroup files a container's limits set, and their values."""
+    out = {}
+    if limits.cpus > 0:
+        out["cpu.shares"] = str(max(MIN_CPU_SHARES, int(1024 * limits.cpus)))
+        out["cpu.cfs_quota_us"] = str(limits.cfs_quota_us())
+    if limits.mem_bytes > 0:
+        out["memory.limit_in_bytes"] = str(limits.cgroup_memory())
+    return out
 
 
 def _alive(pid: int) -> bool:

@@ -3,8 +3,8 @@ status update does not wait for it. Exited containers are queued and removed in 
 ``CLEANUP_DELAY`` after an exit: by the launcher helper (``launcher.Launcher.remove``: one
 message per batch, the ``rmdir``s in that process, not on the agent's loop nor in a worker
 thread of the agent contending for its GIL) when the isolator can say its removal as
-directories (cgroups v1; the helper may instead keep them for a later container,
-``cgroup_pool``, and the pool is removed when the agent stops), else by the isolator's ``cleanup`` in a worker thread. A busy one
+directories (cgroups v1: the helper may have kept them for a later container instead, as it
+tells ``isolator.recycled``; see ``cgroup_pool``; that pool is removed when the agent stops), else by the isolator's ``cleanup`` in a worker thread. A busy one
 (processes still dying) is retried, later each time, up to ``CLEANUP_ATTEMPTS``."""
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ class RemovalQueue:
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
         self._inflight: dict[str, int] = {}  # the batch being removed now
-        self._kept: set[str] = set()  # of that batch, the ones the helper kept (cgroup_pool)
+        if launcher is not None:
+            launcher.on_pooled = isolator.recycled
 
     def add(self, container_id: str, attempt: int = 0) -> None:
         self.pending.add(container_id)
@@ -61,28 +62,17 @@ class RemovalQueue:
         """None when there is no helper or the isolator removes otherwise."""
         if self.launcher is None:
             return None
-        dirs = [self.isolator.removal_dirs(cid) for cid in ids]
-        if any(d is None for d in dirs):
+        groups = [(cid, self.isolator.removal_dirs(cid)) for cid in ids]
+        if any(dirs is None for _, dirs in groups):
             return None
-        groups = [(cid, d, self.isolator.recycle_spec(cid)) for cid, d in zip(ids, dirs, strict=True)]
-        self.launcher.on_pooled = self._pooled
         try:
-            left: set[str] | None = set(await self.launcher.remove(groups))
+            left = set(await self.launcher.remove(groups))  # type: ignore[arg-type]
         except LauncherUnavailable:
-            left = None
+            return None
         for cid in ids:
-            if cid in self._kept:
-                self._kept.discard(cid)
-                continue
-            self.isolator.recycled(cid, None)  # every recycle offer is answered: not kept
-            if left is not None and cid not in left:
+            if cid not in left:
                 self.isolator.removed(cid)
-        return None if left is None else [cid not in left for cid in ids]
-
-    def _pooled(self, container_id: str, baseline: dict) -> None:
-        """The helper kept a container's cgroups for a later one: the pool has them at once."""
-        self._kept.add(container_id)
-        self.isolator.recycled(container_id, baseline)
+        return [cid not in left for cid in ids]
 
     async def _run(self, batch: dict[str, int]) -> None:
         ids = list(batch)

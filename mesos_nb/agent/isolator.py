@@ -160,13 +160,9 @@ class Isolator:
     def removed(self, container_id: str) -> None:
         """The directories of :meth:`removal_dirs` are gone: forget the container."""
 
-    def recycle_spec(self, container_id: str) -> dict | None:
-        """With :meth:`removal_dirs`: how the helper may keep them for a later container
-        (``cgroupfs.recycle_cgroups``), or None: remove them. Answered by :meth:`recycled`."""
-        return None
-
     def recycled(self, container_id: str, baseline: dict | None) -> None:
-        """The answer to :meth:`recycle_spec`: kept (its baseline), or not (None)."""
+        """The launcher helper kept an ended container's cgroups for a later one (their
+        ``baseline``), or could not (None), as the setup plan's ``pool`` step asked."""
 
     def drain_pool(self) -> None:
         """The agent stops: remove what was kept for later containers."""

@@ -15,20 +15,22 @@ JSON object, both ways.
     agent → helper  {"id", "argv", "exe"?, "env", "cwd", "stdout", "stderr", "join": [procs files],
                      "setup"?: [steps]}       the isolator's setup (``cgroupfs.apply_plan``:
                                              mkdir the cgroups, write their limits) done first,
-                                             in the same round (no thread hop in the agent)
+                                             in the same round (no thread hop in the agent); a
+                                             last step ["pool", container id, spec]: when the child has
+                                             exited, keep its cgroups for a later container
+                                             (``cgroupfs.recycle_cgroups``, ``cgroup_pool``)
     helper → agent  {"id", "pid", "how"?}    the child exec'd (already inside its cgroups;
                                              "how": "vfork" when it was spawned from inside them)
                     {"id", "error", "stage"?} it could not ("stage": "setup": the setup failed,
                                              nothing was started; else the exec's reason)
                     {"exit": pid, "status"}  the raw wait status of a launched child
-    agent → helper  {"id", "remove": [[container id, [cgroup dirs], recycle?], ...]}   ended
-                                             containers' cgroups (cgroups v1), a batch; carried
-                                             out when no launch waits (``cgroupfs.remove_cgroups``;
-                                             with a recycle spec first ``recycle_cgroups``: kept
-                                             under a pool name, see ``cgroup_pool``)
-    helper → agent  {"pooled": [container id, baseline]}   one kept in the pool, said at once
-                    {"id", "left": [container ids]}  the batch is done; the ones still busy
-                                             (their processes were SIGKILLed; the agent retries)
+    agent → helper  {"id", "remove": [[container id, [cgroup dirs]], ...]}   ended containers'
+                                             cgroups (cgroups v1), a batch; carried out when no
+                                             launch waits (``cgroupfs.remove_cgroups``)
+    helper → agent  {"id", "left": [container ids]}  the ones still busy (their processes were
+                                             SIGKILLed; the agent retries)
+                    {"pooled": [container id, baseline | null]}  a "pool" step's outcome,
+                                             carried out after the exit when no launch waits
 
 The child: default signal dispositions, joins its cgroups, ``setsid`` (its process group is
 the container), stdin ``/dev/null``, stdout/stderr appended to the sandbox files, ``chdir``,
@@ -267,8 +269,9 @@ class Helper:
         self.starting: dict[int, tuple[int, int]] = {}  # exec pipe -> (request id, pid)
         self.pipe_of: dict[int, int] = {}  # pid -> exec pipe, until the exec is confirmed
         self.failed: set[int] = set()  # children that never exec'd: reaped silently
-        # (request id, [container, dirs, recycle?] to do, left)
-        self.removing: collections.deque = collections.deque()
+        self.removing: collections.deque = collections.deque()  # (request id, [container, dirs] to do, left)
+        self.pool_at_exit: dict[int, list] = {}  # pid -> its launch's "pool" step
+        self.recycling: collections.deque = collections.deque()  # "pool" steps of exited children
         self.sig_r, sig_w = os.pipe()
         os.set_blocking(self.sig_r, False)
         os.set_blocking(sig_w, False)
@@ -294,8 +297,10 @@ class Helper:
     def run(self) -> None:
         while True:
             self._flush()
-            events = self.sel.select(0 if self.removing else None)
-            if self.removing:  # removals wait behind launches: a few containers in a quiet turn, else one
+            events = self.sel.select(0 if self.removing or self.recycling else None)
+            if self.recycling:  # recycling, then removals, wait behind launches: a few in a quiet turn
+                self._recycle_some(1 if events else 4)
+            elif self.removing:
                 self._remove_some(1 if events else 4)
             for key, _ in events:
                 if key.data == "cmd":
@@ -340,19 +345,25 @@ class Helper:
         while n > 0 and self.removing:
             rid, todo, left = self.removing[0]
             while n > 0 and todo:
-                cid, dirs, *recycle = todo.pop()
+                cid, dirs = todo.pop()
                 n -= 1
-                if recycle and recycle[0] and (base := recycle_cgroups(dirs, recycle[0])) is not None:
-                    self._send({"pooled": [cid, base]})
-                elif not remove_cgroups(dirs):
+                if not remove_cgroups(dirs):
                     left.append(cid)
             if not todo:
                 self.removing.popleft()
                 self._send({"id": rid, "left": left})
 
+    def _recycle_some(self, n: int) -> None:
+        while n > 0 and self.recycling:
+            _, cid, spec = self.recycling.popleft()
+            n -= 1
+            self._send({"pooled": [cid, recycle_cgroups(spec["from"], spec)]})
+
     def _launch(self, req: dict) -> None:
+        setup = req.get("setup") or []
+        pool = setup.pop() if setup and setup[-1][0] == "pool" else None
         try:
-            apply_plan(req.get("setup") or ())
+            apply_plan(setup)
         except (OSError, ValueError, IndexError) as e:
             self._send({"id": req["id"], "error": str(e) or type(e).__name__, "stage": "setup"})
             return
@@ -364,6 +375,8 @@ class Helper:
             except (OSError, ValueError, TypeError) as e:
                 self._send({"id": req["id"], "error": str(e) or type(e).__name__})
                 return
+            if pool is not None:
+                self.pool_at_exit[pid] = pool
             self._send({"id": req["id"], "pid": pid, "how": "vfork"})
             return
         try:
@@ -414,6 +427,8 @@ class Helper:
                 except OSError:
                     pass
             _, status = os.waitpid(pid, 0)
+            if (pool := self.pool_at_exit.pop(pid, None)) is not None:
+                self.recycling.append(pool)
             if pid in self.failed:
                 self.failed.discard(pid)
             else:

@@ -53,9 +53,9 @@ class Launcher:
         self._exits: dict[int, asyncio.Future] = {}
         self._broken = False
         self._on_lost = on_lost  # (pid, exit future) of a child whose helper died
-        # (container id, baseline): a removal kept the container's cgroups (``cgroup_pool``); said
-        # as soon as done, not with the batch's reply, so the next launch can take them
-        self.on_pooled: Callable[[str, dict], None] | None = None
+        # (container id, baseline or None): the helper kept an ended container's cgroups for a
+        # later one, or could not (a setup plan's ``pool`` step; ``cgroup_pool``)
+        self.on_pooled: Callable[[str, dict | None], None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -109,11 +109,11 @@ class Launcher:
             raise LauncherUnavailable("the launcher helper is gone") from None
         return await fut
 
-    async def remove(self, groups: list[tuple]) -> list[str]:
-        """Remove ended containers' cgroup directories (``(container id, dirs, recycle spec?)``)
-        in the helper, a batch in one message: neither the agent's loop nor a worker thread of
-        its own (and the GIL) does the ``rmdir``s (the ones kept instead go to ``on_pooled``).
-        Returns the container ids still busy (retry later); raises ``LauncherUnavailable`` when no helper runs (then the agent removes them)."""
+    async def remove(self, groups: list[tuple[str, list[str]]]) -> list[str]:
+        """Remove ended containers' cgroup directories (``(container id, dirs)``) in the helper,
+        a batch in one message: neither the agent's loop nor a worker thread of its own (and
+        the GIL) does the ``rmdir``s. Returns the container ids still busy (retry later);
+        raises ``LauncherUnavailable`` when no helper runs (then the agent removes them)."""
         if self._broken or self._sock is None:
             raise LauncherUnavailable("the launcher helper is not running")
         return await self._call({"remove": groups})
@@ -140,7 +140,7 @@ class Launcher:
             self._dispatch(msg)
 
     def _dispatch(self, msg: dict) -> None:
-        if "pooled" in msg:  # an ended container's cgroups kept for a later one (cgroup_pool)
+        if "pooled" in msg:
             if self.on_pooled is not None:
                 self.on_pooled(*msg["pooled"])
             return
