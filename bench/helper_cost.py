@@ -7,7 +7,8 @@ A containerizer (``agent/containerizer.py``) in this process, no cluster: ``n`` 
 containers (0.1 cpus, 64 MiB) launched ``--concurrency`` at a time through the launcher
 helper; after the last exit it waits until every ended container's cgroups are dealt with
 (removed, or kept in the pool of ``agent/cgroup_pool.py``), then reads the helper's CPU
-from ``/proc/<pid>/stat``. ``--strace`` attaches ``strace -c -f`` to the helper for the run
+from ``/proc/<pid>/stat`` (and the whole machine's busy CPU from ``/proc/stat``: it includes
+other load on the machine, so compare it only across alternated runs). ``--strace`` attaches ``strace -c -f`` to the helper for the run
 (much slower; for the counts, not the times). Run it against two checkouts (PYTHONPATH) to
 compare a change.
 """
@@ -35,6 +36,14 @@ def _cpu(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def _machine_busy() -> float:
+    """Seconds of CPU the whole machine has spent busy (``/proc/stat``): kernel workers too (a
+    removed memory cgroup is taken offline by a kworker, not by the helper)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+
+
 async def run(n: int, concurrency: int, isolation: str, strace: str | None) -> dict:
     iso = make_isolator(isolation, f"helper-cost-{os.getpid()}")
     c = PosixContainerizer(iso)
@@ -42,6 +51,11 @@ async def run(n: int, concurrency: int, isolation: str, strace: str | None) -> d
     limits = Limits(cpus=0.1, mem_bytes=64 << 20)
     sem = asyncio.Semaphore(concurrency)
     tracer = None
+    taken = [0]
+    pool = getattr(iso, "_pool", None)
+    if pool is not None:  # count the launches that got a recycled cgroup
+        take = pool.take
+        pool.take = lambda: (r := take()) and (taken.__setitem__(0, taken[0] + 1) or r)
 
     async def one(i: int) -> None:
         async with sem:
@@ -61,17 +75,20 @@ async def run(n: int, concurrency: int, isolation: str, strace: str | None) -> d
                                       stderr=subprocess.DEVNULL)
             await asyncio.sleep(1.0)  # attached
         u0, s0 = _cpu(helper)
+        m0 = _machine_busy()
+        taken[0] = 0
         t0 = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(n)))
         wall = time.perf_counter() - t0
         while c._removal.pending or c._live:  # removal (or recycling) is the helper's work too
             await asyncio.sleep(0.05)
         u1, s1 = _cpu(helper)
+        m1 = _machine_busy()
         return {"n": n, "isolation": iso.name, "concurrency": concurrency, "loadavg": os.getloadavg()[0],
                 "launches_per_s": n / wall, "helper_user_ms_per_launch": (u1 - u0) * 1e3 / n,
                 "helper_sys_ms_per_launch": (s1 - s0) * 1e3 / n,
                 "helper_cpu_ms_per_launch": (u1 - u0 + s1 - s0) * 1e3 / n,
-                "pooled_at_end": len(getattr(iso, "_pool", ()))}
+                "machine_busy_ms_per_launch": (m1 - m0) * 1e3 / n, "reused": taken[0], "pooled_at_end": len(getattr(iso, "_pool", ()))}
     finally:
         if tracer is not None:
             tracer.send_signal(signal.SIGINT)

@@ -26,14 +26,16 @@ BURN = [sys.executable, "-S", "-c", "import time\nt = time.process_time()\nwhile
 
 def test_the_pool_is_bounded_and_hands_out_the_newest_first():
     pool = CgroupPool(123, capacity=2)
-    a, b = pool.offer("c1"), pool.offer("c2")
-    assert a and b and a != b and pool.offer("c3") is None  # two answers outstanding fill it
-    pool.answered("c1", {"user": 5})
-    pool.answered("c2", None)  # not recyclable: removed, its place free again
-    assert len(pool) == 1 and pool.offer("c4") is not None and pool.offer("c5") is None
-    pool.answered("c4", {"user": 7})
-    assert pool.take()[1] == {"user": 7} and pool.take() == (a, {"user": 5}) and pool.take() is None
+    a, b, c = pool.offer("c1"), pool.offer("c2"), pool.offer("c3")  # running containers: no bound
+    assert len({a, b, c}) == 3 and len(pool) == 0
+    assert pool.answered("c1", "one") is None and pool.answered("c2", None) is None  # c2: not kept
+    assert pool.answered("c3", "three") is None and len(pool) == 2
+    d = pool.offer("c4")
+    assert pool.answered("c4", "four") == d and len(pool) == 2  # full: the surplus is to be removed
+    assert pool.answered("c4", "again") is None  # answered already
+    assert pool.take() == (c, "three") and pool.take() == (a, "one") and pool.take() is None
     assert pool.owns(a) and not CgroupPool(123).owns(a)  # another agent in this process
+    assert CgroupPool(123, capacity=0).offer("c5") is None
     assert pool.drain() == []
 
 

@@ -35,7 +35,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-CAPACITY = 128  # pooled cgroups per agent (each is an empty cgroup in every hierarchy)
+CAPACITY = 64  # pooled cgroups per agent (each is an empty cgroup in every hierarchy)
 
 
 def max_leftover(ncpus: int) -> int:
@@ -52,9 +52,11 @@ Baseline = dict[str, int]
 
 
 class CgroupPool:
-    """One agent's pool: pooled names with their baselines (the newest taken first: its
-    kernel state is the warmest), plus names handed out for a recycle whose answer has not
-    come back yet (``pending``), all within ``capacity``."""
+    """One agent's pool: pooled names with what the isolator keeps with them (the newest
+    taken first: its kernel state is the warmest), at most ``capacity``, plus the names handed
+    out to running containers for a recycle at their exit (``pending``: as many as run; a
+    running container's cgroups exist anyway). A cgroup kept when the pool is full is surplus:
+    removed as an ended container's would be."""
 
     def __init__(self, pid: int, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
@@ -67,18 +69,24 @@ class CgroupPool:
         return len(self._free)
 
     def offer(self, container_id: str) -> str | None:
-        """The pool name an ended container's cgroups should be renamed to, or None: full."""
-        if len(self._free) + len(self.pending) >= self.capacity:
+        """The pool name a container's cgroups are renamed to when it has ended, or None: no
+        pool here (capacity 0)."""
+        if self.capacity <= 0:
             return None
         name = self.pending[container_id] = f"{self._prefix}{next(self._seq)}"
         return name
 
-    def answered(self, container_id: str, kept: Any) -> None:
+    def answered(self, container_id: str, kept: Any) -> str | None:
         """The helper's answer to :meth:`offer`: pooled (``kept``: what the isolator keeps with
-        it) or not (None: removed as usual). An unknown or answered container: nothing."""
+        it) or not (None: removed as usual). Returns the pool name when the pool is full (to be
+        removed). An unknown or answered container: nothing."""
         name = self.pending.pop(container_id, None)
-        if name is not None and kept is not None:
-            self._free.append((name, kept))
+        if name is None or kept is None:
+            return None
+        if len(self._free) >= self.capacity:
+            return name
+        self._free.append((name, kept))
+        return None
 
     def owns(self, name: str) -> bool:
         """``name`` is one of this pool's (pooled, or handed out for a recycle)."""

@@ -74,6 +74,39 @@ def remove_cgroups(dirs: list[str]) -> bool:
     return done
 
 
+_MEM_BASE = (b"total_cache", b"total_rss", b"total_mapped_file", b"cache", b"rss")
+
+
+def _kv(path: str) -> dict[bytes, bytes] | None:
+    """A small ``key value`` cgroup file in one read (no text decode, no per-line checks:
+    this runs at every recycled container's exit)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        words = os.read(fd, 65536).split()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return dict(zip(words[::2], words[1::2], strict=False))
+
+
+def _zero(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        os.write(fd, b"0")
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def recycle_cgroups(dirs: list[str], spec: dict) -> dict[str, int] | None:
     """Keep an ended container's cgroups (``dirs``) for a later one (``cgroup_pool``): when each
     is empty, its memory cgroup never hit its limit and charges at most ``spec["max"]`` bytes,
@@ -87,30 +120,24 @@ def recycle_cgroups(dirs: list[str], spec: dict) -> dict[str, int] | None:
             return None
     base: dict[str, int] = {}
     if mem:
-        words = (read_text(f"{mem}/memory.oom_control") or "oom_kill 1").split()
-        oom = dict(zip(words[::2], words[1::2], strict=False))
-        if oom.get("oom_kill", "0") != "0" or oom.get("under_oom", "0") != "0":
+        oom = _kv(f"{mem}/memory.oom_control") or {}
+        if oom.get(b"oom_kill", b"1") != b"0" or oom.get(b"under_oom", b"1") != b"0":
             return None
         base["usage_in_bytes"] = read_int(f"{mem}/memory.usage_in_bytes")
         if base["usage_in_bytes"] > spec["max"]:
             return None
-        stat = parse_kv(read_text(f"{mem}/memory.stat"))
-        for key in ("total_cache", "total_rss", "total_mapped_file", "cache", "rss"):
-            base[key] = stat.get(key, 0)
-        for name in ("memory.max_usage_in_bytes", "memory.failcnt", "memory.memsw.max_usage_in_bytes",
-                     "memory.memsw.failcnt"):
-            try:
-                write_text(f"{mem}/{name}", "0")
-            except OSError:
-                pass  # no swap accounting: no memsw files
-    if acct:
-        base.update(parse_kv(read_text(f"{acct}/cpuacct.stat")))  # user, system: not resettable
-        try:
-            write_text(f"{acct}/cpuacct.usage", "0")
-        except OSError:
-            return None
-    if cpu:
-        base.update(parse_kv(read_text(f"{cpu}/cpu.stat")))
+        stat = _kv(f"{mem}/memory.stat") or {}
+        for key in _MEM_BASE:
+            base[key.decode()] = int(stat.get(key, 0))
+        for name in ("memory.max_usage_in_bytes", "memory.failcnt") + (
+                ("memory.memsw.max_usage_in_bytes", "memory.memsw.failcnt") if spec.get("memsw") else ()):
+            if not _zero(f"{mem}/{name}"):
+                return None
+    for path in (acct and f"{acct}/cpuacct.stat", cpu and f"{cpu}/cpu.stat"):  # not resettable
+        if path:
+            base.update((k.decode(), int(v)) for k, v in (_kv(path) or {}).items())
+    if acct and not _zero(f"{acct}/cpuacct.usage"):
+        return None
     done: list[str] = []
     for old, new in zip(dirs, spec["to"], strict=True):
         try:

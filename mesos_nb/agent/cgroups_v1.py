@@ -45,9 +45,11 @@ class CgroupsV1Isolator(CgroupIsolator):
         # container's swappiness comes from the parent (a recycled one keeps its own).
         self._pool = CgroupPool(os.getpid())
         self._max_leftover = max_leftover(os.cpu_count() or 1)
+        self._memsw = os.path.exists(os.path.join(root, "memory", "memory.memsw.usage_in_bytes"))  # swap accounting
         self._base: dict[str, Baseline] = {}  # container id -> its recycled cgroup's baseline
         self._set: dict[str, dict[str, str]] = {}  # container id -> the settings its cgroups hold
         self._pooled: set[str] = set()  # ended containers whose cgroups went into the pool
+        self._surplus: list[str] = []  # pool names kept when the pool was full: to remove
         self._sweep_stale()
 
     def _dir(self, ctrl: str, container_id: str) -> str:
@@ -97,7 +99,7 @@ class CgroupsV1Isolator(CgroupIsolator):
         return {"from": [self._dir(ctrl, container_id) for ctrl in self.CONTROLLERS],
                 "to": [self._dir(ctrl, name) for ctrl in self.CONTROLLERS], "max": self._max_leftover,
                 "mem": self._dir("memory", container_id), "cpu": cpu and self._dir(cpu, container_id),
-                "acct": self._dir("cpuacct", container_id)}
+                "acct": self._dir("cpuacct", container_id), "memsw": self._memsw}
 
     def _make_parents(self) -> None:
         """The parent cgroups, made once. The memory parent gets ``memory.swappiness`` 0: a
@@ -229,9 +231,14 @@ class CgroupsV1Isolator(CgroupIsolator):
         if baseline is None:
             self._pool.answered(container_id, None)
             return
-        self._pool.answered(container_id, (baseline, self._set.get(container_id, FRESH)))
+        if (surplus := self._pool.answered(container_id, (baseline, self._set.get(container_id, FRESH)))) is not None:
+            self._surplus.append(surplus)
         self._pooled.add(container_id)
         self._forget(container_id)
+
+    def surplus(self) -> list[str]:
+        out, self._surplus = self._surplus, []
+        return out
 
     def _forget(self, container_id: str) -> None:
         super()._forget(container_id)

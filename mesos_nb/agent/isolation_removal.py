@@ -30,7 +30,7 @@ class RemovalQueue:
         self._task: asyncio.Task | None = None
         self._inflight: dict[str, int] = {}  # the batch being removed now
         if launcher is not None:
-            launcher.on_pooled = isolator.recycled
+            launcher.on_pooled = self._pooled
 
     def add(self, container_id: str, attempt: int = 0) -> None:
         self.pending.add(container_id)
@@ -41,6 +41,12 @@ class RemovalQueue:
             except RuntimeError:
                 return
             self._timer = loop.call_later(CLEANUP_DELAY * (1 + min(attempt, 10)), self._start)
+
+    def _pooled(self, container_id: str, baseline: dict | None) -> None:
+        """The helper kept (or could not keep) an ended container's cgroups for a later one."""
+        self.isolator.recycled(container_id, baseline)
+        for name in self.isolator.surplus():  # kept, but the pool is full: removed as a container's
+            self.add(name)
 
     def _start(self) -> None:
         self._timer = None

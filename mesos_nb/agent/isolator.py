@@ -164,6 +164,10 @@ class Isolator:
         """The launcher helper kept an ended container's cgroups for a later one (their
         ``baseline``), or could not (None), as the setup plan's ``pool`` step asked."""
 
+    def surplus(self) -> list[str]:
+        """Names of kept cgroups the pool has no room for: removed like ended containers'."""
+        return []
+
     def drain_pool(self) -> None:
         """The agent stops: remove what was kept for later containers."""
 

@@ -298,8 +298,9 @@ class Helper:
         while True:
             self._flush()
             events = self.sel.select(0 if self.removing or self.recycling else None)
-            if self.recycling:  # recycling, then removals, wait behind launches: a few in a quiet turn
-                self._recycle_some(1 if events else 4)
+            if self.recycling:  # after this turn's launches, every exited child's (it spares a
+                # later launch its mkdirs, so it must keep up with the launches), then removals
+                self._recycle_some(len(self.recycling))
             elif self.removing:
                 self._remove_some(1 if events else 4)
             for key, _ in events:
