@@ -170,6 +170,23 @@ def _zombie(pid: int) -> bool:
         return True
 
 
+@NEEDS_V1
+async def test_a_full_pool_removes_what_it_has_no_room_for(tmp_path):
+    iso = _v1(f"cgpool-full-{os.getpid()}")
+    iso._pool.capacity = 1
+    c = PosixContainerizer(iso)
+    try:
+        running = [await c.launch(_spec(tmp_path, f"f{i}", ["sleep", "60"], limits=Limits(cpus=1))) for i in range(3)]
+        for ct in running:
+            await c.destroy(ct, 0)
+        await async_wait_for(lambda: len(_pooled_names(iso)) == len(iso.CONTROLLERS) and not c._removal.pending,
+                             15, message=lambda: f"one kept, two removed: {_pooled_names(iso)}")
+        assert len(iso._pool) == 1 and not any(os.path.exists(d) for i in range(3) for d in iso.removal_dirs(f"f{i}"))
+    finally:
+        c.close()
+        _cleanup(iso)
+
+
 def _pooled_names(iso) -> list[str]:
     out = []
     for ctrl in iso.CONTROLLERS:

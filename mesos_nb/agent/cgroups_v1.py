@@ -20,9 +20,10 @@ from .isolator import CGROUP_ROOT, MIN_CPU_SHARES, NESTED, CgroupIsolator, Limit
 
 
 class CgroupsV1Isolator(CgroupIsolator):
-    """Per container: one ``mkdir`` per hierarchy and a few writes (``prepare``); the child
-    joins before it execs (``preexec``, cpu last, so only the exec itself runs under the CPU
-    quota); removal is batched off the task's exit path by the containerizer."""
+    """Per container: one ``mkdir`` per hierarchy, or the rename of an ended container's kept
+    cgroups (``cgroup_pool``), and a few writes (``prepare``); the child joins before it execs
+    (``preexec``, cpu last, so only the exec itself runs under the CPU quota); removal is
+    batched off the task's exit path by the containerizer."""
 
     name = "cgroups/v1"
     # Joined in this order: cpuacct and memory first, cpu (the quota) last.
@@ -231,6 +232,8 @@ class CgroupsV1Isolator(CgroupIsolator):
         if baseline is None:
             self._pool.answered(container_id, None)
             return
+        if container_id not in self._pool.pending:
+            return  # forgotten meanwhile: what it kept is removed with the pool (drain_pool)
         if (surplus := self._pool.answered(container_id, (baseline, self._set.get(container_id, FRESH)))) is not None:
             self._surplus.append(surplus)
         self._pooled.add(container_id)
