@@ -13,11 +13,12 @@ import textwrap
 import pytest
 from conftest import async_wait_for
 from test_isolation import NO_CGROUPS
+from test_launcher import _rmdir_parents as _cleanup
 from test_launcher import _spec
+from test_launcher import _v1_isolator as _v1
 
 from mesos_nb.agent.cgroup_pool import CgroupPool, is_stale, subtract
 from mesos_nb.agent.containerizer import PosixContainerizer, describe_status
-from mesos_nb.agent.isolation import make_isolator
 from mesos_nb.agent.isolator import Limits
 
 NEEDS_V1 = pytest.mark.skipif(NO_CGROUPS is not None, reason=f"no cgroups: {NO_CGROUPS}")
@@ -48,19 +49,6 @@ def test_only_a_gone_processs_pooled_cgroups_are_stale():
 def test_statistics_are_counted_from_the_baseline_never_below_zero():
     assert subtract({"user": 30, "system": 4, "other": 9}, {"user": 20, "system": 6}) == \
         {"user": 10, "system": 0, "other": 9}
-
-
-def _v1(name: str):
-    iso = make_isolator("cgroups", name)
-    if iso.name != "cgroups/v1":
-        pytest.skip("cgroups v1 only (v2 removes in a worker thread)")
-    return iso
-
-
-def _cleanup(iso) -> None:
-    for ctrl in iso.CONTROLLERS:
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.join(iso.root, ctrl, iso.nested))
 
 
 def _read(iso, ctrl: str, cid: str, name: str) -> int:
@@ -213,8 +201,7 @@ async def test_no_pooled_cgroup_outlives_its_agent_a_stop_or_a_crash(tmp_path):
         import asyncio, os, sys
         sys.path[:0] = {sys.path!r}
         from mesos_nb.agent.containerizer import LaunchSpec, PosixContainerizer
-        from mesos_nb.agent.isolation import make_isolator
-        from mesos_nb.agent.isolator import Limits
+                from mesos_nb.agent.isolator import Limits
         async def main():
             iso = make_isolator("cgroups", {name!r})
             c = PosixContainerizer(iso)
