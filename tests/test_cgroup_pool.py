@@ -201,7 +201,8 @@ async def test_no_pooled_cgroup_outlives_its_agent_a_stop_or_a_crash(tmp_path):
         import asyncio, os, sys
         sys.path[:0] = {sys.path!r}
         from mesos_nb.agent.containerizer import LaunchSpec, PosixContainerizer
-                from mesos_nb.agent.isolator import Limits
+        from mesos_nb.agent.isolation import make_isolator
+        from mesos_nb.agent.isolator import Limits
         async def main():
             iso = make_isolator("cgroups", {name!r})
             c = PosixContainerizer(iso)
