@@ -51,6 +51,16 @@ def test_statistics_are_counted_from_the_baseline_never_below_zero():
         {"user": 10, "system": 0, "other": 9}
 
 
+async def _parents_removed(iso) -> None:
+    """The test's parent cgroups removed (a parent whose child was just removed can be busy
+    for a moment)."""
+    def gone() -> bool:
+        _cleanup(iso)
+        return not any(os.path.exists(os.path.join(iso.root, ctrl, iso.nested)) for ctrl in iso.CONTROLLERS)
+
+    await async_wait_for(gone, 10, message="the test's parent cgroups removed")
+
+
 def _read(iso, ctrl: str, cid: str, name: str) -> int:
     with open(os.path.join(iso._dir(ctrl, cid), name)) as f:
         return int(f.read().split()[0])
@@ -94,7 +104,7 @@ async def test_a_task_in_a_recycled_cgroup_sees_its_own_limits_and_ids_and_stati
         await async_wait_for(lambda: not c._live, 10, message="its exit handled (then the stop removes it)")
     finally:
         c.close()
-        _cleanup(iso)
+        await _parents_removed(iso)
 
 
 @NEEDS_V1
@@ -117,7 +127,7 @@ async def test_an_oom_in_a_recycled_memory_cgroup_is_reported_and_that_cgroup_no
         await async_wait_for(lambda: not c._live, 10, message="its exit handled (then the stop removes it)")
     finally:
         c.close()
-        _cleanup(iso)
+        await _parents_removed(iso)
 
 
 @NEEDS_V1
@@ -147,7 +157,7 @@ async def test_a_kill_of_a_recycled_container_kills_only_its_processes(tmp_path)
         await c.destroy(other, 0)
     finally:
         c.close()
-        _cleanup(iso)
+        await _parents_removed(iso)
 
 
 def _zombie(pid: int) -> bool:
@@ -172,7 +182,7 @@ async def test_a_full_pool_removes_what_it_has_no_room_for(tmp_path):
         assert len(iso._pool) == 1 and not any(os.path.exists(d) for i in range(3) for d in iso.removal_dirs(f"f{i}"))
     finally:
         c.close()
-        _cleanup(iso)
+        await _parents_removed(iso)
 
 
 def _pooled_names(iso) -> list[str]:
@@ -220,4 +230,4 @@ async def test_no_pooled_cgroup_outlives_its_agent_a_stop_or_a_crash(tmp_path):
         restarted = _v1(name)
         assert _pooled_names(restarted) == []
     finally:
-        _cleanup(iso)
+        await _parents_removed(iso)
