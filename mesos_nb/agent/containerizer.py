@@ -116,6 +116,11 @@ class Containerizer:
     def usage(self, container: Container) -> dict[str, float] | None:
         return None
 
+    def remove_stale(self, container_id: str) -> None:
+        """A container of a previous agent process that is not adopted (it ended, or was
+        killed, while no agent watched): kill what its isolation still holds (a daemon its
+        task left) and remove the isolation."""
+
     def update(self, container: Container, limits: Limits) -> None:
         """New limits for a running container (Mesos' containerizer ``update``: an executor's
         container grows and shrinks with its tasks). Raises OSError."""
@@ -218,9 +223,7 @@ class PosixContainerizer(Containerizer):
 
     def _kill_all(self, c: Container) -> None:
         _killpg(c.pid, signal.SIGKILL)
-        for pid in self.isolator.pids(c.container_id):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        self.isolator.kill(c.container_id)
 
     def _poll(self) -> None:
         self._poller = None
@@ -250,6 +253,10 @@ class PosixContainerizer(Containerizer):
             self._cleanup(c.container_id)  # bookkeeping only
         else:
             self._removal.add(c.container_id)
+
+    def remove_stale(self, container_id: str) -> None:
+        if not isinstance(self.isolator, PosixIsolator):
+            self._removal.add(container_id)
 
     def _cleanup(self, container_id: str, attempt: int = 0) -> None:
         try:
@@ -510,7 +517,7 @@ class PosixContainerizer(Containerizer):
                 except asyncio.TimeoutError:
                     pass
             if not container.exited:
-                _killpg(container.pid, signal.SIGKILL)
+                self._kill_all(container)
         return await container.wait()
 
 

@@ -32,11 +32,13 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .cgroupfs import read_text, write_text
+from . import cgroups_v2
+from .cgroupfs import read_text
 from .cgroups_v1 import CgroupsV1Isolator
-from .cgroups_v2 import CgroupsV2Isolator
+from .cgroups_v2 import CgroupsV2Isolator, cgroup2_mount
 from .isolator import CGROUP_ROOT, NESTED, Isolator, Limits, cgroups_root_name, memory_message
 from .posix_isolator import PosixIsolator, tree_stats
 
@@ -61,23 +63,11 @@ def _try_cgroup(path: str, files: list[str], nested: str = NESTED) -> str | None
             os.rmdir(probe)
 
 
-def cgroups_v2_unavailable(root: str = CGROUP_ROOT, nested: str = NESTED) -> str | None:
-    """None when cgroups v2 with cpu+memory can be used here, else a sentence saying why not."""
-    controllers = read_text(os.path.join(root, "cgroup.controllers"))
-    if controllers is None:
-        return f"{root} is not a cgroup2 mount (no cgroup.controllers)"
-    missing = {"cpu", "memory"} - set(controllers.split())
-    if missing:
-        return f"cgroup2 at {root} lacks the {', '.join(sorted(missing))} controller(s)"
-    parent = os.path.join(root, nested)
-    try:
-        os.makedirs(parent, exist_ok=True)
-        for d in (root, parent):
-            with contextlib.suppress(OSError):
-                write_text(os.path.join(d, "cgroup.subtree_control"), "+cpu +memory")
-    except OSError as e:
-        return f"cannot create {parent}: {e.strerror or e}"
-    return _try_cgroup(root, ["cpu.max", "memory.max"], nested)
+def cgroups_v2_unavailable(root: str | None = None, nested: str = NESTED,
+                           needs: Iterable[str] = ("cpu", "memory")) -> str | None:
+    """None when cgroups v2 with the ``needs`` controllers can be used here (``root``: the
+    unified hierarchy, found in /proc/self/mounts when None), else a sentence saying why not."""
+    return cgroups_v2.unavailable(cgroup2_mount() if root is None else root, nested, needs)
 
 
 def cgroups_v1_unavailable(root: str = CGROUP_ROOT, nested: str = NESTED) -> str | None:
@@ -93,13 +83,15 @@ def cgroups_v1_unavailable(root: str = CGROUP_ROOT, nested: str = NESTED) -> str
     return None
 
 
-def detect_isolation(root: str = CGROUP_ROOT, nested: str = NESTED) -> tuple[str, dict[str, str]]:
-    """('cgroups/v2' | 'cgroups/v1' | 'posix', {kind: why it is unavailable})."""
+def detect_isolation(root: str = CGROUP_ROOT, nested: str = NESTED,
+                     needs: Iterable[str] = ("cpu", "memory")) -> tuple[str, dict[str, str]]:
+    """('cgroups/v2' | 'cgroups/v1' | 'posix', {kind: why it is unavailable}); v2 needs the
+    ``needs`` controllers in the unified hierarchy (wherever it is mounted)."""
     why: dict[str, str] = {}
     if os.geteuid() != 0:
         why["cgroups"] = "the agent is not running as root"
         return "posix", why
-    w2 = cgroups_v2_unavailable(root, nested)
+    w2 = cgroups_v2_unavailable(None if root == CGROUP_ROOT else root, nested, needs)
     if w2 is None:
         return "cgroups/v2", why
     why["cgroups/v2"] = w2
@@ -161,6 +153,7 @@ def blkio_unavailable(kind: str, root: str = CGROUP_ROOT) -> str | None:
             return f"no cgroups v1 'blkio' hierarchy at {os.path.join(root, 'blkio')}"
         return _try_cgroup(os.path.join(root, "blkio"), ["blkio.throttle.write_bps_device"])
     if kind == "cgroups/v2":
+        root = (cgroup2_mount() or root) if root == CGROUP_ROOT else root
         if "io" not in (read_text(os.path.join(root, "cgroup.controllers")) or "").split():
             return f"cgroup2 at {root} lacks the io controller"
         return None
@@ -177,8 +170,11 @@ def make_isolator(isolation: str, cgroups_root: str = NESTED) -> Isolator:
     nested = cgroups_root_name(cgroups_root)
     kinds = spec.kinds
     if kinds & (CGROUP_NAMES | IO_NAMES) or "auto" in kinds:
-        best, why = detect_isolation(nested=nested)
-        wanted = "cgroups/v1" if "cgroups/v1" in kinds else "cgroups/v2" if "cgroups/v2" in kinds else None
+        needs = {cgroups_v2.NEEDS[k] for k in kinds if k in cgroups_v2.NEEDS} or {"cpu", "memory"}
+        best, why = detect_isolation(nested=nested, needs=needs)
+        if "cgroups/v2" in kinds and best != "cgroups/v2":  # asked for by name: no other version instead
+            raise ValueError(f"cgroups/v2 isolation is unavailable: {why.get('cgroups/v2') or why.get('cgroups')}")
+        wanted = "cgroups/v1" if "cgroups/v1" in kinds else None
         if wanted is not None and best != wanted:
             if wanted == "cgroups/v1" and cgroups_v1_unavailable(nested=nested) is None:
                 best = wanted
@@ -193,7 +189,8 @@ def make_isolator(isolation: str, cgroups_root: str = NESTED) -> Isolator:
             if why_io is not None:
                 raise ValueError(f"cgroups/blkio isolation is unavailable: {why_io}")
         if best == "cgroups/v2":
-            return CgroupsV2Isolator(io=spec.io, nested=nested)
+            return CgroupsV2Isolator(cgroup2_mount() or CGROUP_ROOT, io=spec.io, nested=nested,
+                                     required=needs | ({"io"} if spec.io else set()))
         if best == "cgroups/v1":
             return CgroupsV1Isolator(io=spec.io, nested=nested)
         return PosixIsolator()

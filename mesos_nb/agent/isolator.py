@@ -143,6 +143,13 @@ class Isolator:
     def pids(self, container_id: str) -> list[int]:
         return []
 
+    def kill(self, container_id: str) -> None:
+        """SIGKILL every process of the container (``pids``; cgroups v2: ``cgroup.kill``),
+        also those that left its process group (a double fork, a daemon)."""
+        for pid in self.pids(container_id):
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)
+
     def wrapped(self, container_id: str, levels: int) -> None:
         """The container's top ``levels`` processes are the agent's own wrappers (namespace
         waiter/init, forks that never exec): not the task's memory."""

@@ -105,6 +105,7 @@ class Recovery:
         pid = run.info.get("pid")
         if isinstance(pid, int):
             kill_if_ours(pid, run.info.get("start_time"), run.container_id)
+        self.containerizer.remove_stale(run.container_id)  # (its cgroups: what left its process group too)
 
     def _recover_executor(self, fw: FrameworkEntry, rex: ckpt.RecoveredExecutor, run: ckpt.RecoveredRun,
                           rebooted: bool) -> None:
@@ -157,6 +158,8 @@ class Recovery:
             assert isinstance(pid, int)
             container = self.containerizer.recover(run.container_id, pid, ex.directory, limits=limits,
                                                    status_path=run.status_path if command else None)
+        if container is None:
+            self.containerizer.remove_stale(run.container_id)
         self._recover_image(ex, run, container)
         self.counters["recovered_executors"] += 1
         logger.info("recovered executor agent=%s framework=%s executor=%s live_tasks=%d running=%s",
