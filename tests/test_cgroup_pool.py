@@ -51,6 +51,20 @@ def test_statistics_are_counted_from_the_baseline_never_below_zero():
         {"user": 10, "system": 0, "other": 9}
 
 
+@contextlib.asynccontextmanager
+async def _containerizer(name: str, **kw):  # noqa: ANN202 - yields (isolator, containerizer)
+    """A v1 containerizer under a parent of its own; at the end every exit handled, the
+    containerizer stopped (its pool drained) and the parent cgroups removed."""
+    iso = _v1(f"{name}-{os.getpid()}")
+    c = PosixContainerizer(iso, **kw)
+    try:
+        yield iso, c
+        await async_wait_for(lambda: not c._live, 10, message="every exit handled (then the stop removes it)")
+    finally:
+        c.close()
+        await _parents_removed(iso)
+
+
 async def _parents_removed(iso) -> None:
     """The test's parent cgroups removed (a parent whose child was just removed can be busy
     for a moment)."""
@@ -74,9 +88,7 @@ async def _pooled(c, iso, ct, n: int = 1) -> None:
 
 @NEEDS_V1
 async def test_a_task_in_a_recycled_cgroup_sees_its_own_limits_and_ids_and_statistics_from_zero(tmp_path):
-    iso = _v1(f"cgpool-reuse-{os.getpid()}")
-    c = PosixContainerizer(iso)
-    try:
+    async with _containerizer("cgpool-reuse") as (iso, c):
         first = await c.launch(_spec(tmp_path, "t1", BURN, limits=Limits(cpus=2, mem_bytes=128 << 20)))
         old_dirs = iso.removal_dirs("t1")
         await _pooled(c, iso, first)
@@ -101,17 +113,11 @@ async def test_a_task_in_a_recycled_cgroup_sees_its_own_limits_and_ids_and_stati
         assert _read(iso, "cpu", "t3", "cpu.cfs_quota_us") == -1 and _read(iso, "cpu", "t3", "cpu.shares") == 1024
         assert _read(iso, "memory", "t3", "memory.limit_in_bytes") > 1 << 40
         await c.destroy(third, 0)
-        await async_wait_for(lambda: not c._live, 10, message="its exit handled (then the stop removes it)")
-    finally:
-        c.close()
-        await _parents_removed(iso)
 
 
 @NEEDS_V1
 async def test_an_oom_in_a_recycled_memory_cgroup_is_reported_and_that_cgroup_not_recycled(tmp_path):
-    iso = _v1(f"cgpool-oom-{os.getpid()}")
-    c = PosixContainerizer(iso, poll_interval=0.05)
-    try:
+    async with _containerizer("cgpool-oom", poll_interval=0.05) as (iso, c):
         await _pooled(c, iso, await c.launch(_spec(tmp_path, "ok", ["true"], limits=Limits(cpus=1, mem_bytes=256 << 20))))
         hog = await c.launch(_spec(tmp_path, "hog", [sys.executable, "-S", "-c", "b = bytearray(200 << 20)"],
                                    limits=Limits(cpus=1, mem_bytes=48 << 20)))
@@ -124,17 +130,11 @@ async def test_an_oom_in_a_recycled_memory_cgroup_is_reported_and_that_cgroup_no
         ok = await c.launch(_spec(tmp_path, "after", ["true"], limits=Limits(cpus=1, mem_bytes=48 << 20)))
         await ok.wait()
         assert ok.limitation is None
-        await async_wait_for(lambda: not c._live, 10, message="its exit handled (then the stop removes it)")
-    finally:
-        c.close()
-        await _parents_removed(iso)
 
 
 @NEEDS_V1
 async def test_a_kill_of_a_recycled_container_kills_only_its_processes(tmp_path):
-    iso = _v1(f"cgpool-kill-{os.getpid()}")
-    c = PosixContainerizer(iso)
-    try:
+    async with _containerizer("cgpool-kill") as (iso, c):
         # One that leaves a process behind (its own session: the group kill misses it) is not
         # pooled while it is there: the straggler is killed first, so no later task meets it.
         left = await c.launch(_spec(tmp_path, "l", ["sh", "-c", "setsid sh -c 'echo $$ > s.tmp; mv s.tmp pid; "
@@ -155,9 +155,6 @@ async def test_a_kill_of_a_recycled_container_kills_only_its_processes(tmp_path)
         await c.destroy(reused, 0)
         assert not other.exited and os.path.exists(f"/proc/{other.pid}")
         await c.destroy(other, 0)
-    finally:
-        c.close()
-        await _parents_removed(iso)
 
 
 def _zombie(pid: int) -> bool:
@@ -170,19 +167,14 @@ def _zombie(pid: int) -> bool:
 
 @NEEDS_V1
 async def test_a_full_pool_removes_what_it_has_no_room_for(tmp_path):
-    iso = _v1(f"cgpool-full-{os.getpid()}")
-    iso._pool.capacity = 1
-    c = PosixContainerizer(iso)
-    try:
+    async with _containerizer("cgpool-full") as (iso, c):
+        iso._pool.capacity = 1
         running = [await c.launch(_spec(tmp_path, f"f{i}", ["sleep", "60"], limits=Limits(cpus=1))) for i in range(3)]
         for ct in running:
             await c.destroy(ct, 0)
         await async_wait_for(lambda: len(_pooled_names(iso)) == len(iso.CONTROLLERS) and not c._removal.pending,
                              15, message=lambda: f"one kept, two removed: {_pooled_names(iso)}")
         assert len(iso._pool) == 1 and not any(os.path.exists(d) for i in range(3) for d in iso.removal_dirs(f"f{i}"))
-    finally:
-        c.close()
-        await _parents_removed(iso)
 
 
 def _pooled_names(iso) -> list[str]:
