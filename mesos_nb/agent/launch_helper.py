@@ -358,7 +358,11 @@ class Helper:
         while n > 0 and self.recycling:
             _, cid, spec = self.recycling.popleft()
             n -= 1
-            self._send({"pooled": [cid, recycle_cgroups(spec["from"], spec)]})
+            try:
+                base = recycle_cgroups(spec["from"], spec)
+            except (OSError, ValueError):  # a counter that is not a number: not kept, removed as usual
+                base = None
+            self._send({"pooled": [cid, base]})
 
     def _launch(self, req: dict) -> None:
         setup = req.get("setup") or []
