@@ -1,10 +1,15 @@
-"""A per-turn budget for HTTP handlers: no loop turn spends more than ``budget`` on them.
+"""A per-turn budget for the master's input: no loop turn spends more than ``budget`` on it.
 
 Why: one ``select`` can hand the loop hundreds of scheduler calls at once (200 frameworks
-answering the same allocation cycle). Each handler step is short (~0.1 ms), but run back to back
-in one turn they hold the loop for tens of milliseconds: the agent channels, heartbeats and
-``/health`` wait behind them. The middleware lets handlers start until ``budget`` seconds have
-passed since the first one started in this turn; the rest wait for a later turn, in arrival order.
+answering the same allocation cycle) and frames of 1,000 status updates from several agent
+channels. Each piece is short (a handler step ~0.1 ms, a slice of 100 updates a few ms), but
+run back to back in one turn they hold the loop for tens of milliseconds: heartbeats, pings and
+the allocator wait behind them (NSDI 50k: turns of 80 ms with 195 handler starts and three
+frames' slices). HTTP handlers (the middleware) and agent-channel slices
+(:meth:`TurnBudget.admit`, before a frame is decoded and before each slice of it) draw on the
+same budget: pieces start until ``budget`` seconds have passed since the first one started in
+this turn; the rest wait for a later turn, in arrival order (one channel's slices, read by one
+task, stay in order).
 
 How a turn is seen without hooking the loop (uvloop has no hook): when the window opens, a
 marker is scheduled with ``call_soon``; it runs at the start of the next turn (callbacks queued
@@ -27,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-BUDGET_S = 0.005  # the handlers' share of one turn (the issue's bound on a turn is 50 ms)
+BUDGET_S = 0.005  # the input's share of one turn (the issue's bound on a turn is 50 ms)
 # answered at once, never queued behind a burst of scheduler calls: a health check that waits
 # its turn behind 500 ACKNOWLEDGEs reads as a sick master (NSDI 50k: /health max 0.14 -> 0.61 s)
 UNQUEUED_PATHS = frozenset({"/health", "/master/health"})
@@ -92,15 +97,19 @@ class TurnBudget:
             if not self._spent():
                 return
 
-    @web.middleware
-    async def middleware(self, request: web.Request,
-                         handler: Callable[[web.Request], Awaitable[Any]]) -> Any:
-        if request.path in UNQUEUED_PATHS:
-            return await handler(request)
+    async def admit(self) -> None:
+        """Return once this turn has budget left for one more piece of work (at once when it
+        has and nobody waits; else in a later turn, behind everyone who waited before)."""
         if self._waiting or self._woken or self._spent():
             await self._wait(next(self._tickets))
         if self._opened is None:
             self._opened = self.clock()
             self._arm()
         self._admitted += 1
+
+    @web.middleware
+    async def middleware(self, request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[Any]]) -> Any:
+        if request.path not in UNQUEUED_PATHS:
+            await self.admit()
         return await handler(request)
