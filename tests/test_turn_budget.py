@@ -122,6 +122,34 @@ async def test_a_health_check_is_answered_at_once_while_a_burst_waits():
     turns.stopped = True
 
 
+async def test_a_frame_keeps_its_place_in_line_for_its_later_slices():
+    """A frame of 500 messages starts, then 30 calls arrive: the frame's later slices (each
+    in a turn of its own: 10 ms spends the budget) go before the calls that came after it,
+    as the frame's messages arrived first; the calls then start in their order."""
+    tb, turns, started, handler = _setup(0.001)
+    clock = tb.clock
+    order: list[str] = []
+
+    async def read_frame() -> None:
+        place = None
+        for i in range(500):
+            if not i % 100:
+                place = await tb.admit(place)
+                order.append(f"slice{i // 100}")
+            clock.now += 0.0001
+
+    async def call(request):
+        order.append(f"call{await handler(request)}")
+
+    frame = asyncio.ensure_future(read_frame())
+    while not order and not frame.done():
+        await asyncio.sleep(0)
+    calls = [asyncio.ensure_future(tb.middleware(_request(i), call)) for i in range(30)]
+    await asyncio.gather(frame, *calls)
+    turns.stopped = True
+    assert order == [f"slice{k}" for k in range(5)] + [f"call{i}" for i in range(30)]
+
+
 def test_the_master_app_bounds_its_handlers_per_turn():
     from mesos_nb.master.server import MasterConfig, MasterServer
 
@@ -193,9 +221,10 @@ async def test_handler_starts_and_channel_slices_share_one_budget_per_turn_in_or
     handled: list[tuple[int, int, int]] = []  # (channel, message, turn)
 
     async def read_channel(c: int, frame: list[int]) -> None:
+        place = None
         for i, x in enumerate(frame):  # as the master's channel reader: a slice at a time
             if not i % 100:
-                await tb.admit()
+                place = await tb.admit(place)
             handled.append((c, x, turns.n))
             clock.now += 0.0001  # 100 messages: 10 ms, twice the turn's budget
 

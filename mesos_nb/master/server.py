@@ -529,7 +529,7 @@ class MasterServer:
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     continue
                 chan.last_heard = time.monotonic()
-                await self.turns.admit()  # decoding the frame, then each slice of it: within a turn's budget
+                place = await self.turns.admit()  # decoding the frame, then each slice: in a turn's budget
                 try:
                     msgs = ch.decode_to_master(msg.data)
                 except Exception as e:  # msgspec errors
@@ -539,7 +539,7 @@ class MasterServer:
                 for i, x in enumerate(msgs):
                     if i and not i % ch.HANDLE_SLICE:  # a full frame is handled in slices
                         self.flush()
-                        await self.turns.admit()
+                        await self.turns.admit(place)  # the frame keeps its place in line
                         now = time.time()
                     tx = type(x)
                     try:

@@ -47,7 +47,7 @@ class TurnBudget:
         self.deferred = 0  # requests that waited for a later turn (for benchmarks and logs)
         self._opened: float | None = None  # when the first handler of this turn started
         self._armed = False  # a marker is queued for the next turn
-        self._waiting: list[tuple[int, asyncio.Future[None]]] = []  # heap by ticket
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []  # heap by (place, ticket)
         self._woken = 0  # waiters woken by the marker and not yet resumed
         self._admitted = 0  # handlers started in this window
         self._fit = 64  # how many the last spent window admitted: the marker wakes that many
@@ -72,7 +72,7 @@ class TurnBudget:
         # each turn would itself cost a turn); the rest keep their place in the heap
         n = self._fit + 1
         while n and self._waiting:
-            _, fut = heapq.heappop(self._waiting)
+            _, _, fut = heapq.heappop(self._waiting)
             if not fut.done():  # (a cancelled waiter)
                 fut.set_result(None)
                 self._woken += 1
@@ -85,7 +85,7 @@ class TurnBudget:
         self.deferred += 1
         while True:
             fut: asyncio.Future[None] = loop.create_future()
-            heapq.heappush(self._waiting, (ticket, fut))
+            heapq.heappush(self._waiting, (ticket, next(self._tickets), fut))
             self._arm()
             try:
                 await fut
@@ -97,15 +97,19 @@ class TurnBudget:
             if not self._spent():
                 return
 
-    async def admit(self) -> None:
+    async def admit(self, place: int | None = None) -> int:
         """Return once this turn has budget left for one more piece of work (at once when it
-        has and nobody waits; else in a later turn, behind everyone who waited before)."""
+        has and nobody waits; else in a later turn, behind everyone who came before). The
+        answer is the piece's place in line: the next piece of the same input passed as
+        ``place`` (the next slice of a frame) keeps it, ahead of what arrived after the input."""
+        place = next(self._tickets) if place is None else place
         if self._waiting or self._woken or self._spent():
-            await self._wait(next(self._tickets))
+            await self._wait(place)
         if self._opened is None:
             self._opened = self.clock()
             self._arm()
         self._admitted += 1
+        return place
 
     @web.middleware
     async def middleware(self, request: web.Request,
