@@ -8,6 +8,9 @@
 * a timer around ``core.allocate`` (an instance attribute wrapping the bound method, which
   the server calls through ``self.core.allocate``): the allocation cycle time;
 * a ``gc.callbacks`` hook timing every garbage collection (a stall can be the collector);
+* each gap over 50 ms logged with the work counted in it and the thread CPU of the master's
+  pieces of work that filled it (``cpu_by``: status updates, ACKNOWLEDGEs, ACCEPT steps,
+  effects flushed, frames decoded and encoded, allocator steps and offers made);
 * ``GET /bench/stats`` answering both as JSON (``?reset=1`` clears them) plus pid, RSS, CPU.
 
 The master runs with the collector policy of ``mesos-nb master`` (:mod:`mesos_nb.master.gcpolicy`);
