@@ -86,6 +86,7 @@ class LoopStats:
         # entry says which of them filled it (the collector's pauses inside them included)
         self.cpu_by: dict[str, float] = {}
         self.gap_totals = {"wall_s": 0.0, "cpu_s": 0.0, "gc_s": 0.0, "box": 0, "ours": 0}
+        self.max_ours_gap = self.max_gap_cpu = 0.0
 
     def watch_steps(self) -> None:
         """Time every event-loop step (an ``asyncio.Handle`` run) in this thread's CPU time:
@@ -224,6 +225,9 @@ class LoopStats:
         t["cpu_s"] += cpu
         t["gc_s"] += gcs
         t["box" if cpu < 0.5 * wall else "ours"] += 1
+        if cpu >= 0.5 * wall:  # the longest stall that was the master's own work, not the box's
+            self.max_ours_gap = max(self.max_ours_gap, wall)
+        self.max_gap_cpu = max(self.max_gap_cpu, cpu)
         if len(self.gap_log) < 10 or wall > self.gap_log[-1]["wall_s"]:
             entry = {"wall_s": round(wall, 4), "cpu_s": round(cpu, 4), "gc_s": round(gcs, 4),
                      "requests": after[3] - before[3], "frames": after[4] - before[4],
@@ -302,6 +306,7 @@ class LoopStats:
         self.alloc_max = 0.0
         self.gap_log = []
         self.gap_totals = {"wall_s": 0.0, "cpu_s": 0.0, "gc_s": 0.0, "box": 0, "ours": 0}
+        self.max_ours_gap = self.max_gap_cpu = 0.0
         self.started = time.monotonic()
 
     async def tick(self) -> None:
@@ -362,6 +367,8 @@ class LoopStats:
             "make_offers_max_offers": self.make_offers_max[1],
             "make_offers_max_gc_s": self.make_offers_max_gc,
             "loop_gap_totals": {k: round(v, 4) for k, v in self.gap_totals.items()},
+            "loop_max_ours_gap_s": self.max_ours_gap,  # gaps over 50 ms only (0: none was ours)
+            "loop_max_gap_cpu_s": self.max_gap_cpu,
             "loop_gaps": self.gap_log,
             "requests": self.requests,
             "channel_frames": self.frames,
