@@ -150,6 +150,36 @@ async def test_a_frame_keeps_its_place_in_line_for_its_later_slices():
     assert order == [f"slice{k}" for k in range(5)] + [f"call{i}" for i in range(30)]
 
 
+async def test_a_frame_gets_a_bounded_head_start_over_the_calls_waiting():
+    """300 calls wait their turns when a frame comes: with a head start of 128 places the
+    frame's slices go before the last 128 calls that came before it, never before the others."""
+    tb, turns, started, handler = _setup(0.001)
+    clock = tb.clock
+    order: list[str] = []
+
+    async def call(request):
+        order.append(f"call{await handler(request)}")
+
+    async def read_frame() -> None:
+        place = None
+        for i in range(300):
+            if not i % 100:
+                place = await tb.admit(place, ahead=128)
+                order.append(f"slice{i // 100}")
+            clock.now += 0.0001
+
+    calls = [asyncio.ensure_future(tb.middleware(_request(i), call)) for i in range(300)]
+    while not order:
+        await asyncio.sleep(0)
+    frame = asyncio.ensure_future(read_frame())
+    await asyncio.gather(frame, *calls)
+    turns.stopped = True
+    first = order.index("slice0")
+    assert order[first:first + 3] == ["slice0", "slice1", "slice2"]
+    assert order[:first] == [f"call{i}" for i in range(first)]  # the calls in their order
+    assert first in (300 - 128, 300 - 128 + 1)  # (the frame may share the 172nd call's place)
+
+
 def test_the_master_app_bounds_its_handlers_per_turn():
     from mesos_nb.master.server import MasterConfig, MasterServer
 

@@ -529,7 +529,7 @@ class MasterServer:
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     continue
                 chan.last_heard = time.monotonic()
-                place = await self.turns.admit()  # decoding the frame, then each slice: in a turn's budget
+                place = await self.turns.admit(ahead=turn_budget.CHANNEL_AHEAD)  # the frame, then each slice
                 try:
                     msgs = ch.decode_to_master(msg.data)
                 except Exception as e:  # msgspec errors

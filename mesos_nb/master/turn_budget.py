@@ -36,6 +36,10 @@ BUDGET_S = 0.005  # the input's share of one turn (the issue's bound on a turn i
 # answered at once, never queued behind a burst of scheduler calls: a health check that waits
 # its turn behind 500 ACKNOWLEDGEs reads as a sick master (NSDI 50k: /health max 0.14 -> 0.61 s)
 UNQUEUED_PATHS = frozenset({"/health", "/master/health"})
+# an agent-channel frame's head start over the scheduler calls waiting (about two turns' worth):
+# its status updates are on every launch's path (TASK_RUNNING), and its pongs keep agents
+# reachable; bounded, so a stream of frames cannot hold the calls back for ever
+CHANNEL_AHEAD = 128
 
 
 class TurnBudget:
@@ -52,6 +56,7 @@ class TurnBudget:
         self._admitted = 0  # handlers started in this window
         self._fit = 64  # how many the last spent window admitted: the marker wakes that many
         self._tickets = itertools.count()
+        self._ties = itertools.count()  # (a frame given a head start can share a call's place)
 
     def _spent(self) -> bool:
         if self._opened is None or self.clock() - self._opened < self.budget:
@@ -85,7 +90,7 @@ class TurnBudget:
         self.deferred += 1
         while True:
             fut: asyncio.Future[None] = loop.create_future()
-            heapq.heappush(self._waiting, (ticket, next(self._tickets), fut))
+            heapq.heappush(self._waiting, (ticket, next(self._ties), fut))
             self._arm()
             try:
                 await fut
@@ -97,12 +102,13 @@ class TurnBudget:
             if not self._spent():
                 return
 
-    async def admit(self, place: int | None = None) -> int:
+    async def admit(self, place: int | None = None, ahead: int = 0) -> int:
         """Return once this turn has budget left for one more piece of work (at once when it
         has and nobody waits; else in a later turn, behind everyone who came before). The
         answer is the piece's place in line: the next piece of the same input passed as
-        ``place`` (the next slice of a frame) keeps it, ahead of what arrived after the input."""
-        place = next(self._tickets) if place is None else place
+        ``place`` (the next slice of a frame) keeps it, ahead of what arrived after the input.
+        ``ahead``: a new input's head start over the last ``ahead`` arrivals still waiting."""
+        place = next(self._tickets) - ahead if place is None else place
         if self._waiting or self._woken or self._spent():
             await self._wait(place)
         if self._opened is None:
