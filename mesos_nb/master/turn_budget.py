@@ -9,7 +9,8 @@ frames' slices). HTTP handlers (the middleware) and agent-channel slices
 (:meth:`TurnBudget.admit`, before a frame is decoded and before each slice of it) draw on the
 same budget: pieces start until ``budget`` seconds have passed since the first one started in
 this turn; the rest wait for a later turn, in arrival order (one channel's slices, read by one
-task, stay in order).
+task, stay in order; a frame's later slices keep the frame's place, and a frame starts a bounded
+``CHANNEL_AHEAD`` places ahead of the calls waiting).
 
 How a turn is seen without hooking the loop (uvloop has no hook): when the window opens, a
 marker is scheduled with ``call_soon``; it runs at the start of the next turn (callbacks queued
