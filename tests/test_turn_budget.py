@@ -180,6 +180,26 @@ async def test_a_frame_gets_a_bounded_head_start_over_the_calls_waiting():
     assert first in (300 - 128, 300 - 128 + 1)  # (the frame may share the 172nd call's place)
 
 
+async def test_cheap_calls_after_a_costly_slice_soon_fill_the_turns_again():
+    """A 10 ms channel slice spends a window on its own; the 400 cheap calls (0.1 ms) waiting
+    behind it must not then go two a turn: the turns wake more while windows close with budget
+    left, and the calls are done in a few dozen turns, not two hundred."""
+    tb, turns, started, handler = _setup(0.0001)
+    clock = tb.clock
+
+    async def slice_of_a_frame() -> None:
+        await tb.admit()
+        clock.now += 0.010
+
+    t0 = turns.n
+    first = asyncio.ensure_future(slice_of_a_frame())  # ready in the same turn as the calls
+    calls = [asyncio.ensure_future(tb.middleware(_request(i), handler)) for i in range(400)]
+    await asyncio.gather(first, *calls)
+    turns.stopped = True
+    assert [i for i, _ in started] == list(range(400))
+    assert max(t for _, t in started) - t0 < 40, max(t for _, t in started) - t0
+
+
 def test_the_master_app_bounds_its_handlers_per_turn():
     from mesos_nb.master.server import MasterConfig, MasterServer
 
