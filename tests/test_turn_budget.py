@@ -1,5 +1,5 @@
-"""The per-turn budget on HTTP handlers (``mesos_nb.master.turn_budget``): counted in loop turns
-and handler starts on a fake clock, never timed."""
+"""The per-turn budget on HTTP handlers and agent-channel slices (``mesos_nb.master.turn_budget``):
+counted in loop turns and pieces started on a fake clock, never timed."""
 
 from __future__ import annotations
 
