@@ -8,6 +8,9 @@
 * a timer around ``core.allocate`` (an instance attribute wrapping the bound method, which
   the server calls through ``self.core.allocate``): the allocation cycle time;
 * a ``gc.callbacks`` hook timing every garbage collection (a stall can be the collector);
+* each gap over 50 ms logged with the work counted in it and the thread CPU of the master's
+  pieces of work that filled it (``cpu_by``: status updates, ACKNOWLEDGEs, ACCEPT steps,
+  effects flushed, frames decoded and encoded, allocator steps and offers made);
 * ``GET /bench/stats`` answering both as JSON (``?reset=1`` clears them) plus pid, RSS, CPU.
 
 The master runs with the collector policy of ``mesos-nb master`` (:mod:`mesos_nb.master.gcpolicy`);
@@ -79,7 +82,11 @@ class LoopStats:
         self.frames = 0  # agent channel frames decoded
         self.frame_msgs = 0  # messages in them
         self.gap_log: list[dict[str, Any]] = []  # the longest gaps, with their counters
+        # thread CPU of named pieces of the master's work (:meth:`watch_cpu`), summed: a gap's
+        # entry says which of them filled it (the collector's pauses inside them included)
+        self.cpu_by: dict[str, float] = {}
         self.gap_totals = {"wall_s": 0.0, "cpu_s": 0.0, "gc_s": 0.0, "box": 0, "ours": 0}
+        self.max_ours_gap = self.max_gap_cpu = 0.0
 
     def watch_steps(self) -> None:
         """Time every event-loop step (an ``asyncio.Handle`` run) in this thread's CPU time:
@@ -159,7 +166,9 @@ class LoopStats:
             return await handler(request)
 
         def decode_to_master(data: Any) -> Any:
+            c0 = time.thread_time()
             msgs = real_decode(data)
+            stats.cpu_by["decode_frames"] = stats.cpu_by.get("decode_frames", 0.0) + time.thread_time() - c0
             stats.frames += 1
             stats.frame_msgs += len(msgs)
             return msgs
@@ -167,9 +176,46 @@ class LoopStats:
         app.middlewares.append(count)
         ch.decode_to_master = decode_to_master  # type: ignore[assignment]
 
-    def _marks(self) -> tuple[float, float, float, int, int, int, int]:
+    def watch_cpu(self, srv: Any) -> None:
+        """Sum the thread CPU of the master's pieces of work a gap can hold (instance attributes
+        over the bound methods the server calls through ``self``/``core``; generators timed a
+        step at a time): status updates, acknowledgements, ACCEPT steps, effects flushed, frames
+        decoded and encoded."""
+        from mesos_nb.protocol import channel as ch
+
+        stats = self
+
+        def timed(name: str, fn: Any) -> Any:
+            def call(*a: Any, **kw: Any) -> Any:
+                c0 = time.thread_time()
+                try:
+                    return fn(*a, **kw)
+                finally:
+                    stats.cpu_by[name] = stats.cpu_by.get(name, 0.0) + time.thread_time() - c0
+            return call
+
+        def timed_steps(name: str, fn: Any) -> Any:
+            def call(*a: Any, **kw: Any) -> Any:
+                gen = fn(*a, **kw)
+                step = timed(name, lambda: next(gen))
+                while True:
+                    try:
+                        x = step()
+                    except StopIteration as stop:
+                        return stop.value
+                    yield x
+            return call
+
+        core = srv.core
+        for name in ("status_update", "acknowledge"):
+            setattr(core, name, timed(name, getattr(core, name)))
+        core.accept_steps = timed_steps("accept", core.accept_steps)
+        srv.flush = timed("flush", srv.flush)
+        ch.encode_frames = timed_steps("encode_frames", ch.encode_frames)
+
+    def _marks(self) -> tuple:
         return (time.monotonic(), time.thread_time(), self.gc_total, self.requests, self.frames,
-                self.frame_msgs, len(self.alloc_steps))
+                self.frame_msgs, len(self.alloc_steps), dict(self.cpu_by), self.gc_by_gen.get(1, 0))
 
     def note_gap(self, before: tuple, after: tuple) -> None:
         """One gap over 50 ms: its wall, the master thread's CPU in it and the work counted."""
@@ -179,10 +225,16 @@ class LoopStats:
         t["cpu_s"] += cpu
         t["gc_s"] += gcs
         t["box" if cpu < 0.5 * wall else "ours"] += 1
+        if cpu >= 0.5 * wall:  # the longest stall that was the master's own work, not the box's
+            self.max_ours_gap = max(self.max_ours_gap, wall)
+        self.max_gap_cpu = max(self.max_gap_cpu, cpu)
         if len(self.gap_log) < 10 or wall > self.gap_log[-1]["wall_s"]:
             entry = {"wall_s": round(wall, 4), "cpu_s": round(cpu, 4), "gc_s": round(gcs, 4),
                      "requests": after[3] - before[3], "frames": after[4] - before[4],
-                     "frame_msgs": after[5] - before[5], "alloc_steps": after[6] - before[6]}
+                     "frame_msgs": after[5] - before[5], "alloc_steps": after[6] - before[6],
+                     "gc_gen1": after[8] - before[8],
+                     "cpu_by": {k: round(v - before[7].get(k, 0.0), 4) for k, v in after[7].items()
+                                if v - before[7].get(k, 0.0) >= 0.0005}}
             self.gap_log = sorted(self.gap_log + [entry], key=lambda e: -e["wall_s"])[:10]
 
     def watch_allocator(self, allocator: Any) -> None:
@@ -197,6 +249,7 @@ class LoopStats:
             c0 = time.thread_time()
             out = real_step(run, limit)
             stats.alloc_steps.append(time.thread_time() - c0)
+            stats.cpu_by["alloc_step"] = stats.cpu_by.get("alloc_step", 0.0) + stats.alloc_steps[-1]
             stats.alloc_step_agents += limit or 0
             return out
 
@@ -204,6 +257,7 @@ class LoopStats:
             c0, g0 = time.thread_time(), stats.gc_total
             real_make(st, allocations)
             cpu = time.thread_time() - c0
+            stats.cpu_by["make_offers"] = stats.cpu_by.get("make_offers", 0.0) + cpu
             if cpu > stats.make_offers_max[0]:  # (with the collector's pauses inside it, if any)
                 stats.make_offers_max = (cpu, len(allocations))
                 stats.make_offers_max_gc = stats.gc_total - g0
@@ -252,6 +306,7 @@ class LoopStats:
         self.alloc_max = 0.0
         self.gap_log = []
         self.gap_totals = {"wall_s": 0.0, "cpu_s": 0.0, "gc_s": 0.0, "box": 0, "ours": 0}
+        self.max_ours_gap = self.max_gap_cpu = 0.0
         self.started = time.monotonic()
 
     async def tick(self) -> None:
@@ -312,6 +367,8 @@ class LoopStats:
             "make_offers_max_offers": self.make_offers_max[1],
             "make_offers_max_gc_s": self.make_offers_max_gc,
             "loop_gap_totals": {k: round(v, 4) for k, v in self.gap_totals.items()},
+            "loop_max_ours_gap_s": self.max_ours_gap,  # gaps over 50 ms only (0: none was ours)
+            "loop_max_gap_cpu_s": self.max_gap_cpu,
             "loop_gaps": self.gap_log,
             "requests": self.requests,
             "channel_frames": self.frames,
@@ -343,6 +400,7 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
     stats.watch_allocator(srv.core.allocator)
     stats.watch_turns(asyncio.get_running_loop())
     stats.watch_work(srv.app)
+    stats.watch_cpu(srv)
     me = psutil.Process()
     me.cpu_percent(None)
 

@@ -340,7 +340,7 @@ async def run(agents: int, frameworks: int, duration: float, *, task_mean: float
                                                   "alloc_step_agents", "alloc_step_p50_cpu_s", "alloc_step_p99_cpu_s",
                                                   "alloc_step_max_cpu_s", "alloc_steps_over_5ms",
                                                   "make_offers_max_cpu_s", "make_offers_max_offers", "make_offers_max_gc_s",
-                                                  "loop_gap_totals", "loop_gaps", "requests",
+                                                  "loop_gap_totals", "loop_max_ours_gap_s", "loop_max_gap_cpu_s", "loop_gaps", "requests",
                                                   "channel_frames", "turn_budget_deferred")})
             own = _counters(busy)
             reports = [c.finish() for c in others]

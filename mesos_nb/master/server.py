@@ -265,8 +265,7 @@ class MasterServer:
             if delay is not None:
                 self._schedule_retry(delay)
         if core.wants_allocation and self._alloc_handle is None:
-            loop = asyncio.get_running_loop()
-            self._alloc_handle = loop.call_later(0.002, self._allocate_now, False)  # changed agents only
+            self._alloc_handle = asyncio.get_running_loop().call_later(0.002, self._allocate_now, False)  # changed agents only
 
     def _schedule_retry(self, delay: float) -> None:
         if self._retry_handle is None:
@@ -320,8 +319,7 @@ class MasterServer:
         next_ping = time.monotonic() + c.agent_ping_timeout
         while True:
             await asyncio.sleep(period)
-            now = time.time()
-            await big_calls.run_steps(self, self.core.tick_steps(now))
+            await big_calls.run_steps(self, self.core.tick_steps(time.time()))
             mono = time.monotonic()
             limit = c.agent_ping_timeout * c.max_agent_ping_timeouts
             for chan in list(self.channels):
@@ -361,7 +359,8 @@ class MasterServer:
     # ------------------------------------------------------------------ app
     def _make_app(self) -> web.Application:
         mws = [self.leadership.middleware] if self.leadership is not None else []
-        mws += [self.guard.middleware, turn_budget.TurnBudget().middleware]  # a follower redirects first
+        self.turns = turn_budget.TurnBudget()  # a turn's budget, shared by HTTP handlers and agent-channel slices
+        mws += [self.guard.middleware, self.turns.middleware]  # a follower redirects first
         app = web.Application(client_max_size=MAX_BODY, middlewares=mws)
         r = app.router
         add_routes(r, ("", "/master"), {"POST /api/v1/scheduler": self.handle_scheduler})
@@ -530,6 +529,7 @@ class MasterServer:
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     continue
                 chan.last_heard = time.monotonic()
+                place = await self.turns.admit(ahead=turn_budget.CHANNEL_AHEAD)  # the frame, then each slice
                 try:
                     msgs = ch.decode_to_master(msg.data)
                 except Exception as e:  # msgspec errors
@@ -539,7 +539,7 @@ class MasterServer:
                 for i, x in enumerate(msgs):
                     if i and not i % ch.HANDLE_SLICE:  # a full frame is handled in slices
                         self.flush()
-                        await asyncio.sleep(0)
+                        await self.turns.admit(place)  # the frame keeps its place in line
                         now = time.time()
                     tx = type(x)
                     try:
