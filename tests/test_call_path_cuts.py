@@ -9,11 +9,9 @@ import asyncio
 
 import aiohttp
 import pytest
-from aiohttp import web
 from conftest import async_wait_for
 
 from mesos_nb.local import LocalCluster
-from mesos_nb.master import big_calls
 from mesos_nb.master.security import Guard
 from mesos_nb.protocol import messages as m
 from mesos_nb.protocol import parsed_resources
@@ -105,48 +103,6 @@ def test_a_resource_list_is_validated_once(monkeypatch):
         with pytest.raises(ValueError):
             parsed_resources.task_resources(bad)
     assert len(parsed_resources._PARSED) == 2
-
-
-def _request(body: bytes, eof: bool = True):
-    from unittest import mock
-
-    from aiohttp import streams
-    from aiohttp.test_utils import make_mocked_request
-
-    protocol = mock.Mock(_reading_paused=False)
-    content = streams.StreamReader(protocol, 2**16, loop=asyncio.get_running_loop())
-    content.feed_data(body)
-    if eof:
-        content.feed_eof()
-    return make_mocked_request("POST", "/api/v1/scheduler", payload=content,
-                               headers={"Content-Length": str(len(body))})
-
-
-async def test_a_call_body_that_has_arrived_is_taken_without_a_read(monkeypatch):
-    body = b'{"type":"ACKNOWLEDGE"}'
-    req = _request(body)
-
-    async def no_read():
-        raise AssertionError("the read loop ran for a body that had all arrived")
-
-    monkeypatch.setattr(req, "read", no_read)
-    assert await big_calls.read_body(req, 1024) == body
-
-
-async def test_a_call_body_read_before_or_still_arriving_is_read_whole():
-    body = b'{"type":"ACKNOWLEDGE"}'
-    req = _request(body)
-    assert await req.read() == body  # read before (a middleware): read_body still has it
-    assert await big_calls.read_body(req, 1024) == body
-    req = _request(body[:5], eof=False)  # more to come: the ordinary read waits for it
-    reading = asyncio.ensure_future(big_calls.read_body(req, 1024))
-    await asyncio.sleep(0)
-    assert not reading.done()
-    req.content.feed_data(body[5:])
-    req.content.feed_eof()
-    assert await reading == body
-    with pytest.raises(web.HTTPRequestEntityTooLarge):
-        await big_calls.read_body(_request(body), 10)
 
 
 async def test_a_call_sent_in_two_pieces_is_answered_on_its_whole_body(cluster):

@@ -381,7 +381,7 @@ class MasterServer:
             check_json_content_type(request.headers.get("Content-Type"))
         except CallRefused as e:
             return _text(e.status, e.message)
-        body = await big_calls.read_body(request, MAX_BODY)
+        body = await request.read()
         try:
             call = await big_calls.decode_call(body)
         except m.ProtocolError as e:
