@@ -18,13 +18,6 @@ the call's coroutine and at most ``ACK_WORKERS`` worker tasks, kept while the se
 await them in order. One connection stays free of them for awaited calls (ACCEPT, KILL …),
 which are sent at once (``post``).
 
-No timer per call: aiohttp's own ``total`` timeout arms and cancels a timer for every
-request (measured: 6-12 % of the client's CPU per ACKNOWLEDGE). Here one timer watches every
-call in flight (:meth:`CallSender._expire`, armed only while calls are out, at the earliest
-deadline) and cancels the task of a call past its deadline, which ``post`` turns into the
-same ``ConnectionError`` ("did not answer in time"), as aiohttp's timeout does; opening a
-connection keeps aiohttp's ``sock_connect`` bound.
-
 Data flow: ``post(master, body, stream_id)`` → the session's POST on a kept-alive connection
 → :class:`Answer` (status, ``Location``, body read once); a network failure or no answer
 within ``timeout`` seconds → ``ConnectionError`` naming the master.
@@ -68,12 +61,8 @@ class CallSender:
             headers=fixed,
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
             auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout),  # calls: _expire
+            timeout=aiohttp.ClientTimeout(total=timeout),
         )
-        self._timeout = timeout
-        self._inflight: dict[asyncio.Task[Any], float] = {}  # task awaiting a call -> its deadline
-        self._expired: set[asyncio.Task[Any]] = set()  # cancelled by _expire, not yet told
-        self._watch: asyncio.TimerHandle | None = None
         self._urls: dict[str, URL] = {}
         self._stream: tuple[str, CIMultiDict[str]] | None = None
         self._queue: deque[Coroutine[Any, Any, None]] = deque()
@@ -90,47 +79,14 @@ class CallSender:
             stream = self._stream = (stream_id, CIMultiDict({"Mesos-Stream-Id": stream_id}))
         if self._session.closed:  # the driver is stopping: a call made meanwhile fails like a lost one
             raise ConnectionError(f"the connection to the master at {master} was closed (the driver stopped)")
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
-        assert task is not None
-        self._inflight[task] = loop.time() + self._timeout
-        if self._watch is None:
-            self._watch = loop.call_later(self._timeout, self._expire)
         try:
             async with self._session.post(url, data=body, headers=stream[1], allow_redirects=False) as resp:
                 status = resp.status
                 if 200 <= status < 300 and resp.content.at_eof():  # a 202: nothing to read
                     return Answer(status, None, b"")
                 return Answer(status, resp.headers.get("Location"), await resp.read())
-        except asyncio.CancelledError:
-            if task not in self._expired:
-                raise
-            self._expired.discard(task)
-            uncancel = getattr(task, "uncancel", None)  # Python >= 3.11
-            if uncancel is not None and uncancel() > 0:
-                raise  # cancelled from elsewhere as well: that cancellation stands
-            raise ConnectionError(describe_net_error(asyncio.TimeoutError(), master)) from None
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
             raise ConnectionError(describe_net_error(e, master)) from None
-        finally:
-            del self._inflight[task]
-            self._expired.discard(task)
-
-    def _expire(self) -> None:
-        """Cancel the calls past their deadline; watch again at the earliest one left."""
-        self._watch = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        earliest: float | None = None
-        for task, deadline in self._inflight.items():
-            if deadline <= now:
-                if task not in self._expired:
-                    self._expired.add(task)
-                    task.cancel()
-            elif earliest is None or deadline < earliest:
-                earliest = deadline
-        if earliest is not None:
-            self._watch = loop.call_later(earliest - now, self._expire)
 
     def submit(self, call: Coroutine[Any, Any, None]) -> None:
         """Run ``call`` (which handles its own errors) on a worker: no task of its own."""
@@ -157,9 +113,6 @@ class CallSender:
 
     async def close(self) -> None:
         """Stop the workers, drop queued calls and every connection."""
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
         for task in list(self._workers):
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
