@@ -223,3 +223,18 @@ async def test_no_pooled_cgroup_outlives_its_agent_a_stop_or_a_crash(tmp_path):
         assert _pooled_names(restarted) == []
     finally:
         await _parents_removed(iso)
+
+
+@NEEDS_V1
+async def test_a_busy_task_in_a_recycled_cgroup_shows_its_own_cpu(tmp_path):
+    """The dashboard reads a task's CPU from these statistics: a busy second task in the first
+    one's recycled cgroups must show what it burns, not the first one's total subtracted to 0."""
+    async with _containerizer("cgpool-busy") as (iso, c):
+        await _pooled(c, iso, await c.launch(_spec(tmp_path, "b1", BURN, limits=Limits(cpus=1))))
+        long_burn = [sys.executable, "-S", "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 5: pass"]
+        second = await c.launch(_spec(tmp_path, "b2", long_burn, limits=Limits(cpus=1)))
+        assert "b2" in iso._base  # it took the recycled set
+        await async_wait_for(lambda: (s := c.usage(second)) is not None
+                             and s["cpus_user_time_secs"] + s["cpus_system_time_secs"] >= 0.1, 30,
+                             message=lambda: f"the busy task's CPU shows: {c.usage(second)}")
+        await second.wait()
