@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -148,7 +149,7 @@ class Isolator:
         also those that left its process group (a double fork, a daemon)."""
         for pid in self.pids(container_id):
             with contextlib.suppress(OSError):
-                os.kill(pid, 9)
+                os.kill(pid, signal.SIGKILL)
 
     def wrapped(self, container_id: str, levels: int) -> None:
         """The container's top ``levels`` processes are the agent's own wrappers (namespace

@@ -15,10 +15,9 @@ from typing import Any
 
 PREWARM_THREAD = "mesos-nb-dashboard-prewarm"  # the thread that builds the prebuilt dashboard
 
-# Set once the warm-up thread has ended (imported, prebuilt, or failed). Until then the widget
-# module may sit in sys.modules half-imported (Bokeh's import is seconds on a busy machine), and
-# a cell's `%mesos connect` reading it would fail with "partially initialized module".
-_warm_ended = threading.Event()
+# The warm-up thread prewarm() started. While it runs, the widget module may sit in sys.modules
+# half-imported (Bokeh's import is seconds on a busy machine), and a cell's `%mesos connect`
+# reading it would fail with "partially initialized module".
 _warm_thread: threading.Thread | None = None
 
 
@@ -49,14 +48,10 @@ def prewarm() -> threading.Thread | None:
     global _warm_thread
 
     def load() -> None:
-        try:
-            with contextlib.suppress(Exception):
-                importlib.import_module("jupyter_bokeh")
-                importlib.import_module(f"{__name__}.widget").prebuild()
-        finally:
-            _warm_ended.set()
+        with contextlib.suppress(Exception):
+            importlib.import_module("jupyter_bokeh")
+            importlib.import_module(f"{__name__}.widget").prebuild()
 
-    _warm_ended.clear()
     t = _warm_thread = threading.Thread(target=load, name=PREWARM_THREAD, daemon=True)
     t.start()
     return t
@@ -74,7 +69,7 @@ def warm_page() -> bool:
     """Publish the page-side warm-up (the prebuilt dashboard drawn once offscreen, after this
     cell) if the warm-up thread has built it; ``%mesos connect`` calls this, as the cell a
     dashboard cell usually follows. Returns whether it was published (inside a kernel only)."""
-    if not _warm_ended.is_set():  # the widget module may be half-imported: nothing to publish yet
+    if _warm_thread is not None and _warm_thread.is_alive():  # the widget may be half-imported
         return False
     widget = sys.modules.get(f"{__name__}.widget")  # not imported: nothing is prebuilt
     doc = widget.prebuilt_warm_up() if widget is not None else None
