@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (CLIError, MesosClientError) as e:
         text = str(e)
-        if isinstance(e, MesosClientError) and "404" in text:
+        if isinstance(e, MesosClientError) and e.status == 404:
             text = _not_a_master(getattr(args, "master", None)) or text
         print(f"mesos-nb: {text}", file=sys.stderr)
         return 2

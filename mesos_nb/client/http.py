@@ -28,7 +28,15 @@ _ACCESS = AccessCache()
 
 
 class MesosClientError(Exception):
-    """A failure the user sees as one sentence (unreachable, refused, not the expected body)."""
+    """A failure the user sees as one sentence (unreachable, refused, not the expected body).
+
+    ``status`` is the HTTP status when the server answered one, so callers decide on it rather
+    than on the text (which holds URLs, whose ports may read like a status).
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _reason(e: BaseException) -> str:
@@ -90,7 +98,7 @@ class HttpClient:
                 "(--principal/--secret-file, $MESOS_NB_PRINCIPAL/$MESOS_NB_SECRET or $MESOS_NB_CREDENTIAL)")
         if status != 200:
             raise MesosClientError(
-                f"{url} answered {status}: {raw.decode(errors='replace').strip()[:200]}")
+                f"{url} answered {status}: {raw.decode(errors='replace').strip()[:200]}", status)
         return raw
 
     def get_json(self, url: str, what: str = "the master") -> Any:
