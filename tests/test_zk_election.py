@@ -128,6 +128,36 @@ def test_first_contender_leads_second_takes_over_and_detector_follows(zk_server,
     assert ra.kinds() == ["elected"]  # a withdrawal is not a loss
 
 
+def test_a_waiter_for_the_leader_finds_the_change_callback_has_already_heard_it(zk_server, cleanup):
+    """CI once saw wait_for_leader return the new leader while on_change had not run yet."""
+    url = zk_server.unique_url()
+    a = contender(url, 5053)
+    cleanup.append(a)
+    assert a.wait_elected(10)
+    inside, release = threading.Event(), threading.Event()
+    heard: list = []
+
+    def slow_change(leader):  # the callback is still running when the leader is already known
+        inside.set()
+        release.wait(10)
+        heard.append(leader)
+
+    d = MasterDetector(url, session_timeout=SESSION, on_change=slow_change)
+    cleanup.append(d)
+    starter = threading.Thread(target=d.start)
+    starter.start()
+    assert inside.wait(10), "the detector never called on_change"
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(d.wait_for_leader(10)))
+    waiter.start()
+    waiter.join(0.3)  # a bounded look: the waiter must still be waiting, whatever the box's speed
+    assert got == [] and waiter.is_alive(), "wait_for_leader returned before on_change had run"
+    release.set()
+    waiter.join(10)
+    starter.join(10)
+    assert got == ["127.0.0.1:5053"] and heard == ["127.0.0.1:5053"]
+
+
 CRASHING_CONTENDER = textwrap.dedent("""
     import sys, threading
     from mesos_nb.master.election import MasterContender

@@ -141,6 +141,8 @@ class MasterDetector:
         self._zk: Any = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._setting = threading.Lock()
+        self._announced: str | None = None  # the leader waiters see: set after on_change ran
         self._stopped = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -174,8 +176,9 @@ class MasterDetector:
     def wait_for_leader(self, timeout: float, different_from: str | None = None) -> str | None:
         """Block until a leader (other than ``different_from``) is known, or the timeout."""
         with self._changed:
-            self._changed.wait_for(lambda: self.leader is not None and self.leader != different_from, timeout)
-            return self.leader if self.leader != different_from else None
+            self._changed.wait_for(
+                lambda: self._announced is not None and self._announced != different_from, timeout)
+            return self._announced if self._announced != different_from else None
 
     # ---------------------------------------------------------------- watching
     def _on_state(self, state: str) -> None:
@@ -227,18 +230,24 @@ class MasterDetector:
         self._set(addr, name)
 
     def _set(self, leader: str | None, znode: str | None) -> None:
-        with self._changed:
-            changed = leader != self.leader
-            self.leader, self.leader_znode = leader, znode
-            self._changed.notify_all()
-        if changed:
-            log.info("event=leader_detected url=%s leader=%s znode=%s", self.url, leader, znode)
-            cb = self.on_change
-            if cb is not None:
-                if self.loop is not None:
-                    self.loop.call_soon_threadsafe(cb, leader)
-                else:
-                    cb(leader)
+        # Kazoo may run two refreshes at once: changes are taken one at a time, so callbacks see
+        # them in order. A waiter is woken only after a thread-called ``on_change`` has returned,
+        # so whoever waited for a leader finds their callback has already heard of it.
+        with self._setting:
+            with self._changed:
+                changed = leader != self.leader
+                self.leader, self.leader_znode = leader, znode
+            if changed:
+                log.info("event=leader_detected url=%s leader=%s znode=%s", self.url, leader, znode)
+                cb = self.on_change
+                if cb is not None:
+                    if self.loop is not None:
+                        self.loop.call_soon_threadsafe(cb, leader)
+                    else:
+                        cb(leader)
+            with self._changed:
+                self._announced = leader
+                self._changed.notify_all()
 
 
 def detect_leader(url: str | ZkUrl, timeout: float = 10.0) -> str:
