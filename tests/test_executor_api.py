@@ -260,8 +260,10 @@ async def test_executor_environment(tmp_path):
         assert e["MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"].endswith("secs")
         assert "MESOS_CHECKPOINT" not in e
         assert e["PORT0"] == "31003" and e["PORTS"] == "31003,31004"
-        # The executor runs in its own session.
+        # The executor runs in its own session. Its command can write env.txt before the agent
+        # has handled the launcher's reply, so wait for the container to be recorded.
         import os
+        await wait_for(lambda: ex.container is not None, what="the executor's container recorded")
         assert os.getsid(ex.container.pid) == ex.container.pid
     finally:
         await proc.stop()
