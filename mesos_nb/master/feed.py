@@ -38,6 +38,7 @@ import msgspec
 from aiohttp import web
 
 from ..dashboards import data as plot_data
+from ..protocol.queue_reader import QueueReader
 from .agent_reads import AgentReader, AgentReadError
 from .feed_account import Account, add_into, floats, millis4, sum_running
 from .feed_timeline import Timeline
@@ -54,6 +55,7 @@ SCALARS = ("cpus", "mem", "disk", "gpus")
 HISTORY = 600
 DEFAULT_AGENT_CAP = 100
 IDLE_AFTER = 30.0  # seconds after the last read that the feed keeps sampling
+KEEP_ALIVE = 15.0  # seconds an SSE stream may stay silent before it writes a keep-alive comment
 MAX_POLLS = 256  # agents asked for /monitor/statistics per tick
 THROTTLE_ABOVE = 0.02  # a snapshot build slower than this is reused for 10x its cost
 STEP_ITEMS = 4000  # tasks (or offers) a snapshot build walks per loop step (~2.5 µs each)
@@ -495,6 +497,7 @@ class UtilizationFeed:
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         await resp.prepare(request)
         q: asyncio.Queue[bytes] = asyncio.Queue()
+        signals = QueueReader(q)  # a wake-up taken as the keep-alive's timeout fires is not lost
         self._subscribers.add(q)
         head = f"event: {event}\ndata: ".encode()
         try:
@@ -503,7 +506,7 @@ class UtilizationFeed:
                 await resp.write(head + render() + b"\n\n")
                 while True:
                     try:
-                        signal = await asyncio.wait_for(q.get(), timeout=15.0)
+                        signal = await signals.get(KEEP_ALIVE)
                         break
                     except asyncio.TimeoutError:
                         await resp.write(b": keep-alive\n\n")
@@ -513,6 +516,7 @@ class UtilizationFeed:
             pass
         finally:
             self._subscribers.discard(q)
+            await signals.close()
         return resp
 
 
