@@ -40,7 +40,7 @@ from aiohttp import web
 from ..dashboards import data as plot_data
 from ..protocol.queue_reader import QueueReader
 from .agent_reads import AgentReader, AgentReadError
-from .feed_account import Account, add_into, floats, millis4, sum_running
+from .feed_account import Account, floats, millis4
 from .feed_timeline import Timeline
 from .roles_view import quota_snapshot
 from .slices import run_all
@@ -327,44 +327,6 @@ class UtilizationFeed:
     def _throttled(self) -> bool:
         cost = self._build_cost
         return cost > THROTTLE_ABOVE and time.monotonic() - self._built_at < 10 * cost
-
-    def _build(self) -> dict[str, Any]:
-        """A snapshot built in one go from every task (the reference :meth:`_build_steps`'s
-        account must agree with; tools and tests)."""
-        return run_all(self._full_steps())
-
-    def _full_steps(self) -> Generator[None, None, dict[str, Any]]:
-        core = self.master.core
-        yield from self.timeline.scan_steps(core, STEP_ITEMS)
-        per_agent: dict[str, list[int]] = {}  # [cpus, mem, disk, gpus] thousandths, running tasks
-        counts: dict[str, int] = {}
-        shares = core.allocator.shares()
-        frameworks = []
-        for fw in list(core.frameworks.values()):
-            tasks = list(fw.tasks.values())
-            fw_alloc, n = [0, 0, 0, 0], 0
-            for a in range(0, len(tasks), STEP_ITEMS):  # a slice of tasks per step
-                chunk = tasks[a:a + STEP_ITEMS]
-                states = [t.state for t in chunk]
-                for st in states:
-                    counts[st] = counts.get(st, 0) + 1
-                by_agent, alloc, k = sum_running(chunk, states)
-                add_into(per_agent, by_agent)
-                fw_alloc = [x + y for x, y in zip(fw_alloc, alloc, strict=True)]
-                n += k
-                yield
-            for t in fw.completed_tasks:
-                counts[t.state] = counts.get(t.state, 0) + 1
-            frameworks.append(_framework_row(fw, fw_alloc, n, shares))
-        offered_per_agent, offered = yield from self._offers_steps({})
-        rows, keys = [], []
-        for i, a in enumerate(list(core.agents.values())):
-            if i and not i % STEP_AGENTS:
-                yield
-            rows.append(self._agent_row(a, per_agent.get(a.id), offered_per_agent.get(a.id)))
-            keys.append(_group_key(a))
-        active = sum(v[4] for v in per_agent.values())
-        return self._finish(rows, keys, frameworks, counts, active, offered, shares)
 
     def _build_steps(self) -> Generator[None, None, dict[str, Any]]:
         """The snapshot from the account (:mod:`.feed_account`): after a change, the blocks of
