@@ -37,10 +37,12 @@ def _others() -> set[asyncio.Task]:
 
 async def test_an_item_taken_as_the_timeout_fires_is_handed_out_by_the_next_get():
     q = HoldsWhatItTakes()
-    q.put_nowait("a")
     reader = QueueReader(q)
+    waiting = asyncio.get_running_loop().create_task(reader.get(0.01))
+    await asyncio.sleep(0)  # the reader has started its get (it runs next) and its timeout
+    q.put_nowait("a")  # the get takes "a" on its first step and holds it: the timeout fires meanwhile
     with pytest.raises(asyncio.TimeoutError):
-        await reader.get(0.01)  # the get holds "a" until released: the timeout fires in the window
+        await waiting
     assert q.taken.is_set() and q.empty()
     q.release.set()
     assert await reader.get(5.0) == "a"
@@ -51,9 +53,11 @@ async def test_an_item_taken_as_the_timeout_fires_is_handed_out_by_the_next_get(
 async def test_wait_for_loses_that_item():
     """The hazard QueueReader exists for, under the same driving: the get is cancelled holding "a"."""
     q = HoldsWhatItTakes()
+    waiting = asyncio.get_running_loop().create_task(asyncio.wait_for(q.get(), 0.01))
+    await asyncio.sleep(0)
     q.put_nowait("a")
     with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(q.get(), 0.01)
+        await waiting
     assert q.taken.is_set() and q.empty()  # taken, never handed out: lost
     assert not _others()
 
@@ -130,4 +134,5 @@ async def test_close_after_timeouts_leaves_no_pending_get():
     await reader.close()
     assert not _others()
     q.put_nowait("b")
-    assert q.get_nowait() == "b"  # nothing is left waiting on the queue either
+    assert await reader.get(0.001) == "b"  # an item already there: handed out at once, no task made
+    assert not _others()

@@ -31,6 +31,8 @@ class QueueReader(Generic[T]):
         """The next item; ``asyncio.TimeoutError`` after ``timeout`` seconds without one (the
         get goes on, and the item it takes is the next call's)."""
         if self._get is None:
+            if not self.queue.empty():  # no wait, nothing to lose: no task either
+                return self.queue.get_nowait()
             self._get = asyncio.get_running_loop().create_task(self.queue.get())
         done, _ = await asyncio.wait((self._get,), timeout=timeout)
         if not done:
