@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from mesos_nb.protocol.backoff import Backoff
+from mesos_nb.protocol.queue_reader import QueueReader
 
 from .bokehjs import load_bokehjs
 from .components import Dashboard
@@ -181,11 +182,12 @@ class DashboardWidget:
     async def run(self) -> None:
         """Read snapshots until told to stop; reconnect (with backoff) if the stream breaks."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=8)
+        snaps = QueueReader(queue)  # a snapshot taken as check_every passes is not lost
         reader = asyncio.get_running_loop().create_task(self._read(queue))
         try:
             while not self.should_stop():
                 try:
-                    snap = await asyncio.wait_for(queue.get(), self.check_every)
+                    snap = await snaps.get(self.check_every)
                 except asyncio.TimeoutError:
                     continue
                 if self.last_snapshot is not None and snap.get("time") == self.last_snapshot.get("time"):
@@ -197,6 +199,7 @@ class DashboardWidget:
                 self.last_snapshot = snap
                 self.updates += 1
         finally:
+            await snaps.close()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader

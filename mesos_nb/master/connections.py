@@ -22,6 +22,7 @@ from ..protocol.bounded_stream import BoundedStream
 
 log = logging.getLogger("mesos_nb.master")
 
+MAX_BODY = 16 * 1024 * 1024  # the largest HTTP body and agent-channel frame the master reads
 STREAM_LIMIT = 16 * 1024 * 1024  # unread bytes a scheduler stream may hold before it is dropped
 
 

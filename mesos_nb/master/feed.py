@@ -38,8 +38,9 @@ import msgspec
 from aiohttp import web
 
 from ..dashboards import data as plot_data
+from ..protocol.queue_reader import QueueReader
 from .agent_reads import AgentReader, AgentReadError
-from .feed_account import Account, add_into, floats, millis4, sum_running
+from .feed_account import Account, floats, millis4
 from .feed_timeline import Timeline
 from .roles_view import quota_snapshot
 from .slices import run_all
@@ -54,6 +55,7 @@ SCALARS = ("cpus", "mem", "disk", "gpus")
 HISTORY = 600
 DEFAULT_AGENT_CAP = 100
 IDLE_AFTER = 30.0  # seconds after the last read that the feed keeps sampling
+KEEP_ALIVE = 15.0  # seconds an SSE stream may stay silent before it writes a keep-alive comment
 MAX_POLLS = 256  # agents asked for /monitor/statistics per tick
 THROTTLE_ABOVE = 0.02  # a snapshot build slower than this is reused for 10x its cost
 STEP_ITEMS = 4000  # tasks (or offers) a snapshot build walks per loop step (~2.5 µs each)
@@ -326,44 +328,6 @@ class UtilizationFeed:
         cost = self._build_cost
         return cost > THROTTLE_ABOVE and time.monotonic() - self._built_at < 10 * cost
 
-    def _build(self) -> dict[str, Any]:
-        """A snapshot built in one go from every task (the reference :meth:`_build_steps`'s
-        account must agree with; tools and tests)."""
-        return run_all(self._full_steps())
-
-    def _full_steps(self) -> Generator[None, None, dict[str, Any]]:
-        core = self.master.core
-        yield from self.timeline.scan_steps(core, STEP_ITEMS)
-        per_agent: dict[str, list[int]] = {}  # [cpus, mem, disk, gpus] thousandths, running tasks
-        counts: dict[str, int] = {}
-        shares = core.allocator.shares()
-        frameworks = []
-        for fw in list(core.frameworks.values()):
-            tasks = list(fw.tasks.values())
-            fw_alloc, n = [0, 0, 0, 0], 0
-            for a in range(0, len(tasks), STEP_ITEMS):  # a slice of tasks per step
-                chunk = tasks[a:a + STEP_ITEMS]
-                states = [t.state for t in chunk]
-                for st in states:
-                    counts[st] = counts.get(st, 0) + 1
-                by_agent, alloc, k = sum_running(chunk, states)
-                add_into(per_agent, by_agent)
-                fw_alloc = [x + y for x, y in zip(fw_alloc, alloc, strict=True)]
-                n += k
-                yield
-            for t in fw.completed_tasks:
-                counts[t.state] = counts.get(t.state, 0) + 1
-            frameworks.append(_framework_row(fw, fw_alloc, n, shares))
-        offered_per_agent, offered = yield from self._offers_steps({})
-        rows, keys = [], []
-        for i, a in enumerate(list(core.agents.values())):
-            if i and not i % STEP_AGENTS:
-                yield
-            rows.append(self._agent_row(a, per_agent.get(a.id), offered_per_agent.get(a.id)))
-            keys.append(_group_key(a))
-        active = sum(v[4] for v in per_agent.values())
-        return self._finish(rows, keys, frameworks, counts, active, offered, shares)
-
     def _build_steps(self) -> Generator[None, None, dict[str, Any]]:
         """The snapshot from the account (:mod:`.feed_account`): after a change, the blocks of
         tasks that changed are summed again and the rows of the agents they touch rebuilt."""
@@ -495,6 +459,7 @@ class UtilizationFeed:
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         await resp.prepare(request)
         q: asyncio.Queue[bytes] = asyncio.Queue()
+        signals = QueueReader(q)  # a wake-up taken as the keep-alive's timeout fires is not lost
         self._subscribers.add(q)
         head = f"event: {event}\ndata: ".encode()
         try:
@@ -503,7 +468,7 @@ class UtilizationFeed:
                 await resp.write(head + render() + b"\n\n")
                 while True:
                     try:
-                        signal = await asyncio.wait_for(q.get(), timeout=15.0)
+                        signal = await signals.get(KEEP_ALIVE)
                         break
                     except asyncio.TimeoutError:
                         await resp.write(b": keep-alive\n\n")
@@ -513,6 +478,7 @@ class UtilizationFeed:
             pass
         finally:
             self._subscribers.discard(q)
+            await signals.close()
         return resp
 
 

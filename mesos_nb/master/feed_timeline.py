@@ -2,7 +2,8 @@
 by reading the tasks' status lists (each task's list only grows) and remembering how much of
 each was seen.
 
-Two ways in: :meth:`Timeline.scan_steps` reads every task (the one-go snapshot build's way),
+Two ways in: :meth:`Timeline.scan_steps` reads every task (the way of the one-go reference
+build the account is checked against, ``bench/feed_reference.py``),
 :meth:`Timeline.add` only the tasks of the blocks :mod:`.feed_account` found changed.
 """
 

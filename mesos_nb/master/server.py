@@ -1,10 +1,12 @@
-"""The master's imperative shell: HTTP, the agent channel, timers.
+"""The master's imperative shell: its lifecycle, the effects of the core, timers, the app.
 
 It owns the sockets, the clock, random ids and the registry, and nothing else: every input is
 handed to :class:`~mesos_nb.master.core.MasterCore` and the effects it queues are carried out
 here by an :class:`~mesos_nb.master.outbox.Outbox` (registry writes, retried while they fail;
 then subscription streams and agent channels). Allocation runs every ``allocation_interval``
-and, batched, soon after anything that frees or adds resources.
+and, batched, soon after anything that frees or adds resources. The scheduler API's handlers
+are in :mod:`.scheduler_api` and the agent channel's in :mod:`.agent_channel` (mixins of
+:class:`MasterServer`).
 """
 
 from __future__ import annotations
@@ -17,20 +19,19 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from ..protocol import channel as ch
-from ..protocol import event_loop, recordio
+from ..protocol import event_loop
 from ..protocol import messages as m
-from ..protocol.http_calls import CallRefused, accepts_json, check_json_content_type
 from ..protocol.routing import add_routes
 from ..protocol.tls import server_context, server_settings
 from ..protocol.version import VERSION as __version__
 from . import big_calls, turn_budget
+from .agent_channel import AgentChannels
 from .allocator import HierarchicalDRFAllocator
-from .connections import Channel, Stream, basic_principal, ip_as_uint32
-from .core import CallError, MasterCore
+from .connections import MAX_BODY, Channel, Stream, ip_as_uint32
+from .core import MasterCore
 from .effects import EndStream, ToAgent, ToChannel, ToFramework
 from .ha import Leadership, fail_stop
 from .operator_api import OperatorApi
@@ -45,13 +46,10 @@ from .partitions import (
 from .readonly import ReadOnlyViews
 from .registry import NullRegistry, Registry
 from .registry_sqlite import SqliteRegistry
-from .security import PRINCIPAL, Guard, SecurityConfig
+from .scheduler_api import SchedulerApi
+from .security import Guard, SecurityConfig
 
 log = logging.getLogger("mesos_nb.master")
-_PAYLOAD_REQUIRED = frozenset(("ACCEPT", "DECLINE", "KILL", "SHUTDOWN", "ACKNOWLEDGE", "RECONCILE", "MESSAGE",
-                               "UPDATE_FRAMEWORK"))  # calls whose body field must be present
-
-MAX_BODY = 16 * 1024 * 1024
 
 
 @dataclass
@@ -83,8 +81,9 @@ class MasterConfig:
     registry_max_agent_count: int = REGISTRY_MAX_AGENT_COUNT
 
 
-class MasterServer:
-    """Implements :class:`~mesos_nb.master.view.MasterView` for the read side."""
+class MasterServer(SchedulerApi, AgentChannels):
+    """Implements :class:`~mesos_nb.master.view.MasterView` for the read side; the scheduler API
+    (:mod:`.scheduler_api`) and the agent channel (:mod:`.agent_channel`) are its mixins."""
 
     exit_on_fail_stop = True
 
@@ -334,20 +333,6 @@ class MasterServer:
                     chan.send(ch.Ping())
             self.flush()
 
-    async def _lose_channel(self, chan: Channel, unreachable: str | None) -> None:
-        """The agents of a silent channel marked unreachable (``unreachable``: why), or those
-        of a broken one disconnected, in slices (one process may carry 10,000 agents)."""
-        core = self.core
-        now = time.time()
-        if unreachable is None:
-            steps = big_calls.lost_channel_steps(core, chan, lambda a: core.disconnect_agent(a, now))
-        else:
-            steps = big_calls.lost_channel_steps(core, chan, lambda a: core.mark_unreachable_steps(a.id, now, unreachable))
-        try:
-            await big_calls.run_steps(self, steps)
-        finally:
-            self.flush()  # (cancelled: run_steps finished the steps at once)
-
     async def _heartbeat_loop(self) -> None:
         hb = m.encode(m.Event(type="HEARTBEAT"))
         while True:
@@ -374,227 +359,3 @@ class MasterServer:
         self.webui = WebUI(self, reader=AgentReader.from_flags(c.agent_http_credential, c.tls_ca, c.tls_cert, c.tls_key))
         self.webui.add_routes(r)
         return app
-
-    # ------------------------------------------------------------------ scheduler API
-    async def handle_scheduler(self, request: web.Request) -> web.StreamResponse:
-        try:
-            check_json_content_type(request.headers.get("Content-Type"))
-        except CallRefused as e:
-            return _text(e.status, e.message)
-        body = await request.read()
-        try:
-            call = await big_calls.decode_call(body)
-        except m.ProtocolError as e:
-            return _text(400, f"Failed to parse body into Call: {e}")
-        if call.type is None:
-            return _text(400, "Expecting 'type' to be present")
-        if call.type == "UNKNOWN":
-            return _text(501, "Received an UNKNOWN call")
-        if call.type not in m.CALL_TYPES:
-            return _text(400, f"Failed to parse body into Call: unknown call type '{call.type}'")
-        if call.type == "SUBSCRIBE":
-            return await self._subscribe(request, call)
-        if call.framework_id is None:
-            return _text(400, "Expecting 'framework_id' to be present")
-        payload_field = call.type.lower()
-        if call.type in _PAYLOAD_REQUIRED and getattr(call, payload_field, None) is None:
-            return _text(400, f"Expecting '{payload_field}' to be present")
-        fid = call.framework_id.value
-        fw = self.core.frameworks.get(fid)
-        if fw is None:
-            return _text(400, "Framework cannot be found")
-        refused = self.guard.check_framework_call(request.get(PRINCIPAL), fw)
-        if refused is not None:
-            return _text(403, refused)
-        if not fw.connected:
-            return _text(403, "Framework is not subscribed")
-        sid = request.headers.get("Mesos-Stream-Id")
-        if sid is None:
-            return _text(400, "All non-subscribe calls should include the 'Mesos-Stream-Id' header")
-        if sid != fw.stream_id:
-            return _text(400, f"The stream ID '{sid}' included in this request didn't match the stream ID currently associated with framework ID {fid}")
-        now = time.time()
-        core = self.core
-        try:
-            t = call.type
-            if t == "ACCEPT":
-                await big_calls.run_steps(self, core.accept_steps(fid, call.accept, now))
-            elif t == "DECLINE":
-                await big_calls.run_steps(self, big_calls.decline_steps(core, fid, call.decline, now))
-            elif t == "ACKNOWLEDGE":
-                core.acknowledge(fid, call.acknowledge, now)
-            elif t == "KILL":
-                core.kill(fid, call.kill, now)
-            elif t == "REVIVE":
-                core.revive(fid, call.revive.roles if call.revive else None)
-            elif t == "SUPPRESS":
-                core.suppress(fid, call.suppress.roles if call.suppress else None)
-            elif t == "RECONCILE":
-                await big_calls.run_steps(self, core.reconcile_steps(fid, call.reconcile, now))
-            elif t == "MESSAGE":
-                core.framework_message(fid, call.message)
-            elif t == "SHUTDOWN":
-                core.shutdown_executor(fid, call.shutdown)
-            elif t == "TEARDOWN":
-                await big_calls.run_steps(self, core.teardown_steps(fid, now))
-            elif t == "UPDATE_FRAMEWORK":
-                core.update_framework(fid, m.to_builtins(call.update_framework), now)
-                return web.Response(status=200)
-            elif t in ("ACCEPT_INVERSE_OFFERS", "DECLINE_INVERSE_OFFERS"):
-                core.answer_inverse_offers(fid, getattr(call, t.lower()), t.startswith("ACCEPT"), now)
-            else:
-                pass  # REQUEST, operation acks/reconciliation: accepted, nothing to do
-        except CallError as e:
-            return _text(e.status, e.message)
-        finally:
-            self.flush()
-        if t == "ACCEPT":
-            await asyncio.sleep(0)  # the channel writer sends RUN_TASK first: it, not the 202, is on the launch path
-        return web.Response(status=202)
-
-    async def _subscribe(self, request: web.Request, call: m.Call) -> web.StreamResponse:
-        if "Mesos-Stream-Id" in request.headers:
-            return _text(400, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
-        if call.subscribe is None:
-            return _text(400, "Expecting 'subscribe' to be present")
-        info_id = call.subscribe.framework_info.id
-        top = call.framework_id
-        if (info_id is None) != (top is None) or (info_id is not None and top is not None and info_id.value != top.value):
-            return _text(400, "'framework_id' differs from 'subscribe.framework_info.id'")
-        if not accepts_json(request.headers.get("Accept")):
-            return _text(406, "Expecting 'Accept' to allow 'application/json'")
-        if self.outbox.error is not None:
-            # Admitting a framework needs a registry write; answer now rather than hold the stream.
-            return _text(503, f"The master's registry is not writable ({self.outbox.error}); retry later")
-        stream_id = str(uuid.uuid4())
-        if self.guard.config.authenticate_frameworks:
-            principal = request.get(PRINCIPAL)
-        else:  # authentication off: the name is only recorded
-            principal = basic_principal(request.headers.get("Authorization"))
-        existing = self.core.frameworks.get(info_id.value) if info_id is not None else None
-        refused = self.guard.check_subscribe(principal, call.subscribe.framework_info, existing)
-        if refused is not None:
-            log.warning("subscribe refused principal=%s framework=%s: %s", principal,
-                        info_id.value if info_id else None, refused[1])
-            return _text(*refused)
-        try:
-            fw, rest = self.core.subscribe_steps(call.subscribe, stream_id, time.time(), principal)
-        except CallError as e:
-            self.flush()
-            if e.message == "Framework has been removed":
-                return await self._error_stream(request, e.message)
-            return _text(e.status, e.message)
-        resp = web.StreamResponse(
-            status=200,
-            headers={"Content-Type": "application/json", "Mesos-Stream-Id": stream_id, "Cache-Control": "no-cache"},
-        )
-        resp.enable_chunked_encoding()
-        stream = Stream(fw.id, stream_id)
-        self.streams[fw.id] = stream
-        self.streams_by_id[stream_id] = stream
-        self.flush()
-        failover = asyncio.get_running_loop().create_task(big_calls.paced_steps(self, stream, rest))
-        try:
-            await resp.prepare(request)
-            await stream.pump(request, resp)
-        finally:
-            failover.cancel()
-            if self.streams.get(fw.id) is stream:
-                del self.streams[fw.id]
-            self.streams_by_id.pop(stream_id, None)
-            await big_calls.run_steps(self, self.core.disconnect_steps(fw.id, stream_id, time.time()))
-            self.flush()
-        return resp
-
-    async def _error_stream(self, request: web.Request, message: str) -> web.StreamResponse:
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        resp.enable_chunked_encoding()
-        await resp.prepare(request)
-        await resp.write(recordio.encode(m.encode(m.Event(type="ERROR", error=m.Error(message=message)))))
-        await resp.write_eof()
-        return resp
-
-    # ------------------------------------------------------------------ agent channel
-    async def handle_channel(self, request: web.Request) -> web.StreamResponse:
-        # The middleware has authenticated the agent process (credential or in-process secret).
-        ws = web.WebSocketResponse(max_msg_size=MAX_BODY, heartbeat=None)
-        await ws.prepare(request)
-        chan = Channel(ws, request.remote or "?", request.get(PRINCIPAL))
-        self.channels.add(chan)
-        writer = asyncio.get_running_loop().create_task(self._channel_writer(chan))
-        log.info("agent channel opened peer=%s", chan.peer)
-        core = self.core
-        try:
-            async for msg in ws:
-                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    continue
-                chan.last_heard = time.monotonic()
-                place = await self.turns.admit(ahead=turn_budget.CHANNEL_AHEAD)  # the frame, then each slice
-                try:
-                    msgs = ch.decode_to_master(msg.data)
-                except Exception as e:  # msgspec errors
-                    log.warning("bad agent channel frame peer=%s: %s", chan.peer, e)
-                    continue
-                now = time.time()
-                for i, x in enumerate(msgs):
-                    if i and not i % ch.HANDLE_SLICE:  # a full frame is handled in slices
-                        self.flush()
-                        await self.turns.admit(place)  # the frame keeps its place in line
-                        now = time.time()
-                    tx = type(x)
-                    try:
-                        if tx is ch.RegisterAgent:
-                            self.guard.register_agent(core, x, chan, now)
-                        elif tx is ch.Pong:
-                            pass
-                        elif not self.guard.from_channel(core, x, chan):
-                            continue  # an agent speaking for an agent or task that is not its own
-                        elif tx is ch.StatusUpdate:
-                            core.status_update(x, now)
-                        elif tx is ch.ExecutorExited:
-                            core.executor_exited(x)
-                        elif tx is ch.ExecutorToFramework:
-                            core.executor_message(x)
-                        elif tx is ch.UnregisterAgent:
-                            agent = core.agents.get(x.agent_id)
-                            if agent is not None and agent.channel is chan:
-                                await big_calls.run_steps(self, core.remove_agent_steps(
-                                    x.agent_id, now, "REASON_AGENT_REMOVED", "Agent shut down"))
-                    except Exception:
-                        log.exception("agent channel message failed peer=%s type=%s", chan.peer, tx.__name__)
-                self.flush()
-        finally:
-            chan.closed = True
-            chan.wake.set()
-            self.channels.discard(chan)
-            writer.cancel()
-            await self._lose_channel(chan, None)
-            log.info("agent channel closed peer=%s", chan.peer)
-        return ws
-
-    async def _channel_writer(self, chan: Channel) -> None:
-        try:
-            while not chan.closed:
-                if not chan.pending:
-                    chan.wake.clear()
-                    await chan.wake.wait()
-                    continue
-                batch, chan.pending = chan.pending, []
-                for frame in ch.encode_frames(batch):  # one bounded frame per loop step
-                    await chan.ws.send_str(frame.decode())
-                    await asyncio.sleep(0)
-        except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
-            pass
-
-
-def _loads(body: bytes) -> Any:
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError as e:
-        raise ValueError(str(e)) from None
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-
-
-def _text(status: int, message: str) -> web.Response:
-    return web.Response(status=status, text=message)
