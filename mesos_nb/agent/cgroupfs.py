@@ -110,7 +110,7 @@ def _zero(path: str) -> bool:
 def recycle_cgroups(dirs: list[str], spec: dict) -> dict[str, int] | None:
     """Keep an ended container's cgroups (``dirs``) for a later one (``cgroup_pool``): when each
     is empty, its memory cgroup never hit its limit and charges at most ``spec["max"]`` bytes,
-    zero its resettable counters, read the rest as the baseline, rename each dir to
+    zero its memory peaks, read the CPU and memory counters as the baseline, rename each dir to
     ``spec["to"]`` (same order) and return the baseline; else None (nothing changed but what
     a half-done rename pooled, removed again): remove them as usual."""
     mem, cpu, acct = spec.get("mem"), spec.get("cpu"), spec.get("acct")
@@ -133,11 +133,12 @@ def recycle_cgroups(dirs: list[str], spec: dict) -> dict[str, int] | None:
                 ("memory.memsw.max_usage_in_bytes", "memory.memsw.failcnt") if spec.get("memsw") else ()):
             if not _zero(f"{mem}/{name}"):
                 return None
-    for path in (acct and f"{acct}/cpuacct.stat", cpu and f"{cpu}/cpu.stat"):  # not resettable
+    # Not zeroed: cpuacct.usage. cpuacct.stat is cpuacct.usage split by cputime_adjust(), which
+    # never lets it go below what it last showed: after a zeroed cpuacct.usage it stays at the
+    # ended container's total until the next one has burnt more (its CPU read as 0 till then).
+    for path in (acct and f"{acct}/cpuacct.stat", cpu and f"{cpu}/cpu.stat"):
         if path:
             base.update((k.decode(), int(v)) for k, v in (_kv(path) or {}).items())
-    if acct and not _zero(f"{acct}/cpuacct.usage"):
-        return None
     done: list[str] = []
     for old, new in zip(dirs, spec["to"], strict=True):
         try:
