@@ -14,18 +14,21 @@ baseline]}`` → ``isolator.recycled``); the next launch's plan renames them (``
 The agent drains the pool when it stops; a crashed agent's pool names carry its pid, so the
 next agent removes them (:func:`is_stale`).
 
-What a user sees stays a fresh cgroup's: the helper keeps cgroups only when they are empty,
+What a user sees (the agent's statistics, the task's limits and cgroup paths) stays a fresh
+cgroup's: the helper keeps cgroups only when they are empty,
 their memory cgroup never hit its limit (``oom_kill``, ``under_oom`` 0) and still charges at
 most :func:`max_leftover` bytes (the kernel keeps some slab and per-cpu charge of the ended
 task, all reclaimable: a /bin/true leaves 160-570 KiB here; ``memory.force_empty`` took
 0.15 s to drop it); it zeroes the memory peaks (``memory.max_usage_in_bytes``,
 ``memory.failcnt``, the memsw ones) and reads the rest as a *baseline* (``cpuacct.stat`` ticks,
 ``cpu.stat`` counters, the charge left and ``memory.stat``) that the isolator subtracts from
-the next container's statistics. ``cpuacct.usage`` is NOT zeroed, though it could be: the
-kernel derives ``cpuacct.stat`` from it through ``cputime_adjust()``, which never shows less
-than it showed before, so after a reset ``cpuacct.stat`` stayed at the ended container's total
-until the next one had burnt more, and a busy task read 0 CPU (the dashboard's CPU plot flat). Every limit file holds the new container's value (a fresh
-cgroup's where it sets none); the cgroup paths are named by its container id.
+the next container's statistics. ``cpuacct.usage`` is NOT zeroed (a task reading that file of
+its own cgroup sees the earlier tasks' CPU too): the kernel derives ``cpuacct.stat`` from it
+through ``cputime_adjust()``, which never shows less than it showed before, so after a reset
+``cpuacct.stat`` stayed at the ended container's total until the next one had burnt more, and a
+busy task read 0 CPU (the dashboard's CPU plot flat). Every limit file holds the new
+container's value (a fresh cgroup's where it sets none); the cgroup paths are named by its
+container id.
 
 This module is the pure core: names, bounds, which pooled cgroup a launch takes, which
 pooled names a restarted agent may remove.
