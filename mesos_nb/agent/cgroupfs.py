@@ -74,16 +74,105 @@ def remove_cgroups(dirs: list[str]) -> bool:
     return done
 
 
+_MEM_BASE = (b"total_cache", b"total_rss", b"total_mapped_file", b"cache", b"rss")
+
+
+def _kv(path: str) -> dict[bytes, bytes] | None:
+    """A small ``key value`` cgroup file in one read (no text decode, no per-line checks:
+    this runs at every recycled container's exit)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        words = os.read(fd, 65536).split()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return dict(zip(words[::2], words[1::2], strict=False))
+
+
+def _zero(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        os.write(fd, b"0")
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def recycle_cgroups(dirs: list[str], spec: dict) -> dict[str, int] | None:
+    """Keep an ended container's cgroups (``dirs``) for a later one (``cgroup_pool``): when each
+    is empty, its memory cgroup never hit its limit and charges at most ``spec["max"]`` bytes,
+    zero its memory peaks, read the CPU and memory counters as the baseline, rename each dir to
+    ``spec["to"]`` (same order) and return the baseline; else None (nothing changed but what
+    a half-done rename pooled, removed again): remove them as usual."""
+    mem, cpu, acct = spec.get("mem"), spec.get("cpu"), spec.get("acct")
+    for d in dirs:
+        procs = read_text(f"{d}/cgroup.procs")
+        if procs is None or procs.strip():  # gone, or busy
+            return None
+    base: dict[str, int] = {}
+    if mem:
+        oom = _kv(f"{mem}/memory.oom_control") or {}
+        if oom.get(b"oom_kill", b"1") != b"0" or oom.get(b"under_oom", b"1") != b"0":
+            return None
+        base["usage_in_bytes"] = read_int(f"{mem}/memory.usage_in_bytes")
+        if base["usage_in_bytes"] > spec["max"]:
+            return None
+        stat = _kv(f"{mem}/memory.stat") or {}
+        for key in _MEM_BASE:
+            base[key.decode()] = int(stat.get(key, 0))
+        for name in ("memory.max_usage_in_bytes", "memory.failcnt") + (
+                ("memory.memsw.max_usage_in_bytes", "memory.memsw.failcnt") if spec.get("memsw") else ()):
+            if not _zero(f"{mem}/{name}"):
+                return None
+    # Not zeroed: cpuacct.usage. cpuacct.stat is cpuacct.usage split by cputime_adjust(), which
+    # never lets it go below what it last showed: after a zeroed cpuacct.usage it stays at the
+    # ended container's total until the next one has burnt more (its CPU read as 0 till then).
+    for path in (acct and f"{acct}/cpuacct.stat", cpu and f"{cpu}/cpu.stat"):
+        if path:
+            base.update((k.decode(), int(v)) for k, v in (_kv(path) or {}).items())
+    done: list[str] = []
+    for old, new in zip(dirs, spec["to"], strict=True):
+        try:
+            os.rename(old, new)
+        except OSError:
+            for d in done:
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+            return None
+        done.append(new)
+    return base
+
+
 def apply_plan(ops: list) -> None:
     """Carry out an isolator's setup plan: ``["mkdir", dir]`` (an existing one is fine),
+    ``["rename", pooled dir, dir]`` (a recycled cgroup; made afresh if it is gone), ``["pool",
+    container id, spec]`` (for the launcher helper: recycle the cgroups after the exit; nothing here),
     ``["write", file, text]``, ``["write?", file, text]`` (a failure is ignored). One list of
     plain values, so the launcher helper (stdlib only; it imports this file) can carry it out
     in the same round as the spawn. Raises OSError."""
     for op in ops:
         if op[0] == "mkdir":
             mkdir_once(op[1])
+        elif op[0] == "rename":
+            try:
+                os.rename(op[1], op[2])
+            except FileNotFoundError:
+                mkdir_once(op[2])
         elif op[0] == "write":
             write_text(op[1], op[2])
+        elif op[0] == "pool":
+            pass  # the launcher helper's, at the child's exit (``recycle_cgroups``); none here
         elif op[0] == "write?":
             try:
                 write_text(op[1], op[2])
@@ -93,4 +182,5 @@ def apply_plan(ops: list) -> None:
             raise ValueError(f"unknown setup step {op[0]!r}")
 
 
-__all__ = ["apply_plan", "mkdir_once", "parse_kv", "read_int", "read_text", "remove_cgroups", "write_text"]
+__all__ = ["apply_plan", "mkdir_once", "parse_kv", "read_int", "read_text", "recycle_cgroups", "remove_cgroups",
+           "write_text"]

@@ -2,6 +2,8 @@
 ``memory`` hierarchies (``cpu.shares``, ``cpu.cfs_quota_us``, ``memory.limit_in_bytes``);
 usage from ``cpuacct.stat`` / ``memory.usage_in_bytes``; OOM from ``memory.oom_control``.
 ``cpu`` and ``cpuacct`` co-mounted (``cpu,cpuacct``) are one hierarchy: one cgroup there.
+An ended container's empty cgroups are recycled for a later one (``cgroup_pool``): renamed, not
+removed and made again; its statistics are read less the pooled cgroup's baseline.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from dataclasses import replace
 from typing import Any
 
 from . import io_control
+from .cgroup_pool import PREFIX, Baseline, CgroupPool, is_stale, max_leftover, subtract
 from .cgroupfs import apply_plan, parse_kv, read_int, read_text, remove_cgroups, write_text
 from .isolator import CGROUP_ROOT, MIN_CPU_SHARES, NESTED, CgroupIsolator, Limits, keeps_memory
 
 
 class CgroupsV1Isolator(CgroupIsolator):
-    """Per container: one ``mkdir`` per hierarchy and a few writes (``prepare``); the child
-    joins before it execs (``preexec``, cpu last, so only the exec itself runs under the CPU
-    quota); removal is batched off the task's exit path by the containerizer."""
+    """Per container: one ``mkdir`` per hierarchy, or the rename of an ended container's kept
+    cgroups (``cgroup_pool``), and a few writes (``prepare``); the child joins before it execs
+    (``preexec``, cpu last, so only the exec itself runs under the CPU quota); removal is
+    batched off the task's exit path by the containerizer."""
 
     name = "cgroups/v1"
     # Joined in this order: cpuacct and memory first, cpu (the quota) last.
@@ -38,6 +42,16 @@ class CgroupsV1Isolator(CgroupIsolator):
             self.name = "cgroups/v1+blkio"
         self._parents_ready = False
         self._swappiness_inherited = False
+        # Recycled cgroups: not with blkio (its statistics cannot be zeroed), and only when a
+        # container's swappiness comes from the parent (a recycled one keeps its own).
+        self._pool = CgroupPool(os.getpid())
+        self._max_leftover = max_leftover(os.cpu_count() or 1)
+        self._memsw = os.path.exists(os.path.join(root, "memory", "memory.memsw.usage_in_bytes"))  # swap accounting
+        self._base: dict[str, Baseline] = {}  # container id -> its recycled cgroup's baseline
+        self._set: dict[str, dict[str, str]] = {}  # container id -> the settings its cgroups hold
+        self._pooled: set[str] = set()  # ended containers whose cgroups went into the pool
+        self._surplus: list[str] = []  # pool names kept when the pool was full: to remove
+        self._sweep_stale()
 
     def _dir(self, ctrl: str, container_id: str) -> str:
         # A string join, not os.path.join: ≈ 10 of these per task (a container id is a plain name).
@@ -60,14 +74,33 @@ class CgroupsV1Isolator(CgroupIsolator):
         if not self._parents_ready:
             self._make_parents()
         self._limits[container_id] = limits
-        plan: list = [["mkdir", self._dir(ctrl, container_id)] for ctrl in self.CONTROLLERS]
-        plan += self._cpu_plan(container_id, limits)
-        if limits.mem_bytes > 0:
-            mem = self._dir("memory", container_id)
-            if not self._swappiness_inherited:  # no swap accounting: fine
-                plan.append(["write?", f"{mem}/memory.swappiness", "0"])
-            plan.append(["write", f"{mem}/memory.limit_in_bytes", str(limits.cgroup_memory())])
+        want = _settings(limits)
+        taken = self._pool.take()
+        if taken is None:
+            plan: list = [["mkdir", self._dir(ctrl, container_id)] for ctrl in self.CONTROLLERS]
+            writes = want
+        else:  # a recycled cgroup: renamed to this container; what differs from its last settings written
+            name, (self._base[container_id], had) = taken
+            plan = [["rename", self._dir(ctrl, name), self._dir(ctrl, container_id)] for ctrl in self.CONTROLLERS]
+            want = {**FRESH, **want}
+            writes = {key: value for key, value in want.items() if had.get(key) != value}
+        self._set[container_id] = {**FRESH, **want}
+        if limits.mem_bytes > 0 and not self._swappiness_inherited:  # no swap accounting: fine
+            plan.append(["write?", f"{self._dir('memory', container_id)}/memory.swappiness", "0"])
+        plan += [["write", f"{self._dir(key.split('.', 1)[0], container_id)}/{key}", value]
+                 for key, value in writes.items()]
+        if (name := self._pool.offer(container_id)) is not None:
+            plan.append(["pool", container_id, self._recycle_spec(container_id, name)])
         return plan
+
+    def _recycle_spec(self, container_id: str, name: str) -> dict:
+        """How the helper keeps this container's cgroups for a later one when it has exited
+        (``cgroupfs.recycle_cgroups``): renamed to the pool's ``name``."""
+        cpu = "cpu" if "cpu" in self.CONTROLLERS else None
+        return {"from": [self._dir(ctrl, container_id) for ctrl in self.CONTROLLERS],
+                "to": [self._dir(ctrl, name) for ctrl in self.CONTROLLERS], "max": self._max_leftover,
+                "mem": self._dir("memory", container_id), "cpu": cpu and self._dir(cpu, container_id),
+                "acct": self._dir("cpuacct", container_id), "memsw": self._memsw}
 
     def _make_parents(self) -> None:
         """The parent cgroups, made once. The memory parent gets ``memory.swappiness`` 0: a
@@ -79,15 +112,28 @@ class CgroupsV1Isolator(CgroupIsolator):
         with contextlib.suppress(OSError):
             write_text(swappiness, "0")
         self._swappiness_inherited = (read_text(swappiness) or "").strip() == "0"
+        if not self._swappiness_inherited or self.io:
+            self._pool.capacity = 0
         self._parents_ready = True
 
+    def _sweep_stale(self) -> None:
+        """Pooled cgroups an agent process left when it ended without draining (a crash):
+        removed when an agent starts (they are empty; a busy one is not ours, left alone)."""
+        for ctrl in self.CONTROLLERS:
+            try:
+                entries = list(os.scandir(os.path.join(self.root, ctrl, self.nested)))
+            except OSError:
+                continue
+            for e in entries:
+                if e.name.startswith(PREFIX) and is_stale(e.name, _alive):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(e.path)
+
     def _cpu_plan(self, container_id: str, limits: Limits) -> list:
-        if limits.cpus <= 0:
-            return []
-        # A new cgroup's cpu.cfs_period_us is already CFS_PERIOD_US (the kernel default).
         cpu = self._dir("cpu", container_id)
-        return [["write", f"{cpu}/cpu.shares", str(max(MIN_CPU_SHARES, int(1024 * limits.cpus)))],
-                ["write", f"{cpu}/cpu.cfs_quota_us", str(limits.cfs_quota_us())]]
+        settings = {key: value for key, value in _settings(limits).items() if key.startswith("cpu.")}
+        self._set.get(container_id, {}).update(settings)
+        return [["write", f"{cpu}/{key}", value] for key, value in settings.items()]
 
     def _write_limits(self, container_id: str, limits: Limits, old: Limits | None) -> Limits:
         """CPU shares and quota, and the memory limit (lowered from ``old`` only as far as
@@ -100,10 +146,20 @@ class CgroupsV1Isolator(CgroupIsolator):
         if old is not None:
             with contextlib.suppress(OSError):
                 write_text(os.path.join(mem, "memory.soft_limit_in_bytes"), str(want))
-            if keeps_memory(want, old, lambda: read_int(os.path.join(mem, "memory.usage_in_bytes"))):
+                self._set.get(container_id, {})["memory.soft_limit_in_bytes"] = str(want)
+            if keeps_memory(want, old, lambda: self._mem_stats(container_id)["usage_in_bytes"]):
                 return replace(limits, mem_bytes=old.mem_bytes)  # in use: keep the hard limit
         write_text(os.path.join(mem, "memory.limit_in_bytes"), str(want))
+        self._set.get(container_id, {})["memory.limit_in_bytes"] = str(want)
         return limits
+
+    def _mem_stats(self, container_id: str) -> dict[str, int]:
+        """``memory.usage_in_bytes`` and ``memory.stat``, less a recycled cgroup's baseline."""
+        mem = self._dir("memory", container_id)
+        stats = parse_kv(read_text(f"{mem}/memory.stat"))
+        stats["usage_in_bytes"] = read_int(f"{mem}/memory.usage_in_bytes")
+        base = self._base.get(container_id)
+        return stats if base is None else subtract(stats, base)
 
     def _procs_files(self, container_id: str) -> list[str]:
         return [f"{self._dir(c, container_id)}/cgroup.procs" for c in self.CONTROLLERS]
@@ -116,7 +172,8 @@ class CgroupsV1Isolator(CgroupIsolator):
         oom = dict(zip(words[::2], words[1::2], strict=False))
         if oom.get("oom_kill", "0") != "0" or oom.get("under_oom", "0") != "0" or \
                 ("oom_kill" not in oom and read_int(f"{mem}/memory.failcnt") > 0):
-            return read_int(f"{mem}/memory.max_usage_in_bytes")
+            peak = read_int(f"{mem}/memory.max_usage_in_bytes")
+            return max(0, peak - self._base.get(container_id, {}).get("usage_in_bytes", 0))
         return None
 
     def pids(self, container_id: str) -> list[int]:
@@ -128,9 +185,10 @@ class CgroupsV1Isolator(CgroupIsolator):
         if not acct and not os.path.isdir(self._dir("cpuacct", container_id)):
             return None
         tick = os.sysconf("SC_CLK_TCK")
-        mem = self._dir("memory", container_id)
-        mstat = parse_kv(read_text(os.path.join(mem, "memory.stat")))
+        mstat = self._mem_stats(container_id)
         cstat = parse_kv(read_text(os.path.join(self._dir("cpu", container_id), "cpu.stat")))
+        if (base := self._base.get(container_id)) is not None:
+            acct, cstat = subtract(acct, base), subtract(cstat, base)
         pids = self.pids(container_id)
         out: dict[str, Any] = {
             "cpus_user_time_secs": round(acct.get("user", 0) / tick, 3),
@@ -138,7 +196,7 @@ class CgroupsV1Isolator(CgroupIsolator):
             "cpus_nr_periods": cstat.get("nr_periods", 0),
             "cpus_nr_throttled": cstat.get("nr_throttled", 0),
             "cpus_throttled_time_secs": cstat.get("throttled_time", 0) / 1e9,
-            "mem_total_bytes": read_int(os.path.join(mem, "memory.usage_in_bytes")),
+            "mem_total_bytes": mstat["usage_in_bytes"],
             "mem_rss_bytes": mstat.get("total_rss", mstat.get("rss", 0)),
             "mem_cache_bytes": mstat.get("total_cache", mstat.get("cache", 0)),
             "mem_anon_bytes": mstat.get("total_rss", 0),
@@ -155,13 +213,78 @@ class CgroupsV1Isolator(CgroupIsolator):
         return out
 
     def removal_dirs(self, container_id: str) -> list[str] | None:
+        if container_id in self._pooled:
+            return []  # renamed into the pool already
         return [self._dir(ctrl, container_id) for ctrl in self.CONTROLLERS]
+
+    def removed(self, container_id: str) -> None:
+        self._pooled.discard(container_id)
+        super().removed(container_id)
 
     def cleanup(self, container_id: str) -> bool:
         done = remove_cgroups(self.removal_dirs(container_id) or [])
         if done:
+            self._pooled.discard(container_id)
             self._forget(container_id)
         return done
+
+    def recycled(self, container_id: str, baseline: dict | None) -> None:
+        if baseline is None:
+            self._pool.answered(container_id, None)
+            return
+        if container_id not in self._pool.pending:
+            return  # forgotten meanwhile: what it kept is removed with the pool (drain_pool)
+        if (surplus := self._pool.answered(container_id, (baseline, self._set.get(container_id, FRESH)))) is not None:
+            self._surplus.append(surplus)
+        self._pooled.add(container_id)
+        self._forget(container_id)
+
+    def surplus(self) -> list[str]:
+        out, self._surplus = self._surplus, []
+        return out
+
+    def _forget(self, container_id: str) -> None:
+        super()._forget(container_id)
+        self._pool.answered(container_id, None)  # an offer never answered (no exit in the helper)
+        self._base.pop(container_id, None)
+        self._set.pop(container_id, None)
+
+    def drain_pool(self) -> None:
+        """Every pooled cgroup of this agent, also one whose recycle answer never came (the
+        helper stopped first), is removed."""
+        self._pool.drain()
+        for ctrl in self.CONTROLLERS:
+            with contextlib.suppress(OSError):
+                for e in list(os.scandir(os.path.join(self.root, ctrl, self.nested))):
+                    if self._pool.owns(e.name):
+                        with contextlib.suppress(OSError):
+                            os.rmdir(e.path)
+
+
+# A new cgroup's settings (cpu.cfs_period_us stays the kernel's default, CFS_PERIOD_US).
+FRESH = {"cpu.shares": "1024", "cpu.cfs_quota_us": "-1", "memory.limit_in_bytes": "-1",
+         "memory.soft_limit_in_bytes": "-1"}
+
+
+def _settings(limits: Limits) -> dict[str, str]:
+    """The cgroup files a container's limits set, and their values."""
+    out = {}
+    if limits.cpus > 0:
+        out["cpu.shares"] = str(max(MIN_CPU_SHARES, int(1024 * limits.cpus)))
+        out["cpu.cfs_quota_us"] = str(limits.cfs_quota_us())
+    if limits.mem_bytes > 0:
+        out["memory.limit_in_bytes"] = str(limits.cgroup_memory())
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _same_hierarchy(root: str, a: str, b: str) -> bool:

@@ -3,7 +3,8 @@ status update does not wait for it. Exited containers are queued and removed in 
 ``CLEANUP_DELAY`` after an exit: by the launcher helper (``launcher.Launcher.remove``: one
 message per batch, the ``rmdir``s in that process, not on the agent's loop nor in a worker
 thread of the agent contending for its GIL) when the isolator can say its removal as
-directories (cgroups v1), else by the isolator's ``cleanup`` in a worker thread. A busy one
+directories (cgroups v1: the helper may have kept them for a later container instead, as it
+tells ``isolator.recycled``; see ``cgroup_pool``; that pool is removed when the agent stops), else by the isolator's ``cleanup`` in a worker thread. A busy one
 (processes still dying) is retried, later each time, up to ``CLEANUP_ATTEMPTS``."""
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class RemovalQueue:
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
         self._inflight: dict[str, int] = {}  # the batch being removed now
+        if launcher is not None:
+            launcher.on_pooled = self._pooled
 
     def add(self, container_id: str, attempt: int = 0) -> None:
         self.pending.add(container_id)
@@ -38,6 +41,12 @@ class RemovalQueue:
             except RuntimeError:
                 return
             self._timer = loop.call_later(CLEANUP_DELAY * (1 + min(attempt, 10)), self._start)
+
+    def _pooled(self, container_id: str, baseline: dict | None) -> None:
+        """The helper kept (or could not keep) an ended container's cgroups for a later one."""
+        self.isolator.recycled(container_id, baseline)
+        for name in self.isolator.surplus():  # kept, but the pool is full: removed as a container's
+            self.add(name)
 
     def _start(self) -> None:
         self._timer = None
@@ -110,6 +119,7 @@ class RemovalQueue:
             if not queued or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
+        self.isolator.drain_pool()
 
 
 __all__ = ["CLEANUP_ATTEMPTS", "CLEANUP_DELAY", "RemovalQueue"]

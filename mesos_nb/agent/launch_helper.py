@@ -15,7 +15,10 @@ JSON object, both ways.
     agent → helper  {"id", "argv", "exe"?, "env", "cwd", "stdout", "stderr", "join": [procs files],
                      "setup"?: [steps]}       the isolator's setup (``cgroupfs.apply_plan``:
                                              mkdir the cgroups, write their limits) done first,
-                                             in the same round (no thread hop in the agent)
+                                             in the same round (no thread hop in the agent); a
+                                             last step ["pool", container id, spec]: when the child has
+                                             exited, keep its cgroups for a later container
+                                             (``cgroupfs.recycle_cgroups``, ``cgroup_pool``)
     helper → agent  {"id", "pid", "how"?}    the child exec'd (already inside its cgroups;
                                              "how": "vfork" when it was spawned from inside them)
                     {"id", "error", "stage"?} it could not ("stage": "setup": the setup failed,
@@ -26,6 +29,8 @@ JSON object, both ways.
                                              launch waits (``cgroupfs.remove_cgroups``)
     helper → agent  {"id", "left": [container ids]}  the ones still busy (their processes were
                                              SIGKILLed; the agent retries)
+                    {"pooled": [container id, baseline | null]}  a "pool" step's outcome,
+                                             carried out after the exit when no launch waits
 
 The child: default signal dispositions, joins its cgroups, ``setsid`` (its process group is
 the container), stdin ``/dev/null``, stdout/stderr appended to the sandbox files, ``chdir``,
@@ -56,9 +61,9 @@ import struct
 import sys
 
 try:
-    from .cgroupfs import apply_plan, remove_cgroups
+    from .cgroupfs import apply_plan, recycle_cgroups, remove_cgroups
 except ImportError:  # run as a script (always, but for tests): its directory is sys.path[0]
-    from cgroupfs import apply_plan, remove_cgroups  # type: ignore[no-redef]
+    from cgroupfs import apply_plan, recycle_cgroups, remove_cgroups  # type: ignore[no-redef]
 
 _HDR = struct.Struct(">I")
 _RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGCHLD, signal.SIGTERM)
@@ -265,6 +270,8 @@ class Helper:
         self.pipe_of: dict[int, int] = {}  # pid -> exec pipe, until the exec is confirmed
         self.failed: set[int] = set()  # children that never exec'd: reaped silently
         self.removing: collections.deque = collections.deque()  # (request id, [container, dirs] to do, left)
+        self.pool_at_exit: dict[int, list] = {}  # pid -> its launch's "pool" step
+        self.recycling: collections.deque = collections.deque()  # "pool" steps of exited children
         self.sig_r, sig_w = os.pipe()
         os.set_blocking(self.sig_r, False)
         os.set_blocking(sig_w, False)
@@ -290,8 +297,11 @@ class Helper:
     def run(self) -> None:
         while True:
             self._flush()
-            events = self.sel.select(0 if self.removing else None)
-            if self.removing:  # removals wait behind launches: a few containers in a quiet turn, else one
+            events = self.sel.select(0 if self.removing or self.recycling else None)
+            if self.recycling:  # after this turn's launches, every exited child's (it spares a
+                # later launch its mkdirs, so it must keep up with the launches), then removals
+                self._recycle_some(len(self.recycling))
+            elif self.removing:
                 self._remove_some(1 if events else 4)
             for key, _ in events:
                 if key.data == "cmd":
@@ -344,9 +354,21 @@ class Helper:
                 self.removing.popleft()
                 self._send({"id": rid, "left": left})
 
+    def _recycle_some(self, n: int) -> None:
+        while n > 0 and self.recycling:
+            _, cid, spec = self.recycling.popleft()
+            n -= 1
+            try:
+                base = recycle_cgroups(spec["from"], spec)
+            except (OSError, ValueError):  # a counter that is not a number: not kept, removed as usual
+                base = None
+            self._send({"pooled": [cid, base]})
+
     def _launch(self, req: dict) -> None:
+        setup = req.get("setup") or []
+        pool = setup.pop() if setup and setup[-1][0] == "pool" else None
         try:
-            apply_plan(req.get("setup") or ())
+            apply_plan(setup)
         except (OSError, ValueError, IndexError) as e:
             self._send({"id": req["id"], "error": str(e) or type(e).__name__, "stage": "setup"})
             return
@@ -358,6 +380,8 @@ class Helper:
             except (OSError, ValueError, TypeError) as e:
                 self._send({"id": req["id"], "error": str(e) or type(e).__name__})
                 return
+            if pool is not None:
+                self.pool_at_exit[pid] = pool
             self._send({"id": req["id"], "pid": pid, "how": "vfork"})
             return
         try:
@@ -408,6 +432,8 @@ class Helper:
                 except OSError:
                     pass
             _, status = os.waitpid(pid, 0)
+            if (pool := self.pool_at_exit.pop(pid, None)) is not None:
+                self.recycling.append(pool)
             if pid in self.failed:
                 self.failed.discard(pid)
             else:

@@ -53,6 +53,9 @@ class Launcher:
         self._exits: dict[int, asyncio.Future] = {}
         self._broken = False
         self._on_lost = on_lost  # (pid, exit future) of a child whose helper died
+        # (container id, baseline or None): the helper kept an ended container's cgroups for a
+        # later one, or could not (a setup plan's ``pool`` step; ``cgroup_pool``)
+        self.on_pooled: Callable[[str, dict | None], None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -137,6 +140,10 @@ class Launcher:
             self._dispatch(msg)
 
     def _dispatch(self, msg: dict) -> None:
+        if "pooled" in msg:
+            if self.on_pooled is not None:
+                self.on_pooled(*msg["pooled"])
+            return
         if "exit" in msg:
             fut = self._exits.pop(msg["exit"], None)
             if fut is not None and not fut.done():
