@@ -32,7 +32,8 @@ def _reset(ctrl: str, d: str) -> None:
                      "memory.memsw.failcnt"):
             if os.path.exists(f"{d}/{name}"):
                 _zero(f"{d}/{name}")
-    # cpuacct.usage is not reset (its cpuacct.stat would stick at the old total): a baseline read
+    elif ctrl == "cpuacct" and os.path.exists(f"{d}/cpuacct.usage_user"):
+        _zero(f"{d}/cpuacct.usage")  # as recycle_cgroups does (the isolator reads usage_user/_sys)
 
 
 def _timed(n: int, step) -> tuple[float, float]:  # noqa: ANN001 - step(i)

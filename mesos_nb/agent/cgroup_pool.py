@@ -20,13 +20,15 @@ their memory cgroup never hit its limit (``oom_kill``, ``under_oom`` 0) and stil
 most :func:`max_leftover` bytes (the kernel keeps some slab and per-cpu charge of the ended
 task, all reclaimable: a /bin/true leaves 160-570 KiB here; ``memory.force_empty`` took
 0.15 s to drop it); it zeroes the memory peaks (``memory.max_usage_in_bytes``,
-``memory.failcnt``, the memsw ones) and reads the rest as a *baseline* (``cpuacct.stat`` ticks,
-``cpu.stat`` counters, the charge left and ``memory.stat``) that the isolator subtracts from
-the next container's statistics. ``cpuacct.usage`` is NOT zeroed (a task reading that file of
-its own cgroup sees the earlier tasks' CPU too): the kernel derives ``cpuacct.stat`` from it
-through ``cputime_adjust()``, which never shows less than it showed before, so after a reset
-``cpuacct.stat`` stayed at the ended container's total until the next one had burnt more, and a
-busy task read 0 CPU (the dashboard's CPU plot flat). Every limit file holds the new
+``memory.failcnt``, the memsw ones) and the CPU counters (``cpuacct.usage``, which zeroes
+``cpuacct.usage_user``/``_sys``: the isolator reads those, so a task never sees an earlier
+tenant's CPU) and reads the rest as a *baseline* (``cpu.stat`` counters, the charge left and
+``memory.stat``) that the isolator subtracts from the next container's statistics.
+``cpuacct.stat`` is not read where those files exist: the kernel derives it through
+``cputime_adjust()``, which never shows less than it showed before, so after a reset it stayed
+at the ended container's total until the next one had burnt more, and a busy task read 0 CPU
+(the dashboard's CPU plot flat). Kernels before 4.7 (no ``usage_user``) keep ``cpuacct.usage``
+and subtract ``cpuacct.stat`` as a baseline. Every limit file holds the new
 container's value (a fresh cgroup's where it sets none); the cgroup paths are named by its
 container id.
 

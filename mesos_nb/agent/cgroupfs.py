@@ -107,6 +107,9 @@ def _zero(path: str) -> bool:
         os.close(fd)
 
 
+CPU_USER_NS, CPU_SYS_NS = "cpuacct.usage_user", "cpuacct.usage_sys"  # ns, Linux 4.7+
+
+
 def recycle_cgroups(dirs: list[str], spec: dict) -> dict[str, int] | None:
     """Keep an ended container's cgroups (``dirs``) for a later one (``cgroup_pool``): when each
     is empty, its memory cgroup never hit its limit and charges at most ``spec["max"]`` bytes,
@@ -133,12 +136,19 @@ def recycle_cgroups(dirs: list[str], spec: dict) -> dict[str, int] | None:
                 ("memory.memsw.max_usage_in_bytes", "memory.memsw.failcnt") if spec.get("memsw") else ()):
             if not _zero(f"{mem}/{name}"):
                 return None
-    # Not zeroed: cpuacct.usage. cpuacct.stat is cpuacct.usage split by cputime_adjust(), which
-    # never lets it go below what it last showed: after a zeroed cpuacct.usage it stays at the
-    # ended container's total until the next one has burnt more (its CPU read as 0 till then).
-    for path in (acct and f"{acct}/cpuacct.stat", cpu and f"{cpu}/cpu.stat"):
-        if path:
-            base.update((k.decode(), int(v)) for k, v in (_kv(path) or {}).items())
+    # cpuacct.stat is cpuacct.usage split by cputime_adjust(), which never lets it go below what
+    # it last showed: after a zeroed cpuacct.usage it stays at the ended container's total until
+    # the next one has burnt more. Where the kernel has cpuacct.usage_user/_sys (4.7+: zeroed
+    # with cpuacct.usage, not adjusted) the counters are zeroed and read instead, so the next
+    # task sees only its own CPU, as in a fresh cgroup (not the earlier tenant's); on older
+    # kernels cpuacct.stat is read as the baseline.
+    if acct and os.path.exists(f"{acct}/{CPU_USER_NS}"):
+        if not _zero(f"{acct}/cpuacct.usage"):
+            return None
+    elif acct:
+        base.update((k.decode(), int(v)) for k, v in (_kv(f"{acct}/cpuacct.stat") or {}).items())
+    if cpu:
+        base.update((k.decode(), int(v)) for k, v in (_kv(f"{cpu}/cpu.stat") or {}).items())
     done: list[str] = []
     for old, new in zip(dirs, spec["to"], strict=True):
         try:

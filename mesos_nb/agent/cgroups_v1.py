@@ -15,7 +15,16 @@ from typing import Any
 
 from . import io_control
 from .cgroup_pool import PREFIX, Baseline, CgroupPool, is_stale, max_leftover, subtract
-from .cgroupfs import apply_plan, parse_kv, read_int, read_text, remove_cgroups, write_text
+from .cgroupfs import (
+    CPU_SYS_NS,
+    CPU_USER_NS,
+    apply_plan,
+    parse_kv,
+    read_int,
+    read_text,
+    remove_cgroups,
+    write_text,
+)
 from .isolator import CGROUP_ROOT, MIN_CPU_SHARES, NESTED, CgroupIsolator, Limits, keeps_memory
 
 
@@ -181,18 +190,27 @@ class CgroupsV1Isolator(CgroupIsolator):
         return [int(x) for x in text.split()]
 
     def usage(self, container_id: str) -> dict[str, Any] | None:
-        acct = parse_kv(read_text(os.path.join(self._dir("cpuacct", container_id), "cpuacct.stat")))
-        if not acct and not os.path.isdir(self._dir("cpuacct", container_id)):
-            return None
-        tick = os.sysconf("SC_CLK_TCK")
+        acct_dir = self._dir("cpuacct", container_id)
+        base = self._base.get(container_id)
+        if (user_ns := read_text(f"{acct_dir}/{CPU_USER_NS}")) is not None:
+            # ns counters, zeroed when a recycled cgroup is handed on (recycle_cgroups)
+            user, system = int(user_ns or 0) / 1e9, read_int(f"{acct_dir}/{CPU_SYS_NS}") / 1e9
+        else:  # kernels before 4.7: ticks, less a recycled cgroup's baseline
+            acct = parse_kv(read_text(f"{acct_dir}/cpuacct.stat"))
+            if not acct and not os.path.isdir(acct_dir):
+                return None
+            if base is not None:
+                acct = subtract(acct, base)
+            tick = os.sysconf("SC_CLK_TCK")
+            user, system = acct.get("user", 0) / tick, acct.get("system", 0) / tick
         mstat = self._mem_stats(container_id)
         cstat = parse_kv(read_text(os.path.join(self._dir("cpu", container_id), "cpu.stat")))
-        if (base := self._base.get(container_id)) is not None:
-            acct, cstat = subtract(acct, base), subtract(cstat, base)
+        if base is not None:
+            cstat = subtract(cstat, base)
         pids = self.pids(container_id)
         out: dict[str, Any] = {
-            "cpus_user_time_secs": round(acct.get("user", 0) / tick, 3),
-            "cpus_system_time_secs": round(acct.get("system", 0) / tick, 3),
+            "cpus_user_time_secs": round(user, 3),
+            "cpus_system_time_secs": round(system, 3),
             "cpus_nr_periods": cstat.get("nr_periods", 0),
             "cpus_nr_throttled": cstat.get("nr_throttled", 0),
             "cpus_throttled_time_secs": cstat.get("throttled_time", 0) / 1e9,
