@@ -228,7 +228,7 @@ def hops(tasks: list[dict[str, int]]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for name, chain in (("launch", LAUNCH), ("ack", ACK), ("relay", RELAY)):
-        out[name] = [(f"{a} -> {b}", med(a, b)) for a, b in zip(chain, chain[1:])]
+        out[name] = [(f"{a} -> {b}", med(a, b)) for a, b in zip(chain, chain[1:], strict=False)]
     # RUNNING's frame leaves after both the exec's reply and the ack: which came last, by how much
     acked_last = [t for t in tasks if "a.frame_in:AckUpdate" in t and "a.update:TASK_RUNNING" in t
                   and t["a.frame_in:AckUpdate"] > t["a.update:TASK_RUNNING"]]
