@@ -126,8 +126,10 @@ def install(role: str) -> None:
         from mesos_nb.agent import command_executor, launcher, process
         from mesos_nb.agent.status_updates import StatusUpdateManager
 
+        os.environ["LAUNCH_HOPS_HELPER_DIR"] = os.path.dirname(launcher.HELPER)  # what the wrapper imports
         launcher.HELPER = HELPER_WRAPPER
         hook(process, "decode_to_agent", after=_msgs("a.frame_in"))
+        hook(command_executor.CommandExecutor, "_launch_command_task", after=lambda *_: "a.run_task_queued")
         hook(command_executor.CommandExecutor, "_run_command_task", before=lambda *_: "a.run_task")
         hook(StatusUpdateManager, "update", before=lambda _s, u, *_: f"a.update:{u.status.state}")
         hook(launcher.Launcher, "launch", before=lambda *_: "a.helper_ask")
@@ -148,10 +150,10 @@ def _dump_at_exit(role: str) -> None:
 _HOOK = "    import bench.launch_hops as _H\n    _H.install({role!r})\n"
 
 # (from, to): the launch chain, the STARTING acknowledgement's round trip, and RUNNING's relay
-LAUNCH = ["f.accept_send", "m.call_in:ACCEPT", "m.frame_out:RUN_TASK", "a.frame_in:RunTask", "a.run_task",
-          "a.update:TASK_STARTING", "a.helper_ask", "h.request_in", "h.spawn", "h.exec_done", "h.reply_out",
+LAUNCH = ["f.accept_send", "m.call_in:ACCEPT", "m.frame_out:RUN_TASK", "a.frame_in:RunTask", "a.run_task_queued", "a.run_task", "a.helper_ask",
+          "h.request_in", "h.setup_done", "h.spawn", "h.exec_done", "h.reply_out",
           "a.helper_reply", "a.update:TASK_RUNNING"]
-ACK = ["a.update:TASK_STARTING", "a.frame_out:TASK_STARTING", "m.frame_in:StatusUpdate:TASK_STARTING",
+ACK = ["a.frame_in:RunTask", "a.update:TASK_STARTING", "a.frame_out:TASK_STARTING", "m.frame_in:StatusUpdate:TASK_STARTING",
        "m.event_out:TASK_STARTING", "f.chunk_in:TASK_STARTING", "f.update:TASK_STARTING", "f.ack_post",
        "m.call_in:ACKNOWLEDGE", "m.frame_out:ACK", "a.frame_in:AckUpdate"]
 RELAY = ["a.frame_out:TASK_RUNNING", "m.frame_in:StatusUpdate:TASK_RUNNING", "m.event_out:TASK_RUNNING",

@@ -13,7 +13,8 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mesos_nb", "agent"))
+sys.path.insert(0, os.environ.get("LAUNCH_HOPS_HELPER_DIR") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mesos_nb", "agent"))
 
 import launch_helper  # noqa: E402 - after its directory is on the path
 
@@ -37,6 +38,7 @@ def _traced(fn, before=None, after=None):
 
 H, S = launch_helper.Helper, launch_helper.Spawner
 H._launch = _traced(H._launch, before=lambda *_: "h.request_in")
+launch_helper.apply_plan = _traced(launch_helper.apply_plan, after="h.setup_done")  # (cgroups: mkdir, limits)
 S.spawn = _traced(S.spawn, before=lambda *_: "h.spawn", after="h.exec_done")
 H._confirm = _traced(H._confirm, after="h.exec_done")  # (the fork path: the exec pipe closed)
 H._flush = _traced(H._flush, before=lambda self: "h.reply_out" if self.out else None)

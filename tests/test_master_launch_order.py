@@ -1,5 +1,8 @@
-"""The master sends RUN_TASK to the agent before it answers the ACCEPT that caused it: the
-launch is on the ACCEPT → TASK_RUNNING path, the framework's 202 is not."""
+"""What is on the ACCEPT → TASK_RUNNING path leaves before what is not: the master sends
+RUN_TASK to the agent before it answers the ACCEPT that caused it, and the ACK that frees a
+task's next update (TASK_RUNNING waits for TASK_STARTING's) before it answers the
+ACKNOWLEDGE; the agent puts TASK_STARTING on the wire before it asks the launcher helper to
+start the task, so the acknowledgement's round trip runs while the helper spawns."""
 
 from __future__ import annotations
 
@@ -9,13 +12,17 @@ from aiohttp import web
 from conftest import async_wait_for
 from test_health_checks import OneTask
 
+from mesos_nb.agent import process as agent_process
+from mesos_nb.agent.launcher import Launcher
 from mesos_nb.local import LocalCluster
 from mesos_nb.master.server import MasterServer
 from mesos_nb.protocol import channel as ch
 from mesos_nb.scheduler import FrameworkInfo, SchedulerDriver, command_task
 
 
-async def test_run_task_leaves_for_the_agent_before_the_accept_is_answered(tmp_path, monkeypatch):
+def _spy(monkeypatch) -> list[str]:
+    """Record, in order: the master's answers to scheduler calls, the master's RUN_TASK and ACK
+    frames, the agent's TASK_STARTING frame and its request to the launcher helper."""
     order: list[str] = []
     handle = MasterServer.handle_scheduler
 
@@ -24,15 +31,32 @@ async def test_run_task_leaves_for_the_agent_before_the_accept_is_answered(tmp_p
         order.append(f"answered {json.loads(await request.read()).get('type')}")
         return resp
 
-    encode_frames = ch.encode_frames
+    def spied_encoder(encode, sender):
+        def spied_encode(batch, *a, **kw):  # a channel writer encodes a batch just before sending it
+            for x in batch:
+                if isinstance(x, ch.RunTask):
+                    order.append("run_task sent")
+                elif isinstance(x, ch.AckUpdate):
+                    order.append("ack sent")
+                elif isinstance(x, ch.StatusUpdate):
+                    order.append(f"{sender} sent {x.status.state}")
+            return encode(batch, *a, **kw)
+        return spied_encode
 
-    def spied_encode(batch, *a, **kw):  # the channel writer encodes a batch just before sending it
-        if any(isinstance(x, ch.RunTask) for x in batch):
-            order.append("run_task sent")
-        return encode_frames(batch, *a, **kw)
+    launch = Launcher.launch
+
+    async def spied_launch(self, **kw):
+        order.append("helper asked")
+        return await launch(self, **kw)
 
     monkeypatch.setattr(MasterServer, "handle_scheduler", spied_handle)  # before the routes are made
-    monkeypatch.setattr(ch, "encode_frames", spied_encode)
+    monkeypatch.setattr(ch, "encode_frames", spied_encoder(ch.encode_frames, "master"))
+    monkeypatch.setattr(agent_process, "encode_frames", spied_encoder(agent_process.encode_frames, "agent"))
+    monkeypatch.setattr(Launcher, "launch", spied_launch)
+    return order
+
+
+async def _one_task(tmp_path) -> None:
     cluster = LocalCluster(agents=1, port=0, work_dir=str(tmp_path / "c"), agent_resources="cpus:1;mem:256",
                            isolation="posix")
     await cluster.start()
@@ -40,9 +64,31 @@ async def test_run_task_leaves_for_the_agent_before_the_accept_is_answered(tmp_p
         s = OneTask(lambda offer: command_task(offer, "/bin/true", cpus=0.1, mem=16, task_id="t1"))
         d = SchedulerDriver(s, FrameworkInfo(user="tester", name="order"), cluster.master_address)
         await d.start()
-        await async_wait_for(lambda: any(u.state in ("TASK_RUNNING", "TASK_FINISHED") for u in s.updates), 20)
+        await async_wait_for(lambda: any(u.state == "TASK_FINISHED" for u in s.updates), 20)
         await d.stop()
     finally:
         await cluster.stop()
-    assert "run_task sent" in order and "answered ACCEPT" in order, order
-    assert order.index("run_task sent") < order.index("answered ACCEPT"), order
+
+
+def _before(order: list[str], first: str, then: str) -> None:
+    assert first in order and then in order, order
+    assert order.index(first) < order.index(then), order
+
+
+async def test_run_task_leaves_for_the_agent_before_the_accept_is_answered(tmp_path, monkeypatch):
+    order = _spy(monkeypatch)
+    await _one_task(tmp_path)
+    _before(order, "run_task sent", "answered ACCEPT")
+
+
+async def test_the_ack_leaves_for_the_agent_before_the_acknowledge_is_answered(tmp_path, monkeypatch):
+    order = _spy(monkeypatch)
+    await _one_task(tmp_path)
+    _before(order, "ack sent", "answered ACKNOWLEDGE")  # TASK_STARTING's: TASK_RUNNING waits for it
+
+
+async def test_task_starting_is_on_the_wire_before_the_launcher_helper_is_asked(tmp_path, monkeypatch):
+    order = _spy(monkeypatch)
+    await _one_task(tmp_path)
+    _before(order, "agent sent TASK_STARTING", "helper asked")
+    _before(order, "helper asked", "agent sent TASK_RUNNING")
