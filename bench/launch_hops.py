@@ -20,7 +20,6 @@ how often RUNNING's frame waited for the ack rather than for the exec.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import atexit
 import functools
@@ -135,15 +134,16 @@ def install(role: str) -> None:
         hook(launcher.Launcher, "launch", before=lambda *_: "a.helper_ask")
         hook(launcher.Launcher, "_dispatch", before=lambda _s, msg: "a.helper_reply" if "pid" in msg else None)
         hook(ClientWebSocketResponse, "send_str", before=_in("a.frame_out"))
-    _dump_at_exit(role)
+    dump_at_exit(EVENTS, "LAUNCH_HOPS_DIR", role)
 
 
-def _dump_at_exit(role: str) -> None:
-    out = os.environ.get("LAUNCH_HOPS_DIR")
+def dump_at_exit(events: list, env: str, role: str) -> None:
+    """At this process's exit, ``events`` as JSON to ``$env/ROLE-PID.json`` (if ``env`` is set)."""
+    out = os.environ.get(env)
     if out:
         def dump() -> None:
             with open(os.path.join(out, f"{role}-{os.getpid()}.json"), "w") as f:
-                json.dump(EVENTS, f)
+                json.dump(events, f)
         atexit.register(dump)
 
 
@@ -161,8 +161,11 @@ RELAY = ["a.frame_out:TASK_RUNNING", "m.frame_in:StatusUpdate:TASK_RUNNING", "m.
 
 
 def _sdk_hooks() -> None:
-    from mesos_nb.scheduler import driver, sender
+    from mesos_nb.scheduler import calls, driver, sender
 
+    hook(calls.SchedulerCalls, "launch", before=lambda *_: "f.accept_send")
+    hook(driver.SchedulerDriver, "_callback",
+         before=lambda _s, name, *a: f"f.update:{a[0].state}" if name == "update" else None)
     hook(driver, "_read_chunk", after=lambda chunk, *_: f"f.chunk_in:{s}" if (s := states(chunk)) else None)
     hook(sender.CallSender, "post", before=lambda _s, _m, body, *_: "f.ack_post" if b'"ACKNOWLEDGE"' in body else None)
 
@@ -185,25 +188,8 @@ async def run(n: int, work_dir: str, isolation: str) -> list[dict[str, int]]:
     lt._SERVE = _Serve()  # type: ignore[assignment]
     _sdk_hooks()
 
-    class Traced(_OneAtATime):
-        async def offers(self, driver: Any, offers: list[Any]) -> None:
-            launch = driver.launch
-
-            async def traced(*a: Any, **kw: Any) -> Any:
-                mark("f.accept_send")
-                return await launch(*a, **kw)
-            driver.launch = traced
-            try:
-                await super().offers(driver, offers)
-            finally:
-                driver.launch = launch
-
-        async def update(self, driver: Any, status: Any) -> None:
-            mark(f"f.update:{status.state}")
-            await super().update(driver, status)
-
     try:
-        await drive(Traced(n + 3), work_dir, isolation, "launch-hops")
+        await drive(_OneAtATime(n + 3), work_dir, isolation, "launch-hops")
     finally:
         lt._SERVE = serve
     events = list(EVENTS)
@@ -244,12 +230,9 @@ def hops(tasks: list[dict[str, int]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-n", type=int, default=60)
-    ap.add_argument("--work-dir", default="/dev/shm" if os.path.isdir("/dev/shm") else "/var/tmp")
-    ap.add_argument("--isolation", default="posix")
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args(argv)
+    from .launch_latency import options
+
+    a = options(__doc__ or "", 60).parse_args(argv)
     load = os.getloadavg()[0]
     tasks = run_loop(run(a.n, a.work_dir, a.isolation))
     r = hops(tasks)
