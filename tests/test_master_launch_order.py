@@ -1,8 +1,7 @@
 """What is on the ACCEPT → TASK_RUNNING path leaves before what is not: the master sends
 RUN_TASK to the agent before it answers the ACCEPT that caused it, and the ACK that frees a
 task's next update (TASK_RUNNING waits for TASK_STARTING's) before it answers the
-ACKNOWLEDGE; the agent puts TASK_STARTING on the wire before it asks the launcher helper to
-start the task, so the acknowledgement's round trip runs while the helper spawns."""
+ACKNOWLEDGE."""
 
 from __future__ import annotations
 
@@ -12,8 +11,6 @@ from aiohttp import web
 from conftest import async_wait_for
 from test_health_checks import OneTask
 
-from mesos_nb.agent import process as agent_process
-from mesos_nb.agent.launcher import Launcher
 from mesos_nb.local import LocalCluster
 from mesos_nb.master.server import MasterServer
 from mesos_nb.protocol import channel as ch
@@ -21,8 +18,7 @@ from mesos_nb.scheduler import FrameworkInfo, SchedulerDriver, command_task
 
 
 def _spy(monkeypatch) -> list[str]:
-    """Record, in order: the master's answers to scheduler calls, the master's RUN_TASK and ACK
-    frames, the agent's TASK_STARTING frame and its request to the launcher helper."""
+    """Record, in order: the master's answers to scheduler calls and its RUN_TASK and ACK frames."""
     order: list[str] = []
     handle = MasterServer.handle_scheduler
 
@@ -31,28 +27,18 @@ def _spy(monkeypatch) -> list[str]:
         order.append(f"answered {json.loads(await request.read()).get('type')}")
         return resp
 
-    def spied_encoder(encode, sender):
-        def spied_encode(batch, *a, **kw):  # a channel writer encodes a batch just before sending it
-            for x in batch:
-                if isinstance(x, ch.RunTask):
-                    order.append("run_task sent")
-                elif isinstance(x, ch.AckUpdate):
-                    order.append("ack sent")
-                elif isinstance(x, ch.StatusUpdate):
-                    order.append(f"{sender} sent {x.status.state}")
-            return encode(batch, *a, **kw)
-        return spied_encode
+    encode_frames = ch.encode_frames
 
-    launch = Launcher.launch
-
-    async def spied_launch(self, **kw):
-        order.append("helper asked")
-        return await launch(self, **kw)
+    def spied_encode(batch, *a, **kw):  # the channel writer encodes a batch just before sending it
+        for x in batch:
+            if isinstance(x, ch.RunTask):
+                order.append("run_task sent")
+            elif isinstance(x, ch.AckUpdate):
+                order.append("ack sent")
+        return encode_frames(batch, *a, **kw)
 
     monkeypatch.setattr(MasterServer, "handle_scheduler", spied_handle)  # before the routes are made
-    monkeypatch.setattr(ch, "encode_frames", spied_encoder(ch.encode_frames, "master"))
-    monkeypatch.setattr(agent_process, "encode_frames", spied_encoder(agent_process.encode_frames, "agent"))
-    monkeypatch.setattr(Launcher, "launch", spied_launch)
+    monkeypatch.setattr(ch, "encode_frames", spied_encode)
     return order
 
 
@@ -85,10 +71,3 @@ async def test_the_ack_leaves_for_the_agent_before_the_acknowledge_is_answered(t
     order = _spy(monkeypatch)
     await _one_task(tmp_path)
     _before(order, "ack sent", "answered ACKNOWLEDGE")  # TASK_STARTING's: TASK_RUNNING waits for it
-
-
-async def test_task_starting_is_on_the_wire_before_the_launcher_helper_is_asked(tmp_path, monkeypatch):
-    order = _spy(monkeypatch)
-    await _one_task(tmp_path)
-    _before(order, "agent sent TASK_STARTING", "helper asked")
-    _before(order, "helper asked", "agent sent TASK_RUNNING")

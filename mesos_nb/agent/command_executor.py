@@ -81,16 +81,15 @@ class CommandExecutor:
             self._checkpoint_launch(fw, ex, [entry])
         except OSError:
             logger.exception("checkpoint failed agent=%s framework=%s task=%s", self.agent_id, fw_id, task_id)
-        # TASK_STARTING is queued before the launch's task exists, so the channel's writer (woken
-        # first) puts it on the wire before the launcher helper is asked: its acknowledgement
-        # (framework → master → here; TASK_RUNNING must wait for it, one update in flight per
-        # task) travels while the helper spawns. Asked first, the helper and its child took the
-        # CPU and the frame left only after them (bench.launch_hops: 0.36 ms after the update).
-        self._update(entry, "TASK_STARTING")
         self._spawn(self._run_command_task(fw, ex, entry))
 
     async def _run_command_task(self, fw: FrameworkEntry, ex: ExecutorEntry, task: TaskEntry) -> None:
         fw_id, task_id = ex.framework_id, task.task_id
+        # TASK_STARTING leaves while the container starts (the launcher helper forks it; the
+        # containerizer's own blocking Popen path yields first): its acknowledgement (framework →
+        # master → here) travels meanwhile, and TASK_RUNNING, which must wait for it (one update
+        # in flight per task), goes out as soon as the process runs.
+        self._update(task, "TASK_STARTING")
         cmd = task.info.command
         if cmd is not None and cmd.uris and not task.kill_requested:
             error = await self._fetch(ex, cmd.uris)
