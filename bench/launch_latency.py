@@ -101,13 +101,18 @@ async def run(n: int, work_dir: str, isolation: str) -> dict[str, Any]:
             **{f"{k}_cpu_ms_per_task": v for k, v in sched.cpu_ms.items()}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-n", type=int, default=40)
+def options(doc: str, n: int) -> argparse.ArgumentParser:
+    """The one-task-at-a-time benches' options: ``-n``, ``--work-dir``, ``--isolation``, ``--json``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=n)
     ap.add_argument("--work-dir", default="/dev/shm" if os.path.isdir("/dev/shm") else "/var/tmp")
     ap.add_argument("--isolation", default="posix")
     ap.add_argument("--json", action="store_true")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = options(__doc__ or "", 40).parse_args(argv)
     r = run_loop(run(a.n, a.work_dir, a.isolation))
     print(json.dumps(r, indent=None if a.json else 2))
     return 0

@@ -15,7 +15,6 @@ the previous hop, over all tasks but the first three.
 from __future__ import annotations
 
 import argparse
-import atexit
 import functools
 import importlib
 import inspect
@@ -126,12 +125,9 @@ def install(role: str) -> None:
                 _mark(f"{role[0]}.frame_out{extra}")
             return _enc(batch, *a, **kw)
         mod.encode_frames = encode_frames
-    out = os.environ.get("LAUNCH_TRACE_DIR")
-    if out:
-        def dump() -> None:
-            with open(os.path.join(out, f"{role}-{os.getpid()}.json"), "w") as f:
-                json.dump(EVENTS, f)
-        atexit.register(dump)
+    from .launch_hops import dump_at_exit
+
+    dump_at_exit(EVENTS, "LAUNCH_TRACE_DIR", role)
 
 
 _HOOK = "    import bench.launch_trace as _T\n    _T.install({role!r})\n"

@@ -120,8 +120,8 @@ class SchedulerApi:
             return _text(e.status, e.message)
         finally:
             self.flush()
-        if t == "ACCEPT":
-            await asyncio.sleep(0)  # the channel writer sends RUN_TASK first: it, not the 202, is on the launch path
+        if t in ("ACCEPT", "ACKNOWLEDGE"):  # RUN_TASK / the ACK that frees TASK_RUNNING is on the launch path,
+            await asyncio.sleep(0)  # not the 202: the channel writer sends it first
         return web.Response(status=202)
 
     async def _subscribe(self, request: web.Request, call: m.Call) -> web.StreamResponse:
