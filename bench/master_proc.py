@@ -14,7 +14,8 @@
 * ``GET /bench/stats`` answering both as JSON (``?reset=1`` clears them) plus pid, RSS, CPU.
 
 The master runs with the collector policy of ``mesos-nb master`` (:mod:`mesos_nb.master.gcpolicy`);
-``--gc-threshold A,B,C`` sets ``gc.set_threshold`` instead (``--gc-threshold default``: CPython's
+``BENCH_GC_FULL=0`` leaves out its full collections; ``POST /bench/frozen_garbage`` counts the
+frozen objects that were garbage (a whole-heap collection: diagnostic). ``--gc-threshold A,B,C`` sets ``gc.set_threshold`` instead (``--gc-threshold default``: CPython's
 own, no policy), to compare; ``--no-feed`` leaves the web UI's utilization feed unstarted (to measure what it costs).
 It prints ``ready <port> <pid>`` on stdout once listening. :class:`MasterProcess` starts it
 as a subprocess for the benchmarks and reads ``/bench/stats``.
@@ -395,7 +396,8 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
         alt = os.environ.get("BENCH_GCPOLICY_THRESHOLD")  # the policy with other thresholds (A/B)
         if alt:
             gcpolicy.THRESHOLD = tuple(int(x) for x in alt.split(","))  # type: ignore[assignment]
-        gcpolicy.install()  # as `mesos-nb master` does
+        # as `mesos-nb master` does; BENCH_GC_FULL=0: without its full collections (A/B, gc_soak)
+        gcpolicy.install(full_ratio=None if os.environ.get("BENCH_GC_FULL") == "0" else gcpolicy.FULL_RATIO)
     srv.core.allocate = stats.time_allocate(srv.core.allocate)  # type: ignore[method-assign]
     stats.watch_allocator(srv.core.allocator)
     stats.watch_turns(asyncio.get_running_loop())
@@ -432,7 +434,19 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
             stats.reset()
         return web.json_response(snap)
 
+    async def frozen_garbage(request: web.Request) -> web.Response:
+        """Diagnostic (it pauses the master for a whole-heap collection): how many frozen objects
+        were garbage: unfreeze, collect everything, freeze again; the RSS before and after."""
+        rss0, frozen0, t0 = me.memory_info().rss, gc.get_freeze_count(), time.perf_counter()
+        gc.unfreeze()
+        freed = gc.collect(2)
+        pause = time.perf_counter() - t0
+        gc.freeze()
+        return web.json_response({"frozen_before": frozen0, "freed": freed, "frozen_after": gc.get_freeze_count(),
+                                  "pause_s": pause, "rss_before": rss0, "rss_after": me.memory_info().rss})
+
     srv.app.router.add_get("/bench/stats", bench_stats)
+    srv.app.router.add_post("/bench/frozen_garbage", frozen_garbage)
     if os.environ.get("BENCH_TURN_BUDGET") == "0":  # A/B: the master without its per-turn budget
         from mesos_nb.master.turn_budget import TurnBudget
 

@@ -1,0 +1,233 @@
+"""Soak: the master's memory over many minutes of production-like churn, with its collector
+policy (:mod:`mesos_nb.master.gcpolicy`) freezing what every collection leaves.
+
+A real master (``bench.master_proc``, the policy of ``mesos-nb master``) and, in this process,
+emulated agents (``bench.emulated_agents``, the real agent channel) and frameworks (the real
+scheduler driver) that churn as a long-lived master sees it:
+
+* frameworks subscribe, launch short tasks (0.1-0.5 s), get their updates and acknowledge them,
+  then (all ended, or after ``--life`` s) TEARDOWN, or disconnect and let their failover timeout (1 s) remove them (alternately);
+  ``--frameworks`` of them alive at once, each replaced as it ends;
+* agents come and go: a group of ``--churn-agents`` registers every ``--agent-period`` s and
+  the oldest group leaves (UNREGISTER, or every third time its channel just drops);
+* ``/master/state`` read every ``--state-period`` s.
+
+Every minute (and at the start) it records the master's RSS, its frozen objects
+(``master/gc_frozen_objects`` in ``/metrics/snapshot``), the full collections the policy ran
+and the tasks finished. At the end, the diagnostic ``POST /bench/frozen_garbage``: how many
+frozen objects were garbage (unfreeze and collect everything) and the RSS it gives back.
+
+``BENCH_GC_FULL=0`` in the environment runs the master without the policy's full collections
+(the A/B). ``python -m bench.gc_soak --minutes 10 [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import psutil
+
+from mesos_nb.protocol.messages import FrameworkInfo, TaskStatus, is_terminal
+from mesos_nb.protocol.resources import Resources
+from mesos_nb.scheduler import Scheduler, SchedulerDriver
+
+from .emulated_agents import EmulatedAgents
+from .harness import machine, run_loop
+from .master_proc import MasterProcess
+from .nsdi import TASK, make_task
+
+
+class Churn(Scheduler):
+    """Launches ``n`` short tasks, then says it is done (every one terminal)."""
+
+    def __init__(self, name: str, n: int, rng: random.Random) -> None:
+        self.name = name
+        self.n = n
+        self.rng = rng
+        self.launched = 0
+        self.terminal = 0
+        self.done = asyncio.Event()
+        self.one = Resources.scalars_of(**TASK)
+
+    async def offers(self, driver: SchedulerDriver, offers: list[Any]) -> None:
+        spare = []
+        for o in offers:
+            have = Resources.from_proto(o.resources)
+            tasks = []
+            while self.launched < self.n and have.contains(self.one):
+                have = have - self.one
+                self.launched += 1
+                tasks.append(make_task(o, f"{self.name}-{self.launched}", self.rng.uniform(0.1, 0.5)))
+            if tasks:
+                await driver.launch([o.id], tasks)
+            else:
+                spare.append(o.id)
+        if spare:
+            await driver.decline(spare, refuse_seconds=1.0)
+
+    def update(self, driver: SchedulerDriver, status: TaskStatus) -> None:
+        if is_terminal(status.state):
+            self.terminal += 1
+            if self.terminal >= self.n:
+                self.done.set()
+
+
+class Soak:
+    def __init__(self, master: MasterProcess, a: argparse.Namespace) -> None:
+        self.m = master
+        self.a = a
+        self.rng = random.Random(a.seed)
+        self.tasks_done = 0
+        self.frameworks_done = 0
+        self.framework_errors = 0
+        self.agent_groups = 0
+        self.state_reads = 0
+
+    async def framework(self, slot: int) -> None:
+        """One framework's life after another, in this slot, until cancelled."""
+        life = 0
+        while True:
+            life += 1
+            s = Churn(f"soak{slot}-{life}", self.a.tasks, self.rng)
+            d = SchedulerDriver(s, FrameworkInfo(user="bench", name=s.name, failover_timeout=1.0),
+                                self.m.address, start_timeout=60, call_timeout=60)
+            try:
+                await d.start()
+                # tasks on an agent whose channel dropped end only when the master gives the agent
+                # up (75 s): the framework tears down (killing them) or leaves before that
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(s.done.wait(), self.a.life)
+            except Exception as e:  # counted, the soak goes on
+                self.framework_errors += 1
+                if self.framework_errors <= 3:
+                    print(f"{s.name}: {type(e).__name__}: {e}", file=sys.stderr)
+            finally:
+                with contextlib.suppress(Exception):
+                    await d.stop(failover=life % 2 == 0)  # TEARDOWN, or drop the stream (failover 1 s)
+            self.tasks_done += s.terminal
+            self.frameworks_done += 1
+
+    async def agents(self, secret: str) -> None:
+        groups: list[EmulatedAgents] = []
+        n = 0
+        try:
+            while True:
+                n += 1
+                g = EmulatedAgents(self.m.address, self.a.churn_agents, secret=secret,
+                                   hostname_prefix=f"churn{n}", register_timeout=60)
+                await g.start()
+                groups.append(g)
+                self.agent_groups += 1
+                if len(groups) > 2:
+                    old = groups.pop(0)
+                    await old.stop(unregister=n % 3 != 0)  # every third group just drops its channel
+                await asyncio.sleep(self.a.agent_period)
+        finally:
+            for g in groups:
+                await g.stop()
+
+    async def read_state(self) -> None:
+        async with aiohttp.ClientSession() as http:
+            while True:
+                async with http.get(self.m.url + "/master/state") as r:
+                    await r.read()
+                self.state_reads += 1
+                await asyncio.sleep(self.a.state_period)
+
+    async def sample(self, t0: float) -> dict[str, Any]:
+        snap = await asyncio.to_thread(self.m.get_json, "/metrics/snapshot")
+        return {"t_min": round((time.monotonic() - t0) / 60, 2),
+                "rss_mib": round(psutil.Process(self.m.pid).memory_info().rss / 2**20, 1),
+                "frozen": snap.get("master/gc_frozen_objects"),
+                "full_collections": snap.get("master/gc_full_collections"),
+                "full_freed": snap.get("master/gc_full_collection_freed"),
+                "full_max_ms": snap.get("master/gc_full_collection_max_ms"),
+                "tasks_done": self.tasks_done, "frameworks_done": self.frameworks_done,
+                "load_1min": round(os.getloadavg()[0], 2)}
+
+
+async def run(a: argparse.Namespace, log: Any = print) -> dict[str, Any]:
+    secret = "soak-" + str(random.Random(a.seed).getrandbits(64))
+    full = os.environ.get("BENCH_GC_FULL") != "0"
+    out: dict[str, Any] = {"minutes": a.minutes, "mitigation": full, "frameworks": a.frameworks,
+                           "tasks_per_framework": a.tasks, "machine": machine(), "samples": []}
+    with MasterProcess(secret=secret, allocation_interval=0.2) as m:
+        soak = Soak(m, a)
+        base = EmulatedAgents(m.address, a.agents, secret=secret, hostname_prefix="base")
+        await base.start()
+        t0 = time.monotonic()
+        loop = asyncio.get_running_loop()
+        work = [loop.create_task(soak.framework(i)) for i in range(a.frameworks)]
+        work += [loop.create_task(soak.agents(secret)), loop.create_task(soak.read_state())]
+        try:
+            end = t0 + a.minutes * 60
+            nxt = t0
+            while True:
+                if nxt <= time.monotonic():
+                    s = await soak.sample(t0)
+                    out["samples"].append(s)
+                    log(json.dumps(s))
+                    nxt += a.sample_period
+                if time.monotonic() >= end:
+                    break
+                for w in work:
+                    if w.done() and w.exception() is not None:
+                        raise w.exception()  # type: ignore[misc]
+                await asyncio.sleep(min(1.0, max(0.0, min(nxt, end) - time.monotonic())))
+        finally:
+            for w in work:
+                w.cancel()
+            await asyncio.gather(*work, return_exceptions=True)
+            await base.stop()
+        out["last"] = await soak.sample(t0)
+        out["frozen_garbage"] = await asyncio.to_thread(_post_json, m.url + "/bench/frozen_garbage")
+        out.update(tasks_done=soak.tasks_done, frameworks_done=soak.frameworks_done,
+                   framework_errors=soak.framework_errors, agent_groups=soak.agent_groups,
+                   state_reads=soak.state_reads)
+    return out
+
+
+def _post_json(url: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=300) as r:
+        return json.loads(r.read())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="the master's RSS and frozen objects over minutes of churn")
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--sample-period", type=float, default=60.0, help="seconds between samples")
+    ap.add_argument("--agents", type=int, default=20, help="agents that stay")
+    ap.add_argument("--churn-agents", type=int, default=10, help="agents per group that comes and goes")
+    ap.add_argument("--agent-period", type=float, default=10.0)
+    ap.add_argument("--frameworks", type=int, default=4, help="frameworks alive at once")
+    ap.add_argument("--tasks", type=int, default=40, help="tasks per framework life")
+    ap.add_argument("--life", type=float, default=15.0, help="a framework's longest life, seconds")
+    ap.add_argument("--state-period", type=float, default=2.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", action="store_true", help="one JSON object on stdout, samples on stderr")
+    a = ap.parse_args(argv)
+    log = (lambda s: print(s, file=sys.stderr, flush=True)) if a.json else (lambda s: print(s, flush=True))
+    r = run_loop(run(a, log))
+    if a.json:
+        print(json.dumps(r))
+    else:
+        g = r["frozen_garbage"]
+        print(f"RSS {r['samples'][0]['rss_mib']} -> {r['last']['rss_mib']} MiB over {a.minutes:g} min "
+              f"(mitigation {'on' if r['mitigation'] else 'off'}); frozen garbage at the end: {g['freed']} "
+              f"of {g['frozen_before']} frozen, RSS {g['rss_before'] / 2**20:.1f} -> {g['rss_after'] / 2**20:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
