@@ -5,7 +5,7 @@ A real master (``bench.master_proc``, the policy of ``mesos-nb master``) and, in
 emulated agents (``bench.emulated_agents``, the real agent channel) and frameworks (the real
 scheduler driver) that churn as a long-lived master sees it:
 
-* frameworks subscribe, launch short tasks (0.1-0.5 s), get their updates and acknowledge them,
+* frameworks subscribe, launch short tasks (0.3 s on average), get their updates and acknowledge them,
   then (all ended, or after ``--life`` s) TEARDOWN, or disconnect and let their failover timeout (1 s) remove them (alternately);
   ``--frameworks`` of them alive at once, each replaced as it ends;
 * agents come and go: a group of ``--churn-agents`` registers every ``--agent-period`` s and
@@ -18,7 +18,8 @@ and the tasks finished. At the end, the diagnostic ``POST /bench/frozen_garbage`
 frozen objects were garbage (unfreeze and collect everything) and the RSS it gives back.
 
 ``BENCH_GC_FULL=0`` in the environment runs the master without the policy's full collections
-(the A/B). ``python -m bench.gc_soak --minutes 10 [--json]``.
+(the A/B). ``python -m bench.gc_soak --minutes 10 [--json]``; ``--pause-objects N`` only times the
+full collection's pause at a synthetic heap of N objects (pause against heap size).
 """
 
 from __future__ import annotations
@@ -36,49 +37,36 @@ from typing import Any
 import aiohttp
 import psutil
 
-from mesos_nb.protocol.messages import FrameworkInfo, TaskStatus, is_terminal
-from mesos_nb.protocol.resources import Resources
-from mesos_nb.scheduler import Scheduler, SchedulerDriver
+from mesos_nb.protocol.messages import FrameworkInfo, TaskStatus
+from mesos_nb.scheduler import SchedulerDriver
 
 from .emulated_agents import EmulatedAgents
 from .harness import machine, run_loop
 from .master_proc import MasterProcess
-from .nsdi import TASK, make_task
+from .nsdi import Busy
 
 
-class Churn(Scheduler):
-    """Launches ``n`` short tasks, then says it is done (every one terminal)."""
+class Churn(Busy):
+    """Launches ``n`` short tasks (0.3 s on average), then says it is done (every one terminal)."""
 
     def __init__(self, name: str, n: int, rng: random.Random) -> None:
-        self.name = name
-        self.n = n
-        self.rng = rng
-        self.launched = 0
-        self.terminal = 0
+        super().__init__(name, n, 0.3, rng, refuse=1.0)
+        self.total = n
         self.done = asyncio.Event()
-        self.one = Resources.scalars_of(**TASK)
+
+    @property
+    def terminal(self) -> int:
+        return self.finished + self.lost
 
     async def offers(self, driver: SchedulerDriver, offers: list[Any]) -> None:
-        spare = []
-        for o in offers:
-            have = Resources.from_proto(o.resources)
-            tasks = []
-            while self.launched < self.n and have.contains(self.one):
-                have = have - self.one
-                self.launched += 1
-                tasks.append(make_task(o, f"{self.name}-{self.launched}", self.rng.uniform(0.1, 0.5)))
-            if tasks:
-                await driver.launch([o.id], tasks)
-            else:
-                spare.append(o.id)
-        if spare:
-            await driver.decline(spare, refuse_seconds=1.0)
+        await super().offers(driver, offers)
+        if self.launched >= self.total:
+            self.target = 0  # no more launches: the offers to come are declined
 
     def update(self, driver: SchedulerDriver, status: TaskStatus) -> None:
-        if is_terminal(status.state):
-            self.terminal += 1
-            if self.terminal >= self.n:
-                self.done.set()
+        super().update(driver, status)
+        if self.terminal >= self.total:
+            self.done.set()
 
 
 class Soak:
@@ -196,6 +184,31 @@ async def run(a: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     return out
 
 
+def full_pause(objects: int) -> dict[str, Any]:
+    """The pause of the policy's full collection at a heap of ``objects`` tracked objects, shaped
+    like a master's records (a dict with a list and a small object each: 3 per record), frozen
+    as the policy leaves them; run in a fresh process per size (``--pause-objects``)."""
+    import gc
+
+    class Rec:
+        __slots__ = ("id", "res")
+
+    def rec(i: int) -> dict[str, Any]:
+        r = Rec()
+        r.id, r.res = i, [i]
+        return {"id": str(i), "r": r}
+
+    heap = [rec(i) for i in range(objects // 3)]
+    gc.freeze()
+    t0, c0 = time.perf_counter(), time.thread_time()
+    gc.unfreeze()
+    gc.collect(2)
+    gc.freeze()
+    return {"objects": gc.get_freeze_count(), "records": len(heap), "pause_s": round(time.perf_counter() - t0, 4),
+            "cpu_s": round(time.thread_time() - c0, 4),
+            "rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1), "load_1min": os.getloadavg()[0]}
+
+
 def _post_json(url: str) -> Any:
     import urllib.request
 
@@ -216,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-period", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout, samples on stderr")
+    ap.add_argument("--pause-objects", type=int, help="only time a full collection at a heap of this many objects")
     a = ap.parse_args(argv)
+    if a.pause_objects:
+        print(json.dumps(full_pause(a.pause_objects)))
+        return 0
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if a.json else (lambda s: print(s, flush=True))
     r = run_loop(run(a, log))
     if a.json:
