@@ -15,7 +15,8 @@ scheduler driver) that churn as a long-lived master sees it:
 Every minute (and at the start) it records the master's RSS, its frozen objects
 (``master/gc_frozen_objects`` in ``/metrics/snapshot``), the full collections the policy ran
 and the tasks finished. At the end, the diagnostic ``POST /bench/frozen_garbage``: how many
-frozen objects were garbage (unfreeze and collect everything) and the RSS it gives back.
+frozen objects were garbage (unfreeze and collect everything: ``frozen_before - frozen_after``;
+``freed`` counts only those in the cycles, not what they held) and the RSS it gives back.
 
 ``BENCH_GC_FULL=0`` in the environment runs the master without the policy's full collections
 (the A/B). ``python -m bench.gc_soak --minutes 10 [--json]``; ``--pause-objects N`` only times the
@@ -153,6 +154,8 @@ async def run(a: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         base = EmulatedAgents(m.address, a.agents, secret=secret, hostname_prefix="base")
         await base.start()
         t0 = time.monotonic()
+        early: dict[str, int] | None = None
+        early_g: dict[str, Any] = {}
         loop = asyncio.get_running_loop()
         work = [loop.create_task(soak.framework(i)) for i in range(a.frameworks)]
         work += [loop.create_task(soak.agents(secret)), loop.create_task(soak.read_state())]
@@ -160,6 +163,9 @@ async def run(a: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             end = t0 + a.minutes * 60
             nxt = t0
             while True:
+                if early is None and a.diagnose_at is not None and time.monotonic() - t0 >= a.diagnose_at * 60:
+                    early_g = await asyncio.to_thread(_post_json, m.url + "/bench/frozen_garbage?types=1")
+                    early = early_g.pop("types")
                 if nxt <= time.monotonic():
                     s = await soak.sample(t0)
                     out["samples"].append(s)
@@ -177,7 +183,12 @@ async def run(a: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             await asyncio.gather(*work, return_exceptions=True)
             await base.stop()
         out["last"] = await soak.sample(t0)
-        out["frozen_garbage"] = await asyncio.to_thread(_post_json, m.url + "/bench/frozen_garbage")
+        out["frozen_garbage"] = await asyncio.to_thread(_post_json, m.url + "/bench/frozen_garbage?types=1")
+        types = out["frozen_garbage"].pop("types")
+        if early is not None:  # which types grew between the two diagnostics (a leak's records)
+            grown = {k: v - early.get(k, 0) for k, v in types.items()}
+            out["types_grown"] = dict(sorted(grown.items(), key=lambda kv: -kv[1])[:15])
+            out["diagnose_early"] = early_g
         out.update(tasks_done=soak.tasks_done, frameworks_done=soak.frameworks_done,
                    framework_errors=soak.framework_errors, agent_groups=soak.agent_groups,
                    state_reads=soak.state_reads)
@@ -229,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-period", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout, samples on stderr")
+    ap.add_argument("--diagnose-at", type=float, help="minute of a first frozen-garbage diagnostic: "
+                    "the types that grew between it and the end are reported (it collects everything)")
     ap.add_argument("--pause-objects", type=int, help="only time a full collection at a heap of this many objects")
     a = ap.parse_args(argv)
     if a.pause_objects:
@@ -241,8 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         g = r["frozen_garbage"]
         print(f"RSS {r['samples'][0]['rss_mib']} -> {r['last']['rss_mib']} MiB over {a.minutes:g} min "
-              f"(mitigation {'on' if r['mitigation'] else 'off'}); frozen garbage at the end: {g['freed']} "
-              f"of {g['frozen_before']} frozen, RSS {g['rss_before'] / 2**20:.1f} -> {g['rss_after'] / 2**20:.1f} MiB")
+              f"(mitigation {'on' if r['mitigation'] else 'off'}); frozen garbage at the end: "
+              f"{g['frozen_before'] - g['frozen_after']} of {g['frozen_before']} frozen objects ({g['freed']} in "
+              f"cycles, the rest held by them), RSS {g['rss_before'] / 2**20:.1f} -> {g['rss_after'] / 2**20:.1f} MiB")
     return 0
 
 

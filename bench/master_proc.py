@@ -15,7 +15,8 @@
 
 The master runs with the collector policy of ``mesos-nb master`` (:mod:`mesos_nb.master.gcpolicy`);
 ``BENCH_GC_FULL=0`` leaves out its full collections; ``POST /bench/frozen_garbage`` counts the
-frozen objects that were garbage (a whole-heap collection: diagnostic). ``--gc-threshold A,B,C`` sets ``gc.set_threshold`` instead (``--gc-threshold default``: CPython's
+frozen objects that were garbage (a whole-heap collection: diagnostic; ``?types=1``: the live
+objects by type too). ``--gc-threshold A,B,C`` sets ``gc.set_threshold`` instead (``--gc-threshold default``: CPython's
 own, no policy), to compare; ``--no-feed`` leaves the web UI's utilization feed unstarted (to measure what it costs).
 It prints ``ready <port> <pid>`` on stdout once listening. :class:`MasterProcess` starts it
 as a subprocess for the benchmarks and reads ``/bench/stats``.
@@ -441,9 +442,15 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
         gc.unfreeze()
         freed = gc.collect(2)
         pause = time.perf_counter() - t0
+        types: dict[str, int] = {}
+        if request.query.get("types"):  # what the heap holds, by type (which records grow)
+            for o in gc.get_objects():
+                k = type(o).__qualname__
+                types[k] = types.get(k, 0) + 1
         gc.freeze()
         return web.json_response({"frozen_before": frozen0, "freed": freed, "frozen_after": gc.get_freeze_count(),
-                                  "pause_s": pause, "rss_before": rss0, "rss_after": me.memory_info().rss})
+                                  "pause_s": pause, "rss_before": rss0, "rss_after": me.memory_info().rss,
+                                  "types": types})
 
     srv.app.router.add_get("/bench/stats", bench_stats)
     srv.app.router.add_post("/bench/frozen_garbage", frozen_garbage)

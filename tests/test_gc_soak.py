@@ -37,8 +37,8 @@ def _check(r: dict[str, Any]) -> None:
     assert all(isinstance(f, int) for f in frozen) and frozen[-1] > 10_000, frozen  # the metric is there
     g = r["frozen_garbage"]
     # what the policy left frozen is nearly all alive: the churn's garbage is not piling up there
-    assert g["freed"] < 0.05 * g["frozen_before"], g
-    assert g["frozen_after"] <= g["frozen_before"], g
+    # (``freed`` counts the objects in the cycles; what they held is freed with them)
+    assert 0 <= g["frozen_before"] - g["frozen_after"] < 0.05 * g["frozen_before"], g
 
 
 def test_gc_soak_short():
