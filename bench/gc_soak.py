@@ -140,6 +140,7 @@ class Soak:
                 "full_collections": snap.get("master/gc_full_collections"),
                 "full_freed": snap.get("master/gc_full_collection_freed"),
                 "full_max_ms": snap.get("master/gc_full_collection_max_ms"),
+                "full_max_cpu_ms": snap.get("master/gc_full_collection_max_cpu_ms"),
                 "tasks_done": self.tasks_done, "frameworks_done": self.frameworks_done,
                 "load_1min": round(os.getloadavg()[0], 2)}
 

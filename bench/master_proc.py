@@ -444,6 +444,7 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
         pause = time.perf_counter() - t0
         types: dict[str, int] = {}
         if request.query.get("types"):  # what the heap holds, by type (which records grow)
+            gc.unfreeze()  # (the policy's callback froze the survivors at the collection's end)
             for o in gc.get_objects():
                 k = type(o).__qualname__
                 types[k] = types.get(k, 0) + 1
