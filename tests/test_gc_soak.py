@@ -3,8 +3,8 @@ framework, task and agent churn and ``/master/state`` reads; its RSS and frozen 
 (``master/gc_frozen_objects`` in ``/metrics/snapshot``) sampled over time, and at the end the
 frozen objects that were garbage (``POST /bench/frozen_garbage``: unfreeze, collect all).
 
-The short form (~30 s of churn) runs in CI; the long form (``-m slow``, 10 minutes) checks that
-the RSS stays flat once the master's bounded histories (completed frameworks and tasks) are full.
+The short form (~25 s of churn) runs in CI; the long form (``-m slow``, 10 minutes) checks that
+the frozen garbage stays bounded while it piles up between full collections.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ def test_gc_soak_short():
 
 @pytest.mark.slow
 def test_gc_soak_long():
+    """10 minutes: the policy's full collections keep the frozen garbage under 2 % of the frozen
+    heap (without them it reached 10.6 % in 20 minutes: BENCHMARKS.md, Stop 14: soak18)."""
     r = _soak(10, 60, timeout=900)
     _check(r)
-    rss = [s["rss_mib"] for s in r["samples"]]
-    # from minute 3 on (the master's bounded histories full) the RSS stays within 15 %
-    assert max(rss[3:]) < 1.15 * rss[3], rss
+    g = r["frozen_garbage"]
+    assert g["frozen_before"] - g["frozen_after"] < 0.02 * g["frozen_before"], g
