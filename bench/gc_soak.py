@@ -19,7 +19,8 @@ frozen objects were garbage (unfreeze and collect everything: ``frozen_before - 
 ``freed`` counts only those in the cycles, not what they held) and the RSS it gives back.
 
 ``BENCH_GC_FULL=0`` in the environment runs the master without the policy's full collections
-(the A/B). ``python -m bench.gc_soak --minutes 10 [--json]``; ``--pause-objects N`` only times the
+(the A/B); ``--full-min-interval`` (default 60 s) stands for the policy's hour between them, so
+that minutes of soak show what hours would. ``python -m bench.gc_soak --minutes 10 [--json]``; ``--pause-objects N`` only times the
 full collection's pause at a synthetic heap of N objects (pause against heap size).
 """
 
@@ -148,9 +149,10 @@ class Soak:
 async def run(a: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     secret = "soak-" + str(random.Random(a.seed).getrandbits(64))
     full = os.environ.get("BENCH_GC_FULL") != "0"
-    out: dict[str, Any] = {"minutes": a.minutes, "mitigation": full, "frameworks": a.frameworks,
+    out: dict[str, Any] = {"minutes": a.minutes, "mitigation": full, "full_min_interval": a.full_min_interval, "frameworks": a.frameworks,
                            "tasks_per_framework": a.tasks, "machine": machine(), "samples": []}
-    with MasterProcess(secret=secret, allocation_interval=0.2) as m:
+    env = dict(os.environ, BENCH_GC_FULL_MIN_INTERVAL=str(a.full_min_interval))
+    with MasterProcess(secret=secret, allocation_interval=0.2, env=env) as m:
         soak = Soak(m, a)
         base = EmulatedAgents(m.address, a.agents, secret=secret, hostname_prefix="base")
         await base.start()
@@ -239,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", type=int, default=40, help="tasks per framework life")
     ap.add_argument("--life", type=float, default=15.0, help="a framework's longest life, seconds")
     ap.add_argument("--state-period", type=float, default=2.0)
+    ap.add_argument("--full-min-interval", type=float, default=60.0,
+                    help="the policy's least seconds between full collections (an hour in production: "
+                    "the soak compresses it)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout, samples on stderr")
     ap.add_argument("--diagnose-at", type=float, help="minute of a first frozen-garbage diagnostic: "

@@ -397,7 +397,9 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
         alt = os.environ.get("BENCH_GCPOLICY_THRESHOLD")  # the policy with other thresholds (A/B)
         if alt:
             gcpolicy.THRESHOLD = tuple(int(x) for x in alt.split(","))  # type: ignore[assignment]
-        # as `mesos-nb master` does; BENCH_GC_FULL=0: without its full collections (A/B, gc_soak)
+        # as `mesos-nb master` does; BENCH_GC_FULL=0: without its full collections (A/B, gc_soak);
+        # BENCH_GC_FULL_MIN_INTERVAL: seconds between them at most (a soak compresses the hour)
+        gcpolicy.FULL_MIN_INTERVAL = float(os.environ.get("BENCH_GC_FULL_MIN_INTERVAL") or gcpolicy.FULL_MIN_INTERVAL)
         gcpolicy.install(full_ratio=None if os.environ.get("BENCH_GC_FULL") == "0" else gcpolicy.FULL_RATIO)
     srv.core.allocate = stats.time_allocate(srv.core.allocate)  # type: ignore[method-assign]
     stats.watch_allocator(srv.core.allocator)

@@ -82,16 +82,17 @@ def test_a_full_collection_is_due_only_after_the_heap_grew_a_quarter_and_a_minut
     from mesos_nb.master.gcpolicy import full_collection_due as due
 
     base = 4_000_000
-    assert not due(base + 1_000_000, base, now=1000.0, last_full=0.0)  # exactly 25 %: not yet
-    assert due(base + 1_000_001, base, now=1000.0, last_full=0.0)
+    assert not due(base + 1_000_000, base, now=5000.0, last_full=0.0)  # exactly 25 %: not yet
+    assert due(base + 1_000_001, base, now=5000.0, last_full=0.0)
+    assert not due(base + 1_000_001, base, now=3599.0, last_full=0.0)  # the default: one an hour at most
     assert not due(base + 1_000_001, base, now=59.0, last_full=0.0, min_interval=60.0)  # too soon
     assert due(base + 1_000_001, base, now=60.0, last_full=0.0, min_interval=60.0)
-    assert not due(base - 500_000, base, now=1000.0, last_full=0.0)  # a heap that shrank
+    assert not due(base - 500_000, base, now=5000.0, last_full=0.0)  # a heap that shrank
     # a small heap is measured against the floor: its garbage is not worth a whole-heap pause
-    assert not due(300_000, 100_000, now=1000.0, last_full=0.0, floor=1_000_000)
-    assert due(300_000, 100_000, now=1000.0, last_full=0.0, floor=0)
-    assert due(600_000, 300_000, now=1000.0, last_full=0.0, ratio=0.5, floor=500_000)
-    assert not due(600_000, 300_000, now=1000.0, last_full=0.0, ratio=1.0, floor=500_000)
+    assert not due(300_000, 100_000, now=5000.0, last_full=0.0, floor=1_000_000)
+    assert due(300_000, 100_000, now=5000.0, last_full=0.0, floor=0)
+    assert due(600_000, 300_000, now=5000.0, last_full=0.0, ratio=0.5, floor=500_000)
+    assert not due(600_000, 300_000, now=5000.0, last_full=0.0, ratio=1.0, floor=500_000)
 
 
 FROZEN_GARBAGE = """
