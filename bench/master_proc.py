@@ -14,7 +14,9 @@
 * ``GET /bench/stats`` answering both as JSON (``?reset=1`` clears them) plus pid, RSS, CPU.
 
 The master runs with the collector policy of ``mesos-nb master`` (:mod:`mesos_nb.master.gcpolicy`);
-``--gc-threshold A,B,C`` sets ``gc.set_threshold`` instead (``--gc-threshold default``: CPython's
+``BENCH_GC_FULL=0`` leaves out its full collections; ``POST /bench/frozen_garbage`` counts the
+frozen objects that were garbage (a whole-heap collection: diagnostic; ``?types=1``: the live
+objects by type too). ``--gc-threshold A,B,C`` sets ``gc.set_threshold`` instead (``--gc-threshold default``: CPython's
 own, no policy), to compare; ``--no-feed`` leaves the web UI's utilization feed unstarted (to measure what it costs).
 It prints ``ready <port> <pid>`` on stdout once listening. :class:`MasterProcess` starts it
 as a subprocess for the benchmarks and reads ``/bench/stats``.
@@ -395,7 +397,10 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
         alt = os.environ.get("BENCH_GCPOLICY_THRESHOLD")  # the policy with other thresholds (A/B)
         if alt:
             gcpolicy.THRESHOLD = tuple(int(x) for x in alt.split(","))  # type: ignore[assignment]
-        gcpolicy.install()  # as `mesos-nb master` does
+        # as `mesos-nb master` does; BENCH_GC_FULL=0: without its full collections (A/B, gc_soak);
+        # BENCH_GC_FULL_MIN_INTERVAL: seconds between them at most (a soak compresses the hour)
+        gcpolicy.FULL_MIN_INTERVAL = float(os.environ.get("BENCH_GC_FULL_MIN_INTERVAL") or gcpolicy.FULL_MIN_INTERVAL)
+        gcpolicy.install(full_ratio=None if os.environ.get("BENCH_GC_FULL") == "0" else gcpolicy.FULL_RATIO)
     srv.core.allocate = stats.time_allocate(srv.core.allocate)  # type: ignore[method-assign]
     stats.watch_allocator(srv.core.allocator)
     stats.watch_turns(asyncio.get_running_loop())
@@ -432,7 +437,26 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
             stats.reset()
         return web.json_response(snap)
 
+    async def frozen_garbage(request: web.Request) -> web.Response:
+        """Diagnostic (it pauses the master for a whole-heap collection): how many frozen objects
+        were garbage: unfreeze, collect everything, freeze again; the RSS before and after."""
+        rss0, frozen0, t0 = me.memory_info().rss, gc.get_freeze_count(), time.perf_counter()
+        gc.unfreeze()
+        freed = gc.collect(2)
+        pause = time.perf_counter() - t0
+        types: dict[str, int] = {}
+        if request.query.get("types"):  # what the heap holds, by type (which records grow)
+            gc.unfreeze()  # (the policy's callback froze the survivors at the collection's end)
+            for o in gc.get_objects():
+                k = type(o).__qualname__
+                types[k] = types.get(k, 0) + 1
+        gc.freeze()
+        return web.json_response({"frozen_before": frozen0, "freed": freed, "frozen_after": gc.get_freeze_count(),
+                                  "pause_s": pause, "rss_before": rss0, "rss_after": me.memory_info().rss,
+                                  "types": types})
+
     srv.app.router.add_get("/bench/stats", bench_stats)
+    srv.app.router.add_post("/bench/frozen_garbage", frozen_garbage)
     if os.environ.get("BENCH_TURN_BUDGET") == "0":  # A/B: the master without its per-turn budget
         from mesos_nb.master.turn_budget import TurnBudget
 

@@ -37,6 +37,7 @@ from ..protocol.state import (
     TasksDoc,
 )
 from ..protocol.version import VERSION as __version__
+from . import gcpolicy
 from .doc_render import respond, total
 from .security import SENT_AS_IS
 from .state_render import StateRenderer
@@ -349,6 +350,7 @@ class ReadOnlyViews:
         snap["master/outstanding_offers"] = len(core.offers)
         snap["master/elected"] = 1
         snap["master/uptime_secs"] = time.time() - srv.start_time
+        snap.update(gcpolicy.counters())  # frozen objects, full collections (the policy's cost)
         shares = core.allocator.shares()
         for role, share in shares.get("roles", {}).items():
             snap[f"allocator/mesos/roles/{role}/shares/dominant"] = share
