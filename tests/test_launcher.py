@@ -341,8 +341,14 @@ async def test_the_helper_goes_home_through_fds_kept_open(tmp_path):
             assert describe_status(await ct.wait()) == (True, "Command exited with status 0")
         assert c._launcher is not None
         fd_dir = f"/proc/{c._launcher.pid}/fd"
-        tasks = sorted(os.readlink(f"{fd_dir}/{fd}") for fd in os.listdir(fd_dir)
-                       if os.readlink(f"{fd_dir}/{fd}").endswith("/tasks"))
+
+        def link(fd: str) -> str:  # the helper may close an fd meanwhile (it recycles ended cgroups)
+            try:
+                return os.readlink(f"{fd_dir}/{fd}")
+            except FileNotFoundError:
+                return ""
+
+        tasks = sorted(t for t in map(link, os.listdir(fd_dir)) if t.endswith("/tasks"))
         assert len(tasks) == len(iso.CONTROLLERS)  # one per hierarchy, kept open
         assert not any(f"/{iso.nested}/" in t for t in tasks)  # its own cgroups, not a container's
         plan = iso.prepare_plan("h9", Limits(cpus=0.5, mem_bytes=64 << 20))
