@@ -13,7 +13,7 @@ scheduler driver) that churn as a long-lived master sees it:
 * ``/master/state`` read every ``--state-period`` s.
 
 Every minute (and at the start) it records the master's RSS, its frozen objects
-(``master/gc_frozen_objects`` in ``/metrics/snapshot``), the full collections the policy ran
+(``gc_policy.frozen`` of the bench master's ``/bench/stats?gc=1``), the full collections the policy ran
 and the tasks finished. At the end, the diagnostic ``POST /bench/frozen_garbage``: how many
 frozen objects were garbage (unfreeze and collect everything: ``frozen_before - frozen_after``;
 ``freed`` counts only those in the cycles, not what they held) and the RSS it gives back.
@@ -135,9 +135,10 @@ class Soak:
 
     async def sample(self, t0: float) -> dict[str, Any]:
         snap = await asyncio.to_thread(self.m.get_json, "/metrics/snapshot")
+        policy = (await asyncio.to_thread(self.m.get_json, "/bench/stats?gc=1"))["gc_policy"]
         return {"t_min": round((time.monotonic() - t0) / 60, 2),
                 "rss_mib": round(psutil.Process(self.m.pid).memory_info().rss / 2**20, 1),
-                "frozen": snap.get("master/gc_frozen_objects"),
+                "frozen": policy["frozen"],  # (a walk of the frozen generation: the bench's own endpoint)
                 "full_collections": snap.get("master/gc_full_collections"),
                 "full_freed": snap.get("master/gc_full_collection_freed"),
                 "full_max_ms": snap.get("master/gc_full_collection_max_ms"),

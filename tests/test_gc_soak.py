@@ -1,6 +1,6 @@
 """Soak of the master's collector policy (``bench/gc_soak.py``): a real master process under
 framework, task and agent churn and ``/master/state`` reads; its RSS and frozen objects
-(``master/gc_frozen_objects`` in ``/metrics/snapshot``) sampled over time, and at the end the
+(``/bench/stats?gc=1``; ``/metrics/snapshot`` has the full collections) sampled over time, and at the end the
 frozen objects that were garbage (``POST /bench/frozen_garbage``: unfreeze, collect all).
 
 The short form (~25 s of churn) runs in CI; the long form (``-m slow``, 20 minutes) checks that
