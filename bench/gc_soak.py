@@ -42,6 +42,7 @@ import psutil
 from mesos_nb.protocol.messages import FrameworkInfo, TaskStatus
 from mesos_nb.scheduler import SchedulerDriver
 
+from . import heap_paths
 from .emulated_agents import EmulatedAgents
 from .harness import machine, run_loop
 from .master_proc import MasterProcess
@@ -159,6 +160,7 @@ async def run(a: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         await base.start()
         t0 = time.monotonic()
         early: dict[str, int] | None = None
+        early_paths: dict[str, int] = {}
         early_g: dict[str, Any] = {}
         loop = asyncio.get_running_loop()
         work = [loop.create_task(soak.framework(i)) for i in range(a.frameworks)]
@@ -170,6 +172,7 @@ async def run(a: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                 if early is None and a.diagnose_at is not None and time.monotonic() - t0 >= a.diagnose_at * 60:
                     early_g = await asyncio.to_thread(_post_json, m.url + "/bench/frozen_garbage?types=1")
                     early = early_g.pop("types")
+                    early_paths = (await asyncio.to_thread(m.get_json, "/bench/heap_paths"))["sizes"]
                 if nxt <= time.monotonic():
                     s = await soak.sample(t0)
                     out["samples"].append(s)
@@ -193,6 +196,9 @@ async def run(a: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             grown = {k: v - early.get(k, 0) for k, v in types.items()}
             out["types_grown"] = dict(sorted(grown.items(), key=lambda kv: -kv[1])[:15])
             out["diagnose_early"] = early_g
+            late = await asyncio.to_thread(m.get_json, "/bench/heap_paths?referrers=" + a.referrers)
+            out["paths_grown"] = heap_paths.grown(early_paths, late["sizes"])
+            out["referrers"] = {a.referrers: late["referrers"]}
         out.update(tasks_done=soak.tasks_done, frameworks_done=soak.frameworks_done,
                    framework_errors=soak.framework_errors, agent_groups=soak.agent_groups,
                    state_reads=soak.state_reads)
@@ -249,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout, samples on stderr")
     ap.add_argument("--diagnose-at", type=float, help="minute of a first frozen-garbage diagnostic: "
                     "the types that grew between it and the end are reported (it collects everything)")
+    ap.add_argument("--referrers", default="Resources", help="with --diagnose-at: the type whose holders are "
+                    "reported at the end (by the referrers' type, two levels up)")
     ap.add_argument("--pause-objects", type=int, help="only time a full collection at a heap of this many objects")
     a = ap.parse_args(argv)
     if a.pause_objects:

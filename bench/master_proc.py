@@ -455,7 +455,18 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
                                   "pause_s": pause, "rss_before": rss0, "rss_after": me.memory_info().rss,
                                   "types": types})
 
+    async def heap_paths(request: web.Request) -> web.Response:
+        """Diagnostic (it walks the master's records and the heap: a pause): container sizes by
+        path under the server; ``?referrers=Type``: who holds the live objects of that type."""
+        from .heap_paths import container_sizes, referrers_of
+
+        out: dict[str, Any] = {"sizes": container_sizes(srv, "srv")}
+        if request.query.get("referrers"):
+            out["referrers"] = referrers_of(request.query["referrers"])
+        return web.json_response(out)
+
     srv.app.router.add_get("/bench/stats", bench_stats)
+    srv.app.router.add_get("/bench/heap_paths", heap_paths)
     srv.app.router.add_post("/bench/frozen_garbage", frozen_garbage)
     if os.environ.get("BENCH_TURN_BUDGET") == "0":  # A/B: the master without its per-turn budget
         from mesos_nb.master.turn_budget import TurnBudget
