@@ -82,7 +82,7 @@ def register_agent(st: MasterState, reg: ch.RegisterAgent, channel: Any, now: fl
             scheme=reg.scheme,
         )
         st.agents[aid] = agent
-        st.removed_agent_ids.discard(aid)
+        st.removed_agents.pop(aid, None)
         st.allocator.add_agent(aid, total, hostname=reg.hostname, attributes=agent.attribute_map())
         st.metrics["master/slave_registrations"] += 1
         st.out.append(SaveAgent(agent_record(agent)))
@@ -240,6 +240,18 @@ def remove_agent(st: MasterState, agent_id: str, now: float, reason: str, messag
         pass
 
 
+def remember_removed(st: MasterState, agent_id: str) -> None:
+    """Keep a removed agent's id and owner, forgetting the oldest past ``max_removed_agents``
+    (its owner too, unless the id is back: admitted or unreachable)."""
+    st.removed_agents.pop(agent_id, None)
+    st.removed_agents[agent_id] = None
+    while len(st.removed_agents) > st.max_removed_agents:
+        old = next(iter(st.removed_agents))
+        del st.removed_agents[old]
+        if old not in st.agents and old not in st.unreachable:
+            st.agent_principals.pop(old, None)
+
+
 def remove_agent_steps(st: MasterState, agent_id: str, now: float, reason: str, message: str,
                        state: str | None = None) -> Iterator[None]:
     """:func:`remove_agent` as steps: forgotten at the first, its tasks ended a slice per
@@ -248,7 +260,7 @@ def remove_agent_steps(st: MasterState, agent_id: str, now: float, reason: str, 
     if agent is None:
         return
     st.version += 1
-    st.removed_agent_ids.add(agent_id)
+    remember_removed(st, agent_id)
     st.out.append(RemoveAgent(agent_id))
     st.metrics["master/slave_removals"] += 1
     log.info("agent removed agent=%s reason=%s tasks=%d", agent_id, reason, len(agent.tasks))

@@ -17,6 +17,9 @@ from .effects import AgentRecord
 
 MAX_COMPLETED_TASKS_PER_FRAMEWORK = 1000
 MAX_COMPLETED_FRAMEWORKS = 50
+# removed agents whose ids (and owners) the master remembers, the oldest forgotten first (Mesos:
+# MAX_REMOVED_SLAVES, 100,000): unbounded, a cluster whose agents come and go grew without end
+MAX_REMOVED_AGENTS = 100_000
 
 
 @dataclass(slots=True)

@@ -164,6 +164,7 @@ def mark_gone_steps(st: MasterState, agent_id: str, now: float) -> Iterator[None
         raise CallError(404, f"Agent '{agent_id}' is not registered or unreachable")
     st.version += 1
     st.gone[agent_id] = now
+    st.agent_principals.pop(agent_id, None)  # (refused by its id from now on; the registry drops it too)
     st.out.append(MarkAgentGone(agent_id, now))
     st.metrics["master/slave_removals"] += 1
     on_agent: dict[str, list[str]] = {}  # framework id -> its task ids on the agent
@@ -209,6 +210,8 @@ def prune(st: MasterState, now: float) -> None:
                                                  cfg.registry_max_agent_count)
     if drop_u or drop_g:
         st.unreachable, st.gone = kept_u, kept_g
+        for aid in drop_u:  # (the registry drops a pruned unreachable agent's principal too)
+            st.agent_principals.pop(aid, None)
         st.metrics["master/slaves_unreachable"] = len(st.unreachable)
         st.out.append(PruneAgents(drop_u, drop_g))
         st.version += 1

@@ -19,7 +19,7 @@ from ..protocol.http_calls import StatusError
 from .allocator import HierarchicalDRFAllocator
 from .effects import AgentRecord, ToFramework
 from .maintenance import MaintenanceState
-from .model import MAX_COMPLETED_FRAMEWORKS, Agent, Framework, Offer
+from .model import MAX_COMPLETED_FRAMEWORKS, MAX_REMOVED_AGENTS, Agent, Framework, Offer
 from .partitions import PartitionConfig
 
 HEARTBEAT_INTERVAL = 15.0
@@ -112,7 +112,10 @@ class MasterState:
         self.completed_frameworks: deque[Framework] = deque(maxlen=MAX_COMPLETED_FRAMEWORKS)
         self.removed_framework_ids: set[str] = set()
         self.agents: dict[str, Agent] = {}
-        self.removed_agent_ids: set[str] = set()
+        # removed agents, oldest first (their owners stay bound in agent_principals meanwhile:
+        # an id that comes back is checked against its owner until forgotten here)
+        self.removed_agents: dict[str, None] = {}
+        self.max_removed_agents = MAX_REMOVED_AGENTS
         self.unreachable: dict[str, float] = {}  # agent id -> when it was marked unreachable
         self.gone: dict[str, float] = {}  # agent id -> when an operator marked it gone
         self.agent_principals: dict[str, str | None] = {}  # agent id -> who registered it (registry-kept)

@@ -101,6 +101,7 @@ class StateRenderer(Warmed):
         doc = Template(views.state_header(), "slaves", "frameworks", "completed_frameworks")
         self.tasks.begin()
         self._offers_seen = {}
+        self._summary.turn()
         by_agent: dict[str, Resources] = {}
         fw_parts, done_parts = [], []
         for group, out in ((frameworks, fw_parts), (done, done_parts)):

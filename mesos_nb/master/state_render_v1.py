@@ -99,6 +99,7 @@ class OperatorStateRenderer(Warmed):
         executors: list[bytes] = []
         self.active.begin()
         self.completed.begin()
+        self._resources.turn()
         for fw in frameworks:
             live = await self.active.blocks(fw.tasks.values(), True, pause)
             gone = await self.completed.blocks(fw.completed_tasks, False, pause)
