@@ -462,7 +462,11 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
 
         out: dict[str, Any] = {"sizes": container_sizes(srv, "srv")}
         if request.query.get("referrers"):
-            out["referrers"] = referrers_of(request.query["referrers"])
+            gc.unfreeze()  # (gc.get_objects does not list the frozen generation: the policy froze most)
+            try:
+                out["referrers"] = referrers_of(request.query["referrers"])
+            finally:
+                gc.freeze()
         return web.json_response(out)
 
     srv.app.router.add_get("/bench/stats", bench_stats)
