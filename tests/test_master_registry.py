@@ -83,7 +83,7 @@ def test_sqlite_registry_round_trip_and_atomic_batches(tmp_path):
     reg.close()
     back = SqliteRegistry(path).recover()
     assert [f.id for f in back.frameworks] == ["F1"]  # F3's batch was rolled back as a whole
-    assert back.frameworks[0].info.name == "f" and back.removed_framework_ids == {"F2"}
+    assert back.frameworks[0].info.name == "f" and back.removed_framework_ids == ["F2"]
     assert [(a.id, a.port) for a in back.agents] == [("A1", 5051)]
 
 

@@ -68,7 +68,7 @@ def test_round_trip_of_every_record(zk_server, registries):
     assert [(f.id, f.info.name, f.registered_time, f.failover_deadline) for f in s.frameworks] == [
         ("M-0001", "dask2", 11.0, 99.0)]
     assert s.frameworks[0].info.capabilities[0].type == "PARTITION_AWARE"
-    assert s.removed_framework_ids == {"M-0000"}
+    assert s.removed_framework_ids == ["M-0000"]
     assert [a.id for a in s.agents] == ["M-S0"]
     assert s.agents[0] == agent("M-S0")  # resources (ranges) and attributes intact
     assert s.unreachable == {"M-S1": 500.0} and s.gone == {"M-S2": 600.0}
@@ -109,7 +109,7 @@ def test_stale_leader_is_fenced_and_its_write_leaves_nothing(zk_server, registri
     with pytest.raises(RegistryError):  # and stays fenced: no later write gets through
         old.remove_framework("F-1")
     assert [f.id for f in new.frameworks()] == ["F-1"]  # the stale write left nothing behind
-    assert new.removed_framework_ids() == set()
+    assert new.removed_framework_ids() == []
     new.put_agent(agent("S9"))  # the new leader writes fine
     assert [a.id for a in new.agents()] == ["S9"]
 

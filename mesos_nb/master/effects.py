@@ -4,7 +4,8 @@ Two kinds. Messages (:class:`ToFramework`, :class:`ToAgent`, :class:`ToChannel`,
 :class:`EndStream`) go out on subscription streams and agent channels. Registry writes
 (:class:`SaveFramework`, :class:`RemoveFramework`, :class:`SaveAgent`, :class:`RemoveAgent`,
 :class:`SaveAgentPrincipal`,
-:class:`MarkAgentUnreachable`, :class:`MarkAgentGone`, :class:`PruneAgents`, all
+:class:`MarkAgentUnreachable`, :class:`MarkAgentGone`, :class:`PruneAgents`,
+:class:`ForgetRemovedFrameworks`, all
 :class:`RegistryEffect`) go to whatever :class:`~mesos_nb.master.registry.Registry` backs
 the master (SQLite today; ZooKeeper, weights, quota and maintenance records can be added as
 new ``RegistryEffect`` subclasses without touching the core's callers).
@@ -76,7 +77,7 @@ class RegistryState:
     """Everything a restarted master gets back from its registry."""
 
     frameworks: list[FrameworkRecord] = field(default_factory=list)
-    removed_framework_ids: set[str] = field(default_factory=set)
+    removed_framework_ids: list[str] = field(default_factory=list)  # oldest removal first
     agents: list[AgentRecord] = field(default_factory=list)
     unreachable: dict[str, float] = field(default_factory=dict)  # agent id -> when marked
     gone: dict[str, float] = field(default_factory=dict)  # agent id -> when marked gone
@@ -107,6 +108,14 @@ class RemoveFramework(RegistryEffect):
     """Forget the framework and remember that it was removed (it may never come back)."""
 
     id: str
+
+
+@dataclass(slots=True)
+class ForgetRemovedFrameworks(RegistryEffect):
+    """Registry GC: stop remembering these removed frameworks (the oldest past the master's
+    bound), so the list cannot grow without end under churn."""
+
+    ids: list[str]
 
 
 @dataclass(slots=True)
@@ -183,7 +192,7 @@ class SaveMaintenance(RegistryEffect):
 Effect = ToFramework | ToAgent | ToChannel | EndStream | RegistryEffect
 
 __all__ = [
-    "AgentRecord", "Effect", "EndStream", "FrameworkRecord", "MarkAgentGone", "MarkAgentUnreachable",
+    "AgentRecord", "Effect", "EndStream", "ForgetRemovedFrameworks", "FrameworkRecord", "MarkAgentGone", "MarkAgentUnreachable",
     "PruneAgents", "RegistryEffect", "RegistryState", "RemoveAgent", "RemoveFramework", "SaveAgent",
     "SaveAgentPrincipal", "SaveFramework", "SaveMaintenance", "SaveQuota", "SaveWeights", "ToAgent", "ToChannel", "ToFramework",
 ]

@@ -8,13 +8,21 @@ disconnected, so a restarted master still expires a framework that never returns
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Generator, Iterator
 
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from . import offers
-from .effects import EndStream, FrameworkRecord, RemoveFramework, SaveFramework, ToAgent
+from .effects import (
+    EndStream,
+    ForgetRemovedFrameworks,
+    FrameworkRecord,
+    RemoveFramework,
+    SaveFramework,
+    ToAgent,
+)
 from .model import Framework
 from .slices import HOLDING_SLICE, TASK_SLICE, taking_slices
 from .state import HEARTBEAT_INTERVAL, CallError, MasterState
@@ -186,8 +194,9 @@ def remove_framework_steps(st: MasterState, framework_id: str, now: float, reaso
     fw.active = False
     fw.unregistered_time = fw.unregistered_time or now
     st.allocator.deactivate_framework(fw.id)
-    st.removed_framework_ids.add(fw.id)
+    st.removed_framework_ids[fw.id] = None
     st.out.append(RemoveFramework(fw.id))
+    forget_oldest_removed(st)
     st.completed_frameworks.append(fw)
     yield from offers.rescind_steps(st, list(fw.offers), now, notify=False)
     fw.offers.clear()  # (gone from st.offers; not from here, the framework being gone too)
@@ -233,10 +242,29 @@ def expire_steps(st: MasterState, now: float) -> Iterator[None]:
             yield from remove_framework_steps(st, fw.id, now, reason="failover timeout expired")
 
 
-def recover(st: MasterState, records: list[FrameworkRecord], removed: set[str], now: float) -> None:
+def forget_oldest_removed(st: MasterState) -> None:
+    """Past ``max_removed_frameworks``, forget the oldest removed frameworks, here and in the
+    registry (:class:`ForgetRemovedFrameworks`): one that re-subscribes later is then treated
+    as an unknown id is (admitted under it, as after a failover), as Mesos treats a framework
+    that fell out of its bounded completed list."""
+    ids = st.removed_framework_ids
+    over = len(ids) - st.max_removed_frameworks
+    if over <= 0:
+        return
+    forgotten = list(itertools.islice(ids, over))
+    for fid in forgotten:
+        del ids[fid]
+    st.out.append(ForgetRemovedFrameworks(forgotten))
+    log.info("removed frameworks forgotten count=%d oldest=%s kept=%d", over, forgotten[0], len(ids))
+
+
+def recover(st: MasterState, records: list[FrameworkRecord], removed: list[str], now: float) -> None:
     """Frameworks from the registry come back disconnected with their failover deadline (the
-    full ``failover_timeout`` from now if they were connected when the master died)."""
-    st.removed_framework_ids |= removed
+    full ``failover_timeout`` from now if they were connected when the master died). The
+    removed ones come oldest first; a registry that kept more than the bound is trimmed."""
+    for fid in removed:
+        st.removed_framework_ids[fid] = None
+    forget_oldest_removed(st)
     for rec in records:
         info = rec.info
         fw = Framework(id=rec.id, info=info, registered_time=rec.registered_time, connected=False, active=False)

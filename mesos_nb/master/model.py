@@ -20,6 +20,13 @@ MAX_COMPLETED_FRAMEWORKS = 50
 # removed agents whose ids (and owners) the master remembers, the oldest forgotten first (Mesos:
 # MAX_REMOVED_SLAVES, 100,000): unbounded, a cluster whose agents come and go grew without end
 MAX_REMOVED_AGENTS = 100_000
+# removed frameworks whose ids the master remembers (and refuses on re-subscription), the oldest
+# forgotten first; each also is a znode under removed_frameworks/ in the ZooKeeper registry, all
+# listed by one getChildren at recovery, whose reply must stay under ZooKeeper's jute.maxbuffer
+# (1 MiB): a generated id (<uuid>-NNNN, 41 characters) costs ~46 bytes there, so 10,000 is
+# ~0.45 MiB, with room for ids up to ~100 characters. (Mesos itself remembers only the last
+# --max_completed_frameworks, 50, in memory; unbounded, churn grew the list by ~130 ids a minute.)
+MAX_REMOVED_FRAMEWORKS = 10_000
 
 
 @dataclass(slots=True)

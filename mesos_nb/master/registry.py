@@ -54,7 +54,7 @@ class MemoryRegistry:
 
     def __init__(self) -> None:
         self.frameworks: dict[str, FrameworkRecord] = {}
-        self.removed_framework_ids: set[str] = set()
+        self.removed_framework_ids: dict[str, None] = {}  # oldest removal first
         self.agents: dict[str, AgentRecord] = {}
         self.unreachable: dict[str, float] = {}
         self.gone: dict[str, float] = {}
@@ -66,7 +66,7 @@ class MemoryRegistry:
     def recover(self) -> RegistryState:
         return RegistryState(
             frameworks=list(self.frameworks.values()),
-            removed_framework_ids=set(self.removed_framework_ids),
+            removed_framework_ids=list(self.removed_framework_ids),
             agents=list(self.agents.values()),
             unreachable=dict(self.unreachable),
             gone=dict(self.gone),
@@ -90,7 +90,10 @@ def apply_to_memory(reg: MemoryRegistry, effects: Sequence[RegistryEffect]) -> N
             reg.frameworks[eff.id] = FrameworkRecord(eff.id, eff.info, eff.registered_time, eff.failover_deadline)  # type: ignore[attr-defined]
         elif t is fx.RemoveFramework:
             reg.frameworks.pop(eff.id, None)  # type: ignore[attr-defined]
-            reg.removed_framework_ids.add(eff.id)  # type: ignore[attr-defined]
+            reg.removed_framework_ids[eff.id] = None  # type: ignore[attr-defined]
+        elif t is fx.ForgetRemovedFrameworks:
+            for fid in eff.ids:  # type: ignore[attr-defined]
+                reg.removed_framework_ids.pop(fid, None)
         elif t is fx.SaveAgent:
             reg.agents[eff.record.id] = eff.record  # type: ignore[attr-defined]
             reg.unreachable.pop(eff.record.id, None)  # type: ignore[attr-defined]

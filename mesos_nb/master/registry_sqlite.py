@@ -72,6 +72,8 @@ class SqliteRegistry:
                 elif t is fx.RemoveFramework:
                     db.execute("DELETE FROM frameworks WHERE id = ?", (eff.id,))  # type: ignore[attr-defined]
                     db.execute("INSERT OR IGNORE INTO removed_frameworks VALUES (?)", (eff.id,))  # type: ignore[attr-defined]
+                elif t is fx.ForgetRemovedFrameworks:
+                    db.executemany("DELETE FROM removed_frameworks WHERE id = ?", [(f,) for f in eff.ids])  # type: ignore[attr-defined]
                 elif t is fx.SaveAgent:
                     rec: AgentRecord = eff.record  # type: ignore[attr-defined]
                     db.execute(
@@ -123,7 +125,8 @@ class SqliteRegistry:
             FrameworkRecord(r[0], m.decode(r[1], m.FrameworkInfo), r[2], r[3])
             for r in db.execute("SELECT id, info, registered_time, failover_deadline FROM frameworks")
         ]
-        removed = {r[0] for r in db.execute("SELECT id FROM removed_frameworks")}
+        # oldest removal first: a rowid table, new rows get the largest rowid so far
+        removed = [r[0] for r in db.execute("SELECT id FROM removed_frameworks ORDER BY rowid")]
         agents = [
             AgentRecord(r[0], r[1], r[2], m.decode(r[3], list[m.Resource]), m.decode(r[4], list[m.Attribute]), r[5])
             for r in db.execute("SELECT id, hostname, port, resources, attributes, registered_time FROM agents")

@@ -19,7 +19,7 @@ Mesos detector, pymesos' included, skips ``log_replicas`` when looking for the l
 
     epoch                      {"master_id", "master_info"?, "claimed_at"}; version = fencing token
     frameworks/<id>            {"info": FrameworkInfo, "registered_time", "failover_deadline"}
-    removed_frameworks/<id>    {}
+    removed_frameworks/<id>    {"n"}: the newest MAX_REMOVED_FRAMEWORKS; age: czxid, then n (place in its batch)
     agents/<id>                {"hostname", "port", "resources", "attributes", "registered_time"}
     unreachable/<id>           {"timestamp"}
     gone/<id>                  {"timestamp"}
@@ -153,21 +153,33 @@ class ZkRegistry:
     def _path(self, kind: str, name: str | None = None) -> str:
         return f"{self.base}/{kind}" if name is None else f"{self.base}/{kind}/{quote(name, safe='')}"
 
-    def _read_dir(self, kind: str) -> dict[str, Any]:
+    def _read_entries(self, kind: str) -> list[tuple[str, Any, int]]:
+        """Every child of ``kind``: (name, data, czxid: the zxid that created it, ZooKeeper's
+        total order of writes, so the oldest has the smallest). The gets are all sent before
+        the first answer is awaited (10,000 children: one pipelined burst, not 10,000 trips)."""
         from kazoo.exceptions import NoNodeError
 
         zk = self._client()
-        out: dict[str, Any] = {}
+        out: list[tuple[str, Any, int]] = []
         children = self._wait(zk.get_children_async(self._path(kind)), self.fetch_timeout, f"listing {kind}")
-        for child in children:
-            path = f"{self._path(kind)}/{child}"
+        asked = [(child, f"{self._path(kind)}/{child}") for child in children]
+        for child, path, result in [(c, p, zk.get_async(p)) for c, p in asked]:
             try:
-                data, _ = self._wait(zk.get_async(path), self.fetch_timeout, f"reading {kind}")
+                data, stat = self._wait(result, self.fetch_timeout, f"reading {kind}")
             except NoNodeError:
                 continue
-            out[unquote(child)] = json.loads(data) if data else {}
+            out.append((unquote(child), json.loads(data) if data else {}, stat.czxid))
             self._known.add(path)
         return out
+
+    def _read_dir(self, kind: str) -> dict[str, Any]:
+        return {name: data for name, data, _ in self._read_entries(kind)}
+
+    def _read_names_by_age(self, kind: str) -> list[str]:
+        """The children of ``kind``, the oldest created first: by czxid, then (the znodes one
+        transaction made share its zxid) by their place ``n`` in it (0 for ``{}``, older ones)."""
+        entries = sorted(self._read_entries(kind), key=lambda e: (e[2], e[1].get("n", 0)))
+        return [name for name, _, _ in entries]
 
     def _read_one(self, kind: str) -> Any:
         from kazoo.exceptions import NoNodeError
@@ -264,7 +276,7 @@ class ZkRegistry:
         for fid, d in self._read_dir("frameworks").items():
             state.frameworks.append(FrameworkRecord(fid, _msg_from_json(d["info"], m.FrameworkInfo),
                                                     d["registered_time"], d.get("failover_deadline")))
-        state.removed_framework_ids = set(self._read_dir("removed_frameworks"))
+        state.removed_framework_ids = self._read_names_by_age("removed_frameworks")
         for aid, d in self._read_dir("agents").items():
             state.agents.append(self._agent_from_json(aid, d))
         state.unreachable = {k: v["timestamp"] for k, v in self._read_dir("unreachable").items()}
@@ -288,12 +300,13 @@ class ZkRegistry:
         """The core's registry effects as ONE transaction fenced by the epoch (all or none).
         Blocks up to ``store_timeout``: the master calls it from a worker thread."""
         ops: list[tuple[str, str, bytes | None]] = []
-        for eff in effects:
-            ops += self._ops(eff)
+        for n, eff in enumerate(effects):
+            ops += self._ops(eff, n)
         for i in range(0, len(ops), 500):  # keep each transaction well under ZooKeeper's 1 MB
             self._commit(ops[i:i + 500], f"store {len(effects)} registry changes")
 
-    def _ops(self, eff: RegistryEffect) -> list[tuple[str, str, bytes | None]]:
+    def _ops(self, eff: RegistryEffect, n: int = 0) -> list[tuple[str, str, bytes | None]]:
+        """``n``: the effect's place in its batch (a transaction's znodes share one czxid)."""
         t = type(eff)
         if t is fx.SaveFramework:
             rec = {"info": _msg_to_json(eff.info), "registered_time": eff.registered_time,  # type: ignore[attr-defined]
@@ -301,7 +314,9 @@ class ZkRegistry:
             return [("put", self._path("frameworks", eff.id), _dumps(rec))]  # type: ignore[attr-defined]
         if t is fx.RemoveFramework:
             return [("delete", self._path("frameworks", eff.id), None),  # type: ignore[attr-defined]
-                    ("put", self._path("removed_frameworks", eff.id), b"{}")]  # type: ignore[attr-defined]
+                    ("put", self._path("removed_frameworks", eff.id), _dumps({"n": n}))]  # type: ignore[attr-defined]
+        if t is fx.ForgetRemovedFrameworks:
+            return [("delete", self._path("removed_frameworks", f), None) for f in eff.ids]  # type: ignore[attr-defined]
         if t is fx.SaveAgent:
             return self._agent_ops(eff.record)  # type: ignore[attr-defined]
         if t is fx.RemoveAgent:
@@ -345,7 +360,7 @@ class ZkRegistry:
 
     def remove_framework(self, fw_id: str) -> None:
         self._commit([("delete", self._path("frameworks", fw_id), None),
-                      ("put", self._path("removed_frameworks", fw_id), b"{}")], f"remove framework {fw_id}")
+                      ("put", self._path("removed_frameworks", fw_id), _dumps({"n": 0}))], f"remove framework {fw_id}")
 
     def put_agent(self, rec: AgentRecord) -> None:
         self._commit(self._agent_ops(rec), f"store agent {rec.id}")
@@ -397,8 +412,9 @@ class ZkRegistry:
         return [FrameworkRecord(fid, _msg_from_json(d["info"], m.FrameworkInfo), d["registered_time"],
                                 d.get("failover_deadline")) for fid, d in self._read_dir("frameworks").items()]
 
-    def removed_framework_ids(self) -> set[str]:
-        return set(self._read_dir("removed_frameworks"))
+    def removed_framework_ids(self) -> list[str]:
+        """Oldest removal first."""
+        return self._read_names_by_age("removed_frameworks")
 
     def agents(self) -> list[AgentRecord]:
         return [self._agent_from_json(aid, d) for aid, d in self._read_dir("agents").items()]

@@ -19,7 +19,14 @@ from ..protocol.http_calls import StatusError
 from .allocator import HierarchicalDRFAllocator
 from .effects import AgentRecord, ToFramework
 from .maintenance import MaintenanceState
-from .model import MAX_COMPLETED_FRAMEWORKS, MAX_REMOVED_AGENTS, Agent, Framework, Offer
+from .model import (
+    MAX_COMPLETED_FRAMEWORKS,
+    MAX_REMOVED_AGENTS,
+    MAX_REMOVED_FRAMEWORKS,
+    Agent,
+    Framework,
+    Offer,
+)
 from .partitions import PartitionConfig
 
 HEARTBEAT_INTERVAL = 15.0
@@ -110,7 +117,10 @@ class MasterState:
         self.ids = ids or IdSource(master_id)
         self.frameworks: dict[str, Framework] = {}
         self.completed_frameworks: deque[Framework] = deque(maxlen=MAX_COMPLETED_FRAMEWORKS)
-        self.removed_framework_ids: set[str] = set()
+        # removed frameworks (refused if they re-subscribe), oldest first, at most
+        # max_removed_frameworks: the oldest is forgotten, here and in the registry
+        self.removed_framework_ids: dict[str, None] = {}
+        self.max_removed_frameworks = MAX_REMOVED_FRAMEWORKS
         self.agents: dict[str, Agent] = {}
         # removed agents, oldest first (their owners stay bound in agent_principals meanwhile:
         # an id that comes back is checked against its owner until forgotten here)
