@@ -172,6 +172,7 @@ async def run(a: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                 if early is None and a.diagnose_at is not None and time.monotonic() - t0 >= a.diagnose_at * 60:
                     early_g = await asyncio.to_thread(_post_json, m.url + "/bench/frozen_garbage?types=1")
                     early = early_g.pop("types")
+                    early_g.pop("referrers")
                     early_paths = (await asyncio.to_thread(m.get_json, "/bench/heap_paths"))["sizes"]
                 if nxt <= time.monotonic():
                     s = await soak.sample(t0)
@@ -190,15 +191,16 @@ async def run(a: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             await asyncio.gather(*work, return_exceptions=True)
             await base.stop()
         out["last"] = await soak.sample(t0)
-        out["frozen_garbage"] = await asyncio.to_thread(_post_json, m.url + "/bench/frozen_garbage?types=1")
+        out["frozen_garbage"] = await asyncio.to_thread(
+            _post_json, m.url + "/bench/frozen_garbage?types=1&referrers=" + a.referrers)
         types = out["frozen_garbage"].pop("types")
-        if early is not None:  # which types grew between the two diagnostics (a leak's records)
-            grown = {k: v - early.get(k, 0) for k, v in types.items()}
-            out["types_grown"] = dict(sorted(grown.items(), key=lambda kv: -kv[1])[:15])
+        referrers = out["frozen_garbage"].pop("referrers")
+        if early is not None:  # which types and records grew between the two diagnostics (a leak's)
+            out["types_grown"] = heap_paths.grown(early, types)
             out["diagnose_early"] = early_g
-            late = await asyncio.to_thread(m.get_json, "/bench/heap_paths?referrers=" + a.referrers)
+            late = await asyncio.to_thread(m.get_json, "/bench/heap_paths")
             out["paths_grown"] = heap_paths.grown(early_paths, late["sizes"])
-            out["referrers"] = {a.referrers: late["referrers"]}
+            out["referrers"] = {a.referrers: referrers}
         out.update(tasks_done=soak.tasks_done, frameworks_done=soak.frameworks_done,
                    framework_errors=soak.framework_errors, agent_groups=soak.agent_groups,
                    state_reads=soak.state_reads)

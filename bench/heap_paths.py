@@ -50,10 +50,12 @@ def container_sizes(root: Any, name: str = "root", max_depth: int = 8,
     return dict(out)
 
 
-def referrers_of(type_name: str, up: int = 2) -> list[dict[str, int]]:
+def referrers_of(type_name: str, up: int = 2, objs: list[Any] | None = None) -> list[dict[str, int]]:
     """Who refers to the live objects of type ``type_name`` (by the referrers' type), then who
-    refers to those referrers, ``up`` levels: one pass over the heap per level."""
-    objs = gc.get_objects()
+    refers to those referrers, ``up`` levels: one pass over the heap (``objs``: the caller's
+    ``gc.get_objects()``, frozen generation unfrozen) per level."""
+    if objs is None:
+        objs = gc.get_objects()
     targets = {id(o) for o in objs if type(o).__qualname__ == type_name}
     levels: list[dict[str, int]] = []
     for _ in range(up):

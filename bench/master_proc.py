@@ -439,35 +439,37 @@ async def serve(port: int, secret: str | None, allocation_interval: float, host:
 
     async def frozen_garbage(request: web.Request) -> web.Response:
         """Diagnostic (it pauses the master for a whole-heap collection): how many frozen objects
-        were garbage: unfreeze, collect everything, freeze again; the RSS before and after."""
+        were garbage: unfreeze, collect everything, freeze again; the RSS before and after.
+        ``?types=1``: the live objects by type; ``&referrers=Type``: who holds that type's (the
+        same pass over the unfrozen heap)."""
         rss0, frozen0, t0 = me.memory_info().rss, gc.get_freeze_count(), time.perf_counter()
         gc.unfreeze()
         freed = gc.collect(2)
         pause = time.perf_counter() - t0
         types: dict[str, int] = {}
+        referrers = None
         if request.query.get("types"):  # what the heap holds, by type (which records grow)
+            from .heap_paths import referrers_of
+
             gc.unfreeze()  # (the policy's callback froze the survivors at the collection's end)
-            for o in gc.get_objects():
+            objs = gc.get_objects()
+            for o in objs:
                 k = type(o).__qualname__
                 types[k] = types.get(k, 0) + 1
+            if request.query.get("referrers"):
+                referrers = referrers_of(request.query["referrers"], objs=objs)
+            del objs
         gc.freeze()
         return web.json_response({"frozen_before": frozen0, "freed": freed, "frozen_after": gc.get_freeze_count(),
                                   "pause_s": pause, "rss_before": rss0, "rss_after": me.memory_info().rss,
-                                  "types": types})
+                                  "types": types, "referrers": referrers})
 
     async def heap_paths(request: web.Request) -> web.Response:
-        """Diagnostic (it walks the master's records and the heap: a pause): container sizes by
-        path under the server; ``?referrers=Type``: who holds the live objects of that type."""
-        from .heap_paths import container_sizes, referrers_of
+        """Diagnostic (it walks the master's records: a pause): container sizes by attribute
+        path under the server (``heap_paths.container_sizes``)."""
+        from .heap_paths import container_sizes
 
-        out: dict[str, Any] = {"sizes": container_sizes(srv, "srv")}
-        if request.query.get("referrers"):
-            gc.unfreeze()  # (gc.get_objects does not list the frozen generation: the policy froze most)
-            try:
-                out["referrers"] = referrers_of(request.query["referrers"])
-            finally:
-                gc.freeze()
-        return web.json_response(out)
+        return web.json_response({"sizes": container_sizes(srv, "srv")})
 
     srv.app.router.add_get("/bench/stats", bench_stats)
     srv.app.router.add_get("/bench/heap_paths", heap_paths)

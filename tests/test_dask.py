@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from conftest import (  # noqa: E402
     stop_cluster_process,
     wait_for,
 )
-from distributed import Client  # noqa: E402
+from distributed import Client, Event  # noqa: E402
 
 from mesos_nb.frameworks.dask import MesosCluster  # noqa: E402
 
@@ -113,10 +112,10 @@ def test_adapt_grows_shrinks_and_keeps_results(master, tmp_path: Path):
 
     # functions of this module are pickled by reference and the workers cannot import tests/:
     # closures travel by value
-    def slow(i: int) -> int:
-        import time as _t
+    def slow(i: int) -> int:  # held until the test has seen the growth it causes
+        from distributed import Event
 
-        _t.sleep(1.0)
+        Event("release-slow").wait(120)
         return i
 
     def make(i: int, path: str = str(marks)) -> int:
@@ -132,14 +131,21 @@ def test_adapt_grows_shrinks_and_keeps_results(master, tmp_path: Path):
         first = {w["name"] for w in client.scheduler_info()["workers"].values()}
         # calling adapt() again replaces the policy: the running worker is not retired
         cluster.adapt(**opts)
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            assert {w["name"] for w in client.scheduler_info()["workers"].values()} == first
-            time.sleep(0.1)
+
+        def changed() -> set[str] | None:
+            now = {w["name"] for w in client.scheduler_info()["workers"].values()}
+            return None if now == first else (now or {"<no worker>"})
+
+        try:  # over 2 s (~7 adapt rounds, wait_count 3) the workers must stay as they were
+            seen = wait_for(changed, 2, interval=0.1)
+        except AssertionError:
+            seen = None
+        assert seen is None, f"the running worker was replaced: {first} -> {seen}"
 
         slow = client.map(slow, range(40))
         wait_for(lambda: len(client.scheduler_info()["workers"]) >= 3, 60, interval=0.2,
                  message="adaptive growth under a queue of slow tasks")
+        Event("release-slow", client=client).set()
         made = client.map(make, range(16), pure=False)
         assert client.gather(made) == [i * 10 for i in range(16)]
         assert client.gather(slow) == list(range(40))

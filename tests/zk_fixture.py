@@ -63,12 +63,17 @@ def four_letter(host: str, port: int, cmd: str, timeout: float = 1.0) -> str:
         return ""
 
 
-def _poll(pred, deadline: float, what: str) -> None:
-    """Until ``pred()`` holds (RuntimeError from it passes through); TimeoutError(what) at ``deadline``."""
+def _poll(pred, deadline: float, what: str, proc: subprocess.Popen, tail) -> None:
+    """Until ``pred()`` holds, waiting on the server's process in between: RuntimeError as soon
+    as it exits (with ``tail()``, its log's end), TimeoutError(what) at ``deadline``."""
     while not pred():
         if time.monotonic() > deadline:
             raise TimeoutError(what)
-        time.sleep(0.05)
+        try:
+            proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        raise RuntimeError(f"ZooKeeper exited with {proc.returncode}: {tail()}")
 
 
 def zookeeper_missing_reason() -> str | None:
@@ -143,15 +148,12 @@ class ZooKeeperServer:
         deadline = time.monotonic() + timeout
         proc = self.proc
 
-        def answers_ruok() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"ZooKeeper exited with {proc.returncode}: {self._tail()}")
-            return four_letter("127.0.0.1", self.port, "ruok") == "imok"
-
         try:
-            _poll(answers_ruok, deadline, "answer ruok")
+            _poll(lambda: four_letter("127.0.0.1", self.port, "ruok") == "imok", deadline, "answer ruok",
+                  proc, self._tail)
             # ruok answers before the server accepts sessions; 'srvr' needs the server to be serving
-            _poll(lambda: "Mode:" in four_letter("127.0.0.1", self.port, "srvr"), deadline, "serve")
+            _poll(lambda: "Mode:" in four_letter("127.0.0.1", self.port, "srvr"), deadline, "serve",
+                  proc, self._tail)
         except TimeoutError as e:
             self.stop()
             raise RuntimeError(f"ZooKeeper did not {e} within {timeout} s: {self._tail()}") from None
@@ -168,10 +170,7 @@ class ZooKeeperServer:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(timeout=20)
-        self.proc = None
-        # wait until the port is really closed so a restart can bind it again
-        with contextlib.suppress(TimeoutError):  # a port still answering is the restart's error to report
-            _poll(lambda: not four_letter("127.0.0.1", self.port, "ruok", timeout=0.2), time.monotonic() + 10, "close")
+        self.proc = None  # (reaped: its listening socket closed when it exited)
 
     def restart(self) -> None:
         self.stop()

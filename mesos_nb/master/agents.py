@@ -16,7 +16,7 @@ from typing import Any
 from ..protocol import channel as ch
 from ..protocol import messages as m
 from ..protocol.resources import ResourceParseError, Resources
-from . import frameworks, offers, reachability, tasks
+from . import frameworks, offers, partitions, reachability, tasks
 from .effects import AgentRecord, RemoveAgent, SaveAgent, SaveAgentPrincipal, ToAgent, ToChannel
 from .model import Agent, Framework, Task
 from .slices import AGENT_SLICE, TASK_SLICE
@@ -241,15 +241,11 @@ def remove_agent(st: MasterState, agent_id: str, now: float, reason: str, messag
 
 
 def remember_removed(st: MasterState, agent_id: str) -> None:
-    """Keep a removed agent's id and owner, forgetting the oldest past ``max_removed_agents``
-    (its owner too, unless the id is back: admitted or unreachable)."""
-    st.removed_agents.pop(agent_id, None)
+    """Keep a removed agent's id and owner; past ``max_removed_agents`` the oldest is forgotten
+    with its owner (an id in the list is neither admitted nor unreachable: admitting pops it)."""
     st.removed_agents[agent_id] = None
-    while len(st.removed_agents) > st.max_removed_agents:
-        old = next(iter(st.removed_agents))
-        del st.removed_agents[old]
-        if old not in st.agents and old not in st.unreachable:
-            st.agent_principals.pop(old, None)
+    for old in partitions.drop_oldest(st.removed_agents, st.max_removed_agents):
+        st.agent_principals.pop(old, None)
 
 
 def remove_agent_steps(st: MasterState, agent_id: str, now: float, reason: str, message: str,

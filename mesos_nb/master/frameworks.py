@@ -8,7 +8,6 @@ disconnected, so a restarted master still expires a framework that never returns
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Generator, Iterator
 
@@ -24,6 +23,7 @@ from .effects import (
     ToAgent,
 )
 from .model import Framework
+from .partitions import drop_oldest
 from .slices import HOLDING_SLICE, TASK_SLICE, taking_slices
 from .state import HEARTBEAT_INTERVAL, CallError, MasterState
 from .validation import check_framework_id, check_framework_info
@@ -247,15 +247,11 @@ def forget_oldest_removed(st: MasterState) -> None:
     registry (:class:`ForgetRemovedFrameworks`): one that re-subscribes later is then treated
     as an unknown id is (admitted under it, as after a failover), as Mesos treats a framework
     that fell out of its bounded completed list."""
-    ids = st.removed_framework_ids
-    over = len(ids) - st.max_removed_frameworks
-    if over <= 0:
-        return
-    forgotten = list(itertools.islice(ids, over))
-    for fid in forgotten:
-        del ids[fid]
-    st.out.append(ForgetRemovedFrameworks(forgotten))
-    log.info("removed frameworks forgotten count=%d oldest=%s kept=%d", over, forgotten[0], len(ids))
+    forgotten = drop_oldest(st.removed_framework_ids, st.max_removed_frameworks)
+    if forgotten:
+        st.out.append(ForgetRemovedFrameworks(forgotten))
+        log.info("removed frameworks forgotten count=%d oldest=%s kept=%d", len(forgotten), forgotten[0],
+                 len(st.removed_framework_ids))
 
 
 def recover(st: MasterState, records: list[FrameworkRecord], removed: list[str], now: float) -> None:

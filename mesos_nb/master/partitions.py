@@ -11,6 +11,7 @@ Sources of the rules: ``docs/high-availability-framework-guide.md``, ``master.cp
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -180,6 +181,15 @@ def reconcile_unknown_task(agent: AgentStanding, partition_aware: bool) -> Statu
 
 
 # --------------------------------------------------------------------------- registry bounds
+def drop_oldest(entries: dict[str, None], max_count: int) -> list[str]:
+    """Bound an insertion-ordered id list (removed agents, removed frameworks): drop the first
+    inserted past ``max_count``; returns the dropped ids, oldest first."""
+    dropped = list(itertools.islice(entries, max(0, len(entries) - max_count)))
+    for k in dropped:
+        del entries[k]
+    return dropped
+
+
 def prune_agent_list(entries: dict[str, float], now: float, max_age: float,
                      max_count: int) -> tuple[dict[str, float], list[str]]:
     """Bound the unreachable (or gone) list as Mesos' registry GC does: drop entries older
@@ -198,6 +208,6 @@ __all__ = [
     "AGENT_PING_TIMEOUT", "MAX_AGENT_PING_TIMEOUTS", "PARTITION_AWARE_ONLY", "REGISTRY_MAX_AGENT_AGE",
     "REGISTRY_MAX_AGENT_COUNT", "Admission", "AgentStanding", "PartitionConfig", "ReregisteredTask",
     "ReregistrationPlan", "StatusDecision", "admit_agent", "is_unreachable", "on_agent_disconnected",
-    "on_agent_gone", "on_agent_unreachable", "on_ping_timeout", "on_pong", "on_unreachable_agent_reregistered",
+    "drop_oldest", "on_agent_gone", "on_agent_unreachable", "on_ping_timeout", "on_pong", "on_unreachable_agent_reregistered",
     "prune_agent_list", "reconcile_unknown_task", "state_for_framework",
 ]

@@ -162,8 +162,9 @@ class ZkRegistry:
         zk = self._client()
         out: list[tuple[str, Any, int]] = []
         children = self._wait(zk.get_children_async(self._path(kind)), self.fetch_timeout, f"listing {kind}")
-        asked = [(child, f"{self._path(kind)}/{child}") for child in children]
-        for child, path, result in [(c, p, zk.get_async(p)) for c, p in asked]:
+        paths = [(child, f"{self._path(kind)}/{child}") for child in children]
+        pending = [(child, path, zk.get_async(path)) for child, path in paths]  # all sent first
+        for child, path, result in pending:
             try:
                 data, stat = self._wait(result, self.fetch_timeout, f"reading {kind}")
             except NoNodeError:

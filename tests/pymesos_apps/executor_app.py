@@ -1,6 +1,7 @@
 """An unmodified pymesos 0.3.15 custom executor (CPython 3.10), started by the mesos-nb agent.
 
-Each task: TASK_RUNNING, then TASK_FINISHED a moment later. Framework messages: "ping:X" is
+Each task: TASK_RUNNING, then TASK_FINISHED once the agent has acknowledged the RUNNING update
+(pymesos forgets an acknowledged task: it leaves ``driver.tasks``). Framework messages: "ping:X" is
 answered with "pong:X"; "exit" stops the driver, so the process exits (the scheduler then
 sees executorLost). Sends "hello" when registered.
 """
@@ -16,6 +17,19 @@ def b64(text):
     return base64.b64encode(text.encode()).decode()
 
 
+acked = threading.Condition()  # notified on each acknowledgement the agent sends
+
+
+class Driver(MesosExecutorDriver):
+    """pymesos' own driver; it only says when an acknowledgement arrived (pymesos has no
+    callback for it: it drops the acknowledged task from ``tasks``)."""
+
+    def on_acknowledged(self, event):
+        super().on_acknowledged(event)
+        with acked:
+            acked.notify_all()
+
+
 class App(Executor):
     def registered(self, driver, executor_info, framework_info, agent_info):
         driver.sendFrameworkMessage(b64("hello"))
@@ -24,7 +38,9 @@ class App(Executor):
         def run():
             update = {"task_id": task["task_id"], "state": "TASK_RUNNING", "timestamp": time.time()}
             driver.sendStatusUpdate(update)
-            time.sleep(0.3)
+            tid = task["task_id"]["value"]
+            with acked:
+                acked.wait_for(lambda: tid not in driver.tasks, timeout=30)
             update = {"task_id": task["task_id"], "state": "TASK_FINISHED", "timestamp": time.time(),
                       "message": "done by executor_app"}
             driver.sendStatusUpdate(update)
@@ -40,5 +56,5 @@ class App(Executor):
 
 
 if __name__ == "__main__":
-    driver = MesosExecutorDriver(App(), use_addict=False)
+    driver = Driver(App(), use_addict=False)
     driver.run()
