@@ -70,7 +70,7 @@ FULL_CHECK_PERIOD = 1.0  # seconds between reads of the heap's size
 
 _state: dict[str, Any] = {"installed": False, "freezes": 0, "previous": None, "timer": None, "clocked": 0,
                           "full_ratio": None, "base": 0, "last_full": 0.0, "last_check": 0.0,
-                          "fulls": 0, "full_freed": 0, "full_last_s": 0.0, "full_max_s": 0.0,
+                          "fulls": 0, "full_freed": 0, "full_max_s": 0.0,
                           "full_max_cpu_s": 0.0}
 
 
@@ -98,7 +98,7 @@ def full_collection(now: float | None = None) -> int:
     gc.freeze()  # (the policy's callback froze already when installed: a no-op then)
     dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
     _state.update(base=sys.getallocatedblocks(), last_full=time.monotonic() if now is None else now,
-                  fulls=_state["fulls"] + 1, full_freed=_state["full_freed"] + freed, full_last_s=dt,
+                  fulls=_state["fulls"] + 1, full_freed=_state["full_freed"] + freed,
                   full_max_s=max(_state["full_max_s"], dt), full_max_cpu_s=max(_state["full_max_cpu_s"], cpu))
     return freed
 

@@ -350,7 +350,7 @@ class ReadOnlyViews:
         snap["master/outstanding_offers"] = len(core.offers)
         snap["master/elected"] = 1
         snap["master/uptime_secs"] = time.time() - srv.start_time
-        snap.update(gcpolicy.counters())  # frozen objects, full collections (the policy's cost)
+        snap.update(gcpolicy.counters())  # the collector policy's full collections (its cost)
         shares = core.allocator.shares()
         for role, share in shares.get("roles", {}).items():
             snap[f"allocator/mesos/roles/{role}/shares/dominant"] = share

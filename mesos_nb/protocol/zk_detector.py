@@ -230,13 +230,13 @@ class MasterDetector:
         self._set(addr, name)
 
     def _set(self, leader: str | None, znode: str | None) -> None:
-        # Kazoo may run two refreshes at once: changes are taken one at a time, so callbacks see
-        # them in order. A waiter is woken only after a thread-called ``on_change`` has returned,
-        # so whoever waited for a leader finds their callback has already heard of it.
+        # Kazoo may run two refreshes at once: changes are taken one at a time (``_setting``, the
+        # only writer's lock), so callbacks see them in order. A waiter is woken only after a
+        # thread-called ``on_change`` has returned, so whoever waited for a leader finds their
+        # callback has already heard of it.
         with self._setting:
-            with self._changed:
-                changed = leader != self.leader
-                self.leader, self.leader_znode = leader, znode
+            changed = leader != self.leader
+            self.leader, self.leader_znode = leader, znode
             if changed:
                 log.info("event=leader_detected url=%s leader=%s znode=%s", self.url, leader, znode)
                 cb = self.on_change
