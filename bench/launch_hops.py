@@ -50,26 +50,28 @@ def hook(owner: Any, name: str, before: Callable[..., str | None] | None = None,
     ``after(result, *args)`` on return (an async function: when its awaited result is ready);
     a ``None`` label marks nothing."""
     fn = getattr(owner, name)
+
+    def enter(a: tuple) -> None:
+        if before is not None and (label := before(*a)) is not None:
+            mark(label)
+
+    def leave(r: Any, a: tuple) -> Any:
+        if after is not None and (label := after(r, *a)) is not None:
+            mark(label)
+        return r
+
     if asyncio.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def awrapped(*a: Any, **kw: Any) -> Any:
-            if before is not None and (label := before(*a)) is not None:
-                mark(label)
-            r = await fn(*a, **kw)
-            if after is not None and (label := after(r, *a)) is not None:
-                mark(label)
-            return r
+            enter(a)
+            return leave(await fn(*a, **kw), a)
         setattr(owner, name, awrapped)
         return
 
     @functools.wraps(fn)
     def wrapped(*a: Any, **kw: Any) -> Any:
-        if before is not None and (label := before(*a)) is not None:
-            mark(label)
-        r = fn(*a, **kw)
-        if after is not None and (label := after(r, *a)) is not None:
-            mark(label)
-        return r
+        enter(a)
+        return leave(fn(*a, **kw), a)
     setattr(owner, name, wrapped)
 
 

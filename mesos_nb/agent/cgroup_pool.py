@@ -44,6 +44,9 @@ from collections.abc import Callable
 from typing import Any
 
 CAPACITY = 64  # pooled cgroups per agent (each is an empty cgroup in every hierarchy)
+PREFIX = "pool-"
+_NAME = re.compile(r"pool-(\d+)-[0-9a-f]+-\d+")
+_tokens = itertools.count(1)
 
 
 def max_leftover(ncpus: int) -> int:
@@ -52,9 +55,7 @@ def max_leftover(ncpus: int) -> int:
     slab (dentries and inodes the ended tasks left, ≈ 45 KiB a /bin/true; a cgroup reused
     ≈ 20 times is then removed and a fresh one made)."""
     return ncpus * (256 << 10) + (1 << 20)
-PREFIX = "pool-"
-_NAME = re.compile(r"pool-(\d+)-[0-9a-f]+-\d+")
-_tokens = itertools.count(1)
+
 
 Baseline = dict[str, int]
 

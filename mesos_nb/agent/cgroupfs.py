@@ -77,9 +77,9 @@ def remove_cgroups(dirs: list[str]) -> bool:
 _MEM_BASE = (b"total_cache", b"total_rss", b"total_mapped_file", b"cache", b"rss")
 
 
-def _kv(path: str) -> dict[bytes, bytes] | None:
+def read_pairs(path: str) -> dict[bytes, bytes] | None:
     """A small ``key value`` cgroup file in one read (no text decode, no per-line checks:
-    this runs at every recycled container's exit)."""
+    this runs at every container's exit), or None when it cannot be read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -123,13 +123,13 @@ def recycle_cgroups(dirs: list[str], spec: dict) -> dict[str, int] | None:
             return None
     base: dict[str, int] = {}
     if mem:
-        oom = _kv(f"{mem}/memory.oom_control") or {}
+        oom = read_pairs(f"{mem}/memory.oom_control") or {}
         if oom.get(b"oom_kill", b"1") != b"0" or oom.get(b"under_oom", b"1") != b"0":
             return None
         base["usage_in_bytes"] = read_int(f"{mem}/memory.usage_in_bytes")
         if base["usage_in_bytes"] > spec["max"]:
             return None
-        stat = _kv(f"{mem}/memory.stat") or {}
+        stat = read_pairs(f"{mem}/memory.stat") or {}
         for key in _MEM_BASE:
             base[key.decode()] = int(stat.get(key, 0))
         for name in ("memory.max_usage_in_bytes", "memory.failcnt") + (
@@ -146,9 +146,9 @@ def recycle_cgroups(dirs: list[str], spec: dict) -> dict[str, int] | None:
         if not _zero(f"{acct}/cpuacct.usage"):
             return None
     elif acct:
-        base.update((k.decode(), int(v)) for k, v in (_kv(f"{acct}/cpuacct.stat") or {}).items())
+        base.update((k.decode(), int(v)) for k, v in (read_pairs(f"{acct}/cpuacct.stat") or {}).items())
     if cpu:
-        base.update((k.decode(), int(v)) for k, v in (_kv(f"{cpu}/cpu.stat") or {}).items())
+        base.update((k.decode(), int(v)) for k, v in (read_pairs(f"{cpu}/cpu.stat") or {}).items())
     done: list[str] = []
     for old, new in zip(dirs, spec["to"], strict=True):
         try:
@@ -192,5 +192,5 @@ def apply_plan(ops: list) -> None:
             raise ValueError(f"unknown setup step {op[0]!r}")
 
 
-__all__ = ["apply_plan", "mkdir_once", "parse_kv", "read_int", "read_text", "recycle_cgroups", "remove_cgroups",
-           "write_text"]
+__all__ = ["apply_plan", "mkdir_once", "parse_kv", "read_int", "read_pairs", "read_text", "recycle_cgroups",
+           "remove_cgroups", "write_text"]

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
+
+import psutil
 
 from . import io_control
 from .cgroup_pool import PREFIX, Baseline, CgroupPool, is_stale, max_leftover, subtract
@@ -21,6 +24,7 @@ from .cgroupfs import (
     apply_plan,
     parse_kv,
     read_int,
+    read_pairs,
     read_text,
     remove_cgroups,
     write_text,
@@ -59,7 +63,6 @@ class CgroupsV1Isolator(CgroupIsolator):
         self._base: dict[str, Baseline] = {}  # container id -> its recycled cgroup's baseline
         self._set: dict[str, dict[str, str]] = {}  # container id -> the settings its cgroups hold
         self._pooled: set[str] = set()  # ended containers whose cgroups went into the pool
-        self._surplus: list[str] = []  # pool names kept when the pool was full: to remove
         self._sweep_stale()
 
     def _dir(self, ctrl: str, container_id: str) -> str:
@@ -84,6 +87,7 @@ class CgroupsV1Isolator(CgroupIsolator):
             self._make_parents()
         self._limits[container_id] = limits
         want = _settings(limits)
+        holds = self._set[container_id] = {**FRESH, **want}
         taken = self._pool.take()
         if taken is None:
             plan: list = [["mkdir", self._dir(ctrl, container_id)] for ctrl in self.CONTROLLERS]
@@ -91,9 +95,7 @@ class CgroupsV1Isolator(CgroupIsolator):
         else:  # a recycled cgroup: renamed to this container; what differs from its last settings written
             name, (self._base[container_id], had) = taken
             plan = [["rename", self._dir(ctrl, name), self._dir(ctrl, container_id)] for ctrl in self.CONTROLLERS]
-            want = {**FRESH, **want}
-            writes = {key: value for key, value in want.items() if had.get(key) != value}
-        self._set[container_id] = {**FRESH, **want}
+            writes = {key: value for key, value in holds.items() if had.get(key) != value}
         if limits.mem_bytes > 0 and not self._swappiness_inherited:  # no swap accounting: fine
             plan.append(["write?", f"{self._dir('memory', container_id)}/memory.swappiness", "0"])
         plan += [["write", f"{self._dir(key.split('.', 1)[0], container_id)}/{key}", value]
@@ -128,15 +130,16 @@ class CgroupsV1Isolator(CgroupIsolator):
     def _sweep_stale(self) -> None:
         """Pooled cgroups an agent process left when it ended without draining (a crash):
         removed when an agent starts (they are empty; a busy one is not ours, left alone)."""
+        self._rmdir_pooled(lambda name: name.startswith(PREFIX) and is_stale(name, psutil.pid_exists))
+
+    def _rmdir_pooled(self, match: Callable[[str], bool]) -> None:
+        """``rmdir`` every cgroup under the parents whose name ``match``es (errors ignored)."""
         for ctrl in self.CONTROLLERS:
-            try:
-                entries = list(os.scandir(os.path.join(self.root, ctrl, self.nested)))
-            except OSError:
-                continue
-            for e in entries:
-                if e.name.startswith(PREFIX) and is_stale(e.name, _alive):
-                    with contextlib.suppress(OSError):
-                        os.rmdir(e.path)
+            with contextlib.suppress(OSError):
+                for e in list(os.scandir(os.path.join(self.root, ctrl, self.nested))):
+                    if match(e.name):
+                        with contextlib.suppress(OSError):
+                            os.rmdir(e.path)
 
     def _cpu_plan(self, container_id: str, limits: Limits) -> list:
         cpu = self._dir("cpu", container_id)
@@ -156,11 +159,16 @@ class CgroupsV1Isolator(CgroupIsolator):
             with contextlib.suppress(OSError):
                 write_text(os.path.join(mem, "memory.soft_limit_in_bytes"), str(want))
                 self._set.get(container_id, {})["memory.soft_limit_in_bytes"] = str(want)
-            if keeps_memory(want, old, lambda: self._mem_stats(container_id)["usage_in_bytes"]):
+            if keeps_memory(want, old, lambda: self._mem_usage(container_id)):
                 return replace(limits, mem_bytes=old.mem_bytes)  # in use: keep the hard limit
         write_text(os.path.join(mem, "memory.limit_in_bytes"), str(want))
         self._set.get(container_id, {})["memory.limit_in_bytes"] = str(want)
         return limits
+
+    def _mem_usage(self, container_id: str) -> int:
+        """``memory.usage_in_bytes`` less a recycled cgroup's baseline (not ``memory.stat``)."""
+        used = read_int(f"{self._dir('memory', container_id)}/memory.usage_in_bytes")
+        return max(0, used - self._base.get(container_id, {}).get("usage_in_bytes", 0))
 
     def _mem_stats(self, container_id: str) -> dict[str, int]:
         """``memory.usage_in_bytes`` and ``memory.stat``, less a recycled cgroup's baseline."""
@@ -175,12 +183,11 @@ class CgroupsV1Isolator(CgroupIsolator):
 
     def _oom_peak(self, container_id: str) -> int | None:
         mem = self._dir("memory", container_id)
-        # Asked at every exit: three "key value" lines split once (not parse_kv's per-line checks);
+        # Asked at every exit: three "key value" lines in one read (not parse_kv's per-line checks);
         # failcnt only where the kernel has no oom_kill count (before 4.13).
-        words = (read_text(f"{mem}/memory.oom_control") or "").split()
-        oom = dict(zip(words[::2], words[1::2], strict=False))
-        if oom.get("oom_kill", "0") != "0" or oom.get("under_oom", "0") != "0" or \
-                ("oom_kill" not in oom and read_int(f"{mem}/memory.failcnt") > 0):
+        oom = read_pairs(f"{mem}/memory.oom_control") or {}
+        if oom.get(b"oom_kill", b"0") != b"0" or oom.get(b"under_oom", b"0") != b"0" or \
+                (b"oom_kill" not in oom and read_int(f"{mem}/memory.failcnt") > 0):
             peak = read_int(f"{mem}/memory.max_usage_in_bytes")
             return max(0, peak - self._base.get(container_id, {}).get("usage_in_bytes", 0))
         return None
@@ -246,20 +253,16 @@ class CgroupsV1Isolator(CgroupIsolator):
             self._forget(container_id)
         return done
 
-    def recycled(self, container_id: str, baseline: dict | None) -> None:
+    def recycled(self, container_id: str, baseline: dict | None) -> str | None:
         if baseline is None:
             self._pool.answered(container_id, None)
-            return
+            return None
         if container_id not in self._pool.pending:
-            return  # forgotten meanwhile: what it kept is removed with the pool (drain_pool)
-        if (surplus := self._pool.answered(container_id, (baseline, self._set.get(container_id, FRESH)))) is not None:
-            self._surplus.append(surplus)
+            return None  # forgotten meanwhile: what it kept is removed with the pool (drain_pool)
+        surplus = self._pool.answered(container_id, (baseline, self._set.get(container_id, FRESH)))
         self._pooled.add(container_id)
         self._forget(container_id)
-
-    def surplus(self) -> list[str]:
-        out, self._surplus = self._surplus, []
-        return out
+        return surplus
 
     def _forget(self, container_id: str) -> None:
         super()._forget(container_id)
@@ -271,12 +274,7 @@ class CgroupsV1Isolator(CgroupIsolator):
         """Every pooled cgroup of this agent, also one whose recycle answer never came (the
         helper stopped first), is removed."""
         self._pool.drain()
-        for ctrl in self.CONTROLLERS:
-            with contextlib.suppress(OSError):
-                for e in list(os.scandir(os.path.join(self.root, ctrl, self.nested))):
-                    if self._pool.owns(e.name):
-                        with contextlib.suppress(OSError):
-                            os.rmdir(e.path)
+        self._rmdir_pooled(self._pool.owns)
 
 
 # A new cgroup's settings (cpu.cfs_period_us stays the kernel's default, CFS_PERIOD_US).
@@ -293,16 +291,6 @@ def _settings(limits: Limits) -> dict[str, str]:
     if limits.mem_bytes > 0:
         out["memory.limit_in_bytes"] = str(limits.cgroup_memory())
     return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def _same_hierarchy(root: str, a: str, b: str) -> bool:

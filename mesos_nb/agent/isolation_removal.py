@@ -44,9 +44,8 @@ class RemovalQueue:
 
     def _pooled(self, container_id: str, baseline: dict | None) -> None:
         """The helper kept (or could not keep) an ended container's cgroups for a later one."""
-        self.isolator.recycled(container_id, baseline)
-        for name in self.isolator.surplus():  # kept, but the pool is full: removed as a container's
-            self.add(name)
+        if (surplus := self.isolator.recycled(container_id, baseline)) is not None:
+            self.add(surplus)  # kept, but the pool is full: removed as a container's
 
     def _start(self) -> None:
         self._timer = None

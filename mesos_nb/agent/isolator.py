@@ -168,13 +168,12 @@ class Isolator:
     def removed(self, container_id: str) -> None:
         """The directories of :meth:`removal_dirs` are gone: forget the container."""
 
-    def recycled(self, container_id: str, baseline: dict | None) -> None:
+    def recycled(self, container_id: str, baseline: dict | None) -> str | None:
         """The launcher helper kept an ended container's cgroups for a later one (their
-        ``baseline``), or could not (None), as the setup plan's ``pool`` step asked."""
-
-    def surplus(self) -> list[str]:
-        """Names of kept cgroups the pool has no room for: removed like ended containers'."""
-        return []
+        ``baseline``), or could not (None), as the setup plan's ``pool`` step asked. Returns
+        the kept cgroups' name when the pool has no room for them: removed like an ended
+        container's."""
+        return None
 
     def drain_pool(self) -> None:
         """The agent stops: remove what was kept for later containers."""

@@ -300,7 +300,7 @@ class Helper:
             events = self.sel.select(0 if self.removing or self.recycling else None)
             if self.recycling:  # after this turn's launches, every exited child's (it spares a
                 # later launch its mkdirs, so it must keep up with the launches), then removals
-                self._recycle_some(len(self.recycling))
+                self._recycle_all()
             elif self.removing:
                 self._remove_some(1 if events else 4)
             for key, _ in events:
@@ -354,10 +354,9 @@ class Helper:
                 self.removing.popleft()
                 self._send({"id": rid, "left": left})
 
-    def _recycle_some(self, n: int) -> None:
-        while n > 0 and self.recycling:
+    def _recycle_all(self) -> None:
+        while self.recycling:
             _, cid, spec = self.recycling.popleft()
-            n -= 1
             try:
                 base = recycle_cgroups(spec["from"], spec)
             except (OSError, ValueError):  # a counter that is not a number: not kept, removed as usual
