@@ -83,4 +83,9 @@ def basic_principal(auth: str | None) -> str | None:
     return user if user and user != "None" else None
 
 
-__all__ = ["Channel", "Stream", "basic_principal", "ip_as_uint32"]
+def text_response(status: int, message: str) -> web.Response:
+    """A plain-text answer (the v1 APIs' errors: Mesos sends the reason as the body)."""
+    return web.Response(status=status, text=message)
+
+
+__all__ = ["Channel", "Stream", "basic_principal", "ip_as_uint32", "text_response"]

@@ -26,6 +26,7 @@ from ..protocol.routing import add_routes
 from ..protocol.version import VERSION
 from . import operator_views as v
 from .big_calls import run_steps
+from .connections import text_response as _text
 from .core import CallError, validate_role
 from .operator_stream import OperatorStreams
 from .quota import QuotaOvercommit, quota_status
@@ -54,9 +55,6 @@ REQUIRED = {"GET_METRICS", "SET_LOGGING_LEVEL", "LIST_FILES", "READ_FILE", "UPDA
             "RESERVE_RESOURCES", "UNRESERVE_RESOURCES", "CREATE_VOLUMES", "DESTROY_VOLUMES", "GROW_VOLUME",
             "SHRINK_VOLUME"} | MAINTENANCE_CALLS
 
-
-def _text(status: int, message: str) -> web.Response:
-    return web.Response(status=status, text=message)
 
 
 def _json(body: Any) -> web.Response:

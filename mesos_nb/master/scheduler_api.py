@@ -23,6 +23,7 @@ from ..protocol import recordio
 from ..protocol.http_calls import CallRefused, accepts_json, check_json_content_type
 from . import big_calls
 from .connections import Stream, basic_principal
+from .connections import text_response as _text
 from .core import CallError
 from .security import PRINCIPAL
 
@@ -187,5 +188,3 @@ class SchedulerApi:
         return resp
 
 
-def _text(status: int, message: str) -> web.Response:
-    return web.Response(status=status, text=message)
